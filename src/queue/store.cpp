@@ -1,0 +1,731 @@
+// The embedded message store on SQLite 3 in WAL mode. See store.hpp for the contract.
+//
+// Concurrency design:
+// - Within a process, one mutex guards the connection and its cached prepared statements.
+// - Across processes, every write runs in BEGIN IMMEDIATE, which takes SQLite's single writer
+//   lock up front. That makes take_first()'s select+delete atomic against every other
+//   connection, and it avoids SQLITE_BUSY_SNAPSHOT (a deferred read transaction that later
+//   tries to write cannot be retried by the busy handler). Lock waits go through the busy
+//   timeout; readers never block in WAL mode.
+// - seq and queue ids come from AUTOINCREMENT, so they are never reused: a stale cursor or a
+//   cached id of a deleted queue can never address a newer message or queue.
+#include "src/queue/store.hpp"
+
+#include <sqlite3.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <thread>
+
+namespace mqsec::queue {
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+// Long enough to ride out another process's group commit or checkpoint, short enough that a
+// wedged peer turns into an error instead of a hang.
+constexpr int kBusyTimeoutMs = 10000;
+
+std::string lower_ascii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+int64_t now_seconds() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// Resets a cached statement when the scope ends, so it holds no read snapshot and no pointers
+// to the caller's buffers (bindings use SQLITE_STATIC).
+struct StmtScope {
+  sqlite3_stmt* st;
+  explicit StmtScope(sqlite3_stmt* s) : st(s) {}
+  ~StmtScope() {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  }
+  StmtScope(const StmtScope&) = delete;
+  StmtScope& operator=(const StmtScope&) = delete;
+};
+
+void check_bind(int rc, const char* what) {
+  if (rc != SQLITE_OK) {
+    throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED,
+                std::string(what) + " failed: " + sqlite3_errstr(rc));
+  }
+}
+
+void bind_int(sqlite3_stmt* st, int idx, int64_t v, const char* what) {
+  check_bind(sqlite3_bind_int64(st, idx, v), what);
+}
+
+// sqlite3_bind_blob with a null pointer binds SQL NULL, which an empty std::span may have:
+// bind an explicit zero-length blob instead.
+void bind_blob(sqlite3_stmt* st, int idx, std::span<const uint8_t> b, const char* what) {
+  if (b.empty()) {
+    check_bind(sqlite3_bind_zeroblob(st, idx, 0), what);
+  } else {
+    check_bind(sqlite3_bind_blob64(st, idx, b.data(), b.size(), SQLITE_STATIC), what);
+  }
+}
+
+void bind_text(sqlite3_stmt* st, int idx, std::string_view s, const char* what) {
+  check_bind(
+      sqlite3_bind_text64(st, idx, s.empty() ? "" : s.data(), s.size(), SQLITE_STATIC, SQLITE_UTF8),
+      what);
+}
+
+Bytes column_bytes(sqlite3_stmt* st, int col) {
+  const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(st, col));
+  const int n = sqlite3_column_bytes(st, col);
+  if (p == nullptr || n <= 0) return {};
+  return Bytes(p, p + n);
+}
+
+std::string column_text(sqlite3_stmt* st, int col) {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st, col));
+  const int n = sqlite3_column_bytes(st, col);
+  if (p == nullptr || n <= 0) return {};
+  return std::string(p, static_cast<size_t>(n));
+}
+
+QueueInfo read_queue(sqlite3_stmt* st) {
+  QueueInfo q;
+  q.id = sqlite3_column_int64(st, 0);
+  q.name = column_text(st, 1);
+  q.label = column_text(st, 2);
+  q.authenticate = sqlite3_column_int(st, 3) != 0;
+  q.transactional = sqlite3_column_int(st, 4) != 0;
+  q.created = sqlite3_column_int64(st, 5);
+  return q;
+}
+
+[[noreturn]] void unavailable(const std::string& reason) {
+  throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason);
+}
+
+// Creates the directory and the database file ourselves, so their modes do not depend on the
+// umask and the file is never briefly readable by others.
+void prepare_files(const std::filesystem::path& dir, const std::filesystem::path& db) {
+  if (::mkdir(dir.c_str(), 0700) == 0) {
+    if (::chmod(dir.c_str(), 0700) != 0) {
+      unavailable("chmod of store directory " + dir.string() + " failed: " + std::strerror(errno));
+    }
+  } else if (errno != EEXIST) {
+    unavailable("creating store directory " + dir.string() + " failed: " + std::strerror(errno));
+  }
+  struct stat sb {};
+  if (::stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    unavailable("store path " + dir.string() + " is not a directory");
+  }
+  const int fd = ::open(db.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd >= 0) {
+    const int rc = ::fchmod(fd, 0600);
+    const int saved = errno;
+    ::close(fd);
+    if (rc != 0) {
+      unavailable("chmod of " + db.string() + " failed: " + std::strerror(saved));
+    }
+  } else if (errno != EEXIST) {
+    unavailable("creating " + db.string() + " failed: " + std::strerror(errno));
+  }
+}
+
+}  // namespace
+
+struct Store::Statements {
+  sqlite3_stmt* begin = nullptr;
+  sqlite3_stmt* commit = nullptr;
+  sqlite3_stmt* rollback = nullptr;
+  sqlite3_stmt* data_version = nullptr;
+  sqlite3_stmt* insert_queue = nullptr;
+  sqlite3_stmt* find_queue = nullptr;
+  sqlite3_stmt* list_queues = nullptr;
+  sqlite3_stmt* delete_queue_messages = nullptr;
+  sqlite3_stmt* delete_queue = nullptr;
+  sqlite3_stmt* insert_message = nullptr;
+  sqlite3_stmt* first = nullptr;
+  sqlite3_stmt* next_after = nullptr;
+  sqlite3_stmt* get = nullptr;
+  sqlite3_stmt* remove = nullptr;
+  sqlite3_stmt* count = nullptr;
+  sqlite3_stmt* any = nullptr;
+  sqlite3_stmt* insert_rejection = nullptr;
+  sqlite3_stmt* rejections = nullptr;
+  sqlite3_stmt* bind_cert = nullptr;
+  sqlite3_stmt* cert_sid = nullptr;
+
+  ~Statements() {
+    for (sqlite3_stmt* s : {begin,
+                            commit,
+                            rollback,
+                            data_version,
+                            insert_queue,
+                            find_queue,
+                            list_queues,
+                            delete_queue_messages,
+                            delete_queue,
+                            insert_message,
+                            first,
+                            next_after,
+                            get,
+                            remove,
+                            count,
+                            any,
+                            insert_rejection,
+                            rejections,
+                            bind_cert,
+                            cert_sid}) {
+      sqlite3_finalize(s);  // accepts nullptr
+    }
+  }
+};
+
+// A BEGIN IMMEDIATE transaction; rolls back unless commit() succeeded. durable=true switches the
+// connection to synchronous=FULL for this transaction (SQLite refuses to change it inside one).
+class Store::Tx {
+ public:
+  Tx(Store& s, bool durable) : s_(s), durable_(durable) {
+    if (durable_) s_.set_durable(true);
+    try {
+      s_.step_done(s_.st_->begin, "begin transaction");
+    } catch (...) {
+      if (durable_) restore_sync();
+      throw;
+    }
+  }
+  void commit() {
+    s_.step_done(s_.st_->commit, "commit");
+    committed_ = true;
+    ++s_.own_commits_;
+  }
+  // Errors are swallowed: this runs during unwinding, and a failed rollback leaves SQLite to
+  // roll back the transaction itself (an I/O error already aborted it).
+  ~Tx() {
+    if (!committed_ && sqlite3_get_autocommit(s_.db_) == 0) {
+      sqlite3_step(s_.st_->rollback);
+      sqlite3_reset(s_.st_->rollback);
+    }
+    if (durable_) restore_sync();
+  }
+  Tx(const Tx&) = delete;
+  Tx& operator=(const Tx&) = delete;
+
+ private:
+  void restore_sync() noexcept {
+    try {
+      s_.set_durable(false);
+    } catch (...) {
+      // Leaving the connection at FULL is safe, only slower.
+    }
+  }
+  Store& s_;
+  bool durable_;
+  bool committed_ = false;
+};
+
+Store::Store(const std::filesystem::path& dir) {
+  const std::filesystem::path db_path = dir / "mqsec.db";
+  prepare_files(dir, db_path);
+
+  // NOMUTEX: mu_ already serialises every use of this connection.
+  int rc =
+      sqlite3_open_v2(db_path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string reason = "opening " + db_path.string() +
+                         " failed: " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    unavailable(reason);
+  }
+  try {
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+
+    // journal_mode answers with the mode actually in force; a file system without shared memory
+    // support would silently leave us in rollback mode, where readers block writers.
+    {
+      sqlite3_stmt* st = prepare("PRAGMA journal_mode=WAL", "setting WAL journal mode");
+      const int src = sqlite3_step(st);
+      std::string mode = src == SQLITE_ROW ? column_text(st, 0) : std::string();
+      sqlite3_finalize(st);
+      if (src != SQLITE_ROW) fail(src, "setting WAL journal mode");
+      if (lower_ascii(mode) != "wal") unavailable("store cannot use WAL mode (got " + mode + ")");
+    }
+    exec("PRAGMA synchronous=NORMAL", "setting synchronous mode");
+
+    st_ = std::make_unique<Statements>();
+    st_->begin = prepare("BEGIN IMMEDIATE");
+    st_->commit = prepare("COMMIT");
+    st_->rollback = prepare("ROLLBACK");
+
+    {
+      Tx tx(*this, true);
+      exec("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)",
+           "creating schema");
+      sqlite3_stmt* st = prepare("SELECT max(version) FROM schema_version");
+      const int src = sqlite3_step(st);
+      const bool have = src == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+      const int64_t version = have ? sqlite3_column_int64(st, 0) : 0;
+      sqlite3_finalize(st);
+      if (src != SQLITE_ROW) fail(src, "reading schema version");
+      if (version > kSchemaVersion) {
+        unavailable("store schema version " + std::to_string(version) +
+                    " is newer than this mqsec supports (" + std::to_string(kSchemaVersion) + ")");
+      }
+      if (!have) {
+        exec(
+            "CREATE TABLE queues("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " name TEXT NOT NULL UNIQUE,"
+            " label TEXT NOT NULL,"
+            " authenticate INTEGER NOT NULL,"
+            " transactional INTEGER NOT NULL,"
+            " created INTEGER NOT NULL);"
+            "CREATE TABLE messages("
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " queue_id INTEGER NOT NULL,"
+            " priority INTEGER NOT NULL,"
+            " arrived INTEGER NOT NULL,"
+            " envelope BLOB NOT NULL);"
+            "CREATE INDEX messages_order ON messages(queue_id, priority DESC, seq);"
+            "CREATE TABLE rejections("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " queue TEXT NOT NULL,"
+            " time INTEGER NOT NULL,"
+            " reason TEXT NOT NULL,"
+            " envelope BLOB NOT NULL);"
+            "CREATE INDEX rejections_queue ON rejections(queue, id);"
+            "CREATE TABLE certificates("
+            " sha256 BLOB PRIMARY KEY,"
+            " der BLOB NOT NULL,"
+            " sid BLOB NOT NULL,"
+            " registered_by INTEGER NOT NULL,"
+            " registered INTEGER NOT NULL);"
+            "INSERT INTO schema_version(version) VALUES(1);",
+            "creating schema");
+      }
+      tx.commit();
+    }
+
+    constexpr const char* kMsgCols =
+        "SELECT queue_id, seq, priority, arrived, envelope FROM messages ";
+    constexpr const char* kQueueCols =
+        "SELECT id, name, label, authenticate, transactional, created FROM queues ";
+    st_->data_version = prepare("PRAGMA data_version");
+    st_->insert_queue = prepare(
+        "INSERT INTO queues(name, label, authenticate, transactional, created)"
+        " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO NOTHING");
+    st_->find_queue = prepare((std::string(kQueueCols) + "WHERE name = ?1").c_str());
+    st_->list_queues = prepare((std::string(kQueueCols) + "ORDER BY name").c_str());
+    st_->delete_queue_messages = prepare("DELETE FROM messages WHERE queue_id = ?1");
+    st_->delete_queue = prepare("DELETE FROM queues WHERE id = ?1");
+    // INSERT ... SELECT: the queue's existence is checked inside the same write transaction, so
+    // a concurrent delete_queue cannot leave orphaned messages behind.
+    st_->insert_message = prepare(
+        "INSERT INTO messages(queue_id, priority, arrived, envelope)"
+        " SELECT id, ?2, ?3, ?4 FROM queues WHERE id = ?1");
+    st_->first =
+        prepare((std::string(kMsgCols) + "WHERE queue_id = ?1 ORDER BY priority DESC, seq LIMIT 1")
+                    .c_str());
+    st_->next_after =
+        prepare((std::string(kMsgCols) +
+                 "WHERE queue_id = ?1 AND (priority < ?2 OR (priority = ?2 AND seq > ?3))"
+                 " ORDER BY priority DESC, seq LIMIT 1")
+                    .c_str());
+    st_->get = prepare((std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2").c_str());
+    st_->remove = prepare("DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2");
+    st_->count = prepare("SELECT count(*) FROM messages WHERE queue_id = ?1");
+    st_->any = prepare("SELECT 1 FROM messages WHERE queue_id = ?1 LIMIT 1");
+    st_->insert_rejection =
+        prepare("INSERT INTO rejections(queue, time, reason, envelope) VALUES(?1, ?2, ?3, ?4)");
+    st_->rejections = prepare(
+        "SELECT id, queue, time, reason, envelope FROM rejections WHERE queue = ?1 ORDER BY id");
+    st_->bind_cert = prepare(
+        "INSERT INTO certificates(sha256, der, sid, registered_by, registered)"
+        " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(sha256) DO UPDATE SET"
+        " der = excluded.der, sid = excluded.sid, registered_by = excluded.registered_by,"
+        " registered = excluded.registered");
+    st_->cert_sid = prepare("SELECT sid FROM certificates WHERE sha256 = ?1");
+  } catch (const Error& e) {
+    st_.reset();
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    if (e.code() == MQ_ERROR_SERVICE_NOT_AVAILABLE) throw;
+    unavailable("opening store " + db_path.string() + ": " + e.what());
+  } catch (...) {
+    st_.reset();
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    throw;
+  }
+}
+
+Store::~Store() {
+  st_.reset();  // statements must be finalized before the connection closes
+  sqlite3_close_v2(db_);
+}
+
+sqlite3_stmt* Store::prepare(const char* sql, const char* what) {
+  sqlite3_stmt* st = nullptr;
+  const int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(st);
+    fail(rc, what);
+  }
+  return st;
+}
+
+void Store::exec(const char* sql, const char* what) {
+  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) fail(rc, what);
+}
+
+void Store::step_done(sqlite3_stmt* st, const char* what) {
+  const int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    sqlite3_reset(st);
+    fail(rc, what);
+  }
+  sqlite3_reset(st);
+}
+
+// SQLITE_BUSY/LOCKED only reach us after the busy timeout expired: other processes hold the
+// store, which to the caller is a temporarily unavailable service, not a broken one.
+void Store::fail(int rc, const char* what) {
+  const int primary = rc & 0xff;
+  std::string msg = (db_ != nullptr && sqlite3_extended_errcode(db_) == rc) ? sqlite3_errmsg(db_)
+                                                                            : sqlite3_errstr(rc);
+  const HRESULT code = (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+                           ? MQ_ERROR_SERVICE_NOT_AVAILABLE
+                           : MQ_ERROR_MESSAGE_STORAGE_FAILED;
+  throw Error(code, std::string(what) + " failed: " + msg);
+}
+
+// In WAL mode synchronous=FULL fsyncs the WAL at every commit; NORMAL only at checkpoints
+// (a commit survives a process crash but not a power failure). The pragma takes effect at
+// prepare time, so it is executed afresh rather than cached.
+void Store::set_durable(bool durable) {
+  exec(durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+       "setting synchronous mode");
+}
+
+std::optional<StoredMessage> Store::read_message(sqlite3_stmt* st, const char* what) {
+  const int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc != SQLITE_ROW) fail(rc, what);
+  StoredMessage m;
+  m.queue_id = sqlite3_column_int64(st, 0);
+  m.seq = sqlite3_column_int64(st, 1);
+  m.priority = sqlite3_column_int(st, 2);
+  m.arrived = sqlite3_column_int64(st, 3);
+  m.envelope = column_bytes(st, 4);
+  return m;
+}
+
+void Store::create_queue(QueueInfo q) {
+  if (q.name.empty()) throw Error(MQ_ERROR_INVALID_PARAMETER, "queue name is empty");
+  const std::string name = lower_ascii(q.name);
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  sqlite3_stmt* st = st_->insert_queue;
+  StmtScope scope(st);
+  bind_text(st, 1, name, "create queue");
+  bind_text(st, 2, q.label, "create queue");
+  bind_int(st, 3, q.authenticate ? 1 : 0, "create queue");
+  bind_int(st, 4, q.transactional ? 1 : 0, "create queue");
+  bind_int(st, 5, q.created != 0 ? q.created : now_seconds(), "create queue");
+  const int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE) fail(rc, "create queue");
+  if (sqlite3_changes(db_) == 0) throw Error(MQ_ERROR_QUEUE_EXISTS, "queue " + name + " exists");
+  tx.commit();
+}
+
+void Store::delete_queue(std::string_view name_in) {
+  const std::string name = lower_ascii(name_in);
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  int64_t id = 0;
+  {
+    sqlite3_stmt* st = st_->find_queue;
+    StmtScope scope(st);
+    bind_text(st, 1, name, "delete queue");
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + name + " not found");
+    if (rc != SQLITE_ROW) fail(rc, "delete queue");
+    id = sqlite3_column_int64(st, 0);
+  }
+  for (sqlite3_stmt* st : {st_->delete_queue_messages, st_->delete_queue}) {
+    StmtScope scope(st);
+    bind_int(st, 1, id, "delete queue");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "delete queue");
+  }
+  tx.commit();
+}
+
+std::optional<QueueInfo> Store::find_queue(std::string_view name_in) {
+  const std::string name = lower_ascii(name_in);
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->find_queue;
+  StmtScope scope(st);
+  bind_text(st, 1, name, "find queue");
+  const int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc != SQLITE_ROW) fail(rc, "find queue");
+  return read_queue(st);
+}
+
+std::vector<QueueInfo> Store::list_queues() {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->list_queues;
+  StmtScope scope(st);
+  std::vector<QueueInfo> out;
+  for (;;) {
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) fail(rc, "list queues");
+    out.push_back(read_queue(st));
+  }
+  return out;
+}
+
+int64_t Store::append_locked(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
+                             int64_t now) {
+  sqlite3_stmt* st = st_->insert_message;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "append message");
+  bind_int(st, 2, priority, "append message");
+  bind_int(st, 3, now, "append message");
+  bind_blob(st, 4, envelope, "append message");
+  const int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE) fail(rc, "append message");
+  if (sqlite3_changes(db_) == 0) {
+    throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue id " + std::to_string(queue_id) + " not found");
+  }
+  return sqlite3_last_insert_rowid(db_);
+}
+
+int64_t Store::append(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
+                      bool durable) {
+  const int64_t now = now_seconds();
+  std::lock_guard lock(mu_);
+  Tx tx(*this, durable);
+  const int64_t seq = append_locked(queue_id, priority, envelope, now);
+  tx.commit();
+  return seq;
+}
+
+std::vector<int64_t> Store::append_batch(std::span<const Append> batch, bool durable) {
+  std::vector<int64_t> seqs;
+  if (batch.empty()) return seqs;
+  seqs.reserve(batch.size());
+  const int64_t now = now_seconds();
+  std::lock_guard lock(mu_);
+  Tx tx(*this, durable);
+  for (const Append& a : batch)
+    seqs.push_back(append_locked(a.queue_id, a.priority, a.envelope, now));
+  tx.commit();
+  return seqs;
+}
+
+std::optional<StoredMessage> Store::first(int64_t queue_id) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->first;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "read first message");
+  return read_message(st, "read first message");
+}
+
+std::optional<StoredMessage> Store::next_after(int64_t queue_id, int priority, int64_t seq) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->next_after;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "read next message");
+  bind_int(st, 2, priority, "read next message");
+  bind_int(st, 3, seq, "read next message");
+  return read_message(st, "read next message");
+}
+
+std::optional<StoredMessage> Store::get(int64_t queue_id, int64_t seq) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->get;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "read message");
+  bind_int(st, 2, seq, "read message");
+  return read_message(st, "read message");
+}
+
+bool Store::remove(int64_t queue_id, int64_t seq) {
+  std::lock_guard lock(mu_);
+  Tx tx(*this, false);
+  int changes = 0;
+  {
+    sqlite3_stmt* st = st_->remove;
+    StmtScope scope(st);
+    bind_int(st, 1, queue_id, "remove message");
+    bind_int(st, 2, seq, "remove message");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "remove message");
+    changes = sqlite3_changes(db_);
+  }
+  if (changes == 0) return false;  // someone else got it first; the Tx rolls back (no-op)
+  tx.commit();
+  return true;
+}
+
+std::optional<StoredMessage> Store::take_first(int64_t queue_id) {
+  std::lock_guard lock(mu_);
+  // Peek without the writer lock first: receivers polling an empty queue must not serialise
+  // every other process's writes behind them.
+  {
+    sqlite3_stmt* st = st_->any;
+    StmtScope scope(st);
+    bind_int(st, 1, queue_id, "take message");
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) return std::nullopt;
+    if (rc != SQLITE_ROW) fail(rc, "take message");
+  }
+  Tx tx(*this, false);
+  std::optional<StoredMessage> m;
+  {
+    sqlite3_stmt* st = st_->first;
+    StmtScope scope(st);
+    bind_int(st, 1, queue_id, "take message");
+    m = read_message(st, "take message");
+  }
+  if (!m) return std::nullopt;  // another receiver emptied the queue in between
+  {
+    sqlite3_stmt* st = st_->remove;
+    StmtScope scope(st);
+    bind_int(st, 1, queue_id, "take message");
+    bind_int(st, 2, m->seq, "take message");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "take message");
+    if (sqlite3_changes(db_) != 1) {
+      // Impossible while we hold the writer lock; refuse rather than hand out a duplicate.
+      throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "take message failed: message vanished");
+    }
+  }
+  tx.commit();
+  return m;
+}
+
+size_t Store::message_count(int64_t queue_id) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->count;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "count messages");
+  const int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) fail(rc, "count messages");
+  return static_cast<size_t>(sqlite3_column_int64(st, 0));
+}
+
+// PRAGMA data_version changes when another connection commits but not for this connection's own
+// commits, so those are counted separately. Both only ever grow, so their sum changes whenever
+// either does.
+uint64_t Store::version() {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->data_version;
+  StmtScope scope(st);
+  const int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) fail(rc, "read data version");
+  return static_cast<uint64_t>(sqlite3_column_int64(st, 0)) + own_commits_;
+}
+
+bool Store::wait_for_change(uint64_t seen, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::chrono::milliseconds pause{1};
+  for (;;) {
+    if (version() != seen) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    std::this_thread::sleep_for(std::min(pause, left + std::chrono::milliseconds(1)));
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+  }
+}
+
+void Store::record_rejection(std::string_view queue, std::string_view reason,
+                             std::span<const uint8_t> envelope) {
+  const std::string name = lower_ascii(queue);
+  const int64_t now = now_seconds();
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  {
+    sqlite3_stmt* st = st_->insert_rejection;
+    StmtScope scope(st);
+    bind_text(st, 1, name, "record rejection");
+    bind_int(st, 2, now, "record rejection");
+    bind_text(st, 3, reason, "record rejection");
+    bind_blob(st, 4, envelope, "record rejection");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "record rejection");
+  }
+  tx.commit();
+}
+
+std::vector<Rejection> Store::rejections(std::string_view queue) {
+  const std::string name = lower_ascii(queue);
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->rejections;
+  StmtScope scope(st);
+  bind_text(st, 1, name, "list rejections");
+  std::vector<Rejection> out;
+  for (;;) {
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) fail(rc, "list rejections");
+    Rejection r;
+    r.id = sqlite3_column_int64(st, 0);
+    r.queue = column_text(st, 1);
+    r.time = sqlite3_column_int64(st, 2);
+    r.reason = column_text(st, 3);
+    r.envelope = column_bytes(st, 4);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void Store::bind_certificate(std::span<const uint8_t> cert_sha256,
+                             std::span<const uint8_t> cert_der, std::span<const uint8_t> sid,
+                             uint32_t registered_by_uid) {
+  if (cert_sha256.size() != 32) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "certificate digest must be 32 bytes (SHA-256)");
+  }
+  const int64_t now = now_seconds();
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  {
+    sqlite3_stmt* st = st_->bind_cert;
+    StmtScope scope(st);
+    bind_blob(st, 1, cert_sha256, "register certificate");
+    bind_blob(st, 2, cert_der, "register certificate");
+    bind_blob(st, 3, sid, "register certificate");
+    bind_int(st, 4, registered_by_uid, "register certificate");
+    bind_int(st, 5, now, "register certificate");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "register certificate");
+  }
+  tx.commit();
+}
+
+std::optional<Bytes> Store::certificate_sid(std::span<const uint8_t> cert_sha256) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->cert_sid;
+  StmtScope scope(st);
+  bind_blob(st, 1, cert_sha256, "look up certificate");
+  const int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc != SQLITE_ROW) fail(rc, "look up certificate");
+  return column_bytes(st, 0);
+}
+
+}  // namespace mqsec::queue

@@ -1,0 +1,561 @@
+// Unit tests of the SQLite message store (src/queue/store.hpp): queue CRUD, receive order,
+// exactly-once removal across threads and processes, persistence, file modes, rejection audit
+// records, the certificate registry and change notification between connections.
+#include "src/queue/store.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <set>
+#include <thread>
+
+namespace mqsec::queue {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "mqsec-store-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
+    root_ = tmpl;
+    dir_ = root_ / "store";  // not created: the Store creates it
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  int64_t make_queue(Store& s, const std::string& name) {
+    QueueInfo q;
+    q.name = name;
+    s.create_queue(q);
+    auto found = s.find_queue(name);
+    EXPECT_TRUE(found.has_value());
+    return found ? found->id : 0;
+  }
+
+  fs::path root_;
+  fs::path dir_;
+};
+
+Bytes bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+HRESULT code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return MQ_OK;
+}
+
+mode_t mode_of(const fs::path& p) {
+  struct stat sb {};
+  if (::stat(p.c_str(), &sb) != 0) return static_cast<mode_t>(-1);
+  return sb.st_mode & 07777;
+}
+
+TEST_F(StoreTest, QueueCrudAndErrors) {
+  Store s(dir_);
+  EXPECT_TRUE(s.list_queues().empty());
+
+  QueueInfo q;
+  q.name = "Orders";
+  q.label = "Bestellungen \xc3\xbc";  // UTF-8 label round-trips untouched
+  q.authenticate = true;
+  q.transactional = true;
+  q.created = 1700000000;
+  s.create_queue(q);
+
+  QueueInfo z;
+  z.name = "zeta";
+  s.create_queue(z);
+  QueueInfo a;
+  a.name = "alpha";
+  s.create_queue(a);
+
+  auto found = s.find_queue("ORDERS");
+  ASSERT_TRUE(found.has_value());
+  EXPECT_GT(found->id, 0);
+  EXPECT_EQ(found->name, "orders");
+  EXPECT_EQ(found->label, q.label);
+  EXPECT_TRUE(found->authenticate);
+  EXPECT_TRUE(found->transactional);
+  EXPECT_EQ(found->created, 1700000000);
+
+  auto zeta = s.find_queue("zeta");
+  ASSERT_TRUE(zeta.has_value());
+  EXPECT_FALSE(zeta->authenticate);
+  EXPECT_FALSE(zeta->transactional);
+  EXPECT_GT(zeta->created, 1600000000);  // 0 means "now"
+
+  auto list = s.list_queues();
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].name, "alpha");
+  EXPECT_EQ(list[1].name, "orders");
+  EXPECT_EQ(list[2].name, "zeta");
+
+  QueueInfo dup;
+  dup.name = "oRdErS";
+  EXPECT_EQ(code_of([&] { s.create_queue(dup); }), MQ_ERROR_QUEUE_EXISTS);
+  QueueInfo empty;
+  EXPECT_EQ(code_of([&] { s.create_queue(empty); }), MQ_ERROR_INVALID_PARAMETER);
+  EXPECT_FALSE(s.find_queue("missing").has_value());
+
+  // Deleting removes the queue and its messages; ids are not reused, so a stale id is dead.
+  const int64_t old_id = found->id;
+  s.append(old_id, 3, bytes("m1"), false);
+  s.append(old_id, 3, bytes("m2"), true);
+  EXPECT_EQ(s.message_count(old_id), 2u);
+  s.delete_queue("Orders");
+  EXPECT_FALSE(s.find_queue("orders").has_value());
+  EXPECT_EQ(s.message_count(old_id), 0u);
+  EXPECT_EQ(code_of([&] { s.delete_queue("orders"); }), MQ_ERROR_QUEUE_NOT_FOUND);
+  EXPECT_EQ(code_of([&] { s.append(old_id, 0, bytes("x"), false); }), MQ_ERROR_QUEUE_NOT_FOUND);
+
+  s.create_queue(q);
+  auto again = s.find_queue("orders");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_NE(again->id, old_id);
+  EXPECT_EQ(s.message_count(again->id), 0u);
+  EXPECT_EQ(s.list_queues().size(), 3u);
+}
+
+TEST_F(StoreTest, PriorityThenArrivalOrderAndCursorWalk) {
+  Store s(dir_);
+  const int64_t qid = make_queue(s, "q");
+  const int64_t other = make_queue(s, "other");
+  const int prios[] = {3, 5, 3, 0, 5, 7, 0, 3};
+  std::vector<std::pair<int, int64_t>> expected;  // (priority, seq)
+  std::map<int64_t, Bytes> bodies;
+  for (size_t i = 0; i < std::size(prios); ++i) {
+    Bytes body = bytes("msg-" + std::to_string(i));
+    const int64_t seq = s.append(qid, prios[i], body, i % 2 == 0);
+    s.append(other, 9, bytes("noise"), false);  // another queue must not leak into the walk
+    expected.emplace_back(prios[i], seq);
+    bodies[seq] = body;
+  }
+  std::sort(expected.begin(), expected.end(), [](const auto& x, const auto& y) {
+    return x.first != y.first ? x.first > y.first : x.second < y.second;
+  });
+
+  std::vector<std::pair<int, int64_t>> walked;
+  for (auto m = s.first(qid); m; m = s.next_after(qid, m->priority, m->seq)) {
+    EXPECT_EQ(m->queue_id, qid);
+    EXPECT_EQ(m->envelope, bodies[m->seq]);
+    EXPECT_GT(m->arrived, 1600000000);
+    walked.emplace_back(m->priority, m->seq);
+  }
+  EXPECT_EQ(walked, expected);
+
+  // A cursor survives the removal of the message it points at.
+  const auto [p2, s2] = expected[2];
+  ASSERT_TRUE(s.remove(qid, s2));
+  auto next = s.next_after(qid, p2, s2);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->seq, expected[3].second);
+  EXPECT_FALSE(s.next_after(qid, expected.back().first, expected.back().second).has_value());
+
+  auto got = s.get(qid, expected[0].second);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->priority, 7);
+  EXPECT_FALSE(s.get(other, expected[0].second).has_value());  // wrong queue
+  EXPECT_FALSE(s.get(qid, s2).has_value());                    // removed
+}
+
+TEST_F(StoreTest, RemoveAndTakeFirstHappenExactlyOnce) {
+  Store s(dir_);
+  Store s2(dir_);  // a second connection
+  const int64_t qid = make_queue(s, "q");
+  const int64_t a = s.append(qid, 1, bytes("a"), false);
+  const int64_t b = s.append(qid, 4, Bytes{}, false);  // empty envelope is a valid blob
+  const int64_t c = s.append(qid, 1, bytes("c"), false);
+
+  EXPECT_TRUE(s2.remove(qid, a));
+  EXPECT_FALSE(s.remove(qid, a));
+  EXPECT_FALSE(s2.remove(qid, a));
+  EXPECT_FALSE(s.remove(qid + 1000, c));  // wrong queue does not delete
+
+  auto m = s.take_first(qid);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->seq, b);
+  EXPECT_TRUE(m->envelope.empty());
+  EXPECT_FALSE(s2.remove(qid, b));
+  m = s2.take_first(qid);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->seq, c);
+  EXPECT_EQ(m->envelope, bytes("c"));
+  EXPECT_FALSE(s.take_first(qid).has_value());
+  EXPECT_FALSE(s2.take_first(qid).has_value());
+  EXPECT_EQ(s.message_count(qid), 0u);
+}
+
+TEST_F(StoreTest, ConcurrentThreadsOnTwoConnectionsTakeEachMessageOnce) {
+  Store s1(dir_);
+  Store s2(dir_);
+  const int64_t qid = make_queue(s1, "q");
+  constexpr int kMessages = 600;
+  std::vector<Append> batch;
+  for (int i = 0; i < kMessages; ++i) batch.push_back({qid, i % 8, bytes(std::to_string(i))});
+  const auto seqs = s1.append_batch(batch, false);
+  ASSERT_EQ(seqs.size(), static_cast<size_t>(kMessages));
+
+  std::vector<std::vector<int64_t>> got(6);
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < got.size(); ++t) {
+    threads.emplace_back([&, t] {
+      Store& s = t % 2 == 0 ? s1 : s2;
+      try {
+        while (auto m = s.take_first(qid)) got[t].push_back(m->seq);
+      } catch (const Error&) {
+        failed = true;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_FALSE(failed);
+  std::multiset<int64_t> all;
+  for (auto& v : got) all.insert(v.begin(), v.end());
+  EXPECT_EQ(all.size(), seqs.size());
+  EXPECT_EQ(std::set<int64_t>(all.begin(), all.end()), std::set<int64_t>(seqs.begin(), seqs.end()));
+}
+
+TEST_F(StoreTest, AppendBatchIsAllOrNothing) {
+  Store s(dir_);
+  const int64_t qid = make_queue(s, "q");
+  std::vector<Append> batch{{qid, 1, bytes("a")}, {qid, 2, bytes("b")}, {qid, 1, bytes("c")}};
+  const auto seqs = s.append_batch(batch, true);
+  ASSERT_EQ(seqs.size(), 3u);
+  EXPECT_LT(seqs[0], seqs[1]);
+  EXPECT_LT(seqs[1], seqs[2]);
+  EXPECT_EQ(s.get(qid, seqs[1])->envelope, bytes("b"));
+
+  std::vector<Append> bad{{qid, 1, bytes("d")}, {qid + 999, 1, bytes("e")}};
+  EXPECT_EQ(code_of([&] { s.append_batch(bad, true); }), MQ_ERROR_QUEUE_NOT_FOUND);
+  EXPECT_EQ(s.message_count(qid), 3u);
+  EXPECT_TRUE(s.append_batch({}, true).empty());
+}
+
+TEST_F(StoreTest, MessagesQueuesAndRegistrySurviveReopening) {
+  const Bytes digest(32, 0xab);
+  int64_t qid = 0, durable_seq = 0, express_seq = 0;
+  {
+    Store s(dir_);
+    qid = make_queue(s, "persist");
+    durable_seq = s.append(qid, 2, bytes("durable"), true);
+    express_seq = s.append(qid, 6, bytes("express"), false);
+    s.record_rejection("persist", "bad signature", bytes("env"));
+    s.bind_certificate(digest, bytes("der"), bytes("sid"), 1000);
+  }
+  Store s(dir_);
+  auto q = s.find_queue("PERSIST");
+  ASSERT_TRUE(q.has_value());
+  EXPECT_EQ(q->id, qid);
+  EXPECT_EQ(s.message_count(qid), 2u);
+  auto first = s.take_first(qid);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->seq, express_seq);
+  EXPECT_EQ(first->envelope, bytes("express"));
+  EXPECT_EQ(s.get(qid, durable_seq)->envelope, bytes("durable"));
+  EXPECT_EQ(s.rejections("persist").size(), 1u);
+  EXPECT_EQ(s.certificate_sid(digest), bytes("sid"));
+  // New seqs keep growing after reopening (never reused).
+  EXPECT_GT(s.append(qid, 0, bytes("later"), false), express_seq);
+}
+
+TEST_F(StoreTest, FileModesIgnoreUmask) {
+  const mode_t old = ::umask(0);
+  std::optional<Store> s;
+  try {
+    s.emplace(dir_);
+    const int64_t qid = make_queue(*s, "q");
+    s->append(qid, 0, bytes("x"), true);  // creates the -wal and -shm files
+  } catch (...) {
+    ::umask(old);
+    throw;
+  }
+  ::umask(old);
+  EXPECT_EQ(mode_of(dir_), 0700u);
+  EXPECT_EQ(mode_of(dir_ / "mqsec.db"), 0600u);
+  ASSERT_TRUE(fs::exists(dir_ / "mqsec.db-wal")) << "store is not in WAL mode";
+  EXPECT_EQ(mode_of(dir_ / "mqsec.db-wal"), 0600u);
+  EXPECT_EQ(mode_of(dir_ / "mqsec.db-shm"), 0600u);
+}
+
+TEST_F(StoreTest, OpenFailuresAreServiceNotAvailable) {
+  // A regular file where the directory should be.
+  std::ofstream(root_ / "file") << "x";
+  EXPECT_EQ(code_of([&] { Store s(root_ / "file"); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+  // A missing parent directory.
+  EXPECT_EQ(code_of([&] { Store s(root_ / "no" / "such"); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+  // Garbage instead of a database.
+  fs::create_directory(root_ / "garbage");
+  std::ofstream(root_ / "garbage" / "mqsec.db") << std::string(4096, 'g');
+  EXPECT_EQ(code_of([&] { Store s(root_ / "garbage"); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+  // A schema written by a newer mqsec.
+  { Store s(dir_); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "mqsec.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  try {
+    Store s(dir_);
+    FAIL() << "opened a store with a newer schema";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+    EXPECT_NE(std::string(e.what()).find("99"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(StoreTest, RejectionsAreRecordedPerQueueOldestFirst) {
+  Store s(dir_);
+  s.record_rejection("Orders", "bad signature", bytes("env1"));
+  s.record_rejection("other", "expired certificate", bytes("env2"));
+  s.record_rejection("orders", "SID mismatch", Bytes{});
+  auto r = s.rejections("ORDERS");
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_LT(r[0].id, r[1].id);
+  EXPECT_EQ(r[0].queue, "orders");
+  EXPECT_EQ(r[0].reason, "bad signature");
+  EXPECT_EQ(r[0].envelope, bytes("env1"));
+  EXPECT_GT(r[0].time, 1600000000);
+  EXPECT_EQ(r[1].reason, "SID mismatch");
+  EXPECT_TRUE(r[1].envelope.empty());
+  EXPECT_EQ(s.rejections("other").size(), 1u);
+  EXPECT_TRUE(s.rejections("none").empty());
+}
+
+TEST_F(StoreTest, CertificateRegistryBindReplaceLookup) {
+  Store s(dir_);
+  Store other(dir_);
+  const Bytes d1(32, 1), d2(32, 2);
+  EXPECT_FALSE(s.certificate_sid(d1).has_value());
+  s.bind_certificate(d1, bytes("cert1"), bytes("S-1-22-1-1000"), 0);
+  s.bind_certificate(d2, bytes("cert2"), bytes("S-1-22-1-1001"), 0);
+  EXPECT_EQ(other.certificate_sid(d1), bytes("S-1-22-1-1000"));
+  EXPECT_EQ(other.certificate_sid(d2), bytes("S-1-22-1-1001"));
+  other.bind_certificate(d1, bytes("cert1"), bytes("S-1-22-1-2000"), 1000);  // replaces
+  EXPECT_EQ(s.certificate_sid(d1), bytes("S-1-22-1-2000"));
+  EXPECT_EQ(s.certificate_sid(d2), bytes("S-1-22-1-1001"));
+  const Bytes short_digest(20, 1);
+  EXPECT_EQ(code_of([&] { s.bind_certificate(short_digest, bytes("c"), bytes("s"), 0); }),
+            MQ_ERROR_INVALID_PARAMETER);
+}
+
+TEST_F(StoreTest, WaitForChangeWakesOnAnotherConnectionsCommit) {
+  Store a(dir_);
+  Store b(dir_);
+  const int64_t qid = make_queue(a, "q");
+
+  // Nothing happens: times out.
+  const uint64_t quiet = a.version();
+  EXPECT_FALSE(a.wait_for_change(quiet, 30ms));
+  EXPECT_EQ(a.version(), quiet);
+
+  // Another connection commits while we wait.
+  const uint64_t before = a.version();
+  std::thread writer([&] { b.append(qid, 0, bytes("wake"), false); });
+  const bool woke = a.wait_for_change(before, 10s);
+  writer.join();
+  EXPECT_TRUE(woke);
+  EXPECT_NE(a.version(), before);
+  EXPECT_EQ(a.message_count(qid), 1u);
+
+  // Our own commits count too (data_version alone would not show them).
+  const uint64_t own = a.version();
+  a.append(qid, 0, bytes("self"), false);
+  EXPECT_NE(a.version(), own);
+  // A removal by the other connection is a change as well.
+  const uint64_t v = a.version();
+  ASSERT_TRUE(b.take_first(qid).has_value());
+  EXPECT_TRUE(a.wait_for_change(v, 10s));
+}
+
+// Several processes opening a store that does not exist yet race to create the directory, the
+// file, WAL mode and the schema; all of them must succeed.
+TEST_F(StoreTest, ProcessesCreatingTheStoreAtOnceAllSucceed) {
+  constexpr int kChildren = 4, kEach = 50;
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  std::vector<pid_t> pids;
+  for (int c = 0; c < kChildren; ++c) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::alarm(60);
+      ::close(go[1]);
+      char x;
+      if (::read(go[0], &x, 1) != 0) ::_exit(6);  // start together when the parent closes
+      int status = 0;
+      try {
+        Store s(dir_);
+        QueueInfo q;
+        q.name = "q" + std::to_string(c);
+        s.create_queue(q);
+        const int64_t id = s.find_queue(q.name)->id;
+        for (int i = 0; i < kEach; ++i) s.append(id, 0, bytes("m"), i % 10 == 0);
+      } catch (...) {
+        status = 3;
+      }
+      ::_exit(status);
+    }
+    pids.push_back(pid);
+  }
+  ::close(go[0]);
+  ::close(go[1]);
+  for (pid_t pid : pids) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  }
+  Store s(dir_);
+  const auto queues = s.list_queues();
+  ASSERT_EQ(queues.size(), static_cast<size_t>(kChildren));
+  for (const auto& q : queues) EXPECT_EQ(s.message_count(q.id), static_cast<size_t>(kEach));
+}
+
+// Receiver process: takes messages until the parent has signalled "done" and the queue is
+// empty, writing (seq, index from the envelope) pairs to `fd`. Exit status 0 on success.
+[[noreturn]] void receiver_child(const fs::path& dir, int fd) {
+  ::alarm(120);  // never outlive a crashed parent
+  int status = 0;
+  try {
+    Store s(dir);  // opened after fork(): SQLite connections must not cross fork()
+    const auto q = s.find_queue("work");
+    const auto done = s.find_queue("done");
+    if (!q || !done) ::_exit(4);
+    bool finished = false;
+    for (;;) {
+      const uint64_t v = s.version();
+      if (auto m = s.take_first(q->id)) {
+        int64_t rec[2] = {m->seq, -1};
+        if (m->envelope.size() >= sizeof(int64_t)) std::memcpy(&rec[1], m->envelope.data(), 8);
+        if (::write(fd, rec, sizeof rec) != static_cast<ssize_t>(sizeof rec)) ::_exit(5);
+        continue;
+      }
+      if (finished) break;  // "done" was seen before this take found the queue empty
+      finished = s.message_count(done->id) > 0;
+      if (!finished) s.wait_for_change(v, 100ms);
+    }
+  } catch (...) {
+    status = 3;
+  }
+  ::close(fd);
+  ::_exit(status);
+}
+
+TEST_F(StoreTest, TwoReceiverProcessesGetEveryMessageExactlyOnce) {
+  constexpr int kBefore = 1000, kTotal = 2000;
+  std::map<int64_t, int64_t> index_of_seq;
+  auto envelope = [](int64_t i) {
+    Bytes e(64, static_cast<uint8_t>(i));
+    std::memcpy(e.data(), &i, sizeof i);
+    return e;
+  };
+  {
+    Store s(dir_);
+    const int64_t qid = make_queue(s, "work");
+    make_queue(s, "done");
+    for (int64_t i = 0; i < kBefore; ++i) {
+      index_of_seq[s.append(qid, static_cast<int>(i % 3), envelope(i), i % 100 == 0)] = i;
+    }
+  }  // closed: the children must not inherit an open connection
+
+  int fds[2][2];
+  pid_t pids[2];
+  for (int c = 0; c < 2; ++c) {
+    ASSERT_EQ(::pipe(fds[c]), 0);
+    pids[c] = ::fork();
+    ASSERT_GE(pids[c], 0);
+    if (pids[c] == 0) {
+      ::close(fds[c][0]);
+      if (c == 1) ::close(fds[0][0]);
+      receiver_child(dir_, fds[c][1]);
+    }
+    ::close(fds[c][1]);
+  }
+
+  // Appends while the receivers run: single appends and group commits.
+  {
+    Store s(dir_);
+    const int64_t qid = s.find_queue("work")->id;
+    int64_t i = kBefore;
+    while (i < kTotal) {
+      if (i % 50 == 0) {
+        std::vector<Append> batch;
+        for (int k = 0; k < 10; ++k)
+          batch.push_back({qid, static_cast<int>((i + k) % 3), envelope(i + k)});
+        const auto seqs = s.append_batch(batch, true);
+        for (int k = 0; k < 10; ++k) index_of_seq[seqs[k]] = i + k;
+        i += 10;
+      } else {
+        index_of_seq[s.append(qid, static_cast<int>(i % 3), envelope(i), false)] = i;
+        ++i;
+      }
+    }
+    s.append(s.find_queue("done")->id, 0, bytes("done"), true);
+  }
+
+  std::vector<std::pair<int64_t, int64_t>> received[2];
+  for (int c = 0; c < 2; ++c) {
+    int64_t rec[2];
+    size_t have = 0;
+    auto* p = reinterpret_cast<char*>(rec);
+    for (;;) {
+      const ssize_t n = ::read(fds[c][0], p + have, sizeof rec - have);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      have += static_cast<size_t>(n);
+      if (have == sizeof rec) {
+        received[c].emplace_back(rec[0], rec[1]);
+        have = 0;
+      }
+    }
+    ::close(fds[c][0]);
+    EXPECT_EQ(have, 0u) << "torn record from child " << c;
+    int status = 0;
+    ASSERT_EQ(::waitpid(pids[c], &status, 0), pids[c]);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "child " << c << " status " << status;
+  }
+
+  ASSERT_EQ(index_of_seq.size(), static_cast<size_t>(kTotal));
+  std::map<int64_t, int> times;
+  for (auto& r : received) {
+    for (auto [seq, idx] : r) {
+      ++times[seq];
+      auto it = index_of_seq.find(seq);
+      ASSERT_NE(it, index_of_seq.end()) << "unknown seq " << seq;
+      EXPECT_EQ(idx, it->second) << "envelope of seq " << seq;
+    }
+  }
+  for (auto [seq, idx] : index_of_seq) {
+    EXPECT_EQ(times[seq], 1) << "seq " << seq << " (message " << idx << ")";
+  }
+  EXPECT_EQ(received[0].size() + received[1].size(), static_cast<size_t>(kTotal));
+  Store s(dir_);
+  EXPECT_EQ(s.message_count(s.find_queue("work")->id), 0u);
+  std::cout << "[ info     ] child 0 received " << received[0].size() << ", child 1 received "
+            << received[1].size() << "\n";
+}
+
+}  // namespace
+}  // namespace mqsec::queue
