@@ -1,0 +1,82 @@
+// A mock PKCS#11 (Cryptoki 2.40) module for mqsec's unit tests.
+//
+// It has two fixed slots with software tokens whose keys are real OpenSSL keys, so signatures it
+// makes verify with OpenSSL. Tests drive it through the ordinary CK_FUNCTION_LIST and steer it
+// with the helpers below: put keys and certificates on a token, inject failures into any entry
+// point, pull a token out, and look at call counts, open sessions and login state.
+//
+// The same source also builds a loadable module (.so): C_GetFunctionList is exported with C
+// linkage and default visibility.
+//
+// All state is process-wide and guarded by one mutex, so every entry point and helper may be
+// called from any thread. Entry points never throw; the helpers throw only where they say so.
+#pragma once
+
+#include <p11-kit/pkcs11.h>
+#include <openssl/evp.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mqsec::mock {
+
+// The mock's function list (version 2.40). Never null; valid for the life of the process.
+CK_FUNCTION_LIST* function_list() noexcept;
+
+// Back to the initial state: not initialized, no objects, no injected failures, call counts
+// zero, PIN retry counters cleared, both tokens present.
+//   Slot 0: label "mock-a", serial "MOCKSERIAL0001", user PIN "1234", SO PIN "5678",
+//           ulMaxSessionCount 4.
+//   Slot 1: label "mock-b", serial "MOCKSERIAL0002", user PIN "1234", SO PIN "5678",
+//           ulMaxSessionCount CK_EFFECTIVELY_INFINITE.
+//   Both: CKF_LOGIN_REQUIRED | CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED | CKF_RNG.
+// Handles are never reused, not even across reset(), so a stale handle from an earlier test
+// is always invalid rather than silently naming a new object.
+void reset() noexcept;
+
+// Puts a key on the token of `slot` as token objects: a CKO_PRIVATE_KEY (CKA_PRIVATE true,
+// CKA_SIGN true), its CKO_PUBLIC_KEY and, if cert_der is non-empty, a CKO_CERTIFICATE
+// (CKC_X_509) whose CKA_VALUE is cert_der (CKA_SUBJECT, CKA_ISSUER and CKA_SERIAL_NUMBER are
+// filled in when cert_der parses as X.509; it is stored as given either way, so tests can use
+// malformed certificates). All three share CKA_ID and CKA_LABEL.
+// `key` is an RSA or EC (P-256, P-384, P-521) key with its private part; the mock takes its
+// own reference, the caller keeps ownership of `key`.
+// Works whether or not the module is initialized or the token present.
+// Returns the private key's handle.
+// Throws std::invalid_argument for an unknown slot or an unsupported or public-only key,
+// std::runtime_error if OpenSSL fails to export the key's components.
+CK_OBJECT_HANDLE add_key(CK_SLOT_ID slot, EVP_PKEY* key, std::vector<uint8_t> ckaid,
+                         std::string label, std::vector<uint8_t> cert_der, bool sensitive = true,
+                         bool extractable = false, bool always_authenticate = false);
+
+// Error injection: the nth future call (1 = the next one) of entry point `fn` (e.g. "C_Sign")
+// returns rv without doing anything else. With persistent=true that call and every later call
+// of `fn` fail the same way until clear_failures() or reset(). Several injections may be
+// pending at once; call counting is unaffected.
+// Throws std::invalid_argument if nth < 1.
+void fail(const std::string& fn, CK_RV rv, int nth = 1, bool persistent = false);
+void clear_failures() noexcept;
+
+// Inserts or removes the token of `slot`. Removal closes all of that slot's sessions
+// (destroying their session objects) and logs out; token objects stay on the token and are
+// there again after re-insertion.
+// Throws std::invalid_argument for an unknown slot.
+void set_token_present(CK_SLOT_ID slot, bool present);
+
+// How often entry point `fn` ("C_Login", ...) was called since reset(), including calls that
+// failed or had a failure injected.
+int call_count(const std::string& fn) noexcept;
+
+// Number of open sessions on `slot` (0 for an unknown slot).
+int open_session_count(CK_SLOT_ID slot) noexcept;
+
+// True while a user (CKU_USER) or the SO is logged in to the token of `slot`.
+bool logged_in(CK_SLOT_ID slot) noexcept;
+
+}  // namespace mqsec::mock
+
+// The standard module entry point; returns mqsec::mock::function_list(). Declared by
+// <p11-kit/pkcs11.h> as well; repeated here so the export is visible where it is defined.
+extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(
+    CK_FUNCTION_LIST_PTR_PTR ppFunctionList);
