@@ -1,0 +1,115 @@
+// PIN sources and the self-wiping PIN container.
+#include "pkcs11/pin.hpp"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "pkcs11/error.hpp"
+
+namespace mqsec::pkcs11 {
+namespace {
+
+uid_t thread_euid() {
+  uid_t r, e, s;
+  syscall(SYS_getresuid, &r, &e, &s);
+  return e;
+}
+
+std::string decode_percent(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      out += static_cast<char>(std::strtol(s.substr(i + 1, 2).c_str(), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+SecretString read_pin_file(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    throw Error("cannot open PIN file '" + path + "': " + std::strerror(errno) +
+                " (create it, owned by the user, mode 0600)");
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    throw Error("PIN file '" + path + "' is not a regular file");
+  }
+  if (st.st_uid != thread_euid()) {
+    close(fd);
+    throw Error("PIN file '" + path + "' is owned by uid " + std::to_string(st.st_uid) +
+                ", not by the calling user (uid " + std::to_string(thread_euid()) +
+                "); chown it to the user");
+  }
+  if ((st.st_mode & 077) != 0) {
+    close(fd);
+    throw Error("PIN file '" + path + "' is accessible by group or others; run chmod 600 '" +
+                path + "'");
+  }
+  std::string buf(256, '\0');
+  ssize_t n = read(fd, buf.data(), buf.size());
+  int err = errno;
+  close(fd);
+  SecretString holder(std::move(buf));  // wipes the whole buffer whatever happens next
+  if (n < 0) throw Error("cannot read PIN file '" + path + "': " + std::strerror(err));
+  std::string pin(holder.str().data(), static_cast<size_t>(n));
+  while (!pin.empty() && (pin.back() == '\n' || pin.back() == '\r')) pin.pop_back();
+  SecretString result(std::move(pin));
+  if (result.empty()) throw Error("PIN file '" + path + "' is empty");
+  return result;
+}
+
+}  // namespace
+
+SecretString::SecretString(SecretString&& o) noexcept : s_(std::move(o.s_)) { o.wipe(); }
+
+SecretString& SecretString::operator=(SecretString&& o) noexcept {
+  if (this != &o) {
+    wipe();
+    s_ = std::move(o.s_);
+    o.wipe();
+  }
+  return *this;
+}
+
+SecretString::~SecretString() { wipe(); }
+
+void SecretString::wipe() noexcept {
+  if (!s_.empty()) OPENSSL_cleanse(s_.data(), s_.size());
+  s_.clear();
+}
+
+SecretString read_pin(const std::string& source) {
+  if (source.rfind("file:", 0) == 0) {
+    std::string path = decode_percent(source.substr(5));
+    if (path.rfind("//", 0) == 0) path = path.substr(2);  // file:///path
+    if (path.empty() || path[0] != '/') {
+      throw Error("pin-source '" + source + "' must name an absolute path (file:/path/to/pin)");
+    }
+    return read_pin_file(path);
+  }
+  if (source.rfind("env:", 0) == 0) {
+    std::string name = source.substr(4);
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr || *v == '\0') {
+      throw Error("pin-source env:" + name + ": the environment variable " + name +
+                  " is not set or empty");
+    }
+    return SecretString(std::string(v));
+  }
+  throw Error("unsupported pin-source '" + source +
+              "': use file:<absolute path> or env:<VARIABLE>");
+}
+
+}  // namespace mqsec::pkcs11

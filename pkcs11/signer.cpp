@@ -1,0 +1,153 @@
+// Device signing of host digests.
+#include "pkcs11/signer.hpp"
+
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
+
+#include <memory>
+
+#include "pkcs11/error.hpp"
+
+namespace mqsec::pkcs11 {
+namespace {
+
+// DER prefixes of DigestInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING digest }
+// (RFC 8017, section 9.2, note 1).
+const uint8_t kMd5[] = {0x30, 0x20, 0x30, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48,
+                        0x86, 0xf7, 0x0d, 0x02, 0x05, 0x05, 0x00, 0x04, 0x10};
+const uint8_t kSha1[] = {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e,
+                         0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14};
+const uint8_t kSha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                           0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+const uint8_t kSha384[] = {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                           0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30};
+const uint8_t kSha512[] = {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                           0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40};
+
+std::span<const uint8_t> prefix(Hash h) {
+  switch (h) {
+    case Hash::Md5:
+      return kMd5;
+    case Hash::Sha1:
+      return kSha1;
+    case Hash::Sha256:
+      return kSha256;
+    case Hash::Sha384:
+      return kSha384;
+    case Hash::Sha512:
+      return kSha512;
+  }
+  return {};
+}
+
+void pss_params(Hash h, CK_RSA_PKCS_PSS_PARAMS& p) {
+  switch (h) {
+    case Hash::Md5:
+      throw Error("RSA-PSS with MD5 is not supported");
+    case Hash::Sha1:
+      p = {CKM_SHA_1, CKG_MGF1_SHA1, 20};
+      return;
+    case Hash::Sha256:
+      p = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+      return;
+    case Hash::Sha384:
+      p = {CKM_SHA384, CKG_MGF1_SHA384, 48};
+      return;
+    case Hash::Sha512:
+      p = {CKM_SHA512, CKG_MGF1_SHA512, 64};
+      return;
+  }
+}
+
+}  // namespace
+
+size_t digest_size(Hash h) noexcept {
+  switch (h) {
+    case Hash::Md5:
+      return 16;
+    case Hash::Sha1:
+      return 20;
+    case Hash::Sha256:
+      return 32;
+    case Hash::Sha384:
+      return 48;
+    case Hash::Sha512:
+      return 64;
+  }
+  return 0;
+}
+
+Bytes digest_info(Hash h, std::span<const uint8_t> digest) {
+  auto p = prefix(h);
+  Bytes out(p.begin(), p.end());
+  out.insert(out.end(), digest.begin(), digest.end());
+  return out;
+}
+
+Bytes ecdsa_raw_to_der(std::span<const uint8_t> raw) {
+  if (raw.empty() || raw.size() % 2 != 0) {
+    throw Error("token returned a malformed ECDSA signature (odd length)");
+  }
+  size_t half = raw.size() / 2;
+  std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> sig(ECDSA_SIG_new(), ECDSA_SIG_free);
+  BIGNUM* r = BN_bin2bn(raw.data(), static_cast<int>(half), nullptr);
+  BIGNUM* s = BN_bin2bn(raw.data() + half, static_cast<int>(half), nullptr);
+  if (!sig || r == nullptr || s == nullptr || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
+    BN_free(r);
+    BN_free(s);
+    throw Error("out of memory converting an ECDSA signature");
+  }
+  int len = i2d_ECDSA_SIG(sig.get(), nullptr);
+  Bytes der(static_cast<size_t>(len));
+  unsigned char* p = der.data();
+  i2d_ECDSA_SIG(sig.get(), &p);
+  return der;
+}
+
+Bytes sign_digest(Token& token, const SignKey& key, Hash hash, std::span<const uint8_t> digest,
+                  const std::string& pin_source) {
+  CK_MECHANISM mech{CKM_RSA_PKCS, nullptr, 0};
+  CK_RSA_PKCS_PSS_PARAMS pss{};
+  Bytes input;
+  std::span<const uint8_t> data = digest;
+  switch (key.scheme) {
+    case Scheme::RsaPkcs1:
+      input = digest_info(hash, digest);
+      data = input;
+      break;
+    case Scheme::RsaPss:
+      pss_params(hash, pss);
+      mech = {CKM_RSA_PKCS_PSS, &pss, sizeof pss};
+      break;
+    case Scheme::Ecdsa:
+      mech = {CKM_ECDSA, nullptr, 0};
+      break;
+  }
+
+  Token::Session s = token.session();
+  CK_FUNCTION_LIST* f = token.fn();
+  CK_RV rv = f->C_SignInit(s.handle(), &mech, key.handle);
+  if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED) s.discard();
+  check(rv, "C_SignInit");
+  if (key.always_authenticate) token.context_login(s, pin_source);
+
+  Bytes sig(key.signature_size > 0 ? key.signature_size : 1024);
+  CK_ULONG len = sig.size();
+  rv = f->C_Sign(s.handle(), const_cast<CK_BYTE_PTR>(data.data()), data.size(), sig.data(), &len);
+  if (rv == CKR_BUFFER_TOO_SMALL) {
+    // The operation stays active after CKR_BUFFER_TOO_SMALL; retry with the size it gave.
+    sig.resize(len);
+    rv = f->C_Sign(s.handle(), const_cast<CK_BYTE_PTR>(data.data()), data.size(), sig.data(),
+                   &len);
+  }
+  if (rv != CKR_OK) {
+    // A failed C_Sign may leave the operation active in some modules: do not pool it.
+    s.discard();
+    throw Error("C_Sign", rv, "token '" + token.label() + "'");
+  }
+  sig.resize(len);
+  if (key.scheme == Scheme::Ecdsa) return ecdsa_raw_to_der(sig);
+  return sig;
+}
+
+}  // namespace mqsec::pkcs11

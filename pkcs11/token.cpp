@@ -1,0 +1,296 @@
+// Token lookup, the session pool and login.
+#include "pkcs11/token.hpp"
+
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <tuple>
+
+#include "pkcs11/error.hpp"
+#include "pkcs11/pin.hpp"
+
+namespace mqsec::pkcs11 {
+namespace {
+
+std::mutex g_tokens_mutex;
+// Process-wide and immortal, like modules: a token keeps its login and warm sessions for
+// the life of the process, so contexts created later do not pay for them again.
+std::map<std::tuple<const Module*, std::string, std::string>, std::shared_ptr<Token>>* g_tokens =
+    nullptr;
+
+std::array<uint8_t, 32> pin_digest(const SecretString& pin) {
+  std::array<uint8_t, 32> d{};
+  SHA256(reinterpret_cast<const unsigned char*>(pin.str().data()), pin.str().size(), d.data());
+  return d;
+}
+
+}  // namespace
+
+std::string padded_string(const CK_UTF8CHAR* p, size_t n) {
+  std::string s(reinterpret_cast<const char*>(p), n);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  return s;
+}
+
+Token::Session::Session(Session&& o) noexcept
+    : token_(std::move(o.token_)), handle_(o.handle_), broken_(o.broken_) {
+  o.handle_ = CK_INVALID_HANDLE;
+}
+
+Token::Session& Token::Session::operator=(Session&& o) noexcept {
+  if (this != &o) {
+    if (token_ && handle_ != CK_INVALID_HANDLE) token_->give_back(handle_, broken_);
+    token_ = std::move(o.token_);
+    handle_ = o.handle_;
+    broken_ = o.broken_;
+    o.handle_ = CK_INVALID_HANDLE;
+  }
+  return *this;
+}
+
+Token::Session::~Session() {
+  if (token_ && handle_ != CK_INVALID_HANDLE) token_->give_back(handle_, broken_);
+}
+
+Token::Token(std::shared_ptr<Module> m, CK_SLOT_ID slot, const CK_TOKEN_INFO& info)
+    : module_(std::move(m)),
+      slot_(slot),
+      label_(padded_string(info.label, sizeof info.label)),
+      serial_(padded_string(info.serialNumber, sizeof info.serialNumber)),
+      flags_(info.flags) {
+  // CK_UNAVAILABLE_INFORMATION and CK_EFFECTIVELY_INFINITE (0) mean "no limit we know of";
+  // we still keep the pool bounded.
+  CK_ULONG max = info.ulMaxSessionCount;
+  max_sessions_ = (max == CK_EFFECTIVELY_INFINITE || max == CK_UNAVAILABLE_INFORMATION)
+                      ? 64
+                      : std::max<CK_ULONG>(1, std::min<CK_ULONG>(max, 64));
+}
+
+Token::~Token() {
+  // Closing is best effort: a destructor cannot report, and the module may already be gone
+  // from the slot.
+  for (CK_SESSION_HANDLE h : idle_) fn()->C_CloseSession(h);
+}
+
+std::shared_ptr<Token> Token::open(std::shared_ptr<Module> module, const Uri& uri) {
+  CK_FUNCTION_LIST* f = module->fn();
+  CK_ULONG count = 0;
+  check(f->C_GetSlotList(CK_TRUE, nullptr, &count), "C_GetSlotList");
+  std::vector<CK_SLOT_ID> slots(count);
+  if (count > 0) check(f->C_GetSlotList(CK_TRUE, slots.data(), &count), "C_GetSlotList");
+  slots.resize(count);
+
+  std::vector<std::pair<CK_SLOT_ID, CK_TOKEN_INFO>> matches;
+  for (CK_SLOT_ID s : slots) {
+    CK_TOKEN_INFO info{};
+    CK_RV rv = f->C_GetTokenInfo(s, &info);
+    if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED) continue;
+    check(rv, "C_GetTokenInfo");
+    if (!(info.flags & CKF_TOKEN_INITIALIZED)) continue;
+    if (uri.matches_token(info)) matches.emplace_back(s, info);
+  }
+  std::string wanted = uri.token_label().empty() ? std::string("any token")
+                                                 : "token '" + uri.token_label() + "'";
+  if (!uri.token_serial().empty()) wanted += " serial '" + uri.token_serial() + "'";
+  if (matches.empty()) {
+    throw Error("no " + wanted + " is present in module '" + module->path() +
+                "' (insert the card, or check the token= part of the URI; `mqsec doctor` "
+                "lists the tokens)");
+  }
+  if (matches.size() > 1) {
+    throw Error(std::to_string(matches.size()) + " tokens match " + wanted +
+                "; add token= or serial= to the URI");
+  }
+  auto [slot, info] = matches.front();
+  std::string serial = padded_string(info.serialNumber, sizeof info.serialNumber);
+  std::string label = padded_string(info.label, sizeof info.label);
+
+  std::lock_guard lock(g_tokens_mutex);
+  if (g_tokens == nullptr) g_tokens = new std::remove_pointer_t<decltype(g_tokens)>();
+  auto key = std::make_tuple(module.get(), serial, label);
+  if (auto it = g_tokens->find(key); it != g_tokens->end()) {
+    if (it->second->slot_ == slot) return it->second;
+    g_tokens->erase(it);  // the token moved to another slot: start afresh
+  }
+  std::shared_ptr<Token> token(new Token(std::move(module), slot, info));
+  (*g_tokens)[key] = token;
+  return token;
+}
+
+Token::Session Token::session(unsigned wait_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (!idle_.empty()) {
+      CK_SESSION_HANDLE h = idle_.back();
+      idle_.pop_back();
+      return Session(shared_from_this(), h);
+    }
+    if (open_ < max_sessions_) {
+      ++open_;
+      lock.unlock();
+      CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+      CK_RV rv = fn()->C_OpenSession(slot_, CKF_SERIAL_SESSION, nullptr, nullptr, &h);
+      if (rv == CKR_OK) return Session(shared_from_this(), h);
+      lock.lock();
+      --open_;
+      if (rv != CKR_SESSION_COUNT) throw Error("C_OpenSession", rv, "token '" + label_ + "'");
+      // The token's real limit is lower than it said (other applications hold sessions):
+      // lower our cap and wait for one of ours to come back.
+      max_sessions_ = std::max<size_t>(1, open_);
+    }
+    if (returned_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty()) {
+      throw Error("C_OpenSession", CKR_SESSION_COUNT,
+                  "no session of token '" + label_ + "' became free");
+    }
+  }
+}
+
+Token::Session Token::rw_session() {
+  CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+  check(fn()->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h),
+        "C_OpenSession");
+  {
+    std::lock_guard lock(mu_);
+    ++open_;
+  }
+  Session s(shared_from_this(), h);
+  s.discard();  // read-write sessions are closed after use, not pooled
+  return s;
+}
+
+void Token::give_back(CK_SESSION_HANDLE h, bool broken) noexcept {
+  if (broken) {
+    fn()->C_CloseSession(h);  // best effort: the handle may already be invalid
+    std::lock_guard lock(mu_);
+    --open_;
+  } else {
+    std::lock_guard lock(mu_);
+    idle_.push_back(h);
+  }
+  returned_.notify_one();
+}
+
+bool Token::logged_in() const {
+  std::lock_guard lock(mu_);
+  return logged_in_;
+}
+
+void Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::string& pin_source) {
+  CK_RV rv;
+  if (pin_source.empty()) {
+    if (!(flags_ & CKF_PROTECTED_AUTHENTICATION_PATH)) {
+      throw Error("token '" + label_ +
+                  "' needs a PIN but its URI has no pin-source; add "
+                  "?pin-source=file:<path> or ?pin-source=env:<NAME> to the token URI");
+    }
+    rv = fn()->C_Login(h, user, nullptr, 0);  // the reader's PIN pad asks the user
+  } else {
+    SecretString pin = read_pin(pin_source);
+    auto digest = pin_digest(pin);
+    {
+      std::lock_guard lock(mu_);
+      if (std::find(rejected_pins_.begin(), rejected_pins_.end(), digest) !=
+          rejected_pins_.end()) {
+        throw Error("C_Login", CKR_PIN_INCORRECT,
+                    "token '" + label_ + "' already refused this PIN; not retrying it so the "
+                    "card is not locked: correct the PIN at " + pin_source);
+      }
+    }
+    rv = fn()->C_Login(h, user,
+                       reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin.str().data())),
+                       pin.str().size());
+    if (rv == CKR_PIN_INCORRECT) {
+      std::lock_guard lock(mu_);
+      rejected_pins_.push_back(digest);
+    }
+  }
+  if (rv == CKR_USER_ALREADY_LOGGED_IN) rv = CKR_OK;
+  check(rv, "C_Login");
+}
+
+void Token::login(const std::string& pin_source) {
+  std::lock_guard login_lock(login_mu_);
+  {
+    std::lock_guard lock(mu_);
+    if (logged_in_) return;
+  }
+  Session s = session();
+  if (!(flags_ & CKF_LOGIN_REQUIRED)) {
+    std::lock_guard lock(mu_);
+    logged_in_ = true;
+    return;
+  }
+  CK_SESSION_INFO si{};
+  if (fn()->C_GetSessionInfo(s.handle(), &si) == CKR_OK &&
+      (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS)) {
+    std::lock_guard lock(mu_);
+    logged_in_ = true;
+    return;
+  }
+  try {
+    login_locked(CKU_USER, s.handle(), pin_source);
+  } catch (const Error& e) {
+    if (e.rv() != CKR_OK) throw Error("C_Login", e.rv(), "token '" + label_ + "'");
+    throw;
+  }
+  std::lock_guard lock(mu_);
+  logged_in_ = true;
+}
+
+void Token::context_login(Session& s, const std::string& pin_source) {
+  login_locked(CKU_CONTEXT_SPECIFIC, s.handle(), pin_source);
+}
+
+std::vector<CK_OBJECT_HANDLE> Token::find(Session& s, std::vector<CK_ATTRIBUTE> tmpl,
+                                          size_t max) {
+  check(fn()->C_FindObjectsInit(s.handle(), tmpl.data(), tmpl.size()), "C_FindObjectsInit");
+  std::vector<CK_OBJECT_HANDLE> out(max);
+  CK_ULONG n = 0;
+  CK_RV rv = fn()->C_FindObjects(s.handle(), out.data(), out.size(), &n);
+  // Always end the operation, even after a failure, so the session stays usable.
+  CK_RV rv_final = fn()->C_FindObjectsFinal(s.handle());
+  check(rv, "C_FindObjects");
+  check(rv_final, "C_FindObjectsFinal");
+  out.resize(n);
+  return out;
+}
+
+std::optional<Bytes> Token::attribute(Session& s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) {
+  CK_ATTRIBUTE a{type, nullptr, 0};
+  CK_RV rv = fn()->C_GetAttributeValue(s.handle(), obj, &a, 1);
+  if (rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
+  check(rv, "C_GetAttributeValue");
+  if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION) return std::nullopt;
+  Bytes v(a.ulValueLen);
+  a.pValue = v.data();
+  rv = fn()->C_GetAttributeValue(s.handle(), obj, &a, 1);
+  if (rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
+  check(rv, "C_GetAttributeValue");
+  v.resize(a.ulValueLen);
+  return v;
+}
+
+std::optional<CK_ULONG> Token::ulong_attribute(Session& s, CK_OBJECT_HANDLE obj,
+                                               CK_ATTRIBUTE_TYPE type) {
+  CK_ULONG v = 0;
+  CK_ATTRIBUTE a{type, &v, sizeof v};
+  CK_RV rv = fn()->C_GetAttributeValue(s.handle(), obj, &a, 1);
+  if (rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
+  check(rv, "C_GetAttributeValue");
+  return v;
+}
+
+std::optional<bool> Token::bool_attribute(Session& s, CK_OBJECT_HANDLE obj,
+                                          CK_ATTRIBUTE_TYPE type) {
+  CK_BBOOL v = CK_FALSE;
+  CK_ATTRIBUTE a{type, &v, sizeof v};
+  CK_RV rv = fn()->C_GetAttributeValue(s.handle(), obj, &a, 1);
+  if (rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
+  check(rv, "C_GetAttributeValue");
+  return v == CK_TRUE;
+}
+
+}  // namespace mqsec::pkcs11

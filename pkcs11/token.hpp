@@ -1,0 +1,113 @@
+// One token (smartcard, HSM partition, SoftHSM token) of a module, found by URI.
+//
+// A Token owns a pool of read-only sessions capped by the token's ulMaxSessionCount, and
+// the application's login state (PKCS#11 login is per application and token, shared by all
+// its sessions). Tokens are shared process-wide: Token::open returns the same object for
+// the same module and token serial, so every security context on a token shares one pool
+// and one login.
+#pragma once
+
+#include "pkcs11/cryptoki.hpp"
+
+#include <array>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pkcs11/module.hpp"
+#include "pkcs11/uri.hpp"
+
+namespace mqsec::pkcs11 {
+
+using Bytes = std::vector<uint8_t>;
+
+class Token : public std::enable_shared_from_this<Token> {
+ public:
+  // A session leased from the pool; returned to it on destruction. Move-only.
+  class Session {
+   public:
+    Session() = default;
+    Session(Session&& o) noexcept;
+    Session& operator=(Session&& o) noexcept;
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+    ~Session();
+    CK_SESSION_HANDLE handle() const noexcept { return handle_; }
+    // Marks the session broken (e.g. CKR_SESSION_HANDLE_INVALID): it is closed, not pooled.
+    void discard() noexcept { broken_ = true; }
+
+   private:
+    friend class Token;
+    Session(std::shared_ptr<Token> t, CK_SESSION_HANDLE h) : token_(std::move(t)), handle_(h) {}
+    std::shared_ptr<Token> token_;
+    CK_SESSION_HANDLE handle_ = CK_INVALID_HANDLE;
+    bool broken_ = false;
+  };
+
+  // Finds the single token of `module` that matches the URI's token attributes. Throws
+  // pkcs11::Error when none or several match ("no token matches ..."), or a call fails.
+  static std::shared_ptr<Token> open(std::shared_ptr<Module> module, const Uri& uri);
+
+  const std::string& label() const noexcept { return label_; }
+  const std::string& serial() const noexcept { return serial_; }
+  CK_SLOT_ID slot() const noexcept { return slot_; }
+  CK_FLAGS flags() const noexcept { return flags_; }
+  CK_FUNCTION_LIST* fn() const noexcept { return module_->fn(); }
+  const std::shared_ptr<Module>& module() const noexcept { return module_; }
+
+  // A session from the pool, opening one if the pool has none and the cap allows. At the
+  // cap (or on CKR_SESSION_COUNT) waits up to `wait_ms` for a session to come back, then
+  // throws pkcs11::Error(C_OpenSession, CKR_SESSION_COUNT).
+  Session session(unsigned wait_ms = 5000);
+  // A read-write session (not pooled): for creating objects and generating keys.
+  Session rw_session();
+
+  // Logs the application in as CKU_USER once. The PIN comes from `pin_source`; an empty
+  // source uses the protected authentication path (PIN pad) when the token has one, and is
+  // an error otherwise. CKR_USER_ALREADY_LOGGED_IN is success. A PIN that the token
+  // rejected is remembered (as a digest) and never submitted again, so we cannot lock a
+  // card by retrying. Throws pkcs11::Error.
+  void login(const std::string& pin_source);
+  bool logged_in() const;
+  // Context-specific login for CKA_ALWAYS_AUTHENTICATE keys, between C_SignInit and C_Sign.
+  void context_login(Session& s, const std::string& pin_source);
+
+  // Objects matching a template (at most `max`).
+  std::vector<CK_OBJECT_HANDLE> find(Session& s, std::vector<CK_ATTRIBUTE> tmpl,
+                                     size_t max = 64);
+  // An attribute's bytes; nullopt when the token says it is sensitive or not present.
+  std::optional<Bytes> attribute(Session& s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type);
+  std::optional<CK_ULONG> ulong_attribute(Session& s, CK_OBJECT_HANDLE obj,
+                                          CK_ATTRIBUTE_TYPE type);
+  std::optional<bool> bool_attribute(Session& s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type);
+
+  ~Token();
+
+ private:
+  Token(std::shared_ptr<Module> m, CK_SLOT_ID slot, const CK_TOKEN_INFO& info);
+  void give_back(CK_SESSION_HANDLE h, bool broken) noexcept;
+  void login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::string& pin_source);
+
+  std::shared_ptr<Module> module_;
+  CK_SLOT_ID slot_;
+  std::string label_, serial_;
+  CK_FLAGS flags_;
+  size_t max_sessions_;
+
+  mutable std::mutex mu_;
+  std::condition_variable returned_;
+  std::vector<CK_SESSION_HANDLE> idle_;
+  size_t open_ = 0;  // sessions open (idle + leased)
+  bool logged_in_ = false;
+  std::vector<std::array<uint8_t, 32>> rejected_pins_;  // SHA-256 of PINs the token refused
+  std::mutex login_mu_;
+};
+
+// Trims the blank padding of a fixed-width CK_TOKEN_INFO string.
+std::string padded_string(const CK_UTF8CHAR* p, size_t n);
+
+}  // namespace mqsec::pkcs11

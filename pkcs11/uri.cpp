@@ -1,0 +1,120 @@
+// RFC 7512 URI parsing on top of p11-kit's parser.
+#include "pkcs11/uri.hpp"
+
+#include <p11-kit/uri.h>
+
+#include <cctype>
+#include <cstring>
+
+#include "pkcs11/error.hpp"
+
+namespace mqsec::pkcs11 {
+namespace {
+
+// CK_TOKEN_INFO strings are blank-padded, fixed width.
+std::string trim_padded(const CK_UTF8CHAR* p, size_t n) {
+  std::string s(reinterpret_cast<const char*>(p), n);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  return s;
+}
+
+std::string pct_encode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void Uri::Free::operator()(p11_kit_uri* u) const noexcept { p11_kit_uri_free(u); }
+
+Uri::Uri(Uri&&) noexcept = default;
+Uri& Uri::operator=(Uri&&) noexcept = default;
+Uri::~Uri() = default;
+
+Uri Uri::parse(const std::string& text) {
+  Uri uri;
+  uri.text_ = text;
+  uri.uri_.reset(p11_kit_uri_new());
+  if (!uri.uri_) throw Error("out of memory parsing a PKCS#11 URI");
+  int rc = p11_kit_uri_parse(text.c_str(), P11_KIT_URI_FOR_ANY, uri.uri_.get());
+  if (rc != P11_KIT_URI_OK) {
+    throw Error("invalid PKCS#11 URI '" + text + "': " + p11_kit_uri_message(rc));
+  }
+  if (p11_kit_uri_get_pin_value(uri.uri_.get()) != nullptr) {
+    // Do not echo the URI: it contains the PIN.
+    throw Error(
+        "a PKCS#11 URI in the configuration contains pin-value=; PINs do not belong in "
+        "configuration: use pin-source=file:<path> (mode 0600) or pin-source=env:<NAME>");
+  }
+  if (const char* p = p11_kit_uri_get_module_path(uri.uri_.get())) uri.module_path_ = p;
+  if (const char* p = p11_kit_uri_get_module_name(uri.uri_.get())) uri.module_name_ = p;
+  if (const char* p = p11_kit_uri_get_pin_source(uri.uri_.get())) uri.pin_source_ = p;
+  return uri;
+}
+
+std::string Uri::token_label() const {
+  CK_TOKEN_INFO* info = p11_kit_uri_get_token_info(uri_.get());
+  return trim_padded(info->label, sizeof info->label);
+}
+
+std::string Uri::token_serial() const {
+  CK_TOKEN_INFO* info = p11_kit_uri_get_token_info(uri_.get());
+  return trim_padded(info->serialNumber, sizeof info->serialNumber);
+}
+
+std::optional<std::vector<uint8_t>> Uri::object_id() const {
+  CK_ATTRIBUTE* a = p11_kit_uri_get_attribute(uri_.get(), CKA_ID);
+  if (a == nullptr) return std::nullopt;
+  auto* p = static_cast<const uint8_t*>(a->pValue);
+  return std::vector<uint8_t>(p, p + a->ulValueLen);
+}
+
+std::string Uri::object_label() const {
+  CK_ATTRIBUTE* a = p11_kit_uri_get_attribute(uri_.get(), CKA_LABEL);
+  if (a == nullptr) return {};
+  return std::string(static_cast<const char*>(a->pValue), a->ulValueLen);
+}
+
+std::optional<CK_OBJECT_CLASS> Uri::object_class() const {
+  CK_ATTRIBUTE* a = p11_kit_uri_get_attribute(uri_.get(), CKA_CLASS);
+  if (a == nullptr || a->ulValueLen != sizeof(CK_OBJECT_CLASS)) return std::nullopt;
+  CK_OBJECT_CLASS c;
+  std::memcpy(&c, a->pValue, sizeof c);
+  return c;
+}
+
+bool Uri::matches_token(const CK_TOKEN_INFO& info) const {
+  return p11_kit_uri_match_token_info(uri_.get(), &info) == 1;
+}
+
+bool Uri::names_object() const {
+  return object_id().has_value() || !object_label().empty() || object_class().has_value();
+}
+
+std::string object_uri(const std::string& token_label, const std::string& token_serial,
+                       const std::vector<uint8_t>& id, const char* type) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string s = "pkcs11:token=" + pct_encode(token_label);
+  if (!token_serial.empty()) s += ";serial=" + pct_encode(token_serial);
+  s += ";id=";
+  for (uint8_t b : id) {
+    s += '%';
+    s += hex[b >> 4];
+    s += hex[b & 15];
+  }
+  s += ";type=";
+  s += type;
+  return s;
+}
+
+}  // namespace mqsec::pkcs11

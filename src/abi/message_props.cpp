@@ -1,0 +1,398 @@
+// Message property marshalling.
+#include "src/abi/message_props.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "mqsec/error.hpp"
+#include "src/abi/strings.hpp"
+#include "src/queue/format_name.hpp"
+
+namespace mqsec::abi {
+namespace {
+
+constexpr VARTYPE kBytes = VT_UI1 | VT_VECTOR;
+constexpr DWORD kMaxProps = 256;
+
+struct Failure {
+  DWORD index;
+  HRESULT code;
+  std::string why;
+};
+
+[[noreturn]] void fail(MQMSGPROPS* props, DWORD i, HRESULT code, const std::string& why) {
+  if (props->aStatus) props->aStatus[i] = code;
+  throw Error(code, "property " + std::to_string(props->aPropID[i]) + ": " + why);
+}
+
+void check_array(MQMSGPROPS* props) {
+  if (props == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "MQMSGPROPS is NULL");
+  if (props->cProp > kMaxProps) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "MQMSGPROPS.cProp is larger than 256");
+  }
+  if (props->cProp > 0 && (props->aPropID == nullptr || props->aPropVar == nullptr)) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "MQMSGPROPS.aPropID or aPropVar is NULL");
+  }
+  if (props->aStatus) {
+    for (DWORD i = 0; i < props->cProp; ++i) props->aStatus[i] = MQ_OK;
+  }
+}
+
+security::Bytes vector_bytes(MQMSGPROPS* props, DWORD i) {
+  const CAUB& v = props->aPropVar[i].caub;
+  if (v.cElems > 0 && v.pElems == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL buffer");
+  return security::Bytes(v.pElems, v.pElems + v.cElems);
+}
+
+std::u16string queue_text(MQMSGPROPS* props, DWORD i) {
+  const wchar_t* s = props->aPropVar[i].pwszVal;
+  if (s == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL string");
+  std::string utf8 = to_utf8(s, MQ_ERROR_ILLEGAL_FORMATNAME);
+  queue::queue_from_format(utf8);  // throws MQ_ERROR_ILLEGAL_FORMATNAME
+  return utf8_to_utf16(utf8);
+}
+
+// Expected VT of each property (for both directions); 0 = unknown id.
+VARTYPE vt_of(PROPID id) {
+  switch (id) {
+    case PROPID_M_CLASS:
+      return VT_UI2;
+    case PROPID_M_MSGID:
+    case PROPID_M_CORRELATIONID:
+    case PROPID_M_BODY:
+    case PROPID_M_SENDERID:
+    case PROPID_M_SENDER_CERT:
+    case PROPID_M_SIGNATURE:
+    case PROPID_M_EXTENSION:
+      return kBytes;
+    case PROPID_M_PRIORITY:
+    case PROPID_M_DELIVERY:
+    case PROPID_M_ACKNOWLEDGE:
+    case PROPID_M_JOURNAL:
+    case PROPID_M_AUTHENTICATED:
+    case PROPID_M_AUTHENTICATED_EX:
+    case PROPID_M_MQSEC_SENDER_CONFIRMED:
+      return VT_UI1;
+    case PROPID_M_APPSPECIFIC:
+    case PROPID_M_BODY_SIZE:
+    case PROPID_M_LABEL_LEN:
+    case PROPID_M_RESP_QUEUE_LEN:
+    case PROPID_M_ADMIN_QUEUE_LEN:
+    case PROPID_M_DEST_QUEUE_LEN:
+    case PROPID_M_SENDERID_LEN:
+    case PROPID_M_SENDERID_TYPE:
+    case PROPID_M_AUTH_LEVEL:
+    case PROPID_M_HASH_ALG:
+    case PROPID_M_SENDER_CERT_LEN:
+    case PROPID_M_SENTTIME:
+    case PROPID_M_ARRIVEDTIME:
+    case PROPID_M_SECURITY_CONTEXT:
+    case PROPID_M_BODY_TYPE:
+    case PROPID_M_SIGNATURE_LEN:
+    case PROPID_M_TIME_TO_REACH_QUEUE:
+    case PROPID_M_TIME_TO_BE_RECEIVED:
+    case PROPID_M_PRIV_LEVEL:
+    case PROPID_M_VERSION:
+      return VT_UI4;
+    case PROPID_M_LABEL:
+    case PROPID_M_RESP_QUEUE:
+    case PROPID_M_ADMIN_QUEUE:
+    case PROPID_M_DEST_QUEUE:
+      return VT_LPWSTR;
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+SendRequest parse_send(MQMSGPROPS* props) {
+  check_array(props);
+  SendRequest r;
+  security::Envelope& e = r.envelope;
+  std::vector<PROPID> seen;
+  for (DWORD i = 0; i < props->cProp; ++i) {
+    PROPID id = props->aPropID[i];
+    MQPROPVARIANT& v = props->aPropVar[i];
+    VARTYPE want = vt_of(id);
+    if (want == 0) fail(props, i, MQ_ERROR_ILLEGAL_PROPID, "unknown property id");
+    if (v.vt != want) {
+      fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VT, "wrong VT " + std::to_string(v.vt));
+    }
+    if (std::find(seen.begin(), seen.end(), id) != seen.end()) {
+      if (props->aStatus) props->aStatus[i] = MQ_INFORMATION_DUPLICATE_PROPERTY;
+      r.overall = MQ_INFORMATION_PROPERTY;
+      continue;
+    }
+    seen.push_back(id);
+    switch (id) {
+      case PROPID_M_MSGID:
+        if (v.caub.cElems != PROPID_M_MSGID_SIZE || v.caub.pElems == nullptr) {
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_SIZE, "message id buffer must be 20 bytes");
+        }
+        r.msgid_out = &v;
+        break;
+      case PROPID_M_CORRELATIONID:
+        if (v.caub.cElems != PROPID_M_CORRELATIONID_SIZE || v.caub.pElems == nullptr) {
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_SIZE, "correlation id must be 20 bytes");
+        }
+        std::memcpy(e.correlation_id.data(), v.caub.pElems, 20);
+        break;
+      case PROPID_M_PRIORITY:
+        if (v.bVal > MQ_MAX_PRIORITY) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "priority 0..7");
+        e.priority = v.bVal;
+        break;
+      case PROPID_M_DELIVERY:
+        if (v.bVal > MQMSG_DELIVERY_RECOVERABLE) {
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "delivery is EXPRESS or RECOVERABLE");
+        }
+        e.delivery = v.bVal;
+        break;
+      case PROPID_M_ACKNOWLEDGE:
+        if (v.bVal & ~0x0F) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "unknown acknowledgment");
+        e.acknowledge = v.bVal;
+        break;
+      case PROPID_M_JOURNAL:
+        if (v.bVal & ~0x03) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "unknown journal flags");
+        e.journal = v.bVal;
+        break;
+      case PROPID_M_APPSPECIFIC:
+        e.app_specific = v.ulVal;
+        break;
+      case PROPID_M_BODY:
+        e.body = vector_bytes(props, i);
+        break;
+      case PROPID_M_BODY_TYPE:
+        e.body_type = v.ulVal;
+        break;
+      case PROPID_M_LABEL: {
+        if (v.pwszVal == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL label");
+        size_t n = std::wcslen(v.pwszVal);
+        if (n > MQ_MAX_MSG_LABEL_LEN) fail(props, i, MQ_ERROR_LABEL_TOO_LONG, "label over 250 characters");
+        e.label = to_utf16(v.pwszVal, n, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
+        break;
+      }
+      case PROPID_M_RESP_QUEUE:
+        e.response_queue = queue_text(props, i);
+        break;
+      case PROPID_M_ADMIN_QUEUE:
+        e.admin_queue = queue_text(props, i);
+        break;
+      case PROPID_M_SENDERID_TYPE:
+        if (v.ulVal > MQMSG_SENDERID_TYPE_SID) {
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "sender id type is NONE or SID");
+        }
+        r.attach_sid = v.ulVal == MQMSG_SENDERID_TYPE_SID;
+        break;
+      case PROPID_M_AUTH_LEVEL:
+        if (v.ulVal != MQMSG_AUTH_LEVEL_NONE && v.ulVal != MQMSG_AUTH_LEVEL_ALWAYS &&
+            v.ulVal != MQMSG_AUTH_LEVEL_SIG10 && v.ulVal != MQMSG_AUTH_LEVEL_SIG20 &&
+            v.ulVal != MQMSG_AUTH_LEVEL_SIG30) {
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "unknown authentication level");
+        }
+        e.auth_level = v.ulVal;
+        break;
+      case PROPID_M_HASH_ALG:
+        r.hash_alg = v.ulVal;
+        break;
+      case PROPID_M_SENDER_CERT:
+        r.sender_cert = vector_bytes(props, i);
+        if (r.sender_cert.empty()) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "empty certificate");
+        break;
+      case PROPID_M_SECURITY_CONTEXT:
+        r.context = v.ulVal;
+        break;
+      default:
+        // Receive-only and unsupported properties are ignored on send, as MSMQ does.
+        if (props->aStatus) props->aStatus[i] = MQ_INFORMATION_PROPERTY_IGNORED;
+        r.overall = MQ_INFORMATION_PROPERTY;
+        break;
+    }
+  }
+  return r;
+}
+
+void check_receive(MQMSGPROPS* props) {
+  check_array(props);
+  for (DWORD i = 0; i < props->cProp; ++i) {
+    PROPID id = props->aPropID[i];
+    VARTYPE want = vt_of(id);
+    VARTYPE vt = props->aPropVar[i].vt;
+    if (want == 0) fail(props, i, MQ_ERROR_ILLEGAL_PROPID, "unknown property id");
+    // Fixed-size outputs may come as VT_NULL (the runtime sets the type); buffers may not.
+    bool buffer = want == kBytes || want == VT_LPWSTR;
+    if (vt != want && !(vt == VT_NULL && !buffer)) {
+      fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VT, "wrong VT " + std::to_string(vt));
+    }
+    if (id == PROPID_M_MSGID || id == PROPID_M_CORRELATIONID) {
+      if (props->aPropVar[i].caub.cElems != 20 || props->aPropVar[i].caub.pElems == nullptr) {
+        fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_SIZE, "id buffers must be 20 bytes");
+      }
+    } else if (buffer && want == kBytes && props->aPropVar[i].caub.cElems > 0 &&
+               props->aPropVar[i].caub.pElems == nullptr) {
+      fail(props, i, MQ_ERROR_INVALID_PARAMETER, "NULL buffer with a non-zero size");
+    } else if (want == VT_LPWSTR && props->aPropVar[i].pwszVal == nullptr) {
+      fail(props, i, MQ_ERROR_INVALID_PARAMETER, "NULL string buffer");
+    }
+  }
+}
+
+HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
+  const security::Envelope& e = *msg.envelope;
+  const security::Verdict& vd = *msg.verdict;
+  HRESULT result = MQ_OK;
+  auto status = [&](DWORD i, HRESULT hr) {
+    if (props->aStatus) props->aStatus[i] = hr;
+    if (FAILED(hr) && !FAILED(result)) result = hr;
+    if (hr != MQ_OK && !FAILED(result)) result = MQ_INFORMATION_PROPERTY;
+  };
+  // Input sizes of string buffers, from the *_LEN properties (in WCHARs, with the NUL).
+  std::map<PROPID, DWORD> len_index;
+  for (DWORD i = 0; i < props->cProp; ++i) len_index[props->aPropID[i]] = i;
+  auto string_out = [&](DWORD i, PROPID len_id, const std::u16string& text, HRESULT too_small) {
+    std::wstring w = from_utf16(text);
+    ULONG needed = static_cast<ULONG>(w.size() + 1);
+    ULONG capacity = 0;
+    auto it = len_index.find(len_id);
+    if (it != len_index.end()) capacity = props->aPropVar[it->second].ulVal;
+    if (it != len_index.end()) {
+      props->aPropVar[it->second].vt = VT_UI4;
+      props->aPropVar[it->second].ulVal = needed;
+    }
+    if (capacity < needed) {
+      status(i, too_small);
+      return;
+    }
+    std::wmemcpy(props->aPropVar[i].pwszVal, w.c_str(), needed);
+  };
+  auto bytes_out = [&](DWORD i, const security::Bytes& b, HRESULT too_small) {
+    CAUB& v = props->aPropVar[i].caub;
+    if (v.cElems < b.size()) {
+      status(i, too_small);
+      return;
+    }
+    if (!b.empty()) std::memcpy(v.pElems, b.data(), b.size());
+    v.cElems = static_cast<ULONG>(b.size());
+  };
+
+  for (DWORD i = 0; i < props->cProp; ++i) {
+    MQPROPVARIANT& v = props->aPropVar[i];
+    PROPID id = props->aPropID[i];
+    VARTYPE want = vt_of(id);
+    if (v.vt == VT_NULL) v.vt = want;
+    switch (id) {
+      case PROPID_M_CLASS:
+        v.uiVal = e.msg_class;
+        break;
+      case PROPID_M_MSGID:
+        std::memcpy(v.caub.pElems, e.msg_id.data(), 20);
+        break;
+      case PROPID_M_CORRELATIONID:
+        std::memcpy(v.caub.pElems, e.correlation_id.data(), 20);
+        break;
+      case PROPID_M_PRIORITY:
+        v.bVal = e.priority;
+        break;
+      case PROPID_M_DELIVERY:
+        v.bVal = e.delivery;
+        break;
+      case PROPID_M_ACKNOWLEDGE:
+        v.bVal = e.acknowledge;
+        break;
+      case PROPID_M_JOURNAL:
+        v.bVal = e.journal;
+        break;
+      case PROPID_M_APPSPECIFIC:
+        v.ulVal = e.app_specific;
+        break;
+      case PROPID_M_BODY:
+        bytes_out(i, e.body, MQ_ERROR_BUFFER_OVERFLOW);
+        break;
+      case PROPID_M_BODY_SIZE:
+        v.ulVal = static_cast<ULONG>(e.body.size());
+        break;
+      case PROPID_M_BODY_TYPE:
+        v.ulVal = e.body_type;
+        break;
+      case PROPID_M_LABEL:
+        string_out(i, PROPID_M_LABEL_LEN, e.label, MQ_ERROR_LABEL_BUFFER_TOO_SMALL);
+        break;
+      case PROPID_M_RESP_QUEUE:
+        string_out(i, PROPID_M_RESP_QUEUE_LEN, e.response_queue,
+                   MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
+        break;
+      case PROPID_M_ADMIN_QUEUE:
+        string_out(i, PROPID_M_ADMIN_QUEUE_LEN, e.admin_queue, MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
+        break;
+      case PROPID_M_DEST_QUEUE:
+        string_out(i, PROPID_M_DEST_QUEUE_LEN, e.dest_queue, MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
+        break;
+      case PROPID_M_LABEL_LEN:
+      case PROPID_M_RESP_QUEUE_LEN:
+      case PROPID_M_ADMIN_QUEUE_LEN:
+      case PROPID_M_DEST_QUEUE_LEN: {
+        // Without its string property, a *_LEN reports the length (with the NUL).
+        PROPID text_id = id - 1;
+        if (len_index.count(text_id) == 0) {
+          const std::u16string& t = id == PROPID_M_LABEL_LEN        ? e.label
+                                    : id == PROPID_M_RESP_QUEUE_LEN ? e.response_queue
+                                    : id == PROPID_M_ADMIN_QUEUE_LEN ? e.admin_queue
+                                                                     : e.dest_queue;
+          v.ulVal = static_cast<ULONG>(from_utf16(t).size() + 1);
+        }
+        break;
+      }
+      case PROPID_M_SENTTIME:
+        v.ulVal = static_cast<ULONG>(e.sent_time);
+        break;
+      case PROPID_M_ARRIVEDTIME:
+        v.ulVal = static_cast<ULONG>(msg.arrived);
+        break;
+      case PROPID_M_SENDERID:
+        bytes_out(i, e.sender_id, MQ_ERROR_SENDERID_BUFFER_TOO_SMALL);
+        break;
+      case PROPID_M_SENDERID_LEN:
+        v.ulVal = static_cast<ULONG>(e.sender_id.size());
+        break;
+      case PROPID_M_SENDERID_TYPE:
+        v.ulVal = e.sender_id_type;
+        break;
+      case PROPID_M_AUTH_LEVEL:
+        v.ulVal = e.auth_level;
+        break;
+      case PROPID_M_AUTHENTICATED:
+        v.bVal = vd.signed_message && vd.ok ? MQMSG_AUTHENTICATION_REQUESTED : 0;
+        break;
+      case PROPID_M_AUTHENTICATED_EX:
+        v.bVal = vd.signed_message && vd.ok ? vd.authenticated_ex : 0;
+        break;
+      case PROPID_M_MQSEC_SENDER_CONFIRMED:
+        v.bVal = vd.sender_confirmed ? 1 : 0;
+        break;
+      case PROPID_M_HASH_ALG:
+        v.ulVal = e.hash_alg;
+        break;
+      case PROPID_M_SENDER_CERT:
+        bytes_out(i, e.sender_cert, MQ_ERROR_SENDER_CERT_BUFFER_TOO_SMALL);
+        break;
+      case PROPID_M_SENDER_CERT_LEN:
+        v.ulVal = static_cast<ULONG>(e.sender_cert.size());
+        break;
+      case PROPID_M_SIGNATURE:
+        bytes_out(i, e.signature, MQ_ERROR_SIGNATURE_BUFFER_TOO_SMALL);
+        break;
+      case PROPID_M_SIGNATURE_LEN:
+        v.ulVal = static_cast<ULONG>(e.signature.size());
+        break;
+      default:
+        // Write-only (SECURITY_CONTEXT) and unsupported properties.
+        status(i, MQ_INFORMATION_PROPERTY_IGNORED);
+        break;
+    }
+  }
+  return result;
+}
+
+}  // namespace mqsec::abi

@@ -1,0 +1,456 @@
+// The queue half of MSMQ's API: create/delete/open/close queues, send (signing on the token)
+// and receive (verifying, rejecting what fails), cursors, MQFreeMemory.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <random>
+
+#include "src/abi/guard.hpp"
+#include "src/abi/message_props.hpp"
+#include "src/abi/runtime.hpp"
+#include "src/abi/strings.hpp"
+#include "src/queue/format_name.hpp"
+#include "src/security/context.hpp"
+#include "src/security/personal_store.hpp"
+
+namespace {
+
+using namespace mqsec;
+
+// Queue and cursor handles live in their own tables; the tag in bits 32+ keeps a queue handle
+// from being accepted as a cursor and vice versa (HANDLE is 64-bit here).
+constexpr uintptr_t kQueueTag = uintptr_t{1} << 32;
+constexpr uintptr_t kCursorTag = uintptr_t{2} << 32;
+
+struct OpenQueue {
+  std::string name;
+  int64_t id = 0;
+  DWORD access = 0;
+  queue::Store* store = nullptr;
+  bool authenticate = false;
+  bool allow_weak_hash = false;
+  int lock_fd = -1;  // flock()ed for share modes
+  ~OpenQueue() {
+    if (lock_fd >= 0) close(lock_fd);
+  }
+};
+
+struct Cursor {
+  std::shared_ptr<OpenQueue> queue;
+  std::mutex mu;
+  bool positioned = false;
+  int priority = 0;
+  int64_t seq = 0;
+};
+
+security::HandleTable<OpenQueue>& queues() {
+  static auto* t = new security::HandleTable<OpenQueue>();
+  return *t;
+}
+security::HandleTable<Cursor>& cursors() {
+  static auto* t = new security::HandleTable<Cursor>();
+  return *t;
+}
+security::Verifier& verifier() {
+  static auto* v = new security::Verifier();
+  return *v;
+}
+
+template <typename T>
+std::shared_ptr<T> lookup(security::HandleTable<T>& table, HANDLE h, uintptr_t tag) {
+  uintptr_t v = reinterpret_cast<uintptr_t>(h);
+  if ((v & ~uintptr_t{0xFFFFFFFF}) != tag) return nullptr;
+  return table.get(static_cast<uint32_t>(v & 0xFFFFFFFF));
+}
+
+security::SystemConfig config() {
+  try {
+    return security::load_system_config();
+  } catch (const security::ConfigError& e) {
+    throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, std::string("system configuration: ") + e.what());
+  }
+}
+
+std::string queue_of_format(LPCWSTR format) {
+  if (format == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "format name is NULL");
+  return queue::queue_from_format(abi::to_utf8(format, MQ_ERROR_ILLEGAL_FORMATNAME));
+}
+
+// A fresh MSMQ message id: a per-process random 16-byte GUID and a 32-bit counter.
+// A forked child gets a new GUID, so parent and child never issue the same id.
+std::array<uint8_t, 20> new_message_id() {
+  static std::mutex mu;
+  static pid_t owner = 0;
+  static std::array<uint8_t, 16> guid{};
+  static uint32_t counter = 0;
+  std::array<uint8_t, 20> id{};
+  std::lock_guard lock(mu);
+  if (owner != getpid()) {
+    std::random_device rd;
+    for (auto& b : guid) b = static_cast<uint8_t>(rd());
+    owner = getpid();
+    counter = 0;
+  }
+  uint32_t n = ++counter;
+  std::memcpy(id.data(), guid.data(), 16);
+  std::memcpy(id.data() + 16, &n, 4);
+  return id;
+}
+
+}  // namespace
+
+namespace {
+
+HRESULT create_queue(MQQUEUEPROPS* props, LPWSTR format_out, LPDWORD format_len) {
+  if (props == nullptr || format_len == nullptr) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "MQQUEUEPROPS or the format name length is NULL");
+  }
+  if (props->cProp > 64 || (props->cProp > 0 && (!props->aPropID || !props->aPropVar))) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "malformed MQQUEUEPROPS");
+  }
+  queue::QueueInfo q;
+  bool have_path = false;
+  for (DWORD i = 0; i < props->cProp; ++i) {
+    MQPROPVARIANT& v = props->aPropVar[i];
+    auto bad = [&](HRESULT code, const std::string& why) {
+      if (props->aStatus) props->aStatus[i] = code;
+      throw Error(code, "queue property " + std::to_string(props->aPropID[i]) + ": " + why);
+    };
+    switch (props->aPropID[i]) {
+      case PROPID_Q_PATHNAME:
+        if (v.vt != VT_LPWSTR) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "PATHNAME is VT_LPWSTR");
+        if (v.pwszVal == nullptr) bad(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME, "NULL path name");
+        q.name = queue::queue_from_path(abi::to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
+        have_path = true;
+        break;
+      case PROPID_Q_LABEL:
+        if (v.vt != VT_LPWSTR) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "LABEL is VT_LPWSTR");
+        if (v.pwszVal == nullptr) bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL label");
+        if (std::wcslen(v.pwszVal) > MQ_MAX_Q_LABEL_LEN) {
+          bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "queue label over 124 characters");
+        }
+        q.label = abi::to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
+        break;
+      case PROPID_Q_AUTHENTICATE:
+        if (v.vt != VT_UI1) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "AUTHENTICATE is VT_UI1");
+        if (v.bVal > MQ_AUTHENTICATE) bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "AUTHENTICATE is 0 or 1");
+        q.authenticate = v.bVal == MQ_AUTHENTICATE;
+        break;
+      case PROPID_Q_TRANSACTION:
+        if (v.vt != VT_UI1) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "TRANSACTION is VT_UI1");
+        if (v.bVal > MQ_TRANSACTIONAL) bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "TRANSACTION is 0 or 1");
+        q.transactional = v.bVal == MQ_TRANSACTIONAL;
+        break;
+      default:
+        bad(MQ_ERROR_ILLEGAL_PROPID, "not a queue property mqsec supports");
+    }
+  }
+  if (!have_path) throw Error(MQ_ERROR_INVALID_PARAMETER, "PROPID_Q_PATHNAME is required");
+  std::wstring format = abi::from_utf8(queue::format_name_of(q.name));
+  auto cfg = config();
+  abi::store_at(cfg.store_path).create_queue(q);
+  DWORD needed = static_cast<DWORD>(format.size() + 1);
+  DWORD capacity = *format_len;
+  *format_len = needed;
+  if (format_out == nullptr || capacity < needed) return MQ_INFORMATION_FORMATNAME_BUFFER_TOO_SMALL;
+  std::wmemcpy(format_out, format.c_str(), needed);
+  return MQ_OK;
+}
+
+HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) {
+  if (out == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "phQueue is NULL");
+  *out = nullptr;
+  if (access != MQ_RECEIVE_ACCESS && access != MQ_SEND_ACCESS && access != MQ_PEEK_ACCESS &&
+      access != (MQ_RECEIVE_ACCESS | MQ_ADMIN_ACCESS) && access != (MQ_PEEK_ACCESS | MQ_ADMIN_ACCESS)) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "dwAccess must be MQ_RECEIVE_ACCESS, MQ_SEND_ACCESS or MQ_PEEK_ACCESS");
+  }
+  if (share != MQ_DENY_NONE && share != MQ_DENY_RECEIVE_SHARE) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "dwShareMode must be MQ_DENY_NONE or MQ_DENY_RECEIVE_SHARE");
+  }
+  if (share == MQ_DENY_RECEIVE_SHARE && !(access & MQ_RECEIVE_ACCESS)) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "MQ_DENY_RECEIVE_SHARE needs MQ_RECEIVE_ACCESS");
+  }
+  std::string name = queue_of_format(format);
+  auto cfg = config();
+  auto q = std::make_shared<OpenQueue>();
+  q->store = &abi::store_at(cfg.store_path);
+  auto info = q->store->find_queue(name);
+  if (!info) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + name + "' does not exist");
+  q->name = name;
+  q->id = info->id;
+  q->access = access;
+  q->authenticate = info->authenticate;
+  q->allow_weak_hash = cfg.allow_weak_hash;
+  if (access & MQ_RECEIVE_ACCESS) {
+    // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
+    // exclusive one. flock() works across processes and between handles of one process.
+    std::filesystem::path dir = cfg.store_path / "locks";
+    std::filesystem::create_directories(dir);
+    std::string path = (dir / (std::to_string(info->id) + ".lock")).string();
+    q->lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (q->lock_fd < 0) throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, "cannot open " + path);
+    int how = (share == MQ_DENY_RECEIVE_SHARE ? LOCK_EX : LOCK_SH) | LOCK_NB;
+    if (flock(q->lock_fd, how) != 0) {
+      throw Error(MQ_ERROR_SHARING_VIOLATION, "queue '" + name + "' is opened with MQ_DENY_RECEIVE_SHARE elsewhere");
+    }
+  }
+  uint32_t h = queues().insert(std::move(q));
+  if (h == 0) throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "too many open queues");
+  *out = reinterpret_cast<QUEUEHANDLE>(kQueueTag | h);
+  return MQ_OK;
+}
+
+// The security context a send uses: the caller's, unless the message names another
+// certificate (MSMQ then ignores the context), else a transient one (freed after the send).
+std::shared_ptr<security::SecurityContext> context_for(const abi::SendRequest& r) {
+  if (r.context) {
+    auto ctx = security::context_table().get(*r.context);
+    if (!ctx) {
+      throw Error(MQ_ERROR_BAD_SECURITY_CONTEXT,
+                  "PROPID_M_SECURITY_CONTEXT is not a live security context");
+    }
+    if (r.sender_cert.empty() || r.sender_cert == ctx->certificate()) return ctx;
+  }
+  return security::acquire_context(r.sender_cert);
+}
+
+HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
+  auto q = lookup(queues(), hq, kQueueTag);
+  if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
+  if (!(q->access & MQ_SEND_ACCESS)) throw Error(MQ_ERROR_ACCESS_DENIED, "queue not opened for sending");
+  if (tx != nullptr && tx != MQ_SINGLE_MESSAGE) {
+    throw Error(MQ_ERROR_TRANSACTION_USAGE, "only MQ_NO_TRANSACTION and MQ_SINGLE_MESSAGE are supported");
+  }
+  abi::SendRequest r = abi::parse_send(props);
+  security::Envelope& e = r.envelope;
+  e.msg_id = new_message_id();
+  e.sent_time = static_cast<uint64_t>(std::time(nullptr));
+  e.source_machine = abi::utf8_to_utf16(queue::local_host());
+  e.dest_queue = abi::utf8_to_utf16(queue::format_name_of(q->name));
+  if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
+    auto ctx = context_for(r);
+    security::sign_envelope(e, *ctx, r.hash_alg, q->allow_weak_hash, r.attach_sid);
+  } else if (r.context && !security::context_table().get(*r.context)) {
+    throw Error(MQ_ERROR_BAD_SECURITY_CONTEXT, "PROPID_M_SECURITY_CONTEXT is not a live security context");
+  }
+  security::Bytes bytes = security::encode(e);
+  q->store->append(q->id, e.priority, bytes, e.delivery == MQMSG_DELIVERY_RECOVERABLE ||
+                                                 tx == MQ_SINGLE_MESSAGE);
+  if (r.msgid_out) std::memcpy(r.msgid_out->caub.pElems, e.msg_id.data(), 20);
+  return r.overall;
+}
+
+// Rejects a message that failed arrival checks: out of the queue, into the audit record,
+// and a NACK to the admin queue when the sender asked for one.
+void reject(OpenQueue& q, const queue::StoredMessage& m, const security::Envelope* e,
+            const std::string& reason) {
+  if (!q.store->remove(q.id, m.seq)) return;  // another receiver dealt with it
+  log(LogLevel::Warning, "rejected message " + std::to_string(m.seq) + " of queue '" + q.name +
+                             "': " + reason);
+  q.store->record_rejection(q.name, reason, m.envelope);
+  if (e == nullptr || !(e->acknowledge & MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL) || e->admin_queue.empty()) {
+    return;
+  }
+  try {
+    std::string admin = queue::queue_from_format(abi::utf16_to_utf8(e->admin_queue));
+    auto info = q.store->find_queue(admin);
+    if (!info) return;
+    security::Envelope nack;
+    nack.msg_class = MQMSG_CLASS_NACK_BAD_SIGNATURE;
+    nack.msg_id = new_message_id();
+    nack.correlation_id = e->msg_id;
+    nack.label = e->label;
+    nack.body = e->body;
+    nack.app_specific = e->app_specific;
+    nack.dest_queue = e->dest_queue;
+    nack.source_machine = abi::utf8_to_utf16(queue::local_host());
+    nack.sent_time = static_cast<uint64_t>(std::time(nullptr));
+    q.store->append(info->id, e->priority, security::encode(nack), true);
+  } catch (const std::exception& ex) {
+    log(LogLevel::Warning, std::string("could not send the NACK: ") + ex.what());
+  }
+}
+
+HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS* props,
+                        LPOVERLAPPED overlapped, PMQRECEIVECALLBACK callback, HANDLE hcursor,
+                        ITransaction* tx) {
+  auto q = lookup(queues(), hq, kQueueTag);
+  if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
+  if (overlapped != nullptr || callback != nullptr) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "asynchronous receive is not supported yet");
+  }
+  if (tx != nullptr && tx != MQ_SINGLE_MESSAGE) {
+    throw Error(MQ_ERROR_TRANSACTION_USAGE, "only MQ_NO_TRANSACTION and MQ_SINGLE_MESSAGE are supported");
+  }
+  if (action != MQ_ACTION_RECEIVE && action != MQ_ACTION_PEEK_CURRENT && action != MQ_ACTION_PEEK_NEXT) {
+    throw Error(MQ_ERROR_ILLEGAL_CURSOR_ACTION, "unknown receive action");
+  }
+  std::shared_ptr<Cursor> cursor;
+  if (hcursor != nullptr) {
+    cursor = lookup(cursors(), hcursor, kCursorTag);
+    if (!cursor || cursor->queue.get() != q.get()) throw Error(MQ_ERROR_INVALID_HANDLE, "not a cursor of this queue");
+  } else if (action == MQ_ACTION_PEEK_NEXT) {
+    throw Error(MQ_ERROR_ILLEGAL_CURSOR_ACTION, "MQ_ACTION_PEEK_NEXT needs a cursor");
+  }
+  const bool take = action == MQ_ACTION_RECEIVE;
+  if (take ? !(q->access & MQ_RECEIVE_ACCESS) : !(q->access & (MQ_PEEK_ACCESS | MQ_RECEIVE_ACCESS))) {
+    throw Error(MQ_ERROR_ACCESS_DENIED, "queue not opened for this kind of receive");
+  }
+  if (props != nullptr) abi::check_receive(props);
+
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
+  std::unique_lock<std::mutex> cursor_lock;
+  if (cursor) cursor_lock = std::unique_lock(cursor->mu);
+  bool advance = action == MQ_ACTION_PEEK_NEXT;
+  for (;;) {
+    uint64_t seen = q->store->version();
+    std::optional<queue::StoredMessage> m;
+    if (cursor && cursor->positioned) {
+      m = advance ? q->store->next_after(q->id, cursor->priority, cursor->seq)
+                  : q->store->get(q->id, cursor->seq);
+      if (!m && !advance) m = q->store->next_after(q->id, cursor->priority, cursor->seq);
+    } else {
+      m = q->store->first(q->id);
+    }
+    if (m) {
+      if (cursor) {
+        cursor->positioned = true;
+        cursor->priority = m->priority;
+        cursor->seq = m->seq;
+        advance = false;
+      }
+      security::Envelope e;
+      try {
+        e = security::decode(m->envelope);
+      } catch (const security::EnvelopeError& ex) {
+        reject(*q, *m, nullptr, std::string("malformed envelope: ") + ex.what());
+        continue;
+      }
+      std::optional<security::Bytes> registered;
+      if (!e.sender_cert.empty()) registered = q->store->certificate_sid(security::sha256(e.sender_cert));
+      security::Verdict vd = verifier().verify(e, registered, std::time(nullptr), q->allow_weak_hash);
+      if (!vd.ok || (q->authenticate && !vd.signed_message)) {
+        reject(*q, *m, &e, vd.ok ? "unauthenticated message on a queue that requires authentication" : vd.reason);
+        continue;
+      }
+      HRESULT hr = MQ_OK;
+      if (props != nullptr) {
+        abi::Received rec{&e, &vd, m->arrived};
+        hr = abi::fill_receive(props, rec);
+        if (FAILED(hr)) return hr;  // buffers too small: the message stays
+      }
+      if (take && !q->store->remove(q->id, m->seq)) continue;  // another receiver won it
+      return hr;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (timeout != INFINITE && now >= deadline) {
+      throw Error(MQ_ERROR_IO_TIMEOUT, "no message arrived within the timeout");
+    }
+    auto wait = timeout == INFINITE ? std::chrono::milliseconds(1000)
+                                    : std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    q->store->wait_for_change(seen, wait);
+  }
+}
+
+}  // namespace
+
+MQSEC_EXPORT HRESULT APIENTRY MQCreateQueue(PSECURITY_DESCRIPTOR, MQQUEUEPROPS* pQueueProps,
+                                            LPWSTR lpwcsFormatName, LPDWORD lpdwFormatNameLength) {
+  return abi::guard("MQCreateQueue",
+                    [&] { return create_queue(pQueueProps, lpwcsFormatName, lpdwFormatNameLength); });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQDeleteQueue(LPCWSTR lpwcsFormatName) {
+  return abi::guard("MQDeleteQueue", [&] {
+    std::string name = queue_of_format(lpwcsFormatName);
+    abi::store_at(config().store_path).delete_queue(name);
+    return MQ_OK;
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQOpenQueue(LPCWSTR lpwcsFormatName, DWORD dwAccess,
+                                          DWORD dwShareMode, QUEUEHANDLE* phQueue) {
+  return abi::guard("MQOpenQueue",
+                    [&] { return open_queue(lpwcsFormatName, dwAccess, dwShareMode, phQueue); });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQCloseQueue(QUEUEHANDLE hQueue) {
+  return abi::guard("MQCloseQueue", [&] {
+    uintptr_t v = reinterpret_cast<uintptr_t>(hQueue);
+    if ((v & ~uintptr_t{0xFFFFFFFF}) != kQueueTag || !queues().erase(static_cast<uint32_t>(v))) {
+      return MQ_ERROR_INVALID_HANDLE;
+    }
+    return MQ_OK;
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQPathNameToFormatName(LPCWSTR lpwcsPathName, LPWSTR lpwcsFormatName,
+                                                     LPDWORD lpdwFormatNameLength) {
+  return abi::guard("MQPathNameToFormatName", [&]() -> HRESULT {
+    if (lpwcsPathName == nullptr || lpdwFormatNameLength == nullptr) return MQ_ERROR_INVALID_PARAMETER;
+    std::string name =
+        queue::queue_from_path(abi::to_utf8(lpwcsPathName, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
+    if (!abi::store_at(config().store_path).find_queue(name)) {
+      return MQ_ERROR_QUEUE_NOT_FOUND;
+    }
+    std::wstring format = abi::from_utf8(queue::format_name_of(name));
+    DWORD needed = static_cast<DWORD>(format.size() + 1);
+    DWORD capacity = *lpdwFormatNameLength;
+    *lpdwFormatNameLength = needed;
+    if (lpwcsFormatName == nullptr || capacity < needed) return MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL;
+    std::wmemcpy(lpwcsFormatName, format.c_str(), needed);
+    return MQ_OK;
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQSendMessage(QUEUEHANDLE hDestinationQueue,
+                                            MQMSGPROPS* pMessageProps, ITransaction* pTransaction) {
+  return abi::guard("MQSendMessage",
+                    [&] { return send_message(hDestinationQueue, pMessageProps, pTransaction); });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQReceiveMessage(QUEUEHANDLE hSource, DWORD dwTimeout, DWORD dwAction,
+                                               MQMSGPROPS* pMessageProps, LPOVERLAPPED lpOverlapped,
+                                               PMQRECEIVECALLBACK fnReceiveCallback, HANDLE hCursor,
+                                               ITransaction* pTransaction) {
+  return abi::guard("MQReceiveMessage", [&] {
+    return receive_message(hSource, dwTimeout, dwAction, pMessageProps, lpOverlapped,
+                           fnReceiveCallback, hCursor, pTransaction);
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQCreateCursor(QUEUEHANDLE hQueue, PHANDLE phCursor) {
+  return abi::guard("MQCreateCursor", [&]() -> HRESULT {
+    if (phCursor == nullptr) return MQ_ERROR_INVALID_PARAMETER;
+    auto q = lookup(queues(), hQueue, kQueueTag);
+    if (!q) return MQ_ERROR_INVALID_HANDLE;
+    auto c = std::make_shared<Cursor>();
+    c->queue = q;
+    uint32_t h = cursors().insert(std::move(c));
+    if (h == 0) return MQ_ERROR_INSUFFICIENT_RESOURCES;
+    *phCursor = reinterpret_cast<HANDLE>(kCursorTag | h);
+    return MQ_OK;
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQCloseCursor(HANDLE hCursor) {
+  return abi::guard("MQCloseCursor", [&] {
+    uintptr_t v = reinterpret_cast<uintptr_t>(hCursor);
+    if ((v & ~uintptr_t{0xFFFFFFFF}) != kCursorTag || !cursors().erase(static_cast<uint32_t>(v))) {
+      return MQ_ERROR_INVALID_HANDLE;
+    }
+    return MQ_OK;
+  });
+}
+
+MQSEC_EXPORT VOID APIENTRY MQFreeMemory(PVOID pvMemory) {
+  // mqsec never hands out memory the caller must free; MSMQ's contract is that what its
+  // functions allocate goes back here, so this frees malloc'ed memory.
+  std::free(pvMemory);
+}

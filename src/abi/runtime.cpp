@@ -1,0 +1,76 @@
+// Runtime wiring: the store per directory and certificate registration.
+#include "src/abi/runtime.hpp"
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "mqsec/error.hpp"
+#include "src/security/log.hpp"
+#include "src/security/openssl.hpp"
+#include "src/security/personal_store.hpp"
+
+namespace mqsec::abi {
+
+queue::Store& store_at(const std::filesystem::path& dir) {
+  static std::mutex mu;
+  // Immortal: stores are used by other threads until exit.
+  static auto* stores = new std::map<std::filesystem::path, std::unique_ptr<queue::Store>>();
+  std::lock_guard lock(mu);
+  auto& slot = (*stores)[dir];
+  if (!slot) slot = std::make_unique<queue::Store>(dir);
+  return *slot;
+}
+
+Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
+                                const security::EnrollOptions& opts) {
+  std::string profile_error;
+  security::UserSetup setup = security::resolve_user(&profile_error);
+  Registered out;
+  out.sid = setup.user.sid.str();
+
+  security::PersonalStore personal(setup);
+  if (der.empty()) {
+    if (!profile_error.empty()) {
+      log(LogLevel::Error, "cannot read the user profile: " + profile_error);
+      throw Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE, "cannot read the user profile: " + profile_error);
+    }
+    if (if_not_exist && !setup.profile.internal_certificate.empty()) {
+      if (auto existing = personal.find_certificate(setup.profile.internal_certificate)) {
+        out.code = MQ_INFORMATION_INTERNAL_USER_CERT_EXIST;
+        out.der = std::move(*existing);
+        out.object_uri = setup.profile.internal_certificate;
+        return out;
+      }
+    }
+    security::Enrolled e = security::enroll_internal(setup, personal, opts);
+    out.der = std::move(e.der);
+    out.object_uri = std::move(e.object_uri);
+  } else {
+    security::X509Ptr cert = security::parse_der_strict(der);
+    if (!cert) {
+      throw Error(MQ_ERROR_INVALID_CERTIFICATE,
+                  "the buffer is not exactly one DER-encoded X.509 certificate");
+    }
+    if (!personal.find_key_for(cert.get(), der)) {
+      std::string why = "cannot register '" + security::subject_string(cert.get()) +
+                        "': its private key is not in the caller's personal store (token '" +
+                        personal.token()->label() + "')";
+      log(LogLevel::Error, why);
+      throw Error(MQ_ERROR_INVALID_CERTIFICATE, why);
+    }
+    out.der.assign(der.begin(), der.end());
+  }
+
+  try {
+    queue::Store& registry = store_at(setup.config.store_path);
+    registry.bind_certificate(security::sha256(out.der), out.der, setup.user.sid.bytes(),
+                              setup.user.uid);
+  } catch (const Error& e) {
+    log(LogLevel::Error, std::string("certificate registry: ") + e.what());
+    throw Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE, std::string("certificate registry: ") + e.what());
+  }
+  return out;
+}
+
+}  // namespace mqsec::abi

@@ -1,0 +1,34 @@
+// The runtime behind the C API: wiring of security/ and queue/ (the only place that knows
+// both), shared by libmqrt's entry points and by the mqsec command.
+#pragma once
+
+#include <mq.h>
+
+#include <filesystem>
+#include <span>
+#include <string>
+
+#include "src/queue/store.hpp"
+#include "src/security/enroll.hpp"
+
+namespace mqsec::abi {
+
+// The store under `dir`, opened once per process and shared by all threads.
+// Throws mqsec::Error(MQ_ERROR_SERVICE_NOT_AVAILABLE) when it cannot be opened.
+queue::Store& store_at(const std::filesystem::path& dir);
+
+struct Registered {
+  HRESULT code = MQ_OK;  // MQ_OK or MQ_INFORMATION_INTERNAL_USER_CERT_EXIST
+  security::Bytes der;   // the registered certificate
+  std::string object_uri;  // internal certificates: where it is on the token
+  std::string sid;         // the SID it is bound to
+};
+
+// MQRegisterCertificate for the calling thread's user. `der` empty: the internal certificate
+// (created with `opts` unless `if_not_exist` and one exists); else that external certificate,
+// whose private key must be in the user's personal store (proof of possession: nobody can
+// bind someone else's certificate to their own SID). Throws mqsec::Error.
+Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
+                                const security::EnrollOptions& opts);
+
+}  // namespace mqsec::abi

@@ -1,0 +1,63 @@
+// MQGetSecurityContextEx, MQGetSecurityContext, MQFreeSecurityContext, MQRegisterCertificate.
+#include <cstdint>
+#include <span>
+
+#include "src/abi/guard.hpp"
+#include "src/abi/runtime.hpp"
+#include "src/security/context.hpp"
+#include "src/security/enroll.hpp"
+#include "src/security/personal_store.hpp"
+
+namespace {
+
+using namespace mqsec;
+
+HRESULT get_context(LPVOID buffer, DWORD length, HANDLE* out) {
+  if (out == nullptr || (buffer == nullptr) != (length == 0)) return MQ_ERROR_INVALID_PARAMETER;
+  *out = nullptr;
+  std::span<const uint8_t> der(static_cast<const uint8_t*>(buffer), length);
+  auto ctx = security::acquire_context(der);
+  uint32_t handle = security::context_table().insert(std::move(ctx));
+  if (handle == 0) {
+    throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "all 65535 security context slots are in use");
+  }
+  *out = reinterpret_cast<HANDLE>(static_cast<uintptr_t>(handle));
+  return MQ_OK;
+}
+
+}  // namespace
+
+MQSEC_EXPORT HRESULT APIENTRY MQGetSecurityContextEx(LPVOID lpCertBuffer, DWORD dwCertBufferLength,
+                                                     HANDLE* phSecurityContext) {
+  return abi::guard("MQGetSecurityContextEx",
+                    [&] { return get_context(lpCertBuffer, dwCertBufferLength, phSecurityContext); });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQGetSecurityContext(LPVOID lpCertBuffer, DWORD dwCertBufferLength,
+                                                   HANDLE* phSecurityContext) {
+  return abi::guard("MQGetSecurityContext",
+                    [&] { return get_context(lpCertBuffer, dwCertBufferLength, phSecurityContext); });
+}
+
+MQSEC_EXPORT VOID APIENTRY MQFreeSecurityContext(HANDLE hSecurityContext) {
+  // VOID in MSMQ: NULL, unknown, forged and already-freed handles are a silent no-op.
+  uintptr_t value = reinterpret_cast<uintptr_t>(hSecurityContext);
+  if (value == 0 || value > UINT32_MAX) return;
+  abi::guard("MQFreeSecurityContext", [&] {
+    security::context_table().erase(static_cast<uint32_t>(value));
+    return MQ_OK;
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQRegisterCertificate(DWORD dwFlags, LPVOID lpCertBuffer,
+                                                    DWORD dwCertBufferLength) {
+  return abi::guard("MQRegisterCertificate", [&]() -> HRESULT {
+    if (dwFlags != MQCERT_REGISTER_ALWAYS && dwFlags != MQCERT_REGISTER_IF_NOT_EXIST) {
+      return MQ_ERROR_INVALID_PARAMETER;
+    }
+    if ((lpCertBuffer == nullptr) != (dwCertBufferLength == 0)) return MQ_ERROR_INVALID_PARAMETER;
+    std::span<const uint8_t> der(static_cast<const uint8_t*>(lpCertBuffer), dwCertBufferLength);
+    if (!der.empty() && dwFlags != MQCERT_REGISTER_ALWAYS) return MQ_ERROR_INVALID_PARAMETER;
+    return abi::register_certificate(der, dwFlags == MQCERT_REGISTER_IF_NOT_EXIST, {}).code;
+  });
+}

@@ -1,0 +1,89 @@
+// Path and format name parsing.
+#include "src/queue/format_name.hpp"
+
+#include <mq.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "mqsec/error.hpp"
+
+namespace mqsec::queue {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+bool is_local(std::string_view host) {
+  std::string h = lower(host);
+  if (h == "." || h == "localhost" || h == local_host()) return true;
+  // A fully qualified name of this host: compare the first label.
+  auto dot = h.find('.');
+  return dot != std::string::npos && h.substr(0, dot) == local_host();
+}
+
+}  // namespace
+
+const std::string& local_host() {
+  static const std::string name = [] {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0) return std::string("localhost");
+    return lower(buf);
+  }();
+  return name;
+}
+
+std::string queue_from_path(std::string_view path) {
+  auto first = path.find('\\');
+  if (first == std::string_view::npos || first == 0) {
+    throw Error(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME,
+                "queue path name '" + std::string(path) + "' is not of the form .\\private$\\NAME");
+  }
+  std::string_view host = path.substr(0, first);
+  std::string_view rest = path.substr(first + 1);
+  constexpr std::string_view kPrivate = "private$\\";
+  if (rest.size() < kPrivate.size() || lower(rest.substr(0, kPrivate.size())) != kPrivate) {
+    throw Error(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME,
+                "'" + std::string(path) + "': only private queues (.\\private$\\NAME) exist here");
+  }
+  std::string_view name = rest.substr(kPrivate.size());
+  if (name.empty() || name.size() > MQ_MAX_Q_NAME_LEN ||
+      name.find_first_of("\\/\r\n\t") != std::string_view::npos ||
+      std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20; })) {
+    throw Error(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME,
+                "queue name in '" + std::string(path) +
+                    "' must be 1 to 124 characters without '\\', '/' or control characters");
+  }
+  if (!is_local(host)) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "queue '" + std::string(path) + "' is on another machine ('" + std::string(host) +
+                    "'); mqsec's queue manager serves local queues only");
+  }
+  return lower(name);
+}
+
+std::string queue_from_format(std::string_view format) {
+  constexpr std::string_view kDirect = "direct=os:";
+  if (format.size() <= kDirect.size() || lower(format.substr(0, kDirect.size())) != kDirect) {
+    throw Error(MQ_ERROR_ILLEGAL_FORMATNAME,
+                "format name '" + std::string(format) +
+                    "' is not supported: use DIRECT=OS:.\\private$\\NAME");
+  }
+  try {
+    return queue_from_path(format.substr(kDirect.size()));
+  } catch (const Error& e) {
+    if (e.code() == MQ_ERROR_ILLEGAL_QUEUE_PATHNAME) throw Error(MQ_ERROR_ILLEGAL_FORMATNAME, e.what());
+    throw;
+  }
+}
+
+std::string format_name_of(std::string_view queue) {
+  return "DIRECT=OS:" + local_host() + "\\private$\\" + std::string(queue);
+}
+
+}  // namespace mqsec::queue

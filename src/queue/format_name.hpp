@@ -1,0 +1,25 @@
+// MSMQ queue names: path names (".\private$\orders", "<host>\private$\orders") and direct
+// format names ("DIRECT=OS:.\private$\orders"). mqsec's queue manager is local and holds
+// private queues only; the local host may be written as ".", "localhost" or its host name.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace mqsec::queue {
+
+// The machine's host name (as gethostname), lower-cased.
+const std::string& local_host();
+
+// Queue name (lower-cased) of a path name. Throws mqsec::Error:
+// MQ_ERROR_ILLEGAL_QUEUE_PATHNAME (malformed, public queue, name too long or empty),
+// MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (another machine).
+std::string queue_from_path(std::string_view path);
+// Queue name of a format name. Throws MQ_ERROR_ILLEGAL_FORMATNAME (malformed or a kind we do
+// not support: PUBLIC=, PRIVATE=, DIRECT=TCP:, multicast, lists) or
+// MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (another machine).
+std::string queue_from_format(std::string_view format);
+// "DIRECT=OS:<host>\private$\<name>".
+std::string format_name_of(std::string_view queue);
+
+}  // namespace mqsec::queue

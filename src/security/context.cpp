@@ -1,0 +1,106 @@
+// Acquiring security contexts.
+#include "src/security/context.hpp"
+
+#include "mqsec/error.hpp"
+#include "pkcs11/error.hpp"
+#include "src/security/log.hpp"
+#include "src/security/personal_store.hpp"
+
+namespace mqsec::security {
+namespace {
+
+[[noreturn]] void fail(HRESULT code, const std::string& reason) {
+  log(LogLevel::Error, reason);
+  throw Error(code, reason);
+}
+
+}  // namespace
+
+SecurityContext::SecurityContext(Bytes der, X509Ptr cert, std::shared_ptr<pkcs11::Token> token,
+                                 std::string pin_source, pkcs11::SignKey key, Bytes key_id,
+                                 UserIdentity user)
+    : der_(std::move(der)),
+      der_sha256_(sha256(der_)),
+      cert_(std::move(cert)),
+      token_(std::move(token)),
+      pin_source_(std::move(pin_source)),
+      key_(key),
+      key_id_(std::move(key_id)),
+      user_(std::move(user)) {}
+
+Bytes SecurityContext::sign_digest(pkcs11::Hash hash, std::span<const uint8_t> digest) const {
+  return pkcs11::sign_digest(*token_, key_, hash, digest, pin_source_);
+}
+
+HandleTable<SecurityContext>& context_table() {
+  static auto* table = new HandleTable<SecurityContext>();  // immortal: used until exit
+  return *table;
+}
+
+std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der_in) {
+  const bool internal = der_in.empty();
+  X509Ptr cert;
+  if (!internal) {
+    cert = parse_der_strict(der_in);
+    if (!cert) {
+      fail(MQ_ERROR_INVALID_CERTIFICATE,
+           "the certificate buffer is not exactly one DER-encoded X.509 certificate");
+    }
+  }
+
+  std::string profile_error;
+  UserSetup setup = resolve_user(&profile_error);
+  if (internal) {
+    if (!profile_error.empty()) {
+      fail(MQ_ERROR_NO_INTERNAL_USER_CERT, "user profile is malformed: " + profile_error);
+    }
+    if (setup.profile.internal_certificate.empty()) {
+      fail(MQ_ERROR_NO_INTERNAL_USER_CERT,
+           "user '" + setup.user.name + "' has no internal certificate (" +
+               setup.profile.file.string() +
+               (setup.profile.exists ? " has no internal-certificate" : " does not exist") +
+               "); run `mqsec enroll` or MQRegisterCertificate(MQCERT_REGISTER_ALWAYS, NULL, 0)");
+    }
+  }
+
+  PersonalStore store(setup);
+  Bytes der(der_in.begin(), der_in.end());
+  try {
+    if (internal) {
+      auto found = store.find_certificate(setup.profile.internal_certificate);
+      if (!found) {
+        fail(MQ_ERROR_NO_INTERNAL_USER_CERT, "internal certificate '" +
+                                                 setup.profile.internal_certificate +
+                                                 "' is not on token '" +
+                                                 store.token()->label() + "'");
+      }
+      der = std::move(*found);
+      cert = parse_der_strict(der);
+      if (!cert) {
+        fail(MQ_ERROR_NO_INTERNAL_USER_CERT,
+             "internal certificate '" + setup.profile.internal_certificate +
+                 "' on the token is not a valid DER certificate");
+      }
+    }
+    const HRESULT no_key = internal ? MQ_ERROR_NO_INTERNAL_USER_CERT : MQ_ERROR_INVALID_CERTIFICATE;
+    auto key = store.find_key_for(cert.get(), der);
+    if (!key) {
+      fail(no_key, "no single private key for certificate '" + subject_string(cert.get()) +
+                       "' on token '" + store.token()->label() + "'");
+    }
+    if ((!key->sensitive || key->extractable) && !setup.config.allow_extractable_keys) {
+      fail(MQ_ERROR_INVALID_CERTIFICATE,
+           "refusing the private key of '" + subject_string(cert.get()) + "': it is " +
+               (key->extractable ? "extractable" : "not sensitive") +
+               ", so it could leave the token; set [token] allow-extractable-keys = true in "
+               "the system config to allow it");
+    }
+    return std::make_shared<SecurityContext>(std::move(der), std::move(cert), store.token(),
+                                             store.pin_source(), key->key, key->id,
+                                             std::move(setup.user));
+  } catch (const pkcs11::Error& e) {
+    throw_mapped(e, MQ_ERROR_CORRUPTED_SECURITY_DATA, "security context");
+  }
+}
+
+}  // namespace mqsec::security

@@ -1,0 +1,59 @@
+// The security context of MQGetSecurityContextEx: everything needed to sign many messages
+// as one user with one certificate, fetched once.
+//
+// It holds the certificate (DER and parsed), its public key, the token (shared session pool
+// and login), the private key's object handle and CKA_ID, the signing scheme, and the SID
+// and name of the user who obtained it. That identity is fixed at creation: a thread that
+// impersonated user B, got a context, and reverted still signs as B with it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "pkcs11/signer.hpp"
+#include "src/security/handle_table.hpp"
+#include "src/security/identity.hpp"
+#include "src/security/openssl.hpp"
+
+namespace mqsec::security {
+
+class SecurityContext {
+ public:
+  SecurityContext(Bytes der, X509Ptr cert, std::shared_ptr<pkcs11::Token> token,
+                  std::string pin_source, pkcs11::SignKey key, Bytes key_id, UserIdentity user);
+
+  const Bytes& certificate() const noexcept { return der_; }
+  const Bytes& certificate_sha256() const noexcept { return der_sha256_; }
+  X509* x509() const noexcept { return cert_.get(); }
+  EVP_PKEY* public_key() const noexcept { return X509_get0_pubkey(cert_.get()); }
+  const UserIdentity& user() const noexcept { return user_; }
+  const Sid& sid() const noexcept { return user_.sid; }
+  pkcs11::Scheme scheme() const noexcept { return key_.scheme; }
+  const Bytes& key_id() const noexcept { return key_id_; }
+  const pkcs11::Token& token() const noexcept { return *token_; }
+
+  // Signs a digest made with `hash` on the token. Thread-safe; many threads may sign with
+  // one context at once (each uses its own pooled session). Throws pkcs11::Error.
+  Bytes sign_digest(pkcs11::Hash hash, std::span<const uint8_t> digest) const;
+
+ private:
+  Bytes der_, der_sha256_;
+  X509Ptr cert_;
+  std::shared_ptr<pkcs11::Token> token_;
+  std::string pin_source_;
+  pkcs11::SignKey key_;
+  Bytes key_id_;
+  UserIdentity user_;
+};
+
+// Builds a context for the calling thread's user: `der` empty -> the user's internal
+// certificate (profile's internal-certificate), else that external DER certificate.
+// Throws mqsec::Error with MQGetSecurityContextEx's documented codes.
+std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der);
+
+// The process-wide table behind the 32-bit handles.
+HandleTable<SecurityContext>& context_table();
+
+}  // namespace mqsec::security

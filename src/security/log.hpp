@@ -1,0 +1,20 @@
+// The runtime's diagnostic log. MSMQ's API returns bare HRESULTs; the reason behind a
+// failure (which PKCS#11 call failed, which file was malformed) goes here.
+//
+// Destination from $MQSEC_LOG: unset or "syslog" -> syslog (ident "mqsec"), "stderr",
+// "file:<path>" (appended, created 0600), "off". Messages never contain PINs.
+#pragma once
+
+#include <string>
+
+namespace mqsec {
+
+enum class LogLevel { Error, Warning, Info, Debug };
+
+void log(LogLevel level, const std::string& message) noexcept;
+
+// The last message logged at Error or Warning level by the calling thread (for the CLI,
+// which prints the reason next to the MQ_ERROR code).
+std::string last_error_message();
+
+}  // namespace mqsec

@@ -1,0 +1,186 @@
+// Envelope signing and verification.
+#include "src/security/message_auth.hpp"
+
+#include <mq.h>
+#include <openssl/rsa.h>
+
+#include "mqsec/error.hpp"
+#include "pkcs11/error.hpp"
+#include "src/security/log.hpp"
+#include "src/security/personal_store.hpp"
+
+namespace mqsec::security {
+namespace {
+
+uint8_t level_for(uint32_t auth_level) {
+  switch (auth_level) {
+    case MQMSG_AUTH_LEVEL_SIG10:
+      return MQMSG_AUTHENTICATED_SIG10;
+    case MQMSG_AUTH_LEVEL_SIG30:
+      return MQMSG_AUTHENTICATED_SIG30;
+    default:  // ALWAYS and SIG20: our signature covers MSMQ 2.0's fields (and more)
+      return MQMSG_AUTHENTICATED_SIG20;
+  }
+}
+
+}  // namespace
+
+pkcs11::Hash hash_for(uint32_t calg, bool allow_weak) {
+  switch (calg) {
+    case CALG_SHA_256:
+      return pkcs11::Hash::Sha256;
+    case CALG_SHA_384:
+      return pkcs11::Hash::Sha384;
+    case CALG_SHA_512:
+      return pkcs11::Hash::Sha512;
+    case CALG_SHA1:
+      if (allow_weak) return pkcs11::Hash::Sha1;
+      break;
+    case CALG_MD5:
+      if (allow_weak) return pkcs11::Hash::Md5;
+      break;
+    default:
+      throw Error(MQ_ERROR_ILLEGAL_PROPERTY_VALUE,
+                  "PROPID_M_HASH_ALG " + std::to_string(calg) + " is not a known hash algorithm");
+  }
+  throw Error(MQ_ERROR_ILLEGAL_PROPERTY_VALUE,
+              "PROPID_M_HASH_ALG: MD5 and SHA-1 are refused; use CALG_SHA_256 (or set [security] "
+              "allow-weak-hash = true)");
+}
+
+const EVP_MD* evp_md(pkcs11::Hash h) {
+  switch (h) {
+    case pkcs11::Hash::Md5:
+      return EVP_md5();
+    case pkcs11::Hash::Sha1:
+      return EVP_sha1();
+    case pkcs11::Hash::Sha256:
+      return EVP_sha256();
+    case pkcs11::Hash::Sha384:
+      return EVP_sha384();
+    case pkcs11::Hash::Sha512:
+      return EVP_sha512();
+  }
+  return EVP_sha256();
+}
+
+void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool allow_weak,
+                   bool attach_sid) {
+  pkcs11::Hash hash = hash_for(calg, allow_weak);
+  e.hash_alg = calg;
+  switch (ctx.scheme()) {
+    case pkcs11::Scheme::RsaPkcs1:
+      e.sig_scheme = SigScheme::RsaPkcs1;
+      break;
+    case pkcs11::Scheme::RsaPss:
+      e.sig_scheme = SigScheme::RsaPss;
+      break;
+    case pkcs11::Scheme::Ecdsa:
+      e.sig_scheme = SigScheme::Ecdsa;
+      break;
+  }
+  e.sender_cert = ctx.certificate();
+  if (attach_sid) {
+    e.sender_id_type = MQMSG_SENDERID_TYPE_SID;
+    e.sender_id = ctx.sid().bytes();
+  } else {
+    e.sender_id_type = MQMSG_SENDERID_TYPE_NONE;
+    e.sender_id.clear();
+  }
+  e.signature.clear();
+  Bytes tbs = to_be_signed(e);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(tbs.data(), tbs.size(), digest, &len, evp_md(hash), nullptr) != 1) {
+    throw Error(MQ_ERROR_CORRUPTED_SECURITY_DATA, "hashing the message failed");
+  }
+  try {
+    e.signature = ctx.sign_digest(hash, std::span<const uint8_t>(digest, len));
+  } catch (const pkcs11::Error& err) {
+    throw_mapped(err, MQ_ERROR_CORRUPTED_SECURITY_DATA, "signing a message");
+  }
+}
+
+std::shared_ptr<X509> Verifier::certificate(const Bytes& der, const Bytes& digest) {
+  std::lock_guard lock(mu_);
+  if (auto it = cache_.find(digest); it != cache_.end()) return it->second;
+  X509Ptr parsed = parse_der_strict(der);
+  if (!parsed) return nullptr;
+  std::shared_ptr<X509> cert(parsed.release(), X509_free);
+  if (cache_.size() >= 1024) cache_.clear();  // bounded; senders are few in practice
+  cache_.emplace(digest, cert);
+  return cert;
+}
+
+Verdict Verifier::verify(const Envelope& e, const std::optional<Bytes>& registered_sid,
+                         std::time_t now, bool allow_weak) {
+  Verdict v;
+  if (e.sig_scheme == SigScheme::None && e.signature.empty()) {
+    v.ok = true;  // unsigned: nothing to verify (the queue decides whether that is allowed)
+    return v;
+  }
+  v.signed_message = true;
+  if (e.signature.empty() || e.sender_cert.empty()) {
+    v.reason = "signed message without signature or sender certificate";
+    return v;
+  }
+  Bytes digest = sha256(e.sender_cert);
+  auto cert = certificate(e.sender_cert, digest);
+  if (!cert) {
+    v.reason = "sender certificate is not a valid DER certificate";
+    return v;
+  }
+  v.subject = subject_string(cert.get());
+  if (X509_cmp_time(X509_get0_notBefore(cert.get()), &now) > 0) {
+    v.reason = "sender certificate is not yet valid";
+    return v;
+  }
+  if (X509_cmp_time(X509_get0_notAfter(cert.get()), &now) < 0) {
+    v.reason = "sender certificate has expired";
+    return v;
+  }
+  pkcs11::Hash hash;
+  try {
+    hash = hash_for(e.hash_alg, allow_weak);
+  } catch (const Error&) {
+    v.reason = "hash algorithm " + std::to_string(e.hash_alg) + " is not accepted";
+    return v;
+  }
+  EVP_PKEY* pub = X509_get0_pubkey(cert.get());
+  bool is_rsa = pub && EVP_PKEY_is_a(pub, "RSA") == 1;
+  bool is_ec = pub && EVP_PKEY_is_a(pub, "EC") == 1;
+  if ((e.sig_scheme == SigScheme::Ecdsa && !is_ec) ||
+      ((e.sig_scheme == SigScheme::RsaPkcs1 || e.sig_scheme == SigScheme::RsaPss) && !is_rsa)) {
+    v.reason = "signature scheme does not match the sender certificate's key";
+    return v;
+  }
+
+  Bytes tbs = to_be_signed(e);
+  MdCtxPtr md(EVP_MD_CTX_new());
+  EVP_PKEY_CTX* pctx = nullptr;
+  bool good = md && EVP_DigestVerifyInit(md.get(), &pctx, evp_md(hash), nullptr, pub) == 1;
+  if (good && e.sig_scheme == SigScheme::RsaPss) {
+    good = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
+  }
+  good = good && EVP_DigestVerify(md.get(), e.signature.data(), e.signature.size(), tbs.data(),
+                                  tbs.size()) == 1;
+  if (!good) {
+    openssl_error();  // clear the queue
+    v.reason = "signature does not verify (message altered or signed by another key)";
+    return v;
+  }
+
+  if (registered_sid) {
+    if (e.sender_id_type != MQMSG_SENDERID_TYPE_SID || e.sender_id != *registered_sid) {
+      v.reason = "sender certificate is registered to another SID than the message's SENDERID";
+      return v;
+    }
+    v.sender_confirmed = true;
+  }
+  v.ok = true;
+  v.authenticated_ex = level_for(e.auth_level);
+  return v;
+}
+
+}  // namespace mqsec::security

@@ -1,0 +1,55 @@
+// Shared OpenSSL helpers.
+#include "src/security/openssl.hpp"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/sha.h>
+
+namespace mqsec::security {
+
+X509Ptr parse_der_strict(std::span<const uint8_t> der) {
+  if (der.empty()) return nullptr;
+  const unsigned char* p = der.data();
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!cert || p != der.data() + der.size()) {
+    ERR_clear_error();
+    return nullptr;
+  }
+  return cert;
+}
+
+Bytes to_der(X509* cert) {
+  int len = i2d_X509(cert, nullptr);
+  if (len <= 0) return {};
+  Bytes out(static_cast<size_t>(len));
+  unsigned char* p = out.data();
+  i2d_X509(cert, &p);
+  return out;
+}
+
+Bytes sha256(std::span<const uint8_t> data) {
+  Bytes d(SHA256_DIGEST_LENGTH);
+  SHA256(data.data(), data.size(), d.data());
+  return d;
+}
+
+std::string subject_string(X509* cert) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  if (!bio) return {};
+  X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert), 0,
+                     XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
+std::string openssl_error() {
+  unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "unknown OpenSSL error";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
+}  // namespace mqsec::security

@@ -1,0 +1,40 @@
+// OpenSSL ownership (std::unique_ptr with the right free function) and the certificate
+// helpers the security layer shares: strict DER parsing, digests, names, public keys.
+#pragma once
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace mqsec::security {
+
+using Bytes = std::vector<uint8_t>;
+
+struct OsslFree {
+  void operator()(X509* p) const noexcept { X509_free(p); }
+  void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
+  void operator()(EVP_MD_CTX* p) const noexcept { EVP_MD_CTX_free(p); }
+  void operator()(EVP_PKEY_CTX* p) const noexcept { EVP_PKEY_CTX_free(p); }
+  void operator()(X509_NAME* p) const noexcept { X509_NAME_free(p); }
+};
+using X509Ptr = std::unique_ptr<X509, OsslFree>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, OsslFree>;
+using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, OsslFree>;
+using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, OsslFree>;
+
+// Parses exactly one DER certificate: nullptr if the bytes are not a certificate or have
+// anything after it.
+X509Ptr parse_der_strict(std::span<const uint8_t> der);
+Bytes to_der(X509* cert);
+Bytes sha256(std::span<const uint8_t> data);
+// "CN=alice,O=Example" (RFC 2253 order, OpenSSL's one-line form).
+std::string subject_string(X509* cert);
+// The last OpenSSL error as text (and clears the queue).
+std::string openssl_error();
+
+}  // namespace mqsec::security

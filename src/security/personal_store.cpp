@@ -1,0 +1,223 @@
+// Personal store: user resolution, token login, certificate-to-key matching.
+#include "src/security/personal_store.hpp"
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+
+#include <algorithm>
+
+#include "mqsec/error.hpp"
+#include "pkcs11/error.hpp"
+#include "pkcs11/uri.hpp"
+#include "src/security/log.hpp"
+
+namespace mqsec::security {
+namespace {
+
+[[noreturn]] void fail(HRESULT code, const std::string& reason) {
+  log(LogLevel::Error, reason);
+  throw Error(code, reason);
+}
+
+CK_ATTRIBUTE attr(CK_ATTRIBUTE_TYPE t, const void* p, size_t n) {
+  return CK_ATTRIBUTE{t, const_cast<void*>(p), static_cast<CK_ULONG>(n)};
+}
+
+// DER OCTET STRING around `v` (CKA_EC_POINT's form in PKCS#11 v2.40).
+Bytes octet_string(const Bytes& v) {
+  Bytes out{0x04};
+  if (v.size() < 128) {
+    out.push_back(static_cast<uint8_t>(v.size()));
+  } else {
+    out.push_back(0x81);
+    out.push_back(static_cast<uint8_t>(v.size()));
+  }
+  out.insert(out.end(), v.begin(), v.end());
+  return out;
+}
+
+}  // namespace
+
+void throw_mapped(const pkcs11::Error& e, HRESULT otherwise, const std::string& what) {
+  CK_RV rv = e.rv();
+  HRESULT code = (rv == CKR_HOST_MEMORY || rv == CKR_DEVICE_MEMORY || rv == CKR_SESSION_COUNT)
+                     ? MQ_ERROR_INSUFFICIENT_RESOURCES
+                     : otherwise;
+  fail(code, what + ": " + e.what());
+}
+
+UserSetup resolve_user(std::string* profile_error) {
+  UserSetup s;
+  try {
+    s.config = load_system_config();
+  } catch (const ConfigError& e) {
+    fail(MQ_ERROR_CORRUPTED_SECURITY_DATA, std::string("system configuration: ") + e.what());
+  }
+  try {
+    s.user = current_user(s.config.sid_source);
+  } catch (const Error& e) {
+    log(LogLevel::Error, e.what());
+    throw;
+  }
+  try {
+    s.profile = load_user_profile(s.config, s.user);
+  } catch (const ConfigError& e) {
+    if (profile_error) *profile_error = e.what();
+    log(LogLevel::Warning, std::string("user profile: ") + e.what());
+    s.profile = UserProfile{};
+    s.profile.dir = profile_dir(s.config, s.user);
+    s.profile.file = s.profile.dir / "profile.toml";
+  }
+  s.token_uri = s.profile.token_uri.empty() ? s.config.token_uri : s.profile.token_uri;
+  return s;
+}
+
+std::shared_ptr<pkcs11::Module> module_for(const pkcs11::Uri& uri,
+                                           const std::string& fallback_uri) {
+  if (!uri.module_path().empty()) return pkcs11::Module::load(uri.module_path());
+  if (!uri.module_name().empty()) return pkcs11::Module::load_by_name(uri.module_name());
+  if (!fallback_uri.empty() && fallback_uri != uri.text()) {
+    return module_for(pkcs11::Uri::parse(fallback_uri), {});
+  }
+  throw pkcs11::Error("the token URI '" + uri.text() +
+                      "' names no module: add module-path=<library> or module-name=<p11-kit "
+                      "name> to its query");
+}
+
+PersonalStore::PersonalStore(const UserSetup& setup) {
+  if (setup.token_uri.empty()) {
+    fail(MQ_ERROR_CORRUPTED_SECURITY_DATA,
+         "no token configured: set [token] uri in " +
+             (setup.config.source.empty() ? std::string("/etc/mqsec/mqsec.toml")
+                                          : setup.config.source.string()) +
+             " or in " + setup.profile.file.string());
+  }
+  try {
+    pkcs11::Uri uri = pkcs11::Uri::parse(setup.token_uri);
+    auto module = module_for(uri, setup.config.token_uri);
+    token_ = pkcs11::Token::open(module, uri);
+    pin_source_ = uri.pin_source();
+    token_->login(pin_source_);
+  } catch (const pkcs11::Error& e) {
+    throw_mapped(e, MQ_ERROR_CORRUPTED_SECURITY_DATA, "personal store (token)");
+  }
+}
+
+std::optional<Bytes> PersonalStore::find_certificate(const std::string& object_uri) {
+  pkcs11::Uri uri = pkcs11::Uri::parse(object_uri);
+  CK_TOKEN_INFO info{};
+  if (token_->fn()->C_GetTokenInfo(token_->slot(), &info) == CKR_OK && !uri.matches_token(info)) {
+    log(LogLevel::Warning, "certificate URI '" + object_uri + "' names another token than '" +
+                               token_->label() + "'");
+    return std::nullopt;
+  }
+  CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+  std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls)};
+  auto id = uri.object_id();
+  std::string label = uri.object_label();
+  if (id) tmpl.push_back(attr(CKA_ID, id->data(), id->size()));
+  if (!label.empty()) tmpl.push_back(attr(CKA_LABEL, label.data(), label.size()));
+  if (!id && label.empty()) return std::nullopt;  // would match any certificate
+  auto s = token_->session();
+  auto found = token_->find(s, tmpl, 2);
+  if (found.size() != 1) return std::nullopt;
+  return token_->attribute(s, found[0], CKA_VALUE);
+}
+
+std::optional<KeyRef> PersonalStore::find_key_for(X509* cert, std::span<const uint8_t> der) {
+  auto s = token_->session();
+  CK_OBJECT_CLASS cert_class = CKO_CERTIFICATE, priv_class = CKO_PRIVATE_KEY,
+                  pub_class = CKO_PUBLIC_KEY;
+  std::vector<CK_OBJECT_HANDLE> keys;
+  Bytes key_id;
+  auto keys_with_id = [&](const Bytes& id) {
+    return token_->find(s, {attr(CKA_CLASS, &priv_class, sizeof priv_class),
+                            attr(CKA_ID, id.data(), id.size())},
+                        2);
+  };
+
+  // 1. The token's certificate object with this DER, then the private key with its CKA_ID.
+  for (CK_OBJECT_HANDLE c : token_->find(
+           s, {attr(CKA_CLASS, &cert_class, sizeof cert_class), attr(CKA_VALUE, der.data(), der.size())})) {
+    auto id = token_->attribute(s, c, CKA_ID);
+    if (!id || id->empty()) continue;
+    for (CK_OBJECT_HANDLE k : keys_with_id(*id)) {
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) {
+        keys.push_back(k);
+        key_id = *id;
+      }
+    }
+  }
+
+  // 2. Else by public key: RSA modulus on the private key, or the EC point of the public
+  //    key object that shares the private key's CKA_ID.
+  EVP_PKEY* pub = X509_get0_pubkey(cert);
+  if (pub == nullptr) return std::nullopt;
+  bool is_rsa = EVP_PKEY_is_a(pub, "RSA") == 1;
+  bool is_ec = EVP_PKEY_is_a(pub, "EC") == 1;
+  if (!is_rsa && !is_ec) {
+    log(LogLevel::Error, "certificate key type is neither RSA nor EC");
+    return std::nullopt;
+  }
+  if (keys.empty() && is_rsa) {
+    BIGNUM* n = nullptr;
+    if (EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n) == 1) {
+      Bytes mod(static_cast<size_t>(BN_num_bytes(n)));
+      BN_bn2bin(n, mod.data());
+      BN_free(n);
+      keys = token_->find(s, {attr(CKA_CLASS, &priv_class, sizeof priv_class),
+                              attr(CKA_MODULUS, mod.data(), mod.size())},
+                          2);
+      if (keys.size() == 1) key_id = token_->attribute(s, keys[0], CKA_ID).value_or(Bytes{});
+    }
+  }
+  if (keys.empty() && is_ec) {
+    size_t len = 0;
+    EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, nullptr, 0, &len);
+    Bytes point(len);
+    if (len > 0 && EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                                   point.data(), point.size(), &len) == 1) {
+      for (const Bytes& form : {octet_string(point), point}) {
+        for (CK_OBJECT_HANDLE p : token_->find(s, {attr(CKA_CLASS, &pub_class, sizeof pub_class),
+                                                   attr(CKA_EC_POINT, form.data(), form.size())})) {
+          auto id = token_->attribute(s, p, CKA_ID);
+          if (!id || id->empty()) continue;
+          for (CK_OBJECT_HANDLE k : keys_with_id(*id)) {
+            if (std::find(keys.begin(), keys.end(), k) == keys.end()) {
+              keys.push_back(k);
+              key_id = *id;
+            }
+          }
+        }
+        if (!keys.empty()) break;
+      }
+    }
+  }
+  if (keys.size() != 1) {
+    log(LogLevel::Error, keys.empty() ? "no private key on token '" + token_->label() +
+                                            "' matches the certificate"
+                                      : std::to_string(keys.size()) +
+                                            " private keys on token '" + token_->label() +
+                                            "' match the certificate; expected exactly one");
+    return std::nullopt;
+  }
+
+  KeyRef ref;
+  ref.id = key_id;
+  ref.key.handle = keys[0];
+  ref.key.scheme = is_rsa ? pkcs11::Scheme::RsaPkcs1 : pkcs11::Scheme::Ecdsa;
+  ref.key.signature_size = is_rsa ? static_cast<size_t>(EVP_PKEY_get_size(pub))
+                                  : 2 * ((static_cast<size_t>(EVP_PKEY_get_bits(pub)) + 7) / 8);
+  ref.key.always_authenticate =
+      token_->bool_attribute(s, keys[0], CKA_ALWAYS_AUTHENTICATE).value_or(false);
+  ref.sensitive = token_->bool_attribute(s, keys[0], CKA_SENSITIVE).value_or(false);
+  ref.extractable = token_->bool_attribute(s, keys[0], CKA_EXTRACTABLE).value_or(true);
+  if (auto can_sign = token_->bool_attribute(s, keys[0], CKA_SIGN); can_sign && !*can_sign) {
+    log(LogLevel::Error, "the private key on token '" + token_->label() +
+                             "' has CKA_SIGN = false: it cannot sign messages");
+    return std::nullopt;
+  }
+  return ref;
+}
+
+}  // namespace mqsec::security
