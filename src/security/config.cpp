@@ -1,0 +1,487 @@
+// System config and user profile: strict TOML parsing with toml++ (every error names file,
+// line, column and key), the profile directory rules, and the atomic profile writer.
+#include "src/security/config.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <toml++/toml.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <vector>
+
+#include "mqsec/error.hpp"
+
+namespace mqsec::security {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kDefaultConfig = "/etc/mqsec/mqsec.toml";
+// Configuration files are small; a cap keeps a mistaken path (a log, a device) from being
+// slurped into memory.
+constexpr size_t kMaxFileSize = 1 << 20;
+
+std::string where(const std::string& source, const toml::source_position& pos) {
+  if (pos.line == 0) return source;
+  return source + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column);
+}
+
+[[noreturn]] void config_error(const std::string& source, const toml::source_position& pos,
+                               std::string_view key, std::string_view problem) {
+  throw ConfigError(where(source, pos) + ": " + std::string(key) + ": " + std::string(problem));
+}
+
+toml::table parse_toml(std::string_view text, const std::string& source) {
+  // toml++ reports syntax errors by exception when TOML_EXCEPTIONS is on (the default with a
+  // compiler that has exceptions, and how Debian's libtomlplusplus is built) and through
+  // parse_result otherwise; handle both so the build flags cannot change behaviour.
+#if TOML_EXCEPTIONS
+  try {
+    return toml::parse(text, std::string_view(source));
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(where(source, e.source().begin) + ": " + std::string(e.description()));
+  }
+#else
+  toml::parse_result result = toml::parse(text, std::string_view(source));
+  if (!result) {
+    const toml::parse_error& e = result.error();
+    throw ConfigError(where(source, e.source().begin) + ": " + std::string(e.description()));
+  }
+  return std::move(result).table();
+#endif
+}
+
+std::string_view type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+// Walks one parsed file; knows its name for error messages.
+class Reader {
+ public:
+  explicit Reader(const std::string& source) : source_(source) {}
+
+  // Position of a key: where the key is written (what an operator looks for), else the value.
+  static const toml::source_position& pos(const toml::key& k, const toml::node& n) {
+    return k.source().begin.line != 0 ? k.source().begin : n.source().begin;
+  }
+
+  [[noreturn]] void fail(const toml::key& k, const toml::node& n, std::string_view path,
+                         std::string_view problem) const {
+    config_error(source_, pos(k, n), path, problem);
+  }
+
+  [[noreturn]] void unknown(const toml::key& k, const toml::node& n, const std::string& path,
+                            std::string_view known) const {
+    fail(k, n, path, "unknown key '" + path + "' (expected " + std::string(known) + ")");
+  }
+
+  const toml::table& table(const toml::key& k, const toml::node& n, std::string_view path) const {
+    if (!n.is_table()) fail(k, n, path, "expected a table, not " + std::string(type_name(n)));
+    return *n.as_table();
+  }
+
+  std::string string(const toml::key& k, const toml::node& n, std::string_view path) const {
+    if (!n.is_string()) fail(k, n, path, "expected a string, not " + std::string(type_name(n)));
+    std::string s = n.as_string()->get();
+    // A NUL would silently truncate the value at the next system call.
+    if (s.find('\0') != std::string::npos) fail(k, n, path, "must not contain NUL characters");
+    return s;
+  }
+
+  bool boolean(const toml::key& k, const toml::node& n, std::string_view path) const {
+    if (!n.is_boolean())
+      fail(k, n, path, "expected a boolean (true or false), not " + std::string(type_name(n)));
+    return n.as_boolean()->get();
+  }
+
+  // A PKCS#11 URI as configuration may hold it. Full parsing (p11-kit) happens when the token
+  // is opened; here we catch the mistakes worth stopping at load time.
+  std::string pkcs11_uri(const toml::key& k, const toml::node& n, std::string_view path) const {
+    std::string s = string(k, n, path);
+    if (s.size() < 7 || strncasecmp(s.c_str(), "pkcs11:", 7) != 0)
+      fail(k, n, path, "expected a PKCS#11 URI (RFC 7512) starting with \"pkcs11:\"");
+    if (has_pin_value(s))
+      fail(k, n, path,
+           "the URI carries pin-value: PINs do not belong in configuration files; use "
+           "pin-source=file:<path> or pin-source=env:<NAME>");
+    return s;
+  }
+
+  static bool has_pin_value(std::string_view uri) {
+    // Attributes are separated by ';' (path) and '&' (query), the query starts at '?'.
+    for (size_t i = 0; (i = uri.find("pin-value", i)) != std::string_view::npos; i += 9) {
+      const char before = i == 0 ? ';' : uri[i - 1];
+      if ((before == ';' || before == '?' || before == '&' || before == ':') &&
+          i + 9 < uri.size() && uri[i + 9] == '=')
+        return true;
+    }
+    return false;
+  }
+
+ private:
+  const std::string& source_;
+};
+
+// %u and %% are the only placeholders; anything else is probably a typo for %u.
+std::string check_placeholders(std::string_view dir) {
+  for (size_t i = 0; i < dir.size(); ++i) {
+    if (dir[i] != '%') continue;
+    if (i + 1 < dir.size() && (dir[i + 1] == 'u' || dir[i + 1] == '%')) {
+      ++i;
+      continue;
+    }
+    return i + 1 < dir.size() ? "unknown placeholder '%" + std::string(1, dir[i + 1]) +
+                                    "' (only %u, the user name, and %% are supported)"
+                              : "a lone '%' at the end (write %% for a literal percent sign)";
+  }
+  return {};
+}
+
+enum class ReadStatus { Ok, Missing, Failed };
+
+// Reads a whole regular file. `error` gets a description on Failed.
+ReadStatus read_file(const fs::path& path, std::string& out, std::string& error) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    const int e = errno;
+    error = std::strerror(e);
+    return (e == ENOENT || e == ENOTDIR) ? ReadStatus::Missing : ReadStatus::Failed;
+  }
+  struct stat st {};
+  ReadStatus status = ReadStatus::Ok;
+  if (fstat(fd, &st) != 0) {
+    error = std::strerror(errno);
+    status = ReadStatus::Failed;
+  } else if (!S_ISREG(st.st_mode)) {
+    error = "not a regular file";
+    status = ReadStatus::Failed;
+  } else if (static_cast<size_t>(st.st_size) > kMaxFileSize) {
+    error = "larger than 1 MiB, which no mqsec configuration file is";
+    status = ReadStatus::Failed;
+  } else {
+    out.clear();
+    char buf[8192];
+    while (true) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        error = std::strerror(errno);
+        status = ReadStatus::Failed;
+        break;
+      }
+      if (n == 0) break;
+      out.append(buf, static_cast<size_t>(n));
+      if (out.size() > kMaxFileSize) {
+        error = "larger than 1 MiB, which no mqsec configuration file is";
+        status = ReadStatus::Failed;
+        break;
+      }
+    }
+  }
+  close(fd);
+  return status;
+}
+
+[[noreturn]] void cannot_write(const fs::path& path, const std::string& what, int err) {
+  throw Error(MQ_ERROR_CANNOT_CREATE_CERT_STORE, "cannot write the user profile: " + what + " " +
+                                                     path.string() + ": " + std::strerror(err));
+}
+
+// mkdir -p with mode 0700 for every directory it creates; existing ones are left as they are
+// (an administrator may have prepared them with other modes or owners).
+void make_dirs(const fs::path& dir) {
+  fs::path partial;
+  for (const fs::path& part : dir) {
+    partial /= part;
+    if (mkdir(partial.c_str(), 0700) == 0) continue;
+    const int e = errno;
+    struct stat st {};
+    if (e == EEXIST && stat(partial.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) continue;
+    cannot_write(partial, "cannot create the directory", e == EEXIST ? ENOTDIR : e);
+  }
+}
+
+// Writes `content` to `file` through a temporary file in the same directory: create (0600),
+// write, fsync, rename, fsync the directory.
+void write_atomically(const fs::path& file, const std::string& content) {
+  const fs::path dir = file.parent_path();
+  std::string tmpl = (dir / ("." + file.filename().string() + ".XXXXXX")).string();
+  std::vector<char> name(tmpl.begin(), tmpl.end());
+  name.push_back('\0');
+  int fd = mkostemp(name.data(), O_CLOEXEC);
+  if (fd < 0) cannot_write(dir, "cannot create a temporary file in", errno);
+  const fs::path tmp(name.data());
+  auto fail = [&](const char* what, int err) {
+    if (fd >= 0) close(fd);
+    unlink(tmp.c_str());
+    cannot_write(file, what, err);
+  };
+  // mkostemp already uses 0600; say so explicitly in case a libc ever differs.
+  if (fchmod(fd, 0600) != 0) fail("cannot set mode 0600 on", errno);
+  for (size_t done = 0; done < content.size();) {
+    const ssize_t n = write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("cannot write", errno);
+    done += static_cast<size_t>(n);
+  }
+  if (fsync(fd) != 0) fail("cannot flush", errno);
+  const int rc = close(fd);
+  fd = -1;
+  if (rc != 0) fail("cannot write", errno);
+  if (rename(tmp.c_str(), file.c_str()) != 0) fail("cannot replace", errno);
+  // Make the rename itself durable; failure here does not undo a completed write.
+  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+}
+
+}  // namespace
+
+fs::path system_config_path() {
+  const char* env = secure_getenv("MQSEC_CONFIG");
+  if (env != nullptr && *env != '\0') return fs::path(env);
+  return fs::path(kDefaultConfig);
+}
+
+SystemConfig parse_system_config(std::string_view text, const std::string& source_name) {
+  const toml::table root = parse_toml(text, source_name);
+  const Reader r(source_name);
+  SystemConfig cfg;
+  cfg.source = source_name;
+
+  for (auto&& [key, node] : root) {
+    const std::string name(key.str());
+    if (name == "token") {
+      for (auto&& [k, v] : r.table(key, node, name)) {
+        const std::string path = name + "." + std::string(k.str());
+        if (k == "uri")
+          cfg.token_uri = r.pkcs11_uri(k, v, path);
+        else if (k == "allow-extractable-keys")
+          cfg.allow_extractable_keys = r.boolean(k, v, path);
+        else
+          r.unknown(k, v, path, "uri or allow-extractable-keys");
+      }
+    } else if (name == "store") {
+      for (auto&& [k, v] : r.table(key, node, name)) {
+        const std::string path = name + "." + std::string(k.str());
+        if (k != "path") r.unknown(k, v, path, "path");
+        std::string p = r.string(k, v, path);
+        if (p.empty() || p[0] != '/')
+          r.fail(k, v, path, "must be an absolute path, e.g. \"/var/lib/mqsec\"");
+        cfg.store_path = p;
+      }
+    } else if (name == "profiles") {
+      for (auto&& [k, v] : r.table(key, node, name)) {
+        const std::string path = name + "." + std::string(k.str());
+        if (k != "dir") r.unknown(k, v, path, "dir");
+        std::string d = r.string(k, v, path);
+        if (d.empty() || d[0] != '/')
+          r.fail(k, v, path, "must be an absolute path, e.g. \"/etc/mqsec/users/%u\"");
+        if (std::string problem = check_placeholders(d); !problem.empty())
+          r.fail(k, v, path, problem);
+        cfg.profiles_dir = d;
+      }
+    } else if (name == "identity") {
+      for (auto&& [k, v] : r.table(key, node, name)) {
+        const std::string path = name + "." + std::string(k.str());
+        if (k != "sid") r.unknown(k, v, path, "sid");
+        const std::string s = r.string(k, v, path);
+        if (s == "auto")
+          cfg.sid_source = SidSource::Auto;
+        else if (s == "unix")
+          cfg.sid_source = SidSource::Unix;
+        else if (s == "sssd")
+          cfg.sid_source = SidSource::Sssd;
+        else if (s == "winbind")
+          cfg.sid_source = SidSource::Winbind;
+        else
+          r.fail(k, v, path,
+                 "unknown SID source \"" + s +
+                     "\" (expected \"auto\", \"unix\", \"sssd\" or "
+                     "\"winbind\")");
+      }
+    } else if (name == "security") {
+      for (auto&& [k, v] : r.table(key, node, name)) {
+        const std::string path = name + "." + std::string(k.str());
+        if (k != "allow-weak-hash") r.unknown(k, v, path, "allow-weak-hash");
+        cfg.allow_weak_hash = r.boolean(k, v, path);
+      }
+    } else {
+      r.unknown(key, node, name,
+                "one of the tables [token], [store], [profiles], [identity], "
+                "[security]");
+    }
+  }
+  return cfg;
+}
+
+SystemConfig load_system_config() {
+  const fs::path path = system_config_path();
+  std::string text, error;
+  switch (read_file(path, text, error)) {
+    case ReadStatus::Ok:
+      return parse_system_config(text, path.string());
+    case ReadStatus::Missing:
+      // No file at the default location is a valid installation: built-in defaults. A path
+      // someone named explicitly must exist, or their settings would silently not apply.
+      if (path == fs::path(kDefaultConfig)) return SystemConfig{};
+      throw ConfigError(path.string() +
+                        ": cannot read the configuration named by MQSEC_CONFIG: " + error);
+    case ReadStatus::Failed:
+      break;
+  }
+  throw ConfigError(path.string() + ": cannot read: " + error);
+}
+
+fs::path profile_dir(const SystemConfig& cfg, const UserIdentity& user) {
+  if (cfg.profiles_dir.empty()) {
+    if (user.home.empty() || !user.home.is_absolute())
+      throw Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE,
+                  "user '" + user.name + "' (uid " + std::to_string(user.uid) +
+                      ") has no absolute home directory in the password database; set "
+                      "[profiles] dir in the system configuration");
+    return user.home / ".config" / "mqsec";
+  }
+  std::string out;
+  const std::string& d = cfg.profiles_dir;
+  for (size_t i = 0; i < d.size(); ++i) {
+    if (d[i] != '%' || i + 1 >= d.size()) {
+      out += d[i];
+      continue;
+    }
+    const char next = d[++i];
+    if (next == 'u') {
+      // The name becomes one path component; anything that could escape it or make two users
+      // share a directory is refused.
+      if (user.name.empty() || user.name == "." || user.name == ".." ||
+          user.name.find('/') != std::string::npos || user.name.find('\0') != std::string::npos)
+        throw Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE,
+                    "user name '" + user.name + "' (uid " + std::to_string(user.uid) +
+                        ") cannot be used for %u in [profiles] dir");
+      out += user.name;
+    } else if (next == '%') {
+      out += '%';
+    } else {
+      out += '%';
+      out += next;
+    }
+  }
+  return fs::path(out);
+}
+
+UserProfile parse_user_profile(std::string_view text, const std::string& source_name) {
+  const toml::table root = parse_toml(text, source_name);
+  const Reader r(source_name);
+  UserProfile profile;
+  profile.exists = true;
+  for (auto&& [key, node] : root) {
+    const std::string name(key.str());
+    if (name == "internal-certificate") {
+      profile.internal_certificate = r.pkcs11_uri(key, node, name);
+    } else if (name == "token") {
+      for (auto&& [k, v] : r.table(key, node, name)) {
+        const std::string path = name + "." + std::string(k.str());
+        if (k != "uri") r.unknown(k, v, path, "uri");
+        profile.token_uri = r.pkcs11_uri(k, v, path);
+      }
+    } else {
+      r.unknown(key, node, name, "internal-certificate or the table [token]");
+    }
+  }
+  return profile;
+}
+
+UserProfile load_user_profile(const SystemConfig& cfg, const UserIdentity& user) {
+  UserProfile profile;
+  profile.dir = profile_dir(cfg, user);
+  profile.file = profile.dir / "profile.toml";
+  std::string text, error;
+  switch (read_file(profile.file, text, error)) {
+    case ReadStatus::Missing:
+      return profile;
+    case ReadStatus::Failed:
+      throw Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE,
+                  "cannot read the user profile " + profile.file.string() + ": " + error);
+    case ReadStatus::Ok:
+      break;
+  }
+  UserProfile parsed = parse_user_profile(text, profile.file.string());
+  parsed.dir = profile.dir;
+  parsed.file = profile.file;
+  return parsed;
+}
+
+void set_internal_certificate(const UserProfile& profile, const std::string& uri) {
+  if (uri.size() < 7 || strncasecmp(uri.c_str(), "pkcs11:", 7) != 0 ||
+      uri.find('\0') != std::string::npos || Reader::has_pin_value(uri))
+    throw Error(MQ_ERROR_INVALID_PARAMETER,
+                "the internal certificate must be named by a PKCS#11 URI without pin-value");
+  if (profile.dir.empty() && profile.file.empty())
+    throw Error(MQ_ERROR_CANNOT_CREATE_CERT_STORE, "cannot write the user profile: no directory");
+  const fs::path file = profile.file.empty() ? profile.dir / "profile.toml" : profile.file;
+
+  // Keep the token the file names now (it may have changed since `profile` was loaded). A file
+  // we cannot parse is the user's to fix: overwriting it would lose their settings.
+  std::string token_uri = profile.token_uri;
+  std::string text, error;
+  switch (read_file(file, text, error)) {
+    case ReadStatus::Ok:
+      try {
+        token_uri = parse_user_profile(text, file.string()).token_uri;
+      } catch (const ConfigError& e) {
+        throw Error(MQ_ERROR_CANNOT_CREATE_CERT_STORE,
+                    std::string("refusing to overwrite a malformed user profile (fix or remove "
+                                "it): ") +
+                        e.what());
+      }
+      break;
+    case ReadStatus::Missing:
+      break;
+    case ReadStatus::Failed:
+      throw Error(MQ_ERROR_CANNOT_CREATE_CERT_STORE,
+                  "cannot read the existing user profile " + file.string() + ": " + error);
+  }
+
+  toml::table doc;
+  doc.insert("internal-certificate", uri);
+  if (!token_uri.empty()) doc.insert("token", toml::table{{"uri", token_uri}});
+  std::ostringstream out;
+  out << "# mqsec user profile (see docs/configuration.md). Written by mqsec when the internal\n"
+         "# certificate changes; edits to values are kept, comments are not.\n"
+      << doc << '\n';
+
+  make_dirs(file.parent_path());
+  write_atomically(file, out.str());
+}
+
+}  // namespace mqsec::security

@@ -1,0 +1,81 @@
+// mqsec's configuration files: the system config (/etc/mqsec/mqsec.toml or $MQSEC_CONFIG) and
+// each user's profile (<profiles dir>/profile.toml), as DESIGN.md's "Configuration" section
+// defines them. Parsing is strict: unknown tables or keys and wrong types are errors that name
+// the file, line, column and key, because a misspelt key silently ignored is a security
+// setting silently not applied. docs/configuration.md is the operator's reference.
+#pragma once
+
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "src/security/identity.hpp"
+
+namespace mqsec::security {
+
+struct SystemConfig {
+  std::filesystem::path source;                         // the file it came from; empty = defaults
+  std::string token_uri;                                // [token] uri; empty if unset
+  bool allow_extractable_keys = false;                  // [token] allow-extractable-keys
+  std::filesystem::path store_path = "/var/lib/mqsec";  // [store] path
+  std::string profiles_dir;  // [profiles] dir, may contain %u; empty = <home>/.config/mqsec
+  SidSource sid_source = SidSource::Auto;  // [identity] sid
+  bool allow_weak_hash = false;            // [security] allow-weak-hash
+};
+
+// A malformed or unreadable configuration file. what() is
+// "<file>:<line>:<column>: <key>: <problem>", e.g.
+// "/etc/mqsec/mqsec.toml:3:1: token.uri: expected a string, not an integer"; syntax errors are
+// "<file>:<line>:<column>: <toml++'s description>"; I/O errors "<file>: <problem>".
+class ConfigError : public std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// $MQSEC_CONFIG if set and non-empty, else /etc/mqsec/mqsec.toml. The variable is read with
+// secure_getenv, so it is ignored in setuid/setgid programs.
+std::filesystem::path system_config_path();
+
+// Parses system config text; source_name is used in error messages (and copied into
+// SystemConfig::source). Throws ConfigError.
+SystemConfig parse_system_config(std::string_view text, const std::string& source_name);
+
+// Reads system_config_path(). The default path missing -> built-in defaults (source empty).
+// Throws ConfigError when the file is malformed, when the default file exists but cannot be
+// read, and when an explicit $MQSEC_CONFIG is missing or unreadable.
+SystemConfig load_system_config();
+
+struct UserProfile {
+  std::filesystem::path dir;         // the user's profile directory
+  std::filesystem::path file;        // dir / "profile.toml"
+  bool exists = false;               // the file exists (and parsed)
+  std::string internal_certificate;  // PKCS#11 URI of the internal certificate; empty if unset
+  std::string token_uri;             // [token] uri: the user's own token; empty if unset
+};
+
+// The user's profile directory: [profiles] dir with %u replaced by user.name (and %% by %), or
+// user.home/.config/mqsec when unset. Throws mqsec::Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE) when
+// the result would not be a safe per-user absolute path: %u with a user name that is empty,
+// "." / ".." or contains '/', or the default with a home that is empty or relative.
+std::filesystem::path profile_dir(const SystemConfig& cfg, const UserIdentity& user);
+
+// Parses profile text. Throws ConfigError.
+UserProfile parse_user_profile(std::string_view text, const std::string& source_name);
+
+// Reads profile_dir(cfg, user) / "profile.toml". A missing file (or directory) gives
+// exists = false with dir and file set. Throws ConfigError when the file is malformed, and
+// mqsec::Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE) when it exists but cannot be read (MSMQ's code
+// for "no permission on one's own profile"), or from profile_dir().
+UserProfile load_user_profile(const SystemConfig& cfg, const UserIdentity& user);
+
+// Writes profile.file (or profile.dir / "profile.toml") with internal-certificate = uri,
+// keeping the [token] uri currently in the file (or profile.token_uri when there is no file).
+// Missing directories are created with mode 0700, the file gets mode 0600; the new content goes
+// to a temporary file in the same directory which is fsynced and renamed over the old one, so
+// readers see the old or the new profile, never a torn one. Comments in an existing profile
+// are not kept. Throws mqsec::Error(MQ_ERROR_INVALID_PARAMETER) when uri is not a PKCS#11 URI,
+// and mqsec::Error(MQ_ERROR_CANNOT_CREATE_CERT_STORE, reason) when the directory or file cannot
+// be created or written, or the existing profile is malformed (it is left untouched).
+void set_internal_certificate(const UserProfile& profile, const std::string& uri);
+
+}  // namespace mqsec::security

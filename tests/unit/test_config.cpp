@@ -1,0 +1,578 @@
+// Unit tests for the system config and user profiles: every key, every kind of error message,
+// the profile directory rules and the atomic, permission-tight profile writer.
+#include "src/security/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "mqsec/error.hpp"
+
+namespace mqsec::security {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* const kFile = "/etc/mqsec/mqsec.toml";
+
+// The message of the ConfigError that parsing `text` throws, or "" (and a test failure).
+std::string system_error(const std::string& text) {
+  try {
+    parse_system_config(text, kFile);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError for:\n" << text;
+  return "";
+}
+
+std::string profile_error(const std::string& text) {
+  try {
+    parse_user_profile(text, "/home/alice/.config/mqsec/profile.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError for:\n" << text;
+  return "";
+}
+
+// Sets or unsets an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = getenv(name)) old_ = old;
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// A fresh directory under the test temp dir, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "mqsec-config-test.XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+void write_file(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+
+std::string read_whole(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+mode_t mode_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(stat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 07777;
+}
+
+UserIdentity alice(const fs::path& home = "/home/alice") {
+  UserIdentity u;
+  u.uid = 1001;
+  u.gid = 1001;
+  u.name = "alice";
+  u.home = home;
+  u.sid = Sid::unix_user(1001);
+  return u;
+}
+
+// --- system config: values ----------------------------------------------------------------
+
+TEST(SystemConfig, EmptyTextGivesDefaults) {
+  const SystemConfig cfg = parse_system_config("", kFile);
+  EXPECT_EQ(cfg.source, kFile);
+  EXPECT_EQ(cfg.token_uri, "");
+  EXPECT_FALSE(cfg.allow_extractable_keys);
+  EXPECT_EQ(cfg.store_path, "/var/lib/mqsec");
+  EXPECT_EQ(cfg.profiles_dir, "");
+  EXPECT_EQ(cfg.sid_source, SidSource::Auto);
+  EXPECT_FALSE(cfg.allow_weak_hash);
+}
+
+TEST(SystemConfig, EveryKey) {
+  const SystemConfig cfg = parse_system_config(R"(
+# comment
+[token]
+uri = "pkcs11:token=mqsec?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/mqsec/user.pin"
+allow-extractable-keys = true
+[store]
+path = "/srv/mqsec"
+[profiles]
+dir = "/etc/mqsec/users/%u"
+[identity]
+sid = "unix"
+[security]
+allow-weak-hash = true
+)",
+                                               "/tmp/x.toml");
+  EXPECT_EQ(cfg.source, "/tmp/x.toml");
+  EXPECT_EQ(cfg.token_uri,
+            "pkcs11:token=mqsec?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/"
+            "mqsec/user.pin");
+  EXPECT_TRUE(cfg.allow_extractable_keys);
+  EXPECT_EQ(cfg.store_path, "/srv/mqsec");
+  EXPECT_EQ(cfg.profiles_dir, "/etc/mqsec/users/%u");
+  EXPECT_EQ(cfg.sid_source, SidSource::Unix);
+  EXPECT_TRUE(cfg.allow_weak_hash);
+}
+
+TEST(SystemConfig, EverySidSource) {
+  EXPECT_EQ(parse_system_config("[identity]\nsid = \"auto\"", kFile).sid_source, SidSource::Auto);
+  EXPECT_EQ(parse_system_config("[identity]\nsid = \"unix\"", kFile).sid_source, SidSource::Unix);
+  EXPECT_EQ(parse_system_config("[identity]\nsid = \"sssd\"", kFile).sid_source, SidSource::Sssd);
+  EXPECT_EQ(parse_system_config("[identity]\nsid = \"winbind\"", kFile).sid_source,
+            SidSource::Winbind);
+}
+
+TEST(SystemConfig, DottedKeysAndInlineTablesAreTheSameKeys) {
+  const SystemConfig a = parse_system_config("token.allow-extractable-keys = true\n", kFile);
+  EXPECT_TRUE(a.allow_extractable_keys);
+  const SystemConfig b = parse_system_config("store = { path = \"/data/mq\" }\n", kFile);
+  EXPECT_EQ(b.store_path, "/data/mq");
+}
+
+// --- system config: errors ----------------------------------------------------------------
+
+TEST(SystemConfigErrors, WrongTypeNamesFileLineColumnAndKey) {
+  EXPECT_EQ(system_error("[token]\n\nuri = 5\n"),
+            "/etc/mqsec/mqsec.toml:3:1: token.uri: expected a string, not an integer");
+  EXPECT_EQ(system_error("[token]\nallow-extractable-keys = \"yes\"\n"),
+            "/etc/mqsec/mqsec.toml:2:1: token.allow-extractable-keys: expected a boolean (true or "
+            "false), not a string");
+  EXPECT_EQ(system_error("[security]\n  allow-weak-hash = 1\n"),
+            "/etc/mqsec/mqsec.toml:2:3: security.allow-weak-hash: expected a boolean (true or "
+            "false), not an integer");
+  EXPECT_EQ(system_error("[store]\npath = [\"/a\"]\n"),
+            "/etc/mqsec/mqsec.toml:2:1: store.path: expected a string, not an array");
+  EXPECT_EQ(system_error("[identity]\nsid = true\n"),
+            "/etc/mqsec/mqsec.toml:2:1: identity.sid: expected a string, not a boolean");
+  EXPECT_EQ(system_error("[profiles]\ndir = 1.5\n"),
+            "/etc/mqsec/mqsec.toml:2:1: profiles.dir: expected a string, not a floating-point "
+            "number");
+}
+
+TEST(SystemConfigErrors, TableExpected) {
+  EXPECT_EQ(system_error("token = \"pkcs11:token=x\"\n"),
+            "/etc/mqsec/mqsec.toml:1:1: token: expected a table, not a string");
+  EXPECT_EQ(system_error("[[store]]\npath = \"/a\"\n"),
+            "/etc/mqsec/mqsec.toml:1:3: store: expected a table, not an array");
+}
+
+TEST(SystemConfigErrors, UnknownKeysAndTables) {
+  const std::string key = system_error("[token]\nuri = \"pkcs11:token=x\"\nurii = \"x\"\n");
+  EXPECT_EQ(key.rfind("/etc/mqsec/mqsec.toml:3:1: token.urii: unknown key 'token.urii'", 0), 0u)
+      << key;
+  const std::string table = system_error("\n[tokens]\nuri = \"x\"\n");
+  EXPECT_EQ(table.rfind("/etc/mqsec/mqsec.toml:2:2: tokens: unknown key 'tokens'", 0), 0u) << table;
+  const std::string top = system_error("sid = \"unix\"\n");
+  EXPECT_EQ(top.rfind("/etc/mqsec/mqsec.toml:1:1: sid: unknown key 'sid'", 0), 0u) << top;
+  for (const char* text : {"[store]\npaths = \"/a\"\n", "[profiles]\ndirectory = \"/a\"\n",
+                           "[identity]\nsids = \"unix\"\n", "[security]\nweak = true\n"}) {
+    EXPECT_NE(system_error(text).find("unknown key '"), std::string::npos) << text;
+  }
+}
+
+TEST(SystemConfigErrors, BadValues) {
+  EXPECT_EQ(system_error("[identity]\nsid = \"ldap\"\n"),
+            "/etc/mqsec/mqsec.toml:2:1: identity.sid: unknown SID source \"ldap\" (expected "
+            "\"auto\", \"unix\", \"sssd\" or \"winbind\")");
+  EXPECT_NE(system_error("[store]\npath = \"var/lib/mqsec\"\n")
+                .find("mqsec.toml:2:1: store.path: must be an absolute path"),
+            std::string::npos);
+  EXPECT_NE(system_error("[profiles]\ndir = \"~/.mqsec\"\n")
+                .find("profiles.dir: must be an absolute path"),
+            std::string::npos);
+  EXPECT_NE(system_error("[profiles]\ndir = \"/etc/mqsec/%n\"\n")
+                .find("profiles.dir: unknown placeholder '%n'"),
+            std::string::npos);
+  EXPECT_NE(system_error("[profiles]\ndir = \"/etc/mqsec/%\"\n").find("a lone '%'"),
+            std::string::npos);
+  EXPECT_NE(system_error("[token]\nuri = \"token=mqsec\"\n")
+                .find("token.uri: expected a PKCS#11 URI (RFC 7512) starting with \"pkcs11:\""),
+            std::string::npos);
+  EXPECT_NE(system_error("[store]\npath = \"/var/lib\\u0000/x\"\n").find("NUL"), std::string::npos);
+}
+
+TEST(SystemConfigErrors, PinValueIsRefusedWithoutEchoingIt) {
+  const std::string msg = system_error("[token]\nuri = \"pkcs11:token=mqsec?pin-value=123456\"\n");
+  EXPECT_NE(msg.find("token.uri: the URI carries pin-value"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("123456"), std::string::npos) << "PIN leaked into: " << msg;
+  EXPECT_NE(system_error("[token]\nuri = \"pkcs11:token=a;pin-value=1\"\n").find("pin-value"),
+            std::string::npos);
+  // An attribute that merely contains the text is not pin-value.
+  EXPECT_NO_THROW(parse_system_config("[token]\nuri = \"pkcs11:token=my-pin-value\"\n", kFile));
+}
+
+TEST(SystemConfigErrors, SyntaxErrorsHavePositions) {
+  const std::string msg = system_error("[token]\nuri = \"unterminated\n");
+  EXPECT_EQ(msg.rfind("/etc/mqsec/mqsec.toml:2:", 0), 0u) << msg;
+  const std::string dup = system_error("[store]\npath = \"/a\"\npath = \"/b\"\n");
+  EXPECT_EQ(dup.rfind("/etc/mqsec/mqsec.toml:3:", 0), 0u) << dup;
+  const std::string header = system_error("[token\n");
+  EXPECT_EQ(header.rfind("/etc/mqsec/mqsec.toml:1:", 0), 0u) << header;
+}
+
+// --- system config: locating and loading --------------------------------------------------
+
+TEST(SystemConfigFile, PathFromEnvironment) {
+  {
+    ScopedEnv env("MQSEC_CONFIG", nullptr);
+    EXPECT_EQ(system_config_path(), "/etc/mqsec/mqsec.toml");
+  }
+  {
+    ScopedEnv env("MQSEC_CONFIG", "");
+    EXPECT_EQ(system_config_path(), "/etc/mqsec/mqsec.toml");
+  }
+  {
+    ScopedEnv env("MQSEC_CONFIG", "/opt/mq/conf.toml");
+    EXPECT_EQ(system_config_path(), "/opt/mq/conf.toml");
+  }
+}
+
+TEST(SystemConfigFile, LoadsTheNamedFile) {
+  TempDir dir;
+  const fs::path file = dir.path() / "mqsec.toml";
+  write_file(file, "[store]\npath = \"/srv/q\"\n[identity]\nsid = \"unix\"\n");
+  ScopedEnv env("MQSEC_CONFIG", file.c_str());
+  const SystemConfig cfg = load_system_config();
+  EXPECT_EQ(cfg.source, file);
+  EXPECT_EQ(cfg.store_path, "/srv/q");
+  EXPECT_EQ(cfg.sid_source, SidSource::Unix);
+}
+
+TEST(SystemConfigFile, ErrorsNameTheLoadedFile) {
+  TempDir dir;
+  const fs::path file = dir.path() / "mqsec.toml";
+  write_file(file, "[token]\n\nuri = 5\n");
+  ScopedEnv env("MQSEC_CONFIG", file.c_str());
+  try {
+    load_system_config();
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              file.string() + ":3:1: token.uri: expected a string, not an integer");
+  }
+}
+
+TEST(SystemConfigFile, ExplicitMissingFileIsAnError) {
+  TempDir dir;
+  const fs::path file = dir.path() / "absent.toml";
+  ScopedEnv env("MQSEC_CONFIG", file.c_str());
+  try {
+    load_system_config();
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind(file.string() + ": ", 0), 0u) << msg;
+    EXPECT_NE(msg.find("MQSEC_CONFIG"), std::string::npos) << msg;
+  }
+}
+
+TEST(SystemConfigFile, ExplicitDirectoryIsAnError) {
+  TempDir dir;
+  ScopedEnv env("MQSEC_CONFIG", dir.path().c_str());
+  EXPECT_THROW(load_system_config(), ConfigError);
+}
+
+TEST(SystemConfigFile, DefaultPathMissingGivesDefaults) {
+  if (fs::exists("/etc/mqsec/mqsec.toml")) GTEST_SKIP() << "/etc/mqsec/mqsec.toml exists here";
+  ScopedEnv env("MQSEC_CONFIG", nullptr);
+  const SystemConfig cfg = load_system_config();
+  EXPECT_TRUE(cfg.source.empty());
+  EXPECT_EQ(cfg.store_path, "/var/lib/mqsec");
+  EXPECT_EQ(cfg.sid_source, SidSource::Auto);
+}
+
+// --- profile directory --------------------------------------------------------------------
+
+TEST(ProfileDir, DefaultIsUnderHome) {
+  SystemConfig cfg;
+  EXPECT_EQ(profile_dir(cfg, alice()), "/home/alice/.config/mqsec");
+}
+
+TEST(ProfileDir, PercentUIsTheUserName) {
+  SystemConfig cfg;
+  cfg.profiles_dir = "/etc/mqsec/users/%u";
+  EXPECT_EQ(profile_dir(cfg, alice()), "/etc/mqsec/users/alice");
+  cfg.profiles_dir = "/srv/%u/mq/%u-%%";
+  EXPECT_EQ(profile_dir(cfg, alice()), "/srv/alice/mq/alice-%");
+  cfg.profiles_dir = "/srv/shared";
+  EXPECT_EQ(profile_dir(cfg, alice()), "/srv/shared");
+}
+
+TEST(ProfileDir, UnsafeNamesAndHomesAreRefused) {
+  SystemConfig cfg;
+  cfg.profiles_dir = "/etc/mqsec/users/%u";
+  for (const char* name : {"", ".", "..", "a/b"}) {
+    UserIdentity u = alice();
+    u.name = name;
+    try {
+      profile_dir(cfg, u);
+      ADD_FAILURE() << "accepted user name '" << name << "'";
+    } catch (const mqsec::Error& e) {
+      EXPECT_EQ(e.code(), MQ_ERROR_CANNOT_OPEN_CERT_STORE);
+    }
+  }
+  SystemConfig defaults;
+  for (const char* home : {"", "relative/home"}) {
+    try {
+      profile_dir(defaults, alice(home));
+      ADD_FAILURE() << "accepted home '" << home << "'";
+    } catch (const mqsec::Error& e) {
+      EXPECT_EQ(e.code(), MQ_ERROR_CANNOT_OPEN_CERT_STORE);
+    }
+  }
+}
+
+// --- user profile -------------------------------------------------------------------------
+
+TEST(UserProfile, EveryKey) {
+  const UserProfile p = parse_user_profile(R"(
+internal-certificate = "pkcs11:token=mqsec;id=%01;type=cert"
+[token]
+uri = "pkcs11:token=alice-card?pin-source=file:/home/alice/.config/mqsec/pin"
+)",
+                                           "p.toml");
+  EXPECT_TRUE(p.exists);
+  EXPECT_EQ(p.internal_certificate, "pkcs11:token=mqsec;id=%01;type=cert");
+  EXPECT_EQ(p.token_uri, "pkcs11:token=alice-card?pin-source=file:/home/alice/.config/mqsec/pin");
+}
+
+TEST(UserProfile, Errors) {
+  EXPECT_EQ(profile_error("internal-certificate = 1\n"),
+            "/home/alice/.config/mqsec/profile.toml:1:1: internal-certificate: expected a "
+            "string, not an integer");
+  const std::string unknown = profile_error("internal-certificat = \"pkcs11:id=%01\"\n");
+  EXPECT_EQ(unknown.rfind("/home/alice/.config/mqsec/profile.toml:1:1: internal-certificat: "
+                          "unknown key 'internal-certificat'",
+                          0),
+            0u)
+      << unknown;
+  EXPECT_NE(profile_error("[token]\nuri = \"pkcs11:x\"\nslot = 1\n")
+                .find(":3:1: token.slot: unknown key 'token.slot'"),
+            std::string::npos);
+  EXPECT_NE(profile_error("[token]\nuri = 7\n").find(":2:1: token.uri: expected a string"),
+            std::string::npos);
+  EXPECT_NE(profile_error("internal-certificate = \"/tmp/cert.der\"\n")
+                .find("internal-certificate: expected a PKCS#11 URI"),
+            std::string::npos);
+  // The SID must never come from a user-editable file.
+  EXPECT_NE(profile_error("sid = \"S-1-5-18\"\n").find("unknown key 'sid'"), std::string::npos);
+  EXPECT_NE(profile_error("internal-certificate = \n").find("profile.toml:1:"), std::string::npos);
+}
+
+TEST(UserProfile, MissingFileDoesNotExist) {
+  TempDir dir;
+  SystemConfig cfg;
+  cfg.profiles_dir = (dir.path() / "users" / "%u").string();
+  const UserProfile p = load_user_profile(cfg, alice());
+  EXPECT_FALSE(p.exists);
+  EXPECT_EQ(p.dir, dir.path() / "users" / "alice");
+  EXPECT_EQ(p.file, dir.path() / "users" / "alice" / "profile.toml");
+  EXPECT_EQ(p.internal_certificate, "");
+}
+
+TEST(UserProfile, LoadsFromHomeByDefault) {
+  TempDir dir;
+  fs::create_directories(dir.path() / ".config" / "mqsec");
+  write_file(dir.path() / ".config" / "mqsec" / "profile.toml",
+             "internal-certificate = \"pkcs11:token=t;id=%02;type=cert\"\n");
+  const UserProfile p = load_user_profile(SystemConfig{}, alice(dir.path()));
+  EXPECT_TRUE(p.exists);
+  EXPECT_EQ(p.dir, dir.path() / ".config" / "mqsec");
+  EXPECT_EQ(p.internal_certificate, "pkcs11:token=t;id=%02;type=cert");
+}
+
+TEST(UserProfile, MalformedFileIsAConfigErrorNamingIt) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "alice");
+  const fs::path file = dir.path() / "alice" / "profile.toml";
+  write_file(file, "\ninternal-certificate = 42\n");
+  SystemConfig cfg;
+  cfg.profiles_dir = (dir.path() / "%u").string();
+  try {
+    load_user_profile(cfg, alice());
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              file.string() + ":2:1: internal-certificate: expected a string, not an integer");
+  }
+}
+
+TEST(UserProfile, UnreadableFileIsCannotOpenCertStore) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "alice" / "profile.toml");  // a directory, not a file
+  SystemConfig cfg;
+  cfg.profiles_dir = (dir.path() / "%u").string();
+  try {
+    load_user_profile(cfg, alice());
+    FAIL() << "no error";
+  } catch (const mqsec::Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_CANNOT_OPEN_CERT_STORE);
+  }
+}
+
+// --- writing the profile ------------------------------------------------------------------
+
+TEST(ProfileWrite, RoundTripWithModes) {
+  TempDir dir;
+  SystemConfig cfg;
+  cfg.profiles_dir = (dir.path() / "users" / "%u" / "mqsec").string();
+  const UserProfile before = load_user_profile(cfg, alice());
+  ASSERT_FALSE(before.exists);
+
+  const std::string uri = "pkcs11:token=mqsec;serial=abc;id=%01%02;type=cert";
+  set_internal_certificate(before, uri);
+
+  // Every directory it created is 0700, the file 0600, whatever the umask.
+  EXPECT_EQ(mode_of(dir.path() / "users"), 0700u);
+  EXPECT_EQ(mode_of(dir.path() / "users" / "alice"), 0700u);
+  EXPECT_EQ(mode_of(before.dir), 0700u);
+  EXPECT_EQ(mode_of(before.file), 0600u);
+
+  const UserProfile after = load_user_profile(cfg, alice());
+  EXPECT_TRUE(after.exists);
+  EXPECT_EQ(after.internal_certificate, uri);
+  EXPECT_EQ(after.token_uri, "");
+
+  // Nothing but the profile is left in the directory (no temporary files).
+  size_t entries = 0;
+  for (const auto& e : fs::directory_iterator(before.dir)) {
+    (void)e;
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1u);
+}
+
+TEST(ProfileWrite, KeepsTokenUriAndReplacesCertificate) {
+  TempDir dir;
+  SystemConfig cfg;
+  cfg.profiles_dir = (dir.path() / "%u").string();
+  fs::create_directories(dir.path() / "alice");
+  write_file(dir.path() / "alice" / "profile.toml",
+             "# mine\ninternal-certificate = \"pkcs11:token=old;id=%01\"\n[token]\n"
+             "uri = \"pkcs11:token=alice-card?pin-source=env:ALICE_PIN\"\n");
+  const UserProfile p = load_user_profile(cfg, alice());
+  ASSERT_TRUE(p.exists);
+
+  set_internal_certificate(p, "pkcs11:token=new;id=%09;type=cert");
+  const UserProfile q = load_user_profile(cfg, alice());
+  EXPECT_EQ(q.internal_certificate, "pkcs11:token=new;id=%09;type=cert");
+  EXPECT_EQ(q.token_uri, "pkcs11:token=alice-card?pin-source=env:ALICE_PIN");
+  EXPECT_EQ(mode_of(q.file), 0600u);
+}
+
+TEST(ProfileWrite, TokenUriFromTheFileWinsOverAStaleProfile) {
+  TempDir dir;
+  SystemConfig cfg;
+  cfg.profiles_dir = (dir.path() / "%u").string();
+  UserProfile stale = load_user_profile(cfg, alice());
+  stale.token_uri = "pkcs11:token=stale";
+  fs::create_directories(stale.dir);
+  write_file(stale.file, "[token]\nuri = \"pkcs11:token=current\"\n");
+  set_internal_certificate(stale, "pkcs11:token=t;id=%01");
+  EXPECT_EQ(load_user_profile(cfg, alice()).token_uri, "pkcs11:token=current");
+
+  // Without a file, the profile's own token URI is kept.
+  TempDir dir2;
+  cfg.profiles_dir = (dir2.path() / "%u").string();
+  UserProfile fresh = load_user_profile(cfg, alice());
+  fresh.token_uri = "pkcs11:token=mine";
+  set_internal_certificate(fresh, "pkcs11:token=t;id=%01");
+  EXPECT_EQ(load_user_profile(cfg, alice()).token_uri, "pkcs11:token=mine");
+}
+
+TEST(ProfileWrite, ValuesThatNeedEscapingSurvive) {
+  TempDir dir;
+  SystemConfig cfg;
+  cfg.profiles_dir = (dir.path() / "%u").string();
+  const std::string uri = "pkcs11:token=a\"b'c\\d;object=\xc3\xa9t\xc3\xa9";
+  set_internal_certificate(load_user_profile(cfg, alice()), uri);
+  EXPECT_EQ(load_user_profile(cfg, alice()).internal_certificate, uri);
+}
+
+TEST(ProfileWrite, MalformedExistingProfileIsLeftAlone) {
+  TempDir dir;
+  SystemConfig cfg;
+  cfg.profiles_dir = (dir.path() / "%u").string();
+  fs::create_directories(dir.path() / "alice");
+  const fs::path file = dir.path() / "alice" / "profile.toml";
+  write_file(file, "internal-certificate = [\n");
+  UserProfile p;
+  p.dir = dir.path() / "alice";
+  p.file = file;
+  try {
+    set_internal_certificate(p, "pkcs11:token=t;id=%01");
+    FAIL() << "no error";
+  } catch (const mqsec::Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_CANNOT_CREATE_CERT_STORE);
+    EXPECT_NE(std::string(e.what()).find(file.string() + ":"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_whole(file), "internal-certificate = [\n");
+}
+
+TEST(ProfileWrite, UnwritableLocationIsCannotCreateCertStore) {
+  TempDir dir;
+  write_file(dir.path() / "plain-file", "x");
+  UserProfile p;
+  p.dir = dir.path() / "plain-file" / "mqsec";  // a path through a regular file: ENOTDIR
+  p.file = p.dir / "profile.toml";
+  try {
+    set_internal_certificate(p, "pkcs11:token=t;id=%01");
+    FAIL() << "no error";
+  } catch (const mqsec::Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_CANNOT_CREATE_CERT_STORE);
+    EXPECT_NE(std::string(e.what()).find("plain-file"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ProfileWrite, RejectsWhatTheParserWouldReject) {
+  TempDir dir;
+  UserProfile p;
+  p.dir = dir.path();
+  p.file = dir.path() / "profile.toml";
+  for (const char* bad : {"", "/tmp/cert.der", "pkcs11:token=t?pin-value=1234"}) {
+    try {
+      set_internal_certificate(p, bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const mqsec::Error& e) {
+      EXPECT_EQ(e.code(), MQ_ERROR_INVALID_PARAMETER);
+      EXPECT_EQ(std::string(e.what()).find("1234"), std::string::npos);
+    }
+  }
+  EXPECT_FALSE(fs::exists(p.file));
+}
+
+}  // namespace
+}  // namespace mqsec::security
