@@ -29,6 +29,7 @@ struct SystemConfig {
 // "/etc/mqsec/mqsec.toml:3:1: token.uri: expected a string, not an integer"; syntax errors are
 // "<file>:<line>:<column>: <toml++'s description>"; I/O errors "<file>: <problem>".
 class ConfigError : public std::runtime_error {
+ public:
   using std::runtime_error::runtime_error;
 };
 
