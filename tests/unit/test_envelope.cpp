@@ -1,0 +1,476 @@
+// Unit tests of the envelope codec and the to-be-signed (TBS) bytes: round trips, one encoding
+// per value, the hex vector printed in docs/signature-format.md, rejection of malformed input,
+// and which fields the signature covers.
+#include "src/security/envelope.hpp"
+
+#include <gtest/gtest.h>
+#include <mq.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mqsec::security {
+namespace {
+
+Bytes from_hex(const std::string& hex) {
+  Bytes out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<uint8_t>(std::stoul(hex.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+// The document's hex with its spaces removed.
+std::string doc_hex(const char* spaced) {
+  std::string s;
+  for (const char* p = spaced; *p; ++p) {
+    if (*p != ' ') s += *p;
+  }
+  return s;
+}
+
+std::string to_hex(const Bytes& b) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string s;
+  for (uint8_t x : b) {
+    s += kDigits[x >> 4];
+    s += kDigits[x & 15];
+  }
+  return s;
+}
+
+// The small envelope of docs/signature-format.md, section "Example".
+Envelope doc_example() {
+  Envelope e;
+  for (int i = 0; i < 16; ++i) e.msg_id[i] = static_cast<uint8_t>(0xA0 + i);
+  e.msg_id[19] = 1;
+  e.msg_class = MQMSG_CLASS_NORMAL;
+  e.priority = 3;
+  e.delivery = MQMSG_DELIVERY_RECOVERABLE;
+  e.app_specific = 42;
+  e.body_type = 0x1011;  // VT_VECTOR | VT_UI1
+  e.body = {'h', 'i'};
+  e.label = u"L";
+  e.dest_queue = u"DIRECT=OS:h\\q";
+  e.source_machine = u"h";
+  e.sent_time = 1700000000;
+  e.auth_level = MQMSG_AUTH_LEVEL_ALWAYS;
+  e.hash_alg = CALG_SHA_256;
+  e.sig_scheme = SigScheme::Ecdsa;
+  e.sender_id_type = MQMSG_SENDERID_TYPE_SID;
+  // S-1-22-1-1000 (Samba's Unix-user SID), binary form.
+  e.sender_id = {0x01, 0x02, 0, 0, 0, 0, 0, 0x16, 0x01, 0, 0, 0, 0xE8, 0x03, 0, 0};
+  e.sender_cert = {0x30, 0x03, 0x02, 0x01, 0x01};  // a stand-in, not a real certificate
+  e.signature = {0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01};
+  return e;
+}
+
+// Copied from the document, one line per field, so a drift in either is caught.
+// clang-format off
+const char* const kDocEnvelopeHex =
+    "4d514556 "
+    "0001 "
+    "01 00000014 a0a1a2a3a4a5a6a7a8a9aaabacadaeaf00000001 "
+    "02 00000002 0000 "
+    "03 00000014 0000000000000000000000000000000000000000 "
+    "04 00000001 03 "
+    "05 00000001 01 "
+    "06 00000001 00 "
+    "07 00000001 00 "
+    "08 00000004 0000002a "
+    "09 00000004 00001011 "
+    "0a 00000002 6869 "
+    "0b 00000002 004c "
+    "0c 00000000 "
+    "0d 00000000 "
+    "0e 0000001a 004400490052004500430054003d004f0053003a0068005c0071 "
+    "0f 00000002 0068 "
+    "10 00000008 000000006553f100 "
+    "11 00000004 00000001 "
+    "12 00000004 0000800c "
+    "13 00000001 03 "
+    "14 00000004 00000001 "
+    "15 00000010 0102000000000016 01000000e8030000 "
+    "16 00000005 3003020101 "
+    "17 00000008 3006020101020101";
+
+const char* const kDocTbsHex =
+    "4d515345432d5349472d763100 "
+    "00000014 0000000000000000000000000000000000000000 "
+    "00000004 0000002a "
+    "00000002 6869 "
+    "00000002 004c "
+    "00000000 "
+    "00000000 "
+    "00000002 0068 "
+    "00000001 01 "
+    "00000001 03 "
+    "00000001 00 "
+    "00000001 00 "
+    "00000002 0000 "
+    "00000004 00001011 "
+    "00000000 "
+    "0000001a 004400490052004500430054003d004f0053003a0068005c0071 "
+    "00000014 a0a1a2a3a4a5a6a7a8a9aaabacadaeaf00000001 "
+    "00000008 000000006553f100 "
+    "00000004 00000001 "
+    "00000004 0000800c "
+    "00000001 03 "
+    "00000004 00000001 "
+    "00000010 0102000000000016 01000000e8030000 "
+    "00000020 1b65f68a522c858715f5dd951cd0402dc16691778814bf0759822b7a257421d0";
+// clang-format on
+
+// Every field away from its default, with non-ASCII and non-BMP text and a body longer than
+// 64 KiB so that length prefixes use more than their low 16 bits.
+Envelope full_example() {
+  Envelope e = doc_example();
+  e.msg_class = MQMSG_CLASS_NACK_BAD_SIGNATURE;
+  for (int i = 0; i < 20; ++i) e.correlation_id[i] = static_cast<uint8_t>(i * 7 + 1);
+  e.priority = 7;
+  e.acknowledge = MQMSG_ACKNOWLEDGMENT_FULL_RECEIVE;
+  e.journal = MQMSG_JOURNAL | MQMSG_DEADLETTER;
+  e.app_specific = 0xFFFFFFFF;
+  e.body.resize(70000);
+  for (size_t i = 0; i < e.body.size(); ++i) e.body[i] = static_cast<uint8_t>(i * 31);
+  e.label = u"Bestellung \u00fc \U0001F600";
+  e.response_queue = u"DIRECT=OS:host\\private$\\replies";
+  e.admin_queue = u"DIRECT=OS:host\\private$\\admin";
+  e.sent_time = 0xFEDCBA9876543210ull;
+  e.auth_level = MQMSG_AUTH_LEVEL_SIG30;
+  e.hash_alg = CALG_SHA_512;
+  e.sig_scheme = SigScheme::RsaPss;
+  e.sender_cert.assign(900, 0x5A);
+  e.signature.assign(256, 0xC3);
+  return e;
+}
+
+struct FieldPos {
+  uint8_t tag;
+  size_t tag_offset;  // offset of the tag byte
+  uint32_t length;
+  size_t value_offset;
+};
+
+// Walks a known-good encoding (test helper only; it trusts its input).
+std::vector<FieldPos> fields_of(const Bytes& b) {
+  std::vector<FieldPos> out;
+  size_t p = 6;
+  while (p < b.size()) {
+    FieldPos f{b[p], p, 0, p + 5};
+    for (int i = 1; i <= 4; ++i) f.length = (f.length << 8) | b[p + i];
+    out.push_back(f);
+    p = f.value_offset + f.length;
+  }
+  return out;
+}
+
+FieldPos field_with_tag(const Bytes& b, uint8_t tag) {
+  for (const auto& f : fields_of(b)) {
+    if (f.tag == tag) return f;
+  }
+  ADD_FAILURE() << "no field with tag " << int(tag);
+  return {};
+}
+
+void put_be32(Bytes& b, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b[at + i] = static_cast<uint8_t>(v >> (24 - 8 * i));
+}
+
+void expect_rejected(const Bytes& b, const std::string& what) {
+  EXPECT_THROW(decode(b), EnvelopeError) << what;
+}
+
+// One valid change per field; every Envelope member appears exactly once.
+std::vector<std::pair<std::string, std::function<void(Envelope&)>>> field_mutations() {
+  return {
+      {"msg_class", [](Envelope& e) { e.msg_class ^= 0x8000; }},
+      {"msg_id (guid)", [](Envelope& e) { e.msg_id[0] ^= 1; }},
+      {"msg_id (sequence)", [](Envelope& e) { e.msg_id[19] ^= 1; }},
+      {"correlation_id", [](Envelope& e) { e.correlation_id[10] ^= 1; }},
+      {"priority", [](Envelope& e) { e.priority = e.priority == 3 ? 4 : 3; }},
+      {"delivery", [](Envelope& e) { e.delivery ^= 1; }},
+      {"acknowledge", [](Envelope& e) { e.acknowledge ^= MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL; }},
+      {"journal", [](Envelope& e) { e.journal ^= MQMSG_JOURNAL; }},
+      {"app_specific", [](Envelope& e) { e.app_specific += 1; }},
+      {"body_type", [](Envelope& e) { e.body_type += 1; }},
+      {"body", [](Envelope& e) { e.body.push_back(0); }},
+      {"label", [](Envelope& e) { e.label += u'x'; }},
+      {"response_queue", [](Envelope& e) { e.response_queue += u'x'; }},
+      {"admin_queue", [](Envelope& e) { e.admin_queue += u'x'; }},
+      {"dest_queue", [](Envelope& e) { e.dest_queue += u'x'; }},
+      {"source_machine", [](Envelope& e) { e.source_machine += u'x'; }},
+      {"sent_time", [](Envelope& e) { e.sent_time += 1; }},
+      {"auth_level",
+       [](Envelope& e) {
+         e.auth_level = e.auth_level == MQMSG_AUTH_LEVEL_SIG20 ? MQMSG_AUTH_LEVEL_SIG30
+                                                               : MQMSG_AUTH_LEVEL_SIG20;
+       }},
+      {"hash_alg",
+       [](Envelope& e) { e.hash_alg = e.hash_alg == CALG_SHA_384 ? CALG_SHA_256 : CALG_SHA_384; }},
+      {"sig_scheme",
+       [](Envelope& e) {
+         e.sig_scheme =
+             e.sig_scheme == SigScheme::RsaPkcs1 ? SigScheme::Ecdsa : SigScheme::RsaPkcs1;
+       }},
+      {"sender_id_type", [](Envelope& e) { e.sender_id_type ^= 1; }},
+      {"sender_id", [](Envelope& e) { e.sender_id.push_back(0); }},
+      {"sender_cert", [](Envelope& e) { e.sender_cert.back() ^= 1; }},
+      {"signature", [](Envelope& e) { e.signature.back() ^= 1; }},
+  };
+}
+
+TEST(Envelope, RoundTripsFullAndDefaultValues) {
+  for (const Envelope& e : {full_example(), doc_example(), Envelope{}}) {
+    Bytes b = encode(e);
+    EXPECT_EQ(decode(b), e);
+  }
+}
+
+TEST(Envelope, HasExactlyOneEncodingPerValue) {
+  const Envelope e = full_example();
+  const Bytes b = encode(e);
+  EXPECT_EQ(encode(Envelope(e)), b);
+  EXPECT_EQ(encode(decode(b)), b);
+  // Every field change yields a different encoding, which decodes back to the changed value.
+  for (const auto& [name, mutate] : field_mutations()) {
+    Envelope m = e;
+    mutate(m);
+    Bytes mb = encode(m);
+    EXPECT_NE(mb, b) << name;
+    EXPECT_EQ(decode(mb), m) << name;
+  }
+}
+
+TEST(Envelope, MatchesTheDocumentedHexVector) {
+  const Envelope e = doc_example();
+  EXPECT_EQ(to_hex(encode(e)), doc_hex(kDocEnvelopeHex));
+  EXPECT_EQ(to_hex(to_be_signed(e)), doc_hex(kDocTbsHex));
+  EXPECT_EQ(decode(from_hex(doc_hex(kDocEnvelopeHex))), e);
+}
+
+TEST(Envelope, RejectsEveryTruncation) {
+  // Every field non-empty, with a body short enough to try every prefix length.
+  Envelope full = full_example();
+  full.body.resize(300);
+  for (const Envelope& e : {doc_example(), full, Envelope{}}) {
+    const Bytes b = encode(e);
+    for (size_t n = 0; n < b.size(); ++n) {
+      expect_rejected(Bytes(b.begin(), b.begin() + static_cast<ptrdiff_t>(n)),
+                      "truncated to " + std::to_string(n));
+    }
+  }
+}
+
+TEST(Envelope, RejectsAnyOtherTagByte) {
+  const Bytes b = encode(doc_example());
+  const auto fields = fields_of(b);
+  ASSERT_EQ(fields.size(), 23u);
+  for (size_t i = 0; i < fields.size(); ++i) {
+    ASSERT_EQ(fields[i].tag, i + 1) << "canonical order is 1..23";
+    for (int v = 0; v < 256; ++v) {
+      if (v == fields[i].tag) continue;
+      Bytes m = b;
+      m[fields[i].tag_offset] = static_cast<uint8_t>(v);
+      expect_rejected(m, "tag " + std::to_string(i + 1) + " -> " + std::to_string(v));
+    }
+  }
+}
+
+TEST(Envelope, RejectsDuplicateMissingAndReorderedFields) {
+  const Bytes b = encode(doc_example());
+  const auto f = fields_of(b);
+  auto span_of = [&](size_t i) {
+    return Bytes(b.begin() + static_cast<ptrdiff_t>(f[i].tag_offset),
+                 b.begin() + static_cast<ptrdiff_t>(f[i].value_offset + f[i].length));
+  };
+  auto prefix = [&](size_t i) {
+    return Bytes(b.begin(), b.begin() + static_cast<ptrdiff_t>(f[i].tag_offset));
+  };
+  for (size_t i = 0; i < f.size(); ++i) {
+    // Field i twice.
+    Bytes dup = prefix(i);
+    Bytes one = span_of(i);
+    dup.insert(dup.end(), one.begin(), one.end());
+    dup.insert(dup.end(), b.begin() + static_cast<ptrdiff_t>(f[i].tag_offset), b.end());
+    expect_rejected(dup, "duplicate field " + std::to_string(i + 1));
+    // Field i left out.
+    Bytes missing = prefix(i);
+    missing.insert(missing.end(),
+                   b.begin() + static_cast<ptrdiff_t>(f[i].value_offset + f[i].length), b.end());
+    expect_rejected(missing, "missing field " + std::to_string(i + 1));
+    // Fields i and i+1 swapped.
+    if (i + 1 < f.size()) {
+      Bytes swapped = prefix(i);
+      Bytes next = span_of(i + 1);
+      swapped.insert(swapped.end(), next.begin(), next.end());
+      swapped.insert(swapped.end(), one.begin(), one.end());
+      swapped.insert(swapped.end(),
+                     b.begin() + static_cast<ptrdiff_t>(f[i + 1].value_offset + f[i + 1].length),
+                     b.end());
+      ASSERT_EQ(swapped.size(), b.size());
+      expect_rejected(swapped, "swapped fields " + std::to_string(i + 1));
+    }
+  }
+}
+
+TEST(Envelope, RejectsTrailingBytes) {
+  Bytes b = encode(doc_example());
+  b.push_back(0);
+  expect_rejected(b, "one trailing zero byte");
+  b = encode(doc_example());
+  Bytes extra = {0x17, 0, 0, 0, 0};  // a second, empty signature field
+  b.insert(b.end(), extra.begin(), extra.end());
+  expect_rejected(b, "trailing field");
+}
+
+TEST(Envelope, RejectsBadMagicAndVersion) {
+  const Bytes b = encode(doc_example());
+  for (size_t i = 0; i < 4; ++i) {
+    Bytes m = b;
+    m[i] ^= 0x20;
+    expect_rejected(m, "magic byte " + std::to_string(i));
+  }
+  for (uint16_t v : {0, 2, 0x0100, 0xFFFF}) {
+    Bytes m = b;
+    m[4] = static_cast<uint8_t>(v >> 8);
+    m[5] = static_cast<uint8_t>(v);
+    expect_rejected(m, "version " + std::to_string(v));
+  }
+  expect_rejected(Bytes{}, "empty input");
+}
+
+TEST(Envelope, RejectsHugeAndWrongLengths) {
+  const Bytes b = encode(full_example());
+  for (const auto& f : fields_of(b)) {
+    const size_t remaining = b.size() - f.value_offset;
+    for (uint64_t len : {uint64_t{0xFFFFFFFF}, uint64_t{0x80000000}, uint64_t{remaining + 1}}) {
+      Bytes m = b;
+      put_be32(m, f.tag_offset + 1, static_cast<uint32_t>(len));
+      expect_rejected(m, "tag " + std::to_string(f.tag) + " length " + std::to_string(len));
+    }
+  }
+  // Fixed-width fields with one byte more or less (input kept self-consistent otherwise).
+  const Bytes d = encode(doc_example());
+  for (uint8_t tag : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 18, 19, 20}) {
+    const FieldPos f = field_with_tag(d, tag);
+    Bytes longer = d;
+    put_be32(longer, f.tag_offset + 1, f.length + 1);
+    longer.insert(longer.begin() + static_cast<ptrdiff_t>(f.value_offset), 0);
+    expect_rejected(longer, "fixed field one byte long, tag " + std::to_string(tag));
+    Bytes shorter = d;
+    put_be32(shorter, f.tag_offset + 1, f.length - 1);
+    shorter.erase(shorter.begin() + static_cast<ptrdiff_t>(f.value_offset));
+    expect_rejected(shorter, "fixed field one byte short, tag " + std::to_string(tag));
+  }
+}
+
+TEST(Envelope, RejectsOddUtf16Length) {
+  const Bytes d = encode(doc_example());
+  for (uint8_t tag : {0x0b, 0x0e, 0x0f}) {  // label, dest_queue, source_machine
+    const FieldPos f = field_with_tag(d, tag);
+    ASSERT_GE(f.length, 2u);
+    Bytes m = d;
+    put_be32(m, f.tag_offset + 1, f.length - 1);
+    m.erase(m.begin() + static_cast<ptrdiff_t>(f.value_offset));
+    expect_rejected(m, "odd UTF-16 length, tag " + std::to_string(tag));
+  }
+}
+
+TEST(Envelope, RejectsOutOfRangeValuesWhenDecodingAndEncoding) {
+  struct Case {
+    uint8_t tag;
+    uint64_t bad;
+    std::function<void(Envelope&)> set_bad;
+  };
+  const std::vector<Case> cases = {
+      {0x04, 8, [](Envelope& e) { e.priority = 8; }},
+      {0x05, 2, [](Envelope& e) { e.delivery = 2; }},
+      {0x06, 0x10, [](Envelope& e) { e.acknowledge = 0x10; }},
+      {0x07, 4, [](Envelope& e) { e.journal = 4; }},
+      {0x11, 3, [](Envelope& e) { e.auth_level = 3; }},
+      {0x12, 0x8005, [](Envelope& e) { e.hash_alg = 0x8005; }},
+      {0x13, 4, [](Envelope& e) { e.sig_scheme = static_cast<SigScheme>(4); }},
+      {0x14, 2, [](Envelope& e) { e.sender_id_type = 2; }},
+  };
+  const Bytes d = encode(doc_example());
+  for (const auto& c : cases) {
+    const FieldPos f = field_with_tag(d, c.tag);
+    Bytes m = d;
+    for (uint32_t i = 0; i < f.length; ++i) {
+      m[f.value_offset + i] = static_cast<uint8_t>(c.bad >> (8 * (f.length - 1 - i)));
+    }
+    expect_rejected(m, "out-of-range value, tag " + std::to_string(c.tag));
+    Envelope e = doc_example();
+    c.set_bad(e);
+    EXPECT_THROW(encode(e), EnvelopeError) << "tag " << int(c.tag);
+    EXPECT_THROW(to_be_signed(e), EnvelopeError) << "tag " << int(c.tag);
+  }
+  // The edges of each range are accepted.
+  Envelope e = doc_example();
+  e.priority = MQ_MAX_PRIORITY;
+  e.acknowledge = 0x0F;
+  e.journal = 0x03;
+  e.auth_level = MQMSG_AUTH_LEVEL_SIG30;
+  e.hash_alg = CALG_MD5;
+  e.sig_scheme = SigScheme::Ecdsa;
+  EXPECT_EQ(decode(encode(e)), e);
+}
+
+TEST(ToBeSigned, StartsWithDomainTagAndEndsWithCertificateDigest) {
+  const Envelope e = full_example();
+  const Bytes tbs = to_be_signed(e);
+  const std::string domain("MQSEC-SIG-v1\0", 13);
+  ASSERT_GT(tbs.size(), domain.size() + 36);
+  EXPECT_EQ(std::string(tbs.begin(), tbs.begin() + 13), domain);
+  Bytes digest(SHA256_DIGEST_LENGTH);
+  SHA256(e.sender_cert.data(), e.sender_cert.size(), digest.data());
+  EXPECT_EQ(Bytes(tbs.end() - 36, tbs.end() - 32), (Bytes{0, 0, 0, 32}));
+  EXPECT_EQ(Bytes(tbs.end() - 32, tbs.end()), digest);
+  // Neither the certificate nor the signature is in TBS, only the digest.
+  EXPECT_EQ(std::search(tbs.begin(), tbs.end(), e.signature.begin(), e.signature.end()), tbs.end());
+  EXPECT_EQ(std::search(tbs.begin(), tbs.end(), e.sender_cert.begin(), e.sender_cert.end()),
+            tbs.end());
+}
+
+TEST(ToBeSigned, ChangesWithEverySignedFieldAndNotWithTheSignature) {
+  for (const Envelope& base : {doc_example(), full_example()}) {
+    const Bytes tbs = to_be_signed(base);
+    for (const auto& [name, mutate] : field_mutations()) {
+      Envelope m = base;
+      mutate(m);
+      if (name == "signature") {
+        EXPECT_EQ(to_be_signed(m), tbs) << name;
+      } else {
+        EXPECT_NE(to_be_signed(m), tbs) << name;
+      }
+    }
+    Envelope m = base;
+    m.signature.clear();
+    EXPECT_EQ(to_be_signed(m), tbs) << "signature removed";
+  }
+}
+
+TEST(ToBeSigned, FieldBoundariesAreUnambiguous) {
+  // The same characters split differently between neighbouring fields must give different TBS.
+  Envelope a = doc_example(), b = doc_example();
+  a.label = u"ab";
+  a.response_queue = u"";
+  b.label = u"a";
+  b.response_queue = u"b";
+  EXPECT_NE(to_be_signed(a), to_be_signed(b));
+  a = b = doc_example();
+  a.body = {'x'};
+  a.label = u"";
+  b.body = {};
+  b.label = u"";
+  b.sender_id.insert(b.sender_id.begin(), 'x');
+  EXPECT_NE(to_be_signed(a), to_be_signed(b));
+}
+
+}  // namespace
+}  // namespace mqsec::security
