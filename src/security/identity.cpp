@@ -325,8 +325,13 @@ Lookup sid_from_winbind(uint32_t uid) {
   }
   if (raw.num_auths > kMaxSubAuthorities)
     return {Lookup::Failed, {}, prefix + "it returned a SID with too many sub-authorities"};
-  std::vector<uint8_t> bytes{raw.sid_rev_num, raw.num_auths};
-  bytes.insert(bytes.end(), raw.id_auth, raw.id_auth + 6);
+  // Built with push_back only: GCC 12's -Warray-bounds misfires on insert() after an
+  // initializer-list construction here.
+  std::vector<uint8_t> bytes;
+  bytes.reserve(8 + 4 * raw.num_auths);
+  bytes.push_back(raw.sid_rev_num);
+  bytes.push_back(raw.num_auths);
+  for (uint8_t b : raw.id_auth) bytes.push_back(b);
   for (size_t i = 0; i < raw.num_auths; ++i)
     for (int shift = 0; shift < 32; shift += 8)
       bytes.push_back(static_cast<uint8_t>(raw.sub_auths[i] >> shift));
