@@ -252,10 +252,18 @@ Store::Store(const std::filesystem::path& dir) {
     // journal_mode answers with the mode actually in force; a file system without shared memory
     // support would silently leave us in rollback mode, where readers block writers.
     {
-      sqlite3_stmt* st = prepare("PRAGMA journal_mode=WAL", "setting WAL journal mode");
-      const int src = sqlite3_step(st);
-      std::string mode = src == SQLITE_ROW ? column_text(st, 0) : std::string();
-      sqlite3_finalize(st);
+      // Switching a new database to WAL needs an exclusive lock, and SQLite does not call the
+      // busy handler for it: when several processes create the store at once, retry here.
+      int src = SQLITE_BUSY;
+      std::string mode;
+      for (int attempt = 0; attempt < kBusyTimeoutMs / 5; ++attempt) {
+        sqlite3_stmt* st = prepare("PRAGMA journal_mode=WAL", "setting WAL journal mode");
+        src = sqlite3_step(st);
+        mode = src == SQLITE_ROW ? column_text(st, 0) : std::string();
+        sqlite3_finalize(st);
+        if ((src & 0xff) != SQLITE_BUSY && (src & 0xff) != SQLITE_LOCKED) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
       if (src != SQLITE_ROW) fail(src, "setting WAL journal mode");
       if (lower_ascii(mode) != "wal") unavailable("store cannot use WAL mode (got " + mode + ")");
     }
