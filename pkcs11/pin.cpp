@@ -54,8 +54,8 @@ SecretString read_pin_file(const std::string& path) {
   }
   if ((st.st_mode & 077) != 0) {
     close(fd);
-    throw Error("PIN file '" + path + "' is accessible by group or others; run chmod 600 '" +
-                path + "'");
+    throw Error("PIN file '" + path + "' is accessible by group or others; run chmod 600 '" + path +
+                "'");
   }
   std::string buf(256, '\0');
   ssize_t n = read(fd, buf.data(), buf.size());

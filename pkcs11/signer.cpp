@@ -127,6 +127,12 @@ Bytes sign_digest(Token& token, const SignKey& key, Hash hash, std::span<const u
   Token::Session s = token.session();
   CK_FUNCTION_LIST* f = token.fn();
   CK_RV rv = f->C_SignInit(s.handle(), &mech, key.handle);
+  if (rv == CKR_USER_NOT_LOGGED_IN && !pin_source.empty()) {
+    // The token dropped our login (e.g. another application logged out): log in again once.
+    // A refused PIN is not retried (Token::login remembers it).
+    token.relogin(pin_source);
+    rv = f->C_SignInit(s.handle(), &mech, key.handle);
+  }
   if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED) s.discard();
   check(rv, "C_SignInit");
   if (key.always_authenticate) token.context_login(s, pin_source);
@@ -137,8 +143,7 @@ Bytes sign_digest(Token& token, const SignKey& key, Hash hash, std::span<const u
   if (rv == CKR_BUFFER_TOO_SMALL) {
     // The operation stays active after CKR_BUFFER_TOO_SMALL; retry with the size it gave.
     sig.resize(len);
-    rv = f->C_Sign(s.handle(), const_cast<CK_BYTE_PTR>(data.data()), data.size(), sig.data(),
-                   &len);
+    rv = f->C_Sign(s.handle(), const_cast<CK_BYTE_PTR>(data.data()), data.size(), sig.data(), &len);
   }
   if (rv != CKR_OK) {
     // A failed C_Sign may leave the operation active in some modules: do not pool it.

@@ -29,7 +29,7 @@ Bytes ecdsa_raw_to_der(std::span<const uint8_t> raw);
 struct SignKey {
   CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
   Scheme scheme = Scheme::RsaPkcs1;
-  size_t signature_size = 0;        // modulus bytes (RSA) or 2 x field bytes (EC)
+  size_t signature_size = 0;         // modulus bytes (RSA) or 2 x field bytes (EC)
   bool always_authenticate = false;  // CKA_ALWAYS_AUTHENTICATE: log in again per signature
 };
 

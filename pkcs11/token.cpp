@@ -72,6 +72,7 @@ Token::~Token() {
   // Closing is best effort: a destructor cannot report, and the module may already be gone
   // from the slot.
   for (CK_SESSION_HANDLE h : idle_) fn()->C_CloseSession(h);
+  if (anchor_ != CK_INVALID_HANDLE) fn()->C_CloseSession(anchor_);
 }
 
 std::shared_ptr<Token> Token::open(std::shared_ptr<Module> module, const Uri& uri) {
@@ -91,8 +92,8 @@ std::shared_ptr<Token> Token::open(std::shared_ptr<Module> module, const Uri& ur
     if (!(info.flags & CKF_TOKEN_INITIALIZED)) continue;
     if (uri.matches_token(info)) matches.emplace_back(s, info);
   }
-  std::string wanted = uri.token_label().empty() ? std::string("any token")
-                                                 : "token '" + uri.token_label() + "'";
+  std::string wanted =
+      uri.token_label().empty() ? std::string("any token") : "token '" + uri.token_label() + "'";
   if (!uri.token_serial().empty()) wanted += " serial '" + uri.token_serial() + "'";
   if (matches.empty()) {
     throw Error("no " + wanted + " is present in module '" + module->path() +
@@ -192,11 +193,12 @@ void Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::stri
     auto digest = pin_digest(pin);
     {
       std::lock_guard lock(mu_);
-      if (std::find(rejected_pins_.begin(), rejected_pins_.end(), digest) !=
-          rejected_pins_.end()) {
+      if (std::find(rejected_pins_.begin(), rejected_pins_.end(), digest) != rejected_pins_.end()) {
         throw Error("C_Login", CKR_PIN_INCORRECT,
-                    "token '" + label_ + "' already refused this PIN; not retrying it so the "
-                    "card is not locked: correct the PIN at " + pin_source);
+                    "token '" + label_ +
+                        "' already refused this PIN; not retrying it so the "
+                        "card is not locked: correct the PIN at " +
+                        pin_source);
       }
     }
     rv = fn()->C_Login(h, user,
@@ -218,6 +220,16 @@ void Token::login(const std::string& pin_source) {
     if (logged_in_) return;
   }
   Session s = session();
+  {
+    std::lock_guard lock(mu_);
+    if (anchor_ == CK_INVALID_HANDLE) {
+      CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+      if (fn()->C_OpenSession(slot_, CKF_SERIAL_SESSION, nullptr, nullptr, &h) == CKR_OK) {
+        anchor_ = h;
+        ++open_;
+      }
+    }
+  }
   if (!(flags_ & CKF_LOGIN_REQUIRED)) {
     std::lock_guard lock(mu_);
     logged_in_ = true;
@@ -240,12 +252,19 @@ void Token::login(const std::string& pin_source) {
   logged_in_ = true;
 }
 
+void Token::relogin(const std::string& pin_source) {
+  {
+    std::lock_guard lock(mu_);
+    logged_in_ = false;
+  }
+  login(pin_source);
+}
+
 void Token::context_login(Session& s, const std::string& pin_source) {
   login_locked(CKU_CONTEXT_SPECIFIC, s.handle(), pin_source);
 }
 
-std::vector<CK_OBJECT_HANDLE> Token::find(Session& s, std::vector<CK_ATTRIBUTE> tmpl,
-                                          size_t max) {
+std::vector<CK_OBJECT_HANDLE> Token::find(Session& s, std::vector<CK_ATTRIBUTE> tmpl, size_t max) {
   check(fn()->C_FindObjectsInit(s.handle(), tmpl.data(), tmpl.size()), "C_FindObjectsInit");
   std::vector<CK_OBJECT_HANDLE> out(max);
   CK_ULONG n = 0;

@@ -73,16 +73,17 @@ class Token : public std::enable_shared_from_this<Token> {
   // card by retrying. Throws pkcs11::Error.
   void login(const std::string& pin_source);
   bool logged_in() const;
+  // Forgets the login state (the token logged us out: CKR_USER_NOT_LOGGED_IN) and logs in
+  // again once from `pin_source`. Throws pkcs11::Error.
+  void relogin(const std::string& pin_source);
   // Context-specific login for CKA_ALWAYS_AUTHENTICATE keys, between C_SignInit and C_Sign.
   void context_login(Session& s, const std::string& pin_source);
 
   // Objects matching a template (at most `max`).
-  std::vector<CK_OBJECT_HANDLE> find(Session& s, std::vector<CK_ATTRIBUTE> tmpl,
-                                     size_t max = 64);
+  std::vector<CK_OBJECT_HANDLE> find(Session& s, std::vector<CK_ATTRIBUTE> tmpl, size_t max = 64);
   // An attribute's bytes; nullopt when the token says it is sensitive or not present.
   std::optional<Bytes> attribute(Session& s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type);
-  std::optional<CK_ULONG> ulong_attribute(Session& s, CK_OBJECT_HANDLE obj,
-                                          CK_ATTRIBUTE_TYPE type);
+  std::optional<CK_ULONG> ulong_attribute(Session& s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type);
   std::optional<bool> bool_attribute(Session& s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type);
 
   ~Token();
@@ -103,6 +104,9 @@ class Token : public std::enable_shared_from_this<Token> {
   std::vector<CK_SESSION_HANDLE> idle_;
   size_t open_ = 0;  // sessions open (idle + leased)
   bool logged_in_ = false;
+  // A session held open for the token's lifetime: PKCS#11 logs the application out when its
+  // last session closes, and pooled sessions are closed when they break.
+  CK_SESSION_HANDLE anchor_ = CK_INVALID_HANDLE;
   std::vector<std::array<uint8_t, 32>> rejected_pins_;  // SHA-256 of PINs the token refused
   std::mutex login_mu_;
 };

@@ -42,7 +42,8 @@ void check_array(MQMSGPROPS* props) {
 
 security::Bytes vector_bytes(MQMSGPROPS* props, DWORD i) {
   const CAUB& v = props->aPropVar[i].caub;
-  if (v.cElems > 0 && v.pElems == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL buffer");
+  if (v.cElems > 0 && v.pElems == nullptr)
+    fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL buffer");
   return security::Bytes(v.pElems, v.pElems + v.cElems);
 }
 
@@ -141,7 +142,8 @@ SendRequest parse_send(MQMSGPROPS* props) {
         std::memcpy(e.correlation_id.data(), v.caub.pElems, 20);
         break;
       case PROPID_M_PRIORITY:
-        if (v.bVal > MQ_MAX_PRIORITY) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "priority 0..7");
+        if (v.bVal > MQ_MAX_PRIORITY)
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "priority 0..7");
         e.priority = v.bVal;
         break;
       case PROPID_M_DELIVERY:
@@ -151,11 +153,13 @@ SendRequest parse_send(MQMSGPROPS* props) {
         e.delivery = v.bVal;
         break;
       case PROPID_M_ACKNOWLEDGE:
-        if (v.bVal & ~0x0F) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "unknown acknowledgment");
+        if (v.bVal & ~0x0F)
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "unknown acknowledgment");
         e.acknowledge = v.bVal;
         break;
       case PROPID_M_JOURNAL:
-        if (v.bVal & ~0x03) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "unknown journal flags");
+        if (v.bVal & ~0x03)
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "unknown journal flags");
         e.journal = v.bVal;
         break;
       case PROPID_M_APPSPECIFIC:
@@ -170,7 +174,8 @@ SendRequest parse_send(MQMSGPROPS* props) {
       case PROPID_M_LABEL: {
         if (v.pwszVal == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL label");
         size_t n = std::wcslen(v.pwszVal);
-        if (n > MQ_MAX_MSG_LABEL_LEN) fail(props, i, MQ_ERROR_LABEL_TOO_LONG, "label over 250 characters");
+        if (n > MQ_MAX_MSG_LABEL_LEN)
+          fail(props, i, MQ_ERROR_LABEL_TOO_LONG, "label over 250 characters");
         e.label = to_utf16(v.pwszVal, n, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
         break;
       }
@@ -199,7 +204,8 @@ SendRequest parse_send(MQMSGPROPS* props) {
         break;
       case PROPID_M_SENDER_CERT:
         r.sender_cert = vector_bytes(props, i);
-        if (r.sender_cert.empty()) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "empty certificate");
+        if (r.sender_cert.empty())
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "empty certificate");
         break;
       case PROPID_M_SECURITY_CONTEXT:
         r.context = v.ulVal;
@@ -324,7 +330,8 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
                    MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
         break;
       case PROPID_M_ADMIN_QUEUE:
-        string_out(i, PROPID_M_ADMIN_QUEUE_LEN, e.admin_queue, MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
+        string_out(i, PROPID_M_ADMIN_QUEUE_LEN, e.admin_queue,
+                   MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
         break;
       case PROPID_M_DEST_QUEUE:
         string_out(i, PROPID_M_DEST_QUEUE_LEN, e.dest_queue, MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
@@ -336,8 +343,8 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
         // Without its string property, a *_LEN reports the length (with the NUL).
         PROPID text_id = id - 1;
         if (len_index.count(text_id) == 0) {
-          const std::u16string& t = id == PROPID_M_LABEL_LEN        ? e.label
-                                    : id == PROPID_M_RESP_QUEUE_LEN ? e.response_queue
+          const std::u16string& t = id == PROPID_M_LABEL_LEN         ? e.label
+                                    : id == PROPID_M_RESP_QUEUE_LEN  ? e.response_queue
                                     : id == PROPID_M_ADMIN_QUEUE_LEN ? e.admin_queue
                                                                      : e.dest_queue;
           v.ulVal = static_cast<ULONG>(from_utf16(t).size() + 1);

@@ -18,9 +18,9 @@ struct SendRequest {
   std::optional<uint32_t> context;  // PROPID_M_SECURITY_CONTEXT
   security::Bytes sender_cert;      // PROPID_M_SENDER_CERT
   uint32_t hash_alg = CALG_SHA_256;
-  bool attach_sid = true;               // SENDERID_TYPE != NONE
-  MQPROPVARIANT* msgid_out = nullptr;   // PROPID_M_MSGID: filled with the new id
-  HRESULT overall = MQ_OK;              // MQ_OK or MQ_INFORMATION_PROPERTY (warnings)
+  bool attach_sid = true;              // SENDERID_TYPE != NONE
+  MQPROPVARIANT* msgid_out = nullptr;  // PROPID_M_MSGID: filled with the new id
+  HRESULT overall = MQ_OK;             // MQ_OK or MQ_INFORMATION_PROPERTY (warnings)
 };
 
 // Parses send properties. Sets aStatus[i] when given. Throws mqsec::Error with the first

@@ -139,12 +139,14 @@ HRESULT create_queue(MQQUEUEPROPS* props, LPWSTR format_out, LPDWORD format_len)
         break;
       case PROPID_Q_AUTHENTICATE:
         if (v.vt != VT_UI1) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "AUTHENTICATE is VT_UI1");
-        if (v.bVal > MQ_AUTHENTICATE) bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "AUTHENTICATE is 0 or 1");
+        if (v.bVal > MQ_AUTHENTICATE)
+          bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "AUTHENTICATE is 0 or 1");
         q.authenticate = v.bVal == MQ_AUTHENTICATE;
         break;
       case PROPID_Q_TRANSACTION:
         if (v.vt != VT_UI1) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "TRANSACTION is VT_UI1");
-        if (v.bVal > MQ_TRANSACTIONAL) bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "TRANSACTION is 0 or 1");
+        if (v.bVal > MQ_TRANSACTIONAL)
+          bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "TRANSACTION is 0 or 1");
         q.transactional = v.bVal == MQ_TRANSACTIONAL;
         break;
       default:
@@ -167,11 +169,14 @@ HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) 
   if (out == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "phQueue is NULL");
   *out = nullptr;
   if (access != MQ_RECEIVE_ACCESS && access != MQ_SEND_ACCESS && access != MQ_PEEK_ACCESS &&
-      access != (MQ_RECEIVE_ACCESS | MQ_ADMIN_ACCESS) && access != (MQ_PEEK_ACCESS | MQ_ADMIN_ACCESS)) {
-    throw Error(MQ_ERROR_INVALID_PARAMETER, "dwAccess must be MQ_RECEIVE_ACCESS, MQ_SEND_ACCESS or MQ_PEEK_ACCESS");
+      access != (MQ_RECEIVE_ACCESS | MQ_ADMIN_ACCESS) &&
+      access != (MQ_PEEK_ACCESS | MQ_ADMIN_ACCESS)) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER,
+                "dwAccess must be MQ_RECEIVE_ACCESS, MQ_SEND_ACCESS or MQ_PEEK_ACCESS");
   }
   if (share != MQ_DENY_NONE && share != MQ_DENY_RECEIVE_SHARE) {
-    throw Error(MQ_ERROR_INVALID_PARAMETER, "dwShareMode must be MQ_DENY_NONE or MQ_DENY_RECEIVE_SHARE");
+    throw Error(MQ_ERROR_INVALID_PARAMETER,
+                "dwShareMode must be MQ_DENY_NONE or MQ_DENY_RECEIVE_SHARE");
   }
   if (share == MQ_DENY_RECEIVE_SHARE && !(access & MQ_RECEIVE_ACCESS)) {
     throw Error(MQ_ERROR_INVALID_PARAMETER, "MQ_DENY_RECEIVE_SHARE needs MQ_RECEIVE_ACCESS");
@@ -197,7 +202,8 @@ HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) 
     if (q->lock_fd < 0) throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, "cannot open " + path);
     int how = (share == MQ_DENY_RECEIVE_SHARE ? LOCK_EX : LOCK_SH) | LOCK_NB;
     if (flock(q->lock_fd, how) != 0) {
-      throw Error(MQ_ERROR_SHARING_VIOLATION, "queue '" + name + "' is opened with MQ_DENY_RECEIVE_SHARE elsewhere");
+      throw Error(MQ_ERROR_SHARING_VIOLATION,
+                  "queue '" + name + "' is opened with MQ_DENY_RECEIVE_SHARE elsewhere");
     }
   }
   uint32_t h = queues().insert(std::move(q));
@@ -223,9 +229,11 @@ std::shared_ptr<security::SecurityContext> context_for(const abi::SendRequest& r
 HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
   auto q = lookup(queues(), hq, kQueueTag);
   if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
-  if (!(q->access & MQ_SEND_ACCESS)) throw Error(MQ_ERROR_ACCESS_DENIED, "queue not opened for sending");
+  if (!(q->access & MQ_SEND_ACCESS))
+    throw Error(MQ_ERROR_ACCESS_DENIED, "queue not opened for sending");
   if (tx != nullptr && tx != MQ_SINGLE_MESSAGE) {
-    throw Error(MQ_ERROR_TRANSACTION_USAGE, "only MQ_NO_TRANSACTION and MQ_SINGLE_MESSAGE are supported");
+    throw Error(MQ_ERROR_TRANSACTION_USAGE,
+                "only MQ_NO_TRANSACTION and MQ_SINGLE_MESSAGE are supported");
   }
   abi::SendRequest r = abi::parse_send(props);
   security::Envelope& e = r.envelope;
@@ -237,11 +245,12 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
     auto ctx = context_for(r);
     security::sign_envelope(e, *ctx, r.hash_alg, q->allow_weak_hash, r.attach_sid);
   } else if (r.context && !security::context_table().get(*r.context)) {
-    throw Error(MQ_ERROR_BAD_SECURITY_CONTEXT, "PROPID_M_SECURITY_CONTEXT is not a live security context");
+    throw Error(MQ_ERROR_BAD_SECURITY_CONTEXT,
+                "PROPID_M_SECURITY_CONTEXT is not a live security context");
   }
   security::Bytes bytes = security::encode(e);
-  q->store->append(q->id, e.priority, bytes, e.delivery == MQMSG_DELIVERY_RECOVERABLE ||
-                                                 tx == MQ_SINGLE_MESSAGE);
+  q->store->append(q->id, e.priority, bytes,
+                   e.delivery == MQMSG_DELIVERY_RECOVERABLE || tx == MQ_SINGLE_MESSAGE);
   if (r.msgid_out) std::memcpy(r.msgid_out->caub.pElems, e.msg_id.data(), 20);
   return r.overall;
 }
@@ -251,10 +260,11 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
 void reject(OpenQueue& q, const queue::StoredMessage& m, const security::Envelope* e,
             const std::string& reason) {
   if (!q.store->remove(q.id, m.seq)) return;  // another receiver dealt with it
-  log(LogLevel::Warning, "rejected message " + std::to_string(m.seq) + " of queue '" + q.name +
-                             "': " + reason);
+  log(LogLevel::Warning,
+      "rejected message " + std::to_string(m.seq) + " of queue '" + q.name + "': " + reason);
   q.store->record_rejection(q.name, reason, m.envelope);
-  if (e == nullptr || !(e->acknowledge & MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL) || e->admin_queue.empty()) {
+  if (e == nullptr || !(e->acknowledge & MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL) ||
+      e->admin_queue.empty()) {
     return;
   }
   try {
@@ -286,20 +296,24 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
     throw Error(MQ_ERROR_INVALID_PARAMETER, "asynchronous receive is not supported yet");
   }
   if (tx != nullptr && tx != MQ_SINGLE_MESSAGE) {
-    throw Error(MQ_ERROR_TRANSACTION_USAGE, "only MQ_NO_TRANSACTION and MQ_SINGLE_MESSAGE are supported");
+    throw Error(MQ_ERROR_TRANSACTION_USAGE,
+                "only MQ_NO_TRANSACTION and MQ_SINGLE_MESSAGE are supported");
   }
-  if (action != MQ_ACTION_RECEIVE && action != MQ_ACTION_PEEK_CURRENT && action != MQ_ACTION_PEEK_NEXT) {
+  if (action != MQ_ACTION_RECEIVE && action != MQ_ACTION_PEEK_CURRENT &&
+      action != MQ_ACTION_PEEK_NEXT) {
     throw Error(MQ_ERROR_ILLEGAL_CURSOR_ACTION, "unknown receive action");
   }
   std::shared_ptr<Cursor> cursor;
   if (hcursor != nullptr) {
     cursor = lookup(cursors(), hcursor, kCursorTag);
-    if (!cursor || cursor->queue.get() != q.get()) throw Error(MQ_ERROR_INVALID_HANDLE, "not a cursor of this queue");
+    if (!cursor || cursor->queue.get() != q.get())
+      throw Error(MQ_ERROR_INVALID_HANDLE, "not a cursor of this queue");
   } else if (action == MQ_ACTION_PEEK_NEXT) {
     throw Error(MQ_ERROR_ILLEGAL_CURSOR_ACTION, "MQ_ACTION_PEEK_NEXT needs a cursor");
   }
   const bool take = action == MQ_ACTION_RECEIVE;
-  if (take ? !(q->access & MQ_RECEIVE_ACCESS) : !(q->access & (MQ_PEEK_ACCESS | MQ_RECEIVE_ACCESS))) {
+  if (take ? !(q->access & MQ_RECEIVE_ACCESS)
+           : !(q->access & (MQ_PEEK_ACCESS | MQ_RECEIVE_ACCESS))) {
     throw Error(MQ_ERROR_ACCESS_DENIED, "queue not opened for this kind of receive");
   }
   if (props != nullptr) abi::check_receive(props);
@@ -333,10 +347,14 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
         continue;
       }
       std::optional<security::Bytes> registered;
-      if (!e.sender_cert.empty()) registered = q->store->certificate_sid(security::sha256(e.sender_cert));
-      security::Verdict vd = verifier().verify(e, registered, std::time(nullptr), q->allow_weak_hash);
+      if (!e.sender_cert.empty())
+        registered = q->store->certificate_sid(security::sha256(e.sender_cert));
+      security::Verdict vd =
+          verifier().verify(e, registered, std::time(nullptr), q->allow_weak_hash);
       if (!vd.ok || (q->authenticate && !vd.signed_message)) {
-        reject(*q, *m, &e, vd.ok ? "unauthenticated message on a queue that requires authentication" : vd.reason);
+        reject(
+            *q, *m, &e,
+            vd.ok ? "unauthenticated message on a queue that requires authentication" : vd.reason);
         continue;
       }
       HRESULT hr = MQ_OK;
@@ -352,8 +370,9 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
     if (timeout != INFINITE && now >= deadline) {
       throw Error(MQ_ERROR_IO_TIMEOUT, "no message arrived within the timeout");
     }
-    auto wait = timeout == INFINITE ? std::chrono::milliseconds(1000)
-                                    : std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    auto wait = timeout == INFINITE
+                    ? std::chrono::milliseconds(1000)
+                    : std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
     q->store->wait_for_change(seen, wait);
   }
 }
@@ -362,8 +381,9 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
 
 MQSEC_EXPORT HRESULT APIENTRY MQCreateQueue(PSECURITY_DESCRIPTOR, MQQUEUEPROPS* pQueueProps,
                                             LPWSTR lpwcsFormatName, LPDWORD lpdwFormatNameLength) {
-  return abi::guard("MQCreateQueue",
-                    [&] { return create_queue(pQueueProps, lpwcsFormatName, lpdwFormatNameLength); });
+  return abi::guard("MQCreateQueue", [&] {
+    return create_queue(pQueueProps, lpwcsFormatName, lpdwFormatNameLength);
+  });
 }
 
 MQSEC_EXPORT HRESULT APIENTRY MQDeleteQueue(LPCWSTR lpwcsFormatName) {
@@ -393,7 +413,8 @@ MQSEC_EXPORT HRESULT APIENTRY MQCloseQueue(QUEUEHANDLE hQueue) {
 MQSEC_EXPORT HRESULT APIENTRY MQPathNameToFormatName(LPCWSTR lpwcsPathName, LPWSTR lpwcsFormatName,
                                                      LPDWORD lpdwFormatNameLength) {
   return abi::guard("MQPathNameToFormatName", [&]() -> HRESULT {
-    if (lpwcsPathName == nullptr || lpdwFormatNameLength == nullptr) return MQ_ERROR_INVALID_PARAMETER;
+    if (lpwcsPathName == nullptr || lpdwFormatNameLength == nullptr)
+      return MQ_ERROR_INVALID_PARAMETER;
     std::string name =
         queue::queue_from_path(abi::to_utf8(lpwcsPathName, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
     if (!abi::store_at(config().store_path).find_queue(name)) {
@@ -403,7 +424,8 @@ MQSEC_EXPORT HRESULT APIENTRY MQPathNameToFormatName(LPCWSTR lpwcsPathName, LPWS
     DWORD needed = static_cast<DWORD>(format.size() + 1);
     DWORD capacity = *lpdwFormatNameLength;
     *lpdwFormatNameLength = needed;
-    if (lpwcsFormatName == nullptr || capacity < needed) return MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL;
+    if (lpwcsFormatName == nullptr || capacity < needed)
+      return MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL;
     std::wmemcpy(lpwcsFormatName, format.c_str(), needed);
     return MQ_OK;
   });

@@ -33,7 +33,8 @@ Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
   if (der.empty()) {
     if (!profile_error.empty()) {
       log(LogLevel::Error, "cannot read the user profile: " + profile_error);
-      throw Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE, "cannot read the user profile: " + profile_error);
+      throw Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE,
+                  "cannot read the user profile: " + profile_error);
     }
     if (if_not_exist && !setup.profile.internal_certificate.empty()) {
       if (auto existing = personal.find_certificate(setup.profile.internal_certificate)) {

@@ -18,8 +18,8 @@ namespace mqsec::abi {
 queue::Store& store_at(const std::filesystem::path& dir);
 
 struct Registered {
-  HRESULT code = MQ_OK;  // MQ_OK or MQ_INFORMATION_INTERNAL_USER_CERT_EXIST
-  security::Bytes der;   // the registered certificate
+  HRESULT code = MQ_OK;    // MQ_OK or MQ_INFORMATION_INTERNAL_USER_CERT_EXIST
+  security::Bytes der;     // the registered certificate
   std::string object_uri;  // internal certificates: where it is on the token
   std::string sid;         // the SID it is bound to
 };

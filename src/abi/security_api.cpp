@@ -29,14 +29,16 @@ HRESULT get_context(LPVOID buffer, DWORD length, HANDLE* out) {
 
 MQSEC_EXPORT HRESULT APIENTRY MQGetSecurityContextEx(LPVOID lpCertBuffer, DWORD dwCertBufferLength,
                                                      HANDLE* phSecurityContext) {
-  return abi::guard("MQGetSecurityContextEx",
-                    [&] { return get_context(lpCertBuffer, dwCertBufferLength, phSecurityContext); });
+  return abi::guard("MQGetSecurityContextEx", [&] {
+    return get_context(lpCertBuffer, dwCertBufferLength, phSecurityContext);
+  });
 }
 
 MQSEC_EXPORT HRESULT APIENTRY MQGetSecurityContext(LPVOID lpCertBuffer, DWORD dwCertBufferLength,
                                                    HANDLE* phSecurityContext) {
-  return abi::guard("MQGetSecurityContext",
-                    [&] { return get_context(lpCertBuffer, dwCertBufferLength, phSecurityContext); });
+  return abi::guard("MQGetSecurityContext", [&] {
+    return get_context(lpCertBuffer, dwCertBufferLength, phSecurityContext);
+  });
 }
 
 MQSEC_EXPORT VOID APIENTRY MQFreeSecurityContext(HANDLE hSecurityContext) {

@@ -77,7 +77,8 @@ std::string queue_from_format(std::string_view format) {
   try {
     return queue_from_path(format.substr(kDirect.size()));
   } catch (const Error& e) {
-    if (e.code() == MQ_ERROR_ILLEGAL_QUEUE_PATHNAME) throw Error(MQ_ERROR_ILLEGAL_FORMATNAME, e.what());
+    if (e.code() == MQ_ERROR_ILLEGAL_QUEUE_PATHNAME)
+      throw Error(MQ_ERROR_ILLEGAL_FORMATNAME, e.what());
     throw;
   }
 }

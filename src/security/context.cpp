@@ -69,17 +69,16 @@ std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der_in
     if (internal) {
       auto found = store.find_certificate(setup.profile.internal_certificate);
       if (!found) {
-        fail(MQ_ERROR_NO_INTERNAL_USER_CERT, "internal certificate '" +
-                                                 setup.profile.internal_certificate +
-                                                 "' is not on token '" +
-                                                 store.token()->label() + "'");
+        fail(MQ_ERROR_NO_INTERNAL_USER_CERT,
+             "internal certificate '" + setup.profile.internal_certificate + "' is not on token '" +
+                 store.token()->label() + "'");
       }
       der = std::move(*found);
       cert = parse_der_strict(der);
       if (!cert) {
-        fail(MQ_ERROR_NO_INTERNAL_USER_CERT,
-             "internal certificate '" + setup.profile.internal_certificate +
-                 "' on the token is not a valid DER certificate");
+        fail(MQ_ERROR_NO_INTERNAL_USER_CERT, "internal certificate '" +
+                                                 setup.profile.internal_certificate +
+                                                 "' on the token is not a valid DER certificate");
       }
     }
     const HRESULT no_key = internal ? MQ_ERROR_NO_INTERNAL_USER_CERT : MQ_ERROR_INVALID_CERTIFICATE;

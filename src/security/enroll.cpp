@@ -45,10 +45,10 @@ Bytes unwrap_point(const Bytes& v) {
   return v;
 }
 
-PkeyPtr public_key_from_token(pkcs11::Token& token, pkcs11::Token::Session& s,
-                              CK_OBJECT_HANDLE pub, KeyKind kind) {
+PkeyPtr public_key_from_token(pkcs11::Token& token, pkcs11::Token::Session& s, CK_OBJECT_HANDLE pub,
+                              KeyKind kind) {
   std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld(OSSL_PARAM_BLD_new(),
-                                                                        OSSL_PARAM_BLD_free);
+                                                                      OSSL_PARAM_BLD_free);
   std::unique_ptr<BIGNUM, decltype(&BN_free)> n(nullptr, BN_free), e(nullptr, BN_free);
   Bytes point;
   const char* type;
@@ -99,8 +99,8 @@ void set_subject(X509_NAME* name, const std::string& dn) {
   size_t start = 0;
   while (start <= dn.size()) {
     size_t comma = dn.find(',', start);
-    std::string part = dn.substr(start, comma == std::string::npos ? std::string::npos
-                                                                    : comma - start);
+    std::string part =
+        dn.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     while (!part.empty() && part.front() == ' ') part.erase(part.begin());
     size_t eq = part.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == part.size()) {
@@ -130,7 +130,8 @@ KeyKind parse_key_kind(const std::string& s) {
 Enrolled enroll_internal(const UserSetup& setup, PersonalStore& store, const EnrollOptions& opts) {
   pkcs11::Token& token = *store.token();
   const bool rsa = opts.kind == KeyKind::Rsa2048 || opts.kind == KeyKind::Rsa3072;
-  const pkcs11::Hash hash = opts.kind == KeyKind::P384 ? pkcs11::Hash::Sha384 : pkcs11::Hash::Sha256;
+  const pkcs11::Hash hash =
+      opts.kind == KeyKind::P384 ? pkcs11::Hash::Sha384 : pkcs11::Hash::Sha256;
   const EVP_MD* md = hash == pkcs11::Hash::Sha384 ? EVP_sha384() : EVP_sha256();
 
   X509Ptr cert(X509_new());
@@ -153,9 +154,12 @@ Enrolled enroll_internal(const UserSetup& setup, PersonalStore& store, const Enr
     std::vector<CK_ATTRIBUTE> pub_t{attr(CKA_TOKEN, &yes, 1), attr(CKA_VERIFY, &yes, 1),
                                     attr(CKA_ID, id.data(), id.size()),
                                     attr(CKA_LABEL, label.data(), label.size())};
-    std::vector<CK_ATTRIBUTE> priv_t{attr(CKA_TOKEN, &yes, 1),     attr(CKA_PRIVATE, &yes, 1),
-                                     attr(CKA_SENSITIVE, &yes, 1), attr(CKA_EXTRACTABLE, &no, 1),
-                                     attr(CKA_SIGN, &yes, 1),      attr(CKA_ID, id.data(), id.size()),
+    std::vector<CK_ATTRIBUTE> priv_t{attr(CKA_TOKEN, &yes, 1),
+                                     attr(CKA_PRIVATE, &yes, 1),
+                                     attr(CKA_SENSITIVE, &yes, 1),
+                                     attr(CKA_EXTRACTABLE, &no, 1),
+                                     attr(CKA_SIGN, &yes, 1),
+                                     attr(CKA_ID, id.data(), id.size()),
                                      attr(CKA_LABEL, label.data(), label.size())};
     CK_MECHANISM mech{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
     if (rsa) {
@@ -199,9 +203,9 @@ Enrolled enroll_internal(const UserSetup& setup, PersonalStore& store, const Enr
       X509_add_ext(cert.get(), ext, -1);
       X509_EXTENSION_free(ext);
     }
-    int sig_nid = rsa ? NID_sha256WithRSAEncryption
-                      : (hash == pkcs11::Hash::Sha384 ? NID_ecdsa_with_SHA384
-                                                      : NID_ecdsa_with_SHA256);
+    int sig_nid =
+        rsa ? NID_sha256WithRSAEncryption
+            : (hash == pkcs11::Hash::Sha384 ? NID_ecdsa_with_SHA384 : NID_ecdsa_with_SHA256);
     // OpenSSL 3.0 has no setter for the TBS signature algorithm: it lives inside the X509
     // object and X509_sign would fill it, but X509_sign needs the private key, which never
     // leaves the token. So we set it in place and sign the re-encoded TBS on the token.
@@ -267,8 +271,8 @@ Enrolled enroll_internal(const UserSetup& setup, PersonalStore& store, const Enr
     out.der = std::move(der);
     out.object_uri = pkcs11::object_uri(token.label(), token.serial(), id, "cert");
     set_internal_certificate(setup.profile, out.object_uri);
-    log(LogLevel::Info, "enrolled internal certificate " + out.object_uri + " for user '" +
-                            setup.user.name + "'");
+    log(LogLevel::Info,
+        "enrolled internal certificate " + out.object_uri + " for user '" + setup.user.name + "'");
     return out;
   } catch (const pkcs11::Error& e) {
     throw_mapped(e, MQ_ERROR_CORRUPTED_SECURITY_DATA, "enrolling an internal certificate");

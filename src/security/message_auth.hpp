@@ -29,12 +29,12 @@ void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool 
                    bool attach_sid);
 
 struct Verdict {
-  bool signed_message = false;      // the message carries a signature
-  bool ok = false;                  // signed and valid (or unsigned: nothing to verify)
-  uint8_t authenticated_ex = 0;     // PROPID_M_AUTHENTICATED_EX when ok and signed
-  bool sender_confirmed = false;    // certificate registered and its SID == SENDERID
-  std::string reason;               // why not ok
-  std::string subject;              // sender certificate subject, when parsed
+  bool signed_message = false;    // the message carries a signature
+  bool ok = false;                // signed and valid (or unsigned: nothing to verify)
+  uint8_t authenticated_ex = 0;   // PROPID_M_AUTHENTICATED_EX when ok and signed
+  bool sender_confirmed = false;  // certificate registered and its SID == SENDERID
+  std::string reason;             // why not ok
+  std::string subject;            // sender certificate subject, when parsed
 };
 
 // Verifies envelopes; caches parsed certificates by digest so a stream of messages from the

@@ -107,8 +107,8 @@ std::optional<Bytes> PersonalStore::find_certificate(const std::string& object_u
   pkcs11::Uri uri = pkcs11::Uri::parse(object_uri);
   CK_TOKEN_INFO info{};
   if (token_->fn()->C_GetTokenInfo(token_->slot(), &info) == CKR_OK && !uri.matches_token(info)) {
-    log(LogLevel::Warning, "certificate URI '" + object_uri + "' names another token than '" +
-                               token_->label() + "'");
+    log(LogLevel::Warning,
+        "certificate URI '" + object_uri + "' names another token than '" + token_->label() + "'");
     return std::nullopt;
   }
   CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
@@ -131,14 +131,14 @@ std::optional<KeyRef> PersonalStore::find_key_for(X509* cert, std::span<const ui
   std::vector<CK_OBJECT_HANDLE> keys;
   Bytes key_id;
   auto keys_with_id = [&](const Bytes& id) {
-    return token_->find(s, {attr(CKA_CLASS, &priv_class, sizeof priv_class),
-                            attr(CKA_ID, id.data(), id.size())},
-                        2);
+    return token_->find(
+        s, {attr(CKA_CLASS, &priv_class, sizeof priv_class), attr(CKA_ID, id.data(), id.size())},
+        2);
   };
 
   // 1. The token's certificate object with this DER, then the private key with its CKA_ID.
-  for (CK_OBJECT_HANDLE c : token_->find(
-           s, {attr(CKA_CLASS, &cert_class, sizeof cert_class), attr(CKA_VALUE, der.data(), der.size())})) {
+  for (CK_OBJECT_HANDLE c : token_->find(s, {attr(CKA_CLASS, &cert_class, sizeof cert_class),
+                                             attr(CKA_VALUE, der.data(), der.size())})) {
     auto id = token_->attribute(s, c, CKA_ID);
     if (!id || id->empty()) continue;
     for (CK_OBJECT_HANDLE k : keys_with_id(*id)) {
@@ -165,8 +165,9 @@ std::optional<KeyRef> PersonalStore::find_key_for(X509* cert, std::span<const ui
       Bytes mod(static_cast<size_t>(BN_num_bytes(n)));
       BN_bn2bin(n, mod.data());
       BN_free(n);
-      keys = token_->find(s, {attr(CKA_CLASS, &priv_class, sizeof priv_class),
-                              attr(CKA_MODULUS, mod.data(), mod.size())},
+      keys = token_->find(s,
+                          {attr(CKA_CLASS, &priv_class, sizeof priv_class),
+                           attr(CKA_MODULUS, mod.data(), mod.size())},
                           2);
       if (keys.size() == 1) key_id = token_->attribute(s, keys[0], CKA_ID).value_or(Bytes{});
     }
@@ -194,11 +195,10 @@ std::optional<KeyRef> PersonalStore::find_key_for(X509* cert, std::span<const ui
     }
   }
   if (keys.size() != 1) {
-    log(LogLevel::Error, keys.empty() ? "no private key on token '" + token_->label() +
-                                            "' matches the certificate"
-                                      : std::to_string(keys.size()) +
-                                            " private keys on token '" + token_->label() +
-                                            "' match the certificate; expected exactly one");
+    log(LogLevel::Error,
+        keys.empty() ? "no private key on token '" + token_->label() + "' matches the certificate"
+                     : std::to_string(keys.size()) + " private keys on token '" + token_->label() +
+                           "' match the certificate; expected exactly one");
     return std::nullopt;
   }
 

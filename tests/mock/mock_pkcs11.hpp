@@ -12,7 +12,7 @@
 // called from any thread. Entry points never throw; the helpers throw only where they say so.
 #pragma once
 
-#include <p11-kit/pkcs11.h>
+#include "pkcs11/cryptoki.hpp"
 #include <openssl/evp.h>
 
 #include <cstdint>

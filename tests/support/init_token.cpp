@@ -21,12 +21,17 @@ int main(int argc, char** argv) {
   std::string module, label, pin_file, so_pin_file;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--module") module = v;
-    else if (k == "--label") label = v;
-    else if (k == "--pin-file") pin_file = v;
-    else if (k == "--so-pin-file") so_pin_file = v;
+    if (k == "--module")
+      module = v;
+    else if (k == "--label")
+      label = v;
+    else if (k == "--pin-file")
+      pin_file = v;
+    else if (k == "--so-pin-file")
+      so_pin_file = v;
   }
-  if (module.empty() || label.empty() || pin_file.empty() || so_pin_file.empty() || label.size() > 32) {
+  if (module.empty() || label.empty() || pin_file.empty() || so_pin_file.empty() ||
+      label.size() > 32) {
     std::fprintf(stderr,
                  "usage: mqsec-init-token --module LIB --label LABEL(<=32) --pin-file F "
                  "--so-pin-file F\n");
@@ -56,9 +61,12 @@ int main(int argc, char** argv) {
       check(f->C_GetSlotList(CK_TRUE, slots.data(), &n), "C_GetSlotList");
       for (CK_SLOT_ID t : slots) {
         if (f->C_GetTokenInfo(t, &ti) != CKR_OK) continue;
-        if (padded_string(ti.label, sizeof ti.label) != label || (ti.flags & CKF_USER_PIN_INITIALIZED)) continue;
+        if (padded_string(ti.label, sizeof ti.label) != label ||
+            (ti.flags & CKF_USER_PIN_INITIALIZED))
+          continue;
         CK_SESSION_HANDLE h;
-        check(f->C_OpenSession(t, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h), "C_OpenSession");
+        check(f->C_OpenSession(t, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h),
+              "C_OpenSession");
         check(f->C_Login(h, CKU_SO, bytes(so), so.str().size()), "C_Login");
         check(f->C_InitPIN(h, bytes(pin), pin.str().size()), "C_InitPIN");
         f->C_Logout(h);

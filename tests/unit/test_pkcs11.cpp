@@ -1,0 +1,273 @@
+// The pkcs11/ layer against the mock module: token lookup by URI, the session pool, login
+// and PIN sources, device signing with each mechanism, and the one checked error path.
+#include <gtest/gtest.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "pkcs11/error.hpp"
+#include "pkcs11/module.hpp"
+#include "pkcs11/pin.hpp"
+#include "pkcs11/signer.hpp"
+#include "pkcs11/token.hpp"
+#include "pkcs11/uri.hpp"
+#include "tests/mock/mock_pkcs11.hpp"
+
+using namespace mqsec::pkcs11;
+namespace mock = mqsec::mock;
+
+namespace {
+
+EVP_PKEY* make_key(const char* type) {
+  return std::string(type) == "RSA" ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256");
+}
+
+class Pkcs11Test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    mock::reset();
+    setenv("MQSEC_TEST_PIN", "1234", 1);
+    module_ = Module::from_function_list(mock::function_list(), "mock");
+  }
+  std::shared_ptr<Token> token(const std::string& uri) {
+    return Token::open(module_, Uri::parse(uri));
+  }
+  std::shared_ptr<Module> module_;
+};
+
+std::vector<uint8_t> sha256(const std::string& s) {
+  std::vector<uint8_t> d(32);
+  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d.data());
+  return d;
+}
+
+bool verify(EVP_PKEY* key, const std::vector<uint8_t>& digest, const std::vector<uint8_t>& sig,
+            bool pss) {
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key, nullptr);
+  bool ok = EVP_PKEY_verify_init(ctx) == 1;
+  if (EVP_PKEY_is_a(key, "RSA")) {
+    ok = ok &&
+         EVP_PKEY_CTX_set_rsa_padding(ctx, pss ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING) == 1;
+    if (pss) ok = ok && EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) == 1;
+  }
+  ok = ok && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1;
+  ok = ok && EVP_PKEY_verify(ctx, sig.data(), sig.size(), digest.data(), digest.size()) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  return ok;
+}
+
+}  // namespace
+
+TEST_F(Pkcs11Test, RvNamesAndErrorsCarryTheFunction) {
+  EXPECT_EQ(rv_name(CKR_PIN_INCORRECT), "CKR_PIN_INCORRECT");
+  EXPECT_EQ(rv_name(0x8123), "CKR_0x00008123");
+  Error e("C_Sign", CKR_DEVICE_ERROR);
+  EXPECT_EQ(e.rv(), CKR_DEVICE_ERROR);
+  EXPECT_EQ(e.function(), "C_Sign");
+  EXPECT_STREQ(e.what(), "C_Sign failed: CKR_DEVICE_ERROR");
+}
+
+TEST_F(Pkcs11Test, UriParsingAndPinValueRefused) {
+  Uri u = Uri::parse("pkcs11:token=mock-a;id=%01%02;type=cert?module-path=/x.so&pin-source=env:X");
+  EXPECT_EQ(u.token_label(), "mock-a");
+  EXPECT_EQ(u.module_path(), "/x.so");
+  EXPECT_EQ(u.pin_source(), "env:X");
+  EXPECT_EQ(*u.object_id(), (std::vector<uint8_t>{1, 2}));
+  EXPECT_EQ(*u.object_class(), static_cast<CK_OBJECT_CLASS>(CKO_CERTIFICATE));
+  EXPECT_THROW(Uri::parse("http://example"), Error);
+  try {
+    Uri::parse("pkcs11:token=a?pin-value=secret99");
+    FAIL() << "pin-value accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).find("secret99"), std::string::npos);
+  }
+  EXPECT_EQ(object_uri("my token", "S1", {0x01, 0xab}, "cert"),
+            "pkcs11:token=my%20token;serial=S1;id=%01%AB;type=cert");
+}
+
+TEST_F(Pkcs11Test, TokenFoundByLabelOrSerialNeverBySlot) {
+  EXPECT_EQ(token("pkcs11:token=mock-b")->serial(), "MOCKSERIAL0002");
+  EXPECT_EQ(token("pkcs11:serial=MOCKSERIAL0001")->label(), "mock-a");
+  EXPECT_THROW(token("pkcs11:token=absent"), Error);
+  try {
+    token("pkcs11:");  // matches both tokens
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("2 tokens match"), std::string::npos);
+  }
+  mock::set_token_present(0, false);
+  EXPECT_THROW(token("pkcs11:token=mock-a"), Error);
+}
+
+TEST_F(Pkcs11Test, SessionPoolIsCappedByTheTokensLimit) {
+  auto t = token("pkcs11:token=mock-a");  // ulMaxSessionCount 4
+  std::vector<Token::Session> held;
+  for (int i = 0; i < 4; ++i) held.push_back(t->session());
+  EXPECT_EQ(mock::open_session_count(0), 4);
+  try {
+    t->session(50);
+    FAIL() << "a fifth session was handed out";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.rv(), static_cast<CK_RV>(CKR_SESSION_COUNT));
+  }
+  // A waiter gets the session another thread gives back.
+  std::thread giver([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    held.pop_back();
+  });
+  Token::Session s = t->session(5000);
+  giver.join();
+  EXPECT_NE(s.handle(), static_cast<CK_SESSION_HANDLE>(CK_INVALID_HANDLE));
+  EXPECT_EQ(mock::open_session_count(0), 4);
+}
+
+TEST_F(Pkcs11Test, LoginFromEnvAndAlreadyLoggedInIsSuccess) {
+  auto t = token("pkcs11:token=mock-a");
+  t->login("env:MQSEC_TEST_PIN");
+  EXPECT_TRUE(t->logged_in());
+  EXPECT_TRUE(mock::logged_in(0));
+  t->login("env:MQSEC_TEST_PIN");  // no second C_Login
+  EXPECT_EQ(mock::call_count("C_Login"), 1);
+}
+
+TEST_F(Pkcs11Test, WrongPinIsNeverRetried) {
+  setenv("MQSEC_WRONG_PIN", "9999", 1);
+  auto t = token("pkcs11:token=mock-b");
+  for (int i = 0; i < 5; ++i) {
+    try {
+      t->login("env:MQSEC_WRONG_PIN");
+      FAIL();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.rv(), static_cast<CK_RV>(CKR_PIN_INCORRECT));
+      EXPECT_EQ(std::string(e.what()).find("9999"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(mock::call_count("C_Login"), 1) << "the same wrong PIN was submitted again";
+  t->login("env:MQSEC_TEST_PIN");  // a corrected PIN is tried
+  EXPECT_TRUE(t->logged_in());
+}
+
+TEST_F(Pkcs11Test, PinFilesMustBeOwnerOnly) {
+  char dir[] = "/tmp/mqsec-pin-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/pin";
+  std::ofstream(path) << "1234\n";
+  chmod(path.c_str(), 0644);
+  EXPECT_THROW(read_pin("file:" + path), Error);
+  chmod(path.c_str(), 0600);
+  EXPECT_EQ(read_pin("file:" + path).str(), "1234");
+  EXPECT_THROW(read_pin("file:relative/pin"), Error);
+  EXPECT_THROW(read_pin("env:MQSEC_UNSET_VARIABLE_X"), Error);
+  EXPECT_THROW(read_pin("exec:/bin/true"), Error);
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
+TEST_F(Pkcs11Test, SignsWithEachMechanismAndSignaturesVerify) {
+  auto t = token("pkcs11:token=mock-a");
+  t->login("env:MQSEC_TEST_PIN");
+  EVP_PKEY* rsa = make_key("RSA");
+  EVP_PKEY* ec = make_key("EC");
+  SignKey rk{mock::add_key(0, rsa, {1}, "rsa", {}), Scheme::RsaPkcs1, 256, false};
+  SignKey pk = rk;
+  pk.scheme = Scheme::RsaPss;
+  SignKey ek{mock::add_key(0, ec, {2}, "ec", {}), Scheme::Ecdsa, 64, false};
+  auto d = sha256("message");
+  EXPECT_TRUE(verify(rsa, d, sign_digest(*t, rk, Hash::Sha256, d, ""), false));
+  EXPECT_TRUE(verify(rsa, d, sign_digest(*t, pk, Hash::Sha256, d, ""), true));
+  auto ecsig = sign_digest(*t, ek, Hash::Sha256, d, "");
+  EXPECT_EQ(ecsig[0], 0x30) << "ECDSA signature not converted to DER";
+  EXPECT_TRUE(verify(ec, d, ecsig, false));
+  auto other = sha256("other");
+  EXPECT_FALSE(verify(rsa, other, sign_digest(*t, rk, Hash::Sha256, d, ""), false));
+  EVP_PKEY_free(rsa);
+  EVP_PKEY_free(ec);
+}
+
+TEST_F(Pkcs11Test, AlwaysAuthenticateKeysGetAContextLogin) {
+  auto t = token("pkcs11:token=mock-a");
+  t->login("env:MQSEC_TEST_PIN");
+  EVP_PKEY* ec = make_key("EC");
+  SignKey k{mock::add_key(0, ec, {3}, "aa", {}, true, false, true), Scheme::Ecdsa, 64, true};
+  auto d = sha256("x");
+  EXPECT_TRUE(verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, "env:MQSEC_TEST_PIN"), false));
+  EXPECT_EQ(mock::call_count("C_Login"), 2);  // user login + context-specific login
+  k.always_authenticate = false;              // without the context login the token refuses
+  EXPECT_THROW(sign_digest(*t, k, Hash::Sha256, d, ""), Error);
+  EVP_PKEY_free(ec);
+}
+
+TEST_F(Pkcs11Test, DeviceErrorsComeBackWithFunctionAndCode) {
+  auto t = token("pkcs11:token=mock-a");
+  t->login("env:MQSEC_TEST_PIN");
+  EVP_PKEY* ec = make_key("EC");
+  SignKey k{mock::add_key(0, ec, {4}, "e", {}), Scheme::Ecdsa, 64, false};
+  auto d = sha256("y");
+  mock::fail("C_Sign", CKR_DEVICE_ERROR);
+  try {
+    sign_digest(*t, k, Hash::Sha256, d, "");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.function(), "C_Sign");
+    EXPECT_EQ(e.rv(), static_cast<CK_RV>(CKR_DEVICE_ERROR));
+  }
+  // The failed session was not returned to the pool; the next signature works.
+  EXPECT_TRUE(verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, ""), false));
+  mock::fail("C_SignInit", CKR_KEY_HANDLE_INVALID);
+  EXPECT_THROW(sign_digest(*t, k, Hash::Sha256, d, ""), Error);
+  EVP_PKEY_free(ec);
+}
+
+TEST_F(Pkcs11Test, ManyThreadsSignAtOnce) {
+  auto t = token("pkcs11:token=mock-b");
+  t->login("env:MQSEC_TEST_PIN");
+  EVP_PKEY* ec = make_key("EC");
+  SignKey k{mock::add_key(1, ec, {5}, "t", {}), Scheme::Ecdsa, 64, false};
+  std::atomic<int> good{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 8; ++i) {
+    ts.emplace_back([&, i] {
+      for (int j = 0; j < 25; ++j) {
+        auto d = sha256(std::to_string(i * 100 + j));
+        if (verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, ""), false)) ++good;
+      }
+    });
+  }
+  for (auto& th : ts) th.join();
+  EXPECT_EQ(good.load(), 200);
+  EVP_PKEY_free(ec);
+}
+
+TEST(DigestInfo, PrefixesAreTheRfc8017Ones) {
+  std::vector<uint8_t> d(32, 0xaa);
+  auto di = digest_info(Hash::Sha256, d);
+  ASSERT_EQ(di.size(), 19u + 32u);
+  EXPECT_EQ(di[0], 0x30);
+  EXPECT_EQ(di[18], 0x20);
+  EXPECT_EQ(digest_size(Hash::Sha384), 48u);
+  EXPECT_THROW(ecdsa_raw_to_der(std::vector<uint8_t>(63, 1)), Error);
+}
+
+TEST_F(Pkcs11Test, LostLoginIsRecoveredOnceFromThePinSource) {
+  auto t = token("pkcs11:token=mock-a");
+  t->login("env:MQSEC_TEST_PIN");
+  EVP_PKEY* ec = make_key("EC");
+  SignKey k{mock::add_key(0, ec, {6}, "r", {}), Scheme::Ecdsa, 64, false};
+  auto d = sha256("z");
+  mock::fail("C_SignInit", CKR_USER_NOT_LOGGED_IN);
+  EXPECT_TRUE(verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, "env:MQSEC_TEST_PIN"), false));
+  EXPECT_EQ(mock::call_count("C_Login"), 2);
+  // Breaking every pooled session never logs us out: an anchor session holds the login.
+  mock::fail("C_Sign", CKR_DEVICE_ERROR);
+  EXPECT_THROW(sign_digest(*t, k, Hash::Sha256, d, "env:MQSEC_TEST_PIN"), Error);
+  EXPECT_TRUE(mock::logged_in(0));
+  EVP_PKEY_free(ec);
+}
