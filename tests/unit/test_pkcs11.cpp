@@ -262,7 +262,12 @@ TEST_F(Pkcs11Test, LostLoginIsRecoveredOnceFromThePinSource) {
   EVP_PKEY* ec = make_key("EC");
   SignKey k{mock::add_key(0, ec, {6}, "r", {}), Scheme::Ecdsa, 64, false};
   auto d = sha256("z");
-  mock::fail("C_SignInit", CKR_USER_NOT_LOGGED_IN);
+  {
+    // Another application logs the token out behind our back.
+    Token::Session s = t->session();
+    ASSERT_EQ(mock::function_list()->C_Logout(s.handle()), static_cast<CK_RV>(CKR_OK));
+  }
+  ASSERT_FALSE(mock::logged_in(0));
   EXPECT_TRUE(verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, "env:MQSEC_TEST_PIN"), false));
   EXPECT_EQ(mock::call_count("C_Login"), 2);
   // Breaking every pooled session never logs us out: an anchor session holds the login.
