@@ -1,0 +1,174 @@
+// Receive-side verification (security::Verifier) with software keys: what is accepted, what is
+// rejected and why. Token signing is covered by the integration tests.
+#include <gtest/gtest.h>
+#include <mq.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "mqsec/error.hpp"
+#include "src/security/envelope.hpp"
+#include "src/security/identity.hpp"
+#include "src/security/message_auth.hpp"
+#include "src/security/openssl.hpp"
+
+using namespace mqsec::security;
+
+namespace {
+
+struct Signer {
+  PkeyPtr key;
+  Bytes der;
+};
+
+// A self-signed certificate valid from now+from_days to now+to_days.
+Signer make_signer(const char* type, long from_days = -1, long to_days = 30) {
+  Signer s;
+  s.key.reset(std::string(type) == "RSA" ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256"));
+  X509Ptr cert(X509_new());
+  X509_set_version(cert.get(), X509_VERSION_3);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 7);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("alice"), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), from_days * 86400);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), to_days * 86400);
+  X509_set_pubkey(cert.get(), s.key.get());
+  X509_sign(cert.get(), s.key.get(), EVP_sha256());
+  s.der = to_der(cert.get());
+  return s;
+}
+
+Envelope signed_envelope(const Signer& s, SigScheme scheme, uint32_t calg = CALG_SHA_256) {
+  Envelope e;
+  e.body = {'h', 'i'};
+  e.label = u"greeting";
+  e.auth_level = MQMSG_AUTH_LEVEL_ALWAYS;
+  e.hash_alg = calg;
+  e.sig_scheme = scheme;
+  e.sender_id_type = MQMSG_SENDERID_TYPE_SID;
+  e.sender_id = Sid::unix_user(1000).bytes();
+  e.sender_cert = s.der;
+  Bytes tbs = to_be_signed(e);
+  MdCtxPtr md(EVP_MD_CTX_new());
+  EVP_PKEY_CTX* pctx = nullptr;
+  const EVP_MD* h = calg == CALG_SHA_384 ? EVP_sha384()
+                    : calg == CALG_SHA1  ? EVP_sha1()
+                                         : EVP_sha256();
+  EVP_DigestSignInit(md.get(), &pctx, h, nullptr, s.key.get());
+  if (scheme == SigScheme::RsaPss) {
+    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
+    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST);
+  }
+  size_t len = 0;
+  EVP_DigestSign(md.get(), nullptr, &len, tbs.data(), tbs.size());
+  e.signature.resize(len);
+  EVP_DigestSign(md.get(), e.signature.data(), &len, tbs.data(), tbs.size());
+  e.signature.resize(len);
+  return e;
+}
+
+const std::time_t kNow = std::time(nullptr);
+
+}  // namespace
+
+TEST(Verifier, UnsignedMessagesAreOkButNotSigned) {
+  Verifier v;
+  Envelope e;
+  Verdict d = v.verify(e, std::nullopt, kNow, false);
+  EXPECT_TRUE(d.ok);
+  EXPECT_FALSE(d.signed_message);
+}
+
+TEST(Verifier, AcceptsEachSchemeAndReportsTheLevel) {
+  Verifier v;
+  Signer rsa = make_signer("RSA"), ec = make_signer("EC");
+  for (auto [s, scheme] : {std::pair{&rsa, SigScheme::RsaPkcs1}, std::pair{&rsa, SigScheme::RsaPss},
+                           std::pair{&ec, SigScheme::Ecdsa}}) {
+    Verdict d = v.verify(signed_envelope(*s, scheme), std::nullopt, kNow, false);
+    EXPECT_TRUE(d.ok) << d.reason;
+    EXPECT_EQ(d.authenticated_ex, MQMSG_AUTHENTICATED_SIG20);
+    EXPECT_FALSE(d.sender_confirmed);
+    EXPECT_EQ(d.subject, "CN=alice");
+  }
+  Verdict d384 =
+      v.verify(signed_envelope(ec, SigScheme::Ecdsa, CALG_SHA_384), std::nullopt, kNow, false);
+  EXPECT_TRUE(d384.ok) << d384.reason;
+}
+
+TEST(Verifier, AnyChangedSignedFieldIsCaught) {
+  Verifier v;
+  Signer ec = make_signer("EC");
+  Envelope e = signed_envelope(ec, SigScheme::Ecdsa);
+  Envelope body = e;
+  body.body[0] ^= 1;
+  Envelope label = e;
+  label.label = u"greetinG";
+  Envelope sid = e;
+  sid.sender_id = Sid::unix_user(0).bytes();
+  Envelope sig = e;
+  sig.signature.back() ^= 1;
+  for (const Envelope* bad : {&body, &label, &sid, &sig}) {
+    Verdict d = v.verify(*bad, std::nullopt, kNow, false);
+    EXPECT_FALSE(d.ok);
+    EXPECT_NE(d.reason.find("does not verify"), std::string::npos) << d.reason;
+  }
+}
+
+TEST(Verifier, CertificateSwapIsCaught) {
+  Verifier v;
+  Signer a = make_signer("EC"), b = make_signer("EC");
+  Envelope e = signed_envelope(a, SigScheme::Ecdsa);
+  e.sender_cert = b.der;  // the digest of the certificate is signed, and the key differs
+  EXPECT_FALSE(v.verify(e, std::nullopt, kNow, false).ok);
+}
+
+TEST(Verifier, CertificateValidityIsEnforced) {
+  Verifier v;
+  Signer expired = make_signer("EC", -30, -1), future = make_signer("EC", 2, 30);
+  Verdict d1 = v.verify(signed_envelope(expired, SigScheme::Ecdsa), std::nullopt, kNow, false);
+  EXPECT_FALSE(d1.ok);
+  EXPECT_NE(d1.reason.find("expired"), std::string::npos);
+  Verdict d2 = v.verify(signed_envelope(future, SigScheme::Ecdsa), std::nullopt, kNow, false);
+  EXPECT_FALSE(d2.ok);
+  EXPECT_NE(d2.reason.find("not yet valid"), std::string::npos);
+}
+
+TEST(Verifier, RegistryConfirmsOrRejectsTheSid) {
+  Verifier v;
+  Signer ec = make_signer("EC");
+  Envelope e = signed_envelope(ec, SigScheme::Ecdsa);
+  Verdict good = v.verify(e, Sid::unix_user(1000).bytes(), kNow, false);
+  EXPECT_TRUE(good.ok);
+  EXPECT_TRUE(good.sender_confirmed);
+  Verdict other = v.verify(e, Sid::unix_user(1001).bytes(), kNow, false);
+  EXPECT_FALSE(other.ok);
+  EXPECT_NE(other.reason.find("registered to another SID"), std::string::npos);
+}
+
+TEST(Verifier, WeakHashesOnlyWhenAllowed) {
+  Verifier v;
+  Signer ec = make_signer("EC");
+  Envelope e = signed_envelope(ec, SigScheme::Ecdsa, CALG_SHA1);
+  EXPECT_FALSE(v.verify(e, std::nullopt, kNow, false).ok);
+  EXPECT_TRUE(v.verify(e, std::nullopt, kNow, true).ok);
+  EXPECT_THROW(hash_for(CALG_MD5, false), mqsec::Error);
+  EXPECT_THROW(hash_for(0x1234, true), mqsec::Error);
+  try {
+    hash_for(CALG_SHA1, false);
+  } catch (const mqsec::Error& err) {
+    EXPECT_EQ(err.code(), MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
+  }
+}
+
+TEST(Verifier, SchemeMustMatchTheKeyType) {
+  Verifier v;
+  Signer ec = make_signer("EC");
+  Envelope e = signed_envelope(ec, SigScheme::Ecdsa);
+  e.sig_scheme = SigScheme::RsaPkcs1;
+  EXPECT_FALSE(v.verify(e, std::nullopt, kNow, false).ok);
+  Envelope no_cert = signed_envelope(ec, SigScheme::Ecdsa);
+  no_cert.sender_cert = {1, 2, 3};
+  EXPECT_FALSE(v.verify(no_cert, std::nullopt, kNow, false).ok);
+}
