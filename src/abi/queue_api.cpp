@@ -1,6 +1,7 @@
 // The queue half of MSMQ's API: create/delete/open/close queues, send (signing on the token)
 // and receive (verifying, rejecting what fails), cursors, MQFreeMemory.
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -83,22 +84,32 @@ std::string queue_of_format(LPCWSTR format) {
 }
 
 // A fresh MSMQ message id: a per-process random 16-byte GUID and a 32-bit counter.
-// A forked child gets a new GUID, so parent and child never issue the same id.
-std::array<uint8_t, 20> new_message_id() {
-  static std::mutex mu;
-  static pid_t owner = 0;
-  static std::array<uint8_t, 16> guid{};
-  static uint32_t counter = 0;
-  std::array<uint8_t, 20> id{};
-  std::lock_guard lock(mu);
-  if (owner != getpid()) {
+// Message ids: a per-process random GUID and an atomic counter (no lock on the send path).
+// A forked child draws a new GUID (pthread_atfork), so parent and child never share ids.
+struct MessageIds {
+  std::array<uint8_t, 16> guid{};
+  std::atomic<uint32_t> counter{0};
+  void renew() {
     std::random_device rd;
     for (auto& b : guid) b = static_cast<uint8_t>(rd());
-    owner = getpid();
     counter = 0;
   }
-  uint32_t n = ++counter;
-  std::memcpy(id.data(), guid.data(), 16);
+};
+MessageIds& message_ids() {
+  static MessageIds* ids = [] {
+    auto* m = new MessageIds();
+    m->renew();
+    pthread_atfork(nullptr, nullptr, [] { message_ids().renew(); });
+    return m;
+  }();
+  return *ids;
+}
+
+std::array<uint8_t, 20> new_message_id() {
+  MessageIds& ids = message_ids();
+  uint32_t n = ++ids.counter;
+  std::array<uint8_t, 20> id{};
+  std::memcpy(id.data(), ids.guid.data(), 16);
   std::memcpy(id.data() + 16, &n, 4);
   return id;
 }
