@@ -2,8 +2,10 @@
 #include "pkcs11/module.hpp"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <p11-kit/p11-kit.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -17,7 +19,12 @@ std::mutex g_modules_mutex;
 // Intentionally never destroyed (see the header): raw pointers to immortal modules.
 std::map<std::string, std::shared_ptr<Module>>* g_modules = nullptr;
 
+std::atomic<uint64_t> g_forks{0};
+std::once_flag g_atfork_once;
+
 }  // namespace
+
+uint64_t fork_generation() noexcept { return g_forks.load(std::memory_order_acquire); }
 
 Module::Module(CK_FUNCTION_LIST* list, std::string path, void* dl, bool owned)
     : list_(list), path_(std::move(path)), dl_(dl), owned_(owned) {}
@@ -30,12 +37,24 @@ Module::~Module() {
 }
 
 void Module::initialize() {
+  std::call_once(g_atfork_once, [] {
+    pthread_atfork(nullptr, nullptr, [] { g_forks.fetch_add(1, std::memory_order_acq_rel); });
+  });
+  fork_seen_ = fork_generation();
   CK_C_INITIALIZE_ARGS args{};
   args.flags = CKF_OS_LOCKING_OK;
   CK_RV rv = list_->C_Initialize(&args);
   if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) return;
   check(rv, "C_Initialize");
   initialized_by_us_ = true;
+}
+
+bool Module::reinitialize_after_fork() {
+  if (fork_seen_ == fork_generation()) return false;
+  std::lock_guard lock(init_mu_);
+  if (fork_seen_ == fork_generation()) return false;
+  initialize();
+  return true;
 }
 
 std::shared_ptr<Module> Module::load(const std::string& path) {

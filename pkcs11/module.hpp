@@ -8,10 +8,16 @@
 
 #include "pkcs11/cryptoki.hpp"
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace mqsec::pkcs11 {
+
+// Counts fork()s of this process lineage (incremented in the child by a pthread_atfork handler).
+uint64_t fork_generation() noexcept;
 
 class Module {
  public:
@@ -32,6 +38,10 @@ class Module {
   Module& operator=(const Module&) = delete;
 
   CK_FUNCTION_LIST* fn() const noexcept { return list_; }
+  // After fork() the child must call C_Initialize again before using the module (PKCS#11
+  // v2.40, 6.6.1). A pthread_atfork handler only counts forks; the first use in the child
+  // re-initialises here. Returns true when it did (all sessions of the parent are void).
+  bool reinitialize_after_fork();
   const std::string& path() const noexcept { return path_; }
   CK_INFO info() const;
 
@@ -44,6 +54,8 @@ class Module {
   void* dl_;
   bool owned_;  // finalise in the destructor (only for from_function_list)
   bool initialized_by_us_ = false;
+  uint64_t fork_seen_ = 0;
+  std::mutex init_mu_;  // fork_generation() when last initialised
 };
 
 }  // namespace mqsec::pkcs11

@@ -35,23 +35,27 @@ std::string padded_string(const CK_UTF8CHAR* p, size_t n) {
 }
 
 Token::Session::Session(Session&& o) noexcept
-    : token_(std::move(o.token_)), handle_(o.handle_), broken_(o.broken_) {
+    : token_(std::move(o.token_)),
+      handle_(o.handle_),
+      broken_(o.broken_),
+      generation_(o.generation_) {
   o.handle_ = CK_INVALID_HANDLE;
 }
 
 Token::Session& Token::Session::operator=(Session&& o) noexcept {
   if (this != &o) {
-    if (token_ && handle_ != CK_INVALID_HANDLE) token_->give_back(handle_, broken_);
+    if (token_ && handle_ != CK_INVALID_HANDLE) token_->give_back(handle_, broken_, generation_);
     token_ = std::move(o.token_);
     handle_ = o.handle_;
     broken_ = o.broken_;
+    generation_ = o.generation_;
     o.handle_ = CK_INVALID_HANDLE;
   }
   return *this;
 }
 
 Token::Session::~Session() {
-  if (token_ && handle_ != CK_INVALID_HANDLE) token_->give_back(handle_, broken_);
+  if (token_ && handle_ != CK_INVALID_HANDLE) token_->give_back(handle_, broken_, generation_);
 }
 
 Token::Token(std::shared_ptr<Module> m, CK_SLOT_ID slot, const CK_TOKEN_INFO& info)
@@ -59,7 +63,8 @@ Token::Token(std::shared_ptr<Module> m, CK_SLOT_ID slot, const CK_TOKEN_INFO& in
       slot_(slot),
       label_(padded_string(info.label, sizeof info.label)),
       serial_(padded_string(info.serialNumber, sizeof info.serialNumber)),
-      flags_(info.flags) {
+      flags_(info.flags),
+      fork_seen_(fork_generation()) {
   // CK_UNAVAILABLE_INFORMATION and CK_EFFECTIVELY_INFINITE (0) mean "no limit we know of";
   // we still keep the pool bounded.
   CK_ULONG max = info.ulMaxSessionCount;
@@ -121,22 +126,25 @@ std::shared_ptr<Token> Token::open(std::shared_ptr<Module> module, const Uri& ur
 }
 
 Token::Session Token::session(unsigned wait_ms) {
+  after_fork_if_needed();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   std::unique_lock lock(mu_);
   for (;;) {
     if (!idle_.empty()) {
       CK_SESSION_HANDLE h = idle_.back();
       idle_.pop_back();
-      return Session(shared_from_this(), h);
+      return Session(shared_from_this(), h, generation_);
     }
     if (open_ < max_sessions_) {
       ++open_;
+      uint64_t gen = generation_;
+      CK_SLOT_ID slot = slot_;
       lock.unlock();
       CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
-      CK_RV rv = fn()->C_OpenSession(slot_, CKF_SERIAL_SESSION, nullptr, nullptr, &h);
-      if (rv == CKR_OK) return Session(shared_from_this(), h);
+      CK_RV rv = fn()->C_OpenSession(slot, CKF_SERIAL_SESSION, nullptr, nullptr, &h);
+      if (rv == CKR_OK) return Session(shared_from_this(), h, gen);
       lock.lock();
-      --open_;
+      if (gen == generation_) --open_;
       if (rv != CKR_SESSION_COUNT) throw Error("C_OpenSession", rv, "token '" + label_ + "'");
       // The token's real limit is lower than it said (other applications hold sessions):
       // lower our cap and wait for one of ours to come back.
@@ -150,19 +158,33 @@ Token::Session Token::session(unsigned wait_ms) {
 }
 
 Token::Session Token::rw_session() {
+  after_fork_if_needed();
   CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
-  check(fn()->C_OpenSession(slot_, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h),
+  CK_SLOT_ID slot;
+  uint64_t gen;
+  {
+    std::lock_guard lock(mu_);
+    slot = slot_;
+    gen = generation_;
+  }
+  check(fn()->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h),
         "C_OpenSession");
   {
     std::lock_guard lock(mu_);
-    ++open_;
+    if (gen == generation_) ++open_;
   }
-  Session s(shared_from_this(), h);
+  Session s(shared_from_this(), h, gen);
   s.discard();  // read-write sessions are closed after use, not pooled
   return s;
 }
 
-void Token::give_back(CK_SESSION_HANDLE h, bool broken) noexcept {
+void Token::give_back(CK_SESSION_HANDLE h, bool broken, uint64_t generation) noexcept {
+  {
+    // A session from before a recovery is void; its handle number may already belong to a
+    // new session, so it is neither closed nor pooled, just forgotten.
+    std::lock_guard lock(mu_);
+    if (generation != generation_) return;
+  }
   if (broken) {
     fn()->C_CloseSession(h);  // best effort: the handle may already be invalid
     std::lock_guard lock(mu_);
@@ -215,6 +237,10 @@ void Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::stri
 
 void Token::login(const std::string& pin_source) {
   std::lock_guard login_lock(login_mu_);
+  login_impl(pin_source);
+}
+
+void Token::login_impl(const std::string& pin_source) {
   {
     std::lock_guard lock(mu_);
     if (logged_in_) return;
@@ -250,6 +276,87 @@ void Token::login(const std::string& pin_source) {
   }
   std::lock_guard lock(mu_);
   logged_in_ = true;
+}
+
+uint64_t Token::generation() const {
+  std::lock_guard lock(mu_);
+  return generation_;
+}
+
+bool Token::needs_recovery(CK_RV rv) noexcept {
+  switch (rv) {
+    case CKR_SESSION_HANDLE_INVALID:
+    case CKR_SESSION_CLOSED:
+    case CKR_DEVICE_REMOVED:
+    case CKR_TOKEN_NOT_PRESENT:
+    case CKR_KEY_HANDLE_INVALID:
+    case CKR_OBJECT_HANDLE_INVALID:
+    case CKR_USER_NOT_LOGGED_IN:
+    case CKR_CRYPTOKI_NOT_INITIALIZED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void Token::recover(uint64_t seen, const std::string& pin_source) {
+  std::lock_guard login_lock(login_mu_);
+  std::vector<CK_SESSION_HANDLE> stale;
+  {
+    std::lock_guard lock(mu_);
+    if (generation_ > seen) return;  // another thread recovered already
+    stale.swap(idle_);
+    if (anchor_ != CK_INVALID_HANDLE) stale.push_back(anchor_);
+    anchor_ = CK_INVALID_HANDLE;
+    open_ = 0;
+    logged_in_ = false;
+    ++generation_;
+  }
+  // Idle sessions are ours and unused; closing them is best effort (they are usually gone).
+  for (CK_SESSION_HANDLE h : stale) fn()->C_CloseSession(h);
+  module_->reinitialize_after_fork();
+
+  // Find the token again by serial and label: a re-inserted card may sit in another slot.
+  CK_FUNCTION_LIST* f = fn();
+  CK_ULONG count = 0;
+  check(f->C_GetSlotList(CK_TRUE, nullptr, &count), "C_GetSlotList");
+  std::vector<CK_SLOT_ID> slots(count);
+  if (count > 0) check(f->C_GetSlotList(CK_TRUE, slots.data(), &count), "C_GetSlotList");
+  slots.resize(count);
+  std::optional<CK_SLOT_ID> found;
+  for (CK_SLOT_ID s : slots) {
+    CK_TOKEN_INFO info{};
+    if (f->C_GetTokenInfo(s, &info) != CKR_OK) continue;
+    if (padded_string(info.serialNumber, sizeof info.serialNumber) == serial_ &&
+        padded_string(info.label, sizeof info.label) == label_) {
+      found = s;
+      break;
+    }
+  }
+  if (!found) {
+    throw Error("C_GetTokenInfo", CKR_TOKEN_NOT_PRESENT,
+                "token '" + label_ + "' (serial " + serial_ + ") is not present: insert it");
+  }
+  {
+    std::lock_guard lock(mu_);
+    slot_ = *found;
+  }
+  login_impl(pin_source);
+}
+
+void Token::after_fork_if_needed() {
+  uint64_t forks = fork_generation();
+  if (fork_seen_.load(std::memory_order_acquire) == forks) return;
+  module_->reinitialize_after_fork();
+  fork_seen_.store(forks, std::memory_order_release);
+  // In the child of a fork: the parent's sessions and login do not exist here. Forget them
+  // without closing (closing would act on the parent's handle numbers).
+  std::lock_guard lock(mu_);
+  idle_.clear();
+  anchor_ = CK_INVALID_HANDLE;
+  open_ = 0;
+  logged_in_ = false;
+  ++generation_;
 }
 
 void Token::relogin(const std::string& pin_source) {

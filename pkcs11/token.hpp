@@ -10,6 +10,7 @@
 #include "pkcs11/cryptoki.hpp"
 
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -39,13 +40,17 @@ class Token : public std::enable_shared_from_this<Token> {
     CK_SESSION_HANDLE handle() const noexcept { return handle_; }
     // Marks the session broken (e.g. CKR_SESSION_HANDLE_INVALID): it is closed, not pooled.
     void discard() noexcept { broken_ = true; }
+    // The token generation this session belongs to (see Token::recover).
+    uint64_t generation() const noexcept { return generation_; }
 
    private:
     friend class Token;
-    Session(std::shared_ptr<Token> t, CK_SESSION_HANDLE h) : token_(std::move(t)), handle_(h) {}
+    Session(std::shared_ptr<Token> t, CK_SESSION_HANDLE h, uint64_t g)
+        : token_(std::move(t)), handle_(h), generation_(g) {}
     std::shared_ptr<Token> token_;
     CK_SESSION_HANDLE handle_ = CK_INVALID_HANDLE;
     bool broken_ = false;
+    uint64_t generation_ = 0;
   };
 
   // Finds the single token of `module` that matches the URI's token attributes. Throws
@@ -76,6 +81,16 @@ class Token : public std::enable_shared_from_this<Token> {
   // Forgets the login state (the token logged us out: CKR_USER_NOT_LOGGED_IN) and logs in
   // again once from `pin_source`. Throws pkcs11::Error.
   void relogin(const std::string& pin_source);
+  // Recovery after the token went away (removed and re-inserted, possibly in another slot),
+  // its sessions were closed, or the process forked: forgets every session of generation
+  // `seen` and older, finds the token again by serial and label, opens a fresh anchor session
+  // and logs in again from `pin_source`. Does nothing if another thread already recovered
+  // past `seen`. Throws pkcs11::Error (rv CKR_TOKEN_NOT_PRESENT when it is still absent).
+  void recover(uint64_t seen, const std::string& pin_source);
+  uint64_t generation() const;
+  // Whether a Cryptoki result means "sessions/objects/login are gone, recover and retry".
+  static bool needs_recovery(CK_RV rv) noexcept;
+
   // Context-specific login for CKA_ALWAYS_AUTHENTICATE keys, between C_SignInit and C_Sign.
   void context_login(Session& s, const std::string& pin_source);
 
@@ -90,7 +105,9 @@ class Token : public std::enable_shared_from_this<Token> {
 
  private:
   Token(std::shared_ptr<Module> m, CK_SLOT_ID slot, const CK_TOKEN_INFO& info);
-  void give_back(CK_SESSION_HANDLE h, bool broken) noexcept;
+  void give_back(CK_SESSION_HANDLE h, bool broken, uint64_t generation) noexcept;
+  void login_impl(const std::string& pin_source);  // login_mu_ held
+  void after_fork_if_needed();
   void login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::string& pin_source);
 
   std::shared_ptr<Module> module_;
@@ -107,6 +124,8 @@ class Token : public std::enable_shared_from_this<Token> {
   // A session held open for the token's lifetime: PKCS#11 logs the application out when its
   // last session closes, and pooled sessions are closed when they break.
   CK_SESSION_HANDLE anchor_ = CK_INVALID_HANDLE;
+  uint64_t generation_ = 1;  // bumped by recover(); older sessions are dropped, never reused
+  std::atomic<uint64_t> fork_seen_{0};  // fork_generation() this token's state belongs to
   std::vector<std::array<uint8_t, 32>> rejected_pins_;  // SHA-256 of PINs the token refused
   std::mutex login_mu_;
 };

@@ -25,11 +25,34 @@ SecurityContext::SecurityContext(Bytes der, X509Ptr cert, std::shared_ptr<pkcs11
       token_(std::move(token)),
       pin_source_(std::move(pin_source)),
       key_(key),
+      key_handle_(key.handle),
       key_id_(std::move(key_id)),
       user_(std::move(user)) {}
 
 Bytes SecurityContext::sign_digest(pkcs11::Hash hash, std::span<const uint8_t> digest) const {
-  return pkcs11::sign_digest(*token_, key_, hash, digest, pin_source_);
+  pkcs11::SignKey key = key_;
+  key.handle = key_handle_.load(std::memory_order_acquire);
+  uint64_t generation = token_->generation();
+  try {
+    return pkcs11::sign_digest(*token_, key, hash, digest, pin_source_);
+  } catch (const pkcs11::Error& e) {
+    if (!pkcs11::Token::needs_recovery(e.rv())) throw;
+    log(LogLevel::Warning, std::string("signing failed (") + e.what() +
+                               "); recovering the token session and retrying once");
+  }
+  token_->recover(generation, pin_source_);
+  auto s = token_->session();
+  CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+  CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls},
+                         {CKA_ID, const_cast<uint8_t*>(key_id_.data()), key_id_.size()}};
+  auto found = token_->find(s, {tmpl[0], tmpl[1]}, 2);
+  if (found.size() != 1) {
+    throw pkcs11::Error("the private key (CKA_ID) of '" + subject_string(cert_.get()) +
+                        "' is no longer on token '" + token_->label() + "'");
+  }
+  key.handle = found[0];
+  key_handle_.store(found[0], std::memory_order_release);
+  return pkcs11::sign_digest(*token_, key, hash, digest, pin_source_);
 }
 
 HandleTable<SecurityContext>& context_table() {

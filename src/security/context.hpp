@@ -7,6 +7,7 @@
 // impersonated user B, got a context, and reverted still signs as B with it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -35,7 +36,10 @@ class SecurityContext {
   const pkcs11::Token& token() const noexcept { return *token_; }
 
   // Signs a digest made with `hash` on the token. Thread-safe; many threads may sign with
-  // one context at once (each uses its own pooled session). Throws pkcs11::Error.
+  // one context at once (each uses its own pooled session). When the token was removed and
+  // re-inserted, its sessions closed, or the process forked, it recovers once: the token is
+  // found again by serial and label, logged in again from the PIN source, and the key found
+  // again by CKA_ID. Throws pkcs11::Error when that fails (e.g. CKR_TOKEN_NOT_PRESENT).
   Bytes sign_digest(pkcs11::Hash hash, std::span<const uint8_t> digest) const;
 
  private:
@@ -43,7 +47,8 @@ class SecurityContext {
   X509Ptr cert_;
   std::shared_ptr<pkcs11::Token> token_;
   std::string pin_source_;
-  pkcs11::SignKey key_;
+  pkcs11::SignKey key_;  // key_.handle is stale after recovery; the live one is key_handle_
+  mutable std::atomic<CK_OBJECT_HANDLE> key_handle_;
   Bytes key_id_;
   UserIdentity user_;
 };

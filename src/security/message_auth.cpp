@@ -97,7 +97,7 @@ void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool 
   try {
     e.signature = ctx.sign_digest(hash, std::span<const uint8_t>(digest, len));
   } catch (const pkcs11::Error& err) {
-    throw_mapped(err, MQ_ERROR_CORRUPTED_SECURITY_DATA, "signing a message");
+    throw_mapped(err, MQ_ERROR_CANNOT_SIGN_DATA_EX, "signing a message");
   }
 }
 

@@ -23,8 +23,9 @@ pkcs11::Hash hash_for(uint32_t calg, bool allow_weak);
 const EVP_MD* evp_md(pkcs11::Hash h);
 
 // Fills hash_alg, sig_scheme, sender_cert, sender id (when attach_sid) and signature.
-// Throws mqsec::Error(MQ_ERROR_CORRUPTED_SECURITY_DATA / MQ_ERROR_INSUFFICIENT_RESOURCES)
-// when the token fails.
+// Throws mqsec::Error: MQ_ERROR_CANNOT_SIGN_DATA_EX when the token cannot sign (removed and
+// not re-inserted, key gone, device error), MQ_ERROR_INSUFFICIENT_RESOURCES (no session or
+// memory), MQ_ERROR_ILLEGAL_PROPERTY_VALUE (hash refused).
 void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool allow_weak,
                    bool attach_sid);
 

@@ -1,0 +1,114 @@
+// Recovery of a security context's token on the mock module: card pulled and re-inserted,
+// sessions closed behind our back, and a forked child using an inherited context.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "pkcs11/error.hpp"
+#include "pkcs11/module.hpp"
+#include "pkcs11/token.hpp"
+#include "src/security/context.hpp"
+#include "tests/mock/mock_pkcs11.hpp"
+
+using namespace mqsec;
+namespace mock = mqsec::mock;
+
+namespace {
+
+class RecoveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    mock::reset();
+    setenv("MQSEC_TEST_PIN", "1234", 1);
+    key_.reset(EVP_EC_gen("P-256"));
+    security::X509Ptr cert(X509_new());
+    X509_set_pubkey(cert.get(), key_.get());
+    X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0);
+    X509_gmtime_adj(X509_getm_notAfter(cert.get()), 86400);
+    X509_sign(cert.get(), key_.get(), EVP_sha256());
+    der_ = security::to_der(cert.get());
+    auto module = pkcs11::Module::from_function_list(mock::function_list(), "mock");
+    token_ = pkcs11::Token::open(module, pkcs11::Uri::parse("pkcs11:token=mock-a"));
+    token_->login("env:MQSEC_TEST_PIN");
+    pkcs11::SignKey k{mock::add_key(0, key_.get(), {7, 7}, "k", der_), pkcs11::Scheme::Ecdsa, 64,
+                      false};
+    security::UserIdentity user;
+    user.sid = security::Sid::unix_user(1000);
+    ctx_ = std::make_shared<security::SecurityContext>(der_, security::parse_der_strict(der_),
+                                                       token_, "env:MQSEC_TEST_PIN", k,
+                                                       security::Bytes{7, 7}, user);
+  }
+  bool signs() {
+    std::vector<uint8_t> d(32, 0x42);
+    auto sig = ctx_->sign_digest(pkcs11::Hash::Sha256, d);
+    EVP_PKEY_CTX* v = EVP_PKEY_CTX_new(key_.get(), nullptr);
+    bool ok = EVP_PKEY_verify_init(v) == 1 &&
+              EVP_PKEY_verify(v, sig.data(), sig.size(), d.data(), d.size()) == 1;
+    EVP_PKEY_CTX_free(v);
+    return ok;
+  }
+  security::PkeyPtr key_;
+  security::Bytes der_;
+  std::shared_ptr<pkcs11::Token> token_;
+  std::shared_ptr<security::SecurityContext> ctx_;
+};
+
+}  // namespace
+
+TEST_F(RecoveryTest, RemovedTokenFailsClearlyAndTheSameContextWorksAfterReinsertion) {
+  ASSERT_TRUE(signs());
+  mock::set_token_present(0, false);
+  try {
+    signs();
+    FAIL() << "signed with the token removed";
+  } catch (const pkcs11::Error& e) {
+    EXPECT_EQ(e.rv(), static_cast<CK_RV>(CKR_TOKEN_NOT_PRESENT)) << e.what();
+  }
+  mock::set_token_present(0, true);
+  EXPECT_TRUE(signs());  // no action by the application
+  EXPECT_TRUE(mock::logged_in(0));
+}
+
+TEST_F(RecoveryTest, SessionsClosedBehindOurBackAreTransparent) {
+  ASSERT_TRUE(signs());
+  ASSERT_EQ(mock::function_list()->C_CloseAllSessions(0), static_cast<CK_RV>(CKR_OK));
+  EXPECT_TRUE(signs());
+  EXPECT_TRUE(signs());
+}
+
+TEST_F(RecoveryTest, WrongPinDuringRecoveryIsNotRetried) {
+  ASSERT_TRUE(signs());
+  mock::set_token_present(0, false);
+  mock::set_token_present(0, true);
+  setenv("MQSEC_TEST_PIN", "0000", 1);  // the PIN source now holds a wrong PIN
+  EXPECT_THROW(signs(), pkcs11::Error);
+  EXPECT_THROW(signs(), pkcs11::Error);
+  int logins = mock::call_count("C_Login");
+  EXPECT_THROW(signs(), pkcs11::Error);
+  EXPECT_EQ(mock::call_count("C_Login"), logins) << "a refused PIN was submitted again";
+}
+
+TEST_F(RecoveryTest, ForkedChildUsingAnInheritedContextNeverHangs) {
+  ASSERT_TRUE(signs());
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(20);  // a deadlock would be killed by SIGALRM and fail the test
+    int rc = 2;
+    try {
+      rc = signs() ? 0 : 1;
+    } catch (const pkcs11::Error&) {
+      rc = 3;  // a clear error is acceptable
+    }
+    _exit(rc);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died by signal " << WTERMSIG(status);
+  EXPECT_TRUE(WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 3) << WEXITSTATUS(status);
+  EXPECT_TRUE(signs());  // the parent is unaffected
+}
