@@ -128,8 +128,9 @@ class SoftHsmEnv {
   void import_private_key(const std::string& label, const std::filesystem::path& key_der,
                           const std::string& id_hex, const std::string& object_label,
                           bool extractable) const;
-  // pkcs11-tool --list-objects output for `label` (type: "privkey", "cert", ...; id may be
-  // empty). Throws when the tool fails.
+  // pkcs11-tool --list-objects output for `label` (type: "privkey", "cert", ...). OpenSC 0.23
+  // filters the listing by type only, whatever id_hex says (may be empty): pick the object
+  // out with object_block(). Throws when the tool fails.
   std::string list_objects(const std::string& label, const std::string& type,
                            const std::string& id_hex) const;
 
