@@ -328,6 +328,10 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
     throw Error(MQ_ERROR_ACCESS_DENIED, "queue not opened for this kind of receive");
   }
   if (props != nullptr) abi::check_receive(props);
+  // fill_receive writes sizes and types into the caller's array; when another receiver wins
+  // the message we try the next one with the caller's original capacities.
+  std::vector<MQPROPVARIANT> original;
+  if (props != nullptr) original.assign(props->aPropVar, props->aPropVar + props->cProp);
 
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
   std::unique_lock<std::mutex> cursor_lock;
@@ -374,7 +378,10 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
         hr = abi::fill_receive(props, rec);
         if (FAILED(hr)) return hr;  // buffers too small: the message stays
       }
-      if (take && !q->store->remove(q->id, m->seq)) continue;  // another receiver won it
+      if (take && !q->store->remove(q->id, m->seq)) {  // another receiver won it
+        if (props != nullptr) std::copy(original.begin(), original.end(), props->aPropVar);
+        continue;
+      }
       return hr;
     }
     auto now = std::chrono::steady_clock::now();

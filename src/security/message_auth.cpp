@@ -171,8 +171,10 @@ Verdict Verifier::verify(const Envelope& e, const std::optional<Bytes>& register
     return v;
   }
 
-  if (registered_sid) {
-    if (e.sender_id_type != MQMSG_SENDERID_TYPE_SID || e.sender_id != *registered_sid) {
+  // A message that carries a SID must carry the one its certificate is registered to. One
+  // that carries none (SENDERID_TYPE NONE) is authentic but confirms no sender identity.
+  if (registered_sid && e.sender_id_type == MQMSG_SENDERID_TYPE_SID) {
+    if (e.sender_id != *registered_sid) {
       v.reason = "sender certificate is registered to another SID than the message's SENDERID";
       return v;
     }

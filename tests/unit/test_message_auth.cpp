@@ -172,3 +172,26 @@ TEST(Verifier, SchemeMustMatchTheKeyType) {
   no_cert.sender_cert = {1, 2, 3};
   EXPECT_FALSE(v.verify(no_cert, std::nullopt, kNow, false).ok);
 }
+
+TEST(Verifier, NoSenderIdIsAuthenticButNotConfirmed) {
+  Verifier v;
+  Signer ec = make_signer("EC");
+  Envelope e = signed_envelope(ec, SigScheme::Ecdsa);
+  e.sender_id_type = MQMSG_SENDERID_TYPE_NONE;
+  e.sender_id.clear();
+  // re-sign without the SID
+  Envelope resigned = e;
+  {
+    Bytes tbs = to_be_signed(resigned);
+    MdCtxPtr md(EVP_MD_CTX_new());
+    EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, ec.key.get());
+    size_t len = 0;
+    EVP_DigestSign(md.get(), nullptr, &len, tbs.data(), tbs.size());
+    resigned.signature.resize(len);
+    EVP_DigestSign(md.get(), resigned.signature.data(), &len, tbs.data(), tbs.size());
+    resigned.signature.resize(len);
+  }
+  Verdict d = v.verify(resigned, Sid::unix_user(1000).bytes(), kNow, false);
+  EXPECT_TRUE(d.ok) << d.reason;
+  EXPECT_FALSE(d.sender_confirmed);
+}
