@@ -1,0 +1,20 @@
+// The verbs of the `mqsec` command, registered on a CLI11 app. Each verb's parse callback only
+// stores what to run in `action`; main() runs it after parsing, so that CLI11 reports usage
+// errors (exit 2) and a verb's failures are reported as cli::Failure (exit 1 or 3).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace mqsec::cli {
+
+// Runs a verb; returns the exit code, or throws cli::Failure / mqsec::Error.
+using Action = std::function<int()>;
+
+// enroll, register, whoami, doctor, context.
+void add_security_commands(CLI::App& app, Action& action);
+// queue create|delete|list, send, receive, rejected.
+void add_queue_commands(CLI::App& app, Action& action);
+
+}  // namespace mqsec::cli

@@ -1,0 +1,805 @@
+// The queue verbs of `mqsec`: queue create|delete|list, send, receive, rejected.
+// Sending and receiving use only MSMQ's C API (mq.h), exactly as an MSMQ application would:
+// MQPathNameToFormatName, MQOpenQueue, MQGetSecurityContextEx, MQSendMessage with
+// PROPID_M_SECURITY_CONTEXT, MQReceiveMessage. `queue list` and `rejected` read the store
+// directly because MSMQ's API has no call for them. `receive --export` rebuilds each message's
+// envelope from the received properties and writes the exact signed bytes, so that a plain
+// `openssl dgst -verify` can check a signature without mqsec.
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <cwchar>
+#include <ctime>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mqsec/error.hpp"
+#include "src/abi/runtime.hpp"
+#include "src/abi/strings.hpp"
+#include "src/cli/commands.hpp"
+#include "src/cli/output.hpp"
+#include "src/queue/format_name.hpp"
+#include "src/security/context.hpp"
+#include "src/security/envelope.hpp"
+#include "src/security/message_auth.hpp"
+
+namespace mqsec::cli {
+namespace {
+
+// ---- C API helpers --------------------------------------------------------------------------
+
+// Closes a queue handle on every path out of a verb.
+class QueueHandle {
+ public:
+  QueueHandle() = default;
+  QueueHandle(const QueueHandle&) = delete;
+  QueueHandle& operator=(const QueueHandle&) = delete;
+  ~QueueHandle() {
+    if (h_ != nullptr) MQCloseQueue(h_);  // nothing to do about a failure at this point
+  }
+  QUEUEHANDLE* out() noexcept { return &h_; }
+  QUEUEHANDLE get() const noexcept { return h_; }
+
+ private:
+  QUEUEHANDLE h_ = nullptr;
+};
+
+// Frees a security context on every path out of a verb.
+class ContextHandle {
+ public:
+  ContextHandle() = default;
+  ContextHandle(const ContextHandle&) = delete;
+  ContextHandle& operator=(const ContextHandle&) = delete;
+  ~ContextHandle() {
+    if (h_ != nullptr) MQFreeSecurityContext(h_);
+  }
+  HANDLE* out() noexcept { return &h_; }
+  HANDLE get() const noexcept { return h_; }
+
+ private:
+  HANDLE h_ = nullptr;
+};
+
+std::string utf8(const WCHAR* s) {
+  try {
+    return abi::to_utf8(s, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
+  } catch (const Error&) {
+    return "(not valid Unicode)";
+  }
+}
+
+// The format name of a local private queue; fails with MQ_ERROR_QUEUE_NOT_FOUND when there
+// is no such queue.
+std::wstring format_of(const std::string& name, const std::string& what) {
+  std::wstring path = queue_path(name);
+  std::vector<WCHAR> buf(256);
+  DWORD len = static_cast<DWORD>(buf.size());
+  ReasonProbe probe;
+  HRESULT hr = MQPathNameToFormatName(path.c_str(), buf.data(), &len);
+  if (hr == MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL) {
+    buf.resize(len);
+    hr = MQPathNameToFormatName(path.c_str(), buf.data(), &len);
+  }
+  if (hr == MQ_ERROR_QUEUE_NOT_FOUND) {
+    throw Failure(what, "queue '" + name + "' does not exist", hr, default_hint(hr));
+  }
+  check_hr(hr, what, probe);
+  return std::wstring(buf.data());
+}
+
+void open_queue(const std::string& name, DWORD access, QueueHandle& q, const std::string& what) {
+  std::wstring format = format_of(name, what);
+  ReasonProbe probe;
+  check_hr(MQOpenQueue(format.c_str(), access, MQ_DENY_NONE, q.out()), what, probe);
+}
+
+// A growable MQMSGPROPS: property i is (ids[i], vars[i], status[i]).
+class Props {
+ public:
+  DWORD add(PROPID id, VARTYPE vt) {
+    ids_.push_back(id);
+    MQPROPVARIANT v{};
+    v.vt = vt;
+    vars_.push_back(v);
+    status_.push_back(MQ_OK);
+    return static_cast<DWORD>(ids_.size() - 1);
+  }
+  MQPROPVARIANT& operator[](DWORD i) { return vars_[i]; }
+  HRESULT status(DWORD i) const { return status_[i]; }
+  // Valid until the next add().
+  MQMSGPROPS* get() {
+    props_ = MQMSGPROPS{static_cast<DWORD>(ids_.size()), ids_.data(), vars_.data(), status_.data()};
+    return &props_;
+  }
+
+ private:
+  std::vector<MSGPROPID> ids_;
+  std::vector<MQPROPVARIANT> vars_;
+  std::vector<HRESULT> status_;
+  MQMSGPROPS props_{};
+};
+
+constexpr VARTYPE kBytes = VT_UI1 | VT_VECTOR;
+
+std::string class_name(uint16_t c) {
+  switch (c) {
+    case MQMSG_CLASS_NORMAL:
+      return "normal";
+    case MQMSG_CLASS_REPORT:
+      return "report";
+    case MQMSG_CLASS_ACK_REACH_QUEUE:
+      return "ACK_REACH_QUEUE";
+    case MQMSG_CLASS_ACK_RECEIVE:
+      return "ACK_RECEIVE";
+    case MQMSG_CLASS_NACK_BAD_DST_Q:
+      return "NACK_BAD_DST_Q";
+    case MQMSG_CLASS_NACK_PURGED:
+      return "NACK_PURGED";
+    case MQMSG_CLASS_NACK_REACH_QUEUE_TIMEOUT:
+      return "NACK_REACH_QUEUE_TIMEOUT";
+    case MQMSG_CLASS_NACK_Q_EXCEED_QUOTA:
+      return "NACK_Q_EXCEED_QUOTA";
+    case MQMSG_CLASS_NACK_ACCESS_DENIED:
+      return "NACK_ACCESS_DENIED";
+    case MQMSG_CLASS_NACK_HOP_COUNT_EXCEEDED:
+      return "NACK_HOP_COUNT_EXCEEDED";
+    case MQMSG_CLASS_NACK_BAD_SIGNATURE:
+      return "NACK_BAD_SIGNATURE";
+    case MQMSG_CLASS_NACK_BAD_ENCRYPTION:
+      return "NACK_BAD_ENCRYPTION";
+    case MQMSG_CLASS_NACK_COULD_NOT_ENCRYPT:
+      return "NACK_COULD_NOT_ENCRYPT";
+    default:
+      return "unknown";
+  }
+}
+
+std::string authenticated_name(uint8_t a) {
+  switch (a) {
+    case 0:
+      return "not authenticated";
+    case MQMSG_AUTHENTICATED_SIG10:
+      return "MQMSG_AUTHENTICATED_SIG10";
+    case MQMSG_AUTHENTICATED_SIG20:
+      return "MQMSG_AUTHENTICATED_SIG20";
+    case MQMSG_AUTHENTICATED_SIG30:
+      return "MQMSG_AUTHENTICATED_SIG30";
+    case MQMSG_AUTHENTICATED_SIGXML:
+      return "MQMSG_AUTHENTICATED_SIGXML";
+    default:
+      return "unknown";
+  }
+}
+
+// OpenSSL's name of a CALG_* hash ("" for none or unknown).
+std::string hash_name(uint32_t calg) {
+  switch (calg) {
+    case CALG_SHA_256:
+      return "sha256";
+    case CALG_SHA_384:
+      return "sha384";
+    case CALG_SHA_512:
+      return "sha512";
+    case CALG_SHA1:
+      return "sha1";
+    case CALG_MD5:
+      return "md5";
+    default:
+      return {};
+  }
+}
+
+uint32_t calg_of(const std::string& name) {
+  if (name == "sha384") return CALG_SHA_384;
+  if (name == "sha512") return CALG_SHA_512;
+  return CALG_SHA_256;
+}
+
+// ---- queue create / delete / list -----------------------------------------------------------
+
+struct QueueCreateArgs {
+  std::string name, label;
+  bool authenticate = false;
+};
+
+int run_queue_create(const QueueCreateArgs& a) {
+  load_config_or_fail();
+  store_queue_name(a.name);  // precise message for a bad name
+  const std::string what = "create queue '" + a.name + "'";
+  std::wstring path = queue_path(a.name);
+  std::wstring label = abi::from_utf8(a.label);
+  QUEUEPROPID ids[3];
+  MQPROPVARIANT vars[3]{};
+  HRESULT status[3]{};
+  DWORD n = 0;
+  ids[n] = PROPID_Q_PATHNAME;
+  vars[n].vt = VT_LPWSTR;
+  vars[n++].pwszVal = path.data();
+  if (!a.label.empty()) {
+    ids[n] = PROPID_Q_LABEL;
+    vars[n].vt = VT_LPWSTR;
+    vars[n++].pwszVal = label.data();
+  }
+  ids[n] = PROPID_Q_AUTHENTICATE;
+  vars[n].vt = VT_UI1;
+  vars[n++].bVal = a.authenticate ? MQ_AUTHENTICATE : MQ_AUTHENTICATE_NONE;
+  MQQUEUEPROPS props{n, ids, vars, status};
+  std::vector<WCHAR> format(256);
+  DWORD len = static_cast<DWORD>(format.size());
+  ReasonProbe probe;
+  HRESULT hr = MQCreateQueue(nullptr, &props, format.data(), &len);
+  if (hr == MQ_ERROR_QUEUE_EXISTS) {
+    throw Failure(what, "a queue of that name exists already", hr, default_hint(hr));
+  }
+  check_hr(hr, what, probe);
+  std::cout << "created queue '" << store_queue_name(a.name) << "'\n"
+            << "  format name:  " << (hr == MQ_OK ? utf8(format.data()) : std::string("?")) << '\n'
+            << "  authenticate: "
+            << (a.authenticate ? "yes (unsigned and badly signed messages are rejected)" : "no")
+            << '\n';
+  if (!a.label.empty()) std::cout << "  label:        " << a.label << '\n';
+  return kExitOk;
+}
+
+int run_queue_delete(const std::string& name) {
+  load_config_or_fail();
+  store_queue_name(name);
+  const std::string what = "delete queue '" + name + "'";
+  std::wstring format = format_of(name, what);
+  ReasonProbe probe;
+  check_hr(MQDeleteQueue(format.c_str()), what, probe);
+  std::cout << "deleted queue '" << store_queue_name(name) << "' and its messages\n";
+  return kExitOk;
+}
+
+int run_queue_list() {
+  security::SystemConfig cfg = load_config_or_fail();
+  std::error_code ec;
+  if (!std::filesystem::exists(cfg.store_path / "mqsec.db", ec)) {
+    std::cout << "no queues (no store at " << cfg.store_path.string() << " yet)\n";
+    return kExitOk;
+  }
+  try {
+    queue::Store& store = abi::store_at(cfg.store_path);
+    std::vector<queue::QueueInfo> queues = store.list_queues();
+    if (queues.empty()) {
+      std::cout << "no queues\n";
+      return kExitOk;
+    }
+    std::printf("%-24s %-12s %8s  %s\n", "NAME", "AUTHENTICATE", "MESSAGES", "LABEL");
+    for (const queue::QueueInfo& q : queues) {
+      std::printf("%-24s %-12s %8zu  %s\n", q.name.c_str(), q.authenticate ? "yes" : "no",
+                  store.message_count(q.id), one_line(q.label).c_str());
+    }
+  } catch (const Error& e) {
+    throw Failure("list queues", e.what(), e.code(), default_hint(e.code()));
+  }
+  return kExitOk;
+}
+
+// ---- send ------------------------------------------------------------------------------------
+
+struct SendArgs {
+  std::string queue, body, file, label, cert, hash = "sha256", admin_queue;
+  bool auth = false, recoverable = false, nack = false;
+  unsigned count = 1;
+};
+
+int run_send(const SendArgs& a) {
+  if (a.auth) {
+    resolve_user_or_fail(a.cert.empty());  // the internal certificate is named by the profile
+  } else {
+    load_config_or_fail();
+  }
+  store_queue_name(a.queue);
+  const std::string what = "send to queue '" + a.queue + "'";
+  std::vector<uint8_t> body;
+  if (!a.file.empty()) {
+    body = read_file(a.file, "read the message body");
+  } else {
+    body.assign(a.body.begin(), a.body.end());
+  }
+  std::wstring label = abi::from_utf8(a.label);
+  std::wstring admin;
+  if (!a.admin_queue.empty()) {
+    store_queue_name(a.admin_queue);
+    admin = format_of(a.admin_queue, "admin queue '" + a.admin_queue + "'");
+  }
+
+  QueueHandle q;
+  open_queue(a.queue, MQ_SEND_ACCESS, q, what);
+
+  // One context for all messages: the token lookup and login happen once, every message is
+  // then one signature on the token.
+  ContextHandle ctx;
+  std::string signer;
+  if (a.auth) {
+    std::vector<uint8_t> der;
+    if (!a.cert.empty()) der = read_certificate_file(a.cert);
+    ReasonProbe probe;
+    HRESULT hr = MQGetSecurityContextEx(der.empty() ? nullptr : der.data(),
+                                        static_cast<DWORD>(der.size()), ctx.out());
+    check_hr(hr, "MQGetSecurityContextEx", probe);
+    if (auto c = security::context_table().get(
+            static_cast<uint32_t>(reinterpret_cast<uintptr_t>(ctx.get())))) {
+      signer = security::subject_string(c->x509()) + ", SID " + c->sid().str();
+    }
+  }
+
+  Props p;
+  DWORD i = p.add(PROPID_M_BODY, kBytes);
+  p[i].caub = CAUB{static_cast<ULONG>(body.size()), body.data()};
+  if (!a.label.empty()) p[p.add(PROPID_M_LABEL, VT_LPWSTR)].pwszVal = label.data();
+  if (a.recoverable) p[p.add(PROPID_M_DELIVERY, VT_UI1)].bVal = MQMSG_DELIVERY_RECOVERABLE;
+  if (a.auth) {
+    p[p.add(PROPID_M_AUTH_LEVEL, VT_UI4)].ulVal = MQMSG_AUTH_LEVEL_ALWAYS;
+    p[p.add(PROPID_M_SECURITY_CONTEXT, VT_UI4)].ulVal =
+        static_cast<ULONG>(reinterpret_cast<uintptr_t>(ctx.get()));
+    p[p.add(PROPID_M_HASH_ALG, VT_UI4)].ulVal = calg_of(a.hash);
+  }
+  if (!admin.empty()) p[p.add(PROPID_M_ADMIN_QUEUE, VT_LPWSTR)].pwszVal = admin.data();
+  if (a.nack) p[p.add(PROPID_M_ACKNOWLEDGE, VT_UI1)].bVal = MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL;
+
+  unsigned sent = 0;
+  for (; sent < a.count; ++sent) {
+    ReasonProbe probe;
+    HRESULT hr = MQSendMessage(q.get(), p.get(), MQ_NO_TRANSACTION);
+    if (FAILED(hr)) {
+      std::string reason = probe.reason(hr);
+      if (a.count > 1)
+        reason += " (" + std::to_string(sent) + " of " + std::to_string(a.count) + " sent)";
+      throw Failure(what, reason, hr, default_hint(hr));
+    }
+  }
+  std::cout << "sent " << sent << (sent == 1 ? " message" : " messages") << " to '"
+            << store_queue_name(a.queue) << "'";
+  if (a.auth) {
+    std::cout << ", signed with " << a.hash << (signer.empty() ? "" : " by " + signer)
+              << " (one security context)";
+  } else {
+    std::cout << ", not signed";
+  }
+  std::cout << (a.recoverable ? ", recoverable" : "") << '\n';
+  return kExitOk;
+}
+
+// ---- receive ---------------------------------------------------------------------------------
+
+struct ReceiveArgs {
+  std::string queue, timeout = "0", export_dir;
+  unsigned count = 1;
+  bool json = false;
+};
+
+// One received message, with every property the envelope is made of.
+struct Received {
+  uint16_t msg_class = 0;
+  std::array<uint8_t, 20> msg_id{}, correlation_id{};
+  uint8_t priority = 0, delivery = 0, acknowledge = 0, journal = 0, authenticated = 0,
+          confirmed = 0;
+  uint32_t app_specific = 0, body_type = 0, sent = 0, arrived = 0, auth_level = 0, hash_alg = 0,
+           sender_id_type = 0;
+  std::vector<uint8_t> body, sender_id, cert, signature;
+  std::u16string label, resp_queue, admin_queue, dest_queue;
+};
+
+bool is_buffer_error(HRESULT hr) {
+  return hr == MQ_ERROR_BUFFER_OVERFLOW || hr == MQ_ERROR_LABEL_BUFFER_TOO_SMALL ||
+         hr == MQ_ERROR_SENDERID_BUFFER_TOO_SMALL || hr == MQ_ERROR_SENDER_CERT_BUFFER_TOO_SMALL ||
+         hr == MQ_ERROR_SIGNATURE_BUFFER_TOO_SMALL || hr == MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL;
+}
+
+// Receives one message. Buffers start at common sizes; when one is too small the message stays
+// in the queue, the runtime reports the sizes needed, and the receive is repeated.
+// Returns the HRESULT of MQReceiveMessage (a failure other than a buffer size).
+HRESULT receive_one(QUEUEHANDLE q, DWORD timeout, Received& m) {
+  size_t body_cap = 64 * 1024, sid_cap = 128, cert_cap = 8 * 1024, sig_cap = 1024;
+  size_t label_cap = MQ_MAX_MSG_LABEL_LEN + 1, resp_cap = 512, admin_cap = 512, dest_cap = 512;
+  for (int attempt = 0;; ++attempt) {
+    std::vector<WCHAR> label(label_cap), resp(resp_cap), admin(admin_cap), dest(dest_cap);
+    m.body.assign(body_cap, 0);
+    m.sender_id.assign(sid_cap, 0);
+    m.cert.assign(cert_cap, 0);
+    m.signature.assign(sig_cap, 0);
+
+    Props p;
+    auto bytes = [&](PROPID id, uint8_t* data, size_t n) {
+      DWORD i = p.add(id, kBytes);
+      p[i].caub = CAUB{static_cast<ULONG>(n), data};
+      return i;
+    };
+    auto text = [&](PROPID id, PROPID len_id, std::vector<WCHAR>& buf) {
+      DWORD i = p.add(id, VT_LPWSTR);
+      p[i].pwszVal = buf.data();
+      DWORD l = p.add(len_id, VT_UI4);
+      p[l].ulVal = static_cast<ULONG>(buf.size());
+      return std::pair{i, l};
+    };
+    DWORD i_class = p.add(PROPID_M_CLASS, VT_UI2);
+    bytes(PROPID_M_MSGID, m.msg_id.data(), 20);
+    bytes(PROPID_M_CORRELATIONID, m.correlation_id.data(), 20);
+    DWORD i_prio = p.add(PROPID_M_PRIORITY, VT_UI1);
+    DWORD i_deliv = p.add(PROPID_M_DELIVERY, VT_UI1);
+    DWORD i_ack = p.add(PROPID_M_ACKNOWLEDGE, VT_UI1);
+    DWORD i_journal = p.add(PROPID_M_JOURNAL, VT_UI1);
+    DWORD i_app = p.add(PROPID_M_APPSPECIFIC, VT_UI4);
+    DWORD i_body = bytes(PROPID_M_BODY, m.body.data(), m.body.size());
+    DWORD i_body_size = p.add(PROPID_M_BODY_SIZE, VT_UI4);
+    DWORD i_body_type = p.add(PROPID_M_BODY_TYPE, VT_UI4);
+    auto [i_label, i_label_len] = text(PROPID_M_LABEL, PROPID_M_LABEL_LEN, label);
+    auto [i_resp, i_resp_len] = text(PROPID_M_RESP_QUEUE, PROPID_M_RESP_QUEUE_LEN, resp);
+    auto [i_admin, i_admin_len] = text(PROPID_M_ADMIN_QUEUE, PROPID_M_ADMIN_QUEUE_LEN, admin);
+    auto [i_dest, i_dest_len] = text(PROPID_M_DEST_QUEUE, PROPID_M_DEST_QUEUE_LEN, dest);
+    DWORD i_sent = p.add(PROPID_M_SENTTIME, VT_UI4);
+    DWORD i_arrived = p.add(PROPID_M_ARRIVEDTIME, VT_UI4);
+    DWORD i_auth_level = p.add(PROPID_M_AUTH_LEVEL, VT_UI4);
+    DWORD i_auth = p.add(PROPID_M_AUTHENTICATED_EX, VT_UI1);
+    DWORD i_hash = p.add(PROPID_M_HASH_ALG, VT_UI4);
+    DWORD i_sid_type = p.add(PROPID_M_SENDERID_TYPE, VT_UI4);
+    DWORD i_sid = bytes(PROPID_M_SENDERID, m.sender_id.data(), m.sender_id.size());
+    DWORD i_sid_len = p.add(PROPID_M_SENDERID_LEN, VT_UI4);
+    DWORD i_cert = bytes(PROPID_M_SENDER_CERT, m.cert.data(), m.cert.size());
+    DWORD i_cert_len = p.add(PROPID_M_SENDER_CERT_LEN, VT_UI4);
+    DWORD i_sig = bytes(PROPID_M_SIGNATURE, m.signature.data(), m.signature.size());
+    DWORD i_sig_len = p.add(PROPID_M_SIGNATURE_LEN, VT_UI4);
+    DWORD i_confirmed = p.add(PROPID_M_MQSEC_SENDER_CONFIRMED, VT_UI1);
+
+    HRESULT hr = MQReceiveMessage(q, timeout, MQ_ACTION_RECEIVE, p.get(), nullptr, nullptr, nullptr,
+                                  MQ_NO_TRANSACTION);
+    if (is_buffer_error(hr) && attempt < 4) {
+      body_cap = std::max<size_t>(body_cap, p[i_body_size].ulVal);
+      sid_cap = std::max<size_t>(sid_cap, p[i_sid_len].ulVal);
+      cert_cap = std::max<size_t>(cert_cap, p[i_cert_len].ulVal);
+      sig_cap = std::max<size_t>(sig_cap, p[i_sig_len].ulVal);
+      label_cap = std::max<size_t>(label_cap, p[i_label_len].ulVal);
+      resp_cap = std::max<size_t>(resp_cap, p[i_resp_len].ulVal);
+      admin_cap = std::max<size_t>(admin_cap, p[i_admin_len].ulVal);
+      dest_cap = std::max<size_t>(dest_cap, p[i_dest_len].ulVal);
+      continue;
+    }
+    if (FAILED(hr)) return hr;
+
+    auto u16 = [](const std::vector<WCHAR>& w) {
+      return abi::to_utf16(w.data(), std::wcslen(w.data()), MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
+    };
+    m.msg_class = p[i_class].uiVal;
+    m.priority = p[i_prio].bVal;
+    m.delivery = p[i_deliv].bVal;
+    m.acknowledge = p[i_ack].bVal;
+    m.journal = p[i_journal].bVal;
+    m.app_specific = p[i_app].ulVal;
+    m.body.resize(p[i_body].caub.cElems);
+    m.body_type = p[i_body_type].ulVal;
+    m.label = u16(label);
+    m.resp_queue = u16(resp);
+    m.admin_queue = u16(admin);
+    m.dest_queue = u16(dest);
+    m.sent = p[i_sent].ulVal;
+    m.arrived = p[i_arrived].ulVal;
+    m.auth_level = p[i_auth_level].ulVal;
+    m.authenticated = p[i_auth].bVal;
+    m.hash_alg = p[i_hash].ulVal;
+    m.sender_id_type = p[i_sid_type].ulVal;
+    m.sender_id.resize(p[i_sid].caub.cElems);
+    m.cert.resize(p[i_cert].caub.cElems);
+    m.signature.resize(p[i_sig].caub.cElems);
+    m.confirmed = p[i_confirmed].bVal;
+    return hr;
+  }
+}
+
+// The envelope the sender signed, rebuilt from the received properties. The signature scheme
+// is not a message property: it follows from the certificate's key (for RSA, PKCS#1 v1.5 or
+// PSS, whichever verifies). Throws Failure when no rebuild reproduces the signature.
+security::Envelope rebuild_envelope(const Received& m, security::Verifier& verifier, unsigned n) {
+  security::Envelope e;
+  e.msg_class = m.msg_class;
+  e.msg_id = m.msg_id;
+  e.correlation_id = m.correlation_id;
+  e.priority = m.priority;
+  e.delivery = m.delivery;
+  e.acknowledge = m.acknowledge;
+  e.journal = m.journal;
+  e.app_specific = m.app_specific;
+  e.body_type = m.body_type;
+  e.body = m.body;
+  e.label = m.label;
+  e.response_queue = m.resp_queue;
+  e.admin_queue = m.admin_queue;
+  e.dest_queue = m.dest_queue;
+  e.source_machine = abi::utf8_to_utf16(queue::local_host());
+  e.sent_time = m.sent;
+  e.auth_level = m.auth_level;
+  e.hash_alg = m.hash_alg;
+  e.sender_id_type = m.sender_id_type;
+  e.sender_id = m.sender_id;
+  e.sender_cert = m.cert;
+  e.signature = m.signature;
+
+  std::vector<security::SigScheme> candidates;
+  security::X509Ptr cert = security::parse_der_strict(m.cert);
+  EVP_PKEY* pub = cert ? X509_get0_pubkey(cert.get()) : nullptr;
+  if (pub != nullptr && EVP_PKEY_is_a(pub, "EC") == 1) {
+    candidates = {security::SigScheme::Ecdsa};
+  } else if (pub != nullptr && EVP_PKEY_is_a(pub, "RSA") == 1) {
+    candidates = {security::SigScheme::RsaPkcs1, security::SigScheme::RsaPss};
+  }
+  std::string last_reason = "the sender certificate's key is neither RSA nor EC";
+  for (security::SigScheme s : candidates) {
+    e.sig_scheme = s;
+    // allow_weak: the receive already accepted the message; here we only reproduce it.
+    security::Verdict v = verifier.verify(e, std::nullopt, std::time(nullptr), true);
+    if (v.ok) return e;
+    last_reason = v.reason;
+  }
+  throw Failure("export message " + std::to_string(n),
+                "the envelope rebuilt from the received properties does not reproduce the "
+                "signature: " +
+                    last_reason,
+                MQ_ERROR_FAIL_VERIFY_SIGNATURE_EX,
+                "the message was received (it is no longer in the queue); please report this "
+                "as a bug in mqsec");
+}
+
+void export_message(const Received& m, const std::filesystem::path& dir, unsigned n,
+                    security::Verifier& verifier) {
+  if (m.signature.empty()) {
+    std::cerr << "mqsec: message " << n << " is not signed: nothing to export\n";
+    return;
+  }
+  security::Envelope e = rebuild_envelope(m, verifier, n);
+  security::Bytes tbs = security::to_be_signed(e);
+  std::filesystem::path out = dir / std::to_string(n);
+  std::error_code ec;
+  std::filesystem::create_directories(out, ec);
+  if (ec) {
+    throw Failure("export message " + std::to_string(n),
+                  "cannot create " + out.string() + ": " + ec.message(),
+                  MQ_ERROR_INVALID_PARAMETER);
+  }
+  write_file(out / "tbs.bin", tbs);
+  write_file(out / "signature.bin", m.signature);
+  write_file(out / "sender.der", m.cert);
+  std::string h = hash_name(m.hash_alg) + "\n";
+  write_file(out / "hash", std::span(reinterpret_cast<const uint8_t*>(h.data()), h.size()));
+}
+
+void print_message(const Received& m, unsigned n, bool json, const std::string& exported) {
+  std::string label = abi::utf16_to_utf8(m.label);
+  bool text = printable_utf8(m.body);
+  std::string body(m.body.begin(), m.body.end());
+  std::string sid = m.sender_id_type == MQMSG_SENDERID_TYPE_SID && !m.sender_id.empty()
+                        ? sid_string(m.sender_id)
+                        : std::string();
+  std::string subject = m.cert.empty() ? std::string() : subject_of(m.cert);
+  char cls[8];
+  std::snprintf(cls, sizeof cls, "0x%04X", m.msg_class);
+
+  if (json) {
+    std::ostringstream o;
+    o << "{\"n\":" << n << ",\"label\":" << json_string(label) << ",\"class\":\"" << cls
+      << "\",\"class_name\":" << json_string(class_name(m.msg_class))
+      << ",\"body_size\":" << m.body.size();
+    if (text) o << ",\"body\":" << json_string(body);
+    o << ",\"priority\":" << static_cast<int>(m.priority)
+      << ",\"msg_id\":" << json_string(hex(m.msg_id))
+      << ",\"correlation_id\":" << json_string(hex(m.correlation_id))
+      << ",\"sent\":" << json_string(iso_time(m.sent))
+      << ",\"arrived\":" << json_string(iso_time(m.arrived))
+      << ",\"authenticated\":" << static_cast<int>(m.authenticated)
+      << ",\"authenticated_name\":" << json_string(authenticated_name(m.authenticated))
+      << ",\"hash\":" << json_string(hash_name(m.hash_alg))
+      << ",\"sender_sid\":" << (sid.empty() ? "null" : json_string(sid))
+      << ",\"certificate_subject\":" << (subject.empty() ? "null" : json_string(subject))
+      << ",\"sender_confirmed\":" << (m.confirmed ? "true" : "false");
+    if (!exported.empty()) o << ",\"export\":" << json_string(exported);
+    o << "}";
+    std::cout << o.str() << '\n';
+    return;
+  }
+  std::cout << "message " << n << '\n'
+            << "  label:         " << one_line(label) << '\n'
+            << "  body:          "
+            << (text ? one_line(body) : "(" + std::to_string(m.body.size()) + " bytes, binary)")
+            << '\n'
+            << "  class:         " << cls << " (" << class_name(m.msg_class) << ")\n"
+            << "  authenticated: " << static_cast<int>(m.authenticated) << " ("
+            << authenticated_name(m.authenticated) << ")";
+  if (m.authenticated != 0 && !hash_name(m.hash_alg).empty())
+    std::cout << ", " << hash_name(m.hash_alg);
+  std::cout << '\n'
+            << "  sender SID:    " << (sid.empty() ? "(none)" : sid) << '\n'
+            << "  certificate:   " << (subject.empty() ? "(none)" : subject) << '\n'
+            << "  confirmed:     "
+            << (m.confirmed      ? "yes (the certificate is registered to this SID)"
+                : m.cert.empty() ? "no (no certificate)"
+                                 : "no (the certificate is not registered to this SID)")
+            << '\n'
+            << "  sent:          " << iso_time(m.sent) << '\n';
+  if (!exported.empty()) std::cout << "  exported to:   " << exported << '\n';
+}
+
+DWORD parse_timeout(const std::string& s) {
+  if (s == "infinite") return INFINITE;
+  return static_cast<DWORD>(std::stoul(s));  // validated by CLI11
+}
+
+int run_receive(const ReceiveArgs& a) {
+  load_config_or_fail();
+  store_queue_name(a.queue);
+  const std::string what = "receive from queue '" + a.queue + "'";
+  const DWORD timeout = parse_timeout(a.timeout);
+  QueueHandle q;
+  open_queue(a.queue, MQ_RECEIVE_ACCESS, q, what);
+  security::Verifier verifier;
+  for (unsigned n = 1; n <= a.count; ++n) {
+    Received m;
+    ReasonProbe probe;
+    HRESULT hr = receive_one(q.get(), timeout, m);
+    if (hr == MQ_ERROR_IO_TIMEOUT) {
+      std::string reason = "no message arrived within " +
+                           (timeout == INFINITE ? std::string("ever") : a.timeout + " ms");
+      if (a.count > 1) {
+        reason += " (received " + std::to_string(n - 1) + " of " + std::to_string(a.count) + ")";
+      }
+      // Messages that fail verification are taken out of the queue and logged; say so.
+      std::string logged = probe.reason(hr);
+      std::string hint = logged != hresult_text(hr)
+                             ? "the runtime reported: " + logged + "; `mqsec rejected " + a.queue +
+                                   "` lists rejected messages"
+                             : default_hint(hr);
+      throw Failure(what, reason, hr, hint);
+    }
+    check_hr(hr, what, probe);
+    std::string exported;
+    if (!a.export_dir.empty() && !m.signature.empty()) {
+      exported = (std::filesystem::path(a.export_dir) / std::to_string(n)).string();
+    }
+    print_message(m, n, a.json, exported);
+    if (!a.export_dir.empty()) export_message(m, a.export_dir, n, verifier);
+  }
+  return kExitOk;
+}
+
+// ---- rejected --------------------------------------------------------------------------------
+
+int run_rejected(const std::string& name) {
+  security::SystemConfig cfg = load_config_or_fail();
+  std::string queue = store_queue_name(name);
+  std::error_code ec;
+  if (!std::filesystem::exists(cfg.store_path / "mqsec.db", ec)) {
+    std::cout << "no rejected messages (no store at " << cfg.store_path.string() << " yet)\n";
+    return kExitOk;
+  }
+  std::vector<queue::Rejection> records;
+  try {
+    records = abi::store_at(cfg.store_path).rejections(queue);
+  } catch (const Error& e) {
+    throw Failure("read the rejected-messages record", e.what(), e.code(), default_hint(e.code()));
+  }
+  if (records.empty()) {
+    std::cout << "no rejected messages for queue '" << queue << "'\n";
+    return kExitOk;
+  }
+  std::cout << records.size() << " rejected message" << (records.size() == 1 ? "" : "s")
+            << " for queue '" << queue << "':\n";
+  for (const queue::Rejection& r : records) {
+    std::string label;
+    try {
+      security::Envelope e = security::decode(r.envelope);
+      label = "label '" + one_line(abi::utf16_to_utf8(e.label)) + "'";
+      if (!e.sender_cert.empty()) label += ", from " + subject_of(e.sender_cert);
+    } catch (const security::EnvelopeError&) {
+      label = "(envelope does not decode)";
+    }
+    std::cout << "  " << iso_time(r.time) << "  " << r.reason << "\n      " << label << '\n';
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_queue_commands(CLI::App& app, Action& action) {
+  CLI::App* queue = app.add_subcommand("queue", "Create, delete and list private queues");
+  queue->require_subcommand(1);
+  {
+    auto a = std::make_shared<QueueCreateArgs>();
+    CLI::App* sub = queue->add_subcommand("create", "Create the private queue .\\private$\\NAME");
+    sub->add_option("NAME", a->name, "Queue name (without .\\private$\\)")->required();
+    sub->add_flag("--authenticate", a->authenticate,
+                  "Accept only signed messages (PROPID_Q_AUTHENTICATE)");
+    sub->add_option("--label", a->label, "Queue label (up to 124 characters)");
+    sub->callback([a, &action] { action = [a] { return run_queue_create(*a); }; });
+  }
+  {
+    auto name = std::make_shared<std::string>();
+    CLI::App* sub = queue->add_subcommand("delete", "Delete a queue and its messages");
+    sub->add_option("NAME", *name, "Queue name")->required();
+    sub->callback([name, &action] { action = [name] { return run_queue_delete(*name); }; });
+  }
+  {
+    CLI::App* sub = queue->add_subcommand(
+        "list", "List the queues: name, authenticate flag, message count, label");
+    sub->callback([&action] { action = [] { return run_queue_list(); }; });
+  }
+  {
+    auto a = std::make_shared<SendArgs>();
+    CLI::App* sub = app.add_subcommand(
+        "send", "Send messages with MQSendMessage; --auth signs them on the token");
+    sub->add_option("QUEUE", a->queue, "Destination queue name")->required();
+    CLI::Option_group* body = sub->add_option_group("body", "The message body (one of)");
+    body->add_option("--body", a->body, "Body text (sent as UTF-8 bytes)");
+    body->add_option("--file", a->file, "Body from a file (any bytes)")->type_name("FILE");
+    body->require_option(1);
+    sub->add_option("--label", a->label, "Message label (up to 250 characters)");
+    CLI::Option* auth =
+        sub->add_flag("--auth", a->auth,
+                      "Sign: one security context (MQGetSecurityContextEx) for all messages, "
+                      "PROPID_M_AUTH_LEVEL = MQMSG_AUTH_LEVEL_ALWAYS");
+    sub->add_option("--cert", a->cert,
+                    "With --auth: sign with this certificate (DER or PEM) instead of your "
+                    "internal certificate; its key must be on your token")
+        ->type_name("FILE")
+        ->needs(auth);
+    sub->add_option("--count", a->count, "How many copies to send")
+        ->type_name("N")
+        ->check(CLI::Range(1u, 1000000u))
+        ->capture_default_str();
+    sub->add_flag("--recoverable", a->recoverable,
+                  "MQMSG_DELIVERY_RECOVERABLE: durable when the send returns");
+    sub->add_option("--hash", a->hash, "Hash algorithm of the signature (PROPID_M_HASH_ALG)")
+        ->check(CLI::IsMember({"sha256", "sha384", "sha512"}))
+        ->capture_default_str();
+    CLI::Option* admin =
+        sub->add_option("--admin-queue", a->admin_queue, "Admin queue for acknowledgments");
+    sub->add_flag("--nack", a->nack,
+                  "Ask for a NACK on the admin queue when the message is rejected "
+                  "(MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL)")
+        ->needs(admin);
+    sub->callback([a, &action] { action = [a] { return run_send(*a); }; });
+  }
+  {
+    auto a = std::make_shared<ReceiveArgs>();
+    CLI::App* sub = app.add_subcommand(
+        "receive",
+        "Receive messages (MQReceiveMessage): body, label, class, authentication level, "
+        "sender SID and certificate, registry confirmation");
+    sub->add_option("QUEUE", a->queue, "Queue name")->required();
+    sub->add_option("--timeout", a->timeout,
+                    "Milliseconds to wait for each message, or \"infinite\"")
+        ->type_name("MS")
+        ->check([](const std::string& s) -> std::string {
+          if (s == "infinite") return {};
+          if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != s.npos ||
+              std::stoull(s) >= INFINITE) {
+            return "a number of milliseconds below 4294967295, or \"infinite\"";
+          }
+          return {};
+        })
+        ->capture_default_str();
+    sub->add_option("--count", a->count, "How many messages to receive")
+        ->type_name("N")
+        ->check(CLI::Range(1u, 1000000u))
+        ->capture_default_str();
+    sub->add_flag("--json", a->json, "One JSON object per message, one per line");
+    sub->add_option("--export", a->export_dir,
+                    "Write DIR/<n>/tbs.bin (the signed bytes), signature.bin, sender.der and "
+                    "hash for each signed message")
+        ->type_name("DIR");
+    sub->callback([a, &action] { action = [a] { return run_receive(*a); }; });
+  }
+  {
+    auto name = std::make_shared<std::string>();
+    CLI::App* sub = app.add_subcommand(
+        "rejected", "List the messages a queue rejected (bad or missing signatures)");
+    sub->add_option("QUEUE", *name, "Queue name")->required();
+    sub->callback([name, &action] { action = [name] { return run_rejected(*name); }; });
+  }
+}
+
+}  // namespace mqsec::cli
