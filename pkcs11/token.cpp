@@ -236,7 +236,27 @@ void Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::stri
 }
 
 void Token::login(const std::string& pin_source) {
+  after_fork_if_needed();
   std::lock_guard login_lock(login_mu_);
+  CK_SESSION_HANDLE anchor;
+  bool was_logged_in;
+  {
+    std::lock_guard lock(mu_);
+    anchor = anchor_;
+    was_logged_in = logged_in_;
+  }
+  if (was_logged_in) {
+    // A cached token may have been pulled and re-inserted since: check that our anchor session
+    // still exists and still carries the login, else start afresh.
+    CK_SESSION_INFO si{};
+    bool healthy = anchor != CK_INVALID_HANDLE && fn()->C_GetSessionInfo(anchor, &si) == CKR_OK &&
+                   (!(flags_ & CKF_LOGIN_REQUIRED) || si.state == CKS_RO_USER_FUNCTIONS ||
+                    si.state == CKS_RW_USER_FUNCTIONS);
+    if (!healthy) {
+      recover_locked(pin_source);
+      return;
+    }
+  }
   login_impl(pin_source);
 }
 
@@ -301,10 +321,17 @@ bool Token::needs_recovery(CK_RV rv) noexcept {
 
 void Token::recover(uint64_t seen, const std::string& pin_source) {
   std::lock_guard login_lock(login_mu_);
-  std::vector<CK_SESSION_HANDLE> stale;
   {
     std::lock_guard lock(mu_);
     if (generation_ > seen) return;  // another thread recovered already
+  }
+  recover_locked(pin_source);
+}
+
+void Token::recover_locked(const std::string& pin_source) {
+  std::vector<CK_SESSION_HANDLE> stale;
+  {
+    std::lock_guard lock(mu_);
     stale.swap(idle_);
     if (anchor_ != CK_INVALID_HANDLE) stale.push_back(anchor_);
     anchor_ = CK_INVALID_HANDLE;

@@ -106,7 +106,8 @@ class Token : public std::enable_shared_from_this<Token> {
  private:
   Token(std::shared_ptr<Module> m, CK_SLOT_ID slot, const CK_TOKEN_INFO& info);
   void give_back(CK_SESSION_HANDLE h, bool broken, uint64_t generation) noexcept;
-  void login_impl(const std::string& pin_source);  // login_mu_ held
+  void login_impl(const std::string& pin_source);      // login_mu_ held
+  void recover_locked(const std::string& pin_source);  // login_mu_ held
   void after_fork_if_needed();
   void login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::string& pin_source);
 

@@ -20,6 +20,7 @@ HRESULT guard(const char* function, F&& body) noexcept {
   try {
     return body();
   } catch (const Error& e) {
+    set_last_error(e.what());
     log(LogLevel::Debug, std::string(function) + ": " + e.what());
     return e.code();
   } catch (const std::bad_alloc&) {

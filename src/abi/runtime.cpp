@@ -38,15 +38,17 @@ Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
     }
     if (if_not_exist && !setup.profile.internal_certificate.empty()) {
       if (auto existing = personal.find_certificate(setup.profile.internal_certificate)) {
+        // It exists: registered again below (idempotent), so a recreated store still knows it.
         out.code = MQ_INFORMATION_INTERNAL_USER_CERT_EXIST;
         out.der = std::move(*existing);
         out.object_uri = setup.profile.internal_certificate;
-        return out;
       }
     }
-    security::Enrolled e = security::enroll_internal(setup, personal, opts);
-    out.der = std::move(e.der);
-    out.object_uri = std::move(e.object_uri);
+    if (out.der.empty()) {
+      security::Enrolled e = security::enroll_internal(setup, personal, opts);
+      out.der = std::move(e.der);
+      out.object_uri = std::move(e.object_uri);
+    }
   } else {
     security::X509Ptr cert = security::parse_der_strict(der);
     if (!cert) {

@@ -47,8 +47,19 @@ std::u32string decode_utf8(const std::string& s) {
       continue;
     }
     char32_t c = n == 0 ? b : b & (0x3F >> n);
-    for (int k = 1; k <= n; ++k) c = (c << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-    out += valid(c) ? c : U'\uFFFD';
+    bool ok = true;
+    for (int k = 1; k <= n; ++k) {
+      unsigned char cb = static_cast<unsigned char>(s[i + k]);
+      ok = ok && (cb & 0xC0) == 0x80;
+      c = (c << 6) | (cb & 0x3F);
+    }
+    static constexpr char32_t kMin[] = {0, 0x80, 0x800, 0x10000};  // shortest form only
+    if (!ok || c < kMin[n] || !valid(c)) {
+      out += U'\uFFFD';
+      ++i;
+      continue;
+    }
+    out += c;
     i += static_cast<size_t>(n) + 1;
   }
   return out;

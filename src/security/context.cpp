@@ -110,12 +110,12 @@ std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der_in
       fail(no_key, "no single private key for certificate '" + subject_string(cert.get()) +
                        "' on token '" + store.token()->label() + "'");
     }
-    if ((!key->sensitive || key->extractable) && !setup.config.allow_extractable_keys) {
+    if (std::string why = key->exposure(); !why.empty() && !setup.config.allow_extractable_keys) {
       fail(MQ_ERROR_INVALID_CERTIFICATE,
-           "refusing the private key of '" + subject_string(cert.get()) + "': it is " +
-               (key->extractable ? "extractable" : "not sensitive") +
-               ", so it could leave the token; set [token] allow-extractable-keys = true in "
-               "the system config to allow it");
+           "refusing the private key of '" + subject_string(cert.get()) + "': it " +
+               (why.rfind("was", 0) == 0 ? why : "is " + why) +
+               ", so a copy may exist outside the token; set [token] allow-extractable-keys = "
+               "true in the system config to allow such keys");
     }
     return std::make_shared<SecurityContext>(std::move(der), std::move(cert), store.token(),
                                              store.pin_source(), key->key, key->id,

@@ -107,8 +107,10 @@ void set_subject(X509_NAME* name, const std::string& dn) {
       throw std::invalid_argument("subject '" + dn + "' is not of the form CN=name,O=org");
     }
     std::string field = part.substr(0, eq), value = part.substr(eq + 1);
+    // RFC 4514 strings name the most specific RDN first, the reverse of the DER order:
+    // insert each part in front of the previous ones.
     if (X509_NAME_add_entry_by_txt(name, field.c_str(), MBSTRING_UTF8,
-                                   reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1,
+                                   reinterpret_cast<const unsigned char*>(value.c_str()), -1, 0,
                                    0) != 1) {
       throw std::invalid_argument("subject field '" + field + "' is not a known attribute");
     }

@@ -49,6 +49,10 @@ void log(LogLevel level, const std::string& message) noexcept {
         ssize_t ignored = write(fd, line.data(), line.size());
         (void)ignored;
         close(fd);
+      } else {
+        // e.g. an impersonating thread that may not write the process owner's log file:
+        // syslog rather than lose the reason.
+        syslog(LOG_USER | LOG_WARNING, "%s", message.c_str());
       }
     } else {
       int prio = level == LogLevel::Error     ? LOG_ERR
@@ -63,5 +67,13 @@ void log(LogLevel level, const std::string& message) noexcept {
 }
 
 std::string last_error_message() { return t_last_error; }
+
+void set_last_error(const std::string& message) noexcept {
+  try {
+    t_last_error = message;
+  } catch (...) {
+    // out of memory: keep the previous message
+  }
+}
 
 }  // namespace mqsec

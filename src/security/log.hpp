@@ -16,5 +16,8 @@ void log(LogLevel level, const std::string& message) noexcept;
 // The last message logged at Error or Warning level by the calling thread (for the CLI,
 // which prints the reason next to the MQ_ERROR code).
 std::string last_error_message();
+// Records `message` as the calling thread's last error without logging it (the ABI guard uses
+// it for expected failures, which are logged at debug level only).
+void set_last_error(const std::string& message) noexcept;
 
 }  // namespace mqsec

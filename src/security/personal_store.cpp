@@ -38,6 +38,15 @@ Bytes octet_string(const Bytes& v) {
 
 }  // namespace
 
+std::string KeyRef::exposure() const {
+  if (extractable) return "extractable";
+  if (!sensitive) return "not sensitive";
+  if (!never_extractable) return "was extractable once (CKA_NEVER_EXTRACTABLE is false)";
+  if (!always_sensitive)
+    return "was imported or not always sensitive (CKA_ALWAYS_SENSITIVE is false)";
+  return {};
+}
+
 void throw_mapped(const pkcs11::Error& e, HRESULT otherwise, const std::string& what) {
   CK_RV rv = e.rv();
   HRESULT code = (rv == CKR_HOST_MEMORY || rv == CKR_DEVICE_MEMORY || rv == CKR_SESSION_COUNT)
@@ -212,6 +221,8 @@ std::optional<KeyRef> PersonalStore::find_key_for(X509* cert, std::span<const ui
       token_->bool_attribute(s, keys[0], CKA_ALWAYS_AUTHENTICATE).value_or(false);
   ref.sensitive = token_->bool_attribute(s, keys[0], CKA_SENSITIVE).value_or(false);
   ref.extractable = token_->bool_attribute(s, keys[0], CKA_EXTRACTABLE).value_or(true);
+  ref.always_sensitive = token_->bool_attribute(s, keys[0], CKA_ALWAYS_SENSITIVE).value_or(true);
+  ref.never_extractable = token_->bool_attribute(s, keys[0], CKA_NEVER_EXTRACTABLE).value_or(true);
   if (auto can_sign = token_->bool_attribute(s, keys[0], CKA_SIGN); can_sign && !*can_sign) {
     log(LogLevel::Error, "the private key on token '" + token_->label() +
                              "' has CKA_SIGN = false: it cannot sign messages");

@@ -41,6 +41,12 @@ struct KeyRef {
   Bytes id;  // CKA_ID
   bool sensitive = false;
   bool extractable = true;
+  // CKA_ALWAYS_SENSITIVE / CKA_NEVER_EXTRACTABLE: false for a key that once existed outside
+  // the token (imported) or was ever exportable. Tokens that do not report them count as true.
+  bool always_sensitive = true;
+  bool never_extractable = true;
+  // Why the key may have left, or may leave, the token; empty when it never could.
+  std::string exposure() const;
 };
 
 class PersonalStore {
