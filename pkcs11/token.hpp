@@ -131,6 +131,11 @@ class Token : public std::enable_shared_from_this<Token> {
   std::mutex login_mu_;
 };
 
+// A template entry pointing at `n` bytes at `p` (Cryptoki's templates take non-const pointers).
+inline CK_ATTRIBUTE attribute(CK_ATTRIBUTE_TYPE type, const void* p, size_t n) {
+  return CK_ATTRIBUTE{type, const_cast<void*>(p), static_cast<CK_ULONG>(n)};
+}
+
 // Trims the blank padding of a fixed-width CK_TOKEN_INFO string.
 std::string padded_string(const CK_UTF8CHAR* p, size_t n);
 

@@ -7,15 +7,6 @@
 #include "src/security/personal_store.hpp"
 
 namespace mqsec::security {
-namespace {
-
-[[noreturn]] void fail(HRESULT code, const std::string& reason) {
-  log(LogLevel::Error, reason);
-  throw Error(code, reason);
-}
-
-}  // namespace
-
 SecurityContext::SecurityContext(Bytes der, X509Ptr cert, std::shared_ptr<pkcs11::Token> token,
                                  std::string pin_source, pkcs11::SignKey key, Bytes key_id,
                                  UserIdentity user)

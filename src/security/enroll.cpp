@@ -19,15 +19,6 @@
 namespace mqsec::security {
 namespace {
 
-[[noreturn]] void fail(HRESULT code, const std::string& reason) {
-  log(LogLevel::Error, reason);
-  throw Error(code, reason);
-}
-
-CK_ATTRIBUTE attr(CK_ATTRIBUTE_TYPE t, const void* p, size_t n) {
-  return CK_ATTRIBUTE{t, const_cast<void*>(p), static_cast<CK_ULONG>(n)};
-}
-
 // DER OIDs of the named curves, as CKA_EC_PARAMS wants them.
 const uint8_t kP256Oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 const uint8_t kP384Oid[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
@@ -153,26 +144,27 @@ Enrolled enroll_internal(const UserSetup& setup, PersonalStore& store, const Enr
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
     CK_ULONG bits = opts.kind == KeyKind::Rsa3072 ? 3072 : 2048;
     const uint8_t e65537[] = {0x01, 0x00, 0x01};
-    std::vector<CK_ATTRIBUTE> pub_t{attr(CKA_TOKEN, &yes, 1), attr(CKA_VERIFY, &yes, 1),
-                                    attr(CKA_ID, id.data(), id.size()),
-                                    attr(CKA_LABEL, label.data(), label.size())};
-    std::vector<CK_ATTRIBUTE> priv_t{attr(CKA_TOKEN, &yes, 1),
-                                     attr(CKA_PRIVATE, &yes, 1),
-                                     attr(CKA_SENSITIVE, &yes, 1),
-                                     attr(CKA_EXTRACTABLE, &no, 1),
-                                     attr(CKA_SIGN, &yes, 1),
-                                     attr(CKA_ID, id.data(), id.size()),
-                                     attr(CKA_LABEL, label.data(), label.size())};
+    std::vector<CK_ATTRIBUTE> pub_t{pkcs11::attribute(CKA_TOKEN, &yes, 1),
+                                    pkcs11::attribute(CKA_VERIFY, &yes, 1),
+                                    pkcs11::attribute(CKA_ID, id.data(), id.size()),
+                                    pkcs11::attribute(CKA_LABEL, label.data(), label.size())};
+    std::vector<CK_ATTRIBUTE> priv_t{pkcs11::attribute(CKA_TOKEN, &yes, 1),
+                                     pkcs11::attribute(CKA_PRIVATE, &yes, 1),
+                                     pkcs11::attribute(CKA_SENSITIVE, &yes, 1),
+                                     pkcs11::attribute(CKA_EXTRACTABLE, &no, 1),
+                                     pkcs11::attribute(CKA_SIGN, &yes, 1),
+                                     pkcs11::attribute(CKA_ID, id.data(), id.size()),
+                                     pkcs11::attribute(CKA_LABEL, label.data(), label.size())};
     CK_MECHANISM mech{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
     if (rsa) {
-      pub_t.push_back(attr(CKA_MODULUS_BITS, &bits, sizeof bits));
-      pub_t.push_back(attr(CKA_PUBLIC_EXPONENT, e65537, sizeof e65537));
+      pub_t.push_back(pkcs11::attribute(CKA_MODULUS_BITS, &bits, sizeof bits));
+      pub_t.push_back(pkcs11::attribute(CKA_PUBLIC_EXPONENT, e65537, sizeof e65537));
     } else {
       mech = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
       if (opts.kind == KeyKind::P256) {
-        pub_t.push_back(attr(CKA_EC_PARAMS, kP256Oid, sizeof kP256Oid));
+        pub_t.push_back(pkcs11::attribute(CKA_EC_PARAMS, kP256Oid, sizeof kP256Oid));
       } else {
-        pub_t.push_back(attr(CKA_EC_PARAMS, kP384Oid, sizeof kP384Oid));
+        pub_t.push_back(pkcs11::attribute(CKA_EC_PARAMS, kP384Oid, sizeof kP384Oid));
       }
     }
     CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
@@ -256,15 +248,15 @@ Enrolled enroll_internal(const UserSetup& setup, PersonalStore& store, const Enr
     int subj_len = i2d_X509_NAME(name.get(), &subj_p);
     Bytes subj(subj_p, subj_p + subj_len);
     OPENSSL_free(subj_p);
-    std::vector<CK_ATTRIBUTE> cert_t{attr(CKA_CLASS, &cls, sizeof cls),
-                                     attr(CKA_CERTIFICATE_TYPE, &ctype, sizeof ctype),
-                                     attr(CKA_TOKEN, &yes, 1),
-                                     attr(CKA_PRIVATE, &no, 1),
-                                     attr(CKA_ID, id.data(), id.size()),
-                                     attr(CKA_LABEL, label.data(), label.size()),
-                                     attr(CKA_SUBJECT, subj.data(), subj.size()),
-                                     attr(CKA_ISSUER, subj.data(), subj.size()),
-                                     attr(CKA_VALUE, der.data(), der.size())};
+    std::vector<CK_ATTRIBUTE> cert_t{pkcs11::attribute(CKA_CLASS, &cls, sizeof cls),
+                                     pkcs11::attribute(CKA_CERTIFICATE_TYPE, &ctype, sizeof ctype),
+                                     pkcs11::attribute(CKA_TOKEN, &yes, 1),
+                                     pkcs11::attribute(CKA_PRIVATE, &no, 1),
+                                     pkcs11::attribute(CKA_ID, id.data(), id.size()),
+                                     pkcs11::attribute(CKA_LABEL, label.data(), label.size()),
+                                     pkcs11::attribute(CKA_SUBJECT, subj.data(), subj.size()),
+                                     pkcs11::attribute(CKA_ISSUER, subj.data(), subj.size()),
+                                     pkcs11::attribute(CKA_VALUE, der.data(), der.size())};
     CK_OBJECT_HANDLE cert_obj = CK_INVALID_HANDLE;
     pkcs11::check(token.fn()->C_CreateObject(s.handle(), cert_t.data(), cert_t.size(), &cert_obj),
                   "C_CreateObject");

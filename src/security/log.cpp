@@ -9,6 +9,8 @@
 #include <ctime>
 #include <mutex>
 
+#include "mqsec/error.hpp"
+
 namespace mqsec {
 namespace {
 
@@ -74,6 +76,15 @@ void set_last_error(const std::string& message) noexcept {
   } catch (...) {
     // out of memory: keep the previous message
   }
+}
+
+}  // namespace mqsec
+
+namespace mqsec {
+
+void fail(HRESULT code, const std::string& reason) {
+  log(LogLevel::Error, reason);
+  throw Error(code, reason);
 }
 
 }  // namespace mqsec

@@ -5,6 +5,8 @@
 // "file:<path>" (appended, created 0600), "off". Messages never contain PINs.
 #pragma once
 
+#include <mq.h>
+
 #include <string>
 
 namespace mqsec {
@@ -19,5 +21,9 @@ std::string last_error_message();
 // Records `message` as the calling thread's last error without logging it (the ABI guard uses
 // it for expected failures, which are logged at debug level only).
 void set_last_error(const std::string& message) noexcept;
+
+// Logs `reason` at Error level and throws mqsec::Error(code, reason): the one way the
+// security layer reports a failure that an MQ* call returns.
+[[noreturn]] void fail(HRESULT code, const std::string& reason);
 
 }  // namespace mqsec

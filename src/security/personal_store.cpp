@@ -14,15 +14,6 @@
 namespace mqsec::security {
 namespace {
 
-[[noreturn]] void fail(HRESULT code, const std::string& reason) {
-  log(LogLevel::Error, reason);
-  throw Error(code, reason);
-}
-
-CK_ATTRIBUTE attr(CK_ATTRIBUTE_TYPE t, const void* p, size_t n) {
-  return CK_ATTRIBUTE{t, const_cast<void*>(p), static_cast<CK_ULONG>(n)};
-}
-
 // DER OCTET STRING around `v` (CKA_EC_POINT's form in PKCS#11 v2.40).
 Bytes octet_string(const Bytes& v) {
   Bytes out{0x04};
@@ -121,11 +112,11 @@ std::optional<Bytes> PersonalStore::find_certificate(const std::string& object_u
     return std::nullopt;
   }
   CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
-  std::vector<CK_ATTRIBUTE> tmpl{attr(CKA_CLASS, &cls, sizeof cls)};
+  std::vector<CK_ATTRIBUTE> tmpl{pkcs11::attribute(CKA_CLASS, &cls, sizeof cls)};
   auto id = uri.object_id();
   std::string label = uri.object_label();
-  if (id) tmpl.push_back(attr(CKA_ID, id->data(), id->size()));
-  if (!label.empty()) tmpl.push_back(attr(CKA_LABEL, label.data(), label.size()));
+  if (id) tmpl.push_back(pkcs11::attribute(CKA_ID, id->data(), id->size()));
+  if (!label.empty()) tmpl.push_back(pkcs11::attribute(CKA_LABEL, label.data(), label.size()));
   if (!id && label.empty()) return std::nullopt;  // would match any certificate
   auto s = token_->session();
   auto found = token_->find(s, tmpl, 2);
@@ -140,14 +131,16 @@ std::optional<KeyRef> PersonalStore::find_key_for(X509* cert, std::span<const ui
   std::vector<CK_OBJECT_HANDLE> keys;
   Bytes key_id;
   auto keys_with_id = [&](const Bytes& id) {
-    return token_->find(
-        s, {attr(CKA_CLASS, &priv_class, sizeof priv_class), attr(CKA_ID, id.data(), id.size())},
-        2);
+    return token_->find(s,
+                        {pkcs11::attribute(CKA_CLASS, &priv_class, sizeof priv_class),
+                         pkcs11::attribute(CKA_ID, id.data(), id.size())},
+                        2);
   };
 
   // 1. The token's certificate object with this DER, then the private key with its CKA_ID.
-  for (CK_OBJECT_HANDLE c : token_->find(s, {attr(CKA_CLASS, &cert_class, sizeof cert_class),
-                                             attr(CKA_VALUE, der.data(), der.size())})) {
+  for (CK_OBJECT_HANDLE c :
+       token_->find(s, {pkcs11::attribute(CKA_CLASS, &cert_class, sizeof cert_class),
+                        pkcs11::attribute(CKA_VALUE, der.data(), der.size())})) {
     auto id = token_->attribute(s, c, CKA_ID);
     if (!id || id->empty()) continue;
     for (CK_OBJECT_HANDLE k : keys_with_id(*id)) {
@@ -175,8 +168,8 @@ std::optional<KeyRef> PersonalStore::find_key_for(X509* cert, std::span<const ui
       BN_bn2bin(n, mod.data());
       BN_free(n);
       keys = token_->find(s,
-                          {attr(CKA_CLASS, &priv_class, sizeof priv_class),
-                           attr(CKA_MODULUS, mod.data(), mod.size())},
+                          {pkcs11::attribute(CKA_CLASS, &priv_class, sizeof priv_class),
+                           pkcs11::attribute(CKA_MODULUS, mod.data(), mod.size())},
                           2);
       if (keys.size() == 1) key_id = token_->attribute(s, keys[0], CKA_ID).value_or(Bytes{});
     }
@@ -188,8 +181,9 @@ std::optional<KeyRef> PersonalStore::find_key_for(X509* cert, std::span<const ui
     if (len > 0 && EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
                                                    point.data(), point.size(), &len) == 1) {
       for (const Bytes& form : {octet_string(point), point}) {
-        for (CK_OBJECT_HANDLE p : token_->find(s, {attr(CKA_CLASS, &pub_class, sizeof pub_class),
-                                                   attr(CKA_EC_POINT, form.data(), form.size())})) {
+        for (CK_OBJECT_HANDLE p :
+             token_->find(s, {pkcs11::attribute(CKA_CLASS, &pub_class, sizeof pub_class),
+                              pkcs11::attribute(CKA_EC_POINT, form.data(), form.size())})) {
           auto id = token_->attribute(s, p, CKA_ID);
           if (!id || id->empty()) continue;
           for (CK_OBJECT_HANDLE k : keys_with_id(*id)) {
