@@ -34,6 +34,7 @@ struct OpenQueue {
   int64_t id = 0;
   DWORD access = 0;
   queue::Store* store = nullptr;
+  queue::BatchWriter* writer = nullptr;  // express messages of this store
   bool authenticate = false;
   bool allow_weak_hash = false;
   int lock_fd = -1;  // flock()ed for share modes
@@ -196,6 +197,7 @@ HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) 
   auto cfg = config();
   auto q = std::make_shared<OpenQueue>();
   q->store = &abi::store_at(cfg.store_path);
+  q->writer = &abi::express_writer_at(cfg.store_path);
   auto info = q->store->find_queue(name);
   if (!info) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + name + "' does not exist");
   q->name = name;
@@ -260,8 +262,12 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
                 "PROPID_M_SECURITY_CONTEXT is not a live security context");
   }
   security::Bytes bytes = security::encode(e);
-  q->store->append(q->id, e.priority, bytes,
-                   e.delivery == MQMSG_DELIVERY_RECOVERABLE || tx == MQ_SINGLE_MESSAGE);
+  if (e.delivery == MQMSG_DELIVERY_EXPRESS && tx == nullptr) {
+    q->writer->push(q->id, e.priority, std::move(bytes));  // group-committed in the background
+  } else {
+    q->writer->flush();  // keep this sender's arrival order
+    q->store->append(q->id, e.priority, bytes, true);
+  }
   if (r.msgid_out) std::memcpy(r.msgid_out->caub.pElems, e.msg_id.data(), 20);
   return r.overall;
 }
@@ -328,6 +334,7 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
     throw Error(MQ_ERROR_ACCESS_DENIED, "queue not opened for this kind of receive");
   }
   if (props != nullptr) abi::check_receive(props);
+  q->writer->flush();  // this process's express messages are visible to its own receivers
   // fill_receive writes sizes and types into the caller's array; when another receiver wins
   // the message we try the next one with the caller's original capacities.
   std::vector<MQPROPVARIANT> original;
@@ -407,6 +414,7 @@ MQSEC_EXPORT HRESULT APIENTRY MQCreateQueue(PSECURITY_DESCRIPTOR, MQQUEUEPROPS* 
 MQSEC_EXPORT HRESULT APIENTRY MQDeleteQueue(LPCWSTR lpwcsFormatName) {
   return abi::guard("MQDeleteQueue", [&] {
     std::string name = queue_of_format(lpwcsFormatName);
+    abi::flush_express_writers();
     abi::store_at(config().store_path).delete_queue(name);
     return MQ_OK;
   });
@@ -420,6 +428,7 @@ MQSEC_EXPORT HRESULT APIENTRY MQOpenQueue(LPCWSTR lpwcsFormatName, DWORD dwAcces
 
 MQSEC_EXPORT HRESULT APIENTRY MQCloseQueue(QUEUEHANDLE hQueue) {
   return abi::guard("MQCloseQueue", [&] {
+    if (auto q = lookup(queues(), hQueue, kQueueTag)) q->writer->flush();
     uintptr_t v = reinterpret_cast<uintptr_t>(hQueue);
     if ((v & ~uintptr_t{0xFFFFFFFF}) != kQueueTag || !queues().erase(static_cast<uint32_t>(v))) {
       return MQ_ERROR_INVALID_HANDLE;

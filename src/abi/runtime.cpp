@@ -1,6 +1,9 @@
 // Runtime wiring: the store per directory and certificate registration.
 #include "src/abi/runtime.hpp"
 
+#include <pthread.h>
+
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,6 +23,59 @@ queue::Store& store_at(const std::filesystem::path& dir) {
   auto& slot = (*stores)[dir];
   if (!slot) slot = std::make_unique<queue::Store>(dir);
   return *slot;
+}
+
+namespace {
+
+std::mutex g_writers_mu;
+// Immortal, like the stores they write to.
+std::map<std::filesystem::path, std::unique_ptr<queue::BatchWriter>>* g_writers = nullptr;
+
+void writers_prepare_fork() {
+  g_writers_mu.lock();
+  if (g_writers) {
+    for (auto& [dir, w] : *g_writers) w->prepare_fork();
+  }
+}
+void writers_parent_after_fork() {
+  if (g_writers) {
+    for (auto& [dir, w] : *g_writers) w->parent_after_fork();
+  }
+  g_writers_mu.unlock();
+}
+void writers_child_after_fork() {
+  if (g_writers) {
+    for (auto& [dir, w] : *g_writers) w->child_after_fork();
+  }
+  g_writers_mu.unlock();
+}
+
+}  // namespace
+
+queue::BatchWriter& express_writer_at(const std::filesystem::path& dir) {
+  queue::Store& store = store_at(dir);
+  std::lock_guard lock(g_writers_mu);
+  if (g_writers == nullptr) {
+    g_writers = new std::map<std::filesystem::path, std::unique_ptr<queue::BatchWriter>>();
+    pthread_atfork(writers_prepare_fork, writers_parent_after_fork, writers_child_after_fork);
+    std::atexit([] { flush_express_writers(); });
+  }
+  auto& slot = (*g_writers)[dir];
+  if (!slot) {
+    slot = std::make_unique<queue::BatchWriter>(
+        store, [](const std::string& why) { log(LogLevel::Error, why); });
+  }
+  return *slot;
+}
+
+void flush_express_writers() noexcept {
+  std::vector<queue::BatchWriter*> writers;
+  {
+    std::lock_guard lock(g_writers_mu);
+    if (g_writers == nullptr) return;
+    for (auto& [dir, w] : *g_writers) writers.push_back(w.get());
+  }
+  for (auto* w : writers) w->flush();
 }
 
 Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 
+#include "src/queue/batch_writer.hpp"
 #include "src/queue/store.hpp"
 #include "src/security/enroll.hpp"
 
@@ -16,6 +17,11 @@ namespace mqsec::abi {
 // The store under `dir`, opened once per process and shared by all threads.
 // Throws mqsec::Error(MQ_ERROR_SERVICE_NOT_AVAILABLE) when it cannot be opened.
 queue::Store& store_at(const std::filesystem::path& dir);
+
+// The express writer of the store under `dir` (one per store, started on first use).
+queue::BatchWriter& express_writer_at(const std::filesystem::path& dir);
+// Flushes every express writer of this process (before exit, and for MQCloseQueue).
+void flush_express_writers() noexcept;
 
 struct Registered {
   HRESULT code = MQ_OK;    // MQ_OK or MQ_INFORMATION_INTERNAL_USER_CERT_EXIST

@@ -1,0 +1,88 @@
+// The express group-commit writer.
+#include "src/queue/batch_writer.hpp"
+
+#include <exception>
+
+namespace mqsec::queue {
+
+BatchWriter::~BatchWriter() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_ != nullptr && thread_->joinable()) thread_->join();
+  delete thread_;
+}
+
+void BatchWriter::start_locked() {
+  if (running_) return;
+  running_ = true;
+  stop_ = false;
+  thread_ = new std::thread([this] { run(); });
+}
+
+void BatchWriter::push(int64_t queue_id, int priority, Bytes envelope) {
+  std::unique_lock lock(mu_);
+  start_locked();
+  progress_.wait(lock, [&] { return pending_.size() < kMaxPending; });
+  pending_.push_back(Append{queue_id, priority, std::move(envelope)});
+  ++pushed_;
+  if (pending_.size() == 1) wake_.notify_one();
+}
+
+void BatchWriter::flush() {
+  std::unique_lock lock(mu_);
+  if (!running_) return;
+  uint64_t target = pushed_;
+  progress_.wait(lock, [&] { return done_ >= target; });
+}
+
+uint64_t BatchWriter::failed() const {
+  std::lock_guard lock(mu_);
+  return failed_;
+}
+
+void BatchWriter::child_after_fork() noexcept {
+  pending_.clear();
+  done_ = pushed_;
+  running_ = false;
+  thread_ = nullptr;  // the parent's thread; leaked on purpose, it does not exist here
+  mu_.unlock();
+}
+
+void BatchWriter::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stop_ || !pending_.empty(); });
+    if (pending_.empty()) return;  // stop_ and nothing left
+    std::vector<Append> batch;
+    batch.swap(pending_);
+    progress_.notify_all();  // room for blocked pushers
+    lock.unlock();
+    uint64_t lost = 0;
+    try {
+      store_.append_batch(batch, false);
+    } catch (const std::exception&) {
+      // One bad message (e.g. its queue was deleted) must not take the others down: retry
+      // them one by one.
+      for (const Append& a : batch) {
+        try {
+          store_.append(a.queue_id, a.priority, a.envelope, false);
+        } catch (const std::exception& e) {
+          ++lost;
+          if (on_error_) {
+            on_error_("express message for queue id " + std::to_string(a.queue_id) +
+                      " not stored: " + e.what());
+          }
+        }
+      }
+    }
+    lock.lock();
+    done_ += batch.size();
+    failed_ += lost;
+    progress_.notify_all();
+  }
+}
+
+}  // namespace mqsec::queue

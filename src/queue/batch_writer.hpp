@@ -1,0 +1,66 @@
+// Express delivery off the sender's critical path.
+//
+// MQMSG_DELIVERY_EXPRESS lets MSMQ keep messages in memory; we use that to take the store's
+// commit off the thread that signs: senders hand encoded messages to a BatchWriter and return,
+// and one background thread commits whatever has accumulated in a single transaction (group
+// commit, no fsync). Messages are committed in the order they were pushed. Memory is bounded:
+// push() waits when kMaxPending messages are queued.
+//
+// flush() returns once everything pushed before it is committed; it is called before a
+// receive in the same process, before a recoverable send (to keep arrival order), by
+// MQCloseQueue and at exit. A process killed before its writer ran loses those express
+// messages, as MSMQ loses express messages when its service stops; recoverable messages are
+// never batched this way.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "src/queue/store.hpp"
+
+namespace mqsec::queue {
+
+class BatchWriter {
+ public:
+  static constexpr size_t kMaxPending = 4096;
+
+  // `on_error` reports messages that could not be committed (their senders have returned).
+  BatchWriter(Store& store, std::function<void(const std::string&)> on_error)
+      : store_(store), on_error_(std::move(on_error)) {}
+  ~BatchWriter();
+  BatchWriter(const BatchWriter&) = delete;
+  BatchWriter& operator=(const BatchWriter&) = delete;
+
+  void push(int64_t queue_id, int priority, Bytes envelope);
+  // Waits until every message pushed before this call is committed (or failed and logged).
+  void flush();
+  // fork() safety, from pthread_atfork handlers: prepare_fork() takes the lock so the child
+  // never inherits it held; parent_after_fork() releases it; child_after_fork() releases it
+  // and forgets the parent's pending messages and thread (the parent commits those).
+  void prepare_fork() noexcept { mu_.lock(); }
+  void parent_after_fork() noexcept { mu_.unlock(); }
+  void child_after_fork() noexcept;
+  // Messages the writer could not commit (queue deleted meanwhile, store error).
+  uint64_t failed() const;
+
+ private:
+  void run();
+  void start_locked();
+
+  Store& store_;
+  mutable std::mutex mu_;
+  std::condition_variable wake_, progress_;
+  std::vector<Append> pending_;
+  uint64_t pushed_ = 0, done_ = 0, failed_ = 0;
+  bool stop_ = false;
+  bool running_ = false;
+  std::thread* thread_ = nullptr;  // a pointer so a forked child can drop the parent's thread
+  std::function<void(const std::string&)> on_error_;
+};
+
+}  // namespace mqsec::queue
