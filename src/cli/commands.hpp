@@ -16,5 +16,7 @@ using Action = std::function<int()>;
 void add_security_commands(CLI::App& app, Action& action);
 // queue create|delete|list, send, receive, rejected.
 void add_queue_commands(CLI::App& app, Action& action);
+// bench (runs bench/'s mqsec-bench).
+void add_bench_command(CLI::App& app, Action& action);
 
 }  // namespace mqsec::cli

@@ -18,8 +18,11 @@ using namespace mqsec;
 void print_failure(const std::string& what, const std::string& reason, HRESULT code,
                    const std::string& hint) {
   std::fflush(stdout);  // keep what a verb printed before its failure in order
-  std::cerr << "mqsec: " << what << ": " << reason << " (" << cli::hresult_name(code) << ' '
-            << cli::hresult_hex(code) << ")\n";
+  std::cerr << "mqsec: " << what << ": " << reason;
+  if (code != MQ_OK) {  // failures that are not an MQ call's (e.g. a missing program) have none
+    std::cerr << " (" << cli::hresult_name(code) << ' ' << cli::hresult_hex(code) << ')';
+  }
+  std::cerr << '\n';
   if (!hint.empty()) std::cerr << "hint: " << hint << '\n';
 }
 
@@ -47,6 +50,7 @@ int main(int argc, char** argv) {
   cli::Action action;
   cli::add_security_commands(app, action);
   cli::add_queue_commands(app, action);
+  cli::add_bench_command(app, action);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,64 @@
+// `mqsec bench`: runs the benchmark program (bench/, built as mqsec-bench), which provisions
+// its own temporary SoftHSM token and measures signing and messaging against the raw token.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "src/cli/commands.hpp"
+#include "src/cli/output.hpp"
+
+namespace mqsec::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// $MQSEC_BENCH_PROGRAM, else next to this executable (installed: same bin dir) or in the
+// build tree (build/src/cli/mqsec -> build/bench/mqsec-bench).
+std::string find_bench() {
+  if (const char* p = std::getenv("MQSEC_BENCH_PROGRAM"); p && *p) return p;
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (fs::path candidate :
+         {self.parent_path() / "mqsec-bench",
+          self.parent_path().parent_path().parent_path() / "bench" / "mqsec-bench"}) {
+      if (fs::exists(candidate, ec)) return candidate.string();
+    }
+  }
+  return "mqsec-bench";  // from PATH
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand(
+      "bench", "Measure signing and messaging speed on a temporary SoftHSM token");
+  auto quick = std::make_shared<bool>(false);
+  auto json = std::make_shared<std::string>();
+  auto chart = std::make_shared<std::string>();
+  cmd->add_flag("--quick", *quick, "Short run (under a minute); numbers are rougher");
+  cmd->add_option("--json", *json, "Write one JSON record per (key, threads, case) to FILE");
+  cmd->add_option("--chart", *chart, "Write a PNG chart of the ratios to FILE (needs gnuplot)");
+  cmd->callback([&action, quick, json, chart] {
+    action = [quick, json, chart]() -> int {
+      std::string program = find_bench();
+      std::vector<std::string> args{program};
+      if (*quick) args.push_back("--quick");
+      if (!json->empty()) args.insert(args.end(), {"--json", *json});
+      if (!chart->empty()) args.insert(args.end(), {"--chart", *chart});
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execvp(program.c_str(), argv.data());
+      throw Failure("bench", "cannot run '" + program + "': " + std::strerror(errno), MQ_OK,
+                    "build the benchmark (cmake --build build --target mqsec-bench) or set "
+                    "MQSEC_BENCH_PROGRAM");
+    };
+  });
+}
+
+}  // namespace mqsec::cli
