@@ -1,0 +1,84 @@
+// The timing harness of mqsec-bench: runs one operation on N threads for a fixed time and
+// counts how many finished, plus the records and reports (table, JSON, gnuplot chart).
+//
+// Each case is time-boxed (not count-boxed) so that a slow case (RSA signing on a slow token)
+// and a fast one (an unsigned express send) take the same wall time and the whole run has a
+// known duration.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mqsec::bench {
+
+// One operation of one thread. Returns false when the thread has no more work (e.g. the
+// queue it receives from is empty); the thread then stops before the time is up.
+using Op = std::function<bool()>;
+
+struct Timing {
+  uint64_t ops = 0;
+  double seconds = 0;
+  double per_second() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
+};
+
+// Builds one Op per thread with make_op(thread_index) (untimed: sessions, contexts and
+// buffers are set up here), starts all threads together, lets them run for `seconds` (or until
+// every thread's Op returned false), and returns the total count and the elapsed wall time.
+// `finish`, if given, runs after the threads stopped and before the clock stops: work the
+// operations left pending (express messages not yet committed by the background writer) is
+// part of their cost. An exception thrown by an Op stops all threads and is rethrown here.
+Timing measure(int threads, double seconds, const std::function<Op(int)>& make_op,
+               const std::function<void()>& finish = {});
+
+// One result line: the ops/s of a case for a key and thread count, and its ratio to the
+// baseline of the same key and thread count (raw_sign for sign and send cases, openssl_verify
+// for receive_verify).
+struct Record {
+  std::string key;
+  int threads = 0;
+  std::string name;  // the case
+  double ops_per_s = 0;
+  double ratio = 0;
+  std::string note;  // why a case did not run, if it did not
+};
+
+// Memory observations: bytes per security context, and VmHWM/VmRSS while sending.
+struct ContextMemory {
+  std::string key;
+  int contexts = 0;
+  double heap_bytes_per_context = 0;  // mallinfo2().uordblks delta / contexts
+  double rss_bytes_per_context = 0;   // VmRSS delta / contexts
+};
+struct RssSample {
+  std::string key;
+  int threads = 0;
+  uint64_t messages = 0;  // sent so far
+  uint64_t vm_hwm_kib = 0, vm_rss_kib = 0;
+};
+
+struct Report {
+  std::string mode;  // "quick" | "full"
+  double case_seconds = 0;
+  std::vector<Record> records;
+  std::vector<ContextMemory> contexts;
+  std::vector<RssSample> rss;
+  uint64_t rss_target = 0;  // messages the peak RSS phase was asked to send
+  double total_seconds = 0;
+};
+
+// The human table on stdout.
+void print_table(const Report& r);
+// A JSON array: one object per Record ({"key","threads","case","ops_per_s","ratio"}), then
+// one per ContextMemory ({"case":"context_memory",...}) and RssSample ({"case":"peak_rss",
+// ...}). Throws std::runtime_error when the file cannot be written.
+void write_json(const Report& r, const std::string& path);
+// A PNG bar chart of the ratios, drawn by gnuplot (which must be on PATH). Throws
+// std::runtime_error when gnuplot is missing or fails.
+void write_chart(const Report& r, const std::string& path);
+
+// "VmHWM" / "VmRSS" of /proc/self/status in KiB (0 when unreadable).
+uint64_t proc_status_kib(const char* field);
+
+}  // namespace mqsec::bench

@@ -1,0 +1,841 @@
+// mqsec-bench: issue 4's benchmark. Measures, in one run and on a temporary SoftHSM token it
+// provisions itself, how fast mqsec signs, sends and verifies compared with the token's own
+// C_Sign rate, with libp11's EVP signing (the alternative a user would build) and with
+// OpenSSL's verify; plus memory per security context and peak RSS while sending.
+//
+//   mqsec-bench [--quick] [--json FILE] [--chart FILE.png] [--seconds S] [--messages N] [--keep]
+//
+// docs/performance.md explains the method and how to read the numbers.
+#include <fcntl.h>
+#include <libp11.h>
+#include <malloc.h>
+#include <mq.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/harness.hpp"
+#include "mqsec/error.hpp"
+#include "pkcs11/cryptoki.hpp"
+#include "pkcs11/error.hpp"
+#include "pkcs11/module.hpp"
+#include "pkcs11/pin.hpp"
+#include "pkcs11/signer.hpp"
+#include "pkcs11/token.hpp"
+#include "src/abi/runtime.hpp"
+#include "src/security/context.hpp"
+#include "src/security/envelope.hpp"
+#include "src/security/openssl.hpp"
+
+namespace fs = std::filesystem;
+using namespace mqsec;
+using namespace mqsec::bench;
+
+namespace {
+
+constexpr const char* kModule = "/usr/lib/softhsm/libsofthsm2.so";
+constexpr const char* kLabel = "mqsec-bench";
+constexpr size_t kBodySize = 1024;
+constexpr int kMaxThreads = 2;
+
+struct Options {
+  bool quick = false;
+  bool keep = false;
+  std::string json, chart;
+  double seconds = 2.0;
+  uint64_t messages = 1000000;  // for the peak RSS phase (0: skip it)
+  int contexts = 1000;          // for the bytes-per-context measurement (0: skip it)
+  double budget = 280;          // seconds for the whole run; the peak RSS phase gets the rest
+  std::string keys, cases;      // comma-separated filters; empty = all
+};
+
+[[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
+
+void check_hr(HRESULT hr, const char* what) {
+  if (FAILED(hr)) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "0x%08X", static_cast<unsigned>(hr));
+    fail(std::string(what) + " failed: " + buf);
+  }
+}
+
+void check_rv(CK_RV rv, const char* what) {
+  if (rv != CKR_OK) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "0x%08lX", static_cast<unsigned long>(rv));
+    fail(std::string(what) + " failed: " + buf);
+  }
+}
+
+void write_private_file(const fs::path& p, const std::string& content) {
+  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) fail("cannot create " + p.string());
+  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ::close(fd);
+  if (!ok) fail("cannot write " + p.string());
+}
+
+void write_file(const fs::path& p, const std::string& content) {
+  std::ofstream out(p, std::ios::trunc);
+  out << content;
+  if (!out.flush()) fail("cannot write " + p.string());
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string random_pin() {
+  unsigned char raw[12];
+  if (RAND_bytes(raw, sizeof raw) != 1) fail("RAND_bytes failed");
+  static const char* hex = "0123456789abcdef";
+  std::string pin;
+  for (unsigned char c : raw) {
+    pin += hex[c >> 4];
+    pin += hex[c & 15];
+  }
+  OPENSSL_cleanse(raw, sizeof raw);
+  return pin;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sandbox: a temporary SoftHSM token, system config and store, removed at exit.
+
+struct Sandbox {
+  fs::path dir, pin_file, store, profile_file;
+  bool keep = false;
+  ~Sandbox() {
+    std::error_code ec;
+    if (!keep && !dir.empty()) fs::remove_all(dir, ec);
+  }
+};
+
+// C_InitToken + C_InitPIN like tests/support/init_token.cpp, with PINs from files.
+void init_token(const fs::path& pin_file, const fs::path& so_pin_file) {
+  auto m = pkcs11::Module::load(kModule);
+  CK_FUNCTION_LIST* f = m->fn();
+  auto slots = [&] {
+    CK_ULONG n = 0;
+    check_rv(f->C_GetSlotList(CK_TRUE, nullptr, &n), "C_GetSlotList");
+    std::vector<CK_SLOT_ID> v(n);
+    check_rv(f->C_GetSlotList(CK_TRUE, v.data(), &n), "C_GetSlotList");
+    v.resize(n);
+    return v;
+  };
+  pkcs11::SecretString so = pkcs11::read_pin("file:" + so_pin_file.string());
+  pkcs11::SecretString pin = pkcs11::read_pin("file:" + pin_file.string());
+  auto bytes = [](const pkcs11::SecretString& p) {
+    return reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(p.str().data()));
+  };
+  CK_UTF8CHAR padded[32];
+  std::memset(padded, ' ', sizeof padded);
+  std::memcpy(padded, kLabel, std::strlen(kLabel));
+  for (CK_SLOT_ID s : slots()) {
+    CK_TOKEN_INFO ti{};
+    if (f->C_GetTokenInfo(s, &ti) != CKR_OK || (ti.flags & CKF_TOKEN_INITIALIZED)) continue;
+    check_rv(f->C_InitToken(s, bytes(so), so.str().size(), padded), "C_InitToken");
+    // SoftHSM moves the new token to another slot: find it again by label.
+    for (CK_SLOT_ID t : slots()) {
+      if (f->C_GetTokenInfo(t, &ti) != CKR_OK) continue;
+      if (pkcs11::padded_string(ti.label, sizeof ti.label) != kLabel ||
+          (ti.flags & CKF_USER_PIN_INITIALIZED))
+        continue;
+      CK_SESSION_HANDLE h;
+      check_rv(f->C_OpenSession(t, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h),
+               "C_OpenSession");
+      check_rv(f->C_Login(h, CKU_SO, bytes(so), so.str().size()), "C_Login(SO)");
+      check_rv(f->C_InitPIN(h, bytes(pin), pin.str().size()), "C_InitPIN");
+      f->C_Logout(h);
+      f->C_CloseSession(h);
+      return;
+    }
+    fail("the new SoftHSM token did not appear");
+  }
+  fail("SoftHSM offers no free slot");
+}
+
+void provision(Sandbox& sb) {
+  char tmpl[] = "/tmp/mqsec-bench-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) fail("cannot create a temporary directory");
+  sb.dir = tmpl;
+  fs::create_directories(sb.dir / "tokens");
+  fs::path conf = sb.dir / "softhsm2.conf";
+  write_file(conf, "directories.tokendir = " + (sb.dir / "tokens").string() +
+                       "\nobjectstore.backend = file\nlog.level = ERROR\n");
+  // Before anything loads SoftHSM: it reads the variable in C_Initialize.
+  setenv("SOFTHSM2_CONF", conf.c_str(), 1);
+
+  sb.pin_file = sb.dir / "user.pin";
+  fs::path so_pin_file = sb.dir / "so.pin";
+  {
+    std::string pin = random_pin(), so = random_pin();
+    write_private_file(sb.pin_file, pin);
+    write_private_file(so_pin_file, so);
+    OPENSSL_cleanse(pin.data(), pin.size());
+    OPENSSL_cleanse(so.data(), so.size());
+  }
+  init_token(sb.pin_file, so_pin_file);
+  fs::remove(so_pin_file);
+
+  sb.store = sb.dir / "store";
+  fs::path cfg = sb.dir / "mqsec.toml";
+  write_file(cfg, "[token]\nuri = \"pkcs11:token=" + std::string(kLabel) +
+                      "?module-path=" + kModule + "&pin-source=file:" + sb.pin_file.string() +
+                      "\"\n[store]\npath = \"" + sb.store.string() + "\"\n[profiles]\ndir = \"" +
+                      (sb.dir / "users").string() + "/%u\"\n[identity]\nsid = \"unix\"\n");
+  setenv("MQSEC_CONFIG", cfg.c_str(), 1);
+
+  struct passwd* pw = getpwuid(geteuid());
+  if (pw == nullptr) fail("the effective user has no password database entry");
+  sb.profile_file = sb.dir / "users" / pw->pw_name / "profile.toml";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys: enrolled through the runtime, each with the contexts the cases use.
+
+struct Key {
+  std::string name;  // "rsa2048" | "p256"
+  security::KeyKind kind = security::KeyKind::Rsa2048;
+  std::string profile;             // profile.toml pointing at this key's certificate
+  HANDLE shared_ctx = nullptr;     // signed_send_shared, the reference context
+  std::vector<HANDLE> thread_ctx;  // signed_send: one per thread
+  std::shared_ptr<security::SecurityContext> sc;
+  std::vector<security::Bytes> envelopes;  // signed messages for the receive cases
+  EVP_PKEY* libp11_key = nullptr;          // not freed: libp11 stays loaded until exit
+};
+
+HANDLE new_context() {
+  HANDLE h = nullptr;
+  check_hr(MQGetSecurityContextEx(nullptr, 0, &h), "MQGetSecurityContextEx");
+  return h;
+}
+
+void enroll(Key& k, const Sandbox& sb) {
+  security::EnrollOptions opts;
+  opts.kind = k.kind;
+  opts.subject = "CN=mqsec-bench " + k.name;
+  abi::register_certificate({}, false, opts);
+  // Enrolling replaces the profile's internal certificate: take this key's contexts now and
+  // remember the profile so uncached_send (which reads it per message) can be pointed back.
+  k.profile = read_file(sb.profile_file);
+  k.shared_ctx = new_context();
+  for (int t = 0; t < kMaxThreads; ++t) k.thread_ctx.push_back(new_context());
+  k.sc = security::context_table().get(
+      static_cast<uint32_t>(reinterpret_cast<uintptr_t>(k.shared_ctx)));
+  if (!k.sc) fail("the new security context is not in the table");
+}
+
+void select_profile(const Key& k, const Sandbox& sb) { write_file(sb.profile_file, k.profile); }
+
+std::vector<uint8_t> body_bytes() {
+  std::vector<uint8_t> b(kBodySize);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(i * 31 + 7);
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// raw_sign: C_SignInit + C_Sign on the same key, one session per thread.
+
+Op raw_sign_op(const Key& k) {
+  struct State {
+    CK_FUNCTION_LIST* f = nullptr;
+    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+    CK_MECHANISM mech{};
+    security::Bytes data, sig;
+    ~State() {
+      if (h != CK_INVALID_HANDLE) f->C_CloseSession(h);
+    }
+  };
+  auto s = std::make_shared<State>();
+  const pkcs11::Token& tok = k.sc->token();
+  s->f = tok.fn();
+  check_rv(s->f->C_OpenSession(tok.slot(), CKF_SERIAL_SESSION, nullptr, nullptr, &s->h),
+           "C_OpenSession");
+  CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+  security::Bytes id = k.sc->key_id();
+  CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, id.data(), id.size()}};
+  check_rv(s->f->C_FindObjectsInit(s->h, tmpl, 2), "C_FindObjectsInit");
+  CK_ULONG n = 0;
+  CK_RV rv = s->f->C_FindObjects(s->h, &s->key, 1, &n);
+  s->f->C_FindObjectsFinal(s->h);
+  check_rv(rv, "C_FindObjects");
+  if (n != 1) fail("raw_sign: the private key is not on the token");
+
+  std::vector<uint8_t> body = body_bytes();
+  security::Bytes digest = security::sha256(body);
+  if (k.sc->scheme() == pkcs11::Scheme::Ecdsa) {
+    s->mech = {CKM_ECDSA, nullptr, 0};
+    s->data = digest;
+  } else {
+    s->mech = {CKM_RSA_PKCS, nullptr, 0};
+    s->data = pkcs11::digest_info(pkcs11::Hash::Sha256, digest);
+  }
+  s->sig.resize(512);
+  return [s] {
+    check_rv(s->f->C_SignInit(s->h, &s->mech, s->key), "C_SignInit");
+    CK_ULONG len = s->sig.size();
+    check_rv(s->f->C_Sign(s->h, s->data.data(), s->data.size(), s->sig.data(), &len), "C_Sign");
+    return true;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// libp11_sign: libp11's EVP_PKEY for the same key, EVP_DigestSign over the 1 KiB body.
+//
+// libp11 loads the same SoftHSM library (dlopen returns the same instance) and tolerates
+// CKR_CRYPTOKI_ALREADY_INITIALIZED, so it shares the module with the runtime in-process. Its
+// context is never unloaded: PKCS11_CTX_unload calls C_Finalize, which would end the
+// runtime's sessions too.
+
+struct Libp11 {
+  PKCS11_CTX* ctx = nullptr;
+  PKCS11_SLOT* slots = nullptr;
+  unsigned nslots = 0;
+  PKCS11_SLOT* slot = nullptr;
+};
+
+Libp11& libp11(const Sandbox& sb) {
+  static Libp11 l;
+  if (l.slot) return l;
+  l.ctx = PKCS11_CTX_new();
+  if (l.ctx == nullptr || PKCS11_CTX_load(l.ctx, kModule) != 0) fail("PKCS11_CTX_load failed");
+  if (PKCS11_enumerate_slots(l.ctx, &l.slots, &l.nslots) != 0)
+    fail("PKCS11_enumerate_slots failed");
+  for (unsigned i = 0; i < l.nslots; ++i) {
+    PKCS11_SLOT* s = &l.slots[i];
+    if (s->token && s->token->initialized && std::strcmp(s->token->label, kLabel) == 0) l.slot = s;
+  }
+  if (l.slot == nullptr) fail("libp11 does not see the token");
+  pkcs11::SecretString pin = pkcs11::read_pin("file:" + sb.pin_file.string());
+  if (PKCS11_login(l.slot, 0, pin.str().c_str()) != 0) fail("PKCS11_login failed");
+  return l;
+}
+
+void load_libp11_key(Key& k, const Sandbox& sb) {
+  Libp11& l = libp11(sb);
+  PKCS11_KEY* keys = nullptr;
+  unsigned n = 0;
+  if (PKCS11_enumerate_keys(l.slot->token, &keys, &n) != 0) fail("PKCS11_enumerate_keys failed");
+  const security::Bytes& id = k.sc->key_id();
+  for (unsigned i = 0; i < n; ++i) {
+    if (keys[i].isPrivate && keys[i].id_len == id.size() &&
+        std::memcmp(keys[i].id, id.data(), id.size()) == 0) {
+      k.libp11_key = PKCS11_get_private_key(&keys[i]);
+    }
+  }
+  if (k.libp11_key == nullptr) fail("libp11 does not find the private key by CKA_ID");
+}
+
+Op libp11_sign_op(const Key& k) {
+  struct State {
+    EVP_PKEY* key = nullptr;
+    security::MdCtxPtr md{EVP_MD_CTX_new()};
+    std::vector<uint8_t> body = body_bytes(), sig = std::vector<uint8_t>(512);
+  };
+  auto s = std::make_shared<State>();
+  s->key = k.libp11_key;
+  if (!s->md) fail("EVP_MD_CTX_new failed");
+  return [s] {
+    EVP_MD_CTX_reset(s->md.get());
+    size_t len = s->sig.size();
+    if (EVP_DigestSignInit(s->md.get(), nullptr, EVP_sha256(), nullptr, s->key) != 1 ||
+        EVP_DigestSign(s->md.get(), s->sig.data(), &len, s->body.data(), s->body.size()) != 1)
+      fail("libp11: EVP_DigestSign failed");
+    return true;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues: each case gets its own queue, deleted afterwards so the store does not grow.
+
+class TempQueue {
+ public:
+  explicit TempQueue(const std::string& name) : name_(name) {
+    std::wstring path = L".\\private$\\" + std::wstring(name.begin(), name.end());
+    QUEUEPROPID id[1] = {PROPID_Q_PATHNAME};
+    MQPROPVARIANT v[1];
+    v[0].vt = VT_LPWSTR;
+    v[0].pwszVal = path.data();
+    MQQUEUEPROPS qp = {1, id, v, nullptr};
+    WCHAR fmt[256];
+    DWORD len = 256;
+    check_hr(MQCreateQueue(nullptr, &qp, fmt, &len), "MQCreateQueue");
+    format_ = fmt;
+  }
+  ~TempQueue() {
+    for (QUEUEHANDLE h : handles_) MQCloseQueue(h);
+    MQDeleteQueue(format_.c_str());  // removes its messages too
+  }
+  TempQueue(const TempQueue&) = delete;
+  TempQueue& operator=(const TempQueue&) = delete;
+
+  // A handle that lives as long as the queue (closed by the destructor).
+  QUEUEHANDLE open(DWORD access) {
+    QUEUEHANDLE h = nullptr;
+    check_hr(MQOpenQueue(format_.c_str(), access, MQ_DENY_NONE, &h), "MQOpenQueue");
+    std::lock_guard lock(mu_);
+    handles_.push_back(h);
+    return h;
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  std::wstring format_;
+  std::mutex mu_;
+  std::vector<QUEUEHANDLE> handles_;
+};
+
+std::string unique_queue_name(const std::string& what) {
+  static std::atomic<int> n{0};
+  return "bench-" + what + "-" + std::to_string(++n);
+}
+
+enum class SendKind { Plain, Signed, Uncached };
+
+// One MQSendMessage of a 1 KiB body. Signed: AUTH_LEVEL_ALWAYS with `ctx`; Uncached: a fresh
+// context per message (MQGetSecurityContextEx + send + MQFreeSecurityContext).
+Op send_op(TempQueue& q, SendKind kind, HANDLE ctx, bool recoverable) {
+  struct State {
+    QUEUEHANDLE q = nullptr;
+    std::vector<uint8_t> body = body_bytes();
+    MSGPROPID id[4] = {PROPID_M_BODY, PROPID_M_DELIVERY, PROPID_M_AUTH_LEVEL,
+                       PROPID_M_SECURITY_CONTEXT};
+    MQPROPVARIANT v[4];
+    MQMSGPROPS props{};
+    SendKind kind = SendKind::Plain;
+  };
+  auto s = std::make_shared<State>();
+  s->q = q.open(MQ_SEND_ACCESS);
+  s->kind = kind;
+  s->v[0].vt = VT_UI1 | VT_VECTOR;
+  s->v[0].caub.pElems = s->body.data();
+  s->v[0].caub.cElems = static_cast<ULONG>(s->body.size());
+  s->v[1].vt = VT_UI1;
+  s->v[1].bVal = recoverable ? MQMSG_DELIVERY_RECOVERABLE : MQMSG_DELIVERY_EXPRESS;
+  s->v[2].vt = VT_UI4;
+  s->v[2].ulVal = kind == SendKind::Plain ? MQMSG_AUTH_LEVEL_NONE : MQMSG_AUTH_LEVEL_ALWAYS;
+  s->v[3].vt = VT_UI4;
+  s->v[3].ulVal = static_cast<ULONG>(reinterpret_cast<uintptr_t>(ctx));
+  s->props = {kind == SendKind::Plain ? 3u : 4u, s->id, s->v, nullptr};
+  return [s] {
+    if (s->kind == SendKind::Uncached) {
+      HANDLE h = new_context();
+      s->v[3].ulVal = static_cast<ULONG>(reinterpret_cast<uintptr_t>(h));
+      HRESULT hr = MQSendMessage(s->q, &s->props, nullptr);
+      MQFreeSecurityContext(h);
+      check_hr(hr, "MQSendMessage");
+    } else {
+      check_hr(MQSendMessage(s->q, &s->props, nullptr), "MQSendMessage");
+    }
+    return true;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receive side: signed envelopes made by the runtime, verified by MQReceiveMessage and by
+// OpenSSL directly.
+
+// Sends `n` signed messages with the key's context and takes their envelopes out of the store.
+void make_envelopes(Key& k, const Sandbox& sb, int n) {
+  TempQueue q(unique_queue_name("src-" + k.name));
+  Op send = send_op(q, SendKind::Signed, k.shared_ctx, false);
+  for (int i = 0; i < n; ++i) send();
+  abi::flush_express_writers();  // express messages are committed in the background
+  queue::Store& store = abi::store_at(sb.store);
+  auto info = store.find_queue(q.name());
+  if (!info) fail("the source queue is not in the store");
+  while (auto m = store.take_first(info->id)) k.envelopes.push_back(std::move(m->envelope));
+  if (k.envelopes.size() != static_cast<size_t>(n)) fail("the source queue lost messages");
+}
+
+Op openssl_verify_op(const Key& k, int thread) {
+  struct State {
+    std::vector<security::Bytes> tbs, sig;
+    security::X509Ptr cert;
+    EVP_PKEY* pub = nullptr;
+    security::MdCtxPtr md{EVP_MD_CTX_new()};
+    size_t next = 0;
+  };
+  auto s = std::make_shared<State>();
+  for (const auto& bytes : k.envelopes) {
+    security::Envelope e = security::decode(bytes);
+    if (!s->cert) s->cert = security::parse_der_strict(e.sender_cert);
+    s->tbs.push_back(security::to_be_signed(e));
+    s->sig.push_back(e.signature);
+  }
+  if (!s->cert || !s->md) fail("openssl_verify: no certificate");
+  s->pub = X509_get0_pubkey(s->cert.get());
+  s->next = static_cast<size_t>(thread);
+  return [s] {
+    size_t i = s->next++ % s->tbs.size();
+    EVP_MD_CTX_reset(s->md.get());
+    if (EVP_DigestVerifyInit(s->md.get(), nullptr, EVP_sha256(), nullptr, s->pub) != 1 ||
+        EVP_DigestVerify(s->md.get(), s->sig[i].data(), s->sig[i].size(), s->tbs[i].data(),
+                         s->tbs[i].size()) != 1)
+      fail("openssl_verify: a signature does not verify");
+    return true;
+  };
+}
+
+// MQReceiveMessage (verification included) until the queue is empty, in rounds: fill the queue
+// with copies of the signed envelopes (untimed, one transaction), receive them all (timed).
+Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double seconds) {
+  TempQueue q(unique_queue_name("rx-" + k.name));
+  queue::Store& store = abi::store_at(sb.store);
+  auto info = store.find_queue(q.name());
+  if (!info) fail("the receive queue is not in the store");
+  std::vector<QUEUEHANDLE> rx;
+  for (int t = 0; t < threads; ++t) rx.push_back(q.open(MQ_RECEIVE_ACCESS));
+
+  Timing total;
+  size_t round = 500;
+  while (total.seconds < seconds) {
+    std::vector<queue::Append> batch;
+    for (size_t i = 0; i < round; ++i)
+      batch.push_back({info->id, 3, k.envelopes[i % k.envelopes.size()]});
+    store.append_batch(batch, false);
+    Timing t = measure(threads, seconds - total.seconds, [&](int th) -> Op {
+      struct State {
+        QUEUEHANDLE h = nullptr;
+        std::vector<uint8_t> body = std::vector<uint8_t>(2 * kBodySize);
+        MSGPROPID id[3] = {PROPID_M_BODY, PROPID_M_BODY_SIZE, PROPID_M_AUTHENTICATED};
+        MQPROPVARIANT v[3];
+      };
+      auto s = std::make_shared<State>();
+      s->h = rx[static_cast<size_t>(th)];
+      return [s] {
+        s->v[0].vt = VT_UI1 | VT_VECTOR;
+        s->v[0].caub.pElems = s->body.data();
+        s->v[0].caub.cElems = static_cast<ULONG>(s->body.size());
+        s->v[1].vt = VT_NULL;
+        s->v[2].vt = VT_NULL;
+        MQMSGPROPS p = {3, s->id, s->v, nullptr};
+        HRESULT hr =
+            MQReceiveMessage(s->h, 0, MQ_ACTION_RECEIVE, &p, nullptr, nullptr, nullptr, nullptr);
+        if (hr == MQ_ERROR_IO_TIMEOUT) return false;  // the round is done
+        check_hr(hr, "MQReceiveMessage");
+        if (s->v[2].bVal == 0 || s->v[1].ulVal != kBodySize)
+          fail("receive_verify: a message arrived unauthenticated or truncated");
+        return true;
+      };
+    });
+    total.ops += t.ops;
+    total.seconds += t.seconds;
+    // Rounds of about half the remaining time keep the untimed refills few.
+    if (t.seconds < 0.25 * seconds && round < 200000) round *= 2;
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory.
+
+uint64_t heap_in_use() {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+ContextMemory context_memory(const Key& k, int n) {
+  std::vector<HANDLE> ctx;
+  ctx.reserve(static_cast<size_t>(n));
+  uint64_t heap0 = heap_in_use(), rss0 = proc_status_kib("VmRSS");
+  for (int i = 0; i < n; ++i) ctx.push_back(new_context());
+  uint64_t heap1 = heap_in_use(), rss1 = proc_status_kib("VmRSS");
+  for (HANDLE h : ctx) MQFreeSecurityContext(h);
+  ContextMemory m;
+  m.key = k.name;
+  m.contexts = n;
+  m.heap_bytes_per_context = (static_cast<double>(heap1) - static_cast<double>(heap0)) / n;
+  m.rss_bytes_per_context = (static_cast<double>(rss1) - static_cast<double>(rss0)) * 1024.0 / n;
+  return m;
+}
+
+// Sends `total` signed express messages with cached contexts on `threads` threads, sampling
+// VmHWM and VmRSS every total/10 messages; the queue is emptied (deleted and re-created)
+// after each sample so that only the sender's memory is observed, not the store's growth.
+// Stops early, with a last sample at the count reached, when `budget` seconds run out.
+std::vector<RssSample> peak_rss(const Key& k, int threads, uint64_t total, double budget) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(budget);
+  // Reset VmHWM to the current RSS (Linux >= 4.0) so that earlier phases do not mask growth.
+  { std::ofstream("/proc/self/clear_refs") << "5"; }
+  std::vector<RssSample> out;
+  out.push_back({k.name, threads, 0, proc_status_kib("VmHWM"), proc_status_kib("VmRSS")});
+  const uint64_t step = std::max<uint64_t>(1, total / 10);
+  uint64_t sent = 0;
+  bool out_of_time = false;
+  while (sent < total && !out_of_time) {
+    TempQueue q(unique_queue_name("rss"));
+    std::vector<std::thread> pool;
+    std::atomic<bool> failed{false}, late{false};
+    std::atomic<uint64_t> claimed{0}, done{0};
+    const uint64_t want = std::min(step, total - sent);
+    for (int t = 0; t < threads; ++t) {
+      Op send = send_op(q, SendKind::Signed, k.thread_ctx[static_cast<size_t>(t)], false);
+      pool.emplace_back([&, send] {
+        try {
+          while (!failed && !late) {
+            if (claimed.fetch_add(1) >= want) break;
+            send();
+            done.fetch_add(1);
+            if (std::chrono::steady_clock::now() >= deadline) late = true;
+          }
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "mqsec-bench: peak RSS phase: %s\n", e.what());
+          failed = true;
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    if (failed) fail("sending failed during the peak RSS phase");
+    out_of_time = late;
+    sent += done.load();
+    out.push_back({k.name, threads, sent, proc_status_kib("VmHWM"), proc_status_kib("VmRSS")});
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Options parse(int argc, char** argv) {
+  Options o;
+  bool seconds_set = false, messages_set = false, budget_set = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) fail(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--json") {
+      o.json = value();
+    } else if (a == "--chart") {
+      o.chart = value();
+    } else if (a == "--keep") {
+      o.keep = true;
+    } else if (a == "--seconds") {
+      o.seconds = std::stod(value());
+      seconds_set = true;
+    } else if (a == "--messages") {
+      o.messages = std::stoull(value());
+      messages_set = true;
+    } else if (a == "--contexts") {
+      o.contexts = std::stoi(value());
+    } else if (a == "--budget") {
+      o.budget = std::stod(value());
+      budget_set = true;
+    } else if (a == "--keys") {
+      o.keys = value();
+    } else if (a == "--cases") {
+      o.cases = value();
+    } else if (a == "-h" || a == "--help") {
+      std::printf(
+          "usage: mqsec-bench [--quick] [--json FILE] [--chart FILE.png] [--seconds S]\n"
+          "                   [--messages N] [--contexts N] [--budget S] [--keys LIST]\n"
+          "                   [--cases LIST] [--keep]\n"
+          "  --quick         0.3 s per case, 20,000 messages for peak RSS, 55 s budget (CI)\n"
+          "  --json FILE     one record per (key, threads, case), plus memory records\n"
+          "  --chart FILE    PNG bar chart of the ratios (needs gnuplot)\n"
+          "  --seconds S     time per case (default 2, quick 0.3)\n"
+          "  --messages N    messages in the peak RSS phase (default 1000000, quick 20000;\n"
+          "                  0 skips it); the phase stops early when the budget runs out\n"
+          "  --contexts N    contexts for bytes per context (default 1000; 0 skips it)\n"
+          "  --budget S      seconds for the whole run (default 280, quick 55)\n"
+          "  --keys LIST     e.g. p256 (default rsa2048,p256)\n"
+          "  --cases LIST    e.g. raw_sign,signed_send (default all)\n"
+          "  --keep          keep the temporary token, store and config (prints where)\n");
+      std::exit(0);
+    } else {
+      fail("unknown argument '" + a + "' (see --help)");
+    }
+  }
+  if (o.quick) {
+    if (!seconds_set) o.seconds = 0.3;
+    if (!messages_set) o.messages = 20000;
+    if (!budget_set) o.budget = 55;
+  }
+  if (o.seconds <= 0 || o.contexts < 0) fail("--seconds must be > 0 and --contexts >= 0");
+  return o;
+}
+
+void set_ratios(Report& r) {
+  for (Record& x : r.records) {
+    std::string base = x.name == "receive_verify"   ? "openssl_verify"
+                       : x.name == "openssl_verify" ? "openssl_verify"
+                                                    : "raw_sign";
+    for (const Record& b : r.records) {
+      if (b.key == x.key && b.threads == x.threads && b.name == base && b.ops_per_s > 0)
+        x.ratio = x.ops_per_s / b.ops_per_s;
+    }
+  }
+}
+
+// The cases of one (key, threads) group, in table order. Each returns the Timing of one slice.
+struct Case {
+  const char* name;
+  std::function<Timing(double)> run;
+};
+
+std::vector<Case> cases_for(Key& k, const Sandbox& sb, int threads) {
+  auto send_case = [&k, threads](const char* what, SendKind kind, bool per_thread,
+                                 bool recoverable) {
+    return [&k, threads, what, kind, per_thread, recoverable](double secs) {
+      TempQueue q(unique_queue_name(what));
+      // Express sends return once the background writer has the message; the slice ends
+      // when the writer has committed them all, so the rate is one the store sustains.
+      return measure(
+          threads, secs,
+          [&](int t) {
+            HANDLE ctx = kind == SendKind::Plain || kind == SendKind::Uncached ? nullptr
+                         : per_thread ? k.thread_ctx[static_cast<size_t>(t)]
+                                      : k.shared_ctx;
+            return send_op(q, kind, ctx, recoverable);
+          },
+          abi::flush_express_writers);
+    };
+  };
+  return {
+      {"raw_sign",
+       [&k, threads](double secs) {
+         return measure(threads, secs, [&](int) { return raw_sign_op(k); });
+       }},
+      {"libp11_sign",
+       [&k, threads](double secs) {
+         return measure(threads, secs, [&](int) { return libp11_sign_op(k); });
+       }},
+      {"signed_send", send_case("signed", SendKind::Signed, true, false)},
+      {"signed_send_shared", send_case("shared", SendKind::Signed, false, false)},
+      {"uncached_send", send_case("uncached", SendKind::Uncached, false, false)},
+      {"plain_send", send_case("plain", SendKind::Plain, false, false)},
+      {"recoverable_send", send_case("recoverable", SendKind::Signed, true, true)},
+      {"openssl_verify",
+       [&k, threads](double secs) {
+         return measure(threads, secs, [&](int t) { return openssl_verify_op(k, t); });
+       }},
+      {"receive_verify",
+       [&k, &sb, threads](double secs) { return receive_verify(k, sb, threads, secs); }},
+  };
+}
+
+bool selected(const std::string& list, const std::string& item) {
+  if (list.empty()) return true;
+  std::stringstream in(list);
+  std::string x;
+  while (std::getline(in, x, ','))
+    if (x == item) return true;
+  return false;
+}
+
+int run(const Options& o) {
+  auto started = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  };
+  Sandbox sb;
+  sb.keep = o.keep;
+  provision(sb);
+  if (o.keep) std::fprintf(stderr, "mqsec-bench: sandbox in %s\n", sb.dir.c_str());
+
+  std::vector<Key> keys(2);
+  keys[0].name = "rsa2048";
+  keys[0].kind = security::KeyKind::Rsa2048;
+  keys[1].name = "p256";
+  keys[1].kind = security::KeyKind::P256;
+  // Enroll every key first: libp11 reads the token's key list once.
+  for (Key& k : keys) enroll(k, sb);
+  for (Key& k : keys) {
+    load_libp11_key(k, sb);
+    make_envelopes(k, sb, 64);
+  }
+
+  Report rep;
+  rep.mode = o.quick ? "quick" : "full";
+  rep.case_seconds = o.seconds;
+  // Slices of at most 0.5 s, interleaved across the cases of a group, so that a change in
+  // background load during the group affects every case alike instead of one case.
+  const int rounds = std::max(2, static_cast<int>(o.seconds / 0.5 + 0.5));
+  for (Key& k : keys) {
+    if (!selected(o.keys, k.name)) continue;
+    select_profile(k, sb);  // uncached_send and the context memory use this key
+    for (int threads = 1; threads <= kMaxThreads; ++threads) {
+      std::vector<Case> cases = cases_for(k, sb, threads);
+      std::vector<Timing> sum(cases.size());
+      for (int r = 0; r < rounds; ++r) {
+        for (size_t j = 0; j < cases.size(); ++j) {
+          // Each round starts at another case, so no case always follows the same one.
+          size_t i = (j + static_cast<size_t>(r)) % cases.size();
+          if (!selected(o.cases, cases[i].name)) continue;
+          // Write back what the previous slice left dirty (deleted queues, WAL) now, untimed,
+          // rather than in the kernel's background while the next case is measured.
+          ::sync();
+          Timing t = cases[i].run(o.seconds / rounds);
+          sum[i].ops += t.ops;
+          sum[i].seconds += t.seconds;
+        }
+      }
+      for (size_t i = 0; i < cases.size(); ++i) {
+        if (!selected(o.cases, cases[i].name)) continue;
+        rep.records.push_back({k.name, threads, cases[i].name, sum[i].per_second(), 0, {}});
+        std::fprintf(stderr, "  %-8s %d  %-19s %10.1f ops/s\n", k.name.c_str(), threads,
+                     cases[i].name, sum[i].per_second());
+      }
+    }
+    if (o.contexts > 0) {
+      rep.contexts.push_back(context_memory(k, o.contexts));
+      std::fprintf(stderr, "  %-8s %.0f heap bytes per context\n", k.name.c_str(),
+                   rep.contexts.back().heap_bytes_per_context);
+    }
+  }
+  if (o.messages > 0) {
+    // The rest of the run's time budget; the phase stops early (and says so) when the
+    // sending rate cannot reach o.messages within it.
+    double budget = std::max(10.0, o.budget - elapsed());
+    std::fprintf(stderr, "  peak RSS: up to %llu signed express messages in %.0f s...\n",
+                 static_cast<unsigned long long>(o.messages), budget);
+    rep.rss = peak_rss(keys.back(), kMaxThreads, o.messages, budget);
+    rep.rss_target = o.messages;
+  }
+
+  for (Key& k : keys) {
+    MQFreeSecurityContext(k.shared_ctx);
+    for (HANDLE h : k.thread_ctx) MQFreeSecurityContext(h);
+  }
+  set_ratios(rep);
+  rep.total_seconds = elapsed();
+  print_table(rep);
+  if (!o.json.empty()) write_json(rep, o.json);
+  if (!o.chart.empty()) write_chart(rep, o.chart);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse(argc, argv));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mqsec-bench: %s\n", e.what());
+    return 1;
+  }
+}
