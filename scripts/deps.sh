@@ -8,7 +8,7 @@ packages=(
   libp11-kit-dev libssl-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   softhsm2 opensc libp11-dev libengine-pkcs11-openssl openssl
-  clang-format python3
+  clang-format python3 gnuplot-nox
 )
 
 missing=()
