@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 
+#include "pkcs11/call_gate.hpp"
 #include "pkcs11/error.hpp"
 
 namespace mqsec::pkcs11 {
@@ -37,6 +38,8 @@ Module::~Module() {
 }
 
 void Module::initialize() {
+  install_fork_gate();
+  CallScope scope;
   std::call_once(g_atfork_once, [] {
     pthread_atfork(nullptr, nullptr, [] { g_forks.fetch_add(1, std::memory_order_acq_rel); });
   });

@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "pkcs11/call_gate.hpp"
 #include "pkcs11/error.hpp"
 
 namespace mqsec::pkcs11 {
@@ -125,6 +126,7 @@ Bytes sign_digest(Token& token, const SignKey& key, Hash hash, std::span<const u
   }
 
   Token::Session s = token.session();
+  CallScope scope;
   CK_FUNCTION_LIST* f = token.fn();
   CK_RV rv = f->C_SignInit(s.handle(), &mech, key.handle);
   if (rv == CKR_USER_NOT_LOGGED_IN && !pin_source.empty()) {

@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <map>
 #include <tuple>
 
+#include "pkcs11/call_gate.hpp"
 #include "pkcs11/error.hpp"
 #include "pkcs11/pin.hpp"
 
@@ -81,6 +83,7 @@ Token::~Token() {
 }
 
 std::shared_ptr<Token> Token::open(std::shared_ptr<Module> module, const Uri& uri) {
+  CallScope scope;
   CK_FUNCTION_LIST* f = module->fn();
   CK_ULONG count = 0;
   check(f->C_GetSlotList(CK_TRUE, nullptr, &count), "C_GetSlotList");
@@ -141,14 +144,30 @@ Token::Session Token::session(unsigned wait_ms) {
       CK_SLOT_ID slot = slot_;
       lock.unlock();
       CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
-      CK_RV rv = fn()->C_OpenSession(slot, CKF_SERIAL_SESSION, nullptr, nullptr, &h);
+      CK_RV rv;
+      {
+        CallScope scope;  // not while waiting for a pooled session: that would delay fork()
+        rv = fn()->C_OpenSession(slot, CKF_SERIAL_SESSION, nullptr, nullptr, &h);
+      }
       if (rv == CKR_OK) return Session(shared_from_this(), h, gen);
       lock.lock();
       if (gen == generation_) --open_;
       if (rv != CKR_SESSION_COUNT) throw Error("C_OpenSession", rv, "token '" + label_ + "'");
-      // The token's real limit is lower than it said (other applications hold sessions):
-      // lower our cap and wait for one of ours to come back.
-      max_sessions_ = std::max<size_t>(1, open_);
+      if (open_ > 0) {
+        // The token's real limit is lower than it said (other applications hold sessions):
+        // lower our cap to what we hold and wait for one of ours to come back.
+        max_sessions_ = open_;
+      } else {
+        // None of ours to wait for: the limit is someone else's; try again shortly.
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        lock.lock();
+        if (std::chrono::steady_clock::now() >= deadline) {
+          throw Error("C_OpenSession", CKR_SESSION_COUNT,
+                      "token '" + label_ + "' has no free session");
+        }
+        continue;
+      }
     }
     if (returned_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty()) {
       throw Error("C_OpenSession", CKR_SESSION_COUNT,
@@ -159,6 +178,7 @@ Token::Session Token::session(unsigned wait_ms) {
 
 Token::Session Token::rw_session() {
   after_fork_if_needed();
+  CallScope scope;
   CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
   CK_SLOT_ID slot;
   uint64_t gen;
@@ -186,6 +206,7 @@ void Token::give_back(CK_SESSION_HANDLE h, bool broken, uint64_t generation) noe
     if (generation != generation_) return;
   }
   if (broken) {
+    CallScope scope;
     fn()->C_CloseSession(h);  // best effort: the handle may already be invalid
     std::lock_guard lock(mu_);
     --open_;
@@ -237,6 +258,7 @@ void Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::stri
 
 void Token::login(const std::string& pin_source) {
   after_fork_if_needed();
+  CallScope scope;
   std::lock_guard login_lock(login_mu_);
   CK_SESSION_HANDLE anchor;
   bool was_logged_in;
@@ -270,9 +292,9 @@ void Token::login_impl(const std::string& pin_source) {
     std::lock_guard lock(mu_);
     if (anchor_ == CK_INVALID_HANDLE) {
       CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+      // Not counted in open_: the pool's cap is for sessions that come back to it.
       if (fn()->C_OpenSession(slot_, CKF_SERIAL_SESSION, nullptr, nullptr, &h) == CKR_OK) {
         anchor_ = h;
-        ++open_;
       }
     }
   }
@@ -298,7 +320,8 @@ void Token::login_impl(const std::string& pin_source) {
   logged_in_ = true;
 }
 
-uint64_t Token::generation() const {
+uint64_t Token::generation() {
+  after_fork_if_needed();
   std::lock_guard lock(mu_);
   return generation_;
 }
@@ -307,6 +330,7 @@ bool Token::needs_recovery(CK_RV rv) noexcept {
   switch (rv) {
     case CKR_SESSION_HANDLE_INVALID:
     case CKR_SESSION_CLOSED:
+    case CKR_SLOT_ID_INVALID:  // re-inserted into another reader: the old slot is gone
     case CKR_DEVICE_REMOVED:
     case CKR_TOKEN_NOT_PRESENT:
     case CKR_KEY_HANDLE_INVALID:
@@ -320,10 +344,18 @@ bool Token::needs_recovery(CK_RV rv) noexcept {
 }
 
 void Token::recover(uint64_t seen, const std::string& pin_source) {
+  CallScope scope;
   std::lock_guard login_lock(login_mu_);
+  bool recovered_already;
   {
     std::lock_guard lock(mu_);
-    if (generation_ > seen) return;  // another thread recovered already
+    recovered_already = generation_ > seen;
+  }
+  if (recovered_already) {
+    // Another thread (or the fork handling) started a new generation: make sure it is logged
+    // in (a no-op when it is).
+    login_impl(pin_source);
+    return;
   }
   recover_locked(pin_source);
 }
@@ -395,10 +427,12 @@ void Token::relogin(const std::string& pin_source) {
 }
 
 void Token::context_login(Session& s, const std::string& pin_source) {
+  CallScope scope;
   login_locked(CKU_CONTEXT_SPECIFIC, s.handle(), pin_source);
 }
 
 std::vector<CK_OBJECT_HANDLE> Token::find(Session& s, std::vector<CK_ATTRIBUTE> tmpl, size_t max) {
+  CallScope scope;
   check(fn()->C_FindObjectsInit(s.handle(), tmpl.data(), tmpl.size()), "C_FindObjectsInit");
   std::vector<CK_OBJECT_HANDLE> out(max);
   CK_ULONG n = 0;
@@ -412,6 +446,7 @@ std::vector<CK_OBJECT_HANDLE> Token::find(Session& s, std::vector<CK_ATTRIBUTE> 
 }
 
 std::optional<Bytes> Token::attribute(Session& s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) {
+  CallScope scope;
   CK_ATTRIBUTE a{type, nullptr, 0};
   CK_RV rv = fn()->C_GetAttributeValue(s.handle(), obj, &a, 1);
   if (rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
@@ -428,6 +463,7 @@ std::optional<Bytes> Token::attribute(Session& s, CK_OBJECT_HANDLE obj, CK_ATTRI
 
 std::optional<CK_ULONG> Token::ulong_attribute(Session& s, CK_OBJECT_HANDLE obj,
                                                CK_ATTRIBUTE_TYPE type) {
+  CallScope scope;
   CK_ULONG v = 0;
   CK_ATTRIBUTE a{type, &v, sizeof v};
   CK_RV rv = fn()->C_GetAttributeValue(s.handle(), obj, &a, 1);
@@ -438,6 +474,7 @@ std::optional<CK_ULONG> Token::ulong_attribute(Session& s, CK_OBJECT_HANDLE obj,
 
 std::optional<bool> Token::bool_attribute(Session& s, CK_OBJECT_HANDLE obj,
                                           CK_ATTRIBUTE_TYPE type) {
+  CallScope scope;
   CK_BBOOL v = CK_FALSE;
   CK_ATTRIBUTE a{type, &v, sizeof v};
   CK_RV rv = fn()->C_GetAttributeValue(s.handle(), obj, &a, 1);

@@ -87,7 +87,7 @@ class Token : public std::enable_shared_from_this<Token> {
   // and logs in again from `pin_source`. Does nothing if another thread already recovered
   // past `seen`. Throws pkcs11::Error (rv CKR_TOKEN_NOT_PRESENT when it is still absent).
   void recover(uint64_t seen, const std::string& pin_source);
-  uint64_t generation() const;
+  uint64_t generation();  // (first handles a fork, so the value is this process's)
   // Whether a Cryptoki result means "sessions/objects/login are gone, recover and retry".
   static bool needs_recovery(CK_RV rv) noexcept;
 

@@ -33,8 +33,23 @@ struct OpenQueue {
   std::string name;
   int64_t id = 0;
   DWORD access = 0;
+  std::filesystem::path dir;
   queue::Store* store = nullptr;
-  queue::BatchWriter* writer = nullptr;  // express messages of this store
+  queue::BatchWriter* writer = nullptr;       // express messages of this store
+  queue::BatchWriter* recoverable = nullptr;  // recoverable ones (group commit with fsync)
+  std::atomic<pid_t> pid{0};                  // the process the pointers above belong to
+  std::mutex refresh_mu;
+
+  // A handle inherited across fork() must use the child's own store and writers.
+  void bind_to_this_process() {
+    if (pid.load(std::memory_order_acquire) == getpid()) return;
+    std::lock_guard lock(refresh_mu);
+    if (pid.load() == getpid()) return;
+    store = &abi::store_at(dir);
+    writer = &abi::express_writer_at(dir);
+    recoverable = &abi::recoverable_writer_at(dir);
+    pid.store(getpid(), std::memory_order_release);
+  }
   bool authenticate = false;
   bool allow_weak_hash = false;
   int lock_fd = -1;  // flock()ed for share modes
@@ -196,8 +211,8 @@ HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) 
   std::string name = queue_of_format(format);
   auto cfg = config();
   auto q = std::make_shared<OpenQueue>();
-  q->store = &abi::store_at(cfg.store_path);
-  q->writer = &abi::express_writer_at(cfg.store_path);
+  q->dir = cfg.store_path;
+  q->bind_to_this_process();
   auto info = q->store->find_queue(name);
   if (!info) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + name + "' does not exist");
   q->name = name;
@@ -242,6 +257,7 @@ std::shared_ptr<security::SecurityContext> context_for(const abi::SendRequest& r
 HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
   auto q = lookup(queues(), hq, kQueueTag);
   if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
+  q->bind_to_this_process();
   if (!(q->access & MQ_SEND_ACCESS))
     throw Error(MQ_ERROR_ACCESS_DENIED, "queue not opened for sending");
   if (tx != nullptr && tx != MQ_SINGLE_MESSAGE) {
@@ -266,7 +282,7 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
     q->writer->push(q->id, e.priority, std::move(bytes));  // group-committed in the background
   } else {
     q->writer->flush();  // keep this sender's arrival order
-    q->store->append(q->id, e.priority, bytes, true);
+    q->recoverable->push_and_wait(q->id, e.priority, std::move(bytes));  // on disk on return
   }
   if (r.msgid_out) std::memcpy(r.msgid_out->caub.pElems, e.msg_id.data(), 20);
   return r.overall;
@@ -309,6 +325,7 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
                         ITransaction* tx) {
   auto q = lookup(queues(), hq, kQueueTag);
   if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
+  q->bind_to_this_process();
   if (overlapped != nullptr || callback != nullptr) {
     throw Error(MQ_ERROR_INVALID_PARAMETER, "asynchronous receive is not supported yet");
   }
@@ -344,15 +361,23 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
   std::unique_lock<std::mutex> cursor_lock;
   if (cursor) cursor_lock = std::unique_lock(cursor->mu);
   bool advance = action == MQ_ACTION_PEEK_NEXT;
-  for (;;) {
-    uint64_t seen = q->store->version();
-    std::optional<queue::StoredMessage> m;
+  auto candidate = [&]() -> std::optional<queue::StoredMessage> {
     if (cursor && cursor->positioned) {
-      m = advance ? q->store->next_after(q->id, cursor->priority, cursor->seq)
-                  : q->store->get(q->id, cursor->seq);
+      auto m = advance ? q->store->next_after(q->id, cursor->priority, cursor->seq)
+                       : q->store->get(q->id, cursor->seq);
       if (!m && !advance) m = q->store->next_after(q->id, cursor->priority, cursor->seq);
-    } else {
-      m = q->store->first(q->id);
+      return m;
+    }
+    return q->store->first(q->id);
+  };
+  for (;;) {
+    std::optional<queue::StoredMessage> m = candidate();
+    uint64_t seen = 0;
+    if (!m) {
+      // Read the change counter, then look once more: a message committed in between is
+      // either seen now or changes the counter we wait on.
+      seen = q->store->version();
+      m = candidate();
     }
     if (m) {
       if (cursor) {
@@ -368,11 +393,9 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
         reject(*q, *m, nullptr, std::string("malformed envelope: ") + ex.what());
         continue;
       }
-      std::optional<security::Bytes> registered;
-      if (!e.sender_cert.empty())
-        registered = q->store->certificate_sid(security::sha256(e.sender_cert));
-      security::Verdict vd =
-          verifier().verify(e, registered, std::time(nullptr), q->allow_weak_hash);
+      security::Verdict vd = verifier().verify(
+          e, [&](const security::Bytes& digest) { return abi::registered_sid(*q->store, digest); },
+          std::time(nullptr), q->allow_weak_hash);
       if (!vd.ok || (q->authenticate && !vd.signed_message)) {
         reject(
             *q, *m, &e,
@@ -428,7 +451,10 @@ MQSEC_EXPORT HRESULT APIENTRY MQOpenQueue(LPCWSTR lpwcsFormatName, DWORD dwAcces
 
 MQSEC_EXPORT HRESULT APIENTRY MQCloseQueue(QUEUEHANDLE hQueue) {
   return abi::guard("MQCloseQueue", [&] {
-    if (auto q = lookup(queues(), hQueue, kQueueTag)) q->writer->flush();
+    if (auto q = lookup(queues(), hQueue, kQueueTag)) {
+      q->bind_to_this_process();
+      q->writer->flush();
+    }
     uintptr_t v = reinterpret_cast<uintptr_t>(hQueue);
     if ((v & ~uintptr_t{0xFFFFFFFF}) != kQueueTag || !queues().erase(static_cast<uint32_t>(v))) {
       return MQ_ERROR_INVALID_HANDLE;

@@ -2,11 +2,14 @@
 #include "src/abi/runtime.hpp"
 
 #include <pthread.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <tuple>
 
 #include "mqsec/error.hpp"
 #include "src/security/log.hpp"
@@ -15,67 +18,125 @@
 
 namespace mqsec::abi {
 
-queue::Store& store_at(const std::filesystem::path& dir) {
-  static std::mutex mu;
-  // Immortal: stores are used by other threads until exit.
-  static auto* stores = new std::map<std::filesystem::path, std::unique_ptr<queue::Store>>();
-  std::lock_guard lock(mu);
-  auto& slot = (*stores)[dir];
+namespace {
+
+// Stores and their writers, per process: a forked child must not use the parent's SQLite
+// connection (SQLite forbids it) nor wait on locks a parent thread held at the fork, so the
+// child builds its own and leaves the parent's alone (never destroyed: immortal).
+std::mutex g_runtime_mu;
+std::map<std::pair<pid_t, std::filesystem::path>, std::unique_ptr<queue::Store>>* g_stores =
+    nullptr;
+std::map<std::tuple<pid_t, std::filesystem::path, bool>, std::unique_ptr<queue::BatchWriter>>*
+    g_writers = nullptr;
+
+// Lock order: runtime map, writers, stores (a writer thread holds only a store's lock while
+// it commits, never a writer's).
+void runtime_prepare_fork() {
+  g_runtime_mu.lock();
+  if (g_writers) {
+    for (auto& [key, w] : *g_writers) w->prepare_fork();
+    for (auto& [key, st] : *g_stores) st->prepare_fork();
+  }
+}
+void runtime_parent_after_fork() {
+  if (g_writers) {
+    for (auto& [key, st] : *g_stores) st->after_fork();
+    for (auto& [key, w] : *g_writers) w->parent_after_fork();
+  }
+  g_runtime_mu.unlock();
+}
+void runtime_child_after_fork() {
+  if (g_writers) {
+    for (auto& [key, st] : *g_stores) st->after_fork();
+    for (auto& [key, w] : *g_writers) w->child_after_fork();
+  }
+  g_runtime_mu.unlock();
+}
+
+void init_locked() {
+  if (g_stores != nullptr) return;
+  g_stores = new std::remove_pointer_t<decltype(g_stores)>();
+  g_writers = new std::remove_pointer_t<decltype(g_writers)>();
+  pthread_atfork(runtime_prepare_fork, runtime_parent_after_fork, runtime_child_after_fork);
+  std::atexit([] { flush_express_writers(); });
+}
+
+queue::Store& store_locked(const std::filesystem::path& dir) {
+  init_locked();
+  auto& slot = (*g_stores)[{getpid(), dir}];
   if (!slot) slot = std::make_unique<queue::Store>(dir);
   return *slot;
 }
 
-namespace {
-
-std::mutex g_writers_mu;
-// Immortal, like the stores they write to.
-std::map<std::filesystem::path, std::unique_ptr<queue::BatchWriter>>* g_writers = nullptr;
-
-void writers_prepare_fork() {
-  g_writers_mu.lock();
-  if (g_writers) {
-    for (auto& [dir, w] : *g_writers) w->prepare_fork();
-  }
-}
-void writers_parent_after_fork() {
-  if (g_writers) {
-    for (auto& [dir, w] : *g_writers) w->parent_after_fork();
-  }
-  g_writers_mu.unlock();
-}
-void writers_child_after_fork() {
-  if (g_writers) {
-    for (auto& [dir, w] : *g_writers) w->child_after_fork();
-  }
-  g_writers_mu.unlock();
-}
-
 }  // namespace
 
-queue::BatchWriter& express_writer_at(const std::filesystem::path& dir) {
-  queue::Store& store = store_at(dir);
-  std::lock_guard lock(g_writers_mu);
-  if (g_writers == nullptr) {
-    g_writers = new std::map<std::filesystem::path, std::unique_ptr<queue::BatchWriter>>();
-    pthread_atfork(writers_prepare_fork, writers_parent_after_fork, writers_child_after_fork);
-    std::atexit([] { flush_express_writers(); });
-  }
-  auto& slot = (*g_writers)[dir];
+queue::Store& store_at(const std::filesystem::path& dir) {
+  std::lock_guard lock(g_runtime_mu);
+  return store_locked(dir);
+}
+
+queue::BatchWriter& writer_at(const std::filesystem::path& dir, bool durable) {
+  std::lock_guard lock(g_runtime_mu);
+  queue::Store& store = store_locked(dir);
+  auto& slot = (*g_writers)[{getpid(), dir, durable}];
   if (!slot) {
     slot = std::make_unique<queue::BatchWriter>(
-        store, [](const std::string& why) { log(LogLevel::Error, why); });
+        store, [](const std::string& why) { log(LogLevel::Error, why); }, durable);
   }
   return *slot;
+}
+
+queue::BatchWriter& express_writer_at(const std::filesystem::path& dir) {
+  return writer_at(dir, false);
+}
+
+queue::BatchWriter& recoverable_writer_at(const std::filesystem::path& dir) {
+  return writer_at(dir, true);
 }
 
 void flush_express_writers() noexcept {
   std::vector<queue::BatchWriter*> writers;
   {
-    std::lock_guard lock(g_writers_mu);
+    std::lock_guard lock(g_runtime_mu);
     if (g_writers == nullptr) return;
-    for (auto& [dir, w] : *g_writers) writers.push_back(w.get());
+    for (auto& [key, w] : *g_writers) {
+      if (std::get<0>(key) == getpid()) writers.push_back(w.get());
+    }
   }
   for (auto* w : writers) w->flush();
+}
+
+namespace {
+
+struct RegistryCache {
+  std::mutex mu;
+  std::map<std::pair<queue::Store*, security::Bytes>,
+           std::pair<std::optional<security::Bytes>, std::chrono::steady_clock::time_point>>
+      entries;
+};
+RegistryCache& registry_cache() {
+  static auto* c = new RegistryCache();
+  return *c;
+}
+
+}  // namespace
+
+std::optional<security::Bytes> registered_sid(queue::Store& store,
+                                              const security::Bytes& cert_sha256) {
+  auto now = std::chrono::steady_clock::now();
+  RegistryCache& c = registry_cache();
+  {
+    std::lock_guard lock(c.mu);
+    auto it = c.entries.find({&store, cert_sha256});
+    if (it != c.entries.end() && now - it->second.second < std::chrono::seconds(2)) {
+      return it->second.first;
+    }
+  }
+  std::optional<security::Bytes> sid = store.certificate_sid(cert_sha256);
+  std::lock_guard lock(c.mu);
+  if (c.entries.size() >= 4096) c.entries.clear();
+  c.entries[{&store, cert_sha256}] = {sid, now};
+  return sid;
 }
 
 Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
@@ -125,6 +186,8 @@ Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
     queue::Store& registry = store_at(setup.config.store_path);
     registry.bind_certificate(security::sha256(out.der), out.der, setup.user.sid.bytes(),
                               setup.user.uid);
+    std::lock_guard lock(registry_cache().mu);
+    registry_cache().entries.clear();  // this process sees its own registration at once
   } catch (const Error& e) {
     log(LogLevel::Error, std::string("certificate registry: ") + e.what());
     throw Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE, std::string("certificate registry: ") + e.what());

@@ -5,6 +5,7 @@
 #include <mq.h>
 
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -20,8 +21,17 @@ queue::Store& store_at(const std::filesystem::path& dir);
 
 // The express writer of the store under `dir` (one per store, started on first use).
 queue::BatchWriter& express_writer_at(const std::filesystem::path& dir);
+// The group-commit writer for recoverable messages of that store (push_and_wait: fsynced
+// before it returns; concurrent senders share an fsync).
+queue::BatchWriter& recoverable_writer_at(const std::filesystem::path& dir);
 // Flushes every express writer of this process (before exit, and for MQCloseQueue).
 void flush_express_writers() noexcept;
+
+// The SID a certificate (by SHA-256) is registered to, from the store's registry, cached for
+// two seconds per process: MSMQ applies a new registration to processes started afterwards; we
+// apply it within two seconds, and at once in the process that registered it.
+std::optional<security::Bytes> registered_sid(queue::Store& store,
+                                              const security::Bytes& cert_sha256);
 
 struct Registered {
   HRESULT code = MQ_OK;    // MQ_OK or MQ_INFORMATION_INTERNAL_USER_CERT_EXIST

@@ -3,6 +3,8 @@
 
 #include <exception>
 
+#include "mqsec/error.hpp"
+
 namespace mqsec::queue {
 
 BatchWriter::~BatchWriter() {
@@ -27,8 +29,24 @@ void BatchWriter::push(int64_t queue_id, int priority, Bytes envelope) {
   start_locked();
   progress_.wait(lock, [&] { return pending_.size() < kMaxPending; });
   pending_.push_back(Append{queue_id, priority, std::move(envelope)});
-  ++pushed_;
+  tickets_.push_back(++pushed_);
   if (pending_.size() == 1) wake_.notify_one();
+}
+
+void BatchWriter::push_and_wait(int64_t queue_id, int priority, Bytes envelope) {
+  std::unique_lock lock(mu_);
+  start_locked();
+  progress_.wait(lock, [&] { return pending_.size() < kMaxPending; });
+  pending_.push_back(Append{queue_id, priority, std::move(envelope)});
+  uint64_t ticket = ++pushed_;
+  tickets_.push_back(ticket);
+  if (pending_.size() == 1) wake_.notify_one();
+  progress_.wait(lock, [&] { return done_ >= ticket; });
+  if (auto it = failures_.find(ticket); it != failures_.end()) {
+    auto [code, reason] = it->second;
+    failures_.erase(it);
+    throw Error(code, reason);
+  }
 }
 
 void BatchWriter::flush() {
@@ -45,6 +63,8 @@ uint64_t BatchWriter::failed() const {
 
 void BatchWriter::child_after_fork() noexcept {
   pending_.clear();
+  tickets_.clear();
+  failures_.clear();
   done_ = pushed_;
   running_ = false;
   thread_ = nullptr;  // the parent's thread; leaked on purpose, it does not exist here
@@ -57,21 +77,28 @@ void BatchWriter::run() {
     wake_.wait(lock, [&] { return stop_ || !pending_.empty(); });
     if (pending_.empty()) return;  // stop_ and nothing left
     std::vector<Append> batch;
+    std::vector<uint64_t> tickets;
     batch.swap(pending_);
+    tickets.swap(tickets_);
     progress_.notify_all();  // room for blocked pushers
     lock.unlock();
     uint64_t lost = 0;
+    std::vector<std::pair<uint64_t, std::pair<int32_t, std::string>>> failed;
     try {
-      store_.append_batch(batch, false);
+      store_.append_batch(batch, durable_);
     } catch (const std::exception&) {
       // One bad message (e.g. its queue was deleted) must not take the others down: retry
       // them one by one.
-      for (const Append& a : batch) {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const Append& a = batch[i];
         try {
-          store_.append(a.queue_id, a.priority, a.envelope, false);
+          store_.append(a.queue_id, a.priority, a.envelope, durable_);
         } catch (const std::exception& e) {
           ++lost;
-          if (on_error_) {
+          const auto* err = dynamic_cast<const Error*>(&e);
+          failed.push_back(
+              {tickets[i], {err ? err->code() : MQ_ERROR_MESSAGE_STORAGE_FAILED, e.what()}});
+          if (on_error_ && !durable_) {
             on_error_("express message for queue id " + std::to_string(a.queue_id) +
                       " not stored: " + e.what());
           }
@@ -79,6 +106,8 @@ void BatchWriter::run() {
       }
     }
     lock.lock();
+    // Durable senders wait for their ticket and get the error themselves.
+    if (durable_) failures_.insert(failed.begin(), failed.end());
     done_ += batch.size();
     failed_ += lost;
     progress_.notify_all();

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <mutex>
 #include <thread>
@@ -30,13 +31,18 @@ class BatchWriter {
   static constexpr size_t kMaxPending = 4096;
 
   // `on_error` reports messages that could not be committed (their senders have returned).
-  BatchWriter(Store& store, std::function<void(const std::string&)> on_error)
-      : store_(store), on_error_(std::move(on_error)) {}
+  // `durable`: batches are committed with fsync (recoverable messages; see push_and_wait).
+  BatchWriter(Store& store, std::function<void(const std::string&)> on_error, bool durable = false)
+      : store_(store), on_error_(std::move(on_error)), durable_(durable) {}
   ~BatchWriter();
   BatchWriter(const BatchWriter&) = delete;
   BatchWriter& operator=(const BatchWriter&) = delete;
 
   void push(int64_t queue_id, int priority, Bytes envelope);
+  // Pushes and waits until the message is committed (group commit: senders that arrive while
+  // a batch is being written share the next fsync). Throws mqsec::Error
+  // (MQ_ERROR_MESSAGE_STORAGE_FAILED, MQ_ERROR_QUEUE_NOT_FOUND, ...) when it was not stored.
+  void push_and_wait(int64_t queue_id, int priority, Bytes envelope);
   // Waits until every message pushed before this call is committed (or failed and logged).
   void flush();
   // fork() safety, from pthread_atfork handlers: prepare_fork() takes the lock so the child
@@ -61,6 +67,9 @@ class BatchWriter {
   bool running_ = false;
   std::thread* thread_ = nullptr;  // a pointer so a forked child can drop the parent's thread
   std::function<void(const std::string&)> on_error_;
+  bool durable_;
+  std::vector<uint64_t> tickets_;                                 // ticket of each pending_ entry
+  std::map<uint64_t, std::pair<int32_t, std::string>> failures_;  // ticket -> HRESULT, reason
 };
 
 }  // namespace mqsec::queue

@@ -73,6 +73,12 @@ class Store {
 
   // Throws MQ_ERROR_QUEUE_EXISTS if a queue of that (case-insensitive) name exists,
   // MQ_ERROR_INVALID_PARAMETER for an empty name.
+  // fork() safety (pthread_atfork handlers of the runtime): hold the connection's lock across
+  // the fork so no SQLite call, and none of SQLite's global mutexes, is mid-way in another
+  // thread at that moment. The child must still open its own Store.
+  void prepare_fork() { mu_.lock(); }
+  void after_fork() { mu_.unlock(); }
+
   void create_queue(QueueInfo q);
   // Removes the queue and its messages. Throws MQ_ERROR_QUEUE_NOT_FOUND.
   void delete_queue(std::string_view name);

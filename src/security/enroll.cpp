@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "mqsec/error.hpp"
+#include "pkcs11/call_gate.hpp"
 #include "pkcs11/error.hpp"
 #include "pkcs11/uri.hpp"
 #include "src/security/log.hpp"
@@ -140,6 +141,7 @@ Enrolled enroll_internal(const UserSetup& setup, PersonalStore& store, const Enr
   std::string label = "mqsec internal " + setup.user.name;
   try {
     // 1. Key pair on the token.
+    pkcs11::CallScope scope;
     auto s = token.rw_session();
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
     CK_ULONG bits = opts.kind == KeyKind::Rsa3072 ? 3072 : 2048;

@@ -297,9 +297,14 @@ Envelope decode(std::span<const uint8_t> bytes) {
 }
 
 Bytes to_be_signed(const Envelope& e) {
-  validate(e);
-  std::array<uint8_t, SHA256_DIGEST_LENGTH> cert_digest{};
+  Bytes cert_digest(SHA256_DIGEST_LENGTH);
   SHA256(e.sender_cert.data(), e.sender_cert.size(), cert_digest.data());
+  return to_be_signed(e, cert_digest);
+}
+
+Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_digest) {
+  validate(e);
+  if (cert_digest.size() != SHA256_DIGEST_LENGTH) fail("certificate digest is not SHA-256 sized");
 
   Writer w;
   w.raw(kTbsDomain, sizeof(kTbsDomain));  // sizeof includes the NUL, which is part of the tag

@@ -63,5 +63,7 @@ Envelope decode(std::span<const uint8_t> bytes);
 // sender_cert instead of the certificate). Throws EnvelopeError under the same conditions as
 // encode().
 Bytes to_be_signed(const Envelope& e);
+// The same with SHA-256(e.sender_cert) already computed (senders and receivers cache it).
+Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_sha256);
 
 }  // namespace mqsec::security

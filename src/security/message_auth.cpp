@@ -5,6 +5,7 @@
 #include <openssl/rsa.h>
 
 #include "mqsec/error.hpp"
+#include "pkcs11/call_gate.hpp"
 #include "pkcs11/error.hpp"
 #include "src/security/log.hpp"
 #include "src/security/personal_store.hpp"
@@ -88,7 +89,8 @@ void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool 
     e.sender_id.clear();
   }
   e.signature.clear();
-  Bytes tbs = to_be_signed(e);
+  pkcs11::CallScope scope;  // OpenSSL's locks too must not be held across a fork
+  Bytes tbs = to_be_signed(e, ctx.certificate_sha256());
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_Digest(tbs.data(), tbs.size(), digest, &len, evp_md(hash), nullptr) != 1) {
@@ -101,19 +103,26 @@ void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool 
   }
 }
 
-std::shared_ptr<X509> Verifier::certificate(const Bytes& der, const Bytes& digest) {
+std::optional<Verifier::Cached> Verifier::certificate(const Bytes& der, const Bytes& digest) {
   std::lock_guard lock(mu_);
   if (auto it = cache_.find(digest); it != cache_.end()) return it->second;
   X509Ptr parsed = parse_der_strict(der);
-  if (!parsed) return nullptr;
-  std::shared_ptr<X509> cert(parsed.release(), X509_free);
+  if (!parsed) return std::nullopt;
+  Cached c{std::shared_ptr<X509>(parsed.release(), X509_free), {}};
+  c.subject = subject_string(c.cert.get());
   if (cache_.size() >= 1024) cache_.clear();  // bounded; senders are few in practice
-  cache_.emplace(digest, cert);
-  return cert;
+  cache_.emplace(digest, c);
+  return c;
 }
 
 Verdict Verifier::verify(const Envelope& e, const std::optional<Bytes>& registered_sid,
                          std::time_t now, bool allow_weak) {
+  return verify(
+      e, [&](const Bytes&) { return registered_sid; }, now, allow_weak);
+}
+
+Verdict Verifier::verify(const Envelope& e, const Registry& registry, std::time_t now,
+                         bool allow_weak) {
   Verdict v;
   if (e.sig_scheme == SigScheme::None && e.signature.empty()) {
     v.ok = true;  // unsigned: nothing to verify (the queue decides whether that is allowed)
@@ -124,18 +133,42 @@ Verdict Verifier::verify(const Envelope& e, const std::optional<Bytes>& register
     v.reason = "signed message without signature or sender certificate";
     return v;
   }
+  pkcs11::CallScope scope;  // OpenSSL's locks must not be held across a fork
   Bytes digest = sha256(e.sender_cert);
   auto cert = certificate(e.sender_cert, digest);
   if (!cert) {
     v.reason = "sender certificate is not a valid DER certificate";
     return v;
   }
-  v.subject = subject_string(cert.get());
-  if (X509_cmp_time(X509_get0_notBefore(cert.get()), &now) > 0) {
+  v = check(e, digest, *cert, now, allow_weak);
+  if (!v.ok) return v;
+  // A message that carries a SID must carry the one its certificate is registered to. One
+  // that carries none (SENDERID_TYPE NONE) is authentic but confirms no sender identity.
+  if (e.sender_id_type == MQMSG_SENDERID_TYPE_SID) {
+    if (std::optional<Bytes> registered = registry(digest)) {
+      if (e.sender_id != *registered) {
+        v.ok = false;
+        v.authenticated_ex = 0;
+        v.reason = "sender certificate is registered to another SID than the message's SENDERID";
+        return v;
+      }
+      v.sender_confirmed = true;
+    }
+  }
+  return v;
+}
+
+Verdict Verifier::check(const Envelope& e, const Bytes& digest, const Cached& cached,
+                        std::time_t now, bool allow_weak) {
+  Verdict v;
+  v.signed_message = true;
+  X509* cert = cached.cert.get();
+  v.subject = cached.subject;
+  if (X509_cmp_time(X509_get0_notBefore(cert), &now) > 0) {
     v.reason = "sender certificate is not yet valid";
     return v;
   }
-  if (X509_cmp_time(X509_get0_notAfter(cert.get()), &now) < 0) {
+  if (X509_cmp_time(X509_get0_notAfter(cert), &now) < 0) {
     v.reason = "sender certificate has expired";
     return v;
   }
@@ -146,7 +179,7 @@ Verdict Verifier::verify(const Envelope& e, const std::optional<Bytes>& register
     v.reason = "hash algorithm " + std::to_string(e.hash_alg) + " is not accepted";
     return v;
   }
-  EVP_PKEY* pub = X509_get0_pubkey(cert.get());
+  EVP_PKEY* pub = X509_get0_pubkey(cert);
   bool is_rsa = pub && EVP_PKEY_is_a(pub, "RSA") == 1;
   bool is_ec = pub && EVP_PKEY_is_a(pub, "EC") == 1;
   if ((e.sig_scheme == SigScheme::Ecdsa && !is_ec) ||
@@ -155,7 +188,7 @@ Verdict Verifier::verify(const Envelope& e, const std::optional<Bytes>& register
     return v;
   }
 
-  Bytes tbs = to_be_signed(e);
+  Bytes tbs = to_be_signed(e, digest);
   MdCtxPtr md(EVP_MD_CTX_new());
   EVP_PKEY_CTX* pctx = nullptr;
   bool good = md && EVP_DigestVerifyInit(md.get(), &pctx, evp_md(hash), nullptr, pub) == 1;
@@ -169,16 +202,6 @@ Verdict Verifier::verify(const Envelope& e, const std::optional<Bytes>& register
     openssl_error();  // clear the queue
     v.reason = "signature does not verify (message altered or signed by another key)";
     return v;
-  }
-
-  // A message that carries a SID must carry the one its certificate is registered to. One
-  // that carries none (SENDERID_TYPE NONE) is authentic but confirms no sender identity.
-  if (registered_sid && e.sender_id_type == MQMSG_SENDERID_TYPE_SID) {
-    if (e.sender_id != *registered_sid) {
-      v.reason = "sender certificate is registered to another SID than the message's SENDERID";
-      return v;
-    }
-    v.sender_confirmed = true;
   }
   v.ok = true;
   v.authenticated_ex = level_for(e.auth_level);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -46,11 +47,21 @@ class Verifier {
   // any. `now`: Unix time for the validity check.
   Verdict verify(const Envelope& e, const std::optional<Bytes>& registered_sid, std::time_t now,
                  bool allow_weak);
+  // The same, asking `registry` (certificate SHA-256 -> registered SID) only for signed
+  // messages, with the digest computed once.
+  using Registry = std::function<std::optional<Bytes>(const Bytes& cert_sha256)>;
+  Verdict verify(const Envelope& e, const Registry& registry, std::time_t now, bool allow_weak);
 
  private:
-  std::shared_ptr<X509> certificate(const Bytes& der, const Bytes& digest);
+  struct Cached {
+    std::shared_ptr<X509> cert;
+    std::string subject;
+  };
+  std::optional<Cached> certificate(const Bytes& der, const Bytes& digest);
+  Verdict check(const Envelope& e, const Bytes& digest, const Cached& cert, std::time_t now,
+                bool allow_weak);
   std::mutex mu_;
-  std::map<Bytes, std::shared_ptr<X509>> cache_;
+  std::map<Bytes, Cached> cache_;
 };
 
 }  // namespace mqsec::security

@@ -1,0 +1,24 @@
+// Fork safety for Cryptoki (and OpenSSL) calls.
+//
+// A module's internal locks (SoftHSM's mutexes, for one) are held while a call runs. If
+// another thread forks at that moment, the child inherits the lock held by a thread that does
+// not exist there, and its first call into the module hangs forever. A pthread_atfork prepare
+// handler therefore closes this gate and waits until no thread is inside a Cryptoki call; the
+// parent and child reopen it after the fork. Every code path that calls the module holds a
+// CallScope (nested scopes on one thread are free), so the fast path is two atomic operations.
+#pragma once
+
+namespace mqsec::pkcs11 {
+
+class CallScope {
+ public:
+  CallScope();
+  ~CallScope();
+  CallScope(const CallScope&) = delete;
+  CallScope& operator=(const CallScope&) = delete;
+};
+
+// Installs the pthread_atfork handlers (once; Module::load calls it).
+void install_fork_gate();
+
+}  // namespace mqsec::pkcs11
