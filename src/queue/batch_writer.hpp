@@ -29,6 +29,7 @@ namespace mqsec::queue {
 class BatchWriter {
  public:
   static constexpr size_t kMaxPending = 4096;
+  static constexpr size_t kBatchTarget = 256;  // express: commit at this size or after 1 ms
 
   // `on_error` reports messages that could not be committed (their senders have returned).
   // `durable`: batches are committed with fsync (recoverable messages; see push_and_wait).
@@ -63,6 +64,7 @@ class BatchWriter {
   std::condition_variable wake_, progress_;
   std::vector<Append> pending_;
   uint64_t pushed_ = 0, done_ = 0, failed_ = 0;
+  int waiters_ = 0;  // threads in flush()/push_and_wait(): commit at once
   bool stop_ = false;
   bool running_ = false;
   std::thread* thread_ = nullptr;  // a pointer so a forked child can drop the parent's thread
