@@ -278,7 +278,7 @@ typedef struct tagMQQUEUEPROPS {
   (MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL | MQMSG_ACKNOWLEDGMENT_POS_ARRIVAL)
 #define MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE \
   (MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL | MQMSG_ACKNOWLEDGMENT_NEG_RECEIVE)
-#define MQMSG_ACKNOWLEDGMENT_FULL_RECEIVE \
+#define MQMSG_ACKNOWLEDGMENT_FULL_RECEIVE                                \
   (MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL | MQMSG_ACKNOWLEDGMENT_NEG_RECEIVE | \
    MQMSG_ACKNOWLEDGMENT_POS_RECEIVE)
 
@@ -433,9 +433,8 @@ HRESULT APIENTRY MQRegisterCertificate(DWORD dwFlags, LPVOID lpCertBuffer,
                                        DWORD dwCertBufferLength);
 
 /* Queues and messages. */
-HRESULT APIENTRY MQCreateQueue(PSECURITY_DESCRIPTOR pSecurityDescriptor,
-                               MQQUEUEPROPS* pQueueProps, LPWSTR lpwcsFormatName,
-                               LPDWORD lpdwFormatNameLength);
+HRESULT APIENTRY MQCreateQueue(PSECURITY_DESCRIPTOR pSecurityDescriptor, MQQUEUEPROPS* pQueueProps,
+                               LPWSTR lpwcsFormatName, LPDWORD lpdwFormatNameLength);
 HRESULT APIENTRY MQDeleteQueue(LPCWSTR lpwcsFormatName);
 HRESULT APIENTRY MQOpenQueue(LPCWSTR lpwcsFormatName, DWORD dwAccess, DWORD dwShareMode,
                              QUEUEHANDLE* phQueue);
