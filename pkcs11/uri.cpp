@@ -48,7 +48,12 @@ Uri Uri::parse(const std::string& text) {
   if (!uri.uri_) throw Error("out of memory parsing a PKCS#11 URI");
   int rc = p11_kit_uri_parse(text.c_str(), P11_KIT_URI_FOR_ANY, uri.uri_.get());
   if (rc != P11_KIT_URI_OK) {
-    throw Error("invalid PKCS#11 URI '" + text + "': " + p11_kit_uri_message(rc));
+    // Never echo a URI that may carry a PIN (even a malformed one).
+    bool secret = text.find("pin-value") != std::string::npos ||
+                  text.find("pin%2Dvalue") != std::string::npos ||
+                  text.find("pin%2dvalue") != std::string::npos;
+    throw Error("invalid PKCS#11 URI" + (secret ? std::string() : " '" + text + "'") + ": " +
+                p11_kit_uri_message(rc));
   }
   if (p11_kit_uri_get_pin_value(uri.uri_.get()) != nullptr) {
     // Do not echo the URI: it contains the PIN.

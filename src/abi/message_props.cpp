@@ -255,14 +255,26 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
     if (hr != MQ_OK && !FAILED(result)) result = MQ_INFORMATION_PROPERTY;
   };
   // Input sizes of string buffers, from the *_LEN properties (in WCHARs, with the NUL).
+  // All capacities are read before anything is written (a *_LEN is also an output), only the
+  // first occurrence of a property counts (later duplicates are ignored, as on send), and a
+  // *_LEN passed as VT_NULL has no capacity.
   std::map<PROPID, DWORD> len_index;
-  for (DWORD i = 0; i < props->cProp; ++i) len_index[props->aPropID[i]] = i;
+  std::map<PROPID, ULONG> capacity_of;
+  std::vector<bool> duplicate(props->cProp, false);
+  for (DWORD i = 0; i < props->cProp; ++i) {
+    PROPID id = props->aPropID[i];
+    if (!len_index.emplace(id, i).second) {
+      duplicate[i] = true;
+      continue;
+    }
+    capacity_of[id] = props->aPropVar[i].vt == VT_UI4 ? props->aPropVar[i].ulVal : 0;
+  }
   auto string_out = [&](DWORD i, PROPID len_id, const std::u16string& text, HRESULT too_small) {
     std::wstring w = from_utf16(text);
     ULONG needed = static_cast<ULONG>(w.size() + 1);
     ULONG capacity = 0;
     auto it = len_index.find(len_id);
-    if (it != len_index.end()) capacity = props->aPropVar[it->second].ulVal;
+    if (it != len_index.end()) capacity = capacity_of[len_id];
     if (it != len_index.end()) {
       props->aPropVar[it->second].vt = VT_UI4;
       props->aPropVar[it->second].ulVal = needed;
@@ -286,6 +298,10 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
   for (DWORD i = 0; i < props->cProp; ++i) {
     MQPROPVARIANT& v = props->aPropVar[i];
     PROPID id = props->aPropID[i];
+    if (duplicate[i]) {
+      status(i, MQ_INFORMATION_DUPLICATE_PROPERTY);
+      continue;
+    }
     VARTYPE want = vt_of(id);
     if (v.vt == VT_NULL) v.vt = want;
     switch (id) {

@@ -135,7 +135,13 @@ class Reader {
     return s;
   }
 
-  static bool has_pin_value(std::string_view uri) {
+  static bool has_pin_value(std::string_view raw) {
+    // p11-kit's parser skips white space, so "pin-value =1" counts too: look without it.
+    std::string squeezed;
+    for (char c : raw) {
+      if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\f' && c != '\v') squeezed += c;
+    }
+    std::string_view uri = squeezed;
     // Attributes are separated by ';' (path) and '&' (query), the query starts at '?'.
     for (size_t i = 0; (i = uri.find("pin-value", i)) != std::string_view::npos; i += 9) {
       const char before = i == 0 ? ';' : uri[i - 1];

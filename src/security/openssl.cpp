@@ -2,6 +2,8 @@
 #include "src/security/openssl.hpp"
 
 #include <openssl/bio.h>
+
+#include <algorithm>
 #include <openssl/err.h>
 #include <openssl/sha.h>
 
@@ -15,6 +17,14 @@ X509Ptr parse_der_strict(std::span<const uint8_t> der) {
     ERR_clear_error();
     return nullptr;
   }
+  // DER only: BER (indefinite lengths, odd parameter encodings) would give one certificate
+  // several byte forms, and the registry keys certificates by the SHA-256 of their bytes.
+  int len = i2d_X509(cert.get(), nullptr);
+  if (len != static_cast<int>(der.size())) return nullptr;
+  Bytes again(static_cast<size_t>(len));
+  unsigned char* q = again.data();
+  i2d_X509(cert.get(), &q);
+  if (!std::equal(again.begin(), again.end(), der.begin())) return nullptr;
   return cert;
 }
 
