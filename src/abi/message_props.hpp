@@ -25,7 +25,9 @@ struct SendRequest {
 
 // Parses send properties. Sets aStatus[i] when given. Throws mqsec::Error with the first
 // failing property's code (MQ_ERROR_ILLEGAL_PROPID, _ILLEGAL_PROPERTY_VT, _ILLEGAL_PROPERTY_VALUE,
-// _ILLEGAL_PROPERTY_SIZE, _LABEL_TOO_LONG, _ILLEGAL_FORMATNAME, _INVALID_PARAMETER).
+// _ILLEGAL_PROPERTY_SIZE, _LABEL_TOO_LONG, _ILLEGAL_FORMATNAME,
+// _UNSUPPORTED_FORMATNAME_OPERATION for response/admin queues on other machines,
+// _INVALID_PARAMETER).
 SendRequest parse_send(MQMSGPROPS* props);
 
 // What the receiver learns about a message besides its envelope.

@@ -19,6 +19,15 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// A host part is a DNS name or "."; anything else (a format name passed as a path, a
+// space, a colon) is a malformed path rather than "another machine".
+bool is_host_name(std::string_view host) {
+  return !host.empty() && host.size() <= 255 &&
+         std::all_of(host.begin(), host.end(), [](unsigned char c) {
+           return std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_';
+         });
+}
+
 bool is_local(std::string_view host) {
   std::string h = lower(host);
   if (h == "." || h == "localhost" || h == local_host()) return true;
@@ -46,6 +55,12 @@ std::string queue_from_path(std::string_view path) {
   }
   std::string_view host = path.substr(0, first);
   std::string_view rest = path.substr(first + 1);
+  if (!is_host_name(host)) {
+    throw Error(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME,
+                "queue path name '" + std::string(path) +
+                    "' has no valid machine name before '\\' (a path name looks like "
+                    ".\\private$\\NAME; DIRECT=OS:... is a format name)");
+  }
   constexpr std::string_view kPrivate = "private$\\";
   if (rest.size() < kPrivate.size() || lower(rest.substr(0, kPrivate.size())) != kPrivate) {
     throw Error(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME,

@@ -305,7 +305,10 @@ void SoftHsmEnv::keypairgen(const std::string& label, const std::string& key_typ
 Bytes SoftHsmEnv::certificate_for_token_key(const std::string& label, const std::string& id_hex,
                                             const std::string& common_name) const {
   std::string pct;
-  for (size_t i = 0; i + 1 < id_hex.size(); i += 2) pct += "%" + id_hex.substr(i, 2);
+  for (size_t i = 0; i + 1 < id_hex.size(); i += 2) {
+    pct += '%';
+    pct.append(id_hex, i, 2);
+  }
   const fs::path out = dir_ / ("cert-" + id_hex + ".der");
   // The PIN goes through -passin file: rather than pin-value= in the key URI.
   must_run("openssl req -x509 (pkcs11 engine) for id " + id_hex,
