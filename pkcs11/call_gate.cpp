@@ -1,33 +1,43 @@
 // The Cryptoki call gate (see call_gate.hpp).
+//
+// Only atomics, no mutex or condition variable: whatever a thread of the parent was doing with
+// a lock at the moment of fork() would be frozen into the child (a mutex held by a thread that
+// does not exist there, a condition variable with phantom waiters), and the child's handler
+// would hang on it. The gate is closed only while a fork is being prepared, which is rare and
+// short, so the threads that meet it closed simply poll.
 #include "pkcs11/call_gate.hpp"
 
 #include <pthread.h>
 
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <mutex>
+#include <thread>
 
 namespace mqsec::pkcs11 {
 namespace {
 
-std::atomic<int> g_inflight{0};
+std::atomic<int> g_inflight{0};  // threads inside a Cryptoki call (outermost scopes)
 std::atomic<bool> g_closing{false};
-std::mutex g_mu;
-std::condition_variable g_cv;
-thread_local int t_depth = 0;
+thread_local int t_depth = 0;  // this thread's nesting of CallScopes
 
+constexpr auto kPoll = std::chrono::microseconds(50);
+
+// pthread_atfork prepare: close the gate and wait until no other thread is inside a call.
+// The forking thread itself may be inside one (it then counts itself once).
 void close_gate() {
   g_closing.store(true);
-  std::unique_lock lock(g_mu);
-  g_cv.wait(lock, [] { return g_inflight.load() == 0; });
+  const int own = t_depth > 0 ? 1 : 0;
+  while (g_inflight.load() != own) std::this_thread::sleep_for(kPoll);
 }
 
-void open_gate() {
-  {
-    std::lock_guard lock(g_mu);
-    g_closing.store(false);
-  }
-  g_cv.notify_all();
+void open_gate_parent() { g_closing.store(false); }
+
+// In the child only the forking thread exists: threads of the parent that were stepping in or
+// out of the gate at the fork left their increments behind, so the count is set afresh.
+void open_gate_child() {
+  g_inflight.store(t_depth > 0 ? 1 : 0);
+  g_closing.store(false);
 }
 
 }  // namespace
@@ -38,26 +48,33 @@ CallScope::CallScope() {
     g_inflight.fetch_add(1);
     if (!g_closing.load()) return;
     // A fork is being prepared: step back out and wait until it is done.
-    if (g_inflight.fetch_sub(1) == 1) {
-      std::lock_guard lock(g_mu);
-      g_cv.notify_all();
-    }
-    std::unique_lock lock(g_mu);
-    g_cv.wait(lock, [] { return !g_closing.load(); });
+    g_inflight.fetch_sub(1);
+    while (g_closing.load()) std::this_thread::sleep_for(kPoll);
   }
 }
 
 CallScope::~CallScope() {
   if (--t_depth > 0) return;
-  if (g_inflight.fetch_sub(1) == 1 && g_closing.load()) {
-    std::lock_guard lock(g_mu);
-    g_cv.notify_all();
-  }
+  g_inflight.fetch_sub(1);
+}
+
+// glibc runs all fork handlers under one lock, so forks do not overlap and a plain count of
+// the handlers that asked for the gate is enough.
+std::atomic<int> g_holders{0};
+
+void fork_prepare() {
+  if (g_holders.fetch_add(1) == 0) close_gate();
+}
+void fork_parent() {
+  if (g_holders.fetch_sub(1) == 1) open_gate_parent();
+}
+void fork_child() {
+  if (g_holders.fetch_sub(1) == 1) open_gate_child();
 }
 
 void install_fork_gate() {
   static std::once_flag once;
-  std::call_once(once, [] { pthread_atfork(close_gate, open_gate, open_gate); });
+  std::call_once(once, [] { pthread_atfork(fork_prepare, fork_parent, fork_child); });
 }
 
 }  // namespace mqsec::pkcs11

@@ -21,4 +21,12 @@ class CallScope {
 // Installs the pthread_atfork handlers (once; Module::load calls it).
 void install_fork_gate();
 
+// For other pthread_atfork handlers that take locks a thread may want while inside a Cryptoki
+// call (the store's, say): call fork_prepare() first in the prepare handler and fork_parent() /
+// fork_child() last in the others, so the gate is closed before those locks are taken and
+// opened after they are released, whichever handler was registered first. Calls nest.
+void fork_prepare();
+void fork_parent();
+void fork_child();
+
 }  // namespace mqsec::pkcs11

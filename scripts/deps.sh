@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   softhsm2 opensc libp11-dev libengine-pkcs11-openssl openssl
   clang-format python3 gnuplot-nox
+  libasan8 libubsan1 libtsan2   # sanitizer runtimes of GCC 12 (scripts/sanitize.sh)
 )
 
 missing=()

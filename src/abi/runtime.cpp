@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "mqsec/error.hpp"
+#include "pkcs11/call_gate.hpp"
 #include "src/security/log.hpp"
 #include "src/security/openssl.hpp"
 #include "src/security/personal_store.hpp"
@@ -29,9 +30,12 @@ std::map<std::pair<pid_t, std::filesystem::path>, std::unique_ptr<queue::Store>>
 std::map<std::tuple<pid_t, std::filesystem::path, bool>, std::unique_ptr<queue::BatchWriter>>*
     g_writers = nullptr;
 
-// Lock order: runtime map, writers, stores (a writer thread holds only a store's lock while
-// it commits, never a writer's).
+// Lock order: the Cryptoki call gate, runtime map, writers, stores (a writer thread holds only
+// a store's lock while it commits, never a writer's). The gate comes first because a receiving
+// thread inside a call scope (verifying) may wait for a store's lock: taking that lock first and
+// then waiting for the scope to end would deadlock.
 void runtime_prepare_fork() {
+  pkcs11::fork_prepare();
   g_runtime_mu.lock();
   if (g_writers) {
     for (auto& [key, w] : *g_writers) w->prepare_fork();
@@ -44,6 +48,7 @@ void runtime_parent_after_fork() {
     for (auto& [key, w] : *g_writers) w->parent_after_fork();
   }
   g_runtime_mu.unlock();
+  pkcs11::fork_parent();
 }
 void runtime_child_after_fork() {
   if (g_writers) {
@@ -51,6 +56,7 @@ void runtime_child_after_fork() {
     for (auto& [key, w] : *g_writers) w->child_after_fork();
   }
   g_runtime_mu.unlock();
+  pkcs11::fork_child();
 }
 
 void init_locked() {

@@ -496,6 +496,13 @@ std::optional<int> wait_for(pid_t pid, std::chrono::seconds limit) {
     if (r == pid) return status;
     if (r < 0 && errno != EINTR) return std::nullopt;
     if (Clock::now() > deadline) {
+      // A hung child is the bug being looked for: show where it is stuck before killing it.
+      if (std::system("command -v gdb >/dev/null 2>&1") == 0) {
+        std::fprintf(stderr, "[ info ] process %d hung; its threads:\n", static_cast<int>(pid));
+        const std::string cmd = "gdb -p " + std::to_string(pid) +
+                                " -batch -ex 'thread apply all bt' 2>&1 | head -200 >&2";
+        [[maybe_unused]] int rc = std::system(cmd.c_str());
+      }
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
       return std::nullopt;
@@ -1067,6 +1074,15 @@ TEST_F(Reliability, ForkedChildSignsWithTheInheritedContext) {
 // locks of the runtime, the module or SoftHSM may be held at the fork. The child must still
 // sign or fail clearly, never deadlock.
 TEST_F(Reliability, ForkWhileAnotherThreadSignsNeverDeadlocks) {
+#if defined(__SANITIZE_ADDRESS__)
+  // GCC 12's AddressSanitizer runtime does not lock its own allocator around fork() (upstream
+  // compiler-rt added that later), so a child forked while another thread is inside malloc can
+  // hang in ASan's allocator mutex before it reaches any mqsec code: seen here as a child stuck
+  // in __sanitizer::SizeClassAllocator64::GetFromAllocator under sqlite3Malloc. glibc's malloc,
+  // which every real build uses, is fork-safe. This test runs in the normal build and under TSan
+  // (scripts/sanitize.sh); every other fork test runs under ASan too.
+  GTEST_SKIP() << "ASan's allocator is not fork-safe with concurrent malloc (GCC 12 runtime)";
+#endif
   Watchdog wd(400s, "fork while signing");
   std::wstring format = create_queue("fork-busy");
   Context ctx;
@@ -1092,8 +1108,9 @@ TEST_F(Reliability, ForkWhileAnotherThreadSignsNeverDeadlocks) {
     std::fflush(nullptr);
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
-    if (pid == 0) ::_exit(child_send_once(format, ctx.get(), "child " + std::to_string(i), 10));
-    auto status = wait_for(pid, 30s);
+    // The parent gives up first (and prints the child's stacks); the alarm is a backstop.
+    if (pid == 0) ::_exit(child_send_once(format, ctx.get(), "child " + std::to_string(i), 60));
+    auto status = wait_for(pid, 20s);
     if (!status) {
       bad.push_back("fork " + std::to_string(i) + ": hung (deadlock), killed");
     } else if (WIFEXITED(*status) && WEXITSTATUS(*status) == kChildSent) {
