@@ -55,15 +55,21 @@ std::optional<int> fork_and_run(F body, std::chrono::milliseconds limit = 20s) {
 
 TEST(CallGate, ForkWaitsUntilCallsInFlightHaveLeft) {
   pkcs11::install_fork_gate();
-  std::atomic<bool> inside{false}, left{false};
+  std::atomic<bool> inside{false}, left{false}, forked{false};
   std::thread t([&] {
-    pkcs11::CallScope scope;
-    inside = true;
-    std::this_thread::sleep_for(200ms);
-    left = true;
+    {
+      pkcs11::CallScope scope;
+      inside = true;
+      std::this_thread::sleep_for(200ms);
+      left = true;
+    }
+    // Alive until after the fork: a finished, unjoined thread would be a leak in the child's
+    // eyes (TSan reports it).
+    while (!forked) std::this_thread::sleep_for(1ms);
   });
   while (!inside) std::this_thread::sleep_for(1ms);
   auto status = fork_and_run([&] { return left.load() ? 0 : 1; });
+  forked = true;
   EXPECT_TRUE(left.load()) << "fork() returned in the parent while a call was still running";
   EXPECT_TRUE(exited_zero(status)) << "the child was forked in the middle of a call";
   t.join();
@@ -149,15 +155,19 @@ TEST(CallGate, HandlersThatTakeLocksCloseTheGateFirst) {
   std::call_once(once, [] { pthread_atfork(store_prepare, store_parent, store_child); });
   // The scenario runs in a child process so that a hang in its fork() is reported, not hung.
   auto status = fork_and_run([] {
-    std::atomic<bool> inside{false};
+    std::atomic<bool> inside{false}, forked{false};
     std::thread t([&] {
-      pkcs11::CallScope scope;  // verifying, say
-      inside = true;
-      std::this_thread::sleep_for(100ms);
-      std::lock_guard lock(g_store_lock);  // then looking the sender up in the store
+      {
+        pkcs11::CallScope scope;  // verifying, say
+        inside = true;
+        std::this_thread::sleep_for(100ms);
+        std::lock_guard lock(g_store_lock);  // then looking the sender up in the store
+      }
+      while (!forked) std::this_thread::sleep_for(1ms);  // see ForkWaitsUntilCallsInFlightHaveLeft
     });
     while (!inside) std::this_thread::sleep_for(1ms);
     auto inner = fork_and_run([] { return 0; });
+    forked = true;
     t.join();
     return exited_zero(inner) ? 0 : 1;
   });
