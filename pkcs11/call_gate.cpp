@@ -9,10 +9,12 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace mqsec::pkcs11 {
 namespace {
@@ -62,14 +64,68 @@ CallScope::~CallScope() {
 // the handlers that asked for the gate is enough.
 std::atomic<int> g_holders{0};
 
+namespace {
+
+struct ForkLock {
+  void* key;
+  void (*lock)(void*);
+  void (*unlock)(void*);
+  void (*reset)(void*);
+};
+// Held by the forking thread from prepare to parent/child, like the locks it lists.
+std::mutex g_fork_locks_mu;
+std::vector<ForkLock>& fork_locks() {
+  static auto* v = new std::vector<ForkLock>();  // immortal: used by fork handlers until exit
+  return *v;
+}
+
+void take_fork_locks() {
+  g_fork_locks_mu.lock();
+  for (const auto& l : fork_locks()) l.lock(l.key);
+}
+void release_fork_locks(bool child) {
+  auto& v = fork_locks();
+  for (auto it = v.rbegin(); it != v.rend(); ++it) (child ? it->reset : it->unlock)(it->key);
+  if (child) {
+    new (&g_fork_locks_mu) std::mutex();
+  } else {
+    g_fork_locks_mu.unlock();
+  }
+}
+
+}  // namespace
+
+void register_fork_lock(void* key, void (*lock)(void*), void (*unlock)(void*),
+                        void (*reset)(void*)) {
+  install_fork_gate();
+  std::lock_guard guard(g_fork_locks_mu);
+  fork_locks().push_back({key, lock, unlock, reset});
+}
+
+void unregister_fork_lock(void* key) {
+  std::lock_guard guard(g_fork_locks_mu);
+  auto& v = fork_locks();
+  v.erase(std::remove_if(v.begin(), v.end(), [key](const ForkLock& l) { return l.key == key; }),
+          v.end());
+}
+
 void fork_prepare() {
-  if (g_holders.fetch_add(1) == 0) close_gate();
+  if (g_holders.fetch_add(1) == 0) {
+    close_gate();
+    take_fork_locks();
+  }
 }
 void fork_parent() {
-  if (g_holders.fetch_sub(1) == 1) open_gate_parent();
+  if (g_holders.fetch_sub(1) == 1) {
+    release_fork_locks(false);
+    open_gate_parent();
+  }
 }
 void fork_child() {
-  if (g_holders.fetch_sub(1) == 1) open_gate_child();
+  if (g_holders.fetch_sub(1) == 1) {
+    release_fork_locks(true);
+    open_gate_child();
+  }
 }
 
 void install_fork_gate() {

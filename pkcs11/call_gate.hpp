@@ -8,6 +8,8 @@
 // CallScope (nested scopes on one thread are free), so the fast path is two atomic operations.
 #pragma once
 
+#include <new>
+
 namespace mqsec::pkcs11 {
 
 class CallScope {
@@ -28,5 +30,23 @@ void install_fork_gate();
 void fork_prepare();
 void fork_parent();
 void fork_child();
+
+// Leaf locks a forked child may need (handle tables, caches, the log): held only briefly and
+// never while waiting for another lock or a Cryptoki call. fork_prepare() takes every
+// registered lock right after closing the gate; the parent releases them and the child gets
+// them fresh (`reset`): a pthread rwlock cannot be unlocked in the child, whose thread has a
+// new TID. So no child inherits a lock held by a thread that does not exist there.
+void register_fork_lock(void* key, void (*lock)(void*), void (*unlock)(void*),
+                        void (*reset)(void*));
+void unregister_fork_lock(void* key);
+
+// For std::mutex and std::shared_mutex.
+template <class Mutex>
+void register_fork_mutex(Mutex& m) {
+  register_fork_lock(
+      &m, [](void* p) { static_cast<Mutex*>(p)->lock(); },
+      [](void* p) { static_cast<Mutex*>(p)->unlock(); },
+      [](void* p) { new (p) Mutex(); });  // the old one is abandoned, never destroyed
+}
 
 }  // namespace mqsec::pkcs11

@@ -121,7 +121,11 @@ struct RegistryCache {
       entries;
 };
 RegistryCache& registry_cache() {
-  static auto* c = new RegistryCache();
+  static auto* c = [] {
+    auto* cache = new RegistryCache();
+    pkcs11::register_fork_mutex(cache->mu);  // a forked child may receive too
+    return cache;
+  }();
   return *c;
 }
 

@@ -11,12 +11,22 @@
 #include <shared_mutex>
 #include <vector>
 
+#include "pkcs11/call_gate.hpp"
+
 namespace mqsec::security {
 
 template <typename T>
 class HandleTable {
  public:
   static constexpr uint32_t kMaxSlots = 0xFFFF;
+
+  // fork(): another thread may be half-way through a lookup (holding the lock shared) when the
+  // process forks; the child would then wait forever to insert. The fork handlers hold the lock
+  // across the fork instead (pkcs11/call_gate.hpp).
+  HandleTable() { pkcs11::register_fork_mutex(mu_); }
+  ~HandleTable() { pkcs11::unregister_fork_lock(&mu_); }
+  HandleTable(const HandleTable&) = delete;
+  HandleTable& operator=(const HandleTable&) = delete;
 
   // Returns the new handle, or 0 when all slots are in use.
   uint32_t insert(std::shared_ptr<T> obj) {

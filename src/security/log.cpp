@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "mqsec/error.hpp"
+#include "pkcs11/call_gate.hpp"
 
 namespace mqsec {
 namespace {
@@ -41,6 +42,11 @@ void log(LogLevel level, const std::string& message) noexcept {
     if (d == "off") return;
     if (level == LogLevel::Debug && !std::getenv("MQSEC_DEBUG")) return;
     std::string line = std::string("mqsec ") + level_name(level) + ": " + message + "\n";
+    static const bool registered = [] {
+      pkcs11::register_fork_mutex(g_log_mutex);  // a forked child may log too
+      return true;
+    }();
+    (void)registered;
     std::lock_guard lock(g_log_mutex);
     if (d == "stderr") {
       ssize_t ignored = write(2, line.data(), line.size());

@@ -1,8 +1,15 @@
 // 32-bit handles: stale, double-freed and forged handles are not found.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "src/security/handle_table.hpp"
 
@@ -56,4 +63,50 @@ TEST(HandleTable, ConcurrentInsertGetErase) {
   for (auto& th : ts) th.join();
   EXPECT_EQ(bad.load(), 0);
   EXPECT_EQ(t.size(), 0u);
+}
+
+// Threads look handles up and take and free them (shared and exclusive lock) while the main
+// thread forks again and again: each child must be able to insert, i.e. it did not inherit the
+// lock held by a parent thread (the fork handlers hold it across the fork).
+TEST(HandleTable, ForkWhileOtherThreadsUseTheTableNeverHangsTheChild) {
+  HandleTable<int> t;
+  const uint32_t h = t.insert(std::make_shared<int>(7));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 3; ++i) {
+    ts.emplace_back([&, i] {
+      while (!stop) {
+        if (i == 0) {
+          t.erase(t.insert(std::make_shared<int>(1)));
+        } else if (!t.get(h)) {
+          std::abort();
+        }
+      }
+    });
+  }
+  int hung = 0, failed = 0;
+  for (int i = 0; i < 200 && hung == 0; ++i) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      alarm(30);
+      _exit(t.insert(std::make_shared<int>(2)) != 0 && *t.get(h) == 7 ? 0 : 1);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ++hung;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (hung == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) ++failed;
+  }
+  stop = true;
+  for (auto& th : ts) th.join();
+  EXPECT_EQ(hung, 0) << "a child hung on the table's lock";
+  EXPECT_EQ(failed, 0);
 }
