@@ -11,8 +11,6 @@
 //   cached id of a deleted queue can never address a newer message or queue.
 #include "src/queue/store.hpp"
 
-#include "src/queue/checkpointer.hpp"
-
 #include <sqlite3.h>
 
 #include <fcntl.h>
@@ -270,9 +268,6 @@ Store::Store(const std::filesystem::path& dir) {
       if (lower_ascii(mode) != "wal") unavailable("store cannot use WAL mode (got " + mode + ")");
     }
     exec("PRAGMA synchronous=NORMAL", "setting synchronous mode");
-    // Checkpoints off the commit path (replaces SQLite's automatic checkpoint).
-    checkpointer_ = std::make_unique<Checkpointer>(db_path);
-    checkpointer_->attach(db_);
 
     st_ = std::make_unique<Statements>();
     st_->begin = prepare("BEGIN IMMEDIATE");
@@ -382,24 +377,8 @@ Store::Store(const std::filesystem::path& dir) {
 }
 
 Store::~Store() {
-  if (db_ != nullptr) sqlite3_wal_hook(db_, nullptr, nullptr);
-  checkpointer_.reset();
   st_.reset();  // statements must be finalized before the connection closes
   sqlite3_close_v2(db_);
-}
-
-void Store::prepare_fork() {
-  mu_.lock();
-  if (checkpointer_) checkpointer_->prepare_fork();
-}
-
-void Store::after_fork() {
-  if (checkpointer_) checkpointer_->after_fork();
-  mu_.unlock();
-}
-
-unsigned long Store::checkpoints_completed() {
-  return checkpointer_ ? checkpointer_->completed() : 0;
 }
 
 sqlite3_stmt* Store::prepare(const char* sql, const char* what) {

@@ -23,8 +23,6 @@ struct sqlite3_stmt;
 
 namespace mqsec::queue {
 
-class Checkpointer;
-
 using Bytes = std::vector<uint8_t>;
 
 struct QueueInfo {
@@ -78,8 +76,8 @@ class Store {
   // fork() safety (pthread_atfork handlers of the runtime): hold the connection's lock across
   // the fork so no SQLite call, and none of SQLite's global mutexes, is mid-way in another
   // thread at that moment. The child must still open its own Store.
-  void prepare_fork();
-  void after_fork();
+  void prepare_fork() { mu_.lock(); }
+  void after_fork() { mu_.unlock(); }
 
   void create_queue(QueueInfo q);
   // Removes the queue and its messages. Throws MQ_ERROR_QUEUE_NOT_FOUND.
@@ -127,9 +125,6 @@ class Store {
                         std::span<const uint8_t> sid, uint32_t registered_by_uid);
   std::optional<Bytes> certificate_sid(std::span<const uint8_t> cert_sha256);
 
-  // WAL checkpoints run in the background (checkpointer.hpp); how many have completed.
-  unsigned long checkpoints_completed();
-
  private:
   struct Statements;
   class Tx;
@@ -146,7 +141,6 @@ class Store {
   std::mutex mu_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<Statements> st_;
-  std::unique_ptr<Checkpointer> checkpointer_;
   uint64_t own_commits_ = 0;  // data_version does not count this connection's own commits
 };
 

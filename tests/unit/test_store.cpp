@@ -3,8 +3,6 @@
 // records, the certificate registry and change notification between connections.
 #include "src/queue/store.hpp"
 
-#include "src/queue/checkpointer.hpp"
-
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -299,36 +297,6 @@ TEST_F(StoreTest, FileModesIgnoreUmask) {
   ASSERT_TRUE(fs::exists(dir_ / "mqsec.db-wal")) << "store is not in WAL mode";
   EXPECT_EQ(mode_of(dir_ / "mqsec.db-wal"), 0600u);
   EXPECT_EQ(mode_of(dir_ / "mqsec.db-shm"), 0600u);
-}
-
-// Commits leave checkpoints to the store's background thread (checkpointer.hpp): they still
-// happen, the WAL stays bounded, and every message is intact for another connection and after
-// reopening.
-TEST_F(StoreTest, CheckpointsRunInTheBackgroundAndLoseNothing) {
-  Store s(dir_);
-  const int64_t qid = make_queue(s, "ckpt");
-  constexpr int kMessages = 3000;  // one commit (at least one 4 KiB page) each
-  auto body = [](int i) {
-    Bytes b(3000, static_cast<uint8_t>(i));
-    std::memcpy(b.data(), &i, sizeof i);
-    return b;
-  };
-  for (int i = 0; i < kMessages; ++i) s.append(qid, 0, body(i), false);
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (s.checkpoints_completed() == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
-  EXPECT_GT(s.checkpoints_completed(), 0u) << "no background checkpoint after 3000 commits";
-  // Bounded: the committers checkpoint themselves beyond Checkpointer::kSyncPages.
-  const auto wal = fs::file_size(dir_ / "mqsec.db-wal");
-  EXPECT_LT(wal, static_cast<uintmax_t>(Checkpointer::kSyncPages + 1000) * 4200u);
-
-  Store other(dir_);
-  for (int i = 0; i < kMessages / 2; ++i) {
-    auto m = other.take_first(qid);
-    ASSERT_TRUE(m.has_value()) << i;
-    ASSERT_EQ(m->envelope, body(i)) << i;
-  }
-  EXPECT_EQ(s.message_count(qid), static_cast<size_t>(kMessages / 2));
 }
 
 TEST_F(StoreTest, OpenFailuresAreServiceNotAvailable) {
