@@ -73,9 +73,13 @@ Token::Token(std::shared_ptr<Module> m, CK_SLOT_ID slot, const CK_TOKEN_INFO& in
   max_sessions_ = (max == CK_EFFECTIVELY_INFINITE || max == CK_UNAVAILABLE_INFORMATION)
                       ? 64
                       : std::max<CK_ULONG>(1, std::min<CK_ULONG>(max, 64));
+  // A sender takes mu_ briefly (outside any Cryptoki call) to pick a pooled session; a child
+  // forked at that moment must not inherit it held (call_gate.hpp).
+  register_fork_mutex(mu_);
 }
 
 Token::~Token() {
+  unregister_fork_lock(&mu_);
   // Closing is best effort: a destructor cannot report, and the module may already be gone
   // from the slot.
   for (CK_SESSION_HANDLE h : idle_) fn()->C_CloseSession(h);
