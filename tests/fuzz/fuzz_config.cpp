@@ -6,7 +6,6 @@
 // check and p11-kit's parser have to agree, or a PIN could sit in a world-readable file.
 #include <strings.h>
 
-#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -17,32 +16,13 @@
 #include "pkcs11/error.hpp"
 #include "pkcs11/uri.hpp"
 #include "src/security/config.hpp"
+#include "tests/fuzz/pin_text.hpp"
 
 namespace {
 
 using namespace mqsec;
 
-// p11-kit skips whitespace inside URIs ("pin-value =1234" is a pin-value), so PIN checks look
-// at the text without it.
-std::string without_space(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (!std::isspace(static_cast<unsigned char>(c))) out += c;
-  }
-  return out;
-}
-
-// The value of a pin-value attribute in `uri` ("" when none).
-std::string pin_value_of(std::string_view uri_in) {
-  const std::string uri = without_space(uri_in);
-  for (size_t i = 0; (i = uri.find("pin-value=", i)) != std::string::npos; ++i) {
-    const char before = i == 0 ? ';' : uri[i - 1];
-    if (before != ';' && before != '?' && before != '&' && before != ':') continue;
-    const size_t end = uri.find_first_of(";&", i + 10);
-    return uri.substr(i + 10, end == std::string::npos ? end : end - i - 10);
-  }
-  return {};
-}
+using fuzz::repeats_pin;
 
 void check_uri(const std::string& uri) {
   if (uri.empty()) return;
@@ -55,9 +35,7 @@ void check_uri(const std::string& uri) {
     if (std::string_view(e.what()).starts_with("a PKCS#11 URI in the configuration contains"))
       abort();
     // The other refusal, "invalid PKCS#11 URI '<text>'...", may quote the text, but not a PIN.
-    const std::string pin = pin_value_of(uri);
-    if (!pin.empty() && without_space(e.what()).find("pin-value=" + pin) != std::string::npos)
-      abort();
+    if (repeats_pin(e.what(), uri)) abort();
   }
 }
 

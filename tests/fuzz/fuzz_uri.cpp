@@ -2,7 +2,6 @@
 // Bad text may only be refused with pkcs11::Error; a refusal must not repeat a PIN given with
 // pin-value (PINs are kept out of logs and error text); accepted URIs must answer every
 // accessor, and object_uri() output must parse back to the same token label, serial and id.
-#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,39 +12,13 @@
 
 #include "pkcs11/error.hpp"
 #include "pkcs11/uri.hpp"
+#include "tests/fuzz/pin_text.hpp"
 
 namespace {
 
 using namespace mqsec;
 
-// p11-kit skips whitespace inside URIs ("pin-value =1234" is a pin-value), so PIN checks look
-// at the text without it.
-std::string without_space(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (!std::isspace(static_cast<unsigned char>(c))) out += c;
-  }
-  return out;
-}
-
-// The raw value of a pin-value attribute, if the text has one ("" when absent).
-std::string pin_value_of(std::string_view text_in) {
-  const std::string text = without_space(text_in);
-  for (size_t i = 0; (i = text.find("pin-value=", i)) != std::string::npos; ++i) {
-    const char before = i == 0 ? ';' : text[i - 1];
-    if (before != ';' && before != '?' && before != '&' && before != ':') continue;
-    const size_t start = i + 10;
-    const size_t end = text.find_first_of(";&", start);
-    return text.substr(start, end == std::string::npos ? end : end - start);
-  }
-  return {};
-}
-
-// True when an error message repeats the PIN of `text`.
-bool repeats_pin(std::string_view message, std::string_view text) {
-  const std::string pin = pin_value_of(text);
-  return !pin.empty() && without_space(message).find("pin-value=" + pin) != std::string::npos;
-}
+using fuzz::repeats_pin;
 
 }  // namespace
 
