@@ -41,6 +41,27 @@ Uri::Uri(Uri&&) noexcept = default;
 Uri& Uri::operator=(Uri&&) noexcept = default;
 Uri::~Uri() = default;
 
+namespace {
+
+// True when `text`, read the way p11-kit reads it (white space skipped, %XX decoded, any case),
+// contains "pin-value".
+bool may_name_pin_value(const std::string& text) {
+  std::string plain;
+  for (size_t i = 0; i < text.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (std::isspace(c)) continue;
+    if (c == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+      c = static_cast<unsigned char>(std::stoi(text.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    }
+    plain += static_cast<char>(std::tolower(c));
+  }
+  return plain.find("pin-value") != std::string::npos;
+}
+
+}  // namespace
+
 Uri Uri::parse(const std::string& text) {
   Uri uri;
   uri.text_ = text;
@@ -48,10 +69,9 @@ Uri Uri::parse(const std::string& text) {
   if (!uri.uri_) throw Error("out of memory parsing a PKCS#11 URI");
   int rc = p11_kit_uri_parse(text.c_str(), P11_KIT_URI_FOR_ANY, uri.uri_.get());
   if (rc != P11_KIT_URI_OK) {
-    // Never echo a URI that may carry a PIN (even a malformed one).
-    bool secret = text.find("pin-value") != std::string::npos ||
-                  text.find("pin%2Dvalue") != std::string::npos ||
-                  text.find("pin%2dvalue") != std::string::npos;
+    // Never echo a URI that may carry a PIN (even a malformed one), however it is spelled:
+    // p11-kit skips white space anywhere in a URI, and names may be percent-encoded.
+    const bool secret = may_name_pin_value(text);
     throw Error("invalid PKCS#11 URI" + (secret ? std::string() : " '" + text + "'") + ": " +
                 p11_kit_uri_message(rc));
   }
