@@ -60,11 +60,11 @@ CallScope::~CallScope() {
   g_inflight.fetch_sub(1);
 }
 
+namespace {
+
 // glibc runs all fork handlers under one lock, so forks do not overlap and a plain count of
 // the handlers that asked for the gate is enough.
 std::atomic<int> g_holders{0};
-
-namespace {
 
 struct ForkLock {
   void* key;
