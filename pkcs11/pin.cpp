@@ -16,10 +16,12 @@
 namespace mqsec::pkcs11 {
 namespace {
 
-uid_t thread_euid() {
-  uid_t r, e, s;
+uid_t thread_euid() { return thread_effective_uid(); }
+
+uid_t thread_ruid() {
+  uid_t r = 0, e = 0, s = 0;
   syscall(SYS_getresuid, &r, &e, &s);
-  return e;
+  return r;
 }
 
 std::string decode_percent(const std::string& s) {
@@ -36,15 +38,35 @@ std::string decode_percent(const std::string& s) {
 }
 
 SecretString read_pin_file(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  // O_NOFOLLOW: a link planted in place of the file is not followed. O_NONBLOCK: opening a
+  // FIFO returns at once instead of waiting for a writer (it is refused just below).
+  int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
-    throw Error("cannot open PIN file '" + path + "': " + std::strerror(errno) +
+    int err = errno;
+    if (err == ELOOP) {
+      throw Error("PIN file '" + path +
+                  "' is a symbolic link; refusing it (name the file itself, owned by the user, "
+                  "mode 0600)");
+    }
+    if (err == ENXIO) throw Error("PIN file '" + path + "' is a socket, not a regular file");
+    throw Error("cannot open PIN file '" + path + "': " + std::strerror(err) +
                 " (create it, owned by the user, mode 0600)");
   }
   struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
     close(fd);
-    throw Error("PIN file '" + path + "' is not a regular file");
+    throw Error("cannot examine PIN file '" + path + "': " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    const char* kind = S_ISFIFO(st.st_mode)                           ? "a FIFO"
+                       : (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) ? "a device"
+                       : S_ISSOCK(st.st_mode)                         ? "a socket"
+                       : S_ISDIR(st.st_mode)                          ? "a directory"
+                                                                      : "not a regular file";
+    throw Error("PIN file '" + path + "' is " + kind +
+                "; refusing it (a PIN file must be a regular file owned by the user, mode 0600)");
   }
   if (st.st_uid != thread_euid()) {
     close(fd);
@@ -58,7 +80,10 @@ SecretString read_pin_file(const std::string& path) {
                 "'");
   }
   std::string buf(256, '\0');
-  ssize_t n = read(fd, buf.data(), buf.size());
+  ssize_t n;
+  do {
+    n = read(fd, buf.data(), buf.size());
+  } while (n < 0 && errno == EINTR);
   int err = errno;
   close(fd);
   SecretString holder(std::move(buf));  // wipes the whole buffer whatever happens next
@@ -71,6 +96,12 @@ SecretString read_pin_file(const std::string& path) {
 }
 
 }  // namespace
+
+uid_t thread_effective_uid() noexcept {
+  uid_t r = 0, e = 0, s = 0;
+  syscall(SYS_getresuid, &r, &e, &s);
+  return e;
+}
 
 SecretString::SecretString(SecretString&& o) noexcept : s_(std::move(o.s_)) { o.wipe(); }
 
@@ -101,7 +132,14 @@ SecretString read_pin(const std::string& source) {
   }
   if (source.rfind("env:", 0) == 0) {
     std::string name = source.substr(4);
-    const char* v = std::getenv(name.c_str());
+    if (uid_t e = thread_euid(), r = thread_ruid(); e != r) {
+      throw Error("pin-source env:" + name + " cannot be used by a thread running as uid " +
+                  std::to_string(e) + " on behalf of a process of uid " + std::to_string(r) +
+                  ": the environment is the process's, not the user's; use "
+                  "pin-source=file:<path> (owned by the user, mode 0600)");
+    }
+    // secure_getenv: in a setuid or setgid program the environment is the caller's to set.
+    const char* v = secure_getenv(name.c_str());
     if (v == nullptr || *v == '\0') {
       throw Error("pin-source env:" + name + ": the environment variable " + name +
                   " is not set or empty");

@@ -1,7 +1,10 @@
 // Token lookup, the session pool and login.
 #include "pkcs11/token.hpp"
 
-#include <openssl/sha.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <chrono>
@@ -22,11 +25,12 @@ std::mutex g_tokens_mutex;
 std::map<std::tuple<const Module*, std::string, std::string>, std::shared_ptr<Token>>* g_tokens =
     nullptr;
 
-std::array<uint8_t, 32> pin_digest(const SecretString& pin) {
-  std::array<uint8_t, 32> d{};
-  SHA256(reinterpret_cast<const unsigned char*>(pin.str().data()), pin.str().size(), d.data());
-  return d;
-}
+// Wipes a digest when it goes out of scope, whatever happens.
+template <typename T>
+struct Wiped {
+  T value{};
+  ~Wiped() { OPENSSL_cleanse(&value, sizeof value); }
+};
 
 }  // namespace
 
@@ -73,12 +77,17 @@ Token::Token(std::shared_ptr<Module> m, CK_SLOT_ID slot, const CK_TOKEN_INFO& in
   max_sessions_ = (max == CK_EFFECTIVELY_INFINITE || max == CK_UNAVAILABLE_INFORMATION)
                       ? 64
                       : std::max<CK_ULONG>(1, std::min<CK_ULONG>(max, 64));
+  if (RAND_bytes(salt_.data(), static_cast<int>(salt_.size())) != 1) {
+    throw Error("cannot get random bytes for the PIN digest key (OpenSSL RAND_bytes)");
+  }
   // A sender takes mu_ briefly (outside any Cryptoki call) to pick a pooled session; a child
   // forked at that moment must not inherit it held (call_gate.hpp).
   register_fork_mutex(mu_);
 }
 
 Token::~Token() {
+  OPENSSL_cleanse(salt_.data(), salt_.size());
+  if (login_digest_) OPENSSL_cleanse(login_digest_->data(), login_digest_->size());
   unregister_fork_lock(&mu_);
   // Closing is best effort: a destructor cannot report, and the module may already be gone
   // from the slot.
@@ -226,7 +235,26 @@ bool Token::logged_in() const {
   return logged_in_;
 }
 
-void Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::string& pin_source) {
+Token::Digest Token::pin_digest(const std::string& pin) const {
+  Digest d{};
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), salt_.data(), static_cast<int>(salt_.size()),
+           reinterpret_cast<const unsigned char*>(pin.data()), pin.size(), d.data(),
+           &len) == nullptr ||
+      len != d.size()) {
+    throw Error("cannot compute the PIN digest (OpenSSL HMAC)");
+  }
+  return d;
+}
+
+void Token::forget_login_locked() {
+  logged_in_ = false;
+  proven_.clear();
+}
+
+Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
+                                       const std::string& pin_source) {
+  LoginResult result;
   CK_RV rv;
   if (pin_source.empty()) {
     if (!(flags_ & CKF_PROTECTED_AUTHENTICATION_PATH)) {
@@ -237,10 +265,12 @@ void Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::stri
     rv = fn()->C_Login(h, user, nullptr, 0);  // the reader's PIN pad asks the user
   } else {
     SecretString pin = read_pin(pin_source);
-    auto digest = pin_digest(pin);
+    Wiped<Digest> digest;
+    digest.value = pin_digest(pin.str());
     {
       std::lock_guard lock(mu_);
-      if (std::find(rejected_pins_.begin(), rejected_pins_.end(), digest) != rejected_pins_.end()) {
+      if (std::find(rejected_pins_.begin(), rejected_pins_.end(), digest.value) !=
+          rejected_pins_.end()) {
         throw Error("C_Login", CKR_PIN_INCORRECT,
                     "token '" + label_ +
                         "' already refused this PIN; not retrying it so the "
@@ -253,11 +283,97 @@ void Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::stri
                        pin.str().size());
     if (rv == CKR_PIN_INCORRECT) {
       std::lock_guard lock(mu_);
-      rejected_pins_.push_back(digest);
+      rejected_pins_.push_back(digest.value);
+    }
+    result.digest = digest.value;
+  }
+  if (rv == CKR_USER_ALREADY_LOGGED_IN) {
+    rv = CKR_OK;
+    result.already = true;
+  }
+  check(rv, "C_Login");
+  return result;
+}
+
+void Token::prove_locked(const Identity& me) {
+  if (!(flags_ & CKF_LOGIN_REQUIRED)) {
+    std::lock_guard lock(mu_);
+    if (std::find(proven_.begin(), proven_.end(), me) == proven_.end()) proven_.push_back(me);
+    return;
+  }
+  std::optional<Digest> login_digest;
+  std::optional<uid_t> pad_uid;
+  bool uid_known;
+  {
+    std::lock_guard lock(mu_);
+    login_digest = login_digest_;
+    pad_uid = pad_login_uid_;
+    uid_known = std::any_of(proven_.begin(), proven_.end(),
+                            [&](const Identity& i) { return i.uid == me.uid; });
+  }
+  struct WipeCopy {
+    std::optional<Digest>& d;
+    ~WipeCopy() {
+      if (d) OPENSSL_cleanse(d->data(), d->size());
+    }
+  } wipe_copy{login_digest};
+  const std::string who = "uid " + std::to_string(me.uid);
+  if (me.pin_source.empty()) {
+    if (!(flags_ & CKF_PROTECTED_AUTHENTICATION_PATH)) {
+      throw Error("token '" + label_ +
+                  "' needs a PIN but its URI has no pin-source; add "
+                  "?pin-source=file:<path> or ?pin-source=env:<NAME> to the token URI");
+    }
+    if (!uid_known && !(pad_uid && *pad_uid == me.uid)) {
+      throw Error(
+          "token '" + label_ + "' is already logged in by another user of this process; " + who +
+          " names no PIN source (PIN pad) and would use that login without entering "
+          "the PIN: refused. Give " +
+          who + " its own pin-source=file:<path>, or use the token from a process of its own");
+    }
+  } else {
+    Wiped<Digest> digest;
+    {
+      SecretString pin;
+      try {
+        pin = read_pin(me.pin_source);
+      } catch (const Error& e) {
+        throw Error("token '" + label_ + "' is logged in by another user of this process; " + who +
+                    " must prove the PIN from its own PIN source: " + e.what());
+      }
+      digest.value = pin_digest(pin.str());
+    }
+    bool refused_before;
+    {
+      std::lock_guard lock(mu_);
+      refused_before = std::find(rejected_pins_.begin(), rejected_pins_.end(), digest.value) !=
+                       rejected_pins_.end();
+    }
+    if (refused_before) {
+      throw Error("C_Login", CKR_PIN_INCORRECT,
+                  "token '" + label_ + "' already refused the PIN from " + me.pin_source +
+                      " (read as " + who + "); correct the PIN there");
+    }
+    if (!login_digest) {
+      if (!uid_known) {
+        throw Error("token '" + label_ +
+                    "' was logged in without a PIN mqsec could record (through its PIN pad, or "
+                    "by other code in this process), so the PIN from " +
+                    me.pin_source + " (" + who + ") cannot be checked against it: refused");
+      }
+    } else if (CRYPTO_memcmp(digest.value.data(), login_digest->data(), digest.value.size()) != 0) {
+      {
+        std::lock_guard lock(mu_);
+        rejected_pins_.push_back(digest.value);
+      }
+      throw Error("C_Login", CKR_PIN_INCORRECT,
+                  "the PIN from " + me.pin_source + " (read as " + who +
+                      ") is not the PIN token '" + label_ +
+                      "' is logged in with; refused without submitting it to the token");
     }
   }
-  if (rv == CKR_USER_ALREADY_LOGGED_IN) rv = CKR_OK;
-  check(rv, "C_Login");
+  std::lock_guard lock(mu_);
+  if (std::find(proven_.begin(), proven_.end(), me) == proven_.end()) proven_.push_back(me);
 }
 
 void Token::login(const std::string& pin_source) {
@@ -287,9 +403,16 @@ void Token::login(const std::string& pin_source) {
 }
 
 void Token::login_impl(const std::string& pin_source) {
+  const Identity me{thread_effective_uid(), pin_source};
+  bool logged_in;
   {
     std::lock_guard lock(mu_);
-    if (logged_in_) return;
+    logged_in = logged_in_;
+    if (logged_in && std::find(proven_.begin(), proven_.end(), me) != proven_.end()) return;
+  }
+  if (logged_in) {
+    prove_locked(me);  // another identity's login: prove the PIN or be refused
+    return;
   }
   Session s = session();
   {
@@ -302,26 +425,53 @@ void Token::login_impl(const std::string& pin_source) {
       }
     }
   }
+  // The token is logged in, but not by a C_Login of ours just now (we made it earlier and it
+  // survived, or other code in this process made it): what we recorded of our last login
+  // decides who may use it; with no record, the first identity to come (as before), and no
+  // other uid.
+  auto found_logged_in = [&] {
+    bool have_record;
+    {
+      std::lock_guard lock(mu_);
+      have_record = login_digest_.has_value() || pad_login_uid_.has_value();
+    }
+    if (have_record) prove_locked(me);
+    std::lock_guard lock(mu_);
+    logged_in_ = true;
+    if (std::find(proven_.begin(), proven_.end(), me) == proven_.end()) proven_.push_back(me);
+  };
   if (!(flags_ & CKF_LOGIN_REQUIRED)) {
     std::lock_guard lock(mu_);
     logged_in_ = true;
+    proven_.assign(1, me);
     return;
   }
   CK_SESSION_INFO si{};
   if (fn()->C_GetSessionInfo(s.handle(), &si) == CKR_OK &&
       (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS)) {
-    std::lock_guard lock(mu_);
-    logged_in_ = true;
+    found_logged_in();
     return;
   }
+  LoginResult result;
   try {
-    login_locked(CKU_USER, s.handle(), pin_source);
+    result = login_locked(CKU_USER, s.handle(), pin_source);
   } catch (const Error& e) {
     if (e.rv() != CKR_OK) throw Error("C_Login", e.rv(), "token '" + label_ + "'");
     throw;
   }
+  if (result.already) {
+    if (result.digest) OPENSSL_cleanse(result.digest->data(), result.digest->size());
+    found_logged_in();
+    return;
+  }
   std::lock_guard lock(mu_);
   logged_in_ = true;
+  proven_.assign(1, me);
+  if (login_digest_) OPENSSL_cleanse(login_digest_->data(), login_digest_->size());
+  login_digest_ = result.digest;
+  if (result.digest) OPENSSL_cleanse(result.digest->data(), result.digest->size());
+  pad_login_uid_.reset();
+  if (!login_digest_) pad_login_uid_ = me.uid;
 }
 
 uint64_t Token::generation() {
@@ -372,7 +522,7 @@ void Token::recover_locked(const std::string& pin_source) {
     if (anchor_ != CK_INVALID_HANDLE) stale.push_back(anchor_);
     anchor_ = CK_INVALID_HANDLE;
     open_ = 0;
-    logged_in_ = false;
+    forget_login_locked();
     ++generation_;
   }
   // Idle sessions are ours and unused; closing them is best effort (they are usually gone).
@@ -418,21 +568,22 @@ void Token::after_fork_if_needed() {
   idle_.clear();
   anchor_ = CK_INVALID_HANDLE;
   open_ = 0;
-  logged_in_ = false;
+  forget_login_locked();
   ++generation_;
 }
 
 void Token::relogin(const std::string& pin_source) {
   {
     std::lock_guard lock(mu_);
-    logged_in_ = false;
+    forget_login_locked();
   }
   login(pin_source);
 }
 
 void Token::context_login(Session& s, const std::string& pin_source) {
   CallScope scope;
-  login_locked(CKU_CONTEXT_SPECIFIC, s.handle(), pin_source);
+  LoginResult r = login_locked(CKU_CONTEXT_SPECIFIC, s.handle(), pin_source);
+  if (r.digest) OPENSSL_cleanse(r.digest->data(), r.digest->size());
 }
 
 std::vector<CK_OBJECT_HANDLE> Token::find(Session& s, std::vector<CK_ATTRIBUTE> tmpl, size_t max) {

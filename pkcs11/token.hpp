@@ -5,9 +5,17 @@
 // its sessions). Tokens are shared process-wide: Token::open returns the same object for
 // the same module and token serial, so every security context on a token shares one pool
 // and one login.
+//
+// That one login is not lent to whoever asks: Linux credentials are per thread, and a service
+// may impersonate users. Each identity (the calling thread's effective uid and its PIN source)
+// must prove the PIN once: the identity that logged the token in did; any other reads its own
+// PIN source with its own credentials, and the PIN must equal the one the token was logged in
+// with (compared as salted digests; the PIN itself is never kept).
 #pragma once
 
 #include "pkcs11/cryptoki.hpp"
+
+#include <sys/types.h>
 
 #include <array>
 #include <atomic>
@@ -76,6 +84,12 @@ class Token : public std::enable_shared_from_this<Token> {
   // an error otherwise. CKR_USER_ALREADY_LOGGED_IN is success. A PIN that the token
   // rejected is remembered (as a digest) and never submitted again, so we cannot lock a
   // card by retrying. Throws pkcs11::Error.
+  //
+  // When the token is already logged in, the caller's identity (thread effective uid,
+  // pin_source) must have logged it in or proved the PIN before; otherwise its PIN is read
+  // from pin_source and compared with the PIN of the login (not submitted to the token). A
+  // different PIN, an unreadable source, or a PIN-pad login of another uid is refused
+  // (pkcs11::Error) and the login stays as it was.
   void login(const std::string& pin_source);
   bool logged_in() const;
   // Forgets the login state (the token logged us out: CKR_USER_NOT_LOGGED_IN) and logs in
@@ -106,10 +120,26 @@ class Token : public std::enable_shared_from_this<Token> {
  private:
   Token(std::shared_ptr<Module> m, CK_SLOT_ID slot, const CK_TOKEN_INFO& info);
   void give_back(CK_SESSION_HANDLE h, bool broken, uint64_t generation) noexcept;
+  using Digest = std::array<uint8_t, 32>;
+  // Who uses the login: the thread's effective uid and the PIN source it named.
+  struct Identity {
+    uid_t uid;
+    std::string pin_source;
+    bool operator==(const Identity&) const = default;
+  };
+  struct LoginResult {
+    std::optional<Digest> digest;  // of the PIN submitted (none for a PIN pad)
+    bool already = false;          // CKR_USER_ALREADY_LOGGED_IN: this PIN was not checked
+  };
   void login_impl(const std::string& pin_source);      // login_mu_ held
   void recover_locked(const std::string& pin_source);  // login_mu_ held
   void after_fork_if_needed();
-  void login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::string& pin_source);
+  LoginResult login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::string& pin_source);
+  // login_mu_ held, the token logged in: lets `me` share the login if it logged in, or proves
+  // the PIN now; else throws.
+  void prove_locked(const Identity& me);
+  Digest pin_digest(const std::string& pin) const;  // salted (HMAC-SHA-256, per-token key)
+  void forget_login_locked();                       // mu_ held: logged out, no one proven
 
   std::shared_ptr<Module> module_;
   CK_SLOT_ID slot_;
@@ -127,7 +157,16 @@ class Token : public std::enable_shared_from_this<Token> {
   CK_SESSION_HANDLE anchor_ = CK_INVALID_HANDLE;
   uint64_t generation_ = 1;  // bumped by recover(); older sessions are dropped, never reused
   std::atomic<uint64_t> fork_seen_{0};  // fork_generation() this token's state belongs to
-  std::vector<std::array<uint8_t, 32>> rejected_pins_;  // SHA-256 of PINs the token refused
+  std::vector<Digest> rejected_pins_;   // salted digests of PINs the token refused
+  // Who may use the current login (guarded by mu_): the identity that logged in and those
+  // that proved the PIN since. Cleared whenever the login is lost.
+  std::vector<Identity> proven_;
+  // The salted digest of the PIN that last logged the token in; a PIN-pad login records the
+  // uid instead. Kept across a lost login until the next C_Login replaces it: a token found
+  // still logged in carries the login we made.
+  std::optional<Digest> login_digest_;
+  std::optional<uid_t> pad_login_uid_;
+  std::array<uint8_t, 32> salt_{};  // random per token: the key of pin_digest()
   std::mutex login_mu_;
 };
 

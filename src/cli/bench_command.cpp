@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -19,7 +20,8 @@ namespace fs = std::filesystem;
 // $MQSEC_BENCH_PROGRAM, else next to this executable (installed: same bin dir) or in the
 // build tree (build/src/cli/mqsec -> build/bench/mqsec-bench).
 std::string find_bench() {
-  if (const char* p = std::getenv("MQSEC_BENCH_PROGRAM"); p && *p) return p;
+  // secure_getenv: a setuid/setgid mqsec must not run a program its caller names.
+  if (const char* p = secure_getenv("MQSEC_BENCH_PROGRAM"); p && *p) return p;
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {

@@ -2,7 +2,9 @@
 // failure (which PKCS#11 call failed, which file was malformed) goes here.
 //
 // Destination from $MQSEC_LOG: unset or "syslog" -> syslog (ident "mqsec"), "stderr",
-// "file:<path>" (appended, created 0600), "off". Messages never contain PINs.
+// "file:<path>" (appended; never through a symbolic link; created with mode 0600 whatever the
+// umask), "off". MQSEC_LOG and MQSEC_DEBUG are read with secure_getenv: a setuid or setgid
+// program ignores them (syslog). Messages never contain PINs.
 #pragma once
 
 #include <mq.h>

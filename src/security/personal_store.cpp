@@ -72,16 +72,55 @@ UserSetup resolve_user(std::string* profile_error) {
   return s;
 }
 
-std::shared_ptr<pkcs11::Module> module_for(const pkcs11::Uri& uri,
-                                           const std::string& fallback_uri) {
+namespace {
+
+std::shared_ptr<pkcs11::Module> module_for_impl(const pkcs11::Uri& uri,
+                                                const std::string& system_uri,
+                                                const std::vector<std::filesystem::path>* allowed,
+                                                const std::string& config_file) {
+  const bool names_module = !uri.module_path().empty() || !uri.module_name().empty();
+  if (names_module && uri.text() != system_uri) {
+    // A user's profile names the module: code of its choosing would run in this process (a
+    // service impersonating the user runs as root).
+    pkcs11::ModulePolicy policy;
+    std::vector<std::filesystem::path> from_config;
+    if (allowed == nullptr) {
+      try {
+        from_config = load_system_config().allowed_modules;
+      } catch (const ConfigError&) {
+        // unreadable system config: no allow-list (p11-kit's registry only)
+      }
+      allowed = &from_config;
+    }
+    for (const auto& p : *allowed) policy.allowed.push_back(p.string());
+    policy.how_to_allow =
+        "if this module is trusted, an administrator can allow it by adding its absolute path "
+        "to [token] allowed-modules in the system configuration (" +
+        (config_file.empty() ? system_config_path().string() : config_file) + ")";
+    if (!uri.module_path().empty()) {
+      return pkcs11::Module::load_restricted(uri.module_path(), policy);
+    }
+    return pkcs11::Module::load_restricted_by_name(uri.module_name(), policy);
+  }
   if (!uri.module_path().empty()) return pkcs11::Module::load(uri.module_path());
   if (!uri.module_name().empty()) return pkcs11::Module::load_by_name(uri.module_name());
-  if (!fallback_uri.empty() && fallback_uri != uri.text()) {
-    return module_for(pkcs11::Uri::parse(fallback_uri), {});
+  if (!system_uri.empty() && system_uri != uri.text()) {
+    return module_for_impl(pkcs11::Uri::parse(system_uri), system_uri, allowed, config_file);
   }
   throw pkcs11::Error("the token URI '" + uri.text() +
                       "' names no module: add module-path=<library> or module-name=<p11-kit "
                       "name> to its query");
+}
+
+}  // namespace
+
+std::shared_ptr<pkcs11::Module> module_for(const pkcs11::Uri& uri, const SystemConfig& config) {
+  return module_for_impl(uri, config.token_uri, &config.allowed_modules, config.source.string());
+}
+
+std::shared_ptr<pkcs11::Module> module_for(const pkcs11::Uri& uri,
+                                           const std::string& fallback_uri) {
+  return module_for_impl(uri, fallback_uri, nullptr, {});
 }
 
 PersonalStore::PersonalStore(const UserSetup& setup) {
@@ -94,7 +133,7 @@ PersonalStore::PersonalStore(const UserSetup& setup) {
   }
   try {
     pkcs11::Uri uri = pkcs11::Uri::parse(setup.token_uri);
-    auto module = module_for(uri, setup.config.token_uri);
+    auto module = module_for(uri, setup.config);
     token_ = pkcs11::Token::open(module, uri);
     pin_source_ = uri.pin_source();
     token_->login(pin_source_);

@@ -71,7 +71,14 @@ class PersonalStore {
 };
 
 // Loads the module named by a token URI (module-path= or module-name=; when the URI names
-// neither, `fallback_uri`'s). Throws pkcs11::Error.
+// neither, the system config's [token] uri's). A URI other than the system config's own (a
+// user profile's) names code that runs in the caller's process, so its module is loaded only
+// when registered with p11-kit or listed in [token] allowed-modules, and root-controlled
+// (pkcs11::Module::load_restricted); the system config's is the operator's and loads as is.
+// Throws pkcs11::Error (with the reason and what to do).
+std::shared_ptr<pkcs11::Module> module_for(const pkcs11::Uri& uri, const SystemConfig& config);
+// The same with only the system URI at hand: the allow-list is read from the system config
+// (load_system_config()) when the URI is not the system's.
 std::shared_ptr<pkcs11::Module> module_for(const pkcs11::Uri& uri, const std::string& fallback_uri);
 
 // Maps a failure of the PKCS#11 layer to MSMQ's result: resources -> INSUFFICIENT_RESOURCES,
