@@ -240,9 +240,20 @@ typedef struct tagMQQUEUEPROPS {
 #define PROPID_M_CORRELATIONID_SIZE 20
 #define PROPID_M_XACTID_SIZE 20
 
-/* mqsec extension (VT_UI1, receive only): 1 when the sender certificate is registered
- * (MQRegisterCertificate) and the registered SID equals PROPID_M_SENDERID, else 0. */
+/* mqsec extension (VT_UI1, receive only): 1 when PROPID_M_SENDERID is confirmed by a source no
+ * other local user can write: the SID in a certificate whose chain validated, the root-owned
+ * system registry, or the receiving user's own registry (MQRegisterCertificate); else 0. */
 #define PROPID_M_MQSEC_SENDER_CONFIRMED 0x00010001
+/* mqsec extension (VT_UI4, receive only): which trust checks the message passed, a bitwise OR
+ * of MQSEC_TRUST_* (0 for an unsigned message). docs/security.md says what each one means. */
+#define PROPID_M_MQSEC_TRUST 0x00010002
+#define MQSEC_TRUST_SIGNATURE 0x00000001            /* the signature verified */
+#define MQSEC_TRUST_CHAIN 0x00000002                /* the certificate chains to a trust anchor */
+#define MQSEC_TRUST_REVOCATION_CHECKED 0x00000004   /* a CRL or OCSP answer: not revoked */
+#define MQSEC_TRUST_SID_FROM_CERTIFICATE 0x00000008 /* SENDERID is the SID in the certificate */
+#define MQSEC_TRUST_SYSTEM_REGISTRY 0x00000010      /* ... bound by the root-owned registry */
+#define MQSEC_TRUST_USER_REGISTRY 0x00000020        /* ... bound by the receiver's own registry */
+#define MQSEC_TRUST_SIGNER_AUTHORIZED 0x00000040    /* an authorized signer of the queue */
 
 /* ---- queue properties (PROPID_Q_*) -------------------------------------- */
 #define PROPID_Q_BASE 100

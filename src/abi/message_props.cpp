@@ -93,6 +93,7 @@ VARTYPE vt_of(PROPID id) {
     case PROPID_M_ARRIVEDTIME:
     case PROPID_M_SECURITY_CONTEXT:
     case PROPID_M_BODY_TYPE:
+    case PROPID_M_MQSEC_TRUST:
     case PROPID_M_SIGNATURE_LEN:
     case PROPID_M_TIME_TO_REACH_QUEUE:
     case PROPID_M_TIME_TO_BE_RECEIVED:
@@ -395,6 +396,9 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
         break;
       case PROPID_M_MQSEC_SENDER_CONFIRMED:
         v.bVal = vd.sender_confirmed ? 1 : 0;
+        break;
+      case PROPID_M_MQSEC_TRUST:
+        v.ulVal = vd.signed_message && vd.ok ? vd.trust : 0;
         break;
       case PROPID_M_HASH_ALG:
         v.ulVal = e.hash_alg;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <algorithm>
 
 #include "src/abi/guard.hpp"
 #include "src/abi/message_props.hpp"
@@ -52,6 +53,14 @@ struct OpenQueue {
   }
   bool authenticate = false;
   bool allow_weak_hash = false;
+  // What receives from this handle demand (system config and the queue's own settings, read
+  // when the queue was opened).
+  security::TrustRequire require = security::TrustRequire::Signature;
+  std::shared_ptr<const security::TrustStore> trust;  // null: no [trust] anchors
+  std::filesystem::path system_registry;
+  std::vector<security::AuthorizedSigner> signers;
+  int64_t max_clock_skew_seconds = 300;
+  int64_t replay_window_seconds = 0;
   int lock_fd = -1;  // flock()ed for share modes
   ~OpenQueue() {
     if (lock_fd >= 0) close(lock_fd);
@@ -220,6 +229,21 @@ HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) 
   q->access = access;
   q->authenticate = info->authenticate;
   q->allow_weak_hash = cfg.allow_weak_hash;
+  q->require = cfg.trust.effective_require();
+  if (!info->trust.empty()) {
+    auto own = security::parse_trust_require(info->trust);
+    if (!own) {
+      throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
+                  "queue '" + name + "' has an unknown trust setting '" + info->trust + "'");
+    }
+    q->require = std::max(q->require, *own);
+  }
+  if (!cfg.trust.anchors.empty()) q->trust = security::trust_store_for(cfg.trust);
+  q->system_registry = cfg.trust.registry;
+  for (const std::string& s : info->signer_subjects) q->signers.push_back({s, {}});
+  for (const std::string& s : info->signer_sids) q->signers.push_back({{}, s});
+  q->max_clock_skew_seconds = cfg.trust.max_clock_skew_seconds;
+  q->replay_window_seconds = cfg.trust.replay_window_seconds;
   if (access & MQ_RECEIVE_ACCESS) {
     // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
     // exclusive one. flock() works across processes and between handles of one process.
@@ -393,9 +417,21 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
         reject(*q, *m, nullptr, std::string("malformed envelope: ") + ex.what());
         continue;
       }
-      security::Verdict vd = verifier().verify(
-          e, [&](const security::Bytes& digest) { return abi::registered_sid(*q->store, digest); },
-          std::time(nullptr), q->allow_weak_hash);
+      security::VerifyPolicy policy;
+      policy.now = std::time(nullptr);
+      policy.allow_weak = q->allow_weak_hash;
+      policy.require = q->require;
+      policy.trust = q->trust.get();
+      policy.system_registry = [&](const security::Bytes& digest) {
+        return abi::system_registered_sid(q->system_registry, digest);
+      };
+      policy.user_registry = [&](const security::Bytes& digest) {
+        return abi::registered_sid(*q->store, digest);
+      };
+      policy.signers = q->signers;
+      policy.max_clock_skew_seconds = q->max_clock_skew_seconds;
+      policy.replay_window_seconds = q->replay_window_seconds;
+      security::Verdict vd = verifier().verify(e, policy);
       if (!vd.ok || (q->authenticate && !vd.signed_message)) {
         reject(
             *q, *m, &e,

@@ -149,6 +149,11 @@ std::optional<security::Bytes> registered_sid(queue::Store& store,
   return sid;
 }
 
+std::optional<security::Bytes> system_registered_sid(const std::filesystem::path&,
+                                                     const security::Bytes&) {
+  return std::nullopt;  // placeholder: the system registry is being built
+}
+
 Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
                                 const security::EnrollOptions& opts) {
   std::string profile_error;

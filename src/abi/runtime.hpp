@@ -33,6 +33,12 @@ void flush_express_writers() noexcept;
 std::optional<security::Bytes> registered_sid(queue::Store& store,
                                               const security::Bytes& cert_sha256);
 
+// The SID the root-owned system registry ([trust] registry, /etc/mqsec/registry.d) binds a
+// certificate (by SHA-256) to; nullopt when it has no entry, or the registry is missing or not
+// safely owned (then it is ignored and a warning logged).
+std::optional<security::Bytes> system_registered_sid(const std::filesystem::path& dir,
+                                                     const security::Bytes& cert_sha256);
+
 struct Registered {
   HRESULT code = MQ_OK;    // MQ_OK or MQ_INFORMATION_INTERNAL_USER_CERT_EXIST
   security::Bytes der;     // the registered certificate

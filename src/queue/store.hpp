@@ -32,6 +32,13 @@ struct QueueInfo {
   bool authenticate = false;   // PROPID_Q_AUTHENTICATE
   bool transactional = false;  // PROPID_Q_TRANSACTION
   int64_t created = 0;         // Unix seconds; 0 on create_queue means "now"
+  // The queue's own trust demand, stronger than or equal to the system's: "" (the system's
+  // [trust] require), "signature", "chain" or "chain+revocation".
+  std::string trust;
+  // Authorized signers (IBM MQ AMS's SIGNER policy); both empty: anyone. A message must match
+  // one subject ("CN=alice,O=Payroll", as subject_string prints it) or one confirmed SID.
+  std::vector<std::string> signer_subjects;
+  std::vector<std::string> signer_sids;
 };
 
 struct StoredMessage {

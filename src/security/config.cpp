@@ -116,6 +116,56 @@ class Reader {
     return s;
   }
 
+  // A non-negative integer no greater than `max`.
+  int64_t integer(const toml::key& k, const toml::node& n, std::string_view path,
+                  int64_t max) const {
+    if (!n.is_integer()) fail(k, n, path, "expected an integer, not " + std::string(type_name(n)));
+    const int64_t v = n.as_integer()->get();
+    if (v < 0 || v > max)
+      fail(k, n, path,
+           "must be between 0 and " + std::to_string(max) + ", not " + std::to_string(v));
+    return v;
+  }
+
+  // An absolute path given as a string.
+  std::filesystem::path absolute_path(const toml::key& k, const toml::node& n,
+                                      std::string_view path) const {
+    std::string p = string(k, n, path);
+    if (p.empty() || p[0] != '/') fail(k, n, path, "must be an absolute path");
+    return p;
+  }
+
+  // An array of strings (an empty array is allowed).
+  std::vector<std::string> strings(const toml::key& k, const toml::node& n,
+                                   std::string_view path) const {
+    if (!n.is_array())
+      fail(k, n, path, "expected an array of strings, not " + std::string(type_name(n)));
+    std::vector<std::string> out;
+    for (const toml::node& e : *n.as_array()) {
+      if (!e.is_string())
+        config_error(
+            source_, e.source().begin, path,
+            "expected an array of strings, but an element is " + std::string(type_name(e)));
+      std::string s = e.as_string()->get();
+      if (s.find('\0') != std::string::npos)
+        config_error(source_, e.source().begin, path, "must not contain NUL characters");
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  // An array of absolute paths.
+  std::vector<std::filesystem::path> paths(const toml::key& k, const toml::node& n,
+                                           std::string_view path) const {
+    std::vector<std::filesystem::path> out;
+    for (std::string& s : strings(k, n, path)) {
+      if (s.empty() || s[0] != '/')
+        fail(k, n, path, "every entry must be an absolute path, not \"" + s + "\"");
+      out.emplace_back(std::move(s));
+    }
+    return out;
+  }
+
   bool boolean(const toml::key& k, const toml::node& n, std::string_view path) const {
     if (!n.is_boolean())
       fail(k, n, path, "expected a boolean (true or false), not " + std::string(type_name(n)));
@@ -271,7 +321,99 @@ void write_atomically(const fs::path& file, const std::string& content) {
   }
 }
 
+constexpr int64_t kMaxSeconds = int64_t{100} * 365 * 24 * 3600;
+constexpr int64_t kMaxBytes = int64_t{1} << 40;
+
+void parse_trust(const Reader& r, const toml::key& key, const toml::node& node, TrustConfig& t) {
+  const std::string name(key.str());
+  for (auto&& [k, v] : r.table(key, node, name)) {
+    const std::string path = name + "." + std::string(k.str());
+    if (k == "anchors") {
+      t.anchors = r.paths(k, v, path);
+    } else if (k == "intermediates") {
+      t.intermediates = r.paths(k, v, path);
+    } else if (k == "crl") {
+      t.crl = r.paths(k, v, path);
+    } else if (k == "ocsp") {
+      std::string s = r.string(k, v, path);
+      if (s != "off" && s != "aia" && s.rfind("http://", 0) != 0)
+        r.fail(k, v, path, "expected \"off\", \"aia\" or an http:// URL, not \"" + s + "\"");
+      t.ocsp = s;
+    } else if (k == "revocation") {
+      std::string s = r.string(k, v, path);
+      if (s == "soft-fail")
+        t.revocation = RevocationMode::SoftFail;
+      else if (s == "hard-fail")
+        t.revocation = RevocationMode::HardFail;
+      else
+        r.fail(k, v, path, "expected \"soft-fail\" or \"hard-fail\", not \"" + s + "\"");
+    } else if (k == "require") {
+      std::string s = r.string(k, v, path);
+      auto req = parse_trust_require(s);
+      if (!req)
+        r.fail(k, v, path,
+               "expected \"signature\", \"chain\" or \"chain+revocation\", not \"" + s + "\"");
+      t.require = req;
+    } else if (k == "extended-key-usage") {
+      t.extended_key_usage = r.strings(k, v, path);
+    } else if (k == "registry") {
+      t.registry = r.absolute_path(k, v, path);
+    } else if (k == "ocsp-timeout-ms") {
+      t.ocsp_timeout_ms = r.integer(k, v, path, 600000);
+    } else if (k == "replay-window") {
+      t.replay_window_seconds = r.integer(k, v, path, kMaxSeconds);
+    } else if (k == "max-clock-skew") {
+      t.max_clock_skew_seconds = r.integer(k, v, path, kMaxSeconds);
+    } else {
+      r.unknown(k, v, path,
+                "anchors, intermediates, crl, ocsp, revocation, require, extended-key-usage, "
+                "registry, ocsp-timeout-ms, replay-window or max-clock-skew");
+    }
+  }
+}
+
+void parse_limits(const Reader& r, const toml::key& key, const toml::node& node, LimitsConfig& l) {
+  const std::string name(key.str());
+  for (auto&& [k, v] : r.table(key, node, name)) {
+    const std::string path = name + "." + std::string(k.str());
+    if (k == "max-message-body") {
+      l.max_message_body = static_cast<uint64_t>(r.integer(k, v, path, kMaxBytes));
+    } else if (k == "rejected-max-count") {
+      l.rejected_max_count = static_cast<uint64_t>(r.integer(k, v, path, kMaxBytes));
+    } else if (k == "rejected-max-bytes") {
+      l.rejected_max_bytes = static_cast<uint64_t>(r.integer(k, v, path, kMaxBytes));
+    } else if (k == "rejected-max-age") {
+      l.rejected_max_age_seconds = r.integer(k, v, path, kMaxSeconds);
+    } else if (k == "rejected-body-prefix") {
+      l.rejected_body_prefix = static_cast<uint64_t>(r.integer(k, v, path, kMaxBytes));
+    } else {
+      r.unknown(k, v, path,
+                "max-message-body, rejected-max-count, rejected-max-bytes, rejected-max-age or "
+                "rejected-body-prefix");
+    }
+  }
+}
+
 }  // namespace
+
+std::optional<TrustRequire> parse_trust_require(std::string_view text) {
+  if (text == "signature") return TrustRequire::Signature;
+  if (text == "chain") return TrustRequire::Chain;
+  if (text == "chain+revocation") return TrustRequire::ChainRevocation;
+  return std::nullopt;
+}
+
+const char* to_string(TrustRequire r) noexcept {
+  switch (r) {
+    case TrustRequire::Signature:
+      return "signature";
+    case TrustRequire::Chain:
+      return "chain";
+    case TrustRequire::ChainRevocation:
+      return "chain+revocation";
+  }
+  return "signature";
+}
 
 fs::path system_config_path() {
   const char* env = secure_getenv("MQSEC_CONFIG");
@@ -294,8 +436,10 @@ SystemConfig parse_system_config(std::string_view text, const std::string& sourc
           cfg.token_uri = r.pkcs11_uri(k, v, path);
         else if (k == "allow-extractable-keys")
           cfg.allow_extractable_keys = r.boolean(k, v, path);
+        else if (k == "allowed-modules")
+          cfg.allowed_modules = r.paths(k, v, path);
         else
-          r.unknown(k, v, path, "uri or allow-extractable-keys");
+          r.unknown(k, v, path, "uri, allow-extractable-keys or allowed-modules");
       }
     } else if (name == "store") {
       for (auto&& [k, v] : r.table(key, node, name)) {
@@ -342,12 +486,20 @@ SystemConfig parse_system_config(std::string_view text, const std::string& sourc
         if (k != "allow-weak-hash") r.unknown(k, v, path, "allow-weak-hash");
         cfg.allow_weak_hash = r.boolean(k, v, path);
       }
+    } else if (name == "trust") {
+      parse_trust(r, key, node, cfg.trust);
+    } else if (name == "limits") {
+      parse_limits(r, key, node, cfg.limits);
     } else {
       r.unknown(key, node, name,
                 "one of the tables [token], [store], [profiles], [identity], "
-                "[security]");
+                "[security], [trust], [limits]");
     }
   }
+  if (cfg.trust.require && *cfg.trust.require != TrustRequire::Signature &&
+      cfg.trust.anchors.empty())
+    throw ConfigError(source_name + ": trust.require: \"" + to_string(*cfg.trust.require) +
+                      "\" needs trust anchors: set [trust] anchors = [\"/etc/mqsec/trust/\"]");
   return cfg;
 }
 

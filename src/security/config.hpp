@@ -5,23 +5,75 @@
 // setting silently not applied. docs/configuration.md is the operator's reference.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "src/security/identity.hpp"
 
 namespace mqsec::security {
 
+// What a receiver demands of a signed message's certificate ([trust] require, and per queue).
+// Ordered: a stronger requirement compares greater.
+enum class TrustRequire { Signature = 0, Chain = 1, ChainRevocation = 2 };
+// "signature", "chain", "chain+revocation"; nullopt for anything else.
+std::optional<TrustRequire> parse_trust_require(std::string_view text);
+const char* to_string(TrustRequire r) noexcept;
+
+enum class RevocationMode { SoftFail, HardFail };
+
+// [trust]: anchors, chain building and revocation (docs/configuration.md).
+struct TrustConfig {
+  std::vector<std::filesystem::path> anchors;        // PEM files or directories of trusted CAs
+  std::vector<std::filesystem::path> intermediates;  // PEM files or directories
+  std::vector<std::filesystem::path> crl;            // PEM or DER CRL files or directories
+  std::string ocsp = "off";                          // "off" | "aia" | an http:// URL
+  RevocationMode revocation = RevocationMode::SoftFail;
+  std::optional<TrustRequire> require;  // unset: chain when anchors are set, else signature
+  // Extended key usages a leaf may carry (when it has the extension at all): OpenSSL short
+  // names ("clientAuth") or dotted OIDs.
+  std::vector<std::string> extended_key_usage = {"clientAuth", "emailProtection",
+                                                 "1.3.6.1.4.1.311.10.3.12",  // document signing
+                                                 "anyExtendedKeyUsage"};
+  std::filesystem::path registry = "/etc/mqsec/registry.d";  // the root-owned system registry
+  int64_t ocsp_timeout_ms = 3000;
+  // Replay protection: a message id is delivered at most once per queue within the window; a
+  // signed message sent before the window (so its id may be forgotten) is rejected.
+  int64_t replay_window_seconds = 7 * 24 * 3600;
+  int64_t max_clock_skew_seconds = 300;  // a sent time further in the future is rejected
+
+  TrustRequire effective_require() const noexcept {
+    if (require) return *require;
+    return anchors.empty() ? TrustRequire::Signature : TrustRequire::Chain;
+  }
+};
+
+// [limits]: sizes and bounds (docs/configuration.md).
+struct LimitsConfig {
+  uint64_t max_message_body = 4 * 1024 * 1024;  // MSMQ's 4 MB message limit
+  uint64_t rejected_max_count = 10000;          // rejected-message records kept per store
+  uint64_t rejected_max_bytes = 64 * 1024 * 1024;
+  int64_t rejected_max_age_seconds = 30 * 24 * 3600;
+  uint64_t rejected_body_prefix = 4096;  // bytes of a rejected message's envelope kept
+};
+
 struct SystemConfig {
-  std::filesystem::path source;                         // the file it came from; empty = defaults
-  std::string token_uri;                                // [token] uri; empty if unset
-  bool allow_extractable_keys = false;                  // [token] allow-extractable-keys
+  std::filesystem::path source;         // the file it came from; empty = defaults
+  std::string token_uri;                // [token] uri; empty if unset
+  bool allow_extractable_keys = false;  // [token] allow-extractable-keys
+  // [token] allowed-modules: absolute paths of PKCS#11 modules a user profile may name, in
+  // addition to the modules registered with p11-kit.
+  std::vector<std::filesystem::path> allowed_modules;
   std::filesystem::path store_path = "/var/lib/mqsec";  // [store] path
   std::string profiles_dir;  // [profiles] dir, may contain %u; empty = <home>/.config/mqsec
   SidSource sid_source = SidSource::Auto;  // [identity] sid
   bool allow_weak_hash = false;            // [security] allow-weak-hash
+  TrustConfig trust;                       // [trust]
+  LimitsConfig limits;                     // [limits]
 };
 
 // A malformed or unreadable configuration file. what() is

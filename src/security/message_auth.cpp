@@ -7,6 +7,7 @@
 #include "mqsec/error.hpp"
 #include "pkcs11/call_gate.hpp"
 #include "pkcs11/error.hpp"
+#include "src/security/identity.hpp"
 #include "src/security/log.hpp"
 #include "src/security/personal_store.hpp"
 
@@ -123,37 +124,127 @@ Verdict Verifier::verify(const Envelope& e, const std::optional<Bytes>& register
 
 Verdict Verifier::verify(const Envelope& e, const Registry& registry, std::time_t now,
                          bool allow_weak) {
+  VerifyPolicy p;
+  p.now = now;
+  p.allow_weak = allow_weak;
+  p.user_registry = registry;
+  p.max_clock_skew_seconds = -1;  // not checked on this path
+  return verify(e, p);
+}
+
+Verdict Verifier::verify(const Envelope& e, const VerifyPolicy& p) {
   Verdict v;
   if (e.sig_scheme == SigScheme::None && e.signature.empty()) {
     v.ok = true;  // unsigned: nothing to verify (the queue decides whether that is allowed)
     return v;
   }
   v.signed_message = true;
-  if (e.signature.empty() || e.sender_cert.empty()) {
-    v.reason = "signed message without signature or sender certificate";
+  auto fail = [&](const char* kind, std::string reason) {
+    v.ok = false;
+    v.authenticated_ex = 0;
+    v.sender_confirmed = false;
+    v.kind = kind;
+    v.reason = std::move(reason);
     return v;
+  };
+  if (e.signature.empty() || e.sender_cert.empty()) {
+    return fail("signature", "signed message without signature or sender certificate");
   }
   pkcs11::CallScope scope;  // OpenSSL's locks must not be held across a fork
   Bytes digest = sha256(e.sender_cert);
   auto cert = certificate(e.sender_cert, digest);
-  if (!cert) {
-    v.reason = "sender certificate is not a valid DER certificate";
-    return v;
-  }
-  v = check(e, digest, *cert, now, allow_weak);
+  if (!cert) return fail("certificate", "sender certificate is not a valid DER certificate");
+  v = check(e, digest, *cert, p.now, p.allow_weak);
   if (!v.ok) return v;
-  // A message that carries a SID must carry the one its certificate is registered to. One
-  // that carries none (SENDERID_TYPE NONE) is authentic but confirms no sender identity.
+  v.trust |= trust_bits::kSignature;
+
+  // Trust policy: chain and revocation (attempted whenever anchors exist).
+  std::optional<std::string> cert_sid;
+  if (p.trust != nullptr) {
+    TrustOutcome t = p.trust->evaluate(cert->cert.get(), digest, p.require, p.now);
+    if (!t.ok) return fail(t.kind.empty() ? "chain" : t.kind.c_str(), t.reason);
+    v.trust |= t.flags;
+    cert_sid = t.certificate_sid;
+  } else if (p.require != TrustRequire::Signature) {
+    return fail("chain",
+                "chain: the queue requires a certificate chain but no [trust] anchors "
+                "are configured");
+  }
+
+  // Confirmation of SENDERID, strongest source first. A message that carries no SID
+  // (SENDERID_TYPE NONE) is authentic but confirms no sender identity.
+  std::optional<Bytes> confirmed;
   if (e.sender_id_type == MQMSG_SENDERID_TYPE_SID) {
-    if (std::optional<Bytes> registered = registry(digest)) {
-      if (e.sender_id != *registered) {
-        v.ok = false;
-        v.authenticated_ex = 0;
-        v.reason = "sender certificate is registered to another SID than the message's SENDERID";
-        return v;
+    if (cert_sid) {
+      Bytes sid;
+      try {
+        sid = Sid::from_string(*cert_sid).bytes();
+      } catch (const std::exception&) {
       }
-      v.sender_confirmed = true;
+      if (sid != e.sender_id) {
+        return fail("sid-mismatch", "the sender certificate carries SID " + *cert_sid +
+                                        ", not the message's SENDERID");
+      }
+      v.trust |= trust_bits::kSidFromCertificate;
+      confirmed = sid;
     }
+    const std::pair<const Registry*, uint32_t> sources[] = {
+        {&p.system_registry, trust_bits::kSystemRegistry},
+        {&p.user_registry, trust_bits::kUserRegistry}};
+    for (const auto& [registry, bit] : sources) {
+      if (!*registry) continue;
+      std::optional<Bytes> registered = (*registry)(digest);
+      if (!registered) continue;
+      if (*registered != e.sender_id) {
+        return fail("sid-mismatch",
+                    std::string("sender certificate is registered to another SID than the "
+                                "message's SENDERID (") +
+                        (bit == trust_bits::kSystemRegistry ? "system" : "user") + " registry)");
+      }
+      v.trust |= bit;
+      if (!confirmed) confirmed = *registered;
+    }
+    v.sender_confirmed = confirmed.has_value();
+  }
+
+  // Authorized signers: a subject match, or a SID that a trusted source confirmed (the SID of
+  // a certificate whose chain validated counts even when the message carries no SENDERID).
+  if (!p.signers.empty()) {
+    std::optional<Bytes> signer_sid = confirmed;
+    if (!signer_sid && cert_sid) {
+      try {
+        signer_sid = Sid::from_string(*cert_sid).bytes();
+      } catch (const std::exception&) {
+      }
+    }
+    bool allowed = false;
+    for (const AuthorizedSigner& s : p.signers) {
+      if (!s.subject.empty() && s.subject == v.subject) allowed = true;
+      if (!s.sid.empty() && signer_sid) {
+        try {
+          if (Sid::from_string(s.sid).bytes() == *signer_sid) allowed = true;
+        } catch (const std::exception&) {
+        }
+      }
+    }
+    if (!allowed) {
+      return fail("signer", "signer '" + v.subject + "' is not an authorized signer of the queue");
+    }
+    v.trust |= trust_bits::kSignerAuthorized;
+  }
+
+  // Sent time: not from the future (beyond the allowed skew), not before the replay window.
+  const auto sent = static_cast<int64_t>(e.sent_time);
+  const auto now = static_cast<int64_t>(p.now);
+  if (p.max_clock_skew_seconds >= 0 && sent > now + p.max_clock_skew_seconds) {
+    return fail("clock", "sent time is " + std::to_string(sent - now) +
+                             " s in the future (more than the allowed clock skew of " +
+                             std::to_string(p.max_clock_skew_seconds) + " s)");
+  }
+  if (p.replay_window_seconds > 0 && sent < now - p.replay_window_seconds) {
+    return fail("too-old", "sent " + std::to_string(now - sent) +
+                               " s ago, before the replay window of " +
+                               std::to_string(p.replay_window_seconds) + " s");
   }
   return v;
 }
@@ -165,10 +256,12 @@ Verdict Verifier::check(const Envelope& e, const Bytes& digest, const Cached& ca
   X509* cert = cached.cert.get();
   v.subject = cached.subject;
   if (X509_cmp_time(X509_get0_notBefore(cert), &now) > 0) {
+    v.kind = "certificate";
     v.reason = "sender certificate is not yet valid";
     return v;
   }
   if (X509_cmp_time(X509_get0_notAfter(cert), &now) < 0) {
+    v.kind = "certificate";
     v.reason = "sender certificate has expired";
     return v;
   }
@@ -176,6 +269,7 @@ Verdict Verifier::check(const Envelope& e, const Bytes& digest, const Cached& ca
   try {
     hash = hash_for(e.hash_alg, allow_weak);
   } catch (const Error&) {
+    v.kind = "weak-hash";
     v.reason = "hash algorithm " + std::to_string(e.hash_alg) + " is not accepted";
     return v;
   }
@@ -184,6 +278,7 @@ Verdict Verifier::check(const Envelope& e, const Bytes& digest, const Cached& ca
   bool is_ec = pub && EVP_PKEY_is_a(pub, "EC") == 1;
   if ((e.sig_scheme == SigScheme::Ecdsa && !is_ec) ||
       ((e.sig_scheme == SigScheme::RsaPkcs1 || e.sig_scheme == SigScheme::RsaPss) && !is_rsa)) {
+    v.kind = "signature";
     v.reason = "signature scheme does not match the sender certificate's key";
     return v;
   }
@@ -200,6 +295,7 @@ Verdict Verifier::check(const Envelope& e, const Bytes& digest, const Cached& ca
                                   tbs.size()) == 1;
   if (!good) {
     openssl_error();  // clear the queue
+    v.kind = "signature";
     v.reason = "signature does not verify (message altered or signed by another key)";
     return v;
   }

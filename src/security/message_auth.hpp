@@ -10,11 +10,13 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "pkcs11/signer.hpp"
 #include "src/security/context.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/openssl.hpp"
+#include "src/security/trust.hpp"
 
 namespace mqsec::security {
 
@@ -34,22 +36,58 @@ struct Verdict {
   bool signed_message = false;    // the message carries a signature
   bool ok = false;                // signed and valid (or unsigned: nothing to verify)
   uint8_t authenticated_ex = 0;   // PROPID_M_AUTHENTICATED_EX when ok and signed
-  bool sender_confirmed = false;  // certificate registered and its SID == SENDERID
+  bool sender_confirmed = false;  // SENDERID confirmed (certificate SID or a registry)
+  uint32_t trust = 0;             // trust_bits::* that passed (PROPID_M_MQSEC_TRUST)
   std::string reason;             // why not ok
-  std::string subject;            // sender certificate subject, when parsed
+  // Why not ok, for machines (`mqsec rejected --json`): "malformed", "signature" (missing,
+  // altered, scheme mismatch), "certificate" (not DER, not yet valid, expired), "weak-hash",
+  // "sid-mismatch", "chain", "revoked", "revocation-unknown", "leaf", "signer", "clock",
+  // "too-old" (sent before the replay window). The receive path adds "unsigned", "replay",
+  // "wrong-queue", "too-large".
+  std::string kind;
+  std::string subject;  // sender certificate subject, when parsed
+};
+
+// A queue's authorized signer (IBM MQ AMS's SIGNER): a subject in subject_string()'s form
+// ("CN=alice,O=Payroll") or a SID in text form; exactly one of the two is set.
+struct AuthorizedSigner {
+  std::string subject;
+  std::string sid;
+  friend bool operator==(const AuthorizedSigner&, const AuthorizedSigner&) = default;
+};
+
+// Where confirmed SIDs come from: certificate SHA-256 -> SID bytes, or nullopt.
+using Registry = std::function<std::optional<Bytes>(const Bytes& cert_sha256)>;
+
+// What a receive demands of a message, assembled by the receive path from the system config
+// and the queue's own settings.
+struct VerifyPolicy {
+  std::time_t now = 0;
+  bool allow_weak = false;
+  TrustRequire require = TrustRequire::Signature;  // the stronger of system and queue
+  const TrustStore* trust = nullptr;               // null: no [trust] anchors configured
+  Registry system_registry;                        // root-owned; may be empty
+  Registry user_registry;                          // the receiving user's store; may be empty
+  std::vector<AuthorizedSigner> signers;           // empty: any signer
+  int64_t max_clock_skew_seconds = 300;            // sent time further ahead -> "clock"
+  int64_t replay_window_seconds = 0;               // > 0: signed earlier than this -> "too-old"
 };
 
 // Verifies envelopes; caches parsed certificates by digest so a stream of messages from the
 // same sender parses its certificate once. Thread-safe.
 class Verifier {
  public:
-  // `registered_sid`: the SID the certificate registry binds the sender certificate to, if
-  // any. `now`: Unix time for the validity check.
+  // Signature, validity period, hash policy, then (when the message carries a SENDERID) the
+  // confirmation sources in order: a SID in a certificate whose chain validated, the system
+  // registry, the user registry. A source that binds the certificate to another SID than the
+  // message's rejects it ("sid-mismatch"). Then the trust requirement, authorized signers
+  // (subject, or a SID that was confirmed) and the sent-time checks. Unsigned messages pass
+  // with signed_message = false (the queue decides whether that is allowed).
+  Verdict verify(const Envelope& e, const VerifyPolicy& policy);
+
+  // Signature-only verification with one registry (tests, `mqsec receive --export`).
   Verdict verify(const Envelope& e, const std::optional<Bytes>& registered_sid, std::time_t now,
                  bool allow_weak);
-  // The same, asking `registry` (certificate SHA-256 -> registered SID) only for signed
-  // messages, with the digest computed once.
-  using Registry = std::function<std::optional<Bytes>(const Bytes& cert_sha256)>;
   Verdict verify(const Envelope& e, const Registry& registry, std::time_t now, bool allow_weak);
 
  private:
