@@ -1,0 +1,160 @@
+#include "tests/support/test_pki.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fcntl.h>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace mqsec::testing {
+namespace {
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string value_of(const std::string& env_text, const std::string& name) {
+  std::istringstream in(env_text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name + "=", 0) == 0) return line.substr(name.size() + 1);
+  }
+  throw std::runtime_error("sids.env has no " + name);
+}
+
+struct PkiHolder {
+  TestPki pki;
+  ~PkiHolder() {
+    std::error_code ec;
+    if (!pki.dir.empty()) std::filesystem::remove_all(pki.dir, ec);
+  }
+};
+
+}  // namespace
+
+int free_loopback_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("bind to 127.0.0.1:0 failed");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+const TestPki& test_pki(const std::string& make_pki_script) {
+  static std::unique_ptr<PkiHolder> holder = [&] {
+    auto h = std::make_unique<PkiHolder>();
+    std::string tmpl = (std::filesystem::temp_directory_path() / "mqsec-pki-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    h->pki.dir = tmpl;
+    h->pki.ocsp_port = free_loopback_port();
+    std::string cmd = "'" + make_pki_script + "' '" + tmpl + "' '" + h->pki.ocsp_url() + "' > '" +
+                      tmpl + "/make-pki.log' 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+      throw std::runtime_error("make-pki.sh failed: " + slurp(h->pki.dir / "make-pki.log"));
+    }
+    std::string env = slurp(h->pki.dir / "sids.env");
+    h->pki.sid_ext = value_of(env, "SID_EXT");
+    h->pki.sid_san = value_of(env, "SID_SAN");
+    return h;
+  }();
+  return holder->pki;
+}
+
+OcspResponder::OcspResponder(const TestPki& pki, int port, const std::string& loopback_shim,
+                             int nrequest) {
+  static int serial = 0;
+  log_ = pki.dir / ("ocsp-" + std::to_string(port) + "-" + std::to_string(++serial) + ".log");
+  std::vector<std::string> args = {"openssl",  "ocsp",
+                                   "-index",   (pki.dir / "ca/index.txt").string(),
+                                   "-port",    std::to_string(port),
+                                   "-CA",      pki.pem("inter").string(),
+                                   "-rsigner", pki.pem("ocsp").string(),
+                                   "-rkey",    pki.key("ocsp").string()};
+  if (nrequest > 0) {
+    args.push_back("-nrequest");
+    args.push_back(std::to_string(nrequest));
+  }
+  std::string preload = "LD_PRELOAD=" + loopback_shim;
+  const pid_t parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
+    if (::getppid() != parent) ::_exit(127);
+    int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    ::putenv(preload.data());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execvp("openssl", argv.data());
+    ::_exit(127);
+  }
+  // Ready when it says it accepts connections (on the loopback address: the shim's doing).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string text = log();
+    if (text.find("ACCEPT") != std::string::npos) {
+      if (text.find("127.0.0.1") == std::string::npos) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        throw std::runtime_error("OCSP responder is not on loopback: " + text);
+      }
+      return;
+    }
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("OCSP responder exited: " + text);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  throw std::runtime_error("OCSP responder did not start: " + log());
+}
+
+OcspResponder::~OcspResponder() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+std::string OcspResponder::log() const { return slurp(log_); }
+
+int OcspResponder::requests() const {
+  std::string text = log();
+  int n = 0;
+  for (size_t pos = 0; (pos = text.find("Received request", pos)) != std::string::npos; ++pos) {
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace mqsec::testing

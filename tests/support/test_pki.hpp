@@ -1,0 +1,49 @@
+// Test support for the trust policy: the test PKI of tests/pki/make-pki.sh, made once per
+// test process in a temporary directory, and an `openssl ocsp` responder on 127.0.0.1 that the
+// test starts and stops (and that dies with the test process).
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+
+namespace mqsec::testing {
+
+struct TestPki {
+  std::filesystem::path dir;  // root.pem, inter.pem, <leaf>.{pem,key}, crl.pem, ca/index.txt ...
+  int ocsp_port = 0;          // the port the leaves' AIA names (http://127.0.0.1:<port>/)
+  std::string sid_ext;        // the SID in sid.pem's (and other.pem's, selfsid.pem's) extension
+  std::string sid_san;        // the SID in sanuri.pem's SAN URI
+  std::filesystem::path pem(const std::string& name) const { return dir / (name + ".pem"); }
+  std::filesystem::path key(const std::string& name) const { return dir / (name + ".key"); }
+  std::string ocsp_url() const { return "http://127.0.0.1:" + std::to_string(ocsp_port) + "/"; }
+};
+
+// Makes the PKI on first use (make_pki_script: path of make-pki.sh); later calls return the
+// same one. The directory is removed at exit. Throws std::runtime_error when the script fails.
+const TestPki& test_pki(const std::string& make_pki_script);
+
+// A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
+int free_loopback_port();
+
+// `openssl ocsp -index <pki>/ca/index.txt -port <port>` answering for inter.pem's leaves,
+// signed by ocsp.pem, with LD_PRELOAD=<loopback_shim> so it listens on 127.0.0.1 only.
+// nrequest > 0: it exits after that many requests. Killed by the destructor (and by the kernel
+// when the test process dies).
+class OcspResponder {
+ public:
+  OcspResponder(const TestPki& pki, int port, const std::string& loopback_shim, int nrequest = 0);
+  ~OcspResponder();
+  OcspResponder(const OcspResponder&) = delete;
+  OcspResponder& operator=(const OcspResponder&) = delete;
+  // Requests it has received so far (from its log).
+  int requests() const;
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::filesystem::path log_;
+};
+
+}  // namespace mqsec::testing
