@@ -27,11 +27,12 @@
 #   other.{key,pem}           a leaf issued by other-root (carries the SID extension, $SID_EXT)
 #   selfsid.{key,pem}         a self-signed certificate carrying the SID extension ($SID_EXT)
 #   sids.env                  SID_EXT=..., SID_SAN=...
+# $MQSEC_PKI_SID_EXT, when set, replaces the default SID_EXT (e.g. the test user's own SID).
 # With OCSP_URL, every leaf issued by inter carries authorityInfoAccess OCSP;URI:OCSP_URL.
 set -euo pipefail
 out=${1:?usage: make-pki.sh OUTDIR [OCSP_URL]}
 ocsp_url=${2:-}
-SID_EXT=S-1-5-21-1004336348-1177238915-682003330-1001
+SID_EXT=${MQSEC_PKI_SID_EXT:-S-1-5-21-1004336348-1177238915-682003330-1001}
 SID_SAN=S-1-5-21-1004336348-1177238915-682003330-1002
 
 mkdir -p "$out/ca/newcerts"
