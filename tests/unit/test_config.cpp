@@ -147,6 +147,148 @@ allow-weak-hash = true
   EXPECT_TRUE(cfg.allow_weak_hash);
 }
 
+TEST(SystemConfig, TrustAndLimitsDefaults) {
+  const SystemConfig cfg = parse_system_config("", kFile);
+  EXPECT_TRUE(cfg.allowed_modules.empty());
+  EXPECT_TRUE(cfg.trust.anchors.empty());
+  EXPECT_EQ(cfg.trust.ocsp, "off");
+  EXPECT_EQ(cfg.trust.revocation, RevocationMode::SoftFail);
+  EXPECT_FALSE(cfg.trust.require.has_value());
+  EXPECT_EQ(cfg.trust.effective_require(), TrustRequire::Signature);
+  EXPECT_EQ(cfg.trust.registry, "/etc/mqsec/registry.d");
+  EXPECT_EQ(cfg.trust.replay_window_seconds, 7 * 24 * 3600);
+  EXPECT_EQ(cfg.trust.max_clock_skew_seconds, 300);
+  EXPECT_EQ(cfg.limits.max_message_body, 4u * 1024 * 1024);
+  EXPECT_EQ(cfg.limits.rejected_body_prefix, 4096u);
+  // Anchors alone make "chain" the default requirement.
+  EXPECT_EQ(parse_system_config("[trust]\nanchors = [\"/etc/mqsec/trust/\"]", kFile)
+                .trust.effective_require(),
+            TrustRequire::Chain);
+}
+
+TEST(SystemConfig, EveryTrustAndLimitsKey) {
+  const SystemConfig cfg = parse_system_config(R"(
+[token]
+allowed-modules = ["/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"]
+[trust]
+anchors = ["/etc/mqsec/trust/", "/etc/ssl/root.pem"]
+intermediates = ["/etc/mqsec/trust/intermediates/"]
+crl = ["/etc/mqsec/crl/"]
+ocsp = "http://127.0.0.1:8080/"
+revocation = "hard-fail"
+require = "chain+revocation"
+extended-key-usage = ["clientAuth", "1.3.6.1.5.5.7.3.4"]
+registry = "/srv/registry.d"
+ocsp-timeout-ms = 1500
+replay-window = 86400
+max-clock-skew = 60
+[limits]
+max-message-body = 1024
+rejected-max-count = 5
+rejected-max-bytes = 100000
+rejected-max-age = 3600
+rejected-body-prefix = 16
+)",
+                                               kFile);
+  ASSERT_EQ(cfg.allowed_modules.size(), 1u);
+  EXPECT_EQ(cfg.allowed_modules[0], "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so");
+  EXPECT_EQ(cfg.trust.anchors, (std::vector<fs::path>{"/etc/mqsec/trust/", "/etc/ssl/root.pem"}));
+  EXPECT_EQ(cfg.trust.intermediates, std::vector<fs::path>{"/etc/mqsec/trust/intermediates/"});
+  EXPECT_EQ(cfg.trust.crl, std::vector<fs::path>{"/etc/mqsec/crl/"});
+  EXPECT_EQ(cfg.trust.ocsp, "http://127.0.0.1:8080/");
+  EXPECT_EQ(cfg.trust.revocation, RevocationMode::HardFail);
+  EXPECT_EQ(cfg.trust.effective_require(), TrustRequire::ChainRevocation);
+  EXPECT_EQ(cfg.trust.extended_key_usage,
+            (std::vector<std::string>{"clientAuth", "1.3.6.1.5.5.7.3.4"}));
+  EXPECT_EQ(cfg.trust.registry, "/srv/registry.d");
+  EXPECT_EQ(cfg.trust.ocsp_timeout_ms, 1500);
+  EXPECT_EQ(cfg.trust.replay_window_seconds, 86400);
+  EXPECT_EQ(cfg.trust.max_clock_skew_seconds, 60);
+  EXPECT_EQ(cfg.limits.max_message_body, 1024u);
+  EXPECT_EQ(cfg.limits.rejected_max_count, 5u);
+  EXPECT_EQ(cfg.limits.rejected_max_bytes, 100000u);
+  EXPECT_EQ(cfg.limits.rejected_max_age_seconds, 3600);
+  EXPECT_EQ(cfg.limits.rejected_body_prefix, 16u);
+}
+
+TEST(SystemConfig, TrustRequireSpellings) {
+  EXPECT_EQ(parse_trust_require("signature"), TrustRequire::Signature);
+  EXPECT_EQ(parse_trust_require("chain"), TrustRequire::Chain);
+  EXPECT_EQ(parse_trust_require("chain+revocation"), TrustRequire::ChainRevocation);
+  EXPECT_FALSE(parse_trust_require("Chain").has_value());
+  EXPECT_FALSE(parse_trust_require("").has_value());
+  for (TrustRequire r :
+       {TrustRequire::Signature, TrustRequire::Chain, TrustRequire::ChainRevocation}) {
+    EXPECT_EQ(parse_trust_require(to_string(r)), r);
+  }
+}
+
+TEST(SystemConfig, TrustAndLimitsErrors) {
+  EXPECT_NE(system_error("[trust]\nrequire = \"chain\"")
+                .find("trust.require: \"chain\" needs trust anchors"),
+            std::string::npos);
+  EXPECT_NE(system_error("[trust]\nanchors = [\"/a\"]\nrequire = \"strict\"")
+                .find("trust.require: expected \"signature\", \"chain\" or \"chain+revocation\""),
+            std::string::npos);
+  EXPECT_NE(system_error("[trust]\nanchors = [\"etc/trust\"]")
+                .find("trust.anchors: every entry must be an absolute path"),
+            std::string::npos);
+  EXPECT_NE(system_error("[trust]\nanchors = \"/etc/trust\"")
+                .find("trust.anchors: expected an array of strings, not a string"),
+            std::string::npos);
+  EXPECT_NE(system_error("[trust]\ncrl = [\"/a\", 3]")
+                .find("trust.crl: expected an array of strings, but an element is an integer"),
+            std::string::npos);
+  EXPECT_NE(system_error("[trust]\nocsp = \"https://ocsp.example/\"")
+                .find("trust.ocsp: expected \"off\", \"aia\" or an http:// URL"),
+            std::string::npos);
+  EXPECT_NE(system_error("[trust]\nrevocation = \"ignore\"")
+                .find("trust.revocation: expected \"soft-fail\" or \"hard-fail\""),
+            std::string::npos);
+  EXPECT_NE(
+      system_error("[trust]\nreplay-window = -1").find("trust.replay-window: must be between 0"),
+      std::string::npos);
+  EXPECT_NE(system_error("[trust]\nregistry = \"registry.d\"")
+                .find("trust.registry: must be an absolute path"),
+            std::string::npos);
+  EXPECT_NE(system_error("[trust]\nanchor = [\"/a\"]").find("unknown key 'trust.anchor'"),
+            std::string::npos);
+  EXPECT_NE(system_error("[limits]\nmax-message-body = \"4MB\"")
+                .find("limits.max-message-body: expected an integer, not a string"),
+            std::string::npos);
+  EXPECT_NE(system_error("[limits]\nmax-body = 1").find("unknown key 'limits.max-body'"),
+            std::string::npos);
+  EXPECT_NE(system_error("[token]\nallowed-modules = [\"libfoo.so\"]")
+                .find("token.allowed-modules: every entry must be an absolute path"),
+            std::string::npos);
+}
+
+// The commented sample in config/ must stay a valid configuration, with its commented trust
+// and limits settings switched on too.
+TEST(SystemConfig, SampleFileParses) {
+  std::ifstream in(std::string(MQSEC_SOURCE_DIR) + "/config/mqsec.toml");
+  ASSERT_TRUE(in) << "config/mqsec.toml not found";
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NO_THROW(parse_system_config(text.str(), "config/mqsec.toml"));
+  // Uncomment every "# key = value" line of [token], [trust] and [limits].
+  std::string uncommented;
+  std::istringstream lines(text.str());
+  std::string section;
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line[0] == '[') section = line;
+    if ((section == "[trust]" || section == "[limits]" || section == "[token]") &&
+        line.rfind("# ", 0) == 0 && line.find(" = ") != std::string::npos &&
+        line.find(' ', 2) > line.find(" = ") - 1)
+      line = line.substr(2);
+    uncommented += line + "\n";
+  }
+  SystemConfig cfg = parse_system_config(uncommented, "config/mqsec.toml (uncommented)");
+  EXPECT_EQ(cfg.trust.effective_require(), TrustRequire::Chain);
+  EXPECT_FALSE(cfg.allowed_modules.empty());
+  EXPECT_EQ(cfg.limits.rejected_max_count, 10000u);
+}
+
 TEST(SystemConfig, EverySidSource) {
   EXPECT_EQ(parse_system_config("[identity]\nsid = \"auto\"", kFile).sid_source, SidSource::Auto);
   EXPECT_EQ(parse_system_config("[identity]\nsid = \"unix\"", kFile).sid_source, SidSource::Unix);
