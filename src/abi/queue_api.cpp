@@ -3,21 +3,26 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <random>
-#include <algorithm>
+#include <span>
 
 #include "src/abi/guard.hpp"
 #include "src/abi/message_props.hpp"
 #include "src/abi/runtime.hpp"
 #include "src/abi/strings.hpp"
 #include "src/queue/format_name.hpp"
+#include "src/queue/real_ids.hpp"
 #include "src/security/context.hpp"
 #include "src/security/personal_store.hpp"
 
@@ -61,7 +66,12 @@ struct OpenQueue {
   std::vector<security::AuthorizedSigner> signers;
   int64_t max_clock_skew_seconds = 300;
   int64_t replay_window_seconds = 0;
-  int lock_fd = -1;  // flock()ed for share modes
+  // Only signed messages are accepted: PROPID_Q_AUTHENTICATE, or the queue's own trust
+  // demand or authorized signers.
+  bool require_signed = false;
+  uint64_t max_message_body = 4 * 1024 * 1024;  // [limits] max-message-body
+  queue::RejectionBounds rejection_bounds;      // [limits] rejected-*
+  int lock_fd = -1;                             // flock()ed for share modes
   ~OpenQueue() {
     if (lock_fd >= 0) close(lock_fd);
   }
@@ -101,6 +111,53 @@ security::SystemConfig config() {
   } catch (const security::ConfigError& e) {
     throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, std::string("system configuration: ") + e.what());
   }
+}
+
+queue::RejectionBounds rejection_bounds(const security::LimitsConfig& l) {
+  queue::RejectionBounds b;
+  b.max_count = l.rejected_max_count;
+  b.max_bytes = l.rejected_max_bytes;
+  b.max_age_seconds = l.rejected_max_age_seconds;
+  b.body_prefix = l.rejected_body_prefix;
+  return b;
+}
+
+// Opens (creating it with mode 0600) <store>/locks/<id>.lock without following links, as the
+// process's user (store files never belong to an impersonated user).
+int open_lock_file(const std::filesystem::path& store_dir, int64_t queue_id) {
+  queue::RealFsIds real_ids;
+  const std::filesystem::path dir = store_dir / "locks";
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
+                "cannot create " + dir.string() + ": " + std::strerror(errno));
+  }
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0) {
+    throw Error(
+        MQ_ERROR_SERVICE_NOT_AVAILABLE,
+        "cannot open " + dir.string() + " (a directory, not a link): " + std::strerror(errno));
+  }
+  const std::string name = std::to_string(queue_id) + ".lock";
+  const int fd = ::openat(dfd, name.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  const int saved = errno;
+  ::close(dfd);
+  if (fd < 0) {
+    throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
+                "cannot open " + (dir / name).string() + ": " + std::strerror(saved));
+  }
+  return fd;
+}
+
+// The message's signed destination ("DIRECT=OS:<host>\private$\<name>") names queue `name`.
+// Only the queue part counts: the host is the sender's view and differs for remote queues.
+bool destined_for(const security::Envelope& e, const std::string& name) {
+  std::string dest;
+  try {
+    dest = queue::queue_part_of_format(abi::utf16_to_utf8(e.dest_queue));
+  } catch (const std::exception&) {
+    return false;
+  }
+  return !dest.empty() && dest == name;
 }
 
 std::string queue_of_format(LPCWSTR format) {
@@ -244,14 +301,13 @@ HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) 
   for (const std::string& s : info->signer_sids) q->signers.push_back({{}, s});
   q->max_clock_skew_seconds = cfg.trust.max_clock_skew_seconds;
   q->replay_window_seconds = cfg.trust.replay_window_seconds;
+  q->require_signed = info->authenticate || !info->trust.empty() || !q->signers.empty();
+  q->max_message_body = cfg.limits.max_message_body;
+  q->rejection_bounds = rejection_bounds(cfg.limits);
   if (access & MQ_RECEIVE_ACCESS) {
     // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
     // exclusive one. flock() works across processes and between handles of one process.
-    std::filesystem::path dir = cfg.store_path / "locks";
-    std::filesystem::create_directories(dir);
-    std::string path = (dir / (std::to_string(info->id) + ".lock")).string();
-    q->lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (q->lock_fd < 0) throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, "cannot open " + path);
+    q->lock_fd = open_lock_file(cfg.store_path, info->id);
     int how = (share == MQ_DENY_RECEIVE_SHARE ? LOCK_EX : LOCK_SH) | LOCK_NB;
     if (flock(q->lock_fd, how) != 0) {
       throw Error(MQ_ERROR_SHARING_VIOLATION,
@@ -290,6 +346,13 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
   }
   abi::SendRequest r = abi::parse_send(props);
   security::Envelope& e = r.envelope;
+  if (e.body.size() > q->max_message_body) {
+    // MSMQ answers a message over its 4 MB limit with MQ_ERROR_INSUFFICIENT_RESOURCES.
+    throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES,
+                "message body of " + std::to_string(e.body.size()) +
+                    " bytes is larger than the limit of " + std::to_string(q->max_message_body) +
+                    " bytes ([limits] max-message-body)");
+  }
   e.msg_id = new_message_id();
   e.sent_time = static_cast<uint64_t>(std::time(nullptr));
   e.source_machine = abi::utf8_to_utf16(queue::local_host());
@@ -314,12 +377,14 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
 
 // Rejects a message that failed arrival checks: out of the queue, into the audit record,
 // and a NACK to the admin queue when the sender asked for one.
+// `kind` is the machine-readable reason (Verdict::kind, "malformed", "unsigned", "replay",
+// "wrong-queue", "too-large"). `removed`: the caller already deleted the row.
 void reject(OpenQueue& q, const queue::StoredMessage& m, const security::Envelope* e,
-            const std::string& reason) {
-  if (!q.store->remove(q.id, m.seq)) return;  // another receiver dealt with it
-  log(LogLevel::Warning,
-      "rejected message " + std::to_string(m.seq) + " of queue '" + q.name + "': " + reason);
-  q.store->record_rejection(q.name, reason, m.envelope);
+            const std::string& kind, const std::string& reason, bool removed = false) {
+  if (!removed && !q.store->remove(q.id, m.seq)) return;  // another receiver dealt with it
+  log(LogLevel::Warning, "rejected message " + std::to_string(m.seq) + " of queue '" + q.name +
+                             "' (" + kind + "): " + reason);
+  q.store->record_rejection(q.name, kind, reason, m.envelope, q.rejection_bounds);
   if (e == nullptr || !(e->acknowledge & MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL) ||
       e->admin_queue.empty()) {
     return;
@@ -410,11 +475,24 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
         cursor->seq = m->seq;
         advance = false;
       }
+      if (m->priority == queue::kMalformedPriority) {
+        // Only a direct write to the store makes such a row (senders store the envelope's
+        // priority, 0..7).
+        reject(*q, *m, nullptr, "malformed", "the stored priority is not an integer 0..7");
+        continue;
+      }
       security::Envelope e;
       try {
         e = security::decode(m->envelope);
       } catch (const security::EnvelopeError& ex) {
-        reject(*q, *m, nullptr, std::string("malformed envelope: ") + ex.what());
+        reject(*q, *m, nullptr, "malformed", std::string("malformed envelope: ") + ex.what());
+        continue;
+      }
+      if (e.body.size() > q->max_message_body) {
+        reject(*q, *m, &e, "too-large",
+               "message body of " + std::to_string(e.body.size()) +
+                   " bytes is larger than the limit of " + std::to_string(q->max_message_body) +
+                   " bytes ([limits] max-message-body)");
         continue;
       }
       security::VerifyPolicy policy;
@@ -432,10 +510,30 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
       policy.max_clock_skew_seconds = q->max_clock_skew_seconds;
       policy.replay_window_seconds = q->replay_window_seconds;
       security::Verdict vd = verifier().verify(e, policy);
-      if (!vd.ok || (q->authenticate && !vd.signed_message)) {
-        reject(
-            *q, *m, &e,
-            vd.ok ? "unauthenticated message on a queue that requires authentication" : vd.reason);
+      if (!vd.ok) {
+        reject(*q, *m, &e, vd.kind.empty() ? "signature" : vd.kind, vd.reason);
+        continue;
+      }
+      if (q->require_signed && !vd.signed_message) {
+        reject(*q, *m, &e, "unsigned",
+               "unauthenticated message on a queue that requires authentication");
+        continue;
+      }
+      // The signature covers the destination: a signed message copied into another queue
+      // (by anyone who can write the store) is not delivered from there.
+      if (vd.signed_message && !destined_for(e, q->name)) {
+        reject(*q, *m, &e, "wrong-queue",
+               "replayed into another queue: signed for '" + abi::utf16_to_utf8(e.dest_queue) +
+                   "', found in queue '" + q->name + "'");
+        continue;
+      }
+      // The id comes from the decoded (for signed messages: verified) envelope, never from a
+      // store column.
+      const std::span<const uint8_t> msg_id(e.msg_id.data(), e.msg_id.size());
+      const std::string replay_reason =
+          "replayed message: its message id was already delivered from queue '" + q->name + "'";
+      if (q->store->was_delivered(q->id, msg_id)) {
+        reject(*q, *m, &e, "replay", replay_reason);
         continue;
       }
       HRESULT hr = MQ_OK;
@@ -444,9 +542,19 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
         hr = abi::fill_receive(props, rec);
         if (FAILED(hr)) return hr;  // buffers too small: the message stays
       }
-      if (take && !q->store->remove(q->id, m->seq)) {  // another receiver won it
-        if (props != nullptr) std::copy(original.begin(), original.end(), props->aPropVar);
-        continue;
+      if (take) {
+        const int64_t sent =
+            static_cast<int64_t>(std::min<uint64_t>(e.sent_time, static_cast<uint64_t>(INT64_MAX)));
+        const queue::Removal removal =
+            q->store->remove_delivered(q->id, m->seq, msg_id, sent, q->replay_window_seconds);
+        if (removal != queue::Removal::Removed) {
+          if (props != nullptr) std::copy(original.begin(), original.end(), props->aPropVar);
+          // Gone: another receiver won it. Replay: a copy with this id was delivered meanwhile.
+          if (removal == queue::Removal::Replay) {
+            reject(*q, *m, &e, "replay", replay_reason, /*removed=*/true);
+          }
+          continue;
+        }
       }
       return hr;
     }

@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "mqsec/error.hpp"
+#include "src/queue/real_ids.hpp"
 
 namespace mqsec::queue {
 
@@ -79,6 +80,9 @@ void BatchWriter::child_after_fork() noexcept {
 }
 
 void BatchWriter::run() {
+  // A new thread inherits its creator's credentials: started by an impersonating thread it
+  // would write the store as that user. It only ever does store I/O, as the process's user.
+  RealFsIds::adopt_for_this_thread();
   std::unique_lock lock(mu_);
   for (;;) {
     wake_.wait(lock, [&] { return stop_ || !pending_.empty(); });

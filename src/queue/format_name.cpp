@@ -98,6 +98,22 @@ std::string queue_from_format(std::string_view format) {
   }
 }
 
+std::string queue_part_of_format(std::string_view format) {
+  constexpr std::string_view kDirect = "direct=os:";
+  constexpr std::string_view kPrivate = "\\private$\\";
+  if (format.size() <= kDirect.size() || lower(format.substr(0, kDirect.size())) != kDirect) {
+    return {};
+  }
+  std::string_view rest = format.substr(kDirect.size());
+  const auto host_end = rest.find('\\');
+  if (host_end == std::string_view::npos || host_end == 0) return {};
+  rest = rest.substr(host_end);
+  if (rest.size() <= kPrivate.size() || lower(rest.substr(0, kPrivate.size())) != kPrivate) {
+    return {};
+  }
+  return lower(rest.substr(kPrivate.size()));
+}
+
 std::string format_name_of(std::string_view queue) {
   return "DIRECT=OS:" + local_host() + "\\private$\\" + std::string(queue);
 }

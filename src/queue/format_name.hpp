@@ -21,5 +21,10 @@ std::string queue_from_path(std::string_view path);
 std::string queue_from_format(std::string_view format);
 // "DIRECT=OS:<host>\private$\<name>".
 std::string format_name_of(std::string_view queue);
+// The queue part of a direct format name "DIRECT=OS:<host>\private$\<name>", lower-cased
+// like stored queue names, whatever the host (the sender's view of it: ".", a host name, a
+// remote machine); empty when the text is not of that form. For comparing a message's signed
+// destination with the queue it sits in.
+std::string queue_part_of_format(std::string_view format);
 
 }  // namespace mqsec::queue

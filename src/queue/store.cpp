@@ -11,14 +11,18 @@
 //   cached id of a deleted queue can never address a newer message or queue.
 #include "src/queue/store.hpp"
 
+#include "src/queue/real_ids.hpp"
+
 #include <sqlite3.h>
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <thread>
@@ -27,7 +31,17 @@ namespace mqsec::queue {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// v1: queues, messages, rejections, certificates. v2 (issue 9): queues.trust, queue_signers,
+// delivered (replay protection), rejections.kind and original_size, and receive order on a
+// sanitized priority.
+constexpr int kSchemaVersion = 2;
+
+// The priority receive order and cursors use: the column when it is an integer 0..7, else
+// kMalformedPriority (-1). One expression everywhere (and in the index), so that (priority,
+// seq) is a strict total order a cursor walks without ever coming back.
+#define MQSEC_PRIO                                                                              \
+  "(CASE WHEN typeof(priority) = 'integer' AND priority BETWEEN 0 AND 7 THEN priority ELSE -1 " \
+  "END)"
 // Long enough to ride out another process's group commit or checkpoint, short enough that a
 // wedged peer turns into an error instead of a hang.
 constexpr int kBusyTimeoutMs = 10000;
@@ -104,6 +118,7 @@ QueueInfo read_queue(sqlite3_stmt* st) {
   q.authenticate = sqlite3_column_int(st, 3) != 0;
   q.transactional = sqlite3_column_int(st, 4) != 0;
   q.created = sqlite3_column_int64(st, 5);
+  q.trust = column_text(st, 6);
   return q;
 }
 
@@ -111,8 +126,46 @@ QueueInfo read_queue(sqlite3_stmt* st) {
   throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason);
 }
 
+std::string user_of(uid_t uid) {
+  std::string out = "uid " + std::to_string(uid);
+  std::vector<char> buf(16384);
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
+    out += " (" + std::string(found->pw_name) + ")";
+  }
+  return out;
+}
+
+std::string octal_mode(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+  return buf;
+}
+
+constexpr const char* kShareHint =
+    "a store belongs to one user; to share queues between users, send through a message "
+    "broker (see docs/security.md)";
+
+// A store belongs to one user: the calling thread's real uid (an impersonating service thread
+// keeps its own real uid), and nobody else may write into it.
+void check_owner(const struct stat& sb, const std::filesystem::path& path, const char* what) {
+  const uid_t me = ::getuid();
+  if (sb.st_uid != me) {
+    throw Error(MQ_ERROR_ACCESS_DENIED, std::string(what) + " " + path.string() + " is owned by " +
+                                            user_of(sb.st_uid) + ", not by this process's user " +
+                                            user_of(me) + ": " + kShareHint);
+  }
+  if ((sb.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    throw Error(MQ_ERROR_ACCESS_DENIED,
+                std::string(what) + " " + path.string() + " is writable by group or others (mode " +
+                    octal_mode(sb.st_mode) + "); make it private with chmod go-w: " + kShareHint);
+  }
+}
+
 // Creates the directory and the database file ourselves, so their modes do not depend on the
-// umask and the file is never briefly readable by others.
+// umask and the file is never briefly readable by others; checks who owns them. Runs with the
+// thread's real ids as file-system ids (RealFsIds in the caller).
 void prepare_files(const std::filesystem::path& dir, const std::filesystem::path& db) {
   if (::mkdir(dir.c_str(), 0700) == 0) {
     if (::chmod(dir.c_str(), 0700) != 0) {
@@ -121,11 +174,25 @@ void prepare_files(const std::filesystem::path& dir, const std::filesystem::path
   } else if (errno != EEXIST) {
     unavailable("creating store directory " + dir.string() + " failed: " + std::strerror(errno));
   }
-  struct stat sb {};
-  if (::stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-    unavailable("store path " + dir.string() + " is not a directory");
+  {
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) {
+      if (errno == ENOTDIR || errno == ELOOP) {
+        unavailable("store path " + dir.string() + " is not a directory");
+      }
+      unavailable("opening store directory " + dir.string() + " failed: " + std::strerror(errno));
+    }
+    struct stat sb {};
+    const int rc = ::fstat(dfd, &sb);
+    const int saved = errno;
+    ::close(dfd);
+    if (rc != 0) {
+      unavailable("stat of store directory " + dir.string() + " failed: " + std::strerror(saved));
+    }
+    if (!S_ISDIR(sb.st_mode)) unavailable("store path " + dir.string() + " is not a directory");
+    check_owner(sb, dir, "store directory");
   }
-  const int fd = ::open(db.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  int fd = ::open(db.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd >= 0) {
     const int rc = ::fchmod(fd, 0600);
     const int saved = errno;
@@ -133,9 +200,21 @@ void prepare_files(const std::filesystem::path& dir, const std::filesystem::path
     if (rc != 0) {
       unavailable("chmod of " + db.string() + " failed: " + std::strerror(saved));
     }
-  } else if (errno != EEXIST) {
-    unavailable("creating " + db.string() + " failed: " + std::strerror(errno));
+    return;
   }
+  if (errno != EEXIST) unavailable("creating " + db.string() + " failed: " + std::strerror(errno));
+  fd = ::open(db.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ELOOP) unavailable(db.string() + " is a symbolic link");
+    unavailable("opening " + db.string() + " failed: " + std::strerror(errno));
+  }
+  struct stat sb {};
+  const int rc = ::fstat(fd, &sb);
+  const int saved = errno;
+  ::close(fd);
+  if (rc != 0) unavailable("stat of " + db.string() + " failed: " + std::strerror(saved));
+  if (!S_ISREG(sb.st_mode)) unavailable(db.string() + " is not a regular file");
+  check_owner(sb, db, "store database");
 }
 
 }  // namespace
@@ -161,6 +240,17 @@ struct Store::Statements {
   sqlite3_stmt* rejections = nullptr;
   sqlite3_stmt* bind_cert = nullptr;
   sqlite3_stmt* cert_sid = nullptr;
+  sqlite3_stmt* cert_owner = nullptr;
+  sqlite3_stmt* insert_signer = nullptr;
+  sqlite3_stmt* signers = nullptr;
+  sqlite3_stmt* delete_queue_signers = nullptr;
+  sqlite3_stmt* delete_queue_delivered = nullptr;
+  sqlite3_stmt* insert_delivered = nullptr;
+  sqlite3_stmt* was_delivered = nullptr;
+  sqlite3_stmt* prune_delivered = nullptr;
+  sqlite3_stmt* prune_rejections_age = nullptr;
+  sqlite3_stmt* prune_rejections_count = nullptr;
+  sqlite3_stmt* prune_rejections_bytes = nullptr;
 
   ~Statements() {
     for (sqlite3_stmt* s : {begin,
@@ -182,7 +272,18 @@ struct Store::Statements {
                             insert_rejection,
                             rejections,
                             bind_cert,
-                            cert_sid}) {
+                            cert_sid,
+                            cert_owner,
+                            insert_signer,
+                            signers,
+                            delete_queue_signers,
+                            delete_queue_delivered,
+                            insert_delivered,
+                            was_delivered,
+                            prune_delivered,
+                            prune_rejections_age,
+                            prune_rejections_count,
+                            prune_rejections_bytes}) {
       sqlite3_finalize(s);  // accepts nullptr
     }
   }
@@ -233,11 +334,15 @@ class Store::Tx {
 
 Store::Store(const std::filesystem::path& dir) {
   const std::filesystem::path db_path = dir / "mqsec.db";
+  // The files (database, -wal, -shm) are opened here, as the process's user; the connection
+  // keeps them open afterwards.
+  RealFsIds real_ids;
   prepare_files(dir, db_path);
 
   // NOMUTEX: mu_ already serialises every use of this connection.
   int rc =
-      sqlite3_open_v2(db_path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+      sqlite3_open_v2(db_path.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, nullptr);
   if (rc != SQLITE_OK) {
     std::string reason = "opening " + db_path.string() +
                          " failed: " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
@@ -303,7 +408,6 @@ Store::Store(const std::filesystem::path& dir) {
             " priority INTEGER NOT NULL,"
             " arrived INTEGER NOT NULL,"
             " envelope BLOB NOT NULL);"
-            "CREATE INDEX messages_order ON messages(queue_id, priority DESC, seq);"
             "CREATE TABLE rejections("
             " id INTEGER PRIMARY KEY AUTOINCREMENT,"
             " queue TEXT NOT NULL,"
@@ -316,21 +420,34 @@ Store::Store(const std::filesystem::path& dir) {
             " der BLOB NOT NULL,"
             " sid BLOB NOT NULL,"
             " registered_by INTEGER NOT NULL,"
-            " registered INTEGER NOT NULL);"
-            "INSERT INTO schema_version(version) VALUES(1);",
+            " registered INTEGER NOT NULL);",
             "creating schema");
+        migrate_locked(1);
+      } else if (version < kSchemaVersion) {
+        migrate_locked(version);
       }
       tx.commit();
     }
 
     constexpr const char* kMsgCols =
-        "SELECT queue_id, seq, priority, arrived, envelope FROM messages ";
+        "SELECT queue_id, seq, " MQSEC_PRIO ", arrived, envelope FROM messages ";
     constexpr const char* kQueueCols =
-        "SELECT id, name, label, authenticate, transactional, created FROM queues ";
+        "SELECT id, name, label, authenticate, transactional, created, trust FROM queues ";
     st_->data_version = prepare("PRAGMA data_version");
     st_->insert_queue = prepare(
-        "INSERT INTO queues(name, label, authenticate, transactional, created)"
-        " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO NOTHING");
+        "INSERT INTO queues(name, label, authenticate, transactional, created, trust)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO NOTHING");
+    st_->insert_signer =
+        prepare("INSERT INTO queue_signers(queue_id, pos, kind, value) VALUES(?1, ?2, ?3, ?4)");
+    st_->signers =
+        prepare("SELECT kind, value FROM queue_signers WHERE queue_id = ?1 ORDER BY pos");
+    st_->delete_queue_signers = prepare("DELETE FROM queue_signers WHERE queue_id = ?1");
+    st_->delete_queue_delivered = prepare("DELETE FROM delivered WHERE queue_id = ?1");
+    st_->insert_delivered = prepare(
+        "INSERT INTO delivered(queue_id, msg_id, sent_time) VALUES(?1, ?2, ?3)"
+        " ON CONFLICT(queue_id, msg_id) DO NOTHING");
+    st_->was_delivered = prepare("SELECT 1 FROM delivered WHERE queue_id = ?1 AND msg_id = ?2");
+    st_->prune_delivered = prepare("DELETE FROM delivered WHERE sent_time < ?1");
     st_->find_queue = prepare((std::string(kQueueCols) + "WHERE name = ?1").c_str());
     st_->list_queues = prepare((std::string(kQueueCols) + "ORDER BY name").c_str());
     st_->delete_queue_messages = prepare("DELETE FROM messages WHERE queue_id = ?1");
@@ -340,27 +457,38 @@ Store::Store(const std::filesystem::path& dir) {
     st_->insert_message = prepare(
         "INSERT INTO messages(queue_id, priority, arrived, envelope)"
         " SELECT id, ?2, ?3, ?4 FROM queues WHERE id = ?1");
-    st_->first =
-        prepare((std::string(kMsgCols) + "WHERE queue_id = ?1 ORDER BY priority DESC, seq LIMIT 1")
-                    .c_str());
-    st_->next_after =
-        prepare((std::string(kMsgCols) +
-                 "WHERE queue_id = ?1 AND (priority < ?2 OR (priority = ?2 AND seq > ?3))"
-                 " ORDER BY priority DESC, seq LIMIT 1")
-                    .c_str());
+    st_->first = prepare(
+        (std::string(kMsgCols) + "WHERE queue_id = ?1 ORDER BY " MQSEC_PRIO " DESC, seq LIMIT 1")
+            .c_str());
+    st_->next_after = prepare((std::string(kMsgCols) +
+                               "WHERE queue_id = ?1 AND (" MQSEC_PRIO " < ?2 OR (" MQSEC_PRIO
+                               " = ?2 AND seq > ?3)) ORDER BY " MQSEC_PRIO " DESC, seq LIMIT 1")
+                                  .c_str());
     st_->get = prepare((std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2").c_str());
     st_->remove = prepare("DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2");
     st_->count = prepare("SELECT count(*) FROM messages WHERE queue_id = ?1");
     st_->any = prepare("SELECT 1 FROM messages WHERE queue_id = ?1 LIMIT 1");
-    st_->insert_rejection =
-        prepare("INSERT INTO rejections(queue, time, reason, envelope) VALUES(?1, ?2, ?3, ?4)");
+    st_->insert_rejection = prepare(
+        "INSERT INTO rejections(queue, time, kind, reason, envelope, original_size)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
     st_->rejections = prepare(
-        "SELECT id, queue, time, reason, envelope FROM rejections WHERE queue = ?1 ORDER BY id");
+        "SELECT id, queue, time, kind, reason, envelope, original_size FROM rejections"
+        " WHERE queue = ?1 ORDER BY id");
+    st_->prune_rejections_age = prepare("DELETE FROM rejections WHERE time < ?1");
+    // Keeps the newest ?1 records.
+    st_->prune_rejections_count = prepare(
+        "DELETE FROM rejections WHERE id <= (SELECT id FROM rejections ORDER BY id DESC"
+        " LIMIT 1 OFFSET ?1)");
+    // Keeps the newest records whose sizes add up to at most ?1 bytes.
+    st_->prune_rejections_bytes = prepare(
+        "DELETE FROM rejections WHERE id IN (SELECT id FROM (SELECT id, sum(length(envelope) +"
+        " length(reason) + length(kind)) OVER (ORDER BY id DESC) AS total FROM rejections)"
+        " WHERE total > ?1)");
     st_->bind_cert = prepare(
         "INSERT INTO certificates(sha256, der, sid, registered_by, registered)"
         " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(sha256) DO UPDATE SET"
-        " der = excluded.der, sid = excluded.sid, registered_by = excluded.registered_by,"
-        " registered = excluded.registered");
+        " der = excluded.der, registered = excluded.registered WHERE sid = excluded.sid");
+    st_->cert_owner = prepare("SELECT sid, registered_by FROM certificates WHERE sha256 = ?1");
     st_->cert_sid = prepare("SELECT sid FROM certificates WHERE sha256 = ?1");
   } catch (const Error& e) {
     st_.reset();
@@ -377,7 +505,8 @@ Store::Store(const std::filesystem::path& dir) {
 }
 
 Store::~Store() {
-  st_.reset();  // statements must be finalized before the connection closes
+  RealFsIds real_ids;  // the last connection's close checkpoints and removes the -wal file
+  st_.reset();         // statements must be finalized before the connection closes
   sqlite3_close_v2(db_);
 }
 
@@ -425,6 +554,57 @@ void Store::set_durable(bool durable) {
        "setting synchronous mode");
 }
 
+// Runs inside the schema transaction of the constructor (BEGIN IMMEDIATE: one process
+// migrates, the others then see the new version).
+void Store::migrate_locked(int64_t from_version) {
+  if (from_version < 2) {
+    exec(
+        "ALTER TABLE queues ADD COLUMN trust TEXT NOT NULL DEFAULT '';"
+        "CREATE TABLE queue_signers("
+        " queue_id INTEGER NOT NULL,"
+        " pos INTEGER NOT NULL,"
+        " kind TEXT NOT NULL,"  // 'subject' or 'sid'
+        " value TEXT NOT NULL,"
+        " PRIMARY KEY(queue_id, pos)) WITHOUT ROWID;"
+        "CREATE TABLE delivered("
+        " queue_id INTEGER NOT NULL,"
+        " msg_id BLOB NOT NULL,"
+        " sent_time INTEGER NOT NULL,"
+        " PRIMARY KEY(queue_id, msg_id)) WITHOUT ROWID;"
+        "CREATE INDEX delivered_time ON delivered(sent_time);"
+        "ALTER TABLE rejections ADD COLUMN kind TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE rejections ADD COLUMN original_size INTEGER NOT NULL DEFAULT 0;"
+        "UPDATE rejections SET original_size = length(envelope);"
+        "DROP INDEX IF EXISTS messages_order;"
+        "CREATE INDEX messages_order ON messages(queue_id, " MQSEC_PRIO
+        " DESC, seq);"
+        "DELETE FROM schema_version;"
+        "INSERT INTO schema_version(version) VALUES(2);",
+        "migrating the store to schema version 2");
+  }
+}
+
+void Store::read_signers(QueueInfo& q) {
+  sqlite3_stmt* st = st_->signers;
+  StmtScope scope(st);
+  bind_int(st, 1, q.id, "read queue signers");
+  for (;;) {
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) fail(rc, "read queue signers");
+    const std::string kind = column_text(st, 0);
+    if (kind == "subject") {
+      q.signer_subjects.push_back(column_text(st, 1));
+    } else if (kind == "sid") {
+      q.signer_sids.push_back(column_text(st, 1));
+    } else {
+      // Never written by mqsec: refuse rather than silently accept anyone.
+      throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED,
+                  "queue '" + q.name + "' has a signer of unknown kind '" + kind + "'");
+    }
+  }
+}
+
 std::optional<StoredMessage> Store::read_message(sqlite3_stmt* st, const char* what) {
   const int rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) return std::nullopt;
@@ -432,7 +612,8 @@ std::optional<StoredMessage> Store::read_message(sqlite3_stmt* st, const char* w
   StoredMessage m;
   m.queue_id = sqlite3_column_int64(st, 0);
   m.seq = sqlite3_column_int64(st, 1);
-  m.priority = sqlite3_column_int(st, 2);
+  const int64_t p = sqlite3_column_int64(st, 2);  // sanitized by MQSEC_PRIO: -1..7
+  m.priority = p >= 0 && p <= 7 ? static_cast<int>(p) : kMalformedPriority;
   m.arrived = sqlite3_column_int64(st, 3);
   m.envelope = column_bytes(st, 4);
   return m;
@@ -440,19 +621,42 @@ std::optional<StoredMessage> Store::read_message(sqlite3_stmt* st, const char* w
 
 void Store::create_queue(QueueInfo q) {
   if (q.name.empty()) throw Error(MQ_ERROR_INVALID_PARAMETER, "queue name is empty");
+  if (!q.trust.empty() && q.trust != "signature" && q.trust != "chain" &&
+      q.trust != "chain+revocation") {
+    throw Error(MQ_ERROR_INVALID_PARAMETER,
+                "queue trust '" + q.trust + "' is not signature, chain or chain+revocation");
+  }
   const std::string name = lower_ascii(q.name);
   std::lock_guard lock(mu_);
   Tx tx(*this, true);
-  sqlite3_stmt* st = st_->insert_queue;
-  StmtScope scope(st);
-  bind_text(st, 1, name, "create queue");
-  bind_text(st, 2, q.label, "create queue");
-  bind_int(st, 3, q.authenticate ? 1 : 0, "create queue");
-  bind_int(st, 4, q.transactional ? 1 : 0, "create queue");
-  bind_int(st, 5, q.created != 0 ? q.created : now_seconds(), "create queue");
-  const int rc = sqlite3_step(st);
-  if (rc != SQLITE_DONE) fail(rc, "create queue");
-  if (sqlite3_changes(db_) == 0) throw Error(MQ_ERROR_QUEUE_EXISTS, "queue " + name + " exists");
+  int64_t id = 0;
+  {
+    sqlite3_stmt* st = st_->insert_queue;
+    StmtScope scope(st);
+    bind_text(st, 1, name, "create queue");
+    bind_text(st, 2, q.label, "create queue");
+    bind_int(st, 3, q.authenticate ? 1 : 0, "create queue");
+    bind_int(st, 4, q.transactional ? 1 : 0, "create queue");
+    bind_int(st, 5, q.created != 0 ? q.created : now_seconds(), "create queue");
+    bind_text(st, 6, q.trust, "create queue");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "create queue");
+    if (sqlite3_changes(db_) == 0) throw Error(MQ_ERROR_QUEUE_EXISTS, "queue " + name + " exists");
+    id = sqlite3_last_insert_rowid(db_);
+  }
+  int64_t pos = 0;
+  auto add_signer = [&](const char* kind, const std::string& value) {
+    sqlite3_stmt* st = st_->insert_signer;
+    StmtScope scope(st);
+    bind_int(st, 1, id, "create queue");
+    bind_int(st, 2, pos++, "create queue");
+    bind_text(st, 3, kind, "create queue");
+    bind_text(st, 4, value, "create queue");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "create queue");
+  };
+  for (const std::string& s : q.signer_subjects) add_signer("subject", s);
+  for (const std::string& s : q.signer_sids) add_signer("sid", s);
   tx.commit();
 }
 
@@ -470,7 +674,8 @@ void Store::delete_queue(std::string_view name_in) {
     if (rc != SQLITE_ROW) fail(rc, "delete queue");
     id = sqlite3_column_int64(st, 0);
   }
-  for (sqlite3_stmt* st : {st_->delete_queue_messages, st_->delete_queue}) {
+  for (sqlite3_stmt* st : {st_->delete_queue_messages, st_->delete_queue_signers,
+                           st_->delete_queue_delivered, st_->delete_queue}) {
     StmtScope scope(st);
     bind_int(st, 1, id, "delete queue");
     const int rc = sqlite3_step(st);
@@ -488,7 +693,10 @@ std::optional<QueueInfo> Store::find_queue(std::string_view name_in) {
   const int rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) return std::nullopt;
   if (rc != SQLITE_ROW) fail(rc, "find queue");
-  return read_queue(st);
+  QueueInfo q = read_queue(st);
+  sqlite3_reset(st);
+  read_signers(q);
+  return q;
 }
 
 std::vector<QueueInfo> Store::list_queues() {
@@ -502,6 +710,8 @@ std::vector<QueueInfo> Store::list_queues() {
     if (rc != SQLITE_ROW) fail(rc, "list queues");
     out.push_back(read_queue(st));
   }
+  sqlite3_reset(st);
+  for (QueueInfo& q : out) read_signers(q);
   return out;
 }
 
@@ -626,6 +836,57 @@ std::optional<StoredMessage> Store::take_first(int64_t queue_id) {
   return m;
 }
 
+Removal Store::remove_delivered(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
+                                int64_t sent_time, int64_t window_seconds) {
+  const int64_t now = now_seconds();
+  std::lock_guard lock(mu_);
+  Tx tx(*this, false);
+  {
+    sqlite3_stmt* st = st_->remove;
+    StmtScope scope(st);
+    bind_int(st, 1, queue_id, "remove message");
+    bind_int(st, 2, seq, "remove message");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "remove message");
+    if (sqlite3_changes(db_) == 0) return Removal::Gone;  // the Tx rolls back (no-op)
+  }
+  bool replay = false;
+  {
+    sqlite3_stmt* st = st_->insert_delivered;
+    StmtScope scope(st);
+    bind_int(st, 1, queue_id, "record delivered message id");
+    bind_blob(st, 2, msg_id, "record delivered message id");
+    bind_int(st, 3, sent_time, "record delivered message id");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "record delivered message id");
+    replay = sqlite3_changes(db_) == 0;
+  }
+  // Forget ids whose messages are older than the window (a signed message that old is
+  // rejected as "too-old" anyway), at most once a minute per connection.
+  if (window_seconds > 0 && now - last_prune_ >= 60) {
+    sqlite3_stmt* st = st_->prune_delivered;
+    StmtScope scope(st);
+    bind_int(st, 1, now - window_seconds, "prune delivered message ids");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "prune delivered message ids");
+    last_prune_ = now;
+  }
+  tx.commit();
+  return replay ? Removal::Replay : Removal::Removed;
+}
+
+bool Store::was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->was_delivered;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "look up delivered message id");
+  bind_blob(st, 2, msg_id, "look up delivered message id");
+  const int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) return true;
+  if (rc != SQLITE_DONE) fail(rc, "look up delivered message id");
+  return false;
+}
+
 size_t Store::message_count(int64_t queue_id) {
   std::lock_guard lock(mu_);
   sqlite3_stmt* st = st_->count;
@@ -661,10 +922,15 @@ bool Store::wait_for_change(uint64_t seen, std::chrono::milliseconds timeout) {
   }
 }
 
-void Store::record_rejection(std::string_view queue, std::string_view reason,
-                             std::span<const uint8_t> envelope) {
+void Store::record_rejection(std::string_view queue, std::string_view kind, std::string_view reason,
+                             std::span<const uint8_t> envelope, const RejectionBounds& bounds) {
   const std::string name = lower_ascii(queue);
   const int64_t now = now_seconds();
+  const std::span<const uint8_t> kept =
+      envelope.first(static_cast<size_t>(std::min<uint64_t>(envelope.size(), bounds.body_prefix)));
+  auto clamp = [](uint64_t v) {
+    return static_cast<int64_t>(std::min<uint64_t>(v, uint64_t{INT64_MAX}));
+  };
   std::lock_guard lock(mu_);
   Tx tx(*this, true);
   {
@@ -672,11 +938,22 @@ void Store::record_rejection(std::string_view queue, std::string_view reason,
     StmtScope scope(st);
     bind_text(st, 1, name, "record rejection");
     bind_int(st, 2, now, "record rejection");
-    bind_text(st, 3, reason, "record rejection");
-    bind_blob(st, 4, envelope, "record rejection");
+    bind_text(st, 3, kind, "record rejection");
+    bind_text(st, 4, reason, "record rejection");
+    bind_blob(st, 5, kept, "record rejection");
+    bind_int(st, 6, clamp(envelope.size()), "record rejection");
     const int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) fail(rc, "record rejection");
   }
+  auto prune = [&](sqlite3_stmt* st, int64_t arg) {
+    StmtScope scope(st);
+    bind_int(st, 1, arg, "prune rejections");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "prune rejections");
+  };
+  if (bounds.max_age_seconds > 0) prune(st_->prune_rejections_age, now - bounds.max_age_seconds);
+  if (bounds.max_count > 0) prune(st_->prune_rejections_count, clamp(bounds.max_count));
+  if (bounds.max_bytes > 0) prune(st_->prune_rejections_bytes, clamp(bounds.max_bytes));
   tx.commit();
 }
 
@@ -695,8 +972,12 @@ std::vector<Rejection> Store::rejections(std::string_view queue) {
     r.id = sqlite3_column_int64(st, 0);
     r.queue = column_text(st, 1);
     r.time = sqlite3_column_int64(st, 2);
-    r.reason = column_text(st, 3);
-    r.envelope = column_bytes(st, 4);
+    r.kind = column_text(st, 3);
+    r.reason = column_text(st, 4);
+    r.envelope = column_bytes(st, 5);
+    const int64_t size = sqlite3_column_int64(st, 6);
+    r.original_size =
+        std::max<uint64_t>(size > 0 ? static_cast<uint64_t>(size) : 0, r.envelope.size());
     out.push_back(std::move(r));
   }
   return out;
@@ -711,6 +992,24 @@ void Store::bind_certificate(std::span<const uint8_t> cert_sha256,
   const int64_t now = now_seconds();
   std::lock_guard lock(mu_);
   Tx tx(*this, true);
+  {
+    // Inside the write transaction: nobody can bind it between this check and the insert.
+    sqlite3_stmt* st = st_->cert_owner;
+    StmtScope scope(st);
+    bind_blob(st, 1, cert_sha256, "register certificate");
+    const int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      const Bytes bound = column_bytes(st, 0);
+      if (!std::equal(bound.begin(), bound.end(), sid.begin(), sid.end())) {
+        throw Error(MQ_ERROR_INVALID_CERTIFICATE,
+                    "the certificate is already registered to another SID (registered by uid " +
+                        std::to_string(sqlite3_column_int64(st, 1)) +
+                        "); a certificate is bound to one SID only and is never rebound");
+      }
+    } else if (rc != SQLITE_DONE) {
+      fail(rc, "register certificate");
+    }
+  }
   {
     sqlite3_stmt* st = st_->bind_cert;
     StmtScope scope(st);

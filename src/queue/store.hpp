@@ -44,17 +44,42 @@ struct QueueInfo {
 struct StoredMessage {
   int64_t queue_id = 0;
   int64_t seq = 0;  // unique across the store, increasing, never reused
+  // 0..7, or kMalformedPriority when the row's priority column is not an integer in 0..7 (only
+  // a direct write to the database makes such a row; the receive path rejects it). Receive
+  // order and cursors use this sanitized value, so (priority, seq) is a strict total order.
   int priority = 0;
   int64_t arrived = 0;  // Unix seconds
   Bytes envelope;
 };
 
+inline constexpr int kMalformedPriority = -1;
+
 struct Rejection {
   int64_t id = 0;
   std::string queue;  // lower-cased like queue names
   int64_t time = 0;   // Unix seconds
+  std::string kind;   // machine-readable ("malformed", "signature", "replay", ...); "" before v2
   std::string reason;
-  Bytes envelope;
+  Bytes envelope;              // at most RejectionBounds::body_prefix bytes of the envelope
+  uint64_t original_size = 0;  // the whole envelope's size
+  bool truncated() const noexcept { return envelope.size() < original_size; }
+};
+
+// How much of the rejected-message record is kept (store-wide, all queues together); the
+// oldest records beyond any bound are pruned when a new one is written. 0 for max_count,
+// max_bytes or max_age_seconds: that bound is off.
+struct RejectionBounds {
+  uint64_t max_count = 10000;
+  uint64_t max_bytes = 64 * 1024 * 1024;  // sum of the kept envelope prefixes and reasons
+  int64_t max_age_seconds = 30 * 24 * 3600;
+  uint64_t body_prefix = 4096;  // bytes of a rejected envelope kept (0: none)
+};
+
+// What remove_delivered() did.
+enum class Removal {
+  Removed,  // deleted by this caller, and its message id recorded as delivered
+  Gone,     // another receiver (any process) removed it first; nothing changed
+  Replay,   // deleted by this caller, but its id had already been delivered from this queue
 };
 
 struct Append {
@@ -70,7 +95,12 @@ struct Append {
 class Store {
  public:
   // Creates `dir` (mode 0700) if missing and opens or creates dir/"mqsec.db" (mode 0600
-  // regardless of umask; SQLite gives the -wal and -shm files the same mode).
+  // regardless of umask; SQLite gives the -wal and -shm files the same mode). A store belongs
+  // to one user: the directory (and the database file) must be owned by the calling thread's
+  // REAL uid and not be writable by group or others, else Error(MQ_ERROR_ACCESS_DENIED, text
+  // naming the owner and how to share queues between users). Files are opened and created
+  // with the thread's real uid/gid as file-system ids (an impersonating thread's effective
+  // ids are not used), without following symbolic links. A schema v1 store is migrated to v2.
   // Throws Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason) when the store can't be opened, or its
   // schema is newer than this code understands.
   explicit Store(const std::filesystem::path& dir);
@@ -78,16 +108,18 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  // Throws MQ_ERROR_QUEUE_EXISTS if a queue of that (case-insensitive) name exists,
-  // MQ_ERROR_INVALID_PARAMETER for an empty name.
   // fork() safety (pthread_atfork handlers of the runtime): hold the connection's lock across
   // the fork so no SQLite call, and none of SQLite's global mutexes, is mid-way in another
   // thread at that moment. The child must still open its own Store.
   void prepare_fork() { mu_.lock(); }
   void after_fork() { mu_.unlock(); }
 
+  // Throws MQ_ERROR_QUEUE_EXISTS if a queue of that (case-insensitive) name exists,
+  // MQ_ERROR_INVALID_PARAMETER for an empty name or an unknown trust value. Persists every
+  // QueueInfo field (trust and signers too).
   void create_queue(QueueInfo q);
-  // Removes the queue and its messages. Throws MQ_ERROR_QUEUE_NOT_FOUND.
+  // Removes the queue, its messages and its delivered-id records. Throws
+  // MQ_ERROR_QUEUE_NOT_FOUND.
   void delete_queue(std::string_view name);
   std::optional<QueueInfo> find_queue(std::string_view name);
   std::vector<QueueInfo> list_queues();  // ordered by name
@@ -100,7 +132,8 @@ class Store {
   // appended and MQ_ERROR_QUEUE_NOT_FOUND is thrown. Returns the seqs in batch order.
   std::vector<int64_t> append_batch(std::span<const Append> batch, bool durable);
 
-  // Receive order: highest priority first, then lowest seq (arrival).
+  // Receive order: highest priority first, then lowest seq (arrival); rows with a malformed
+  // priority column come last (as kMalformedPriority).
   std::optional<StoredMessage> first(int64_t queue_id);
   // The message after (priority, seq) in receive order, for cursors; (priority, seq) need not
   // exist any more.
@@ -108,6 +141,15 @@ class Store {
   std::optional<StoredMessage> get(int64_t queue_id, int64_t seq);
   // True only for the one caller (in any process) that actually deleted the message.
   bool remove(int64_t queue_id, int64_t seq);
+  // Delivery of a message: deletes it and records msg_id as delivered from queue_id in one
+  // transaction (exactly one caller across all processes gets Removed or Replay for a row).
+  // Replay: the id was already delivered from this queue (the row is deleted all the same).
+  // Delivered ids are kept until their sent_time is more than window_seconds in the past
+  // (window_seconds <= 0: kept forever); older ones are pruned here.
+  Removal remove_delivered(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
+                           int64_t sent_time, int64_t window_seconds);
+  // Whether msg_id was delivered from queue_id (and not pruned yet): for peeks.
+  bool was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id);
   // Atomic select + delete of the first message: exactly one caller across all processes gets
   // each message. The delete is committed with synchronous=NORMAL: it survives a process crash;
   // after a power failure the message may reappear (it is never lost).
@@ -120,13 +162,17 @@ class Store {
   // Returns false on timeout.
   bool wait_for_change(uint64_t seen, std::chrono::milliseconds timeout);
 
-  // Audit record of a message that failed verification; durable when this returns.
-  void record_rejection(std::string_view queue, std::string_view reason,
-                        std::span<const uint8_t> envelope);
+  // Audit record of a message that failed verification; durable when this returns. Keeps at
+  // most bounds.body_prefix bytes of the envelope (and its original size), and prunes the
+  // oldest records of the store beyond bounds' count, bytes and age in the same transaction.
+  void record_rejection(std::string_view queue, std::string_view kind, std::string_view reason,
+                        std::span<const uint8_t> envelope, const RejectionBounds& bounds = {});
   std::vector<Rejection> rejections(std::string_view queue);  // oldest first
 
-  // Certificate registry: binds a certificate (by the SHA-256 of its DER) to a SID, replacing
-  // an existing binding of the same certificate. Durable when this returns.
+  // Certificate registry: binds a certificate (by the SHA-256 of its DER) to a SID. Durable
+  // when this returns. Binding it again to the same SID is idempotent; a certificate bound to
+  // another SID is never rebound: Error(MQ_ERROR_INVALID_CERTIFICATE, "... is already
+  // registered to another SID ...") and nothing changes.
   // Throws MQ_ERROR_INVALID_PARAMETER unless cert_sha256 is 32 bytes.
   void bind_certificate(std::span<const uint8_t> cert_sha256, std::span<const uint8_t> cert_der,
                         std::span<const uint8_t> sid, uint32_t registered_by_uid);
@@ -144,11 +190,14 @@ class Store {
   int64_t append_locked(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
                         int64_t now);
   std::optional<StoredMessage> read_message(sqlite3_stmt* st, const char* what);
+  void read_signers(QueueInfo& q);
+  void migrate_locked(int64_t from_version);
 
   std::mutex mu_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<Statements> st_;
   uint64_t own_commits_ = 0;  // data_version does not count this connection's own commits
+  int64_t last_prune_ = 0;    // when remove_delivered last pruned old delivered ids
 };
 
 }  // namespace mqsec::queue

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -261,7 +262,7 @@ TEST_F(StoreTest, MessagesQueuesAndRegistrySurviveReopening) {
     qid = make_queue(s, "persist");
     durable_seq = s.append(qid, 2, bytes("durable"), true);
     express_seq = s.append(qid, 6, bytes("express"), false);
-    s.record_rejection("persist", "bad signature", bytes("env"));
+    s.record_rejection("persist", "signature", "bad signature", bytes("env"));
     s.bind_certificate(digest, bytes("der"), bytes("sid"), 1000);
   }
   Store s(dir_);
@@ -327,23 +328,29 @@ TEST_F(StoreTest, OpenFailuresAreServiceNotAvailable) {
 
 TEST_F(StoreTest, RejectionsAreRecordedPerQueueOldestFirst) {
   Store s(dir_);
-  s.record_rejection("Orders", "bad signature", bytes("env1"));
-  s.record_rejection("other", "expired certificate", bytes("env2"));
-  s.record_rejection("orders", "SID mismatch", Bytes{});
+  s.record_rejection("Orders", "signature", "bad signature", bytes("env1"));
+  s.record_rejection("other", "certificate", "expired certificate", bytes("env2"));
+  s.record_rejection("orders", "sid-mismatch", "SID mismatch", Bytes{});
   auto r = s.rejections("ORDERS");
   ASSERT_EQ(r.size(), 2u);
   EXPECT_LT(r[0].id, r[1].id);
   EXPECT_EQ(r[0].queue, "orders");
   EXPECT_EQ(r[0].reason, "bad signature");
+  EXPECT_EQ(r[0].kind, "signature");
   EXPECT_EQ(r[0].envelope, bytes("env1"));
+  EXPECT_EQ(r[0].original_size, 4u);
+  EXPECT_FALSE(r[0].truncated());
   EXPECT_GT(r[0].time, 1600000000);
   EXPECT_EQ(r[1].reason, "SID mismatch");
+  EXPECT_EQ(r[1].kind, "sid-mismatch");
   EXPECT_TRUE(r[1].envelope.empty());
   EXPECT_EQ(s.rejections("other").size(), 1u);
   EXPECT_TRUE(s.rejections("none").empty());
 }
 
-TEST_F(StoreTest, CertificateRegistryBindReplaceLookup) {
+// Issue 9, item 3: registrations are not last-writer-wins. (The old store replaced the
+// binding: this test failed there.)
+TEST_F(StoreTest, CertificateRegistryNeverRebindsToAnotherSid) {
   Store s(dir_);
   Store other(dir_);
   const Bytes d1(32, 1), d2(32, 2);
@@ -352,9 +359,20 @@ TEST_F(StoreTest, CertificateRegistryBindReplaceLookup) {
   s.bind_certificate(d2, bytes("cert2"), bytes("S-1-22-1-1001"), 0);
   EXPECT_EQ(other.certificate_sid(d1), bytes("S-1-22-1-1000"));
   EXPECT_EQ(other.certificate_sid(d2), bytes("S-1-22-1-1001"));
-  other.bind_certificate(d1, bytes("cert1"), bytes("S-1-22-1-2000"), 1000);  // replaces
-  EXPECT_EQ(s.certificate_sid(d1), bytes("S-1-22-1-2000"));
+  try {
+    other.bind_certificate(d1, bytes("cert1"), bytes("S-1-22-1-2000"), 2000);
+    ADD_FAILURE() << "a certificate bound to one SID was rebound to another";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_INVALID_CERTIFICATE);
+    EXPECT_NE(std::string(e.what()).find("already registered to another SID"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(s.certificate_sid(d1), bytes("S-1-22-1-1000"));  // nothing changed
   EXPECT_EQ(s.certificate_sid(d2), bytes("S-1-22-1-1001"));
+  // The same SID again is idempotent (a re-registration after re-enrolling, another process).
+  other.bind_certificate(d1, bytes("cert1"), bytes("S-1-22-1-1000"), 1000);
+  s.bind_certificate(d1, bytes("cert1"), bytes("S-1-22-1-1000"), 0);
+  EXPECT_EQ(s.certificate_sid(d1), bytes("S-1-22-1-1000"));
   const Bytes short_digest(20, 1);
   EXPECT_EQ(code_of([&] { s.bind_certificate(short_digest, bytes("c"), bytes("s"), 0); }),
             MQ_ERROR_INVALID_PARAMETER);
@@ -555,6 +573,336 @@ TEST_F(StoreTest, TwoReceiverProcessesGetEveryMessageExactlyOnce) {
   EXPECT_EQ(s.message_count(s.find_queue("work")->id), 0u);
   std::cout << "[ info     ] child 0 received " << received[0].size() << ", child 1 received "
             << received[1].size() << "\n";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9: schema v2 (queue trust and signers, delivered ids, rejection kind and size), replay,
+// bounded rejection records, malformed priorities, migration from v1.
+
+// Runs SQL on the store file directly, as anyone with write access to it could.
+void sql(const fs::path& db_path, const std::string& text) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(
+      sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr),
+      SQLITE_OK);
+  sqlite3_busy_timeout(db, 10000);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, text.c_str(), nullptr, nullptr, &err);
+  const std::string msg = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << msg << "\n" << text;
+}
+
+int64_t sql_int(const fs::path& db_path, const std::string& query) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  int64_t v = -1;
+  if (sqlite3_prepare_v2(db, query.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    v = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+TEST_F(StoreTest, QueueTrustAndSignersArePersisted) {
+  {
+    Store s(dir_);
+    QueueInfo q;
+    q.name = "Payroll";
+    q.authenticate = true;
+    q.trust = "chain+revocation";
+    q.signer_subjects = {"CN=alice,O=Payroll", "CN=bob, with comma\nand newline"};
+    q.signer_sids = {"S-1-5-21-1-2-3-1001"};
+    s.create_queue(q);
+    QueueInfo plain;
+    plain.name = "plain";
+    s.create_queue(plain);
+    QueueInfo bad;
+    bad.name = "bad";
+    bad.trust = "chain+everything";
+    EXPECT_EQ(code_of([&] { s.create_queue(bad); }), MQ_ERROR_INVALID_PARAMETER);
+    EXPECT_FALSE(s.find_queue("bad").has_value());
+  }
+  Store s(dir_);
+  auto q = s.find_queue("payroll");
+  ASSERT_TRUE(q.has_value());
+  EXPECT_EQ(q->trust, "chain+revocation");
+  EXPECT_EQ(q->signer_subjects,
+            (std::vector<std::string>{"CN=alice,O=Payroll", "CN=bob, with comma\nand newline"}));
+  EXPECT_EQ(q->signer_sids, std::vector<std::string>{"S-1-5-21-1-2-3-1001"});
+  auto list = s.list_queues();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].name, "payroll");
+  EXPECT_EQ(list[0].signer_subjects.size(), 2u);
+  EXPECT_EQ(list[0].signer_sids.size(), 1u);
+  EXPECT_TRUE(list[1].trust.empty());
+  EXPECT_TRUE(list[1].signer_subjects.empty());
+  EXPECT_TRUE(list[1].signer_sids.empty());
+  s.delete_queue("payroll");
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT count(*) FROM queue_signers"), 0);
+}
+
+// A row copied in the store (same message id) is delivered once; the copy is a replay. The
+// delete and the record of the id are one transaction, so only one caller of all processes
+// sees Removed or Replay for a row.
+TEST_F(StoreTest, RemoveDeliveredRecordsIdsAndDetectsReplay) {
+  Store s(dir_);
+  Store s2(dir_);
+  const int64_t qid = make_queue(s, "q");
+  const int64_t other = make_queue(s, "other");
+  const Bytes id1(20, 0x11), id2(20, 0x22);
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  const int64_t a = s.append(qid, 3, bytes("a"), false);
+  // The attacker's copy of the row.
+  sql(dir_ / "mqsec.db",
+      "INSERT INTO messages(queue_id, priority, arrived, envelope) SELECT "
+      "queue_id, priority, arrived, envelope FROM messages WHERE seq = " +
+          std::to_string(a));
+  const int64_t copy = sql_int(dir_ / "mqsec.db", "SELECT max(seq) FROM messages");
+  ASSERT_GT(copy, a);
+  EXPECT_FALSE(s.was_delivered(qid, id1));
+  EXPECT_EQ(s.remove_delivered(qid, a, id1, now, 3600), Removal::Removed);
+  EXPECT_TRUE(s2.was_delivered(qid, id1));
+  EXPECT_FALSE(s2.was_delivered(other, id1));  // per queue
+  EXPECT_EQ(s2.remove_delivered(qid, a, id1, now, 3600), Removal::Gone);
+  EXPECT_EQ(s2.remove_delivered(qid, copy, id1, now, 3600), Removal::Replay);
+  EXPECT_EQ(s.message_count(qid), 0u);  // the replayed row is gone too
+  EXPECT_EQ(s.remove_delivered(qid, copy, id1, now, 3600), Removal::Gone);
+  // Gone changes nothing: id2 is not recorded.
+  EXPECT_FALSE(s.was_delivered(qid, id2));
+  // The same id in another queue is that queue's business.
+  const int64_t b = s.append(other, 3, bytes("b"), false);
+  EXPECT_EQ(s.remove_delivered(other, b, id1, now, 3600), Removal::Removed);
+
+  // Ids of messages sent before the window are pruned (a new connection prunes at once).
+  const int64_t c = s.append(qid, 3, bytes("c"), false);
+  EXPECT_EQ(s.remove_delivered(qid, c, id2, now - 7200, 0), Removal::Removed);  // 0: no prune
+  {
+    Store fresh(dir_);
+    const int64_t d = fresh.append(qid, 3, bytes("d"), false);
+    const Bytes id3(20, 0x33);
+    EXPECT_EQ(fresh.remove_delivered(qid, d, id3, now, 3600), Removal::Removed);
+  }
+  EXPECT_FALSE(s.was_delivered(qid, id2));  // sent two hours ago, window one hour
+  EXPECT_TRUE(s.was_delivered(qid, id1));
+  // Deleting a queue forgets its ids.
+  s.delete_queue("other");
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db",
+                    "SELECT count(*) FROM delivered WHERE queue_id = " + std::to_string(other)),
+            0);
+}
+
+// Two connections race remove_delivered over rows that share ids: every row is removed by
+// exactly one caller, and each id is Removed exactly once.
+TEST_F(StoreTest, RemoveDeliveredIsExactlyOnceAcrossConnections) {
+  Store s1(dir_);
+  Store s2(dir_);
+  const int64_t qid = make_queue(s1, "q");
+  constexpr int kIds = 100;
+  std::vector<std::pair<int64_t, Bytes>> rows;
+  for (int copy = 0; copy < 2; ++copy) {
+    for (int i = 0; i < kIds; ++i) {
+      Bytes id(20, 0);
+      id[0] = static_cast<uint8_t>(i);
+      rows.push_back({s1.append(qid, 3, bytes("m"), false), id});
+    }
+  }
+  std::atomic<int> removed{0}, replay{0}, gone{0};
+  auto run = [&](Store& s) {
+    for (const auto& [seq, id] : rows) {
+      switch (s.remove_delivered(qid, seq, id, std::time(nullptr), 3600)) {
+        case Removal::Removed:
+          ++removed;
+          break;
+        case Removal::Replay:
+          ++replay;
+          break;
+        case Removal::Gone:
+          ++gone;
+          break;
+      }
+    }
+  };
+  std::thread t1([&] { run(s1); });
+  std::thread t2([&] { run(s2); });
+  t1.join();
+  t2.join();
+  EXPECT_EQ(removed.load(), kIds);
+  EXPECT_EQ(replay.load(), kIds);
+  EXPECT_EQ(gone.load(), 2 * kIds);
+  EXPECT_EQ(s1.message_count(qid), 0u);
+}
+
+// Issue 9, item 6: rejected-message records are bounded (count, bytes, age) and keep at most a
+// prefix of the envelope. (The old store kept every record whole: this failed there.)
+TEST_F(StoreTest, RejectionRecordsAreBoundedAndTruncated) {
+  Store s(dir_);
+  RejectionBounds b;
+  b.max_count = 5;
+  b.max_bytes = 0;
+  b.max_age_seconds = 0;
+  b.body_prefix = 16;
+  const Bytes big(1000, 0x5a);
+  for (int i = 0; i < 12; ++i) {
+    s.record_rejection(i % 2 ? "a" : "b", "signature", "r" + std::to_string(i), big, b);
+  }
+  auto a = s.rejections("a");
+  auto bq = s.rejections("b");
+  EXPECT_EQ(a.size() + bq.size(), 5u);  // store-wide, the newest five
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(a.back().reason, "r11");
+  for (const auto& r : a) {
+    EXPECT_EQ(r.envelope, Bytes(16, 0x5a));
+    EXPECT_EQ(r.original_size, 1000u);
+    EXPECT_TRUE(r.truncated());
+  }
+  // Bytes: each record is 16 + 3 + 9 ("signature") bytes; at most 100 keeps three.
+  b.max_count = 0;
+  b.max_bytes = 100;
+  s.record_rejection("a", "signature", "r12", big, b);
+  EXPECT_EQ(s.rejections("a").size() + s.rejections("b").size(), 3u);
+  EXPECT_EQ(s.rejections("a").back().reason, "r12");
+  // Age: records older than max_age are pruned when the next one is written.
+  sql(dir_ / "mqsec.db", "UPDATE rejections SET time = time - 7200");
+  b.max_bytes = 0;
+  b.max_age_seconds = 3600;
+  b.body_prefix = 0;
+  s.record_rejection("b", "replay", "fresh", big, b);
+  EXPECT_TRUE(s.rejections("a").empty());
+  auto fresh = s.rejections("b");
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(fresh[0].reason, "fresh");
+  EXPECT_EQ(fresh[0].kind, "replay");
+  EXPECT_TRUE(fresh[0].envelope.empty());
+  EXPECT_EQ(fresh[0].original_size, 1000u);
+  // The defaults keep 4096 bytes.
+  const Bytes huge(10000, 1);
+  s.record_rejection("c", "too-large", "big", huge);
+  EXPECT_EQ(s.rejections("c")[0].envelope.size(), 4096u);
+}
+
+// Issue 9, item 6: a cursor never loops on a malformed priority. Rows written directly with
+// out-of-range, real, text and blob priorities: a first/next_after walk visits every row once
+// and ends. (On the old store a priority of -0.5 or -4294967291, read back as 0 or 5, made
+// next_after return the same row forever: this walk hit its bound there.)
+TEST_F(StoreTest, CursorWalkOverMalformedPrioritiesTerminates) {
+  Store s(dir_);
+  const int64_t qid = make_queue(s, "q");
+  for (int p : {3, 7, 0}) s.append(qid, p, bytes("ok"), false);
+  const std::string q = std::to_string(qid);
+  for (const char* p :
+       {"-0.5", "-4294967291", "4294967303", "3.5", "'abc'", "X'05'", "8", "-1", "'x3'"}) {
+    sql(dir_ / "mqsec.db", "INSERT INTO messages(queue_id, priority, arrived, envelope) VALUES(" +
+                               q + ", " + p + ", 0, X'00')");
+  }
+  std::vector<std::pair<int, int64_t>> walk;
+  auto m = s.first(qid);
+  while (m && walk.size() < 100) {
+    walk.push_back({m->priority, m->seq});
+    m = s.next_after(qid, m->priority, m->seq);
+  }
+  ASSERT_LT(walk.size(), 100u) << "the cursor walk does not end";
+  ASSERT_EQ(walk.size(), 12u);
+  std::set<int64_t> seqs;
+  for (auto& [p, seq] : walk) seqs.insert(seq);
+  EXPECT_EQ(seqs.size(), 12u);  // each row once
+  EXPECT_EQ(walk[0].first, 7);
+  EXPECT_EQ(walk[1].first, 3);
+  EXPECT_EQ(walk[2].first, 0);
+  for (size_t i = 3; i < walk.size(); ++i) {
+    EXPECT_EQ(walk[i].first, kMalformedPriority) << "row " << walk[i].second;
+    if (i > 3) {
+      EXPECT_GT(walk[i].second, walk[i - 1].second);
+    }
+  }
+  // take_first drains in the same order and ends.
+  size_t taken = 0;
+  while (s.take_first(qid) && taken < 100) ++taken;
+  EXPECT_EQ(taken, 12u);
+}
+
+// Stores made by the previous release (schema v1) are migrated in place and keep their
+// queues, messages, rejection records and registrations.
+TEST_F(StoreTest, SchemaV1StoreIsMigrated) {
+  ASSERT_EQ(::mkdir(dir_.c_str(), 0700), 0);
+  sql(dir_ / "mqsec.db",
+      "PRAGMA journal_mode=WAL;"
+      "CREATE TABLE schema_version(version INTEGER NOT NULL);"
+      "CREATE TABLE queues(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,"
+      " label TEXT NOT NULL, authenticate INTEGER NOT NULL, transactional INTEGER NOT NULL,"
+      " created INTEGER NOT NULL);"
+      "CREATE TABLE messages(seq INTEGER PRIMARY KEY AUTOINCREMENT, queue_id INTEGER NOT NULL,"
+      " priority INTEGER NOT NULL, arrived INTEGER NOT NULL, envelope BLOB NOT NULL);"
+      "CREATE INDEX messages_order ON messages(queue_id, priority DESC, seq);"
+      "CREATE TABLE rejections(id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL,"
+      " time INTEGER NOT NULL, reason TEXT NOT NULL, envelope BLOB NOT NULL);"
+      "CREATE INDEX rejections_queue ON rejections(queue, id);"
+      "CREATE TABLE certificates(sha256 BLOB PRIMARY KEY, der BLOB NOT NULL, sid BLOB NOT NULL,"
+      " registered_by INTEGER NOT NULL, registered INTEGER NOT NULL);"
+      "INSERT INTO schema_version(version) VALUES(1);"
+      "INSERT INTO queues(name, label, authenticate, transactional, created)"
+      " VALUES('old', 'from v1', 1, 0, 1700000000);"
+      "INSERT INTO messages(queue_id, priority, arrived, envelope) VALUES(1, 2, 1, X'0102');"
+      "INSERT INTO messages(queue_id, priority, arrived, envelope) VALUES(1, 5, 1, X'0506');"
+      "INSERT INTO rejections(queue, time, reason, envelope) VALUES('old', 1, 'bad', X'AABBCC');"
+      "INSERT INTO certificates VALUES(zeroblob(32), X'01', X'0203', 0, 1);");
+  ::chmod((dir_ / "mqsec.db").c_str(), 0600);
+  Store s(dir_);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 2);
+  auto q = s.find_queue("old");
+  ASSERT_TRUE(q.has_value());
+  EXPECT_TRUE(q->authenticate);
+  EXPECT_TRUE(q->trust.empty());
+  EXPECT_TRUE(q->signer_subjects.empty());
+  auto m = s.first(q->id);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->priority, 5);
+  EXPECT_EQ(m->envelope, (Bytes{5, 6}));
+  auto r = s.rejections("old");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].original_size, 3u);
+  EXPECT_TRUE(r[0].kind.empty());
+  EXPECT_EQ(s.certificate_sid(Bytes(32, 0)), (Bytes{2, 3}));
+  EXPECT_EQ(s.remove_delivered(q->id, m->seq, Bytes(20, 1), 1, 0), Removal::Removed);
+  // A second open (another process) finds version 2 and leaves it alone.
+  Store again(dir_);
+  EXPECT_EQ(again.message_count(q->id), 1u);
+}
+
+// Issue 9, item 7 (without root): a store directory writable by group or others is refused
+// with MQ_ERROR_ACCESS_DENIED and a pointer to the broker. So is a database that is a link.
+// (The old store opened both: this failed there.)
+TEST_F(StoreTest, GroupOrWorldWritableDirectoryIsRefused) {
+  { Store s(dir_); }
+  for (mode_t mode : {0770, 0707, 0777, 01777}) {
+    ASSERT_EQ(::chmod(dir_.c_str(), mode), 0);
+    try {
+      Store s(dir_);
+      ADD_FAILURE() << "opened a store in a directory of mode " << std::oct << mode;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), MQ_ERROR_ACCESS_DENIED) << e.what();
+      const std::string what = e.what();
+      EXPECT_NE(what.find("writable by group or others"), std::string::npos) << what;
+      EXPECT_NE(what.find("docs/security.md"), std::string::npos) << what;
+    }
+  }
+  ASSERT_EQ(::chmod(dir_.c_str(), 0750), 0);  // group may read: fine
+  { Store s(dir_); }
+  // The database file itself must not be writable by others either, nor a symbolic link.
+  ASSERT_EQ(::chmod((dir_ / "mqsec.db").c_str(), 0666), 0);
+  EXPECT_EQ(code_of([&] { Store s(dir_); }), MQ_ERROR_ACCESS_DENIED);
+  ASSERT_EQ(::chmod((dir_ / "mqsec.db").c_str(), 0600), 0);
+  fs::create_directory(root_ / "linked");
+  ::chmod((root_ / "linked").c_str(), 0700);
+  fs::create_symlink(dir_ / "mqsec.db", root_ / "linked" / "mqsec.db");
+  EXPECT_EQ(code_of([&] { Store s(root_ / "linked"); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+  // A directory that is a symbolic link is not followed either.
+  fs::create_directory_symlink(dir_, root_ / "dirlink");
+  EXPECT_EQ(code_of([&] { Store s(root_ / "dirlink"); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
 }
 
 }  // namespace
