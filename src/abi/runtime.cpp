@@ -16,6 +16,7 @@
 #include "src/security/log.hpp"
 #include "src/security/openssl.hpp"
 #include "src/security/personal_store.hpp"
+#include "src/security/system_registry.hpp"
 
 namespace mqsec::abi {
 
@@ -149,10 +150,45 @@ std::optional<security::Bytes> registered_sid(queue::Store& store,
   return sid;
 }
 
-std::optional<security::Bytes> system_registered_sid(const std::filesystem::path&,
-                                                     const security::Bytes&) {
-  return std::nullopt;  // placeholder: the system registry is being built
+namespace {
+
+// One cached view per registry directory, for the life of the process (a forked child keeps
+// using it: it holds no descriptor, and its lock is a registered fork lock).
+struct SystemRegistries {
+  std::mutex mu;
+  std::map<std::filesystem::path, std::unique_ptr<security::SystemRegistry>> by_dir;
+};
+SystemRegistries& system_registries() {
+  static auto* r = [] {
+    auto* regs = new SystemRegistries();
+    pkcs11::register_fork_mutex(regs->mu);
+    return regs;
+  }();
+  return *r;
 }
+
+}  // namespace
+
+std::optional<security::Bytes> system_registered_sid(const std::filesystem::path& dir,
+                                                     const security::Bytes& cert_sha256) {
+  if (dir.empty()) return std::nullopt;
+  security::SystemRegistry* reg = nullptr;
+  {
+    SystemRegistries& r = system_registries();
+    std::lock_guard lock(r.mu);
+    auto& slot = r.by_dir[dir];
+    if (!slot) slot = std::make_unique<security::SystemRegistry>(dir);
+    reg = slot.get();
+  }
+  return reg->lookup(cert_sha256);
+}
+
+namespace {
+std::string subject_of_der(std::span<const uint8_t> der) {
+  security::X509Ptr cert = security::parse_der_strict(der);
+  return cert ? security::subject_string(cert.get()) : std::string("(unparsable certificate)");
+}
+}  // namespace
 
 Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
                                 const security::EnrollOptions& opts) {
@@ -197,15 +233,48 @@ Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
     out.der.assign(der.begin(), der.end());
   }
 
+  // Registrations are never last-writer-wins: a certificate bound to another SID stays bound
+  // to it (MQ_ERROR_INVALID_CERTIFICATE, nothing changed). The store refuses the rebind inside
+  // its transaction; the check before it gives the same answer with a clearer message.
+  const security::Bytes digest = security::sha256(out.der);
+  auto rebind_refused = [&](const std::string& detail) {
+    std::string why = "cannot register '" + subject_of_der(out.der) + "' to " + out.sid +
+                      ": it is registered to another SID" + detail +
+                      " (a registration is never replaced; the owner of that SID keeps it)";
+    log(LogLevel::Error, why);
+    return Error(MQ_ERROR_INVALID_CERTIFICATE, why);
+  };
+  auto store_failed = [](const Error& e) {
+    log(LogLevel::Error, std::string("certificate registry: ") + e.what());
+    return Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE, std::string("certificate registry: ") + e.what());
+  };
+  queue::Store* registry = nullptr;
+  std::optional<security::Bytes> bound;
   try {
-    queue::Store& registry = store_at(setup.config.store_path);
-    registry.bind_certificate(security::sha256(out.der), out.der, setup.user.sid.bytes(),
-                              setup.user.uid);
+    registry = &store_at(setup.config.store_path);
+    bound = registry->certificate_sid(digest);
+  } catch (const Error& e) {
+    throw store_failed(e);
+  }
+  if (bound && *bound != setup.user.sid.bytes()) {
+    std::string owner;
+    try {
+      owner = " (" + security::Sid::from_bytes(*bound).str() + ")";
+    } catch (const std::invalid_argument&) {
+    }
+    throw rebind_refused(owner);
+  }
+  try {
+    registry->bind_certificate(digest, out.der, setup.user.sid.bytes(), setup.user.uid);
+  } catch (const Error& e) {
+    // The store's own refusal: a registration to another SID committed since the check.
+    if (e.code() == MQ_ERROR_INVALID_CERTIFICATE)
+      throw rebind_refused(std::string(": ") + e.what());
+    throw store_failed(e);
+  }
+  {
     std::lock_guard lock(registry_cache().mu);
     registry_cache().entries.clear();  // this process sees its own registration at once
-  } catch (const Error& e) {
-    log(LogLevel::Error, std::string("certificate registry: ") + e.what());
-    throw Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE, std::string("certificate registry: ") + e.what());
   }
   return out;
 }
