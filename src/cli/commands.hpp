@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
 
 namespace mqsec::cli {
 
@@ -16,7 +17,12 @@ using Action = std::function<int()>;
 void add_security_commands(CLI::App& app, Action& action);
 // queue create|delete|list, send, receive, rejected.
 void add_queue_commands(CLI::App& app, Action& action);
+// registry add|remove|list (the root-owned system registry).
+void add_registry_commands(CLI::App& app, Action& action);
 // bench (runs bench/'s mqsec-bench).
 void add_bench_command(CLI::App& app, Action& action);
+
+// CLI11 validator for a SID in text form: "" when valid, else what is wrong.
+std::string validate_sid(const std::string& s);
 
 }  // namespace mqsec::cli

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   cli::Action action;
   cli::add_security_commands(app, action);
   cli::add_queue_commands(app, action);
+  cli::add_registry_commands(app, action);
   cli::add_bench_command(app, action);
 
   try {

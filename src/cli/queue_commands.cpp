@@ -26,6 +26,7 @@
 #include "src/queue/format_name.hpp"
 #include "src/security/context.hpp"
 #include "src/security/envelope.hpp"
+#include "src/security/identity.hpp"
 #include "src/security/message_auth.hpp"
 
 namespace mqsec::cli {
@@ -203,45 +204,96 @@ uint32_t calg_of(const std::string& name) {
 // ---- queue create / delete / list -----------------------------------------------------------
 
 struct QueueCreateArgs {
-  std::string name, label;
+  std::string name, label, trust;
   bool authenticate = false;
+  std::vector<std::string> signers, signer_sids;
+  bool has_policy() const { return !trust.empty() || !signers.empty() || !signer_sids.empty(); }
 };
+
+// A queue with a trust demand or authorized signers: created in the store directly, with its
+// policy in the same row (MQCreateQueue has no property for them), so that no receiver ever
+// sees the queue without its policy. The format name is the one MQCreateQueue returns.
+std::string create_with_policy(const QueueCreateArgs& a, const std::string& what) {
+  security::SystemConfig cfg = load_config_or_fail();
+  queue::QueueInfo q;
+  q.name = store_queue_name(a.name);
+  if (abi::from_utf8(a.label).size() > MQ_MAX_Q_LABEL_LEN) {
+    throw Failure(what, "the label is longer than 124 characters", MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
+  }
+  q.label = a.label;
+  q.authenticate = true;  // --trust and --signer only make sense for signed messages
+  if (!a.trust.empty()) {
+    auto t = security::parse_trust_require(a.trust);
+    if (!t) {  // CLI11 checked the spelling; this is the runtime's own parser agreeing
+      throw Failure(what, "unknown trust level '" + a.trust + "'", MQ_ERROR_INVALID_PARAMETER);
+    }
+    q.trust = security::to_string(*t);
+  }
+  for (const std::string& s : a.signers) q.signer_subjects.push_back(s);
+  for (const std::string& s : a.signer_sids) {
+    q.signer_sids.push_back(security::Sid::from_string(s).str());  // canonical form
+  }
+  try {
+    abi::store_at(cfg.store_path).create_queue(q);
+  } catch (const Error& e) {
+    if (e.code() == MQ_ERROR_QUEUE_EXISTS) {
+      throw Failure(what, "a queue of that name exists already", e.code(), default_hint(e.code()));
+    }
+    throw Failure(what, e.what(), e.code(), default_hint(e.code()));
+  }
+  return queue::format_name_of(q.name);
+}
 
 int run_queue_create(const QueueCreateArgs& a) {
   load_config_or_fail();
   store_queue_name(a.name);  // precise message for a bad name
   const std::string what = "create queue '" + a.name + "'";
-  std::wstring path = queue_path(a.name);
-  std::wstring label = abi::from_utf8(a.label);
-  QUEUEPROPID ids[3];
-  MQPROPVARIANT vars[3]{};
-  HRESULT status[3]{};
-  DWORD n = 0;
-  ids[n] = PROPID_Q_PATHNAME;
-  vars[n].vt = VT_LPWSTR;
-  vars[n++].pwszVal = path.data();
-  if (!a.label.empty()) {
-    ids[n] = PROPID_Q_LABEL;
+  const bool authenticate = a.authenticate || a.has_policy();
+  std::string format_text;
+  if (a.has_policy()) {
+    format_text = create_with_policy(a, what);
+  } else {
+    std::wstring path = queue_path(a.name);
+    std::wstring label = abi::from_utf8(a.label);
+    QUEUEPROPID ids[3];
+    MQPROPVARIANT vars[3]{};
+    HRESULT status[3]{};
+    DWORD n = 0;
+    ids[n] = PROPID_Q_PATHNAME;
     vars[n].vt = VT_LPWSTR;
-    vars[n++].pwszVal = label.data();
+    vars[n++].pwszVal = path.data();
+    if (!a.label.empty()) {
+      ids[n] = PROPID_Q_LABEL;
+      vars[n].vt = VT_LPWSTR;
+      vars[n++].pwszVal = label.data();
+    }
+    ids[n] = PROPID_Q_AUTHENTICATE;
+    vars[n].vt = VT_UI1;
+    vars[n++].bVal = authenticate ? MQ_AUTHENTICATE : MQ_AUTHENTICATE_NONE;
+    MQQUEUEPROPS props{n, ids, vars, status};
+    std::vector<WCHAR> format(256);
+    DWORD len = static_cast<DWORD>(format.size());
+    ReasonProbe probe;
+    HRESULT hr = MQCreateQueue(nullptr, &props, format.data(), &len);
+    if (hr == MQ_ERROR_QUEUE_EXISTS) {
+      throw Failure(what, "a queue of that name exists already", hr, default_hint(hr));
+    }
+    check_hr(hr, what, probe);
+    format_text = hr == MQ_OK ? utf8(format.data()) : std::string("?");
   }
-  ids[n] = PROPID_Q_AUTHENTICATE;
-  vars[n].vt = VT_UI1;
-  vars[n++].bVal = a.authenticate ? MQ_AUTHENTICATE : MQ_AUTHENTICATE_NONE;
-  MQQUEUEPROPS props{n, ids, vars, status};
-  std::vector<WCHAR> format(256);
-  DWORD len = static_cast<DWORD>(format.size());
-  ReasonProbe probe;
-  HRESULT hr = MQCreateQueue(nullptr, &props, format.data(), &len);
-  if (hr == MQ_ERROR_QUEUE_EXISTS) {
-    throw Failure(what, "a queue of that name exists already", hr, default_hint(hr));
-  }
-  check_hr(hr, what, probe);
   std::cout << "created queue '" << store_queue_name(a.name) << "'\n"
-            << "  format name:  " << (hr == MQ_OK ? utf8(format.data()) : std::string("?")) << '\n'
+            << "  format name:  " << format_text << '\n'
             << "  authenticate: "
-            << (a.authenticate ? "yes (unsigned and badly signed messages are rejected)" : "no")
+            << (authenticate ? "yes (unsigned and badly signed messages are rejected)" : "no")
             << '\n';
+  if (!a.trust.empty()) {
+    std::cout << "  trust:        " << a.trust
+              << " (or the system's [trust] require if stronger)\n";
+  }
+  for (const std::string& s : a.signers) std::cout << "  signer:       " << s << '\n';
+  for (const std::string& s : a.signer_sids) {
+    std::cout << "  signer SID:   " << security::Sid::from_string(s).str() << '\n';
+  }
   if (!a.label.empty()) std::cout << "  label:        " << a.label << '\n';
   return kExitOk;
 }
@@ -257,25 +309,62 @@ int run_queue_delete(const std::string& name) {
   return kExitOk;
 }
 
-int run_queue_list() {
+std::string json_strings(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + json_string(v[i]);
+  return out + "]";
+}
+
+int run_queue_list(bool json) {
   security::SystemConfig cfg = load_config_or_fail();
   std::error_code ec;
   if (!std::filesystem::exists(cfg.store_path / "mqsec.db", ec)) {
-    std::cout << "no queues (no store at " << cfg.store_path.string() << " yet)\n";
+    if (json) {
+      std::cout << "[]\n";
+    } else {
+      std::cout << "no queues (no store at " << cfg.store_path.string() << " yet)\n";
+    }
     return kExitOk;
   }
   try {
     queue::Store& store = abi::store_at(cfg.store_path);
     std::vector<queue::QueueInfo> queues = store.list_queues();
+    const std::string system_trust = security::to_string(cfg.trust.effective_require());
+    if (json) {
+      std::ostringstream o;
+      o << "[";
+      for (size_t i = 0; i < queues.size(); ++i) {
+        const queue::QueueInfo& q = queues[i];
+        o << (i ? ",\n " : "") << "{\"name\":" << json_string(q.name)
+          << ",\"label\":" << json_string(q.label)
+          << ",\"authenticate\":" << (q.authenticate ? "true" : "false")
+          << ",\"transactional\":" << (q.transactional ? "true" : "false")
+          << ",\"trust\":" << (q.trust.empty() ? "null" : json_string(q.trust))
+          << ",\"system_trust\":" << json_string(system_trust)
+          << ",\"signer_subjects\":" << json_strings(q.signer_subjects)
+          << ",\"signer_sids\":" << json_strings(q.signer_sids)
+          << ",\"messages\":" << store.message_count(q.id) << "}";
+      }
+      o << "]";
+      std::cout << o.str() << '\n';
+      return kExitOk;
+    }
     if (queues.empty()) {
       std::cout << "no queues\n";
       return kExitOk;
     }
-    std::printf("%-24s %-12s %8s  %s\n", "NAME", "AUTHENTICATE", "MESSAGES", "LABEL");
+    std::printf("%-24s %-12s %-16s %8s  %s\n", "NAME", "AUTHENTICATE", "TRUST", "MESSAGES",
+                "LABEL");
     for (const queue::QueueInfo& q : queues) {
-      std::printf("%-24s %-12s %8zu  %s\n", q.name.c_str(), q.authenticate ? "yes" : "no",
-                  store.message_count(q.id), one_line(q.label).c_str());
+      const std::string trust = q.trust.empty() ? "(system)" : q.trust;
+      std::printf("%-24s %-12s %-16s %8zu  %s\n", q.name.c_str(), q.authenticate ? "yes" : "no",
+                  trust.c_str(), store.message_count(q.id), one_line(q.label).c_str());
+      for (const std::string& s : q.signer_subjects) {
+        std::printf("  signer:     %s\n", one_line(s).c_str());
+      }
+      for (const std::string& s : q.signer_sids) std::printf("  signer SID: %s\n", s.c_str());
     }
+    std::printf("(system) = the system's [trust] require: %s\n", system_trust.c_str());
   } catch (const Error& e) {
     throw Failure("list queues", e.what(), e.code(), default_hint(e.code()));
   }
@@ -668,36 +757,104 @@ int run_receive(const ReceiveArgs& a) {
 
 // ---- rejected --------------------------------------------------------------------------------
 
-int run_rejected(const std::string& name) {
+struct RejectedArgs {
+  std::string queue;  // empty: every queue
+  bool json = false;
+};
+
+// What the kept (possibly truncated) envelope still tells.
+struct RejectedDetail {
+  bool decoded = false;
+  std::string label, subject, sid;
+};
+
+RejectedDetail detail_of(const queue::Rejection& r) {
+  RejectedDetail d;
+  try {
+    security::Envelope e = security::decode(r.envelope);
+    d.decoded = true;
+    d.label = abi::utf16_to_utf8(e.label);
+    if (!e.sender_cert.empty()) d.subject = subject_of(e.sender_cert);
+    if (e.sender_id_type == MQMSG_SENDERID_TYPE_SID && !e.sender_id.empty()) {
+      d.sid = sid_string(e.sender_id);
+    }
+  } catch (const security::EnvelopeError&) {
+  } catch (const Error&) {
+  }
+  return d;
+}
+
+int run_rejected(const RejectedArgs& a) {
   security::SystemConfig cfg = load_config_or_fail();
-  std::string queue = store_queue_name(name);
+  const std::string queue = a.queue.empty() ? std::string() : store_queue_name(a.queue);
+  const std::string scope = queue.empty() ? "any queue" : "queue '" + queue + "'";
   std::error_code ec;
-  if (!std::filesystem::exists(cfg.store_path / "mqsec.db", ec)) {
+  std::vector<queue::Rejection> records;
+  if (std::filesystem::exists(cfg.store_path / "mqsec.db", ec)) {
+    try {
+      queue::Store& store = abi::store_at(cfg.store_path);
+      if (!queue.empty()) {
+        records = store.rejections(queue);
+      } else {
+        for (const queue::QueueInfo& q : store.list_queues()) {
+          std::vector<queue::Rejection> more = store.rejections(q.name);
+          records.insert(records.end(), more.begin(), more.end());
+        }
+        std::stable_sort(records.begin(), records.end(),
+                         [](const queue::Rejection& x, const queue::Rejection& y) {
+                           return x.time != y.time ? x.time < y.time : x.id < y.id;
+                         });
+      }
+    } catch (const Error& e) {
+      throw Failure("read the rejected-messages record", e.what(), e.code(),
+                    default_hint(e.code()));
+    }
+  } else if (!a.json) {
     std::cout << "no rejected messages (no store at " << cfg.store_path.string() << " yet)\n";
     return kExitOk;
   }
-  std::vector<queue::Rejection> records;
-  try {
-    records = abi::store_at(cfg.store_path).rejections(queue);
-  } catch (const Error& e) {
-    throw Failure("read the rejected-messages record", e.what(), e.code(), default_hint(e.code()));
-  }
-  if (records.empty()) {
-    std::cout << "no rejected messages for queue '" << queue << "'\n";
+  if (a.json) {
+    // One JSON document (an array, oldest first), for jq or python3 -m json.tool.
+    std::ostringstream o;
+    o << "[";
+    for (size_t i = 0; i < records.size(); ++i) {
+      const queue::Rejection& r = records[i];
+      RejectedDetail d = detail_of(r);
+      auto opt = [](const std::string& s) { return s.empty() ? "null" : json_string(s); };
+      o << (i ? ",\n " : "") << "{\"queue\":" << json_string(r.queue)
+        << ",\"time\":" << json_string(iso_time(static_cast<std::time_t>(r.time)))
+        << ",\"kind\":" << opt(r.kind) << ",\"reason\":" << json_string(r.reason)
+        << ",\"size\":" << r.original_size << ",\"kept\":" << r.envelope.size()
+        << ",\"truncated\":" << (r.truncated() ? "true" : "false")
+        << ",\"label\":" << (d.decoded ? json_string(d.label) : "null")
+        << ",\"certificate_subject\":" << opt(d.subject) << ",\"sender_sid\":" << opt(d.sid) << "}";
+    }
+    o << "]";
+    std::cout << o.str() << '\n';
     return kExitOk;
   }
-  std::cout << records.size() << " rejected message" << (records.size() == 1 ? "" : "s")
-            << " for queue '" << queue << "':\n";
+  if (records.empty()) {
+    std::cout << "no rejected messages for " << scope << '\n';
+    return kExitOk;
+  }
+  std::cout << records.size() << " rejected message" << (records.size() == 1 ? "" : "s") << " for "
+            << scope << ":\n";
   for (const queue::Rejection& r : records) {
-    std::string label;
-    try {
-      security::Envelope e = security::decode(r.envelope);
-      label = "label '" + one_line(abi::utf16_to_utf8(e.label)) + "'";
-      if (!e.sender_cert.empty()) label += ", from " + subject_of(e.sender_cert);
-    } catch (const security::EnvelopeError&) {
-      label = "(envelope does not decode)";
+    RejectedDetail d = detail_of(r);
+    std::string about;
+    if (d.decoded) {
+      about = "label '" + one_line(d.label) + "'";
+      if (!d.subject.empty()) about += ", from " + d.subject;
+    } else if (r.truncated()) {
+      about = "(only the first " + std::to_string(r.envelope.size()) + " bytes were kept)";
+    } else {
+      about = "(envelope does not decode)";
     }
-    std::cout << "  " << iso_time(r.time) << "  " << r.reason << "\n      " << label << '\n';
+    about += ", " + std::to_string(r.original_size) + " bytes";
+    std::cout << "  " << iso_time(static_cast<std::time_t>(r.time)) << "  "
+              << (queue.empty() ? "'" + r.queue + "'  " : std::string())
+              << (r.kind.empty() ? std::string() : "[" + r.kind + "] ") << r.reason << "\n      "
+              << about << '\n';
   }
   return kExitOk;
 }
@@ -714,6 +871,26 @@ void add_queue_commands(CLI::App& app, Action& action) {
     sub->add_flag("--authenticate", a->authenticate,
                   "Accept only signed messages (PROPID_Q_AUTHENTICATE)");
     sub->add_option("--label", a->label, "Queue label (up to 124 characters)");
+    sub->add_option("--trust", a->trust,
+                    "What a signed message's certificate must satisfy on this queue, beyond the "
+                    "system's [trust] require (implies --authenticate)")
+        ->check(CLI::IsMember({"signature", "chain", "chain+revocation"}));
+    sub->add_option("--signer", a->signers,
+                    "Authorized signer: a certificate subject as mqsec prints it, e.g. "
+                    "\"CN=alice,O=Payroll\" (repeatable; implies --authenticate)")
+        ->type_name("SUBJECT")
+        ->check(
+            [](const std::string& s) -> std::string {
+              if (s.find('=') == std::string::npos)
+                return "a subject such as \"CN=alice,O=Payroll\"";
+              return {};
+            },
+            "SUBJECT");
+    sub->add_option("--signer-sid", a->signer_sids,
+                    "Authorized signer by SID, confirmed by a certificate SID or a registry "
+                    "(repeatable; implies --authenticate)")
+        ->type_name("S-1-...")
+        ->check(validate_sid, "SID");
     sub->callback([a, &action] { action = [a] { return run_queue_create(*a); }; });
   }
   {
@@ -723,9 +900,12 @@ void add_queue_commands(CLI::App& app, Action& action) {
     sub->callback([name, &action] { action = [name] { return run_queue_delete(*name); }; });
   }
   {
+    auto json = std::make_shared<bool>(false);
     CLI::App* sub = queue->add_subcommand(
-        "list", "List the queues: name, authenticate flag, message count, label");
-    sub->callback([&action] { action = [] { return run_queue_list(); }; });
+        "list",
+        "List the queues: name, authenticate flag, trust, authorized signers, messages, label");
+    sub->add_flag("--json", *json, "One JSON array");
+    sub->callback([json, &action] { action = [json] { return run_queue_list(*json); }; });
   }
   {
     auto a = std::make_shared<SendArgs>();
@@ -794,11 +974,14 @@ void add_queue_commands(CLI::App& app, Action& action) {
     sub->callback([a, &action] { action = [a] { return run_receive(*a); }; });
   }
   {
-    auto name = std::make_shared<std::string>();
+    auto a = std::make_shared<RejectedArgs>();
     CLI::App* sub = app.add_subcommand(
-        "rejected", "List the messages a queue rejected (bad or missing signatures)");
-    sub->add_option("QUEUE", *name, "Queue name")->required();
-    sub->callback([name, &action] { action = [name] { return run_rejected(*name); }; });
+        "rejected",
+        "List the messages queues rejected: time, kind, reason, size (bad or missing "
+        "signatures, untrusted certificates, unauthorized signers, replays, ...)");
+    sub->add_option("QUEUE", a->queue, "Queue name (default: every queue)");
+    sub->add_flag("--json", a->json, "One JSON array, oldest first");
+    sub->callback([a, &action] { action = [a] { return run_rejected(*a); }; });
   }
 }
 
