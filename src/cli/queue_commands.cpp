@@ -472,7 +472,7 @@ struct Received {
   uint8_t priority = 0, delivery = 0, acknowledge = 0, journal = 0, authenticated = 0,
           confirmed = 0;
   uint32_t app_specific = 0, body_type = 0, sent = 0, arrived = 0, auth_level = 0, hash_alg = 0,
-           sender_id_type = 0;
+           sender_id_type = 0, trust = 0;
   std::vector<uint8_t> body, sender_id, cert, signature;
   std::u16string label, resp_queue, admin_queue, dest_queue;
 };
@@ -537,6 +537,7 @@ HRESULT receive_one(QUEUEHANDLE q, DWORD timeout, Received& m) {
     DWORD i_sig = bytes(PROPID_M_SIGNATURE, m.signature.data(), m.signature.size());
     DWORD i_sig_len = p.add(PROPID_M_SIGNATURE_LEN, VT_UI4);
     DWORD i_confirmed = p.add(PROPID_M_MQSEC_SENDER_CONFIRMED, VT_UI1);
+    DWORD i_trust = p.add(PROPID_M_MQSEC_TRUST, VT_UI4);
 
     HRESULT hr = MQReceiveMessage(q, timeout, MQ_ACTION_RECEIVE, p.get(), nullptr, nullptr, nullptr,
                                   MQ_NO_TRANSACTION);
@@ -578,6 +579,7 @@ HRESULT receive_one(QUEUEHANDLE q, DWORD timeout, Received& m) {
     m.cert.resize(p[i_cert].caub.cElems);
     m.signature.resize(p[i_sig].caub.cElems);
     m.confirmed = p[i_confirmed].bVal;
+    m.trust = p[i_trust].ulVal;
     return hr;
   }
 }
@@ -658,6 +660,30 @@ void export_message(const Received& m, const std::filesystem::path& dir, unsigne
   write_file(out / "hash", std::span(reinterpret_cast<const uint8_t*>(h.data()), h.size()));
 }
 
+// The names of the MQSEC_TRUST_* bits that are set (PROPID_M_MQSEC_TRUST).
+std::vector<std::string> trust_names(uint32_t t) {
+  static const std::pair<uint32_t, const char*> bits[] = {
+      {MQSEC_TRUST_SIGNATURE, "signature"},
+      {MQSEC_TRUST_CHAIN, "chain"},
+      {MQSEC_TRUST_REVOCATION_CHECKED, "revocation-checked"},
+      {MQSEC_TRUST_SID_FROM_CERTIFICATE, "sid-from-certificate"},
+      {MQSEC_TRUST_SYSTEM_REGISTRY, "system-registry"},
+      {MQSEC_TRUST_USER_REGISTRY, "user-registry"},
+      {MQSEC_TRUST_SIGNER_AUTHORIZED, "signer-authorized"}};
+  std::vector<std::string> out;
+  for (const auto& [bit, name] : bits) {
+    if (t & bit) out.push_back(name);
+  }
+  return out;
+}
+
+// Where a confirmed SENDERID's confirmation came from, for people.
+std::string confirmed_by(uint32_t t) {
+  if (t & MQSEC_TRUST_SID_FROM_CERTIFICATE) return "the SID is in the CA-issued certificate";
+  if (t & MQSEC_TRUST_SYSTEM_REGISTRY) return "the system registry binds the certificate to it";
+  return "the certificate is registered to this SID";
+}
+
 void print_message(const Received& m, unsigned n, bool json, const std::string& exported) {
   std::string label = abi::utf16_to_utf8(m.label);
   bool text = printable_utf8(m.body);
@@ -685,7 +711,10 @@ void print_message(const Received& m, unsigned n, bool json, const std::string& 
       << ",\"hash\":" << json_string(hash_name(m.hash_alg))
       << ",\"sender_sid\":" << (sid.empty() ? "null" : json_string(sid))
       << ",\"certificate_subject\":" << (subject.empty() ? "null" : json_string(subject))
-      << ",\"sender_confirmed\":" << (m.confirmed ? "true" : "false");
+      << ",\"sender_confirmed\":" << (m.confirmed ? "true" : "false") << ",\"trust\":[";
+    std::vector<std::string> names = trust_names(m.trust);
+    for (size_t i = 0; i < names.size(); ++i) o << (i ? "," : "") << json_string(names[i]);
+    o << "]";
     if (!exported.empty()) o << ",\"export\":" << json_string(exported);
     o << "}";
     std::cout << o.str() << '\n';
@@ -705,11 +734,17 @@ void print_message(const Received& m, unsigned n, bool json, const std::string& 
             << "  sender SID:    " << (sid.empty() ? "(none)" : sid) << '\n'
             << "  certificate:   " << (subject.empty() ? "(none)" : subject) << '\n'
             << "  confirmed:     "
-            << (m.confirmed      ? "yes (the certificate is registered to this SID)"
-                : m.cert.empty() ? "no (no certificate)"
-                                 : "no (the certificate is not registered to this SID)")
-            << '\n'
-            << "  sent:          " << iso_time(m.sent) << '\n';
+            << (m.confirmed ? "yes (" + confirmed_by(m.trust) + ")"
+                : m.cert.empty()
+                    ? std::string("no (no certificate)")
+                    : std::string("no (the certificate is not registered to this SID)"))
+            << '\n';
+  if (m.trust != 0) {
+    std::string names;
+    for (const std::string& t : trust_names(m.trust)) names += (names.empty() ? "" : ", ") + t;
+    std::cout << "  trust:         " << names << '\n';
+  }
+  std::cout << "  sent:          " << iso_time(m.sent) << '\n';
   if (!exported.empty()) std::cout << "  exported to:   " << exported << '\n';
 }
 

@@ -156,10 +156,20 @@ expect 0 "send as alice" -- "$mqsec" send payroll --body "from alice" --label al
 expect 0 "enroll mallory" -- "$mqsec" enroll --key p256 --subject "CN=mallory,O=Elsewhere"
 mallory=$(sed -n 's/^enrolled: //p' <<<"$out")
 expect 0 "send as mallory" -- "$mqsec" send payroll --body "from mallory" --label mallory --auth
-expect 0 "receive: alice's message" -- "$mqsec" receive payroll --timeout 2000 --json
+expect 0 "receive: alice's message" -- "$mqsec" receive payroll --timeout 2000 --json \
+  --export "$t/export"
 has '"label":"alice"' "receive alice"
+has '"trust":\["signature","user-registry","signer-authorized"\]' "receive alice"
 expect 1 "receive: mallory's message is rejected" -- "$mqsec" receive payroll --timeout 1000
 has "MQ_ERROR_IO_TIMEOUT" "receive mallory"
+# The system registry confirms too: alice's certificate bound to this user's SID by root.
+expect 0 "registry add alice's token certificate" -- "$mqsec" registry add "$t/export/1/sender.der" \
+  --sid "S-1-22-1-$(id -u)"
+expect 0 "send as alice (external certificate)" -- "$mqsec" send payroll --body again --auth \
+  --cert "$t/export/1/sender.der"
+expect 0 "receive: confirmed by the system registry" -- "$mqsec" receive payroll --timeout 2000
+has "confirmed: +yes \(the system registry binds the certificate to it\)" "receive (system registry)"
+has "trust: +signature, system-registry, user-registry, signer-authorized" "receive (system registry)"
 expect 0 "rejected" -- "$mqsec" rejected payroll
 has "1 rejected message for queue 'payroll'" "rejected"
 has "\[signer\] .*not an authorized signer" "rejected"
