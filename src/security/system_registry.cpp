@@ -237,7 +237,8 @@ SystemRegistryEntry parse_system_registry_entry(std::string_view text,
 SystemRegistryDirState check_system_registry_dir(const fs::path& dir) {
   SystemRegistryDirState s;
   if (!dir.is_absolute()) {
-    s.exists = fs::exists(dir);
+    std::error_code ec;
+    s.exists = fs::exists(dir, ec);
     s.problem = dir.string() + " is not an absolute path";
     return s;
   }
@@ -458,6 +459,8 @@ SystemRegistry::SystemRegistry(fs::path dir, std::chrono::milliseconds recheck,
     : dir_(std::move(dir)), recheck_(recheck), max_age_(max_age) {
   pkcs11::register_fork_mutex(mu_);
 }
+
+SystemRegistry::~SystemRegistry() { pkcs11::unregister_fork_lock(&mu_); }
 
 uint64_t SystemRegistry::reads() const {
   std::lock_guard lock(mu_);

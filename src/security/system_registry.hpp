@@ -125,6 +125,7 @@ class SystemRegistry {
   explicit SystemRegistry(std::filesystem::path dir,
                           std::chrono::milliseconds recheck = std::chrono::seconds(1),
                           std::chrono::milliseconds max_age = std::chrono::seconds(60));
+  ~SystemRegistry();
   SystemRegistry(const SystemRegistry&) = delete;
   SystemRegistry& operator=(const SystemRegistry&) = delete;
 
