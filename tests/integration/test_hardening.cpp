@@ -39,8 +39,11 @@
 #include "pkcs11/error.hpp"
 #include "pkcs11/module.hpp"
 #include "pkcs11/pin.hpp"
+#include "pkcs11/token.hpp"
+#include "pkcs11/uri.hpp"
 #include "src/security/context.hpp"
 #include "src/security/log.hpp"
+#include "tests/mock/mock_pkcs11.hpp"
 #include "tests/support/softhsm_env.hpp"
 
 namespace {
@@ -452,6 +455,65 @@ TEST_F(Hardening, ImpersonatedThreadMustProveThePinOfTheServicesLogin) {
   EXPECT_FALSE(b_ctx->sign_digest(mqsec::pkcs11::Hash::Sha256, digest).empty());
   MQFreeSecurityContext(a.handle);
   MQFreeSecurityContext(svc);
+}
+
+// The same rule at the token layer, where C_Login calls can be counted (mock module): a PIN that
+// does not match the login is refused without being submitted, and stays refused after the
+// login is lost (so an impersonated user cannot spend the card's retry counter with it); B's
+// right PIN logs in, and the service then proves its own PIN without another C_Login.
+TEST_F(Hardening, MismatchedPinOfAnotherIdentityIsNeverSubmittedToTheToken) {
+  NEEDS_ROOT();
+  auto b = make_user();
+  ASSERT_TRUE(b);
+  namespace mock = mqsec::mock;
+  using mqsec::pkcs11::Error;
+  mock::reset();
+  setenv("MQSEC_HARDENING_MOCK_PIN", "1234", 1);
+  const std::string svc_source = "env:MQSEC_HARDENING_MOCK_PIN";
+  auto module = mqsec::pkcs11::Module::from_function_list(mock::function_list(), "mock");
+  auto token = mqsec::pkcs11::Token::open(module, mqsec::pkcs11::Uri::parse("pkcs11:token=mock-a"));
+  token->login(svc_source);
+  const int logins = mock::call_count("C_Login");
+  ASSERT_EQ(1, logins);
+
+  const std::string wrong =
+      "file:" + env().write_pin_file("mock-wrong-" + name_, "0000", b->uid(), b->gid()).string();
+  const std::string right =
+      "file:" + env().write_pin_file("mock-right-" + name_, "1234", b->uid(), b->gid()).string();
+  auto login_as_b = [&](const std::string& source) -> std::string {
+    std::string outcome = "logged in";
+    std::string err = as_user(*b, [&] {
+      try {
+        token->login(source);
+      } catch (const Error& e) {
+        outcome = e.what();
+      }
+    });
+    return err.empty() ? outcome : err;
+  };
+
+  std::string r = login_as_b(wrong);
+  EXPECT_NE(r.find("CKR_PIN_INCORRECT"), std::string::npos) << r;
+  EXPECT_EQ(r.find("0000"), std::string::npos) << "the PIN in a message";
+  EXPECT_EQ(logins, mock::call_count("C_Login")) << "B's PIN was submitted to the token";
+  EXPECT_TRUE(mock::logged_in(0)) << "the service's login was disturbed";
+
+  // The token logs everyone out (another application): B's wrong PIN is still not submitted.
+  {
+    auto s = token->session();
+    ASSERT_EQ(static_cast<CK_RV>(CKR_OK), mock::function_list()->C_Logout(s.handle()));
+  }
+  r = login_as_b(wrong);
+  EXPECT_NE(r.find("CKR_PIN_INCORRECT"), std::string::npos) << r;
+  EXPECT_EQ(logins, mock::call_count("C_Login")) << "a refused PIN was submitted";
+
+  // B's own right PIN logs in; the service then proves its PIN without a C_Login.
+  EXPECT_EQ("logged in", login_as_b(right));
+  EXPECT_EQ(logins + 1, mock::call_count("C_Login"));
+  EXPECT_NO_THROW(token->login(svc_source));
+  EXPECT_EQ(logins + 1, mock::call_count("C_Login"));
+  EXPECT_EQ("logged in", login_as_b(right));  // proven: no further PIN check or C_Login
+  EXPECT_EQ(logins + 1, mock::call_count("C_Login"));
 }
 
 // ---------------------------------------------------------------------------------------
