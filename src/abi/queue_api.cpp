@@ -383,7 +383,7 @@ void reject(OpenQueue& q, const queue::StoredMessage& m, const security::Envelop
             const std::string& kind, const std::string& reason, bool removed = false) {
   if (!removed && !q.store->remove(q.id, m.seq)) return;  // another receiver dealt with it
   log(LogLevel::Warning, "rejected message " + std::to_string(m.seq) + " of queue '" + q.name +
-                             "' (" + kind + "): " + reason);
+                             "': " + reason + " [" + kind + "]");
   q.store->record_rejection(q.name, kind, reason, m.envelope, q.rejection_bounds);
   if (e == nullptr || !(e->acknowledge & MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL) ||
       e->admin_queue.empty()) {
