@@ -295,7 +295,10 @@ HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) 
     }
     q->require = std::max(q->require, *own);
   }
-  if (!cfg.trust.anchors.empty()) q->trust = security::trust_store_for(cfg.trust);
+  // Only receivers verify: a sender needs no anchors (and must not fail when they are missing).
+  if (!cfg.trust.anchors.empty() && (access & (MQ_RECEIVE_ACCESS | MQ_PEEK_ACCESS))) {
+    q->trust = security::trust_store_for(cfg.trust);
+  }
   q->system_registry = cfg.trust.registry;
   for (const std::string& s : info->signer_subjects) q->signers.push_back({s, {}});
   for (const std::string& s : info->signer_sids) q->signers.push_back({{}, s});
