@@ -155,35 +155,33 @@ std::vector<RegisteredModule> registered_modules(const std::vector<std::string>&
   return out;
 }
 
-void check_root_controlled(const std::string& real_path) {
+// Throws unless `path` is of the wanted type (a regular file, or a directory), owned by root
+// and not writable by group or others; a root-owned sticky directory (like /tmp) may be.
+void check_root_owned(const std::string& path, bool directory) {
   struct stat st {};
-  if (lstat(real_path.c_str(), &st) != 0) {
-    throw Error("cannot examine '" + real_path + "': " + std::strerror(errno));
+  const std::string name = (directory ? "directory '" : "'") + path + "'";
+  if (lstat(path.c_str(), &st) != 0) {
+    throw Error("cannot examine " + name + ": " + std::strerror(errno));
   }
-  if (!S_ISREG(st.st_mode)) throw Error("'" + real_path + "' is not a regular file");
+  if (directory ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+    throw Error(name + (directory ? " is not a directory" : " is not a regular file"));
+  }
   if (st.st_uid != 0) {
-    throw Error("'" + real_path + "' is owned by uid " + std::to_string(st.st_uid) +
-                ", not by root");
+    throw Error(name + " is owned by uid " + std::to_string(st.st_uid) + ", not by root");
   }
-  if ((st.st_mode & 022) != 0) {
-    throw Error("'" + real_path + "' is writable by group or others");
+  if ((st.st_mode & 022) != 0 && !(directory && (st.st_mode & S_ISVTX))) {
+    throw Error(name + " is writable by group or others");
   }
+}
+
+void check_root_controlled(const std::string& real_path) {
+  check_root_owned(real_path, false);
   std::string dir = real_path;
   for (;;) {
     size_t slash = dir.rfind('/');
     if (slash == std::string::npos) break;
     dir = slash == 0 ? std::string("/") : dir.substr(0, slash);
-    if (lstat(dir.c_str(), &st) != 0) {
-      throw Error("cannot examine directory '" + dir + "': " + std::strerror(errno));
-    }
-    if (!S_ISDIR(st.st_mode)) throw Error("'" + dir + "' is not a directory");
-    if (st.st_uid != 0) {
-      throw Error("directory '" + dir + "' is owned by uid " + std::to_string(st.st_uid) +
-                  ", not by root");
-    }
-    if ((st.st_mode & 022) != 0 && !(st.st_mode & S_ISVTX)) {
-      throw Error("directory '" + dir + "' is writable by group or others");
-    }
+    check_root_owned(dir, true);
     if (dir == "/") break;
   }
 }

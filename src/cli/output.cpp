@@ -357,17 +357,6 @@ bool printable_utf8(std::span<const uint8_t> b) {
   return true;
 }
 
-std::string hex(std::span<const uint8_t> b) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(b.size() * 2);
-  for (uint8_t c : b) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 0x0F];
-  }
-  return out;
-}
-
 std::string iso_time(std::time_t t) {
   std::tm tm{};
   gmtime_r(&t, &tm);

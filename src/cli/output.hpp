@@ -99,7 +99,7 @@ std::string json_string(std::string_view s);
 std::string one_line(std::string_view s);
 // True when `b` is valid UTF-8 without control characters other than tab, CR and LF.
 bool printable_utf8(std::span<const uint8_t> b);
-std::string hex(std::span<const uint8_t> b);
+using security::hex;  // lower-case hex of bytes
 // "2024-05-01T12:00:00Z".
 std::string iso_time(std::time_t t);
 // The canonical string of a binary SID, or "(malformed SID, N bytes)".

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "mqsec/error.hpp"
+#include "mqsec/queue.hpp"
 #include "src/abi/runtime.hpp"
 #include "src/abi/strings.hpp"
 #include "src/cli/commands.hpp"
@@ -253,33 +254,18 @@ int run_queue_create(const QueueCreateArgs& a) {
   if (a.has_policy()) {
     format_text = create_with_policy(a, what);
   } else {
-    std::wstring path = queue_path(a.name);
-    std::wstring label = abi::from_utf8(a.label);
-    QUEUEPROPID ids[3];
-    MQPROPVARIANT vars[3]{};
-    HRESULT status[3]{};
-    DWORD n = 0;
-    ids[n] = PROPID_Q_PATHNAME;
-    vars[n].vt = VT_LPWSTR;
-    vars[n++].pwszVal = path.data();
-    if (!a.label.empty()) {
-      ids[n] = PROPID_Q_LABEL;
-      vars[n].vt = VT_LPWSTR;
-      vars[n++].pwszVal = label.data();
-    }
-    ids[n] = PROPID_Q_AUTHENTICATE;
-    vars[n].vt = VT_UI1;
-    vars[n++].bVal = authenticate ? MQ_AUTHENTICATE : MQ_AUTHENTICATE_NONE;
-    MQQUEUEPROPS props{n, ids, vars, status};
-    std::vector<WCHAR> format(256);
-    DWORD len = static_cast<DWORD>(format.size());
+    // MQCreateQueue through the C++ API, the same call an application makes.
     ReasonProbe probe;
-    HRESULT hr = MQCreateQueue(nullptr, &props, format.data(), &len);
-    if (hr == MQ_ERROR_QUEUE_EXISTS) {
-      throw Failure(what, "a queue of that name exists already", hr, default_hint(hr));
+    try {
+      format_text = mqsec::Queue::create(utf8(queue_path(a.name).c_str()), a.label, authenticate);
+    } catch (const Error& e) {
+      if (e.code() == MQ_ERROR_QUEUE_EXISTS) {
+        throw Failure(what, "a queue of that name exists already", e.code(),
+                      default_hint(e.code()));
+      }
+      check_hr(e.code(), what, probe);
+      throw;
     }
-    check_hr(hr, what, probe);
-    format_text = hr == MQ_OK ? utf8(format.data()) : std::string("?");
   }
   std::cout << "created queue '" << store_queue_name(a.name) << "'\n"
             << "  format name:  " << format_text << '\n'

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "mqsec/error.hpp"
@@ -396,21 +397,23 @@ void parse_limits(const Reader& r, const toml::key& key, const toml::node& node,
 
 }  // namespace
 
+namespace {
+constexpr std::pair<TrustRequire, const char*> kRequireNames[] = {
+    {TrustRequire::Signature, "signature"},
+    {TrustRequire::Chain, "chain"},
+    {TrustRequire::ChainRevocation, "chain+revocation"}};
+}  // namespace
+
 std::optional<TrustRequire> parse_trust_require(std::string_view text) {
-  if (text == "signature") return TrustRequire::Signature;
-  if (text == "chain") return TrustRequire::Chain;
-  if (text == "chain+revocation") return TrustRequire::ChainRevocation;
+  for (const auto& [value, name] : kRequireNames) {
+    if (text == name) return value;
+  }
   return std::nullopt;
 }
 
 const char* to_string(TrustRequire r) noexcept {
-  switch (r) {
-    case TrustRequire::Signature:
-      return "signature";
-    case TrustRequire::Chain:
-      return "chain";
-    case TrustRequire::ChainRevocation:
-      return "chain+revocation";
+  for (const auto& [value, name] : kRequireNames) {
+    if (r == value) return name;
   }
   return "signature";
 }

@@ -9,6 +9,17 @@
 
 namespace mqsec::security {
 
+std::string hex(std::span<const uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (uint8_t c : bytes) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 0x0F];
+  }
+  return out;
+}
+
 X509Ptr parse_der_strict(std::span<const uint8_t> der) {
   if (der.empty()) return nullptr;
   const unsigned char* p = der.data();

@@ -32,6 +32,8 @@ using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, OsslFree>;
 X509Ptr parse_der_strict(std::span<const uint8_t> der);
 Bytes to_der(X509* cert);
 Bytes sha256(std::span<const uint8_t> data);
+// Lower-case hexadecimal, two digits a byte ("00ff...").
+std::string hex(std::span<const uint8_t> bytes);
 // "CN=alice,O=Example" (RFC 2253 order, OpenSSL's one-line form).
 std::string subject_string(X509* cert);
 // The last OpenSSL error as text (and clears the queue).

@@ -38,17 +38,6 @@ std::string mode_text(mode_t m) {
   return buf;
 }
 
-std::string hex_of(std::span<const uint8_t> b) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(b.size() * 2);
-  for (uint8_t c : b) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
-
 // A TOML basic string (quotes included) for informational text: control characters escaped,
 // bytes outside ASCII replaced by '?' (they may not be valid UTF-8).
 std::string toml_string(std::string_view s) {
@@ -149,7 +138,7 @@ bool same_state(const struct stat& a, const struct stat& b) {
 
 std::string system_registry_file_name(std::span<const uint8_t> cert_sha256) {
   if (cert_sha256.size() != 32) throw std::invalid_argument("a SHA-256 digest is 32 bytes");
-  return hex_of(cert_sha256) + kSuffix;
+  return hex(cert_sha256) + kSuffix;
 }
 
 std::optional<Bytes> system_registry_digest_of(std::string_view name) {
@@ -227,7 +216,7 @@ SystemRegistryEntry parse_system_registry_entry(std::string_view text,
   e.cert_sha256 = sha256(e.cert_der);
   if (!expected_sha256.empty() && !std::equal(e.cert_sha256.begin(), e.cert_sha256.end(),
                                               expected_sha256.begin(), expected_sha256.end())) {
-    throw bad("the certificate's SHA-256 is " + hex_of(e.cert_sha256) +
+    throw bad("the certificate's SHA-256 is " + hex(e.cert_sha256) +
               ", not the one the file is named for");
   }
   e.subject = subject_string(cert.get());

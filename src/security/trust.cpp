@@ -101,39 +101,30 @@ std::vector<fs::path> files_of(const fs::path& p, std::error_code& ec) {
 
 Ptr<BIO> open_file(const fs::path& p) { return Ptr<BIO>(BIO_new_file(p.c_str(), "rb")); }
 
-// Every certificate in a PEM file (several allowed), or the one certificate of a DER file.
-std::vector<X509Ptr> read_certificates(const fs::path& file) {
-  std::vector<X509Ptr> out;
+// Every object in a PEM file (several allowed), or the one object of a DER file.
+template <class Owner, class Pem, class Der>
+std::vector<Owner> read_all(const fs::path& file, Pem pem, Der der) {
+  std::vector<Owner> out;
   Ptr<BIO> bio = open_file(file);
   if (!bio) return out;
-  while (X509* c = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) out.emplace_back(c);
+  while (auto* c = pem(bio.get(), nullptr, nullptr, nullptr)) out.emplace_back(c);
   ERR_clear_error();  // the end of the file reads as "no start line"
   if (out.empty()) {
     bio = open_file(file);
     if (bio) {
-      if (X509* c = d2i_X509_bio(bio.get(), nullptr)) out.emplace_back(c);
+      if (auto* c = der(bio.get(), nullptr)) out.emplace_back(c);
       ERR_clear_error();
     }
   }
   return out;
 }
 
+std::vector<X509Ptr> read_certificates(const fs::path& file) {
+  return read_all<X509Ptr>(file, PEM_read_bio_X509, d2i_X509_bio);
+}
+
 std::vector<Ptr<X509_CRL>> read_crls(const fs::path& file) {
-  std::vector<Ptr<X509_CRL>> out;
-  Ptr<BIO> bio = open_file(file);
-  if (!bio) return out;
-  while (X509_CRL* c = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr)) {
-    out.emplace_back(c);
-  }
-  ERR_clear_error();
-  if (out.empty()) {
-    bio = open_file(file);
-    if (bio) {
-      if (X509_CRL* c = d2i_X509_CRL_bio(bio.get(), nullptr)) out.emplace_back(c);
-      ERR_clear_error();
-    }
-  }
-  return out;
+  return read_all<Ptr<X509_CRL>>(file, PEM_read_bio_X509_CRL, d2i_X509_CRL_bio);
 }
 
 [[noreturn]] void config_error(const std::string& reason) {
