@@ -23,32 +23,17 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/hresult_text.hpp"
 #include "tests/support/softhsm_env.hpp"
+#include "tests/support/softhsm_test_environment.hpp"
 
 namespace {
 
 using mqsec::testing::Bytes;
 using mqsec::testing::SoftHsmEnv;
 
-class SoftHsmEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    try {
-      SoftHsmEnv::instance();
-    } catch (const std::exception& e) {
-      FAIL() << "cannot set up the SoftHSM test environment: " << e.what();
-    }
-  }
-};
-::testing::Environment* const g_env = ::testing::AddGlobalTestEnvironment(new SoftHsmEnvironment);
-
-std::string hr_text(HRESULT hr) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08X", static_cast<unsigned>(hr));
-  return buf;
-}
-#define EXPECT_HR(expected, actual) EXPECT_EQ(hr_text(expected), hr_text(actual))
-#define ASSERT_HR(expected, actual) ASSERT_EQ(hr_text(expected), hr_text(actual))
+::testing::Environment* const g_env =
+    ::testing::AddGlobalTestEnvironment(new mqsec::testing::SoftHsmTestEnvironment);
 
 // One row of a table: what is done, and the code it must give.
 struct Row {

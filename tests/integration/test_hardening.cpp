@@ -14,24 +14,20 @@
 // skip otherwise; CI runs as root. Each creates a throwaway user and removes it when done.
 #include <fcntl.h>
 #include <mq.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <random>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,126 +40,31 @@
 #include "src/security/context.hpp"
 #include "src/security/log.hpp"
 #include "tests/mock/mock_pkcs11.hpp"
+#include "tests/support/hresult_text.hpp"
 #include "tests/support/softhsm_env.hpp"
+#include "tests/support/softhsm_test_environment.hpp"
+#include "tests/support/test_name.hpp"
+#include "tests/support/test_users.hpp"
+#include "tests/support/user_profile.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using mqsec::testing::Bytes;
-using mqsec::testing::run_command;
-using mqsec::testing::shell_quote;
-using mqsec::testing::SoftHsmEnv;
-using mqsec::testing::write_file;
+using namespace mqsec::testing;  // the shared test support (tests/support/)
 
-class SoftHsmEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    try {
-      SoftHsmEnv::instance();
-    } catch (const std::exception& e) {
-      FAIL() << "cannot set up the SoftHSM test environment: " << e.what();
-    }
-  }
-};
-::testing::Environment* const g_env = ::testing::AddGlobalTestEnvironment(new SoftHsmEnvironment);
+::testing::Environment* const g_env =
+    ::testing::AddGlobalTestEnvironment(new SoftHsmTestEnvironment);
 
 SoftHsmEnv& env() { return SoftHsmEnv::instance(); }
 
-std::string hr_text(HRESULT hr) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08X", static_cast<unsigned>(hr));
-  return buf;
-}
-#define EXPECT_HR(expected, actual) EXPECT_EQ(hr_text(expected), hr_text(actual))
-#define ASSERT_HR(expected, actual) ASSERT_EQ(hr_text(expected), hr_text(actual))
-
 uintptr_t value(HANDLE h) { return reinterpret_cast<uintptr_t>(h); }
-
-std::string pct_id(const std::string& hex) {
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += "%" + hex.substr(i, 2);
-  return out;
-}
-
-std::string test_name() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = std::string(info->test_suite_name()) + "_" + info->name();
-  for (char& c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-  }
-  return name;
-}
-
-// A throwaway local user, deleted when this goes out of scope (also when an assertion fails).
-class TestUser {
- public:
-  TestUser() {
-    std::random_device rd;
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "mqhd%08x", rd());
-    name_ = buf;
-    auto r = run_command("useradd --system --no-create-home -s /usr/sbin/nologin -c 'mqsec test' " +
-                         name_);
-    if (!r.ok()) throw std::runtime_error("useradd " + name_ + " failed: " + r.output);
-    created_ = true;
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    std::vector<char> pwbuf(16384);
-    if (getpwnam_r(name_.c_str(), &pw, pwbuf.data(), pwbuf.size(), &found) != 0 || !found) {
-      throw std::runtime_error("useradd made no passwd entry for " + name_);
-    }
-    uid_ = pw.pw_uid;
-    gid_ = pw.pw_gid;
-  }
-  ~TestUser() {
-    if (created_) run_command("userdel " + name_);
-  }
-  TestUser(const TestUser&) = delete;
-  TestUser& operator=(const TestUser&) = delete;
-  const std::string& name() const { return name_; }
-  uid_t uid() const { return uid_; }
-  gid_t gid() const { return gid_; }
-
- private:
-  std::string name_;
-  bool created_ = false;
-  uid_t uid_ = 0;
-  gid_t gid_ = 0;
-};
-
-// Runs `fn` on a new thread whose credentials (only that thread's: raw syscalls) are `user`'s,
-// as a service impersonating a client does. Returns an error text if switching failed.
-std::string as_user(const TestUser& user, const std::function<void()>& fn) {
-  std::string error;
-  std::thread t([&] {
-    // Group first: once the effective uid is not 0 we may not change the group any more.
-    if (syscall(SYS_setresgid, -1, user.gid(), -1) != 0 ||
-        syscall(SYS_setresuid, -1, user.uid(), -1) != 0) {
-      error = std::string("cannot switch credentials: ") + std::strerror(errno);
-      return;
-    }
-    fn();
-    if (syscall(SYS_setresuid, -1, 0, -1) != 0 || syscall(SYS_setresgid, -1, 0, -1) != 0) {
-      error = std::string("cannot switch back: ") + std::strerror(errno);
-    }
-  });
-  t.join();
-  if (error.empty() && geteuid() != 0) error = "the credential switch leaked out of the thread";
-  return error;
-}
-
-void chown_to(const fs::path& p, const TestUser& u) {
-  if (chown(p.c_str(), u.uid(), u.gid()) != 0) {
-    throw std::runtime_error("chown " + p.string() + ": " + std::strerror(errno));
-  }
-}
 
 // A system configuration of this test's own (MQSEC_CONFIG points at it): the service's token
 // is the primary SoftHSM token with the service's PIN file, profiles under <dir>/profiles-<test>.
 class Hardening : public ::testing::Test {
  protected:
   void SetUp() override {
-    name_ = test_name();
+    name_ = current_test_name();
     profiles_ = env().dir() / ("profiles-" + name_);
     fs::create_directories(profiles_);
     chmod(profiles_.c_str(), 0755);
@@ -184,17 +85,9 @@ class Hardening : public ::testing::Test {
   }
 
   // B's profile.toml (owned by B, 0600, in B's 0700 directory).
-  void write_profile(const TestUser& b, const std::string& internal_cert,
+  void write_profile(const TemporaryUser& b, const std::string& internal_cert,
                      const std::string& token_uri) {
-    const fs::path dir = profiles_ / b.name();
-    fs::create_directories(dir);
-    write_file(
-        dir / "profile.toml",
-        "internal-certificate = \"" + internal_cert + "\"\n[token]\nuri = \"" + token_uri + "\"\n",
-        0600);
-    chown_to(dir / "profile.toml", b);
-    chown_to(dir, b);
-    chmod(dir.c_str(), 0700);
+    write_user_profile(profiles_, b, internal_cert, token_uri);
   }
 
   // MQGetSecurityContextEx(NULL) (B's internal certificate) on a thread impersonating B.
@@ -204,9 +97,9 @@ class Hardening : public ::testing::Test {
     std::string reason;  // the thread's last logged error
     std::string switch_error;
   };
-  Attempt get_internal_as(const TestUser& b) {
+  Attempt get_internal_as(const TemporaryUser& b) {
     Attempt a;
-    a.switch_error = as_user(b, [&] {
+    a.switch_error = run_as_user(b, [&] {
       a.hr = MQGetSecurityContextEx(nullptr, 0, &a.handle);
       if (a.hr != MQ_OK) a.reason = mqsec::last_error_message();
     });
@@ -223,23 +116,22 @@ class Hardening : public ::testing::Test {
                     "credentials with setresuid(2)";                                   \
   }
 
-std::unique_ptr<TestUser> make_user() {
-  try {
-    return std::make_unique<TestUser>();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << e.what();
-    return nullptr;
+// The tests that impersonate a real user B: root only, and B exists for the test's duration.
+class HardeningWithUserB : public Hardening {
+ protected:
+  void SetUp() override {
+    NEEDS_ROOT();
+    Hardening::SetUp();
+    b_ = make_temporary_user("mqhd");
+    ASSERT_TRUE(b_);
   }
-}
+  std::unique_ptr<TemporaryUser> b_;
+};
 
 // ---------------------------------------------------------------------------------------
 // 1. Profiles name no code
 
-TEST_F(Hardening, ProfileNamedModuleIsNotLoadedUnlessAllowedAndRootControlled) {
-  NEEDS_ROOT();
-  auto b = make_user();
-  ASSERT_TRUE(b);
-
+TEST_F(HardeningWithUserB, ProfileNamedModuleIsNotLoadedUnlessAllowedAndRootControlled) {
   // The marker file: any uid may create it, so a constructor run as B would leave it.
   const fs::path markers = env().dir() / ("markers-" + name_);
   fs::create_directories(markers);
@@ -248,15 +140,15 @@ TEST_F(Hardening, ProfileNamedModuleIsNotLoadedUnlessAllowedAndRootControlled) {
   setenv("MQSEC_TEST_MARKER", marker.c_str(), 1);  // read by the module's constructor
 
   auto copy_module = [&](const fs::path& dir, const std::string& file, mode_t dir_mode,
-                         mode_t file_mode, const TestUser* owner) {
+                         mode_t file_mode, const TemporaryUser* owner) {
     fs::create_directories(dir);
     const fs::path to = dir / file;
     fs::copy_file(MQSEC_MARKER_MODULE, to, fs::copy_options::overwrite_existing);
     chmod(to.c_str(), file_mode);
     chmod(dir.c_str(), dir_mode);
     if (owner) {
-      chown_to(to, *owner);
-      chown_to(dir, *owner);
+      give_to(to, *owner);
+      give_to(dir, *owner);
     }
     return to;
   };
@@ -264,7 +156,7 @@ TEST_F(Hardening, ProfileNamedModuleIsNotLoadedUnlessAllowedAndRootControlled) {
   fs::create_directories(base);
   chmod(base.c_str(), 0755);
   // What an attacker would do: B's own library in B's own directory.
-  const fs::path b_module = copy_module(base / "b", "evil.so", 0755, 0755, b.get());
+  const fs::path b_module = copy_module(base / "b", "evil.so", 0755, 0755, b_.get());
   // Root-owned and root-controlled, but neither registered nor allowed (yet).
   const fs::path root_module = copy_module(base / "root", "marker.so", 0755, 0755, nullptr);
   // Allowed but writable by others, or in a directory writable by others.
@@ -298,8 +190,8 @@ TEST_F(Hardening, ProfileNamedModuleIsNotLoadedUnlessAllowedAndRootControlled) {
   for (const Case& c : refused) {
     SCOPED_TRACE(c.what);
     write_config(c.allowed);
-    write_profile(*b, cert, uri_for(c.module));
-    Attempt a = get_internal_as(*b);
+    write_profile(*b_, cert, uri_for(c.module));
+    Attempt a = get_internal_as(*b_);
     ASSERT_TRUE(a.switch_error.empty()) << a.switch_error;
     EXPECT_HR(MQ_ERROR_CORRUPTED_SECURITY_DATA, a.hr) << a.reason;
     if (a.hr == MQ_OK) MQFreeSecurityContext(a.handle);
@@ -309,17 +201,17 @@ TEST_F(Hardening, ProfileNamedModuleIsNotLoadedUnlessAllowedAndRootControlled) {
   {
     // The log says what to do about a module that is merely not allowed.
     write_config({});
-    write_profile(*b, cert, uri_for(root_module));
-    Attempt a = get_internal_as(*b);
+    write_profile(*b_, cert, uri_for(root_module));
+    Attempt a = get_internal_as(*b_);
     EXPECT_NE(a.reason.find("allowed-modules"), std::string::npos) << a.reason;
   }
   {
     // module-name= resolves through p11-kit's module configs only.
     write_config({});
-    write_profile(*b, cert,
+    write_profile(*b_, cert,
                   "pkcs11:token=" + std::string(SoftHsmEnv::kPrimaryToken) +
                       "?module-name=mqsec-no-such-module&pin-source=file:/nonexistent");
-    Attempt a = get_internal_as(*b);
+    Attempt a = get_internal_as(*b_);
     EXPECT_HR(MQ_ERROR_CORRUPTED_SECURITY_DATA, a.hr) << a.reason;
   }
   ASSERT_FALSE(fs::exists(marker));
@@ -327,8 +219,8 @@ TEST_F(Hardening, ProfileNamedModuleIsNotLoadedUnlessAllowedAndRootControlled) {
   // Positive control: the same root-owned module, allowed by the system config, IS loaded (and
   // then refused as not being a PKCS#11 module): the marker shows loading is detected.
   write_config({root_module.string()});
-  write_profile(*b, cert, uri_for(root_module));
-  Attempt a = get_internal_as(*b);
+  write_profile(*b_, cert, uri_for(root_module));
+  Attempt a = get_internal_as(*b_);
   ASSERT_TRUE(a.switch_error.empty()) << a.switch_error;
   EXPECT_HR(MQ_ERROR_CORRUPTED_SECURITY_DATA, a.hr) << a.reason;
   EXPECT_NE(a.reason.find("C_GetFunctionList"), std::string::npos) << a.reason;
@@ -371,11 +263,7 @@ TEST_F(Hardening, P11KitRegistryIsReadFromRootOwnedModuleConfigs) {
 // ---------------------------------------------------------------------------------------
 // 2. An impersonated identity signs only with keys it controls
 
-TEST_F(Hardening, ImpersonatedThreadMustProveThePinOfTheServicesLogin) {
-  NEEDS_ROOT();
-  auto b = make_user();
-  ASSERT_TRUE(b);
-
+TEST_F(HardeningWithUserB, ImpersonatedThreadMustProveThePinOfTheServicesLogin) {
   // The service's key and certificate on the primary token; the service logs in by getting a
   // context, as a long-running service does.
   const std::string id = SoftHsmEnv::new_id();
@@ -392,19 +280,12 @@ TEST_F(Hardening, ImpersonatedThreadMustProveThePinOfTheServicesLogin) {
   // SoftHSM re-reads token files on use: B's thread must be able to read the token store, or
   // every result would be a failure for an unrelated reason (the positive control shows it
   // is not). The other tokens' private objects stay encrypted under their PINs.
-  const std::string store = shell_quote(env().token_dir().string());
-  auto share = run_command("chgrp -R " + std::to_string(b->gid()) + " " + store +
-                           " && chmod -R g+rwX " + store);
-  ASSERT_TRUE(share.ok()) << share.output;
-  struct Unshare {
-    std::string store;
-    ~Unshare() { run_command("chgrp -R 0 " + store + " && chmod -R g-w " + store); }
-  } unshare{store};
+  GroupAccess share(env().token_dir(), b_->gid());
+  ASSERT_TRUE(share.ok()) << share.output();
 
-  const std::string cert_uri =
-      "pkcs11:token=" + std::string(SoftHsmEnv::kPrimaryToken) + ";id=" + pct_id(id) + ";type=cert";
+  const std::string cert_uri = certificate_uri(SoftHsmEnv::kPrimaryToken, id);
   auto b_pin = [&](const std::string& file, const std::string& pin) {
-    return env().write_pin_file(file, pin, b->uid(), b->gid());
+    return env().write_pin_file(file, pin, b_->uid(), b_->gid());
   };
   struct Case {
     const char* what;
@@ -428,8 +309,8 @@ TEST_F(Hardening, ImpersonatedThreadMustProveThePinOfTheServicesLogin) {
   };
   for (const Case& c : refused) {
     SCOPED_TRACE(c.what);
-    write_profile(*b, cert_uri, c.token_uri);
-    Attempt a = get_internal_as(*b);
+    write_profile(*b_, cert_uri, c.token_uri);
+    Attempt a = get_internal_as(*b_);
     ASSERT_TRUE(a.switch_error.empty()) << a.switch_error;
     EXPECT_HR(MQ_ERROR_CORRUPTED_SECURITY_DATA, a.hr) << a.reason;
     if (a.hr == MQ_OK) MQFreeSecurityContext(a.handle);
@@ -443,15 +324,15 @@ TEST_F(Hardening, ImpersonatedThreadMustProveThePinOfTheServicesLogin) {
 
   // Positive control: B with the right PIN in B's own file gets a context of its own, which
   // signs: the refusals above were about the PIN, not about B reaching the token.
-  write_profile(*b, cert_uri,
+  write_profile(*b_, cert_uri,
                 env().token_uri(SoftHsmEnv::kPrimaryToken,
                                 b_pin("b-right-" + name_ + ".pin", SoftHsmEnv::kUserPin)));
-  Attempt a = get_internal_as(*b);
+  Attempt a = get_internal_as(*b_);
   ASSERT_TRUE(a.switch_error.empty()) << a.switch_error;
   ASSERT_HR(MQ_OK, a.hr) << a.reason;
   auto b_ctx = mqsec::security::context_table().get(static_cast<uint32_t>(value(a.handle)));
   ASSERT_TRUE(b_ctx);
-  EXPECT_EQ("S-1-22-1-" + std::to_string(b->uid()), b_ctx->sid().str());
+  EXPECT_EQ("S-1-22-1-" + std::to_string(b_->uid()), b_ctx->sid().str());
   EXPECT_FALSE(b_ctx->sign_digest(mqsec::pkcs11::Hash::Sha256, digest).empty());
   MQFreeSecurityContext(a.handle);
   MQFreeSecurityContext(svc);
@@ -461,10 +342,7 @@ TEST_F(Hardening, ImpersonatedThreadMustProveThePinOfTheServicesLogin) {
 // does not match the login is refused without being submitted, and stays refused after the
 // login is lost (so an impersonated user cannot spend the card's retry counter with it); B's
 // right PIN logs in, and the service then proves its own PIN without another C_Login.
-TEST_F(Hardening, MismatchedPinOfAnotherIdentityIsNeverSubmittedToTheToken) {
-  NEEDS_ROOT();
-  auto b = make_user();
-  ASSERT_TRUE(b);
+TEST_F(HardeningWithUserB, MismatchedPinOfAnotherIdentityIsNeverSubmittedToTheToken) {
   namespace mock = mqsec::mock;
   using mqsec::pkcs11::Error;
   mock::reset();
@@ -477,12 +355,12 @@ TEST_F(Hardening, MismatchedPinOfAnotherIdentityIsNeverSubmittedToTheToken) {
   ASSERT_EQ(1, logins);
 
   const std::string wrong =
-      "file:" + env().write_pin_file("mock-wrong-" + name_, "0000", b->uid(), b->gid()).string();
+      "file:" + env().write_pin_file("mock-wrong-" + name_, "0000", b_->uid(), b_->gid()).string();
   const std::string right =
-      "file:" + env().write_pin_file("mock-right-" + name_, "1234", b->uid(), b->gid()).string();
+      "file:" + env().write_pin_file("mock-right-" + name_, "1234", b_->uid(), b_->gid()).string();
   auto login_as_b = [&](const std::string& source) -> std::string {
     std::string outcome = "logged in";
-    std::string err = as_user(*b, [&] {
+    std::string err = run_as_user(*b_, [&] {
       try {
         token->login(source);
       } catch (const Error& e) {
@@ -519,10 +397,7 @@ TEST_F(Hardening, MismatchedPinOfAnotherIdentityIsNeverSubmittedToTheToken) {
 // ---------------------------------------------------------------------------------------
 // 4. The environment is not trusted in privileged processes
 
-TEST_F(Hardening, SetuidProgramIgnoresMqsecLog) {
-  NEEDS_ROOT();
-  auto b = make_user();
-  ASSERT_TRUE(b);
+TEST_F(HardeningWithUserB, SetuidProgramIgnoresMqsecLog) {
   // A root-owned directory for the programs and for the log the setuid run must not write.
   const fs::path dir = env().dir() / ("suid-" + name_);
   fs::create_directories(dir);
@@ -536,11 +411,11 @@ TEST_F(Hardening, SetuidProgramIgnoresMqsecLog) {
   // B's own directory for the positive control's log.
   const fs::path b_dir = dir / "b";
   fs::create_directories(b_dir);
-  chown_to(b_dir, *b);
+  give_to(b_dir, *b_);
 
   auto run_as_b = [&](const fs::path& program, const fs::path& log) {
-    return run_command("setpriv --reuid=" + std::to_string(b->uid()) +
-                       " --regid=" + std::to_string(b->gid()) + " --clear-groups env MQSEC_LOG=" +
+    return run_command("setpriv --reuid=" + std::to_string(b_->uid()) +
+                       " --regid=" + std::to_string(b_->gid()) + " --clear-groups env MQSEC_LOG=" +
                        shell_quote("file:" + log.string()) + " " + shell_quote(program.string()));
   };
   const fs::path suid_log = dir / "setuid.log";
@@ -554,19 +429,16 @@ TEST_F(Hardening, SetuidProgramIgnoresMqsecLog) {
   r = run_as_b(plain, plain_log);
   ASSERT_TRUE(r.ok()) << r.output;
   ASSERT_TRUE(fs::exists(plain_log)) << "the probe did not log where MQSEC_LOG said";
-  Bytes text = mqsec::testing::read_file(plain_log);
+  Bytes text = read_file(plain_log);
   EXPECT_NE(std::string(text.begin(), text.end()).find("mqsec log probe"), std::string::npos);
 }
 
-TEST_F(Hardening, ImpersonatingThreadCannotUseTheProcesssEnvironmentAsPinSource) {
-  NEEDS_ROOT();
-  auto b = make_user();
-  ASSERT_TRUE(b);
+TEST_F(HardeningWithUserB, ImpersonatingThreadCannotUseTheProcesssEnvironmentAsPinSource) {
   setenv("MQSEC_HARDENING_PIN", "1234", 1);
   EXPECT_EQ(mqsec::pkcs11::read_pin("env:MQSEC_HARDENING_PIN").str(), "1234");  // the service
   std::string what;
   bool read = false;
-  std::string err = as_user(*b, [&] {
+  std::string err = run_as_user(*b_, [&] {
     try {
       read = !mqsec::pkcs11::read_pin("env:MQSEC_HARDENING_PIN").empty();
     } catch (const mqsec::pkcs11::Error& e) {
@@ -649,19 +521,35 @@ TEST_F(Hardening, PinFileThatIsASymbolicLinkIsRefused) {
                         std::chrono::seconds(5)));
 }
 
+// Logs one line to `log` (MQSEC_LOG=file:<log>) in a child process, with umask `mask` when
+// given; 0 when the child ran to its end.
+int log_line_in_child(const fs::path& log, const std::string& line,
+                      std::optional<mode_t> mask = std::nullopt) {
+  return in_child(
+      [&] {
+        if (mask) umask(*mask);
+        setenv("MQSEC_LOG", ("file:" + log.string()).c_str(), 1);
+        mqsec::log(mqsec::LogLevel::Error, line);
+        return 0;
+      },
+      std::chrono::seconds(10));
+}
+
+// Expects `p` to exist with permission bits `mode` and some content.
+void expect_mode_and_content(const fs::path& p, mode_t mode) {
+  struct stat st {};
+  ASSERT_EQ(0, stat(p.c_str(), &st)) << p;
+  EXPECT_EQ(mode, st.st_mode & 07777) << p;
+  EXPECT_GT(st.st_size, 0) << p;
+}
+
 TEST_F(Hardening, LogFileIsNeverFollowedThroughASymbolicLink) {
   const fs::path target = env().dir() / ("log-target-" + name_);
   write_file(target, "", 0600);
   const fs::path link = env().dir() / ("log-link-" + name_);
   fs::remove(link);
   fs::create_symlink(target, link);
-  EXPECT_EQ(0, in_child(
-                   [&] {
-                     setenv("MQSEC_LOG", ("file:" + link.string()).c_str(), 1);
-                     mqsec::log(mqsec::LogLevel::Error, "through a link");
-                     return 0;
-                   },
-                   std::chrono::seconds(10)));
+  EXPECT_EQ(0, log_line_in_child(link, "through a link"));
   EXPECT_EQ(0u, fs::file_size(target)) << "the log was written through a symbolic link";
   EXPECT_TRUE(fs::is_symlink(link));
 }
@@ -671,33 +559,14 @@ TEST_F(Hardening, NewLogFileIsOwnerOnlyWhateverTheUmask) {
     SCOPED_TRACE("umask " + std::to_string(mask));
     const fs::path log = env().dir() / ("log-new-" + name_ + "-" + std::to_string(mask));
     fs::remove(log);
-    EXPECT_EQ(0, in_child(
-                     [&] {
-                       umask(mask);
-                       setenv("MQSEC_LOG", ("file:" + log.string()).c_str(), 1);
-                       mqsec::log(mqsec::LogLevel::Error, "first line");
-                       return 0;
-                     },
-                     std::chrono::seconds(10)));
-    struct stat st {};
-    ASSERT_EQ(0, stat(log.c_str(), &st));
-    EXPECT_EQ(0600u, st.st_mode & 07777);
-    EXPECT_GT(st.st_size, 0);
+    EXPECT_EQ(0, log_line_in_child(log, "first line", mask));
+    expect_mode_and_content(log, 0600);
   }
   // An existing log keeps the mode its owner gave it.
   const fs::path existing = env().dir() / ("log-existing-" + name_);
   write_file(existing, "", 0640);
-  EXPECT_EQ(0, in_child(
-                   [&] {
-                     setenv("MQSEC_LOG", ("file:" + existing.string()).c_str(), 1);
-                     mqsec::log(mqsec::LogLevel::Error, "appended");
-                     return 0;
-                   },
-                   std::chrono::seconds(10)));
-  struct stat st {};
-  ASSERT_EQ(0, stat(existing.c_str(), &st));
-  EXPECT_EQ(0640u, st.st_mode & 07777);
-  EXPECT_GT(st.st_size, 0);
+  EXPECT_EQ(0, log_line_in_child(existing, "appended"));
+  expect_mode_and_content(existing, 0640);
 }
 
 }  // namespace

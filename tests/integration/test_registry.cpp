@@ -17,25 +17,16 @@
 // Tests that chown, create users or need root-owned directories skip when not run as root (CI
 // runs as root). Throwaway users are removed even when an assertion fails.
 #include <mq.h>
-#include <pwd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
-#include <cctype>
-#include <cstdio>
-#include <cstring>
+#include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <memory>
-#include <random>
-#include <sstream>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include "mqsec/error.hpp"
 #include "src/abi/runtime.hpp"
@@ -43,68 +34,31 @@
 #include "src/security/log.hpp"
 #include "src/security/openssl.hpp"
 #include "src/security/system_registry.hpp"
+#include "tests/support/hresult_text.hpp"
+#include "tests/support/signed_messages.hpp"
 #include "tests/support/softhsm_env.hpp"
+#include "tests/support/softhsm_test_environment.hpp"
+#include "tests/support/test_name.hpp"
+#include "tests/support/test_users.hpp"
+#include "tests/support/user_profile.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using mqsec::security::Sid;
 using mqsec::security::SystemRegistry;
-using mqsec::testing::Bytes;
-using mqsec::testing::run_command;
-using mqsec::testing::shell_quote;
-using mqsec::testing::SoftHsmEnv;
-using mqsec::testing::write_file;
+using namespace mqsec::testing;  // the shared test support (tests/support/)
 
-class SoftHsmEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    try {
-      SoftHsmEnv::instance();
-    } catch (const std::exception& e) {
-      FAIL() << "cannot set up the SoftHSM test environment: " << e.what();
-    }
-  }
-};
-::testing::Environment* const g_env = ::testing::AddGlobalTestEnvironment(new SoftHsmEnvironment);
+::testing::Environment* const g_env =
+    ::testing::AddGlobalTestEnvironment(new SoftHsmTestEnvironment);
 
 SoftHsmEnv& env() { return SoftHsmEnv::instance(); }
-
-std::string hr_text(HRESULT hr) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08X", static_cast<unsigned>(hr));
-  return buf;
-}
-#define EXPECT_HR(expected, actual) EXPECT_EQ(hr_text(expected), hr_text(actual))
-#define ASSERT_HR(expected, actual) ASSERT_EQ(hr_text(expected), hr_text(actual))
 
 #define NEEDS_ROOT()                                                                   \
   if (geteuid() != 0) {                                                                \
     GTEST_SKIP() << "needs root: root-owned registry directories, chown, useradd and " \
                     "setresuid(2) on one thread";                                      \
   }
-
-std::string test_name() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = std::string(info->test_suite_name()) + "_" + info->name();
-  for (char& c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-  }
-  return name;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string pct_id(const std::string& hex) {
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += "%" + hex.substr(i, 2);
-  return out;
-}
 
 // A software certificate (no key on any token): enough for registry entries.
 Bytes software_cert(const std::string& cn) { return env().software_certificate("ec", cn).cert_der; }
@@ -127,75 +81,9 @@ std::string own_sid() {
   return mqsec::security::current_user(mqsec::security::SidSource::Unix).sid.str();
 }
 
-// A throwaway local user, deleted when this goes out of scope (also when an assertion fails).
-class TestUser {
- public:
-  TestUser() {
-    std::random_device rd;
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "mqrg%08x", rd());
-    name_ = buf;
-    auto r = run_command("useradd --system --no-create-home -s /usr/sbin/nologin -c 'mqsec test' " +
-                         name_);
-    if (!r.ok()) throw std::runtime_error("useradd " + name_ + " failed: " + r.output);
-    created_ = true;
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    std::vector<char> pwbuf(16384);
-    if (getpwnam_r(name_.c_str(), &pw, pwbuf.data(), pwbuf.size(), &found) != 0 || !found) {
-      throw std::runtime_error("useradd made no passwd entry for " + name_);
-    }
-    uid_ = pw.pw_uid;
-    gid_ = pw.pw_gid;
-  }
-  ~TestUser() {
-    if (created_) run_command("userdel " + name_);
-  }
-  TestUser(const TestUser&) = delete;
-  TestUser& operator=(const TestUser&) = delete;
-  const std::string& name() const { return name_; }
-  uid_t uid() const { return uid_; }
-  gid_t gid() const { return gid_; }
-
- private:
-  std::string name_;
-  bool created_ = false;
-  uid_t uid_ = 0;
-  gid_t gid_ = 0;
-};
-
-std::unique_ptr<TestUser> make_user() {
-  try {
-    return std::make_unique<TestUser>();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << e.what();
-    return nullptr;
-  }
-}
-
-// Runs `fn` on a new thread whose effective credentials (that thread's only: raw syscalls) are
-// `user`'s, as a service impersonating a client does. Returns an error text if switching failed.
-std::string as_user(const TestUser& user, const std::function<void()>& fn) {
-  std::string error;
-  std::thread t([&] {
-    if (syscall(SYS_setresgid, -1, user.gid(), -1) != 0 ||
-        syscall(SYS_setresuid, -1, user.uid(), -1) != 0) {
-      error = std::string("cannot switch credentials: ") + std::strerror(errno);
-      return;
-    }
-    fn();
-    if (syscall(SYS_setresuid, -1, 0, -1) != 0 || syscall(SYS_setresgid, -1, 0, -1) != 0) {
-      error = std::string("cannot switch back: ") + std::strerror(errno);
-    }
-  });
-  t.join();
-  if (error.empty() && geteuid() != 0) error = "the credential switch leaked out of the thread";
-  return error;
-}
-
 // A directory for this test under the environment's (root-owned 0755) directory.
 fs::path fresh_dir(const std::string& what) {
-  fs::path d = env().dir() / (what + "-" + test_name());
+  fs::path d = env().dir() / (what + "-" + current_test_name());
   fs::remove_all(d);
   fs::create_directories(d);
   chmod(d.c_str(), 0755);
@@ -271,60 +159,50 @@ TEST(SystemRegistryView, RootOwnedEntriesAreTrustedOthersIgnored) {
   EXPECT_EQ(st.st_mode & 07777, 0644u);
   EXPECT_EQ(st.st_uid, 0u);
   const Bytes digest = mqsec::security::sha256(der);
+  // What a receiver's fresh view (no caching) of the registry says about the certificate.
+  auto fresh_lookup = [&] {
+    return SystemRegistry(dir, std::chrono::milliseconds(0)).lookup(digest);
+  };
 
   {
     SystemRegistry reg(dir, std::chrono::milliseconds(0));
     EXPECT_EQ(reg.lookup(digest), sid.bytes());
     EXPECT_FALSE(reg.lookup(mqsec::security::sha256(software_cert("view-absent"))));
   }
-  // Writable by group: ignored as a whole.
-  chmod(dir.c_str(), 0775);
-  {
-    SystemRegistry reg(dir, std::chrono::milliseconds(0));
-    EXPECT_FALSE(reg.lookup(digest)) << "a group-writable registry was trusted";
-  }
-  // Owned by another user: ignored.
-  chmod(dir.c_str(), 0755);
-  ASSERT_EQ(0, chown(dir.c_str(), 65534, 65534));
-  {
-    SystemRegistry reg(dir, std::chrono::milliseconds(0));
-    EXPECT_FALSE(reg.lookup(digest)) << "a registry owned by uid 65534 was trusted";
-  }
-  ASSERT_EQ(0, chown(dir.c_str(), 0, 0));
-  // An ancestor another user may write: ignored (they could swap the registry).
+  // Each way another user could have written the registry or an entry, applied and undone:
+  // the spoiled registry confirms nothing, the restored one confirms again.
   const fs::path parent = dir.parent_path();
-  chmod(parent.c_str(), 0777);
-  {
-    SystemRegistry reg(dir, std::chrono::milliseconds(0));
-    EXPECT_FALSE(reg.lookup(digest)) << "a registry in a world-writable directory was trusted";
-  }
-  chmod(parent.c_str(), 0755);
-  // An entry not owned by root, or writable by group: that entry is ignored.
-  ASSERT_EQ(0, chown(file.c_str(), 65534, 65534));
-  {
-    SystemRegistry reg(dir, std::chrono::milliseconds(0));
-    EXPECT_FALSE(reg.lookup(digest)) << "an entry owned by uid 65534 was trusted";
-  }
-  ASSERT_EQ(0, chown(file.c_str(), 0, 0));
-  chmod(file.c_str(), 0664);
-  {
-    SystemRegistry reg(dir, std::chrono::milliseconds(0));
-    EXPECT_FALSE(reg.lookup(digest)) << "a group-writable entry was trusted";
-  }
-  chmod(file.c_str(), 0644);
-  // A symbolic link as entry (to a root-owned file elsewhere) is not followed.
   const fs::path elsewhere = fresh_dir("sysreg-elsewhere") / "entry.toml";
-  fs::rename(file, elsewhere);
-  fs::create_symlink(elsewhere, file);
-  {
-    SystemRegistry reg(dir, std::chrono::milliseconds(0));
-    EXPECT_FALSE(reg.lookup(digest)) << "a symbolic link was followed";
-  }
-  fs::remove(file);
-  fs::rename(elsewhere, file);
-  {
-    SystemRegistry reg(dir, std::chrono::milliseconds(0));
-    EXPECT_EQ(reg.lookup(digest), sid.bytes()) << "positive control after restoring";
+  struct Spoil {
+    const char* what;
+    std::function<void()> apply, undo;
+  };
+  const Spoil spoils[] = {
+      {"a group-writable registry",  // ignored as a whole
+       [&] { chmod(dir.c_str(), 0775); }, [&] { chmod(dir.c_str(), 0755); }},
+      {"a registry owned by uid 65534", [&] { ASSERT_EQ(0, chown(dir.c_str(), 65534, 65534)); },
+       [&] { ASSERT_EQ(0, chown(dir.c_str(), 0, 0)); }},
+      {"a registry in a world-writable directory",  // they could swap the registry
+       [&] { chmod(parent.c_str(), 0777); }, [&] { chmod(parent.c_str(), 0755); }},
+      {"an entry owned by uid 65534", [&] { ASSERT_EQ(0, chown(file.c_str(), 65534, 65534)); },
+       [&] { ASSERT_EQ(0, chown(file.c_str(), 0, 0)); }},
+      {"a group-writable entry", [&] { chmod(file.c_str(), 0664); },
+       [&] { chmod(file.c_str(), 0644); }},
+      {"a symbolic link as entry (to a root-owned file elsewhere)",
+       [&] {
+         fs::rename(file, elsewhere);
+         fs::create_symlink(elsewhere, file);
+       },
+       [&] {
+         fs::remove(file);
+         fs::rename(elsewhere, file);
+       }},
+  };
+  for (const Spoil& s : spoils) {
+    s.apply();
+    EXPECT_FALSE(fresh_lookup()) << s.what << " was trusted";
+    s.undo();
+    EXPECT_EQ(fresh_lookup(), sid.bytes()) << "positive control after undoing " << s.what;
   }
   // What `registry list` reports.
   auto listing = mqsec::security::list_system_registry(dir);
@@ -403,7 +281,7 @@ TEST(SystemRegistryAdmin, AddNeverRebindsAndRefusesAnUnsafeDirectory) {
 class RegistryE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    name_ = test_name();
+    name_ = current_test_name();
     store_ = env().dir() / ("store-" + name_);
     config_ = env().dir() / ("registry-" + name_ + ".toml");
     setenv("MQSEC_CONFIG", config_.c_str(), 1);
@@ -419,76 +297,13 @@ class RegistryE2E : public ::testing::Test {
                    "\"\n");
   }
 
-  std::wstring create_queue(const std::string& name) {
-    std::wstring path = L".\\private$\\";
-    for (char c : name) path += static_cast<wchar_t>(c);
-    QUEUEPROPID ids[2] = {PROPID_Q_PATHNAME, PROPID_Q_AUTHENTICATE};
-    MQPROPVARIANT v[2];
-    v[0].vt = VT_LPWSTR;
-    v[0].pwszVal = path.data();
-    v[1].vt = VT_UI1;
-    v[1].bVal = MQ_AUTHENTICATE;
-    MQQUEUEPROPS props = {2, ids, v, nullptr};
-    WCHAR format[256] = {};
-    DWORD len = 256;
-    HRESULT hr = MQCreateQueue(nullptr, &props, format, &len);
-    if (hr != MQ_OK) throw std::runtime_error("MQCreateQueue failed: " + hr_text(hr));
-    return format;
-  }
-
-  void send_signed(const std::wstring& format, const Bytes& der) {
-    HANDLE ctx = nullptr;
-    ASSERT_HR(MQ_OK, MQGetSecurityContextEx(const_cast<uint8_t*>(der.data()),
-                                            static_cast<DWORD>(der.size()), &ctx));
-    QUEUEHANDLE q = nullptr;
-    ASSERT_HR(MQ_OK, MQOpenQueue(format.c_str(), MQ_SEND_ACCESS, MQ_DENY_NONE, &q));
-    std::string body = "registry test";
-    MSGPROPID ids[3] = {PROPID_M_BODY, PROPID_M_AUTH_LEVEL, PROPID_M_SECURITY_CONTEXT};
-    MQPROPVARIANT v[3];
-    v[0].vt = VT_UI1 | VT_VECTOR;
-    v[0].caub.pElems = reinterpret_cast<UCHAR*>(body.data());
-    v[0].caub.cElems = static_cast<ULONG>(body.size());
-    v[1].vt = VT_UI4;
-    v[1].ulVal = MQMSG_AUTH_LEVEL_ALWAYS;
-    v[2].vt = VT_UI4;
-    v[2].ulVal = static_cast<ULONG>(reinterpret_cast<uintptr_t>(ctx));
-    MQMSGPROPS props = {3, ids, v, nullptr};
-    EXPECT_HR(MQ_OK, MQSendMessage(q, &props, MQ_NO_TRANSACTION));
-    MQCloseQueue(q);
-    MQFreeSecurityContext(ctx);
-  }
-
-  struct Received {
-    HRESULT hr = MQ_OK;
-    UCHAR authenticated = 0, confirmed = 0;
-    ULONG trust = 0;
-  };
-  Received receive(const std::wstring& format) {
-    Received r;
-    QUEUEHANDLE q = nullptr;
-    r.hr = MQOpenQueue(format.c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &q);
-    if (r.hr != MQ_OK) return r;
-    MSGPROPID ids[3] = {PROPID_M_AUTHENTICATED, PROPID_M_MQSEC_SENDER_CONFIRMED,
-                        PROPID_M_MQSEC_TRUST};
-    MQPROPVARIANT v[3];
-    for (auto& x : v) x.vt = VT_NULL;
-    MQMSGPROPS props = {3, ids, v, nullptr};
-    r.hr = MQReceiveMessage(q, 0, MQ_ACTION_RECEIVE, &props, nullptr, nullptr, nullptr, nullptr);
-    if (r.hr == MQ_OK) {
-      r.authenticated = v[0].bVal;
-      r.confirmed = v[1].bVal;
-      r.trust = v[2].ulVal;
-    }
-    MQCloseQueue(q);
-    return r;
-  }
-
   // One scenario: a fresh token certificate that no user registry knows, bound by a fresh
   // registry directory to `sid`, `spoil` applied to that directory, one message sent and
   // received on a fresh queue.
-  Received scenario(const std::string& tag, const std::string& sid,
-                    const std::function<void(const fs::path& dir, const fs::path& file)>& spoil,
-                    std::string* queue_name = nullptr) {
+  ReceivedTrust scenario(
+      const std::string& tag, const std::string& sid,
+      const std::function<void(const fs::path& dir, const fs::path& file)>& spoil,
+      std::string* queue_name = nullptr) {
     const fs::path registry = fresh_dir("reg-" + tag) / "registry.d";
     TokenCert c = token_cert("registry-" + tag);
     mqsec::security::add_to_system_registry(registry, c.der, Sid::from_string(sid));
@@ -497,11 +312,11 @@ class RegistryE2E : public ::testing::Test {
     write_config(registry);
     std::string qname = "reg-" + tag;
     if (queue_name) *queue_name = qname;
-    std::wstring q = create_queue(qname);
-    send_signed(q, c.der);
+    std::wstring q = create_authenticated_queue(qname);
+    send_signed(q, c.der, "registry test");
     // The certificate is in no user registry: whatever confirms it is the system registry.
     EXPECT_FALSE(mqsec::abi::store_at(store_).certificate_sid(mqsec::security::sha256(c.der)));
-    return receive(q);
+    return receive_with_trust(q);
   }
 
   std::string name_;
@@ -512,8 +327,8 @@ const auto kNothing = [](const fs::path&, const fs::path&) {};
 
 TEST_F(RegistryE2E, SystemRegistryConfirmsTheSenderWithoutUserRegistration) {
   NEEDS_ROOT();
-  Received r = scenario("confirmed", own_sid(), kNothing);
-  ASSERT_HR(MQ_OK, r.hr) << slurp(env().dir() / "mqsec.log");
+  ReceivedTrust r = scenario("confirmed", own_sid(), kNothing);
+  ASSERT_HR(MQ_OK, r.hr) << read_text(env().dir() / "mqsec.log");
   EXPECT_EQ(r.authenticated, 1);
   EXPECT_EQ(r.confirmed, 1) << "the root-owned system registry did not confirm the sender";
   EXPECT_EQ(r.trust & MQSEC_TRUST_SYSTEM_REGISTRY, static_cast<ULONG>(MQSEC_TRUST_SYSTEM_REGISTRY));
@@ -522,27 +337,29 @@ TEST_F(RegistryE2E, SystemRegistryConfirmsTheSenderWithoutUserRegistration) {
 
 TEST_F(RegistryE2E, GroupWritableRegistryIsIgnored) {
   NEEDS_ROOT();
-  Received r = scenario("group-writable", own_sid(),
-                        [](const fs::path& dir, const fs::path&) { chmod(dir.c_str(), 0775); });
+  ReceivedTrust r = scenario("group-writable", own_sid(), [](const fs::path& dir, const fs::path&) {
+    chmod(dir.c_str(), 0775);
+  });
   ASSERT_HR(MQ_OK, r.hr);
   EXPECT_EQ(r.authenticated, 1);
   EXPECT_EQ(r.confirmed, 0) << "a group-writable registry confirmed the sender";
   EXPECT_EQ(r.trust & MQSEC_TRUST_SYSTEM_REGISTRY, 0u);
-  EXPECT_NE(slurp(env().dir() / "mqsec.log").find("is writable by group or others"),
+  EXPECT_NE(read_text(env().dir() / "mqsec.log").find("is writable by group or others"),
             std::string::npos)
       << "no warning in the log";
 }
 
 TEST_F(RegistryE2E, RegistryOwnedByAnotherUserIsIgnored) {
   NEEDS_ROOT();
-  auto b = make_user();
+  auto b = make_temporary_user("mqrg");
   ASSERT_TRUE(b);
   const uid_t uid = b->uid();
   const gid_t gid = b->gid();
-  Received r = scenario("other-owner", own_sid(), [&](const fs::path& dir, const fs::path& file) {
-    ASSERT_EQ(0, chown(dir.c_str(), uid, gid));
-    ASSERT_EQ(0, chown(file.c_str(), uid, gid));
-  });
+  ReceivedTrust r =
+      scenario("other-owner", own_sid(), [&](const fs::path& dir, const fs::path& file) {
+        ASSERT_EQ(0, chown(dir.c_str(), uid, gid));
+        ASSERT_EQ(0, chown(file.c_str(), uid, gid));
+      });
   ASSERT_HR(MQ_OK, r.hr);
   EXPECT_EQ(r.authenticated, 1);
   EXPECT_EQ(r.confirmed, 0) << "a registry owned by " << b->name() << " confirmed the sender";
@@ -552,7 +369,7 @@ TEST_F(RegistryE2E, RegistryOwnedByAnotherUserIsIgnored) {
 TEST_F(RegistryE2E, EntryBindingTheCertificateToAnotherSidRejectsTheMessage) {
   NEEDS_ROOT();
   std::string queue;
-  Received r =
+  ReceivedTrust r =
       scenario("mismatch", "S-1-5-21-3623811015-3361044348-30300820-1013", kNothing, &queue);
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, r.hr) << "delivered although the registry binds another SID";
   auto records = mqsec::abi::store_at(store_).rejections(queue);
@@ -566,7 +383,7 @@ TEST_F(RegistryE2E, EntryBindingTheCertificateToAnotherSidRejectsTheMessage) {
 
 TEST_F(RegistryE2E, RegisterCertificateNeverRebindsToAnotherUsersSid) {
   NEEDS_ROOT();
-  auto b = make_user();
+  auto b = make_temporary_user("mqrg");
   ASSERT_TRUE(b);
   const fs::path profiles = fresh_dir("profiles");
   write_config(env().dir() / "no-registry.d", profiles);
@@ -581,30 +398,16 @@ TEST_F(RegistryE2E, RegisterCertificateNeverRebindsToAnotherUsersSid) {
 
   // B reaches the same key: B's profile names the primary token with B's own PIN file, and B
   // may read the token files (SoftHSM re-reads them on use).
-  const std::string tokens = shell_quote(env().token_dir().string());
-  auto share = run_command("chgrp -R " + std::to_string(b->gid()) + " " + tokens +
-                           " && chmod -R g+rwX " + tokens);
-  ASSERT_TRUE(share.ok()) << share.output;
-  struct Unshare {
-    std::string tokens;
-    ~Unshare() { run_command("chgrp -R 0 " + tokens + " && chmod -R g-w " + tokens); }
-  } unshare{tokens};
+  GroupAccess share(env().token_dir(), b->gid());
+  ASSERT_TRUE(share.ok()) << share.output();
   const fs::path b_pin =
       env().write_pin_file("b-" + name_ + ".pin", SoftHsmEnv::kUserPin, b->uid(), b->gid());
-  const fs::path b_dir = profiles / b->name();
-  fs::create_directories(b_dir);
-  write_file(b_dir / "profile.toml",
-             "internal-certificate = \"pkcs11:token=" + std::string(SoftHsmEnv::kPrimaryToken) +
-                 ";id=" + pct_id(c.id) + ";type=cert\"\n[token]\nuri = \"" +
-                 env().token_uri(SoftHsmEnv::kPrimaryToken, b_pin) + "\"\n",
-             0600);
-  ASSERT_EQ(0, chown((b_dir / "profile.toml").c_str(), b->uid(), b->gid()));
-  ASSERT_EQ(0, chown(b_dir.c_str(), b->uid(), b->gid()));
-  chmod(b_dir.c_str(), 0700);
+  write_user_profile(profiles, *b, certificate_uri(SoftHsmEnv::kPrimaryToken, c.id),
+                     env().token_uri(SoftHsmEnv::kPrimaryToken, b_pin));
 
   HRESULT context_hr = MQ_ERROR, register_hr = MQ_OK;
   std::string reason;
-  std::string err = as_user(*b, [&] {
+  std::string err = run_as_user(*b, [&] {
     // Positive control: B holds the key (a context for the certificate works) ...
     HANDLE ctx = nullptr;
     context_hr = MQGetSecurityContextEx(c.der.data(), static_cast<DWORD>(c.der.size()), &ctx);

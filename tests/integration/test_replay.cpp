@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "tests/support/softhsm_env.hpp"
+#include "tests/support/sqlite_query.hpp"
 
 namespace {
 
@@ -81,16 +82,7 @@ class Db {
       throw std::runtime_error("SQL failed: " + msg + ": " + sql);
     }
   }
-  int64_t integer(const std::string& sql) {
-    sqlite3_stmt* st = nullptr;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-      v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    return v;
-  }
+  int64_t integer(const std::string& sql) { return mqsec::testing::query_int64(db_, sql); }
   int64_t queue_id(const std::string& name) {
     return integer("SELECT id FROM queues WHERE name = '" + name + "'");
   }
@@ -143,11 +135,21 @@ TestQueue make_queue(const std::string& tag, bool authenticate) {
   return q;
 }
 
-void send_signed(const TestQueue& q, SecurityContext& ctx, const std::string& body) {
+// Sends `body` to `q`, signed with the internal certificate.
+void send_signed(const TestQueue& q, const std::string& body) {
+  SecurityContext ctx = SecurityContext::internal();
   Queue s = Queue::open(q.format, MQ_SEND_ACCESS);
   Message m;
   m.set_body(body).set_auth_level(MQMSG_AUTH_LEVEL_ALWAYS).attach(ctx);
   s.send(m);
+}
+
+// Sends `body` signed to `from`, then copies its row into `into` (which may be `from`), as
+// anyone with write access to the store file could; returns the number of rows copied.
+int send_signed_and_copy_row(const TestQueue& from, const TestQueue& into,
+                             const std::string& body) {
+  send_signed(from, body);
+  return Db().copy_rows(from.name, into.name, "priority");
 }
 
 // Appends a [limits] table to the system config for the scope's lifetime (queues opened in
@@ -173,10 +175,8 @@ class Limits {
 
 TEST(Replay, DuplicatedRowIsDeliveredOnceAndTheCopyIsRejectedAsReplay) {
   auto q = make_queue("dup", true);
-  SecurityContext ctx = SecurityContext::internal();
-  send_signed(q, ctx, "pay 100");
+  ASSERT_EQ(send_signed_and_copy_row(q, q, "pay 100"), 1);  // the attacker's copy
   Db db;
-  ASSERT_EQ(db.copy_rows(q.name, q.name, "priority"), 1);  // the attacker's copy
   ASSERT_EQ(db.messages(q.name), 2);
 
   Queue r = Queue::open(q.format, MQ_RECEIVE_ACCESS);
@@ -195,10 +195,8 @@ TEST(Replay, DuplicatedRowIsDeliveredOnceAndTheCopyIsRejectedAsReplay) {
 TEST(Replay, RowReinsertedAfterDeliveryIsRejectedByReceiveAndPeek) {
   auto q = make_queue("reinsert", true);
   auto keep = make_queue("keep", false);  // holds the attacker's saved copy
-  SecurityContext ctx = SecurityContext::internal();
-  send_signed(q, ctx, "once only");
+  ASSERT_EQ(send_signed_and_copy_row(q, keep, "once only"), 1);
   Db db;
-  ASSERT_EQ(db.copy_rows(q.name, keep.name, "priority"), 1);
   Queue r = Queue::open(q.format, MQ_RECEIVE_ACCESS);
   ASSERT_TRUE(r.receive(kWait).has_value());
 
@@ -216,7 +214,7 @@ TEST(Replay, RowReinsertedAfterDeliveryIsRejectedByReceiveAndPeek) {
   for (const auto& x : rej) EXPECT_EQ(x.kind, "replay") << x.reason;
 
   // A fresh message is still delivered.
-  send_signed(q, ctx, "next");
+  send_signed(q, "next");
   auto next = r.receive(kWait);
   ASSERT_TRUE(next.has_value());
   EXPECT_EQ(next->body_string(), "next");
@@ -225,10 +223,8 @@ TEST(Replay, RowReinsertedAfterDeliveryIsRejectedByReceiveAndPeek) {
 TEST(Replay, RowCopiedIntoAnotherQueueIsNeverDeliveredFromThere) {
   auto a = make_queue("a", true);
   auto b = make_queue("b", false);  // even a queue that accepts anything
-  SecurityContext ctx = SecurityContext::internal();
-  send_signed(a, ctx, "for a only");
+  ASSERT_EQ(send_signed_and_copy_row(a, b, "for a only"), 1);
   Db db;
-  ASSERT_EQ(db.copy_rows(a.name, b.name, "priority"), 1);
 
   Queue rb = Queue::open(b.format, MQ_RECEIVE_ACCESS);
   EXPECT_FALSE(rb.peek(kAbsent).has_value());
@@ -289,9 +285,8 @@ TEST(Limits, BodyOverTheLimitIsRefusedOnSendAndNothingIsStored) {
 
 TEST(Limits, StoredBodyOverTheLimitIsRejectedOnReceive) {
   auto q = make_queue("stored-big", true);
-  SecurityContext ctx = SecurityContext::internal();
-  send_signed(q, ctx, std::string(2000, 'b'));  // under the default limit
-  send_signed(q, ctx, "small");
+  send_signed(q, std::string(2000, 'b'));  // under the default limit
+  send_signed(q, "small");
   Limits limits("max-message-body = 1000\n");
   Queue r = Queue::open(q.format, MQ_RECEIVE_ACCESS);
   auto m = r.receive(kWait);

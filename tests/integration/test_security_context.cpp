@@ -13,7 +13,6 @@
 #include <mq.h>
 #include <pwd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -21,12 +20,10 @@
 #include <cctype>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -34,13 +31,18 @@
 
 #include "src/security/context.hpp"
 #include "src/security/log.hpp"
+#include "tests/support/hresult_text.hpp"
 #include "tests/support/softhsm_env.hpp"
+#include "tests/support/softhsm_test_environment.hpp"
+#include "tests/support/test_users.hpp"
+#include "tests/support/user_profile.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using mqsec::testing::Bytes;
 using mqsec::testing::ConfigOptions;
+using mqsec::testing::hr_text;
 using mqsec::testing::SoftHsmEnv;
 
 using GetContextFn = HRESULT (*)(LPVOID, DWORD, HANDLE*);
@@ -53,28 +55,11 @@ const NamedFn kGetFns[] = {{"MQGetSecurityContextEx", MQGetSecurityContextEx},
                            {"MQGetSecurityContext", MQGetSecurityContext}};
 
 // Created before any test runs and before anything loads the module (SOFTHSM2_CONF).
-class SoftHsmEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    try {
-      SoftHsmEnv::instance();
-    } catch (const std::exception& e) {
-      FAIL() << "cannot set up the SoftHSM test environment: " << e.what();
-    }
-  }
-};
-::testing::Environment* const g_env = ::testing::AddGlobalTestEnvironment(new SoftHsmEnvironment);
+::testing::Environment* const g_env =
+    ::testing::AddGlobalTestEnvironment(new mqsec::testing::SoftHsmTestEnvironment);
 
 uintptr_t value(HANDLE h) { return reinterpret_cast<uintptr_t>(h); }
 HANDLE handle(uintptr_t v) { return reinterpret_cast<HANDLE>(v); }
-
-std::string hr_text(HRESULT hr) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08X", static_cast<unsigned>(hr));
-  return buf;
-}
-#define EXPECT_HR(expected, actual) EXPECT_EQ(hr_text(expected), hr_text(actual))
-#define ASSERT_HR(expected, actual) ASSERT_EQ(hr_text(expected), hr_text(actual))
 
 std::string user_name(uid_t uid) {
   struct passwd pw {};
@@ -94,12 +79,6 @@ std::string id_from_uri(const std::string& uri) {
     for (char& c : two) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     out += two;
   }
-  return out;
-}
-
-std::string pct_id(const std::string& hex) {
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += "%" + hex.substr(i, 2);
   return out;
 }
 
@@ -225,8 +204,8 @@ TEST_F(SecurityContextTest, InternalCertificatePointingAtAMissingObjectIsMissing
   fs::create_directories(my_profile_dir());
   mqsec::testing::write_file(
       my_profile_dir() / "profile.toml",
-      "internal-certificate = \"pkcs11:token=" + std::string(SoftHsmEnv::kPrimaryToken) +
-          ";id=" + pct_id(SoftHsmEnv::new_id()) + ";type=cert\"\n",
+      "internal-certificate = \"" +
+          mqsec::testing::certificate_uri(SoftHsmEnv::kPrimaryToken, SoftHsmEnv::new_id()) + "\"\n",
       0600);
   for (const NamedFn& f : kGetFns) {
     SCOPED_TRACE(f.name);
@@ -506,54 +485,13 @@ TEST_F(SecurityContextTest, ConcurrentGetAndFreeFromManyThreads) {
 // ---------------------------------------------------------------------------------------
 // Impersonation
 
-// A throwaway local user, deleted when this goes out of scope.
-class TestUser {
- public:
-  TestUser() {
-    std::random_device rd;
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "mqit%08x", rd());
-    name_ = buf;
-    auto r =
-        mqsec::testing::run_command("useradd -M -s /usr/sbin/nologin -c 'mqsec test' " + name_);
-    if (!r.ok()) throw std::runtime_error("useradd " + name_ + " failed: " + r.output);
-    created_ = true;
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    std::vector<char> pwbuf(16384);
-    if (getpwnam_r(name_.c_str(), &pw, pwbuf.data(), pwbuf.size(), &found) != 0 || !found) {
-      throw std::runtime_error("useradd made no passwd entry for " + name_);
-    }
-    uid_ = pw.pw_uid;
-    gid_ = pw.pw_gid;
-  }
-  ~TestUser() {
-    if (created_) mqsec::testing::run_command("userdel " + name_);
-  }
-  TestUser(const TestUser&) = delete;
-  TestUser& operator=(const TestUser&) = delete;
-  const std::string& name() const { return name_; }
-  uid_t uid() const { return uid_; }
-  gid_t gid() const { return gid_; }
-
- private:
-  std::string name_;
-  bool created_ = false;
-  uid_t uid_ = 0;
-  gid_t gid_ = 0;
-};
-
 TEST_F(SecurityContextTest, ThreadImpersonatingAnotherUserGetsThatUsersContext) {
   if (geteuid() != 0) {
     GTEST_SKIP() << "needs root: creates a user with useradd and switches a thread's "
                     "credentials with setresuid(2)";
   }
-  std::unique_ptr<TestUser> user;
-  try {
-    user = std::make_unique<TestUser>();
-  } catch (const std::exception& e) {
-    FAIL() << e.what();
-  }
+  auto user = mqsec::testing::make_temporary_user("mqit");
+  ASSERT_TRUE(user);
   const std::string label = SoftHsmEnv::kUserBToken;
 
   // B's internal certificate on B's own token, provisioned as root before B's files are
@@ -571,25 +509,11 @@ TEST_F(SecurityContextTest, ThreadImpersonatingAnotherUserGetsThatUsersContext) 
   // token object invalid for good, for every thread (CKR_GENERAL_ERROR afterwards). So B's
   // group gets access to the whole token store for the duration of this test; the other
   // tokens' private objects stay encrypted under their PINs.
-  const std::string store = mqsec::testing::shell_quote(env().token_dir().string());
-  auto share = mqsec::testing::run_command("chgrp -R " + std::to_string(user->gid()) + " " + store +
-                                           " && chmod -R g+rwX " + store);
-  ASSERT_TRUE(share.ok()) << share.output;
-  struct Unshare {
-    std::string store;
-    ~Unshare() { mqsec::testing::run_command("chgrp -R 0 " + store + " && chmod -R g-w " + store); }
-  } unshare{store};
+  mqsec::testing::GroupAccess share(env().token_dir(), user->gid());
+  ASSERT_TRUE(share.ok()) << share.output();
 
-  const fs::path b_dir = profiles_ / user->name();
-  fs::create_directories(b_dir);
-  mqsec::testing::write_file(b_dir / "profile.toml",
-                             "internal-certificate = \"pkcs11:token=" + label +
-                                 ";id=" + pct_id(id) + ";type=cert\"\n[token]\nuri = \"" +
-                                 env().token_uri(label, b_pin) + "\"\n",
-                             0600);
-  ASSERT_EQ(0, chown(b_dir.c_str(), user->uid(), user->gid()));
-  ASSERT_EQ(0, chmod(b_dir.c_str(), 0700));
-  ASSERT_EQ(0, chown((b_dir / "profile.toml").c_str(), user->uid(), user->gid()));
+  mqsec::testing::write_user_profile(profiles_, *user, mqsec::testing::certificate_uri(label, id),
+                                     env().token_uri(label, b_pin));
 
   // The caller (root) has a context of its own first, so the module and token list are
   // already loaded when B asks, as in a long-running service.
@@ -600,16 +524,9 @@ TEST_F(SecurityContextTest, ThreadImpersonatingAnotherUserGetsThatUsersContext) 
 
   HRESULT hr = MQ_ERROR;
   HANDLE b_h = nullptr;
-  std::string sid_inside, thread_error, reason;
+  std::string sid_inside, reason;
   uid_t euid_inside = 0;
-  std::thread t([&] {
-    // Raw syscalls: glibc's setresuid() would switch every thread of the process. Group
-    // first: once the effective uid is not 0 we may not change the group any more.
-    if (syscall(SYS_setresgid, -1, user->gid(), -1) != 0 ||
-        syscall(SYS_setresuid, -1, user->uid(), -1) != 0) {
-      thread_error = std::string("cannot switch credentials: ") + std::strerror(errno);
-      return;
-    }
+  const std::string thread_error = mqsec::testing::run_as_user(*user, [&] {
     euid_inside = geteuid();
     hr = MQGetSecurityContextEx(nullptr, 0, &b_h);
     // B cannot write the root-owned log file; the thread's last logged error says why.
@@ -618,11 +535,7 @@ TEST_F(SecurityContextTest, ThreadImpersonatingAnotherUserGetsThatUsersContext) 
       auto ctx = mqsec::security::context_table().get(static_cast<uint32_t>(value(b_h)));
       if (ctx) sid_inside = ctx->sid().str();
     }
-    if (syscall(SYS_setresuid, -1, 0, -1) != 0 || syscall(SYS_setresgid, -1, 0, -1) != 0) {
-      thread_error = std::string("cannot switch back: ") + std::strerror(errno);
-    }
   });
-  t.join();
   ASSERT_TRUE(thread_error.empty()) << thread_error;
   EXPECT_EQ(user->uid(), euid_inside);
   EXPECT_EQ(0u, geteuid()) << "the switch leaked out of the thread";

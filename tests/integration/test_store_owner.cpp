@@ -10,26 +10,20 @@
 // On the code before issue 9 the store opened the other user's directory, and the impersonating
 // thread created the store's files owned by B: these tests failed there.
 #include <gtest/gtest.h>
-#include <pwd.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <dirent.h>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "src/queue/batch_writer.hpp"
 #include "src/queue/store.hpp"
-#include "tests/support/softhsm_env.hpp"
+#include "tests/support/test_users.hpp"
 
 namespace {
 
@@ -39,64 +33,8 @@ using mqsec::queue::BatchWriter;
 using mqsec::queue::Bytes;
 using mqsec::queue::QueueInfo;
 using mqsec::queue::Store;
-using mqsec::testing::run_command;
-
-class TestUser {
- public:
-  TestUser() {
-    std::random_device rd;
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "mqso%08x", rd());
-    name_ = buf;
-    auto r = run_command("useradd --system --no-create-home -s /usr/sbin/nologin -c 'mqsec test' " +
-                         name_);
-    if (!r.ok()) throw std::runtime_error("useradd " + name_ + " failed: " + r.output);
-    created_ = true;
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    std::vector<char> pwbuf(16384);
-    if (getpwnam_r(name_.c_str(), &pw, pwbuf.data(), pwbuf.size(), &found) != 0 || !found) {
-      run_command("userdel " + name_);
-      throw std::runtime_error("useradd made no passwd entry for " + name_);
-    }
-    uid_ = pw.pw_uid;
-    gid_ = pw.pw_gid;
-  }
-  ~TestUser() {
-    if (created_) run_command("userdel " + name_);
-  }
-  TestUser(const TestUser&) = delete;
-  TestUser& operator=(const TestUser&) = delete;
-  const std::string& name() const { return name_; }
-  uid_t uid() const { return uid_; }
-  gid_t gid() const { return gid_; }
-
- private:
-  std::string name_;
-  bool created_ = false;
-  uid_t uid_ = 0;
-  gid_t gid_ = 0;
-};
-
-// Runs `fn` on a new thread whose effective ids (that thread's only: raw syscalls) are user's,
-// as a service impersonating a client does; the real ids stay root's.
-std::string as_user(const TestUser& user, const std::function<void()>& fn) {
-  std::string error;
-  std::thread t([&] {
-    if (syscall(SYS_setresgid, -1, user.gid(), -1) != 0 ||
-        syscall(SYS_setresuid, -1, user.uid(), -1) != 0) {
-      error = std::string("cannot switch credentials: ") + std::strerror(errno);
-      return;
-    }
-    fn();
-    if (syscall(SYS_setresuid, -1, 0, -1) != 0 || syscall(SYS_setresgid, -1, 0, -1) != 0) {
-      error = std::string("cannot switch back: ") + std::strerror(errno);
-    }
-  });
-  t.join();
-  if (error.empty() && geteuid() != 0) error = "the credential switch leaked out of the thread";
-  return error;
-}
+using mqsec::testing::run_as_user;
+using mqsec::testing::TemporaryUser;
 
 uid_t owner_of(const fs::path& p) {
   struct stat sb {};
@@ -134,7 +72,7 @@ class StoreOwner : public ::testing::Test {
 };
 
 TEST_F(StoreOwner, DirectoryOwnedByAnotherUserIsRefused) {
-  TestUser b;
+  TemporaryUser b("mqso");
   const fs::path dir = root_ / "store";
   { Store s(dir); }  // a valid store, then handed to B
   ASSERT_EQ(::chown(dir.c_str(), b.uid(), b.gid()), 0);
@@ -164,49 +102,49 @@ TEST_F(StoreOwner, DirectoryOwnedByAnotherUserIsRefused) {
   // An impersonating thread of root's process may use root's store: the owner is the real uid.
   ASSERT_EQ(::chown((dir / "mqsec.db").c_str(), 0, 0), 0);
   std::string opened;
-  ASSERT_EQ(as_user(b,
-                    [&] {
-                      try {
-                        Store s(dir);
-                        opened = "yes";
-                      } catch (const std::exception& e) {
-                        opened = e.what();
-                      }
-                    }),
+  ASSERT_EQ(run_as_user(b,
+                        [&] {
+                          try {
+                            Store s(dir);
+                            opened = "yes";
+                          } catch (const std::exception& e) {
+                            opened = e.what();
+                          }
+                        }),
             "");
   EXPECT_EQ(opened, "yes");
 }
 
 TEST_F(StoreOwner, ImpersonatingThreadCreatesStoreFilesAsTheProcessUser) {
-  TestUser b;
+  TemporaryUser b("mqso");
   // B could create files here (the old code then made B own the new store).
   ASSERT_EQ(::chmod(root_.c_str(), 01777), 0);
   const fs::path dir = root_ / "store";
   std::string result;
   uid_t wal_owner = 1, shm_owner = 1;
-  ASSERT_EQ(as_user(b,
-                    [&] {
-                      try {
-                        Store s(dir);
-                        QueueInfo q;
-                        q.name = "q";
-                        s.create_queue(q);
-                        s.append(s.find_queue("q")->id, 0, Bytes{1, 2, 3}, true);
-                        // While the store is open (closing the last connection removes them),
-                        // looked at with root's file access (B cannot enter the directory).
-                        const int was = setfsuid(0);
-                        wal_owner = owner_of(dir / "mqsec.db-wal");
-                        shm_owner = owner_of(dir / "mqsec.db-shm");
-                        setfsuid(static_cast<uid_t>(was));
-                        result = "ok";
-                        // The thread is still B afterwards (the guard restored its ids).
-                        if (setfsuid(static_cast<uid_t>(-1)) != static_cast<int>(b.uid())) {
-                          result = "file-system uid not restored";
-                        }
-                      } catch (const std::exception& e) {
-                        result = e.what();
-                      }
-                    }),
+  ASSERT_EQ(run_as_user(b,
+                        [&] {
+                          try {
+                            Store s(dir);
+                            QueueInfo q;
+                            q.name = "q";
+                            s.create_queue(q);
+                            s.append(s.find_queue("q")->id, 0, Bytes{1, 2, 3}, true);
+                            // While the store is open (closing the last connection removes them),
+                            // looked at with root's file access (B cannot enter the directory).
+                            const int was = setfsuid(0);
+                            wal_owner = owner_of(dir / "mqsec.db-wal");
+                            shm_owner = owner_of(dir / "mqsec.db-shm");
+                            setfsuid(static_cast<uid_t>(was));
+                            result = "ok";
+                            // The thread is still B afterwards (the guard restored its ids).
+                            if (setfsuid(static_cast<uid_t>(-1)) != static_cast<int>(b.uid())) {
+                              result = "file-system uid not restored";
+                            }
+                          } catch (const std::exception& e) {
+                            result = e.what();
+                          }
+                        }),
             "");
   ASSERT_EQ(result, "ok");
   EXPECT_EQ(owner_of(dir), 0u) << "store directory owned by the impersonated user";
@@ -218,7 +156,7 @@ TEST_F(StoreOwner, ImpersonatingThreadCreatesStoreFilesAsTheProcessUser) {
 }
 
 TEST_F(StoreOwner, BatchWriterStartedByAnImpersonatingThreadKeepsNoImpersonatedIdentity) {
-  TestUser b;
+  TemporaryUser b("mqso");
   const fs::path dir = root_ / "store";
   Store s(dir);
   QueueInfo q;
@@ -226,7 +164,7 @@ TEST_F(StoreOwner, BatchWriterStartedByAnImpersonatingThreadKeepsNoImpersonatedI
   s.create_queue(q);
   const int64_t qid = s.find_queue("q")->id;
   BatchWriter w(s, nullptr);
-  ASSERT_EQ(as_user(b, [&] { w.push(qid, 0, Bytes{1}); }), "");  // starts the writer thread
+  ASSERT_EQ(run_as_user(b, [&] { w.push(qid, 0, Bytes{1}); }), "");  // starts the writer thread
   w.flush();
   EXPECT_EQ(s.message_count(qid), 1u);
   // The impersonating thread has ended; no thread of this process may still be B.

@@ -83,73 +83,6 @@ keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 
-[v3_plain]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-$aia
-[v3_noeku]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-$aia
-[v3_sid]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-1.3.6.1.4.1.311.25.2 = ASN1:SEQUENCE:sid_seq
-$aia
-[v3_sanuri]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-subjectAltName = @san_sid
-$aia
-[v3_caleaf]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, digitalSignature, keyCertSign
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-$aia
-[v3_nodigsig]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, keyAgreement
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-$aia
-[v3_serverauth]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-$aia
-[v3_ocsp]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = critical, OCSPSigning
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[v3_other]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-1.3.6.1.4.1.311.25.2 = ASN1:SEQUENCE:sid_seq
-[v3_selfsid]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-1.3.6.1.4.1.311.25.2 = ASN1:SEQUENCE:sid_seq
-
 [san_sid]
 URI.1 = tag:microsoft.com,2022-09-14:sid:$SID_SAN
 
@@ -159,6 +92,31 @@ othername = IMPLICIT:0,SEQUENCE:sid_on
 type = OID:1.3.6.1.4.1.311.25.2.1
 value = EXPLICIT:0,OCTETSTRING:$SID_EXT
 CNF
+
+# The leaves' extension sections, one a line: leaf_section NAME BASIC KEY_USAGE EKU [LINE...]
+# writes [v3_NAME] with basicConstraints and keyUsage (critical), extendedKeyUsage EKU ("-":
+# none), then each LINE.
+leaf_section() {
+  local name=$1 basic=$2 usage=$3 eku=$4
+  shift 4
+  printf '[v3_%s]\nbasicConstraints = critical, %s\nkeyUsage = critical, %s\n' "$name" "$basic" "$usage"
+  if [[ $eku != - ]]; then printf 'extendedKeyUsage = %s\n' "$eku"; fi
+  printf '%s\n' "$@"
+}
+key_ids=$'subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid'
+sid_ext="1.3.6.1.4.1.311.25.2 = ASN1:SEQUENCE:sid_seq"
+{
+  leaf_section plain CA:FALSE digitalSignature clientAuth "$key_ids" "$aia"
+  leaf_section noeku CA:FALSE digitalSignature - "$key_ids" "$aia"
+  leaf_section sid CA:FALSE digitalSignature clientAuth "$key_ids" "$sid_ext" "$aia"
+  leaf_section sanuri CA:FALSE digitalSignature clientAuth "$key_ids" "subjectAltName = @san_sid" "$aia"
+  leaf_section caleaf CA:TRUE "digitalSignature, keyCertSign" clientAuth "$key_ids" "$aia"
+  leaf_section nodigsig CA:FALSE keyAgreement clientAuth "$key_ids" "$aia"
+  leaf_section serverauth CA:FALSE digitalSignature serverAuth "$key_ids" "$aia"
+  leaf_section ocsp CA:FALSE digitalSignature "critical, OCSPSigning" "$key_ids"
+  leaf_section other CA:FALSE digitalSignature clientAuth "$sid_ext"
+  leaf_section selfsid CA:FALSE digitalSignature clientAuth "$sid_ext"
+} >> ca.cnf
 
 ec_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:"${2:-P-256}" -out "$1.key" 2>/dev/null; }
 rsa_key() { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:"$2" -out "$1.key" 2>/dev/null; }

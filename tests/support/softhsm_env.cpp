@@ -11,8 +11,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
 
@@ -103,6 +105,19 @@ Bytes read_file(const fs::path& path) {
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, f.get())) > 0) out.insert(out.end(), buf, buf + n);
   return out;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string certificate_uri(const std::string& label, const std::string& id_hex) {
+  std::string id;
+  for (size_t i = 0; i + 1 < id_hex.size(); i += 2) id += "%" + id_hex.substr(i, 2);
+  return "pkcs11:token=" + label + ";id=" + id + ";type=cert";
 }
 
 void write_file(const fs::path& path, const std::string& content, mode_t mode) {

@@ -50,6 +50,11 @@ std::string object_block(const std::string& listing, const std::string& id_hex);
 // Reads / writes a whole file. Throw std::runtime_error.
 Bytes read_file(const std::filesystem::path& path);
 void write_file(const std::filesystem::path& path, const std::string& content, mode_t mode = 0644);
+// A whole file as text; empty when it cannot be read (a log that was never written).
+std::string read_text(const std::filesystem::path& path);
+
+// pkcs11:token=<label>;id=<id_hex percent-encoded>;type=cert
+std::string certificate_uri(const std::string& label, const std::string& id_hex);
 
 // What the system configuration (mqsec.toml) says; defaults are the primary token with the
 // primary PIN file.

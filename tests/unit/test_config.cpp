@@ -224,43 +224,37 @@ TEST(SystemConfig, TrustRequireSpellings) {
 }
 
 TEST(SystemConfig, TrustAndLimitsErrors) {
-  EXPECT_NE(system_error("[trust]\nrequire = \"chain\"")
-                .find("trust.require: \"chain\" needs trust anchors"),
-            std::string::npos);
-  EXPECT_NE(system_error("[trust]\nanchors = [\"/a\"]\nrequire = \"strict\"")
-                .find("trust.require: expected \"signature\", \"chain\" or \"chain+revocation\""),
-            std::string::npos);
-  EXPECT_NE(system_error("[trust]\nanchors = [\"etc/trust\"]")
-                .find("trust.anchors: every entry must be an absolute path"),
-            std::string::npos);
-  EXPECT_NE(system_error("[trust]\nanchors = \"/etc/trust\"")
-                .find("trust.anchors: expected an array of strings, not a string"),
-            std::string::npos);
-  EXPECT_NE(system_error("[trust]\ncrl = [\"/a\", 3]")
-                .find("trust.crl: expected an array of strings, but an element is an integer"),
-            std::string::npos);
-  EXPECT_NE(system_error("[trust]\nocsp = \"https://ocsp.example/\"")
-                .find("trust.ocsp: expected \"off\", \"aia\" or an http:// URL"),
-            std::string::npos);
-  EXPECT_NE(system_error("[trust]\nrevocation = \"ignore\"")
-                .find("trust.revocation: expected \"soft-fail\" or \"hard-fail\""),
-            std::string::npos);
-  EXPECT_NE(
-      system_error("[trust]\nreplay-window = -1").find("trust.replay-window: must be between 0"),
-      std::string::npos);
-  EXPECT_NE(system_error("[trust]\nregistry = \"registry.d\"")
-                .find("trust.registry: must be an absolute path"),
-            std::string::npos);
-  EXPECT_NE(system_error("[trust]\nanchor = [\"/a\"]").find("unknown key 'trust.anchor'"),
-            std::string::npos);
-  EXPECT_NE(system_error("[limits]\nmax-message-body = \"4MB\"")
-                .find("limits.max-message-body: expected an integer, not a string"),
-            std::string::npos);
-  EXPECT_NE(system_error("[limits]\nmax-body = 1").find("unknown key 'limits.max-body'"),
-            std::string::npos);
-  EXPECT_NE(system_error("[token]\nallowed-modules = [\"libfoo.so\"]")
-                .find("token.allowed-modules: every entry must be an absolute path"),
-            std::string::npos);
+  struct Case {
+    const char* text;
+    const char* error;  // a part of the error message
+  };
+  const Case cases[] = {
+      {"[trust]\nrequire = \"chain\"", "trust.require: \"chain\" needs trust anchors"},
+      {"[trust]\nanchors = [\"/a\"]\nrequire = \"strict\"",
+       "trust.require: expected \"signature\", \"chain\" or \"chain+revocation\""},
+      {"[trust]\nanchors = [\"etc/trust\"]", "trust.anchors: every entry must be an absolute path"},
+      {"[trust]\nanchors = \"/etc/trust\"",
+       "trust.anchors: expected an array of strings, not a string"},
+      {"[trust]\ncrl = [\"/a\", 3]",
+       "trust.crl: expected an array of strings, but an element is an integer"},
+      {"[trust]\nocsp = \"https://ocsp.example/\"",
+       "trust.ocsp: expected \"off\", \"aia\" or an http:// URL"},
+      {"[trust]\nrevocation = \"ignore\"",
+       "trust.revocation: expected \"soft-fail\" or \"hard-fail\""},
+      {"[trust]\nreplay-window = -1", "trust.replay-window: must be between 0"},
+      {"[trust]\nregistry = \"registry.d\"", "trust.registry: must be an absolute path"},
+      {"[trust]\nanchor = [\"/a\"]", "unknown key 'trust.anchor'"},
+      {"[limits]\nmax-message-body = \"4MB\"",
+       "limits.max-message-body: expected an integer, not a string"},
+      {"[limits]\nmax-body = 1", "unknown key 'limits.max-body'"},
+      {"[token]\nallowed-modules = [\"libfoo.so\"]",
+       "token.allowed-modules: every entry must be an absolute path"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    const std::string error = system_error(c.text);
+    EXPECT_NE(error.find(c.error), std::string::npos) << error;
+  }
 }
 
 // The commented sample in config/ must stay a valid configuration, with its commented trust

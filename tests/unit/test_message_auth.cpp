@@ -11,6 +11,7 @@
 #include "src/security/identity.hpp"
 #include "src/security/message_auth.hpp"
 #include "src/security/openssl.hpp"
+#include "tests/support/sign_envelope.hpp"
 
 using namespace mqsec::security;
 
@@ -50,22 +51,7 @@ Envelope signed_envelope(const Signer& s, SigScheme scheme, uint32_t calg = CALG
   e.sender_id_type = MQMSG_SENDERID_TYPE_SID;
   e.sender_id = Sid::unix_user(1000).bytes();
   e.sender_cert = s.der;
-  Bytes tbs = to_be_signed(e);
-  MdCtxPtr md(EVP_MD_CTX_new());
-  EVP_PKEY_CTX* pctx = nullptr;
-  const EVP_MD* h = calg == CALG_SHA_384 ? EVP_sha384()
-                    : calg == CALG_SHA1  ? EVP_sha1()
-                                         : EVP_sha256();
-  EVP_DigestSignInit(md.get(), &pctx, h, nullptr, s.key.get());
-  if (scheme == SigScheme::RsaPss) {
-    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
-    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST);
-  }
-  size_t len = 0;
-  EVP_DigestSign(md.get(), nullptr, &len, tbs.data(), tbs.size());
-  e.signature.resize(len);
-  EVP_DigestSign(md.get(), e.signature.data(), &len, tbs.data(), tbs.size());
-  e.signature.resize(len);
+  mqsec::testing::sign_envelope(e, s.key.get());
   return e;
 }
 
@@ -181,16 +167,7 @@ TEST(Verifier, NoSenderIdIsAuthenticButNotConfirmed) {
   e.sender_id.clear();
   // re-sign without the SID
   Envelope resigned = e;
-  {
-    Bytes tbs = to_be_signed(resigned);
-    MdCtxPtr md(EVP_MD_CTX_new());
-    EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, ec.key.get());
-    size_t len = 0;
-    EVP_DigestSign(md.get(), nullptr, &len, tbs.data(), tbs.size());
-    resigned.signature.resize(len);
-    EVP_DigestSign(md.get(), resigned.signature.data(), &len, tbs.data(), tbs.size());
-    resigned.signature.resize(len);
-  }
+  mqsec::testing::sign_envelope(resigned, ec.key.get());
   Verdict d = v.verify(resigned, Sid::unix_user(1000).bytes(), kNow, false);
   EXPECT_TRUE(d.ok) << d.reason;
   EXPECT_FALSE(d.sender_confirmed);

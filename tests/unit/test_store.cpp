@@ -23,6 +23,8 @@
 #include <set>
 #include <thread>
 
+#include "tests/support/sqlite_query.hpp"
+
 namespace mqsec::queue {
 namespace {
 
@@ -597,13 +599,7 @@ void sql(const fs::path& db_path, const std::string& text) {
 int64_t sql_int(const fs::path& db_path, const std::string& query) {
   sqlite3* db = nullptr;
   EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  int64_t v = -1;
-  if (sqlite3_prepare_v2(db, query.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    v = sqlite3_column_int64(st, 0);
-  }
-  sqlite3_finalize(st);
+  const int64_t v = mqsec::testing::query_int64(db, query);
   sqlite3_close(db);
   return v;
 }
@@ -618,9 +614,7 @@ TEST_F(StoreTest, QueueTrustAndSignersArePersisted) {
     q.signer_subjects = {"CN=alice,O=Payroll", "CN=bob, with comma\nand newline"};
     q.signer_sids = {"S-1-5-21-1-2-3-1001"};
     s.create_queue(q);
-    QueueInfo plain;
-    plain.name = "plain";
-    s.create_queue(plain);
+    make_queue(s, "plain");
     QueueInfo bad;
     bad.name = "bad";
     bad.trust = "chain+everything";

@@ -26,6 +26,7 @@
 #include "src/security/message_auth.hpp"
 #include "src/security/openssl.hpp"
 #include "src/security/trust.hpp"
+#include "tests/support/sign_envelope.hpp"
 #include "tests/support/test_pki.hpp"
 
 using namespace mqsec::security;
@@ -37,22 +38,22 @@ namespace {
 
 const TestPki& pki() { return mqsec::testing::test_pki(MQSEC_MAKE_PKI); }
 
-X509Ptr load_cert(const std::string& name) {
-  FILE* f = std::fopen(pki().pem(name).c_str(), "r");
-  if (f == nullptr) throw std::runtime_error("cannot open " + name);
-  X509Ptr c(PEM_read_X509(f, nullptr, nullptr, nullptr));
+// The first PEM object in `path`, read with `read` (PEM_read_X509, PEM_read_PrivateKey).
+template <typename T>
+T* read_pem(const fs::path& path, T* (*read)(FILE*, T**, pem_password_cb*, void*)) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) throw std::runtime_error("cannot open " + path.string());
+  T* object = read(f, nullptr, nullptr, nullptr);
   std::fclose(f);
-  if (!c) throw std::runtime_error("cannot read " + name);
-  return c;
+  if (object == nullptr) throw std::runtime_error("cannot read " + path.string());
+  return object;
 }
 
+X509Ptr load_cert(const std::string& name) {
+  return X509Ptr(read_pem(pki().pem(name), PEM_read_X509));
+}
 PkeyPtr load_key(const std::string& name) {
-  FILE* f = std::fopen(pki().key(name).c_str(), "r");
-  if (f == nullptr) throw std::runtime_error("cannot open key " + name);
-  PkeyPtr k(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr));
-  std::fclose(f);
-  if (!k) throw std::runtime_error("cannot read key " + name);
-  return k;
+  return PkeyPtr(read_pem(pki().key(name), PEM_read_PrivateKey));
 }
 
 int next_timeout = 3000;
@@ -467,14 +468,7 @@ Envelope signed_by(const std::string& leaf, const Bytes& sender_sid, uint64_t se
   e.sender_id = sender_sid;
   e.sender_cert = to_der(cert.get());
   e.sent_time = sent ? sent : static_cast<uint64_t>(test_now());
-  Bytes tbs = to_be_signed(e);
-  MdCtxPtr md(EVP_MD_CTX_new());
-  EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, key.get());
-  size_t len = 0;
-  EVP_DigestSign(md.get(), nullptr, &len, tbs.data(), tbs.size());
-  e.signature.resize(len);
-  EVP_DigestSign(md.get(), e.signature.data(), &len, tbs.data(), tbs.size());
-  e.signature.resize(len);
+  mqsec::testing::sign_envelope(e, key.get());
   return e;
 }
 
@@ -488,19 +482,23 @@ VerifyPolicy policy(const TrustStore* store, TrustRequire r) {
   return p;
 }
 
+// A Verifier's verdict on a message signed by `leaf` whose SENDERID is `sender_sid`, under
+// policy(store, r).
+Verdict verify_signed(const std::string& leaf, const std::string& sender_sid,
+                      const TrustStore* store, TrustRequire r) {
+  return Verifier().verify(signed_by(leaf, sid_bytes(sender_sid)), policy(store, r));
+}
+
 }  // namespace
 
 TEST_F(Trust, VerifierConfirmsSenderIdFromAChainedCertificateWithoutRegistry) {
   auto store = trust_store_for(base_config());
-  Verifier v;
-  Verdict d = v.verify(signed_by("sid", sid_bytes(pki().sid_ext)),
-                       policy(store.get(), TrustRequire::Chain));
+  Verdict d = verify_signed("sid", pki().sid_ext, store.get(), TrustRequire::Chain);
   EXPECT_TRUE(d.ok) << d.reason;
   EXPECT_TRUE(d.sender_confirmed);
   EXPECT_EQ(d.trust, trust_bits::kSignature | trust_bits::kChain | trust_bits::kSidFromCertificate);
   // The SAN form confirms too, and so does a chained certificate under "signature".
-  Verdict san = v.verify(signed_by("sanuri", sid_bytes(pki().sid_san)),
-                         policy(store.get(), TrustRequire::Signature));
+  Verdict san = verify_signed("sanuri", pki().sid_san, store.get(), TrustRequire::Signature);
   EXPECT_TRUE(san.ok) << san.reason;
   EXPECT_TRUE(san.sender_confirmed);
   EXPECT_TRUE(san.trust & trust_bits::kSidFromCertificate);
@@ -508,38 +506,29 @@ TEST_F(Trust, VerifierConfirmsSenderIdFromAChainedCertificateWithoutRegistry) {
 
 TEST_F(Trust, VerifierRejectsASenderIdTheCertificateContradicts) {
   auto store = trust_store_for(base_config());
-  Verifier v;
-  Verdict d = v.verify(signed_by("sid", sid_bytes(pki().sid_san)),
-                       policy(store.get(), TrustRequire::Chain));
+  Verdict d = verify_signed("sid", pki().sid_san, store.get(), TrustRequire::Chain);
   EXPECT_FALSE(d.ok);
   EXPECT_EQ(d.kind, "sid-mismatch");
   EXPECT_FALSE(d.sender_confirmed);
   // Also under "signature": a chained certificate's SID is authoritative.
-  EXPECT_EQ(v.verify(signed_by("sid", sid_bytes(pki().sid_san)),
-                     policy(store.get(), TrustRequire::Signature))
-                .kind,
+  EXPECT_EQ(verify_signed("sid", pki().sid_san, store.get(), TrustRequire::Signature).kind,
             "sid-mismatch");
 }
 
 TEST_F(Trust, VerifierDoesNotTakeTheSidOfAnUnchainedCertificate) {
   auto store = trust_store_for(base_config());
-  Verifier v;
-  Verdict d = v.verify(signed_by("selfsid", sid_bytes(pki().sid_ext)),
-                       policy(store.get(), TrustRequire::Signature));
+  Verdict d = verify_signed("selfsid", pki().sid_ext, store.get(), TrustRequire::Signature);
   EXPECT_TRUE(d.ok) << d.reason;
   EXPECT_FALSE(d.sender_confirmed);
   EXPECT_EQ(d.trust, trust_bits::kSignature);
-  Verdict other = v.verify(signed_by("other", sid_bytes(pki().sid_ext)),
-                           policy(store.get(), TrustRequire::Signature));
+  Verdict other = verify_signed("other", pki().sid_ext, store.get(), TrustRequire::Signature);
   EXPECT_TRUE(other.ok);
   EXPECT_FALSE(other.sender_confirmed);
-  Verdict chain = v.verify(signed_by("selfsid", sid_bytes(pki().sid_ext)),
-                           policy(store.get(), TrustRequire::Chain));
+  Verdict chain = verify_signed("selfsid", pki().sid_ext, store.get(), TrustRequire::Chain);
   EXPECT_FALSE(chain.ok);
   EXPECT_EQ(chain.kind, "chain");
   // No trust store but a chain demanded: rejected, never silently downgraded.
-  Verdict none =
-      v.verify(signed_by("sid", sid_bytes(pki().sid_ext)), policy(nullptr, TrustRequire::Chain));
+  Verdict none = verify_signed("sid", pki().sid_ext, nullptr, TrustRequire::Chain);
   EXPECT_FALSE(none.ok);
   EXPECT_EQ(none.kind, "chain");
 }
@@ -548,17 +537,13 @@ TEST_F(Trust, VerifierRejectsRevokedAndLeafFailures) {
   TrustConfig c = base_config();
   c.crl = {pki().dir / "crl.pem"};
   auto store = trust_store_for(c);
-  Verifier v;
-  Verdict revoked = v.verify(signed_by("revoked", sid_bytes(pki().sid_ext)),
-                             policy(store.get(), TrustRequire::Chain));
+  Verdict revoked = verify_signed("revoked", pki().sid_ext, store.get(), TrustRequire::Chain);
   EXPECT_FALSE(revoked.ok);
   EXPECT_EQ(revoked.kind, "revoked");
-  Verdict ca = v.verify(signed_by("caleaf", sid_bytes(pki().sid_ext)),
-                        policy(store.get(), TrustRequire::Chain));
+  Verdict ca = verify_signed("caleaf", pki().sid_ext, store.get(), TrustRequire::Chain);
   EXPECT_FALSE(ca.ok);
   EXPECT_EQ(ca.kind, "leaf");
-  Verdict good = v.verify(signed_by("plain", sid_bytes(pki().sid_ext)),
-                          policy(store.get(), TrustRequire::ChainRevocation));
+  Verdict good = verify_signed("plain", pki().sid_ext, store.get(), TrustRequire::ChainRevocation);
   EXPECT_TRUE(good.ok) << good.reason;
   EXPECT_EQ(good.trust,
             trust_bits::kSignature | trust_bits::kChain | trust_bits::kRevocationChecked);
@@ -589,30 +574,32 @@ TEST_F(Trust, VerifierRegistriesConfirmAndContradict) {
 
 TEST_F(Trust, VerifierAuthorizedSignersBySubjectAndSid) {
   auto store = trust_store_for(base_config());
-  Verifier v;
+  // Messages from `leaf` with SENDERID = the PKI's extension SID, under policy `p`.
+  auto expect_authorized = [&](const std::string& leaf, const VerifyPolicy& p) {
+    Verdict d = Verifier().verify(signed_by(leaf, sid_bytes(pki().sid_ext)), p);
+    EXPECT_TRUE(d.ok) << leaf << ": " << d.reason;
+    EXPECT_TRUE(d.trust & trust_bits::kSignerAuthorized) << leaf;
+  };
+  auto expect_unauthorized = [&](const std::string& leaf, const VerifyPolicy& p) {
+    Verdict d = Verifier().verify(signed_by(leaf, sid_bytes(pki().sid_ext)), p);
+    EXPECT_FALSE(d.ok) << leaf;
+    EXPECT_EQ(d.kind, "signer") << leaf;
+  };
   X509Ptr plain = load_cert("plain");
   VerifyPolicy by_subject = policy(store.get(), TrustRequire::Chain);
   by_subject.signers = {{subject_string(plain.get()), ""}};
-  Verdict ok = v.verify(signed_by("plain", sid_bytes(pki().sid_ext)), by_subject);
-  EXPECT_TRUE(ok.ok) << ok.reason;
-  EXPECT_TRUE(ok.trust & trust_bits::kSignerAuthorized);
-  Verdict no = v.verify(signed_by("sid", sid_bytes(pki().sid_ext)), by_subject);
-  EXPECT_FALSE(no.ok);
-  EXPECT_EQ(no.kind, "signer");
+  expect_authorized("plain", by_subject);
+  expect_unauthorized("sid", by_subject);
 
   VerifyPolicy by_sid = policy(store.get(), TrustRequire::Chain);
   by_sid.signers = {{"", pki().sid_ext}};
-  Verdict sid_ok = v.verify(signed_by("sid", sid_bytes(pki().sid_ext)), by_sid);
-  EXPECT_TRUE(sid_ok.ok) << sid_ok.reason;
-  EXPECT_TRUE(sid_ok.trust & trust_bits::kSignerAuthorized);
+  expect_authorized("sid", by_sid);
   // Claiming the SID in SENDERID is not enough: nothing confirms it for the plain certificate.
-  Verdict claimed = v.verify(signed_by("plain", sid_bytes(pki().sid_ext)), by_sid);
-  EXPECT_FALSE(claimed.ok);
-  EXPECT_EQ(claimed.kind, "signer");
+  expect_unauthorized("plain", by_sid);
   // Nor is the same SID in a self-signed certificate.
   VerifyPolicy sig_only = by_sid;
   sig_only.require = TrustRequire::Signature;
-  EXPECT_EQ(v.verify(signed_by("selfsid", sid_bytes(pki().sid_ext)), sig_only).kind, "signer");
+  expect_unauthorized("selfsid", sig_only);
 }
 
 TEST_F(Trust, VerifierClockSkewAndReplayWindow) {
