@@ -26,6 +26,8 @@
 #include <cstring>
 #include <ctime>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace mqsec::queue {
 
@@ -219,6 +221,12 @@ void prepare_files(const std::filesystem::path& dir, const std::filesystem::path
 
 }  // namespace
 
+// Column lists of the message and queue readers (read_message, find_queue and list_queues).
+constexpr const char* kMsgCols =
+    "SELECT queue_id, seq, " MQSEC_PRIO ", arrived, envelope FROM messages ";
+constexpr const char* kQueueCols =
+    "SELECT id, name, label, authenticate, transactional, created, trust FROM queues ";
+
 struct Store::Statements {
   sqlite3_stmt* begin = nullptr;
   sqlite3_stmt* commit = nullptr;
@@ -252,40 +260,74 @@ struct Store::Statements {
   sqlite3_stmt* prune_rejections_count = nullptr;
   sqlite3_stmt* prune_rejections_bytes = nullptr;
 
+  using Member = sqlite3_stmt* Statements::*;
+  // Every statement but the transaction ones, with its SQL: prepared together once the schema
+  // is current, finalized together.
+  static const std::vector<std::pair<Member, std::string>>& queries() {
+    static const auto* all = new std::vector<std::pair<Member, std::string>>{
+        {&Statements::data_version, "PRAGMA data_version"},
+        {&Statements::insert_queue,
+         "INSERT INTO queues(name, label, authenticate, transactional, created, trust)"
+         " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO NOTHING"},
+        {&Statements::insert_signer,
+         "INSERT INTO queue_signers(queue_id, pos, kind, value) VALUES(?1, ?2, ?3, ?4)"},
+        {&Statements::signers,
+         "SELECT kind, value FROM queue_signers WHERE queue_id = ?1 ORDER BY pos"},
+        {&Statements::delete_queue_signers, "DELETE FROM queue_signers WHERE queue_id = ?1"},
+        {&Statements::delete_queue_delivered, "DELETE FROM delivered WHERE queue_id = ?1"},
+        {&Statements::insert_delivered,
+         "INSERT INTO delivered(queue_id, msg_id, sent_time) VALUES(?1, ?2, ?3)"
+         " ON CONFLICT(queue_id, msg_id) DO NOTHING"},
+        {&Statements::was_delivered, "SELECT 1 FROM delivered WHERE queue_id = ?1 AND msg_id = ?2"},
+        {&Statements::prune_delivered, "DELETE FROM delivered WHERE sent_time < ?1"},
+        {&Statements::find_queue, std::string(kQueueCols) + "WHERE name = ?1"},
+        {&Statements::list_queues, std::string(kQueueCols) + "ORDER BY name"},
+        {&Statements::delete_queue_messages, "DELETE FROM messages WHERE queue_id = ?1"},
+        {&Statements::delete_queue, "DELETE FROM queues WHERE id = ?1"},
+        // INSERT ... SELECT: the queue's existence is checked inside the same write
+        // transaction, so a concurrent delete_queue cannot leave orphaned messages behind.
+        {&Statements::insert_message,
+         "INSERT INTO messages(queue_id, priority, arrived, envelope)"
+         " SELECT id, ?2, ?3, ?4 FROM queues WHERE id = ?1"},
+        {&Statements::first,
+         std::string(kMsgCols) + "WHERE queue_id = ?1 ORDER BY " MQSEC_PRIO " DESC, seq LIMIT 1"},
+        {&Statements::next_after,
+         std::string(kMsgCols) + "WHERE queue_id = ?1 AND (" MQSEC_PRIO " < ?2 OR (" MQSEC_PRIO
+                                 " = ?2 AND seq > ?3)) ORDER BY " MQSEC_PRIO " DESC, seq LIMIT 1"},
+        {&Statements::get, std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2"},
+        {&Statements::remove, "DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2"},
+        {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
+        {&Statements::any, "SELECT 1 FROM messages WHERE queue_id = ?1 LIMIT 1"},
+        {&Statements::insert_rejection,
+         "INSERT INTO rejections(queue, time, kind, reason, envelope, original_size)"
+         " VALUES(?1, ?2, ?3, ?4, ?5, ?6)"},
+        {&Statements::rejections,
+         "SELECT id, queue, time, kind, reason, envelope, original_size FROM rejections"
+         " WHERE queue = ?1 ORDER BY id"},
+        {&Statements::prune_rejections_age, "DELETE FROM rejections WHERE time < ?1"},
+        // Keeps the newest ?1 records.
+        {&Statements::prune_rejections_count,
+         "DELETE FROM rejections WHERE id <= (SELECT id FROM rejections ORDER BY id DESC"
+         " LIMIT 1 OFFSET ?1)"},
+        // Keeps the newest records whose sizes add up to at most ?1 bytes.
+        {&Statements::prune_rejections_bytes,
+         "DELETE FROM rejections WHERE id IN (SELECT id FROM (SELECT id, sum(length(envelope) +"
+         " length(reason) + length(kind)) OVER (ORDER BY id DESC) AS total FROM rejections)"
+         " WHERE total > ?1)"},
+        {&Statements::bind_cert,
+         "INSERT INTO certificates(sha256, der, sid, registered_by, registered)"
+         " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(sha256) DO UPDATE SET"
+         " der = excluded.der, registered = excluded.registered WHERE sid = excluded.sid"},
+        {&Statements::cert_owner, "SELECT sid, registered_by FROM certificates WHERE sha256 = ?1"},
+        {&Statements::cert_sid, "SELECT sid FROM certificates WHERE sha256 = ?1"},
+    };
+    return *all;
+  }
+
   ~Statements() {
-    for (sqlite3_stmt* s : {begin,
-                            commit,
-                            rollback,
-                            data_version,
-                            insert_queue,
-                            find_queue,
-                            list_queues,
-                            delete_queue_messages,
-                            delete_queue,
-                            insert_message,
-                            first,
-                            next_after,
-                            get,
-                            remove,
-                            count,
-                            any,
-                            insert_rejection,
-                            rejections,
-                            bind_cert,
-                            cert_sid,
-                            cert_owner,
-                            insert_signer,
-                            signers,
-                            delete_queue_signers,
-                            delete_queue_delivered,
-                            insert_delivered,
-                            was_delivered,
-                            prune_delivered,
-                            prune_rejections_age,
-                            prune_rejections_count,
-                            prune_rejections_bytes}) {
-      sqlite3_finalize(s);  // accepts nullptr
-    }
+    // sqlite3_finalize accepts nullptr (statements not prepared when opening failed).
+    for (sqlite3_stmt* s : {begin, commit, rollback}) sqlite3_finalize(s);
+    for (const auto& [member, sql] : queries()) sqlite3_finalize(this->*member);
   }
 };
 
@@ -429,67 +471,9 @@ Store::Store(const std::filesystem::path& dir) {
       tx.commit();
     }
 
-    constexpr const char* kMsgCols =
-        "SELECT queue_id, seq, " MQSEC_PRIO ", arrived, envelope FROM messages ";
-    constexpr const char* kQueueCols =
-        "SELECT id, name, label, authenticate, transactional, created, trust FROM queues ";
-    st_->data_version = prepare("PRAGMA data_version");
-    st_->insert_queue = prepare(
-        "INSERT INTO queues(name, label, authenticate, transactional, created, trust)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO NOTHING");
-    st_->insert_signer =
-        prepare("INSERT INTO queue_signers(queue_id, pos, kind, value) VALUES(?1, ?2, ?3, ?4)");
-    st_->signers =
-        prepare("SELECT kind, value FROM queue_signers WHERE queue_id = ?1 ORDER BY pos");
-    st_->delete_queue_signers = prepare("DELETE FROM queue_signers WHERE queue_id = ?1");
-    st_->delete_queue_delivered = prepare("DELETE FROM delivered WHERE queue_id = ?1");
-    st_->insert_delivered = prepare(
-        "INSERT INTO delivered(queue_id, msg_id, sent_time) VALUES(?1, ?2, ?3)"
-        " ON CONFLICT(queue_id, msg_id) DO NOTHING");
-    st_->was_delivered = prepare("SELECT 1 FROM delivered WHERE queue_id = ?1 AND msg_id = ?2");
-    st_->prune_delivered = prepare("DELETE FROM delivered WHERE sent_time < ?1");
-    st_->find_queue = prepare((std::string(kQueueCols) + "WHERE name = ?1").c_str());
-    st_->list_queues = prepare((std::string(kQueueCols) + "ORDER BY name").c_str());
-    st_->delete_queue_messages = prepare("DELETE FROM messages WHERE queue_id = ?1");
-    st_->delete_queue = prepare("DELETE FROM queues WHERE id = ?1");
-    // INSERT ... SELECT: the queue's existence is checked inside the same write transaction, so
-    // a concurrent delete_queue cannot leave orphaned messages behind.
-    st_->insert_message = prepare(
-        "INSERT INTO messages(queue_id, priority, arrived, envelope)"
-        " SELECT id, ?2, ?3, ?4 FROM queues WHERE id = ?1");
-    st_->first = prepare(
-        (std::string(kMsgCols) + "WHERE queue_id = ?1 ORDER BY " MQSEC_PRIO " DESC, seq LIMIT 1")
-            .c_str());
-    st_->next_after = prepare((std::string(kMsgCols) +
-                               "WHERE queue_id = ?1 AND (" MQSEC_PRIO " < ?2 OR (" MQSEC_PRIO
-                               " = ?2 AND seq > ?3)) ORDER BY " MQSEC_PRIO " DESC, seq LIMIT 1")
-                                  .c_str());
-    st_->get = prepare((std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2").c_str());
-    st_->remove = prepare("DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2");
-    st_->count = prepare("SELECT count(*) FROM messages WHERE queue_id = ?1");
-    st_->any = prepare("SELECT 1 FROM messages WHERE queue_id = ?1 LIMIT 1");
-    st_->insert_rejection = prepare(
-        "INSERT INTO rejections(queue, time, kind, reason, envelope, original_size)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
-    st_->rejections = prepare(
-        "SELECT id, queue, time, kind, reason, envelope, original_size FROM rejections"
-        " WHERE queue = ?1 ORDER BY id");
-    st_->prune_rejections_age = prepare("DELETE FROM rejections WHERE time < ?1");
-    // Keeps the newest ?1 records.
-    st_->prune_rejections_count = prepare(
-        "DELETE FROM rejections WHERE id <= (SELECT id FROM rejections ORDER BY id DESC"
-        " LIMIT 1 OFFSET ?1)");
-    // Keeps the newest records whose sizes add up to at most ?1 bytes.
-    st_->prune_rejections_bytes = prepare(
-        "DELETE FROM rejections WHERE id IN (SELECT id FROM (SELECT id, sum(length(envelope) +"
-        " length(reason) + length(kind)) OVER (ORDER BY id DESC) AS total FROM rejections)"
-        " WHERE total > ?1)");
-    st_->bind_cert = prepare(
-        "INSERT INTO certificates(sha256, der, sid, registered_by, registered)"
-        " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(sha256) DO UPDATE SET"
-        " der = excluded.der, registered = excluded.registered WHERE sid = excluded.sid");
-    st_->cert_owner = prepare("SELECT sid, registered_by FROM certificates WHERE sha256 = ?1");
-    st_->cert_sid = prepare("SELECT sid FROM certificates WHERE sha256 = ?1");
+    for (const auto& [member, sql] : Statements::queries()) {
+      st_.get()->*member = prepare(sql.c_str());
+    }
   } catch (const Error& e) {
     st_.reset();
     sqlite3_close_v2(db_);

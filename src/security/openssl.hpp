@@ -2,8 +2,11 @@
 // helpers the security layer shares: strict DER parsing, digests, names, public keys.
 #pragma once
 
+#include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/ocsp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <cstdint>
 #include <memory>
@@ -21,7 +24,25 @@ struct OsslFree {
   void operator()(EVP_MD_CTX* p) const noexcept { EVP_MD_CTX_free(p); }
   void operator()(EVP_PKEY_CTX* p) const noexcept { EVP_PKEY_CTX_free(p); }
   void operator()(X509_NAME* p) const noexcept { X509_NAME_free(p); }
+  void operator()(BIO* p) const noexcept { BIO_free_all(p); }
+  void operator()(X509_STORE* p) const noexcept { X509_STORE_free(p); }
+  void operator()(X509_STORE_CTX* p) const noexcept { X509_STORE_CTX_free(p); }
+  void operator()(X509_CRL* p) const noexcept { X509_CRL_free(p); }
+  void operator()(ASN1_OBJECT* p) const noexcept { ASN1_OBJECT_free(p); }
+  void operator()(OCSP_REQUEST* p) const noexcept { OCSP_REQUEST_free(p); }
+  void operator()(OCSP_RESPONSE* p) const noexcept { OCSP_RESPONSE_free(p); }
+  void operator()(OCSP_BASICRESP* p) const noexcept { OCSP_BASICRESP_free(p); }
+  void operator()(OCSP_CERTID* p) const noexcept { OCSP_CERTID_free(p); }
+  void operator()(GENERAL_NAMES* p) const noexcept { GENERAL_NAMES_free(p); }
+  void operator()(EXTENDED_KEY_USAGE* p) const noexcept {
+    sk_ASN1_OBJECT_pop_free(p, ASN1_OBJECT_free);
+  }
+  void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_pop_free(p, X509_free); }
+  void operator()(STACK_OF(OPENSSL_STRING) * p) const noexcept { X509_email_free(p); }
 };
+// Any OpenSSL object OsslFree knows how to free.
+template <class T>
+using OsslPtr = std::unique_ptr<T, OsslFree>;
 using X509Ptr = std::unique_ptr<X509, OsslFree>;
 using PkeyPtr = std::unique_ptr<EVP_PKEY, OsslFree>;
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, OsslFree>;

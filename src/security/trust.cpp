@@ -45,26 +45,9 @@ namespace fs = std::filesystem;
 
 // ---- OpenSSL ownership ----------------------------------------------------------------------
 
-struct Free {
-  void operator()(BIO* p) const noexcept { BIO_free_all(p); }
-  void operator()(X509_STORE* p) const noexcept { X509_STORE_free(p); }
-  void operator()(X509_STORE_CTX* p) const noexcept { X509_STORE_CTX_free(p); }
-  void operator()(X509_CRL* p) const noexcept { X509_CRL_free(p); }
-  void operator()(ASN1_OBJECT* p) const noexcept { ASN1_OBJECT_free(p); }
-  void operator()(OCSP_REQUEST* p) const noexcept { OCSP_REQUEST_free(p); }
-  void operator()(OCSP_RESPONSE* p) const noexcept { OCSP_RESPONSE_free(p); }
-  void operator()(OCSP_BASICRESP* p) const noexcept { OCSP_BASICRESP_free(p); }
-  void operator()(OCSP_CERTID* p) const noexcept { OCSP_CERTID_free(p); }
-  void operator()(GENERAL_NAMES* p) const noexcept { GENERAL_NAMES_free(p); }
-  void operator()(EXTENDED_KEY_USAGE* p) const noexcept {
-    sk_ASN1_OBJECT_pop_free(p, ASN1_OBJECT_free);
-  }
-  void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_pop_free(p, X509_free); }
-  void operator()(STACK_OF(OPENSSL_STRING) * p) const noexcept { X509_email_free(p); }
-};
 template <class T>
-using Ptr = std::unique_ptr<T, Free>;
-using CertStack = std::unique_ptr<STACK_OF(X509), Free>;
+using Ptr = OsslPtr<T>;
+using CertStack = OsslPtr<STACK_OF(X509)>;
 
 // Seconds since the epoch of an ASN1_TIME; nullopt if it is malformed.
 std::optional<std::time_t> to_time_t(const ASN1_TIME* t) {
@@ -573,7 +556,7 @@ class X509TrustStore final : public TrustStore {
     std::string url = cfg_.ocsp;
     if (url == "aia") {
       url.clear();
-      std::unique_ptr<STACK_OF(OPENSSL_STRING), Free> urls(X509_get1_ocsp(leaf));
+      OsslPtr<STACK_OF(OPENSSL_STRING)> urls(X509_get1_ocsp(leaf));
       for (int i = 0; urls && i < sk_OPENSSL_STRING_num(urls.get()); ++i) {
         std::string u = sk_OPENSSL_STRING_value(urls.get(), i);
         if (u.rfind("http://", 0) == 0) {
