@@ -14,7 +14,7 @@ jobs=$(nproc)
 supp=$root/tests/sanitizers
 
 # The concurrency tests, by GoogleTest name (ctest -R), plus anything labelled "concurrency".
-concurrency='CallGate|Concurren|Thread|Fork|Parallel|ManyThreads|TwoProcesses|Processes|Race|Reliability|BatchWriter|HandleTable'
+concurrency='CallGate|Concurren|Thread|Fork|Parallel|ManyThreads|TwoProcesses|Processes|Race|Reliability|BatchWriter|HandleTable|ExactlyOnce|OcspAnswersAreCached'
 
 configure_and_build() {  # <dir> <sanitizers>
   cmake -S "$root" -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQSEC_SANITIZE="$2" \
