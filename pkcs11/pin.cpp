@@ -18,11 +18,7 @@ namespace {
 
 uid_t thread_euid() { return thread_effective_uid(); }
 
-uid_t thread_ruid() {
-  uid_t r = 0, e = 0, s = 0;
-  syscall(SYS_getresuid, &r, &e, &s);
-  return r;
-}
+uid_t thread_ruid() { return thread_real_uid(); }
 
 std::string decode_percent(const std::string& s) {
   std::string out;
@@ -101,6 +97,12 @@ uid_t thread_effective_uid() noexcept {
   uid_t r = 0, e = 0, s = 0;
   syscall(SYS_getresuid, &r, &e, &s);
   return e;
+}
+
+uid_t thread_real_uid() noexcept {
+  uid_t r = 0, e = 0, s = 0;
+  syscall(SYS_getresuid, &r, &e, &s);
+  return r;
 }
 
 SecretString::SecretString(SecretString&& o) noexcept : s_(std::move(o.s_)) { o.wipe(); }

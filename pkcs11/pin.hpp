@@ -44,5 +44,7 @@ SecretString read_pin(const std::string& source);
 // The calling thread's effective uid (Linux credentials are per thread; glibc's geteuid()
 // may return a cached process-wide value in some configurations, the raw syscall never does).
 uid_t thread_effective_uid() noexcept;
+// The calling thread's real uid (raw getresuid: credentials are per thread).
+uid_t thread_real_uid() noexcept;
 
 }  // namespace mqsec::pkcs11

@@ -427,15 +427,24 @@ void Token::login_impl(const std::string& pin_source) {
   }
   // The token is logged in, but not by a C_Login of ours just now (we made it earlier and it
   // survived, or other code in this process made it): what we recorded of our last login
-  // decides who may use it; with no record, the first identity to come (as before), and no
-  // other uid.
+  // decides who may use it. With no record nobody can prove anything against it: it is lent
+  // only to the process's own user (a thread that impersonates no one), never to an
+  // impersonated identity, and to no other uid afterwards.
   auto found_logged_in = [&] {
     bool have_record;
     {
       std::lock_guard lock(mu_);
       have_record = login_digest_.has_value() || pad_login_uid_.has_value();
     }
-    if (have_record) prove_locked(me);
+    if (have_record) {
+      prove_locked(me);
+    } else if (me.uid != thread_real_uid()) {
+      throw Error("token '" + label_ +
+                  "' was logged in by other code in this process, so a thread acting for uid " +
+                  std::to_string(me.uid) +
+                  " cannot prove that it knows the PIN; obtain the context from a thread that "
+                  "impersonates no one, or let mqsec make the first login");
+    }
     std::lock_guard lock(mu_);
     logged_in_ = true;
     if (std::find(proven_.begin(), proven_.end(), me) == proven_.end()) proven_.push_back(me);

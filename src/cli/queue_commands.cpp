@@ -230,6 +230,16 @@ std::string create_with_policy(const QueueCreateArgs& a, const std::string& what
     }
     q.trust = security::to_string(*t);
   }
+  if (!a.signers.empty() && cfg.trust.anchors.empty()) {
+    // Anyone can make a self-signed certificate with any subject: a subject names a signer
+    // only in a certificate that chains to a CA the receiver trusts.
+    throw Failure(what,
+                  "--signer needs [trust] anchors in the system configuration (" +
+                      security::system_config_path().string() +
+                      "): a subject is only as trustworthy as the CA that issued the certificate",
+                  MQ_ERROR_INVALID_PARAMETER,
+                  "configure [trust] anchors, or name the signer by SID with --signer-sid");
+  }
   for (const std::string& s : a.signers) q.signer_subjects.push_back(s);
   for (const std::string& s : a.signer_sids) {
     q.signer_sids.push_back(security::Sid::from_string(s).str());  // canonical form

@@ -208,8 +208,11 @@ Verdict Verifier::verify(const Envelope& e, const VerifyPolicy& p) {
   }
 
   // Authorized signers: a subject match, or a SID that a trusted source confirmed (the SID of
-  // a certificate whose chain validated counts even when the message carries no SENDERID).
+  // a certificate whose chain validated counts even when the message carries no SENDERID). A
+  // subject counts only in a certificate whose chain to an anchor validated: anyone can make a
+  // self-signed certificate with any subject.
   if (!p.signers.empty()) {
+    const bool chained = (v.trust & trust_bits::kChain) != 0;
     std::optional<Bytes> signer_sid = confirmed;
     if (!signer_sid && cert_sid) {
       try {
@@ -219,7 +222,7 @@ Verdict Verifier::verify(const Envelope& e, const VerifyPolicy& p) {
     }
     bool allowed = false;
     for (const AuthorizedSigner& s : p.signers) {
-      if (!s.subject.empty() && s.subject == v.subject) allowed = true;
+      if (chained && !s.subject.empty() && s.subject == v.subject) allowed = true;
       if (!s.sid.empty() && signer_sid) {
         try {
           if (Sid::from_string(s.sid).bytes() == *signer_sid) allowed = true;
@@ -228,7 +231,10 @@ Verdict Verifier::verify(const Envelope& e, const VerifyPolicy& p) {
       }
     }
     if (!allowed) {
-      return fail("signer", "signer '" + v.subject + "' is not an authorized signer of the queue");
+      return fail("signer", "signer '" + v.subject + "' is not an authorized signer of the queue" +
+                                (chained ? std::string()
+                                         : " (a subject is only accepted from a certificate that "
+                                           "chains to a configured trust anchor)"));
     }
     v.trust |= trust_bits::kSignerAuthorized;
   }

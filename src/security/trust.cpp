@@ -611,9 +611,9 @@ class X509TrustStore final : public TrustStore {
     }
     Ptr<OCSP_BASICRESP> basic(OCSP_response_get1_basic(resp.get()));
     if (!basic) return unknown("response from " + url + " is not a basic response");
-    if (OCSP_check_nonce(req.get(), basic.get()) == 0) {
-      return unknown("response from " + url + " carries another nonce");
-    }
+    // 1: our nonce came back; 0: another nonce (a mix-up or an attack); anything else: none.
+    const int nonce = OCSP_check_nonce(req.get(), basic.get());
+    if (nonce == 0) return unknown("response from " + url + " carries another nonce");
     if (OCSP_basic_verify(basic.get(), chain, snap.store.get(), 0) != 1) {
       return unknown("response from " + url + " does not verify: " + ossl_reason());
     }
@@ -628,7 +628,18 @@ class X509TrustStore final : public TrustStore {
       return unknown("response from " + url + " has a thisUpdate in the future");
     }
     std::time_t ttl = kOcspDefaultTtl;
-    if (next_upd != nullptr) {
+    if (next_upd == nullptr) {
+      // Without a nextUpdate only our nonce shows that the answer was made for this request:
+      // an old "good" answer replayed by whoever answers at the responder's address would
+      // otherwise pass for as long as it is served, revoked or not.
+      if (nonce != 1) {
+        return unknown("response from " + url +
+                       " has neither a nextUpdate nor our nonce, so it may be a replayed answer");
+      }
+      if (*t_this < now - kOcspMaxTtl) {
+        return unknown("response from " + url + " is older than an hour and has no nextUpdate");
+      }
+    } else {
       auto t_next = to_time_t(next_upd);
       if (!t_next || *t_next < now - kOcspSkew) {
         return unknown("response from " + url + " is out of date (nextUpdate has passed)");

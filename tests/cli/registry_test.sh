@@ -3,8 +3,9 @@
 #  - `mqsec registry add|list|remove` round trip (files, modes, --json), and its refusals:
 #    not root, an invalid SID, a certificate already bound to another SID, an unsafe directory;
 #  - `mqsec queue create --signer ... --trust ...`: the policy is in `queue list` (and --json);
-#    a message from an unauthorized signer is rejected (kind "signer"), one from the authorized
-#    signer is delivered;
+#    a message from the authorized signer (a CA-issued certificate of the test PKI on the token)
+#    is delivered, one from a self-signed certificate with the same subject is rejected (kind
+#    "signer"); --signer is refused without [trust] anchors;
 #  - `mqsec rejected --json` is one JSON document with queue, time, kind, reason, size and
 #    truncated for each record.
 # Usage: registry_test.sh SOURCE_DIR BUILD_DIR. Needs root (exit 77: skipped otherwise).
@@ -34,6 +35,7 @@ head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$t/so.pin"
 cat > "$t/mqsec.toml" <<CONF
 [token]
 uri = "pkcs11:token=mqsec?module-path=$module&pin-source=file:$t/user.pin"
+allow-extractable-keys = true   # the test PKI's leaf key is imported into the token
 [store]
 path = "$t/store"
 [profiles]
@@ -43,6 +45,22 @@ sid = "unix"
 [trust]
 registry = "$t/etc/registry.d"
 CONF
+cp "$t/mqsec.toml" "$t/no-anchors.toml"
+bash "$src/pki/make-pki.sh" "$t/pki" >/dev/null 2>&1 || { echo "make-pki.sh failed"; exit 1; }
+cat >> "$t/mqsec.toml" <<CONF
+anchors = ["$t/pki/root.pem"]
+intermediates = ["$t/pki/inter.pem"]
+require = "signature"   # so that the queue's signer list, not the chain, turns mallory away
+CONF
+# The CA-issued leaf "plain" on the token (the PIN on pkcs11-tool's argv: a throwaway token).
+openssl pkcs8 -topk8 -nocrypt -in "$t/pki/plain.key" -outform DER -out "$t/pki/plain.p8.der"
+openssl x509 -in "$t/pki/plain.pem" -outform DER -out "$t/pki/plain.der"
+for obj in "privkey $t/pki/plain.p8.der" "cert $t/pki/plain.der"; do
+  set -- $obj
+  pkcs11-tool --module "$module" --token-label mqsec --login --pin "$(cat "$t/user.pin")" \
+    --write-object "$2" --type "$1" --id 7701 --label plain >/dev/null 2>&1 ||
+    { echo "importing the $1 of plain failed"; exit 1; }
+done
 export MQSEC_CONFIG="$t/mqsec.toml" MQSEC_LOG="file:$t/mqsec.log"
 
 fail=0 passed=0
@@ -125,9 +143,12 @@ expect 0 "add after remove, another SID" -- "$mqsec" registry add "$t/a.pem" --s
 expect 0 "remove by file" -- "$mqsec" registry remove "$t/a.der"
 
 # ---- queue create --signer, rejected --json -------------------------------------------------
-expect 0 "enroll alice" -- "$mqsec" enroll --key p256 --subject "CN=alice,O=Payroll"
-alice=$(sed -n 's/^enrolled: //p' <<<"$out")
-[ -n "$alice" ] && ok || bad "no subject in the enroll output"
+# alice: the CA-issued certificate "plain"; mallory: a self-signed one with the same subject.
+alice=$(openssl x509 -in "$t/pki/plain.pem" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
+[ -n "$alice" ] && ok || bad "no subject for plain.pem"
+expect 1 "queue create --signer without anchors" -- env MQSEC_CONFIG="$t/no-anchors.toml" \
+  "$mqsec" queue create nobody --signer "$alice"
+has "--signer needs \[trust\] anchors" "queue create --signer without anchors"
 expect 2 "queue create with an invalid signer SID" -- "$mqsec" queue create payroll --signer-sid S-1-nope
 expect 2 "queue create with an unknown trust level" -- "$mqsec" queue create payroll --trust chains
 expect 0 "queue create --signer" -- "$mqsec" queue create payroll --signer "$alice" \
@@ -152,14 +173,16 @@ assert q["authenticate"] is True and q["trust"] == "signature", q
 assert q["signer_subjects"] == [sys.argv[2]] and q["signer_sids"] == ["S-1-5-21-1-2-3-4242"], q
 PY
 
-expect 0 "send as alice" -- "$mqsec" send payroll --body "from alice" --label alice --auth
-expect 0 "enroll mallory" -- "$mqsec" enroll --key p256 --subject "CN=mallory,O=Elsewhere"
+expect 0 "send as alice" -- "$mqsec" send payroll --body "from alice" --label alice --auth \
+  --cert "$t/pki/plain.der"
+expect 0 "enroll mallory" -- "$mqsec" enroll --key p256 --subject "$alice"
 mallory=$(sed -n 's/^enrolled: //p' <<<"$out")
+[ "$mallory" = "$alice" ] && ok || bad "mallory's subject '$mallory' is not alice's '$alice'"
 expect 0 "send as mallory" -- "$mqsec" send payroll --body "from mallory" --label mallory --auth
 expect 0 "receive: alice's message" -- "$mqsec" receive payroll --timeout 2000 --json \
   --export "$t/export"
 has '"label":"alice"' "receive alice"
-has '"trust":\["signature","user-registry","signer-authorized"\]' "receive alice"
+has '"trust":\["signature","chain","signer-authorized"\]' "receive alice"
 expect 1 "receive: mallory's message is rejected" -- "$mqsec" receive payroll --timeout 1000
 has "MQ_ERROR_IO_TIMEOUT" "receive mallory"
 # The system registry confirms too: alice's certificate bound to this user's SID by root.
@@ -169,7 +192,7 @@ expect 0 "send as alice (external certificate)" -- "$mqsec" send payroll --body 
   --cert "$t/export/1/sender.der"
 expect 0 "receive: confirmed by the system registry" -- "$mqsec" receive payroll --timeout 2000
 has "confirmed: +yes \(the system registry binds the certificate to it\)" "receive (system registry)"
-has "trust: +signature, system-registry, user-registry, signer-authorized" "receive (system registry)"
+has "trust: +signature, chain, system-registry, signer-authorized" "receive (system registry)"
 expect 0 "rejected" -- "$mqsec" rejected payroll
 has "1 rejected message for queue 'payroll'" "rejected"
 has "\[signer\] .*not an authorized signer" "rejected"

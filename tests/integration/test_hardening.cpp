@@ -394,6 +394,40 @@ TEST_F(HardeningWithUserB, MismatchedPinOfAnotherIdentityIsNeverSubmittedToTheTo
   EXPECT_EQ(logins + 1, mock::call_count("C_Login"));
 }
 
+// A login made by other code of the process (no record of ours to prove a PIN against) is lent
+// to the process's own user only, never to a thread acting for another user.
+TEST_F(HardeningWithUserB, ForeignLoginIsNotLentToAnImpersonatedIdentity) {
+  namespace mock = mqsec::mock;
+  using mqsec::pkcs11::Error;
+  mock::reset();
+  setenv("MQSEC_HARDENING_MOCK_PIN", "1234", 1);
+  auto module = mqsec::pkcs11::Module::from_function_list(mock::function_list(), "mock");
+  auto token = mqsec::pkcs11::Token::open(module, mqsec::pkcs11::Uri::parse("pkcs11:token=mock-a"));
+  {  // "other code": its own session and C_Login, outside mqsec's Token
+    CK_FUNCTION_LIST* f = mock::function_list();
+    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    ASSERT_EQ(static_cast<CK_RV>(CKR_OK),
+              f->C_OpenSession(token->slot(), CKF_SERIAL_SESSION, nullptr, nullptr, &h));
+    std::string pin = "1234";
+    ASSERT_EQ(static_cast<CK_RV>(CKR_OK),
+              f->C_Login(h, CKU_USER, reinterpret_cast<CK_UTF8CHAR*>(pin.data()), pin.size()));
+  }
+  const std::string b_source =
+      "file:" +
+      env().write_pin_file("mock-foreign-" + name_, "1234", b_->uid(), b_->gid()).string();
+  std::string outcome = "logged in";
+  std::string err = run_as_user(*b_, [&] {
+    try {
+      token->login(b_source);
+    } catch (const Error& e) {
+      outcome = e.what();
+    }
+  });
+  ASSERT_EQ("", err);
+  EXPECT_NE(outcome.find("logged in by other code"), std::string::npos) << outcome;
+  EXPECT_NO_THROW(token->login("env:MQSEC_HARDENING_MOCK_PIN")) << "the process's own user";
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. The environment is not trusted in privileged processes
 

@@ -46,4 +46,18 @@ class OcspResponder {
   std::filesystem::path log_;
 };
 
+// A hostile "responder" on 127.0.0.1:<port> that answers every request with the same stored
+// DER response (a replayed answer), as anyone who can bind the responder's address could.
+// A python3 http.server child, killed by the destructor (and when the test process dies).
+class CannedOcspServer {
+ public:
+  CannedOcspServer(const std::filesystem::path& response_der, int port);
+  ~CannedOcspServer();
+  CannedOcspServer(const CannedOcspServer&) = delete;
+  CannedOcspServer& operator=(const CannedOcspServer&) = delete;
+
+ private:
+  pid_t pid_ = -1;
+};
+
 }  // namespace mqsec::testing

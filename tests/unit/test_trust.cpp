@@ -313,6 +313,29 @@ TEST_F(Trust, OcspFixedUrl) {
   EXPECT_EQ(eval(*store, "revoked", TrustRequire::ChainRevocation).kind, "revoked");
 }
 
+// An old "good" answer without our nonce and without a nextUpdate, served back by whoever answers
+// at the responder's address, proves nothing about now: revocation stays unknown.
+TEST_F(Trust, ReplayedOcspAnswerWithoutNonceOrNextUpdateIsNotTrusted) {
+  const std::filesystem::path captured = pki().dir / "captured-good.der";
+  {
+    OcspResponder responder(pki(), pki().ocsp_port, MQSEC_LOOPBACK_BIND);
+    const std::string cmd = "openssl ocsp -issuer '" + pki().pem("inter").string() + "' -cert '" +
+                            pki().pem("plain").string() + "' -url " + pki().ocsp_url() +
+                            " -no_nonce -noverify -respout '" + captured.string() + "' >/dev/null 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "capturing an answer";
+  }
+  const int port = mqsec::testing::free_loopback_port();
+  mqsec::testing::CannedOcspServer replay(captured, port);
+  TrustConfig c = base_config();
+  c.ocsp = "http://127.0.0.1:" + std::to_string(port) + "/";
+  c.revocation = RevocationMode::HardFail;
+  TrustOutcome t = eval(*trust_store_for(c), "plain", TrustRequire::ChainRevocation);
+  EXPECT_FALSE(t.ok);
+  EXPECT_EQ(t.kind, "revocation-unknown");
+  EXPECT_NE(t.reason.find("replayed"), std::string::npos) << t.reason;
+  EXPECT_EQ(t.flags & trust_bits::kRevocationChecked, 0u);
+}
+
 TEST_F(Trust, OcspAnswersAreCachedOneRequestForManyEvaluations) {
   // The responder answers one request and exits: a second request would find nobody.
   OcspResponder responder(pki(), pki().ocsp_port, MQSEC_LOOPBACK_BIND, 1);
@@ -600,6 +623,19 @@ TEST_F(Trust, VerifierAuthorizedSignersBySubjectAndSid) {
   VerifyPolicy sig_only = by_sid;
   sig_only.require = TrustRequire::Signature;
   expect_unauthorized("selfsid", sig_only);
+
+  // A self-signed certificate with the authorized subject (selfsid has sid's subject) is not
+  // that signer, under any requirement and with or without anchors.
+  X509Ptr sid = load_cert("sid"), selfsid = load_cert("selfsid");
+  ASSERT_EQ(subject_string(sid.get()), subject_string(selfsid.get()));
+  for (const TrustStore* trust : {store.get(), static_cast<const TrustStore*>(nullptr)}) {
+    VerifyPolicy subject_only = policy(trust, TrustRequire::Signature);
+    subject_only.signers = {{subject_string(sid.get()), ""}};
+    expect_unauthorized("selfsid", subject_only);
+  }
+  VerifyPolicy subject_chained = policy(store.get(), TrustRequire::Signature);
+  subject_chained.signers = {{subject_string(sid.get()), ""}};
+  expect_authorized("sid", subject_chained);
 }
 
 TEST_F(Trust, VerifierClockSkewAndReplayWindow) {
