@@ -13,9 +13,11 @@
 
 #include "mqsec/error.hpp"
 #include "pkcs11/call_gate.hpp"
+#include "pkcs11/error.hpp"
 #include "src/security/log.hpp"
 #include "src/security/openssl.hpp"
 #include "src/security/personal_store.hpp"
+#include "src/security/possession.hpp"
 #include "src/security/system_registry.hpp"
 
 namespace mqsec::abi {
@@ -198,6 +200,7 @@ Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
   out.sid = setup.user.sid.str();
 
   security::PersonalStore personal(setup);
+  security::X509Ptr cert;
   if (der.empty()) {
     if (!profile_error.empty()) {
       log(LogLevel::Error, "cannot read the user profile: " + profile_error);
@@ -218,19 +221,38 @@ Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
       out.object_uri = std::move(e.object_uri);
     }
   } else {
-    security::X509Ptr cert = security::parse_der_strict(der);
+    cert = security::parse_der_strict(der);
     if (!cert) {
       throw Error(MQ_ERROR_INVALID_CERTIFICATE,
                   "the buffer is not exactly one DER-encoded X.509 certificate");
     }
-    if (!personal.find_key_for(cert.get(), der)) {
-      std::string why = "cannot register '" + security::subject_string(cert.get()) +
-                        "': its private key is not in the caller's personal store (token '" +
-                        personal.token()->label() + "')";
-      log(LogLevel::Error, why);
-      throw Error(MQ_ERROR_INVALID_CERTIFICATE, why);
-    }
     out.der.assign(der.begin(), der.end());
+  }
+
+  // Proof of possession, on every path (external, existing internal, newly enrolled): the
+  // certificate's private key must be on the caller's token AND sign a fresh challenge that
+  // the certificate verifies. Finding a key by CKA_ID or public key proves nothing by itself:
+  // anyone can put someone else's certificate on their token next to a key of their own.
+  if (!cert) {
+    cert = security::parse_der_strict(out.der);
+    if (!cert) {
+      fail(MQ_ERROR_INVALID_CERTIFICATE, "cannot register the internal certificate '" +
+                                             out.object_uri + "': the object on token '" +
+                                             personal.token()->label() +
+                                             "' is not exactly one DER-encoded X.509 certificate");
+    }
+  }
+  try {
+    auto key = personal.find_key_for(cert.get(), out.der);
+    if (!key) {
+      fail(MQ_ERROR_INVALID_CERTIFICATE,
+           "cannot register '" + security::subject_string(cert.get()) +
+               "': its private key is not in the caller's personal store (token '" +
+               personal.token()->label() + "')");
+    }
+    security::prove_possession(personal, cert.get(), *key);
+  } catch (const pkcs11::Error& e) {
+    security::throw_mapped(e, MQ_ERROR_CORRUPTED_SECURITY_DATA, "certificate registration");
   }
 
   // Registrations are never last-writer-wins: a certificate bound to another SID stays bound

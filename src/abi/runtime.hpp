@@ -48,8 +48,9 @@ struct Registered {
 
 // MQRegisterCertificate for the calling thread's user. `der` empty: the internal certificate
 // (created with `opts` unless `if_not_exist` and one exists); else that external certificate,
-// whose private key must be in the user's personal store (proof of possession: nobody can
-// bind someone else's certificate to their own SID). Throws mqsec::Error.
+// whose private key must be in the user's personal store. On every path the key must sign a
+// fresh challenge that the certificate verifies (security::prove_possession) before anything
+// is bound: nobody can bind someone else's certificate to their own SID. Throws mqsec::Error.
 Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
                                 const security::EnrollOptions& opts);
 

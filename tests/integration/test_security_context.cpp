@@ -2,9 +2,10 @@
 // MQFreeSecurityContext, MQRegisterCertificate) against a real SoftHSM2 token.
 //
 // Everything is driven through mq.h's C API; keys and certificates are provisioned with the
-// independent tools (pkcs11-tool, openssl) through tests/support/softhsm_env. The only use of
-// internal C++ API is security::context_table(), to read which user a context belongs to and
-// whether a freed handle is gone.
+// independent tools (pkcs11-tool, openssl) through tests/support/softhsm_env. The internal C++
+// API is used only to look: security::context_table(), to read which user a context belongs to
+// and whether a freed handle is gone, and the store (abi::store_at) and the caller's SID
+// (security::resolve_user), to see what MQRegisterCertificate bound.
 //
 // Each test writes its own system configuration with its own profiles directory, so the tests
 // do not depend on each other's profiles whether they run in one process or (under CTest's
@@ -24,12 +25,16 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "src/abi/runtime.hpp"
 #include "src/security/context.hpp"
+#include "src/security/openssl.hpp"
+#include "src/security/personal_store.hpp"
 #include "src/security/log.hpp"
 #include "tests/support/hresult_text.hpp"
 #include "tests/support/softhsm_env.hpp"
@@ -342,6 +347,148 @@ TEST_F(SecurityContextTest, ExtractableKeysAreRefusedUnlessAllowed) {
     SCOPED_TRACE(f.name);
     EXPECT_HR(MQ_OK, try_get(f.fn, soft.cert_der));
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// MQRegisterCertificate: proof of possession
+//
+// A certificate is public. Writing someone else's certificate onto one's own token next to an
+// unrelated key with the same CKA_ID makes the certificate and "its" key match by attributes;
+// registering must still fail, because that key cannot sign for the certificate (and a
+// registration is never rebound, so binding it would lock its owner out for good).
+
+struct ForeignKey {
+  const char* cert_alg;  // software certificate: "rsa" | "ec"
+  const char* key_type;  // unrelated key generated on the token
+  const char* name;
+};
+
+void PrintTo(const ForeignKey& k, std::ostream* os) { *os << k.name; }
+
+class PossessionTest : public SecurityContextTest,
+                       public ::testing::WithParamInterface<ForeignKey> {
+ protected:
+  void SetUp() override {
+    SecurityContextTest::SetUp();
+    store_ = profiles_ / "store";
+    fs::create_directories(store_);
+    rewrite_config([&](ConfigOptions& o) { o.store_path = store_; });
+  }
+
+  // `alg`'s software certificate (its key is nowhere on the token) written onto the primary
+  // token as a certificate object with the CKA_ID of a fresh, unrelated `key_type` key pair.
+  Bytes foreign_certificate_next_to_unrelated_key(const std::string& alg,
+                                                  const std::string& key_type,
+                                                  std::string* id_out) {
+    const std::string id = SoftHsmEnv::new_id();
+    Bytes der = env().software_certificate(alg, "victim-" + id).cert_der;
+    env().keypairgen(SoftHsmEnv::kPrimaryToken, key_type, id, "attacker-key-" + id);
+    env().write_certificate(SoftHsmEnv::kPrimaryToken, der, id, "victim-cert-" + id);
+    if (id_out) *id_out = id;
+    return der;
+  }
+
+  std::optional<Bytes> bound_sid(const Bytes& der) {
+    return mqsec::abi::store_at(store_).certificate_sid(mqsec::security::sha256(der));
+  }
+  static Bytes my_sid() { return mqsec::security::resolve_user().user.sid.bytes(); }
+
+  void write_profile_naming(const std::string& id) {
+    fs::create_directories(my_profile_dir());
+    mqsec::testing::write_file(my_profile_dir() / "profile.toml",
+                               "internal-certificate = \"" +
+                                   mqsec::testing::certificate_uri(SoftHsmEnv::kPrimaryToken, id) +
+                                   "\"\n",
+                               0600);
+  }
+
+  fs::path store_;
+};
+
+TEST_P(PossessionTest, ForeignCertificateNextToAnUnrelatedKeyIsNotRegistered) {
+  const ForeignKey& p = GetParam();
+  std::string id;
+  Bytes der = foreign_certificate_next_to_unrelated_key(p.cert_alg, p.key_type, &id);
+  ASSERT_FALSE(
+      mqsec::testing::object_block(env().list_objects(SoftHsmEnv::kPrimaryToken, "cert", ""), id)
+          .empty())
+      << "precondition: the certificate object with CKA_ID " << id;
+
+  HRESULT hr =
+      MQRegisterCertificate(MQCERT_REGISTER_ALWAYS, der.data(), static_cast<DWORD>(der.size()));
+  std::string reason = mqsec::last_error_message();
+  EXPECT_HR(MQ_ERROR_INVALID_CERTIFICATE, hr) << reason;
+  // Refused by the proof, not by the lookup: the attribute match alone would have passed.
+  EXPECT_NE(std::string::npos, reason.find("did not produce a valid signature")) << reason;
+  EXPECT_NE(std::string::npos, reason.find(SoftHsmEnv::kPrimaryToken)) << reason;
+  EXPECT_FALSE(bound_sid(der)) << "the foreign certificate was bound to the caller's SID";
+}
+
+// The same through the internal-certificate path: the profile names the foreign certificate
+// object and MQRegisterCertificate(MQCERT_REGISTER_IF_NOT_EXIST, NULL, 0) finds it "existing".
+TEST_P(PossessionTest, ForeignInternalCertificateIsNotRegistered) {
+  const ForeignKey& p = GetParam();
+  std::string id;
+  Bytes der = foreign_certificate_next_to_unrelated_key(p.cert_alg, p.key_type, &id);
+  write_profile_naming(id);
+  const Bytes profile_before = mqsec::testing::read_file(my_profile_dir() / "profile.toml");
+
+  HRESULT hr = MQRegisterCertificate(MQCERT_REGISTER_IF_NOT_EXIST, nullptr, 0);
+  std::string reason = mqsec::last_error_message();
+  EXPECT_HR(MQ_ERROR_INVALID_CERTIFICATE, hr) << reason;
+  EXPECT_NE(std::string::npos, reason.find("did not produce a valid signature")) << reason;
+  EXPECT_FALSE(bound_sid(der)) << "the foreign internal certificate was bound";
+  EXPECT_EQ(profile_before, mqsec::testing::read_file(my_profile_dir() / "profile.toml"))
+      << "the profile changed although nothing was registered";
+}
+
+INSTANTIATE_TEST_SUITE_P(KeyTypes, PossessionTest,
+                         ::testing::Values(ForeignKey{"rsa", "rsa:2048", "RsaCertRsaKey"},
+                                           ForeignKey{"ec", "EC:prime256v1", "EcCertEcKey"},
+                                           ForeignKey{"ec", "rsa:2048", "EcCertRsaKey"},
+                                           ForeignKey{"rsa", "EC:prime256v1", "RsaCertEcKey"}),
+                         [](const ::testing::TestParamInfo<ForeignKey>& i) {
+                           return std::string(i.param.name);
+                         });
+
+// Positive controls: certificates whose keys really are on the token register, by certificate
+// object (RSA, EC), by public key alone, and as the profile's existing internal certificate.
+TEST_F(PossessionTest, CertificatesWhoseKeyIsOnTheTokenRegister) {
+  const Bytes me = my_sid();
+  for (const char* key_type : {"rsa:2048", "EC:prime256v1"}) {
+    for (bool with_cert_object : {true, false}) {
+      SCOPED_TRACE(std::string(key_type) + (with_cert_object ? " with" : " without") +
+                   " a certificate object");
+      Bytes der = token_key_certificate(key_type, with_cert_object);
+      EXPECT_HR(MQ_OK, MQRegisterCertificate(MQCERT_REGISTER_ALWAYS, der.data(),
+                                             static_cast<DWORD>(der.size())))
+          << mqsec::last_error_message();
+      EXPECT_EQ(std::optional<Bytes>(me), bound_sid(der));
+    }
+  }
+
+  std::string id;
+  Bytes internal = token_key_certificate("EC:prime256v1", true, &id);
+  write_profile_naming(id);
+  EXPECT_HR(MQ_INFORMATION_INTERNAL_USER_CERT_EXIST,
+            MQRegisterCertificate(MQCERT_REGISTER_IF_NOT_EXIST, nullptr, 0))
+      << mqsec::last_error_message();
+  EXPECT_EQ(std::optional<Bytes>(me), bound_sid(internal));
+
+  // A newly enrolled internal certificate proves possession too and is bound.
+  ASSERT_HR(MQ_OK, MQRegisterCertificate(MQCERT_REGISTER_ALWAYS, nullptr, 0))
+      << mqsec::last_error_message();
+  Bytes profile = mqsec::testing::read_file(my_profile_dir() / "profile.toml");
+  std::string text(profile.begin(), profile.end());
+  size_t at = text.find("internal-certificate");
+  ASSERT_NE(std::string::npos, at) << text;
+  ASSERT_NE(id, id_from_uri(text.substr(at, text.find('\n', at) - at))) << text;
+  HANDLE h = nullptr;
+  ASSERT_HR(MQ_OK, MQGetSecurityContextEx(nullptr, 0, &h));
+  auto ctx = mqsec::security::context_table().get(static_cast<uint32_t>(value(h)));
+  ASSERT_TRUE(ctx);
+  EXPECT_EQ(std::optional<Bytes>(me), bound_sid(ctx->certificate()));
+  MQFreeSecurityContext(h);
 }
 
 // ---------------------------------------------------------------------------------------
