@@ -165,10 +165,47 @@ void check_owner(const struct stat& sb, const std::filesystem::path& path, const
   }
 }
 
+// Every directory above the store must belong to root or to the process's user and must not be
+// writable by group or others unless it is sticky (like /tmp, where nobody else may rename our
+// entries): whoever can write one of them could replace the store between our checks and
+// SQLite's own open. Both the path as given and the path with
+// symbolic links resolved are checked.
+void check_ancestors(const std::filesystem::path& dir) {
+  const uid_t me = ::getuid();
+  auto check_chain = [&](std::filesystem::path p) {
+    for (p = p.parent_path(); !p.empty(); p = p.parent_path()) {
+      struct stat sb {};
+      if (::lstat(p.c_str(), &sb) != 0) {
+        unavailable("stat of " + p.string() + " (above the store) failed: " + std::strerror(errno));
+      }
+      if (sb.st_uid != 0 && sb.st_uid != me) {
+        throw Error(MQ_ERROR_ACCESS_DENIED,
+                    p.string() + " (above the store " + dir.string() + ") is owned by " +
+                        user_of(sb.st_uid) + ", who could replace the store; use a store path " +
+                        "whose directories belong to root or to " + user_of(me));
+      }
+      if (!S_ISLNK(sb.st_mode) && (sb.st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
+          !(sb.st_mode & S_ISVTX)) {
+        throw Error(MQ_ERROR_ACCESS_DENIED,
+                    p.string() + " (above the store " + dir.string() +
+                        ") is writable by group or others (mode " + octal_mode(sb.st_mode) +
+                        "), who could replace the store; chmod go-w it or use another store path");
+      }
+      if (p == p.root_path()) break;
+    }
+  };
+  const std::filesystem::path absolute = std::filesystem::absolute(dir);
+  check_chain(absolute);
+  std::error_code ec;
+  const std::filesystem::path parent = std::filesystem::canonical(absolute.parent_path(), ec);
+  if (!ec) check_chain(parent / absolute.filename());
+}
+
 // Creates the directory and the database file ourselves, so their modes do not depend on the
 // umask and the file is never briefly readable by others; checks who owns them. Runs with the
 // thread's real ids as file-system ids (RealFsIds in the caller).
 void prepare_files(const std::filesystem::path& dir, const std::filesystem::path& db) {
+  check_ancestors(dir);
   if (::mkdir(dir.c_str(), 0700) == 0) {
     if (::chmod(dir.c_str(), 0700) != 0) {
       unavailable("chmod of store directory " + dir.string() + " failed: " + std::strerror(errno));

@@ -71,6 +71,37 @@ class StoreOwner : public ::testing::Test {
   fs::path root_;
 };
 
+// Whoever can write a directory above the store could swap the store between mqsec's checks and
+// SQLite's open: such a path is refused, whether the directory is another user's or open to
+// everyone; a sticky directory like /tmp is fine.
+TEST_F(StoreOwner, StoreBelowADirectoryOthersCanWriteIsRefused) {
+  TemporaryUser b("mqsp");
+  auto expect_refused = [&](const fs::path& dir, const std::string& needle) {
+    try {
+      Store s(dir);
+      ADD_FAILURE() << "opened a store below " << dir.parent_path();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), MQ_ERROR_ACCESS_DENIED) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  const fs::path bs = root_ / "b-owned";
+  fs::create_directories(bs);
+  ASSERT_EQ(::chown(bs.c_str(), b.uid(), b.gid()), 0);
+  expect_refused(bs / "store", b.name());
+  EXPECT_FALSE(fs::exists(bs / "store")) << "nothing is created there";
+
+  const fs::path open_dir = root_ / "world-writable";
+  fs::create_directories(open_dir);
+  ASSERT_EQ(::chmod(open_dir.c_str(), 0777), 0);
+  expect_refused(open_dir / "store", "writable by group or others");
+
+  const fs::path sticky = root_ / "sticky";
+  fs::create_directories(sticky);
+  ASSERT_EQ(::chmod(sticky.c_str(), 01777), 0);
+  EXPECT_NO_THROW(Store s(sticky / "store")) << "a root-owned sticky directory, like /tmp";
+}
+
 TEST_F(StoreOwner, DirectoryOwnedByAnotherUserIsRefused) {
   TemporaryUser b("mqso");
   const fs::path dir = root_ / "store";
