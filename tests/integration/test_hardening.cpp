@@ -342,14 +342,35 @@ TEST_F(HardeningWithUserB, ImpersonatedThreadMustProveThePinOfTheServicesLogin) 
 // does not match the login is refused without being submitted, and stays refused after the
 // login is lost (so an impersonated user cannot spend the card's retry counter with it); B's
 // right PIN logs in, and the service then proves its own PIN without another C_Login.
+// Token::login from a thread running as `user`: "logged in", the refusal's text, or what went
+// wrong switching identities.
+std::string login_as(const TemporaryUser& user, mqsec::pkcs11::Token& token,
+                     const std::string& pin_source) {
+  std::string outcome = "logged in";
+  std::string err = run_as_user(user, [&] {
+    try {
+      token.login(pin_source);
+    } catch (const mqsec::pkcs11::Error& e) {
+      outcome = e.what();
+    }
+  });
+  return err.empty() ? outcome : err;
+}
+
+// Token "mock-a" of a freshly reset mock module (no login yet); its user PIN, "1234", is in
+// $MQSEC_HARDENING_MOCK_PIN for the service's pin-source=env:.
+std::shared_ptr<mqsec::pkcs11::Token> fresh_mock_token() {
+  mqsec::mock::reset();
+  setenv("MQSEC_HARDENING_MOCK_PIN", "1234", 1);
+  auto module = mqsec::pkcs11::Module::from_function_list(mqsec::mock::function_list(), "mock");
+  return mqsec::pkcs11::Token::open(module, mqsec::pkcs11::Uri::parse("pkcs11:token=mock-a"));
+}
+
 TEST_F(HardeningWithUserB, MismatchedPinOfAnotherIdentityIsNeverSubmittedToTheToken) {
   namespace mock = mqsec::mock;
   using mqsec::pkcs11::Error;
-  mock::reset();
-  setenv("MQSEC_HARDENING_MOCK_PIN", "1234", 1);
   const std::string svc_source = "env:MQSEC_HARDENING_MOCK_PIN";
-  auto module = mqsec::pkcs11::Module::from_function_list(mock::function_list(), "mock");
-  auto token = mqsec::pkcs11::Token::open(module, mqsec::pkcs11::Uri::parse("pkcs11:token=mock-a"));
+  auto token = fresh_mock_token();
   token->login(svc_source);
   const int logins = mock::call_count("C_Login");
   ASSERT_EQ(1, logins);
@@ -358,17 +379,7 @@ TEST_F(HardeningWithUserB, MismatchedPinOfAnotherIdentityIsNeverSubmittedToTheTo
       "file:" + env().write_pin_file("mock-wrong-" + name_, "0000", b_->uid(), b_->gid()).string();
   const std::string right =
       "file:" + env().write_pin_file("mock-right-" + name_, "1234", b_->uid(), b_->gid()).string();
-  auto login_as_b = [&](const std::string& source) -> std::string {
-    std::string outcome = "logged in";
-    std::string err = run_as_user(*b_, [&] {
-      try {
-        token->login(source);
-      } catch (const Error& e) {
-        outcome = e.what();
-      }
-    });
-    return err.empty() ? outcome : err;
-  };
+  auto login_as_b = [&](const std::string& source) { return login_as(*b_, *token, source); };
 
   std::string r = login_as_b(wrong);
   EXPECT_NE(r.find("CKR_PIN_INCORRECT"), std::string::npos) << r;
@@ -399,10 +410,7 @@ TEST_F(HardeningWithUserB, MismatchedPinOfAnotherIdentityIsNeverSubmittedToTheTo
 TEST_F(HardeningWithUserB, ForeignLoginIsNotLentToAnImpersonatedIdentity) {
   namespace mock = mqsec::mock;
   using mqsec::pkcs11::Error;
-  mock::reset();
-  setenv("MQSEC_HARDENING_MOCK_PIN", "1234", 1);
-  auto module = mqsec::pkcs11::Module::from_function_list(mock::function_list(), "mock");
-  auto token = mqsec::pkcs11::Token::open(module, mqsec::pkcs11::Uri::parse("pkcs11:token=mock-a"));
+  auto token = fresh_mock_token();
   {  // "other code": its own session and C_Login, outside mqsec's Token
     CK_FUNCTION_LIST* f = mock::function_list();
     CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
@@ -415,15 +423,7 @@ TEST_F(HardeningWithUserB, ForeignLoginIsNotLentToAnImpersonatedIdentity) {
   const std::string b_source =
       "file:" +
       env().write_pin_file("mock-foreign-" + name_, "1234", b_->uid(), b_->gid()).string();
-  std::string outcome = "logged in";
-  std::string err = run_as_user(*b_, [&] {
-    try {
-      token->login(b_source);
-    } catch (const Error& e) {
-      outcome = e.what();
-    }
-  });
-  ASSERT_EQ("", err);
+  const std::string outcome = login_as(*b_, *token, b_source);
   EXPECT_NE(outcome.find("logged in by other code"), std::string::npos) << outcome;
   EXPECT_NO_THROW(token->login("env:MQSEC_HARDENING_MOCK_PIN")) << "the process's own user";
 }

@@ -82,6 +82,53 @@ const TestPki& test_pki(const std::string& make_pki_script) {
   return holder->pki;
 }
 
+ChildProcess::ChildProcess(std::vector<std::string> argv, const std::filesystem::path& output,
+                           std::vector<std::string> env) {
+  const pid_t parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
+    if (::getppid() != parent) ::_exit(127);
+    if (!output.empty()) {
+      int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+      }
+    }
+    for (auto& e : env) ::putenv(e.data());
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+}
+
+void ChildProcess::wait_until(const std::function<bool()>& ready, const std::string& what,
+                              const std::function<std::string()>& detail) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (ready()) return;
+    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error(what + " exited: " + (detail ? detail() : std::string()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill();
+  throw std::runtime_error(what + " did not start: " + (detail ? detail() : std::string()));
+}
+
+void ChildProcess::kill() noexcept {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+}
+
 OcspResponder::OcspResponder(const TestPki& pki, int port, const std::string& loopback_shim,
                              int nrequest) {
   static int serial = 0;
@@ -96,53 +143,14 @@ OcspResponder::OcspResponder(const TestPki& pki, int port, const std::string& lo
     args.push_back("-nrequest");
     args.push_back(std::to_string(nrequest));
   }
-  std::string preload = "LD_PRELOAD=" + loopback_shim;
-  const pid_t parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
-    if (::getppid() != parent) ::_exit(127);
-    int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    ::putenv(preload.data());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execvp("openssl", argv.data());
-    ::_exit(127);
-  }
+  child_ = std::make_unique<ChildProcess>(std::move(args), log_,
+                                          std::vector<std::string>{"LD_PRELOAD=" + loopback_shim});
   // Ready when it says it accepts connections (on the loopback address: the shim's doing).
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::string text = log();
-    if (text.find("ACCEPT") != std::string::npos) {
-      if (text.find("127.0.0.1") == std::string::npos) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-        throw std::runtime_error("OCSP responder is not on loopback: " + text);
-      }
-      return;
-    }
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      throw std::runtime_error("OCSP responder exited: " + text);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  throw std::runtime_error("OCSP responder did not start: " + log());
-}
-
-OcspResponder::~OcspResponder() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
+  child_->wait_until([&] { return log().find("ACCEPT") != std::string::npos; }, "OCSP responder",
+                     [&] { return log(); });
+  if (log().find("127.0.0.1") == std::string::npos) {
+    child_->kill();
+    throw std::runtime_error("OCSP responder is not on loopback: " + log());
   }
 }
 
@@ -190,39 +198,9 @@ bool accepts_connections(int port) {
 }  // namespace
 
 CannedOcspServer::CannedOcspServer(const std::filesystem::path& response_der, int port) {
-  std::vector<std::string> args = {"python3", "-c", kCannedServer, response_der.string(),
-                                   std::to_string(port)};
-  const pid_t parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
-    if (::getppid() != parent) ::_exit(127);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execvp("python3", argv.data());
-    ::_exit(127);
-  }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (accepts_connections(port)) return;
-    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-      pid_ = -1;
-      throw std::runtime_error("the canned OCSP server exited");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  throw std::runtime_error("the canned OCSP server did not start");
-}
-
-CannedOcspServer::~CannedOcspServer() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
+  child_ = std::make_unique<ChildProcess>(std::vector<std::string>{
+      "python3", "-c", kCannedServer, response_der.string(), std::to_string(port)});
+  child_->wait_until([&] { return accepts_connections(port); }, "the canned OCSP server");
 }
 
 }  // namespace mqsec::testing

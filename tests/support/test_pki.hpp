@@ -6,6 +6,10 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <vector>
+#include <utility>
+#include <memory>
+#include <functional>
 #include <string>
 
 namespace mqsec::testing {
@@ -27,37 +31,50 @@ const TestPki& test_pki(const std::string& make_pki_script);
 // A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
 int free_loopback_port();
 
+// A process a test starts (fork + exec of argv[0] from PATH, `env` entries added with putenv,
+// stdout and stderr to `output` when set). It dies with the test process (PR_SET_PDEATHSIG) and
+// is killed by the destructor. Move-only.
+class ChildProcess {
+ public:
+  ChildProcess(std::vector<std::string> argv, const std::filesystem::path& output = {},
+               std::vector<std::string> env = {});
+  ChildProcess(ChildProcess&& o) noexcept : pid_(std::exchange(o.pid_, -1)) {}
+  ChildProcess& operator=(ChildProcess&&) = delete;
+  ~ChildProcess() { kill(); }
+  // Waits (polling every 20 ms, up to 20 s) until `ready()` holds. Throws std::runtime_error,
+  // with `what` and `detail()`, when the child exits first or the time runs out (then kills it).
+  void wait_until(const std::function<bool()>& ready, const std::string& what,
+                  const std::function<std::string()>& detail = {});
+  void kill() noexcept;
+
+ private:
+  pid_t pid_ = -1;
+};
+
 // `openssl ocsp -index <pki>/ca/index.txt -port <port>` answering for inter.pem's leaves,
 // signed by ocsp.pem, with LD_PRELOAD=<loopback_shim> so it listens on 127.0.0.1 only.
-// nrequest > 0: it exits after that many requests. Killed by the destructor (and by the kernel
-// when the test process dies).
+// nrequest > 0: it exits after that many requests.
 class OcspResponder {
  public:
   OcspResponder(const TestPki& pki, int port, const std::string& loopback_shim, int nrequest = 0);
-  ~OcspResponder();
-  OcspResponder(const OcspResponder&) = delete;
-  OcspResponder& operator=(const OcspResponder&) = delete;
   // Requests it has received so far (from its log).
   int requests() const;
   std::string log() const;
 
  private:
-  pid_t pid_ = -1;
   std::filesystem::path log_;
+  std::unique_ptr<ChildProcess> child_;
 };
 
 // A hostile "responder" on 127.0.0.1:<port> that answers every request with the same stored
-// DER response (a replayed answer), as anyone who can bind the responder's address could.
-// A python3 http.server child, killed by the destructor (and when the test process dies).
+// DER response (a replayed answer), as anyone who can bind the responder's address could: a
+// python3 http.server child.
 class CannedOcspServer {
  public:
   CannedOcspServer(const std::filesystem::path& response_der, int port);
-  ~CannedOcspServer();
-  CannedOcspServer(const CannedOcspServer&) = delete;
-  CannedOcspServer& operator=(const CannedOcspServer&) = delete;
 
  private:
-  pid_t pid_ = -1;
+  std::unique_ptr<ChildProcess> child_;
 };
 
 }  // namespace mqsec::testing
