@@ -174,13 +174,22 @@ SystemRegistries& system_registries() {
 std::optional<security::Bytes> system_registered_sid(const std::filesystem::path& dir,
                                                      const security::Bytes& cert_sha256) {
   if (dir.empty()) return std::nullopt;
+  SystemRegistries& r = system_registries();
   security::SystemRegistry* reg = nullptr;
   {
-    SystemRegistries& r = system_registries();
     std::lock_guard lock(r.mu);
-    auto& slot = r.by_dir[dir];
-    if (!slot) slot = std::make_unique<security::SystemRegistry>(dir);
-    reg = slot.get();
+    if (auto it = r.by_dir.find(dir); it != r.by_dir.end()) reg = it->second.get();
+  }
+  if (reg == nullptr) {
+    // Built (and, when another thread was first, destroyed) outside r.mu: a SystemRegistry
+    // registers its own fork lock, and the fork handlers take that registry's lock before r.mu.
+    auto fresh = std::make_unique<security::SystemRegistry>(dir);
+    {
+      std::lock_guard lock(r.mu);
+      auto& slot = r.by_dir[dir];
+      if (!slot) slot = std::move(fresh);
+      reg = slot.get();
+    }
   }
   return reg->lookup(cert_sha256);
 }
