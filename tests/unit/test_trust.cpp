@@ -321,7 +321,8 @@ TEST_F(Trust, ReplayedOcspAnswerWithoutNonceOrNextUpdateIsNotTrusted) {
     OcspResponder responder(pki(), pki().ocsp_port, MQSEC_LOOPBACK_BIND);
     const std::string cmd = "openssl ocsp -issuer '" + pki().pem("inter").string() + "' -cert '" +
                             pki().pem("plain").string() + "' -url " + pki().ocsp_url() +
-                            " -no_nonce -noverify -respout '" + captured.string() + "' >/dev/null 2>&1";
+                            " -no_nonce -noverify -respout '" + captured.string() +
+                            "' >/dev/null 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << "capturing an answer";
   }
   const int port = mqsec::testing::free_loopback_port();
