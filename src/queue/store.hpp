@@ -198,6 +198,7 @@ class Store {
   std::unique_ptr<Statements> st_;
   uint64_t own_commits_ = 0;  // data_version does not count this connection's own commits
   int64_t last_prune_ = 0;    // when remove_delivered last pruned old delivered ids
+  std::chrono::steady_clock::time_point busy_since_;  // the busy handler's current wait
 };
 
 }  // namespace mqsec::queue
