@@ -33,26 +33,30 @@ std::string decode_percent(const std::string& s) {
   return out;
 }
 
-SecretString read_pin_file(const std::string& path) {
+// A secret file holds at most this many bytes; a longer one is refused rather than cut short.
+constexpr size_t kMaxSecretBytes = 256;
+
+SecretString read_secret_file(const std::string& path, const std::string& noun) {
+  const std::string file = noun + " file '" + path + "'";
   // O_NOFOLLOW: a link planted in place of the file is not followed. O_NONBLOCK: opening a
   // FIFO returns at once instead of waiting for a writer (it is refused just below).
   int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
     int err = errno;
     if (err == ELOOP) {
-      throw Error("PIN file '" + path +
-                  "' is a symbolic link; refusing it (name the file itself, owned by the user, "
+      throw Error(file +
+                  " is a symbolic link; refusing it (name the file itself, owned by the user, "
                   "mode 0600)");
     }
-    if (err == ENXIO) throw Error("PIN file '" + path + "' is a socket, not a regular file");
-    throw Error("cannot open PIN file '" + path + "': " + std::strerror(err) +
+    if (err == ENXIO) throw Error(file + " is a socket, not a regular file");
+    throw Error("cannot open " + file + ": " + std::strerror(err) +
                 " (create it, owned by the user, mode 0600)");
   }
   struct stat st {};
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
-    throw Error("cannot examine PIN file '" + path + "': " + std::strerror(err));
+    throw Error("cannot examine " + file + ": " + std::strerror(err));
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
@@ -61,21 +65,20 @@ SecretString read_pin_file(const std::string& path) {
                        : S_ISSOCK(st.st_mode)                         ? "a socket"
                        : S_ISDIR(st.st_mode)                          ? "a directory"
                                                                       : "not a regular file";
-    throw Error("PIN file '" + path + "' is " + kind +
-                "; refusing it (a PIN file must be a regular file owned by the user, mode 0600)");
+    throw Error(file + " is " + kind + "; refusing it (a " + noun +
+                " file must be a regular file owned by the user, mode 0600)");
   }
   if (st.st_uid != thread_euid()) {
     close(fd);
-    throw Error("PIN file '" + path + "' is owned by uid " + std::to_string(st.st_uid) +
+    throw Error(file + " is owned by uid " + std::to_string(st.st_uid) +
                 ", not by the calling user (uid " + std::to_string(thread_euid()) +
                 "); chown it to the user");
   }
   if ((st.st_mode & 077) != 0) {
     close(fd);
-    throw Error("PIN file '" + path + "' is accessible by group or others; run chmod 600 '" + path +
-                "'");
+    throw Error(file + " is accessible by group or others; run chmod 600 '" + path + "'");
   }
-  std::string buf(256, '\0');
+  std::string buf(kMaxSecretBytes + 1, '\0');
   ssize_t n;
   do {
     n = read(fd, buf.data(), buf.size());
@@ -83,11 +86,14 @@ SecretString read_pin_file(const std::string& path) {
   int err = errno;
   close(fd);
   SecretString holder(std::move(buf));  // wipes the whole buffer whatever happens next
-  if (n < 0) throw Error("cannot read PIN file '" + path + "': " + std::strerror(err));
-  std::string pin(holder.str().data(), static_cast<size_t>(n));
-  while (!pin.empty() && (pin.back() == '\n' || pin.back() == '\r')) pin.pop_back();
-  SecretString result(std::move(pin));
-  if (result.empty()) throw Error("PIN file '" + path + "' is empty");
+  if (n < 0) throw Error("cannot read " + file + ": " + std::strerror(err));
+  if (static_cast<size_t>(n) > kMaxSecretBytes) {
+    throw Error(file + " is longer than " + std::to_string(kMaxSecretBytes) + " bytes");
+  }
+  std::string secret(holder.str().data(), static_cast<size_t>(n));
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  SecretString result(std::move(secret));
+  if (result.empty()) throw Error(file + " is empty");
   return result;
 }
 
@@ -123,33 +129,52 @@ void SecretString::wipe() noexcept {
   s_.clear();
 }
 
-SecretString read_pin(const std::string& source) {
+SecretSource parse_secret_source(const std::string& source, bool percent_escapes) {
+  SecretSource out;
   if (source.rfind("file:", 0) == 0) {
-    std::string path = decode_percent(source.substr(5));
-    if (path.rfind("//", 0) == 0) path = path.substr(2);  // file:///path
-    if (path.empty() || path[0] != '/') {
-      throw Error("pin-source '" + source + "' must name an absolute path (file:/path/to/pin)");
+    out.type = SecretSource::Type::File;
+    out.name = percent_escapes ? decode_percent(source.substr(5)) : source.substr(5);
+    if (out.name.rfind("//", 0) == 0) out.name = out.name.substr(2);  // file:///path
+    if (out.name.empty() || out.name[0] != '/') {
+      out.problem = "'" + source + "' must name an absolute path (file:/path/to/file)";
     }
-    return read_pin_file(path);
+  } else if (source.rfind("env:", 0) == 0) {
+    out.type = SecretSource::Type::Env;
+    out.name = source.substr(4);
+    if (out.name.empty() || out.name.find('=') != std::string::npos) {
+      out.problem = "'" + source + "' must name an environment variable (env:NAME)";
+    }
+  } else {
+    // Not repeated: a secret written where its source belongs would end up in the message.
+    out.problem =
+        "unsupported source (not shown: it may be the secret itself): use file:<absolute path> "
+        "or env:<VARIABLE>";
   }
-  if (source.rfind("env:", 0) == 0) {
-    std::string name = source.substr(4);
-    if (uid_t e = thread_euid(), r = thread_ruid(); e != r) {
-      throw Error("pin-source env:" + name + " cannot be used by a thread running as uid " +
-                  std::to_string(e) + " on behalf of a process of uid " + std::to_string(r) +
-                  ": the environment is the process's, not the user's; use "
-                  "pin-source=file:<path> (owned by the user, mode 0600)");
-    }
-    // secure_getenv: in a setuid or setgid program the environment is the caller's to set.
-    const char* v = secure_getenv(name.c_str());
-    if (v == nullptr || *v == '\0') {
-      throw Error("pin-source env:" + name + ": the environment variable " + name +
-                  " is not set or empty");
-    }
-    return SecretString(std::string(v));
+  return out;
+}
+
+SecretString read_secret(const std::string& source, const SecretKind& kind) {
+  const SecretSource parsed = parse_secret_source(source, kind.percent_escapes);
+  if (!parsed.problem.empty()) throw Error(kind.setting + " " + parsed.problem);
+  if (parsed.type == SecretSource::Type::File) return read_secret_file(parsed.name, kind.noun);
+  const std::string& name = parsed.name;
+  if (uid_t e = thread_euid(), r = thread_ruid(); e != r) {
+    throw Error(kind.setting + " env:" + name + " cannot be used by a thread running as uid " +
+                std::to_string(e) + " on behalf of a process of uid " + std::to_string(r) +
+                ": the environment is the process's, not the user's; use a file:<path> " +
+                kind.setting + " (owned by the user, mode 0600)");
   }
-  throw Error("unsupported pin-source '" + source +
-              "': use file:<absolute path> or env:<VARIABLE>");
+  // secure_getenv: in a setuid or setgid program the environment is the caller's to set.
+  const char* v = secure_getenv(name.c_str());
+  if (v == nullptr || *v == '\0') {
+    throw Error(kind.setting + " env:" + name + ": the environment variable " + name +
+                " is not set or empty");
+  }
+  return SecretString(std::string(v));
+}
+
+SecretString read_pin(const std::string& source) {
+  return read_secret(source, SecretKind{"PIN", "pin-source", true});
 }
 
 }  // namespace mqsec::pkcs11

@@ -30,6 +30,31 @@ class SecretString {
   std::string s_;
 };
 
+// What a secret read from a source is called in messages: "PIN" / "pin-source", or e.g.
+// "broker password" / "broker password source". percent_escapes: a file: path carries RFC 3986
+// %XX escapes (a pin-source is an attribute of a PKCS#11 URI; a plain configuration value is not).
+struct SecretKind {
+  std::string noun;
+  std::string setting;
+  bool percent_escapes = false;
+};
+
+// A secret source split into what it names, or the reason it names nothing usable.
+struct SecretSource {
+  enum class Type { File, Env };
+  Type type = Type::File;
+  std::string name;     // the absolute file path, or the environment variable's name
+  std::string problem;  // non-empty: not a valid source; says why, never repeating a value that
+                        // could be the secret itself (a password written where its source goes)
+};
+
+// "file:<absolute path>" (also "file:///path") or "env:<NAME>"; checks the form only.
+SecretSource parse_secret_source(const std::string& source, bool percent_escapes);
+
+// Reads the secret named by `source` with the rules and errors of read_pin below, worded with
+// `kind`. Throws pkcs11::Error naming the source and the rule broken, never the secret.
+SecretString read_secret(const std::string& source, const SecretKind& kind);
+
 // Reads the PIN named by `source`. Throws pkcs11::Error with a message that names the
 // source and what to do, never the PIN: unknown scheme, unreadable file, file owned by
 // another user or with group/other permission bits, unset environment variable.

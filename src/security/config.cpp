@@ -2,7 +2,9 @@
 // line, column and key), the profile directory rules, and the atomic profile writer.
 #include "src/security/config.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "mqsec/error.hpp"
+#include "src/security/secret_source.hpp"
 
 namespace mqsec::security {
 
@@ -395,6 +398,182 @@ void parse_limits(const Reader& r, const toml::key& key, const toml::node& node,
   }
 }
 
+constexpr int64_t kMaxConnectTimeoutMs = 600000;
+
+std::string lower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+bool is_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// A value for an error message: control and non-ASCII bytes shown as '?'.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return out;
+}
+
+// Splits an amqp:// or amqps:// URL into b.scheme, b.host and b.port; "" or the problem.
+std::string parse_broker_url(const std::string& url, BrokerConfig& b) {
+  const std::string usage = "expected amqp://host[:port] or amqps://host[:port]";
+  // A user name or password in the URL: not shown, the password would be in the message.
+  if (url.find('@') != std::string::npos)
+    return "the URL must not carry a user name or password (the URL is not shown); set "
+           "broker.user and broker.password-source instead";
+  const std::string quoted = "\"" + printable(url) + "\"";
+  for (char c : url) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+      return usage + ", not " + quoted + " (no spaces or control characters)";
+  }
+  const size_t sep = url.find("://");
+  b.scheme = sep == std::string::npos ? "" : lower(url.substr(0, sep));
+  if (b.scheme != "amqp" && b.scheme != "amqps") return usage + ", not " + quoted;
+  const std::string rest = url.substr(sep + 3);
+  const size_t end = rest.find_first_of("/?#");
+  if (end != std::string::npos && rest.substr(end) != "/")
+    return usage + ", not " + quoted +
+           ": the URL names the broker only (no path, query or fragment)";
+  const std::string authority = rest.substr(0, end);
+  std::string port;
+  bool has_port = false;
+  if (!authority.empty() && authority[0] == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string::npos)
+      return quoted + ": an IPv6 address needs its closing ']' (amqp://[::1]:5672)";
+    b.host = authority.substr(1, close - 1);
+    in6_addr addr{};
+    if (inet_pton(AF_INET6, b.host.c_str(), &addr) != 1)
+      return quoted + ": \"" + printable(b.host) + "\" in brackets is not an IPv6 address";
+    const std::string after = authority.substr(close + 1);
+    if (!after.empty() && after[0] != ':')
+      return usage + ", not " + quoted + " (only ':port' may follow ']')";
+    has_port = !after.empty();
+    if (has_port) port = after.substr(1);
+  } else {
+    const size_t colon = authority.find(':');
+    if (colon != std::string::npos && authority.find(':', colon + 1) != std::string::npos)
+      return quoted + ": write an IPv6 address in brackets (amqp://[::1]:5672)";
+    b.host = authority.substr(0, colon);
+    has_port = colon != std::string::npos;
+    if (has_port) port = authority.substr(colon + 1);
+    if (b.host.empty()) return usage + ", not " + quoted + ": the host is missing";
+    if (b.host.size() > 253) return quoted + ": the host name is longer than 253 characters";
+    for (char c : b.host) {
+      if (!is_alnum(c) && c != '-' && c != '.' && c != '_')
+        return quoted + ": the host may contain only letters, digits, '-', '_' and '.'";
+    }
+  }
+  b.port = b.scheme == "amqps" ? 5671 : 5672;
+  if (has_port) {
+    unsigned long value = 0;
+    bool digits = !port.empty() && port.size() <= 5;
+    for (char c : port) {
+      digits = digits && c >= '0' && c <= '9';
+      if (digits) value = value * 10 + static_cast<unsigned long>(c - '0');
+    }
+    if (!digits || value < 1 || value > 65535)
+      return quoted + ": the port must be a number from 1 to 65535 (default: 5672 for amqp, " +
+             "5671 for amqps)";
+    b.port = static_cast<uint16_t>(value);
+  }
+  return "";
+}
+
+// Where a key was written, for checks made after its table has been read.
+struct KeyAt {
+  const toml::key* key = nullptr;
+  const toml::node* node = nullptr;
+  explicit operator bool() const noexcept { return key != nullptr; }
+};
+
+void parse_broker_tls(const Reader& r, const toml::key& key, const toml::node& node,
+                      const std::string& name, BrokerTlsConfig& tls, KeyAt& cert, KeyAt& k_key) {
+  for (auto&& [k, v] : r.table(key, node, name)) {
+    const std::string path = name + "." + std::string(k.str());
+    if (k == "ca") {
+      tls.ca = r.absolute_path(k, v, path);
+    } else if (k == "cert") {
+      tls.cert = r.absolute_path(k, v, path);
+      cert = {&k, &v};
+    } else if (k == "key") {
+      tls.key = r.absolute_path(k, v, path);
+      k_key = {&k, &v};
+    } else {
+      r.unknown(k, v, path, "ca, cert or key");
+    }
+  }
+}
+
+BrokerConfig parse_broker(const Reader& r, const toml::key& key, const toml::node& node) {
+  const std::string name(key.str());
+  BrokerConfig b;
+  KeyAt url, user, source, tls, cert, tls_key;
+  for (auto&& [k, v] : r.table(key, node, name)) {
+    const std::string path = name + "." + std::string(k.str());
+    if (k == "url") {
+      b.url = r.string(k, v, path);
+      if (std::string problem = parse_broker_url(b.url, b); !problem.empty())
+        r.fail(k, v, path, problem);
+      url = {&k, &v};
+    } else if (k == "user") {
+      b.user = r.string(k, v, path);
+      if (b.user.empty()) r.fail(k, v, path, "must not be empty (remove the key for no user)");
+      for (char c : b.user) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+          r.fail(k, v, path, "must not contain control characters");
+      }
+      user = {&k, &v};
+    } else if (k == "password-source") {
+      b.password_source = r.string(k, v, path);
+      if (std::string problem = secret_source_problem(b.password_source); !problem.empty())
+        r.fail(k, v, path, problem);
+      source = {&k, &v};
+    } else if (k == "password") {
+      // Never repeat the value: it is the password.
+      r.fail(k, v, path,
+             "passwords do not belong in configuration files (the value is not shown); use "
+             "password-source = \"file:<path>\" (a file owned by the user that reads it, mode "
+             "0600) or password-source = \"env:<NAME>\"");
+    } else if (k == "connect-timeout-ms") {
+      b.connect_timeout_ms = r.integer(k, v, path, kMaxConnectTimeoutMs);
+      if (b.connect_timeout_ms == 0) r.fail(k, v, path, "must be at least 1");
+    } else if (k == "tls") {
+      parse_broker_tls(r, k, v, path, b.tls, cert, tls_key);
+      tls = {&k, &v};
+    } else {
+      r.unknown(k, v, path,
+                "url, user, password-source, connect-timeout-ms or the table [" + name + ".tls]");
+    }
+  }
+  if (!url)
+    r.fail(key, node, name + ".url",
+           "missing: [" + name +
+               "] needs url = \"amqp://host:5672\" (or remove [broker] to run without a broker)");
+  if (user && !source)
+    r.fail(*user.key, *user.node, name + ".password-source",
+           "missing: " + name +
+               ".user needs password-source = \"file:<path>\" or \"env:<NAME>\" (both or "
+               "neither)");
+  if (source && !user)
+    r.fail(*source.key, *source.node, name + ".user",
+           "missing: " + name + ".password-source needs user = \"<name>\" (both or neither)");
+  if (tls && !b.uses_tls())
+    r.fail(*tls.key, *tls.node, name + ".tls",
+           "TLS settings need an amqps:// URL, and " + name + ".url is amqp://");
+  if (cert && !tls_key)
+    r.fail(*cert.key, *cert.node, name + ".tls.key",
+           "missing: a client certificate needs its private key (set cert and key, or neither)");
+  if (tls_key && !cert)
+    r.fail(*tls_key.key, *tls_key.node, name + ".tls.cert",
+           "missing: a private key needs its client certificate (set cert and key, or neither)");
+  return b;
+}
+
 }  // namespace
 
 namespace {
@@ -418,17 +597,34 @@ const char* to_string(TrustRequire r) noexcept {
   return "signature";
 }
 
+std::string machine_name_problem(std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 63 && is_alnum(name[0]);
+  for (char c : name) ok = ok && (is_alnum(c) || c == '-' || c == '_' || c == '.');
+  if (ok) return "";
+  return "\"" + printable(name) +
+         "\" is not a valid machine name: use 1 to 63 letters, digits, '-', '_' or '.', "
+         "beginning with a letter or a digit";
+}
+
+std::string host_machine_name() {
+  char buf[HOST_NAME_MAX + 1] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "";
+  return lower(buf);
+}
+
 fs::path system_config_path() {
   const char* env = secure_getenv("MQSEC_CONFIG");
   if (env != nullptr && *env != '\0') return fs::path(env);
   return fs::path(kDefaultConfig);
 }
 
-SystemConfig parse_system_config(std::string_view text, const std::string& source_name) {
+SystemConfig parse_system_config(std::string_view text, const std::string& source_name,
+                                 const std::optional<std::string>& host_name) {
   const toml::table root = parse_toml(text, source_name);
   const Reader r(source_name);
   SystemConfig cfg;
   cfg.source = source_name;
+  KeyAt broker;
 
   for (auto&& [key, node] : root) {
     const std::string name(key.str());
@@ -493,11 +689,34 @@ SystemConfig parse_system_config(std::string_view text, const std::string& sourc
       parse_trust(r, key, node, cfg.trust);
     } else if (name == "limits") {
       parse_limits(r, key, node, cfg.limits);
+    } else if (name == "machine") {
+      for (auto&& [k, v] : r.table(key, node, name)) {
+        const std::string path = name + "." + std::string(k.str());
+        if (k != "name") r.unknown(k, v, path, "name");
+        const std::string n = r.string(k, v, path);
+        if (std::string problem = machine_name_problem(n); !problem.empty())
+          r.fail(k, v, path, problem);
+        cfg.machine.name = lower(n);
+      }
+    } else if (name == "broker") {
+      cfg.broker = parse_broker(r, key, node);
+      broker = {&key, &node};
     } else {
       r.unknown(key, node, name,
                 "one of the tables [token], [store], [profiles], [identity], "
-                "[security], [trust], [limits]");
+                "[security], [trust], [limits], [machine], [broker]");
     }
+  }
+  if (cfg.machine.name.empty()) {
+    const std::string host = lower(host_name ? *host_name : host_machine_name());
+    cfg.machine.from_host_name = true;
+    cfg.machine.host_name_problem = machine_name_problem(host);
+    if (cfg.machine.host_name_problem.empty())
+      cfg.machine.name = host;
+    else if (broker)
+      r.fail(*broker.key, *broker.node, "machine.name",
+             "not set, and the host name cannot be the machine name: " +
+                 cfg.machine.host_name_problem + "; set [machine] name");
   }
   if (cfg.trust.require && *cfg.trust.require != TrustRequire::Signature &&
       cfg.trust.anchors.empty())

@@ -61,6 +61,39 @@ struct LimitsConfig {
   uint64_t rejected_body_prefix = 4096;  // bytes of a rejected message's envelope kept
 };
 
+// [machine]: this queue manager's name on the network of queue managers.
+struct MachineConfig {
+  // [machine] name, else the host name; lower-case (machine names are case-insensitive) and
+  // valid by machine_name_problem(). Empty only when [machine] name is unset, no [broker] is
+  // configured, and the host name is not a valid machine name (then host_name_problem says why).
+  std::string name;
+  bool from_host_name = false;    // name is the host name (no [machine] name)
+  std::string host_name_problem;  // see name
+};
+
+// [broker.tls]: only with an amqps:// URL.
+struct BrokerTlsConfig {
+  std::filesystem::path ca;    // PEM CA certificate(s) to trust; empty: the system's CA store
+  std::filesystem::path cert;  // PEM client certificate; empty: none. Set exactly when key is.
+  std::filesystem::path key;   // its PEM private key
+};
+
+// [broker]: the AMQP 1.0 broker that carries messages to and from other machines.
+struct BrokerConfig {
+  std::string url;     // [broker] url as written: amqp://host[:port] or amqps://host[:port]
+  std::string scheme;  // "amqp" or "amqps" (lower-case)
+  std::string host;    // host name or IP address; an IPv6 address without its brackets
+  uint16_t port = 0;   // the URL's port, else 5672 (amqp) or 5671 (amqps)
+  std::string user;    // [broker] user; empty: none (SASL ANONYMOUS, or EXTERNAL with TLS)
+  // [broker] password-source: "file:<absolute path>" or "env:<NAME>"; set exactly when user is.
+  // Only its form is checked here; read it with read_secret_source (secret_source.hpp).
+  std::string password_source;
+  int64_t connect_timeout_ms = 5000;  // [broker] connect-timeout-ms, 1 .. 600000
+  BrokerTlsConfig tls;                // [broker.tls]; all empty unless uses_tls()
+
+  bool uses_tls() const noexcept { return scheme == "amqps"; }
+};
+
 struct SystemConfig {
   std::filesystem::path source;         // the file it came from; empty = defaults
   std::string token_uri;                // [token] uri; empty if unset
@@ -74,7 +107,18 @@ struct SystemConfig {
   bool allow_weak_hash = false;            // [security] allow-weak-hash
   TrustConfig trust;                       // [trust]
   LimitsConfig limits;                     // [limits]
+  MachineConfig machine;                   // [machine]
+  // [broker]; unset: no broker, remote queues are unavailable (their users report it).
+  std::optional<BrokerConfig> broker;
 };
+
+// "" when `name` is a valid machine name, else the reason, stating the rule: 1 to 63 ASCII
+// letters, digits, '-', '_' or '.', beginning with a letter or a digit. Case is not checked
+// (machine names are case-insensitive; SystemConfig holds them lower-case).
+std::string machine_name_problem(std::string_view name);
+
+// This host's name (gethostname), lower-case; "" if it cannot be had.
+std::string host_machine_name();
 
 // A malformed or unreadable configuration file. what() is
 // "<file>:<line>:<column>: <key>: <problem>", e.g.
@@ -90,8 +134,10 @@ class ConfigError : public std::runtime_error {
 std::filesystem::path system_config_path();
 
 // Parses system config text; source_name is used in error messages (and copied into
-// SystemConfig::source). Throws ConfigError.
-SystemConfig parse_system_config(std::string_view text, const std::string& source_name);
+// SystemConfig::source). host_name stands in for host_machine_name() (the default machine
+// name) when given. Throws ConfigError.
+SystemConfig parse_system_config(std::string_view text, const std::string& source_name,
+                                 const std::optional<std::string>& host_name = std::nullopt);
 
 // Reads system_config_path(). The default path missing -> built-in defaults (source empty).
 // Throws ConfigError when the file is malformed, when the default file exists but cannot be

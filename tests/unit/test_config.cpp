@@ -265,13 +265,17 @@ TEST(SystemConfig, SampleFileParses) {
   std::stringstream text;
   text << in.rdbuf();
   EXPECT_NO_THROW(parse_system_config(text.str(), "config/mqsec.toml"));
-  // Uncomment every "# key = value" line of [token], [trust] and [limits].
+  // Uncomment every "# key = value" line of [token], [trust] and [limits], and the commented
+  // [machine], [broker] and [broker.tls] tables with their keys.
   std::string uncommented;
   std::istringstream lines(text.str());
   std::string section;
   for (std::string line; std::getline(lines, line);) {
+    if (line == "# [machine]" || line == "# [broker]" || line == "# [broker.tls]")
+      line = line.substr(2);
     if (!line.empty() && line[0] == '[') section = line;
-    if ((section == "[trust]" || section == "[limits]" || section == "[token]") &&
+    if ((section == "[trust]" || section == "[limits]" || section == "[token]" ||
+         section == "[machine]" || section == "[broker]" || section == "[broker.tls]") &&
         line.rfind("# ", 0) == 0 && line.find(" = ") != std::string::npos &&
         line.find(' ', 2) > line.find(" = ") - 1)
       line = line.substr(2);
@@ -281,6 +285,14 @@ TEST(SystemConfig, SampleFileParses) {
   EXPECT_EQ(cfg.trust.effective_require(), TrustRequire::Chain);
   EXPECT_FALSE(cfg.allowed_modules.empty());
   EXPECT_EQ(cfg.limits.rejected_max_count, 10000u);
+  EXPECT_EQ(cfg.machine.name, "hosta");
+  ASSERT_TRUE(cfg.broker.has_value());
+  EXPECT_TRUE(cfg.broker->uses_tls());
+  EXPECT_EQ(cfg.broker->user, "mqsec");
+  EXPECT_EQ(cfg.broker->password_source, "file:/etc/mqsec/broker.pw");
+  EXPECT_EQ(cfg.broker->tls.ca, "/etc/mqsec/broker-ca.pem");
+  EXPECT_FALSE(cfg.broker->tls.cert.empty());
+  EXPECT_FALSE(cfg.broker->tls.key.empty());
 }
 
 TEST(SystemConfig, EverySidSource) {
@@ -296,6 +308,283 @@ TEST(SystemConfig, DottedKeysAndInlineTablesAreTheSameKeys) {
   EXPECT_TRUE(a.allow_extractable_keys);
   const SystemConfig b = parse_system_config("store = { path = \"/data/mq\" }\n", kFile);
   EXPECT_EQ(b.store_path, "/data/mq");
+}
+
+// --- system config: [machine] and [broker] -------------------------------------------------
+
+TEST(MachineConfig, DefaultIsTheHostNameLowerCased) {
+  const SystemConfig cfg = parse_system_config("", kFile, std::string("HostA.Example"));
+  EXPECT_EQ(cfg.machine.name, "hosta.example");
+  EXPECT_TRUE(cfg.machine.from_host_name);
+  EXPECT_EQ(cfg.machine.host_name_problem, "");
+  // Without the stand-in, this host's name.
+  const std::string host = host_machine_name();
+  if (machine_name_problem(host).empty()) {
+    EXPECT_EQ(parse_system_config("", kFile).machine.name, host);
+  }
+}
+
+TEST(MachineConfig, NameIsCaseInsensitiveAndWinsOverTheHostName) {
+  const SystemConfig cfg =
+      parse_system_config("[machine]\nname = \"Host_B-2.lan\"\n", kFile, std::string("hosta"));
+  EXPECT_EQ(cfg.machine.name, "host_b-2.lan");
+  EXPECT_FALSE(cfg.machine.from_host_name);
+  EXPECT_EQ(parse_system_config("[machine]\nname = \"" + std::string(63, 'a') + "\"\n", kFile)
+                .machine.name,
+            std::string(63, 'a'));
+}
+
+TEST(MachineConfig, NameRule) {
+  for (const char* ok : {"a", "hosta", "HOSTA", "9host", "a.b-c_d", "x1"})
+    EXPECT_EQ(machine_name_problem(ok), "") << ok;
+  for (const std::string& bad :
+       {std::string(""), std::string(64, 'a'), std::string("host a"), std::string(".hidden"),
+        std::string("-x"), std::string("_x"), std::string("a/b"), std::string("a\\b"),
+        std::string("h\xc3\xa9"), std::string("a:b")})
+    EXPECT_NE(machine_name_problem(bad), "") << bad;
+  EXPECT_EQ(machine_name_problem("host a"),
+            "\"host a\" is not a valid machine name: use 1 to 63 letters, digits, '-', '_' or '.', "
+            "beginning with a letter or a digit");
+}
+
+TEST(MachineConfig, Errors) {
+  EXPECT_EQ(system_error("[machine]\nname = \"host a\"\n"),
+            "/etc/mqsec/mqsec.toml:2:1: machine.name: \"host a\" is not a valid machine name: use "
+            "1 to 63 letters, digits, '-', '_' or '.', beginning with a letter or a digit");
+  EXPECT_NE(system_error("[machine]\nname = \"\"\n").find("machine.name: \"\" is not a valid"),
+            std::string::npos);
+  EXPECT_NE(system_error("[machine]\nname = 7\n").find("machine.name: expected a string"),
+            std::string::npos);
+  EXPECT_NE(system_error("[machine]\nhost = \"a\"\n")
+                .find("machine.host: unknown key 'machine.host' (expected name)"),
+            std::string::npos);
+  EXPECT_NE(system_error("machine = \"hosta\"\n").find("machine: expected a table, not a string"),
+            std::string::npos);
+}
+
+TEST(MachineConfig, UnusableHostNameMattersOnlyWithABroker) {
+  const SystemConfig local = parse_system_config("", kFile, std::string("bad host"));
+  EXPECT_EQ(local.machine.name, "");
+  EXPECT_NE(local.machine.host_name_problem.find("\"bad host\" is not a valid machine name"),
+            std::string::npos);
+  try {
+    parse_system_config("[broker]\nurl = \"amqp://127.0.0.1\"\n", kFile, std::string("bad host"));
+    FAIL() << "a broker without a usable machine name was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "/etc/mqsec/mqsec.toml:1:2: machine.name: not set, and the host name cannot be the "
+              "machine name: \"bad host\" is not a valid machine name: use 1 to 63 letters, "
+              "digits, '-', '_' or '.', beginning with a letter or a digit; set [machine] name");
+  }
+  EXPECT_EQ(parse_system_config("[machine]\nname = \"a\"\n[broker]\nurl = \"amqp://h\"\n", kFile,
+                                std::string("bad host"))
+                .machine.name,
+            "a");
+}
+
+TEST(BrokerConfig, AbsentMeansNoBroker) {
+  EXPECT_FALSE(parse_system_config("", kFile).broker.has_value());
+  EXPECT_FALSE(parse_system_config("[machine]\nname = \"hosta\"\n", kFile).broker.has_value());
+}
+
+TEST(BrokerConfig, EveryKey) {
+  const SystemConfig cfg = parse_system_config(R"(
+[machine]
+name = "hosta"
+[broker]
+url = "amqps://broker.example:5999"
+user = "mqsec"
+password-source = "file:/etc/mqsec/broker.pw"
+connect-timeout-ms = 2500
+[broker.tls]
+ca = "/etc/mqsec/broker-ca.pem"
+cert = "/etc/mqsec/client.pem"
+key = "/etc/mqsec/client.key"
+)",
+                                               kFile);
+  EXPECT_EQ(cfg.machine.name, "hosta");
+  ASSERT_TRUE(cfg.broker.has_value());
+  const BrokerConfig& b = *cfg.broker;
+  EXPECT_EQ(b.url, "amqps://broker.example:5999");
+  EXPECT_EQ(b.scheme, "amqps");
+  EXPECT_TRUE(b.uses_tls());
+  EXPECT_EQ(b.host, "broker.example");
+  EXPECT_EQ(b.port, 5999);
+  EXPECT_EQ(b.user, "mqsec");
+  EXPECT_EQ(b.password_source, "file:/etc/mqsec/broker.pw");
+  EXPECT_EQ(b.connect_timeout_ms, 2500);
+  EXPECT_EQ(b.tls.ca, "/etc/mqsec/broker-ca.pem");
+  EXPECT_EQ(b.tls.cert, "/etc/mqsec/client.pem");
+  EXPECT_EQ(b.tls.key, "/etc/mqsec/client.key");
+}
+
+TEST(BrokerConfig, Defaults) {
+  const SystemConfig cfg = parse_system_config("[broker]\nurl = \"amqp://127.0.0.1\"\n", kFile);
+  ASSERT_TRUE(cfg.broker.has_value());
+  const BrokerConfig& b = *cfg.broker;
+  EXPECT_EQ(b.scheme, "amqp");
+  EXPECT_FALSE(b.uses_tls());
+  EXPECT_EQ(b.host, "127.0.0.1");
+  EXPECT_EQ(b.port, 5672);
+  EXPECT_EQ(b.user, "");
+  EXPECT_EQ(b.password_source, "");
+  EXPECT_EQ(b.connect_timeout_ms, 5000);
+  EXPECT_TRUE(b.tls.ca.empty());
+  EXPECT_TRUE(b.tls.cert.empty());
+  EXPECT_TRUE(b.tls.key.empty());
+  // amqps:// without [broker.tls]: port 5671, the system's CAs.
+  const SystemConfig s = parse_system_config("[broker]\nurl = \"amqps://mq.example\"\n", kFile);
+  EXPECT_EQ(s.broker->port, 5671);
+  EXPECT_TRUE(s.broker->uses_tls());
+  EXPECT_TRUE(s.broker->tls.ca.empty());
+}
+
+TEST(BrokerConfig, UrlForms) {
+  struct Case {
+    const char* url;
+    const char* scheme;
+    const char* host;
+    uint16_t port;
+  };
+  for (const Case& c : {Case{"amqp://127.0.0.1:5672", "amqp", "127.0.0.1", 5672},
+                        Case{"amqp://localhost", "amqp", "localhost", 5672},
+                        Case{"amqp://mq-1.example_x.org:1/", "amqp", "mq-1.example_x.org", 1},
+                        Case{"AMQPS://MQ.example:65535", "amqps", "MQ.example", 65535},
+                        Case{"amqp://[::1]:5673", "amqp", "::1", 5673},
+                        Case{"amqps://[fe80::1]", "amqps", "fe80::1", 5671}}) {
+    SCOPED_TRACE(c.url);
+    const SystemConfig cfg =
+        parse_system_config("[broker]\nurl = \"" + std::string(c.url) + "\"\n", kFile);
+    ASSERT_TRUE(cfg.broker.has_value());
+    EXPECT_EQ(cfg.broker->url, c.url);
+    EXPECT_EQ(cfg.broker->scheme, c.scheme);
+    EXPECT_EQ(cfg.broker->host, c.host);
+    EXPECT_EQ(cfg.broker->port, c.port);
+  }
+}
+
+TEST(BrokerConfig, EnvPasswordSourceAndDottedKeys) {
+  const SystemConfig cfg = parse_system_config(
+      "broker = { url = \"amqp://h\", user = \"u\", password-source = \"env:MQ_PW\" }\n", kFile);
+  ASSERT_TRUE(cfg.broker.has_value());
+  EXPECT_EQ(cfg.broker->password_source, "env:MQ_PW");
+  const SystemConfig dotted =
+      parse_system_config("broker.url = \"amqps://h\"\nbroker.tls.ca = \"/etc/ca.pem\"\n", kFile);
+  EXPECT_EQ(dotted.broker->tls.ca, "/etc/ca.pem");
+}
+
+TEST(BrokerConfig, Errors) {
+  struct Case {
+    const char* text;
+    const char* error;  // a part of the error message
+  };
+  const Case cases[] = {
+      {"[broker]\nurl = \"http://h:5672\"",
+       "broker.url: expected amqp://host[:port] or amqps://host[:port], not \"http://h:5672\""},
+      {"[broker]\nurl = \"127.0.0.1:5672\"", "broker.url: expected amqp://host[:port]"},
+      {"[broker]\nurl = \"amqp://\"",
+       "broker.url: expected amqp://host[:port] or "
+       "amqps://host[:port], not \"amqp://\": the host is missing"},
+      {"[broker]\nurl = \"amqp://:5672\"", "the host is missing"},
+      {"[broker]\nurl = \"amqp://h:0\"",
+       "broker.url: \"amqp://h:0\": the port must be a number "
+       "from 1 to 65535"},
+      {"[broker]\nurl = \"amqp://h:65536\"", "the port must be a number from 1 to 65535"},
+      {"[broker]\nurl = \"amqp://h:ab\"", "the port must be a number from 1 to 65535"},
+      {"[broker]\nurl = \"amqp://h:\"", "the port must be a number from 1 to 65535"},
+      {"[broker]\nurl = \"amqp://h/vhost\"", "the URL names the broker only"},
+      {"[broker]\nurl = \"amqp://h?x=1\"", "the URL names the broker only"},
+      {"[broker]\nurl = \"amqp://h a\"", "no spaces or control characters"},
+      {"[broker]\nurl = \"amqp://h!x\"", "the host may contain only letters, digits"},
+      {"[broker]\nurl = \"amqp://::1:5672\"", "write an IPv6 address in brackets"},
+      {"[broker]\nurl = \"amqp://[::1\"", "an IPv6 address needs its closing ']'"},
+      {"[broker]\nurl = \"amqp://[nothost]:1\"", "in brackets is not an IPv6 address"},
+      {"[broker]\nurl = \"amqp://[::1]x\"", "only ':port' may follow ']'"},
+      {"[broker]\nurl = 5672", "broker.url: expected a string, not an integer"},
+      {"[broker]\nuser = \"u\"\npassword-source = \"env:P\"",
+       "/etc/mqsec/mqsec.toml:1:2: broker.url: missing: [broker] needs url = "
+       "\"amqp://host:5672\" (or remove [broker] to run without a broker)"},
+      {"[broker]\n", "broker.url: missing"},
+      {"[broker]\nurl = \"amqp://h\"\nuser = \"u\"",
+       "/etc/mqsec/mqsec.toml:3:1: broker.password-source: missing: broker.user needs "
+       "password-source"},
+      {"[broker]\nurl = \"amqp://h\"\npassword-source = \"env:P\"",
+       "/etc/mqsec/mqsec.toml:3:1: broker.user: missing: broker.password-source needs user"},
+      {"[broker]\nurl = \"amqp://h\"\nuser = \"\"\npassword-source = \"env:P\"",
+       "broker.user: must not be empty"},
+      {"[broker]\nurl = \"amqp://h\"\nuser = \"a\\nb\"\npassword-source = \"env:P\"",
+       "broker.user: must not contain control characters"},
+      {"[broker]\nurl = \"amqp://h\"\nuser = \"u\"\npassword-source = \"file:broker.pw\"",
+       "/etc/mqsec/mqsec.toml:4:1: broker.password-source: 'file:broker.pw' must name an "
+       "absolute path"},
+      {"[broker]\nurl = \"amqp://h\"\nuser = \"u\"\npassword-source = \"env:\"",
+       "broker.password-source: 'env:' must name an environment variable"},
+      {"[broker]\nurl = \"amqp://h\"\nuser = \"u\"\npassword-source = \"exec:/bin/pw\"",
+       "broker.password-source: unsupported source (not shown: it may be the secret itself): "
+       "use file:<absolute path> or env:<VARIABLE>"},
+      {"[broker]\nurl = \"amqp://h\"\nconnect-timeout-ms = 0",
+       "broker.connect-timeout-ms: must be at least 1"},
+      {"[broker]\nurl = \"amqp://h\"\nconnect-timeout-ms = 600001",
+       "broker.connect-timeout-ms: must be between 0 and 600000"},
+      {"[broker]\nurl = \"amqp://h\"\nconnect-timeout-ms = \"5s\"",
+       "broker.connect-timeout-ms: expected an integer, not a string"},
+      {"[broker]\nurl = \"amqp://h\"\ntimeout = 5",
+       "broker.timeout: unknown key 'broker.timeout' (expected url, user, password-source, "
+       "connect-timeout-ms or the table [broker.tls])"},
+      {"[broker]\nurl = \"amqp://h\"\n[broker.tls]\nca = \"/etc/ca.pem\"",
+       "/etc/mqsec/mqsec.toml:3:9: broker.tls: TLS settings need an amqps:// URL, and "
+       "broker.url is amqp://"},
+      {"[broker]\nurl = \"amqps://h\"\n[broker.tls]\nca = \"ca.pem\"",
+       "/etc/mqsec/mqsec.toml:4:1: broker.tls.ca: must be an absolute path"},
+      {"[broker]\nurl = \"amqps://h\"\n[broker.tls]\ncert = \"/c.pem\"",
+       "/etc/mqsec/mqsec.toml:4:1: broker.tls.key: missing: a client certificate needs its "
+       "private key (set cert and key, or neither)"},
+      {"[broker]\nurl = \"amqps://h\"\n[broker.tls]\nkey = \"/c.key\"",
+       "/etc/mqsec/mqsec.toml:4:1: broker.tls.cert: missing: a private key needs its client "
+       "certificate (set cert and key, or neither)"},
+      {"[broker]\nurl = \"amqps://h\"\n[broker.tls]\nverify = false",
+       "broker.tls.verify: unknown key 'broker.tls.verify' (expected ca, cert or key)"},
+      {"[broker]\nurl = \"amqps://h\"\ntls = \"/etc/ca.pem\"",
+       "broker.tls: expected a table, not a string"},
+      {"broker = \"amqp://h\"", "broker: expected a table, not a string"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    const std::string error = system_error(c.text);
+    EXPECT_NE(error.find(c.error), std::string::npos) << error;
+  }
+}
+
+TEST(BrokerConfig, InlinePasswordIsRefusedWithoutEchoingIt) {
+  for (const char* text : {"[broker]\nurl = \"amqp://h\"\nuser = \"u\"\npassword = \"hunter2\"\n",
+                           "[broker]\nurl = \"amqp://h\"\npassword = \"hunter2\"\n",
+                           "broker = { url = \"amqp://h\", password = \"hunter2\" }\n"}) {
+    SCOPED_TRACE(text);
+    const std::string msg = system_error(text);
+    EXPECT_NE(msg.find("broker.password: passwords do not belong in configuration files (the "
+                       "value is not shown); use password-source = \"file:<path>\""),
+              std::string::npos)
+        << msg;
+    EXPECT_EQ(msg.find("hunter2"), std::string::npos) << "password leaked into: " << msg;
+  }
+  EXPECT_EQ(system_error("[broker]\nurl = \"amqp://h\"\npassword = \"hunter2\"\n")
+                .rfind("/etc/mqsec/mqsec.toml:3:1: broker.password: ", 0),
+            0u);
+}
+
+TEST(BrokerConfig, SecretsInOtherPlacesAreNotEchoed) {
+  // A password in the URL's user information.
+  const std::string url = system_error("[broker]\nurl = \"amqp://mqsec:hunter2@h:5672\"\n");
+  EXPECT_NE(url.find("broker.url: the URL must not carry a user name or password (the URL is "
+                     "not shown); set broker.user and broker.password-source instead"),
+            std::string::npos)
+      << url;
+  EXPECT_EQ(url.find("hunter2"), std::string::npos) << url;
+  // A password written where its source belongs.
+  const std::string source =
+      system_error("[broker]\nurl = \"amqp://h\"\nuser = \"u\"\npassword-source = \"hunter2\"\n");
+  EXPECT_NE(source.find("broker.password-source: unsupported source"), std::string::npos) << source;
+  EXPECT_EQ(source.find("hunter2"), std::string::npos) << source;
 }
 
 // --- system config: errors ----------------------------------------------------------------
