@@ -1,0 +1,195 @@
+#include "transport/amqp/forwarder.hpp"
+
+#include "transport/amqp/address.hpp"
+
+#include <mqsec/error.hpp>
+
+#include <algorithm>
+#include <condition_variable>
+#include <unordered_set>
+
+namespace mqsec::transport::amqp {
+
+OutgoingSource::~OutgoingSource() = default;
+
+namespace {
+
+// Sleeps for `d` or until a stop is requested.
+void pause(std::chrono::milliseconds d, std::stop_token stop) {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock lock(m);
+  cv.wait_for(lock, stop, d, [] { return false; });
+}
+
+}  // namespace
+
+Forwarder::Forwarder(BrokerSettings settings, OutgoingSource& source, ForwarderOptions options)
+    : settings_(std::move(settings)), source_(source), options_(std::move(options)) {
+  options_.source_machine = canonical_machine_name(options_.source_machine);
+  parse_broker_url(settings_.url);  // a bad URL is a configuration error, not a transient one
+  options_.batch = std::max<size_t>(1, options_.batch);
+}
+
+Forwarder::~Forwarder() = default;
+
+void Forwarder::log(const std::string& line) const {
+  if (options_.log) options_.log(line);
+}
+
+void Forwarder::note_failure(HRESULT code, const std::string& text) {
+  std::lock_guard lock(status_mutex_);
+  status_.failures++;
+  status_.last_error = code;
+  status_.last_error_text = text;
+  status_.connected = connection_ && connection_->ok();
+}
+
+ForwarderStatus Forwarder::status() const {
+  std::lock_guard lock(status_mutex_);
+  return status_;
+}
+
+size_t Forwarder::run_once() {
+  if (!connection_ || !connection_->ok()) {
+    connection_.reset();
+    try {
+      connection_ = std::make_unique<Connection>(settings_);
+    } catch (const Error& e) {
+      note_failure(e.code(), e.what());
+      throw;
+    }
+    std::lock_guard lock(status_mutex_);
+    status_.connected = true;
+    status_.connects++;
+  }
+
+  std::vector<OutgoingItem> items = source_.peek(options_.batch);
+  if (items.empty()) return 0;
+
+  std::vector<int64_t> expired;
+  std::vector<const OutgoingItem*> live;
+  for (const auto& item : items) {
+    if (source_.expired(item)) {
+      source_.on_expired(item);
+      expired.push_back(item.seq);
+    } else {
+      live.push_back(&item);
+    }
+  }
+  if (!expired.empty()) {
+    source_.remove(expired);
+    std::lock_guard lock(status_mutex_);
+    status_.expired += expired.size();
+  }
+
+  // Messages up to the first item that cannot even be addressed (a bad machine or queue name:
+  // the core validates them before queueing, so this is a broken source; it goes to
+  // on_rejected like a broker rejection).
+  std::vector<OutboundMessage> messages;
+  messages.reserve(live.size());
+  std::string unaddressable;
+  for (const OutgoingItem* item : live) {
+    OutboundMessage m;
+    try {
+      const std::string destination = canonical_machine_name(item->destination_machine);
+      validate_queue_name(item->queue);
+      m.address = inbound_address(destination, settings_.address_prefix);
+      m.properties = {{std::string(kPropertyQueue), item->queue},
+                      {std::string(kPropertySource), options_.source_machine},
+                      {std::string(kPropertyDestination), destination}};
+    } catch (const Error& e) {
+      unaddressable = e.what();
+      break;
+    }
+    m.message_id = item->message_id_hex;
+    m.body = item->body;
+    m.durable = item->durable;
+    messages.push_back(std::move(m));
+  }
+
+  {
+    std::unordered_set<int64_t> before(last_unsettled_.begin(), last_unsettled_.end());
+    uint64_t again = 0;
+    for (size_t i = 0; i < messages.size(); ++i)
+      if (before.count(live[i]->seq)) ++again;
+    std::lock_guard lock(status_mutex_);
+    status_.resent += again;
+  }
+
+  SendReport report;
+  if (!messages.empty()) report = connection_->send(messages);
+
+  std::vector<int64_t> done;
+  size_t i = 0;
+  uint64_t accepted = 0;
+  uint64_t rejected = 0;
+  std::string failure;
+  HRESULT failure_code = report.error != MQ_OK ? report.error : MQ_ERROR_SERVICE_NOT_AVAILABLE;
+  for (; i < live.size(); ++i) {
+    if (i >= messages.size()) {  // the unaddressable item
+      ++rejected;
+      if (source_.on_rejected(*live[i], unaddressable)) {
+        done.push_back(live[i]->seq);
+        continue;
+      }
+      failure = unaddressable;
+      failure_code = MQ_ERROR_ILLEGAL_FORMATNAME;
+      break;
+    }
+    const Outcome o = report.outcomes[i];
+    if (o == Outcome::accepted) {
+      ++accepted;
+      done.push_back(live[i]->seq);
+      continue;
+    }
+    if (o == Outcome::rejected) {
+      ++rejected;
+      const std::string why =
+          report.error_text.empty() ? "rejected by the broker" : report.error_text;
+      if (source_.on_rejected(*live[i], why)) {
+        done.push_back(live[i]->seq);
+        continue;
+      }
+    }
+    failure = std::string("message ") + live[i]->message_id_hex + " " + to_string(o) +
+              (report.error_text.empty() ? std::string() : ": " + report.error_text);
+    break;
+  }
+  if (!done.empty()) source_.remove(done);
+  last_unsettled_.clear();
+  for (size_t k = i; k < live.size(); ++k) last_unsettled_.push_back(live[k]->seq);
+  {
+    std::lock_guard lock(status_mutex_);
+    status_.forwarded += accepted;
+    status_.rejected += rejected;
+  }
+  if (i < live.size()) {
+    if (connection_ && !connection_->ok()) connection_.reset();
+    note_failure(failure_code, failure);
+    throw Error(failure_code, failure);
+  }
+  return done.size() + expired.size();
+}
+
+void Forwarder::run(std::stop_token stop) {
+  auto backoff = options_.backoff_min;
+  while (!stop.stop_requested()) {
+    try {
+      const size_t n = run_once();
+      backoff = options_.backoff_min;
+      if (n == 0 && !stop.stop_requested())
+        source_.wait_for_change(std::min(options_.idle_wait, std::chrono::milliseconds(250)));
+    } catch (const std::exception& e) {
+      log(std::string("forwarder: ") + e.what() + "; retrying in " +
+          std::to_string(backoff.count()) + " ms");
+      pause(backoff, stop);
+      backoff = std::min(backoff * 2, options_.backoff_max);
+    }
+  }
+  connection_.reset();
+  std::lock_guard lock(status_mutex_);
+  status_.connected = false;
+}
+
+}  // namespace mqsec::transport::amqp

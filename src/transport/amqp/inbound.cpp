@@ -1,0 +1,183 @@
+#include "transport/amqp/inbound.hpp"
+
+#include "transport/amqp/address.hpp"
+
+#include <mqsec/error.hpp>
+
+#include <algorithm>
+#include <condition_variable>
+
+namespace mqsec::transport::amqp {
+
+namespace {
+
+void pause(std::chrono::milliseconds d, std::stop_token stop) {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock lock(m);
+  cv.wait_for(lock, stop, d, [] { return false; });
+}
+
+}  // namespace
+
+Inbound::Inbound(BrokerSettings settings, InboundOptions options, Deliver deliver)
+    : settings_(std::move(settings)), options_(std::move(options)), deliver_(std::move(deliver)) {
+  options_.machine = canonical_machine_name(options_.machine);
+  parse_broker_url(settings_.url);
+  if (!deliver_) throw Error(MQ_ERROR_INVALID_PARAMETER, "inbound: no deliver callback");
+  address_ = inbound_address(options_.machine, settings_.address_prefix);
+  options_.credit = std::max<uint32_t>(1, options_.credit);
+}
+
+Inbound::~Inbound() = default;
+
+void Inbound::log(const std::string& line) const {
+  if (options_.log) options_.log(line);
+}
+
+void Inbound::note_failure(HRESULT code, const std::string& text) {
+  std::lock_guard lock(status_mutex_);
+  status_.failures++;
+  status_.last_error = code;
+  status_.last_error_text = text;
+  status_.connected = false;
+}
+
+InboundStatus Inbound::status() const {
+  std::lock_guard lock(status_mutex_);
+  return status_;
+}
+
+void Inbound::handle(const InboundDelivery& d) {
+  MalformedMessage bad;
+  bad.message_id = d.message_id.value_or("");
+  if (const auto* s = d.property(kPropertySource)) bad.source_machine = *s;
+  bad.body_size = d.body.size();
+  const std::string* queue = d.property(kPropertyQueue);
+  const std::string* source = d.property(kPropertySource);
+  const std::string* destination = d.property(kPropertyDestination);
+  if (!d.binary_body)
+    bad.reason = "the body is not one binary data section";
+  else if (!d.message_id || !is_message_id_hex(*d.message_id))
+    bad.reason = "the message-id is missing or not 40 lower-case hex digits";
+  else if (!queue || queue->empty())
+    bad.reason = "the mqsec-queue property is missing";
+  else if (!source || source->empty())
+    bad.reason = "the mqsec-source property is missing";
+  else if (destination && *destination != options_.machine)
+    bad.reason = "addressed to machine \"" + destination->substr(0, 64) + "\", not this one";
+  if (!bad.reason.empty()) {
+    {
+      std::lock_guard lock(status_mutex_);
+      status_.malformed++;
+    }
+    log("inbound: malformed message on " + address_ + ": " + bad.reason);
+    if (options_.on_malformed) {
+      try {
+        options_.on_malformed(bad);
+      } catch (...) {
+      }
+    }
+    connection_->reject(d.id);
+    return;
+  }
+
+  InboundMessage m;
+  m.queue = *queue;
+  m.message_id_hex = *d.message_id;
+  m.source_machine = *source;
+  m.body = d.body;
+  m.delivery_count = d.delivery_count;
+  if (d.delivery_count > 0) {
+    std::lock_guard lock(status_mutex_);
+    status_.redelivered++;
+  }
+  Disposition what = Disposition::retry;
+  try {
+    what = deliver_(m);
+  } catch (const std::exception& e) {
+    log("inbound: the deliver callback failed for " + m.message_id_hex + ": " + e.what());
+    what = Disposition::retry;
+  } catch (...) {
+    what = Disposition::retry;
+  }
+  switch (what) {
+    case Disposition::accept: {
+      connection_->accept(d.id);
+      std::lock_guard lock(status_mutex_);
+      status_.delivered++;
+      break;
+    }
+    case Disposition::reject: {
+      connection_->accept(d.id);  // recorded and NACKed by the core: it must not come back
+      std::lock_guard lock(status_mutex_);
+      status_.rejected++;
+      break;
+    }
+    case Disposition::retry: {
+      {
+        std::lock_guard lock(status_mutex_);
+        status_.retried++;
+      }
+      pause(options_.retry_delay, {});
+      connection_->release(d.id);
+      break;
+    }
+  }
+}
+
+size_t Inbound::run_once(std::chrono::milliseconds timeout) {
+  if (!connection_ || !connection_->ok()) {
+    connection_.reset();
+    try {
+      auto c = std::make_unique<Connection>(settings_);
+      c->open_receiver(address_, options_.credit);
+      connection_ = std::move(c);
+    } catch (const Error& e) {
+      note_failure(e.code(), e.what());
+      throw;
+    }
+    std::lock_guard lock(status_mutex_);
+    status_.connected = true;
+    status_.connects++;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  size_t handled = 0;
+  try {
+    for (;;) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) break;
+      const auto slice = std::min(
+          options_.poll, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+      auto d = connection_->receive(slice);
+      if (!d) break;
+      handle(*d);
+      ++handled;
+    }
+  } catch (const Error& e) {
+    connection_.reset();
+    note_failure(e.code(), e.what());
+    throw;
+  }
+  return handled;
+}
+
+void Inbound::run(std::stop_token stop) {
+  auto backoff = options_.backoff_min;
+  while (!stop.stop_requested()) {
+    try {
+      run_once(options_.poll);
+      backoff = options_.backoff_min;
+    } catch (const std::exception& e) {
+      log(std::string("inbound: ") + e.what() + "; retrying in " + std::to_string(backoff.count()) +
+          " ms");
+      pause(backoff, stop);
+      backoff = std::min(backoff * 2, options_.backoff_max);
+    }
+  }
+  connection_.reset();  // closes the receiver link first, then the connection
+  std::lock_guard lock(status_mutex_);
+  status_.connected = false;
+}
+
+}  // namespace mqsec::transport::amqp
