@@ -51,19 +51,6 @@ ForwarderStatus Forwarder::status() const {
 }
 
 size_t Forwarder::run_once() {
-  if (!connection_ || !connection_->ok()) {
-    connection_.reset();
-    try {
-      connection_ = std::make_unique<Connection>(settings_);
-    } catch (const Error& e) {
-      note_failure(e.code(), e.what());
-      throw;
-    }
-    std::lock_guard lock(status_mutex_);
-    status_.connected = true;
-    status_.connects++;
-  }
-
   std::vector<OutgoingItem> items = source_.peek(options_.batch);
   if (items.empty()) return 0;
 
@@ -81,6 +68,21 @@ size_t Forwarder::run_once() {
     source_.remove(expired);
     std::lock_guard lock(status_mutex_);
     status_.expired += expired.size();
+  }
+  if (live.empty()) return expired.size();
+
+  // Connect only when there is something to send.
+  if (!connection_ || !connection_->ok()) {
+    connection_.reset();
+    try {
+      connection_ = std::make_unique<Connection>(settings_);
+    } catch (const Error& e) {
+      note_failure(e.code(), e.what());
+      throw;
+    }
+    std::lock_guard lock(status_mutex_);
+    status_.connected = true;
+    status_.connects++;
   }
 
   // Messages up to the first item that cannot even be addressed (a bad machine or queue name:
