@@ -10,6 +10,9 @@ packages=(
   softhsm2 opensc libp11-dev libengine-pkcs11-openssl openssl
   clang-format python3 gnuplot-nox
   libasan8 libubsan1 libtsan2   # sanitizer runtimes of GCC 12 (scripts/sanitize.sh)
+  # remote queues: the AMQP 1.0 client, and RabbitMQ for tests and the demo (scripts/broker.sh
+  # runs a private node; on systemd hosts the package also starts a system broker, unused)
+  libqpid-proton-cpp12-dev python3-qpid-proton rabbitmq-server
 )
 
 missing=()

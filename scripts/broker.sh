@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016  # sh -c scripts in single quotes take their values as "$1", "$2"
+# A private RabbitMQ node for mqsec's tests and demo (AMQP 1.0 via the rabbitmq_amqp1_0 plugin).
+#
+#   scripts/broker.sh start  <dir>   start a node whose files all live in <dir> (or find it running)
+#                                    and wait until it is ready; prints its URL
+#   scripts/broker.sh stop   <dir>   clean shutdown (bounded), then kill what is left; data kept;
+#                                    safe when nothing runs
+#   scripts/broker.sh kill   <dir>   SIGKILL the node (a crash; data kept, its epmd left running)
+#   scripts/broker.sh status <dir>   print the URL and exit 0 if the node answers, else exit 3
+#   scripts/broker.sh depth  <dir> <queue>   messages ready in a queue (exit 4: no such queue)
+#   scripts/broker.sh watch  <dir>   wait for EOF on stdin, then stop the node and remove <dir>;
+#                                    a watchdog for a node that must not outlive its owner:
+#                                      exec 9> >(setsid -f scripts/broker.sh watch "$dir")
+#
+# <dir>/broker.env (KEY=VALUE lines): URL=amqp://127.0.0.1:PORT, PORT, USER=mqsec,
+# PASSWORD_FILE=<dir>/broker.pw (mode 0600, the caller's; the password is random, given to
+# rabbitmqctl on stdin, never printed nor put on a command line), NODE, DIST_PORT, EPMD_PORT.
+# `start` again on the same <dir> reuses its ports, password and data (durable queues and
+# messages survive). The AMQP listener, Erlang distribution (node and CLI tools) and the node's
+# own epmd listen on 127.0.0.1 only (epmd adds ::1, also loopback); the system service,
+# /etc/rabbitmq and the system epmd (4369) are never used; the user guest is deleted. Run as
+# root, the node runs as the user `rabbitmq` (MQSEC_BROKER_RUN_AS) and <dir> is made 0711; run as
+# another user, as that user. Limits: MQSEC_BROKER_START_TIMEOUT (120 s), _STOP_TIMEOUT (60 s).
+# Measured on 2 busy cores: first start 11-17 s, start again 6-16 s (after a SIGKILL 9-18 s),
+# stop 2-5 s.
+set -euo pipefail
+
+readonly RMQ_BIN=/usr/lib/rabbitmq/bin
+readonly START_TIMEOUT=${MQSEC_BROKER_START_TIMEOUT:-120}
+readonly STOP_TIMEOUT=${MQSEC_BROKER_STOP_TIMEOUT:-60}
+readonly BROKER_USER=mqsec
+
+die() { echo "broker.sh: $*" >&2; exit 1; }
+usage() { die "usage: broker.sh start|stop|kill|status|watch <dir> | depth <dir> <queue>"; }
+
+[ $# -ge 2 ] || usage
+cmd=$1
+[ -n "$2" ] || usage
+dir=$(realpath -m -- "$2")
+node_dir=$dir/node
+env_file=$dir/broker.env
+pw_file=$dir/broker.pw
+
+# Who runs the node: an unprivileged user, never root.
+if [ "$(id -u)" -eq 0 ]; then
+  run_user=${MQSEC_BROKER_RUN_AS:-rabbitmq}
+  getent passwd "$run_user" >/dev/null || die "no user '$run_user' to run the node as"
+  [ "$(id -u "$run_user")" -ne 0 ] || die "refusing to run the node as root"
+  as_node() { setpriv --reuid="$run_user" --regid="$(id -g "$run_user")" --init-groups -- "$@"; }
+else
+  run_user=$(id -un)
+  as_node() { "$@"; }
+fi
+
+# Values of broker.env without sourcing it (it is read by the C++ fixture too).
+env_get() { sed -n "s/^$1=//p" "$env_file" 2>/dev/null | head -n 1; }
+
+load_env() {
+  [ -f "$env_file" ] || return 1
+  PORT=$(env_get PORT); DIST_PORT=$(env_get DIST_PORT); EPMD_PORT=$(env_get EPMD_PORT)
+  NODE=$(env_get NODE)
+  [ -n "$PORT" ] && [ -n "$DIST_PORT" ] && [ -n "$EPMD_PORT" ] && [ -n "$NODE" ]
+}
+
+# The environment of every RabbitMQ and Erlang process of this node: nothing inherited.
+rmq() {
+  as_node env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$node_dir/home" LANG=C.UTF-8 \
+    LC_ALL=C.UTF-8 \
+    RABBITMQ_NODENAME="$NODE" RABBITMQ_USE_LONGNAME=false \
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$PORT" \
+    RABBITMQ_DIST_PORT="$DIST_PORT" ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$EPMD_PORT" \
+    RABBITMQ_CONF_ENV_FILE="$node_dir/rabbitmq-env.conf" \
+    RABBITMQ_CONFIG_FILE="$node_dir/rabbitmq.conf" \
+    RABBITMQ_ADVANCED_CONFIG_FILE="$node_dir/advanced.config" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$node_dir/enabled_plugins" \
+    RABBITMQ_MNESIA_BASE="$node_dir/mnesia" RABBITMQ_LOG_BASE="$node_dir/log" \
+    RABBITMQ_PID_FILE="$node_dir/rabbit.pid" \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    "$@" 8>&-
+}
+ctl() { rmq timeout "$((STOP_TIMEOUT + 10))" "$RMQ_BIN/rabbitmqctl" -n "$NODE" -q "$@"; }
+
+# A pid from a pid file, if that process is alive and is ours (its command line names `what`).
+live_pid() {
+  local file=$1 what=$2 pid
+  pid=$(cat "$file" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$what" || return 1
+  echo "$pid"
+}
+# The node's Erlang VM: its command line names this node's own HOME (so no other node matches)
+# and RabbitMQ's boot (so none of the node's CLI tools match), also before it writes its pid file.
+is_node_cmdline() {
+  local -a args
+  mapfile -d '' args 2>/dev/null <"$1" || return 1   # a builtin: no process per /proc entry
+  [[ " ${args[*]} " == *beam.smp*" -home $node_dir/home "*" -s rabbit boot "* ]]
+}
+node_pid() {
+  local pid f
+  pid=$(cat "$node_dir/rabbit.pid" 2>/dev/null) || pid=
+  if [[ $pid =~ ^[0-9]+$ ]] && is_node_cmdline "/proc/$pid/cmdline"; then echo "$pid"; return 0; fi
+  for f in /proc/[0-9]*/cmdline; do
+    is_node_cmdline "$f" || continue
+    pid=${f#/proc/}; echo "${pid%/cmdline}"; return 0
+  done
+  return 1
+}
+epmd_pid() { live_pid "$node_dir/epmd.pid" "-port $EPMD_PORT"; }
+wrapper_pid() { live_pid "$node_dir/wrapper.pid" rabbitmq-server; }
+
+# Free ports on 127.0.0.1 below the ephemeral range (so that no outgoing connection takes one
+# between a stop and the next start), avoiding the system broker's distribution port.
+free_ports() {
+  python3 - "$1" <<'EOF'
+import random, socket, sys
+want, found = int(sys.argv[1]), []
+candidates = [p for p in range(20000, 32000) if not 25672 <= p <= 25699]
+random.shuffle(candidates)
+for port in candidates:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        found.append(port)
+    except OSError:
+        pass
+    finally:
+        s.close()
+    if len(found) == want:
+        break
+print(" ".join(map(str, found)))
+EOF
+}
+
+log_tail() {
+  local f
+  for f in "$node_dir/log/console.log" "$node_dir/log/$NODE.log"; do
+    [ -f "$f" ] && { echo "--- $f"; tail -n 40 "$f"; }
+  done
+}
+
+init_dir() {
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ]; then chmod 0711 "$dir"; fi
+  if ! load_env; then
+    local ports
+    read -r -a ports <<<"$(free_ports 3)"
+    [ ${#ports[@]} -eq 3 ] || die "no free ports on 127.0.0.1"
+    PORT=${ports[0]} DIST_PORT=${ports[1]} EPMD_PORT=${ports[2]}
+    NODE="mqsec-$PORT@localhost"
+    local tmp=$env_file.tmp
+    {
+      echo "URL=amqp://127.0.0.1:$PORT"
+      echo "PORT=$PORT"
+      echo "USER=$BROKER_USER"
+      echo "PASSWORD_FILE=$pw_file"
+      echo "NODE=$NODE"
+      echo "DIST_PORT=$DIST_PORT"
+      echo "EPMD_PORT=$EPMD_PORT"
+    } >"$tmp"
+    mv -f "$tmp" "$env_file"
+  fi
+  if [ ! -s "$pw_file" ]; then
+    (umask 077 && head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 >"$pw_file.tmp")
+    mv -f "$pw_file.tmp" "$pw_file"
+  fi
+  chmod 0600 "$pw_file"
+  # The node's own files, owned by the user that runs it.
+  if [ ! -d "$node_dir" ]; then
+    mkdir -m 0700 "$node_dir"
+    if [ "$(id -u)" -eq 0 ]; then chown "$run_user:$(id -g "$run_user")" "$node_dir"; fi
+  fi
+  as_node test -w "$node_dir" || die "$run_user cannot write $node_dir (is a parent of it private?)"
+  as_node sh -c 'umask 077; mkdir -p "$1/home" "$1/mnesia" "$1/log"
+    [ -s "$1/home/.erlang.cookie" ] || {
+      head -c 256 /dev/urandom | base64 | tr -dc A-Z | head -c 20 >"$1/home/.erlang.cookie"; }
+    chmod 0400 "$1/home/.erlang.cookie"
+    : >"$1/rabbitmq-env.conf"
+    printf "%s\n" "listeners.tcp.1 = 127.0.0.1:$2" \
+      "amqp1_0.default_user = none" "log.file.level = info" "log.console = false" \
+      >"$1/rabbitmq.conf"' sh "$node_dir" "$PORT"
+  # The plugin, enabled offline: the file `rabbitmq-plugins --offline enable` writes (without
+  # the 2-3 s of starting that CLI tool).
+  [ -d "$(echo /usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbitmq_amqp1_0-*)" ] \
+    || die "the rabbitmq_amqp1_0 plugin is not installed"
+  as_node sh -c 'echo "[rabbitmq_amqp1_0]." >"$1"' sh "$node_dir/enabled_plugins"
+}
+
+start_epmd() {
+  epmd_pid >/dev/null && return 0
+  # Its own epmd on its own port, 127.0.0.1 only; the pid is written by the process itself.
+  rmq setsid sh -c 'echo $$ >"$1"; exec epmd -address 127.0.0.1 -port "$2"' sh \
+    "$node_dir/epmd.pid" "$EPMD_PORT" </dev/null >>"$node_dir/log/epmd.log" 2>&1 8>&- &
+  for _ in $(seq 50); do
+    if epmd_pid >/dev/null && rmq epmd -port "$EPMD_PORT" -names >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  die "epmd did not start on 127.0.0.1:$EPMD_PORT"
+}
+
+print_url() { echo "amqp://127.0.0.1:$PORT"; }
+
+# Starts the node (epmd first) and waits until it is ready; 1 if it is not.
+launch() {
+  do_stop >/dev/null 2>&1 || true   # a dead or half-started node: clear it away (data kept)
+  start_epmd
+  rm -f "$node_dir/rabbit.pid"
+  rmq setsid sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$node_dir/wrapper.pid" \
+    "$RMQ_BIN/rabbitmq-server" </dev/null >>"$node_dir/log/console.log" 2>&1 8>&- &
+  for _ in $(seq 50); do [ -s "$node_dir/wrapper.pid" ] && break; sleep 0.1; done
+  # Ready when `rabbitmqctl wait` says so; failed as soon as the node's processes are gone.
+  ctl wait --timeout "$START_TIMEOUT" "$node_dir/rabbit.pid" >/dev/null 2>&1 8>&- &
+  local waiter=$!
+  while kill -0 "$waiter" 2>/dev/null; do
+    if ! wrapper_pid >/dev/null && ! node_pid >/dev/null; then
+      kill "$waiter" 2>/dev/null || true
+      break
+    fi
+    sleep 0.2
+  done
+  wait "$waiter"
+}
+
+not_ready() {
+  echo "broker.sh: the node did not become ready (limit ${START_TIMEOUT}s)" >&2
+  log_tail >&2
+  do_stop >/dev/null 2>&1 || true
+  exit 1
+}
+
+do_start() {
+  init_dir
+  if node_pid >/dev/null && ctl await_startup --timeout 10 >/dev/null 2>&1; then
+    print_url
+    return 0
+  fi
+  if ! launch; then
+    # Ports are free when chosen, not reserved: another node starting at the same moment may
+    # take one. A node that never started gets new ports once.
+    if [ -f "$node_dir/user-created" ] \
+        || ! grep -qsiE 'eaddrinuse|already in use|port_already_used' "$node_dir"/log/*.log; then
+      not_ready
+    fi
+    echo "broker.sh: a port was taken meanwhile; starting again on new ports" >&2
+    do_stop >/dev/null 2>&1 || true
+    rm -rf -- "$node_dir" "$env_file"
+    init_dir
+    launch || not_ready
+  fi
+  # The user, once per data directory: its password only on stdin (rabbitmqctl add_user reads
+  # it there when it is not an argument), never on a command line.
+  # The default user guest/guest would let any local process in over loopback: deleted.
+  if [ ! -f "$node_dir/user-created" ]; then
+    ctl delete_user guest >/dev/null 2>&1 &
+    local deleting=$!
+    ctl add_user "$BROKER_USER" <"$pw_file" >/dev/null || { log_tail >&2; die "add_user failed"; }
+    wait "$deleting" || { log_tail >&2; die "delete_user guest failed"; }
+    ctl set_permissions -p / "$BROKER_USER" ".*" ".*" ".*" >/dev/null \
+      || { log_tail >&2; die "set_permissions failed"; }
+    : >"$node_dir/user-created"
+  fi
+  print_url
+}
+
+kill_pid() {  # pid, then wait up to 5 s for it to go
+  local pid=$1
+  kill -KILL "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do
+    [ -d "/proc/$pid" ] || return 0
+    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && return 0
+    sleep 0.1
+  done
+}
+
+do_stop() {
+  load_env || return 0   # nothing was ever started here
+  local pid
+  if pid=$(node_pid); then
+    ctl shutdown --timeout "$STOP_TIMEOUT" >/dev/null 2>&1 || true
+    for _ in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+  fi
+  if pid=$(node_pid); then kill_pid "$pid"; fi
+  if pid=$(wrapper_pid); then kill_pid "$pid"; fi
+  if pid=$(epmd_pid); then kill_pid "$pid"; fi
+  # An epmd that a CLI tool started on our port by itself (never a name-based kill: other
+  # nodes may run): the listener on our own port, if it is an epmd.
+  for pid in $(ss -Hltnp "sport = :$EPMD_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 \
+      | sort -u); do
+    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q epmd; then kill_pid "$pid"; fi
+  done
+  rm -f "$node_dir/rabbit.pid" "$node_dir/wrapper.pid" "$node_dir/epmd.pid"
+}
+
+do_kill() {
+  load_env || return 0
+  local pid
+  if pid=$(node_pid); then kill_pid "$pid"; fi
+  if pid=$(wrapper_pid); then kill_pid "$pid"; fi
+}
+
+do_status() {
+  load_env || exit 3
+  node_pid >/dev/null && ctl await_startup --timeout 5 >/dev/null 2>&1 || exit 3
+  print_url
+}
+
+do_depth() {
+  load_env || die "no node in $dir"
+  local out
+  out=$(ctl list_queues --no-table-headers name messages_ready) || die "list_queues failed"
+  awk -F '\t' -v q="$1" '$1 == q { print $2; found = 1 } END { exit found ? 0 : 4 }' <<<"$out"
+}
+
+do_watch() {
+  cat >/dev/null || true
+  [ -d "$dir" ] || exit 0
+  lock 2>/dev/null || exit 0
+  do_stop >/dev/null 2>&1 || true
+  case $dir in /|"") ;; *) [ -f "$env_file" ] && rm -rf -- "$dir" ;; esac
+}
+
+# start, stop, kill and watch's stop run one at a time per <dir> (a watchdog waits for a start
+# under way, then stops what it started). Long-lived children never inherit the lock (8>&-).
+lock() {
+  exec 8>>"$dir/.lock" || die "cannot lock $dir"
+  flock -w "$((START_TIMEOUT + 3 * STOP_TIMEOUT))" 8 || die "$dir is locked by another broker.sh"
+}
+
+case $cmd in
+  start) [ $# -eq 2 ] || usage; mkdir -p "$dir"; lock; do_start ;;
+  stop) [ $# -eq 2 ] || usage; [ -d "$dir" ] || exit 0; lock; do_stop ;;
+  kill) [ $# -eq 2 ] || usage; [ -d "$dir" ] || exit 0; lock; do_kill ;;
+  status) [ $# -eq 2 ] || usage; do_status ;;
+  depth) [ $# -eq 3 ] || usage; do_depth "$3" ;;
+  watch) [ $# -eq 2 ] || usage; do_watch ;;
+  *) usage ;;
+esac
