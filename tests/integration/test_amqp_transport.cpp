@@ -28,6 +28,7 @@
 
 #include <mqsec/error.hpp>
 
+#include "tests/support/amqp_raw_sender.hpp"
 #include "tests/support/broker_node.hpp"
 #include "transport/amqp/address.hpp"
 #include "transport/amqp/connection.hpp"
@@ -340,6 +341,19 @@ TEST_F(AmqpBroker, BadPasswordIsAccessDeniedAndGoodOneConnects) {
     EXPECT_EQ(e.code(), MQ_ERROR_ACCESS_DENIED) << e.what();
     EXPECT_EQ(std::string(e.what()).find("not-the-password"), std::string::npos);
   }
+  // TLS asked for, the broker's port speaks plain AMQP: a clear failure in bounded time.
+  auto tls = settings();
+  tls.url = "amqps://127.0.0.1:" + std::to_string(broker_->port());
+  tls.connect_timeout = 5s;
+  const auto t0 = Clock::now();
+  try {
+    Connection c(tls);
+    FAIL() << "TLS handshake with a plain listener succeeded";
+  } catch (const mqsec::Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_SERVICE_NOT_AVAILABLE) << e.what();
+    std::printf("[ tls      ] %s\n", e.what());
+  }
+  EXPECT_LT(seconds_since(t0), 6.0);
   Connection good(settings());
   EXPECT_TRUE(good.ok());
   // An address the broker refuses (no such exchange): the message is not accepted and the
@@ -528,6 +542,9 @@ TEST_F(AmqpBroker, InboundRetryIsRedeliveredMalformedIsReportedAndStopIsPrompt) 
     };
     ASSERT_TRUE(c.send(m).all_accepted());
   }
+  // A body that is an AMQP string value, not a binary data section.
+  ASSERT_TRUE(mqsec::test::send_string_body(broker_->url(), broker_->user(), broker_->password(),
+                                            address, hex_id(5), "not an envelope", 30s));
   std::mutex mu;
   std::vector<std::pair<std::string, uint32_t>> calls;  // message id, delivery count
   std::vector<std::string> malformed;
@@ -556,7 +573,7 @@ TEST_F(AmqpBroker, InboundRetryIsRedeliveredMalformedIsReportedAndStopIsPrompt) 
   for (;;) {
     {
       std::lock_guard lock(mu);
-      if (calls.size() >= 3 && malformed.size() >= 3) break;
+      if (calls.size() >= 3 && malformed.size() >= 4) break;
     }
     if (seconds_since(t0) > 60) break;
     std::this_thread::sleep_for(20ms);
@@ -572,11 +589,13 @@ TEST_F(AmqpBroker, InboundRetryIsRedeliveredMalformedIsReportedAndStopIsPrompt) 
     if (id == hex_id(1)) ++ones;
   EXPECT_EQ(ones, 2u) << "retry must bring the message back";
   EXPECT_EQ(std::count(calls.begin(), calls.end(), std::make_pair(hex_id(4), 0u)), 1);
-  ASSERT_EQ(malformed.size(), 3u);
+  ASSERT_EQ(malformed.size(), 4u);
+  EXPECT_EQ(
+      std::count(malformed.begin(), malformed.end(), "the body is not one binary data section"), 1);
   const auto st = in.status();
   EXPECT_EQ(st.delivered, 2u);
   EXPECT_EQ(st.retried, 1u);
-  EXPECT_EQ(st.malformed, 3u);
+  EXPECT_EQ(st.malformed, 4u);
   // Nothing left behind: accepted and rejected messages are gone from the broker queue.
   EXPECT_EQ(broker_->queue_depth(inbound_queue_name(machine)), 0u);
 }
