@@ -7,6 +7,7 @@
 // One broker node for the whole AmqpBroker suite (tests/support/broker_node.hpp); each test uses
 // its own machine names, so its own broker queues. Every wait is bounded.
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -511,6 +513,52 @@ TEST_F(AmqpBroker, ForwarderAcrossBrokerRestartDeliversEverythingInOrder) {
     EXPECT_EQ(seen.size(), kPerDestination) << d;
     EXPECT_TRUE(in_order) << d;
   }
+}
+
+// SIGSTOP of the broker's Erlang VM (pid from the node's pid file): a broker that accepts
+// connections but never answers. SIGCONT when the guard goes.
+class FrozenBroker {
+ public:
+  explicit FrozenBroker(const BrokerNode& node) {
+    std::ifstream in(node.dir() / "node" / "rabbit.pid");
+    if (in >> pid_ && pid_ > 1 && ::kill(pid_, SIGSTOP) != 0) pid_ = 0;
+  }
+  ~FrozenBroker() {
+    if (pid_ > 1) ::kill(pid_, SIGCONT);
+  }
+  bool frozen() const { return pid_ > 1; }
+
+ private:
+  pid_t pid_ = 0;
+};
+
+TEST_F(AmqpBroker, ForwarderStopsPromptlyWhileTheBrokerHangs) {
+  MemorySource source;
+  for (int i = 0; i < 2000; ++i)
+    source.add(
+        {0, "hang-b", "q", hex_id(static_cast<uint64_t>(i)), std::vector<uint8_t>(256, 1), true});
+  ForwarderOptions o;
+  o.source_machine = "hang-a";
+  o.batch = 1000;
+  Forwarder f(settings(), source, o);  // operation_timeout 60 s
+  EXPECT_GT(f.run_once(), 0u);         // connected, first batch through
+  const size_t left = source.size();
+  size_t removed_before_stop = 0;
+  {
+    FrozenBroker freeze(*broker_);
+    if (!freeze.frozen()) GTEST_SKIP() << "no broker pid file to freeze the broker with";
+    std::jthread t([&](std::stop_token st) { f.run(st); });
+    std::this_thread::sleep_for(1s);  // the next batch is waiting for the broker
+    removed_before_stop = source.removed();
+    const auto t0 = Clock::now();
+    t.request_stop();
+    t.join();
+    std::printf("[ hang     ] stop returned after %.2f s\n", seconds_since(t0));
+    EXPECT_LT(seconds_since(t0), 3.0);
+  }
+  EXPECT_EQ(source.size(), left) << "removed without the broker accepting";
+  EXPECT_EQ(source.removed(), removed_before_stop);
+  EXPECT_EQ(f.status().last_error, MQ_ERROR_OPERATION_CANCELLED) << f.status().last_error_text;
 }
 
 TEST_F(AmqpBroker, InboundRetryIsRedeliveredMalformedIsReportedAndStopIsPrompt) {

@@ -305,8 +305,11 @@ class Connection::Impl : public proton::messaging_handler {
     const bool posted = post([this] { begin_close(); });
     {
       std::unique_lock lock(m_);
-      const auto limit =
-          std::min<std::chrono::milliseconds>(settings_.connect_timeout, std::chrono::seconds(5));
+      // A healthy broker answers a close in milliseconds; an aborted or failed connection gets
+      // a short grace period only (its broker may be the reason).
+      const auto limit = failed_ ? std::chrono::milliseconds(500)
+                                 : std::min<std::chrono::milliseconds>(settings_.connect_timeout,
+                                                                       std::chrono::seconds(5));
       if (posted) cv_.wait_for(lock, limit, [&] { return closed_; });
       if (!failed_) {
         failed_ = true;
@@ -323,6 +326,8 @@ class Connection::Impl : public proton::messaging_handler {
     stopped_ = true;
     cv_.notify_all();
   }
+
+  void abort() { fail_from_user(MQ_ERROR_OPERATION_CANCELLED, "the operation was cancelled"); }
 
   // --- Proton events (the container's thread) ------------------------------------------------
 
@@ -734,6 +739,12 @@ std::optional<InboundDelivery> Connection::receive(std::chrono::milliseconds tim
 bool Connection::accept(uint64_t id) { return impl_->settle(id, Impl::Settle::accept); }
 bool Connection::release(uint64_t id) { return impl_->settle(id, Impl::Settle::release); }
 bool Connection::reject(uint64_t id) { return impl_->settle(id, Impl::Settle::reject); }
+void Connection::abort() noexcept {
+  try {
+    impl_->abort();
+  } catch (...) {
+  }
+}
 void Connection::close() noexcept { impl_->close(); }
 
 }  // namespace mqsec::transport::amqp

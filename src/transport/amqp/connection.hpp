@@ -103,8 +103,14 @@ class Connection {
   bool release(uint64_t delivery_id);
   bool reject(uint64_t delivery_id);
 
+  // From any thread: fails the connection now (MQ_ERROR_OPERATION_CANCELLED), so that a send()
+  // or receive() waiting in another thread returns at once; unsettled messages count as failed.
+  // The owner still destroys the object.
+  void abort() noexcept;
+
   // Closes the receiver link, then the connection (on the broker's detach), bounded by
-  // min(connect_timeout, 5 s), then stops the container thread. Idempotent.
+  // min(connect_timeout, 5 s) (0.5 s once the connection has failed or was aborted), then stops
+  // the container thread. Idempotent; not to be called concurrently with itself.
   void close() noexcept;
 
   class Impl;

@@ -73,9 +73,9 @@ size_t Forwarder::run_once() {
 
   // Connect only when there is something to send.
   if (!connection_ || !connection_->ok()) {
-    connection_.reset();
+    set_connection(nullptr);
     try {
-      connection_ = std::make_unique<Connection>(settings_);
+      set_connection(std::make_unique<Connection>(settings_));
     } catch (const Error& e) {
       note_failure(e.code(), e.what());
       throw;
@@ -167,14 +167,28 @@ size_t Forwarder::run_once() {
     status_.rejected += rejected;
   }
   if (i < live.size()) {
-    if (connection_ && !connection_->ok()) connection_.reset();
+    if (connection_ && !connection_->ok()) set_connection(nullptr);
     note_failure(failure_code, failure);
     throw Error(failure_code, failure);
   }
   return done.size() + expired.size();
 }
 
+void Forwarder::set_connection(std::unique_ptr<Connection> c) {
+  std::unique_ptr<Connection> old;
+  {
+    std::lock_guard lock(connection_mutex_);
+    old = std::move(connection_);
+    connection_ = std::move(c);
+  }
+  old.reset();  // closed outside the mutex (bounded, but it takes a while)
+}
+
 void Forwarder::run(std::stop_token stop) {
+  std::stop_callback on_stop(stop, [this] {
+    std::lock_guard lock(connection_mutex_);
+    if (connection_) connection_->abort();
+  });
   auto backoff = options_.backoff_min;
   while (!stop.stop_requested()) {
     try {
@@ -189,7 +203,7 @@ void Forwarder::run(std::stop_token stop) {
       backoff = std::min(backoff * 2, options_.backoff_max);
     }
   }
-  connection_.reset();
+  set_connection(nullptr);
   std::lock_guard lock(status_mutex_);
   status_.connected = false;
 }

@@ -100,6 +100,11 @@ class Forwarder {
   BrokerSettings settings_;
   OutgoingSource& source_;
   ForwarderOptions options_;
+  void set_connection(std::unique_ptr<Connection> c);
+
+  // Replaced only by the forwarding thread, under connection_mutex_; a stop request aborts it
+  // (under the same mutex) so that a send in progress returns at once.
+  std::mutex connection_mutex_;
   std::unique_ptr<Connection> connection_;
   std::vector<int64_t> last_unsettled_;  // seqs sent but not removed in the previous round
   mutable std::mutex status_mutex_;
