@@ -346,8 +346,12 @@ class Connection::Impl : public proton::messaging_handler {
   }
 
   void on_transport_error(proton::transport& t) override {
+    // The connection itself failed: refused credentials, or the broker is not available (I/O
+    // error, TLS failure, heartbeat expiry, reported by Proton as
+    // amqp:resource-limit-exceeded "local-idle-timeout expired").
     const auto e = t.error();
-    fail(code_for_condition(e.name(), MQ_ERROR_SERVICE_NOT_AVAILABLE),
+    fail(e.name() == "amqp:unauthorized-access" ? MQ_ERROR_ACCESS_DENIED
+                                                : MQ_ERROR_SERVICE_NOT_AVAILABLE,
          "broker " + url_.to_string() + ": " + describe(e));
   }
 
