@@ -277,6 +277,46 @@ TEST(AmqpForwarder, UnreachableBrokerKeepsEverythingAndStopsPromptly) {
   EXPECT_FALSE(st.connected);
 }
 
+// Expired items and items that cannot be addressed are settled with the core without a broker.
+class ExpiringSource : public MemorySource {
+ public:
+  bool expired(const OutgoingItem& item) override { return item.queue == "expired"; }
+  void on_expired(const OutgoingItem& item) override { expired_ids.push_back(item.message_id_hex); }
+  bool on_rejected(const OutgoingItem& item, const std::string& why) override {
+    rejected.emplace_back(item.message_id_hex, why);
+    return true;  // recorded and NACKed by the core
+  }
+  std::vector<std::string> expired_ids;
+  std::vector<std::pair<std::string, std::string>> rejected;
+};
+
+TEST(AmqpForwarder, ExpiredAndUnaddressableItemsGoToTheCoreWithoutABroker) {
+  ExpiringSource source;
+  source.add({0, "hostb", "expired", hex_id(1), {1}, true});
+  source.add({0, "host b!", "q", hex_id(2), {2}, true});  // not a machine name
+  source.add({0, "hostb", "expired", hex_id(3), {3}, true});
+  BrokerSettings s;
+  s.url = "amqp://127.0.0.1:" + std::to_string(closed_port());
+  s.connect_timeout = 2s;
+  ForwarderOptions o;
+  o.source_machine = "hosta";
+  Forwarder f(s, source, o);
+  EXPECT_EQ(f.run_once(), 3u);
+  EXPECT_EQ(source.size(), 0u);
+  EXPECT_EQ(source.expired_ids, (std::vector<std::string>{hex_id(1), hex_id(3)}));
+  ASSERT_EQ(source.rejected.size(), 1u);
+  EXPECT_EQ(source.rejected[0].first, hex_id(2));
+  EXPECT_NE(source.rejected[0].second.find("machine name"), std::string::npos);
+  EXPECT_EQ(f.status().connects, 0u);
+  EXPECT_EQ(f.status().expired, 2u);
+  // A bad source machine or URL is a configuration error, found at construction.
+  o.source_machine = "a/b";
+  EXPECT_THROW(Forwarder(s, source, o), mqsec::Error);
+  o.source_machine = "hosta";
+  s.url = "amqp://h:99999";
+  EXPECT_THROW(Forwarder(s, source, o), mqsec::Error);
+}
+
 // ---- against a real broker ----------------------------------------------------------------------
 
 class AmqpBroker : public ::testing::Test {

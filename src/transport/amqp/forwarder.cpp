@@ -71,20 +71,6 @@ size_t Forwarder::run_once() {
   }
   if (live.empty()) return expired.size();
 
-  // Connect only when there is something to send.
-  if (!connection_ || !connection_->ok()) {
-    set_connection(nullptr);
-    try {
-      set_connection(std::make_unique<Connection>(settings_));
-    } catch (const Error& e) {
-      note_failure(e.code(), e.what());
-      throw;
-    }
-    std::lock_guard lock(status_mutex_);
-    status_.connected = true;
-    status_.connects++;
-  }
-
   // Messages up to the first item that cannot even be addressed (a bad machine or queue name:
   // the core validates them before queueing, so this is a broken source; it goes to
   // on_rejected like a broker rejection).
@@ -117,6 +103,20 @@ size_t Forwarder::run_once() {
       if (before.count(live[i]->seq)) ++again;
     std::lock_guard lock(status_mutex_);
     status_.resent += again;
+  }
+
+  // Connect only when there is something to send.
+  if (!messages.empty() && (!connection_ || !connection_->ok())) {
+    set_connection(nullptr);
+    try {
+      set_connection(std::make_unique<Connection>(settings_));
+    } catch (const Error& e) {
+      note_failure(e.code(), e.what());
+      throw;
+    }
+    std::lock_guard lock(status_mutex_);
+    status_.connected = true;
+    status_.connects++;
   }
 
   SendReport report;
