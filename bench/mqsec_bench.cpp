@@ -462,7 +462,7 @@ void make_envelopes(Key& k, const Sandbox& sb, int n) {
   Op send = send_op(q, SendKind::Signed, k.shared_ctx, false);
   for (int i = 0; i < n; ++i) send();
   abi::flush_express_writers();  // express messages are committed in the background
-  queue::Store& store = abi::store_at(sb.store);
+  transport::local::Store& store = abi::store_at(sb.store);
   auto info = store.find_queue(q.name());
   if (!info) fail("the source queue is not in the store");
   while (auto m = store.take_first(info->id)) k.envelopes.push_back(std::move(m->envelope));
@@ -502,7 +502,7 @@ Op openssl_verify_op(const Key& k, int thread) {
 // with copies of the signed envelopes (untimed, one transaction), receive them all (timed).
 Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double seconds) {
   TempQueue q(unique_queue_name("rx-" + k.name));
-  queue::Store& store = abi::store_at(sb.store);
+  transport::local::Store& store = abi::store_at(sb.store);
   auto info = store.find_queue(q.name());
   if (!info) fail("the receive queue is not in the store");
   std::vector<QUEUEHANDLE> rx;
@@ -511,7 +511,7 @@ Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double secon
   Timing total;
   size_t round = 500;
   while (total.seconds < seconds) {
-    std::vector<queue::Append> batch;
+    std::vector<transport::Append> batch;
     for (size_t i = 0; i < round; ++i)
       batch.push_back({info->id, 3, k.envelopes[i % k.envelopes.size()]});
     store.append_batch(batch, false);

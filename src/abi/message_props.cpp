@@ -8,7 +8,7 @@
 
 #include "mqsec/error.hpp"
 #include "src/abi/strings.hpp"
-#include "src/queue/format_name.hpp"
+#include "src/core/destination.hpp"
 
 namespace mqsec::abi {
 namespace {
@@ -53,7 +53,7 @@ std::u16string queue_text(MQMSGPROPS* props, DWORD i) {
   std::string utf8 = to_utf8(s, MQ_ERROR_ILLEGAL_FORMATNAME);
   // Throws MQ_ERROR_ILLEGAL_FORMATNAME, or MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION for a
   // queue on another machine.
-  queue::queue_from_format(utf8);
+  core::queue_from_format(utf8);
   return utf8_to_utf16(utf8);
 }
 

@@ -21,8 +21,8 @@
 #include "src/abi/message_props.hpp"
 #include "src/abi/runtime.hpp"
 #include "src/abi/strings.hpp"
-#include "src/queue/format_name.hpp"
-#include "src/queue/real_ids.hpp"
+#include "src/core/destination.hpp"
+#include "src/transport/local/real_ids.hpp"
 #include "src/security/context.hpp"
 #include "src/security/personal_store.hpp"
 
@@ -40,9 +40,9 @@ struct OpenQueue {
   int64_t id = 0;
   DWORD access = 0;
   std::filesystem::path dir;
-  queue::Store* store = nullptr;
-  queue::BatchWriter* writer = nullptr;       // express messages of this store
-  queue::BatchWriter* recoverable = nullptr;  // recoverable ones (group commit with fsync)
+  transport::local::Store* store = nullptr;
+  transport::local::BatchWriter* writer = nullptr;       // express messages of this store
+  transport::local::BatchWriter* recoverable = nullptr;  // recoverable ones (group commit with fsync)
   std::atomic<pid_t> pid{0};                  // the process the pointers above belong to
   std::mutex refresh_mu;
 
@@ -70,7 +70,7 @@ struct OpenQueue {
   // demand or authorized signers.
   bool require_signed = false;
   uint64_t max_message_body = 4 * 1024 * 1024;  // [limits] max-message-body
-  queue::RejectionBounds rejection_bounds;      // [limits] rejected-*
+  transport::RejectionBounds rejection_bounds;      // [limits] rejected-*
   int lock_fd = -1;                             // flock()ed for share modes
   ~OpenQueue() {
     if (lock_fd >= 0) close(lock_fd);
@@ -113,8 +113,8 @@ security::SystemConfig config() {
   }
 }
 
-queue::RejectionBounds rejection_bounds(const security::LimitsConfig& l) {
-  queue::RejectionBounds b;
+transport::RejectionBounds rejection_bounds(const security::LimitsConfig& l) {
+  transport::RejectionBounds b;
   b.max_count = l.rejected_max_count;
   b.max_bytes = l.rejected_max_bytes;
   b.max_age_seconds = l.rejected_max_age_seconds;
@@ -125,7 +125,7 @@ queue::RejectionBounds rejection_bounds(const security::LimitsConfig& l) {
 // Opens (creating it with mode 0600) <store>/locks/<id>.lock without following links, as the
 // process's user (store files never belong to an impersonated user).
 int open_lock_file(const std::filesystem::path& store_dir, int64_t queue_id) {
-  queue::RealFsIds real_ids;
+  transport::local::RealFsIds real_ids;
   const std::filesystem::path dir = store_dir / "locks";
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
@@ -153,7 +153,7 @@ int open_lock_file(const std::filesystem::path& store_dir, int64_t queue_id) {
 bool destined_for(const security::Envelope& e, const std::string& name) {
   std::string dest;
   try {
-    dest = queue::queue_part_of_format(abi::utf16_to_utf8(e.dest_queue));
+    dest = core::queue_part_of_format(abi::utf16_to_utf8(e.dest_queue));
   } catch (const std::exception&) {
     return false;
   }
@@ -162,7 +162,7 @@ bool destined_for(const security::Envelope& e, const std::string& name) {
 
 std::string queue_of_format(LPCWSTR format) {
   if (format == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "format name is NULL");
-  return queue::queue_from_format(abi::to_utf8(format, MQ_ERROR_ILLEGAL_FORMATNAME));
+  return core::queue_from_format(abi::to_utf8(format, MQ_ERROR_ILLEGAL_FORMATNAME));
 }
 
 // A fresh MSMQ message id: a per-process random 16-byte GUID and a 32-bit counter.
@@ -207,7 +207,7 @@ HRESULT create_queue(MQQUEUEPROPS* props, LPWSTR format_out, LPDWORD format_len)
   if (props->cProp > 64 || (props->cProp > 0 && (!props->aPropID || !props->aPropVar))) {
     throw Error(MQ_ERROR_INVALID_PARAMETER, "malformed MQQUEUEPROPS");
   }
-  queue::QueueInfo q;
+  transport::QueueInfo q;
   bool have_path = false;
   for (DWORD i = 0; i < props->cProp; ++i) {
     MQPROPVARIANT& v = props->aPropVar[i];
@@ -219,7 +219,7 @@ HRESULT create_queue(MQQUEUEPROPS* props, LPWSTR format_out, LPDWORD format_len)
       case PROPID_Q_PATHNAME:
         if (v.vt != VT_LPWSTR) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "PATHNAME is VT_LPWSTR");
         if (v.pwszVal == nullptr) bad(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME, "NULL path name");
-        q.name = queue::queue_from_path(abi::to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
+        q.name = core::queue_from_path(abi::to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
         have_path = true;
         break;
       case PROPID_Q_LABEL:
@@ -247,7 +247,7 @@ HRESULT create_queue(MQQUEUEPROPS* props, LPWSTR format_out, LPDWORD format_len)
     }
   }
   if (!have_path) throw Error(MQ_ERROR_INVALID_PARAMETER, "PROPID_Q_PATHNAME is required");
-  std::wstring format = abi::from_utf8(queue::format_name_of(q.name));
+  std::wstring format = abi::from_utf8(core::format_name_of(q.name));
   auto cfg = config();
   abi::store_at(cfg.store_path).create_queue(q);
   DWORD needed = static_cast<DWORD>(format.size() + 1);
@@ -358,8 +358,8 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
   }
   e.msg_id = new_message_id();
   e.sent_time = static_cast<uint64_t>(std::time(nullptr));
-  e.source_machine = abi::utf8_to_utf16(queue::local_host());
-  e.dest_queue = abi::utf8_to_utf16(queue::format_name_of(q->name));
+  e.source_machine = abi::utf8_to_utf16(core::local_host());
+  e.dest_queue = abi::utf8_to_utf16(core::format_name_of(q->name));
   if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
     auto ctx = context_for(r);
     security::sign_envelope(e, *ctx, r.hash_alg, q->allow_weak_hash, r.attach_sid);
@@ -382,7 +382,7 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
 // and a NACK to the admin queue when the sender asked for one.
 // `kind` is the machine-readable reason (Verdict::kind, "malformed", "unsigned", "replay",
 // "wrong-queue", "too-large"). `removed`: the caller already deleted the row.
-void reject(OpenQueue& q, const queue::StoredMessage& m, const security::Envelope* e,
+void reject(OpenQueue& q, const transport::StoredMessage& m, const security::Envelope* e,
             const std::string& kind, const std::string& reason, bool removed = false) {
   if (!removed && !q.store->remove(q.id, m.seq)) return;  // another receiver dealt with it
   log(LogLevel::Warning, "rejected message " + std::to_string(m.seq) + " of queue '" + q.name +
@@ -393,7 +393,7 @@ void reject(OpenQueue& q, const queue::StoredMessage& m, const security::Envelop
     return;
   }
   try {
-    std::string admin = queue::queue_from_format(abi::utf16_to_utf8(e->admin_queue));
+    std::string admin = core::queue_from_format(abi::utf16_to_utf8(e->admin_queue));
     auto info = q.store->find_queue(admin);
     if (!info) return;
     security::Envelope nack;
@@ -404,7 +404,7 @@ void reject(OpenQueue& q, const queue::StoredMessage& m, const security::Envelop
     nack.body = e->body;
     nack.app_specific = e->app_specific;
     nack.dest_queue = e->dest_queue;
-    nack.source_machine = abi::utf8_to_utf16(queue::local_host());
+    nack.source_machine = abi::utf8_to_utf16(core::local_host());
     nack.sent_time = static_cast<uint64_t>(std::time(nullptr));
     q.store->append(info->id, e->priority, security::encode(nack), true);
   } catch (const std::exception& ex) {
@@ -453,7 +453,7 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
   std::unique_lock<std::mutex> cursor_lock;
   if (cursor) cursor_lock = std::unique_lock(cursor->mu);
   bool advance = action == MQ_ACTION_PEEK_NEXT;
-  auto candidate = [&]() -> std::optional<queue::StoredMessage> {
+  auto candidate = [&]() -> std::optional<transport::StoredMessage> {
     if (cursor && cursor->positioned) {
       auto m = advance ? q->store->next_after(q->id, cursor->priority, cursor->seq)
                        : q->store->get(q->id, cursor->seq);
@@ -463,7 +463,7 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
     return q->store->first(q->id);
   };
   for (;;) {
-    std::optional<queue::StoredMessage> m = candidate();
+    std::optional<transport::StoredMessage> m = candidate();
     uint64_t seen = 0;
     if (!m) {
       // Read the change counter, then look once more: a message committed in between is
@@ -478,7 +478,7 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
         cursor->seq = m->seq;
         advance = false;
       }
-      if (m->priority == queue::kMalformedPriority) {
+      if (m->priority == transport::kMalformedPriority) {
         // Only a direct write to the store makes such a row (senders store the envelope's
         // priority, 0..7).
         reject(*q, *m, nullptr, "malformed", "the stored priority is not an integer 0..7");
@@ -548,12 +548,12 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
       if (take) {
         const int64_t sent =
             static_cast<int64_t>(std::min<uint64_t>(e.sent_time, static_cast<uint64_t>(INT64_MAX)));
-        const queue::Removal removal =
+        const transport::Removal removal =
             q->store->remove_delivered(q->id, m->seq, msg_id, sent, q->replay_window_seconds);
-        if (removal != queue::Removal::Removed) {
+        if (removal != transport::Removal::Removed) {
           if (props != nullptr) std::copy(original.begin(), original.end(), props->aPropVar);
           // Gone: another receiver won it. Replay: a copy with this id was delivered meanwhile.
-          if (removal == queue::Removal::Replay) {
+          if (removal == transport::Removal::Replay) {
             reject(*q, *m, &e, "replay", replay_reason, /*removed=*/true);
           }
           continue;
@@ -616,11 +616,11 @@ MQSEC_EXPORT HRESULT APIENTRY MQPathNameToFormatName(LPCWSTR lpwcsPathName, LPWS
     if (lpwcsPathName == nullptr || lpdwFormatNameLength == nullptr)
       return MQ_ERROR_INVALID_PARAMETER;
     std::string name =
-        queue::queue_from_path(abi::to_utf8(lpwcsPathName, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
+        core::queue_from_path(abi::to_utf8(lpwcsPathName, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
     if (!abi::store_at(config().store_path).find_queue(name)) {
       return MQ_ERROR_QUEUE_NOT_FOUND;
     }
-    std::wstring format = abi::from_utf8(queue::format_name_of(name));
+    std::wstring format = abi::from_utf8(core::format_name_of(name));
     DWORD needed = static_cast<DWORD>(format.size() + 1);
     DWORD capacity = *lpdwFormatNameLength;
     *lpdwFormatNameLength = needed;

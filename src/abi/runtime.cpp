@@ -28,9 +28,9 @@ namespace {
 // connection (SQLite forbids it) nor wait on locks a parent thread held at the fork, so the
 // child builds its own and leaves the parent's alone (never destroyed: immortal).
 std::mutex g_runtime_mu;
-std::map<std::pair<pid_t, std::filesystem::path>, std::unique_ptr<queue::Store>>* g_stores =
+std::map<std::pair<pid_t, std::filesystem::path>, std::unique_ptr<transport::local::Store>>* g_stores =
     nullptr;
-std::map<std::tuple<pid_t, std::filesystem::path, bool>, std::unique_ptr<queue::BatchWriter>>*
+std::map<std::tuple<pid_t, std::filesystem::path, bool>, std::unique_ptr<transport::local::BatchWriter>>*
     g_writers = nullptr;
 
 // Lock order: the Cryptoki call gate, runtime map, writers, stores (a writer thread holds only
@@ -70,41 +70,41 @@ void init_locked() {
   std::atexit([] { flush_express_writers(); });
 }
 
-queue::Store& store_locked(const std::filesystem::path& dir) {
+transport::local::Store& store_locked(const std::filesystem::path& dir) {
   init_locked();
   auto& slot = (*g_stores)[{getpid(), dir}];
-  if (!slot) slot = std::make_unique<queue::Store>(dir);
+  if (!slot) slot = std::make_unique<transport::local::Store>(dir);
   return *slot;
 }
 
 }  // namespace
 
-queue::Store& store_at(const std::filesystem::path& dir) {
+transport::local::Store& store_at(const std::filesystem::path& dir) {
   std::lock_guard lock(g_runtime_mu);
   return store_locked(dir);
 }
 
-queue::BatchWriter& writer_at(const std::filesystem::path& dir, bool durable) {
+transport::local::BatchWriter& writer_at(const std::filesystem::path& dir, bool durable) {
   std::lock_guard lock(g_runtime_mu);
-  queue::Store& store = store_locked(dir);
+  transport::local::Store& store = store_locked(dir);
   auto& slot = (*g_writers)[{getpid(), dir, durable}];
   if (!slot) {
-    slot = std::make_unique<queue::BatchWriter>(
+    slot = std::make_unique<transport::local::BatchWriter>(
         store, [](const std::string& why) { log(LogLevel::Error, why); }, durable);
   }
   return *slot;
 }
 
-queue::BatchWriter& express_writer_at(const std::filesystem::path& dir) {
+transport::local::BatchWriter& express_writer_at(const std::filesystem::path& dir) {
   return writer_at(dir, false);
 }
 
-queue::BatchWriter& recoverable_writer_at(const std::filesystem::path& dir) {
+transport::local::BatchWriter& recoverable_writer_at(const std::filesystem::path& dir) {
   return writer_at(dir, true);
 }
 
 void flush_express_writers() noexcept {
-  std::vector<queue::BatchWriter*> writers;
+  std::vector<transport::local::BatchWriter*> writers;
   {
     std::lock_guard lock(g_runtime_mu);
     if (g_writers == nullptr) return;
@@ -119,7 +119,7 @@ namespace {
 
 struct RegistryCache {
   std::mutex mu;
-  std::map<std::pair<queue::Store*, security::Bytes>,
+  std::map<std::pair<transport::local::Store*, security::Bytes>,
            std::pair<std::optional<security::Bytes>, std::chrono::steady_clock::time_point>>
       entries;
 };
@@ -134,7 +134,7 @@ RegistryCache& registry_cache() {
 
 }  // namespace
 
-std::optional<security::Bytes> registered_sid(queue::Store& store,
+std::optional<security::Bytes> registered_sid(transport::local::Store& store,
                                               const security::Bytes& cert_sha256) {
   auto now = std::chrono::steady_clock::now();
   RegistryCache& c = registry_cache();
@@ -279,7 +279,7 @@ Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
     log(LogLevel::Error, std::string("certificate registry: ") + e.what());
     return Error(MQ_ERROR_CANNOT_OPEN_CERT_STORE, std::string("certificate registry: ") + e.what());
   };
-  queue::Store* registry = nullptr;
+  transport::local::Store* registry = nullptr;
   std::optional<security::Bytes> bound;
   try {
     registry = &store_at(setup.config.store_path);

@@ -9,28 +9,28 @@
 #include <span>
 #include <string>
 
-#include "src/queue/batch_writer.hpp"
-#include "src/queue/store.hpp"
+#include "src/transport/local/batch_writer.hpp"
+#include "src/transport/local/store.hpp"
 #include "src/security/enroll.hpp"
 
 namespace mqsec::abi {
 
 // The store under `dir`, opened once per process and shared by all threads.
 // Throws mqsec::Error(MQ_ERROR_SERVICE_NOT_AVAILABLE) when it cannot be opened.
-queue::Store& store_at(const std::filesystem::path& dir);
+transport::local::Store& store_at(const std::filesystem::path& dir);
 
 // The express writer of the store under `dir` (one per store, started on first use).
-queue::BatchWriter& express_writer_at(const std::filesystem::path& dir);
+transport::local::BatchWriter& express_writer_at(const std::filesystem::path& dir);
 // The group-commit writer for recoverable messages of that store (push_and_wait: fsynced
 // before it returns; concurrent senders share an fsync).
-queue::BatchWriter& recoverable_writer_at(const std::filesystem::path& dir);
+transport::local::BatchWriter& recoverable_writer_at(const std::filesystem::path& dir);
 // Flushes every express writer of this process (before exit, and for MQCloseQueue).
 void flush_express_writers() noexcept;
 
 // The SID a certificate (by SHA-256) is registered to, from the store's registry, cached for
 // two seconds per process: MSMQ applies a new registration to processes started afterwards; we
 // apply it within two seconds, and at once in the process that registered it.
-std::optional<security::Bytes> registered_sid(queue::Store& store,
+std::optional<security::Bytes> registered_sid(transport::local::Store& store,
                                               const security::Bytes& cert_sha256);
 
 // The SID the root-owned system registry ([trust] registry, /etc/mqsec/registry.d) binds a

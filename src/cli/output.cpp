@@ -10,7 +10,7 @@
 
 #include "mqsec/error.hpp"
 #include "src/abi/strings.hpp"
-#include "src/queue/format_name.hpp"
+#include "src/core/destination.hpp"
 #include "src/security/identity.hpp"
 #include "src/security/log.hpp"
 
@@ -377,7 +377,7 @@ std::wstring queue_path(const std::string& name) { return abi::from_utf8(".\\pri
 
 std::string store_queue_name(const std::string& name) {
   try {
-    return queue::queue_from_path(".\\private$\\" + name);
+    return core::queue_from_path(".\\private$\\" + name);
   } catch (const Error& e) {
     throw Failure("queue '" + name + "'", e.what(), e.code(),
                   "give the bare private queue name, e.g. `orders` for .\\private$\\orders");

@@ -24,7 +24,7 @@
 #include "src/abi/strings.hpp"
 #include "src/cli/commands.hpp"
 #include "src/cli/output.hpp"
-#include "src/queue/format_name.hpp"
+#include "src/core/destination.hpp"
 #include "src/security/context.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/identity.hpp"
@@ -216,7 +216,7 @@ struct QueueCreateArgs {
 // sees the queue without its policy. The format name is the one MQCreateQueue returns.
 std::string create_with_policy(const QueueCreateArgs& a, const std::string& what) {
   security::SystemConfig cfg = load_config_or_fail();
-  queue::QueueInfo q;
+  transport::QueueInfo q;
   q.name = store_queue_name(a.name);
   if (abi::from_utf8(a.label).size() > MQ_MAX_Q_LABEL_LEN) {
     throw Failure(what, "the label is longer than 124 characters", MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
@@ -252,7 +252,7 @@ std::string create_with_policy(const QueueCreateArgs& a, const std::string& what
     }
     throw Failure(what, e.what(), e.code(), default_hint(e.code()));
   }
-  return queue::format_name_of(q.name);
+  return core::format_name_of(q.name);
 }
 
 int run_queue_create(const QueueCreateArgs& a) {
@@ -323,14 +323,14 @@ int run_queue_list(bool json) {
     return kExitOk;
   }
   try {
-    queue::Store& store = abi::store_at(cfg.store_path);
-    std::vector<queue::QueueInfo> queues = store.list_queues();
+    transport::local::Store& store = abi::store_at(cfg.store_path);
+    std::vector<transport::QueueInfo> queues = store.list_queues();
     const std::string system_trust = security::to_string(cfg.trust.effective_require());
     if (json) {
       std::ostringstream o;
       o << "[";
       for (size_t i = 0; i < queues.size(); ++i) {
-        const queue::QueueInfo& q = queues[i];
+        const transport::QueueInfo& q = queues[i];
         o << (i ? ",\n " : "") << "{\"name\":" << json_string(q.name)
           << ",\"label\":" << json_string(q.label)
           << ",\"authenticate\":" << (q.authenticate ? "true" : "false")
@@ -351,7 +351,7 @@ int run_queue_list(bool json) {
     }
     std::printf("%-24s %-12s %-16s %8s  %s\n", "NAME", "AUTHENTICATE", "TRUST", "MESSAGES",
                 "LABEL");
-    for (const queue::QueueInfo& q : queues) {
+    for (const transport::QueueInfo& q : queues) {
       const std::string trust = q.trust.empty() ? "(system)" : q.trust;
       std::printf("%-24s %-12s %-16s %8zu  %s\n", q.name.c_str(), q.authenticate ? "yes" : "no",
                   trust.c_str(), store.message_count(q.id), one_line(q.label).c_str());
@@ -599,7 +599,7 @@ security::Envelope rebuild_envelope(const Received& m, security::Verifier& verif
   e.response_queue = m.resp_queue;
   e.admin_queue = m.admin_queue;
   e.dest_queue = m.dest_queue;
-  e.source_machine = abi::utf8_to_utf16(queue::local_host());
+  e.source_machine = abi::utf8_to_utf16(core::local_host());
   e.sent_time = m.sent;
   e.auth_level = m.auth_level;
   e.hash_alg = m.hash_alg;
@@ -799,7 +799,7 @@ struct RejectedDetail {
   std::string label, subject, sid;
 };
 
-RejectedDetail detail_of(const queue::Rejection& r) {
+RejectedDetail detail_of(const transport::Rejection& r) {
   RejectedDetail d;
   try {
     security::Envelope e = security::decode(r.envelope);
@@ -820,19 +820,19 @@ int run_rejected(const RejectedArgs& a) {
   const std::string queue = a.queue.empty() ? std::string() : store_queue_name(a.queue);
   const std::string scope = queue.empty() ? "any queue" : "queue '" + queue + "'";
   std::error_code ec;
-  std::vector<queue::Rejection> records;
+  std::vector<transport::Rejection> records;
   if (std::filesystem::exists(cfg.store_path / "mqsec.db", ec)) {
     try {
-      queue::Store& store = abi::store_at(cfg.store_path);
+      transport::local::Store& store = abi::store_at(cfg.store_path);
       if (!queue.empty()) {
         records = store.rejections(queue);
       } else {
-        for (const queue::QueueInfo& q : store.list_queues()) {
-          std::vector<queue::Rejection> more = store.rejections(q.name);
+        for (const transport::QueueInfo& q : store.list_queues()) {
+          std::vector<transport::Rejection> more = store.rejections(q.name);
           records.insert(records.end(), more.begin(), more.end());
         }
         std::stable_sort(records.begin(), records.end(),
-                         [](const queue::Rejection& x, const queue::Rejection& y) {
+                         [](const transport::Rejection& x, const transport::Rejection& y) {
                            return x.time != y.time ? x.time < y.time : x.id < y.id;
                          });
       }
@@ -849,7 +849,7 @@ int run_rejected(const RejectedArgs& a) {
     std::ostringstream o;
     o << "[";
     for (size_t i = 0; i < records.size(); ++i) {
-      const queue::Rejection& r = records[i];
+      const transport::Rejection& r = records[i];
       RejectedDetail d = detail_of(r);
       auto opt = [](const std::string& s) { return s.empty() ? "null" : json_string(s); };
       o << (i ? ",\n " : "") << "{\"queue\":" << json_string(r.queue)
@@ -870,7 +870,7 @@ int run_rejected(const RejectedArgs& a) {
   }
   std::cout << records.size() << " rejected message" << (records.size() == 1 ? "" : "s") << " for "
             << scope << ":\n";
-  for (const queue::Rejection& r : records) {
+  for (const transport::Rejection& r : records) {
     RejectedDetail d = detail_of(r);
     std::string about;
     if (d.decoded) {

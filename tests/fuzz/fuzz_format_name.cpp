@@ -1,5 +1,5 @@
 // libFuzzer target for queue names and the text conversions in front of them: path names
-// (queue::queue_from_path), format names (queue::queue_from_format) and the WCHAR/UTF-8/UTF-16
+// (core::queue_from_path), format names (core::queue_from_format) and the WCHAR/UTF-8/UTF-16
 // conversions of src/abi/strings.hpp that every queue name and label goes through. Bad input
 // may only be refused with mqsec::Error; what is accepted must keep the documented invariants
 // (a queue name is 1..124 lower-case bytes without separators, and names round-trip).
@@ -18,7 +18,7 @@
 
 #include "mqsec/error.hpp"
 #include "src/abi/strings.hpp"
-#include "src/queue/format_name.hpp"
+#include "src/core/destination.hpp"
 
 namespace {
 
@@ -31,20 +31,20 @@ void check_queue(const std::string& q) {
     if (c < 0x20 || std::tolower(c) != c) abort();
   }
   // The names mqsec hands out for a queue lead back to it.
-  if (queue::queue_from_format(queue::format_name_of(q)) != q) abort();
-  if (queue::queue_from_path(".\\private$\\" + q) != q) abort();
+  if (core::queue_from_format(core::format_name_of(q)) != q) abort();
+  if (core::queue_from_path(".\\private$\\" + q) != q) abort();
 }
 
 void names(std::string_view text) {
   try {
-    check_queue(queue::queue_from_path(text));
+    check_queue(core::queue_from_path(text));
   } catch (const Error& e) {
     if (e.code() != MQ_ERROR_ILLEGAL_QUEUE_PATHNAME &&
         e.code() != MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION)
       abort();
   }
   try {
-    check_queue(queue::queue_from_format(text));
+    check_queue(core::queue_from_format(text));
   } catch (const Error& e) {
     if (e.code() != MQ_ERROR_ILLEGAL_FORMATNAME &&
         e.code() != MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION)

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "src/queue/store.hpp"
+#include "src/transport/local/store.hpp"
 #include "src/security/openssl.hpp"
 #include "tests/support/pki_token.hpp"
 #include "tests/support/signed_messages.hpp"
@@ -51,8 +51,8 @@ class QueuePolicyE2E : public ::testing::Test {
   // Creates an authenticating queue with the given policy, as `mqsec queue create` does.
   static std::wstring create_queue(const std::string& name, const std::string& trust,
                                    std::vector<std::string> signer_subjects = {}) {
-    mqsec::queue::Store store(store_dir());
-    mqsec::queue::QueueInfo q;
+    mqsec::transport::local::Store store(store_dir());
+    mqsec::transport::QueueInfo q;
     q.name = name;
     q.authenticate = true;
     q.trust = trust;
@@ -80,7 +80,7 @@ class QueuePolicyE2E : public ::testing::Test {
   // Kinds of the rejection records of `queue`, oldest first.
   static std::vector<std::string> rejected_kinds(const std::string& queue) {
     std::vector<std::string> kinds;
-    for (const auto& r : mqsec::queue::Store(store_dir()).rejections(queue))
+    for (const auto& r : mqsec::transport::local::Store(store_dir()).rejections(queue))
       kinds.push_back(r.kind);
     return kinds;
   }

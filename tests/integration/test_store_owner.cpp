@@ -21,18 +21,18 @@
 #include <string>
 #include <vector>
 
-#include "src/queue/batch_writer.hpp"
-#include "src/queue/store.hpp"
+#include "src/transport/local/batch_writer.hpp"
+#include "src/transport/local/store.hpp"
 #include "tests/support/test_users.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using mqsec::Error;
-using mqsec::queue::BatchWriter;
-using mqsec::queue::Bytes;
-using mqsec::queue::QueueInfo;
-using mqsec::queue::Store;
+using mqsec::transport::local::BatchWriter;
+using mqsec::transport::Bytes;
+using mqsec::transport::QueueInfo;
+using mqsec::transport::local::Store;
 using mqsec::testing::run_as_user;
 using mqsec::testing::TemporaryUser;
 

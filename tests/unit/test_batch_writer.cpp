@@ -7,9 +7,10 @@
 #include <filesystem>
 #include <thread>
 
-#include "src/queue/batch_writer.hpp"
+#include "src/transport/local/batch_writer.hpp"
 
-using namespace mqsec::queue;
+using namespace mqsec::transport::local;
+using namespace mqsec::transport;
 namespace fs = std::filesystem;
 
 namespace {

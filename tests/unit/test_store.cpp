@@ -1,7 +1,7 @@
-// Unit tests of the SQLite message store (src/queue/store.hpp): queue CRUD, receive order,
+// Unit tests of the SQLite message store (src/transport/local/store.hpp): queue CRUD, receive order,
 // exactly-once removal across threads and processes, persistence, file modes, rejection audit
 // records, the certificate registry and change notification between connections.
-#include "src/queue/store.hpp"
+#include "src/transport/local/store.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -25,7 +25,7 @@
 
 #include "tests/support/sqlite_query.hpp"
 
-namespace mqsec::queue {
+namespace mqsec::transport::local {
 namespace {
 
 namespace fs = std::filesystem;
@@ -900,4 +900,4 @@ TEST_F(StoreTest, GroupOrWorldWritableDirectoryIsRefused) {
 }
 
 }  // namespace
-}  // namespace mqsec::queue
+}  // namespace mqsec::transport::local

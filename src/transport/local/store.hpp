@@ -1,11 +1,13 @@
-// The embedded message store: queues, messages, rejection audit records and the certificate
-// registry (MQRegisterCertificate) in one SQLite 3 database (WAL mode) under the configured
-// store directory. Several sender and receiver processes open the same directory at once;
+// The local transport's embedded message store (transport/local): queues, messages, rejection
+// audit records and the certificate registry (MQRegisterCertificate) in one SQLite 3 database
+// (WAL mode) under the configured store directory. Several sender and receiver processes open the same directory at once;
 // take_first() hands each message to exactly one receiver across all of them.
 // The store knows nothing of cryptography: envelopes are opaque blobs.
 #pragma once
 
 #include <mqsec/error.hpp>
+
+#include "src/transport/transport.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -21,72 +23,7 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
-namespace mqsec::queue {
-
-using Bytes = std::vector<uint8_t>;
-
-struct QueueInfo {
-  int64_t id = 0;              // assigned by the store (never reused, even after delete_queue)
-  std::string name;            // private queue name, stored lower-cased (ASCII), e.g. "orders"
-  std::string label;           // UTF-8
-  bool authenticate = false;   // PROPID_Q_AUTHENTICATE
-  bool transactional = false;  // PROPID_Q_TRANSACTION
-  int64_t created = 0;         // Unix seconds; 0 on create_queue means "now"
-  // The queue's own trust demand, stronger than or equal to the system's: "" (the system's
-  // [trust] require), "signature", "chain" or "chain+revocation".
-  std::string trust;
-  // Authorized signers (IBM MQ AMS's SIGNER policy); both empty: anyone. A message must match
-  // one subject ("CN=alice,O=Payroll", as subject_string prints it) or one confirmed SID.
-  std::vector<std::string> signer_subjects;
-  std::vector<std::string> signer_sids;
-};
-
-struct StoredMessage {
-  int64_t queue_id = 0;
-  int64_t seq = 0;  // unique across the store, increasing, never reused
-  // 0..7, or kMalformedPriority when the row's priority column is not an integer in 0..7 (only
-  // a direct write to the database makes such a row; the receive path rejects it). Receive
-  // order and cursors use this sanitized value, so (priority, seq) is a strict total order.
-  int priority = 0;
-  int64_t arrived = 0;  // Unix seconds
-  Bytes envelope;
-};
-
-inline constexpr int kMalformedPriority = -1;
-
-struct Rejection {
-  int64_t id = 0;
-  std::string queue;  // lower-cased like queue names
-  int64_t time = 0;   // Unix seconds
-  std::string kind;   // machine-readable ("malformed", "signature", "replay", ...); "" before v2
-  std::string reason;
-  Bytes envelope;              // at most RejectionBounds::body_prefix bytes of the envelope
-  uint64_t original_size = 0;  // the whole envelope's size
-  bool truncated() const noexcept { return envelope.size() < original_size; }
-};
-
-// How much of the rejected-message record is kept (store-wide, all queues together); the
-// oldest records beyond any bound are pruned when a new one is written. 0 for max_count,
-// max_bytes or max_age_seconds: that bound is off.
-struct RejectionBounds {
-  uint64_t max_count = 10000;
-  uint64_t max_bytes = 64 * 1024 * 1024;  // sum of the kept envelope prefixes and reasons
-  int64_t max_age_seconds = 30 * 24 * 3600;
-  uint64_t body_prefix = 4096;  // bytes of a rejected envelope kept (0: none)
-};
-
-// What remove_delivered() did.
-enum class Removal {
-  Removed,  // deleted by this caller, and its message id recorded as delivered
-  Gone,     // another receiver (any process) removed it first; nothing changed
-  Replay,   // deleted by this caller, but its id had already been delivered from this queue
-};
-
-struct Append {
-  int64_t queue_id;
-  int priority;
-  Bytes envelope;
-};
+namespace mqsec::transport::local {
 
 // Every method may throw mqsec::Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "<what> failed: <sqlite
 // message>") on a database error, or MQ_ERROR_SERVICE_NOT_AVAILABLE when the database stays
@@ -201,4 +138,4 @@ class Store {
   std::chrono::steady_clock::time_point busy_since_;  // the busy handler's current wait
 };
 
-}  // namespace mqsec::queue
+}  // namespace mqsec::transport::local

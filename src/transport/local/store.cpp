@@ -9,9 +9,9 @@
 //   timeout; readers never block in WAL mode.
 // - seq and queue ids come from AUTOINCREMENT, so they are never reused: a stale cursor or a
 //   cached id of a deleted queue can never address a newer message or queue.
-#include "src/queue/store.hpp"
+#include "src/transport/local/store.hpp"
 
-#include "src/queue/real_ids.hpp"
+#include "src/transport/local/real_ids.hpp"
 
 #include <sqlite3.h>
 
@@ -30,7 +30,7 @@
 #include <utility>
 #include <vector>
 
-namespace mqsec::queue {
+namespace mqsec::transport::local {
 
 namespace {
 
@@ -1076,4 +1076,4 @@ std::optional<Bytes> Store::certificate_sid(std::span<const uint8_t> cert_sha256
   return column_bytes(st, 0);
 }
 
-}  // namespace mqsec::queue
+}  // namespace mqsec::transport::local

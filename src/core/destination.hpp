@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace mqsec::queue {
+namespace mqsec::core {
 
 // The machine's host name (as gethostname), lower-cased.
 const std::string& local_host();
@@ -27,4 +27,4 @@ std::string format_name_of(std::string_view queue);
 // destination with the queue it sits in.
 std::string queue_part_of_format(std::string_view format);
 
-}  // namespace mqsec::queue
+}  // namespace mqsec::core

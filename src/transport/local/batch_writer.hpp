@@ -22,9 +22,9 @@
 #include <thread>
 #include <vector>
 
-#include "src/queue/store.hpp"
+#include "src/transport/local/store.hpp"
 
-namespace mqsec::queue {
+namespace mqsec::transport::local {
 
 class BatchWriter {
  public:
@@ -74,4 +74,4 @@ class BatchWriter {
   std::map<uint64_t, std::pair<int32_t, std::string>> failures_;  // ticket -> HRESULT, reason
 };
 
-}  // namespace mqsec::queue
+}  // namespace mqsec::transport::local

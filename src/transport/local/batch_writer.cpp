@@ -1,13 +1,13 @@
 // The express group-commit writer.
-#include "src/queue/batch_writer.hpp"
+#include "src/transport/local/batch_writer.hpp"
 
 #include <chrono>
 #include <exception>
 
 #include "mqsec/error.hpp"
-#include "src/queue/real_ids.hpp"
+#include "src/transport/local/real_ids.hpp"
 
-namespace mqsec::queue {
+namespace mqsec::transport::local {
 
 BatchWriter::~BatchWriter() {
   {
@@ -132,4 +132,4 @@ void BatchWriter::run() {
   }
 }
 
-}  // namespace mqsec::queue
+}  // namespace mqsec::transport::local

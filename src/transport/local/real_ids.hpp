@@ -11,7 +11,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-namespace mqsec::queue {
+namespace mqsec::transport::local {
 
 // RAII: file-system uid/gid = the thread's real uid/gid for the guard's lifetime. Switching to
 // the real id is always permitted. A root process whose thread impersonates a user gets its
@@ -45,4 +45,4 @@ class RealFsIds {
   gid_t old_gid_;
 };
 
-}  // namespace mqsec::queue
+}  // namespace mqsec::transport::local

@@ -1,5 +1,5 @@
 // Path and format name parsing.
-#include "src/queue/format_name.hpp"
+#include "src/core/destination.hpp"
 
 #include <mq.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 
 #include "mqsec/error.hpp"
 
-namespace mqsec::queue {
+namespace mqsec::core {
 namespace {
 
 std::string lower(std::string_view s) {
@@ -118,4 +118,4 @@ std::string format_name_of(std::string_view queue) {
   return "DIRECT=OS:" + local_host() + "\\private$\\" + std::string(queue);
 }
 
-}  // namespace mqsec::queue
+}  // namespace mqsec::core
