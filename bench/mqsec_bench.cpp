@@ -38,7 +38,8 @@
 #include "pkcs11/pin.hpp"
 #include "pkcs11/signer.hpp"
 #include "pkcs11/token.hpp"
-#include "src/abi/runtime.hpp"
+#include "src/core/runtime.hpp"
+#include "src/core/registration.hpp"
 #include "src/security/context.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/openssl.hpp"
@@ -233,13 +234,13 @@ void enroll(Key& k, const Sandbox& sb) {
   security::EnrollOptions opts;
   opts.kind = k.kind;
   opts.subject = "CN=mqsec-bench " + k.name;
-  abi::register_certificate({}, false, opts);
+  core::register_certificate({}, false, opts);
   // Enrolling replaces the profile's internal certificate: take this key's contexts now and
   // remember the profile so uncached_send (which reads it per message) can be pointed back.
   k.profile = read_file(sb.profile_file);
   k.shared_ctx = new_context();
   for (int t = 0; t < kMaxThreads; ++t) k.thread_ctx.push_back(new_context());
-  k.sc = security::context_table().get(
+  k.sc = core::runtime().contexts().get(
       static_cast<uint32_t>(reinterpret_cast<uintptr_t>(k.shared_ctx)));
   if (!k.sc) fail("the new security context is not in the table");
 }
@@ -461,8 +462,8 @@ void make_envelopes(Key& k, const Sandbox& sb, int n) {
   TempQueue q(unique_queue_name("src-" + k.name));
   Op send = send_op(q, SendKind::Signed, k.shared_ctx, false);
   for (int i = 0; i < n; ++i) send();
-  abi::flush_express_writers();  // express messages are committed in the background
-  transport::local::Store& store = abi::store_at(sb.store);
+  core::runtime().stores().flush_express();  // express messages are committed in the background
+  transport::local::Store& store = core::runtime().stores().store_at(sb.store);
   auto info = store.find_queue(q.name());
   if (!info) fail("the source queue is not in the store");
   while (auto m = store.take_first(info->id)) k.envelopes.push_back(std::move(m->envelope));
@@ -502,7 +503,7 @@ Op openssl_verify_op(const Key& k, int thread) {
 // with copies of the signed envelopes (untimed, one transaction), receive them all (timed).
 Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double seconds) {
   TempQueue q(unique_queue_name("rx-" + k.name));
-  transport::local::Store& store = abi::store_at(sb.store);
+  transport::local::Store& store = core::runtime().stores().store_at(sb.store);
   auto info = store.find_queue(q.name());
   if (!info) fail("the receive queue is not in the store");
   std::vector<QUEUEHANDLE> rx;
@@ -712,7 +713,7 @@ std::vector<Case> cases_for(Key& k, const Sandbox& sb, int threads) {
                                       : k.shared_ctx;
             return send_op(q, kind, ctx, recoverable);
           },
-          abi::flush_express_writers);
+          [] { core::runtime().stores().flush_express(); });
     };
   };
   return {

@@ -65,6 +65,8 @@ namespace {
 // glibc runs all fork handlers under one lock, so forks do not overlap and a plain count of
 // the handlers that asked for the gate is enough.
 std::atomic<int> g_holders{0};
+std::atomic<uint64_t> g_forks{0};  // fork_generation()
+std::atomic<bool> g_owned{false};  // adopt_fork_handlers() was called
 
 struct ForkLock {
   void* key;
@@ -97,7 +99,7 @@ void release_fork_locks(bool child) {
 
 void register_fork_lock(void* key, void (*lock)(void*), void (*unlock)(void*),
                         void (*reset)(void*)) {
-  install_fork_gate();
+  if (!g_owned.load()) install_fork_gate();  // else the owner's handler calls fork_prepare()
   std::lock_guard guard(g_fork_locks_mu);
   fork_locks().push_back({key, lock, unlock, reset});
 }
@@ -123,14 +125,19 @@ void fork_parent() {
 }
 void fork_child() {
   if (g_holders.fetch_sub(1) == 1) {
+    g_forks.fetch_add(1, std::memory_order_acq_rel);
     release_fork_locks(true);
     open_gate_child();
   }
 }
 
+uint64_t fork_generation() noexcept { return g_forks.load(std::memory_order_acquire); }
+
 void install_fork_gate() {
   static std::once_flag once;
   std::call_once(once, [] { pthread_atfork(fork_prepare, fork_parent, fork_child); });
 }
+
+void adopt_fork_handlers() { g_owned.store(true); }
 
 }  // namespace mqsec::pkcs11

@@ -8,6 +8,7 @@
 // CallScope (nested scopes on one thread are free), so the fast path is two atomic operations.
 #pragma once
 
+#include <cstdint>
 #include <new>
 
 namespace mqsec::pkcs11 {
@@ -20,8 +21,21 @@ class CallScope {
   CallScope& operator=(const CallScope&) = delete;
 };
 
-// Installs the pthread_atfork handlers (once; Module::load calls it).
+// Installs the gate's pthread_atfork handlers (once). Module::initialize calls it, so that they
+// are registered after the first module was loaded: prepare handlers run in reverse order of
+// registration, and a module's own handlers (which may take the module's locks) must run after
+// the gate has waited for the calls in flight, or a thread inside a call would wait for a lock
+// the forking thread holds while the forking thread waits for that call to end.
 void install_fork_gate();
+
+// For a program whose runtime has its own pthread_atfork handler that calls fork_prepare()
+// first and fork_parent() / fork_child() last (libmqrt, the mqsec command): registering a fork
+// lock then no longer installs the gate's handlers (the owner's handler takes the locks), so
+// the gate's registration is left to the first module's initialisation, where it belongs.
+void adopt_fork_handlers();
+
+// Counts fork()s of this process lineage (incremented in the child by fork_child()).
+uint64_t fork_generation() noexcept;
 
 // For other pthread_atfork handlers that take locks a thread may want while inside a Cryptoki
 // call (the store's, say): call fork_prepare() first in the prepare handler and fork_parent() /

@@ -5,7 +5,6 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
-#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,9 +25,6 @@ namespace {
 std::mutex g_modules_mutex;
 // Intentionally never destroyed (see the header): raw pointers to immortal modules.
 std::map<std::string, std::shared_ptr<Module>>* g_modules = nullptr;
-
-std::atomic<uint64_t> g_forks{0};
-std::once_flag g_atfork_once;
 
 // The same file reached by two names (a symlink, a hard link) is one module: Cryptoki state is
 // per loaded library, so two Module objects for it would mean two Token objects for one token,
@@ -186,8 +182,6 @@ void check_root_controlled(const std::string& real_path) {
   }
 }
 
-uint64_t fork_generation() noexcept { return g_forks.load(std::memory_order_acquire); }
-
 Module::Module(CK_FUNCTION_LIST* list, std::string path, void* dl, bool owned)
     : list_(list), path_(std::move(path)), dl_(dl), owned_(owned) {}
 
@@ -201,9 +195,6 @@ Module::~Module() {
 void Module::initialize() {
   install_fork_gate();
   CallScope scope;
-  std::call_once(g_atfork_once, [] {
-    pthread_atfork(nullptr, nullptr, [] { g_forks.fetch_add(1, std::memory_order_acq_rel); });
-  });
   fork_seen_ = fork_generation();
   CK_C_INITIALIZE_ARGS args{};
   args.flags = CKF_OS_LOCKING_OK;

@@ -6,6 +6,7 @@
 // misbehave when finalised from static destructors, and the OS reclaims everything anyway.
 #pragma once
 
+#include "pkcs11/call_gate.hpp"
 #include "pkcs11/cryptoki.hpp"
 
 #include <atomic>
@@ -18,8 +19,7 @@
 
 namespace mqsec::pkcs11 {
 
-// Counts fork()s of this process lineage (incremented in the child by a pthread_atfork handler).
-uint64_t fork_generation() noexcept;
+// fork_generation() (pkcs11/call_gate.hpp) counts fork()s of this process lineage.
 
 // What a module named by an untrusted party (a user's profile) must satisfy to be loaded: it is
 // registered with p11-kit by a system module config (registered_modules()) or its canonical
@@ -81,7 +81,7 @@ class Module {
 
   CK_FUNCTION_LIST* fn() const noexcept { return list_; }
   // After fork() the child must call C_Initialize again before using the module (PKCS#11
-  // v2.40, 6.6.1). A pthread_atfork handler only counts forks; the first use in the child
+  // v2.40, 6.6.1). The fork handler only counts forks (fork_child()); the first use in the child
   // re-initialises here. Returns true when it did (all sessions of the parent are void).
   bool reinitialize_after_fork();
   const std::string& path() const noexcept { return path_; }

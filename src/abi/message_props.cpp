@@ -7,10 +7,18 @@
 #include <vector>
 
 #include "mqsec/error.hpp"
-#include "src/abi/strings.hpp"
+#include "src/core/text.hpp"
 #include "src/core/destination.hpp"
 
 namespace mqsec::abi {
+
+using core::from_utf16;
+using core::from_utf8;
+using core::to_utf16;
+using core::to_utf8;
+using core::utf16_to_utf8;
+using core::utf8_to_utf16;
+
 namespace {
 
 constexpr VARTYPE kBytes = VT_UI1 | VT_VECTOR;

@@ -7,18 +7,15 @@
 #include <optional>
 #include <string>
 
+#include "src/core/queue.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/message_auth.hpp"
 
 namespace mqsec::abi {
 
 // What MQSendMessage's properties ask for, besides the envelope fields.
-struct SendRequest {
-  security::Envelope envelope;
-  std::optional<uint32_t> context;  // PROPID_M_SECURITY_CONTEXT
-  security::Bytes sender_cert;      // PROPID_M_SENDER_CERT
-  uint32_t hash_alg = CALG_SHA_256;
-  bool attach_sid = true;              // SENDERID_TYPE != NONE
+// (the message itself, for the core, and where the caller wants the results).
+struct SendRequest : core::Outgoing {
   MQPROPVARIANT* msgid_out = nullptr;  // PROPID_M_MSGID: filled with the new id
   HRESULT overall = MQ_OK;             // MQ_OK or MQ_INFORMATION_PROPERTY (warnings)
 };
@@ -31,11 +28,7 @@ struct SendRequest {
 SendRequest parse_send(MQMSGPROPS* props);
 
 // What the receiver learns about a message besides its envelope.
-struct Received {
-  const security::Envelope* envelope = nullptr;
-  const security::Verdict* verdict = nullptr;
-  int64_t arrived = 0;
-};
+using Received = core::Delivered;
 
 // Checks the receive properties (ids and types) before anything is taken from the queue.
 // Throws mqsec::Error (MQ_ERROR_ILLEGAL_PROPID, MQ_ERROR_ILLEGAL_PROPERTY_VT, ...).

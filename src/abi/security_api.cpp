@@ -1,9 +1,12 @@
-// MQGetSecurityContextEx, MQGetSecurityContext, MQFreeSecurityContext, MQRegisterCertificate.
+// MQGetSecurityContextEx, MQGetSecurityContext, MQFreeSecurityContext, MQRegisterCertificate:
+// argument checks over the core (src/core/contexts.hpp, registration.hpp).
 #include <cstdint>
 #include <span>
 
 #include "src/abi/guard.hpp"
-#include "src/abi/runtime.hpp"
+#include "src/core/contexts.hpp"
+#include "src/core/registration.hpp"
+#include "src/core/runtime.hpp"
 #include "src/security/context.hpp"
 #include "src/security/enroll.hpp"
 #include "src/security/personal_store.hpp"
@@ -16,11 +19,7 @@ HRESULT get_context(LPVOID buffer, DWORD length, HANDLE* out) {
   if (out == nullptr || (buffer == nullptr) != (length == 0)) return MQ_ERROR_INVALID_PARAMETER;
   *out = nullptr;
   std::span<const uint8_t> der(static_cast<const uint8_t*>(buffer), length);
-  auto ctx = security::acquire_context(der);
-  uint32_t handle = security::context_table().insert(std::move(ctx));
-  if (handle == 0) {
-    throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "all 65535 security context slots are in use");
-  }
+  uint32_t handle = core::open_context(der);
   *out = reinterpret_cast<HANDLE>(static_cast<uintptr_t>(handle));
   return MQ_OK;
 }
@@ -46,7 +45,7 @@ MQSEC_EXPORT VOID APIENTRY MQFreeSecurityContext(HANDLE hSecurityContext) {
   uintptr_t value = reinterpret_cast<uintptr_t>(hSecurityContext);
   if (value == 0 || value > UINT32_MAX) return;
   abi::guard("MQFreeSecurityContext", [&] {
-    security::context_table().erase(static_cast<uint32_t>(value));
+    core::free_context(static_cast<uint32_t>(value));
     return MQ_OK;
   });
 }
@@ -60,6 +59,6 @@ MQSEC_EXPORT HRESULT APIENTRY MQRegisterCertificate(DWORD dwFlags, LPVOID lpCert
     if ((lpCertBuffer == nullptr) != (dwCertBufferLength == 0)) return MQ_ERROR_INVALID_PARAMETER;
     std::span<const uint8_t> der(static_cast<const uint8_t*>(lpCertBuffer), dwCertBufferLength);
     if (!der.empty() && dwFlags != MQCERT_REGISTER_ALWAYS) return MQ_ERROR_INVALID_PARAMETER;
-    return abi::register_certificate(der, dwFlags == MQCERT_REGISTER_IF_NOT_EXIST, {}).code;
+    return core::register_certificate(der, dwFlags == MQCERT_REGISTER_IF_NOT_EXIST, {}).code;
   });
 }

@@ -9,6 +9,7 @@
 
 #include "mqsec/error.hpp"
 #include "src/cli/commands.hpp"
+#include "src/core/runtime.hpp"
 #include "src/cli/output.hpp"
 
 namespace {
@@ -29,6 +30,7 @@ void print_failure(const std::string& what, const std::string& reason, HRESULT c
 }  // namespace
 
 int main(int argc, char** argv) {
+  mqsec::core::runtime();  // first: it installs the core's fork handler
   CLI::App app{"mqsec: MSMQ message authentication with keys that stay on a PKCS#11 token",
                "mqsec"};
   app.require_subcommand(1);

@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "mqsec/error.hpp"
-#include "src/abi/strings.hpp"
+#include "src/core/text.hpp"
 #include "src/core/destination.hpp"
 #include "src/security/identity.hpp"
 #include "src/security/log.hpp"
@@ -373,7 +373,7 @@ std::string sid_string(std::span<const uint8_t> sid) {
   }
 }
 
-std::wstring queue_path(const std::string& name) { return abi::from_utf8(".\\private$\\" + name); }
+std::wstring queue_path(const std::string& name) { return core::from_utf8(".\\private$\\" + name); }
 
 std::string store_queue_name(const std::string& name) {
   try {

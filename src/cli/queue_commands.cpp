@@ -1,10 +1,11 @@
 // The queue verbs of `mqsec`: queue create|delete|list, send, receive, rejected.
-// Sending and receiving use only MSMQ's C API (mq.h), exactly as an MSMQ application would:
-// MQPathNameToFormatName, MQOpenQueue, MQGetSecurityContextEx, MQSendMessage with
-// PROPID_M_SECURITY_CONTEXT, MQReceiveMessage. `queue list` and `rejected` read the store
-// directly because MSMQ's API has no call for them. `receive --export` rebuilds each message's
-// envelope from the received properties and writes the exact signed bytes, so that a plain
-// `openssl dgst -verify` can check a signature without mqsec.
+// Every verb calls the application core (src/core), the same paths MSMQ's C API takes: a queue
+// is found as MQPathNameToFormatName finds it, opened as MQOpenQueue opens it, a security
+// context obtained as MQGetSecurityContextEx obtains it, and messages sent and received
+// (verified, rejected) as MQSendMessage and MQReceiveMessage do; errors are reported under the
+// names of those functions. `receive --export` rebuilds each message's envelope from the
+// received fields and writes the exact signed bytes, so that a plain `openssl dgst -verify` can
+// check a signature without mqsec.
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -19,9 +20,11 @@
 #include <vector>
 
 #include "mqsec/error.hpp"
-#include "mqsec/queue.hpp"
-#include "src/abi/runtime.hpp"
-#include "src/abi/strings.hpp"
+#include "src/core/runtime.hpp"
+#include "src/core/admin.hpp"
+#include "src/core/hresult.hpp"
+#include "src/core/queue.hpp"
+#include "src/core/text.hpp"
 #include "src/cli/commands.hpp"
 #include "src/cli/output.hpp"
 #include "src/core/destination.hpp"
@@ -33,100 +36,60 @@
 namespace mqsec::cli {
 namespace {
 
-// ---- C API helpers --------------------------------------------------------------------------
+// ---- calls into the core ---------------------------------------------------------------------
 
-// Closes a queue handle on every path out of a verb.
-class QueueHandle {
- public:
-  QueueHandle() = default;
-  QueueHandle(const QueueHandle&) = delete;
-  QueueHandle& operator=(const QueueHandle&) = delete;
-  ~QueueHandle() {
-    if (h_ != nullptr) MQCloseQueue(h_);  // nothing to do about a failure at this point
-  }
-  QUEUEHANDLE* out() noexcept { return &h_; }
-  QUEUEHANDLE get() const noexcept { return h_; }
-
- private:
-  QUEUEHANDLE h_ = nullptr;
-};
-
-// Frees a security context on every path out of a verb.
-class ContextHandle {
- public:
-  ContextHandle() = default;
-  ContextHandle(const ContextHandle&) = delete;
-  ContextHandle& operator=(const ContextHandle&) = delete;
-  ~ContextHandle() {
-    if (h_ != nullptr) MQFreeSecurityContext(h_);
-  }
-  HANDLE* out() noexcept { return &h_; }
-  HANDLE get() const noexcept { return h_; }
-
- private:
-  HANDLE h_ = nullptr;
-};
-
-std::string utf8(const WCHAR* s) {
-  try {
-    return abi::to_utf8(s, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
-  } catch (const Error&) {
-    return "(not valid Unicode)";
-  }
+// Runs a call into the core as the C API runs it (core::hresult_of, under the name of the MSMQ
+// function it stands for): an error becomes its HRESULT, and its text the thread's last error,
+// which ReasonProbe reads.
+template <typename F>
+HRESULT call(const char* function, F&& body) {
+  return core::hresult_of(function, [&]() -> HRESULT {
+    body();
+    return MQ_OK;
+  });
 }
 
-// The format name of a local private queue; fails with MQ_ERROR_QUEUE_NOT_FOUND when there
-// is no such queue.
-std::wstring format_of(const std::string& name, const std::string& what) {
-  std::wstring path = queue_path(name);
-  std::vector<WCHAR> buf(256);
-  DWORD len = static_cast<DWORD>(buf.size());
-  ReasonProbe probe;
-  HRESULT hr = MQPathNameToFormatName(path.c_str(), buf.data(), &len);
-  if (hr == MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL) {
-    buf.resize(len);
-    hr = MQPathNameToFormatName(path.c_str(), buf.data(), &len);
+// An open queue of the core; this process's express messages are committed when it closes.
+class OpenQueue {
+ public:
+  explicit OpenQueue(std::shared_ptr<core::Queue> q) : q_(std::move(q)) {}
+  OpenQueue(const OpenQueue&) = delete;
+  OpenQueue& operator=(const OpenQueue&) = delete;
+  ~OpenQueue() {
+    call("MQCloseQueue", [&] { q_->flush(); });  // nothing to do about a failure at this point
   }
+  core::Queue* operator->() const noexcept { return q_.get(); }
+  core::Queue& operator*() const noexcept { return *q_; }
+
+ private:
+  std::shared_ptr<core::Queue> q_;
+};
+
+// The destination of a local private queue; fails with MQ_ERROR_QUEUE_NOT_FOUND when there
+// is no such queue.
+core::Destination destination_of(const std::string& name, const std::string& what) {
+  core::Destination d;
+  ReasonProbe probe;
+  HRESULT hr = core::hresult_of("MQPathNameToFormatName", [&]() -> HRESULT {
+    d = core::destination_of_path(".\\private$\\" + name);
+    return core::find_queue(core::runtime().config().store_path, d) ? MQ_OK
+                                                                    : MQ_ERROR_QUEUE_NOT_FOUND;
+  });
   if (hr == MQ_ERROR_QUEUE_NOT_FOUND) {
     throw Failure(what, "queue '" + name + "' does not exist", hr, default_hint(hr));
   }
   check_hr(hr, what, probe);
-  return std::wstring(buf.data());
+  return d;
 }
 
-void open_queue(const std::string& name, DWORD access, QueueHandle& q, const std::string& what) {
-  std::wstring format = format_of(name, what);
+std::unique_ptr<OpenQueue> open_queue(const std::string& name, core::Access access,
+                                      const std::string& what) {
+  core::Destination d = destination_of(name, what);
+  std::shared_ptr<core::Queue> q;
   ReasonProbe probe;
-  check_hr(MQOpenQueue(format.c_str(), access, MQ_DENY_NONE, q.out()), what, probe);
+  check_hr(call("MQOpenQueue", [&] { q = core::Queue::open(d, access, false); }), what, probe);
+  return std::make_unique<OpenQueue>(std::move(q));
 }
-
-// A growable MQMSGPROPS: property i is (ids[i], vars[i], status[i]).
-class Props {
- public:
-  DWORD add(PROPID id, VARTYPE vt) {
-    ids_.push_back(id);
-    MQPROPVARIANT v{};
-    v.vt = vt;
-    vars_.push_back(v);
-    status_.push_back(MQ_OK);
-    return static_cast<DWORD>(ids_.size() - 1);
-  }
-  MQPROPVARIANT& operator[](DWORD i) { return vars_[i]; }
-  HRESULT status(DWORD i) const { return status_[i]; }
-  // Valid until the next add().
-  MQMSGPROPS* get() {
-    props_ = MQMSGPROPS{static_cast<DWORD>(ids_.size()), ids_.data(), vars_.data(), status_.data()};
-    return &props_;
-  }
-
- private:
-  std::vector<MSGPROPID> ids_;
-  std::vector<MQPROPVARIANT> vars_;
-  std::vector<HRESULT> status_;
-  MQMSGPROPS props_{};
-};
-
-constexpr VARTYPE kBytes = VT_UI1 | VT_VECTOR;
 
 std::string class_name(uint16_t c) {
   switch (c) {
@@ -218,7 +181,7 @@ std::string create_with_policy(const QueueCreateArgs& a, const std::string& what
   security::SystemConfig cfg = load_config_or_fail();
   transport::QueueInfo q;
   q.name = store_queue_name(a.name);
-  if (abi::from_utf8(a.label).size() > MQ_MAX_Q_LABEL_LEN) {
+  if (core::from_utf8(a.label).size() > MQ_MAX_Q_LABEL_LEN) {
     throw Failure(what, "the label is longer than 124 characters", MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
   }
   q.label = a.label;
@@ -245,7 +208,7 @@ std::string create_with_policy(const QueueCreateArgs& a, const std::string& what
     q.signer_sids.push_back(security::Sid::from_string(s).str());  // canonical form
   }
   try {
-    abi::store_at(cfg.store_path).create_queue(q);
+    core::create_queue(cfg.store_path, q);
   } catch (const Error& e) {
     if (e.code() == MQ_ERROR_QUEUE_EXISTS) {
       throw Failure(what, "a queue of that name exists already", e.code(), default_hint(e.code()));
@@ -264,18 +227,25 @@ int run_queue_create(const QueueCreateArgs& a) {
   if (a.has_policy()) {
     format_text = create_with_policy(a, what);
   } else {
-    // MQCreateQueue through the C++ API, the same call an application makes.
+    // The core's queue creation, as MQCreateQueue makes it (with PROPID_Q_LABEL when a label
+    // is given, and PROPID_Q_AUTHENTICATE).
     ReasonProbe probe;
-    try {
-      format_text = mqsec::Queue::create(utf8(queue_path(a.name).c_str()), a.label, authenticate);
-    } catch (const Error& e) {
-      if (e.code() == MQ_ERROR_QUEUE_EXISTS) {
-        throw Failure(what, "a queue of that name exists already", e.code(),
-                      default_hint(e.code()));
+    HRESULT hr = call("MQCreateQueue", [&] {
+      transport::QueueInfo q;
+      q.name = core::queue_from_path(".\\private$\\" + a.name);
+      if (core::from_utf8(a.label).size() > MQ_MAX_Q_LABEL_LEN) {
+        throw Error(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "queue property " +
+                                                         std::to_string(PROPID_Q_LABEL) +
+                                                         ": queue label over 124 characters");
       }
-      check_hr(e.code(), what, probe);
-      throw;
+      q.label = a.label;
+      q.authenticate = authenticate;
+      format_text = core::create_queue(core::runtime().config().store_path, q);
+    });
+    if (hr == MQ_ERROR_QUEUE_EXISTS) {
+      throw Failure(what, "a queue of that name exists already", hr, default_hint(hr));
     }
+    check_hr(hr, what, probe);
   }
   std::cout << "created queue '" << store_queue_name(a.name) << "'\n"
             << "  format name:  " << format_text << '\n'
@@ -298,9 +268,11 @@ int run_queue_delete(const std::string& name) {
   load_config_or_fail();
   store_queue_name(name);
   const std::string what = "delete queue '" + name + "'";
-  std::wstring format = format_of(name, what);
+  core::Destination d = destination_of(name, what);
   ReasonProbe probe;
-  check_hr(MQDeleteQueue(format.c_str()), what, probe);
+  check_hr(
+      call("MQDeleteQueue", [&] { core::delete_queue(core::runtime().config().store_path, d); }),
+      what, probe);
   std::cout << "deleted queue '" << store_queue_name(name) << "' and its messages\n";
   return kExitOk;
 }
@@ -323,14 +295,13 @@ int run_queue_list(bool json) {
     return kExitOk;
   }
   try {
-    transport::local::Store& store = abi::store_at(cfg.store_path);
-    std::vector<transport::QueueInfo> queues = store.list_queues();
+    const std::vector<core::QueueStatus> queues = core::list_queues(cfg.store_path);
     const std::string system_trust = security::to_string(cfg.trust.effective_require());
     if (json) {
       std::ostringstream o;
       o << "[";
       for (size_t i = 0; i < queues.size(); ++i) {
-        const transport::QueueInfo& q = queues[i];
+        const transport::QueueInfo& q = queues[i].info;
         o << (i ? ",\n " : "") << "{\"name\":" << json_string(q.name)
           << ",\"label\":" << json_string(q.label)
           << ",\"authenticate\":" << (q.authenticate ? "true" : "false")
@@ -339,7 +310,7 @@ int run_queue_list(bool json) {
           << ",\"system_trust\":" << json_string(system_trust)
           << ",\"signer_subjects\":" << json_strings(q.signer_subjects)
           << ",\"signer_sids\":" << json_strings(q.signer_sids)
-          << ",\"messages\":" << store.message_count(q.id) << "}";
+          << ",\"messages\":" << queues[i].messages << "}";
       }
       o << "]";
       std::cout << o.str() << '\n';
@@ -351,10 +322,11 @@ int run_queue_list(bool json) {
     }
     std::printf("%-24s %-12s %-16s %8s  %s\n", "NAME", "AUTHENTICATE", "TRUST", "MESSAGES",
                 "LABEL");
-    for (const transport::QueueInfo& q : queues) {
+    for (const core::QueueStatus& status : queues) {
+      const transport::QueueInfo& q = status.info;
       const std::string trust = q.trust.empty() ? "(system)" : q.trust;
       std::printf("%-24s %-12s %-16s %8zu  %s\n", q.name.c_str(), q.authenticate ? "yes" : "no",
-                  trust.c_str(), store.message_count(q.id), one_line(q.label).c_str());
+                  trust.c_str(), status.messages, one_line(q.label).c_str());
       for (const std::string& s : q.signer_subjects) {
         std::printf("  signer:     %s\n", one_line(s).c_str());
       }
@@ -389,51 +361,56 @@ int run_send(const SendArgs& a) {
   } else {
     body.assign(a.body.begin(), a.body.end());
   }
-  std::wstring label = abi::from_utf8(a.label);
-  std::wstring admin;
+  std::string admin;  // its format name
   if (!a.admin_queue.empty()) {
     store_queue_name(a.admin_queue);
-    admin = format_of(a.admin_queue, "admin queue '" + a.admin_queue + "'");
+    admin = core::format_name_of(
+        destination_of(a.admin_queue, "admin queue '" + a.admin_queue + "'").queue);
   }
 
-  QueueHandle q;
-  open_queue(a.queue, MQ_SEND_ACCESS, q, what);
+  core::Access access;
+  access.send = true;
+  std::unique_ptr<OpenQueue> q = open_queue(a.queue, access, what);
 
   // One context for all messages: the token lookup and login happen once, every message is
   // then one signature on the token.
-  ContextHandle ctx;
+  std::shared_ptr<security::SecurityContext> ctx;
   std::string signer;
   if (a.auth) {
     std::vector<uint8_t> der;
     if (!a.cert.empty()) der = read_certificate_file(a.cert);
     ReasonProbe probe;
-    HRESULT hr = MQGetSecurityContextEx(der.empty() ? nullptr : der.data(),
-                                        static_cast<DWORD>(der.size()), ctx.out());
+    HRESULT hr = call("MQGetSecurityContextEx", [&] { ctx = security::acquire_context(der); });
     check_hr(hr, "MQGetSecurityContextEx", probe);
-    if (auto c = security::context_table().get(
-            static_cast<uint32_t>(reinterpret_cast<uintptr_t>(ctx.get())))) {
-      signer = security::subject_string(c->x509()) + ", SID " + c->sid().str();
-    }
+    signer = security::subject_string(ctx->x509()) + ", SID " + ctx->sid().str();
   }
 
-  Props p;
-  DWORD i = p.add(PROPID_M_BODY, kBytes);
-  p[i].caub = CAUB{static_cast<ULONG>(body.size()), body.data()};
-  if (!a.label.empty()) p[p.add(PROPID_M_LABEL, VT_LPWSTR)].pwszVal = label.data();
-  if (a.recoverable) p[p.add(PROPID_M_DELIVERY, VT_UI1)].bVal = MQMSG_DELIVERY_RECOVERABLE;
+  // The message, as MQSendMessage's properties would give it: PROPID_M_BODY, _LABEL,
+  // _DELIVERY, _AUTH_LEVEL with the context and _HASH_ALG, _ADMIN_QUEUE, _ACKNOWLEDGE.
+  core::Outgoing message;
+  message.envelope.body = std::move(body);
+  const std::wstring wide_label = core::from_utf8(a.label);
+  message.envelope.label = core::utf8_to_utf16(a.label);
+  if (a.recoverable) message.envelope.delivery = MQMSG_DELIVERY_RECOVERABLE;
   if (a.auth) {
-    p[p.add(PROPID_M_AUTH_LEVEL, VT_UI4)].ulVal = MQMSG_AUTH_LEVEL_ALWAYS;
-    p[p.add(PROPID_M_SECURITY_CONTEXT, VT_UI4)].ulVal =
-        static_cast<ULONG>(reinterpret_cast<uintptr_t>(ctx.get()));
-    p[p.add(PROPID_M_HASH_ALG, VT_UI4)].ulVal = calg_of(a.hash);
+    message.envelope.auth_level = MQMSG_AUTH_LEVEL_ALWAYS;
+    message.signer = ctx;
+    message.hash_alg = calg_of(a.hash);
   }
-  if (!admin.empty()) p[p.add(PROPID_M_ADMIN_QUEUE, VT_LPWSTR)].pwszVal = admin.data();
-  if (a.nack) p[p.add(PROPID_M_ACKNOWLEDGE, VT_UI1)].bVal = MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL;
+  if (!admin.empty()) message.envelope.admin_queue = core::utf8_to_utf16(admin);
+  if (a.nack) message.envelope.acknowledge = MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL;
 
   unsigned sent = 0;
   for (; sent < a.count; ++sent) {
     ReasonProbe probe;
-    HRESULT hr = MQSendMessage(q.get(), p.get(), MQ_NO_TRANSACTION);
+    HRESULT hr = call("MQSendMessage", [&] {
+      if (wide_label.size() > MQ_MAX_MSG_LABEL_LEN) {
+        throw Error(MQ_ERROR_LABEL_TOO_LONG,
+                    "property " + std::to_string(PROPID_M_LABEL) + ": label over 250 characters");
+      }
+      core::Outgoing m = message;
+      (*q)->send(m, false);
+    });
     if (FAILED(hr)) {
       std::string reason = probe.reason(hr);
       if (a.count > 1)
@@ -473,111 +450,44 @@ struct Received {
   std::u16string label, resp_queue, admin_queue, dest_queue;
 };
 
-bool is_buffer_error(HRESULT hr) {
-  return hr == MQ_ERROR_BUFFER_OVERFLOW || hr == MQ_ERROR_LABEL_BUFFER_TOO_SMALL ||
-         hr == MQ_ERROR_SENDERID_BUFFER_TOO_SMALL || hr == MQ_ERROR_SENDER_CERT_BUFFER_TOO_SMALL ||
-         hr == MQ_ERROR_SIGNATURE_BUFFER_TOO_SMALL || hr == MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL;
-}
-
-// Receives one message. Buffers start at common sizes; when one is too small the message stays
-// in the queue, the runtime reports the sizes needed, and the receive is repeated.
-// Returns the HRESULT of MQReceiveMessage (a failure other than a buffer size).
-HRESULT receive_one(QUEUEHANDLE q, DWORD timeout, Received& m) {
-  size_t body_cap = 64 * 1024, sid_cap = 128, cert_cap = 8 * 1024, sig_cap = 1024;
-  size_t label_cap = MQ_MAX_MSG_LABEL_LEN + 1, resp_cap = 512, admin_cap = 512, dest_cap = 512;
-  for (int attempt = 0;; ++attempt) {
-    std::vector<WCHAR> label(label_cap), resp(resp_cap), admin(admin_cap), dest(dest_cap);
-    m.body.assign(body_cap, 0);
-    m.sender_id.assign(sid_cap, 0);
-    m.cert.assign(cert_cap, 0);
-    m.signature.assign(sig_cap, 0);
-
-    Props p;
-    auto bytes = [&](PROPID id, uint8_t* data, size_t n) {
-      DWORD i = p.add(id, kBytes);
-      p[i].caub = CAUB{static_cast<ULONG>(n), data};
-      return i;
-    };
-    auto text = [&](PROPID id, PROPID len_id, std::vector<WCHAR>& buf) {
-      DWORD i = p.add(id, VT_LPWSTR);
-      p[i].pwszVal = buf.data();
-      DWORD l = p.add(len_id, VT_UI4);
-      p[l].ulVal = static_cast<ULONG>(buf.size());
-      return std::pair{i, l};
-    };
-    DWORD i_class = p.add(PROPID_M_CLASS, VT_UI2);
-    bytes(PROPID_M_MSGID, m.msg_id.data(), 20);
-    bytes(PROPID_M_CORRELATIONID, m.correlation_id.data(), 20);
-    DWORD i_prio = p.add(PROPID_M_PRIORITY, VT_UI1);
-    DWORD i_deliv = p.add(PROPID_M_DELIVERY, VT_UI1);
-    DWORD i_ack = p.add(PROPID_M_ACKNOWLEDGE, VT_UI1);
-    DWORD i_journal = p.add(PROPID_M_JOURNAL, VT_UI1);
-    DWORD i_app = p.add(PROPID_M_APPSPECIFIC, VT_UI4);
-    DWORD i_body = bytes(PROPID_M_BODY, m.body.data(), m.body.size());
-    DWORD i_body_size = p.add(PROPID_M_BODY_SIZE, VT_UI4);
-    DWORD i_body_type = p.add(PROPID_M_BODY_TYPE, VT_UI4);
-    auto [i_label, i_label_len] = text(PROPID_M_LABEL, PROPID_M_LABEL_LEN, label);
-    auto [i_resp, i_resp_len] = text(PROPID_M_RESP_QUEUE, PROPID_M_RESP_QUEUE_LEN, resp);
-    auto [i_admin, i_admin_len] = text(PROPID_M_ADMIN_QUEUE, PROPID_M_ADMIN_QUEUE_LEN, admin);
-    auto [i_dest, i_dest_len] = text(PROPID_M_DEST_QUEUE, PROPID_M_DEST_QUEUE_LEN, dest);
-    DWORD i_sent = p.add(PROPID_M_SENTTIME, VT_UI4);
-    DWORD i_arrived = p.add(PROPID_M_ARRIVEDTIME, VT_UI4);
-    DWORD i_auth_level = p.add(PROPID_M_AUTH_LEVEL, VT_UI4);
-    DWORD i_auth = p.add(PROPID_M_AUTHENTICATED_EX, VT_UI1);
-    DWORD i_hash = p.add(PROPID_M_HASH_ALG, VT_UI4);
-    DWORD i_sid_type = p.add(PROPID_M_SENDERID_TYPE, VT_UI4);
-    DWORD i_sid = bytes(PROPID_M_SENDERID, m.sender_id.data(), m.sender_id.size());
-    DWORD i_sid_len = p.add(PROPID_M_SENDERID_LEN, VT_UI4);
-    DWORD i_cert = bytes(PROPID_M_SENDER_CERT, m.cert.data(), m.cert.size());
-    DWORD i_cert_len = p.add(PROPID_M_SENDER_CERT_LEN, VT_UI4);
-    DWORD i_sig = bytes(PROPID_M_SIGNATURE, m.signature.data(), m.signature.size());
-    DWORD i_sig_len = p.add(PROPID_M_SIGNATURE_LEN, VT_UI4);
-    DWORD i_confirmed = p.add(PROPID_M_MQSEC_SENDER_CONFIRMED, VT_UI1);
-    DWORD i_trust = p.add(PROPID_M_MQSEC_TRUST, VT_UI4);
-
-    HRESULT hr = MQReceiveMessage(q, timeout, MQ_ACTION_RECEIVE, p.get(), nullptr, nullptr, nullptr,
-                                  MQ_NO_TRANSACTION);
-    if (is_buffer_error(hr) && attempt < 4) {
-      body_cap = std::max<size_t>(body_cap, p[i_body_size].ulVal);
-      sid_cap = std::max<size_t>(sid_cap, p[i_sid_len].ulVal);
-      cert_cap = std::max<size_t>(cert_cap, p[i_cert_len].ulVal);
-      sig_cap = std::max<size_t>(sig_cap, p[i_sig_len].ulVal);
-      label_cap = std::max<size_t>(label_cap, p[i_label_len].ulVal);
-      resp_cap = std::max<size_t>(resp_cap, p[i_resp_len].ulVal);
-      admin_cap = std::max<size_t>(admin_cap, p[i_admin_len].ulVal);
-      dest_cap = std::max<size_t>(dest_cap, p[i_dest_len].ulVal);
-      continue;
-    }
-    if (FAILED(hr)) return hr;
-
-    auto u16 = [](const std::vector<WCHAR>& w) {
-      return abi::to_utf16(w.data(), std::wcslen(w.data()), MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
-    };
-    m.msg_class = p[i_class].uiVal;
-    m.priority = p[i_prio].bVal;
-    m.delivery = p[i_deliv].bVal;
-    m.acknowledge = p[i_ack].bVal;
-    m.journal = p[i_journal].bVal;
-    m.app_specific = p[i_app].ulVal;
-    m.body.resize(p[i_body].caub.cElems);
-    m.body_type = p[i_body_type].ulVal;
-    m.label = u16(label);
-    m.resp_queue = u16(resp);
-    m.admin_queue = u16(admin);
-    m.dest_queue = u16(dest);
-    m.sent = p[i_sent].ulVal;
-    m.arrived = p[i_arrived].ulVal;
-    m.auth_level = p[i_auth_level].ulVal;
-    m.authenticated = p[i_auth].bVal;
-    m.hash_alg = p[i_hash].ulVal;
-    m.sender_id_type = p[i_sid_type].ulVal;
-    m.sender_id.resize(p[i_sid].caub.cElems);
-    m.cert.resize(p[i_cert].caub.cElems);
-    m.signature.resize(p[i_sig].caub.cElems);
-    m.confirmed = p[i_confirmed].bVal;
-    m.trust = p[i_trust].ulVal;
-    return hr;
-  }
+// Receives one message (the core's receive loop: verified, rejected when it fails, as
+// MQReceiveMessage receives). Returns the HRESULT MQReceiveMessage would.
+HRESULT receive_one(core::Queue& q, DWORD timeout, Received& m) {
+  std::optional<std::chrono::milliseconds> wait;
+  if (timeout != INFINITE) wait = std::chrono::milliseconds(timeout);
+  return core::hresult_of("MQReceiveMessage", [&]() -> HRESULT {
+    return q.receive(core::Action::Receive, wait, nullptr, [&](const core::Delivered& d) {
+      const security::Envelope& e = *d.envelope;
+      const security::Verdict& vd = *d.verdict;
+      const bool verified = vd.signed_message && vd.ok;
+      m.msg_class = e.msg_class;
+      m.msg_id = e.msg_id;
+      m.correlation_id = e.correlation_id;
+      m.priority = e.priority;
+      m.delivery = e.delivery;
+      m.acknowledge = e.acknowledge;
+      m.journal = e.journal;
+      m.app_specific = e.app_specific;
+      m.body = e.body;
+      m.body_type = e.body_type;
+      m.label = e.label;
+      m.resp_queue = e.response_queue;
+      m.admin_queue = e.admin_queue;
+      m.dest_queue = e.dest_queue;
+      m.sent = static_cast<uint32_t>(e.sent_time);
+      m.arrived = static_cast<uint32_t>(d.arrived);
+      m.auth_level = e.auth_level;
+      m.authenticated = verified ? vd.authenticated_ex : 0;
+      m.hash_alg = e.hash_alg;
+      m.sender_id_type = e.sender_id_type;
+      m.sender_id = e.sender_id;
+      m.cert = e.sender_cert;
+      m.signature = e.signature;
+      m.confirmed = vd.sender_confirmed ? 1 : 0;
+      m.trust = verified ? vd.trust : 0;
+      return HRESULT{MQ_OK};
+    });
+  });
 }
 
 // The envelope the sender signed, rebuilt from the received properties. The signature scheme
@@ -599,7 +509,7 @@ security::Envelope rebuild_envelope(const Received& m, security::Verifier& verif
   e.response_queue = m.resp_queue;
   e.admin_queue = m.admin_queue;
   e.dest_queue = m.dest_queue;
-  e.source_machine = abi::utf8_to_utf16(core::local_host());
+  e.source_machine = core::utf8_to_utf16(core::local_host());
   e.sent_time = m.sent;
   e.auth_level = m.auth_level;
   e.hash_alg = m.hash_alg;
@@ -681,7 +591,7 @@ std::string confirmed_by(uint32_t t) {
 }
 
 void print_message(const Received& m, unsigned n, bool json, const std::string& exported) {
-  std::string label = abi::utf16_to_utf8(m.label);
+  std::string label = core::utf16_to_utf8(m.label);
   bool text = printable_utf8(m.body);
   std::string body(m.body.begin(), m.body.end());
   std::string sid = m.sender_id_type == MQMSG_SENDERID_TYPE_SID && !m.sender_id.empty()
@@ -754,13 +664,14 @@ int run_receive(const ReceiveArgs& a) {
   store_queue_name(a.queue);
   const std::string what = "receive from queue '" + a.queue + "'";
   const DWORD timeout = parse_timeout(a.timeout);
-  QueueHandle q;
-  open_queue(a.queue, MQ_RECEIVE_ACCESS, q, what);
+  core::Access access;
+  access.receive = true;
+  std::unique_ptr<OpenQueue> q = open_queue(a.queue, access, what);
   security::Verifier verifier;
   for (unsigned n = 1; n <= a.count; ++n) {
     Received m;
     ReasonProbe probe;
-    HRESULT hr = receive_one(q.get(), timeout, m);
+    HRESULT hr = receive_one(**q, timeout, m);
     if (hr == MQ_ERROR_IO_TIMEOUT) {
       std::string reason = "no message arrived within " +
                            (timeout == INFINITE ? std::string("ever") : a.timeout + " ms");
@@ -804,7 +715,7 @@ RejectedDetail detail_of(const transport::Rejection& r) {
   try {
     security::Envelope e = security::decode(r.envelope);
     d.decoded = true;
-    d.label = abi::utf16_to_utf8(e.label);
+    d.label = core::utf16_to_utf8(e.label);
     if (!e.sender_cert.empty()) d.subject = subject_of(e.sender_cert);
     if (e.sender_id_type == MQMSG_SENDERID_TYPE_SID && !e.sender_id.empty()) {
       d.sid = sid_string(e.sender_id);
@@ -823,19 +734,7 @@ int run_rejected(const RejectedArgs& a) {
   std::vector<transport::Rejection> records;
   if (std::filesystem::exists(cfg.store_path / "mqsec.db", ec)) {
     try {
-      transport::local::Store& store = abi::store_at(cfg.store_path);
-      if (!queue.empty()) {
-        records = store.rejections(queue);
-      } else {
-        for (const transport::QueueInfo& q : store.list_queues()) {
-          std::vector<transport::Rejection> more = store.rejections(q.name);
-          records.insert(records.end(), more.begin(), more.end());
-        }
-        std::stable_sort(records.begin(), records.end(),
-                         [](const transport::Rejection& x, const transport::Rejection& y) {
-                           return x.time != y.time ? x.time < y.time : x.id < y.id;
-                         });
-      }
+      records = core::rejections(cfg.store_path, queue);
     } catch (const Error& e) {
       throw Failure("read the rejected-messages record", e.what(), e.code(),
                     default_hint(e.code()));

@@ -1,5 +1,5 @@
 // The identity and certificate verbs of `mqsec`: enroll, register, whoami, doctor, context.
-// enroll/register go through abi::register_certificate (MQRegisterCertificate's code path),
+// enroll/register go through core::register_certificate (MQRegisterCertificate's code path),
 // context through the C API (MQGetSecurityContextEx / MQFreeSecurityContext); whoami and
 // doctor look at each piece (config, identity, profile, module, token, key) on its own so that
 // they can say which one is missing instead of failing on the first.
@@ -18,7 +18,11 @@
 #include "pkcs11/module.hpp"
 #include "pkcs11/token.hpp"
 #include "pkcs11/uri.hpp"
-#include "src/abi/runtime.hpp"
+#include "src/core/runtime.hpp"
+#include "src/core/admin.hpp"
+#include "src/core/contexts.hpp"
+#include "src/core/hresult.hpp"
+#include "src/core/registration.hpp"
 #include "src/cli/commands.hpp"
 #include "src/cli/output.hpp"
 #include "src/security/config.hpp"
@@ -80,9 +84,9 @@ int run_enroll(const EnrollArgs& a) {
   opts.kind = security::parse_key_kind(a.key);  // CLI11 checked the spelling
   opts.subject = a.subject;
   opts.valid_days = a.days;
-  abi::Registered r;
+  core::Registered r;
   try {
-    r = step("enroll", [&] { return abi::register_certificate({}, a.if_not_exists, opts); });
+    r = step("enroll", [&] { return core::register_certificate({}, a.if_not_exists, opts); });
   } catch (const std::invalid_argument& e) {
     throw Failure("enroll", e.what(), MQ_ERROR_INVALID_PARAMETER,
                   "--subject takes a DN such as \"CN=alice,O=Example\"");
@@ -96,11 +100,11 @@ int run_enroll(const EnrollArgs& a) {
     // binding is idempotent and needs only the key on the token.
     security::SystemConfig cfg = load_config_or_fail();
     std::optional<security::Bytes> bound = step("read the certificate registry", [&] {
-      return abi::store_at(cfg.store_path).certificate_sid(security::sha256(r.der));
+      return core::registered_sid_of(cfg.store_path, r.der);
     });
     if (!bound || sid_string(*bound) != r.sid) {
       step("register the existing internal certificate",
-           [&] { return abi::register_certificate(r.der, false, security::EnrollOptions{}); });
+           [&] { return core::register_certificate(r.der, false, security::EnrollOptions{}); });
       registration += " (registration renewed: it was missing from the store)";
     }
   }
@@ -120,8 +124,8 @@ int run_enroll(const EnrollArgs& a) {
 int run_register(const std::string& file) {
   resolve_user_or_fail(false);
   std::vector<uint8_t> der = read_certificate_file(file);
-  abi::Registered r = step("register " + file, [&] {
-    return abi::register_certificate(der, false, security::EnrollOptions{});
+  core::Registered r = step("register " + file, [&] {
+    return core::register_certificate(der, false, security::EnrollOptions{});
   });
   std::cout << "registered: " << subject_of(r.der) << '\n'
             << "  SID: " << r.sid << '\n'
@@ -522,7 +526,7 @@ int run_doctor() {
     c.skip("certificate registration", "no message store yet at " + cfg.store_path.string());
   } else {
     try {
-      auto sid = abi::store_at(cfg.store_path).certificate_sid(security::sha256(*der));
+      auto sid = core::registered_sid_of(cfg.store_path, *der);
       if (sid && *sid == user.sid.bytes()) {
         c.ok("certificate registration", "registered to " + user.sid.str());
       } else {
@@ -576,16 +580,17 @@ int run_context(const std::string& cert_file) {
   resolve_user_or_fail(cert_file.empty());  // the internal certificate is named by the profile
   std::vector<uint8_t> der;
   if (!cert_file.empty()) der = read_certificate_file(cert_file);
-  HANDLE h = nullptr;
+  uint32_t value = 0;
   ReasonProbe probe;
-  HRESULT hr = MQGetSecurityContextEx(der.empty() ? nullptr : der.data(),
-                                      static_cast<DWORD>(der.size()), &h);
+  HRESULT hr = core::hresult_of("MQGetSecurityContextEx", [&]() -> HRESULT {
+    value = core::open_context(der);
+    return MQ_OK;
+  });
   check_hr(hr, "MQGetSecurityContextEx", probe);
-  uint32_t value = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(h));
   char handle_text[16];
   std::snprintf(handle_text, sizeof handle_text, "0x%08X", value);
 
-  auto ctx = security::context_table().get(value);
+  auto ctx = core::runtime().contexts().get(value);
   std::cout << "security context " << handle_text << " obtained ("
             << (der.empty() ? "internal certificate" : "certificate " + cert_file) << ")\n";
   if (ctx) {
@@ -595,8 +600,8 @@ int run_context(const std::string& cert_file) {
               << ", key CKA_ID " << hex(ctx->key_id()) << '\n';
   }
   ctx.reset();  // our reference must not keep the context alive past MQFreeSecurityContext
-  MQFreeSecurityContext(h);
-  bool freed = security::context_table().get(value) == nullptr;
+  core::free_context(value);
+  bool freed = core::runtime().contexts().get(value) == nullptr;
   if (!freed) {
     throw Failure("MQFreeSecurityContext", "the context is still live after being freed",
                   MQ_ERROR_BAD_SECURITY_CONTEXT);

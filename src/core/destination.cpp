@@ -118,4 +118,8 @@ std::string format_name_of(std::string_view queue) {
   return "DIRECT=OS:" + local_host() + "\\private$\\" + std::string(queue);
 }
 
+Destination destination_of_path(std::string_view path) { return {queue_from_path(path)}; }
+
+Destination destination_of_format(std::string_view format) { return {queue_from_format(format)}; }
+
 }  // namespace mqsec::core

@@ -1,12 +1,27 @@
-// MSMQ queue names: path names (".\private$\orders", "<host>\private$\orders") and direct
-// format names ("DIRECT=OS:.\private$\orders"). mqsec's queue manager is local and holds
-// private queues only; the local host may be written as ".", "localhost" or its host name.
+// Destinations: MSMQ queue names, path names (".\private$\orders", "<host>\private$\orders")
+// and direct format names ("DIRECT=OS:.\private$\orders"), and which transport serves the
+// queue they name. Today every destination is a private queue of this machine, served by the
+// local transport (transport/local); the local host may be written as ".", "localhost" or its
+// host name. A remote transport plugs in here: a destination on another machine selects it.
 #pragma once
 
 #include <string>
 #include <string_view>
 
 namespace mqsec::core {
+
+// Where a message goes, or a queue is read from. `queue` is the private queue's name
+// (lower-cased). Only local queues exist today (Transport::Local).
+struct Destination {
+  enum class Transport { Local };
+  std::string queue;
+  Transport transport = Transport::Local;
+};
+
+// The destination a path name or a direct format name names (see queue_from_path and
+// queue_from_format for the errors thrown).
+Destination destination_of_path(std::string_view path);
+Destination destination_of_format(std::string_view format);
 
 // The machine's host name (as gethostname), lower-cased.
 const std::string& local_host();

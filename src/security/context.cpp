@@ -46,11 +46,6 @@ Bytes SecurityContext::sign_digest(pkcs11::Hash hash, std::span<const uint8_t> d
   return pkcs11::sign_digest(*token_, key, hash, digest, pin_source_);
 }
 
-HandleTable<SecurityContext>& context_table() {
-  static auto* table = new HandleTable<SecurityContext>();  // immortal: used until exit
-  return *table;
-}
-
 std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der_in) {
   const bool internal = der_in.empty();
   X509Ptr cert;

@@ -58,7 +58,4 @@ class SecurityContext {
 // Throws mqsec::Error with MQGetSecurityContextEx's documented codes.
 std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der);
 
-// The process-wide table behind the 32-bit handles.
-HandleTable<SecurityContext>& context_table();
-
 }  // namespace mqsec::security

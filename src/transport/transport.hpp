@@ -114,8 +114,8 @@ class QueueTransport {
   // Delivers a message: removes it and records its message id as delivered, atomically; see
   // Removal. Delivered ids are kept until sent_time is window_seconds in the past (<= 0:
   // forever).
-  virtual Removal remove_delivered(int64_t seq, std::span<const uint8_t> msg_id,
-                                   int64_t sent_time, int64_t window_seconds) = 0;
+  virtual Removal remove_delivered(int64_t seq, std::span<const uint8_t> msg_id, int64_t sent_time,
+                                   int64_t window_seconds) = 0;
   // Whether msg_id was delivered from this queue (and is still remembered): for peeks.
   virtual bool was_delivered(std::span<const uint8_t> msg_id) = 0;
   virtual size_t count() = 0;

@@ -1,6 +1,6 @@
 // libFuzzer target for queue names and the text conversions in front of them: path names
 // (core::queue_from_path), format names (core::queue_from_format) and the WCHAR/UTF-8/UTF-16
-// conversions of src/abi/strings.hpp that every queue name and label goes through. Bad input
+// conversions of src/core/text.hpp that every queue name and label goes through. Bad input
 // may only be refused with mqsec::Error; what is accepted must keep the documented invariants
 // (a queue name is 1..124 lower-case bytes without separators, and names round-trip).
 //
@@ -17,7 +17,7 @@
 #include <string_view>
 
 #include "mqsec/error.hpp"
-#include "src/abi/strings.hpp"
+#include "src/core/text.hpp"
 #include "src/core/destination.hpp"
 
 namespace {
@@ -56,16 +56,16 @@ void names(std::string_view text) {
 // always valid Unicode that converts back without an error.
 void conversions_of_bytes(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
-  const std::wstring w = abi::from_utf8(bytes);
+  const std::wstring w = core::from_utf8(bytes);
   if (w.find(L'\0') != std::wstring::npos) return;  // NUL ends a C string; nothing to check
-  const std::string utf8 = abi::to_utf8(w.c_str(), MQ_ERROR_ILLEGAL_FORMATNAME);
-  if (abi::from_utf8(utf8) != w) abort();
-  const std::u16string u16 = abi::utf8_to_utf16(bytes);
-  if (abi::utf16_to_utf8(u16) != utf8) abort();
+  const std::string utf8 = core::to_utf8(w.c_str(), MQ_ERROR_ILLEGAL_FORMATNAME);
+  if (core::from_utf8(utf8) != w) abort();
+  const std::u16string u16 = core::utf8_to_utf16(bytes);
+  if (core::utf16_to_utf8(u16) != utf8) abort();
   std::u16string units(size / 2, u'\0');
   if (!units.empty()) std::memcpy(units.data(), data, units.size() * 2);
-  const std::wstring from16 = abi::from_utf16(units);
-  if (abi::to_utf16(from16.data(), from16.size(), MQ_ERROR_ILLEGAL_PROPERTY_VALUE).size() <
+  const std::wstring from16 = core::from_utf16(units);
+  if (core::to_utf16(from16.data(), from16.size(), MQ_ERROR_ILLEGAL_PROPERTY_VALUE).size() <
       from16.size())
     abort();
 }
@@ -90,15 +90,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   w.resize(std::wcslen(w.c_str()));
   std::string utf8;
   try {
-    utf8 = abi::to_utf8(w.c_str(), MQ_ERROR_ILLEGAL_FORMATNAME);
+    utf8 = core::to_utf8(w.c_str(), MQ_ERROR_ILLEGAL_FORMATNAME);
   } catch (const Error& e) {
     if (e.code() != MQ_ERROR_ILLEGAL_FORMATNAME) abort();
     return 0;  // not Unicode: refused, as MQOpenQueue refuses it
   }
-  if (abi::from_utf8(utf8) != w) abort();  // valid text round-trips exactly
+  if (core::from_utf8(utf8) != w) abort();  // valid text round-trips exactly
   try {
-    const std::u16string u16 = abi::to_utf16(w.c_str(), w.size(), MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
-    if (abi::from_utf16(u16) != w || abi::utf16_to_utf8(u16) != utf8) abort();
+    const std::u16string u16 = core::to_utf16(w.c_str(), w.size(), MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
+    if (core::from_utf16(u16) != w || core::utf16_to_utf8(u16) != utf8) abort();
   } catch (const Error&) {
     abort();  // to_utf8 accepted it, so to_utf16 must too
   }

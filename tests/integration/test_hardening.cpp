@@ -37,6 +37,7 @@
 #include "pkcs11/pin.hpp"
 #include "pkcs11/token.hpp"
 #include "pkcs11/uri.hpp"
+#include "src/core/runtime.hpp"
 #include "src/security/context.hpp"
 #include "src/security/log.hpp"
 #include "tests/mock/mock_pkcs11.hpp"
@@ -272,7 +273,7 @@ TEST_F(HardeningWithUserB, ImpersonatedThreadMustProveThePinOfTheServicesLogin) 
   env().write_certificate(SoftHsmEnv::kPrimaryToken, der, id, "svc-cert-" + id);
   HANDLE svc = nullptr;
   ASSERT_HR(MQ_OK, MQGetSecurityContextEx(der.data(), static_cast<DWORD>(der.size()), &svc));
-  auto svc_ctx = mqsec::security::context_table().get(static_cast<uint32_t>(value(svc)));
+  auto svc_ctx = mqsec::core::runtime().contexts().get(static_cast<uint32_t>(value(svc)));
   ASSERT_TRUE(svc_ctx);
   const std::vector<uint8_t> digest(32, 0x5a);
   ASSERT_FALSE(svc_ctx->sign_digest(mqsec::pkcs11::Hash::Sha256, digest).empty());
@@ -330,7 +331,7 @@ TEST_F(HardeningWithUserB, ImpersonatedThreadMustProveThePinOfTheServicesLogin) 
   Attempt a = get_internal_as(*b_);
   ASSERT_TRUE(a.switch_error.empty()) << a.switch_error;
   ASSERT_HR(MQ_OK, a.hr) << a.reason;
-  auto b_ctx = mqsec::security::context_table().get(static_cast<uint32_t>(value(a.handle)));
+  auto b_ctx = mqsec::core::runtime().contexts().get(static_cast<uint32_t>(value(a.handle)));
   ASSERT_TRUE(b_ctx);
   EXPECT_EQ("S-1-22-1-" + std::to_string(b_->uid()), b_ctx->sid().str());
   EXPECT_FALSE(b_ctx->sign_digest(mqsec::pkcs11::Hash::Sha256, digest).empty());

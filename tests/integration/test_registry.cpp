@@ -29,7 +29,7 @@
 #include <thread>
 
 #include "mqsec/error.hpp"
-#include "src/abi/runtime.hpp"
+#include "src/core/runtime.hpp"
 #include "src/security/identity.hpp"
 #include "src/security/log.hpp"
 #include "src/security/openssl.hpp"
@@ -315,7 +315,8 @@ class RegistryE2E : public ::testing::Test {
     std::wstring q = create_authenticated_queue(qname);
     send_signed(q, c.der, "registry test");
     // The certificate is in no user registry: whatever confirms it is the system registry.
-    EXPECT_FALSE(mqsec::abi::store_at(store_).certificate_sid(mqsec::security::sha256(c.der)));
+    EXPECT_FALSE(mqsec::core::runtime().stores().store_at(store_).certificate_sid(
+        mqsec::security::sha256(c.der)));
     return receive_with_trust(q);
   }
 
@@ -372,7 +373,7 @@ TEST_F(RegistryE2E, EntryBindingTheCertificateToAnotherSidRejectsTheMessage) {
   ReceivedTrust r =
       scenario("mismatch", "S-1-5-21-3623811015-3361044348-30300820-1013", kNothing, &queue);
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, r.hr) << "delivered although the registry binds another SID";
-  auto records = mqsec::abi::store_at(store_).rejections(queue);
+  auto records = mqsec::core::runtime().stores().store_at(store_).rejections(queue);
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].kind, "sid-mismatch");
   EXPECT_NE(records[0].reason.find("system registry"), std::string::npos) << records[0].reason;
@@ -394,7 +395,7 @@ TEST_F(RegistryE2E, RegisterCertificateNeverRebindsToAnotherUsersSid) {
                                          static_cast<DWORD>(c.der.size())));
   const Bytes digest = mqsec::security::sha256(c.der);
   const Bytes a_sid = Sid::from_string(own_sid()).bytes();
-  ASSERT_EQ(mqsec::abi::store_at(store_).certificate_sid(digest), a_sid);
+  ASSERT_EQ(mqsec::core::runtime().stores().store_at(store_).certificate_sid(digest), a_sid);
 
   // B reaches the same key: B's profile names the primary token with B's own PIN file, and B
   // may read the token files (SoftHSM re-reads them on use).
@@ -421,7 +422,7 @@ TEST_F(RegistryE2E, RegisterCertificateNeverRebindsToAnotherUsersSid) {
   ASSERT_HR(MQ_OK, context_hr) << "B cannot reach the key: the test proves nothing";
   EXPECT_HR(MQ_ERROR_INVALID_CERTIFICATE, register_hr) << reason;
   EXPECT_NE(reason.find("registered to another SID"), std::string::npos) << reason;
-  EXPECT_EQ(mqsec::abi::store_at(store_).certificate_sid(digest), a_sid)
+  EXPECT_EQ(mqsec::core::runtime().stores().store_at(store_).certificate_sid(digest), a_sid)
       << "the registration was rebound to B's SID";
 
   // A registering it again is idempotent.

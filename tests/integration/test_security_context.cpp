@@ -3,8 +3,8 @@
 //
 // Everything is driven through mq.h's C API; keys and certificates are provisioned with the
 // independent tools (pkcs11-tool, openssl) through tests/support/softhsm_env. The internal C++
-// API is used only to look: security::context_table(), to read which user a context belongs to
-// and whether a freed handle is gone, and the store (abi::store_at) and the caller's SID
+// API is used only to look: core::runtime().contexts(), to read which user a context belongs to
+// and whether a freed handle is gone, and the store (core::runtime().stores()) and the caller's SID
 // (security::resolve_user), to see what MQRegisterCertificate bound.
 //
 // Each test writes its own system configuration with its own profiles directory, so the tests
@@ -31,7 +31,7 @@
 #include <thread>
 #include <vector>
 
-#include "src/abi/runtime.hpp"
+#include "src/core/runtime.hpp"
 #include "src/security/context.hpp"
 #include "src/security/openssl.hpp"
 #include "src/security/personal_store.hpp"
@@ -314,7 +314,7 @@ TEST_P(PublicKeyMatchTest, TokenKeyWithoutCertificateObjectGivesAContext) {
     SCOPED_TRACE(f.name);
     HANDLE h = nullptr;
     ASSERT_HR(MQ_OK, f.fn(der.data(), static_cast<DWORD>(der.size()), &h));
-    auto ctx = mqsec::security::context_table().get(static_cast<uint32_t>(value(h)));
+    auto ctx = mqsec::core::runtime().contexts().get(static_cast<uint32_t>(value(h)));
     ASSERT_TRUE(ctx);
     EXPECT_EQ(der, ctx->certificate());
     MQFreeSecurityContext(h);
@@ -389,7 +389,8 @@ class PossessionTest : public SecurityContextTest,
   }
 
   std::optional<Bytes> bound_sid(const Bytes& der) {
-    return mqsec::abi::store_at(store_).certificate_sid(mqsec::security::sha256(der));
+    return mqsec::core::runtime().stores().store_at(store_).certificate_sid(
+        mqsec::security::sha256(der));
   }
   static Bytes my_sid() { return mqsec::security::resolve_user().user.sid.bytes(); }
 
@@ -485,7 +486,7 @@ TEST_F(PossessionTest, CertificatesWhoseKeyIsOnTheTokenRegister) {
   ASSERT_NE(id, id_from_uri(text.substr(at, text.find('\n', at) - at))) << text;
   HANDLE h = nullptr;
   ASSERT_HR(MQ_OK, MQGetSecurityContextEx(nullptr, 0, &h));
-  auto ctx = mqsec::security::context_table().get(static_cast<uint32_t>(value(h)));
+  auto ctx = mqsec::core::runtime().contexts().get(static_cast<uint32_t>(value(h)));
   ASSERT_TRUE(ctx);
   EXPECT_EQ(std::optional<Bytes>(me), bound_sid(ctx->certificate()));
   MQFreeSecurityContext(h);
@@ -551,7 +552,7 @@ TEST_F(SecurityContextTest, FreeingIsHarmlessForNullForgedAndFreedHandles) {
   HANDLE h1 = nullptr;
   ASSERT_HR(MQ_OK, MQGetSecurityContextEx(der.data(), static_cast<DWORD>(der.size()), &h1));
   const auto v1 = static_cast<uint32_t>(value(h1));
-  auto& table = mqsec::security::context_table();
+  auto& table = mqsec::core::runtime().contexts();
   ASSERT_TRUE(table.get(v1));
 
   // A forged handle with the live slot but another generation frees nothing.
@@ -679,7 +680,7 @@ TEST_F(SecurityContextTest, ThreadImpersonatingAnotherUserGetsThatUsersContext) 
     // B cannot write the root-owned log file; the thread's last logged error says why.
     if (hr != MQ_OK) reason = mqsec::last_error_message();
     if (hr == MQ_OK) {
-      auto ctx = mqsec::security::context_table().get(static_cast<uint32_t>(value(b_h)));
+      auto ctx = mqsec::core::runtime().contexts().get(static_cast<uint32_t>(value(b_h)));
       if (ctx) sid_inside = ctx->sid().str();
     }
   });
@@ -690,12 +691,12 @@ TEST_F(SecurityContextTest, ThreadImpersonatingAnotherUserGetsThatUsersContext) 
   const std::string b_sid = "S-1-22-1-" + std::to_string(user->uid());
   ASSERT_HR(MQ_OK, hr) << reason;
   EXPECT_EQ(b_sid, sid_inside);
-  auto ctx = mqsec::security::context_table().get(static_cast<uint32_t>(value(b_h)));
+  auto ctx = mqsec::core::runtime().contexts().get(static_cast<uint32_t>(value(b_h)));
   ASSERT_TRUE(ctx);
   EXPECT_EQ(b_sid, ctx->sid().str()) << "the context changed user after the thread reverted";
   EXPECT_EQ(b_der, ctx->certificate()) << "not B's certificate";
 
-  auto root_ctx = mqsec::security::context_table().get(static_cast<uint32_t>(value(root_h)));
+  auto root_ctx = mqsec::core::runtime().contexts().get(static_cast<uint32_t>(value(root_h)));
   ASSERT_TRUE(root_ctx);
   EXPECT_EQ("S-1-22-1-0", root_ctx->sid().str());
 

@@ -29,12 +29,12 @@ namespace {
 
 namespace fs = std::filesystem;
 using mqsec::Error;
-using mqsec::transport::local::BatchWriter;
-using mqsec::transport::Bytes;
-using mqsec::transport::QueueInfo;
-using mqsec::transport::local::Store;
 using mqsec::testing::run_as_user;
 using mqsec::testing::TemporaryUser;
+using mqsec::transport::Bytes;
+using mqsec::transport::QueueInfo;
+using mqsec::transport::local::BatchWriter;
+using mqsec::transport::local::Store;
 
 uid_t owner_of(const fs::path& p) {
   struct stat sb {};

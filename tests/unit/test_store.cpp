@@ -1,6 +1,6 @@
-// Unit tests of the SQLite message store (src/transport/local/store.hpp): queue CRUD, receive order,
-// exactly-once removal across threads and processes, persistence, file modes, rejection audit
-// records, the certificate registry and change notification between connections.
+// Unit tests of the SQLite message store (src/transport/local/store.hpp): queue CRUD, receive
+// order, exactly-once removal across threads and processes, persistence, file modes, rejection
+// audit records, the certificate registry and change notification between connections.
 #include "src/transport/local/store.hpp"
 
 #include <gtest/gtest.h>

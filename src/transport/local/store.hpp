@@ -1,8 +1,8 @@
 // The local transport's embedded message store (transport/local): queues, messages, rejection
 // audit records and the certificate registry (MQRegisterCertificate) in one SQLite 3 database
-// (WAL mode) under the configured store directory. Several sender and receiver processes open the same directory at once;
-// take_first() hands each message to exactly one receiver across all of them.
-// The store knows nothing of cryptography: envelopes are opaque blobs.
+// (WAL mode) under the configured store directory. Several sender and receiver processes open the
+// same directory at once; take_first() hands each message to exactly one receiver across all of
+// them. The store knows nothing of cryptography: envelopes are opaque blobs.
 #pragma once
 
 #include <mqsec/error.hpp>

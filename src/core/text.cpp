@@ -1,9 +1,9 @@
 // UTF-32 / UTF-16 / UTF-8 conversions.
-#include "src/abi/strings.hpp"
+#include "src/core/text.hpp"
 
 #include "mqsec/error.hpp"
 
-namespace mqsec::abi {
+namespace mqsec::core {
 namespace {
 
 bool valid(char32_t c) { return c <= 0x10FFFF && (c < 0xD800 || c > 0xDFFF); }
@@ -121,4 +121,4 @@ std::string utf16_to_utf8(const std::u16string& s) {
   return out;
 }
 
-}  // namespace mqsec::abi
+}  // namespace mqsec::core

@@ -1,0 +1,63 @@
+// Queue administration on the configured store (local transport).
+#include "src/core/admin.hpp"
+
+#include <algorithm>
+
+#include "src/core/runtime.hpp"
+#include "src/security/openssl.hpp"
+
+namespace mqsec::core {
+namespace {
+transport::local::Store& store(const std::filesystem::path& store_dir) {
+  return runtime().stores().store_at(store_dir);
+}
+}  // namespace
+
+std::string create_queue(const std::filesystem::path& store_dir, const transport::QueueInfo& q) {
+  std::string format = format_name_of(q.name);
+  store(store_dir).create_queue(q);
+  return format;
+}
+
+void delete_queue(const std::filesystem::path& store_dir, const Destination& d) {
+  runtime().stores().flush_express();
+  store(store_dir).delete_queue(d.queue);
+}
+
+std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& store_dir,
+                                               const Destination& d) {
+  return store(store_dir).find_queue(d.queue);
+}
+
+std::vector<QueueStatus> list_queues(const std::filesystem::path& store_dir) {
+  transport::local::Store& st = store(store_dir);
+  std::vector<QueueStatus> out;
+  for (transport::QueueInfo& q : st.list_queues()) {
+    const size_t n = st.message_count(q.id);
+    out.push_back({std::move(q), n});
+  }
+  return out;
+}
+
+std::vector<transport::Rejection> rejections(const std::filesystem::path& store_dir,
+                                             const std::string& queue) {
+  transport::local::Store& st = store(store_dir);
+  if (!queue.empty()) return st.rejections(queue);
+  std::vector<transport::Rejection> records;
+  for (const transport::QueueInfo& q : st.list_queues()) {
+    std::vector<transport::Rejection> more = st.rejections(q.name);
+    records.insert(records.end(), more.begin(), more.end());
+  }
+  std::stable_sort(records.begin(), records.end(),
+                   [](const transport::Rejection& x, const transport::Rejection& y) {
+                     return x.time != y.time ? x.time < y.time : x.id < y.id;
+                   });
+  return records;
+}
+
+std::optional<transport::Bytes> registered_sid_of(const std::filesystem::path& store_dir,
+                                                  std::span<const uint8_t> cert_der) {
+  return store(store_dir).certificate_sid(security::sha256(cert_der));
+}
+
+}  // namespace mqsec::core

@@ -1,0 +1,135 @@
+// An open queue of the application core: what MQOpenQueue returns a handle to, and what the
+// mqsec command's verbs use. Sending signs the envelope on the token (when asked), then hands
+// its bytes to the queue's transport; receiving takes envelopes from the transport, verifies
+// each one against the queue's policy, rejects what fails (out of the queue, into the
+// rejected-messages record, a NACK to the sender's admin queue when asked) and delivers the
+// rest. Plain C++ types only: the C API's property arrays stay in src/abi.
+#pragma once
+
+#include <mq.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/core/destination.hpp"
+#include "src/security/context.hpp"
+#include "src/security/envelope.hpp"
+#include "src/security/message_auth.hpp"
+#include "src/security/trust.hpp"
+#include "src/transport/transport.hpp"
+
+namespace mqsec::core {
+
+// What a queue is opened for (MQ_SEND_ACCESS, MQ_PEEK_ACCESS, MQ_RECEIVE_ACCESS).
+struct Access {
+  bool send = false;
+  bool peek = false;
+  bool receive = false;
+};
+
+// MQ_ACTION_RECEIVE, MQ_ACTION_PEEK_CURRENT, MQ_ACTION_PEEK_NEXT.
+enum class Action { Receive, PeekCurrent, PeekNext };
+
+// A message to send: the envelope's application fields, and how to sign it.
+struct Outgoing {
+  security::Envelope envelope;
+  std::optional<uint32_t> context;  // a security context handle (PROPID_M_SECURITY_CONTEXT)
+  std::shared_ptr<security::SecurityContext> signer;  // or the context itself (C++ callers)
+  security::Bytes sender_cert;                        // PROPID_M_SENDER_CERT
+  uint32_t hash_alg = CALG_SHA_256;
+  bool attach_sid = true;  // SENDERID_TYPE != NONE
+};
+
+// A message that passed every check, offered to the receiver.
+struct Delivered {
+  const security::Envelope* envelope = nullptr;
+  const security::Verdict* verdict = nullptr;
+  int64_t arrived = 0;  // Unix seconds
+};
+
+class Queue;
+
+// A position in a queue for peeking through it (MQCreateCursor).
+struct Cursor {
+  explicit Cursor(std::shared_ptr<Queue> q) : queue(std::move(q)) {}
+  const std::shared_ptr<Queue> queue;
+  std::mutex mu;
+  bool positioned = false;
+  int priority = 0;
+  int64_t seq = 0;
+};
+
+class Queue {
+ public:
+  // Opens the queue `d` names in the configured store, with the system's and the queue's
+  // policy as they are now. deny_receive_share: MQ_DENY_RECEIVE_SHARE (needs access.receive).
+  // Throws mqsec::Error: MQ_ERROR_QUEUE_NOT_FOUND, MQ_ERROR_SHARING_VIOLATION,
+  // MQ_ERROR_SERVICE_NOT_AVAILABLE, ...
+  static std::shared_ptr<Queue> open(const Destination& d, Access access, bool deny_receive_share);
+  ~Queue();
+  Queue(const Queue&) = delete;
+  Queue& operator=(const Queue&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+
+  // MQ_ERROR_ACCESS_DENIED unless the queue was opened for this.
+  void check_send_access() const;
+  void check_receive_access(Action action) const;
+
+  // Sets the envelope's message id, sent time, source machine and destination, signs it when
+  // its auth level asks (with m.signer or m.context, unless m.sender_cert names another
+  // certificate, else the certificate m.sender_cert names, or the caller's internal one) and hands
+  // it to the transport: durable on return unless express outside a transaction. Throws
+  // mqsec::Error (MQ_ERROR_INSUFFICIENT_RESOURCES for a body over [limits] max-message-body,
+  // MQ_ERROR_BAD_SECURITY_CONTEXT, signing errors, storage errors).
+  void send(Outgoing& m, bool in_transaction);
+
+  // Offered each message that passes verification; returns MQ_OK or MQ_INFORMATION_PROPERTY
+  // to take it (or leave it, for peeks), or a failure (a buffer too small, say) to leave it in
+  // the queue and return that code. May be called again with another message when another
+  // receiver took the one offered.
+  using Deliver = std::function<HRESULT(const Delivered&)>;
+  // The receive loop: the next message in receive order (or at the cursor), verified; failing
+  // ones are rejected and the loop goes on. timeout nullopt: wait forever. Throws
+  // MQ_ERROR_IO_TIMEOUT when nothing arrived in time.
+  HRESULT receive(Action action, std::optional<std::chrono::milliseconds> timeout, Cursor* cursor,
+                  const Deliver& deliver);
+
+  // Makes this process's express messages visible (MQCloseQueue).
+  void flush();
+
+ private:
+  Queue() = default;
+  void reject(const transport::StoredMessage& m, const security::Envelope* e,
+              const std::string& kind, const std::string& reason, bool removed = false);
+  void send_nack(const security::Envelope& e);
+
+  std::string name_;
+  Access access_;
+  std::filesystem::path store_dir_;
+  std::shared_ptr<transport::QueueTransport> transport_;
+  bool allow_weak_hash_ = false;
+  // What receives from this queue demand (system config and the queue's own settings, read
+  // when the queue was opened).
+  security::TrustRequire require_ = security::TrustRequire::Signature;
+  std::shared_ptr<const security::TrustStore> trust_;  // null: no [trust] anchors
+  std::filesystem::path system_registry_;
+  std::vector<security::AuthorizedSigner> signers_;
+  int64_t max_clock_skew_seconds_ = 300;
+  int64_t replay_window_seconds_ = 0;
+  // Only signed messages are accepted: PROPID_Q_AUTHENTICATE, or the queue's own trust
+  // demand or authorized signers.
+  bool require_signed_ = false;
+  uint64_t max_message_body_ = 4 * 1024 * 1024;  // [limits] max-message-body
+  transport::RejectionBounds rejection_bounds_;  // [limits] rejected-*
+  int lock_fd_ = -1;                             // flock()ed for share modes
+};
+
+}  // namespace mqsec::core

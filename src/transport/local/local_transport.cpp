@@ -1,0 +1,118 @@
+// The local transport: the per-process stores and writers, and one queue of a store.
+#include "src/transport/local/local_transport.hpp"
+
+#include <unistd.h>
+
+#include <vector>
+
+namespace mqsec::transport::local {
+
+Store& Stores::store_locked(const std::filesystem::path& dir) {
+  auto& slot = stores_[{getpid(), dir}];
+  if (!slot) slot = std::make_unique<Store>(dir);
+  return *slot;
+}
+
+Store& Stores::store_at(const std::filesystem::path& dir) {
+  std::lock_guard lock(mu_);
+  return store_locked(dir);
+}
+
+BatchWriter& Stores::writer_at(const std::filesystem::path& dir, bool durable) {
+  std::lock_guard lock(mu_);
+  Store& store = store_locked(dir);
+  auto& slot = writers_[{getpid(), dir, durable}];
+  if (!slot) slot = std::make_unique<BatchWriter>(store, on_error_, durable);
+  return *slot;
+}
+
+void Stores::flush_express() noexcept {
+  std::vector<BatchWriter*> writers;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [key, w] : writers_) {
+      if (std::get<0>(key) == getpid()) writers.push_back(w.get());
+    }
+  }
+  for (auto* w : writers) w->flush();
+}
+
+// A writer thread holds only a store's lock while it commits, never a writer's: writers'
+// locks come before stores' locks.
+void Stores::prepare_fork() noexcept {
+  mu_.lock();
+  for (auto& [key, w] : writers_) w->prepare_fork();
+  for (auto& [key, st] : stores_) st->prepare_fork();
+}
+
+void Stores::parent_after_fork() noexcept {
+  for (auto& [key, st] : stores_) st->after_fork();
+  for (auto& [key, w] : writers_) w->parent_after_fork();
+  mu_.unlock();
+}
+
+void Stores::child_after_fork() noexcept {
+  for (auto& [key, st] : stores_) st->after_fork();
+  for (auto& [key, w] : writers_) w->child_after_fork();
+  mu_.unlock();
+}
+
+LocalQueue::Bound LocalQueue::bound() {
+  if (pid_.load(std::memory_order_acquire) != getpid()) {
+    std::lock_guard lock(refresh_mu_);
+    if (pid_.load() != getpid()) {
+      store_ = &stores_.store_at(dir_);
+      express_ = &stores_.writer_at(dir_, false);
+      recoverable_ = &stores_.writer_at(dir_, true);
+      pid_.store(getpid(), std::memory_order_release);
+    }
+  }
+  return {store_, express_, recoverable_};
+}
+
+void LocalQueue::send(int priority, Bytes envelope, Delivery delivery) {
+  Bound b = bound();
+  if (delivery == Delivery::Express) {
+    b.express->push(id_, priority, std::move(envelope));  // group-committed in the background
+  } else {
+    b.express->flush();  // keep this sender's arrival order
+    b.recoverable->push_and_wait(id_, priority, std::move(envelope));  // on disk on return
+  }
+}
+
+void LocalQueue::flush() { bound().express->flush(); }
+
+std::optional<StoredMessage> LocalQueue::first() { return bound().store->first(id_); }
+
+std::optional<StoredMessage> LocalQueue::next_after(int priority, int64_t seq) {
+  return bound().store->next_after(id_, priority, seq);
+}
+
+std::optional<StoredMessage> LocalQueue::get(int64_t seq) { return bound().store->get(id_, seq); }
+
+bool LocalQueue::remove(int64_t seq) { return bound().store->remove(id_, seq); }
+
+Removal LocalQueue::remove_delivered(int64_t seq, std::span<const uint8_t> msg_id,
+                                     int64_t sent_time, int64_t window_seconds) {
+  return bound().store->remove_delivered(id_, seq, msg_id, sent_time, window_seconds);
+}
+
+bool LocalQueue::was_delivered(std::span<const uint8_t> msg_id) {
+  return bound().store->was_delivered(id_, msg_id);
+}
+
+size_t LocalQueue::count() { return bound().store->message_count(id_); }
+
+uint64_t LocalQueue::version() { return bound().store->version(); }
+
+bool LocalQueue::wait_for_change(uint64_t seen, std::chrono::milliseconds timeout) {
+  return bound().store->wait_for_change(seen, timeout);
+}
+
+void LocalQueue::record_rejection(std::string_view kind, std::string_view reason,
+                                  std::span<const uint8_t> envelope,
+                                  const RejectionBounds& bounds) {
+  bound().store->record_rejection(name_, kind, reason, envelope, bounds);
+}
+
+}  // namespace mqsec::transport::local
