@@ -1,4 +1,4 @@
-// Path and format name parsing.
+// Path and format name parsing, and the destinations they name.
 #include "src/core/destination.hpp"
 
 #include <mq.h>

@@ -1,4 +1,4 @@
-// Express delivery off the sender's critical path.
+// Express delivery off the sender's critical path (the local transport's writers).
 //
 // MQMSG_DELIVERY_EXPRESS lets MSMQ keep messages in memory; we use that to take the store's
 // commit off the thread that signs: senders hand encoded messages to a BatchWriter and return,

@@ -1,4 +1,5 @@
-// The embedded message store on SQLite 3 in WAL mode. See store.hpp for the contract.
+// The local transport's embedded message store on SQLite 3 in WAL mode. See store.hpp for the
+// contract.
 //
 // Concurrency design:
 // - Within a process, one mutex guards the connection and its cached prepared statements.
