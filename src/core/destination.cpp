@@ -7,7 +7,12 @@
 #include <algorithm>
 #include <cctype>
 
+#include <utility>
+
 #include "mqsec/error.hpp"
+#include "src/core/runtime.hpp"
+#include "src/security/config.hpp"
+#include "transport/amqp/address.hpp"
 
 namespace mqsec::core {
 namespace {
@@ -28,26 +33,9 @@ bool is_host_name(std::string_view host) {
          });
 }
 
-bool is_local(std::string_view host) {
-  std::string h = lower(host);
-  if (h == "." || h == "localhost" || h == local_host()) return true;
-  // A fully qualified name of this host: compare the first label.
-  auto dot = h.find('.');
-  return dot != std::string::npos && h.substr(0, dot) == local_host();
-}
-
-}  // namespace
-
-const std::string& local_host() {
-  static const std::string name = [] {
-    char buf[256] = {};
-    if (gethostname(buf, sizeof buf - 1) != 0) return std::string("localhost");
-    return lower(buf);
-  }();
-  return name;
-}
-
-std::string queue_from_path(std::string_view path) {
+// Splits "<host>\private$\<name>" and validates its parts; throws
+// MQ_ERROR_ILLEGAL_QUEUE_PATHNAME. Returns {host as written, queue lower-cased}.
+std::pair<std::string_view, std::string> split_path(std::string_view path) {
   auto first = path.find('\\');
   if (first == std::string_view::npos || first == 0) {
     throw Error(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME,
@@ -74,23 +62,65 @@ std::string queue_from_path(std::string_view path) {
                 "queue name in '" + std::string(path) +
                     "' must be 1 to 124 characters without '\\', '/' or control characters");
   }
-  if (!is_local(host)) {
-    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
-                "queue '" + std::string(path) + "' is on another machine ('" + std::string(host) +
-                    "'); mqsec's queue manager serves local queues only");
-  }
-  return lower(name);
+  return {host, lower(name)};
 }
 
-std::string queue_from_format(std::string_view format) {
-  constexpr std::string_view kDirect = "direct=os:";
-  if (format.size() <= kDirect.size() || lower(format.substr(0, kDirect.size())) != kDirect) {
+bool is_local(std::string_view host, std::string_view this_machine_name, bool tcp) {
+  std::string h = lower(host);
+  if (h == "." || h == "localhost" || h == local_host() || h == lower(this_machine_name)) {
+    return true;
+  }
+  if (tcp && h == "127.0.0.1") return true;
+  // A fully qualified name of this host: compare the first label.
+  auto dot = h.find('.');
+  return !tcp && dot != std::string::npos && h.substr(0, dot) == local_host();
+}
+
+// The destination of "<host>\private$\<name>"; `tcp`: the host is DIRECT=TCP's address.
+// A remote machine name that is not valid throws `bad_machine_code`.
+Destination classify(std::string_view path, std::string_view this_machine_name, bool tcp,
+                     long bad_machine_code) {
+  auto [host, queue] = split_path(path);
+  Destination d;
+  d.queue = std::move(queue);
+  if (is_local(host, this_machine_name, tcp)) return d;
+  const std::string machine = lower(host);
+  std::string problem = security::machine_name_problem(machine);
+  if (problem.empty()) {
+    try {
+      d.machine = transport::amqp::canonical_machine_name(machine);
+    } catch (const Error& e) {
+      problem = e.what();
+    }
+  }
+  if (!problem.empty()) {
+    throw Error(bad_machine_code, "'" + std::string(path) + "' names machine '" +
+                                      std::string(host) +
+                                      "', which is not a valid machine name: " + problem);
+  }
+  d.transport = Destination::Transport::Remote;
+  return d;
+}
+
+constexpr std::string_view kDirectOs = "direct=os:";
+constexpr std::string_view kDirectTcp = "direct=tcp:";
+
+bool starts_with_nocase(std::string_view s, std::string_view prefix) {
+  return s.size() > prefix.size() && lower(s.substr(0, prefix.size())) == prefix;
+}
+
+Destination destination_of_format_impl(std::string_view format,
+                                       std::string_view this_machine_name) {
+  const bool tcp = starts_with_nocase(format, kDirectTcp);
+  if (!tcp && !starts_with_nocase(format, kDirectOs)) {
     throw Error(MQ_ERROR_ILLEGAL_FORMATNAME,
                 "format name '" + std::string(format) +
-                    "' is not supported: use DIRECT=OS:.\\private$\\NAME");
+                    "' is not supported: use DIRECT=OS:MACHINE\\private$\\NAME or "
+                    "DIRECT=TCP:MACHINE\\private$\\NAME");
   }
   try {
-    return queue_from_path(format.substr(kDirect.size()));
+    return classify(format.substr(tcp ? kDirectTcp.size() : kDirectOs.size()), this_machine_name,
+                    tcp, MQ_ERROR_ILLEGAL_FORMATNAME);
   } catch (const Error& e) {
     if (e.code() == MQ_ERROR_ILLEGAL_QUEUE_PATHNAME)
       throw Error(MQ_ERROR_ILLEGAL_FORMATNAME, e.what());
@@ -98,13 +128,80 @@ std::string queue_from_format(std::string_view format) {
   }
 }
 
+}  // namespace
+
+const std::string& local_host() {
+  static const std::string name = [] {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0) return std::string("localhost");
+    return lower(buf);
+  }();
+  return name;
+}
+
+std::string this_machine() {
+  try {
+    std::string name = runtime().config().machine.name;
+    if (!name.empty()) return name;
+  } catch (const Error&) {
+    // Unreadable configuration: the host name (the operation that needs the configuration
+    // reports the error itself).
+  }
+  return local_host();
+}
+
+Destination destination_of_path(std::string_view path, std::string_view this_machine_name) {
+  return classify(path, this_machine_name, false, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME);
+}
+
+Destination destination_of_format(std::string_view format, std::string_view this_machine_name) {
+  return destination_of_format_impl(format, this_machine_name);
+}
+
+// The configuration is read only for a name that is not this host's.
+Destination destination_of_path(std::string_view path) {
+  Destination d = destination_of_path(path, local_host());
+  return d.remote() ? destination_of_path(path, this_machine()) : d;
+}
+
+Destination destination_of_format(std::string_view format) {
+  Destination d = destination_of_format(format, local_host());
+  return d.remote() ? destination_of_format(format, this_machine()) : d;
+}
+
+std::string queue_from_path(std::string_view path) {
+  auto [host, queue] = split_path(path);
+  if (!is_local(host, local_host(), false)) {
+    const std::string machine = this_machine();
+    if (!is_local(host, machine, false)) {
+      throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                  "queue '" + std::string(path) + "' is on another machine ('" + std::string(host) +
+                      "'); only a queue of this machine can be named here");
+    }
+  }
+  return queue;
+}
+
+std::string queue_from_format(std::string_view format) {
+  Destination d = destination_of_format_impl(format, local_host());
+  if (d.remote() && destination_of_format_impl(format, this_machine()).remote()) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "queue '" + std::string(format) + "' is on another machine ('" + d.machine +
+                    "'); only a queue of this machine can be named here");
+  }
+  return d.queue;
+}
+
 std::string queue_part_of_format(std::string_view format) {
-  constexpr std::string_view kDirect = "direct=os:";
   constexpr std::string_view kPrivate = "\\private$\\";
-  if (format.size() <= kDirect.size() || lower(format.substr(0, kDirect.size())) != kDirect) {
+  std::string_view rest;
+  if (starts_with_nocase(format, kDirectOs)) {
+    rest = format.substr(kDirectOs.size());
+  } else if (starts_with_nocase(format, kDirectTcp)) {
+    rest = format.substr(kDirectTcp.size());
+  } else {
     return {};
   }
-  std::string_view rest = format.substr(kDirect.size());
   const auto host_end = rest.find('\\');
   if (host_end == std::string_view::npos || host_end == 0) return {};
   rest = rest.substr(host_end);
@@ -118,8 +215,9 @@ std::string format_name_of(std::string_view queue) {
   return "DIRECT=OS:" + local_host() + "\\private$\\" + std::string(queue);
 }
 
-Destination destination_of_path(std::string_view path) { return {queue_from_path(path)}; }
-
-Destination destination_of_format(std::string_view format) { return {queue_from_format(format)}; }
+std::string format_name_of(const Destination& d) {
+  if (!d.remote()) return format_name_of(d.queue);
+  return "DIRECT=OS:" + d.machine + "\\private$\\" + d.queue;
+}
 
 }  // namespace mqsec::core

@@ -1,8 +1,11 @@
 // Destinations: MSMQ queue names, path names (".\private$\orders", "<host>\private$\orders")
-// and direct format names ("DIRECT=OS:.\private$\orders"), and which transport serves the
-// queue they name. Today every destination is a private queue of this machine, served by the
-// local transport (transport/local); the local host may be written as ".", "localhost" or its
-// host name. A remote transport plugs in here: a destination on another machine selects it.
+// and direct format names ("DIRECT=OS:.\private$\orders", "DIRECT=TCP:<addr>\private$\orders"),
+// and which transport serves the queue they name. A private queue of this machine (written as
+// ".", "localhost", the host name or this_machine(), case-insensitive) is served by the local
+// transport (transport/local); a queue of another machine is Remote: a send to it goes to a local
+// outgoing queue (src/core/outgoing.hpp) that the forwarder empties into the broker
+// (docs/remote.md). DIRECT=TCP's address is taken as the machine name: the destination machine's
+// [machine] name must equal it.
 #pragma once
 
 #include <string>
@@ -10,29 +13,48 @@
 
 namespace mqsec::core {
 
-// Where a message goes, or a queue is read from. `queue` is the private queue's name
-// (lower-cased). Only local queues exist today (Transport::Local).
+// Where a message goes, or a queue is read from.
 struct Destination {
-  enum class Transport { Local };
-  std::string queue;
+  enum class Transport { Local, Remote };
+  std::string queue;  // private queue name, lower-cased
   Transport transport = Transport::Local;
+  std::string machine;  // Remote: the destination machine (canonical, lower-cased); Local: empty
+
+  bool remote() const noexcept { return transport == Transport::Remote; }
+  friend bool operator==(const Destination&, const Destination&) = default;
 };
 
-// The destination a path name or a direct format name names (see queue_from_path and
-// queue_from_format for the errors thrown).
+// The destination a path name or a direct format name names. Throws mqsec::Error: for a path
+// name MQ_ERROR_ILLEGAL_QUEUE_PATHNAME (malformed, public queue, bad queue name, a machine name
+// that is not valid: security::machine_name_problem and transport::amqp::canonical_machine_name),
+// for a format name MQ_ERROR_ILLEGAL_FORMATNAME (the same, or a kind we do not support: PUBLIC=,
+// PRIVATE=, multicast, lists). Remote destinations are accepted here; operations a remote queue
+// does not support say so where they are refused (Queue::open).
 Destination destination_of_path(std::string_view path);
 Destination destination_of_format(std::string_view format);
+// The same, with `this_machine_name` standing in for this_machine() (for tests and callers that
+// hold the configuration already).
+Destination destination_of_path(std::string_view path, std::string_view this_machine_name);
+Destination destination_of_format(std::string_view format, std::string_view this_machine_name);
+
+// "DIRECT=OS:<machine>\private$\<queue>" of a destination (Local: this machine's host name).
+std::string format_name_of(const Destination& d);
 
 // The machine's host name (as gethostname), lower-cased.
 const std::string& local_host();
 
-// Queue name (lower-cased) of a path name. Throws mqsec::Error:
+// This queue manager's machine name: [machine] name, else the host name (lower-cased). Reads the
+// system configuration (Runtime::config()); when it cannot be read, the host name.
+std::string this_machine();
+
+// Queue name (lower-cased) of a path name of a LOCAL queue. Throws mqsec::Error:
 // MQ_ERROR_ILLEGAL_QUEUE_PATHNAME (malformed, public queue, name too long or empty),
-// MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (another machine).
+// MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (another machine: callers that accept remote
+// queues use destination_of_path).
 std::string queue_from_path(std::string_view path);
-// Queue name of a format name. Throws MQ_ERROR_ILLEGAL_FORMATNAME (malformed or a kind we do
-// not support: PUBLIC=, PRIVATE=, DIRECT=TCP:, multicast, lists) or
-// MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (another machine).
+// Queue name of a format name of a LOCAL queue. Throws MQ_ERROR_ILLEGAL_FORMATNAME (malformed or a
+// kind we do not support: PUBLIC=, PRIVATE=, multicast, lists) or
+// MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (another machine: see destination_of_format).
 std::string queue_from_format(std::string_view format);
 // "DIRECT=OS:<host>\private$\<name>".
 std::string format_name_of(std::string_view queue);
