@@ -83,6 +83,22 @@ struct Append {
   Bytes envelope;
 };
 
+// A message arriving from another machine (Store::append_unique): removed as a duplicate when
+// its id already arrived in (or was delivered from) the queue.
+struct UniqueAppend {
+  int64_t queue_id;
+  int priority;
+  std::span<const uint8_t> envelope;
+  std::span<const uint8_t> msg_id;
+  int64_t sent_time;  // Unix seconds (the envelope's signed sent time)
+};
+
+enum class ArrivalResult { Appended, Duplicate };
+struct Arrival {
+  ArrivalResult result = ArrivalResult::Appended;
+  int64_t seq = 0;  // the new message's seq (Appended)
+};
+
 // How a sent message is kept: MQMSG_DELIVERY_EXPRESS may be batched in memory (accepted on
 // return, committed shortly after; lost only if the process dies first); RECOVERABLE is durable
 // when send() returns.

@@ -846,7 +846,7 @@ TEST_F(StoreTest, SchemaV1StoreIsMigrated) {
       "INSERT INTO certificates VALUES(zeroblob(32), X'01', X'0203', 0, 1);");
   ::chmod((dir_ / "mqsec.db").c_str(), 0600);
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 2);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 3);
   auto q = s.find_queue("old");
   ASSERT_TRUE(q.has_value());
   EXPECT_TRUE(q->authenticate);
@@ -862,7 +862,7 @@ TEST_F(StoreTest, SchemaV1StoreIsMigrated) {
   EXPECT_TRUE(r[0].kind.empty());
   EXPECT_EQ(s.certificate_sid(Bytes(32, 0)), (Bytes{2, 3}));
   EXPECT_EQ(s.remove_delivered(q->id, m->seq, Bytes(20, 1), 1, 0), Removal::Removed);
-  // A second open (another process) finds version 2 and leaves it alone.
+  // A second open (another process) finds version 3 and leaves it alone.
   Store again(dir_);
   EXPECT_EQ(again.message_count(q->id), 1u);
 }
@@ -899,5 +899,143 @@ TEST_F(StoreTest, GroupOrWorldWritableDirectoryIsRefused) {
   EXPECT_EQ(code_of([&] { Store s(root_ / "dirlink"); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Issue 10: schema v3 (arrived message ids), append_unique (dedupe of the broker's at-least-once
+// deliveries on arrival), migration from v2.
+
+QueueInfo named(const std::string& name) {
+  QueueInfo q;
+  q.name = name;
+  return q;
+}
+
+TEST_F(StoreTest, AppendUniqueStoresAnIdOncePerQueue) {
+  Store s(dir_);
+  s.create_queue(named("a"));
+  s.create_queue(named("b"));
+  const int64_t a = s.find_queue("a")->id, b = s.find_queue("b")->id;
+  const Bytes id1(20, 1), id2(20, 2);
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  Arrival r = s.append_unique(a, 3, bytes("one"), id1, now, 3600, true);
+  EXPECT_EQ(r.result, ArrivalResult::Appended);
+  EXPECT_GT(r.seq, 0);
+  // The same id again (another envelope even): nothing stored.
+  EXPECT_EQ(s.append_unique(a, 3, bytes("one again"), id1, now, 3600, true).result,
+            ArrivalResult::Duplicate);
+  EXPECT_EQ(s.message_count(a), 1u);
+  // Per queue: the same id arrives in another queue.
+  EXPECT_EQ(s.append_unique(b, 0, bytes("one in b"), id1, now, 3600, false).result,
+            ArrivalResult::Appended);
+  EXPECT_EQ(s.append_unique(a, 7, bytes("two"), id2, now, 3600, true).result,
+            ArrivalResult::Appended);
+  EXPECT_EQ(s.message_count(a), 2u);
+  // Receive order is the usual one (priority, then arrival).
+  EXPECT_EQ(s.first(a)->envelope, bytes("two"));
+  // After the receiver took it (delivered), a late duplicate is still a duplicate.
+  auto m = s.first(a);
+  ASSERT_EQ(s.remove_delivered(a, m->seq, id2, now, 3600), Removal::Removed);
+  EXPECT_EQ(s.append_unique(a, 7, bytes("two"), id2, now, 3600, true).result,
+            ArrivalResult::Duplicate);
+  EXPECT_EQ(s.message_count(a), 1u);
+  // Deleting the queue forgets its arrived ids.
+  s.delete_queue("b");
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db",
+                    "SELECT count(*) FROM arrived WHERE queue_id = " + std::to_string(b)),
+            0);
+}
+
+TEST_F(StoreTest, AppendUniqueDeliveredIdFromAReceiveIsADuplicate) {
+  Store s(dir_);
+  s.create_queue(named("q"));
+  const int64_t q = s.find_queue("q")->id;
+  const Bytes id(20, 9);
+  // A local send, then its delivery (the id recorded in delivered only).
+  const int64_t seq = s.append(q, 1, bytes("local"), true);
+  ASSERT_EQ(s.remove_delivered(q, seq, id, 1, 0), Removal::Removed);
+  EXPECT_EQ(s.append_unique(q, 1, bytes("copy"), id, 1, 0, true).result, ArrivalResult::Duplicate);
+  EXPECT_EQ(s.message_count(q), 0u);
+}
+
+TEST_F(StoreTest, AppendUniqueToAMissingQueueRecordsNothing) {
+  Store s(dir_);
+  s.create_queue(named("q"));
+  const int64_t q = s.find_queue("q")->id;
+  const Bytes id(20, 5);
+  try {
+    s.append_unique(q + 100, 1, bytes("x"), id, 1, 0, true);
+    ADD_FAILURE() << "appended to a missing queue";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_QUEUE_NOT_FOUND);
+  }
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT count(*) FROM arrived"), 0);
+  // A batch with one missing queue: all or nothing.
+  const Bytes id2(20, 6);
+  const Bytes env = bytes("y");
+  std::vector<UniqueAppend> batch = {{q, 1, env, id, 1}, {q + 100, 1, env, id2, 1}};
+  EXPECT_THROW(s.append_unique_batch(batch, 0, true), Error);
+  EXPECT_EQ(s.message_count(q), 0u);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT count(*) FROM arrived"), 0);
+}
+
+TEST_F(StoreTest, AppendUniqueBatchRemovesDuplicatesWithinAndAcrossBatches) {
+  Store s(dir_);
+  s.create_queue(named("q"));
+  const int64_t q = s.find_queue("q")->id;
+  const Bytes id1(20, 1), id2(20, 2), id3(20, 3);
+  const Bytes env = bytes("e");
+  std::vector<UniqueAppend> batch = {{q, 1, env, id1, 1}, {q, 1, env, id2, 1}, {q, 1, env, id1, 1}};
+  auto r = s.append_unique_batch(batch, 0, true);
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].result, ArrivalResult::Appended);
+  EXPECT_EQ(r[1].result, ArrivalResult::Appended);
+  EXPECT_EQ(r[2].result, ArrivalResult::Duplicate);
+  std::vector<UniqueAppend> again = {{q, 1, env, id2, 1}, {q, 1, env, id3, 1}};
+  r = s.append_unique_batch(again, 0, false);
+  EXPECT_EQ(r[0].result, ArrivalResult::Duplicate);
+  EXPECT_EQ(r[1].result, ArrivalResult::Appended);
+  EXPECT_EQ(s.message_count(q), 3u);
+}
+
+// Arrived ids older than the window are forgotten (the verifier rejects a signed message that
+// old as "too-old" before it gets here).
+TEST_F(StoreTest, ArrivedIdsArePrunedWithTheWindow) {
+  Store s(dir_);
+  s.create_queue(named("q"));
+  const int64_t q = s.find_queue("q")->id;
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  const Bytes old_id(20, 1), new_id(20, 2);
+  ASSERT_EQ(s.append_unique(q, 1, bytes("old"), old_id, now - 7200, 0, true).result,
+            ArrivalResult::Appended);
+  // The first append with a window prunes (at most once a minute per connection).
+  ASSERT_EQ(s.append_unique(q, 1, bytes("new"), new_id, now, 3600, true).result,
+            ArrivalResult::Appended);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT count(*) FROM arrived"), 1);
+  EXPECT_EQ(s.append_unique(q, 1, bytes("old"), old_id, now - 7200, 3600, true).result,
+            ArrivalResult::Appended);
+}
+
+// A schema v2 store (the previous release) gets the arrived table and keeps everything else.
+TEST_F(StoreTest, SchemaV2StoreIsMigratedToV3) {
+  {
+    Store s(dir_);
+    s.create_queue(named("keep"));
+    const int64_t q = s.find_queue("keep")->id;
+    s.append(q, 4, bytes("kept"), true);
+  }
+  // Back to what v2 looked like.
+  sql(dir_ / "mqsec.db",
+      "DROP TABLE arrived; DELETE FROM schema_version; INSERT INTO schema_version VALUES(2);");
+  Store s(dir_);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 3);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db",
+                    "SELECT count(*) FROM sqlite_master WHERE name IN ('arrived', 'arrived_time')"),
+            2);
+  const int64_t q = s.find_queue("keep")->id;
+  EXPECT_EQ(s.first(q)->envelope, bytes("kept"));
+  EXPECT_EQ(s.append_unique(q, 1, bytes("x"), Bytes(20, 7), 1, 0, true).result,
+            ArrivalResult::Appended);
+  Store again(dir_);  // another process: version 3, left alone
+  EXPECT_EQ(again.message_count(q), 2u);
+}
 }  // namespace
 }  // namespace mqsec::transport::local

@@ -115,4 +115,12 @@ void LocalQueue::record_rejection(std::string_view kind, std::string_view reason
   bound().store->record_rejection(name_, kind, reason, envelope, bounds);
 }
 
+Arrival LocalQueue::append_unique(int priority, std::span<const uint8_t> envelope,
+                                  std::span<const uint8_t> msg_id, int64_t sent_time,
+                                  int64_t window_seconds) {
+  Bound b = bound();
+  return b.store->append_unique(id_, priority, envelope, msg_id, sent_time, window_seconds,
+                                /*durable=*/true);
+}
+
 }  // namespace mqsec::transport::local

@@ -83,6 +83,13 @@ class LocalQueue final : public QueueTransport {
   void record_rejection(std::string_view kind, std::string_view reason,
                         std::span<const uint8_t> envelope, const RejectionBounds& bounds) override;
 
+  // Arrival from another machine (not part of QueueTransport: arrivals always land in the
+  // local store): Store::append_unique on this queue, durable on return.
+  Arrival append_unique(int priority, std::span<const uint8_t> envelope,
+                        std::span<const uint8_t> msg_id, int64_t sent_time, int64_t window_seconds);
+  int64_t id() const noexcept { return id_; }
+  const std::string& name() const noexcept { return name_; }
+
  private:
   struct Bound {
     Store* store;

@@ -37,8 +37,9 @@ namespace {
 
 // v1: queues, messages, rejections, certificates. v2 (issue 9): queues.trust, queue_signers,
 // delivered (replay protection), rejections.kind and original_size, and receive order on a
-// sanitized priority.
-constexpr int kSchemaVersion = 2;
+// sanitized priority. v3 (issue 10): arrived (message ids that arrived from other machines, per
+// queue, for removing the broker's duplicates).
+constexpr int kSchemaVersion = 3;
 
 // The priority receive order and cursors use: the column when it is an integer 0..7, else
 // kMalformedPriority (-1). One expression everywhere (and in the index), so that (priority,
@@ -314,6 +315,9 @@ struct Store::Statements {
   sqlite3_stmt* insert_delivered = nullptr;
   sqlite3_stmt* was_delivered = nullptr;
   sqlite3_stmt* prune_delivered = nullptr;
+  sqlite3_stmt* delete_queue_arrived = nullptr;
+  sqlite3_stmt* insert_arrived = nullptr;
+  sqlite3_stmt* prune_arrived = nullptr;
   sqlite3_stmt* prune_rejections_age = nullptr;
   sqlite3_stmt* prune_rejections_count = nullptr;
   sqlite3_stmt* prune_rejections_bytes = nullptr;
@@ -338,6 +342,14 @@ struct Store::Statements {
          " ON CONFLICT(queue_id, msg_id) DO NOTHING"},
         {&Statements::was_delivered, "SELECT 1 FROM delivered WHERE queue_id = ?1 AND msg_id = ?2"},
         {&Statements::prune_delivered, "DELETE FROM delivered WHERE sent_time < ?1"},
+        {&Statements::delete_queue_arrived, "DELETE FROM arrived WHERE queue_id = ?1"},
+        // Nothing when the id already arrived in this queue, or was delivered from it (a
+        // duplicate that comes after the receiver took the first copy).
+        {&Statements::insert_arrived,
+         "INSERT INTO arrived(queue_id, msg_id, sent_time) SELECT ?1, ?2, ?3"
+         " WHERE NOT EXISTS (SELECT 1 FROM delivered WHERE queue_id = ?1 AND msg_id = ?2)"
+         " ON CONFLICT(queue_id, msg_id) DO NOTHING"},
+        {&Statements::prune_arrived, "DELETE FROM arrived WHERE sent_time < ?1"},
         {&Statements::find_queue, std::string(kQueueCols) + "WHERE name = ?1"},
         {&Statements::list_queues, std::string(kQueueCols) + "ORDER BY name"},
         {&Statements::delete_queue_messages, "DELETE FROM messages WHERE queue_id = ?1"},
@@ -624,6 +636,18 @@ void Store::migrate_locked(int64_t from_version) {
         "INSERT INTO schema_version(version) VALUES(2);",
         "migrating the store to schema version 2");
   }
+  if (from_version < 3) {
+    exec(
+        "CREATE TABLE arrived("
+        " queue_id INTEGER NOT NULL,"
+        " msg_id BLOB NOT NULL,"
+        " sent_time INTEGER NOT NULL,"
+        " PRIMARY KEY(queue_id, msg_id)) WITHOUT ROWID;"
+        "CREATE INDEX arrived_time ON arrived(sent_time);"
+        "DELETE FROM schema_version;"
+        "INSERT INTO schema_version(version) VALUES(3);",
+        "migrating the store to schema version 3");
+  }
 }
 
 void Store::read_signers(QueueInfo& q) {
@@ -716,8 +740,9 @@ void Store::delete_queue(std::string_view name_in) {
     if (rc != SQLITE_ROW) fail(rc, "delete queue");
     id = sqlite3_column_int64(st, 0);
   }
-  for (sqlite3_stmt* st : {st_->delete_queue_messages, st_->delete_queue_signers,
-                           st_->delete_queue_delivered, st_->delete_queue}) {
+  for (sqlite3_stmt* st :
+       {st_->delete_queue_messages, st_->delete_queue_signers, st_->delete_queue_delivered,
+        st_->delete_queue_arrived, st_->delete_queue}) {
     StmtScope scope(st);
     bind_int(st, 1, id, "delete queue");
     const int rc = sqlite3_step(st);
@@ -794,6 +819,53 @@ std::vector<int64_t> Store::append_batch(std::span<const Append> batch, bool dur
     seqs.push_back(append_locked(a.queue_id, a.priority, a.envelope, now));
   tx.commit();
   return seqs;
+}
+
+Arrival Store::append_unique_locked(const UniqueAppend& a, int64_t now) {
+  {
+    sqlite3_stmt* st = st_->insert_arrived;
+    StmtScope scope(st);
+    bind_int(st, 1, a.queue_id, "record arrived message id");
+    bind_blob(st, 2, a.msg_id, "record arrived message id");
+    bind_int(st, 3, a.sent_time, "record arrived message id");
+    const int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) fail(rc, "record arrived message id");
+    if (sqlite3_changes(db_) == 0) return {ArrivalResult::Duplicate, 0};
+  }
+  return {ArrivalResult::Appended, append_locked(a.queue_id, a.priority, a.envelope, now)};
+}
+
+// Forgets arrived ids older than the window, at most once a minute per connection (like
+// remove_delivered).
+void Store::prune_arrived_locked(int64_t window_seconds, int64_t now) {
+  if (window_seconds <= 0 || now - last_arrived_prune_ < 60) return;
+  sqlite3_stmt* st = st_->prune_arrived;
+  StmtScope scope(st);
+  bind_int(st, 1, now - window_seconds, "prune arrived message ids");
+  const int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE) fail(rc, "prune arrived message ids");
+  last_arrived_prune_ = now;
+}
+
+Arrival Store::append_unique(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
+                             std::span<const uint8_t> msg_id, int64_t sent_time,
+                             int64_t window_seconds, bool durable) {
+  const UniqueAppend a{queue_id, priority, envelope, msg_id, sent_time};
+  return append_unique_batch(std::span(&a, 1), window_seconds, durable).front();
+}
+
+std::vector<Arrival> Store::append_unique_batch(std::span<const UniqueAppend> batch,
+                                                int64_t window_seconds, bool durable) {
+  std::vector<Arrival> out;
+  if (batch.empty()) return out;
+  out.reserve(batch.size());
+  const int64_t now = now_seconds();
+  std::lock_guard lock(mu_);
+  Tx tx(*this, durable);
+  for (const UniqueAppend& a : batch) out.push_back(append_unique_locked(a, now));
+  prune_arrived_locked(window_seconds, now);
+  tx.commit();
+  return out;
 }
 
 std::optional<StoredMessage> Store::first(int64_t queue_id) {

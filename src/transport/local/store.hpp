@@ -37,7 +37,7 @@ class Store {
   // REAL uid and not be writable by group or others, else Error(MQ_ERROR_ACCESS_DENIED, text
   // naming the owner and how to share queues between users). Files are opened and created
   // with the thread's real uid/gid as file-system ids (an impersonating thread's effective
-  // ids are not used), without following symbolic links. A schema v1 store is migrated to v2.
+  // ids are not used), without following symbolic links. A schema v1 or v2 store is migrated to v3.
   // Throws Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason) when the store can't be opened, or its
   // schema is newer than this code understands.
   explicit Store(const std::filesystem::path& dir);
@@ -68,6 +68,21 @@ class Store {
   // All or nothing in one transaction (group commit): if one queue is missing, nothing is
   // appended and MQ_ERROR_QUEUE_NOT_FOUND is thrown. Returns the seqs in batch order.
   std::vector<int64_t> append_batch(std::span<const Append> batch, bool durable);
+
+  // Arrival of a message from another machine (the broker delivers at least once): appends it
+  // and records msg_id as arrived in queue_id, in one transaction, unless that id already
+  // arrived in that queue or was delivered from it: then nothing changes and the result is
+  // Duplicate. Arrived ids are kept until their sent_time is more than window_seconds in the
+  // past (<= 0: forever), pruned here at most once a minute. durable as for append(). Throws
+  // MQ_ERROR_QUEUE_NOT_FOUND (nothing recorded) if the queue does not exist.
+  Arrival append_unique(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
+                        std::span<const uint8_t> msg_id, int64_t sent_time, int64_t window_seconds,
+                        bool durable);
+  // The same for many messages in one transaction (one fsync): all or nothing (a missing queue
+  // throws and nothing is appended); results in batch order. A message id twice in one batch:
+  // the second is a Duplicate.
+  std::vector<Arrival> append_unique_batch(std::span<const UniqueAppend> batch,
+                                           int64_t window_seconds, bool durable);
 
   // Receive order: highest priority first, then lowest seq (arrival); rows with a malformed
   // priority column come last (as kMalformedPriority).
@@ -129,12 +144,15 @@ class Store {
   std::optional<StoredMessage> read_message(sqlite3_stmt* st, const char* what);
   void read_signers(QueueInfo& q);
   void migrate_locked(int64_t from_version);
+  Arrival append_unique_locked(const UniqueAppend& a, int64_t now);
+  void prune_arrived_locked(int64_t window_seconds, int64_t now);
 
   std::mutex mu_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<Statements> st_;
-  uint64_t own_commits_ = 0;  // data_version does not count this connection's own commits
-  int64_t last_prune_ = 0;    // when remove_delivered last pruned old delivered ids
+  uint64_t own_commits_ = 0;        // data_version does not count this connection's own commits
+  int64_t last_prune_ = 0;          // when remove_delivered last pruned old delivered ids
+  int64_t last_arrived_prune_ = 0;  // when append_unique last pruned old arrived ids
   std::chrono::steady_clock::time_point busy_since_;  // the busy handler's current wait
 };
 
