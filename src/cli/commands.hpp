@@ -21,6 +21,8 @@ void add_queue_commands(CLI::App& app, Action& action);
 void add_registry_commands(CLI::App& app, Action& action);
 // bench (runs bench/'s mqsec-bench).
 void add_bench_command(CLI::App& app, Action& action);
+// agent (this machine's forwarder and receiver for remote queues).
+void add_agent_command(CLI::App& app, Action& action);
 
 // CLI11 validator for a SID in text form: "" when valid, else what is wrong.
 std::string validate_sid(const std::string& s);

@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   cli::add_queue_commands(app, action);
   cli::add_registry_commands(app, action);
   cli::add_bench_command(app, action);
+  cli::add_agent_command(app, action);
 
   try {
     app.parse(argc, argv);

@@ -24,15 +24,6 @@
 namespace mqsec::core {
 namespace {
 
-transport::RejectionBounds rejection_bounds(const security::LimitsConfig& l) {
-  transport::RejectionBounds b;
-  b.max_count = l.rejected_max_count;
-  b.max_bytes = l.rejected_max_bytes;
-  b.max_age_seconds = l.rejected_max_age_seconds;
-  b.body_prefix = l.rejected_body_prefix;
-  return b;
-}
-
 // Opens (creating it with mode 0600) <store>/locks/<id>.lock without following links, as the
 // process's user (store files never belong to an impersonated user).
 int open_lock_file(const std::filesystem::path& store_dir, int64_t queue_id) {
@@ -57,18 +48,6 @@ int open_lock_file(const std::filesystem::path& store_dir, int64_t queue_id) {
                 "cannot open " + (dir / name).string() + ": " + std::strerror(saved));
   }
   return fd;
-}
-
-// The message's signed destination ("DIRECT=OS:<host>\private$\<name>") names queue `name`.
-// Only the queue part counts: the host is the sender's view and differs for remote queues.
-bool destined_for(const security::Envelope& e, const std::string& name) {
-  std::string dest;
-  try {
-    dest = queue_part_of_format(utf16_to_utf8(e.dest_queue));
-  } catch (const std::exception&) {
-    return false;
-  }
-  return !dest.empty() && dest == name;
 }
 
 [[noreturn]] void bad_context() {
@@ -98,6 +77,12 @@ std::string too_large(size_t size, uint64_t limit) {
 }  // namespace
 
 std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool deny_receive_share) {
+  if (d.transport != Destination::Transport::Local && (access.receive || access.peek)) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "receiving from a queue on another machine ('" + d.queue + "' on '" + d.machine +
+                    "', remote read) is not supported yet; receive on that machine (its mqsec "
+                    "agent stores arriving messages in its local queue)");
+  }
   Runtime& rt = runtime();
   auto cfg = rt.config();
   auto resolved = rt.resolve(d, cfg.store_path);
@@ -105,31 +90,13 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   const transport::QueueInfo& info = resolved->info;
   std::shared_ptr<Queue> q(new Queue());
   q->name_ = d.queue;
+  q->destination_ = d;
   q->access_ = access;
-  q->store_dir_ = cfg.store_path;
   q->transport_ = std::move(resolved->transport);
-  q->allow_weak_hash_ = cfg.allow_weak_hash;
-  q->require_ = cfg.trust.effective_require();
-  if (!info.trust.empty()) {
-    auto own = security::parse_trust_require(info.trust);
-    if (!own) {
-      throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
-                  "queue '" + d.queue + "' has an unknown trust setting '" + info.trust + "'");
-    }
-    q->require_ = std::max(q->require_, *own);
-  }
   // Only receivers verify: a sender needs no anchors (and must not fail when they are missing).
-  if (!cfg.trust.anchors.empty() && (access.receive || access.peek)) {
-    q->trust_ = security::trust_store_for(cfg.trust);
-  }
-  q->system_registry_ = cfg.trust.registry;
-  for (const std::string& s : info.signer_subjects) q->signers_.push_back({s, {}});
-  for (const std::string& s : info.signer_sids) q->signers_.push_back({{}, s});
-  q->max_clock_skew_seconds_ = cfg.trust.max_clock_skew_seconds;
-  q->replay_window_seconds_ = cfg.trust.replay_window_seconds;
-  q->require_signed_ = info.authenticate || !info.trust.empty() || !q->signers_.empty();
-  q->max_message_body_ = cfg.limits.max_message_body;
-  q->rejection_bounds_ = rejection_bounds(cfg.limits);
+  transport::QueueInfo named = info;
+  named.name = d.queue;
+  q->policy_ = queue_policy(cfg, named, access.receive || access.peek);
   if (access.receive) {
     // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
     // exclusive one. flock() works across processes and between handles of one process.
@@ -162,17 +129,18 @@ void Queue::flush() { transport_->flush(); }
 void Queue::send(Outgoing& m, bool in_transaction) {
   check_send_access();
   security::Envelope& e = m.envelope;
-  if (e.body.size() > max_message_body_) {
+  if (e.body.size() > policy_.max_message_body) {
     // MSMQ answers a message over its 4 MB limit with MQ_ERROR_INSUFFICIENT_RESOURCES.
-    throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, too_large(e.body.size(), max_message_body_));
+    throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES,
+                too_large(e.body.size(), policy_.max_message_body));
   }
   e.msg_id = runtime().new_message_id();
   e.sent_time = static_cast<uint64_t>(std::time(nullptr));
   e.source_machine = utf8_to_utf16(local_host());
-  e.dest_queue = utf8_to_utf16(format_name_of(name_));
+  e.dest_queue = utf8_to_utf16(format_name_of(destination_));
   if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
     auto ctx = context_for(m);
-    security::sign_envelope(e, *ctx, m.hash_alg, allow_weak_hash_, m.attach_sid);
+    security::sign_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
   } else if (m.context && !runtime().contexts().get(*m.context)) {
     bad_context();
   }
@@ -181,41 +149,14 @@ void Queue::send(Outgoing& m, bool in_transaction) {
                    express ? transport::Delivery::Express : transport::Delivery::Recoverable);
 }
 
-// Rejects a message that failed arrival checks: out of the queue, into the audit record,
-// and a NACK to the admin queue when the sender asked for one.
-// `kind` is the machine-readable reason (Verdict::kind, "malformed", "unsigned", "replay",
-// "wrong-queue", "too-large"). `removed`: the caller already deleted the row.
+// Rejects a message that failed the checks: out of the queue, into the audit record, and a NACK
+// to the admin queue when the sender asked for one. `removed`: the caller already deleted the
+// row.
 void Queue::reject(const transport::StoredMessage& m, const security::Envelope* e,
-                   const std::string& kind, const std::string& reason, bool removed) {
+                   const Refusal& refusal, bool removed) {
   if (!removed && !transport_->remove(m.seq)) return;  // another receiver dealt with it
-  log(LogLevel::Warning, "rejected message " + std::to_string(m.seq) + " of queue '" + name_ +
-                             "': " + reason + " [" + kind + "]");
-  transport_->record_rejection(kind, reason, m.envelope, rejection_bounds_);
-  if (e == nullptr || !(e->acknowledge & MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL) ||
-      e->admin_queue.empty()) {
-    return;
-  }
-  try {
-    send_nack(*e);
-  } catch (const std::exception& ex) {
-    log(LogLevel::Warning, std::string("could not send the NACK: ") + ex.what());
-  }
-}
-
-void Queue::send_nack(const security::Envelope& e) {
-  auto admin = runtime().resolve(destination_of_format(utf16_to_utf8(e.admin_queue)), store_dir_);
-  if (!admin) return;
-  security::Envelope nack;
-  nack.msg_class = MQMSG_CLASS_NACK_BAD_SIGNATURE;
-  nack.msg_id = runtime().new_message_id();
-  nack.correlation_id = e.msg_id;
-  nack.label = e.label;
-  nack.body = e.body;
-  nack.app_specific = e.app_specific;
-  nack.dest_queue = e.dest_queue;
-  nack.source_machine = utf8_to_utf16(local_host());
-  nack.sent_time = static_cast<uint64_t>(std::time(nullptr));
-  admin->transport->send(e.priority, security::encode(nack), transport::Delivery::Recoverable);
+  reject_message(*transport_, "message " + std::to_string(m.seq) + " of queue '" + name_ + "'",
+                 policy_, m.envelope, e, refusal);
 }
 
 HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> timeout,
@@ -237,7 +178,6 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
     }
     return transport_->first();
   };
-  Runtime& rt = runtime();
   for (;;) {
     std::optional<transport::StoredMessage> m = candidate();
     uint64_t seen = 0;
@@ -254,75 +194,31 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
         cursor->seq = m->seq;
         advance = false;
       }
-      if (m->priority == transport::kMalformedPriority) {
-        // Only a direct write to the store makes such a row (senders store the envelope's
-        // priority, 0..7).
-        reject(*m, nullptr, "malformed", "the stored priority is not an integer 0..7");
+      Checked c = check_message(
+          policy_, name_, m->priority, m->envelope,
+          [this](std::span<const uint8_t> id) { return transport_->was_delivered(id); });
+      if (!c.ok()) {
+        reject(*m, c.envelope ? &*c.envelope : nullptr, *c.refusal);
         continue;
       }
-      security::Envelope e;
-      try {
-        e = security::decode(m->envelope);
-      } catch (const security::EnvelopeError& ex) {
-        reject(*m, nullptr, "malformed", std::string("malformed envelope: ") + ex.what());
-        continue;
-      }
-      if (e.body.size() > max_message_body_) {
-        reject(*m, &e, "too-large", too_large(e.body.size(), max_message_body_));
-        continue;
-      }
-      security::VerifyPolicy policy;
-      policy.now = std::time(nullptr);
-      policy.allow_weak = allow_weak_hash_;
-      policy.require = require_;
-      policy.trust = trust_.get();
-      policy.system_registry = [&](const security::Bytes& digest) {
-        return rt.system_registered_sid(system_registry_, digest);
-      };
-      policy.user_registry = [&](const security::Bytes& digest) {
-        return rt.registered_sid(store_dir_, digest);
-      };
-      policy.signers = signers_;
-      policy.max_clock_skew_seconds = max_clock_skew_seconds_;
-      policy.replay_window_seconds = replay_window_seconds_;
-      security::Verdict vd = rt.verifier().verify(e, policy);
-      if (!vd.ok) {
-        reject(*m, &e, vd.kind.empty() ? "signature" : vd.kind, vd.reason);
-        continue;
-      }
-      if (require_signed_ && !vd.signed_message) {
-        reject(*m, &e, "unsigned",
-               "unauthenticated message on a queue that requires authentication");
-        continue;
-      }
-      // The signature covers the destination: a signed message copied into another queue
-      // (by anyone who can write the store) is not delivered from there.
-      if (vd.signed_message && !destined_for(e, name_)) {
-        reject(*m, &e, "wrong-queue",
-               "replayed into another queue: signed for '" + utf16_to_utf8(e.dest_queue) +
-                   "', found in queue '" + name_ + "'");
-        continue;
-      }
-      // The id comes from the decoded (for signed messages: verified) envelope, never from a
-      // store column.
+      const security::Envelope& e = *c.envelope;
+      const security::Verdict& vd = c.verdict;
       const std::span<const uint8_t> msg_id(e.msg_id.data(), e.msg_id.size());
-      const std::string replay_reason =
-          "replayed message: its message id was already delivered from queue '" + name_ + "'";
-      if (transport_->was_delivered(msg_id)) {
-        reject(*m, &e, "replay", replay_reason);
-        continue;
-      }
       const HRESULT hr = deliver(Delivered{&e, &vd, m->arrived});
       if (FAILED(hr)) return hr;  // buffers too small: the message stays
       if (take) {
         const int64_t sent =
             static_cast<int64_t>(std::min<uint64_t>(e.sent_time, static_cast<uint64_t>(INT64_MAX)));
         const transport::Removal removal =
-            transport_->remove_delivered(m->seq, msg_id, sent, replay_window_seconds_);
+            transport_->remove_delivered(m->seq, msg_id, sent, policy_.replay_window_seconds);
         if (removal != transport::Removal::Removed) {
           // Gone: another receiver won it. Replay: a copy with this id was delivered meanwhile.
           if (removal == transport::Removal::Replay) {
-            reject(*m, &e, "replay", replay_reason, /*removed=*/true);
+            reject(
+                *m, &e,
+                {"replay", "replayed message: its message id was already delivered from queue '" +
+                               name_ + "'"},
+                /*removed=*/true);
           }
           continue;
         }

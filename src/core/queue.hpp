@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "src/core/destination.hpp"
+#include "src/core/verification.hpp"
 #include "src/security/context.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/message_auth.hpp"
@@ -71,7 +72,8 @@ class Queue {
   // Opens the queue `d` names in the configured store, with the system's and the queue's
   // policy as they are now. deny_receive_share: MQ_DENY_RECEIVE_SHARE (needs access.receive).
   // Throws mqsec::Error: MQ_ERROR_QUEUE_NOT_FOUND, MQ_ERROR_SHARING_VIOLATION,
-  // MQ_ERROR_SERVICE_NOT_AVAILABLE, ...
+  // MQ_ERROR_SERVICE_NOT_AVAILABLE, MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (receive or peek
+  // access to a queue of another machine: remote read is not supported yet), ...
   static std::shared_ptr<Queue> open(const Destination& d, Access access, bool deny_receive_share);
   ~Queue();
   Queue(const Queue&) = delete;
@@ -108,28 +110,16 @@ class Queue {
  private:
   Queue() = default;
   void reject(const transport::StoredMessage& m, const security::Envelope* e,
-              const std::string& kind, const std::string& reason, bool removed = false);
-  void send_nack(const security::Envelope& e);
+              const Refusal& refusal, bool removed = false);
 
   std::string name_;
+  Destination destination_;  // as opened (a remote queue's machine: its signed destination)
   Access access_;
-  std::filesystem::path store_dir_;
   std::shared_ptr<transport::QueueTransport> transport_;
-  bool allow_weak_hash_ = false;
   // What receives from this queue demand (system config and the queue's own settings, read
   // when the queue was opened).
-  security::TrustRequire require_ = security::TrustRequire::Signature;
-  std::shared_ptr<const security::TrustStore> trust_;  // null: no [trust] anchors
-  std::filesystem::path system_registry_;
-  std::vector<security::AuthorizedSigner> signers_;
-  int64_t max_clock_skew_seconds_ = 300;
-  int64_t replay_window_seconds_ = 0;
-  // Only signed messages are accepted: PROPID_Q_AUTHENTICATE, or the queue's own trust
-  // demand or authorized signers.
-  bool require_signed_ = false;
-  uint64_t max_message_body_ = 4 * 1024 * 1024;  // [limits] max-message-body
-  transport::RejectionBounds rejection_bounds_;  // [limits] rejected-*
-  int lock_fd_ = -1;                             // flock()ed for share modes
+  QueuePolicy policy_;
+  int lock_fd_ = -1;  // flock()ed for share modes
 };
 
 }  // namespace mqsec::core
