@@ -28,6 +28,8 @@
 #include "src/cli/commands.hpp"
 #include "src/cli/output.hpp"
 #include "src/core/destination.hpp"
+#include "src/core/forwarding.hpp"
+#include "src/core/outgoing.hpp"
 #include "src/security/context.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/identity.hpp"
@@ -295,14 +297,22 @@ int run_queue_list(bool json) {
     return kExitOk;
   }
   try {
-    const std::vector<core::QueueStatus> queues = core::list_queues(cfg.store_path);
+    std::vector<core::QueueStatus> queues = core::list_queues(cfg.store_path);
+    // Outgoing queues (messages for other machines) are listed apart, as MSMQ does.
+    std::erase_if(queues, [](const core::QueueStatus& q) {
+      return core::is_outgoing_queue_name(q.info.name);
+    });
+    const std::vector<core::OutgoingQueueInfo> outgoing =
+        core::list_outgoing_queues(core::runtime().stores().store_at(cfg.store_path));
+    const bool forwarder = !outgoing.empty() && core::forwarder_running(cfg.store_path);
+    const char* state = forwarder ? "forwarder-running" : "waiting";
     const std::string system_trust = security::to_string(cfg.trust.effective_require());
     if (json) {
       std::ostringstream o;
       o << "[";
       for (size_t i = 0; i < queues.size(); ++i) {
         const transport::QueueInfo& q = queues[i].info;
-        o << (i ? ",\n " : "") << "{\"name\":" << json_string(q.name)
+        o << (i ? ",\n " : "") << "{\"kind\":\"private\",\"name\":" << json_string(q.name)
           << ",\"label\":" << json_string(q.label)
           << ",\"authenticate\":" << (q.authenticate ? "true" : "false")
           << ",\"transactional\":" << (q.transactional ? "true" : "false")
@@ -312,27 +322,45 @@ int run_queue_list(bool json) {
           << ",\"signer_sids\":" << json_strings(q.signer_sids)
           << ",\"messages\":" << queues[i].messages << "}";
       }
+      for (size_t i = 0; i < outgoing.size(); ++i) {
+        const core::OutgoingQueueInfo& q = outgoing[i];
+        o << (i || !queues.empty() ? ",\n " : "")
+          << "{\"kind\":\"outgoing\",\"name\":" << json_string(q.format_name)
+          << ",\"machine\":" << json_string(q.destination.machine)
+          << ",\"queue\":" << json_string(q.destination.queue) << ",\"messages\":" << q.backlog
+          << ",\"state\":\"" << state << "\"}";
+      }
       o << "]";
       std::cout << o.str() << '\n';
       return kExitOk;
     }
     if (queues.empty()) {
       std::cout << "no queues\n";
-      return kExitOk;
-    }
-    std::printf("%-24s %-12s %-16s %8s  %s\n", "NAME", "AUTHENTICATE", "TRUST", "MESSAGES",
-                "LABEL");
-    for (const core::QueueStatus& status : queues) {
-      const transport::QueueInfo& q = status.info;
-      const std::string trust = q.trust.empty() ? "(system)" : q.trust;
-      std::printf("%-24s %-12s %-16s %8zu  %s\n", q.name.c_str(), q.authenticate ? "yes" : "no",
-                  trust.c_str(), status.messages, one_line(q.label).c_str());
-      for (const std::string& s : q.signer_subjects) {
-        std::printf("  signer:     %s\n", one_line(s).c_str());
+    } else {
+      std::printf("%-24s %-12s %-16s %8s  %s\n", "NAME", "AUTHENTICATE", "TRUST", "MESSAGES",
+                  "LABEL");
+      for (const core::QueueStatus& status : queues) {
+        const transport::QueueInfo& q = status.info;
+        const std::string trust = q.trust.empty() ? "(system)" : q.trust;
+        std::printf("%-24s %-12s %-16s %8zu  %s\n", q.name.c_str(), q.authenticate ? "yes" : "no",
+                    trust.c_str(), status.messages, one_line(q.label).c_str());
+        for (const std::string& s : q.signer_subjects) {
+          std::printf("  signer:     %s\n", one_line(s).c_str());
+        }
+        for (const std::string& s : q.signer_sids) std::printf("  signer SID: %s\n", s.c_str());
       }
-      for (const std::string& s : q.signer_sids) std::printf("  signer SID: %s\n", s.c_str());
+      std::printf("(system) = the system's [trust] require: %s\n", system_trust.c_str());
     }
-    std::printf("(system) = the system's [trust] require: %s\n", system_trust.c_str());
+    if (!outgoing.empty()) {
+      std::printf("\noutgoing queues (messages for other machines):\n");
+      std::printf("%-48s %8s  %s\n", "DESTINATION", "BACKLOG", "STATE");
+      for (const core::OutgoingQueueInfo& q : outgoing) {
+        std::printf("%-48s %8zu  %s\n", q.format_name.c_str(), q.backlog, state);
+      }
+      std::printf(forwarder ? "forwarder-running = a forwarder (mqsec agent or a sending process) "
+                              "holds this store's forwarder lock\n"
+                            : "waiting = no forwarder runs for this store (start mqsec agent)\n");
+    }
   } catch (const Error& e) {
     throw Failure("list queues", e.what(), e.code(), default_hint(e.code()));
   }

@@ -3,6 +3,8 @@
 // forwarder of a sending process (Runtime) run.
 #pragma once
 
+#include <filesystem>
+#include <mutex>
 #include <stop_token>
 
 #include "src/security/config.hpp"
@@ -24,5 +26,20 @@ transport::amqp::BrokerSettings broker_settings(const security::SystemConfig& cf
 // with a back-off; returns when stop is requested. Throws mqsec::Error only for a configuration
 // that cannot work (no [broker], unusable password source, store not openable).
 void forward_outgoing(const security::SystemConfig& cfg, std::stop_token stop);
+
+// Whether a forwarder (any process: mqsec agent, a sending process) holds the forwarder lock of
+// `store_dir` now. What it is doing (connected, waiting for the broker) is not known outside it.
+bool forwarder_running(const std::filesystem::path& store_dir);
+
+// For the Runtime (background forwarding, fork handling):
+// Whether a forward_outgoing of this process serves (or waits to serve) `store_dir`.
+bool forwarding_here(const std::filesystem::path& store_dir);
+// The leaf lock of that record; the runtime registers it with the fork locks.
+std::mutex& forwarding_active_mutex() noexcept;
+// In a forked child (with forwarding_active_mutex held across the fork): closes the child's copies
+// of the forwarder lock files this process held (an flock belongs to the open file description the
+// child shares, so a child that outlives its parent would keep the lock) and forgets the parent's
+// forwarders. Async-signal-safe apart from clearing a vector.
+void forwarding_child_after_fork() noexcept;
 
 }  // namespace mqsec::core

@@ -6,20 +6,27 @@
 //   - the handle tables: security contexts, open queues and cursors,
 //   - the certificate-registry caches (the user registry's, the system registries'),
 //   - the message-id generator,
+//   - the background forwarders of this process (one per store, started by the first send to a
+//     queue of another machine; see forwarding.hpp),
 // and gives the current system configuration. It installs the core's one pthread_atfork handler
 // (the Cryptoki call gate keeps its own, registered after the first module is loaded, and the
 // two nest); see docs/architecture.md for why, and for the lock order they keep.
 #pragma once
 
+#include <sys/types.h>
+
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stop_token>
+#include <thread>
 #include <utility>
 
 #include "src/core/queue.hpp"
@@ -49,13 +56,26 @@ class Runtime {
   transport::local::Stores& stores() noexcept { return stores_; }
 
   // The transport of the queue `d` names in the queue manager whose store is `store_dir`,
-  // with the queue's settings; nullopt when there is no such queue. Selecting the transport
-  // is the destination's job: today every destination is local.
+  // with the queue's settings; nullopt when there is no such (local) queue. A local destination
+  // is its queue of the store. A remote destination (another machine) is its outgoing queue in
+  // the store (outgoing.hpp; created on first use), whose sends start this process's background
+  // forwarder for the store; throws mqsec::Error(MQ_ERROR_SERVICE_NOT_AVAILABLE) when no
+  // [broker] is configured (a message for another machine could never leave).
   struct Resolved {
     transport::QueueInfo info;
     std::shared_ptr<transport::QueueTransport> transport;
   };
   std::optional<Resolved> resolve(const Destination& d, const std::filesystem::path& store_dir);
+
+  // Starts, once per process and store (cfg.store_path), a thread running forward_outgoing(cfg),
+  // unless a forward_outgoing of this process serves that store already (mqsec agent). It never
+  // keeps the process alive: stop_background_forwarders runs at exit; a forked child has none
+  // (and starts its own on its first remote send). Errors are logged, not thrown.
+  void start_background_forwarder(const security::SystemConfig& cfg) noexcept;
+  // Asks this process's background forwarders to stop and waits at most `bound` for them (at
+  // exit; a forwarder that does not stop in time is left running, detached). Messages not yet
+  // forwarded stay in their outgoing queues for the next process or mqsec agent.
+  void stop_background_forwarders(std::chrono::milliseconds bound) noexcept;
 
   // The SID a certificate (by SHA-256) is registered to in the user registry of the store
   // under `store_dir`, cached for two seconds per process: MSMQ applies a new registration to
@@ -101,6 +121,18 @@ class Runtime {
       registry_cache_;
   std::mutex system_registries_mu_;
   std::map<std::filesystem::path, std::unique_ptr<security::SystemRegistry>> system_registries_;
+
+  // Background forwarders, per process and store (a forked child's map holds its parent's
+  // entries, never touched there). Leaf lock, registered with the fork locks.
+  struct BackgroundForwarder {
+    std::jthread thread;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  std::mutex forwarders_mu_;
+  std::map<std::pair<pid_t, std::filesystem::path>, std::shared_ptr<BackgroundForwarder>>
+      forwarders_;
 
   std::array<uint8_t, 16> message_guid_{};
   std::atomic<uint32_t> message_counter_{0};

@@ -1,0 +1,162 @@
+// Outgoing queues of the local store and the forwarder's source over them.
+#include "src/core/outgoing.hpp"
+
+#include <mq.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "mqsec/error.hpp"
+#include "src/security/envelope.hpp"
+#include "src/security/log.hpp"
+
+namespace mqsec::core {
+namespace {
+
+constexpr std::string_view kOutgoingPrefix = "direct=os:";
+
+std::string hex(std::span<const uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (uint8_t b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string outgoing_queue_name(const Destination& d) {
+  return std::string(kOutgoingPrefix) + d.machine + "\\private$\\" + d.queue;
+}
+
+std::optional<Destination> destination_of_outgoing(std::string_view store_queue_name) {
+  if (!store_queue_name.starts_with(kOutgoingPrefix)) return std::nullopt;
+  try {
+    // Any name the store holds under the prefix was made by outgoing_queue_name; parse it with
+    // this machine as ".", so that every machine name stays remote.
+    Destination d = destination_of_format(store_queue_name, ".");
+    if (!d.remote() || outgoing_queue_name(d) != store_queue_name) return std::nullopt;
+    return d;
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+transport::QueueInfo ensure_outgoing_queue(transport::local::Store& store, const Destination& d) {
+  const std::string name = outgoing_queue_name(d);
+  if (auto q = store.find_queue(name)) return *q;
+  transport::QueueInfo info;
+  info.name = name;
+  info.label = "outgoing queue to " + format_name_of(d);
+  try {
+    store.create_queue(info);
+  } catch (const Error& e) {
+    if (e.code() != MQ_ERROR_QUEUE_EXISTS) throw;  // another sender created it meanwhile
+  }
+  auto q = store.find_queue(name);
+  if (!q) {
+    throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
+                "outgoing queue '" + name + "' vanished while it was being created");
+  }
+  return *q;
+}
+
+std::vector<OutgoingQueueInfo> list_outgoing_queues(transport::local::Store& store) {
+  std::vector<OutgoingQueueInfo> out;
+  for (const auto& q : store.list_queues()) {
+    auto d = destination_of_outgoing(q.name);
+    if (!d) continue;
+    OutgoingQueueInfo o;
+    o.format_name = format_name_of(*d);
+    o.destination = std::move(*d);
+    o.backlog = store.message_count(q.id);
+    o.created = q.created;
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+StoreOutgoingSource::StoreOutgoingSource(transport::local::Stores& stores,
+                                         std::filesystem::path store_dir,
+                                         transport::RejectionBounds bounds)
+    : stores_(stores), dir_(std::move(store_dir)), bounds_(bounds) {}
+
+transport::local::Store& StoreOutgoingSource::store() { return stores_.store_at(dir_); }
+
+std::vector<transport::amqp::OutgoingItem> StoreOutgoingSource::peek(size_t max) {
+  transport::local::Store& s = store();
+  // Read the version first: whatever is committed after it changes what wait_for_change sees.
+  seen_version_ = s.version();
+  std::vector<std::pair<std::string, std::pair<int64_t, Destination>>> queues;
+  for (const auto& q : s.list_queues()) {
+    if (auto d = destination_of_outgoing(q.name)) queues.push_back({q.name, {q.id, *d}});
+  }
+  queue_of_seq_.clear();
+  queue_ids_.clear();
+  std::vector<transport::amqp::OutgoingItem> items;
+  if (queues.empty() || max == 0) return items;
+  const size_t start = next_queue_ % queues.size();
+  next_queue_ = start + 1;
+  for (size_t k = 0; k < queues.size() && items.size() < max; ++k) {
+    const auto& [name, entry] = queues[(start + k) % queues.size()];
+    const auto& [id, dest] = entry;
+    queue_ids_[name] = id;
+    for (auto m = s.first(id); m && items.size() < max; m = s.next_after(id, m->priority, m->seq)) {
+      security::Envelope e;
+      try {
+        e = security::decode(m->envelope);
+      } catch (const std::exception& ex) {
+        // Not an envelope: nothing to address it with; record it and drop it.
+        const std::string reason =
+            std::string("message in outgoing queue is not an envelope: ") + ex.what();
+        log(LogLevel::Warning, "forwarder: outgoing queue '" + name + "': " + reason);
+        s.record_rejection(name, "malformed", reason, m->envelope, bounds_);
+        s.remove(id, m->seq);
+        continue;
+      }
+      transport::amqp::OutgoingItem item;
+      item.seq = m->seq;
+      item.destination_machine = dest.machine;
+      item.queue = dest.queue;
+      item.message_id_hex = hex(e.msg_id);
+      item.body = std::move(m->envelope);
+      item.durable = e.delivery == MQMSG_DELIVERY_RECOVERABLE;
+      queue_of_seq_[item.seq] = name;
+      items.push_back(std::move(item));
+    }
+  }
+  return items;
+}
+
+void StoreOutgoingSource::remove(std::span<const int64_t> seqs) {
+  transport::local::Store& s = store();
+  for (int64_t seq : seqs) {
+    auto it = queue_of_seq_.find(seq);
+    if (it == queue_of_seq_.end()) continue;
+    s.remove(queue_ids_.at(it->second), seq);
+  }
+}
+
+bool StoreOutgoingSource::wait_for_change(std::chrono::milliseconds timeout) {
+  return store().wait_for_change(seen_version_, timeout);
+}
+
+bool StoreOutgoingSource::on_rejected(const transport::amqp::OutgoingItem& item,
+                                      const std::string& reason) {
+  auto it = queue_of_seq_.find(item.seq);
+  const std::string queue =
+      it != queue_of_seq_.end()
+          ? it->second
+          : outgoing_queue_name(
+                Destination{item.queue, Destination::Transport::Remote, item.destination_machine});
+  log(LogLevel::Warning, "forwarder: message " + item.message_id_hex + " to '" + queue +
+                             "' refused for good: " + reason +
+                             " (recorded in mqsec rejected, removed from the outgoing queue)");
+  store().record_rejection(queue, "broker-rejected", reason, item.body, bounds_);
+  return true;
+}
+
+}  // namespace mqsec::core
