@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mqsec::bench {
@@ -33,8 +34,8 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
                const std::function<void()>& finish = {});
 
 // One result line: the ops/s of a case for a key and thread count, and its ratio to the
-// baseline of the same key and thread count (raw_sign for sign and send cases, openssl_verify
-// for receive_verify).
+// baseline of the same key and thread count (baseline_case: raw_sign for sign and send cases,
+// openssl_verify for receive_verify, the local signed_send for the remote cases).
 struct Record {
   std::string key;
   int threads = 0;
@@ -42,7 +43,14 @@ struct Record {
   double ops_per_s = 0;
   double ratio = 0;
   std::string note;  // why a case did not run, if it did not
+  // Further ratios of the same run (remote cases: to raw_sign, to the broker's own rate):
+  // {"raw_sign", 0.9} is written as "ratio_to_raw_sign":0.900.
+  std::vector<std::pair<std::string, double>> also;
 };
+
+// The case a case's ratio is taken against (itself for the baselines raw_sign, openssl_verify,
+// broker_send and broker_send_express).
+std::string baseline_case(const std::string& name);
 
 // Memory observations: bytes per security context, and VmHWM/VmRSS while sending.
 struct ContextMemory {
@@ -70,7 +78,8 @@ struct Report {
 
 // The human table on stdout.
 void print_table(const Report& r);
-// A JSON array: one object per Record ({"key","threads","case","ops_per_s","ratio"}), then
+// A JSON array: one object per Record ({"key","threads","case","ops_per_s","ratio"}, plus
+// "ratio_to_<case>" for each of Record::also and "note" for a case that did not run), then
 // one per ContextMemory ({"case":"context_memory",...}) and RssSample ({"case":"peak_rss",
 // ...}). Throws std::runtime_error when the file cannot be written.
 void write_json(const Report& r, const std::string& path);

@@ -4,6 +4,10 @@
 // OpenSSL's verify; plus memory per security context and peak RSS while sending.
 //
 //   mqsec-bench [--quick] [--json FILE] [--chart FILE.png] [--seconds S] [--messages N] [--keep]
+//               [--remote | --no-remote] [--remote-messages N]
+//
+// The remote cases (issue 10) run two "machines" on this host (two configurations and stores,
+// the same token) and a private RabbitMQ node the bench starts and stops itself.
 //
 // docs/performance.md explains the method and how to read the numbers.
 #include <fcntl.h>
@@ -13,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pwd.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,6 +27,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -31,6 +37,7 @@
 #include <vector>
 
 #include "bench/harness.hpp"
+#include "bench/remote.hpp"
 #include "mqsec/error.hpp"
 #include "pkcs11/cryptoki.hpp"
 #include "pkcs11/error.hpp"
@@ -38,11 +45,16 @@
 #include "pkcs11/pin.hpp"
 #include "pkcs11/signer.hpp"
 #include "pkcs11/token.hpp"
+#include "src/core/destination.hpp"
+#include "src/core/outgoing.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/registration.hpp"
 #include "src/security/context.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/openssl.hpp"
+#include "transport/amqp/address.hpp"
+#include "transport/amqp/connection.hpp"
+#include "transport/amqp/settings.hpp"
 
 namespace fs = std::filesystem;
 using namespace mqsec;
@@ -64,6 +76,10 @@ struct Options {
   int contexts = 1000;          // for the bytes-per-context measurement (0: skip it)
   double budget = 280;          // seconds for the whole run; the peak RSS phase gets the rest
   std::string keys, cases;      // comma-separated filters; empty = all
+  // Remote cases: on when a broker can be started, unless --no-remote (or MQSEC_BENCH_REMOTE=0,
+  // for `mqsec bench`); --remote makes a broker that cannot be started an error.
+  enum class Remote { Auto, On, Off } remote = Remote::Auto;
+  uint64_t remote_messages = 3000;  // per remote slice (quick: 300)
 };
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
@@ -122,7 +138,7 @@ std::string random_pin() {
 // The sandbox: a temporary SoftHSM token, system config and store, removed at exit.
 
 struct Sandbox {
-  fs::path dir, pin_file, store, profile_file;
+  fs::path dir, pin_file, store, profile_file, config;
   bool keep = false;
   ~Sandbox() {
     std::error_code ec;
@@ -174,6 +190,14 @@ void init_token(const fs::path& pin_file, const fs::path& so_pin_file) {
   fail("SoftHSM offers no free slot");
 }
 
+// A system configuration: the sandbox's token, profiles and identity, and the store `store`.
+std::string config_text(const Sandbox& sb, const fs::path& store) {
+  return "[token]\nuri = \"pkcs11:token=" + std::string(kLabel) + "?module-path=" + kModule +
+         "&pin-source=file:" + sb.pin_file.string() + "\"\n[store]\npath = \"" + store.string() +
+         "\"\n[profiles]\ndir = \"" + (sb.dir / "users").string() +
+         "/%u\"\n[identity]\nsid = \"unix\"\n";
+}
+
 void provision(Sandbox& sb) {
   char tmpl[] = "/tmp/mqsec-bench-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) fail("cannot create a temporary directory");
@@ -198,12 +222,9 @@ void provision(Sandbox& sb) {
   fs::remove(so_pin_file);
 
   sb.store = sb.dir / "store";
-  fs::path cfg = sb.dir / "mqsec.toml";
-  write_file(cfg, "[token]\nuri = \"pkcs11:token=" + std::string(kLabel) +
-                      "?module-path=" + kModule + "&pin-source=file:" + sb.pin_file.string() +
-                      "\"\n[store]\npath = \"" + sb.store.string() + "\"\n[profiles]\ndir = \"" +
-                      (sb.dir / "users").string() + "/%u\"\n[identity]\nsid = \"unix\"\n");
-  setenv("MQSEC_CONFIG", cfg.c_str(), 1);
+  sb.config = sb.dir / "mqsec.toml";
+  write_file(sb.config, config_text(sb, sb.store));
+  setenv("MQSEC_CONFIG", sb.config.c_str(), 1);
 
   struct passwd* pw = getpwuid(geteuid());
   if (pw == nullptr) fail("the effective user has no password database entry");
@@ -416,7 +437,7 @@ enum class SendKind { Plain, Signed, Uncached };
 
 // One MQSendMessage of a 1 KiB body. Signed: AUTH_LEVEL_ALWAYS with `ctx`; Uncached: a fresh
 // context per message (MQGetSecurityContextEx + send + MQFreeSecurityContext).
-Op send_op(TempQueue& q, SendKind kind, HANDLE ctx, bool recoverable) {
+Op send_op(QUEUEHANDLE queue, SendKind kind, HANDLE ctx, bool recoverable) {
   struct State {
     QUEUEHANDLE q = nullptr;
     std::vector<uint8_t> body = body_bytes();
@@ -427,7 +448,7 @@ Op send_op(TempQueue& q, SendKind kind, HANDLE ctx, bool recoverable) {
     SendKind kind = SendKind::Plain;
   };
   auto s = std::make_shared<State>();
-  s->q = q.open(MQ_SEND_ACCESS);
+  s->q = queue;
   s->kind = kind;
   s->v[0].vt = VT_UI1 | VT_VECTOR;
   s->v[0].caub.pElems = s->body.data();
@@ -451,6 +472,10 @@ Op send_op(TempQueue& q, SendKind kind, HANDLE ctx, bool recoverable) {
     }
     return true;
   };
+}
+
+Op send_op(TempQueue& q, SendKind kind, HANDLE ctx, bool recoverable) {
+  return send_op(q.open(MQ_SEND_ACCESS), kind, ctx, recoverable);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -617,10 +642,406 @@ std::vector<RssSample> peak_rss(const Key& k, int threads, uint64_t total, doubl
 }
 
 // ---------------------------------------------------------------------------------------------
+// Remote queues (issue 10). Two machines on this host: A (hosta) sends, B (hostb) receives;
+// each has its own system configuration ([machine] name, [store] path, [broker]) and store, and
+// both use the sandbox's token. The bench process is A (MQSEC_CONFIG is switched to A's
+// configuration for the remote slices and back afterwards, never while an MQ call runs);
+// `mqsec agent` runs per machine; B's receiver is this program re-executed in a role.
+
+constexpr const char* kRemoteFormat = "DIRECT=OS:hostb\\private$\\bench";
+constexpr const char* kRemoteMachine = "hostb";
+constexpr const char* kRawMachine = "bench-raw";  // the broker ceiling's queue: mqsec.in.bench-raw
+constexpr uint64_t kWarmup = 20;                  // untimed messages before each remote slice
+constexpr size_t kBrokerBatch = 500;              // as the Forwarder's default batch
+
+struct Machine {
+  std::string name;
+  fs::path config, store;
+};
+
+struct Remote {
+  std::unique_ptr<Broker> broker;
+  fs::path dir;  // machines and logs, inside the sandbox
+  Machine a, b;
+  std::unique_ptr<Child> agent_a, agent_b;
+  int serial = 0;
+};
+
+void use_config(const fs::path& cfg) { setenv("MQSEC_CONFIG", cfg.c_str(), 1); }
+
+transport::amqp::BrokerSettings settings_of(const Broker& b) {
+  transport::amqp::BrokerSettings s;
+  s.url = b.url();
+  s.user = b.user();
+  s.password.assign(b.password());
+  return s;
+}
+
+Machine write_machine(const Remote& rm, const Sandbox& sb, const std::string& name) {
+  Machine m;
+  m.name = name;
+  fs::path dir = rm.dir / name;
+  m.store = dir / "store";
+  m.config = dir / "mqsec.toml";
+  fs::create_directories(m.store);
+  fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace);
+  fs::permissions(m.store, fs::perms::owner_all, fs::perm_options::replace);
+  write_file(m.config,
+             config_text(sb, m.store) + "[machine]\nname = \"" + name + "\"\n[broker]\nurl = \"" +
+                 rm.broker->url() + "\"\nuser = \"" + rm.broker->user() +
+                 "\"\npassword-source = \"file:" + rm.broker->password_file().string() + "\"\n");
+  return m;
+}
+
+// `mqsec agent` of a machine; fails if it does not keep running for its first 1.5 s.
+std::unique_ptr<Child> start_agent(Remote& rm, const Machine& m) {
+  auto agent = std::make_unique<Child>(
+      std::vector<std::string>{mqsec_cli().string(), "agent"},
+      std::map<std::string, std::string>{{"MQSEC_CONFIG", m.config.string()},
+                                         {"MQSEC_LOG", "stderr"}},
+      rm.dir / (m.name + "-agent-" + std::to_string(++rm.serial) + ".log"), false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  if (!agent->running())
+    fail("mqsec agent of " + m.name + " ended (" + agent->describe_status() + "):\n" +
+         agent->log_tail());
+  return agent;
+}
+
+void stop_agent(std::unique_ptr<Child>& agent) {
+  if (agent && !agent->stop(SIGTERM, std::chrono::seconds(20)))
+    std::fprintf(stderr, "mqsec-bench: an mqsec agent did not stop cleanly (%s)\n",
+                 agent->describe_status().c_str());
+  agent.reset();
+}
+
+// Takes (accepts) everything in the broker queue of `machine`: at least `expect` messages, then
+// until none comes for 0.5 s. Returns how many.
+uint64_t drain(const Remote& rm, const std::string& machine, uint64_t expect) {
+  transport::amqp::Connection c(settings_of(*rm.broker));
+  c.open_receiver(transport::amqp::inbound_address(machine), 500);
+  uint64_t n = 0;
+  auto last = std::chrono::steady_clock::now();
+  for (;;) {
+    auto d = c.receive(std::chrono::milliseconds(n < expect ? 1000 : 500));
+    if (!d) {
+      if (n >= expect || std::chrono::steady_clock::now() - last > std::chrono::seconds(30)) break;
+      continue;
+    }
+    c.accept(d->id);
+    ++n;
+    last = std::chrono::steady_clock::now();
+  }
+  c.close();
+  return n;
+}
+
+std::unique_ptr<Remote> setup_remote(const Sandbox& sb, std::unique_ptr<Broker> broker) {
+  auto rm = std::make_unique<Remote>();
+  rm->broker = std::move(broker);
+  rm->dir = sb.dir / "remote";
+  fs::create_directories(rm->dir);
+  rm->a = write_machine(*rm, sb, "hosta");
+  rm->b = write_machine(*rm, sb, kRemoteMachine);
+  // B's queue .\private$\bench, made in this process under B's configuration.
+  use_config(rm->b.config);
+  {
+    std::wstring path = L".\\private$\\bench";
+    QUEUEPROPID id[1] = {PROPID_Q_PATHNAME};
+    MQPROPVARIANT v[1];
+    v[0].vt = VT_LPWSTR;
+    v[0].pwszVal = path.data();
+    MQQUEUEPROPS qp = {1, id, v, nullptr};
+    WCHAR fmt[256];
+    DWORD len = 256;
+    HRESULT hr = MQCreateQueue(nullptr, &qp, fmt, &len);
+    use_config(sb.config);
+    if (hr != MQ_ERROR_QUEUE_EXISTS) check_hr(hr, "MQCreateQueue on hostb");
+  }
+  rm->agent_a = start_agent(*rm, rm->a);
+  return rm;
+}
+
+// The remote slices send as machine A through one handle to B's queue.
+class RemoteSender {
+ public:
+  RemoteSender(const Remote& rm, const Sandbox& sb, const Key& k) : sb_(sb) {
+    use_config(rm.a.config);
+    HRESULT hr = MQOpenQueue(to_wide(kRemoteFormat).c_str(), MQ_SEND_ACCESS, MQ_DENY_NONE, &h_);
+    if (FAILED(hr)) use_config(sb.config);
+    check_hr(hr, "MQOpenQueue(DIRECT=OS:hostb\\private$\\bench)");
+    send_ = send_op(h_, SendKind::Signed, k.thread_ctx[0], false);
+  }
+  ~RemoteSender() {
+    MQCloseQueue(h_);
+    use_config(sb_.config);
+  }
+  RemoteSender(const RemoteSender&) = delete;
+  RemoteSender& operator=(const RemoteSender&) = delete;
+  void send(uint64_t n) {
+    for (uint64_t i = 0; i < n; ++i) send_();
+    core::runtime().stores().flush_express();  // express messages are written in the background
+  }
+
+ private:
+  static std::wstring to_wide(const std::string& s) { return std::wstring(s.begin(), s.end()); }
+  const Sandbox& sb_;
+  QUEUEHANDLE h_ = nullptr;
+  Op send_;
+};
+
+// Waits until the broker has accepted everything A sent: A's outgoing queue for B's queue is
+// empty (the forwarder removes a message only once the broker settled it accepted). Polls the
+// store every 5 ms (a COUNT on A's SQLite store).
+void wait_forwarded(const Remote& rm, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  transport::local::Store& store = core::runtime().stores().store_at(rm.a.store);
+  const std::string name = core::outgoing_queue_name(core::destination_of_format(kRemoteFormat));
+  auto info = store.find_queue(name);
+  if (!info) fail("no outgoing queue '" + name + "' in A's store");
+  for (;;) {
+    size_t left = store.message_count(info->id);
+    if (left == 0) return;
+    if (std::chrono::steady_clock::now() > deadline)
+      fail(std::to_string(left) + " messages still in A's outgoing queue; agent A:\n" +
+           rm.agent_a->log_tail());
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// remote_signed_send: n signed express MQSendMessage to DIRECT=OS:hostb\private$\bench from A,
+// timed until the broker has accepted them all. B's agent is stopped, so they stay on the
+// broker; they are taken off afterwards (untimed).
+Timing remote_signed_send(Remote& rm, const Sandbox& sb, const Key& k, uint64_t n) {
+  stop_agent(rm.agent_b);
+  const std::string queue = transport::amqp::inbound_queue_name(kRemoteMachine);
+  if (uint64_t left = rm.broker->depth(queue).value_or(0); left > 0)
+    drain(rm, kRemoteMachine, left);
+  Timing t;
+  {
+    RemoteSender tx(rm, sb, k);
+    tx.send(kWarmup);
+    wait_forwarded(rm, std::chrono::seconds(120));
+    auto t0 = std::chrono::steady_clock::now();
+    tx.send(n);
+    wait_forwarded(rm, std::chrono::seconds(120 + n / 20));
+    t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    t.ops = n;
+  }
+  uint64_t on_broker = rm.broker->depth(queue).value_or(0);
+  uint64_t taken = drain(rm, kRemoteMachine, on_broker);
+  if (on_broker < kWarmup + n || taken < kWarmup + n)
+    fail("remote_signed_send: the broker held " + std::to_string(on_broker) + " and gave " +
+         std::to_string(taken) + " of " + std::to_string(kWarmup + n) + " messages");
+  if (on_broker > kWarmup + n)
+    std::fprintf(stderr, "mqsec-bench: remote_signed_send: %llu duplicates on the broker\n",
+                 static_cast<unsigned long long>(on_broker - kWarmup - n));
+  return t;
+}
+
+// broker_send / broker_send_express: the broker's own ceiling, measured with the transport's
+// Connection as the Forwarder uses it: the key's real envelopes with the Forwarder's properties,
+// pipelined in batches of 500, each batch settled before the next.
+Timing broker_send(const Remote& rm, const Key& k, uint64_t n, bool durable) {
+  Timing t;
+  {
+    transport::amqp::Connection c(settings_of(*rm.broker));
+    const std::string address = transport::amqp::inbound_address(kRawMachine);
+    std::vector<transport::amqp::OutboundMessage> batch(kBrokerBatch);
+    uint64_t id = 0;
+    auto fill = [&](size_t count) {
+      for (size_t i = 0; i < count; ++i) {
+        transport::amqp::OutboundMessage& m = batch[i];
+        char hex[41];
+        std::snprintf(hex, sizeof hex, "%040llx", static_cast<unsigned long long>(++id));
+        m.address = address;
+        m.message_id = hex;
+        m.properties = {{std::string(transport::amqp::kPropertyQueue), "bench"},
+                        {std::string(transport::amqp::kPropertySource), "hosta"},
+                        {std::string(transport::amqp::kPropertyDestination), kRawMachine}};
+        m.body = k.envelopes[id % k.envelopes.size()];
+        m.durable = durable;
+      }
+    };
+    auto send = [&](size_t count) {
+      fill(count);
+      transport::amqp::SendReport r =
+          c.send(std::span<const transport::amqp::OutboundMessage>(batch.data(), count));
+      if (!r.all_accepted()) fail("broker_send: not accepted: " + r.error_text);
+    };
+    send(kWarmup);  // attaches the link
+    auto t0 = std::chrono::steady_clock::now();
+    for (uint64_t sent = 0; sent < n;) {
+      size_t count = static_cast<size_t>(std::min<uint64_t>(kBrokerBatch, n - sent));
+      send(count);
+      sent += count;
+    }
+    t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    t.ops = n;
+    c.close();
+  }
+  drain(rm, kRawMachine, kWarmup + n);
+  return t;
+}
+
+// remote_end_to_end: n signed express messages from A to B's queue through the broker, B's
+// agent verifying and storing them, a receiver process on B taking each with MQReceiveMessage
+// (verified again, AUTHENTICATED checked); timed from the first send to the last receive.
+Timing remote_end_to_end(Remote& rm, const Sandbox& sb, const Key& k, uint64_t n) {
+  if (!rm.agent_b) rm.agent_b = start_agent(rm, rm.b);
+  char self[4096];
+  ssize_t len = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0) fail("cannot read /proc/self/exe");
+  self[len] = '\0';
+  Child rx({self},
+           {{"MQSEC_BENCH_ROLE", "remote-receiver"},
+            {"MQSEC_CONFIG", rm.b.config.string()},
+            {"MQSEC_LOG", "stderr"},
+            {"MQSEC_BENCH_WARMUP", std::to_string(kWarmup)},
+            {"MQSEC_BENCH_COUNT", std::to_string(n)}},
+           rm.dir / ("receiver-" + std::to_string(++rm.serial) + ".log"), true);
+  auto expect = [&](const std::string& what, std::chrono::seconds limit) -> std::string {
+    auto line = rx.read_line(limit);
+    if (!line || line->rfind(what, 0) != 0)
+      fail("remote_end_to_end: the receiver on hostb did not report '" + what + "' (" +
+           (line ? "said '" + *line + "'" : std::string("nothing within the limit")) + ", " +
+           rx.describe_status() + "):\n" + rx.log_tail() + "\nagent A:\n" + rm.agent_a->log_tail() +
+           "\nagent B:\n" + rm.agent_b->log_tail());
+    return *line;
+  };
+  expect("ready", std::chrono::seconds(60));
+  Timing t;
+  {
+    RemoteSender tx(rm, sb, k);
+    tx.send(kWarmup);
+    expect("warm", std::chrono::seconds(120));
+    auto t0 = std::chrono::steady_clock::now();
+    tx.send(n);
+    std::string done = expect("done", std::chrono::seconds(120 + n / 20));
+    t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    t.ops = n;
+    unsigned long long got = 0, bad = 1;
+    if (std::sscanf(done.c_str(), "done %llu %llu", &got, &bad) != 2 || got != n || bad != 0)
+      fail("remote_end_to_end: the receiver on hostb said '" + done + "'");
+  }
+  if (!rx.wait_exit(std::chrono::seconds(30)))
+    fail("the receiver on hostb did not exit cleanly (" + rx.describe_status() + "):\n" +
+         rx.log_tail());
+  return t;
+}
+
+// The receiver role (MQSEC_BENCH_ROLE=remote-receiver, MQSEC_CONFIG = B): takes
+// MQSEC_BENCH_WARMUP messages ("warm"), then MQSEC_BENCH_COUNT ("done <count> <bad>"); a message
+// is bad unless authenticated with a 1 KiB body.
+int remote_receiver() {
+  ::alarm(1800);
+  const uint64_t warm = std::stoull(std::getenv("MQSEC_BENCH_WARMUP"));
+  const uint64_t count = std::stoull(std::getenv("MQSEC_BENCH_COUNT"));
+  QUEUEHANDLE h = nullptr;
+  check_hr(MQOpenQueue(L"DIRECT=OS:.\\private$\\bench", MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &h),
+           "MQOpenQueue(bench) on hostb");
+  std::printf("ready\n");
+  std::fflush(stdout);
+  std::vector<uint8_t> body(2 * kBodySize);
+  MSGPROPID id[3] = {PROPID_M_BODY, PROPID_M_BODY_SIZE, PROPID_M_AUTHENTICATED};
+  MQPROPVARIANT v[3];
+  uint64_t bad = 0;
+  auto take = [&](uint64_t want) {
+    for (uint64_t i = 0; i < want;) {
+      v[0].vt = VT_UI1 | VT_VECTOR;
+      v[0].caub.pElems = body.data();
+      v[0].caub.cElems = static_cast<ULONG>(body.size());
+      v[1].vt = VT_NULL;
+      v[2].vt = VT_NULL;
+      MQMSGPROPS p = {3, id, v, nullptr};
+      HRESULT hr =
+          MQReceiveMessage(h, 1000, MQ_ACTION_RECEIVE, &p, nullptr, nullptr, nullptr, nullptr);
+      if (hr == MQ_ERROR_IO_TIMEOUT) continue;
+      check_hr(hr, "MQReceiveMessage on hostb");
+      if (v[2].bVal == 0 || v[1].ulVal != kBodySize) ++bad;
+      ++i;
+    }
+  };
+  take(warm);
+  std::printf("warm\n");
+  std::fflush(stdout);
+  take(count);
+  std::printf("done %llu %llu\n", static_cast<unsigned long long>(count),
+              static_cast<unsigned long long>(bad));
+  std::fflush(stdout);
+  MQCloseQueue(h);
+  return 0;
+}
+
+bool selected(const std::string& list, const std::string& item) {
+  if (list.empty()) return true;
+  std::stringstream in(list);
+  std::string x;
+  while (std::getline(in, x, ','))
+    if (x == item) return true;
+  return false;
+}
+
+// The remote slices of every key, in rounds (full: 2, quick: 1) so that a change in background
+// load affects the cases of a round alike. Appends one record per (key, case), threads 1.
+void run_remote(const Options& o, const Sandbox& sb, std::vector<Key>& keys, Remote& rm,
+                Report& rep) {
+  const int rounds = o.quick ? 1 : 2;
+  const uint64_t n = o.remote_messages;
+  const uint64_t n_broker = std::max<uint64_t>(n, 3000);
+  const std::vector<std::string> names = {"remote_signed_send", "remote_end_to_end", "broker_send",
+                                          "broker_send_express"};
+  std::map<std::string, std::map<std::string, Timing>> sum;  // key -> case -> timing
+  auto add = [&](const Key& k, const std::string& name, Timing t) {
+    Timing& s = sum[k.name][name];
+    s.ops += t.ops;
+    s.seconds += t.seconds;
+    std::fprintf(stderr, "  %-8s 1  %-19s %10.1f ops/s (%llu in %.2f s)\n", k.name.c_str(),
+                 name.c_str(), t.per_second(), static_cast<unsigned long long>(t.ops), t.seconds);
+  };
+  for (int r = 0; r < rounds; ++r) {
+    for (Key& k : keys) {
+      if (!selected(o.keys, k.name)) continue;
+      select_profile(k, sb);
+      if (selected(o.cases, "remote_signed_send"))
+        add(k, "remote_signed_send", remote_signed_send(rm, sb, k, n));
+      if (selected(o.cases, "broker_send"))
+        add(k, "broker_send", broker_send(rm, k, n_broker, true));
+      if (selected(o.cases, "broker_send_express"))
+        add(k, "broker_send_express", broker_send(rm, k, n_broker, false));
+      if (selected(o.cases, "remote_end_to_end"))
+        add(k, "remote_end_to_end", remote_end_to_end(rm, sb, k, n));
+    }
+  }
+  stop_agent(rm.agent_b);
+  stop_agent(rm.agent_a);
+  for (Key& k : keys) {
+    for (const std::string& name : names) {
+      auto it = sum[k.name].find(name);
+      if (it != sum[k.name].end())
+        rep.records.push_back({k.name, 1, name, it->second.per_second(), 0, {}, {}});
+    }
+  }
+}
+
+// Records saying why the remote cases did not run.
+void remote_notes(const Options& o, const std::vector<Key>& keys, const std::string& why,
+                  Report& rep) {
+  for (const Key& k : keys) {
+    if (!selected(o.keys, k.name)) continue;
+    for (const char* name :
+         {"remote_signed_send", "remote_end_to_end", "broker_send", "broker_send_express"}) {
+      if (selected(o.cases, name)) rep.records.push_back({k.name, 1, name, 0, 0, why, {}});
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 Options parse(int argc, char** argv) {
   Options o;
-  bool seconds_set = false, messages_set = false, budget_set = false;
+  bool seconds_set = false, messages_set = false, budget_set = false, remote_messages_set = false;
+  if (const char* e = std::getenv("MQSEC_BENCH_REMOTE"); e != nullptr && std::string(e) == "0")
+    o.remote = Options::Remote::Off;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -650,11 +1071,19 @@ Options parse(int argc, char** argv) {
       o.keys = value();
     } else if (a == "--cases") {
       o.cases = value();
+    } else if (a == "--remote") {
+      o.remote = Options::Remote::On;
+    } else if (a == "--no-remote") {
+      o.remote = Options::Remote::Off;
+    } else if (a == "--remote-messages") {
+      o.remote_messages = std::stoull(value());
+      remote_messages_set = true;
     } else if (a == "-h" || a == "--help") {
       std::printf(
           "usage: mqsec-bench [--quick] [--json FILE] [--chart FILE.png] [--seconds S]\n"
           "                   [--messages N] [--contexts N] [--budget S] [--keys LIST]\n"
-          "                   [--cases LIST] [--keep]\n"
+          "                   [--cases LIST] [--keep] [--remote | --no-remote]\n"
+          "                   [--remote-messages N]\n"
           "  --quick         0.3 s per case, 20,000 messages for peak RSS, 55 s budget (CI)\n"
           "  --json FILE     one record per (key, threads, case), plus memory records\n"
           "  --chart FILE    PNG bar chart of the ratios (needs gnuplot)\n"
@@ -665,7 +1094,11 @@ Options parse(int argc, char** argv) {
           "  --budget S      seconds for the whole run (default 280, quick 55)\n"
           "  --keys LIST     e.g. p256 (default rsa2048,p256)\n"
           "  --cases LIST    e.g. raw_sign,signed_send (default all)\n"
-          "  --keep          keep the temporary token, store and config (prints where)\n");
+          "  --keep          keep the temporary token, store and config (prints where)\n"
+          "  --remote        remote cases (A -> RabbitMQ -> B); the default when a broker\n"
+          "                  can be started (scripts/broker.sh, rabbitmq-server)\n"
+          "  --no-remote     skip them (also MQSEC_BENCH_REMOTE=0)\n"
+          "  --remote-messages N  messages per remote slice (default 3000, quick 300)\n");
       std::exit(0);
     } else {
       fail("unknown argument '" + a + "' (see --help)");
@@ -675,19 +1108,33 @@ Options parse(int argc, char** argv) {
     if (!seconds_set) o.seconds = 0.3;
     if (!messages_set) o.messages = 20000;
     if (!budget_set) o.budget = 55;
+    if (!remote_messages_set) o.remote_messages = 300;
   }
+  if (o.remote_messages == 0) fail("--remote-messages must be > 0");
   if (o.seconds <= 0 || o.contexts < 0) fail("--seconds must be > 0 and --contexts >= 0");
   return o;
 }
 
 void set_ratios(Report& r) {
-  for (Record& x : r.records) {
-    std::string base = x.name == "receive_verify"   ? "openssl_verify"
-                       : x.name == "openssl_verify" ? "openssl_verify"
-                                                    : "raw_sign";
+  auto rate = [&r](const std::string& key, int threads, const std::string& name) {
     for (const Record& b : r.records) {
-      if (b.key == x.key && b.threads == x.threads && b.name == base && b.ops_per_s > 0)
-        x.ratio = x.ops_per_s / b.ops_per_s;
+      if (b.key == key && b.threads == threads && b.name == name && b.note.empty())
+        return b.ops_per_s;
+    }
+    return 0.0;
+  };
+  for (Record& x : r.records) {
+    if (!x.note.empty()) continue;
+    std::string base = baseline_case(x.name);
+    double b = rate(x.key, x.threads, base);
+    if (b > 0) x.ratio = x.ops_per_s / b;
+    // The remote cases also against the token and the broker of the same run.
+    std::vector<std::string> also;
+    if (x.name == "remote_signed_send" || x.name == "remote_end_to_end")
+      also = {"raw_sign", "broker_send_express", "broker_send"};
+    if (x.name == "remote_end_to_end") also.push_back("remote_signed_send");
+    for (const std::string& name : also) {
+      if (double v = rate(x.key, x.threads, name); v > 0) x.also.push_back({name, x.ops_per_s / v});
     }
   }
 }
@@ -739,15 +1186,6 @@ std::vector<Case> cases_for(Key& k, const Sandbox& sb, int threads) {
   };
 }
 
-bool selected(const std::string& list, const std::string& item) {
-  if (list.empty()) return true;
-  std::stringstream in(list);
-  std::string x;
-  while (std::getline(in, x, ','))
-    if (x == item) return true;
-  return false;
-}
-
 int run(const Options& o) {
   auto started = std::chrono::steady_clock::now();
   auto elapsed = [&] {
@@ -757,6 +1195,15 @@ int run(const Options& o) {
   sb.keep = o.keep;
   provision(sb);
   if (o.keep) std::fprintf(stderr, "mqsec-bench: sandbox in %s\n", sb.dir.c_str());
+  // Declared after the sandbox: agents and the broker go before the sandbox is removed.
+  std::unique_ptr<Remote> remote;
+  std::string remote_skip;  // why the remote cases do not run ("" if they do)
+  if (o.remote == Options::Remote::Off) {
+    remote_skip = "off";
+  } else {
+    remote_skip = remote_unavailable();
+    if (!remote_skip.empty() && o.remote == Options::Remote::On) fail("--remote: " + remote_skip);
+  }
 
   std::vector<Key> keys(2);
   keys[0].name = "rsa2048";
@@ -768,6 +1215,24 @@ int run(const Options& o) {
   for (Key& k : keys) {
     load_libp11_key(k, sb);
     make_envelopes(k, sb, 64);
+  }
+
+  // The broker starts before the local cases, so that they run with the (idle) node present,
+  // as the remote cases do.
+  if (remote_skip.empty()) {
+    std::fprintf(stderr, "  starting a RabbitMQ node for the remote cases...\n");
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      remote = setup_remote(sb, Broker::start());
+    } catch (const std::exception& e) {
+      if (o.remote == Options::Remote::On) throw;
+      remote_skip = std::string("no broker: ") + e.what();
+      std::fprintf(stderr, "mqsec-bench: remote cases skipped: %s\n", e.what());
+    }
+    if (remote)
+      std::fprintf(stderr, "  broker %s and agent of hosta up in %.1f s\n",
+                   remote->broker->url().c_str(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
 
   Report rep;
@@ -797,7 +1262,7 @@ int run(const Options& o) {
       }
       for (size_t i = 0; i < cases.size(); ++i) {
         if (!selected(o.cases, cases[i].name)) continue;
-        rep.records.push_back({k.name, threads, cases[i].name, sum[i].per_second(), 0, {}});
+        rep.records.push_back({k.name, threads, cases[i].name, sum[i].per_second(), 0, {}, {}});
         std::fprintf(stderr, "  %-8s %d  %-19s %10.1f ops/s\n", k.name.c_str(), threads,
                      cases[i].name, sum[i].per_second());
       }
@@ -807,6 +1272,30 @@ int run(const Options& o) {
       std::fprintf(stderr, "  %-8s %.0f heap bytes per context\n", k.name.c_str(),
                    rep.contexts.back().heap_bytes_per_context);
     }
+  }
+  int status = 0;
+  if (remote) {
+    try {
+      run_remote(o, sb, keys, *remote, rep);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mqsec-bench: remote cases failed: %s\n", e.what());
+      std::string first_line = e.what();
+      first_line = first_line.substr(0, first_line.find('\n'));
+      for (char& c : first_line) {
+        if (c == '"' || c == '\\') c = '\'';
+      }
+      std::vector<Record> kept;
+      for (Record& x : rep.records) {
+        if (x.name.rfind("remote_", 0) != 0 && x.name.rfind("broker_", 0) != 0) kept.push_back(x);
+      }
+      rep.records = std::move(kept);
+      remote_notes(o, keys, "failed: " + first_line, rep);
+      status = 2;
+    }
+    use_config(sb.config);
+    remote.reset();  // agents and broker stopped
+  } else if (remote_skip != "off") {
+    remote_notes(o, keys, remote_skip, rep);
   }
   if (o.messages > 0) {
     // The rest of the run's time budget; the phase stops early (and says so) when the
@@ -827,12 +1316,21 @@ int run(const Options& o) {
   print_table(rep);
   if (!o.json.empty()) write_json(rep, o.json);
   if (!o.chart.empty()) write_chart(rep, o.chart);
-  return 0;
+  return status;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (const char* role = std::getenv("MQSEC_BENCH_ROLE"); role != nullptr) {
+    try {
+      if (std::string(role) == "remote-receiver") return remote_receiver();
+      std::fprintf(stderr, "mqsec-bench: unknown role '%s'\n", role);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mqsec-bench (%s): %s\n", role, e.what());
+    }
+    return 1;
+  }
   try {
     return run(parse(argc, argv));
   } catch (const std::exception& e) {
