@@ -59,9 +59,9 @@ std::u16string queue_text(MQMSGPROPS* props, DWORD i) {
   const wchar_t* s = props->aPropVar[i].pwszVal;
   if (s == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL string");
   std::string utf8 = to_utf8(s, MQ_ERROR_ILLEGAL_FORMATNAME);
-  // Throws MQ_ERROR_ILLEGAL_FORMATNAME, or MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION for a
-  // queue on another machine.
-  core::queue_from_format(utf8);
+  // Throws MQ_ERROR_ILLEGAL_FORMATNAME; a queue of another machine is accepted (a NACK to it
+  // goes through the outgoing queue, like any remote send).
+  core::destination_of_format(utf8);
   return utf8_to_utf16(utf8);
 }
 

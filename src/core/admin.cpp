@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "mqsec/error.hpp"
 #include "src/core/runtime.hpp"
 #include "src/security/openssl.hpp"
 
@@ -10,6 +11,14 @@ namespace mqsec::core {
 namespace {
 transport::local::Store& store(const std::filesystem::path& store_dir) {
   return runtime().stores().store_at(store_dir);
+}
+// Administration is of this machine's queues only (a remote queue's outgoing queue is not it).
+void local_only(const Destination& d) {
+  if (d.remote()) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "queue '" + format_name_of(d) +
+                    "' is on another machine; only queues of this machine are administered here");
+  }
 }
 }  // namespace
 
@@ -20,12 +29,14 @@ std::string create_queue(const std::filesystem::path& store_dir, const transport
 }
 
 void delete_queue(const std::filesystem::path& store_dir, const Destination& d) {
+  local_only(d);
   runtime().stores().flush_express();
   store(store_dir).delete_queue(d.queue);
 }
 
 std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& store_dir,
                                                const Destination& d) {
+  local_only(d);
   return store(store_dir).find_queue(d.queue);
 }
 

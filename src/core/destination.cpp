@@ -70,7 +70,6 @@ bool is_local(std::string_view host, std::string_view this_machine_name, bool tc
   if (h == "." || h == "localhost" || h == local_host() || h == lower(this_machine_name)) {
     return true;
   }
-  if (tcp && h == "127.0.0.1") return true;
   // A fully qualified name of this host: compare the first label.
   auto dot = h.find('.');
   return !tcp && dot != std::string::npos && h.substr(0, dot) == local_host();

@@ -1,0 +1,170 @@
+// Sending to a queue of another machine (issue 10, the sending side), with a private RabbitMQ node
+// (BrokerNode) and no token (unsigned messages: the outgoing path does not depend on signing):
+// - a send to DIRECT=OS:hostb\private$\inbox returns while the broker is down, and the messages
+//   wait in the outgoing queue (mqsec queue list's backlog);
+// - once the broker is up, forward_outgoing moves them to mqsec.in.hostb, in order, with the
+//   mqsec-queue/-source/-destination properties, and empties the outgoing queue;
+// - without [broker], a send to another machine fails with MQ_ERROR_SERVICE_NOT_AVAILABLE ("no
+//   [broker] is configured") and nothing is queued.
+// Send path: core::Queue::open/send, the path MQSendMessage takes (libmqrt is a thin adapter).
+#include <gtest/gtest.h>
+#include <mq.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "mqsec/error.hpp"
+#include "src/core/destination.hpp"
+#include "src/core/forwarding.hpp"
+#include "src/core/outgoing.hpp"
+#include "src/core/queue.hpp"
+#include "src/core/runtime.hpp"
+#include "src/security/envelope.hpp"
+#include "tests/support/broker_node.hpp"
+#include "transport/amqp/address.hpp"
+#include "transport/amqp/connection.hpp"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+fs::path make_root() {
+  char tmpl[] = "/tmp/mqsec-remote-send-XXXXXX";
+  const char* dir = mkdtemp(tmpl);
+  if (dir == nullptr) throw std::runtime_error("mkdtemp failed");
+  return dir;
+}
+
+void write_config(const fs::path& path, const fs::path& store, const std::string& broker_section) {
+  fs::create_directories(store);
+  fs::permissions(store, fs::perms::owner_all, fs::perm_options::replace);
+  std::ofstream out(path);
+  out << "[store]\npath = \"" << store.string() << "\"\n[machine]\nname = \"hosta\"\n"
+      << broker_section;
+}
+
+size_t backlog(const fs::path& store) {
+  size_t n = 0;
+  for (const auto& q :
+       mqsec::core::list_outgoing_queues(mqsec::core::runtime().stores().store_at(store))) {
+    n += q.backlog;
+  }
+  return n;
+}
+
+void send(mqsec::core::Queue& q, const std::string& body) {
+  mqsec::core::Outgoing m;
+  m.envelope.delivery = MQMSG_DELIVERY_RECOVERABLE;
+  m.envelope.body.assign(body.begin(), body.end());
+  m.envelope.label = u"remote-send";
+  q.send(m, false);
+}
+
+class RemoteSend : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = make_root();
+    broker_ = mqsec::test::BrokerNode::start();
+  }
+  static void TearDownTestSuite() {
+    mqsec::core::runtime().stop_background_forwarders(3s);
+    broker_.reset();
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  static fs::path root_;
+  static std::unique_ptr<mqsec::test::BrokerNode> broker_;
+};
+fs::path RemoteSend::root_;
+std::unique_ptr<mqsec::test::BrokerNode> RemoteSend::broker_;
+
+TEST_F(RemoteSend, SendsWaitInTheOutgoingQueueThenForwardInOrder) {
+  const fs::path store = root_ / "a-store";
+  const fs::path config = root_ / "a.toml";
+  write_config(config, store,
+               "[broker]\nurl = \"" + broker_->url() + "\"\nuser = \"" + broker_->user() +
+                   "\"\npassword-source = \"file:" + broker_->password_file().string() +
+                   "\"\nconnect-timeout-ms = 2000\n");
+  ASSERT_EQ(setenv("MQSEC_CONFIG", config.c_str(), 1), 0);
+  broker_->stop();  // the broker is down: sends must still succeed
+
+  auto d = mqsec::core::destination_of_format("DIRECT=OS:HostB\\private$\\Inbox");
+  ASSERT_TRUE(d.remote());
+  auto q = mqsec::core::Queue::open(d, {.send = true}, false);
+  constexpr int kCount = 20;
+  for (int i = 0; i < kCount; ++i) send(*q, "message " + std::to_string(i));
+  // The background forwarder (started by the first send) cannot reach the broker; stop it so
+  // that this test runs forward_outgoing itself.
+  mqsec::core::runtime().stop_background_forwarders(3s);
+  EXPECT_EQ(backlog(store), size_t{kCount});
+  auto listed = mqsec::core::list_outgoing_queues(mqsec::core::runtime().stores().store_at(store));
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].format_name, "DIRECT=OS:hostb\\private$\\inbox");
+  EXPECT_FALSE(mqsec::core::forwarder_running(store));
+
+  // A forwarder while the broker is down forwards nothing and removes nothing.
+  auto cfg = mqsec::core::runtime().config();
+  {
+    std::jthread down([&](std::stop_token st) { mqsec::core::forward_outgoing(cfg, st); });
+    std::this_thread::sleep_for(1500ms);
+    EXPECT_TRUE(mqsec::core::forwarder_running(store));
+  }
+  EXPECT_EQ(backlog(store), size_t{kCount});
+
+  broker_->start_again();
+  const std::string inbound = mqsec::transport::amqp::inbound_queue_name("hostb");
+  {
+    std::jthread up([&](std::stop_token st) { mqsec::core::forward_outgoing(cfg, st); });
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (backlog(store) != 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  EXPECT_EQ(backlog(store), 0u);
+  EXPECT_EQ(broker_->queue_depth(inbound), uint64_t{kCount});
+
+  // In order, addressed to hostb's inbox, from hosta, each body a whole envelope.
+  mqsec::transport::amqp::Connection c(mqsec::core::broker_settings(cfg));
+  c.open_receiver(mqsec::transport::amqp::inbound_address("hostb"), kCount);
+  for (int i = 0; i < kCount; ++i) {
+    auto m = c.receive(10s);
+    ASSERT_TRUE(m) << i;
+    ASSERT_TRUE(m->binary_body);
+    const mqsec::security::Envelope e = mqsec::security::decode(m->body);
+    EXPECT_EQ(std::string(e.body.begin(), e.body.end()), "message " + std::to_string(i));
+    ASSERT_TRUE(m->property("mqsec-queue"));
+    EXPECT_EQ(*m->property("mqsec-queue"), "inbox");
+    ASSERT_TRUE(m->property("mqsec-source"));
+    EXPECT_EQ(*m->property("mqsec-source"), "hosta");
+    ASSERT_TRUE(m->property("mqsec-destination"));
+    EXPECT_EQ(*m->property("mqsec-destination"), "hostb");
+    EXPECT_TRUE(c.accept(m->id));
+  }
+  c.close();
+}
+
+TEST_F(RemoteSend, WithoutBrokerARemoteSendFailsClearly) {
+  const fs::path store = root_ / "nobroker-store";
+  const fs::path config = root_ / "nobroker.toml";
+  write_config(config, store, "");
+  ASSERT_EQ(setenv("MQSEC_CONFIG", config.c_str(), 1), 0);
+  auto d = mqsec::core::destination_of_format("DIRECT=OS:hostb\\private$\\inbox");
+  try {
+    mqsec::core::Queue::open(d, {.send = true}, false);
+    FAIL() << "opened a remote queue without [broker]";
+  } catch (const mqsec::Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+    EXPECT_NE(std::string(e.what()).find("no [broker] is configured"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(backlog(store), 0u);
+}
+
+}  // namespace
