@@ -20,6 +20,7 @@
 #include "pkcs11/uri.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/admin.hpp"
+#include "src/core/broker_check.hpp"
 #include "src/core/contexts.hpp"
 #include "src/core/hresult.hpp"
 #include "src/core/registration.hpp"
@@ -330,7 +331,7 @@ int run_doctor() {
            "correct the file (docs/configuration.md), or set MQSEC_CONFIG to another one");
     skip_rest({"identity", "user profile", "token URI", "PKCS#11 module", "token present", "login",
                "internal certificate", "certificate-key match", "key policy",
-               "certificate registration", "store directory"},
+               "certificate registration", "store directory", "broker"},
               "needs the system configuration");
     return kExitFailed;
   }
@@ -568,6 +569,31 @@ int run_doctor() {
       c.fail("store directory", dir.string() + " does not exist and cannot be created",
              "create it (mode 0700, or 0770 for a group of senders and receivers)");
     }
+  }
+
+  // 13. The broker of remote queues ([broker]).
+  const core::BrokerCheck broker = core::check_broker(cfg);
+  switch (broker.failed_at) {
+    case core::BrokerCheck::Step::Ok:
+      c.ok("broker", broker.detail);
+      break;
+    case core::BrokerCheck::Step::NotConfigured:
+      c.skip("broker", broker.detail);
+      break;
+    case core::BrokerCheck::Step::Settings:
+      c.fail("broker", broker.detail,
+             "check [broker] and its password-source (docs/configuration.md)");
+      break;
+    case core::BrokerCheck::Step::Connect:
+      c.fail("broker", broker.detail,
+             "check that the broker runs and listens at [broker] url, and the user and password "
+             "(docs/remote.md)");
+      break;
+    case core::BrokerCheck::Step::Consume:
+      c.fail("broker", "connected, but may not consume " + broker.address + ": " + broker.detail,
+             "give the user read/write/configure permissions on that queue (rabbitmqctl "
+             "set_permissions, docs/remote.md)");
+      break;
   }
 
   std::cout << (c.failed() ? "\nsome checks failed\n" : "\nall checks passed\n");
