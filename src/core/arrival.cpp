@@ -7,7 +7,9 @@
 #include <span>
 
 #include "mqsec/error.hpp"
+#include "src/core/destination.hpp"
 #include "src/core/runtime.hpp"
+#include "src/core/text.hpp"
 #include "src/security/log.hpp"
 
 namespace mqsec::core {
@@ -133,6 +135,24 @@ amqp::Disposition Arrivals::deliver(const amqp::InboundMessage& m) {
           *t->queue, what, t->policy, m, e,
           {"malformed", "the envelope's message id " + id + " differs from the broker message-id " +
                             printable(m.message_id_hex)},
+          MQMSG_CLASS_NACK_BAD_SIGNATURE);
+    }
+    // The signed destination names the machine too: a message signed for a queue of the same
+    // name on another machine (taken off the broker and published into this machine's broker
+    // queue) is not stored here. check_message compared the queue part only.
+    const std::string here = cfg_.machine.name.empty() ? local_host() : cfg_.machine.name;
+    const std::string signed_for = utf16_to_utf8(e->dest_queue);
+    bool for_here = false;
+    try {
+      for_here = !destination_of_format(signed_for, here).remote();
+    } catch (const Error&) {
+      for_here = false;  // not a format name at all
+    }
+    if (!for_here) {
+      return reject(
+          *t->queue, what, t->policy, m, e,
+          {"wrong-machine", "replayed onto another machine: signed for '" + printable(signed_for) +
+                                "', arrived at machine '" + here + "'"},
           MQMSG_CLASS_NACK_BAD_SIGNATURE);
     }
     const int64_t sent =

@@ -97,6 +97,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   transport::QueueInfo named = info;
   named.name = d.queue;
   q->policy_ = queue_policy(cfg, named, access.receive || access.peek);
+  q->source_machine_ = utf8_to_utf16(cfg.machine.name.empty() ? local_host() : cfg.machine.name);
   if (access.receive) {
     // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
     // exclusive one. flock() works across processes and between handles of one process.
@@ -136,7 +137,7 @@ void Queue::send(Outgoing& m, bool in_transaction) {
   }
   e.msg_id = runtime().new_message_id();
   e.sent_time = static_cast<uint64_t>(std::time(nullptr));
-  e.source_machine = utf8_to_utf16(local_host());
+  e.source_machine = source_machine_;
   e.dest_queue = utf8_to_utf16(format_name_of(destination_));
   if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
     auto ctx = context_for(m);

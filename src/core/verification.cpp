@@ -156,7 +156,7 @@ void send_nack(const security::Envelope& e, uint32_t nack_class,
   nack.body = e.body;
   nack.app_specific = e.app_specific;
   nack.dest_queue = e.dest_queue;
-  nack.source_machine = utf8_to_utf16(local_host());
+  nack.source_machine = utf8_to_utf16(this_machine());
   nack.sent_time = static_cast<uint64_t>(std::time(nullptr));
   admin->transport->send(e.priority, security::encode(nack), transport::Delivery::Recoverable);
 }

@@ -240,6 +240,28 @@ TEST_F(Arrival, MessageSignedForAnotherQueueIsRejectedAsWrongQueue) {
   EXPECT_EQ(drain("other").size(), 1u);
 }
 
+// The signed destination names the machine: a message signed for hostc's inbox, taken off the
+// broker and published into hostb's broker queue, is not stored on hostb (before this check it
+// was: the queue part matched).
+TEST_F(Arrival, MessageSignedForTheSameQueueOnAnotherMachineIsRejectedAsWrongMachine) {
+  Envelope e = message("for hostc");
+  e.dest_queue = u"DIRECT=OS:hostc\\private$\\inbox";
+  sign(e);
+  EXPECT_EQ(arrive(*cfg_, inbound(e)), amqp::Disposition::reject);
+  EXPECT_EQ(count("inbox"), 0u);
+  auto r = rejected("inbox");
+  ASSERT_FALSE(r.empty());
+  EXPECT_EQ(r.back().kind, "wrong-machine");
+  EXPECT_NE(r.back().reason.find("hostc"), std::string::npos) << r.back().reason;
+  EXPECT_EQ(drain("admin").size(), 1u);
+  // The same message signed for hostb (this machine, any case) arrives.
+  Envelope ok = message("for hostb");
+  ok.dest_queue = u"DIRECT=OS:HostB\\private$\\inbox";
+  sign(ok);
+  EXPECT_EQ(arrive(*cfg_, inbound(ok)), amqp::Disposition::accept);
+  EXPECT_EQ(drain("inbox").size(), 1u);
+}
+
 TEST_F(Arrival, MissingQueueIsRejectedAndNackedAsBadDestinationQueue) {
   Envelope e = message("nowhere", "nope");
   sign(e);
