@@ -15,13 +15,15 @@ namespace mqsec::security {
 namespace {
 
 constexpr std::array<uint8_t, 4> kMagic = {'M', 'Q', 'E', 'V'};
-constexpr uint16_t kVersion = 1;
+constexpr uint16_t kVersion1 = 1;  // 23 fields: no time-to-reach-queue
+constexpr uint16_t kVersion2 = 2;  // 24 fields: version 1's and time_to_reach_queue
 // Domain separation for the signature: a signature over TBS v1 can never be mistaken for a
 // signature over any other structure signed with the same key. The trailing NUL is included.
 constexpr char kTbsDomain[] = "MQSEC-SIG-v1";
 
-// Field tags of format version 1, in their one canonical order. Every field is always present
-// (an empty value is a zero length), so each value has exactly one encoding.
+// Field tags, in their one canonical order. Every field of a version is always present (an empty
+// value is a zero length), so each value has exactly one encoding. Version 1 has the fields up to
+// kSignature; version 2 adds kTimeToReachQueue, present exactly when there is a limit.
 enum Tag : uint8_t {
   kMsgId = 0x01,
   kMsgClass,
@@ -46,7 +48,8 @@ enum Tag : uint8_t {
   kSenderId,
   kSenderCert,
   kSignature,
-  kLastTag = kSignature,
+  kTimeToReachQueue,  // version 2 only
+  kLastTag = kTimeToReachQueue,
 };
 
 const char* tag_name(uint8_t tag) {
@@ -55,7 +58,7 @@ const char* tag_name(uint8_t tag) {
       "?", "msg_id", "msg_class", "correlation_id", "priority", "delivery", "acknowledge",
       "journal", "app_specific", "body_type", "body", "label", "response_queue", "admin_queue",
       "dest_queue", "source_machine", "sent_time", "auth_level", "hash_alg", "sig_scheme",
-      "sender_id_type", "sender_id", "sender_cert", "signature"};
+      "sender_id_type", "sender_id", "sender_cert", "signature", "time_to_reach_queue"};
   // clang-format on
   static_assert(std::size(kNames) == kLastTag + 1);
   return tag <= kLastTag ? kNames[tag] : "?";
@@ -87,6 +90,8 @@ bool sig_scheme_ok(uint8_t v) { return v <= static_cast<uint8_t>(SigScheme::Ecds
 bool sender_id_type_ok(uint32_t v) {
   return v == MQMSG_SENDERID_TYPE_NONE || v == MQMSG_SENDERID_TYPE_SID;
 }
+// In a version 2 envelope: "no limit" is written as version 1, so it has no version 2 form.
+bool time_limit_ok(uint32_t v) { return v != kNoTimeLimit; }
 
 void validate(const Envelope& e) {
   auto check = [](bool ok, uint8_t tag) {
@@ -234,7 +239,8 @@ Bytes encode(const Envelope& e) {
   validate(e);
   Writer w;
   w.raw(kMagic.data(), kMagic.size());
-  w.be(kVersion, 2);
+  const bool limited = e.time_to_reach_queue != kNoTimeLimit;
+  w.be(limited ? kVersion2 : kVersion1, 2);
   ValueWriter f{w, true};
   f.bytes(kMsgId, e.msg_id);
   f.uint(kMsgClass, e.msg_class, 2);
@@ -259,6 +265,7 @@ Bytes encode(const Envelope& e) {
   f.bytes(kSenderId, e.sender_id);
   f.bytes(kSenderCert, e.sender_cert);
   f.bytes(kSignature, e.signature);
+  if (limited) f.uint(kTimeToReachQueue, e.time_to_reach_queue, 4);
   return w.take();
 }
 
@@ -266,7 +273,8 @@ Envelope decode(std::span<const uint8_t> bytes) {
   Reader r(bytes);
   auto magic = r.take(kMagic.size(), "magic");
   if (!std::equal(magic.begin(), magic.end(), kMagic.begin())) fail("bad magic");
-  if (Reader::be(r.take(2, "version")) != kVersion) fail("unsupported format version");
+  const uint64_t version = Reader::be(r.take(2, "version"));
+  if (version != kVersion1 && version != kVersion2) fail("unsupported format version");
 
   Envelope e;
   e.msg_id = id20(r, kMsgId);
@@ -292,6 +300,9 @@ Envelope decode(std::span<const uint8_t> bytes) {
   e.sender_id = blob(r, kSenderId);
   e.sender_cert = blob(r, kSenderCert);
   e.signature = blob(r, kSignature);
+  if (version == kVersion2) {
+    e.time_to_reach_queue = checked<uint32_t>(r, kTimeToReachQueue, time_limit_ok);
+  }
   if (r.left() != 0) fail("trailing bytes after last field");
   return e;
 }
@@ -335,6 +346,8 @@ Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_digest) {
   f.uint(kSenderIdType, e.sender_id_type, 4);
   f.bytes(kSenderId, e.sender_id);
   f.bytes(kSenderCert, cert_digest);
+  // time_to_reach_queue is deliberately not here (docs/signature-format.md, section 3.1): TBS and
+  // its domain tag stay those of version 1 for every envelope.
   return w.take();
 }
 

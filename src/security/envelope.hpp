@@ -18,6 +18,10 @@ using Bytes = std::vector<uint8_t>;
 // How `signature` was made. The digest is always hash_alg over to_be_signed().
 enum class SigScheme : uint8_t { None = 0, RsaPkcs1 = 1, RsaPss = 2, Ecdsa = 3 };
 
+// PROPID_M_TIME_TO_REACH_QUEUE's "no limit" (MSMQ's INFINITE). An envelope without a limit is
+// written as format version 1; one with a limit as version 2 (docs/signature-format.md).
+inline constexpr uint32_t kNoTimeLimit = 0xFFFFFFFFu;
+
 struct Envelope {
   uint16_t msg_class = 0;            // PROPID_M_CLASS
   std::array<uint8_t, 20> msg_id{};  // PROPID_M_MSGID (16-byte GUID + 4-byte sequence)
@@ -35,6 +39,9 @@ struct Envelope {
   Bytes sender_id;              // binary SID, empty when type NONE
   Bytes sender_cert;            // DER, empty when unsigned
   Bytes signature;              // empty when unsigned
+  // PROPID_M_TIME_TO_REACH_QUEUE in seconds from sent_time; kNoTimeLimit = none. Not covered by
+  // the signature (docs/signature-format.md, section 3.1).
+  uint32_t time_to_reach_queue = kNoTimeLimit;
   friend bool operator==(const Envelope&, const Envelope&) = default;
 };
 
@@ -51,6 +58,8 @@ class EnvelopeError : public std::runtime_error {
 // longer than 2^32-1 bytes; decode() accepts every output of encode().
 Bytes encode(const Envelope& e);
 
+// Format version 1 when time_to_reach_queue is kNoTimeLimit (byte for byte what every earlier
+// writer produced), else version 2 (one more field). decode() accepts both.
 // Throws EnvelopeError on any malformed input: bad magic or version, truncation, trailing
 // bytes, lengths beyond the input or wrong for a fixed-width field, unknown, duplicate,
 // missing or out-of-order field tags, odd UTF-16 length, out-of-range values. Never reads out
@@ -59,9 +68,9 @@ Bytes encode(const Envelope& e);
 // verifier's business, not the codec's.
 Envelope decode(std::span<const uint8_t> bytes);
 
-// The exact bytes the signature covers (never includes `signature`; includes SHA-256 of
-// sender_cert instead of the certificate). Throws EnvelopeError under the same conditions as
-// encode().
+// The exact bytes the signature covers (never includes `signature` nor time_to_reach_queue;
+// includes SHA-256 of sender_cert instead of the certificate). Throws EnvelopeError under the same
+// conditions as encode().
 Bytes to_be_signed(const Envelope& e);
 // The same with SHA-256(e.sender_cert) already computed (senders and receivers cache it).
 Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_sha256);

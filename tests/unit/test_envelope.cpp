@@ -221,6 +221,8 @@ std::vector<std::pair<std::string, std::function<void(Envelope&)>>> field_mutati
       {"sender_id", [](Envelope& e) { e.sender_id.push_back(0); }},
       {"sender_cert", [](Envelope& e) { e.sender_cert.back() ^= 1; }},
       {"signature", [](Envelope& e) { e.signature.back() ^= 1; }},
+      {"time_to_reach_queue",
+       [](Envelope& e) { e.time_to_reach_queue = e.time_to_reach_queue == 60 ? 61 : 60; }},
   };
 }
 
@@ -251,6 +253,96 @@ TEST(Envelope, MatchesTheDocumentedHexVector) {
   EXPECT_EQ(to_hex(encode(e)), doc_hex(kDocEnvelopeHex));
   EXPECT_EQ(to_hex(to_be_signed(e)), doc_hex(kDocTbsHex));
   EXPECT_EQ(decode(from_hex(doc_hex(kDocEnvelopeHex))), e);
+}
+
+// Version 2: the example of the document with a time to reach queue of 60 seconds.
+Envelope doc_example_v2() {
+  Envelope e = doc_example();
+  e.time_to_reach_queue = 60;
+  return e;
+}
+
+// The document's version 2 example: version 1's bytes with version 2 and one more field.
+std::string doc_v2_hex() {
+  std::string v1 = doc_hex(kDocEnvelopeHex);
+  return v1.substr(0, 8) + "0002" + v1.substr(12) + "18000000040000003c";
+}
+
+TEST(Envelope, WithoutATimeLimitIsVersion1ByteForByte) {
+  const Envelope e = doc_example();
+  ASSERT_EQ(e.time_to_reach_queue, kNoTimeLimit);
+  const Bytes b = encode(e);
+  EXPECT_EQ(b.size(), 257u);
+  EXPECT_EQ(b[4], 0);
+  EXPECT_EQ(b[5], 1);
+  EXPECT_EQ(to_hex(b), doc_hex(kDocEnvelopeHex));
+  EXPECT_EQ(decode(b).time_to_reach_queue, kNoTimeLimit);
+}
+
+TEST(Envelope, WithATimeLimitIsVersion2AndRoundTrips) {
+  const Envelope e = doc_example_v2();
+  const Bytes b = encode(e);
+  EXPECT_EQ(to_hex(b), doc_v2_hex());
+  EXPECT_EQ(b.size(), 257u + 9u);
+  EXPECT_EQ(decode(b), e);
+  EXPECT_EQ(encode(decode(b)), b);
+  // The limit is not signed: TBS is version 1's, domain tag included.
+  EXPECT_EQ(to_hex(to_be_signed(e)), doc_hex(kDocTbsHex));
+  // The edges: 0 (must arrive within the second it was sent) and INFINITE - 1.
+  for (uint32_t v : {0u, 1u, 0xFFFFFFFEu}) {
+    Envelope m = full_example();
+    m.time_to_reach_queue = v;
+    EXPECT_EQ(decode(encode(m)), m) << v;
+  }
+}
+
+TEST(Envelope, Version2IsStrict) {
+  const Bytes v1 = encode(doc_example());
+  const Bytes v2 = encode(doc_example_v2());
+  // A version 1 body labelled version 2 (the limit field missing) and the other way round
+  // (a trailing field).
+  Bytes m = v1;
+  m[5] = 2;
+  expect_rejected(m, "version 2 without time_to_reach_queue");
+  m = v2;
+  m[5] = 1;
+  expect_rejected(m, "version 1 with time_to_reach_queue");
+  // "No limit" has only the version 1 form.
+  m = v2;
+  put_be32(m, m.size() - 4, 0xFFFFFFFF);
+  expect_rejected(m, "version 2 with time_to_reach_queue INFINITE");
+  Envelope e = doc_example();
+  e.time_to_reach_queue = kNoTimeLimit;
+  EXPECT_EQ(encode(e), v1);
+  // Every truncation, every other tag byte of the new field, wrong widths, a duplicate, a
+  // trailing byte.
+  for (size_t n = 0; n < v2.size(); ++n) {
+    expect_rejected(Bytes(v2.begin(), v2.begin() + static_cast<ptrdiff_t>(n)),
+                    "v2 truncated to " + std::to_string(n));
+  }
+  const FieldPos f = field_with_tag(v2, 0x18);
+  ASSERT_EQ(f.length, 4u);
+  ASSERT_EQ(f.value_offset + 4, v2.size());
+  for (int v = 0; v < 256; ++v) {
+    if (v == 0x18) continue;
+    m = v2;
+    m[f.tag_offset] = static_cast<uint8_t>(v);
+    expect_rejected(m, "time_to_reach_queue tag -> " + std::to_string(v));
+  }
+  m = v2;
+  put_be32(m, f.tag_offset + 1, 5);
+  m.push_back(0);
+  expect_rejected(m, "time_to_reach_queue 5 bytes wide");
+  m = v2;
+  put_be32(m, f.tag_offset + 1, 3);
+  m.pop_back();
+  expect_rejected(m, "time_to_reach_queue 3 bytes wide");
+  m = v2;
+  m.insert(m.end(), v2.begin() + static_cast<ptrdiff_t>(f.tag_offset), v2.end());
+  expect_rejected(m, "time_to_reach_queue twice");
+  m = v2;
+  m.push_back(0);
+  expect_rejected(m, "v2 trailing byte");
 }
 
 TEST(Envelope, RejectsEveryTruncation) {
@@ -335,7 +427,7 @@ TEST(Envelope, RejectsBadMagicAndVersion) {
     m[i] ^= 0x20;
     expect_rejected(m, "magic byte " + std::to_string(i));
   }
-  for (uint16_t v : {0, 2, 0x0100, 0xFFFF}) {
+  for (uint16_t v : {0, 3, 0x0100, 0x0201, 0xFFFF}) {
     Bytes m = b;
     m[4] = static_cast<uint8_t>(v >> 8);
     m[5] = static_cast<uint8_t>(v);
@@ -443,7 +535,7 @@ TEST(ToBeSigned, ChangesWithEverySignedFieldAndNotWithTheSignature) {
     for (const auto& [name, mutate] : field_mutations()) {
       Envelope m = base;
       mutate(m);
-      if (name == "signature") {
+      if (name == "signature" || name == "time_to_reach_queue") {
         EXPECT_EQ(to_be_signed(m), tbs) << name;
       } else {
         EXPECT_NE(to_be_signed(m), tbs) << name;
