@@ -221,6 +221,11 @@ SendRequest parse_send(MQMSGPROPS* props) {
       case PROPID_M_SECURITY_CONTEXT:
         r.context = v.ulVal;
         break;
+      case PROPID_M_TIME_TO_REACH_QUEUE:
+        // Seconds; INFINITE (the default) is no limit. Enforced for queues of other machines
+        // (outgoing queue and arrival); a local send reaches its queue at once, as in MSMQ.
+        e.time_to_reach_queue = v.ulVal;
+        break;
       default:
         // Receive-only and unsupported properties are ignored on send, as MSMQ does.
         if (props->aStatus) props->aStatus[i] = MQ_INFORMATION_PROPERTY_IGNORED;
@@ -422,6 +427,10 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
         break;
       case PROPID_M_SIGNATURE_LEN:
         v.ulVal = static_cast<ULONG>(e.signature.size());
+        break;
+      case PROPID_M_TIME_TO_REACH_QUEUE:
+        // The sender's value as sent (INFINITE when none), not the time left as MSMQ reports.
+        v.ulVal = e.time_to_reach_queue;
         break;
       default:
         // Write-only (SECURITY_CONTEXT) and unsupported properties.
