@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <climits>
+#include <ctime>
 #include <span>
 
 #include "mqsec/error.hpp"
@@ -157,6 +158,23 @@ amqp::Disposition Arrivals::deliver(const amqp::InboundMessage& m) {
     }
     const int64_t sent =
         static_cast<int64_t>(std::min<uint64_t>(e->sent_time, static_cast<uint64_t>(INT64_MAX)));
+    // PROPID_M_TIME_TO_REACH_QUEUE: too late to reach the queue (counted from the signed sent
+    // time, allowing the clock skew between the two machines) -> expired, NACKed as MSMQ does.
+    if (e->time_to_reach_queue != security::kNoTimeLimit) {
+      const int64_t now = static_cast<int64_t>(std::time(nullptr));
+      const uint64_t allowed =
+          uint64_t{e->time_to_reach_queue} +
+          static_cast<uint64_t>(std::max<int64_t>(0, t->policy.max_clock_skew_seconds));
+      if (now > sent && static_cast<uint64_t>(now - sent) > allowed) {
+        return reject(*t->queue, what, t->policy, m, e,
+                      {"expired", "arrived " + std::to_string(now - sent) +
+                                      " s after it was sent; its time to reach queue is " +
+                                      std::to_string(e->time_to_reach_queue) +
+                                      " s (plus the allowed clock skew of " +
+                                      std::to_string(allowed - e->time_to_reach_queue) + " s)"},
+                      MQMSG_CLASS_NACK_REACH_QUEUE_TIMEOUT);
+      }
+    }
     const int priority = std::clamp<int>(e->priority, 0, 7);
     transport::Arrival a;
     try {

@@ -4,10 +4,13 @@
 #include <mq.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <ctime>
 #include <utility>
 
 #include "mqsec/error.hpp"
 #include "src/security/envelope.hpp"
+#include "src/core/verification.hpp"
 #include "src/security/log.hpp"
 
 namespace mqsec::core {
@@ -96,6 +99,7 @@ std::vector<transport::amqp::OutgoingItem> StoreOutgoingSource::peek(size_t max)
   }
   queue_of_seq_.clear();
   queue_ids_.clear();
+  deadline_of_seq_.clear();
   std::vector<transport::amqp::OutgoingItem> items;
   if (queues.empty() || max == 0) return items;
   const size_t start = next_queue_ % queues.size();
@@ -125,6 +129,12 @@ std::vector<transport::amqp::OutgoingItem> StoreOutgoingSource::peek(size_t max)
       item.body = std::move(m->envelope);
       item.durable = e.delivery == MQMSG_DELIVERY_RECOVERABLE;
       queue_of_seq_[item.seq] = name;
+      if (e.time_to_reach_queue != security::kNoTimeLimit) {
+        // Saturating: a sent time near 2^64 never wraps round to an early deadline.
+        deadline_of_seq_[item.seq] = e.sent_time > UINT64_MAX - e.time_to_reach_queue
+                                         ? UINT64_MAX
+                                         : e.sent_time + e.time_to_reach_queue;
+      }
       items.push_back(std::move(item));
     }
   }
@@ -142,6 +152,35 @@ void StoreOutgoingSource::remove(std::span<const int64_t> seqs) {
 
 bool StoreOutgoingSource::wait_for_change(std::chrono::milliseconds timeout) {
   return store().wait_for_change(seen_version_, timeout);
+}
+
+bool StoreOutgoingSource::expired(const transport::amqp::OutgoingItem& item) {
+  auto it = deadline_of_seq_.find(item.seq);
+  if (it == deadline_of_seq_.end()) return false;
+  const auto now = std::time(nullptr);
+  return now > 0 && static_cast<uint64_t>(now) > it->second;
+}
+
+void StoreOutgoingSource::on_expired(const transport::amqp::OutgoingItem& item) {
+  auto it = queue_of_seq_.find(item.seq);
+  const std::string queue =
+      it != queue_of_seq_.end()
+          ? it->second
+          : outgoing_queue_name(
+                Destination{item.queue, Destination::Transport::Remote, item.destination_machine});
+  security::Envelope e = security::decode(item.body);  // peek decoded it already
+  const auto now = static_cast<uint64_t>(std::max<std::time_t>(0, std::time(nullptr)));
+  const Refusal refusal{"expired", "not delivered within its time to reach queue of " +
+                                       std::to_string(e.time_to_reach_queue) + " s (sent " +
+                                       std::to_string(now > e.sent_time ? now - e.sent_time : 0) +
+                                       " s ago)"};
+  // The same path as a message refused on receive or arrival: log, record, NACK when asked.
+  QueuePolicy policy;
+  policy.store_dir = dir_;
+  policy.rejection_bounds = bounds_;
+  transport::local::LocalQueue record_in(stores_, dir_, queue, 0);
+  reject_message(record_in, "message " + item.message_id_hex + " in outgoing queue '" + queue + "'",
+                 policy, item.body, &e, refusal, MQMSG_CLASS_NACK_REACH_QUEUE_TIMEOUT);
 }
 
 bool StoreOutgoingSource::on_rejected(const transport::amqp::OutgoingItem& item,

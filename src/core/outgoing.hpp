@@ -57,9 +57,13 @@ class StoreOutgoingSource final : public transport::amqp::OutgoingSource {
   std::vector<transport::amqp::OutgoingItem> peek(size_t max) override;
   void remove(std::span<const int64_t> seqs) override;
   bool wait_for_change(std::chrono::milliseconds timeout) override;
-  // The envelope carries no time-to-reach-queue (security::Envelope has no such field), so no
-  // item expires here; see docs/remote.md.
-  bool expired(const transport::amqp::OutgoingItem&) override { return false; }
+  // PROPID_M_TIME_TO_REACH_QUEUE: true when now is past the message's sent time plus its time
+  // to reach queue (the sender's own clock: no skew). Messages without a limit never expire.
+  bool expired(const transport::amqp::OutgoingItem& item) override;
+  // Records the expired message in the rejected-messages record under the outgoing queue's name
+  // (kind "expired") and NACKs it (MQMSG_CLASS_NACK_REACH_QUEUE_TIMEOUT) to its admin queue when
+  // it asked for negative arrival acknowledgements; the forwarder then removes it.
+  void on_expired(const transport::amqp::OutgoingItem& item) override;
   // Records the refusal in the rejected-messages record under the outgoing queue's name (kind
   // "broker-rejected"), logs it, and lets the forwarder remove the message.
   bool on_rejected(const transport::amqp::OutgoingItem& item, const std::string& reason) override;
@@ -74,6 +78,8 @@ class StoreOutgoingSource final : public transport::amqp::OutgoingSource {
   size_t next_queue_ = 0;                        // where the next peek starts (round robin)
   std::map<int64_t, std::string> queue_of_seq_;  // seq -> outgoing queue name, of the last peek
   std::map<std::string, int64_t> queue_ids_;     // outgoing queue name -> id, of the last peek
+  std::map<int64_t, uint64_t> deadline_of_seq_;  // seq -> last second it may be sent in, of the
+                                                 // last peek (only messages with a limit)
 };
 
 }  // namespace mqsec::core

@@ -262,6 +262,51 @@ TEST_F(Arrival, MessageSignedForTheSameQueueOnAnotherMachineIsRejectedAsWrongMac
   EXPECT_EQ(drain("inbox").size(), 1u);
 }
 
+// PROPID_M_TIME_TO_REACH_QUEUE, counted from the signed sent time, with the configured clock
+// skew (300 s by default) allowed on top.
+TEST_F(Arrival, MessageArrivingAfterItsTimeToReachQueueIsRejectedAsExpiredAndNacked) {
+  const auto now = static_cast<uint64_t>(std::time(nullptr));
+  Envelope e = message("too late");
+  e.label = u"late";
+  e.sent_time = now - 1000;
+  e.time_to_reach_queue = 60;
+  sign(e);
+  const size_t before = rejected("inbox").size();
+  EXPECT_EQ(arrive(*cfg_, inbound(e)), amqp::Disposition::reject);
+  EXPECT_EQ(count("inbox"), 0u);
+  auto r = rejected("inbox");
+  ASSERT_EQ(r.size(), before + 1);
+  EXPECT_EQ(r.back().kind, "expired");
+  auto nacks = drain("admin");
+  ASSERT_EQ(nacks.size(), 1u);
+  EXPECT_EQ(nacks[0].msg_class, MQMSG_CLASS_NACK_REACH_QUEUE_TIMEOUT);
+  EXPECT_EQ(nacks[0].correlation_id, e.msg_id);
+  EXPECT_EQ(nacks[0].label, u"late");
+
+  // In time (or late by less than the clock skew), and without a limit: stored, and the limit
+  // is there for the receiver as sent.
+  Envelope in_time = message("in time");
+  in_time.time_to_reach_queue = 60;
+  sign(in_time);
+  Envelope within_skew = message("within skew");
+  within_skew.sent_time = now - 100;
+  within_skew.time_to_reach_queue = 10;
+  sign(within_skew);
+  Envelope no_limit = message("no limit");
+  no_limit.sent_time = now - 100000;
+  sign(no_limit);
+  for (const Envelope* m : {&in_time, &within_skew, &no_limit}) {
+    EXPECT_EQ(arrive(*cfg_, inbound(*m)), amqp::Disposition::accept);
+  }
+  auto got = drain("inbox");
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].time_to_reach_queue, 60u);
+  EXPECT_EQ(got[1].time_to_reach_queue, 10u);
+  EXPECT_EQ(got[2].time_to_reach_queue, security::kNoTimeLimit);
+  EXPECT_EQ(rejected("inbox").size(), before + 1);
+  EXPECT_TRUE(drain("admin").empty());
+}
+
 TEST_F(Arrival, MissingQueueIsRejectedAndNackedAsBadDestinationQueue) {
   Envelope e = message("nowhere", "nope");
   sign(e);

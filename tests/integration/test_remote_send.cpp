@@ -4,6 +4,9 @@
 //   wait in the outgoing queue (mqsec queue list's backlog);
 // - once the broker is up, forward_outgoing moves them to mqsec.in.hostb, in order, with the
 //   mqsec-queue/-source/-destination properties, and empties the outgoing queue;
+// - a message whose PROPID_M_TIME_TO_REACH_QUEUE runs out while it waits is not forwarded: it is
+//   recorded as rejected ("expired") for the outgoing queue and NACKed
+//   (MQMSG_CLASS_NACK_REACH_QUEUE_TIMEOUT) to its local admin queue; the others are forwarded;
 // - without [broker], a send to another machine fails with MQ_ERROR_SERVICE_NOT_AVAILABLE ("no
 //   [broker] is configured") and nothing is queued.
 // Send path: core::Queue::open/send, the path MQSendMessage takes (libmqrt is a thin adapter).
@@ -18,8 +21,10 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "mqsec/error.hpp"
+#include "src/core/admin.hpp"
 #include "src/core/destination.hpp"
 #include "src/core/forwarding.hpp"
 #include "src/core/outgoing.hpp"
@@ -59,9 +64,15 @@ size_t backlog(const fs::path& store) {
   return n;
 }
 
-void send(mqsec::core::Queue& q, const std::string& body) {
+void send(mqsec::core::Queue& q, const std::string& body,
+          uint32_t time_to_reach_queue = mqsec::security::kNoTimeLimit) {
   mqsec::core::Outgoing m;
   m.envelope.delivery = MQMSG_DELIVERY_RECOVERABLE;
+  m.envelope.time_to_reach_queue = time_to_reach_queue;
+  if (time_to_reach_queue != mqsec::security::kNoTimeLimit) {
+    m.envelope.admin_queue = u"DIRECT=OS:.\\private$\\admin";
+    m.envelope.acknowledge = MQMSG_ACKNOWLEDGMENT_NACK_REACH_QUEUE;
+  }
   m.envelope.body.assign(body.begin(), body.end());
   m.envelope.label = u"remote-send";
   q.send(m, false);
@@ -148,6 +159,84 @@ TEST_F(RemoteSend, SendsWaitInTheOutgoingQueueThenForwardInOrder) {
     EXPECT_TRUE(c.accept(m->id));
   }
   c.close();
+}
+
+TEST_F(RemoteSend, AMessageWhoseTimeToReachQueueRunsOutIsNackedNotForwarded) {
+  const fs::path store = root_ / "ttl-store";
+  const fs::path config = root_ / "ttl.toml";
+  write_config(config, store,
+               "[broker]\nurl = \"" + broker_->url() + "\"\nuser = \"" + broker_->user() +
+                   "\"\npassword-source = \"file:" + broker_->password_file().string() +
+                   "\"\nconnect-timeout-ms = 2000\n");
+  ASSERT_EQ(setenv("MQSEC_CONFIG", config.c_str(), 1), 0);
+  mqsec::transport::QueueInfo admin;
+  admin.name = "admin";
+  mqsec::core::create_queue(store, admin);
+  broker_->stop();
+
+  auto d = mqsec::core::destination_of_format("DIRECT=OS:hostb\\private$\\ttl");
+  auto q = mqsec::core::Queue::open(d, {.send = true}, false);
+  send(*q, "no limit");
+  send(*q, "one second", 1);
+  send(*q, "one hour", 3600);
+  mqsec::core::runtime().stop_background_forwarders(3s);
+  // Expired: now > sent time + 1 s (whole seconds), whether or not the broker is up.
+  std::this_thread::sleep_for(2100ms);
+
+  broker_->start_again();
+  auto cfg = mqsec::core::runtime().config();
+  const std::string inbound = mqsec::transport::amqp::inbound_queue_name("hostb");
+  {
+    std::jthread up([&](std::stop_token st) { mqsec::core::forward_outgoing(cfg, st); });
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (backlog(store) != 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  EXPECT_EQ(backlog(store), 0u);
+
+  // The other two were forwarded, in order; the expired one was not.
+  mqsec::transport::amqp::Connection c(mqsec::core::broker_settings(cfg));
+  c.open_receiver(mqsec::transport::amqp::inbound_address("hostb"), 10);
+  std::vector<std::string> forwarded;
+  while (auto m = c.receive(3s)) {
+    const mqsec::security::Envelope e = mqsec::security::decode(m->body);
+    if (m->property("mqsec-queue") && *m->property("mqsec-queue") == "ttl") {
+      forwarded.emplace_back(e.body.begin(), e.body.end());
+      if (forwarded.back() == "one hour") {
+        EXPECT_EQ(e.time_to_reach_queue, 3600u);  // carried to the destination as sent
+      }
+    }
+    EXPECT_TRUE(c.accept(m->id));
+  }
+  c.close();
+  EXPECT_EQ(forwarded, (std::vector<std::string>{"no limit", "one hour"}));
+
+  // Recorded for the outgoing queue as expired ...
+  auto r = mqsec::core::rejections(store, "direct=os:hostb\\private$\\ttl");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].kind, "expired");
+  EXPECT_EQ(mqsec::security::decode(r[0].envelope).time_to_reach_queue, 1u);
+  // ... and NACKed to the local admin queue.
+  mqsec::core::Destination ad;
+  ad.queue = "admin";
+  auto admin_q = mqsec::core::Queue::open(ad, {.receive = true}, false);
+  std::vector<mqsec::security::Envelope> nacks;
+  for (;;) {
+    try {
+      admin_q->receive(mqsec::core::Action::Receive, 0ms, nullptr,
+                       [&](const mqsec::core::Delivered& del) {
+                         nacks.push_back(*del.envelope);
+                         return MQ_OK;
+                       });
+    } catch (const mqsec::Error& e) {
+      if (e.code() == MQ_ERROR_IO_TIMEOUT) break;
+      throw;
+    }
+  }
+  ASSERT_EQ(nacks.size(), 1u);
+  EXPECT_EQ(nacks[0].msg_class, MQMSG_CLASS_NACK_REACH_QUEUE_TIMEOUT);
+  EXPECT_EQ(std::string(nacks[0].body.begin(), nacks[0].body.end()), "one second");
 }
 
 TEST_F(RemoteSend, WithoutBrokerARemoteSendFailsClearly) {
