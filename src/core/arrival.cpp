@@ -140,14 +140,18 @@ amqp::Disposition Arrivals::deliver(const amqp::InboundMessage& m) {
     }
     // The signed destination names the machine too: a message signed for a queue of the same
     // name on another machine (taken off the broker and published into this machine's broker
-    // queue) is not stored here. check_message compared the queue part only.
+    // queue) is not stored here. check_message compared the queue part only. Like that check,
+    // this one is for signed messages: the destination of an unsigned one proves nothing, and a
+    // NACK (unsigned) carries the destination of the message it answers, another machine's.
     const std::string here = cfg_.machine.name.empty() ? local_host() : cfg_.machine.name;
     const std::string signed_for = utf16_to_utf8(e->dest_queue);
-    bool for_here = false;
-    try {
-      for_here = !destination_of_format(signed_for, here).remote();
-    } catch (const Error&) {
-      for_here = false;  // not a format name at all
+    bool for_here = !c.verdict.signed_message;
+    if (!for_here) {
+      try {
+        for_here = !destination_of_format(signed_for, here).remote();
+      } catch (const Error&) {
+        for_here = false;  // not a format name at all
+      }
     }
     if (!for_here) {
       return reject(

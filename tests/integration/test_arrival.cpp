@@ -307,6 +307,26 @@ TEST_F(Arrival, MessageArrivingAfterItsTimeToReachQueueIsRejectedAsExpiredAndNac
   EXPECT_TRUE(drain("admin").empty());
 }
 
+// A NACK is unsigned and carries the destination of the message it answers (another
+// machine's queue): it must still reach this machine's admin queue. (The wrong-machine check
+// first applied to it: hostb's NACKs never reached hosta.)
+TEST_F(Arrival, NackCarryingAnotherMachinesDestinationReachesTheAdminQueue) {
+  const Envelope original = message("the original body");
+  Envelope nack;  // as core::send_nack builds one
+  nack.msg_class = MQMSG_CLASS_NACK_BAD_SIGNATURE;
+  nack.msg_id = message("").msg_id;
+  nack.correlation_id = original.msg_id;
+  nack.label = original.label;
+  nack.body = original.body;
+  nack.dest_queue = u"DIRECT=OS:hostc\\private$\\inbox";
+  nack.source_machine = u"hostc";
+  nack.sent_time = original.sent_time;
+  EXPECT_EQ(arrive(*cfg_, inbound(nack, "private$\\admin")), amqp::Disposition::accept);
+  auto got = drain("admin");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].msg_class, MQMSG_CLASS_NACK_BAD_SIGNATURE);
+}
+
 TEST_F(Arrival, MissingQueueIsRejectedAndNackedAsBadDestinationQueue) {
   Envelope e = message("nowhere", "nope");
   sign(e);
