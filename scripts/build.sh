@@ -3,5 +3,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MQSEC_BUILD_DIR:-$root/build}
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=${MQSEC_BUILD_TYPE:-RelWithDebInfo} "$@" >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=${MQSEC_BUILD_TYPE:-RelWithDebInfo} \
+  -DMQSEC_WERROR=ON "$@" >/dev/null
 cmake --build "$build" -j"$(nproc)"

@@ -22,7 +22,7 @@ supp=$root/tests/sanitizers
 concurrency='test_amqp_transport|CallGate|Concurren|Thread|Fork|Parallel|ManyThreads|TwoProcesses|Processes|Race|Reliability|BatchWriter|HandleTable|ExactlyOnce|OcspAnswersAreCached'
 
 configure_and_build() {  # <dir> <sanitizers>
-  cmake -S "$root" -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQSEC_SANITIZE="$2" \
+  cmake -S "$root" -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQSEC_WERROR=ON -DMQSEC_SANITIZE="$2" \
     -DMQSEC_BENCH=OFF >/dev/null
   cmake --build "$1" -j"$jobs"
 }
