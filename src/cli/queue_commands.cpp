@@ -84,6 +84,40 @@ core::Destination destination_of(const std::string& name, const std::string& wha
   return d;
 }
 
+// Whether a send's queue argument is a path or format name ("hostb\private$\q",
+// "DIRECT=OS:hostb\private$\q") rather than a local queue's bare name (which never has '\').
+bool is_queue_path(const std::string& name) {
+  return name.find('\\') != std::string::npos || name.find('=') != std::string::npos;
+}
+
+// The destination of a send: a local queue's name (which must exist), or a path or format name
+// that may name a queue on another machine (reached through the broker, docs/remote.md).
+core::Destination send_destination(const std::string& name, const std::string& what) {
+  if (!is_queue_path(name)) return destination_of(name, what);
+  core::Destination d;
+  ReasonProbe probe;
+  HRESULT hr = core::hresult_of("MQOpenQueue", [&]() -> HRESULT {
+    d = name.find('=') != std::string::npos ? core::destination_of_format(name)
+                                            : core::destination_of_path(name);
+    if (d.remote()) return MQ_OK;
+    return core::find_queue(core::runtime().config().store_path, d) ? MQ_OK
+                                                                    : MQ_ERROR_QUEUE_NOT_FOUND;
+  });
+  if (hr == MQ_ERROR_QUEUE_NOT_FOUND) {
+    throw Failure(what, "queue '" + name + "' does not exist", hr, default_hint(hr));
+  }
+  check_hr(hr, what, probe);
+  return d;
+}
+
+std::unique_ptr<OpenQueue> open_queue(const core::Destination& d, core::Access access,
+                                      const std::string& what) {
+  std::shared_ptr<core::Queue> q;
+  ReasonProbe probe;
+  check_hr(call("MQOpenQueue", [&] { q = core::Queue::open(d, access, false); }), what, probe);
+  return std::make_unique<OpenQueue>(std::move(q));
+}
+
 std::unique_ptr<OpenQueue> open_queue(const std::string& name, core::Access access,
                                       const std::string& what) {
   core::Destination d = destination_of(name, what);
@@ -381,7 +415,6 @@ int run_send(const SendArgs& a) {
   } else {
     load_config_or_fail();
   }
-  store_queue_name(a.queue);
   const std::string what = "send to queue '" + a.queue + "'";
   std::vector<uint8_t> body;
   if (!a.file.empty()) {
@@ -391,14 +424,19 @@ int run_send(const SendArgs& a) {
   }
   std::string admin;  // its format name
   if (!a.admin_queue.empty()) {
-    store_queue_name(a.admin_queue);
-    admin = core::format_name_of(
-        destination_of(a.admin_queue, "admin queue '" + a.admin_queue + "'").queue);
+    const std::string admin_what = "admin queue '" + a.admin_queue + "'";
+    if (is_queue_path(a.admin_queue)) {
+      admin = core::format_name_of(send_destination(a.admin_queue, admin_what));
+    } else {
+      store_queue_name(a.admin_queue);
+      admin = core::format_name_of(destination_of(a.admin_queue, admin_what).queue);
+    }
   }
 
   core::Access access;
   access.send = true;
-  std::unique_ptr<OpenQueue> q = open_queue(a.queue, access, what);
+  if (!is_queue_path(a.queue)) store_queue_name(a.queue);
+  std::unique_ptr<OpenQueue> q = open_queue(send_destination(a.queue, what), access, what);
 
   // One context for all messages: the token lookup and login happen once, every message is
   // then one signature on the token.
@@ -447,7 +485,7 @@ int run_send(const SendArgs& a) {
     }
   }
   std::cout << "sent " << sent << (sent == 1 ? " message" : " messages") << " to '"
-            << store_queue_name(a.queue) << "'";
+            << (is_queue_path(a.queue) ? a.queue : store_queue_name(a.queue)) << "'";
   if (a.auth) {
     std::cout << ", signed with " << a.hash << (signer.empty() ? "" : " by " + signer)
               << " (one security context)";
@@ -869,7 +907,11 @@ void add_queue_commands(CLI::App& app, Action& action) {
     auto a = std::make_shared<SendArgs>();
     CLI::App* sub = app.add_subcommand(
         "send", "Send messages with MQSendMessage; --auth signs them on the token");
-    sub->add_option("QUEUE", a->queue, "Destination queue name")->required();
+    sub->add_option("QUEUE", a->queue,
+                    "Destination: a local queue's name, or a path or format name "
+                    "(hostb\\private$\\q, DIRECT=OS:hostb\\private$\\q) of a queue on "
+                    "another machine (through the broker)")
+        ->required();
     CLI::Option_group* body = sub->add_option_group("body", "The message body (one of)");
     body->add_option("--body", a->body, "Body text (sent as UTF-8 bytes)");
     body->add_option("--file", a->file, "Body from a file (any bytes)")->type_name("FILE");
@@ -894,7 +936,9 @@ void add_queue_commands(CLI::App& app, Action& action) {
         ->check(CLI::IsMember({"sha256", "sha384", "sha512"}))
         ->capture_default_str();
     CLI::Option* admin =
-        sub->add_option("--admin-queue", a->admin_queue, "Admin queue for acknowledgments");
+        sub->add_option("--admin-queue", a->admin_queue,
+                        "Admin queue for acknowledgments: a local name, or a path or format "
+                        "name (may be on another machine)");
     sub->add_flag("--nack", a->nack,
                   "Ask for a NACK on the admin queue when the message is rejected "
                   "(MQMSG_ACKNOWLEDGMENT_NEG_ARRIVAL)")
