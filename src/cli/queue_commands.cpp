@@ -67,39 +67,28 @@ class OpenQueue {
   std::shared_ptr<core::Queue> q_;
 };
 
-// The destination of a local private queue; fails with MQ_ERROR_QUEUE_NOT_FOUND when there
-// is no such queue.
-core::Destination destination_of(const std::string& name, const std::string& what) {
-  core::Destination d;
-  ReasonProbe probe;
-  HRESULT hr = core::hresult_of("MQPathNameToFormatName", [&]() -> HRESULT {
-    d = core::destination_of_path(".\\private$\\" + name);
-    return core::find_queue(core::runtime().config().store_path, d) ? MQ_OK
-                                                                    : MQ_ERROR_QUEUE_NOT_FOUND;
-  });
-  if (hr == MQ_ERROR_QUEUE_NOT_FOUND) {
-    throw Failure(what, "queue '" + name + "' does not exist", hr, default_hint(hr));
-  }
-  check_hr(hr, what, probe);
-  return d;
-}
-
-// Whether a send's queue argument is a path or format name ("hostb\private$\q",
+// Whether a queue argument is a path or format name ("hostb\private$\q",
 // "DIRECT=OS:hostb\private$\q") rather than a local queue's bare name (which never has '\').
 bool is_queue_path(const std::string& name) {
   return name.find('\\') != std::string::npos || name.find('=') != std::string::npos;
 }
 
-// The destination of a send: a local queue's name (which must exist), or a path or format name
-// that may name a queue on another machine (reached through the broker, docs/remote.md).
-core::Destination send_destination(const std::string& name, const std::string& what) {
-  if (!is_queue_path(name)) return destination_of(name, what);
+// The destination `name` gives: a local queue's bare name, or (paths_too) a path or format name
+// that may name a queue on another machine (reached through the broker, docs/remote.md). A local
+// queue must exist, else MQ_ERROR_QUEUE_NOT_FOUND; `function` names the MSMQ call in errors.
+core::Destination resolve_destination(const std::string& name, const std::string& what,
+                                      bool paths_too, const char* function) {
+  const bool path = paths_too && is_queue_path(name);
   core::Destination d;
   ReasonProbe probe;
-  HRESULT hr = core::hresult_of("MQOpenQueue", [&]() -> HRESULT {
-    d = name.find('=') != std::string::npos ? core::destination_of_format(name)
-                                            : core::destination_of_path(name);
-    if (d.remote()) return MQ_OK;
+  HRESULT hr = core::hresult_of(function, [&]() -> HRESULT {
+    if (!path) {
+      d = core::destination_of_path(".\\private$\\" + name);
+    } else {
+      d = name.find('=') != std::string::npos ? core::destination_of_format(name)
+                                              : core::destination_of_path(name);
+      if (d.remote()) return MQ_OK;
+    }
     return core::find_queue(core::runtime().config().store_path, d) ? MQ_OK
                                                                     : MQ_ERROR_QUEUE_NOT_FOUND;
   });
@@ -108,6 +97,16 @@ core::Destination send_destination(const std::string& name, const std::string& w
   }
   check_hr(hr, what, probe);
   return d;
+}
+
+// The destination of a local private queue (it must exist).
+core::Destination destination_of(const std::string& name, const std::string& what) {
+  return resolve_destination(name, what, false, "MQPathNameToFormatName");
+}
+
+// The destination of a send: a local queue's name, or a path or format name of any machine.
+core::Destination send_destination(const std::string& name, const std::string& what) {
+  return resolve_destination(name, what, true, "MQOpenQueue");
 }
 
 std::unique_ptr<OpenQueue> open_queue(const core::Destination& d, core::Access access,
