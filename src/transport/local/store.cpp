@@ -782,6 +782,12 @@ std::vector<QueueInfo> Store::list_queues() {
   return out;
 }
 
+int Store::step_changes(sqlite3_stmt* st, const char* what) {
+  const int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE) fail(rc, what);
+  return sqlite3_changes(db_);
+}
+
 int64_t Store::append_locked(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
                              int64_t now) {
   sqlite3_stmt* st = st_->insert_message;
@@ -790,61 +796,68 @@ int64_t Store::append_locked(int64_t queue_id, int priority, std::span<const uin
   bind_int(st, 2, priority, "append message");
   bind_int(st, 3, now, "append message");
   bind_blob(st, 4, envelope, "append message");
-  const int rc = sqlite3_step(st);
-  if (rc != SQLITE_DONE) fail(rc, "append message");
-  if (sqlite3_changes(db_) == 0) {
+  if (step_changes(st, "append message") == 0) {
     throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue id " + std::to_string(queue_id) + " not found");
   }
   return sqlite3_last_insert_rowid(db_);
 }
 
-int64_t Store::append(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
-                      bool durable) {
+template <class In, class Each, class After>
+auto Store::write_batch(std::span<const In> batch, bool durable, Each each, After after) {
+  std::vector<decltype(each(batch.front(), int64_t{}))> out;
+  if (batch.empty()) return out;
+  out.reserve(batch.size());
   const int64_t now = now_seconds();
   std::lock_guard lock(mu_);
   Tx tx(*this, durable);
-  const int64_t seq = append_locked(queue_id, priority, envelope, now);
+  for (const In& a : batch) out.push_back(each(a, now));
+  after(now);
   tx.commit();
-  return seq;
+  return out;
+}
+
+int64_t Store::append(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
+                      bool durable) {
+  return write_batch(
+             std::span<const int64_t>(&queue_id, 1), durable,
+             [&](int64_t q, int64_t now) { return append_locked(q, priority, envelope, now); },
+             [](int64_t) {})
+      .front();
 }
 
 std::vector<int64_t> Store::append_batch(std::span<const Append> batch, bool durable) {
-  std::vector<int64_t> seqs;
-  if (batch.empty()) return seqs;
-  seqs.reserve(batch.size());
-  const int64_t now = now_seconds();
-  std::lock_guard lock(mu_);
-  Tx tx(*this, durable);
-  for (const Append& a : batch)
-    seqs.push_back(append_locked(a.queue_id, a.priority, a.envelope, now));
-  tx.commit();
-  return seqs;
+  return write_batch(
+      batch, durable,
+      [&](const Append& a, int64_t now) {
+        return append_locked(a.queue_id, a.priority, a.envelope, now);
+      },
+      [](int64_t) {});
+}
+
+bool Store::record_id_locked(sqlite3_stmt* st, int64_t queue_id, std::span<const uint8_t> msg_id,
+                             int64_t sent_time, const char* what) {
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, what);
+  bind_blob(st, 2, msg_id, what);
+  bind_int(st, 3, sent_time, what);
+  return step_changes(st, what) != 0;
+}
+
+void Store::prune_ids_locked(sqlite3_stmt* st, int64_t window_seconds, int64_t now, int64_t& last,
+                             const char* what) {
+  if (window_seconds <= 0 || now - last < 60) return;
+  StmtScope scope(st);
+  bind_int(st, 1, now - window_seconds, what);
+  step_changes(st, what);
+  last = now;
 }
 
 Arrival Store::append_unique_locked(const UniqueAppend& a, int64_t now) {
-  {
-    sqlite3_stmt* st = st_->insert_arrived;
-    StmtScope scope(st);
-    bind_int(st, 1, a.queue_id, "record arrived message id");
-    bind_blob(st, 2, a.msg_id, "record arrived message id");
-    bind_int(st, 3, a.sent_time, "record arrived message id");
-    const int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) fail(rc, "record arrived message id");
-    if (sqlite3_changes(db_) == 0) return {ArrivalResult::Duplicate, 0};
+  if (!record_id_locked(st_->insert_arrived, a.queue_id, a.msg_id, a.sent_time,
+                        "record arrived message id")) {
+    return {ArrivalResult::Duplicate, 0};
   }
   return {ArrivalResult::Appended, append_locked(a.queue_id, a.priority, a.envelope, now)};
-}
-
-// Forgets arrived ids older than the window, at most once a minute per connection (like
-// remove_delivered).
-void Store::prune_arrived_locked(int64_t window_seconds, int64_t now) {
-  if (window_seconds <= 0 || now - last_arrived_prune_ < 60) return;
-  sqlite3_stmt* st = st_->prune_arrived;
-  StmtScope scope(st);
-  bind_int(st, 1, now - window_seconds, "prune arrived message ids");
-  const int rc = sqlite3_step(st);
-  if (rc != SQLITE_DONE) fail(rc, "prune arrived message ids");
-  last_arrived_prune_ = now;
 }
 
 Arrival Store::append_unique(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
@@ -856,16 +869,13 @@ Arrival Store::append_unique(int64_t queue_id, int priority, std::span<const uin
 
 std::vector<Arrival> Store::append_unique_batch(std::span<const UniqueAppend> batch,
                                                 int64_t window_seconds, bool durable) {
-  std::vector<Arrival> out;
-  if (batch.empty()) return out;
-  out.reserve(batch.size());
-  const int64_t now = now_seconds();
-  std::lock_guard lock(mu_);
-  Tx tx(*this, durable);
-  for (const UniqueAppend& a : batch) out.push_back(append_unique_locked(a, now));
-  prune_arrived_locked(window_seconds, now);
-  tx.commit();
-  return out;
+  return write_batch(
+      batch, durable,
+      [&](const UniqueAppend& a, int64_t now) { return append_unique_locked(a, now); },
+      [&](int64_t now) {
+        prune_ids_locked(st_->prune_arrived, window_seconds, now, last_arrived_prune_,
+                         "prune arrived message ids");
+      });
 }
 
 std::optional<StoredMessage> Store::first(int64_t queue_id) {
@@ -895,20 +905,19 @@ std::optional<StoredMessage> Store::get(int64_t queue_id, int64_t seq) {
   return read_message(st, "read message");
 }
 
+bool Store::remove_locked(int64_t queue_id, int64_t seq, const char* what) {
+  sqlite3_stmt* st = st_->remove;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, what);
+  bind_int(st, 2, seq, what);
+  return step_changes(st, what) != 0;
+}
+
 bool Store::remove(int64_t queue_id, int64_t seq) {
   std::lock_guard lock(mu_);
   Tx tx(*this, false);
-  int changes = 0;
-  {
-    sqlite3_stmt* st = st_->remove;
-    StmtScope scope(st);
-    bind_int(st, 1, queue_id, "remove message");
-    bind_int(st, 2, seq, "remove message");
-    const int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) fail(rc, "remove message");
-    changes = sqlite3_changes(db_);
-  }
-  if (changes == 0) return false;  // someone else got it first; the Tx rolls back (no-op)
+  // false: someone else got it first; the Tx rolls back (no-op)
+  if (!remove_locked(queue_id, seq, "remove message")) return false;
   tx.commit();
   return true;
 }
@@ -934,17 +943,9 @@ std::optional<StoredMessage> Store::take_first(int64_t queue_id) {
     m = read_message(st, "take message");
   }
   if (!m) return std::nullopt;  // another receiver emptied the queue in between
-  {
-    sqlite3_stmt* st = st_->remove;
-    StmtScope scope(st);
-    bind_int(st, 1, queue_id, "take message");
-    bind_int(st, 2, m->seq, "take message");
-    const int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) fail(rc, "take message");
-    if (sqlite3_changes(db_) != 1) {
-      // Impossible while we hold the writer lock; refuse rather than hand out a duplicate.
-      throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "take message failed: message vanished");
-    }
+  if (!remove_locked(queue_id, m->seq, "take message")) {
+    // Impossible while we hold the writer lock; refuse rather than hand out a duplicate.
+    throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "take message failed: message vanished");
   }
   tx.commit();
   return m;
@@ -955,36 +956,13 @@ Removal Store::remove_delivered(int64_t queue_id, int64_t seq, std::span<const u
   const int64_t now = now_seconds();
   std::lock_guard lock(mu_);
   Tx tx(*this, false);
-  {
-    sqlite3_stmt* st = st_->remove;
-    StmtScope scope(st);
-    bind_int(st, 1, queue_id, "remove message");
-    bind_int(st, 2, seq, "remove message");
-    const int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) fail(rc, "remove message");
-    if (sqlite3_changes(db_) == 0) return Removal::Gone;  // the Tx rolls back (no-op)
-  }
-  bool replay = false;
-  {
-    sqlite3_stmt* st = st_->insert_delivered;
-    StmtScope scope(st);
-    bind_int(st, 1, queue_id, "record delivered message id");
-    bind_blob(st, 2, msg_id, "record delivered message id");
-    bind_int(st, 3, sent_time, "record delivered message id");
-    const int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) fail(rc, "record delivered message id");
-    replay = sqlite3_changes(db_) == 0;
-  }
+  if (!remove_locked(queue_id, seq, "remove message")) return Removal::Gone;  // Tx rolls back
+  const bool replay = !record_id_locked(st_->insert_delivered, queue_id, msg_id, sent_time,
+                                        "record delivered message id");
   // Forget ids whose messages are older than the window (a signed message that old is
-  // rejected as "too-old" anyway), at most once a minute per connection.
-  if (window_seconds > 0 && now - last_prune_ >= 60) {
-    sqlite3_stmt* st = st_->prune_delivered;
-    StmtScope scope(st);
-    bind_int(st, 1, now - window_seconds, "prune delivered message ids");
-    const int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) fail(rc, "prune delivered message ids");
-    last_prune_ = now;
-  }
+  // rejected as "too-old" anyway).
+  prune_ids_locked(st_->prune_delivered, window_seconds, now, last_prune_,
+                   "prune delivered message ids");
   tx.commit();
   return replay ? Removal::Replay : Removal::Removed;
 }

@@ -145,7 +145,21 @@ class Store {
   void read_signers(QueueInfo& q);
   void migrate_locked(int64_t from_version);
   Arrival append_unique_locked(const UniqueAppend& a, int64_t now);
-  void prune_arrived_locked(int64_t window_seconds, int64_t now);
+  // Steps a write statement to its end; returns how many rows it changed.
+  int step_changes(sqlite3_stmt* st, const char* what);
+  bool remove_locked(int64_t queue_id, int64_t seq, const char* what);
+  // Records (queue_id, msg_id, sent_time) with `st` (insert_delivered or insert_arrived); false
+  // when the statement recorded nothing (the id is known).
+  bool record_id_locked(sqlite3_stmt* st, int64_t queue_id, std::span<const uint8_t> msg_id,
+                        int64_t sent_time, const char* what);
+  // Forgets ids older than the window with `st` (prune_delivered or prune_arrived), at most once
+  // a minute per connection (`last` is when it last did).
+  void prune_ids_locked(sqlite3_stmt* st, int64_t window_seconds, int64_t now, int64_t& last,
+                        const char* what);
+  // Runs each(item, now) for every item of `batch` in one write transaction, then after(now);
+  // their results in order.
+  template <class In, class Each, class After>
+  auto write_batch(std::span<const In> batch, bool durable, Each each, After after);
 
   std::mutex mu_;
   sqlite3* db_ = nullptr;
