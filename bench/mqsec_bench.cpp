@@ -390,19 +390,25 @@ Op libp11_sign_op(const Key& k) {
 // ---------------------------------------------------------------------------------------------
 // Queues: each case gets its own queue, deleted afterwards so the store does not grow.
 
+// MQCreateQueue of .\private$\<name>; its format name in `format`.
+HRESULT create_private_queue(const std::string& name, std::wstring& format) {
+  std::wstring path = L".\\private$\\" + std::wstring(name.begin(), name.end());
+  QUEUEPROPID id[1] = {PROPID_Q_PATHNAME};
+  MQPROPVARIANT v[1];
+  v[0].vt = VT_LPWSTR;
+  v[0].pwszVal = path.data();
+  MQQUEUEPROPS qp = {1, id, v, nullptr};
+  WCHAR fmt[256];
+  DWORD len = 256;
+  const HRESULT hr = MQCreateQueue(nullptr, &qp, fmt, &len);
+  if (SUCCEEDED(hr)) format = fmt;
+  return hr;
+}
+
 class TempQueue {
  public:
   explicit TempQueue(const std::string& name) : name_(name) {
-    std::wstring path = L".\\private$\\" + std::wstring(name.begin(), name.end());
-    QUEUEPROPID id[1] = {PROPID_Q_PATHNAME};
-    MQPROPVARIANT v[1];
-    v[0].vt = VT_LPWSTR;
-    v[0].pwszVal = path.data();
-    MQQUEUEPROPS qp = {1, id, v, nullptr};
-    WCHAR fmt[256];
-    DWORD len = 256;
-    check_hr(MQCreateQueue(nullptr, &qp, fmt, &len), "MQCreateQueue");
-    format_ = fmt;
+    check_hr(create_private_queue(name, format_), "MQCreateQueue");
   }
   ~TempQueue() {
     for (QUEUEHANDLE h : handles_) MQCloseQueue(h);
@@ -745,15 +751,8 @@ std::unique_ptr<Remote> setup_remote(const Sandbox& sb, std::unique_ptr<Broker> 
   // B's queue .\private$\bench, made in this process under B's configuration.
   use_config(rm->b.config);
   {
-    std::wstring path = L".\\private$\\bench";
-    QUEUEPROPID id[1] = {PROPID_Q_PATHNAME};
-    MQPROPVARIANT v[1];
-    v[0].vt = VT_LPWSTR;
-    v[0].pwszVal = path.data();
-    MQQUEUEPROPS qp = {1, id, v, nullptr};
-    WCHAR fmt[256];
-    DWORD len = 256;
-    HRESULT hr = MQCreateQueue(nullptr, &qp, fmt, &len);
+    std::wstring format;
+    const HRESULT hr = create_private_queue("bench", format);
     use_config(sb.config);
     if (hr != MQ_ERROR_QUEUE_EXISTS) check_hr(hr, "MQCreateQueue on hostb");
   }
@@ -814,7 +813,7 @@ void wait_forwarded(const Remote& rm, std::chrono::seconds limit) {
 Timing remote_signed_send(Remote& rm, const Sandbox& sb, const Key& k, uint64_t n) {
   stop_agent(rm.agent_b);
   const std::string queue = transport::amqp::inbound_queue_name(kRemoteMachine);
-  if (uint64_t left = rm.broker->depth(queue).value_or(0); left > 0)
+  if (uint64_t left = rm.broker->queue_depth(queue).value_or(0); left > 0)
     drain(rm, kRemoteMachine, left);
   Timing t;
   {
@@ -827,7 +826,7 @@ Timing remote_signed_send(Remote& rm, const Sandbox& sb, const Key& k, uint64_t 
     t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     t.ops = n;
   }
-  uint64_t on_broker = rm.broker->depth(queue).value_or(0);
+  uint64_t on_broker = rm.broker->queue_depth(queue).value_or(0);
   uint64_t taken = drain(rm, kRemoteMachine, on_broker);
   if (on_broker < kWarmup + n || taken < kWarmup + n)
     fail("remote_signed_send: the broker held " + std::to_string(on_broker) + " and gave " +
@@ -1223,7 +1222,7 @@ int run(const Options& o) {
     std::fprintf(stderr, "  starting a RabbitMQ node for the remote cases...\n");
     auto t0 = std::chrono::steady_clock::now();
     try {
-      remote = setup_remote(sb, Broker::start());
+      remote = setup_remote(sb, Broker::start(kBrokerDirPrefix));
     } catch (const std::exception& e) {
       if (o.remote == Options::Remote::On) throw;
       remote_skip = std::string("no broker: ") + e.what();

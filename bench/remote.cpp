@@ -1,4 +1,4 @@
-// Broker node and child processes of mqsec-bench's remote cases (see remote.hpp).
+// Child processes of mqsec-bench's remote cases (see remote.hpp).
 #include "bench/remote.hpp"
 
 #include <fcntl.h>
@@ -26,10 +26,6 @@ using Clock = std::chrono::steady_clock;
 namespace mqsec::bench {
 namespace {
 
-// Longer than broker.sh's own limits (120 s to ready, 60 s per CLI call), so that its own
-// message, with the node's log, is what the bench reports.
-constexpr std::chrono::seconds kStartLimit{300};
-constexpr std::chrono::seconds kCommandLimit{150};
 constexpr const char* kRabbitmqServer = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
 [[noreturn]] void throw_errno(const std::string& what) {
@@ -86,116 +82,7 @@ pid_t spawn(ExecArgs& x, int in, int out, int err, bool group, bool die_with_par
   return pid;
 }
 
-struct Result {
-  int exit_code = -1;  // -1: killed or timed out
-  bool timed_out = false;
-  std::string output;  // stdout and stderr (never the password: broker.sh does not print it)
-};
-
-int reap(pid_t pid, Clock::time_point deadline, bool& timed_out) {
-  for (;;) {
-    int st = 0;
-    const pid_t r = ::waitpid(pid, &st, WNOHANG);
-    if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (r < 0 && errno != EINTR) return -1;
-    if (Clock::now() >= deadline) {
-      timed_out = true;
-      ::kill(-pid, SIGKILL);
-      ::kill(pid, SIGKILL);
-      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-      }
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
-Result run_script(const std::vector<std::string>& args, std::chrono::seconds limit) {
-  const auto deadline = Clock::now() + limit;
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe2");
-  std::vector<std::string> argv{"/bin/bash", broker_script().string()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  ExecArgs x(argv, {});
-  pid_t pid = -1;
-  try {
-    pid = spawn(x, -1, fds[1], fds[1], true, false);
-  } catch (...) {
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw;
-  }
-  ::close(fds[1]);
-  Result r;
-  char buf[4096];
-  for (;;) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
-      r.timed_out = true;
-      break;
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) continue;
-    const ssize_t got = ::read(fds[0], buf, sizeof buf);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) break;
-    r.output.append(buf, static_cast<size_t>(got));
-  }
-  ::close(fds[0]);
-  r.exit_code = reap(pid, r.timed_out ? Clock::now() : deadline, r.timed_out);
-  return r;
-}
-
-std::string describe(const std::vector<std::string>& args, const Result& r) {
-  std::ostringstream s;
-  s << "scripts/broker.sh";
-  for (const auto& a : args) s << ' ' << a;
-  s << (r.timed_out ? ": timed out" : ": exit " + std::to_string(r.exit_code)) << "\n" << r.output;
-  return s.str();
-}
-
-// A detached `broker.sh watch <dir>` (setsid -f: no child of the bench, so a kill of the
-// bench's process group does not reach it) reading the pipe whose write end this returns.
-int spawn_watchdog(const fs::path& dir) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe2");
-  ExecArgs x(
-      {"/usr/bin/setsid", "-f", "/bin/bash", broker_script().string(), "watch", dir.string()}, {});
-  pid_t pid = -1;
-  try {
-    pid = spawn(x, fds[0], -1, -1, true, false);
-  } catch (...) {
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw;
-  }
-  ::close(fds[0]);
-  bool timed_out = false;
-  if (reap(pid, Clock::now() + std::chrono::seconds(30), timed_out) != 0) {
-    ::close(fds[1]);
-    throw std::runtime_error("cannot start the broker watchdog (setsid -f)");
-  }
-  return fds[1];
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 }  // namespace
-
-fs::path broker_script() {
-  if (const char* e = std::getenv("MQSEC_BROKER_SCRIPT"); e != nullptr && *e != '\0') return e;
-#ifdef MQSEC_BROKER_SCRIPT
-  return MQSEC_BROKER_SCRIPT;
-#else
-  return {};
-#endif
-}
 
 fs::path mqsec_cli() {
   if (const char* e = std::getenv("MQSEC_BENCH_CLI"); e != nullptr && *e != '\0') return e;
@@ -209,74 +96,13 @@ fs::path mqsec_cli() {
 }
 
 std::string remote_unavailable() {
-  const fs::path script = broker_script();
+  const fs::path script = Broker::script();
   if (script.empty() || !fs::exists(script)) return "no scripts/broker.sh (MQSEC_BROKER_SCRIPT)";
   if (::access(kRabbitmqServer, X_OK) != 0) return "rabbitmq-server is not installed";
   const fs::path cli = mqsec_cli();
   if (cli.empty() || ::access(cli.c_str(), X_OK) != 0)
     return "the mqsec command was not found (MQSEC_BENCH_CLI)";
   return {};
-}
-
-std::unique_ptr<Broker> Broker::start() {
-  std::string pattern = (fs::temp_directory_path() / "mqsec-bench-broker-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) throw_errno("mkdtemp");
-  const fs::path dir = pattern;
-  int watchdog_fd = -1;
-  try {
-    // The watchdog first: a bench dying during the start is covered too (broker.sh serialises
-    // start, stop and watch on a lock in <dir>).
-    watchdog_fd = spawn_watchdog(dir);
-    const std::vector<std::string> args{"start", dir.string()};
-    Result r = run_script(args, kStartLimit);
-    if (r.exit_code != 0 || r.timed_out) throw std::runtime_error(describe(args, r));
-  } catch (...) {
-    run_script({"stop", dir.string()}, kCommandLimit);
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-    if (watchdog_fd >= 0) ::close(watchdog_fd);
-    throw;
-  }
-  std::unique_ptr<Broker> b(new Broker(dir, watchdog_fd));
-  std::ifstream in(dir / "broker.env");
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto eq = line.find('=');
-    if (eq == std::string::npos) continue;
-    const std::string key = line.substr(0, eq), value = line.substr(eq + 1);
-    if (key == "URL") b->url_ = value;
-    if (key == "USER") b->user_ = value;
-    if (key == "PASSWORD_FILE") b->password_file_ = value;
-  }
-  if (b->url_.empty() || b->user_.empty() || b->password_file_.empty())
-    throw std::runtime_error("incomplete " + (dir / "broker.env").string());
-  return b;
-}
-
-Broker::~Broker() {
-  try {
-    run_script({"stop", dir_.string()}, kCommandLimit);
-  } catch (...) {  // NOLINT(bugprone-empty-catch): the watchdog stops it then
-  }
-  std::error_code ec;
-  fs::remove_all(dir_, ec);
-  if (watchdog_fd_ >= 0) ::close(watchdog_fd_);  // the watchdog wakes, finds nothing, exits
-}
-
-std::string Broker::password() const {
-  std::ifstream in(password_file_, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + password_file_.string());
-  std::ostringstream s;
-  s << in.rdbuf();
-  return trim(s.str());
-}
-
-std::optional<uint64_t> Broker::depth(const std::string& queue) const {
-  const std::vector<std::string> args{"depth", dir_.string(), queue};
-  Result r = run_script(args, kCommandLimit);
-  if (r.exit_code == 4) return std::nullopt;
-  if (r.exit_code != 0 || r.timed_out) throw std::runtime_error(describe(args, r));
-  return std::stoull(trim(r.output));
 }
 
 Child::Child(std::vector<std::string> argv, const std::map<std::string, std::string>& env,

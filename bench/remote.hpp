@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "support/broker_node.hpp"
+
 namespace mqsec::bench {
 
-// scripts/broker.sh: $MQSEC_BROKER_SCRIPT, else the path compiled in (MQSEC_BROKER_SCRIPT).
-std::filesystem::path broker_script();
 // The mqsec command (for `mqsec agent`): $MQSEC_BENCH_CLI, else the path compiled in
 // (MQSEC_BENCH_CLI), else `mqsec` next to this program.
 std::filesystem::path mqsec_cli();
@@ -26,32 +26,13 @@ std::filesystem::path mqsec_cli();
 // there), else why not.
 std::string remote_unavailable();
 
-// A private node in a fresh /tmp/mqsec-bench-broker-XXXXXX (broker.sh start). The destructor
-// stops it and removes the directory; if the bench dies without running it, the detached
-// `broker.sh watch` sees EOF on its pipe and does the same.
-class Broker {
- public:
-  static std::unique_ptr<Broker> start();  // throws std::runtime_error with the script's output
-  ~Broker();
-  Broker(const Broker&) = delete;
-  Broker& operator=(const Broker&) = delete;
-
-  const std::string& url() const { return url_; }
-  const std::string& user() const { return user_; }
-  const std::filesystem::path& password_file() const { return password_file_; }
-  std::string password() const;
-  const std::filesystem::path& dir() const { return dir_; }
-  // Messages ready in a broker queue (rabbitmqctl: takes 1-3 s), nullopt if no such queue.
-  std::optional<uint64_t> depth(const std::string& queue) const;
-
- private:
-  Broker(std::filesystem::path dir, int watchdog_fd)
-      : dir_(std::move(dir)), watchdog_fd_(watchdog_fd) {}
-  std::filesystem::path dir_;
-  int watchdog_fd_ = -1;
-  std::string url_, user_;
-  std::filesystem::path password_file_;
-};
+// The private broker node (support/broker_node.hpp, shared with the tests): started in a fresh
+// $TMPDIR/mqsec-bench-broker-XXXXXX (Broker::start(kBrokerDirPrefix)). Its destructor stops it and
+// removes the directory; if the bench dies without running it, the detached `broker.sh watch`
+// sees EOF on its pipe and does the same. Broker::script(): $MQSEC_BROKER_SCRIPT, else the path
+// compiled in.
+using Broker = support::BrokerNode;
+constexpr const char* kBrokerDirPrefix = "mqsec-bench-broker";
 
 // A child process: argv[0] an absolute path, the bench's environment with `env` replacing
 // variables of the same name; stderr to `log`, stdout to a pipe the bench reads lines from

@@ -1,6 +1,6 @@
-// A private RabbitMQ node per test (see broker_node.hpp): scripts/broker.sh does the work; this
-// runs it with bounded waits and keeps a watchdog that stops the node if the test process dies.
-#include "tests/support/broker_node.hpp"
+// A private RabbitMQ node per process (see broker_node.hpp): scripts/broker.sh does the work; this
+// runs it with bounded waits and keeps a watchdog that stops the node if the process dies.
+#include "support/broker_node.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -26,7 +26,7 @@
 
 extern char** environ;
 
-namespace mqsec::test {
+namespace mqsec::support {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -233,8 +233,8 @@ fs::path BrokerNode::script() {
   return MQSEC_BROKER_SCRIPT;
 }
 
-std::unique_ptr<BrokerNode> BrokerNode::start() {
-  std::string pattern = (fs::temp_directory_path() / "mqsec-broker-XXXXXX").string();
+std::unique_ptr<BrokerNode> BrokerNode::start(const std::string& dir_prefix) {
+  std::string pattern = (fs::temp_directory_path() / (dir_prefix + "-XXXXXX")).string();
   if (mkdtemp(pattern.data()) == nullptr) throw_errno("mkdtemp");
   const fs::path dir = pattern;
   int watchdog_fd = -1;
@@ -340,4 +340,4 @@ std::optional<uint64_t> BrokerNode::queue_depth(const std::string& queue) const 
   throw std::runtime_error(describe(args, r) + "\n(not a number)");
 }
 
-}  // namespace mqsec::test
+}  // namespace mqsec::support
