@@ -322,27 +322,19 @@ class Connection::Impl : public proton::messaging_handler {
     } catch (...) {
     }
     thread_.join();
-    std::lock_guard lock(m_);
-    stopped_ = true;
-    cv_.notify_all();
+    set_and_notify(stopped_);
   }
 
   void abort() { fail_from_user(MQ_ERROR_OPERATION_CANCELLED, "the operation was cancelled"); }
 
   // --- Proton events (the container's thread) ------------------------------------------------
 
-  void on_container_start(proton::container&) override {
-    std::lock_guard lock(m_);
-    started_ = true;
-    cv_.notify_all();
-  }
+  void on_container_start(proton::container&) override { set_and_notify(started_); }
 
   void on_connection_open(proton::connection& c) override {
     conn_ = c;
     conn_valid_ = true;
-    std::lock_guard lock(m_);
-    open_ = true;
-    cv_.notify_all();
+    set_and_notify(open_);
   }
 
   void on_transport_error(proton::transport& t) override {
@@ -360,9 +352,7 @@ class Connection::Impl : public proton::messaging_handler {
          "the connection to broker " + url_.to_string() + " was closed");
     conn_valid_ = false;
     receiver_active_ = false;
-    std::lock_guard lock(m_);
-    closed_ = true;
-    cv_.notify_all();
+    set_and_notify(closed_);
   }
 
   void on_connection_error(proton::connection& c) override {
@@ -644,9 +634,7 @@ class Connection::Impl : public proton::messaging_handler {
     } else if (conn_valid_ && conn_.active()) {
       conn_.close();
     } else if (!conn_valid_) {
-      std::lock_guard lock(m_);
-      closed_ = true;
-      cv_.notify_all();
+      set_and_notify(closed_);
     }
   }
 
@@ -686,6 +674,13 @@ class Connection::Impl : public proton::messaging_handler {
       closing_ = true;
       if (conn_valid_ && conn_.active()) conn_.close();
     });
+  }
+
+  // Sets one of the flags below under m_ and wakes the waiters.
+  void set_and_notify(bool& flag) {
+    std::lock_guard lock(m_);
+    flag = true;
+    cv_.notify_all();
   }
 
   BrokerSettings settings_;

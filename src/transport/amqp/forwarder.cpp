@@ -1,28 +1,16 @@
 #include "transport/amqp/forwarder.hpp"
 
 #include "transport/amqp/address.hpp"
+#include "transport/amqp/worker.hpp"
 
 #include <mqsec/error.hpp>
 
 #include <algorithm>
-#include <condition_variable>
 #include <unordered_set>
 
 namespace mqsec::transport::amqp {
 
 OutgoingSource::~OutgoingSource() = default;
-
-namespace {
-
-// Sleeps for `d` or until a stop is requested.
-void pause(std::chrono::milliseconds d, std::stop_token stop) {
-  std::mutex m;
-  std::condition_variable_any cv;
-  std::unique_lock lock(m);
-  cv.wait_for(lock, stop, d, [] { return false; });
-}
-
-}  // namespace
 
 Forwarder::Forwarder(BrokerSettings settings, OutgoingSource& source, ForwarderOptions options)
     : settings_(std::move(settings)), source_(source), options_(std::move(options)) {
@@ -33,16 +21,8 @@ Forwarder::Forwarder(BrokerSettings settings, OutgoingSource& source, ForwarderO
 
 Forwarder::~Forwarder() = default;
 
-void Forwarder::log(const std::string& line) const {
-  if (options_.log) options_.log(line);
-}
-
 void Forwarder::note_failure(HRESULT code, const std::string& text) {
-  std::lock_guard lock(status_mutex_);
-  status_.failures++;
-  status_.last_error = code;
-  status_.last_error_text = text;
-  status_.connected = connection_ && connection_->ok();
+  detail::note_failure(status_mutex_, status_, code, text, connection_ && connection_->ok());
 }
 
 ForwarderStatus Forwarder::status() const {
@@ -114,9 +94,7 @@ size_t Forwarder::run_once() {
       note_failure(e.code(), e.what());
       throw;
     }
-    std::lock_guard lock(status_mutex_);
-    status_.connected = true;
-    status_.connects++;
+    detail::note_connected(status_mutex_, status_, true);
   }
 
   SendReport report;
@@ -189,23 +167,15 @@ void Forwarder::run(std::stop_token stop) {
     std::lock_guard lock(connection_mutex_);
     if (connection_) connection_->abort();
   });
-  auto backoff = options_.backoff_min;
-  while (!stop.stop_requested()) {
-    try {
-      const size_t n = run_once();
-      backoff = options_.backoff_min;
-      if (n == 0 && !stop.stop_requested())
-        source_.wait_for_change(std::min(options_.idle_wait, std::chrono::milliseconds(250)));
-    } catch (const std::exception& e) {
-      log(std::string("forwarder: ") + e.what() + "; retrying in " +
-          std::to_string(backoff.count()) + " ms");
-      pause(backoff, stop);
-      backoff = std::min(backoff * 2, options_.backoff_max);
-    }
-  }
+  detail::run_with_backoff(
+      stop, options_.backoff_min, options_.backoff_max, options_.log, "forwarder",
+      [&] { return run_once() == 0; },
+      [&] {
+        if (!stop.stop_requested())
+          source_.wait_for_change(std::min(options_.idle_wait, std::chrono::milliseconds(250)));
+      });
   set_connection(nullptr);
-  std::lock_guard lock(status_mutex_);
-  status_.connected = false;
+  detail::note_connected(status_mutex_, status_, false);
 }
 
 }  // namespace mqsec::transport::amqp

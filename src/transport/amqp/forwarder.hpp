@@ -95,7 +95,6 @@ class Forwarder {
 
  private:
   void note_failure(HRESULT code, const std::string& text);
-  void log(const std::string& line) const;
 
   BrokerSettings settings_;
   OutgoingSource& source_;

@@ -1,24 +1,13 @@
 #include "transport/amqp/inbound.hpp"
 
 #include "transport/amqp/address.hpp"
+#include "transport/amqp/worker.hpp"
 
 #include <mqsec/error.hpp>
 
 #include <algorithm>
-#include <condition_variable>
 
 namespace mqsec::transport::amqp {
-
-namespace {
-
-void pause(std::chrono::milliseconds d, std::stop_token stop) {
-  std::mutex m;
-  std::condition_variable_any cv;
-  std::unique_lock lock(m);
-  cv.wait_for(lock, stop, d, [] { return false; });
-}
-
-}  // namespace
 
 Inbound::Inbound(BrokerSettings settings, InboundOptions options, Deliver deliver)
     : settings_(std::move(settings)), options_(std::move(options)), deliver_(std::move(deliver)) {
@@ -36,11 +25,7 @@ void Inbound::log(const std::string& line) const {
 }
 
 void Inbound::note_failure(HRESULT code, const std::string& text) {
-  std::lock_guard lock(status_mutex_);
-  status_.failures++;
-  status_.last_error = code;
-  status_.last_error_text = text;
-  status_.connected = false;
+  detail::note_failure(status_mutex_, status_, code, text, false);
 }
 
 InboundStatus Inbound::status() const {
@@ -119,7 +104,7 @@ void Inbound::handle(const InboundDelivery& d) {
         std::lock_guard lock(status_mutex_);
         status_.retried++;
       }
-      pause(options_.retry_delay, {});
+      detail::pause(options_.retry_delay, {});
       connection_->release(d.id);
       break;
     }
@@ -137,9 +122,7 @@ size_t Inbound::run_once(std::chrono::milliseconds timeout) {
       note_failure(e.code(), e.what());
       throw;
     }
-    std::lock_guard lock(status_mutex_);
-    status_.connected = true;
-    status_.connects++;
+    detail::note_connected(status_mutex_, status_, true);
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   size_t handled = 0;
@@ -163,21 +146,13 @@ size_t Inbound::run_once(std::chrono::milliseconds timeout) {
 }
 
 void Inbound::run(std::stop_token stop) {
-  auto backoff = options_.backoff_min;
-  while (!stop.stop_requested()) {
-    try {
-      run_once(options_.poll);
-      backoff = options_.backoff_min;
-    } catch (const std::exception& e) {
-      log(std::string("inbound: ") + e.what() + "; retrying in " + std::to_string(backoff.count()) +
-          " ms");
-      pause(backoff, stop);
-      backoff = std::min(backoff * 2, options_.backoff_max);
-    }
-  }
+  detail::run_with_backoff(stop, options_.backoff_min, options_.backoff_max, options_.log,
+                           "inbound", [&] {
+                             run_once(options_.poll);
+                             return false;
+                           });
   connection_.reset();  // closes the receiver link first, then the connection
-  std::lock_guard lock(status_mutex_);
-  status_.connected = false;
+  detail::note_connected(status_mutex_, status_, false);
 }
 
 }  // namespace mqsec::transport::amqp
