@@ -19,6 +19,7 @@
 #include "mqsec/error.hpp"
 #include "src/core/outgoing.hpp"
 #include "src/core/runtime.hpp"
+#include "src/core/verification.hpp"
 #include "src/security/log.hpp"
 #include "src/security/secret_source.hpp"
 #include "transport/amqp/forwarder.hpp"
@@ -69,15 +70,6 @@ int open_forwarder_lock(const std::filesystem::path& store_dir) {
                 "cannot open " + path.string() + ": " + std::strerror(errno));
   }
   return fd;
-}
-
-transport::RejectionBounds bounds_of(const security::LimitsConfig& l) {
-  transport::RejectionBounds b;
-  b.max_count = l.rejected_max_count;
-  b.max_bytes = l.rejected_max_bytes;
-  b.max_age_seconds = l.rejected_max_age_seconds;
-  b.body_prefix = l.rejected_body_prefix;
-  return b;
 }
 
 // Sleeps `d` or until stop is requested.
@@ -194,7 +186,7 @@ void forward_outgoing(const security::SystemConfig& cfg, std::stop_token stop) {
   if (said_waiting) {
     log(LogLevel::Info, "forwarder: took over the outgoing queues of " + cfg.store_path.string());
   }
-  StoreOutgoingSource source(runtime().stores(), cfg.store_path, bounds_of(cfg.limits));
+  StoreOutgoingSource source(runtime().stores(), cfg.store_path, rejection_bounds_of(cfg.limits));
   transport::amqp::ForwarderOptions options;
   options.source_machine = machine;
   options.log = [](std::string_view line) { log(LogLevel::Warning, std::string(line)); };

@@ -14,15 +14,6 @@
 namespace mqsec::core {
 namespace {
 
-transport::RejectionBounds rejection_bounds(const security::LimitsConfig& l) {
-  transport::RejectionBounds b;
-  b.max_count = l.rejected_max_count;
-  b.max_bytes = l.rejected_max_bytes;
-  b.max_age_seconds = l.rejected_max_age_seconds;
-  b.body_prefix = l.rejected_body_prefix;
-  return b;
-}
-
 // The message's signed destination ("DIRECT=OS:<host>\private$\<name>") names queue `name`.
 // Only the queue part counts: the host is the sender's view and differs for remote queues.
 bool destined_for(const security::Envelope& e, const std::string& name) {
@@ -41,6 +32,15 @@ std::string too_large(size_t size, uint64_t limit) {
 }
 
 }  // namespace
+
+transport::RejectionBounds rejection_bounds_of(const security::LimitsConfig& l) {
+  transport::RejectionBounds b;
+  b.max_count = l.rejected_max_count;
+  b.max_bytes = l.rejected_max_bytes;
+  b.max_age_seconds = l.rejected_max_age_seconds;
+  b.body_prefix = l.rejected_body_prefix;
+  return b;
+}
 
 QueuePolicy queue_policy(const security::SystemConfig& cfg, const transport::QueueInfo& info,
                          bool load_trust) {
@@ -64,7 +64,7 @@ QueuePolicy queue_policy(const security::SystemConfig& cfg, const transport::Que
   p.replay_window_seconds = cfg.trust.replay_window_seconds;
   p.require_signed = info.authenticate || !info.trust.empty() || !p.signers.empty();
   p.max_message_body = cfg.limits.max_message_body;
-  p.rejection_bounds = rejection_bounds(cfg.limits);
+  p.rejection_bounds = rejection_bounds_of(cfg.limits);
   return p;
 }
 

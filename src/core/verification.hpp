@@ -42,6 +42,9 @@ struct QueuePolicy {
   transport::RejectionBounds rejection_bounds;  // [limits] rejected-*
 };
 
+// The bounds of the rejection records ([limits] rejected-*).
+transport::RejectionBounds rejection_bounds_of(const security::LimitsConfig& l);
+
 // The policy of queue `info` under `cfg`. load_trust: load the [trust] anchors (verifiers only:
 // a sender needs none, and must not fail when they are missing). Throws
 // mqsec::Error(MQ_ERROR_SERVICE_NOT_AVAILABLE) for a queue trust setting it does not know, and
