@@ -5,6 +5,7 @@
 #include <openssl/ecdsa.h>
 
 #include <memory>
+#include <mutex>
 
 #include "pkcs11/call_gate.hpp"
 #include "pkcs11/error.hpp"
@@ -126,26 +127,93 @@ Bytes sign_digest(Token& token, const SignKey& key, Hash hash, std::span<const u
   }
 
   Token::Session s = token.session();
-  CallScope scope;
+  CallScope scope;  // (after the session: waiting for one must not delay a fork)
   CK_FUNCTION_LIST* f = token.fn();
-  CK_RV rv = f->C_SignInit(s.handle(), &mech, key.handle);
-  if (rv == CKR_USER_NOT_LOGGED_IN && !pin_source.empty()) {
-    // The token dropped our login (e.g. another application logged out): log in again once.
-    // A refused PIN is not retried (Token::login remembers it).
-    token.relogin(pin_source);
-    rv = f->C_SignInit(s.handle(), &mech, key.handle);
-  }
-  if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED) s.discard();
-  check(rv, "C_SignInit");
-  if (key.always_authenticate) token.context_login(s, pin_source);
+  // A PIN-always key's C_SignInit -> C_Login(CKU_CONTEXT_SPECIFIC) -> C_Sign runs alone on the
+  // token: another signature in between would consume this one's PIN verification.
+  std::unique_lock<std::mutex> pin_always;
+  if (key.always_authenticate) pin_always = std::unique_lock(token.pin_always_mutex());
 
+  auto sign_init = [&] {
+    CK_RV rv = f->C_SignInit(s.handle(), &mech, key.handle);
+    if (rv == CKR_OPERATION_ACTIVE) {
+      // A session left with an operation active (by a module that keeps it after a failure
+      // we could not see) is broken: drop it and take a fresh one, once.
+      if (pin_always) pin_always.unlock();
+      s.discard();
+      s = token.session();
+      if (key.always_authenticate) pin_always.lock();
+      rv = f->C_SignInit(s.handle(), &mech, key.handle);
+    }
+    if (rv == CKR_USER_NOT_LOGGED_IN && !pin_source.empty()) {
+      // The token dropped our login (e.g. another application logged out): log in again once.
+      // A refused PIN is not retried (Token::login remembers it). Not under the PIN-always
+      // lock: logging in may wait for a session another signer holds.
+      if (pin_always) pin_always.unlock();
+      token.relogin(pin_source);
+      if (key.always_authenticate) pin_always.lock();
+      rv = f->C_SignInit(s.handle(), &mech, key.handle);
+    }
+    if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+        rv == CKR_OPERATION_ACTIVE) {
+      s.discard();
+    }
+    check(rv, "C_SignInit");
+  };
+  // Ends the active sign operation after a failure between C_SignInit and C_Sign (a failed
+  // C_Login does not end it): Cryptoki 3.0 ends it with C_SignInit(NULL_PTR); otherwise, or
+  // when that fails, the session is closed rather than pooled.
+  auto abandon = [&]() noexcept {
+    if (f->version.major >= 3 && f->C_SignInit(s.handle(), nullptr, CK_INVALID_HANDLE) == CKR_OK) {
+      return;
+    }
+    s.discard();
+  };
+  auto context_login = [&] {
+    if (!key.always_authenticate) return;
+    try {
+      token.context_login(s, pin_source);
+    } catch (...) {
+      abandon();
+      throw;
+    }
+  };
+
+  sign_init();
+  context_login();
   Bytes sig(key.signature_size > 0 ? key.signature_size : 1024);
   CK_ULONG len = sig.size();
-  rv = f->C_Sign(s.handle(), const_cast<CK_BYTE_PTR>(data.data()), data.size(), sig.data(), &len);
+  CK_RV rv =
+      f->C_Sign(s.handle(), const_cast<CK_BYTE_PTR>(data.data()), data.size(), sig.data(), &len);
   if (rv == CKR_BUFFER_TOO_SMALL) {
     // The operation stays active after CKR_BUFFER_TOO_SMALL; retry with the size it gave.
     sig.resize(len);
     rv = f->C_Sign(s.handle(), const_cast<CK_BYTE_PTR>(data.data()), data.size(), sig.data(), &len);
+  }
+  if (rv == CKR_USER_NOT_LOGGED_IN && key.always_authenticate) {
+    // The card refused the signature although the context login succeeded: either we were
+    // logged out (recovery's business), or something outside this process consumed the PIN
+    // verification. Only the first is a lost login; the second is retried once, and never
+    // reported as a lost login, which would make the caller recover the token and disturb
+    // every other signer.
+    CK_SESSION_INFO si{};
+    bool still_user = f->C_GetSessionInfo(s.handle(), &si) == CKR_OK &&
+                      (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS);
+    if (still_user) {
+      sign_init();
+      context_login();
+      len = sig.size();
+      rv = f->C_Sign(s.handle(), const_cast<CK_BYTE_PTR>(data.data()), data.size(), sig.data(),
+                     &len);
+      if (rv == CKR_USER_NOT_LOGGED_IN) {
+        s.discard();
+        throw Error("C_Sign", CKR_FUNCTION_REJECTED,
+                    "token '" + token.label() +
+                        "' refused two signatures with the PIN-always key right after the "
+                        "context-specific login succeeded (CKR_USER_NOT_LOGGED_IN while still "
+                        "logged in): another application is using the card's PIN verification");
+      }
+    }
   }
   if (rv != CKR_OK) {
     // A failed C_Sign may leave the operation active in some modules: do not pool it.

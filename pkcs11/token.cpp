@@ -15,6 +15,7 @@
 #include "pkcs11/call_gate.hpp"
 #include "pkcs11/error.hpp"
 #include "pkcs11/pin.hpp"
+#include "pkcs11/pin_refusals.hpp"
 
 namespace mqsec::pkcs11 {
 namespace {
@@ -252,6 +253,52 @@ void Token::forget_login_locked() {
   proven_.clear();
 }
 
+void Token::check_pin_state(const std::string& pin_source) {
+  CK_TOKEN_INFO info{};
+  CK_SLOT_ID slot;
+  {
+    std::lock_guard lock(mu_);
+    slot = slot_;
+  }
+  // If the token cannot say, C_Login itself will report what is wrong.
+  if (fn()->C_GetTokenInfo(slot, &info) != CKR_OK) return;
+  const std::string who = "token '" + label_ + "' (serial " + serial_ + ")";
+  const std::string unlock =
+      "Unlock it with the card's PUK or the security officer PIN (the card vendor's tool, e.g. "
+      "`yubico-piv-tool -a unblock-pin`, or `pkcs11-tool --login --login-type so --init-pin`)";
+  if (info.flags & CKF_USER_PIN_LOCKED) {
+    throw Error("C_Login", CKR_PIN_LOCKED,
+                who +
+                    ": the user PIN is locked (CKF_USER_PIN_LOCKED); mqsec did not present "
+                    "the PIN. " +
+                    unlock + ", then put the right PIN in the PIN source");
+  }
+  if ((info.flags & CKF_USER_PIN_FINAL_TRY) && !pin_source.empty()) {
+    throw Error("C_Login", CKR_PIN_LOCKED,
+                who +
+                    ": only one user PIN try is left (CKF_USER_PIN_FINAL_TRY); mqsec does not "
+                    "present a PIN that could lock the card. Check the PIN in " +
+                    pin_source +
+                    ", then log in once by hand with the right PIN (e.g. `pkcs11-tool "
+                    "--login --test`), which resets the counter; or " +
+                    unlock);
+  }
+  if (!(info.flags & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY))) {
+    warned_count_low_.store(false);
+  } else if (warned_count_low_.exchange(true)) {
+    return;  // said already; said again once the count was reset and runs low anew
+  }
+  if (info.flags & CKF_USER_PIN_FINAL_TRY) {
+    warn(who +
+         ": only one user PIN try is left (CKF_USER_PIN_FINAL_TRY); a wrong PIN on the "
+         "PIN pad locks the card");
+  } else if (info.flags & CKF_USER_PIN_COUNT_LOW) {
+    warn(who +
+         ": a wrong user PIN was entered since the last good login "
+         "(CKF_USER_PIN_COUNT_LOW); check the PIN source before the card locks");
+  }
+}
+
 Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
                                        const std::string& pin_source) {
   LoginResult result;
@@ -262,6 +309,7 @@ Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
                   "' needs a PIN but its URI has no pin-source; add "
                   "?pin-source=file:<path> or ?pin-source=env:<NAME> to the token URI");
     }
+    check_pin_state(pin_source);
     rv = fn()->C_Login(h, user, nullptr, 0);  // the reader's PIN pad asks the user
   } else {
     SecretString pin = read_pin(pin_source);
@@ -278,18 +326,46 @@ Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
                         pin_source);
       }
     }
+    check_pin_state(pin_source);
+    if (pin_refused_before(serial_, pin.str())) {
+      {
+        std::lock_guard lock(mu_);
+        rejected_pins_.push_back(digest.value);
+      }
+      throw Error("C_Login", CKR_PIN_INCORRECT,
+                  "token '" + label_ + "' (serial " + serial_ +
+                      ") refused this PIN before (recorded in " + pin_refusal_file() +
+                      "); not presenting it again so the card is not locked: correct the PIN "
+                      "at " +
+                      pin_source);
+    }
     rv = fn()->C_Login(h, user,
                        reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin.str().data())),
                        pin.str().size());
     if (rv == CKR_PIN_INCORRECT) {
-      std::lock_guard lock(mu_);
-      rejected_pins_.push_back(digest.value);
+      {
+        std::lock_guard lock(mu_);
+        rejected_pins_.push_back(digest.value);
+      }
+      std::string problem = remember_refused_pin(serial_, pin.str());
+      if (!problem.empty()) {
+        warn("token '" + label_ + "' refused the PIN from " + pin_source +
+             "; the refusal is not remembered across restarts (" + problem + ")");
+      }
     }
     result.digest = digest.value;
   }
+  if (rv == CKR_OK) forget_refused_pins(serial_);
   if (rv == CKR_USER_ALREADY_LOGGED_IN) {
     rv = CKR_OK;
     result.already = true;
+  }
+  if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED) {
+    throw Error(
+        "C_Login", rv,
+        "token '" + label_ + "' (serial " + serial_ + ") refused the PIN" +
+            (pin_source.empty() ? std::string(" entered on the PIN pad") : " from " + pin_source) +
+            (rv == CKR_PIN_LOCKED ? "; the user PIN is now locked" : ""));
   }
   check(rv, "C_Login");
   return result;
@@ -461,13 +537,8 @@ void Token::login_impl(const std::string& pin_source) {
     found_logged_in();
     return;
   }
-  LoginResult result;
-  try {
-    result = login_locked(CKU_USER, s.handle(), pin_source);
-  } catch (const Error& e) {
-    if (e.rv() != CKR_OK) throw Error("C_Login", e.rv(), "token '" + label_ + "'");
-    throw;
-  }
+  // Errors name the token and, for a refused or locked PIN, what to do about it.
+  LoginResult result = login_locked(CKU_USER, s.handle(), pin_source);
   if (result.already) {
     if (result.digest) OPENSSL_cleanse(result.digest->data(), result.digest->size());
     found_logged_in();

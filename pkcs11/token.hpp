@@ -107,6 +107,12 @@ class Token : public std::enable_shared_from_this<Token> {
 
   // Context-specific login for CKA_ALWAYS_AUTHENTICATE keys, between C_SignInit and C_Sign.
   void context_login(Session& s, const std::string& pin_source);
+  // Held across C_SignInit -> C_Login(CKU_CONTEXT_SPECIFIC) -> C_Sign of a
+  // CKA_ALWAYS_AUTHENTICATE key. A card's PIN verification is consumed by the next signature
+  // on the card, whatever session or key it is made with (OpenSC's card lock is not held
+  // between the calls), so the sequences of all PIN-always keys of this token are serialized.
+  // Take it after leasing the session (never wait for a session while holding it).
+  std::mutex& pin_always_mutex() noexcept { return pin_always_mu_; }
 
   // Objects matching a template (at most `max`).
   std::vector<CK_OBJECT_HANDLE> find(Session& s, std::vector<CK_ATTRIBUTE> tmpl, size_t max = 64);
@@ -140,6 +146,11 @@ class Token : public std::enable_shared_from_this<Token> {
   void prove_locked(const Identity& me);
   Digest pin_digest(const std::string& pin) const;  // salted (HMAC-SHA-256, per-token key)
   void forget_login_locked();                       // mu_ held: logged out, no one proven
+  // Before a user PIN is presented (CKU_USER or CKU_CONTEXT_SPECIFIC): reads the token's
+  // flags; refuses (pkcs11::Error, CKR_PIN_LOCKED) on CKF_USER_PIN_LOCKED, and on
+  // CKF_USER_PIN_FINAL_TRY unless the PIN is typed on the reader's PIN pad; warns on
+  // CKF_USER_PIN_COUNT_LOW.
+  void check_pin_state(const std::string& pin_source);
 
   std::shared_ptr<Module> module_;
   CK_SLOT_ID slot_;
@@ -168,6 +179,8 @@ class Token : public std::enable_shared_from_this<Token> {
   std::optional<uid_t> pad_login_uid_;
   std::array<uint8_t, 32> salt_{};  // random per token: the key of pin_digest()
   std::mutex login_mu_;
+  std::mutex pin_always_mu_;
+  std::atomic<bool> warned_count_low_{false};  // warn once per episode, not per signature
 };
 
 // A template entry pointing at `n` bytes at `p` (Cryptoki's templates take non-const pointers).

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -29,6 +30,7 @@
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 namespace mqsec::mock {
@@ -74,6 +76,11 @@ struct Slot {
   CK_ULONG login = kNotLoggedIn;  // CKU_USER, CKU_SO or kNotLoggedIn
   int user_pin_failures = 0;
   int so_pin_failures = 0;
+  // Like a PIV card: a context-specific login (a PIN verification) is good for the next
+  // signature with a PIN-always key on the token, whichever session makes it.
+  bool pin_always_verified = false;
+  int fail_context_logins = 0;  // the next n CKU_CONTEXT_SPECIFIC logins fail (fail_context_login)
+  CK_RV context_login_rv = CKR_OK;
 };
 
 struct Object {
@@ -128,6 +135,15 @@ struct State {
 };
 
 std::mutex g_mutex;
+// set_card_latency(): slept after a context-specific login, outside g_mutex, like a card's APDU
+// round trips during which other threads run.
+std::atomic<long> g_card_latency_us{0};
+
+void card_latency() {
+  if (long us = g_card_latency_us.load(); us > 0) {
+    std::this_thread::sleep_for(std::chrono::microseconds(us));
+  }
+}
 
 void init_slots(State& s) {
   s.slots[0] = Slot{"mock-a", "MOCKSERIAL0001", "1234", "5678", 4};
@@ -430,6 +446,7 @@ void destroy_session_objects(State& s, CK_SESSION_HANDLE h) {
 
 void logout_slot(State& s, CK_SLOT_ID slot) {
   s.slots[slot].login = kNotLoggedIn;
+  s.slots[slot].pin_always_verified = false;
   // Logout destroys the application's private session objects (PKCS#11 2.40, C_Logout).
   std::erase_if(s.objects, [slot](const auto& kv) {
     return kv.second.slot == slot && kv.second.owner != CK_INVALID_HANDLE &&
@@ -739,8 +756,8 @@ CK_RV check_pin(int& failures, const std::string& expected, CK_UTF8CHAR_PTR pin,
   return CKR_OK;
 }
 
-CK_RV mock_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
-                 CK_ULONG ulPinLen) {
+CK_RV mock_Login_body(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+                      CK_ULONG ulPinLen) {
   return entry("C_Login", true, [&](State& s) -> CK_RV {
     Session* sess = find_session(s, hSession);
     if (!sess) return CKR_SESSION_HANDLE_INVALID;
@@ -770,14 +787,29 @@ CK_RV mock_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_
       case CKU_CONTEXT_SPECIFIC: {
         if (!sess->sign) return CKR_OPERATION_NOT_INITIALIZED;
         if (slot.login != CKU_USER) return CKR_USER_NOT_LOGGED_IN;
+        // Like OpenSC, a failed context-specific login leaves the sign operation active.
+        if (slot.fail_context_logins > 0) {
+          --slot.fail_context_logins;
+          return slot.context_login_rv;
+        }
         CK_RV rv = check_pin(slot.user_pin_failures, slot.user_pin, pPin, ulPinLen);
-        if (rv == CKR_OK) sess->sign->context_login_done = true;
+        if (rv == CKR_OK) {
+          sess->sign->context_login_done = true;
+          slot.pin_always_verified = true;
+        }
         return rv;
       }
       default:
         return CKR_USER_TYPE_INVALID;
     }
   });
+}
+
+CK_RV mock_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+                 CK_ULONG ulPinLen) {
+  CK_RV rv = mock_Login_body(hSession, userType, pPin, ulPinLen);
+  if (userType == CKU_CONTEXT_SPECIFIC) card_latency();
+  return rv;
 }
 
 CK_RV mock_Logout(CK_SESSION_HANDLE hSession) {
@@ -1214,6 +1246,11 @@ CK_RV mock_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLe
       sess->sign = std::move(op);
       return CKR_BUFFER_TOO_SMALL;
     }
+    if (op.needs_context_login) {
+      // The card: the verification was consumed by another signature since our login.
+      if (!s.slots[sess->slot].pin_always_verified) return CKR_USER_NOT_LOGGED_IN;
+      s.slots[sess->slot].pin_always_verified = false;
+    }
     Bytes sig(needed);
     CK_RV rv = compute_signature(op, pData, ulDataLen, sig);
     ERR_clear_error();
@@ -1359,6 +1396,7 @@ CK_FUNCTION_LIST* function_list() noexcept {
 }
 
 void reset() noexcept {
+  g_card_latency_us.store(0);
   std::lock_guard lock(g_mutex);
   State& s = state();
   s.initialized = false;
@@ -1430,6 +1468,24 @@ int call_count(const std::string& fn) noexcept {
 int open_session_count(CK_SLOT_ID slot) noexcept {
   std::lock_guard lock(g_mutex);
   return valid_slot(slot) ? sessions_on(state(), slot) : 0;
+}
+
+void fail_context_login(CK_SLOT_ID slot, CK_RV rv, int count) {
+  check_slot(slot);
+  std::lock_guard lock(g_mutex);
+  Slot& sl = state().slots[slot];
+  sl.fail_context_logins = count;
+  sl.context_login_rv = rv;
+}
+
+void set_card_latency(std::chrono::microseconds latency) noexcept {
+  g_card_latency_us.store(static_cast<long>(latency.count()));
+}
+
+void set_user_pin_failures(CK_SLOT_ID slot, int failures) {
+  check_slot(slot);
+  std::lock_guard lock(g_mutex);
+  state().slots[slot].user_pin_failures = failures;
 }
 
 bool logged_in(CK_SLOT_ID slot) noexcept {

@@ -15,6 +15,7 @@
 #include "pkcs11/cryptoki.hpp"
 #include <openssl/evp.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -70,6 +71,25 @@ int call_count(const std::string& fn) noexcept;
 
 // Number of open sessions on `slot` (0 for an unknown slot).
 int open_session_count(CK_SLOT_ID slot) noexcept;
+
+// The next `count` C_Login(CKU_CONTEXT_SPECIFIC) calls on `slot` return rv without checking
+// the PIN, and (like OpenSC) leave the session's sign operation active.
+// A context-specific login that succeeds is good for the next signature with a PIN-always
+// (CKA_ALWAYS_AUTHENTICATE) key on that token, from any session, as on a PIV card: another
+// such signature in between consumes it, and the later C_Sign fails with
+// CKR_USER_NOT_LOGGED_IN.
+// Throws std::invalid_argument for an unknown slot.
+void fail_context_login(CK_SLOT_ID slot, CK_RV rv, int count = 1);
+
+// Makes each C_Login(CKU_CONTEXT_SPECIFIC) take `latency` more (slept after the login's work,
+// outside the mock's lock, as a card's round trips would), so other threads run between a
+// context login and its C_Sign. reset() sets it back to zero.
+void set_card_latency(std::chrono::microseconds latency) noexcept;
+
+// Sets the user PIN's failed-try counter of `slot` (3 tries: 1 gives CKF_USER_PIN_COUNT_LOW,
+// 2 also CKF_USER_PIN_FINAL_TRY, 3 CKF_USER_PIN_LOCKED). Throws std::invalid_argument for an
+// unknown slot.
+void set_user_pin_failures(CK_SLOT_ID slot, int failures);
 
 // True while a user (CKU_USER) or the SO is logged in to the token of `slot`.
 bool logged_in(CK_SLOT_ID slot) noexcept;

@@ -35,12 +35,28 @@ class Pkcs11Test : public ::testing::Test {
   void SetUp() override {
     mock::reset();
     setenv("MQSEC_TEST_PIN", "1234", 1);
+    // A fresh refusal memory (pin_refusals.hpp) per test.
+    char dir[] = "/tmp/mqsec-pinstate-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    state_dir_ = dir;
+    setenv("MQSEC_STATE_DIR", dir, 1);
     module_ = Module::from_function_list(mock::function_list(), "mock");
   }
   std::shared_ptr<Token> token(const std::string& uri) {
     return Token::open(module_, Uri::parse(uri));
   }
+  void TearDown() override {
+    if (!state_dir_.empty()) std::system(("rm -rf '" + state_dir_ + "'").c_str());
+  }
+  // A PIN file of our own, mode 0600.
+  std::string pin_file(const std::string& pin) {
+    std::string path = state_dir_ + "/pin";
+    { std::ofstream(path, std::ios::trunc) << pin; }
+    chmod(path.c_str(), 0600);
+    return "file:" + path;
+  }
   std::shared_ptr<Module> module_;
+  std::string state_dir_;
 };
 
 std::vector<uint8_t> sha256(const std::string& s) {
@@ -275,4 +291,175 @@ TEST_F(Pkcs11Test, LostLoginIsRecoveredOnceFromThePinSource) {
   EXPECT_THROW(sign_digest(*t, k, Hash::Sha256, d, "env:MQSEC_TEST_PIN"), Error);
   EXPECT_TRUE(mock::logged_in(0));
   EVP_PKEY_free(ec);
+}
+
+namespace {
+
+// A token object of its own, as a restarted process would have: drops the process-wide cache
+// by opening the token through another Module object over the same function list.
+std::shared_ptr<Token> fresh_token(const std::string& uri) {
+  return Token::open(Module::from_function_list(mock::function_list(), "mock"), Uri::parse(uri));
+}
+
+}  // namespace
+
+// Issue 11, item 1: a failed context-specific login leaves the sign operation active (as OpenSC
+// does); the session must not go back to the pool like that, or every later signature fails
+// with CKR_OPERATION_ACTIVE even after the PIN source is corrected.
+TEST_F(Pkcs11Test, FailedContextLoginDoesNotPoisonTheSession) {
+  auto t = token("pkcs11:token=mock-b");
+  std::string source = pin_file("1234");
+  t->login(source);
+  EVP_PKEY* ec = make_key("EC");
+  SignKey k{mock::add_key(1, ec, {7}, "pa", {}, true, false, true), Scheme::Ecdsa, 64, true};
+  auto d = sha256("p");
+  // A wrong PIN in the source: the context login fails once.
+  pin_file("9999");
+  try {
+    sign_digest(*t, k, Hash::Sha256, d, source);
+    FAIL() << "signed with a wrong context PIN";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.rv(), static_cast<CK_RV>(CKR_PIN_INCORRECT)) << e.what();
+  }
+  // Injected failures (device errors) between C_SignInit and C_Sign as well.
+  pin_file("1234");
+  mock::fail_context_login(1, CKR_DEVICE_ERROR, 2);
+  EXPECT_THROW(sign_digest(*t, k, Hash::Sha256, d, source), Error);
+  EXPECT_THROW(sign_digest(*t, k, Hash::Sha256, d, source), Error);
+  // The PIN source is fixed: every later signature works, none meets CKR_OPERATION_ACTIVE.
+  for (int i = 0; i < 10; ++i) {
+    try {
+      EXPECT_TRUE(verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, source), false));
+    } catch (const Error& e) {
+      ADD_FAILURE() << e.what();
+    }
+  }
+  EVP_PKEY_free(ec);
+}
+
+// Issue 11, item 2: a PIN verification is good for the next signature on the card, whatever
+// the session; concurrent PIN-always signers must not consume each other's.
+TEST_F(Pkcs11Test, PinAlwaysKeyFromManyThreadsSharedContext) {
+  auto t = token("pkcs11:token=mock-a");  // 4 sessions for 8 threads
+  t->login("env:MQSEC_TEST_PIN");
+  mock::set_card_latency(std::chrono::microseconds(300));
+  EVP_PKEY* ec = make_key("EC");
+  SignKey k{mock::add_key(0, ec, {8}, "pa", {}, true, false, true), Scheme::Ecdsa, 64, true};
+  std::atomic<int> good{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 8; ++i) {
+    ts.emplace_back([&, i] {
+      for (int j = 0; j < 50; ++j) {
+        auto d = sha256(std::to_string(i * 1000 + j));
+        try {
+          if (verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, "env:MQSEC_TEST_PIN"), false)) {
+            ++good;
+          }
+        } catch (const Error&) {
+        }
+      }
+    });
+  }
+  for (auto& th : ts) th.join();
+  EXPECT_EQ(good.load(), 400);
+  EXPECT_TRUE(mock::logged_in(0));
+  EVP_PKEY_free(ec);
+}
+
+TEST_F(Pkcs11Test, PinAlwaysKeyFromManyThreadsContextPerThread) {
+  token("pkcs11:token=mock-b")->login("env:MQSEC_TEST_PIN");
+  mock::set_card_latency(std::chrono::microseconds(300));
+  EVP_PKEY* ec = make_key("EC");
+  const CK_OBJECT_HANDLE h = mock::add_key(1, ec, {9}, "pa", {}, true, false, true);
+  std::atomic<int> good{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 8; ++i) {
+    ts.emplace_back([&, i] {
+      auto t = token("pkcs11:token=mock-b");  // each thread's own context
+      t->login("env:MQSEC_TEST_PIN");
+      SignKey k{h, Scheme::Ecdsa, 64, true};
+      for (int j = 0; j < 50; ++j) {
+        auto d = sha256(std::to_string(i * 1000 + j));
+        try {
+          if (verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, "env:MQSEC_TEST_PIN"), false)) {
+            ++good;
+          }
+        } catch (const Error&) {
+        }
+      }
+    });
+  }
+  for (auto& th : ts) th.join();
+  EXPECT_EQ(good.load(), 400);
+  EVP_PKEY_free(ec);
+}
+
+// Issue 11, item 3: the token's PIN state is read before a PIN is presented.
+TEST_F(Pkcs11Test, FinalTryOrLockedPinIsNeverPresented) {
+  mock::set_user_pin_failures(0, 2);  // CKF_USER_PIN_FINAL_TRY
+  auto t = token("pkcs11:token=mock-a");
+  try {
+    t->login("env:MQSEC_TEST_PIN");
+    FAIL() << "logged in on the final try";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.rv(), static_cast<CK_RV>(CKR_PIN_LOCKED));
+    EXPECT_NE(std::string(e.what()).find("one user PIN try is left"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(mock::call_count("C_Login"), 0);
+  mock::set_user_pin_failures(0, 3);  // CKF_USER_PIN_LOCKED
+  try {
+    t->login("env:MQSEC_TEST_PIN");
+    FAIL() << "logged in to a locked token";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.rv(), static_cast<CK_RV>(CKR_PIN_LOCKED));
+    EXPECT_NE(std::string(e.what()).find("PIN is locked"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("PUK"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(mock::call_count("C_Login"), 0);
+  // One failed try (CKF_USER_PIN_COUNT_LOW) only warns.
+  mock::set_user_pin_failures(0, 1);
+  t->login("env:MQSEC_TEST_PIN");
+  EXPECT_EQ(mock::call_count("C_Login"), 1);
+}
+
+TEST_F(Pkcs11Test, RefusedPinIsRememberedAcrossProcesses) {
+  // mock-b: every token object here keeps its sessions for the life of the process.
+  std::string source = pin_file("9999");
+  {
+    auto t = fresh_token("pkcs11:token=mock-b");
+    try {
+      t->login(source);
+      FAIL();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.rv(), static_cast<CK_RV>(CKR_PIN_INCORRECT));
+    }
+  }
+  EXPECT_EQ(mock::call_count("C_Login"), 1);
+  struct stat st {};
+  ASSERT_EQ(stat((state_dir_ + "/pin-refusals").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  {
+    std::ifstream in(state_dir_ + "/pin-refusals");
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(all.find("9999"), std::string::npos);
+  }
+  // A "restarted process": a new token object with no memory of its own.
+  {
+    auto t = fresh_token("pkcs11:token=mock-b");
+    try {
+      t->login(source);
+      FAIL();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.rv(), static_cast<CK_RV>(CKR_PIN_INCORRECT));
+      EXPECT_NE(std::string(e.what()).find("refused this PIN before"), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(mock::call_count("C_Login"), 1) << "the refused PIN was presented again";
+  // Corrected PIN file: it is presented, works, and the record is cleared.
+  pin_file("1234");
+  fresh_token("pkcs11:token=mock-b")->login(source);
+  EXPECT_EQ(mock::call_count("C_Login"), 2);
+  EXPECT_NE(stat((state_dir_ + "/pin-refusals").c_str(), &st), 0);
 }

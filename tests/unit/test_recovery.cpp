@@ -6,7 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
 
 #include "pkcs11/error.hpp"
 #include "pkcs11/module.hpp"
@@ -24,6 +29,10 @@ class RecoveryTest : public ::testing::Test {
   void SetUp() override {
     mock::reset();
     setenv("MQSEC_TEST_PIN", "1234", 1);
+    char dir[] = "/tmp/mqsec-pinstate-XXXXXX";  // a fresh PIN refusal memory per test
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    state_dir_ = dir;
+    setenv("MQSEC_STATE_DIR", dir, 1);
     key_.reset(EVP_EC_gen("P-256"));
     security::X509Ptr cert(X509_new());
     X509_set_pubkey(cert.get(), key_.get());
@@ -42,6 +51,28 @@ class RecoveryTest : public ::testing::Test {
                                                        token_, "env:MQSEC_TEST_PIN", k,
                                                        security::Bytes{7, 7}, user);
   }
+  void TearDown() override {
+    if (!state_dir_.empty()) std::system(("rm -rf '" + state_dir_ + "'").c_str());
+  }
+  // A context on a PIN-always (CKA_ALWAYS_AUTHENTICATE) key of the same token.
+  std::shared_ptr<security::SecurityContext> pin_always_context(CK_OBJECT_HANDLE h) {
+    pkcs11::SignKey k{h, pkcs11::Scheme::Ecdsa, 64, true};
+    security::UserIdentity user;
+    user.sid = security::Sid::unix_user(1000);
+    return std::make_shared<security::SecurityContext>(der_, security::parse_der_strict(der_),
+                                                       token_, "env:MQSEC_TEST_PIN", k,
+                                                       security::Bytes{8, 8}, user);
+  }
+  bool signs_with(security::SecurityContext& ctx, uint8_t fill) {
+    std::vector<uint8_t> d(32, fill);
+    auto sig = ctx.sign_digest(pkcs11::Hash::Sha256, d);
+    EVP_PKEY_CTX* v = EVP_PKEY_CTX_new(key_.get(), nullptr);
+    bool ok = EVP_PKEY_verify_init(v) == 1 &&
+              EVP_PKEY_verify(v, sig.data(), sig.size(), d.data(), d.size()) == 1;
+    EVP_PKEY_CTX_free(v);
+    return ok;
+  }
+  std::string state_dir_;
   bool signs() {
     std::vector<uint8_t> d(32, 0x42);
     auto sig = ctx_->sign_digest(pkcs11::Hash::Sha256, d);
@@ -111,4 +142,39 @@ TEST_F(RecoveryTest, ForkedChildUsingAnInheritedContextNeverHangs) {
   ASSERT_TRUE(WIFEXITED(status)) << "child died by signal " << WTERMSIG(status);
   EXPECT_TRUE(WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 3) << WEXITSTATUS(status);
   EXPECT_TRUE(signs());  // the parent is unaffected
+}
+
+// Issue 11, item 2: PIN-always signatures from 8 threads, on one shared context and on a
+// context per thread (all on one token, whose PIN verification is good for one signature):
+// every one succeeds, and the token stays logged in throughout.
+TEST_F(RecoveryTest, PinAlwaysKeySignsFromManyThreadsAndContexts) {
+  const CK_OBJECT_HANDLE h = mock::add_key(0, key_.get(), {8, 8}, "pa", {}, true, false, true);
+  mock::set_card_latency(std::chrono::microseconds(300));
+  auto shared = pin_always_context(h);
+  for (bool per_thread : {false, true}) {
+    std::atomic<int> good{0};
+    std::atomic<int> errors{0};
+    std::string first_error;
+    std::mutex m;
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 8; ++i) {
+      ts.emplace_back([&, i] {
+        auto ctx = per_thread ? pin_always_context(h) : shared;
+        for (int j = 0; j < 50; ++j) {
+          try {
+            if (signs_with(*ctx, static_cast<uint8_t>(i * 50 + j))) ++good;
+          } catch (const pkcs11::Error& e) {
+            if (errors++ == 0) {
+              std::lock_guard lock(m);
+              first_error = e.what();
+            }
+          }
+        }
+      });
+    }
+    for (auto& th : ts) th.join();
+    EXPECT_EQ(good.load(), 400) << (per_thread ? "per-thread" : "shared")
+                                << " contexts; first error: " << first_error;
+    EXPECT_TRUE(mock::logged_in(0));
+  }
 }
