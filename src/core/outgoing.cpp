@@ -161,13 +161,15 @@ bool StoreOutgoingSource::expired(const transport::amqp::OutgoingItem& item) {
   return now > 0 && static_cast<uint64_t>(now) > it->second;
 }
 
-void StoreOutgoingSource::on_expired(const transport::amqp::OutgoingItem& item) {
+std::string StoreOutgoingSource::queue_of(const transport::amqp::OutgoingItem& item) const {
   auto it = queue_of_seq_.find(item.seq);
-  const std::string queue =
-      it != queue_of_seq_.end()
-          ? it->second
-          : outgoing_queue_name(
-                Destination{item.queue, Destination::Transport::Remote, item.destination_machine});
+  if (it != queue_of_seq_.end()) return it->second;
+  return outgoing_queue_name(
+      Destination{item.queue, Destination::Transport::Remote, item.destination_machine});
+}
+
+void StoreOutgoingSource::on_expired(const transport::amqp::OutgoingItem& item) {
+  const std::string queue = queue_of(item);
   security::Envelope e = security::decode(item.body);  // peek decoded it already
   const auto now = static_cast<uint64_t>(std::max<std::time_t>(0, std::time(nullptr)));
   const Refusal refusal{"expired", "not delivered within its time to reach queue of " +
@@ -185,12 +187,7 @@ void StoreOutgoingSource::on_expired(const transport::amqp::OutgoingItem& item) 
 
 bool StoreOutgoingSource::on_rejected(const transport::amqp::OutgoingItem& item,
                                       const std::string& reason) {
-  auto it = queue_of_seq_.find(item.seq);
-  const std::string queue =
-      it != queue_of_seq_.end()
-          ? it->second
-          : outgoing_queue_name(
-                Destination{item.queue, Destination::Transport::Remote, item.destination_machine});
+  const std::string queue = queue_of(item);
   log(LogLevel::Warning, "forwarder: message " + item.message_id_hex + " to '" + queue +
                              "' refused for good: " + reason +
                              " (recorded in mqsec rejected, removed from the outgoing queue)");

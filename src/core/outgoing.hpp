@@ -69,6 +69,8 @@ class StoreOutgoingSource final : public transport::amqp::OutgoingSource {
   bool on_rejected(const transport::amqp::OutgoingItem& item, const std::string& reason) override;
 
  private:
+  // The outgoing queue an item was peeked from (by its seq), else the one its destination names.
+  std::string queue_of(const transport::amqp::OutgoingItem& item) const;
   transport::local::Store& store();
 
   transport::local::Stores& stores_;
