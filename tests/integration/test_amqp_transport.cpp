@@ -483,8 +483,15 @@ TEST_F(AmqpBroker, ForwarderAcrossBrokerRestartDeliversEverythingInOrder) {
   const std::vector<std::string> destinations{"fwd-b", "fwd-c"};
   MemorySource source;
   // A sender that keeps sending while the broker is away (MSMQ: sends succeed, messages wait).
+  // The second half waits until the broker is down, so that messages certainly wait for it
+  // however slow the machine is (a loaded machine once forwarded everything before the
+  // broker's shutdown completed).
+  std::atomic<bool> broker_down{false};
   std::jthread producer([&](std::stop_token st) {
     for (size_t i = 0; i < kPerDestination && !st.stop_requested(); ++i) {
+      while (i == kPerDestination / 2 && !broker_down.load() && !st.stop_requested()) {
+        std::this_thread::sleep_for(5ms);
+      }
       for (const auto& d : destinations) {
         std::vector<uint8_t> body(512, static_cast<uint8_t>(i));
         source.add({0, d, "private$\\inbox", hex_id(i), std::move(body), true});
@@ -509,6 +516,7 @@ TEST_F(AmqpBroker, ForwarderAcrossBrokerRestartDeliversEverythingInOrder) {
   while (source.removed() < 1500 && seconds_since(t0) < 60) std::this_thread::sleep_for(5ms);
   ASSERT_GE(source.removed(), 1500u);
   broker_->stop();
+  broker_down = true;
   const size_t removed_while_down = source.removed();
   std::this_thread::sleep_for(2s);
   EXPECT_EQ(source.removed(), removed_while_down) << "removed while the broker was down";

@@ -211,6 +211,11 @@ SoftHsmEnv::SoftHsmEnv() {
   write_config();
   setenv("MQSEC_CONFIG", config_.c_str(), 1);
   setenv("MQSEC_LOG", ("file:" + (dir_ / "mqsec.log").string()).c_str(), 1);
+  // The PIN-refusal memory (pkcs11/pin_refusals) of the test's tokens stays in the test's
+  // directory, not in the real ~/.local/state/mqsec.
+  std::filesystem::create_directory(dir_ / "state");
+  std::filesystem::permissions(dir_ / "state", std::filesystem::perms::owner_all);
+  setenv("MQSEC_STATE_DIR", (dir_ / "state").c_str(), 1);
 }
 
 SoftHsmEnv::~SoftHsmEnv() {
