@@ -238,7 +238,9 @@ int main(int argc, char** argv) {
   QUEUEHANDLE q;
   HRESULT hr = MQGetSecurityContextEx(NULL, 0, &ctx);
   if (hr != MQ_OK) { fprintf(stderr, "MQGetSecurityContextEx: 0x%08X\n", (unsigned)hr); return 1; }
-  hr = MQOpenQueue(wide(argv[1]), MQ_SEND_ACCESS, MQ_DENY_NONE, &q);
+  WCHAR* format = wide(argv[1]);
+  hr = MQOpenQueue(format, MQ_SEND_ACCESS, MQ_DENY_NONE, &q);
+  free(format);
   if (hr != MQ_OK) { fprintf(stderr, "MQOpenQueue: 0x%08X\n", (unsigned)hr); return 1; }
   MSGPROPID id[7];
   MQPROPVARIANT v[7];
@@ -263,10 +265,20 @@ int main(int argc, char** argv) {
          argc > 5 ? "; NACKs to the admin queue" : "");
   MQCloseQueue(q);
   MQFreeSecurityContext(ctx);
+  free(v[1].pwszVal);                /* the label */
+  if (argc > 5) free(v[5].pwszVal);  /* the admin queue */
   return 0;
 }
 C
-cc -std=c11 -O1 -I"$root/include" -o "$demo/send-signed" "$demo/send-signed.c" \
+# A sanitizer build's libmqrt needs its runtime first in the program (the test suite runs this
+# demo on the ASan build too): compile the sender with the same sanitizers.
+sanitize=()
+if ldd "$build/src/abi/libmqrt.so" 2>/dev/null | grep -q 'libasan'; then
+  sanitize=(-fsanitize=address,undefined)
+elif ldd "$build/src/abi/libmqrt.so" 2>/dev/null | grep -q 'libtsan'; then
+  sanitize=(-fsanitize=thread)
+fi
+cc -std=c11 -O1 "${sanitize[@]}" -I"$root/include" -o "$demo/send-signed" "$demo/send-signed.c" \
   -L"$build/src/abi" -lmqrt -Wl,-rpath,"$build/src/abi"
 send_signed() {  # a step: MACHINE TITLE ARGS...
   printf '\n\033[1m== %s\033[0m\n[%s]$ %s\n' "$2" "$1" "$(show ./send-signed "${@:3}")"
