@@ -64,6 +64,15 @@ size_t backlog(const fs::path& store) {
   return n;
 }
 
+// Runs forward_outgoing (as mqsec agent does) until the outgoing queues are empty, at most 60 s.
+void forward_until_empty(const mqsec::security::SystemConfig& cfg, const fs::path& store) {
+  std::jthread up([&](std::stop_token st) { mqsec::core::forward_outgoing(cfg, st); });
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (backlog(store) != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
 void send(mqsec::core::Queue& q, const std::string& body,
           uint32_t time_to_reach_queue = mqsec::security::kNoTimeLimit) {
   mqsec::core::Outgoing m;
@@ -131,13 +140,7 @@ TEST_F(RemoteSend, SendsWaitInTheOutgoingQueueThenForwardInOrder) {
 
   broker_->start_again();
   const std::string inbound = mqsec::transport::amqp::inbound_queue_name("hostb");
-  {
-    std::jthread up([&](std::stop_token st) { mqsec::core::forward_outgoing(cfg, st); });
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (backlog(store) != 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(100ms);
-    }
-  }
+  forward_until_empty(cfg, store);
   EXPECT_EQ(backlog(store), 0u);
   EXPECT_EQ(broker_->queue_depth(inbound), uint64_t{kCount});
 
@@ -186,13 +189,7 @@ TEST_F(RemoteSend, AMessageWhoseTimeToReachQueueRunsOutIsNackedNotForwarded) {
   broker_->start_again();
   auto cfg = mqsec::core::runtime().config();
   const std::string inbound = mqsec::transport::amqp::inbound_queue_name("hostb");
-  {
-    std::jthread up([&](std::stop_token st) { mqsec::core::forward_outgoing(cfg, st); });
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (backlog(store) != 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(100ms);
-    }
-  }
+  forward_until_empty(cfg, store);
   EXPECT_EQ(backlog(store), 0u);
 
   // The other two were forwarded, in order; the expired one was not.
