@@ -337,22 +337,19 @@ TEST_F(Pkcs11Test, FailedContextLoginDoesNotPoisonTheSession) {
   EVP_PKEY_free(ec);
 }
 
-// Issue 11, item 2: a PIN verification is good for the next signature on the card, whatever
-// the session; concurrent PIN-always signers must not consume each other's.
-TEST_F(Pkcs11Test, PinAlwaysKeyFromManyThreadsSharedContext) {
-  auto t = token("pkcs11:token=mock-a");  // 4 sessions for 8 threads
-  t->login("env:MQSEC_TEST_PIN");
-  mock::set_card_latency(std::chrono::microseconds(300));
-  EVP_PKEY* ec = make_key("EC");
-  SignKey k{mock::add_key(0, ec, {8}, "pa", {}, true, false, true), Scheme::Ecdsa, 64, true};
+// 8 threads x 50 signatures with the PIN-always key `k`, each thread on the token that
+// token_for_thread() gives it (one shared, or its own); how many signatures verified.
+template <class TokenFor>
+int signatures_from_threads(EVP_PKEY* key, const SignKey& k, TokenFor token_for_thread) {
   std::atomic<int> good{0};
   std::vector<std::thread> ts;
   for (int i = 0; i < 8; ++i) {
     ts.emplace_back([&, i] {
+      auto t = token_for_thread();
       for (int j = 0; j < 50; ++j) {
         auto d = sha256(std::to_string(i * 1000 + j));
         try {
-          if (verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, "env:MQSEC_TEST_PIN"), false)) {
+          if (verify(key, d, sign_digest(*t, k, Hash::Sha256, d, "env:MQSEC_TEST_PIN"), false)) {
             ++good;
           }
         } catch (const Error&) {
@@ -361,7 +358,18 @@ TEST_F(Pkcs11Test, PinAlwaysKeyFromManyThreadsSharedContext) {
     });
   }
   for (auto& th : ts) th.join();
-  EXPECT_EQ(good.load(), 400);
+  return good.load();
+}
+
+// Issue 11, item 2: a PIN verification is good for the next signature on the card, whatever
+// the session; concurrent PIN-always signers must not consume each other's.
+TEST_F(Pkcs11Test, PinAlwaysKeyFromManyThreadsSharedContext) {
+  auto t = token("pkcs11:token=mock-a");  // 4 sessions for 8 threads
+  t->login("env:MQSEC_TEST_PIN");
+  mock::set_card_latency(std::chrono::microseconds(300));
+  EVP_PKEY* ec = make_key("EC");
+  SignKey k{mock::add_key(0, ec, {8}, "pa", {}, true, false, true), Scheme::Ecdsa, 64, true};
+  EXPECT_EQ(signatures_from_threads(ec, k, [&] { return t; }), 400);
   EXPECT_TRUE(mock::logged_in(0));
   EVP_PKEY_free(ec);
 }
@@ -371,26 +379,14 @@ TEST_F(Pkcs11Test, PinAlwaysKeyFromManyThreadsContextPerThread) {
   mock::set_card_latency(std::chrono::microseconds(300));
   EVP_PKEY* ec = make_key("EC");
   const CK_OBJECT_HANDLE h = mock::add_key(1, ec, {9}, "pa", {}, true, false, true);
-  std::atomic<int> good{0};
-  std::vector<std::thread> ts;
-  for (int i = 0; i < 8; ++i) {
-    ts.emplace_back([&, i] {
-      auto t = token("pkcs11:token=mock-b");  // each thread's own context
-      t->login("env:MQSEC_TEST_PIN");
-      SignKey k{h, Scheme::Ecdsa, 64, true};
-      for (int j = 0; j < 50; ++j) {
-        auto d = sha256(std::to_string(i * 1000 + j));
-        try {
-          if (verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, "env:MQSEC_TEST_PIN"), false)) {
-            ++good;
-          }
-        } catch (const Error&) {
-        }
-      }
-    });
-  }
-  for (auto& th : ts) th.join();
-  EXPECT_EQ(good.load(), 400);
+  const SignKey k{h, Scheme::Ecdsa, 64, true};
+  EXPECT_EQ(signatures_from_threads(ec, k,
+                                    [&] {
+                                      auto t = token("pkcs11:token=mock-b");  // its own context
+                                      t->login("env:MQSEC_TEST_PIN");
+                                      return t;
+                                    }),
+            400);
   EVP_PKEY_free(ec);
 }
 
