@@ -3,6 +3,7 @@
 // durable messages across a clean stop and a SIGKILL, cleanup by the destructor and by the
 // watchdog when the test process dies.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -394,11 +395,19 @@ TEST(BrokerNode, WatchdogStopsTheNodeWhenTheTestProcessIsKilled) {
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // dies with this test process (ctest's timeout)
     setenv("MQSEC_BROKER_CHILD_REPORT", report.c_str(), 1);
     execl("/proc/self/exe", "test_broker_node", "--gtest_also_run_disabled_tests",
           "--gtest_filter=BrokerNode.DISABLED_ChildThatIsKilled", static_cast<char*>(nullptr));
     _exit(127);
   }
+  // An ASSERT below returns early: the child (and its node) must not run on for 300 s.
+  struct KillChild {
+    pid_t pid;
+    ~KillChild() {
+      if (pid > 0 && kill(pid, SIGKILL) == 0) waitpid(pid, nullptr, 0);
+    }
+  } kill_child{child};
   const auto deadline = std::chrono::steady_clock::now() + 200s;
   while (!fs::exists(report) && std::chrono::steady_clock::now() < deadline &&
          waitpid(child, nullptr, WNOHANG) == 0)
@@ -414,6 +423,7 @@ TEST(BrokerNode, WatchdogStopsTheNodeWhenTheTestProcessIsKilled) {
 
   kill(child, SIGKILL);  // as ctest's timeout would
   waitpid(child, nullptr, 0);
+  kill_child.pid = 0;
   const auto killed = std::chrono::steady_clock::now();
   while ((process_alive(*beam) || process_alive(*epmd) || fs::exists(dir)) &&
          std::chrono::steady_clock::now() < killed + 120s)
