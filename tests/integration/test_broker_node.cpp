@@ -216,25 +216,21 @@ std::string env_value(const fs::path& env_file, const std::string& key) {
   return {};
 }
 
-// The pid in a pid file if that process is alive (and not a zombie).
-std::optional<pid_t> live_pid(const fs::path& pid_file) {
-  std::ifstream in(pid_file);
-  long pid = 0;
-  if (!(in >> pid) || pid <= 0) return std::nullopt;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  const auto paren = text.rfind(')');
-  if (text.empty() || paren == std::string::npos || paren + 2 >= text.size()) return std::nullopt;
-  if (text[paren + 2] == 'Z' || text[paren + 2] == 'X') return std::nullopt;
-  return static_cast<pid_t>(pid);
-}
-
+// Alive and not a zombie.
 bool process_alive(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
   const auto paren = text.rfind(')');
   if (text.empty() || paren == std::string::npos || paren + 2 >= text.size()) return false;
   return text[paren + 2] != 'Z' && text[paren + 2] != 'X';
+}
+
+// The pid in a pid file if that process is alive.
+std::optional<pid_t> live_pid(const fs::path& pid_file) {
+  std::ifstream in(pid_file);
+  long pid = 0;
+  if (!(in >> pid) || pid <= 0 || !process_alive(static_cast<pid_t>(pid))) return std::nullopt;
+  return static_cast<pid_t>(pid);
 }
 
 std::set<std::string> socket_inodes(pid_t pid) {
