@@ -27,6 +27,9 @@ cleanup() {
   rm -rf "$demo"
 }
 trap cleanup EXIT
+# bash runs no EXIT trap when a signal's default action ends it: SIGTERM and SIGHUP exit instead.
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # The two-machine part needs RabbitMQ (scripts/broker.sh) and Python's Qpid Proton (the
 # tamperer). Its broker starts now, in the background, while the local part runs; a watchdog
@@ -310,7 +313,7 @@ agent_b=
 echo "[hostb] mqsec agent stopped"
 send_signed hosta "On hosta: a signed message asking for a NACK to hosta's admin queue" \
   "$remote_inbox" "ship 20 pallets to Lyon" altered 1 "$remote_admin"
-"$py" "$root/scripts/demo-tamper.py" "$broker_dir/broker.env" mqsec.in.hostb "ship 20" "ship 90" 60
+"$py" "$root/scripts/demo-tamper.py" "$broker_dir/broker.env" mqsec.in.hostb "ship 20" "ship 90" 60 9>&-
 start_agent hostb
 agent_b=$started
 rejected() { on hostb rejected inbox --json 2>/dev/null | grep -q '"label":"altered"'; }
