@@ -47,7 +47,8 @@ Subprocess::Subprocess(std::vector<std::string> argv, const std::map<std::string
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     if (::dup2(out, 1) < 0 || ::dup2(out, 2) < 0) ::_exit(126);
-    if (fd3 >= 0 && ::dup2(fd3, 3) < 0) ::_exit(126);
+    // dup2 onto itself keeps O_CLOEXEC: a pipe end that already is fd 3 is made inheritable.
+    if (fd3 >= 0 && (fd3 == 3 ? ::fcntl(3, F_SETFD, 0) : ::dup2(fd3, 3)) < 0) ::_exit(126);
     ::execve(args[0], args.data(), envp.data());
     ::_exit(127);
   }
