@@ -56,12 +56,15 @@ Subprocess::Subprocess(std::vector<std::string> argv, const std::map<std::string
 }
 
 Subprocess::~Subprocess() {
-  if (pid_ > 0 && !status_) {
-    ::kill(pid_, SIGKILL);
-    int st = 0;
-    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-    }
+  if (pid_ > 0 && !status_) kill_and_reap();
+}
+
+void Subprocess::kill_and_reap() {
+  ::kill(pid_, SIGKILL);
+  int st = 0;
+  while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
   }
+  status_ = st;
 }
 
 std::string Subprocess::output_tail(size_t max) const {
@@ -90,11 +93,7 @@ std::optional<int> Subprocess::stop(int sig, std::chrono::milliseconds limit) {
   if (!running()) return status_;
   ::kill(pid_, sig);
   if (auto st = wait(limit)) return st;
-  ::kill(pid_, SIGKILL);
-  int st = 0;
-  while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-  }
-  status_ = st;
+  kill_and_reap();
   return std::nullopt;
 }
 

@@ -47,6 +47,8 @@ class Subprocess {
   std::optional<int> stop(int sig, std::chrono::milliseconds limit);
 
  private:
+  void kill_and_reap();  // SIGKILL, wait, status_
+
   pid_t pid_ = -1;
   std::optional<int> status_;
   std::filesystem::path output_;
