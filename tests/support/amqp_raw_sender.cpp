@@ -13,7 +13,6 @@
 #include <proton/transport.hpp>
 
 #include <future>
-#include <thread>
 
 namespace mqsec::test {
 
