@@ -277,6 +277,7 @@ do_stop() {
   load_env || return 0   # nothing was ever started here
   local pid
   if pid=$(node_pid); then
+    kill -CONT "$pid" 2>/dev/null || true   # a test may have frozen it (SIGSTOP) and died
     ctl shutdown --timeout "$STOP_TIMEOUT" >/dev/null 2>&1 || true
     for _ in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
   fi
