@@ -90,7 +90,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   const transport::QueueInfo& info = resolved->info;
   std::shared_ptr<Queue> q(new Queue());
   q->name_ = d.queue;
-  q->destination_ = d;
+  q->dest_queue_ = utf8_to_utf16(format_name_of(d));
   q->access_ = access;
   q->transport_ = std::move(resolved->transport);
   // Only receivers verify: a sender needs no anchors (and must not fail when they are missing).
@@ -138,7 +138,7 @@ void Queue::send(Outgoing& m, bool in_transaction) {
   e.msg_id = runtime().new_message_id();
   e.sent_time = static_cast<uint64_t>(std::time(nullptr));
   e.source_machine = source_machine_;
-  e.dest_queue = utf8_to_utf16(format_name_of(destination_));
+  e.dest_queue = dest_queue_;
   if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
     auto ctx = context_for(m);
     security::sign_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);

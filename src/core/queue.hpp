@@ -113,7 +113,7 @@ class Queue {
               const Refusal& refusal, bool removed = false);
 
   std::string name_;
-  Destination destination_;        // as opened (a remote queue's machine: its signed destination)
+  std::u16string dest_queue_;      // the signed destination: format_name_of(the destination)
   std::u16string source_machine_;  // PROPID_M_SRC_MACHINE_ID's name: [machine] name or host
   Access access_;
   std::shared_ptr<transport::QueueTransport> transport_;
