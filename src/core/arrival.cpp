@@ -11,22 +11,12 @@
 #include "src/core/destination.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/text.hpp"
+#include "src/security/openssl.hpp"
 #include "src/security/log.hpp"
 
 namespace mqsec::core {
 namespace amqp = transport::amqp;
 namespace {
-
-std::string hex(std::span<const uint8_t> b) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(b.size() * 2);
-  for (uint8_t c : b) {
-    out.push_back(digits[c >> 4]);
-    out.push_back(digits[c & 15]);
-  }
-  return out;
-}
 
 // Transient: the store is busy (another process holds it beyond the busy timeout) or failing
 // (disk full, I/O error); anything else that is not an mqsec::Error is treated the same.
@@ -130,7 +120,7 @@ amqp::Disposition Arrivals::deliver(const amqp::InboundMessage& m) {
     if (!c.ok()) {
       return reject(*t->queue, what, t->policy, m, e, *c.refusal, MQMSG_CLASS_NACK_BAD_SIGNATURE);
     }
-    const std::string id = hex(std::span<const uint8_t>(e->msg_id.data(), e->msg_id.size()));
+    const std::string id = security::hex(e->msg_id);
     if (id != m.message_id_hex) {
       return reject(
           *t->queue, what, t->policy, m, e,

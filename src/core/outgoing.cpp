@@ -12,22 +12,12 @@
 #include "src/security/envelope.hpp"
 #include "src/core/verification.hpp"
 #include "src/security/log.hpp"
+#include "src/security/openssl.hpp"
 
 namespace mqsec::core {
 namespace {
 
 constexpr std::string_view kOutgoingPrefix = "direct=os:";
-
-std::string hex(std::span<const uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (uint8_t b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 15]);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -125,7 +115,7 @@ std::vector<transport::amqp::OutgoingItem> StoreOutgoingSource::peek(size_t max)
       item.seq = m->seq;
       item.destination_machine = dest.machine;
       item.queue = dest.queue;
-      item.message_id_hex = hex(e.msg_id);
+      item.message_id_hex = security::hex(e.msg_id);
       item.body = std::move(m->envelope);
       item.durable = e.delivery == MQMSG_DELIVERY_RECOVERABLE;
       queue_of_seq_[item.seq] = name;
