@@ -236,6 +236,50 @@ TEST_F(RemoteSend, AMessageWhoseTimeToReachQueueRunsOutIsNackedNotForwarded) {
   EXPECT_EQ(std::string(nacks[0].body.begin(), nacks[0].body.end()), "one second");
 }
 
+// One forwarder per store (the flock on forwarder.lock): a second forward_outgoing on the same
+// store waits while the first holds the store, and takes over when it stops.
+TEST_F(RemoteSend, ASecondForwarderWaitsAndTakesOverWhenTheFirstStops) {
+  const fs::path store = root_ / "takeover-store";
+  const fs::path config = root_ / "takeover.toml";
+  write_config(config, store,
+               "[broker]\nurl = \"" + broker_->url() + "\"\nuser = \"" + broker_->user() +
+                   "\"\npassword-source = \"file:" + broker_->password_file().string() +
+                   "\"\nconnect-timeout-ms = 2000\n");
+  ASSERT_EQ(setenv("MQSEC_CONFIG", config.c_str(), 1), 0);
+  broker_->stop();
+  auto q = mqsec::core::Queue::open(
+      mqsec::core::destination_of_format("DIRECT=OS:hostc\\private$\\inbox"), {.send = true},
+      false);
+  constexpr int kCount = 5;
+  for (int i = 0; i < kCount; ++i) send(*q, "takeover " + std::to_string(i));
+  mqsec::core::runtime().stop_background_forwarders(3s);
+  ASSERT_FALSE(mqsec::core::forwarder_running(store));
+
+  auto cfg = mqsec::core::runtime().config();
+  auto first = std::make_unique<std::jthread>(
+      [&](std::stop_token st) { mqsec::core::forward_outgoing(cfg, st); });
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!mqsec::core::forwarder_running(store) && std::chrono::steady_clock::now() - t0 < 10s) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(mqsec::core::forwarder_running(store));
+  std::jthread second([&](std::stop_token st) { mqsec::core::forward_outgoing(cfg, st); });
+  std::this_thread::sleep_for(1s);
+  first.reset();  // stop and join the holder: the second takes the store over
+  broker_->start_again();
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (backlog(store) != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(backlog(store), 0u) << "the waiting forwarder did not take over";
+  EXPECT_TRUE(mqsec::core::forwarder_running(store));
+  second.request_stop();
+  second.join();
+  EXPECT_FALSE(mqsec::core::forwarder_running(store));
+  EXPECT_EQ(broker_->queue_depth(mqsec::transport::amqp::inbound_queue_name("hostc")),
+            uint64_t{kCount});
+}
+
 TEST_F(RemoteSend, WithoutBrokerARemoteSendFailsClearly) {
   const fs::path store = root_ / "nobroker-store";
   const fs::path config = root_ / "nobroker.toml";
