@@ -303,6 +303,7 @@ Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
                                        const std::string& pin_source) {
   LoginResult result;
   CK_RV rv;
+  bool accepted_at_login = false;
   if (pin_source.empty()) {
     if (!(flags_ & CKF_PROTECTED_AUTHENTICATION_PATH)) {
       throw Error("token '" + label_ +
@@ -325,9 +326,14 @@ Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
                         "card is not locked: correct the PIN at " +
                         pin_source);
       }
+      // A PIN-always signature with the PIN this token accepted at login: the token's PIN
+      // state and the refusal file cannot object to it, so neither is read on every signature.
+      accepted_at_login =
+          user == CKU_CONTEXT_SPECIFIC && login_digest_ &&
+          CRYPTO_memcmp(digest.value.data(), login_digest_->data(), digest.value.size()) == 0;
     }
-    check_pin_state(pin_source);
-    if (pin_refused_before(serial_, pin.str())) {
+    if (!accepted_at_login) check_pin_state(pin_source);
+    if (!accepted_at_login && pin_refused_before(serial_, pin.str())) {
       {
         std::lock_guard lock(mu_);
         rejected_pins_.push_back(digest.value);
@@ -355,7 +361,7 @@ Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
     }
     result.digest = digest.value;
   }
-  if (rv == CKR_OK) forget_refused_pins(serial_);
+  if (rv == CKR_OK && !accepted_at_login) forget_refused_pins(serial_);
   if (rv == CKR_USER_ALREADY_LOGGED_IN) {
     rv = CKR_OK;
     result.already = true;

@@ -146,10 +146,10 @@ class Token : public std::enable_shared_from_this<Token> {
   void prove_locked(const Identity& me);
   Digest pin_digest(const std::string& pin) const;  // salted (HMAC-SHA-256, per-token key)
   void forget_login_locked();                       // mu_ held: logged out, no one proven
-  // Before a user PIN is presented (CKU_USER or CKU_CONTEXT_SPECIFIC): reads the token's
-  // flags; refuses (pkcs11::Error, CKR_PIN_LOCKED) on CKF_USER_PIN_LOCKED, and on
-  // CKF_USER_PIN_FINAL_TRY unless the PIN is typed on the reader's PIN pad; warns on
-  // CKF_USER_PIN_COUNT_LOW.
+  // Before a user PIN is presented (CKU_USER, or CKU_CONTEXT_SPECIFIC with a PIN other than
+  // the one the token accepted at login): reads the token's flags; refuses (pkcs11::Error,
+  // CKR_PIN_LOCKED) on CKF_USER_PIN_LOCKED, and on CKF_USER_PIN_FINAL_TRY unless the PIN is typed
+  // on the reader's PIN pad; warns on CKF_USER_PIN_COUNT_LOW.
   void check_pin_state(const std::string& pin_source);
 
   std::shared_ptr<Module> module_;
