@@ -85,6 +85,7 @@ bool trusted(int fd) {
          (st.st_mode & 022) == 0;
 }
 
+// "" when the file does not exist (the usual case: nothing was ever refused) or is not trusted.
 std::string read_all(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return {};
@@ -134,8 +135,6 @@ std::string pin_refusal_file() {
 bool pin_refused_before(const std::string& serial, const std::string& pin) {
   const std::string path = pin_refusal_file();
   if (path.empty()) return false;
-  struct stat st {};
-  if (lstat(path.c_str(), &st) != 0) return false;  // the usual case: nothing was ever refused
   const std::string want =
       hex(reinterpret_cast<const unsigned char*>(serial.data()), serial.size());
   std::istringstream in(read_all(path));
@@ -185,8 +184,6 @@ std::string remember_refused_pin(const std::string& serial, const std::string& p
 void forget_refused_pins(const std::string& serial) {
   const std::string path = pin_refusal_file();
   if (path.empty()) return;
-  struct stat st {};
-  if (lstat(path.c_str(), &st) != 0) return;
   std::lock_guard lock(g_file_mutex);
   const std::string want =
       hex(reinterpret_cast<const unsigned char*>(serial.data()), serial.size());
