@@ -588,6 +588,13 @@ void Store::step_done(sqlite3_stmt* st, const char* what) {
   sqlite3_reset(st);
 }
 
+bool Store::step_row(sqlite3_stmt* st, const char* what) {
+  const int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return false;
+  if (rc != SQLITE_ROW) fail(rc, what);
+  return true;
+}
+
 // SQLITE_BUSY/LOCKED only reach us after the busy timeout expired: other processes hold the
 // store, which to the caller is a temporarily unavailable service, not a broken one.
 void Store::fail(int rc, const char* what) {
@@ -654,10 +661,7 @@ void Store::read_signers(QueueInfo& q) {
   sqlite3_stmt* st = st_->signers;
   StmtScope scope(st);
   bind_int(st, 1, q.id, "read queue signers");
-  for (;;) {
-    const int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) fail(rc, "read queue signers");
+  while (step_row(st, "read queue signers")) {
     const std::string kind = column_text(st, 0);
     if (kind == "subject") {
       q.signer_subjects.push_back(column_text(st, 1));
@@ -672,9 +676,7 @@ void Store::read_signers(QueueInfo& q) {
 }
 
 std::optional<StoredMessage> Store::read_message(sqlite3_stmt* st, const char* what) {
-  const int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE) return std::nullopt;
-  if (rc != SQLITE_ROW) fail(rc, what);
+  if (!step_row(st, what)) return std::nullopt;
   StoredMessage m;
   m.queue_id = sqlite3_column_int64(st, 0);
   m.seq = sqlite3_column_int64(st, 1);
@@ -735,9 +737,9 @@ void Store::delete_queue(std::string_view name_in) {
     sqlite3_stmt* st = st_->find_queue;
     StmtScope scope(st);
     bind_text(st, 1, name, "delete queue");
-    const int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + name + " not found");
-    if (rc != SQLITE_ROW) fail(rc, "delete queue");
+    if (!step_row(st, "delete queue")) {
+      throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + name + " not found");
+    }
     id = sqlite3_column_int64(st, 0);
   }
   for (sqlite3_stmt* st :
@@ -757,9 +759,7 @@ std::optional<QueueInfo> Store::find_queue(std::string_view name_in) {
   sqlite3_stmt* st = st_->find_queue;
   StmtScope scope(st);
   bind_text(st, 1, name, "find queue");
-  const int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE) return std::nullopt;
-  if (rc != SQLITE_ROW) fail(rc, "find queue");
+  if (!step_row(st, "find queue")) return std::nullopt;
   QueueInfo q = read_queue(st);
   sqlite3_reset(st);
   read_signers(q);
@@ -771,10 +771,7 @@ std::vector<QueueInfo> Store::list_queues() {
   sqlite3_stmt* st = st_->list_queues;
   StmtScope scope(st);
   std::vector<QueueInfo> out;
-  for (;;) {
-    const int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) fail(rc, "list queues");
+  while (step_row(st, "list queues")) {
     out.push_back(read_queue(st));
   }
   sqlite3_reset(st);
@@ -930,9 +927,7 @@ std::optional<StoredMessage> Store::take_first(int64_t queue_id) {
     sqlite3_stmt* st = st_->any;
     StmtScope scope(st);
     bind_int(st, 1, queue_id, "take message");
-    const int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) return std::nullopt;
-    if (rc != SQLITE_ROW) fail(rc, "take message");
+    if (!step_row(st, "take message")) return std::nullopt;
   }
   Tx tx(*this, false);
   std::optional<StoredMessage> m;
@@ -973,10 +968,7 @@ bool Store::was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id) {
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "look up delivered message id");
   bind_blob(st, 2, msg_id, "look up delivered message id");
-  const int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) return true;
-  if (rc != SQLITE_DONE) fail(rc, "look up delivered message id");
-  return false;
+  return step_row(st, "look up delivered message id");
 }
 
 size_t Store::message_count(int64_t queue_id) {
@@ -1056,10 +1048,7 @@ std::vector<Rejection> Store::rejections(std::string_view queue) {
   StmtScope scope(st);
   bind_text(st, 1, name, "list rejections");
   std::vector<Rejection> out;
-  for (;;) {
-    const int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) fail(rc, "list rejections");
+  while (step_row(st, "list rejections")) {
     Rejection r;
     r.id = sqlite3_column_int64(st, 0);
     r.queue = column_text(st, 1);
@@ -1121,9 +1110,7 @@ std::optional<Bytes> Store::certificate_sid(std::span<const uint8_t> cert_sha256
   sqlite3_stmt* st = st_->cert_sid;
   StmtScope scope(st);
   bind_blob(st, 1, cert_sha256, "look up certificate");
-  const int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE) return std::nullopt;
-  if (rc != SQLITE_ROW) fail(rc, "look up certificate");
+  if (!step_row(st, "look up certificate")) return std::nullopt;
   return column_bytes(st, 0);
 }
 

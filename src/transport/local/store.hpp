@@ -137,6 +137,8 @@ class Store {
   sqlite3_stmt* prepare(const char* sql, const char* what = "preparing statement");
   void exec(const char* sql, const char* what);
   void step_done(sqlite3_stmt* st, const char* what);
+  // Steps a read statement: true on a row, false at the end; fails on an error.
+  bool step_row(sqlite3_stmt* st, const char* what);
   [[noreturn]] void fail(int rc, const char* what);
   void set_durable(bool durable);
   int64_t append_locked(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
