@@ -69,11 +69,6 @@ std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m) {
   return security::acquire_context(m.sender_cert);
 }
 
-std::string too_large(size_t size, uint64_t limit) {
-  return "message body of " + std::to_string(size) + " bytes is larger than the limit of " +
-         std::to_string(limit) + " bytes ([limits] max-message-body)";
-}
-
 }  // namespace
 
 std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool deny_receive_share) {

@@ -26,12 +26,12 @@ bool destined_for(const security::Envelope& e, const std::string& name) {
   return !dest.empty() && dest == name;
 }
 
+}  // namespace
+
 std::string too_large(size_t size, uint64_t limit) {
   return "message body of " + std::to_string(size) + " bytes is larger than the limit of " +
          std::to_string(limit) + " bytes ([limits] max-message-body)";
 }
-
-}  // namespace
 
 transport::RejectionBounds rejection_bounds_of(const security::LimitsConfig& l) {
   transport::RejectionBounds b;

@@ -52,6 +52,9 @@ transport::RejectionBounds rejection_bounds_of(const security::LimitsConfig& l);
 QueuePolicy queue_policy(const security::SystemConfig& cfg, const transport::QueueInfo& info,
                          bool load_trust);
 
+// Why a body of `size` bytes is over the limit ([limits] max-message-body), for people.
+std::string too_large(size_t size, uint64_t limit);
+
 // Why a message is refused: `kind` for machines (Verdict::kind, or "malformed", "unsigned",
 // "replay", "wrong-queue", "too-large", "no-such-queue"), `reason` for people.
 struct Refusal {
