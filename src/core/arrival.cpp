@@ -133,7 +133,7 @@ amqp::Disposition Arrivals::deliver(const amqp::InboundMessage& m) {
     // queue) is not stored here. check_message compared the queue part only. Like that check,
     // this one is for signed messages: the destination of an unsigned one proves nothing, and a
     // NACK (unsigned) carries the destination of the message it answers, another machine's.
-    const std::string here = cfg_.machine.name.empty() ? local_host() : cfg_.machine.name;
+    const std::string& here = t->policy.machine;
     const std::string signed_for = utf16_to_utf8(e->dest_queue);
     bool for_here = !c.verdict.signed_message;
     if (!for_here) {

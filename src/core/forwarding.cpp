@@ -186,7 +186,8 @@ void forward_outgoing(const security::SystemConfig& cfg, std::stop_token stop) {
   if (said_waiting) {
     log(LogLevel::Info, "forwarder: took over the outgoing queues of " + cfg.store_path.string());
   }
-  StoreOutgoingSource source(runtime().stores(), cfg.store_path, rejection_bounds_of(cfg.limits));
+  StoreOutgoingSource source(runtime().stores(), cfg.store_path, rejection_bounds_of(cfg.limits),
+                             machine);
   transport::amqp::ForwarderOptions options;
   options.source_machine = machine;
   options.log = [](std::string_view line) { log(LogLevel::Warning, std::string(line)); };

@@ -74,8 +74,8 @@ std::vector<OutgoingQueueInfo> list_outgoing_queues(transport::local::Store& sto
 
 StoreOutgoingSource::StoreOutgoingSource(transport::local::Stores& stores,
                                          std::filesystem::path store_dir,
-                                         transport::RejectionBounds bounds)
-    : stores_(stores), dir_(std::move(store_dir)), bounds_(bounds) {}
+                                         transport::RejectionBounds bounds, std::string machine)
+    : stores_(stores), dir_(std::move(store_dir)), bounds_(bounds), machine_(std::move(machine)) {}
 
 transport::local::Store& StoreOutgoingSource::store() { return stores_.store_at(dir_); }
 
@@ -170,6 +170,7 @@ void StoreOutgoingSource::on_expired(const transport::amqp::OutgoingItem& item) 
   QueuePolicy policy;
   policy.store_dir = dir_;
   policy.rejection_bounds = bounds_;
+  policy.machine = machine_;
   transport::local::LocalQueue record_in(stores_, dir_, queue, 0);
   reject_message(record_in, "message " + item.message_id_hex + " in outgoing queue '" + queue + "'",
                  policy, item.body, &e, refusal, MQMSG_CLASS_NACK_REACH_QUEUE_TIMEOUT);

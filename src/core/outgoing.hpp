@@ -51,8 +51,9 @@ std::vector<OutgoingQueueInfo> list_outgoing_queues(transport::local::Store& sto
 // thread uses it.
 class StoreOutgoingSource final : public transport::amqp::OutgoingSource {
  public:
+  // machine: this machine's name (the NACKs of expired messages are from it).
   StoreOutgoingSource(transport::local::Stores& stores, std::filesystem::path store_dir,
-                      transport::RejectionBounds bounds);
+                      transport::RejectionBounds bounds, std::string machine);
 
   std::vector<transport::amqp::OutgoingItem> peek(size_t max) override;
   void remove(std::span<const int64_t> seqs) override;
@@ -76,6 +77,7 @@ class StoreOutgoingSource final : public transport::amqp::OutgoingSource {
   transport::local::Stores& stores_;
   const std::filesystem::path dir_;
   const transport::RejectionBounds bounds_;
+  const std::string machine_;
   uint64_t seen_version_ = 0;
   size_t next_queue_ = 0;                        // where the next peek starts (round robin)
   std::map<int64_t, std::string> queue_of_seq_;  // seq -> outgoing queue name, of the last peek

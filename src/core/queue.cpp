@@ -92,7 +92,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   transport::QueueInfo named = info;
   named.name = d.queue;
   q->policy_ = queue_policy(cfg, named, access.receive || access.peek);
-  q->source_machine_ = utf8_to_utf16(cfg.machine.name.empty() ? local_host() : cfg.machine.name);
+  q->source_machine_ = utf8_to_utf16(q->policy_.machine);
   if (access.receive) {
     // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
     // exclusive one. flock() works across processes and between handles of one process.

@@ -58,6 +58,7 @@ QueuePolicy queue_policy(const security::SystemConfig& cfg, const transport::Que
   if (!cfg.trust.anchors.empty() && load_trust) p.trust = security::trust_store_for(cfg.trust);
   p.system_registry = cfg.trust.registry;
   p.store_dir = cfg.store_path;
+  p.machine = cfg.machine.name.empty() ? local_host() : cfg.machine.name;
   for (const std::string& s : info.signer_subjects) p.signers.push_back({s, {}});
   for (const std::string& s : info.signer_sids) p.signers.push_back({{}, s});
   p.max_clock_skew_seconds = cfg.trust.max_clock_skew_seconds;
@@ -137,16 +138,16 @@ void reject_message(transport::QueueTransport& record_in, const std::string& wha
     return;
   }
   try {
-    send_nack(*e, nack_class, policy.store_dir);
+    send_nack(*e, nack_class, policy.store_dir, policy.machine);
   } catch (const std::exception& ex) {
     log(LogLevel::Warning, std::string("could not send the NACK: ") + ex.what());
   }
 }
 
 void send_nack(const security::Envelope& e, uint32_t nack_class,
-               const std::filesystem::path& store_dir) {
+               const std::filesystem::path& store_dir, const std::string& machine) {
   Runtime& rt = runtime();
-  auto admin = rt.resolve(destination_of_format(utf16_to_utf8(e.admin_queue)), store_dir);
+  auto admin = rt.resolve(destination_of_format(utf16_to_utf8(e.admin_queue), machine), store_dir);
   if (!admin) return;
   security::Envelope nack;
   nack.msg_class = static_cast<uint16_t>(nack_class);
@@ -156,7 +157,7 @@ void send_nack(const security::Envelope& e, uint32_t nack_class,
   nack.body = e.body;
   nack.app_specific = e.app_specific;
   nack.dest_queue = e.dest_queue;
-  nack.source_machine = utf8_to_utf16(this_machine());
+  nack.source_machine = utf8_to_utf16(machine);
   nack.sent_time = static_cast<uint64_t>(std::time(nullptr));
   admin->transport->send(e.priority, security::encode(nack), transport::Delivery::Recoverable);
 }

@@ -32,6 +32,7 @@ struct QueuePolicy {
   std::shared_ptr<const security::TrustStore> trust;  // null: no [trust] anchors (or not loaded)
   std::filesystem::path system_registry;              // [trust] registry
   std::filesystem::path store_dir;                    // the user registry's store
+  std::string machine;  // this machine: [machine] name, else the host name (NACKs are from it)
   std::vector<security::AuthorizedSigner> signers;
   int64_t max_clock_skew_seconds = 300;
   int64_t replay_window_seconds = 0;
@@ -88,9 +89,10 @@ void reject_message(transport::QueueTransport& record_in, const std::string& wha
                     const security::Envelope* e, const Refusal& refusal,
                     uint32_t nack_class = MQMSG_CLASS_NACK_BAD_SIGNATURE);
 
-// Sends a NACK of class `nack_class` for `e` to e's admin queue (any destination the runtime
-// resolves: local, or another machine's through the outgoing queue). Throws on failure.
+// Sends a NACK of class `nack_class` for `e` from `machine` (this machine's name) to e's admin
+// queue (any destination the runtime resolves: local, or another machine's through the outgoing
+// queue). Throws on failure.
 void send_nack(const security::Envelope& e, uint32_t nack_class,
-               const std::filesystem::path& store_dir);
+               const std::filesystem::path& store_dir, const std::string& machine);
 
 }  // namespace mqsec::core
