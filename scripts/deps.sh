@@ -13,6 +13,8 @@ packages=(
   # remote queues: the AMQP 1.0 client, and RabbitMQ for tests and the demo (scripts/broker.sh
   # runs a private node; on systemd hosts the package also starts a system broker, unused)
   libqpid-proton-cpp12-dev python3-qpid-proton rabbitmq-server
+  # the virtual smartcard test bed (tests/card): pcscd, vpcd's reader driver, our PIV emulator
+  pcscd vsmartcard-vpcd python3-cryptography
 )
 
 missing=()
