@@ -52,6 +52,8 @@ inline const char* hresult_name(HRESULT hr) noexcept {
       return "MQ_ERROR_BUFFER_OVERFLOW";
     case MQ_ERROR_IO_TIMEOUT:
       return "MQ_ERROR_IO_TIMEOUT";
+    case MQ_ERROR_REMOTE_MACHINE_NOT_AVAILABLE:
+      return "MQ_ERROR_REMOTE_MACHINE_NOT_AVAILABLE";
     case MQ_ERROR_ILLEGAL_CURSOR_ACTION:
       return "MQ_ERROR_ILLEGAL_CURSOR_ACTION";
     case MQ_ERROR_ILLEGAL_FORMATNAME:
