@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <ctime>
+#include <map>
 #include <utility>
 
 #include "mqsec/error.hpp"
@@ -132,12 +133,16 @@ std::vector<transport::amqp::OutgoingItem> StoreOutgoingSource::peek(size_t max)
 }
 
 void StoreOutgoingSource::remove(std::span<const int64_t> seqs) {
-  transport::local::Store& s = store();
+  // One transaction per outgoing queue, not one per message: the forwarder removes whole
+  // accepted batches while senders append to the same store.
+  std::map<int64_t, std::vector<int64_t>> by_queue;
   for (int64_t seq : seqs) {
     auto it = queue_of_seq_.find(seq);
     if (it == queue_of_seq_.end()) continue;
-    s.remove(queue_ids_.at(it->second), seq);
+    by_queue[queue_ids_.at(it->second)].push_back(seq);
   }
+  transport::local::Store& s = store();
+  for (const auto& [queue_id, queue_seqs] : by_queue) s.remove_many(queue_id, queue_seqs);
 }
 
 bool StoreOutgoingSource::wait_for_change(std::chrono::milliseconds timeout) {

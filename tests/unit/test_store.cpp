@@ -182,6 +182,27 @@ TEST_F(StoreTest, PriorityThenArrivalOrderAndCursorWalk) {
   EXPECT_FALSE(s.get(qid, s2).has_value());                    // removed
 }
 
+TEST_F(StoreTest, RemoveManyDeletesOnlyTheGivenMessagesOfThatQueueOnce) {
+  Store s(dir_);
+  Store s2(dir_);
+  const int64_t qid = make_queue(s, "q");
+  const int64_t other = make_queue(s, "other");
+  std::vector<int64_t> seqs;
+  for (int i = 0; i < 5; ++i)
+    seqs.push_back(s.append(qid, 3, bytes("m" + std::to_string(i)), false));
+  const int64_t foreign = s.append(other, 3, bytes("o"), false);
+
+  ASSERT_TRUE(s2.remove(qid, seqs[1]));  // gone before: skipped, not counted
+  const std::vector<int64_t> batch{seqs[0], seqs[1], seqs[2], foreign};
+  EXPECT_EQ(s.remove_many(qid, batch), 2u);  // seqs[0], seqs[2]; foreign is another queue's
+  EXPECT_EQ(s.remove_many(qid, batch), 0u);
+  EXPECT_EQ(s.remove_many(qid, {}), 0u);
+  std::vector<int64_t> left;
+  for (auto m = s.first(qid); m; m = s.next_after(qid, m->priority, m->seq)) left.push_back(m->seq);
+  EXPECT_EQ(left, (std::vector<int64_t>{seqs[3], seqs[4]}));
+  EXPECT_TRUE(s.get(other, foreign).has_value());
+}
+
 TEST_F(StoreTest, RemoveAndTakeFirstHappenExactlyOnce) {
   Store s(dir_);
   Store s2(dir_);  // a second connection

@@ -919,6 +919,16 @@ bool Store::remove(int64_t queue_id, int64_t seq) {
   return true;
 }
 
+size_t Store::remove_many(int64_t queue_id, std::span<const int64_t> seqs) {
+  if (seqs.empty()) return 0;
+  std::lock_guard lock(mu_);
+  Tx tx(*this, false);
+  size_t removed = 0;
+  for (int64_t seq : seqs) removed += remove_locked(queue_id, seq, "remove messages") ? 1 : 0;
+  tx.commit();
+  return removed;
+}
+
 std::optional<StoredMessage> Store::take_first(int64_t queue_id) {
   std::lock_guard lock(mu_);
   // Peek without the writer lock first: receivers polling an empty queue must not serialise

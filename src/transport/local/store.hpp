@@ -93,6 +93,9 @@ class Store {
   std::optional<StoredMessage> get(int64_t queue_id, int64_t seq);
   // True only for the one caller (in any process) that actually deleted the message.
   bool remove(int64_t queue_id, int64_t seq);
+  // Deletes several messages of one queue in one transaction (the forwarder, after the broker
+  // accepted them); seqs already gone are skipped. Returns how many this caller deleted.
+  size_t remove_many(int64_t queue_id, std::span<const int64_t> seqs);
   // Delivery of a message: deletes it and records msg_id as delivered from queue_id in one
   // transaction (exactly one caller across all processes gets Removed or Replay for a row).
   // Replay: the id was already delivered from this queue (the row is deleted all the same).
