@@ -87,12 +87,68 @@ std::string rv_name(CK_RV rv) {
   }
 }
 
-Error::Error(const char* function, CK_RV rv, const std::string& context)
+Error::Error(const char* function, CK_RV rv, const std::string& context, Problem problem)
     : std::runtime_error(std::string(function) + " failed: " + rv_name(rv) +
                          (context.empty() ? std::string() : " (" + context + ")")),
       function_(function),
-      rv_(rv) {}
+      rv_(rv),
+      problem_(problem) {}
 
-Error::Error(const std::string& reason) : std::runtime_error(reason) {}
+Error::Error(const std::string& reason, Problem problem)
+    : std::runtime_error(reason), problem_(problem) {}
+
+Problem Error::problem() const noexcept {
+  if (problem_ != Problem::Other) return problem_;
+  switch (rv_) {
+    case CKR_PIN_INCORRECT:
+    case CKR_PIN_INVALID:
+    case CKR_PIN_LEN_RANGE:
+      return Problem::PinIncorrect;
+    case CKR_PIN_LOCKED:
+      return Problem::PinLocked;
+    case CKR_PIN_EXPIRED:
+      return Problem::PinExpired;
+    case CKR_TOKEN_NOT_PRESENT:
+    case CKR_DEVICE_REMOVED:
+    case CKR_TOKEN_NOT_RECOGNIZED:
+      return Problem::TokenAbsent;
+    case CKR_DEVICE_ERROR:
+      return Problem::ReaderUnavailable;
+    case CKR_FUNCTION_NOT_SUPPORTED:
+    case CKR_MECHANISM_INVALID:
+    case CKR_TOKEN_WRITE_PROTECTED:
+      return function_ == "C_GenerateKeyPair" ? Problem::KeyGenerationUnsupported : Problem::Other;
+    default:
+      return Problem::Other;
+  }
+}
+
+const char* problem_name(Problem p) noexcept {
+  switch (p) {
+    case Problem::Other:
+      return "";
+    case Problem::PinIncorrect:
+      return "pin-incorrect";
+    case Problem::PinRefusedBefore:
+      return "pin-refused-before";
+    case Problem::PinFinalTry:
+      return "pin-final-try";
+    case Problem::PinLocked:
+      return "pin-locked";
+    case Problem::PinExpired:
+      return "pin-expired";
+    case Problem::PinSource:
+      return "pin-source";
+    case Problem::TokenAbsent:
+      return "token-absent";
+    case Problem::CardReplaced:
+      return "card-replaced";
+    case Problem::ReaderUnavailable:
+      return "reader-unavailable";
+    case Problem::KeyGenerationUnsupported:
+      return "key-generation-unsupported";
+  }
+  return "";
+}
 
 }  // namespace mqsec::pkcs11

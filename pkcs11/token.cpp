@@ -672,6 +672,30 @@ void Token::context_login(Session& s, const std::string& pin_source) {
   if (r.digest) OPENSSL_cleanse(r.digest->data(), r.digest->size());
 }
 
+std::string Token::cannot_generate(CK_MECHANISM_TYPE mechanism) {
+  after_fork_if_needed();
+  CallScope scope;
+  CK_SLOT_ID slot;
+  {
+    std::lock_guard lock(mu_);
+    slot = slot_;
+  }
+  CK_TOKEN_INFO info{};
+  if (fn()->C_GetTokenInfo(slot, &info) == CKR_OK && (info.flags & CKF_WRITE_PROTECTED)) {
+    return "the token is write-protected (CKF_WRITE_PROTECTED)";
+  }
+  const char* name = mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN ? "CKM_RSA_PKCS_KEY_PAIR_GEN"
+                     : mechanism == CKM_EC_KEY_PAIR_GEN     ? "CKM_EC_KEY_PAIR_GEN"
+                                                            : "the key-pair mechanism";
+  CK_MECHANISM_INFO mi{};
+  CK_RV rv = fn()->C_GetMechanismInfo(slot, mechanism, &mi);
+  if (rv == CKR_MECHANISM_INVALID) return std::string("it does not offer ") + name;
+  if (rv == CKR_OK && !(mi.flags & CKF_GENERATE_KEY_PAIR)) {
+    return std::string("it offers ") + name + " without CKF_GENERATE_KEY_PAIR";
+  }
+  return {};  // it says it can (or cannot say: C_GenerateKeyPair will)
+}
+
 std::vector<CK_OBJECT_HANDLE> Token::find(Session& s, std::vector<CK_ATTRIBUTE> tmpl, size_t max) {
   CallScope scope;
   check(fn()->C_FindObjectsInit(s.handle(), tmpl.data(), tmpl.size()), "C_FindObjectsInit");

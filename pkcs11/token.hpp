@@ -114,6 +114,12 @@ class Token : public std::enable_shared_from_this<Token> {
   // Take it after leasing the session (never wait for a session while holding it).
   std::mutex& pin_always_mutex() noexcept { return pin_always_mu_; }
 
+  // Why this token cannot generate a key pair with `mechanism` as far as it says so itself (a
+  // write-protected token, a mechanism it does not offer or offers without
+  // CKF_GENERATE_KEY_PAIR); "" when it claims it can. A token that claims it can may still
+  // answer C_GenerateKeyPair with CKR_FUNCTION_NOT_SUPPORTED (OpenSC's PIV driver does).
+  std::string cannot_generate(CK_MECHANISM_TYPE mechanism);
+
   // Objects matching a template (at most `max`).
   std::vector<CK_OBJECT_HANDLE> find(Session& s, std::vector<CK_ATTRIBUTE> tmpl, size_t max = 64);
   // An attribute's bytes; nullopt when the token says it is sensitive or not present.

@@ -3,8 +3,10 @@
 
 #include <p11-kit/uri.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <string_view>
 
 #include "pkcs11/error.hpp"
 
@@ -60,6 +62,42 @@ bool may_name_pin_value(const std::string& text) {
   return plain.find("pin-value") != std::string::npos;
 }
 
+std::string pct_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// A token label longer than CK_TOKEN_INFO's 32 bytes can only show up cut: p11-kit would take
+// such a URI for one that matches no token at all. Rewrites token=<long label> to the form
+// OpenSC shows (the first 29 bytes and "..."), which matches the cut label exactly.
+std::string with_long_label_cut(const std::string& text) {
+  constexpr size_t kWidth = sizeof(CK_TOKEN_INFO{}.label);
+  const size_t path_end = std::min(text.find('?'), text.size());
+  size_t start = text.find(':');
+  if (start == std::string::npos || start > path_end) return text;
+  ++start;
+  while (start < path_end) {
+    size_t end = std::min(text.find(';', start), path_end);
+    if (text.compare(start, 6, "token=") == 0) {
+      std::string label = pct_decode(std::string_view(text).substr(start + 6, end - start - 6));
+      if (label.size() <= kWidth) return text;
+      std::string cut = pct_encode(label.substr(0, kWidth - 3)) + "...";
+      return text.substr(0, start + 6) + cut + text.substr(end);
+    }
+    start = end + 1;
+  }
+  return text;
+}
+
 }  // namespace
 
 Uri Uri::parse(const std::string& text) {
@@ -67,7 +105,8 @@ Uri Uri::parse(const std::string& text) {
   uri.text_ = text;
   uri.uri_.reset(p11_kit_uri_new());
   if (!uri.uri_) throw Error("out of memory parsing a PKCS#11 URI");
-  int rc = p11_kit_uri_parse(text.c_str(), P11_KIT_URI_FOR_ANY, uri.uri_.get());
+  int rc =
+      p11_kit_uri_parse(with_long_label_cut(text).c_str(), P11_KIT_URI_FOR_ANY, uri.uri_.get());
   if (rc != P11_KIT_URI_OK) {
     // Never echo a URI that may carry a PIN (even a malformed one), however it is spelled:
     // p11-kit skips white space anywhere in a URI, and names may be percent-encoded.
@@ -118,8 +157,26 @@ std::optional<CK_OBJECT_CLASS> Uri::object_class() const {
   return c;
 }
 
+bool truncated_label_matches(const std::string& wanted, const std::string& label) {
+  // OpenSC cuts a label longer than the 32 bytes of CK_TOKEN_INFO to its first 29 bytes and a
+  // literal "...". Such a label stands for every label that begins with those 29 bytes.
+  constexpr size_t kWidth = sizeof(CK_TOKEN_INFO{}.label);
+  constexpr size_t kKept = kWidth - 3;
+  if (label.size() != kWidth || label.compare(kKept, 3, "...") != 0) return false;
+  return wanted.size() >= kKept && wanted.compare(0, kKept, label, 0, kKept) == 0;
+}
+
 bool Uri::matches_token(const CK_TOKEN_INFO& info) const {
-  return p11_kit_uri_match_token_info(uri_.get(), &info) == 1;
+  if (p11_kit_uri_match_token_info(uri_.get(), &info) == 1) return true;
+  const std::string wanted = token_label();
+  if (wanted.empty() ||
+      !truncated_label_matches(wanted, trim_padded(info.label, sizeof info.label)))
+    return false;
+  // The label is a truncated form of the one the URI names: compare everything else as usual.
+  CK_TOKEN_INFO same_label = info;
+  std::memset(same_label.label, ' ', sizeof same_label.label);
+  std::memcpy(same_label.label, wanted.data(), std::min(wanted.size(), sizeof same_label.label));
+  return p11_kit_uri_match_token_info(uri_.get(), &same_label) == 1;
 }
 
 bool Uri::names_object() const {

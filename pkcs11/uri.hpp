@@ -38,7 +38,10 @@ class Uri {
   std::string object_label() const;
   std::optional<CK_OBJECT_CLASS> object_class() const;
 
-  // True when every token attribute the URI names equals the token's.
+  // True when every token attribute the URI names equals the token's. A token label that OpenSC
+  // cut to 29 bytes and "..." (labels longer than CK_TOKEN_INFO's 32 bytes) matches a URI label
+  // that begins with those 29 bytes (truncated_label_matches); a URI label longer than 32 bytes
+  // is taken in that cut form (p11-kit alone would match no token with it).
   bool matches_token(const CK_TOKEN_INFO& info) const;
   // True when the URI names no object attributes (id, object, type).
   bool names_object() const;
@@ -52,6 +55,10 @@ class Uri {
   std::unique_ptr<p11_kit_uri, Free> uri_;
   std::string module_path_, module_name_, pin_source_;
 };
+
+// Whether `label`, a token label as C_GetTokenInfo gives it, is OpenSC's truncated form (32
+// bytes: the first 29 of the real label and a literal "...") of a label beginning like `wanted`.
+bool truncated_label_matches(const std::string& wanted, const std::string& label);
 
 // Formats an object URI for a token, e.g. "pkcs11:token=mqsec;serial=...;id=%01;type=cert".
 std::string object_uri(const std::string& token_label, const std::string& token_serial,

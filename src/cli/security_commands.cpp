@@ -41,10 +41,12 @@ auto step(const std::string& what, F&& f) -> decltype(f()) {
   try {
     return f();
   } catch (const Error& e) {
-    throw Failure(what, e.what(), e.code(), default_hint(e.code()));
+    std::string advice = security::token_error_advice(e.token_error());
+    throw Failure(what, e.what(), e.code(), advice.empty() ? default_hint(e.code()) : advice);
   } catch (const pkcs11::Error& e) {
+    std::string advice = security::token_error_advice(security::token_error_of(e.problem()));
     throw Failure(what, e.what(), MQ_ERROR_CORRUPTED_SECURITY_DATA,
-                  default_hint(MQ_ERROR_CORRUPTED_SECURITY_DATA));
+                  advice.empty() ? default_hint(MQ_ERROR_CORRUPTED_SECURITY_DATA) : advice);
   }
 }
 
@@ -77,6 +79,8 @@ struct EnrollArgs {
   std::string subject;
   unsigned days = 365;
   bool if_not_exists = false;
+  bool adopt = false;
+  std::string adopt_selector;
 };
 
 int run_enroll(const EnrollArgs& a) {
@@ -85,12 +89,24 @@ int run_enroll(const EnrollArgs& a) {
   opts.kind = security::parse_key_kind(a.key);  // CLI11 checked the spelling
   opts.subject = a.subject;
   opts.valid_days = a.days;
+  opts.adopt = a.adopt;
+  opts.adopt_selector = a.adopt_selector;
   core::Registered r;
   try {
     r = step("enroll", [&] { return core::register_certificate({}, a.if_not_exists, opts); });
   } catch (const std::invalid_argument& e) {
     throw Failure("enroll", e.what(), MQ_ERROR_INVALID_PARAMETER,
                   "--subject takes a DN such as \"CN=alice,O=Example\"");
+  } catch (const Failure& f) {
+    // The reason of a refused adoption says what to do; `mqsec doctor` would only send the user
+    // back here.
+    if (!a.adopt ||
+        (f.code() != MQ_ERROR_INVALID_CERTIFICATE && f.code() != MQ_ERROR_INVALID_PARAMETER)) {
+      throw;
+    }
+    throw Failure(f.what_failed(), f.reason(), f.code(),
+                  "`pkcs11-tool --list-objects` (or `p11tool --list-all`) shows the "
+                  "certificates and keys the token holds");
   }
   bool existed = r.code == MQ_INFORMATION_INTERNAL_USER_CERT_EXIST;
   std::string registration = "registered to SID: " + r.sid;
@@ -109,10 +125,16 @@ int run_enroll(const EnrollArgs& a) {
       registration += " (registration renewed: it was missing from the store)";
     }
   }
-  std::cout << (existed ? "already enrolled: " : "enrolled: ") << subject_of(r.der) << '\n'
+  std::cout << (existed     ? "already enrolled: "
+                : r.adopted ? "adopted: "
+                            : "enrolled: ")
+            << subject_of(r.der) << '\n'
             << "  certificate: " << r.object_uri << '\n'
             << "  " << registration << '\n';
-  if (!existed) {
+  if (r.adopted) {
+    std::cout << "  key: already on the token; it signed a test challenge that the certificate "
+                 "verifies\n";
+  } else if (!existed) {
     std::cout << "  key: " << key_kind_name(opts.kind)
               << ", generated on the token (sensitive, not extractable)\n";
   }
@@ -645,7 +667,8 @@ void add_security_commands(CLI::App& app, Action& action) {
         "enroll",
         "Create your internal certificate: a key pair generated on the token, a self-signed "
         "certificate stored next to it, your profile pointed at it, and the certificate "
-        "registered to your SID (MQRegisterCertificate with no buffer)");
+        "registered to your SID (MQRegisterCertificate with no buffer); --adopt takes a "
+        "certificate already on the token instead");
     sub->add_option("--key", a->key, "Key type")
         ->check(CLI::IsMember({"rsa2048", "rsa3072", "p256", "p384"}))
         ->capture_default_str();
@@ -657,7 +680,20 @@ void add_security_commands(CLI::App& app, Action& action) {
         ->capture_default_str();
     sub->add_flag("--if-not-exists", a->if_not_exists,
                   "Keep an existing internal certificate (MQCERT_REGISTER_IF_NOT_EXIST)");
-    sub->callback([a, &action] { action = [a] { return run_enroll(*a); }; });
+    CLI::Option* adopt =
+        sub->add_option("--adopt", a->adopt_selector,
+                        "Make a certificate already on the token (with its private key) your "
+                        "internal certificate instead of generating a key pair, for cards that "
+                        "cannot generate keys; URI (object=/id=) chooses when there are several")
+            ->expected(0, 1)
+            ->type_name("[URI]");
+    for (const char* generation_only : {"--key", "--subject", "--days"}) {
+      adopt->excludes(sub->get_option(generation_only));
+    }
+    sub->callback([a, adopt, &action] {
+      a->adopt = adopt->count() > 0;
+      action = [a] { return run_enroll(*a); };
+    });
   }
   {
     auto file = std::make_shared<std::string>();

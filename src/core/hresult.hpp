@@ -19,7 +19,7 @@ HRESULT hresult_of(const char* function, F&& body) noexcept {
   try {
     return body();
   } catch (const Error& e) {
-    set_last_error(e.what());
+    set_last_error(e.what(), e.token_error());
     log(LogLevel::Debug, std::string(function) + ": " + e.what());
     return e.code();
   } catch (const std::bad_alloc&) {

@@ -2,6 +2,7 @@
 #include "src/core/registration.hpp"
 
 #include <optional>
+#include <vector>
 
 #include "mqsec/error.hpp"
 #include "pkcs11/error.hpp"
@@ -29,6 +30,13 @@ Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
 
   security::PersonalStore personal(setup);
   security::X509Ptr cert;
+  // An adopted certificate becomes the internal one (the profile) once its key has proven it.
+  bool adopted = false;
+  auto adopt = [&](security::Adoptable a) {
+    out.der = std::move(a.der);
+    out.object_uri = std::move(a.object_uri);
+    adopted = true;
+  };
   if (der.empty()) {
     if (!profile_error.empty()) {
       log(LogLevel::Error, "cannot read the user profile: " + profile_error);
@@ -43,10 +51,44 @@ Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
         out.object_uri = setup.profile.internal_certificate;
       }
     }
-    if (out.der.empty()) {
-      security::Enrolled e = security::enroll_internal(setup, personal, opts);
-      out.der = std::move(e.der);
-      out.object_uri = std::move(e.object_uri);
+    if (out.der.empty() && opts.adopt) {
+      adopt(security::choose_adoptable(personal, opts.adopt_selector));
+    } else if (out.der.empty()) {
+      try {
+        security::Enrolled e = security::enroll_internal(setup, personal, opts);
+        out.der = std::move(e.der);
+        out.object_uri = std::move(e.object_uri);
+      } catch (const Error& e) {
+        if (e.token_error() != TokenError::KeyGenerationUnsupported) throw;
+        // A card that cannot generate keys (a PIV card through OpenSC): MQCERT_REGISTER_IF_NOT_
+        // EXIST takes the certificate already on it when there is exactly one with its key.
+        std::vector<security::Adoptable> found;
+        try {
+          found = security::adoptable_certificates(personal, {});
+        } catch (const std::exception&) {
+          throw e;
+        }
+        if (if_not_exist && found.size() == 1) {
+          log(LogLevel::Info, std::string(e.what()) +
+                                  "; adopting the certificate on it: " + found.front().describe());
+          adopt(std::move(found.front()));
+        } else {
+          std::string list;
+          for (const auto& a : found) list += "\n  " + a.describe();
+          fail(e.code(),
+               std::string(e.what()) + "; " +
+                   (found.empty()
+                        ? "it holds no certificate with its private key either: provision the "
+                          "card with its vendor tool (a key pair and its certificate), then run "
+                          "`mqsec enroll --adopt`"
+                        : "it holds " + std::to_string(found.size()) +
+                              " certificate(s) with their private key: make one your internal "
+                              "certificate with `mqsec enroll --adopt` (choose with "
+                              "`--adopt 'pkcs11:id=...'` when there are several):" +
+                              list),
+               TokenError::KeyGenerationUnsupported);
+        }
+      }
     }
   } else {
     cert = security::parse_der_strict(der);
@@ -78,9 +120,24 @@ Registered register_certificate(std::span<const uint8_t> der, bool if_not_exist,
                "': its private key is not in the caller's personal store (token '" +
                personal.token()->label() + "')");
     }
+    if (std::string why = key->exposure();
+        adopted && !why.empty() && !setup.config.allow_extractable_keys) {
+      fail(MQ_ERROR_INVALID_CERTIFICATE,
+           "cannot adopt '" + security::subject_string(cert.get()) + "': its private key " +
+               (why.rfind("was", 0) == 0 ? why : "is " + why) +
+               ", so a copy may exist outside the token (security contexts refuse it); set "
+               "[token] allow-extractable-keys = true in the system config to allow such keys");
+    }
     security::prove_possession(personal, cert.get(), *key);
   } catch (const pkcs11::Error& e) {
     security::throw_mapped(e, MQ_ERROR_CORRUPTED_SECURITY_DATA, "certificate registration");
+  }
+
+  if (adopted) {
+    security::set_internal_certificate(setup.profile, out.object_uri);
+    log(LogLevel::Info, "adopted " + out.object_uri + " (" + subject_of_der(out.der) +
+                            ") as the internal certificate of user '" + setup.user.name + "'");
+    out.adopted = true;
   }
 
   // Registrations are never last-writer-wins: a certificate bound to another SID stays bound

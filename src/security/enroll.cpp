@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <optional>
 #include <stdexcept>
 
 #include "mqsec/error.hpp"
@@ -111,7 +112,189 @@ void set_subject(X509_NAME* name, const std::string& dn) {
   }
 }
 
+// An EC public key's encoded point (04 || X || Y), or empty.
+Bytes encoded_point(EVP_PKEY* pub) {
+  size_t len = 0;
+  if (EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, nullptr, 0, &len) !=
+          1 ||
+      len == 0) {
+    return {};
+  }
+  Bytes point(len);
+  if (EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point.data(),
+                                      point.size(), &len) != 1) {
+    return {};
+  }
+  point.resize(len);
+  return point;
+}
+
+std::string hex_of(const Bytes& b) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (uint8_t c : b) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+// Why the private keys with `id` cannot be the key of `cert` ("" when exactly one can, and
+// then *key is it).
+std::string key_mismatch(pkcs11::Token& token, pkcs11::Token::Session& s, X509* cert,
+                         const Bytes& id, CK_OBJECT_HANDLE* key) {
+  CK_OBJECT_CLASS priv_class = CKO_PRIVATE_KEY, pub_class = CKO_PUBLIC_KEY;
+  auto keys = token.find(s,
+                         {pkcs11::attribute(CKA_CLASS, &priv_class, sizeof priv_class),
+                          pkcs11::attribute(CKA_ID, id.data(), id.size())},
+                         2);
+  if (keys.empty()) return "no private key with its CKA_ID";
+  if (keys.size() > 1) return "several private keys with its CKA_ID";
+  EVP_PKEY* pub = X509_get0_pubkey(cert);
+  if (pub == nullptr) return "its public key is unreadable";
+  const bool rsa = EVP_PKEY_is_a(pub, "RSA") == 1;
+  if (!rsa && EVP_PKEY_is_a(pub, "EC") != 1) return "its key is neither RSA nor EC";
+  if (auto type = token.ulong_attribute(s, keys[0], CKA_KEY_TYPE);
+      type && *type != static_cast<CK_ULONG>(rsa ? CKK_RSA : CKK_EC)) {
+    return std::string("the private key with its CKA_ID is not an ") + (rsa ? "RSA" : "EC") +
+           " key";
+  }
+  if (auto can_sign = token.bool_attribute(s, keys[0], CKA_SIGN); can_sign && !*can_sign) {
+    return "the private key with its CKA_ID cannot sign (CKA_SIGN false)";
+  }
+  if (rsa) {
+    BIGNUM* n = nullptr;
+    if (EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n) == 1) {
+      Bytes mod(static_cast<size_t>(BN_num_bytes(n)));
+      BN_bn2bin(n, mod.data());
+      BN_free(n);
+      auto on_token = token.attribute(s, keys[0], CKA_MODULUS);
+      if (on_token) {
+        Bytes m = *on_token;
+        while (!m.empty() && m.front() == 0) m.erase(m.begin());
+        if (m != mod) return "the private key with its CKA_ID has another RSA modulus";
+      }
+    }
+  } else {
+    const Bytes point = encoded_point(pub);
+    std::optional<Bytes> on_token = token.attribute(s, keys[0], CKA_EC_POINT);
+    if (!on_token) {
+      auto pubs = token.find(s,
+                             {pkcs11::attribute(CKA_CLASS, &pub_class, sizeof pub_class),
+                              pkcs11::attribute(CKA_ID, id.data(), id.size())},
+                             2);
+      if (pubs.size() == 1) on_token = token.attribute(s, pubs[0], CKA_EC_POINT);
+    }
+    if (on_token && !point.empty() && unwrap_point(*on_token) != point) {
+      return "the key with its CKA_ID has another EC public point";
+    }
+  }
+  *key = keys[0];
+  return {};
+}
+
 }  // namespace
+
+std::string Adoptable::describe() const {
+  return "'" + label + "' id=" + hex_of(id) + ": " + subject + " (" + object_uri + ")";
+}
+
+std::vector<Adoptable> adoptable_certificates(PersonalStore& store, const std::string& selector,
+                                              std::vector<std::string>* skipped) {
+  pkcs11::Token& token = *store.token();
+  std::optional<Bytes> want_id;
+  std::string want_label;
+  if (!selector.empty()) {
+    std::optional<pkcs11::Uri> uri;
+    try {
+      uri.emplace(pkcs11::Uri::parse(selector));
+    } catch (const pkcs11::Error& e) {
+      fail(MQ_ERROR_INVALID_PARAMETER, std::string("--adopt: ") + e.what());
+    }
+    CK_TOKEN_INFO info{};
+    {
+      pkcs11::CallScope scope;
+      if (token.fn()->C_GetTokenInfo(token.slot(), &info) == CKR_OK && !uri->matches_token(info)) {
+        fail(MQ_ERROR_INVALID_PARAMETER, "--adopt: '" + selector +
+                                             "' names another token than yours ('" + token.label() +
+                                             "', serial " + token.serial() + ")");
+      }
+    }
+    want_id = uri->object_id();
+    want_label = uri->object_label();
+  }
+
+  pkcs11::CallScope scope;
+  auto s = token.session();
+  CK_OBJECT_CLASS cert_class = CKO_CERTIFICATE;
+  CK_CERTIFICATE_TYPE x509 = CKC_X_509;
+  std::vector<CK_ATTRIBUTE> tmpl{pkcs11::attribute(CKA_CLASS, &cert_class, sizeof cert_class),
+                                 pkcs11::attribute(CKA_CERTIFICATE_TYPE, &x509, sizeof x509)};
+  if (want_id) tmpl.push_back(pkcs11::attribute(CKA_ID, want_id->data(), want_id->size()));
+  if (!want_label.empty()) {
+    tmpl.push_back(pkcs11::attribute(CKA_LABEL, want_label.data(), want_label.size()));
+  }
+  std::vector<Adoptable> out;
+  for (CK_OBJECT_HANDLE c : token.find(s, tmpl, 256)) {
+    Adoptable a;
+    a.id = token.attribute(s, c, CKA_ID).value_or(Bytes{});
+    auto label = token.attribute(s, c, CKA_LABEL).value_or(Bytes{});
+    a.label.assign(label.begin(), label.end());
+    auto der = token.attribute(s, c, CKA_VALUE);
+    X509Ptr cert = der ? parse_der_strict(*der) : nullptr;
+    const std::string name = "'" + a.label + "' id=" + hex_of(a.id);
+    if (!cert) {
+      if (skipped) skipped->push_back(name + ": not a DER X.509 certificate");
+      continue;
+    }
+    a.subject = subject_string(cert.get());
+    if (a.id.empty()) {
+      if (skipped) skipped->push_back(name + " (" + a.subject + "): no CKA_ID to find its key by");
+      continue;
+    }
+    CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+    if (std::string why = key_mismatch(token, s, cert.get(), a.id, &key); !why.empty()) {
+      if (skipped) skipped->push_back(name + " (" + a.subject + "): " + why);
+      continue;
+    }
+    a.der = std::move(*der);
+    a.object_uri = pkcs11::object_uri(token.label(), token.serial(), a.id, "cert");
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+Adoptable choose_adoptable(PersonalStore& store, const std::string& selector) {
+  std::vector<std::string> skipped;
+  std::vector<Adoptable> found;
+  try {
+    found = adoptable_certificates(store, selector, &skipped);
+  } catch (const pkcs11::Error& e) {
+    throw_mapped(e, MQ_ERROR_CORRUPTED_SECURITY_DATA, "looking for a certificate to adopt");
+  }
+  const std::string token = "token '" + store.token()->label() + "'";
+  if (found.size() == 1) return std::move(found.front());
+  if (found.size() > 1) {
+    std::string list;
+    for (const Adoptable& a : found) list += "\n  " + a.describe();
+    fail(MQ_ERROR_INVALID_PARAMETER,
+         std::to_string(found.size()) + " certificates on " + token +
+             (selector.empty() ? std::string() : " match '" + selector + "'") +
+             " have their private key there; choose one with `mqsec enroll --adopt "
+             "'pkcs11:id=...'` (or object=<label>):" +
+             list);
+  }
+  std::string why;
+  for (const std::string& line : skipped) why += "\n  " + line;
+  fail(MQ_ERROR_INVALID_CERTIFICATE,
+       "no certificate on " + token +
+           (selector.empty() ? std::string() : " that '" + selector + "' selects") +
+           " has its private key there" +
+           (why.empty() ? std::string(" (the token holds no certificate)")
+                        : std::string(":") + why) +
+           "; provision the card with its vendor tool (a key pair and its certificate), then run "
+           "`mqsec enroll --adopt` again");
+}
 
 KeyKind parse_key_kind(const std::string& s) {
   if (s == "rsa2048") return KeyKind::Rsa2048;
@@ -169,10 +352,22 @@ Enrolled enroll_internal(const UserSetup& setup, PersonalStore& store, const Enr
         pub_t.push_back(pkcs11::attribute(CKA_EC_PARAMS, kP384Oid, sizeof kP384Oid));
       }
     }
+    if (std::string why = token.cannot_generate(mech.mechanism); !why.empty()) {
+      throw pkcs11::Error("token '" + token.label() + "' cannot generate key pairs: " + why,
+                          pkcs11::Problem::KeyGenerationUnsupported);
+    }
     CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
-    pkcs11::check(token.fn()->C_GenerateKeyPair(s.handle(), &mech, pub_t.data(), pub_t.size(),
-                                                priv_t.data(), priv_t.size(), &pub, &priv),
-                  "C_GenerateKeyPair");
+    CK_RV gen_rv = token.fn()->C_GenerateKeyPair(s.handle(), &mech, pub_t.data(), pub_t.size(),
+                                                 priv_t.data(), priv_t.size(), &pub, &priv);
+    if (gen_rv != CKR_OK) {
+      pkcs11::Error e("C_GenerateKeyPair", gen_rv, "token '" + token.label() + "'");
+      if (e.problem() == pkcs11::Problem::KeyGenerationUnsupported) {
+        throw pkcs11::Error("C_GenerateKeyPair", gen_rv,
+                            "token '" + token.label() + "' cannot generate key pairs",
+                            pkcs11::Problem::KeyGenerationUnsupported);
+      }
+      throw e;
+    }
     PkeyPtr pkey = public_key_from_token(token, s, pub, opts.kind);
 
     // 2. The certificate body (TBS), with the signature algorithm it will carry.

@@ -18,6 +18,7 @@ namespace mqsec {
 namespace {
 
 thread_local std::string t_last_error;
+thread_local TokenError t_last_token_error = TokenError::None;
 std::mutex g_log_mutex;
 
 const char* level_name(LogLevel l) {
@@ -68,7 +69,10 @@ int open_log_file(const char* path) {
 
 void log(LogLevel level, const std::string& message) noexcept {
   try {
-    if (level == LogLevel::Error || level == LogLevel::Warning) t_last_error = message;
+    if (level == LogLevel::Error || level == LogLevel::Warning) {
+      t_last_error = message;
+      t_last_token_error = TokenError::None;
+    }
     // secure_getenv: a setuid or setgid program does not let its caller choose where it writes.
     const char* dest = secure_getenv("MQSEC_LOG");
     std::string d = dest ? dest : "syslog";
@@ -108,10 +112,12 @@ void log(LogLevel level, const std::string& message) noexcept {
 }
 
 std::string last_error_message() { return t_last_error; }
+TokenError last_token_error() noexcept { return t_last_token_error; }
 
-void set_last_error(const std::string& message) noexcept {
+void set_last_error(const std::string& message, TokenError token_error) noexcept {
   try {
     t_last_error = message;
+    t_last_token_error = token_error;
   } catch (...) {
     // out of memory: keep the previous message
   }
@@ -121,9 +127,10 @@ void set_last_error(const std::string& message) noexcept {
 
 namespace mqsec {
 
-void fail(HRESULT code, const std::string& reason) {
+void fail(HRESULT code, const std::string& reason, TokenError token_error) {
   log(LogLevel::Error, reason);
-  throw Error(code, reason);
+  t_last_token_error = token_error;
+  throw Error(code, reason, token_error);
 }
 
 }  // namespace mqsec

@@ -38,12 +38,110 @@ std::string KeyRef::exposure() const {
   return {};
 }
 
+TokenError token_error_of(pkcs11::Problem p) noexcept {
+  switch (p) {
+    case pkcs11::Problem::Other:
+      return TokenError::None;
+    case pkcs11::Problem::PinIncorrect:
+      return TokenError::PinIncorrect;
+    case pkcs11::Problem::PinRefusedBefore:
+      return TokenError::PinRefusedBefore;
+    case pkcs11::Problem::PinFinalTry:
+      return TokenError::PinFinalTry;
+    case pkcs11::Problem::PinLocked:
+      return TokenError::PinLocked;
+    case pkcs11::Problem::PinExpired:
+      return TokenError::PinExpired;
+    case pkcs11::Problem::PinSource:
+      return TokenError::PinSource;
+    case pkcs11::Problem::TokenAbsent:
+      return TokenError::TokenAbsent;
+    case pkcs11::Problem::CardReplaced:
+      return TokenError::CardReplaced;
+    case pkcs11::Problem::ReaderUnavailable:
+      return TokenError::ReaderUnavailable;
+    case pkcs11::Problem::KeyGenerationUnsupported:
+      return TokenError::KeyGenerationUnsupported;
+  }
+  return TokenError::None;
+}
+
+const char* token_error_name(TokenError t) noexcept {
+  switch (t) {
+    case TokenError::None:
+      return "";
+    case TokenError::PinIncorrect:
+      return "pin-incorrect";
+    case TokenError::PinRefusedBefore:
+      return "pin-refused-before";
+    case TokenError::PinFinalTry:
+      return "pin-final-try";
+    case TokenError::PinLocked:
+      return "pin-locked";
+    case TokenError::PinExpired:
+      return "pin-expired";
+    case TokenError::PinSource:
+      return "pin-source";
+    case TokenError::TokenAbsent:
+      return "token-absent";
+    case TokenError::CardReplaced:
+      return "card-replaced";
+    case TokenError::ReaderUnavailable:
+      return "reader-unavailable";
+    case TokenError::KeyGenerationUnsupported:
+      return "key-generation-unsupported";
+  }
+  return "";
+}
+
+std::string token_error_advice(TokenError t) {
+  switch (t) {
+    case TokenError::None:
+      return {};
+    case TokenError::PinIncorrect:
+      return "correct the PIN in the PIN source (pin-source= of the token URI); mqsec never "
+             "presents a refused PIN again, so the card keeps its remaining tries";
+    case TokenError::PinRefusedBefore:
+      return "put the right PIN in the PIN source: mqsec presents a PIN again only once the "
+             "source holds another one";
+    case TokenError::PinFinalTry:
+      return "one PIN try is left and mqsec will not risk it: check the PIN, then log in once by "
+             "hand with the right one (e.g. `pkcs11-tool --login --test`), which resets the "
+             "counter";
+    case TokenError::PinLocked:
+      return "unblock the PIN with the PUK or the security officer PIN (the card vendor's tool, "
+             "e.g. `yubico-piv-tool -a unblock-pin`), then put the right PIN in the PIN source";
+    case TokenError::PinExpired:
+      return "set a new user PIN on the token (e.g. `pkcs11-tool --change-pin`) and put it in "
+             "the PIN source";
+    case TokenError::PinSource:
+      return "name a readable PIN source in the token URI: ?pin-source=file:<path> (yours, mode "
+             "0600) or env:<NAME>";
+    case TokenError::TokenAbsent:
+      return "insert the card (any reader will do: mqsec finds it by its serial number)";
+    case TokenError::CardReplaced:
+      return "insert the card with the serial number the message names; mqsec never signs with "
+             "another card, nor presents your PIN to it";
+    case TokenError::ReaderUnavailable:
+      return "connect the reader and check that pcscd runs (`systemctl status pcscd`, "
+             "`pcsc_scan`)";
+    case TokenError::KeyGenerationUnsupported:
+      return "provision the card with its vendor tool (a key pair and its certificate, e.g. "
+             "`yubico-piv-tool -a generate`, `-a selfsign-certificate`, "
+             "`-a import-certificate`), then run `mqsec enroll --adopt`";
+  }
+  return {};
+}
+
 void throw_mapped(const pkcs11::Error& e, HRESULT otherwise, const std::string& what) {
   CK_RV rv = e.rv();
   HRESULT code = (rv == CKR_HOST_MEMORY || rv == CKR_DEVICE_MEMORY || rv == CKR_SESSION_COUNT)
                      ? MQ_ERROR_INSUFFICIENT_RESOURCES
                      : otherwise;
-  fail(code, what + ": " + e.what());
+  const TokenError kind = token_error_of(e.problem());
+  std::string reason = what + ": " + e.what();
+  if (kind != TokenError::None) reason += std::string(" [") + token_error_name(kind) + "]";
+  fail(code, reason, kind);
 }
 
 UserSetup resolve_user(std::string* profile_error) {

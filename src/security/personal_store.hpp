@@ -14,6 +14,7 @@
 
 #include <mq.h>
 
+#include "mqsec/error.hpp"
 #include "pkcs11/error.hpp"
 #include "pkcs11/signer.hpp"
 #include "pkcs11/token.hpp"
@@ -82,7 +83,16 @@ std::shared_ptr<pkcs11::Module> module_for(const pkcs11::Uri& uri, const SystemC
 std::shared_ptr<pkcs11::Module> module_for(const pkcs11::Uri& uri, const std::string& fallback_uri);
 
 // Maps a failure of the PKCS#11 layer to MSMQ's result: resources -> INSUFFICIENT_RESOURCES,
-// everything else -> `otherwise`. Logs the reason.
+// everything else -> `otherwise` (MSMQ's codes are kept). The token error it is (a wrong or
+// locked PIN, a pulled or replaced card, ...) goes into the reason ("... [pin-locked]") and the
+// thrown mqsec::Error's token_error(). Logs the reason.
 [[noreturn]] void throw_mapped(const pkcs11::Error& e, HRESULT otherwise, const std::string& what);
+
+// The token error a pkcs11::Problem is.
+TokenError token_error_of(pkcs11::Problem p) noexcept;
+// "pin-locked", "card-replaced", ... ("" for TokenError::None): the names of docs/security.md.
+const char* token_error_name(TokenError t) noexcept;
+// What the user can do about it, one sentence ("" for TokenError::None).
+std::string token_error_advice(TokenError t);
 
 }  // namespace mqsec::security

@@ -7,7 +7,8 @@
 // - Handles of private objects stay valid across C_Logout (as in SoftHSM).
 // - Mutex callbacks in CK_C_INITIALIZE_ARGS are never used: the mock has its own lock, so
 //   callbacks without CKF_OS_LOCKING_OK give CKR_CANT_LOCK.
-// - No CKF_PROTECTED_AUTHENTICATION_PATH, no multi-part signing, no C_SetAttributeValue.
+// - No multi-part signing, no C_SetAttributeValue. A PIN pad (set_pin_pad) is simulated: the
+//   PIN "typed" on it is right or wrong as the test says.
 #include "tests/mock/mock_pkcs11.hpp"
 
 #include <openssl/bn.h>
@@ -81,10 +82,19 @@ struct Slot {
   bool pin_always_verified = false;
   int fail_context_logins = 0;  // the next n CKU_CONTEXT_SPECIFIC logins fail (fail_context_login)
   CK_RV context_login_rv = CKR_OK;
+  KeyGeneration key_generation = KeyGeneration::Supported;
+  // CKF_PROTECTED_AUTHENTICATION_PATH: C_Login with a NULL PIN, answered with pin_pad_rv (what
+  // the user typed on the reader's PIN pad; CKR_OK is the right PIN).
+  bool pin_pad = false;
+  CK_RV pin_pad_rv = CKR_OK;
 };
 
+// Object::slot of the token objects of a card that is out of every reader (insert_card).
+constexpr CK_SLOT_ID kAway = ~static_cast<CK_SLOT_ID>(0);
+
 struct Object {
-  CK_SLOT_ID slot = 0;
+  CK_SLOT_ID slot = 0;  // kAway: on a card that is out; away_serial says which
+  std::string away_serial;
   CK_SESSION_HANDLE owner = CK_INVALID_HANDLE;  // session objects only
   std::map<CK_ATTRIBUTE_TYPE, Bytes> attrs;
   // Secret components (CKA_PRIVATE_EXPONENT, EC CKA_VALUE): readable only when the key is
@@ -623,6 +633,7 @@ CK_RV mock_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
     if (slot.so_pin_failures > 0) flags |= CKF_SO_PIN_COUNT_LOW;
     if (slot.so_pin_failures == kMaxPinTries - 1) flags |= CKF_SO_PIN_FINAL_TRY;
     if (slot.so_pin_failures >= kMaxPinTries) flags |= CKF_SO_PIN_LOCKED;
+    if (slot.pin_pad) flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
     pInfo->flags = flags;
     pInfo->ulMaxSessionCount = slot.max_sessions;
     pInfo->ulSessionCount = static_cast<CK_ULONG>(sessions_on(s, slotID));
@@ -654,21 +665,32 @@ constexpr std::array<MechanismEntry, 5> kMechanisms = {{
      {256, 384, CKF_GENERATE_KEY_PAIR | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS}},
 }};
 
+// Whether the token of `slot` lists mechanism `m` (set_key_generation(NotOffered) hides the
+// key-pair generators).
+bool offers(const Slot& slot, const MechanismEntry& m) {
+  return slot.key_generation != KeyGeneration::NotOffered ||
+         !(m.info.flags & CKF_GENERATE_KEY_PAIR);
+}
+
 CK_RV mock_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pList, CK_ULONG_PTR pulCount) {
   return entry("C_GetMechanismList", true, [&](State& s) -> CK_RV {
     if (!valid_slot(slotID)) return CKR_SLOT_ID_INVALID;
     if (pulCount == nullptr) return CKR_ARGUMENTS_BAD;
     if (!s.slots[slotID].present) return CKR_TOKEN_NOT_PRESENT;
+    std::vector<CK_MECHANISM_TYPE> list;
+    for (const auto& m : kMechanisms) {
+      if (offers(s.slots[slotID], m)) list.push_back(m.type);
+    }
     if (pList == nullptr) {
-      *pulCount = kMechanisms.size();
+      *pulCount = list.size();
       return CKR_OK;
     }
-    if (*pulCount < kMechanisms.size()) {
-      *pulCount = kMechanisms.size();
+    if (*pulCount < list.size()) {
+      *pulCount = list.size();
       return CKR_BUFFER_TOO_SMALL;
     }
-    for (size_t i = 0; i < kMechanisms.size(); ++i) pList[i] = kMechanisms[i].type;
-    *pulCount = kMechanisms.size();
+    std::copy(list.begin(), list.end(), pList);
+    *pulCount = list.size();
     return CKR_OK;
   });
 }
@@ -680,7 +702,7 @@ CK_RV mock_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
     if (pInfo == nullptr) return CKR_ARGUMENTS_BAD;
     if (!s.slots[slotID].present) return CKR_TOKEN_NOT_PRESENT;
     for (const auto& m : kMechanisms) {
-      if (m.type == type) {
+      if (m.type == type && offers(s.slots[slotID], m)) {
         *pInfo = m.info;
         return CKR_OK;
       }
@@ -745,9 +767,13 @@ CK_RV mock_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
 }
 
 // Compares a PIN and keeps the retry counter; the counter is per token and survives logout.
-CK_RV check_pin(int& failures, const std::string& expected, CK_UTF8CHAR_PTR pin, CK_ULONG len) {
+// A NULL `pin` was entered on the PIN pad: `pad_rv` says whether it was the right one.
+CK_RV check_pin(int& failures, const std::string& expected, CK_UTF8CHAR_PTR pin, CK_ULONG len,
+                CK_RV pad_rv = CKR_OK) {
   if (failures >= kMaxPinTries) return CKR_PIN_LOCKED;
-  const bool ok = len == expected.size() && std::memcmp(pin, expected.data(), len) == 0;
+  const bool ok = pin == nullptr
+                      ? pad_rv == CKR_OK
+                      : len == expected.size() && std::memcmp(pin, expected.data(), len) == 0;
   if (!ok) {
     ++failures;
     return CKR_PIN_INCORRECT;
@@ -761,14 +787,15 @@ CK_RV mock_Login_body(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8
   return entry("C_Login", true, [&](State& s) -> CK_RV {
     Session* sess = find_session(s, hSession);
     if (!sess) return CKR_SESSION_HANDLE_INVALID;
-    // No protected authentication path: a PIN is always required.
-    if (pPin == nullptr) return CKR_ARGUMENTS_BAD;
     Slot& slot = s.slots[sess->slot];
+    // A NULL PIN is typed on the reader's PIN pad, where there is one (set_pin_pad).
+    if (pPin == nullptr && (!slot.pin_pad || ulPinLen != 0)) return CKR_ARGUMENTS_BAD;
     switch (userType) {
       case CKU_USER: {
         if (slot.login == CKU_USER) return CKR_USER_ALREADY_LOGGED_IN;
         if (slot.login == CKU_SO) return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
-        CK_RV rv = check_pin(slot.user_pin_failures, slot.user_pin, pPin, ulPinLen);
+        CK_RV rv =
+            check_pin(slot.user_pin_failures, slot.user_pin, pPin, ulPinLen, slot.pin_pad_rv);
         if (rv == CKR_OK) slot.login = CKU_USER;
         return rv;
       }
@@ -780,7 +807,7 @@ CK_RV mock_Login_body(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8
             return CKR_SESSION_READ_ONLY_EXISTS;
           }
         }
-        CK_RV rv = check_pin(slot.so_pin_failures, slot.so_pin, pPin, ulPinLen);
+        CK_RV rv = check_pin(slot.so_pin_failures, slot.so_pin, pPin, ulPinLen, slot.pin_pad_rv);
         if (rv == CKR_OK) slot.login = CKU_SO;
         return rv;
       }
@@ -792,7 +819,8 @@ CK_RV mock_Login_body(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8
           --slot.fail_context_logins;
           return slot.context_login_rv;
         }
-        CK_RV rv = check_pin(slot.user_pin_failures, slot.user_pin, pPin, ulPinLen);
+        CK_RV rv =
+            check_pin(slot.user_pin_failures, slot.user_pin, pPin, ulPinLen, slot.pin_pad_rv);
         if (rv == CKR_OK) {
           sess->sign->context_login_done = true;
           slot.pin_always_verified = true;
@@ -1066,6 +1094,14 @@ CK_RV mock_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechani
       if (CK_RV rv = check_template_types(*t); rv != CKR_OK) return rv;
     }
     const CK_MECHANISM_TYPE mech = pMechanism->mechanism;
+    switch (s.slots[sess->slot].key_generation) {
+      case KeyGeneration::Supported:
+        break;
+      case KeyGeneration::FunctionNotSupported:
+        return CKR_FUNCTION_NOT_SUPPORTED;
+      case KeyGeneration::NotOffered:
+        return CKR_MECHANISM_INVALID;
+    }
     if (mech != CKM_RSA_PKCS_KEY_PAIR_GEN && mech != CKM_EC_KEY_PAIR_GEN) {
       return CKR_MECHANISM_INVALID;
     }
@@ -1486,6 +1522,60 @@ void set_user_pin_failures(CK_SLOT_ID slot, int failures) {
   check_slot(slot);
   std::lock_guard lock(g_mutex);
   state().slots[slot].user_pin_failures = failures;
+}
+
+void set_key_generation(CK_SLOT_ID slot, KeyGeneration g) {
+  check_slot(slot);
+  std::lock_guard lock(g_mutex);
+  state().slots[slot].key_generation = g;
+}
+
+void set_pin_pad(CK_SLOT_ID slot, bool present, CK_RV entered) {
+  check_slot(slot);
+  std::lock_guard lock(g_mutex);
+  Slot& sl = state().slots[slot];
+  sl.pin_pad = present;
+  sl.pin_pad_rv = entered;
+}
+
+void insert_card(CK_SLOT_ID slot, const Card& card) {
+  check_slot(slot);
+  std::lock_guard lock(g_mutex);
+  State& s = state();
+  Slot& sl = s.slots[slot];
+  close_all_sessions(s, slot);
+  // The card that was in the reader leaves with its token objects.
+  for (auto& [h, o] : s.objects) {
+    if (o.slot == slot) {
+      o.slot = kAway;
+      o.away_serial = sl.serial;
+    }
+  }
+  // A card that is in another reader is taken out of it first.
+  for (CK_SLOT_ID other = 0; other < kSlotCount; ++other) {
+    if (other != slot && s.slots[other].present && s.slots[other].serial == card.serial) {
+      close_all_sessions(s, other);
+      for (auto& [h, o] : s.objects) {
+        if (o.slot == other) {
+          o.slot = kAway;
+          o.away_serial = card.serial;
+        }
+      }
+      s.slots[other].present = false;
+    }
+  }
+  sl.label = card.label;
+  sl.serial = card.serial;
+  sl.user_pin = card.user_pin;
+  sl.user_pin_failures = 0;
+  sl.pin_always_verified = false;
+  sl.present = true;
+  for (auto& [h, o] : s.objects) {
+    if (o.slot == kAway && o.away_serial == card.serial) {
+      o.slot = slot;
+      o.away_serial.clear();
+    }
+  }
 }
 
 bool logged_in(CK_SLOT_ID slot) noexcept {

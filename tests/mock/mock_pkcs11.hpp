@@ -91,6 +91,37 @@ void set_card_latency(std::chrono::microseconds latency) noexcept;
 // unknown slot.
 void set_user_pin_failures(CK_SLOT_ID slot, int failures);
 
+// How the token of `slot` treats key-pair generation (reset(): Supported).
+enum class KeyGeneration {
+  Supported,
+  // C_GenerateKeyPair answers CKR_FUNCTION_NOT_SUPPORTED although the key-pair mechanisms are
+  // listed with CKF_GENERATE_KEY_PAIR: what OpenSC's PIV driver does.
+  FunctionNotSupported,
+  // The key-pair mechanisms are not listed at all (C_GetMechanismInfo: CKR_MECHANISM_INVALID).
+  NotOffered,
+};
+// Throws std::invalid_argument for an unknown slot.
+void set_key_generation(CK_SLOT_ID slot, KeyGeneration g);
+
+// Gives the token of `slot` a PIN pad (CKF_PROTECTED_AUTHENTICATION_PATH) or takes it away.
+// C_Login with a NULL PIN (length 0) is then "typed on the pad": `entered` CKR_OK stands for the
+// right PIN, CKR_PIN_INCORRECT for a wrong one (counted like any wrong PIN). Without a pad a
+// NULL PIN is CKR_ARGUMENTS_BAD. Throws std::invalid_argument for an unknown slot.
+void set_pin_pad(CK_SLOT_ID slot, bool present, CK_RV entered = CKR_OK);
+
+// A card of its own: what is in the reader of `slot` is pulled (its sessions closed, logged
+// out, as set_token_present(slot, false)) and keeps its token objects, and `card` goes in, with
+// the objects it had when it was last pulled (none for a card never seen; the same handles).
+// A card that sits in another reader is taken out of that one first. PIN tries start afresh.
+// Put the first card back with insert_card(slot, {"mock-a", "MOCKSERIAL0001", "1234"}).
+// Throws std::invalid_argument for an unknown slot.
+struct Card {
+  std::string label;
+  std::string serial;
+  std::string user_pin;
+};
+void insert_card(CK_SLOT_ID slot, const Card& card);
+
 // True while a user (CKU_USER) or the SO is logged in to the token of `slot`.
 bool logged_in(CK_SLOT_ID slot) noexcept;
 

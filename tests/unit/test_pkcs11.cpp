@@ -459,3 +459,29 @@ TEST_F(Pkcs11Test, RefusedPinIsRememberedAcrossProcesses) {
   EXPECT_EQ(mock::call_count("C_Login"), 2);
   EXPECT_NE(stat((state_dir_ + "/pin-refusals").c_str(), &st), 0);
 }
+
+// Issue 11, item 4: OpenSC cuts a token label longer than 32 bytes to 29 bytes and "...". A URI
+// naming the label as the card's owner knows it (up to the 32 bytes a URI can carry) still
+// finds the token; the truncated label itself, and the serial, find it too.
+TEST_F(Pkcs11Test, TruncatedTokenLabelMatchesItsBeginning) {
+  const std::string shown = "Card of Alexandra Example-Hol...";  // as C_GetTokenInfo gives it
+  ASSERT_EQ(shown.size(), 32u);
+  mock::insert_card(1, {shown, "PIVSERIAL0042", "1234"});
+  EXPECT_EQ(token("pkcs11:token=Card%20of%20Alexandra%20Example-Holmes")->serial(),
+            "PIVSERIAL0042");
+  EXPECT_EQ(token("pkcs11:token=Card%20of%20Alexandra%20Example-Hol...")->serial(),
+            "PIVSERIAL0042");
+  // The whole label, longer than the 32 bytes of CK_TOKEN_INFO.
+  EXPECT_EQ(token("pkcs11:token=Card%20of%20Alexandra%20Example-Holmes%20the%20Second;"
+                  "serial=PIVSERIAL0042?pin-source=env:X")
+                ->serial(),
+            "PIVSERIAL0042");
+  EXPECT_THROW(token("pkcs11:token=Card%20of%20Alexandra%20Example-Hal%20the%20Second"), Error);
+  EXPECT_EQ(token("pkcs11:serial=PIVSERIAL0042")->label(), shown);
+  // The first 29 bytes must agree, and the other attributes still count.
+  EXPECT_THROW(token("pkcs11:token=Card%20of%20Alexandra%20Example-Hal"), Error);
+  EXPECT_THROW(token("pkcs11:token=Card%20of%20Alexandra%20Example-Holmes;serial=OTHER"), Error);
+  EXPECT_TRUE(truncated_label_matches("Card of Alexandra Example-Holmes", shown));
+  EXPECT_FALSE(truncated_label_matches("Card of Alexandra Example-Ho", shown));  // too short
+  EXPECT_FALSE(truncated_label_matches("mock-a", "mock-a"));  // not a truncated label
+}
