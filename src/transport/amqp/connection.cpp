@@ -193,6 +193,10 @@ class Connection::Impl : public proton::messaging_handler {
       proton::message msg;
       if (!m.message_id.empty()) msg.id(m.message_id);
       msg.durable(m.durable);
+      if (!m.subject.empty()) msg.subject(m.subject);
+      if (!m.reply_to.empty()) msg.reply_to(m.reply_to);
+      if (!m.correlation_id.empty()) msg.correlation_id(m.correlation_id);
+      if (m.ttl.count() > 0) msg.ttl(proton::duration(m.ttl.count()));
       for (const auto& [key, value] : m.properties) msg.properties().put(key, value);
       msg.body(proton::binary(m.body.begin(), m.body.end()));
       work->emplace_back(m.address, std::move(msg));
@@ -227,7 +231,7 @@ class Connection::Impl : public proton::messaging_handler {
     return report;
   }
 
-  void open_receiver(const std::string& address, uint32_t credit) {
+  void open_receiver(const std::string& address, uint32_t credit, bool durable) {
     {
       std::lock_guard lock(m_);
       if (failed_) throw Error(error_, error_text_);
@@ -236,9 +240,10 @@ class Connection::Impl : public proton::messaging_handler {
       rx_state_ = RxState::opening;
       credit_ = std::max<uint32_t>(1, credit);
     }
-    if (!post([this, address] {
+    if (!post([this, address, durable] {
           proton::source_options so;
-          so.address(address).durability_mode(proton::source::CONFIGURATION);
+          so.address(address).durability_mode(durable ? proton::source::CONFIGURATION
+                                                      : proton::source::NONDURABLE);
           proton::receiver_options ro;
           ro.auto_accept(false).credit_window(0).name("mqsec-receiver").source(so);
           conn_.open_receiver(address, ro);
@@ -436,6 +441,11 @@ class Connection::Impl : public proton::messaging_handler {
         in.binary_body = true;
       }
       in.delivery_count = m.delivery_count();
+      in.first_acquirer = m.first_acquirer();
+      in.subject = m.subject();
+      in.reply_to = m.reply_to();
+      const proton::message_id corr = m.correlation_id();
+      if (corr.type() == proton::STRING) in.correlation_id = proton::get<std::string>(corr);
     } catch (const std::exception&) {
       // Undecodable parts leave the fields empty: the caller sees a malformed message.
     }
@@ -729,8 +739,8 @@ std::pair<HRESULT, std::string> Connection::error() const { return impl_->error(
 SendReport Connection::send(std::span<const OutboundMessage> messages) {
   return impl_->send(messages);
 }
-void Connection::open_receiver(const std::string& address, uint32_t credit) {
-  impl_->open_receiver(address, credit);
+void Connection::open_receiver(const std::string& address, uint32_t credit, bool durable) {
+  impl_->open_receiver(address, credit, durable);
 }
 std::optional<InboundDelivery> Connection::receive(std::chrono::milliseconds timeout) {
   return impl_->receive(timeout);

@@ -32,6 +32,13 @@ struct OutboundMessage {
   std::vector<std::pair<std::string, std::string>> properties;  // application properties
   std::span<const uint8_t> body;                                // one AMQP data section
   bool durable = true;  // header durable; the broker must keep it across restarts
+  // Request/reply (remote read): AMQP subject (RabbitMQ routes a message sent to
+  // "/exchange/<x>" by it), reply-to and correlation-id (a string); empty: not set.
+  std::string subject;
+  std::string reply_to;
+  std::string correlation_id;
+  // Header ttl: the broker may drop the message once it has waited this long (0: no limit).
+  std::chrono::milliseconds ttl{0};
 };
 
 // How the broker settled one message.
@@ -62,6 +69,10 @@ struct InboundDelivery {
   std::vector<uint8_t> body;
   bool binary_body = false;     // the body was one data section (else `body` is empty)
   uint32_t delivery_count = 0;  // > 0: the broker delivered it before
+  bool first_acquirer = true;   // false: the broker delivered it before (RabbitMQ's redelivered)
+  std::string subject;          // AMQP subject, reply-to and correlation-id (if a string);
+  std::string reply_to;         // empty when not set
+  std::string correlation_id;
   const std::string* property(std::string_view name) const noexcept;
 };
 
@@ -87,10 +98,13 @@ class Connection {
   // before the call.
   SendReport send(std::span<const OutboundMessage> messages);
 
-  // Opens the one receiver of this connection on `address` (durable source terminus) with a
-  // credit window of `credit` unsettled messages. Throws mqsec::Error if the broker refuses the
-  // address (MQ_ERROR_QUEUE_NOT_FOUND / MQ_ERROR_ACCESS_DENIED) or the connection fails.
-  void open_receiver(const std::string& address, uint32_t credit);
+  // Opens the one receiver of this connection on `address` with a credit window of `credit`
+  // unsettled messages. durable: the source terminus asks for durability (configuration), so
+  // RabbitMQ declares a queue it creates durable; false: no durability (RabbitMQ 3.10 refuses a
+  // durable source on "/exchange/<x>/<key>", the temporary queue of a reply address). Throws
+  // mqsec::Error if the broker refuses the address (MQ_ERROR_QUEUE_NOT_FOUND /
+  // MQ_ERROR_ACCESS_DENIED) or the connection fails.
+  void open_receiver(const std::string& address, uint32_t credit, bool durable = true);
 
   // The next delivery, or nullopt after `timeout`. Throws mqsec::Error once the connection or
   // the receiver link has failed and no delivery is left.
