@@ -10,6 +10,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -542,12 +543,17 @@ BrokerConfig parse_broker(const Reader& r, const toml::key& key, const toml::nod
     } else if (k == "connect-timeout-ms") {
       b.connect_timeout_ms = r.integer(k, v, path, kMaxConnectTimeoutMs);
       if (b.connect_timeout_ms == 0) r.fail(k, v, path, "must be at least 1");
+    } else if (k == "request-timeout-ms") {
+      b.request_timeout_ms = r.integer(k, v, path, kMaxConnectTimeoutMs);
+      if (b.request_timeout_ms == 0) r.fail(k, v, path, "must be at least 1");
     } else if (k == "tls") {
       parse_broker_tls(r, k, v, path, b.tls, cert, tls_key);
       tls = {&k, &v};
     } else {
-      r.unknown(k, v, path,
-                "url, user, password-source, connect-timeout-ms or the table [" + name + ".tls]");
+      r.unknown(
+          k, v, path,
+          "url, user, password-source, connect-timeout-ms, request-timeout-ms or the table [" +
+              name + ".tls]");
     }
   }
   if (!url)
@@ -572,6 +578,30 @@ BrokerConfig parse_broker(const Reader& r, const toml::key& key, const toml::nod
     r.fail(*tls_key.key, *tls_key.node, name + ".tls.cert",
            "missing: a private key needs its client certificate (set cert and key, or neither)");
   return b;
+}
+
+void parse_agent(const Reader& r, const toml::key& key, const toml::node& node, AgentConfig& a) {
+  const std::string name(key.str());
+  for (auto&& [k, v] : r.table(key, node, name)) {
+    const std::string path = name + "." + std::string(k.str());
+    if (k != "remote-read") r.unknown(k, v, path, "remote-read");
+    a.remote_read.clear();
+    for (std::string q : r.strings(k, v, path)) {
+      // A private queue's name as it is stored: 1 to 124 characters, no '\', '/' or control
+      // characters; case-insensitive (kept lower-case).
+      const bool ok =
+          !q.empty() && q.size() <= 124 && std::none_of(q.begin(), q.end(), [](unsigned char c) {
+            return c < 0x20 || c == 0x7f || c == '\\' || c == '/';
+          });
+      if (!ok)
+        r.fail(k, v, path,
+               "\"" + printable(q) +
+                   "\" is not a queue name: write the private queue's name (\"inbox\" for "
+                   ".\\private$\\inbox), 1 to 124 characters without '\\', '/' or control "
+                   "characters");
+      a.remote_read.push_back(lower(std::move(q)));
+    }
+  }
 }
 
 }  // namespace
@@ -701,10 +731,12 @@ SystemConfig parse_system_config(std::string_view text, const std::string& sourc
     } else if (name == "broker") {
       cfg.broker = parse_broker(r, key, node);
       broker = {&key, &node};
+    } else if (name == "agent") {
+      parse_agent(r, key, node, cfg.agent);
     } else {
       r.unknown(key, node, name,
                 "one of the tables [token], [store], [profiles], [identity], "
-                "[security], [trust], [limits], [machine], [broker]");
+                "[security], [trust], [limits], [machine], [broker], [agent]");
     }
   }
   if (cfg.machine.name.empty()) {

@@ -89,9 +89,19 @@ struct BrokerConfig {
   // Only its form is checked here; read it with read_secret_source (secret_source.hpp).
   std::string password_source;
   int64_t connect_timeout_ms = 5000;  // [broker] connect-timeout-ms, 1 .. 600000
-  BrokerTlsConfig tls;                // [broker.tls]; all empty unless uses_tls()
+  // [broker] request-timeout-ms, 1 .. 600000: how long a remote read waits for the other
+  // machine's agent to answer one request.
+  int64_t request_timeout_ms = 10000;
+  BrokerTlsConfig tls;  // [broker.tls]; all empty unless uses_tls()
 
   bool uses_tls() const noexcept { return scheme == "amqps"; }
+};
+
+// [agent]: what `mqsec agent` serves to other machines.
+struct AgentConfig {
+  // [agent] remote-read: the local queues (names, lower-case) that readers on other machines
+  // may receive from and peek at through the broker (MSMQ's remote read). Empty: none.
+  std::vector<std::string> remote_read;
 };
 
 struct SystemConfig {
@@ -110,6 +120,7 @@ struct SystemConfig {
   MachineConfig machine;                   // [machine]
   // [broker]; unset: no broker, remote queues are unavailable (their users report it).
   std::optional<BrokerConfig> broker;
+  AgentConfig agent;  // [agent]
 };
 
 // "" when `name` is a valid machine name, else the reason, stating the rule: 1 to 63 ASCII

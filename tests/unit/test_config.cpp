@@ -396,6 +396,7 @@ url = "amqps://broker.example:5999"
 user = "mqsec"
 password-source = "file:/etc/mqsec/broker.pw"
 connect-timeout-ms = 2500
+request-timeout-ms = 1500
 [broker.tls]
 ca = "/etc/mqsec/broker-ca.pem"
 cert = "/etc/mqsec/client.pem"
@@ -413,6 +414,7 @@ key = "/etc/mqsec/client.key"
   EXPECT_EQ(b.user, "mqsec");
   EXPECT_EQ(b.password_source, "file:/etc/mqsec/broker.pw");
   EXPECT_EQ(b.connect_timeout_ms, 2500);
+  EXPECT_EQ(b.request_timeout_ms, 1500);
   EXPECT_EQ(b.tls.ca, "/etc/mqsec/broker-ca.pem");
   EXPECT_EQ(b.tls.cert, "/etc/mqsec/client.pem");
   EXPECT_EQ(b.tls.key, "/etc/mqsec/client.key");
@@ -429,6 +431,7 @@ TEST(BrokerConfig, Defaults) {
   EXPECT_EQ(b.user, "");
   EXPECT_EQ(b.password_source, "");
   EXPECT_EQ(b.connect_timeout_ms, 5000);
+  EXPECT_EQ(b.request_timeout_ms, 10000);
   EXPECT_TRUE(b.tls.ca.empty());
   EXPECT_TRUE(b.tls.cert.empty());
   EXPECT_TRUE(b.tls.key.empty());
@@ -528,9 +531,13 @@ TEST(BrokerConfig, Errors) {
        "broker.connect-timeout-ms: must be between 0 and 600000"},
       {"[broker]\nurl = \"amqp://h\"\nconnect-timeout-ms = \"5s\"",
        "broker.connect-timeout-ms: expected an integer, not a string"},
+      {"[broker]\nurl = \"amqp://h\"\nrequest-timeout-ms = 0",
+       "broker.request-timeout-ms: must be at least 1"},
+      {"[broker]\nurl = \"amqp://h\"\nrequest-timeout-ms = 600001",
+       "broker.request-timeout-ms: must be between 0 and 600000"},
       {"[broker]\nurl = \"amqp://h\"\ntimeout = 5",
        "broker.timeout: unknown key 'broker.timeout' (expected url, user, password-source, "
-       "connect-timeout-ms or the table [broker.tls])"},
+       "connect-timeout-ms, request-timeout-ms or the table [broker.tls])"},
       {"[broker]\nurl = \"amqp://h\"\n[broker.tls]\nca = \"/etc/ca.pem\"",
        "/etc/mqsec/mqsec.toml:3:9: broker.tls: TLS settings need an amqps:// URL, and "
        "broker.url is amqp://"},
@@ -547,6 +554,39 @@ TEST(BrokerConfig, Errors) {
       {"[broker]\nurl = \"amqps://h\"\ntls = \"/etc/ca.pem\"",
        "broker.tls: expected a table, not a string"},
       {"broker = \"amqp://h\"", "broker: expected a table, not a string"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    const std::string error = system_error(c.text);
+    EXPECT_NE(error.find(c.error), std::string::npos) << error;
+  }
+}
+
+TEST(AgentConfig, RemoteReadIsOffByDefaultAndListsQueueNames) {
+  EXPECT_TRUE(parse_system_config("", kFile).agent.remote_read.empty());
+  EXPECT_TRUE(parse_system_config("[agent]\n", kFile).agent.remote_read.empty());
+  const SystemConfig cfg =
+      parse_system_config("[agent]\nremote-read = [\"Inbox\", \"orders.v2\"]\n", kFile);
+  EXPECT_EQ(cfg.agent.remote_read, (std::vector<std::string>{"inbox", "orders.v2"}));
+}
+
+TEST(AgentConfig, Errors) {
+  struct Case {
+    const char* text;
+    const char* error;
+  };
+  const Case cases[] = {
+      {"[agent]\nremote-read = \"inbox\"",
+       "agent.remote-read: expected an array of strings, not a string"},
+      {"[agent]\nremote-read = [\"\"]", "agent.remote-read: \"\" is not a queue name"},
+      {"[agent]\nremote-read = [\"private$\\\\inbox\"]",
+       "agent.remote-read: \"private$\\inbox\" is not a queue name: write the private queue's "
+       "name"},
+      {"[agent]\nremote-read = [\"a/b\"]", "is not a queue name"},
+      {"[agent]\nremote-read = [1]", "expected an array of strings, but an element is an integer"},
+      {"[agent]\nread = [\"inbox\"]",
+       "agent.read: unknown key 'agent.read' (expected remote-read)"},
+      {"agent = 1", "agent: expected a table"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.text);
