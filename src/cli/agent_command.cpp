@@ -1,12 +1,15 @@
 // `mqsec agent`: this machine's long-running forwarder and receiver for remote queues
-// (docs/remote.md, docs/operations.md "The agent"). Two threads:
+// (docs/remote.md, docs/operations.md "The agent"). Three threads:
 //   - arrival: transport::amqp::Inbound consumes this machine's broker queue (mqsec.in.<machine>)
 //     and hands each message to core::Arrivals (verify with the destination queue's policy,
 //     dedupe by the signed message id, store; or reject, record and NACK);
-//   - forwarding: core::forward_outgoing empties this store's outgoing queues into the broker.
+//   - forwarding: core::forward_outgoing empties this store's outgoing queues into the broker;
+//   - remote reads: core::serve_remote_reads answers readers on other machines (MQOpenQueue
+//     with receive or peek access on a queue of this one) for the queues [agent] remote-read
+//     names, and refuses every other queue (MQ_ERROR_ACCESS_DENIED).
 // SIGTERM and SIGINT are blocked in every thread and taken with sigtimedwait by the main thread
 // (no signal handler, no work in signal context); it requests a stop through a
-// std::stop_source, which both loops watch, and joins them.
+// std::stop_source, which the loops watch, and joins them.
 //
 // Exit codes: 0 stopped by SIGTERM/SIGINT; 1 a loop failed for good (the store cannot be
 // opened, ...); 2 usage; 3 configuration (unreadable or malformed file, no [broker], no valid
@@ -31,6 +34,7 @@
 #include "src/cli/output.hpp"
 #include "src/core/arrival.hpp"
 #include "src/core/forwarding.hpp"
+#include "src/core/remote_read.hpp"
 #include "src/core/runtime.hpp"
 #include "src/security/log.hpp"
 #include "transport/amqp/inbound.hpp"
@@ -102,6 +106,7 @@ int run_agent() {
   }
 
   core::Arrivals arrivals(cfg);
+  core::RemoteReads reads(cfg);
   amqp::InboundOptions options;
   options.machine = machine;
   options.log = [](std::string_view line) { log(LogLevel::Info, std::string(line)); };
@@ -119,9 +124,12 @@ int run_agent() {
     config_failure(e.what(), e.code(), "check [machine] name and [broker] url");
   }
 
+  std::string served;
+  for (const std::string& q : cfg.agent.remote_read) served += (served.empty() ? "" : ", ") + q;
   log(LogLevel::Info, "agent: machine '" + machine + "', broker " + settings.url + ", store " +
-                          cfg.store_path.string() + ": started (pid " + std::to_string(::getpid()) +
-                          ")");
+                          cfg.store_path.string() + ", remote reads of " +
+                          (served.empty() ? std::string("no queue") : served) + ": started (pid " +
+                          std::to_string(::getpid()) + ")");
 
   std::stop_source stop;
   Fatal fatal;
@@ -142,15 +150,28 @@ int run_agent() {
     }
   });
 
+  std::jthread remote_reads([&] {
+    try {
+      core::serve_remote_reads(cfg, reads, stop.get_token());
+    } catch (const std::exception& e) {
+      fatal.set(std::string("remote reads: ") + e.what());
+      stop.request_stop();
+    }
+  });
+
   core::ArrivalCounts last{};
+  core::RemoteReadCounts last_reads{};
   auto next_status = std::chrono::steady_clock::now() + kStatusEvery;
   auto status_line = [&] {
     const core::ArrivalCounts c = arrivals.counts();
     const amqp::InboundStatus s = inbound->status();
+    const core::RemoteReadCounts r = reads.counts();
     return "stored " + std::to_string(c.stored) + ", duplicates " + std::to_string(c.duplicates) +
            ", rejected " + std::to_string(c.rejected) + ", retried " + std::to_string(c.retried) +
-           ", not mqsec " + std::to_string(s.malformed) + ", connects " +
-           std::to_string(s.connects) + (s.connected ? " (connected)" : " (not connected)");
+           ", not mqsec " + std::to_string(s.malformed) + ", remote reads " +
+           std::to_string(r.served) + " (refused " + std::to_string(r.denied) + ", failed " +
+           std::to_string(r.failed) + "), connects " + std::to_string(s.connects) +
+           (s.connected ? " (connected)" : " (not connected)");
   };
   int signal_taken = 0;
   while (!stop.stop_requested()) {
@@ -163,10 +184,14 @@ int run_agent() {
     if (std::chrono::steady_clock::now() >= next_status) {
       next_status += kStatusEvery;
       const core::ArrivalCounts c = arrivals.counts();
+      const core::RemoteReadCounts r = reads.counts();
       if (c.stored != last.stored || c.duplicates != last.duplicates ||
-          c.rejected != last.rejected || c.retried != last.retried) {
+          c.rejected != last.rejected || c.retried != last.retried ||
+          r.served != last_reads.served || r.denied != last_reads.denied ||
+          r.failed != last_reads.failed) {
         log(LogLevel::Info, "agent: " + status_line());
         last = c;
+        last_reads = r;
       }
     }
   }
@@ -177,6 +202,7 @@ int run_agent() {
   stop.request_stop();
   receiver.join();
   forwarder.join();
+  remote_reads.join();
   log(LogLevel::Info, "agent: stopped; " + status_line());
   if (auto reason = fatal.get()) {
     throw Failure("agent", *reason, MQ_ERROR_SERVICE_NOT_AVAILABLE,
@@ -190,8 +216,9 @@ int run_agent() {
 void add_agent_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
       "agent",
-      "Run this machine's forwarder and receiver for remote queues until SIGTERM/SIGINT "
-      "(needs [broker]; logs to MQSEC_LOG, default syslog)");
+      "Run this machine's forwarder and receiver for remote queues, and serve remote reads of "
+      "the queues [agent] remote-read names, until SIGTERM/SIGINT (needs [broker]; logs to "
+      "MQSEC_LOG, default syslog)");
   cmd->footer(
       "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failed while running, 3 configuration "
       "error (no [broker], bad machine name, broker password source). See "

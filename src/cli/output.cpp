@@ -168,6 +168,9 @@ std::string default_hint(HRESULT hr) {
       return "check [store] path in the system configuration and its permissions";
     case MQ_ERROR_IO_TIMEOUT:
       return "wait longer with --timeout MS";
+    case MQ_ERROR_REMOTE_MACHINE_NOT_AVAILABLE:
+      return "start `mqsec agent` on that machine (it answers remote reads), or raise [broker] "
+             "request-timeout-ms";
     default:
       return {};
   }

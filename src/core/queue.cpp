@@ -14,10 +14,12 @@
 #include <span>
 
 #include "mqsec/error.hpp"
+#include "src/core/remote_read.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/text.hpp"
 #include "src/security/context.hpp"
 #include "src/security/log.hpp"
+#include "src/security/openssl.hpp"
 #include "src/security/personal_store.hpp"
 #include "src/transport/local/real_ids.hpp"
 
@@ -71,32 +73,48 @@ std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m) {
 
 }  // namespace
 
+bool receive_share_denied(const std::filesystem::path& store_dir, int64_t queue_id) {
+  const int fd = open_lock_file(store_dir, queue_id);
+  const bool denied = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // releases the shared lock taken, if any
+  return denied;
+}
+
 std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool deny_receive_share) {
-  if (d.transport != Destination::Transport::Local && (access.receive || access.peek)) {
+  const bool remote_read =
+      d.transport != Destination::Transport::Local && (access.receive || access.peek);
+  if (remote_read && deny_receive_share) {
     throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
-                "receiving from a queue on another machine ('" + d.queue + "' on '" + d.machine +
-                    "', remote read) is not supported yet; receive on that machine (its mqsec "
-                    "agent stores arriving messages in its local queue)");
+                "MQ_DENY_RECEIVE_SHARE is not supported for a queue of another machine ('" +
+                    d.queue + "' on '" + d.machine + "', remote read); open it with MQ_DENY_NONE");
   }
   Runtime& rt = runtime();
   auto cfg = rt.config();
-  auto resolved = rt.resolve(d, cfg.store_path);
-  if (!resolved) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' does not exist");
-  const transport::QueueInfo& info = resolved->info;
   std::shared_ptr<Queue> q(new Queue());
+  transport::QueueInfo named;
+  if (remote_read) {
+    RemoteRead r = open_remote_read(cfg, d, access.receive);
+    named = std::move(r.info);
+    q->transport_ = std::move(r.transport);
+    q->remote_machine_ = d.machine;
+  } else {
+    auto resolved = rt.resolve(d, cfg.store_path);
+    if (!resolved) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' does not exist");
+    named = std::move(resolved->info);
+    q->transport_ = std::move(resolved->transport);
+  }
+  const int64_t id = named.id;
   q->name_ = d.queue;
   q->dest_queue_ = utf8_to_utf16(format_name_of(d));
   q->access_ = access;
-  q->transport_ = std::move(resolved->transport);
   // Only receivers verify: a sender needs no anchors (and must not fail when they are missing).
-  transport::QueueInfo named = info;
   named.name = d.queue;
   q->policy_ = queue_policy(cfg, named, access.receive || access.peek);
   q->source_machine_ = utf8_to_utf16(q->policy_.machine);
-  if (access.receive) {
+  if (access.receive && !remote_read) {
     // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
     // exclusive one. flock() works across processes and between handles of one process.
-    q->lock_fd_ = open_lock_file(cfg.store_path, info.id);
+    q->lock_fd_ = open_lock_file(cfg.store_path, id);
     int how = (deny_receive_share ? LOCK_EX : LOCK_SH) | LOCK_NB;
     if (flock(q->lock_fd_, how) != 0) {
       throw Error(MQ_ERROR_SHARING_VIOLATION,
@@ -205,8 +223,22 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
       if (take) {
         const int64_t sent =
             static_cast<int64_t>(std::min<uint64_t>(e.sent_time, static_cast<uint64_t>(INT64_MAX)));
-        const transport::Removal removal =
-            transport_->remove_delivered(m->seq, msg_id, sent, policy_.replay_window_seconds);
+        transport::Removal removal = transport::Removal::Gone;
+        try {
+          removal =
+              transport_->remove_delivered(m->seq, msg_id, sent, policy_.replay_window_seconds);
+        } catch (const Error& ex) {
+          if (remote_machine_.empty()) throw;
+          // Remote read: the message is here, but the removal on its machine was not
+          // confirmed. It is not delivered: if it was removed there it is lost to this reader
+          // (a remote receive is at most once), if not a later receive takes it.
+          throw Error(ex.code(), "message " + security::hex(e.msg_id) + " of queue '" + name_ +
+                                     "' was read from machine '" + remote_machine_ +
+                                     "', but its removal there was not confirmed; it is not "
+                                     "delivered (lost if it was removed there, else still "
+                                     "there): " +
+                                     ex.what());
+        }
         if (removal != transport::Removal::Removed) {
           // Gone: another receiver won it. Replay: a copy with this id was delivered meanwhile.
           if (removal == transport::Removal::Replay) {

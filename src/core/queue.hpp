@@ -67,13 +67,21 @@ struct Cursor {
   int64_t seq = 0;
 };
 
+// Whether a receiver (any process) holds queue `queue_id` of the store under `store_dir` with
+// MQ_DENY_RECEIVE_SHARE now (remote reads that would receive are refused then).
+bool receive_share_denied(const std::filesystem::path& store_dir, int64_t queue_id);
+
 class Queue {
  public:
   // Opens the queue `d` names in the configured store, with the system's and the queue's
   // policy as they are now. deny_receive_share: MQ_DENY_RECEIVE_SHARE (needs access.receive).
-  // Throws mqsec::Error: MQ_ERROR_QUEUE_NOT_FOUND, MQ_ERROR_SHARING_VIOLATION,
-  // MQ_ERROR_SERVICE_NOT_AVAILABLE, MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (receive or peek
-  // access to a queue of another machine: remote read is not supported yet), ...
+  // A queue of another machine opened for receiving or peeking is read remotely through that
+  // machine's agent (remote_read.hpp): its settings come from there, the policy (trust, limits)
+  // is this machine's, and every message is verified here. Throws mqsec::Error:
+  // MQ_ERROR_QUEUE_NOT_FOUND, MQ_ERROR_SHARING_VIOLATION, MQ_ERROR_SERVICE_NOT_AVAILABLE,
+  // MQ_ERROR_REMOTE_MACHINE_NOT_AVAILABLE and MQ_ERROR_ACCESS_DENIED (remote read),
+  // MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (MQ_DENY_RECEIVE_SHARE on a queue of another
+  // machine), ...
   static std::shared_ptr<Queue> open(const Destination& d, Access access, bool deny_receive_share);
   ~Queue();
   Queue(const Queue&) = delete;
@@ -115,6 +123,7 @@ class Queue {
   std::string name_;
   std::u16string dest_queue_;      // the signed destination: format_name_of(the destination)
   std::u16string source_machine_;  // PROPID_M_SRC_MACHINE_ID's name: [machine] name or host
+  std::string remote_machine_;     // a remote read: the machine read from; else empty
   Access access_;
   std::shared_ptr<transport::QueueTransport> transport_;
   // What receives from this queue demand (system config and the queue's own settings, read
