@@ -117,15 +117,6 @@ std::unique_ptr<OpenQueue> open_queue(const core::Destination& d, core::Access a
   return std::make_unique<OpenQueue>(std::move(q));
 }
 
-std::unique_ptr<OpenQueue> open_queue(const std::string& name, core::Access access,
-                                      const std::string& what) {
-  core::Destination d = destination_of(name, what);
-  std::shared_ptr<core::Queue> q;
-  ReasonProbe probe;
-  check_hr(call("MQOpenQueue", [&] { q = core::Queue::open(d, access, false); }), what, probe);
-  return std::make_unique<OpenQueue>(std::move(q));
-}
-
 std::string class_name(uint16_t c) {
   switch (c) {
     case MQMSG_CLASS_NORMAL:
@@ -726,12 +717,18 @@ DWORD parse_timeout(const std::string& s) {
 
 int run_receive(const ReceiveArgs& a) {
   load_config_or_fail();
-  store_queue_name(a.queue);
+  // A local queue's bare name, or a path or format name (a queue of another machine is read
+  // remotely through that machine's agent, as MQOpenQueue does).
+  if (!is_queue_path(a.queue)) store_queue_name(a.queue);
   const std::string what = "receive from queue '" + a.queue + "'";
   const DWORD timeout = parse_timeout(a.timeout);
   core::Access access;
   access.receive = true;
-  std::unique_ptr<OpenQueue> q = open_queue(a.queue, access, what);
+  const core::Destination d = resolve_destination(a.queue, what, true, "MQOpenQueue");
+  std::unique_ptr<OpenQueue> q = open_queue(d, access, what);
+  const std::string rejected =
+      d.remote() ? "on machine '" + d.machine + "', `mqsec rejected " + d.queue + "`"
+                 : "`mqsec rejected " + d.queue + "`";
   security::Verifier verifier;
   for (unsigned n = 1; n <= a.count; ++n) {
     Received m;
@@ -745,10 +742,9 @@ int run_receive(const ReceiveArgs& a) {
       }
       // Messages that fail verification are taken out of the queue and logged; say so.
       std::string logged = probe.reason(hr);
-      std::string hint = logged != hresult_text(hr)
-                             ? "the runtime reported: " + logged + "; `mqsec rejected " + a.queue +
-                                   "` lists rejected messages"
-                             : default_hint(hr);
+      std::string hint = logged != hresult_text(hr) ? "the runtime reported: " + logged + "; " +
+                                                          rejected + " lists rejected messages"
+                                                    : default_hint(hr);
       throw Failure(what, reason, hr, hint);
     }
     check_hr(hr, what, probe);
@@ -950,7 +946,10 @@ void add_queue_commands(CLI::App& app, Action& action) {
         "receive",
         "Receive messages (MQReceiveMessage): body, label, class, authentication level, "
         "sender SID and certificate, registry confirmation");
-    sub->add_option("QUEUE", a->queue, "Queue name")->required();
+    sub->add_option("QUEUE", a->queue,
+                    "Queue name, or a path or format name (may be on another machine: a remote "
+                    "read through that machine's agent)")
+        ->required();
     sub->add_option("--timeout", a->timeout,
                     "Milliseconds to wait for each message, or \"infinite\"")
         ->type_name("MS")
