@@ -340,4 +340,21 @@ std::optional<uint64_t> BrokerNode::queue_depth(const std::string& queue) const 
   throw std::runtime_error(describe(args, r) + "\n(not a number)");
 }
 
+std::vector<std::string> BrokerNode::queue_names() const {
+  const std::vector<std::string> args{"queues", dir_.string()};
+  const Result r = run_script(args, kCommandLimit);
+  if (r.exit_code != 0 || r.timed_out) throw std::runtime_error(describe(args, r));
+  std::vector<std::string> names;
+  size_t start = 0;
+  while (start < r.output.size()) {
+    size_t end = r.output.find('\n', start);
+    if (end == std::string::npos) end = r.output.size();
+    const std::string line = r.output.substr(start, end - start);
+    const std::string name = line.substr(0, line.find('\t'));
+    if (!trim(name).empty()) names.push_back(trim(name));
+    start = end + 1;
+  }
+  return names;
+}
+
 }  // namespace mqsec::support

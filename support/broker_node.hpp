@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mqsec::support {
 
@@ -49,6 +50,8 @@ class BrokerNode {
   // Messages ready in a broker queue (rabbitmqctl list_queues), nullopt if no such queue. Takes
   // the queue's name; an AMQP address "/queue/<name>" is accepted too.
   std::optional<uint64_t> queue_depth(const std::string& queue) const;
+  // The names of every queue of the node (rabbitmqctl list_queues).
+  std::vector<std::string> queue_names() const;
   std::filesystem::path dir() const;
 
   // Extras.

@@ -388,8 +388,9 @@ TEST_F(Arrival, Throughput) {
   EXPECT_EQ(drain("inbox").size(), static_cast<size_t>(n));
 }
 
-// Remote read is not supported yet: a clear refusal at open.
-TEST_F(Arrival, ReceivingFromAQueueOnAnotherMachineIsRefusedAtOpen) {
+// Remote read without a broker: a clear refusal at open (test_remote_read reads through one);
+// MQ_DENY_RECEIVE_SHARE is refused for a queue of another machine before anything else.
+TEST_F(Arrival, ReadingAQueueOnAnotherMachineWithoutABrokerIsRefusedAtOpen) {
   Destination d;
   d.queue = "inbox";
   d.transport = Destination::Transport::Remote;
@@ -397,11 +398,18 @@ TEST_F(Arrival, ReceivingFromAQueueOnAnotherMachineIsRefusedAtOpen) {
   for (Access a : {Access{false, true, false}, Access{false, false, true}}) {
     try {
       Queue::open(d, a, false);
-      ADD_FAILURE() << "opened a remote queue for reading";
+      ADD_FAILURE() << "opened a remote queue for reading without a broker";
     } catch (const Error& e) {
-      EXPECT_EQ(e.code(), MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION);
-      EXPECT_NE(std::string(e.what()).find("not supported yet"), std::string::npos) << e.what();
+      EXPECT_EQ(e.code(), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+      EXPECT_NE(std::string(e.what()).find("no [broker] is configured"), std::string::npos)
+          << e.what();
     }
+  }
+  try {
+    Queue::open(d, Access{false, false, true}, true);
+    ADD_FAILURE() << "opened a remote queue with MQ_DENY_RECEIVE_SHARE";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION);
   }
 }
 
