@@ -118,9 +118,31 @@ std::shared_ptr<Token> Token::open(std::shared_ptr<Module> module, const Uri& ur
       uri.token_label().empty() ? std::string("any token") : "token '" + uri.token_label() + "'";
   if (!uri.token_serial().empty()) wanted += " serial '" + uri.token_serial() + "'";
   if (matches.empty()) {
+    // No reader at all (OpenSC with pcscd down, or no reader plugged in, shows no slot, or
+    // only its placeholder "Virtual hotplug slot") is another problem than a missing card.
+    CK_ULONG all = 0;
+    bool no_reader = f->C_GetSlotList(CK_FALSE, nullptr, &all) == CKR_OK && all == 0;
+    if (!no_reader && slots.empty() && all > 0) {
+      std::vector<CK_SLOT_ID> every(all);
+      if (f->C_GetSlotList(CK_FALSE, every.data(), &all) == CKR_OK) {
+        every.resize(all);
+        no_reader = std::all_of(every.begin(), every.end(), [&](CK_SLOT_ID s) {
+          CK_SLOT_INFO si{};
+          return f->C_GetSlotInfo(s, &si) == CKR_OK &&
+                 padded_string(si.slotDescription, sizeof si.slotDescription) ==
+                     "Virtual hotplug slot";
+        });
+      }
+    }
+    if (no_reader) {
+      throw Error("no " + wanted + ": module '" + module->path() +
+                      "' sees no card reader (is the reader plugged in and pcscd running?)",
+                  Problem::ReaderUnavailable);
+    }
     throw Error("no " + wanted + " is present in module '" + module->path() +
-                "' (insert the card, or check the token= part of the URI; `mqsec doctor` "
-                "lists the tokens)");
+                    "' (insert the card, or check the token= part of the URI; `mqsec doctor` "
+                    "lists the tokens)",
+                Problem::TokenAbsent);
   }
   if (matches.size() > 1) {
     throw Error(std::to_string(matches.size()) + " tokens match " + wanted +
@@ -150,6 +172,7 @@ Token::Session Token::session(unsigned wait_ms) {
     if (!idle_.empty()) {
       CK_SESSION_HANDLE h = idle_.back();
       idle_.pop_back();
+      leased_.push_back(h);
       return Session(shared_from_this(), h, generation_);
     }
     if (open_ < max_sessions_) {
@@ -163,7 +186,10 @@ Token::Session Token::session(unsigned wait_ms) {
         CallScope scope;  // not while waiting for a pooled session: that would delay fork()
         rv = fn()->C_OpenSession(slot, CKF_SERIAL_SESSION, nullptr, nullptr, &h);
       }
-      if (rv == CKR_OK) return Session(shared_from_this(), h, gen);
+      if (rv == CKR_OK) {
+        check_new_session(slot, h, gen);
+        return Session(shared_from_this(), h, gen);
+      }
       lock.lock();
       if (gen == generation_) --open_;
       if (rv != CKR_SESSION_COUNT) throw Error("C_OpenSession", rv, "token '" + label_ + "'");
@@ -207,6 +233,7 @@ Token::Session Token::rw_session() {
     std::lock_guard lock(mu_);
     if (gen == generation_) ++open_;
   }
+  check_new_session(slot, h, gen);
   Session s(shared_from_this(), h, gen);
   s.discard();  // read-write sessions are closed after use, not pooled
   return s;
@@ -214,10 +241,22 @@ Token::Session Token::rw_session() {
 
 void Token::give_back(CK_SESSION_HANDLE h, bool broken, uint64_t generation) noexcept {
   {
-    // A session from before a recovery is void; its handle number may already belong to a
-    // new session, so it is neither closed nor pooled, just forgotten.
-    std::lock_guard lock(mu_);
-    if (generation != generation_) return;
+    // A session from before a recovery is not pooled. It is closed (it may still be open: a
+    // recovery after a lost login, say) unless its handle number belongs to a new session now;
+    // then the module had closed it already. Sessions from before a fork are only forgotten.
+    std::unique_lock lock(mu_);
+    if (generation != generation_) {
+      auto it = std::find(stale_leased_.begin(), stale_leased_.end(), h);
+      if (it == stale_leased_.end()) return;
+      stale_leased_.erase(it);
+      lock.unlock();
+      CallScope scope;
+      fn()->C_CloseSession(h);  // best effort
+      return;
+    }
+    if (auto it = std::find(leased_.begin(), leased_.end(), h); it != leased_.end()) {
+      leased_.erase(it);
+    }
   }
   if (broken) {
     CallScope scope;
@@ -253,15 +292,16 @@ void Token::forget_login_locked() {
   proven_.clear();
 }
 
-void Token::check_pin_state(const std::string& pin_source) {
-  CK_TOKEN_INFO info{};
+void Token::check_pin_state(CK_SESSION_HANDLE h, const std::string& pin_source) {
   CK_SLOT_ID slot;
   {
     std::lock_guard lock(mu_);
     slot = slot_;
   }
-  // If the token cannot say, C_Login itself will report what is wrong.
-  if (fn()->C_GetTokenInfo(slot, &info) != CKR_OK) return;
+  CK_SESSION_INFO si{};
+  if (fn()->C_GetSessionInfo(h, &si) == CKR_OK) slot = si.slotID;
+  // The PIN goes to this token only; if it cannot say who it is, it gets no PIN.
+  const CK_TOKEN_INFO info = identify(slot, "presenting the PIN");
   const std::string who = "token '" + label_ + "' (serial " + serial_ + ")";
   const std::string unlock =
       "Unlock it with the card's PUK or the security officer PIN (the card vendor's tool, e.g. "
@@ -271,7 +311,8 @@ void Token::check_pin_state(const std::string& pin_source) {
                 who +
                     ": the user PIN is locked (CKF_USER_PIN_LOCKED); mqsec did not present "
                     "the PIN. " +
-                    unlock + ", then put the right PIN in the PIN source");
+                    unlock + ", then put the right PIN in the PIN source",
+                Problem::PinLocked);
   }
   if ((info.flags & CKF_USER_PIN_FINAL_TRY) && !pin_source.empty()) {
     throw Error("C_Login", CKR_PIN_LOCKED,
@@ -281,7 +322,8 @@ void Token::check_pin_state(const std::string& pin_source) {
                     pin_source +
                     ", then log in once by hand with the right PIN (e.g. `pkcs11-tool "
                     "--login --test`), which resets the counter; or " +
-                    unlock);
+                    unlock,
+                Problem::PinFinalTry);
   }
   if (!(info.flags & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY))) {
     warned_count_low_.store(false);
@@ -307,13 +349,19 @@ Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
   if (pin_source.empty()) {
     if (!(flags_ & CKF_PROTECTED_AUTHENTICATION_PATH)) {
       throw Error("token '" + label_ +
-                  "' needs a PIN but its URI has no pin-source; add "
-                  "?pin-source=file:<path> or ?pin-source=env:<NAME> to the token URI");
+                      "' needs a PIN but its URI has no pin-source; add "
+                      "?pin-source=file:<path> or ?pin-source=env:<NAME> to the token URI",
+                  Problem::PinSource);
     }
-    check_pin_state(pin_source);
+    check_pin_state(h, pin_source);
     rv = fn()->C_Login(h, user, nullptr, 0);  // the reader's PIN pad asks the user
   } else {
-    SecretString pin = read_pin(pin_source);
+    SecretString pin;
+    try {
+      pin = read_pin(pin_source);
+    } catch (const Error& e) {
+      throw Error(e.what(), Problem::PinSource);
+    }
     Wiped<Digest> digest;
     digest.value = pin_digest(pin.str());
     {
@@ -324,7 +372,8 @@ Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
                     "token '" + label_ +
                         "' already refused this PIN; not retrying it so the "
                         "card is not locked: correct the PIN at " +
-                        pin_source);
+                        pin_source,
+                    Problem::PinRefusedBefore);
       }
       // A PIN-always signature with the PIN this token accepted at login: the token's PIN
       // state and the refusal file cannot object to it, so neither is read on every signature.
@@ -332,7 +381,7 @@ Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
           user == CKU_CONTEXT_SPECIFIC && login_digest_ &&
           CRYPTO_memcmp(digest.value.data(), login_digest_->data(), digest.value.size()) == 0;
     }
-    if (!accepted_at_login) check_pin_state(pin_source);
+    if (!accepted_at_login) check_pin_state(h, pin_source);
     if (!accepted_at_login && pin_refused_before(serial_, pin.str())) {
       {
         std::lock_guard lock(mu_);
@@ -343,7 +392,8 @@ Token::LoginResult Token::login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h,
                       ") refused this PIN before (recorded in " + pin_refusal_file() +
                       "); not presenting it again so the card is not locked: correct the PIN "
                       "at " +
-                      pin_source);
+                      pin_source,
+                  Problem::PinRefusedBefore);
     }
     rv = fn()->C_Login(h, user,
                        reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin.str().data())),
@@ -403,8 +453,9 @@ void Token::prove_locked(const Identity& me) {
   if (me.pin_source.empty()) {
     if (!(flags_ & CKF_PROTECTED_AUTHENTICATION_PATH)) {
       throw Error("token '" + label_ +
-                  "' needs a PIN but its URI has no pin-source; add "
-                  "?pin-source=file:<path> or ?pin-source=env:<NAME> to the token URI");
+                      "' needs a PIN but its URI has no pin-source; add "
+                      "?pin-source=file:<path> or ?pin-source=env:<NAME> to the token URI",
+                  Problem::PinSource);
     }
     if (!uid_known && !(pad_uid && *pad_uid == me.uid)) {
       throw Error(
@@ -421,7 +472,8 @@ void Token::prove_locked(const Identity& me) {
         pin = read_pin(me.pin_source);
       } catch (const Error& e) {
         throw Error("token '" + label_ + "' is logged in by another user of this process; " + who +
-                    " must prove the PIN from its own PIN source: " + e.what());
+                        " must prove the PIN from its own PIN source: " + e.what(),
+                    Problem::PinSource);
       }
       digest.value = pin_digest(pin.str());
     }
@@ -434,7 +486,8 @@ void Token::prove_locked(const Identity& me) {
     if (refused_before) {
       throw Error("C_Login", CKR_PIN_INCORRECT,
                   "token '" + label_ + "' already refused the PIN from " + me.pin_source +
-                      " (read as " + who + "); correct the PIN there");
+                      " (read as " + who + "); correct the PIN there",
+                  Problem::PinRefusedBefore);
     }
     if (!login_digest) {
       if (!uid_known) {
@@ -608,6 +661,8 @@ void Token::recover_locked(const std::string& pin_source) {
     if (anchor_ != CK_INVALID_HANDLE) stale.push_back(anchor_);
     anchor_ = CK_INVALID_HANDLE;
     open_ = 0;
+    stale_leased_.insert(stale_leased_.end(), leased_.begin(), leased_.end());
+    leased_.clear();
     forget_login_locked();
     ++generation_;
   }
@@ -633,8 +688,14 @@ void Token::recover_locked(const std::string& pin_source) {
     }
   }
   if (!found) {
-    throw Error("C_GetTokenInfo", CKR_TOKEN_NOT_PRESENT,
-                "token '" + label_ + "' (serial " + serial_ + ") is not present: insert it");
+    CK_SLOT_ID old_slot;
+    {
+      std::lock_guard lock(mu_);
+      old_slot = slot_;
+    }
+    identify(old_slot, "recovering it");  // throws: another card there, or none
+    // Our card is in its old slot after all (it came back between the two looks).
+    found = old_slot;
   }
   {
     std::lock_guard lock(mu_);
@@ -652,6 +713,8 @@ void Token::after_fork_if_needed() {
   // without closing (closing would act on the parent's handle numbers).
   std::lock_guard lock(mu_);
   idle_.clear();
+  leased_.clear();
+  stale_leased_.clear();
   anchor_ = CK_INVALID_HANDLE;
   open_ = 0;
   forget_login_locked();
@@ -670,6 +733,65 @@ void Token::context_login(Session& s, const std::string& pin_source) {
   CallScope scope;
   LoginResult r = login_locked(CKU_CONTEXT_SPECIFIC, s.handle(), pin_source);
   if (r.digest) OPENSSL_cleanse(r.digest->data(), r.digest->size());
+}
+
+CK_TOKEN_INFO Token::identify(CK_SLOT_ID slot, const std::string& before) {
+  const std::string ours = "token '" + label_ + "' (serial " + serial_ + ")";
+  CK_TOKEN_INFO info{};
+  CK_RV rv = fn()->C_GetTokenInfo(slot, &info);
+  switch (rv) {
+    case CKR_OK:
+      break;
+    case CKR_TOKEN_NOT_PRESENT:
+    case CKR_TOKEN_NOT_RECOGNIZED:
+    case CKR_DEVICE_REMOVED:
+    case CKR_SLOT_ID_INVALID:
+      throw Error("C_GetTokenInfo", CKR_TOKEN_NOT_PRESENT,
+                  ours + " is not present" +
+                      (rv == CKR_SLOT_ID_INVALID ? std::string(" (its reader is gone)") : "") +
+                      ": insert it (any reader will do)",
+                  Problem::TokenAbsent);
+    case CKR_DEVICE_ERROR:
+      throw Error("C_GetTokenInfo", rv,
+                  "the reader of " + ours + " does not answer (is pcscd running?)",
+                  Problem::ReaderUnavailable);
+    default:
+      throw Error("C_GetTokenInfo", rv, ours + ", before " + before);
+  }
+  const std::string serial = padded_string(info.serialNumber, sizeof info.serialNumber);
+  const std::string label = padded_string(info.label, sizeof info.label);
+  if (serial != serial_ || label != label_) {
+    throw Error("C_GetTokenInfo", CKR_TOKEN_NOT_PRESENT,
+                "card replaced: slot " + std::to_string(slot) + " holds token '" + label +
+                    "' (serial " + serial + "), not " + ours +
+                    "; mqsec does not use another "
+                    "card and presents no PIN to it (stopped before " +
+                    before + "): insert " + ours,
+                Problem::CardReplaced);
+  }
+  return info;
+}
+
+void Token::check_new_session(CK_SLOT_ID slot, CK_SESSION_HANDLE h, uint64_t generation) {
+  {
+    // The module handed out `h`: a session of an earlier generation with that number is gone.
+    std::lock_guard lock(mu_);
+    if (auto it = std::find(stale_leased_.begin(), stale_leased_.end(), h);
+        it != stale_leased_.end()) {
+      stale_leased_.erase(it);
+    }
+  }
+  try {
+    identify(slot, "opening a session");
+  } catch (...) {
+    fn()->C_CloseSession(h);
+    std::lock_guard lock(mu_);
+    if (generation == generation_ && open_ > 0) --open_;
+    returned_.notify_one();
+    throw;
+  }
+  std::lock_guard lock(mu_);
+  if (generation == generation_) leased_.push_back(h);
 }
 
 std::string Token::cannot_generate(CK_MECHANISM_TYPE mechanism) {

@@ -75,8 +75,16 @@ class Token : public std::enable_shared_from_this<Token> {
   // A session from the pool, opening one if the pool has none and the cap allows. At the
   // cap (or on CKR_SESSION_COUNT) waits up to `wait_ms` for a session to come back, then
   // throws pkcs11::Error(C_OpenSession, CKR_SESSION_COUNT).
+  //
+  // A token is its card, never its slot: a new session is used only after C_GetTokenInfo of its
+  // slot shows this token's serial and label. Another card in the reader (ours was pulled and
+  // another inserted) is closed at once and reported as Problem::CardReplaced (rv
+  // CKR_TOKEN_NOT_PRESENT, so callers recover, which looks for our card in every slot); no
+  // object handle of ours and no PIN ever reach it. Pooled sessions were checked when opened,
+  // and a module closes them when their card goes.
   Session session(unsigned wait_ms = 5000);
-  // A read-write session (not pooled): for creating objects and generating keys.
+  // A read-write session (not pooled): for creating objects and generating keys. Checked like
+  // a new session().
   Session rw_session();
 
   // Logs the application in as CKU_USER once. The PIN comes from `pin_source`; an empty
@@ -99,7 +107,11 @@ class Token : public std::enable_shared_from_this<Token> {
   // its sessions were closed, or the process forked: forgets every session of generation
   // `seen` and older, finds the token again by serial and label, opens a fresh anchor session
   // and logs in again from `pin_source`. Does nothing if another thread already recovered
-  // past `seen`. Throws pkcs11::Error (rv CKR_TOKEN_NOT_PRESENT when it is still absent).
+  // past `seen`. Throws pkcs11::Error (rv CKR_TOKEN_NOT_PRESENT when it is still absent:
+  // Problem::CardReplaced when another card sits in its slot, TokenAbsent otherwise,
+  // ReaderUnavailable when the module has no slot at all). Sessions other threads hold at
+  // that moment are closed when they come back, unless the module has handed their handle
+  // number out again since (then it was gone already).
   void recover(uint64_t seen, const std::string& pin_source);
   uint64_t generation();  // (first handles a fork, so the value is this process's)
   // Whether a Cryptoki result means "sessions/objects/login are gone, recover and retry".
@@ -146,6 +158,12 @@ class Token : public std::enable_shared_from_this<Token> {
   void login_impl(const std::string& pin_source);      // login_mu_ held
   void recover_locked(const std::string& pin_source);  // login_mu_ held
   void after_fork_if_needed();
+  // Throws unless the token in `slot` is this one (serial and label): Problem::CardReplaced
+  // for another card, TokenAbsent for none, ReaderUnavailable for CKR_DEVICE_ERROR. Returns
+  // what C_GetTokenInfo said. `before`: what would have followed ("opening a session", ...).
+  CK_TOKEN_INFO identify(CK_SLOT_ID slot, const std::string& before);
+  // A session just opened on `slot`: closes it and throws unless identify(slot) passes.
+  void check_new_session(CK_SLOT_ID slot, CK_SESSION_HANDLE h, uint64_t generation);
   LoginResult login_locked(CK_USER_TYPE user, CK_SESSION_HANDLE h, const std::string& pin_source);
   // login_mu_ held, the token logged in: lets `me` share the login if it logged in, or proves
   // the PIN now; else throws.
@@ -155,8 +173,9 @@ class Token : public std::enable_shared_from_this<Token> {
   // Before a user PIN is presented (CKU_USER, or CKU_CONTEXT_SPECIFIC with a PIN other than
   // the one the token accepted at login): reads the token's flags; refuses (pkcs11::Error,
   // CKR_PIN_LOCKED) on CKF_USER_PIN_LOCKED, and on CKF_USER_PIN_FINAL_TRY unless the PIN is typed
-  // on the reader's PIN pad; warns on CKF_USER_PIN_COUNT_LOW.
-  void check_pin_state(const std::string& pin_source);
+  // on the reader's PIN pad; warns on CKF_USER_PIN_COUNT_LOW. The card in the session's slot
+  // must be this token (identify): no PIN is presented to another card.
+  void check_pin_state(CK_SESSION_HANDLE h, const std::string& pin_source);
 
   std::shared_ptr<Module> module_;
   CK_SLOT_ID slot_;
@@ -168,6 +187,10 @@ class Token : public std::enable_shared_from_this<Token> {
   std::condition_variable returned_;
   std::vector<CK_SESSION_HANDLE> idle_;
   size_t open_ = 0;  // sessions open (idle + leased)
+  // Sessions handed out (this generation), and those handed out when recover() started a new
+  // generation: the latter are closed when they come back, unless a new session got the same
+  // handle number meanwhile (the module reused it: the old one was gone).
+  std::vector<CK_SESSION_HANDLE> leased_, stale_leased_;
   bool logged_in_ = false;
   // A session held open for the token's lifetime: PKCS#11 logs the application out when its
   // last session closes, and pooled sessions are closed when they break.

@@ -17,21 +17,12 @@ SecurityContext::SecurityContext(Bytes der, X509Ptr cert, std::shared_ptr<pkcs11
       pin_source_(std::move(pin_source)),
       key_(key),
       key_handle_(key.handle),
+      key_generation_(token_->generation()),
       key_id_(std::move(key_id)),
       user_(std::move(user)) {}
 
-Bytes SecurityContext::sign_digest(pkcs11::Hash hash, std::span<const uint8_t> digest) const {
-  pkcs11::SignKey key = key_;
-  key.handle = key_handle_.load(std::memory_order_acquire);
-  uint64_t generation = token_->generation();
-  try {
-    return pkcs11::sign_digest(*token_, key, hash, digest, pin_source_);
-  } catch (const pkcs11::Error& e) {
-    if (!pkcs11::Token::needs_recovery(e.rv())) throw;
-    log(LogLevel::Warning, std::string("signing failed (") + e.what() +
-                               "); recovering the token session and retrying once");
-  }
-  token_->recover(generation, pin_source_);
+CK_OBJECT_HANDLE SecurityContext::find_key(uint64_t generation) const {
+  token_->login(pin_source_);  // private keys are invisible without the login
   auto s = token_->session();
   CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
   CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls},
@@ -41,8 +32,39 @@ Bytes SecurityContext::sign_digest(pkcs11::Hash hash, std::span<const uint8_t> d
     throw pkcs11::Error("the private key (CKA_ID) of '" + subject_string(cert_.get()) +
                         "' is no longer on token '" + token_->label() + "'");
   }
-  key.handle = found[0];
-  key_handle_.store(found[0], std::memory_order_release);
+  // Remember it, unless another thread is writing (it may skip a write: the next signature
+  // looks the key up again) or already stored one of a later generation.
+  uint64_t seq = key_seq_.load(std::memory_order_acquire);
+  if (!(seq & 1) && key_generation_.load(std::memory_order_relaxed) <= generation &&
+      key_seq_.compare_exchange_strong(seq, seq + 1, std::memory_order_acq_rel)) {
+    std::atomic_thread_fence(std::memory_order_release);
+    key_handle_.store(found[0], std::memory_order_relaxed);
+    key_generation_.store(generation, std::memory_order_relaxed);
+    key_seq_.store(seq + 2, std::memory_order_release);
+  }
+  return found[0];
+}
+
+Bytes SecurityContext::sign_digest(pkcs11::Hash hash, std::span<const uint8_t> digest) const {
+  pkcs11::SignKey key = key_;
+  uint64_t generation = token_->generation();
+  const uint64_t seq = key_seq_.load(std::memory_order_acquire);
+  key.handle = key_handle_.load(std::memory_order_relaxed);
+  bool current = key_generation_.load(std::memory_order_relaxed) == generation;
+  std::atomic_thread_fence(std::memory_order_acquire);
+  current = current && !(seq & 1) && key_seq_.load(std::memory_order_relaxed) == seq;
+  try {
+    // A handle from before a recovery may name nothing, or another object: look the key up.
+    if (!current) key.handle = find_key(generation);
+    return pkcs11::sign_digest(*token_, key, hash, digest, pin_source_);
+  } catch (const pkcs11::Error& e) {
+    if (!pkcs11::Token::needs_recovery(e.rv())) throw;
+    log(LogLevel::Warning, std::string("signing failed (") + e.what() +
+                               "); recovering the token session and retrying once");
+  }
+  token_->recover(generation, pin_source_);
+  generation = token_->generation();
+  key.handle = find_key(generation);
   return pkcs11::sign_digest(*token_, key, hash, digest, pin_source_);
 }
 

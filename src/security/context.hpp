@@ -39,16 +39,26 @@ class SecurityContext {
   // one context at once (each uses its own pooled session). When the token was removed and
   // re-inserted, its sessions closed, or the process forked, it recovers once: the token is
   // found again by serial and label, logged in again from the PIN source, and the key found
-  // again by CKA_ID. Throws pkcs11::Error when that fails (e.g. CKR_TOKEN_NOT_PRESENT).
+  // again by CKA_ID. A key handle found before a recovery (or a fork) is never used after it:
+  // the key is looked up again first. Throws pkcs11::Error when that fails (e.g.
+  // CKR_TOKEN_NOT_PRESENT; Problem::CardReplaced when another card sits in the reader, which
+  // is never used and never sees the PIN).
   Bytes sign_digest(pkcs11::Hash hash, std::span<const uint8_t> digest) const;
 
  private:
+  // Logs in if needed and finds the key by CKA_ID on the token of `generation`; remembers it.
+  CK_OBJECT_HANDLE find_key(uint64_t generation) const;
+
   Bytes der_, der_sha256_;
   X509Ptr cert_;
   std::shared_ptr<pkcs11::Token> token_;
   std::string pin_source_;
   pkcs11::SignKey key_;  // key_.handle is stale after recovery; the live one is key_handle_
+  // The live key handle and the token generation it belongs to, read and written as a pair
+  // under a sequence count (odd while written): no lock, so a fork() can never leave one held.
+  mutable std::atomic<uint64_t> key_seq_{0};
   mutable std::atomic<CK_OBJECT_HANDLE> key_handle_;
+  mutable std::atomic<uint64_t> key_generation_;
   Bytes key_id_;
   UserIdentity user_;
 };

@@ -485,3 +485,76 @@ TEST_F(Pkcs11Test, TruncatedTokenLabelMatchesItsBeginning) {
   EXPECT_FALSE(truncated_label_matches("Card of Alexandra Example-Ho", shown));  // too short
   EXPECT_FALSE(truncated_label_matches("mock-a", "mock-a"));  // not a truncated label
 }
+
+// Issue 11, item 8: a reader with a PIN pad (CKF_PROTECTED_AUTHENTICATION_PATH). A token URI
+// without pin-source logs in with C_Login(NULL, 0): the user types the PIN on the pad, and no
+// PIN source is read. The token's PIN state still counts: a locked PIN is not asked for, while
+// the final try is the user's own to make on the pad.
+TEST_F(Pkcs11Test, PinPadLoginPassesNoPinAndReadsNoPinSource) {
+  mock::set_pin_pad(0, true);
+  unsetenv("MQSEC_TEST_PIN");  // nothing to read even if something tried
+  auto t = token("pkcs11:token=mock-a");
+  ASSERT_TRUE(t->flags() & CKF_PROTECTED_AUTHENTICATION_PATH);
+  t->login("");
+  EXPECT_TRUE(t->logged_in());
+  EXPECT_TRUE(mock::logged_in(0));
+  EXPECT_EQ(mock::call_count("C_Login"), 1);
+  // A PIN-always key: the context-specific login is typed on the pad too.
+  EVP_PKEY* ec = make_key("EC");
+  SignKey k{mock::add_key(0, ec, {0x9c}, "pad", {}, true, false, true), Scheme::Ecdsa, 64, true};
+  auto d = sha256("pad");
+  EXPECT_TRUE(verify(ec, d, sign_digest(*t, k, Hash::Sha256, d, ""), false));
+  EXPECT_EQ(mock::call_count("C_Login"), 2);
+  EVP_PKEY_free(ec);
+}
+
+TEST_F(Pkcs11Test, PinPadWrongPinFinalTryAndLockedPin) {
+  mock::set_pin_pad(1, true, CKR_PIN_INCORRECT);  // the user types a wrong PIN
+  auto t = token("pkcs11:token=mock-b");
+  try {
+    t->login("");
+    FAIL() << "logged in with a wrong PIN on the pad";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.problem(), Problem::PinIncorrect);
+    EXPECT_NE(std::string(e.what()).find("entered on the PIN pad"), std::string::npos) << e.what();
+  }
+  // Final try: the pad may still ask (the user decides), and a right PIN resets the counter.
+  mock::set_user_pin_failures(1, 2);
+  mock::set_pin_pad(1, true, CKR_OK);
+  t->login("");
+  EXPECT_TRUE(mock::logged_in(1));
+  // Locked: not even the pad is asked.
+  auto t2 = fresh_token("pkcs11:token=mock-b");
+  mock::set_user_pin_failures(1, 3);
+  {
+    Token::Session s = t2->session();
+    ASSERT_EQ(mock::function_list()->C_Logout(s.handle()), static_cast<CK_RV>(CKR_OK));
+  }
+  const int logins = mock::call_count("C_Login");
+  try {
+    t2->login("");
+    FAIL() << "asked for the PIN of a locked token";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.problem(), Problem::PinLocked) << e.what();
+  }
+  EXPECT_EQ(mock::call_count("C_Login"), logins);
+}
+
+// Without a pad, a token URI without pin-source is an error that says what to add.
+TEST_F(Pkcs11Test, NoPinSourceWithoutAPinPadIsAPinSourceError) {
+  auto t = token("pkcs11:token=mock-a");
+  try {
+    t->login("");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.problem(), Problem::PinSource);
+    EXPECT_NE(std::string(e.what()).find("pin-source"), std::string::npos) << e.what();
+  }
+  try {
+    t->login("env:MQSEC_UNSET_PIN_VARIABLE");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.problem(), Problem::PinSource) << e.what();
+  }
+  EXPECT_EQ(mock::call_count("C_Login"), 0);
+}

@@ -178,3 +178,74 @@ TEST_F(RecoveryTest, PinAlwaysKeySignsFromManyThreadsAndContexts) {
     EXPECT_TRUE(mock::logged_in(0));
   }
 }
+
+// Issue 11, item 7: a token is its card, not its slot. The card is pulled, recovery fails
+// while it is out, and another card (same label, same PIN, another serial) goes into the
+// reader: the context must neither sign with that card nor present the PIN to it; it says
+// "card replaced", and works again as soon as its own card is back, in either reader.
+TEST_F(RecoveryTest, AnotherCardInTheSameSlotIsNeverUsedNorGivenThePin) {
+  ASSERT_TRUE(signs());
+  mock::set_token_present(0, false);
+  EXPECT_THROW(signs(), pkcs11::Error);  // recovery fails while the card is out
+  // Another card with our label and PIN, and a key of its own with our CKA_ID.
+  mock::insert_card(0, {"mock-a", "OTHERCARD0001", "1234"});
+  security::PkeyPtr other(EVP_EC_gen("P-256"));
+  mock::add_key(0, other.get(), {7, 7}, "k", {});
+  const int logins = mock::call_count("C_Login");
+  const int sign_inits = mock::call_count("C_SignInit");
+  for (int i = 0; i < 3; ++i) {
+    try {
+      signs();
+      FAIL() << "signed with another card";
+    } catch (const pkcs11::Error& e) {
+      EXPECT_EQ(e.problem(), pkcs11::Problem::CardReplaced) << e.what();
+      EXPECT_NE(std::string(e.what()).find("card replaced"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("OTHERCARD0001"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(mock::call_count("C_Login"), logins) << "the PIN was presented to another card";
+  EXPECT_EQ(mock::call_count("C_SignInit"), sign_inits) << "a key handle went to another card";
+  EXPECT_EQ(mock::open_session_count(0), 0) << "a session on the other card stayed open";
+  // Our card in the other reader: found by its serial, logged in, the key found again.
+  mock::insert_card(1, {"mock-a", "MOCKSERIAL0001", "1234"});
+  EXPECT_TRUE(signs());
+  EXPECT_EQ(token_->slot(), 1u);
+  // And back in the first reader, in place of the other card.
+  mock::insert_card(0, {"mock-a", "MOCKSERIAL0001", "1234"});
+  EXPECT_TRUE(signs());
+  EXPECT_EQ(token_->slot(), 0u);
+}
+
+// The same when the card is swapped while the token is idle and logged in: the first
+// signature after it meets closed sessions, and recovery finds the other card in the slot.
+TEST_F(RecoveryTest, CardSwappedWhileIdleIsReportedAsReplaced) {
+  ASSERT_TRUE(signs());
+  mock::insert_card(0, {"mock-a", "OTHERCARD0002", "1234"});
+  const int logins = mock::call_count("C_Login");
+  try {
+    signs();
+    FAIL() << "signed with another card";
+  } catch (const pkcs11::Error& e) {
+    EXPECT_EQ(e.problem(), pkcs11::Problem::CardReplaced) << e.what();
+  }
+  EXPECT_EQ(mock::call_count("C_Login"), logins) << "the PIN was presented to another card";
+  mock::insert_card(0, {"mock-a", "MOCKSERIAL0001", "1234"});
+  EXPECT_TRUE(signs());
+}
+
+// Token::recover used to strand the sessions other threads held at that moment: forgotten,
+// never closed, still counted by the token against its session limit.
+TEST_F(RecoveryTest, SessionsLeasedDuringARecoveryAreClosedWhenGivenBack) {
+  ASSERT_TRUE(signs());
+  const int before = mock::open_session_count(0);
+  {
+    pkcs11::Token::Session held = token_->session();
+    pkcs11::Token::Session held2 = token_->session();
+    const int leased = mock::open_session_count(0);
+    // A recovery that finds the card still there (e.g. after CKR_USER_NOT_LOGGED_IN).
+    token_->recover(token_->generation(), "env:MQSEC_TEST_PIN");
+    EXPECT_GE(mock::open_session_count(0), leased - 1);  // the held ones are still open
+  }
+  EXPECT_LE(mock::open_session_count(0), before) << "sessions held during recovery leaked";
+  EXPECT_TRUE(signs());
+}
