@@ -11,19 +11,26 @@
 #include <limits>
 #include <string>
 
+#include "src/security/merkle.hpp"
+
 namespace mqsec::security {
 namespace {
 
 constexpr std::array<uint8_t, 4> kMagic = {'M', 'Q', 'E', 'V'};
 constexpr uint16_t kVersion1 = 1;  // 23 fields: no time-to-reach-queue
 constexpr uint16_t kVersion2 = 2;  // 24 fields: version 1's and time_to_reach_queue
+constexpr uint16_t kVersion3 = 3;  // 25 fields: version 2's (any time limit) and batch_proof
 // Domain separation for the signature: a signature over TBS v1 can never be mistaken for a
 // signature over any other structure signed with the same key. The trailing NUL is included.
 constexpr char kTbsDomain[] = "MQSEC-SIG-v1";
+// Domain separation for what a batch signature signs (the statement, section 10.3): never a
+// TBS, never anything else signed with the key. The trailing NUL is included.
+constexpr char kBatchDomain[] = "MQSEC-BATCH-v1";
 
 // Field tags, in their one canonical order. Every field of a version is always present (an empty
 // value is a zero length), so each value has exactly one encoding. Version 1 has the fields up to
-// kSignature; version 2 adds kTimeToReachQueue, present exactly when there is a limit.
+// kSignature; version 2 adds kTimeToReachQueue, present exactly when there is a limit; version 3
+// (batch-signed messages only) has both kTimeToReachQueue (any value) and kBatchProof.
 enum Tag : uint8_t {
   kMsgId = 0x01,
   kMsgClass,
@@ -48,8 +55,9 @@ enum Tag : uint8_t {
   kSenderId,
   kSenderCert,
   kSignature,
-  kTimeToReachQueue,  // version 2 only
-  kLastTag = kTimeToReachQueue,
+  kTimeToReachQueue,  // versions 2 and 3
+  kBatchProof,        // version 3 only
+  kLastTag = kBatchProof,
 };
 
 const char* tag_name(uint8_t tag) {
@@ -58,7 +66,8 @@ const char* tag_name(uint8_t tag) {
       "?", "msg_id", "msg_class", "correlation_id", "priority", "delivery", "acknowledge",
       "journal", "app_specific", "body_type", "body", "label", "response_queue", "admin_queue",
       "dest_queue", "source_machine", "sent_time", "auth_level", "hash_alg", "sig_scheme",
-      "sender_id_type", "sender_id", "sender_cert", "signature", "time_to_reach_queue"};
+      "sender_id_type", "sender_id", "sender_cert", "signature", "time_to_reach_queue",
+      "batch_proof"};
   // clang-format on
   static_assert(std::size(kNames) == kLastTag + 1);
   return tag <= kLastTag ? kNames[tag] : "?";
@@ -92,6 +101,21 @@ bool sender_id_type_ok(uint32_t v) {
 }
 // In a version 2 envelope: "no limit" is written as version 1, so it has no version 2 form.
 bool time_limit_ok(uint32_t v) { return v != kNoTimeLimit; }
+
+// The digest size of a batch statement's hash algorithm; 0 for anything but SHA-2 (MD5 and
+// SHA-1 have no batch form: batch signing is new, there is nothing to be compatible with).
+size_t batch_digest_size(uint32_t calg) {
+  switch (calg) {
+    case CALG_SHA_256:
+      return 32;
+    case CALG_SHA_384:
+      return 48;
+    case CALG_SHA_512:
+      return 64;
+    default:
+      return 0;
+  }
+}
 
 void validate(const Envelope& e) {
   auto check = [](bool ok, uint8_t tag) {
@@ -233,14 +257,42 @@ std::u16string str(Reader& r, uint8_t tag) {
 
 bool any(uint64_t) { return true; }
 
+// Field 0x19: statement (domain, hash_alg, tree_size, root), leaf_index, path_len, path nodes.
+// Reads nothing beyond the field and allocates at most its size.
+BatchProof batch_proof(Reader& outer) {
+  Reader r(field(outer, kBatchProof));
+  BatchProof p;
+  auto domain = r.take(sizeof(kBatchDomain), "batch_proof (statement domain tag)");
+  if (!std::equal(domain.begin(), domain.end(), kBatchDomain)) {
+    fail("batch_proof: unknown statement domain tag");
+  }
+  p.hash_alg = static_cast<uint32_t>(Reader::be(r.take(4, "batch_proof (hash_alg)")));
+  p.tree_size = static_cast<uint32_t>(Reader::be(r.take(4, "batch_proof (tree_size)")));
+  const size_t width = batch_digest_size(p.hash_alg);
+  if (width == 0) fail("batch_proof: hash algorithm is not SHA-256, SHA-384 or SHA-512");
+  auto root = r.take(width, "batch_proof (root)");
+  p.root.assign(root.begin(), root.end());
+  p.leaf_index = static_cast<uint32_t>(Reader::be(r.take(4, "batch_proof (leaf_index)")));
+  const size_t n = r.take(1, "batch_proof (path length)")[0];
+  if (n > kMaxBatchPath) fail("batch_proof: audit path longer than 16 nodes");
+  for (size_t i = 0; i < n; ++i) {
+    auto node = r.take(width, "batch_proof (path node)");
+    p.path.emplace_back(node.begin(), node.end());
+  }
+  if (r.left() != 0) fail("batch_proof: trailing bytes");
+  if (const char* why = batch_proof_problem(p)) fail(std::string("batch_proof: ") + why);
+  return p;
+}
+
 }  // namespace
 
 Bytes encode(const Envelope& e) {
   validate(e);
   Writer w;
   w.raw(kMagic.data(), kMagic.size());
+  const bool batch = e.batch.present();
   const bool limited = e.time_to_reach_queue != kNoTimeLimit;
-  w.be(limited ? kVersion2 : kVersion1, 2);
+  w.be(batch ? kVersion3 : limited ? kVersion2 : kVersion1, 2);
   ValueWriter f{w, true};
   f.bytes(kMsgId, e.msg_id);
   f.uint(kMsgClass, e.msg_class, 2);
@@ -265,7 +317,8 @@ Bytes encode(const Envelope& e) {
   f.bytes(kSenderId, e.sender_id);
   f.bytes(kSenderCert, e.sender_cert);
   f.bytes(kSignature, e.signature);
-  if (limited) f.uint(kTimeToReachQueue, e.time_to_reach_queue, 4);
+  if (limited || batch) f.uint(kTimeToReachQueue, e.time_to_reach_queue, 4);
+  if (batch) f.bytes(kBatchProof, encode_batch_proof(e.batch));
   return w.take();
 }
 
@@ -274,7 +327,9 @@ Envelope decode(std::span<const uint8_t> bytes) {
   auto magic = r.take(kMagic.size(), "magic");
   if (!std::equal(magic.begin(), magic.end(), kMagic.begin())) fail("bad magic");
   const uint64_t version = Reader::be(r.take(2, "version"));
-  if (version != kVersion1 && version != kVersion2) fail("unsupported format version");
+  if (version != kVersion1 && version != kVersion2 && version != kVersion3) {
+    fail("unsupported format version");
+  }
 
   Envelope e;
   e.msg_id = id20(r, kMsgId);
@@ -302,6 +357,9 @@ Envelope decode(std::span<const uint8_t> bytes) {
   e.signature = blob(r, kSignature);
   if (version == kVersion2) {
     e.time_to_reach_queue = checked<uint32_t>(r, kTimeToReachQueue, time_limit_ok);
+  } else if (version == kVersion3) {
+    e.time_to_reach_queue = checked<uint32_t>(r, kTimeToReachQueue, any);
+    e.batch = batch_proof(r);
   }
   if (r.left() != 0) fail("trailing bytes after last field");
   return e;
@@ -348,6 +406,41 @@ Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_digest) {
   f.bytes(kSenderCert, cert_digest);
   // time_to_reach_queue is deliberately not here (docs/signature-format.md, section 3.1): TBS and
   // its domain tag stay those of version 1 for every envelope.
+  return w.take();
+}
+
+const char* batch_proof_problem(const BatchProof& p) {
+  const size_t width = batch_digest_size(p.hash_alg);
+  if (width == 0) return "hash algorithm is not SHA-256, SHA-384 or SHA-512";
+  if (p.tree_size < 2 || p.tree_size > kMaxBatchSize) return "tree size outside 2 .. 65536";
+  if (p.leaf_index >= p.tree_size) return "leaf index not below the tree size";
+  if (p.root.size() != width) return "root is not the size of the hash algorithm's digest";
+  if (p.path.size() != merkle::path_length(p.leaf_index, p.tree_size)) {
+    return "audit path length does not match the leaf index and tree size";
+  }
+  for (const Bytes& node : p.path) {
+    if (node.size() != width) return "audit path node is not the size of the digest";
+  }
+  return nullptr;
+}
+
+Bytes batch_statement(const BatchProof& p) {
+  if (const char* why = batch_proof_problem(p)) fail(std::string("batch_proof: ") + why);
+  Writer w;
+  w.raw(kBatchDomain, sizeof(kBatchDomain));  // with its NUL
+  w.be(p.hash_alg, 4);
+  w.be(p.tree_size, 4);
+  w.raw(p.root.data(), p.root.size());
+  return w.take();
+}
+
+Bytes encode_batch_proof(const BatchProof& p) {
+  Writer w;
+  Bytes statement = batch_statement(p);  // checks the whole proof
+  w.raw(statement.data(), statement.size());
+  w.be(p.leaf_index, 4);
+  w.u8(static_cast<uint8_t>(p.path.size()));  // at most kMaxBatchPath
+  for (const Bytes& node : p.path) w.raw(node.data(), node.size());
   return w.take();
 }
 

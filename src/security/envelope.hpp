@@ -2,6 +2,8 @@
 // the "to-be-signed" (TBS) bytes that a message signature covers. The format is versioned,
 // deterministic (exactly one encoding per value) and specified byte by byte in
 // docs/signature-format.md so that an independent verifier can be written from the document.
+// A batch-signed message (one device signature over a Merkle tree of many messages' TBS,
+// section 10 of that document) is format version 3 and carries its BatchProof.
 #pragma once
 
 #include <array>
@@ -15,8 +17,28 @@ namespace mqsec::security {
 
 using Bytes = std::vector<uint8_t>;
 
-// How `signature` was made. The digest is always hash_alg over to_be_signed().
+// How `signature` was made. The digest is hash_alg over to_be_signed(), or, for a batch-signed
+// message, over batch_statement(batch).
 enum class SigScheme : uint8_t { None = 0, RsaPkcs1 = 1, RsaPss = 2, Ecdsa = 3 };
+
+// Bounds of a batch signature (docs/signature-format.md, section 10).
+inline constexpr uint32_t kMaxBatchSize = 65536;  // leaves of one tree (2^16)
+inline constexpr size_t kMaxBatchPath = 16;       // nodes of one audit path
+
+// What a batch-signed message carries besides the signature (envelope field 0x19, format
+// version 3): the signed statement's content (hash algorithm, tree size, root) and the message's
+// place in the tree (leaf index, audit path). tree_size 0 means "not batch-signed": the
+// signature is over TBS itself (versions 1 and 2). A batch has at least 2 messages; a batch of
+// one is an ordinary signature.
+struct BatchProof {
+  uint32_t hash_alg = 0;    // the statement's CALG: SHA-256, SHA-384 or SHA-512 only
+  uint32_t tree_size = 0;   // 0 (not batch-signed) or 2 .. kMaxBatchSize
+  Bytes root;               // the tree's root, the digest size of hash_alg
+  uint32_t leaf_index = 0;  // < tree_size
+  std::vector<Bytes> path;  // the audit path, leaf level first, each the digest size
+  bool present() const noexcept { return tree_size != 0; }
+  friend bool operator==(const BatchProof&, const BatchProof&) = default;
+};
 
 // PROPID_M_TIME_TO_REACH_QUEUE's "no limit" (MSMQ's INFINITE). An envelope without a limit is
 // written as format version 1; one with a limit as version 2 (docs/signature-format.md).
@@ -42,6 +64,9 @@ struct Envelope {
   // PROPID_M_TIME_TO_REACH_QUEUE in seconds from sent_time; kNoTimeLimit = none. Not covered by
   // the signature (docs/signature-format.md, section 3.1).
   uint32_t time_to_reach_queue = kNoTimeLimit;
+  // Set when `signature` is a batch signature (format version 3); not covered by TBS (it is
+  // what binds TBS to the signed statement).
+  BatchProof batch;
   friend bool operator==(const Envelope&, const Envelope&) = default;
 };
 
@@ -59,7 +84,9 @@ class EnvelopeError : public std::runtime_error {
 Bytes encode(const Envelope& e);
 
 // Format version 1 when time_to_reach_queue is kNoTimeLimit (byte for byte what every earlier
-// writer produced), else version 2 (one more field). decode() accepts both.
+// writer produced), else version 2 (one more field); version 3 (fields 0x18 and 0x19 always)
+// when the message is batch-signed, whatever its time limit. decode() accepts all three.
+// encode() also throws EnvelopeError for a batch proof that batch_proof_problem() refuses.
 // Throws EnvelopeError on any malformed input: bad magic or version, truncation, trailing
 // bytes, lengths beyond the input or wrong for a fixed-width field, unknown, duplicate,
 // missing or out-of-order field tags, odd UTF-16 length, out-of-range values. Never reads out
@@ -68,11 +95,26 @@ Bytes encode(const Envelope& e);
 // verifier's business, not the codec's.
 Envelope decode(std::span<const uint8_t> bytes);
 
-// The exact bytes the signature covers (never includes `signature` nor time_to_reach_queue;
+// The exact bytes the signature covers, or for a batch-signed message the bytes its Merkle leaf
+// is made of (never includes `signature`, time_to_reach_queue nor the batch proof;
 // includes SHA-256 of sender_cert instead of the certificate). Throws EnvelopeError under the same
 // conditions as encode().
 Bytes to_be_signed(const Envelope& e);
 // The same with SHA-256(e.sender_cert) already computed (senders and receivers cache it).
 Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_sha256);
+
+// Why `p` (present()) is not a well-formed batch proof, or nullptr: hash algorithm not SHA-2,
+// tree size outside 2 .. kMaxBatchSize, leaf index not below it, root or a path node not the
+// digest size, path length not the one index and size imply. Never names field contents.
+const char* batch_proof_problem(const BatchProof& p);
+
+// The statement a batch signature signs (docs/signature-format.md, section 10.3): domain tag
+// "MQSEC-BATCH-v1" NUL, hash_alg, tree_size, root. Throws EnvelopeError when
+// batch_proof_problem(p) says the proof is malformed.
+Bytes batch_statement(const BatchProof& p);
+
+// Envelope field 0x19's value (section 10.4): batch_statement(p), then leaf_index (u32),
+// the path's length (u8) and its nodes. Throws EnvelopeError like batch_statement.
+Bytes encode_batch_proof(const BatchProof& p);
 
 }  // namespace mqsec::security

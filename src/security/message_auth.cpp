@@ -9,6 +9,7 @@
 #include "pkcs11/error.hpp"
 #include "src/security/identity.hpp"
 #include "src/security/log.hpp"
+#include "src/security/merkle.hpp"
 #include "src/security/personal_store.hpp"
 
 namespace mqsec::security {
@@ -23,6 +24,31 @@ uint8_t level_for(uint32_t auth_level) {
     default:  // ALWAYS and SIG20: our signature covers MSMQ 2.0's fields (and more)
       return MQMSG_AUTHENTICATED_SIG20;
   }
+}
+
+SigScheme scheme_of(pkcs11::Scheme s) {
+  switch (s) {
+    case pkcs11::Scheme::RsaPkcs1:
+      return SigScheme::RsaPkcs1;
+    case pkcs11::Scheme::RsaPss:
+      return SigScheme::RsaPss;
+    case pkcs11::Scheme::Ecdsa:
+      return SigScheme::Ecdsa;
+  }
+  return SigScheme::None;
+}
+
+Bytes digest_of(pkcs11::Hash hash, std::span<const uint8_t> data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &len, evp_md(hash), nullptr) != 1) {
+    throw Error(MQ_ERROR_CORRUPTED_SECURITY_DATA, "hashing the message failed");
+  }
+  return Bytes(digest, digest + len);
+}
+
+[[noreturn]] void bad_batch(const std::string& why) {
+  throw Error(MQ_ERROR_INVALID_PARAMETER, "batch signature: " + why);
 }
 
 }  // namespace
@@ -66,21 +92,11 @@ const EVP_MD* evp_md(pkcs11::Hash h) {
   return EVP_sha256();
 }
 
-void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool allow_weak,
-                   bool attach_sid) {
-  pkcs11::Hash hash = hash_for(calg, allow_weak);
+void prepare_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool allow_weak,
+                      bool attach_sid) {
+  (void)hash_for(calg, allow_weak);  // refused hashes throw before anything changes
   e.hash_alg = calg;
-  switch (ctx.scheme()) {
-    case pkcs11::Scheme::RsaPkcs1:
-      e.sig_scheme = SigScheme::RsaPkcs1;
-      break;
-    case pkcs11::Scheme::RsaPss:
-      e.sig_scheme = SigScheme::RsaPss;
-      break;
-    case pkcs11::Scheme::Ecdsa:
-      e.sig_scheme = SigScheme::Ecdsa;
-      break;
-  }
+  e.sig_scheme = scheme_of(ctx.scheme());
   e.sender_cert = ctx.certificate();
   if (attach_sid) {
     e.sender_id_type = MQMSG_SENDERID_TYPE_SID;
@@ -90,17 +106,103 @@ void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool 
     e.sender_id.clear();
   }
   e.signature.clear();
+  e.batch = {};
+}
+
+void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool allow_weak,
+                   bool attach_sid) {
+  pkcs11::Hash hash = hash_for(calg, allow_weak);
+  prepare_envelope(e, ctx, calg, allow_weak, attach_sid);
   pkcs11::CallScope scope;  // OpenSSL's locks too must not be held across a fork
-  Bytes tbs = to_be_signed(e, ctx.certificate_sha256());
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(tbs.data(), tbs.size(), digest, &len, evp_md(hash), nullptr) != 1) {
-    throw Error(MQ_ERROR_CORRUPTED_SECURITY_DATA, "hashing the message failed");
-  }
+  Bytes digest = digest_of(hash, to_be_signed(e, ctx.certificate_sha256()));
   try {
-    e.signature = ctx.sign_digest(hash, std::span<const uint8_t>(digest, len));
+    e.signature = ctx.sign_digest(hash, digest);
   } catch (const pkcs11::Error& err) {
     throw_mapped(err, MQ_ERROR_CANNOT_SIGN_DATA_EX, "signing a message");
+  }
+}
+
+void sign_batch(std::span<Envelope* const> batch, std::span<const uint8_t> cert_sha256,
+                const DigestSigner& sign, bool allow_weak) {
+  if (batch.empty() || batch.size() > kMaxBatchSize) {
+    bad_batch("a batch has 1 to " + std::to_string(kMaxBatchSize) + " messages, not " +
+              std::to_string(batch.size()));
+  }
+  for (const Envelope* e : batch) {
+    if (e == nullptr) bad_batch("no envelope");
+  }
+  const Envelope& first = *batch.front();
+  if (first.sig_scheme == SigScheme::None || first.sender_cert.empty()) {
+    bad_batch("the envelopes are not prepared for signing (no scheme or certificate)");
+  }
+  for (const Envelope* e : batch) {
+    if (e->hash_alg != first.hash_alg || e->sig_scheme != first.sig_scheme ||
+        e->sender_cert != first.sender_cert) {
+      bad_batch("the envelopes of one batch share one certificate, scheme and hash algorithm");
+    }
+  }
+  const pkcs11::Hash hash = hash_for(first.hash_alg, allow_weak);
+  if (batch.size() == 1) {
+    // A batch of one is an ordinary signature over TBS: format version 1 or 2, no proof.
+    Envelope& e = *batch.front();
+    Bytes signature;
+    {
+      pkcs11::CallScope scope;
+      Bytes tbs = to_be_signed(e, cert_sha256);
+      signature = sign(hash, digest_of(hash, tbs));
+    }
+    e.batch = {};
+    e.signature = std::move(signature);
+    return;
+  }
+  if (hash != pkcs11::Hash::Sha256 && hash != pkcs11::Hash::Sha384 &&
+      hash != pkcs11::Hash::Sha512) {
+    throw Error(MQ_ERROR_ILLEGAL_PROPERTY_VALUE,
+                "batch signature: only SHA-256, SHA-384 and SHA-512 have a batch form; sign "
+                "MD5 and SHA-1 messages one by one");
+  }
+  const EVP_MD* md = evp_md(hash);
+  std::vector<Bytes> leaves;
+  leaves.reserve(batch.size());
+  for (const Envelope* e : batch) {
+    pkcs11::CallScope scope;  // one message at a time, so a fork() need not wait for them all
+    leaves.push_back(merkle::leaf_hash(md, to_be_signed(*e, cert_sha256)));
+  }
+  BatchProof proof;
+  std::optional<merkle::Tree> tree;
+  Bytes signature;
+  {
+    pkcs11::CallScope scope;
+    tree.emplace(md, std::move(leaves));
+    proof.hash_alg = first.hash_alg;
+    proof.tree_size = static_cast<uint32_t>(batch.size());
+    proof.root = tree->root();
+    proof.path = tree->path(0);  // leaf 0's, so that the proof is complete for the statement
+    signature = sign(hash, digest_of(hash, batch_statement(proof)));  // the one device signature
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Envelope& e = *batch[i];
+    e.batch = proof;
+    e.batch.leaf_index = static_cast<uint32_t>(i);
+    e.batch.path = tree->path(i);
+    e.signature = signature;
+  }
+}
+
+void sign_batch(std::span<Envelope* const> batch, const SecurityContext& ctx, bool allow_weak) {
+  for (const Envelope* e : batch) {
+    if (e != nullptr &&
+        (e->sender_cert != ctx.certificate() || e->sig_scheme != scheme_of(ctx.scheme()))) {
+      bad_batch("an envelope was not prepared with this security context");
+    }
+  }
+  try {
+    sign_batch(
+        batch, ctx.certificate_sha256(),
+        [&](pkcs11::Hash h, std::span<const uint8_t> digest) { return ctx.sign_digest(h, digest); },
+        allow_weak);
+  } catch (const pkcs11::Error& err) {
+    throw_mapped(err, MQ_ERROR_CANNOT_SIGN_DATA_EX, "signing a batch of messages");
   }
 }
 
@@ -134,7 +236,7 @@ Verdict Verifier::verify(const Envelope& e, const Registry& registry, std::time_
 
 Verdict Verifier::verify(const Envelope& e, const VerifyPolicy& p) {
   Verdict v;
-  if (e.sig_scheme == SigScheme::None && e.signature.empty()) {
+  if (e.sig_scheme == SigScheme::None && e.signature.empty() && !e.batch.present()) {
     v.ok = true;  // unsigned: nothing to verify (the queue decides whether that is allowed)
     return v;
   }
@@ -149,6 +251,9 @@ Verdict Verifier::verify(const Envelope& e, const VerifyPolicy& p) {
   };
   if (e.signature.empty() || e.sender_cert.empty()) {
     return fail("signature", "signed message without signature or sender certificate");
+  }
+  if (e.batch.present() && e.sig_scheme == SigScheme::None) {
+    return fail("signature", "batch proof on a message without a signature scheme");
   }
   pkcs11::CallScope scope;  // OpenSSL's locks must not be held across a fork
   Bytes digest = sha256(e.sender_cert);
@@ -289,7 +394,32 @@ Verdict Verifier::check(const Envelope& e, const Bytes& digest, const Cached& ca
     return v;
   }
 
-  Bytes tbs = to_be_signed(e, digest);
+  // What the signature is over: TBS, or for a batch-signed message the statement whose root
+  // the message's proof leads to from the message's own leaf (rebuilt here from TBS).
+  Bytes signed_bytes = to_be_signed(e, digest);
+  if (e.batch.present()) {
+    auto refuse = [&](std::string reason) {
+      v.kind = "signature";
+      v.reason = std::move(reason);
+      return v;
+    };
+    if (const char* why = batch_proof_problem(e.batch)) {
+      return refuse(std::string("batch proof is malformed: ") + why);
+    }
+    if (e.batch.hash_alg != e.hash_alg) {
+      return refuse("the batch statement's hash algorithm is not the message's");
+    }
+    const EVP_MD* tree_md = evp_md(hash);
+    std::optional<Bytes> root =
+        merkle::root_from_path(tree_md, merkle::leaf_hash(tree_md, signed_bytes),
+                               e.batch.leaf_index, e.batch.tree_size, e.batch.path);
+    if (!root || *root != e.batch.root) {
+      return refuse(
+          "batch proof does not lead to the signed root (message altered, or the proof of "
+          "another message)");
+    }
+    signed_bytes = batch_statement(e.batch);
+  }
   MdCtxPtr md(EVP_MD_CTX_new());
   EVP_PKEY_CTX* pctx = nullptr;
   bool good = md && EVP_DigestVerifyInit(md.get(), &pctx, evp_md(hash), nullptr, pub) == 1;
@@ -297,12 +427,15 @@ Verdict Verifier::check(const Envelope& e, const Bytes& digest, const Cached& ca
     good = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
   }
-  good = good && EVP_DigestVerify(md.get(), e.signature.data(), e.signature.size(), tbs.data(),
-                                  tbs.size()) == 1;
+  good = good && EVP_DigestVerify(md.get(), e.signature.data(), e.signature.size(),
+                                  signed_bytes.data(), signed_bytes.size()) == 1;
   if (!good) {
     openssl_error();  // clear the queue
     v.kind = "signature";
-    v.reason = "signature does not verify (message altered or signed by another key)";
+    v.reason = e.batch.present() ? "signature over the batch statement does not verify (statement "
+                                   "altered or signed by another key)"
+                                 : "signature does not verify (message altered or signed by "
+                                   "another key)";
     return v;
   }
   v.ok = true;

@@ -1,6 +1,8 @@
 // Message authentication: signing an envelope with a security context (sender side) and
 // verifying it (receiver side). The signature covers to_be_signed(envelope) (see
-// docs/signature-format.md), hashed on the host with PROPID_M_HASH_ALG and signed on the token.
+// docs/signature-format.md), hashed on the host with PROPID_M_HASH_ALG and signed on the token;
+// or, for a batch, one signature on the token covers a statement naming the root of a Merkle
+// tree over many messages' TBS, and each message carries its own proof (section 10).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,6 +35,31 @@ const EVP_MD* evp_md(pkcs11::Hash h);
 void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool allow_weak,
                    bool attach_sid);
 
+// Everything sign_envelope fills except the signature: hash_alg (checked with hash_for),
+// sig_scheme, sender_cert, sender id. Clears the signature and any batch proof. Throws
+// mqsec::Error(MQ_ERROR_ILLEGAL_PROPERTY_VALUE) for a refused hash.
+void prepare_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool allow_weak,
+                      bool attach_sid);
+
+// Signs a batch of envelopes with ONE signature on the token (docs/signature-format.md,
+// section 10): each prepared with prepare_envelope(ctx) (the same certificate, scheme and
+// hash_alg for all; every other field final, since TBS is taken now). Fills each envelope's
+// signature and batch proof (leaf index = position in `batch`). A batch of one is exactly
+// sign_envelope's signature (format version 1 or 2, no proof). One C_Sign, so a PIN-always key
+// needs one context-specific login per batch. On failure no envelope is changed.
+// Throws mqsec::Error: MQ_ERROR_INVALID_PARAMETER (empty, more than kMaxBatchSize, a null
+// pointer, envelopes not prepared with this context or with different hashes),
+// MQ_ERROR_ILLEGAL_PROPERTY_VALUE (the hash is refused; for two or more messages anything but
+// SHA-256/384/512), and sign_envelope's token errors (MQ_ERROR_CANNOT_SIGN_DATA_EX, ...).
+void sign_batch(std::span<Envelope* const> batch, const SecurityContext& ctx, bool allow_weak);
+
+// The same with the device abstracted: `sign` signs a digest made with the given hash (what
+// SecurityContext::sign_digest does on the token). `cert_sha256` is SHA-256 of the envelopes'
+// sender_cert. For tests with software keys, and for whoever signs without a SecurityContext.
+using DigestSigner = std::function<Bytes(pkcs11::Hash, std::span<const uint8_t> digest)>;
+void sign_batch(std::span<Envelope* const> batch, std::span<const uint8_t> cert_sha256,
+                const DigestSigner& sign, bool allow_weak);
+
 struct Verdict {
   bool signed_message = false;    // the message carries a signature
   bool ok = false;                // signed and valid (or unsigned: nothing to verify)
@@ -40,10 +68,11 @@ struct Verdict {
   uint32_t trust = 0;             // trust_bits::* that passed (PROPID_M_MQSEC_TRUST)
   std::string reason;             // why not ok
   // Why not ok, for machines (`mqsec rejected --json`): "malformed", "signature" (missing,
-  // altered, scheme mismatch), "certificate" (not DER, not yet valid, expired), "weak-hash",
-  // "sid-mismatch", "chain", "revoked", "revocation-unknown", "leaf", "signer", "clock",
-  // "too-old" (sent before the replay window). The receive path adds "unsigned", "replay",
-  // "wrong-queue", "too-large".
+  // altered, scheme mismatch; for a batch-signed message also a malformed proof, a statement
+  // whose hash is not the message's, a proof that does not lead to the signed root),
+  // "certificate" (not DER, not yet valid, expired), "weak-hash", "sid-mismatch", "chain",
+  // "revoked", "revocation-unknown", "leaf", "signer", "clock", "too-old" (sent before the
+  // replay window). The receive path adds "unsigned", "replay", "wrong-queue", "too-large".
   std::string kind;
   std::string subject;  // sender certificate subject, when parsed
 };
@@ -77,12 +106,13 @@ struct VerifyPolicy {
 // same sender parses its certificate once. Thread-safe.
 class Verifier {
  public:
-  // Signature, validity period, hash policy, then (when the message carries a SENDERID) the
-  // confirmation sources in order: a SID in a certificate whose chain validated, the system
-  // registry, the user registry. A source that binds the certificate to another SID than the
-  // message's rejects it ("sid-mismatch"). Then the trust requirement, authorized signers
-  // (subject, or a SID that was confirmed) and the sent-time checks. Unsigned messages pass
-  // with signed_message = false (the queue decides whether that is allowed).
+  // Signature (for a batch-signed message: the proof up to the statement's root, then the
+  // signature over the statement), validity period, hash policy, then (when the message
+  // carries a SENDERID) the confirmation sources in order: a SID in a certificate whose chain
+  // validated, the system registry, the user registry. A source that binds the certificate to
+  // another SID than the message's rejects it ("sid-mismatch"). Then the trust requirement,
+  // authorized signers (subject, or a SID that was confirmed) and the sent-time checks. Unsigned
+  // messages pass with signed_message = false (the queue decides whether that is allowed).
   Verdict verify(const Envelope& e, const VerifyPolicy& policy);
 
   // Signature-only verification with one registry (tests, `mqsec receive --export`).

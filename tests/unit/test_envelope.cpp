@@ -1,10 +1,12 @@
 // Unit tests of the envelope codec and the to-be-signed (TBS) bytes: round trips, one encoding
-// per value, the hex vector printed in docs/signature-format.md, rejection of malformed input,
-// and which fields the signature covers.
+// per value, the hex vectors printed in docs/signature-format.md (sections 8 and 10.8),
+// rejection of malformed input (batch proofs of format version 3 included), and which fields
+// the signature covers.
 #include "src/security/envelope.hpp"
 
 #include <gtest/gtest.h>
 #include <mq.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -12,6 +14,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "src/security/merkle.hpp"
 
 namespace mqsec::security {
 namespace {
@@ -223,6 +227,18 @@ std::vector<std::pair<std::string, std::function<void(Envelope&)>>> field_mutati
       {"signature", [](Envelope& e) { e.signature.back() ^= 1; }},
       {"time_to_reach_queue",
        [](Envelope& e) { e.time_to_reach_queue = e.time_to_reach_queue == 60 ? 61 : 60; }},
+      {"batch_proof",
+       [](Envelope& e) {
+         if (e.batch.present()) {
+           e.batch.root[0] ^= 1;
+         } else {  // a well-formed proof (it need not verify: this is the codec)
+           e.batch.hash_alg = CALG_SHA_256;
+           e.batch.tree_size = 2;
+           e.batch.leaf_index = 1;
+           e.batch.root.assign(32, 0x11);
+           e.batch.path = {Bytes(32, 0x22)};
+         }
+       }},
   };
 }
 
@@ -535,7 +551,7 @@ TEST(ToBeSigned, ChangesWithEverySignedFieldAndNotWithTheSignature) {
     for (const auto& [name, mutate] : field_mutations()) {
       Envelope m = base;
       mutate(m);
-      if (name == "signature" || name == "time_to_reach_queue") {
+      if (name == "signature" || name == "time_to_reach_queue" || name == "batch_proof") {
         EXPECT_EQ(to_be_signed(m), tbs) << name;
       } else {
         EXPECT_NE(to_be_signed(m), tbs) << name;
@@ -562,6 +578,271 @@ TEST(ToBeSigned, FieldBoundariesAreUnambiguous) {
   b.label = u"";
   b.sender_id.insert(b.sender_id.begin(), 'x');
   EXPECT_NE(to_be_signed(a), to_be_signed(b));
+}
+
+}  // namespace
+}  // namespace mqsec::security
+
+// ---- format version 3: batch-signed messages (docs/signature-format.md, section 10) --------
+
+namespace mqsec::security {
+namespace {
+
+// Section 10.8: the message of section 8 with sequence number seq (1, 2, 3) in a batch of three.
+Envelope doc_batch_message(uint8_t seq) {
+  Envelope e = doc_example();
+  e.msg_id[19] = seq;
+  return e;
+}
+
+// Copied from the document, section 10.8.
+// clang-format off
+const char* const kDocLeaves[] = {
+    "47e7492ddc87b894214be8591139559b71d18ee2270026108af9676962978bed",
+    "61800b0ee0c50b75694ddd1518cc709b589dbc51a97580f4afa3edd23d1b9891",
+    "c7e720f20105d3c046cef4f533a9988a9309b9a6a0a13c63c8de2c830c45341d"};
+const char* const kDocNode01 = "d97ee738fa0208a306736360b401e18101dde7e50e3d923db49c5ece58395f39";
+const char* const kDocRoot = "20dc83c81ca4f58d8d192d23aed2b6b5768523d8077151f6fc1479bbf6bb3f68";
+const char* const kDocStatementHex =
+    "4d515345432d42415443482d763100 "
+    "0000800c "
+    "00000003 "
+    "20dc83c81ca4f58d8d192d23aed2b6b5768523d8077151f6fc1479bbf6bb3f68";
+const char* const kDocProof2Hex =
+    "4d515345432d42415443482d7631000000800c00000003 "
+    "20dc83c81ca4f58d8d192d23aed2b6b5768523d8077151f6fc1479bbf6bb3f68 "
+    "00000002 "
+    "01 "
+    "d97ee738fa0208a306736360b401e18101dde7e50e3d923db49c5ece58395f39";
+// clang-format on
+
+BatchProof doc_proof(uint32_t index) {
+  BatchProof p;
+  p.hash_alg = CALG_SHA_256;
+  p.tree_size = 3;
+  p.root = from_hex(kDocRoot);
+  p.leaf_index = index;
+  if (index == 0) p.path = {from_hex(kDocLeaves[1]), from_hex(kDocLeaves[2])};
+  if (index == 1) p.path = {from_hex(kDocLeaves[0]), from_hex(kDocLeaves[2])};
+  if (index == 2) p.path = {from_hex(kDocNode01)};
+  return p;
+}
+
+Envelope doc_batch_signed(uint32_t index) {
+  Envelope e = doc_batch_message(static_cast<uint8_t>(index + 1));
+  e.batch = doc_proof(index);
+  return e;
+}
+
+// The document's version 3 example: version 1's hex with version 3, sequence number 3, and
+// fields 24 and 25 appended.
+std::string doc_v3_hex() {
+  std::string v1 = doc_hex(kDocEnvelopeHex);
+  std::string h = v1.substr(0, 8) + "0003" + v1.substr(12);
+  // magic 8, version 4, tag 2, length 8, GUID 32 hex digits: then the sequence number
+  const size_t seq_at = 8 + 4 + 2 + 8 + 32;
+  EXPECT_EQ(h.substr(seq_at, 8), "00000001");
+  h.replace(seq_at, 8, "00000003");
+  return h + "18" + "00000004" + "ffffffff" + "19" + "0000005c" + doc_hex(kDocProof2Hex);
+}
+
+// Replaces the last field of an encoding (field 0x19 of a version 3 envelope) with `value`.
+Bytes with_last_field(const Bytes& b, const Bytes& value) {
+  const FieldPos last = fields_of(b).back();
+  Bytes m(b.begin(), b.begin() + static_cast<ptrdiff_t>(last.tag_offset + 1));
+  for (int i = 3; i >= 0; --i) m.push_back(static_cast<uint8_t>(value.size() >> (8 * i)));
+  m.insert(m.end(), value.begin(), value.end());
+  return m;
+}
+
+TEST(BatchEnvelope, MatchesTheDocumentedExample) {
+  const EVP_MD* md = EVP_sha256();
+  std::vector<Bytes> leaves;
+  for (uint8_t seq = 1; seq <= 3; ++seq) {
+    const Bytes tbs = to_be_signed(doc_batch_message(seq));
+    leaves.push_back(merkle::leaf_hash(md, tbs));
+    EXPECT_EQ(to_hex(leaves.back()), kDocLeaves[seq - 1]) << "leaf " << int(seq - 1);
+  }
+  // The first message is section 8's, so its leaf is H(00 || the TBS printed there).
+  Bytes tbs0 = from_hex(doc_hex(kDocTbsHex));
+  EXPECT_EQ(to_hex(merkle::leaf_hash(md, tbs0)), kDocLeaves[0]);
+  EXPECT_EQ(to_hex(merkle::node_hash(md, leaves[0], leaves[1])), kDocNode01);
+  merkle::Tree tree(md, leaves);
+  EXPECT_EQ(to_hex(tree.root()), kDocRoot);
+  for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ(tree.path(i), doc_proof(i).path) << i;
+
+  EXPECT_EQ(to_hex(batch_statement(doc_proof(2))), doc_hex(kDocStatementHex));
+  EXPECT_EQ(batch_statement(doc_proof(2)).size(), 55u);
+  EXPECT_EQ(to_hex(encode_batch_proof(doc_proof(2))), doc_hex(kDocProof2Hex));
+  EXPECT_EQ(encode_batch_proof(doc_proof(2)).size(), 92u);
+  EXPECT_EQ(encode_batch_proof(doc_proof(0)).size(), 124u);
+  EXPECT_EQ(to_hex(encode_batch_proof(doc_proof(0))),
+            doc_hex(kDocStatementHex) + "00000000" + "02" + kDocLeaves[1] + kDocLeaves[2]);
+
+  const Envelope e = doc_batch_signed(2);
+  const Bytes b = encode(e);
+  EXPECT_EQ(to_hex(b), doc_v3_hex());
+  EXPECT_EQ(b.size(), 363u);
+  EXPECT_EQ(decode(b), e);
+  // TBS does not depend on the proof: the leaf is the message's own TBS.
+  Envelope plain = e;
+  plain.batch = {};
+  EXPECT_EQ(to_be_signed(e), to_be_signed(plain));
+}
+
+TEST(BatchEnvelope, IsVersion3WhateverTheTimeLimitAndRoundTrips) {
+  for (uint32_t limit : {kNoTimeLimit, 0u, 60u, 0xFFFFFFFEu}) {
+    for (uint32_t index = 0; index < 3; ++index) {
+      Envelope e = doc_batch_signed(index);
+      e.time_to_reach_queue = limit;
+      const Bytes b = encode(e);
+      EXPECT_EQ(b[4], 0);
+      EXPECT_EQ(b[5], 3);
+      EXPECT_EQ(fields_of(b).size(), 25u);
+      EXPECT_EQ(decode(b), e);
+      EXPECT_EQ(encode(decode(b)), b);
+    }
+  }
+  // The largest batch: 65536 leaves, a path of 16 nodes, with SHA-512 (field 25: 1116 bytes).
+  Envelope e = full_example();
+  e.batch.hash_alg = CALG_SHA_512;
+  e.batch.tree_size = kMaxBatchSize;
+  e.batch.leaf_index = kMaxBatchSize - 1;
+  e.batch.root.assign(64, 0xAB);
+  e.batch.path.assign(kMaxBatchPath, Bytes(64, 0xCD));
+  const Bytes b = encode(e);
+  EXPECT_EQ(field_with_tag(b, 0x19).length, 1116u);
+  EXPECT_EQ(decode(b), e);
+}
+
+TEST(BatchEnvelope, RejectsEveryTruncationAndOtherTagBytes) {
+  const Bytes b = encode(doc_batch_signed(0));
+  for (size_t n = 0; n < b.size(); ++n) {
+    expect_rejected(Bytes(b.begin(), b.begin() + static_cast<ptrdiff_t>(n)),
+                    "v3 truncated to " + std::to_string(n));
+  }
+  for (uint8_t tag : {0x18, 0x19}) {
+    const FieldPos f = field_with_tag(b, tag);
+    for (int v = 0; v < 256; ++v) {
+      if (v == tag) continue;
+      Bytes m = b;
+      m[f.tag_offset] = static_cast<uint8_t>(v);
+      expect_rejected(m, "tag " + std::to_string(tag) + " -> " + std::to_string(v));
+    }
+  }
+  Bytes m = b;
+  m.push_back(0);
+  expect_rejected(m, "v3 trailing byte");
+  // Field 25 twice; field 24 left out.
+  const FieldPos f25 = field_with_tag(b, 0x19), f24 = field_with_tag(b, 0x18);
+  m = b;
+  m.insert(m.end(), b.begin() + static_cast<ptrdiff_t>(f25.tag_offset), b.end());
+  expect_rejected(m, "batch_proof twice");
+  m = b;
+  m.erase(m.begin() + static_cast<ptrdiff_t>(f24.tag_offset),
+          m.begin() + static_cast<ptrdiff_t>(f25.tag_offset));
+  expect_rejected(m, "v3 without time_to_reach_queue");
+}
+
+TEST(BatchEnvelope, RejectsMalformedProofs) {
+  const Bytes b = encode(doc_batch_signed(2));
+  const Bytes good = encode_batch_proof(doc_proof(2));
+  ASSERT_EQ(with_last_field(b, good), b);
+  auto patched = [&](size_t at, std::initializer_list<uint8_t> bytes) {
+    Bytes v = good;
+    size_t i = at;
+    for (uint8_t x : bytes) v[i++] = x;
+    return v;
+  };
+  // Offsets in the proof: domain 0..14, hash_alg 15, tree_size 19, root 23, leaf_index 55,
+  // path_len 59, node 60.
+  std::vector<std::pair<std::string, Bytes>> cases;
+  for (size_t i = 0; i < 15; ++i) {
+    Bytes v = good;
+    v[i] ^= 0x01;
+    cases.emplace_back("domain byte " + std::to_string(i), v);
+  }
+  cases.emplace_back("hash MD5", patched(15, {0, 0, 0x80, 0x03}));
+  cases.emplace_back("hash SHA-1", patched(15, {0, 0, 0x80, 0x04}));
+  cases.emplace_back("hash 0", patched(15, {0, 0, 0, 0}));
+  cases.emplace_back("hash SHA-384 with SHA-256 sizes", patched(15, {0, 0, 0x80, 0x0D}));
+  cases.emplace_back("tree size 0", patched(19, {0, 0, 0, 0}));
+  cases.emplace_back("tree size 1", patched(19, {0, 0, 0, 1}));
+  cases.emplace_back("tree size 65537", patched(19, {0, 1, 0, 1}));
+  cases.emplace_back("tree size 4 (leaf 2 needs 2 nodes)", patched(19, {0, 0, 0, 4}));
+  cases.emplace_back("leaf index = tree size", patched(55, {0, 0, 0, 3}));
+  cases.emplace_back("leaf index 0 (needs 2 nodes)", patched(55, {0, 0, 0, 0}));
+  cases.emplace_back("path_len 0", patched(59, {0}));
+  cases.emplace_back("path_len 2", patched(59, {2}));
+  cases.emplace_back("path_len 17", patched(59, {17}));
+  cases.emplace_back("path_len 255", patched(59, {255}));
+  Bytes longer = good;
+  longer.push_back(0);
+  cases.emplace_back("one trailing byte", longer);
+  Bytes shorter = good;
+  shorter.pop_back();
+  cases.emplace_back("one byte short", shorter);
+  Bytes two_nodes = good;
+  two_nodes[59] = 2;
+  two_nodes.insert(two_nodes.end(), 32, 0x5A);
+  cases.emplace_back("two nodes for a one-node path", two_nodes);
+  cases.emplace_back("empty", Bytes{});
+  for (const auto& [what, value] : cases) expect_rejected(with_last_field(b, value), what);
+
+  // The same rules on the encoding side, and for batch_statement.
+  std::vector<std::pair<std::string, std::function<void(BatchProof&)>>> bad = {
+      {"hash SHA-1", [](BatchProof& p) { p.hash_alg = CALG_SHA1; }},
+      {"hash SHA-384 (sizes)", [](BatchProof& p) { p.hash_alg = CALG_SHA_384; }},
+      {"tree size 1", [](BatchProof& p) { p.tree_size = 1; }},
+      {"tree size 65537", [](BatchProof& p) { p.tree_size = kMaxBatchSize + 1; }},
+      {"index = size", [](BatchProof& p) { p.leaf_index = 3; }},
+      {"short root", [](BatchProof& p) { p.root.pop_back(); }},
+      {"path too long", [](BatchProof& p) { p.path.push_back(Bytes(32)); }},
+      {"path empty", [](BatchProof& p) { p.path.clear(); }},
+      {"short node", [](BatchProof& p) { p.path[0].pop_back(); }},
+  };
+  for (const auto& [what, mutate] : bad) {
+    Envelope e = doc_batch_signed(2);
+    mutate(e.batch);
+    EXPECT_NE(batch_proof_problem(e.batch), nullptr) << what;
+    EXPECT_THROW(encode(e), EnvelopeError) << what;
+    EXPECT_THROW(batch_statement(e.batch), EnvelopeError) << what;
+    EXPECT_NO_THROW(to_be_signed(e)) << what << ": TBS does not depend on the proof";
+  }
+  EXPECT_EQ(batch_proof_problem(doc_proof(2)), nullptr);
+}
+
+// A reader that predates batch signatures (versions 1 and 2) stops at the version field; and
+// even a reader that took the version for 1 or 2 would find trailing fields, not a message.
+TEST(BatchEnvelope, ReadersOfVersions1And2RejectBatchSignedMessages) {
+  const Bytes b = encode(doc_batch_signed(2));
+  ASSERT_EQ(b[4], 0);
+  ASSERT_EQ(b[5], 3);
+  for (uint8_t v : {1, 2}) {
+    Bytes m = b;
+    m[5] = v;
+    expect_rejected(m, "version 3 body labelled " + std::to_string(v));
+  }
+  // A version 2 envelope with field 25 appended is not a version 2 envelope.
+  Envelope e = doc_batch_signed(2);
+  e.time_to_reach_queue = 60;
+  Envelope plain = e;
+  plain.batch = {};
+  Bytes v2 = encode(plain);
+  ASSERT_EQ(v2[5], 2);
+  const FieldPos f25 = field_with_tag(encode(e), 0x19);
+  const Bytes v3 = encode(e);
+  v2.insert(v2.end(), v3.begin() + static_cast<ptrdiff_t>(f25.tag_offset), v3.end());
+  expect_rejected(v2, "version 2 with a batch proof");
+  // Version 4 and above are unknown to this reader, as version 3 was to the one before.
+  Bytes m = b;
+  m[5] = 4;
+  try {
+    decode(m);
+    ADD_FAILURE() << "version 4 accepted";
+  } catch (const EnvelopeError& err) {
+    EXPECT_NE(std::string(err.what()).find("unsupported format version"), std::string::npos);
+  }
 }
 
 }  // namespace
