@@ -5,7 +5,8 @@
 // (verified, rejected) as MQSendMessage and MQReceiveMessage do; errors are reported under the
 // names of those functions. `receive --export` rebuilds each message's envelope from the
 // received fields and writes the exact signed bytes, so that a plain `openssl dgst -verify` can
-// check a signature without mqsec.
+// check a signature without mqsec (for a batch-signed message: the signed statement and the
+// message's proof too, which scripts/verify-batch-proof.py checks).
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -504,6 +505,7 @@ struct Received {
            sender_id_type = 0, trust = 0;
   std::vector<uint8_t> body, sender_id, cert, signature;
   std::u16string label, resp_queue, admin_queue, dest_queue;
+  security::BatchProof batch;  // a batch-signed message's proof (not an MSMQ property)
 };
 
 // Receives one message (the core's receive loop: verified, rejected when it fails, as
@@ -539,6 +541,7 @@ HRESULT receive_one(core::Queue& q, DWORD timeout, Received& m) {
       m.sender_id = e.sender_id;
       m.cert = e.sender_cert;
       m.signature = e.signature;
+      m.batch = e.batch;
       m.confirmed = vd.sender_confirmed ? 1 : 0;
       m.trust = verified ? vd.trust : 0;
       return HRESULT{MQ_OK};
@@ -573,6 +576,7 @@ security::Envelope rebuild_envelope(const Received& m, security::Verifier& verif
   e.sender_id = m.sender_id;
   e.sender_cert = m.cert;
   e.signature = m.signature;
+  e.batch = m.batch;
 
   std::vector<security::SigScheme> candidates;
   security::X509Ptr cert = security::parse_der_strict(m.cert);
@@ -617,6 +621,14 @@ void export_message(const Received& m, const std::filesystem::path& dir, unsigne
   }
   write_file(out / "tbs.bin", tbs);
   write_file(out / "signature.bin", m.signature);
+  if (e.batch.present()) {
+    // The signature is over the statement; the proof leads from tbs.bin's leaf to its root
+    // (docs/signature-format.md, section 10.9: openssl and scripts/verify-batch-proof.py).
+    const security::Bytes statement = security::batch_statement(e.batch);
+    const security::Bytes proof = security::encode_batch_proof(e.batch);
+    write_file(out / "statement.bin", statement);
+    write_file(out / "proof.bin", std::span(proof).subspan(statement.size()));
+  }
   write_file(out / "sender.der", m.cert);
   std::string h = hash_name(m.hash_alg) + "\n";
   write_file(out / "hash", std::span(reinterpret_cast<const uint8_t*>(h.data()), h.size()));
