@@ -266,16 +266,18 @@ TEST(SystemConfig, SampleFileParses) {
   text << in.rdbuf();
   EXPECT_NO_THROW(parse_system_config(text.str(), "config/mqsec.toml"));
   // Uncomment every "# key = value" line of [token], [trust] and [limits], and the commented
-  // [machine], [broker] and [broker.tls] tables with their keys.
+  // [machine], [broker], [broker.tls] and [agent] tables with their keys.
   std::string uncommented;
   std::istringstream lines(text.str());
   std::string section;
   for (std::string line; std::getline(lines, line);) {
-    if (line == "# [machine]" || line == "# [broker]" || line == "# [broker.tls]")
+    if (line == "# [machine]" || line == "# [broker]" || line == "# [broker.tls]" ||
+        line == "# [agent]")
       line = line.substr(2);
     if (!line.empty() && line[0] == '[') section = line;
     if ((section == "[trust]" || section == "[limits]" || section == "[token]" ||
-         section == "[machine]" || section == "[broker]" || section == "[broker.tls]") &&
+         section == "[machine]" || section == "[broker]" || section == "[broker.tls]" ||
+         section == "[agent]") &&
         line.rfind("# ", 0) == 0 && line.find(" = ") != std::string::npos &&
         line.find(' ', 2) > line.find(" = ") - 1)
       line = line.substr(2);
@@ -293,6 +295,8 @@ TEST(SystemConfig, SampleFileParses) {
   EXPECT_EQ(cfg.broker->tls.ca, "/etc/mqsec/broker-ca.pem");
   EXPECT_FALSE(cfg.broker->tls.cert.empty());
   EXPECT_FALSE(cfg.broker->tls.key.empty());
+  EXPECT_EQ(cfg.broker->request_timeout_ms, 10000);
+  EXPECT_EQ(cfg.agent.remote_read, (std::vector<std::string>{"inbox"}));
 }
 
 TEST(SystemConfig, EverySidSource) {
