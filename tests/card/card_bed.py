@@ -4,6 +4,7 @@ docs/operations.md ("The virtual smartcard test bed") says how to run it by hand
 
     card_bed.py --dir DIR --ca-cert PEM --ca-key PEM --sid SID [--host-ns MNT,NET]
                 [--insert CARD:READER ...] [--debug] [--remove-dir]
+    card_bed.py ctl DIR REQUEST...      (one control request, from any shell)
 
 Run it inside fresh mount, network and PID namespaces (unshare -m -n -p -f, as root or with -r
 in a user namespace): it refuses to mount anything or start pcscd in the namespaces named by
@@ -431,5 +432,17 @@ def main():
             shutil.rmtree(dir_, ignore_errors=True)
 
 
+def ctl(dir_, words):
+    """card_bed.py ctl DIR REQUEST...: one request to a running bed; prints the answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(os.path.join(dir_, "control.sock"))
+        s.sendall((" ".join(words) + "\n").encode("ascii"))
+        answer = s.makefile("r", encoding="ascii").readline().strip()
+    print(answer)
+    return 0 if answer.startswith("ok") else 1
+
+
 if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "ctl":
+        sys.exit(ctl(sys.argv[2], sys.argv[3:]))
     main()
