@@ -25,7 +25,7 @@
 # root, the node runs as the user `rabbitmq` (MQSEC_BROKER_RUN_AS) and <dir> is made 0711; run as
 # another user, as that user. Limits: MQSEC_BROKER_START_TIMEOUT (120 s), _STOP_TIMEOUT (60 s).
 # The policy mqsec-reply deletes a remote-read reply queue (mqsec.reply.*) unused for
-# MQSEC_BROKER_REPLY_EXPIRES_MS (3000 ms).
+# MQSEC_BROKER_REPLY_EXPIRES_MS (1000 ms).
 # Measured on 2 busy cores: first start 11-17 s, start again 6-16 s (after a SIGKILL 9-18 s),
 # stop 2-5 s.
 set -euo pipefail
@@ -37,7 +37,7 @@ readonly BROKER_USER=mqsec
 # Remote read's reply queues (mqsec.reply.*): RabbitMQ 3.10's AMQP 1.0 plugin declares a queue a
 # receiver attaches to without auto-delete, so a policy deletes each one this long after its
 # reader went away (docs/remote.md, "Remote read").
-readonly REPLY_EXPIRES_MS=${MQSEC_BROKER_REPLY_EXPIRES_MS:-3000}
+readonly REPLY_EXPIRES_MS=${MQSEC_BROKER_REPLY_EXPIRES_MS:-1000}
 
 die() { echo "broker.sh: $*" >&2; exit 1; }
 usage() { die "usage: broker.sh start|stop|kill|status|watch|queues <dir> | depth <dir> <queue>"; }
