@@ -304,13 +304,13 @@ void Token::check_pin_state(CK_SESSION_HANDLE h, const std::string& pin_source) 
   const CK_TOKEN_INFO info = identify(slot, "presenting the PIN");
   const std::string who = "token '" + label_ + "' (serial " + serial_ + ")";
   const std::string unlock =
-      "Unlock it with the card's PUK or the security officer PIN (the card vendor's tool, e.g. "
+      "unblock it with the card's PUK or the security officer PIN (the card vendor's tool, e.g. "
       "`yubico-piv-tool -a unblock-pin`, or `pkcs11-tool --login --login-type so --init-pin`)";
   if (info.flags & CKF_USER_PIN_LOCKED) {
     throw Error("C_Login", CKR_PIN_LOCKED,
                 who +
                     ": the user PIN is locked (CKF_USER_PIN_LOCKED); mqsec did not present "
-                    "the PIN. " +
+                    "the PIN: " +
                     unlock + ", then put the right PIN in the PIN source",
                 Problem::PinLocked);
   }
@@ -537,7 +537,7 @@ void Token::login(const std::string& pin_source) {
   login_impl(pin_source);
 }
 
-void Token::login_impl(const std::string& pin_source) {
+void Token::login_impl(const std::string& pin_source, bool may_recover) {
   const Identity me{thread_effective_uid(), pin_source};
   bool logged_in;
   {
@@ -550,6 +550,17 @@ void Token::login_impl(const std::string& pin_source) {
     return;
   }
   Session s = session();
+  CK_SESSION_INFO si{};
+  const CK_RV si_rv = fn()->C_GetSessionInfo(s.handle(), &si);
+  if (si_rv != CKR_OK && may_recover && needs_recovery(si_rv)) {
+    // The pool held a session that is gone (the card was pulled, the module was reset): the
+    // others of its generation are suspect too. Start a new generation rather than present the
+    // PIN on a dead session.
+    s.discard();
+    { Session gone = std::move(s); }
+    recover_locked(pin_source);
+    return;
+  }
   {
     std::lock_guard lock(mu_);
     if (anchor_ == CK_INVALID_HANDLE) {
@@ -590,9 +601,7 @@ void Token::login_impl(const std::string& pin_source) {
     proven_.assign(1, me);
     return;
   }
-  CK_SESSION_INFO si{};
-  if (fn()->C_GetSessionInfo(s.handle(), &si) == CKR_OK &&
-      (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS)) {
+  if (si_rv == CKR_OK && (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS)) {
     found_logged_in();
     return;
   }
@@ -701,7 +710,7 @@ void Token::recover_locked(const std::string& pin_source) {
     std::lock_guard lock(mu_);
     slot_ = *found;
   }
-  login_impl(pin_source);
+  login_impl(pin_source, false);
 }
 
 void Token::after_fork_if_needed() {

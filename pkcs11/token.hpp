@@ -155,7 +155,9 @@ class Token : public std::enable_shared_from_this<Token> {
     std::optional<Digest> digest;  // of the PIN submitted (none for a PIN pad)
     bool already = false;          // CKR_USER_ALREADY_LOGGED_IN: this PIN was not checked
   };
-  void login_impl(const std::string& pin_source);      // login_mu_ held
+  // login_mu_ held. may_recover: a dead pooled session starts a new generation (recover_locked,
+  // which calls this again with false).
+  void login_impl(const std::string& pin_source, bool may_recover = true);
   void recover_locked(const std::string& pin_source);  // login_mu_ held
   void after_fork_if_needed();
   // Throws unless the token in `slot` is this one (serial and label): Problem::CardReplaced

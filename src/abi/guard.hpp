@@ -12,8 +12,11 @@
 
 namespace mqsec::abi {
 
+// Also starts the calling thread's last error afresh, so that MQSecGetLastErrorInfo after a
+// failed call tells that call's reason, never an earlier one's.
 template <typename F>
 HRESULT guard(const char* function, F&& body) noexcept {
+  set_last_error({});
   return core::hresult_of(function, [&]() -> HRESULT {
     core::runtime();  // first: it installs the core's fork handler
     return body();

@@ -1,7 +1,10 @@
 // MQGetSecurityContextEx, MQGetSecurityContext, MQFreeSecurityContext, MQRegisterCertificate:
 // argument checks over the core (src/core/contexts.hpp, registration.hpp).
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <span>
+#include <string>
 
 #include "src/abi/guard.hpp"
 #include "src/core/contexts.hpp"
@@ -9,6 +12,7 @@
 #include "src/core/runtime.hpp"
 #include "src/security/context.hpp"
 #include "src/security/enroll.hpp"
+#include "src/security/log.hpp"
 #include "src/security/personal_store.hpp"
 
 namespace {
@@ -61,4 +65,22 @@ MQSEC_EXPORT HRESULT APIENTRY MQRegisterCertificate(DWORD dwFlags, LPVOID lpCert
     if (!der.empty() && dwFlags != MQCERT_REGISTER_ALWAYS) return MQ_ERROR_INVALID_PARAMETER;
     return core::register_certificate(der, dwFlags == MQCERT_REGISTER_IF_NOT_EXIST, {}).code;
   });
+}
+
+// mqsec's extension for the C++ API (include/mqsec/detail/util.hpp): the reason of the calling
+// thread's last failed MQ* call (UTF-8, cut to fit, NUL-terminated; "" when it left none) and
+// which token error it was (mqsec::TokenError; 0 for none). Never contains a PIN.
+MQSEC_EXPORT DWORD APIENTRY MQSecGetLastErrorInfo(LPSTR reason, DWORD reason_size) {
+  try {
+    if (reason != nullptr && reason_size > 0) {
+      const std::string text = last_error_message();
+      const size_t n = std::min<size_t>(text.size(), reason_size - 1);
+      std::memcpy(reason, text.data(), n);
+      reason[n] = '\0';
+    }
+    return static_cast<DWORD>(last_token_error());
+  } catch (...) {
+    if (reason != nullptr && reason_size > 0) reason[0] = '\0';
+    return 0;
+  }
 }

@@ -186,7 +186,13 @@ std::string ReasonProbe::reason(HRESULT hr) const {
 void check_hr(HRESULT hr, const std::string& what, const ReasonProbe& probe,
               const std::string& hint) {
   if (!FAILED(hr)) return;
-  throw Failure(what, probe.reason(hr), hr, hint.empty() ? default_hint(hr) : hint);
+  // A token failure (wrong or locked PIN, card absent or replaced, ...) has advice of its own.
+  const std::string reason = probe.reason(hr);
+  std::string advice = reason == last_error_message()
+                           ? security::token_error_advice(last_token_error())
+                           : std::string();
+  if (advice.empty()) advice = hint.empty() ? default_hint(hr) : hint;
+  throw Failure(what, reason, hr, advice);
 }
 
 security::SystemConfig load_config_or_fail() {

@@ -3,6 +3,8 @@
 // context through the C API (MQGetSecurityContextEx / MQFreeSecurityContext); whoami and
 // doctor look at each piece (config, identity, profile, module, token, key) on its own so that
 // they can say which one is missing instead of failing on the first.
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,7 +17,9 @@
 
 #include "mqsec/error.hpp"
 #include "pkcs11/error.hpp"
+#include "pkcs11/call_gate.hpp"
 #include "pkcs11/module.hpp"
+#include "pkcs11/signer.hpp"
 #include "pkcs11/token.hpp"
 #include "pkcs11/uri.hpp"
 #include "src/core/runtime.hpp"
@@ -98,6 +102,13 @@ int run_enroll(const EnrollArgs& a) {
     throw Failure("enroll", e.what(), MQ_ERROR_INVALID_PARAMETER,
                   "--subject takes a DN such as \"CN=alice,O=Example\"");
   } catch (const Failure& f) {
+    // A token that cannot generate keys but holds certificates with their keys: adopt one.
+    if (!a.adopt &&
+        f.reason().find("[key-generation-unsupported]; it holds ") != std::string::npos) {
+      throw Failure(f.what_failed(), f.reason(), f.code(),
+                    "run `mqsec enroll --adopt`, with the URI of one of the certificates above "
+                    "when there are several (e.g. --adopt 'pkcs11:id=%02')");
+    }
     // The reason of a refused adoption says what to do; `mqsec doctor` would only send the user
     // back here.
     if (!a.adopt ||
@@ -273,6 +284,9 @@ int run_whoami(bool json) {
 
 // ---- doctor -------------------------------------------------------------------------------
 
+// A check is ok, FAIL (exit 1, with a fix), warn (worth knowing, not a failure: a PIN try
+// was wasted, no store yet) or skip (does not apply, or cannot run because a check before it
+// failed, which failed the run already).
 class Checklist {
  public:
   void ok(const std::string& name, const std::string& detail) { line("ok", name, detail); }
@@ -281,10 +295,11 @@ class Checklist {
     line("FAIL", name, detail);
     if (!fix.empty()) std::cout << "      fix: " << fix << '\n';
   }
-  void skip(const std::string& name, const std::string& why) {
-    failed_ = true;  // an unchecked item is not a healthy one
-    line("skip", name, why);
+  void warn(const std::string& name, const std::string& detail, const std::string& fix = {}) {
+    line("warn", name, detail);
+    if (!fix.empty()) std::cout << "      fix: " << fix << '\n';
   }
+  void skip(const std::string& name, const std::string& why) { line("skip", name, why); }
   bool failed() const noexcept { return failed_; }
 
  private:
@@ -320,18 +335,141 @@ std::string token_list(pkcs11::Module& module) {
 }
 
 std::string login_fix(const pkcs11::Error& e, const std::string& pin_source) {
-  switch (e.rv()) {
-    case CKR_PIN_INCORRECT:
-      return "the PIN from " + pin_source +
-             " is wrong; correct it before retrying (tokens lock after a few wrong PINs)";
-    case CKR_PIN_LOCKED:
-      return "the user PIN is locked: have the security officer unlock or reset it";
-    case CKR_PIN_EXPIRED:
-      return "the user PIN has expired: set a new one on the token";
-    default:
-      return "check pin-source= in the token URI (file:<path> owned by you, mode 0600; or "
-             "env:<NAME>)";
+  const TokenError kind = security::token_error_of(e.problem());
+  if (kind == TokenError::PinIncorrect) {
+    return "the PIN from " + pin_source + " is wrong: " + security::token_error_advice(kind);
   }
+  if (kind != TokenError::None) return security::token_error_advice(kind);
+  return "check pin-source= in the token URI (file:<path> owned by you, mode 0600; or "
+         "env:<NAME>)";
+}
+
+// The user PIN's state as the token reports it (CKF_USER_PIN_* flags), before any PIN is
+// presented. Returns false when no PIN may be presented now (locked, or the final try).
+bool check_pin_state(Checklist& c, pkcs11::Token& token, const std::string& pin_source) {
+  CK_TOKEN_INFO info{};
+  CK_RV rv;
+  {
+    pkcs11::CallScope scope;
+    rv = token.fn()->C_GetTokenInfo(token.slot(), &info);
+  }
+  if (rv != CKR_OK) {
+    c.fail("PIN state", "C_GetTokenInfo failed: " + pkcs11::rv_name(rv),
+           security::token_error_advice(
+               security::token_error_of(pkcs11::Error("C_GetTokenInfo", rv).problem())));
+    return false;
+  }
+  if (!(info.flags & CKF_LOGIN_REQUIRED)) {
+    c.ok("PIN state", "the token needs no login");
+    return true;
+  }
+  const bool pad = pin_source.empty() && (info.flags & CKF_PROTECTED_AUTHENTICATION_PATH);
+  if (info.flags & CKF_USER_PIN_LOCKED) {
+    c.fail("PIN state",
+           "the user PIN is locked (CKF_USER_PIN_LOCKED); mqsec presents no PIN to this token",
+           security::token_error_advice(TokenError::PinLocked));
+    return false;
+  }
+  if (info.flags & CKF_USER_PIN_FINAL_TRY) {
+    if (pad) {
+      c.warn("PIN state",
+             "one user PIN try is left (CKF_USER_PIN_FINAL_TRY): a wrong PIN on the PIN pad "
+             "locks the card");
+      return true;
+    }
+    c.fail("PIN state",
+           "one user PIN try is left (CKF_USER_PIN_FINAL_TRY); mqsec does not present the PIN "
+           "from " +
+               pin_source + " (no try was used)",
+           security::token_error_advice(TokenError::PinFinalTry));
+    return false;
+  }
+  if (info.flags & CKF_USER_PIN_COUNT_LOW) {
+    c.warn("PIN state",
+           "a wrong user PIN was entered since the last good login (CKF_USER_PIN_COUNT_LOW): "
+           "fewer tries are left",
+           "make sure " +
+               (pad ? std::string("the PIN typed on the pad") : "the PIN in " + pin_source) +
+               " is right; a good login resets the count");
+  } else if (info.flags & CKF_USER_PIN_TO_BE_CHANGED) {
+    c.warn("PIN state", "the token asks for a new user PIN (CKF_USER_PIN_TO_BE_CHANGED)",
+           "set a new user PIN with the token's tool and put it in the PIN source");
+  } else {
+    c.ok("PIN state", "no failed PIN tries reported by the token" +
+                          std::string(pad ? " (PIN pad: the PIN is typed on the reader)" : ""));
+  }
+  return true;
+}
+
+// What to run for an internal certificate: `mqsec enroll`, or `mqsec enroll --adopt` on a token
+// that holds a certificate with its key or cannot generate keys.
+std::string enroll_fix(security::PersonalStore& store) {
+  try {
+    std::vector<security::Adoptable> found = security::adoptable_certificates(store, {});
+    if (found.size() == 1) {
+      return "run `mqsec enroll --adopt` to use the certificate on the token (" +
+             found.front().describe() + "), or `mqsec enroll` to generate a new key pair";
+    }
+    if (found.size() > 1) {
+      return "run `mqsec enroll --adopt 'pkcs11:id=...'` to use one of the " +
+             std::to_string(found.size()) +
+             " certificates on the token that have their key there, or `mqsec enroll` to "
+             "generate a new key pair";
+    }
+    if (std::string why = store.token()->cannot_generate(CKM_RSA_PKCS_KEY_PAIR_GEN); !why.empty()) {
+      return "token '" + store.token()->label() + "' cannot generate key pairs (" + why +
+             "): " + security::token_error_advice(TokenError::KeyGenerationUnsupported);
+    }
+  } catch (const std::exception&) {
+    // cannot look: the plain advice
+  }
+  return "run `mqsec enroll` (or `mqsec enroll --adopt` for a certificate already on the token)";
+}
+
+// Signs a random digest with the key on the token (with the context-specific login of a
+// PIN-always key) and verifies it with the certificate.
+void check_test_signature(Checklist& c, security::PersonalStore& store, X509* cert,
+                          const security::KeyRef& key) {
+  std::vector<uint8_t> digest(32);
+  if (RAND_bytes(digest.data(), static_cast<int>(digest.size())) != 1) {
+    c.fail("test signature", "no random bytes (OpenSSL RAND_bytes)", {});
+    return;
+  }
+  const std::string pin_source = store.pin_source();
+  const std::string how =
+      key.key.always_authenticate
+          ? (pin_source.empty()
+                 ? " (PIN-always key: the PIN was typed on the PIN pad)"
+                 : " (PIN-always key: context-specific login with the PIN from " + pin_source + ")")
+          : std::string();
+  security::Bytes sig;
+  try {
+    sig = pkcs11::sign_digest(*store.token(), key.key, pkcs11::Hash::Sha256, digest, pin_source);
+  } catch (const pkcs11::Error& e) {
+    const TokenError kind = security::token_error_of(e.problem());
+    c.fail("test signature", std::string("the token did not sign: ") + e.what(),
+           kind != TokenError::None ? security::token_error_advice(kind)
+                                    : "see the reason; `mqsec enroll` makes a new key pair");
+    return;
+  }
+  EVP_PKEY* pub = X509_get0_pubkey(cert);
+  security::PkeyCtxPtr v(pub ? EVP_PKEY_CTX_new(pub, nullptr) : nullptr);
+  bool good = v && EVP_PKEY_verify_init(v.get()) == 1;
+  if (good && key.key.scheme != pkcs11::Scheme::Ecdsa) {
+    good = EVP_PKEY_CTX_set_rsa_padding(v.get(), RSA_PKCS1_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_signature_md(v.get(), EVP_sha256()) == 1;
+  }
+  good =
+      good && EVP_PKEY_verify(v.get(), sig.data(), sig.size(), digest.data(), digest.size()) == 1;
+  if (!good) {
+    security::openssl_error();  // clear the queue
+    c.fail("test signature",
+           "the key signed, but the certificate does not verify the signature: they do not "
+           "belong together",
+           "make a matching pair: `mqsec enroll`, or `mqsec enroll --adopt` for the card's own");
+    return;
+  }
+  c.ok("test signature", "signed a random digest on the token; the certificate verifies it" + how);
 }
 
 int run_doctor() {
@@ -351,9 +489,9 @@ int run_doctor() {
   } catch (const security::ConfigError& e) {
     c.fail("system configuration", e.what(),
            "correct the file (docs/configuration.md), or set MQSEC_CONFIG to another one");
-    skip_rest({"identity", "user profile", "token URI", "PKCS#11 module", "token present", "login",
-               "internal certificate", "certificate-key match", "key policy",
-               "certificate registration", "store directory", "broker"},
+    skip_rest({"identity", "user profile", "token URI", "PKCS#11 module", "token present",
+               "PIN state", "login", "internal certificate", "certificate-key match", "key policy",
+               "test signature", "certificate registration", "store directory", "broker"},
               "needs the system configuration");
     return kExitFailed;
   }
@@ -434,15 +572,26 @@ int run_doctor() {
                                 std::to_string(token->slot()));
     } catch (const pkcs11::Error& e) {
       c.fail("token present", std::string(e.what()) + "; " + token_list(*module),
-             "insert the card, or correct token=/serial= in the token URI");
+             e.problem() == pkcs11::Problem::ReaderUnavailable
+                 ? security::token_error_advice(TokenError::ReaderUnavailable)
+                 : "insert the card, or correct token=/serial= in the token URI");
     }
   } else {
     c.skip("token present", "needs the module");
   }
 
-  // 7. Login.
-  bool logged_in = false;
+  // 7. The PIN's state (tries left), then the login: no PIN is presented on a final try or to a
+  // locked PIN.
+  bool may_log_in = false;
   if (token) {
+    may_log_in = check_pin_state(c, *token, uri->pin_source());
+  } else {
+    c.skip("PIN state", "needs the token");
+  }
+  bool logged_in = false;
+  if (token && !may_log_in) {
+    c.skip("login", "no PIN is presented to the token in this PIN state");
+  } else if (token) {
     try {
       token->login(uri->pin_source());
       logged_in = true;
@@ -473,7 +622,7 @@ int run_doctor() {
   if (!store) {
     // reported above
   } else if (profile.internal_certificate.empty()) {
-    c.fail("internal certificate", "the profile names none", "run `mqsec enroll`");
+    c.fail("internal certificate", "the profile names none", enroll_fix(*store));
   } else {
     try {
       der = store->find_certificate(profile.internal_certificate);
@@ -486,18 +635,18 @@ int run_doctor() {
     } else if (!der) {
       c.fail("internal certificate",
              profile.internal_certificate + " is not on token '" + token->label() + "'",
-             "run `mqsec enroll` to create a new one (or correct internal-certificate in " +
-                 profile.file.string() + ")");
+             enroll_fix(*store) + " (or correct internal-certificate in " + profile.file.string() +
+                 ")");
     } else if (security::X509Ptr cert = security::parse_der_strict(*der); !cert) {
       c.fail("internal certificate", "the token's certificate object is not valid DER",
-             "run `mqsec enroll` to create a new one");
+             enroll_fix(*store));
       der.reset();
     } else {
       std::time_t now = std::time(nullptr);
       std::string until = not_after(*der);
       if (X509_cmp_time(X509_get0_notAfter(cert.get()), &now) < 0) {
         c.fail("internal certificate", security::subject_string(cert.get()) + " expired " + until,
-               "run `mqsec enroll` to create a new one");
+               enroll_fix(*store));
       } else if (X509_cmp_time(X509_get0_notBefore(cert.get()), &now) > 0) {
         c.fail("internal certificate", security::subject_string(cert.get()) + " is not yet valid",
                "check the system clock");
@@ -519,7 +668,7 @@ int run_doctor() {
         c.fail("certificate-key match",
                "no single private key on the token matches the certificate "
                "(missing, duplicated, or CKA_SIGN false)",
-               "run `mqsec enroll` to create a matching key and certificate");
+               enroll_fix(*store));
       }
     }
   }
@@ -539,6 +688,12 @@ int run_doctor() {
   } else {
     c.skip("key policy", "needs the key");
   }
+  if (key && der) {
+    security::X509Ptr cert = security::parse_der_strict(*der);
+    check_test_signature(c, *store, cert.get(), *key);
+  } else {
+    c.skip("test signature", "needs the key");
+  }
 
   // 11. Registration of the internal certificate (receivers' "sender confirmed").
   std::error_code ec;
@@ -546,7 +701,10 @@ int run_doctor() {
   if (!der) {
     c.skip("certificate registration", "needs the internal certificate");
   } else if (!store_exists) {
-    c.skip("certificate registration", "no message store yet at " + cfg.store_path.string());
+    c.warn("certificate registration",
+           "no message store yet at " + cfg.store_path.string() +
+               " (not a failure: it is created when first used)",
+           "`mqsec enroll --if-not-exists` creates it and registers the certificate in it");
   } else {
     try {
       auto sid = core::registered_sid_of(cfg.store_path, *der);

@@ -16,6 +16,7 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -23,6 +24,8 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -160,11 +163,19 @@ void init_slots(State& s) {
   s.slots[1] = Slot{"mock-b", "MOCKSERIAL0002", "1234", "5678", CK_EFFECTIVELY_INFINITE};
 }
 
-// The first use sees the same tokens as after reset(), so the .so build needs no set-up call.
+void apply_env_setup(State& s);
+void write_counts_at_exit();
+
+// The first use sees the same tokens as after reset(), so the .so build needs no set-up call;
+// a program that loads the .so as its module (the mqsec command in a CLI test) gets the set-up
+// of $MQSEC_MOCK_SETUP on top (see mock_pkcs11.hpp). Immortal: the exit handler that writes
+// $MQSEC_MOCK_COUNTS reads it.
 State& state() {
-  static State s = [] {
-    State fresh;
-    init_slots(fresh);
+  static State& s = *[] {
+    auto* fresh = new State;
+    init_slots(*fresh);
+    apply_env_setup(*fresh);
+    if (std::getenv("MQSEC_MOCK_COUNTS") != nullptr) std::atexit(write_counts_at_exit);
     return fresh;
   }();
   return s;
@@ -405,6 +416,111 @@ Object certificate_object(CK_SLOT_ID slot, const Bytes& id, const Bytes& label, 
   c.attrs[CKA_CERTIFICATE_CATEGORY] = ulong_bytes(0);
   add_certificate_fields(c, der);
   return c;
+}
+
+// ---- set-up from the environment (CLI tests) ------------------------------------------
+
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(sep, start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+Bytes file_bytes(const std::string& path) {
+  Bytes out;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    unsigned char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.insert(out.end(), buf, buf + n);
+    std::fclose(f);
+  }
+  return out;
+}
+
+Bytes hex_bytes(const std::string& hex) {
+  Bytes out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+// $MQSEC_MOCK_SETUP: entries separated by ';', each "<slot>:<setting>,<setting>,...". Settings:
+// label=, serial=, pin=, pin-failures=<n>, pin-pad=ok|wrong, keygen=unsupported|not-offered,
+// and for a key: key=<PEM private key file>, cert=<DER certificate file>, id=<hex>,
+// object=<label>, always-auth. A malformed entry is ignored (this is a test module).
+void apply_env_setup(State& s) {
+  const char* env = std::getenv("MQSEC_MOCK_SETUP");
+  if (env == nullptr) return;
+  for (const std::string& entry : split(env, ';')) {
+    try {
+      const size_t colon = entry.find(':');
+      if (colon == std::string::npos) continue;
+      const CK_SLOT_ID slot = std::stoul(entry.substr(0, colon));
+      if (slot >= kSlotCount) continue;
+      Slot& sl = s.slots[slot];
+      KeyOptions opt;
+      opt.token = true;
+      std::string key_file, cert_file;
+      for (const std::string& setting : split(entry.substr(colon + 1), ',')) {
+        const size_t eq = setting.find('=');
+        const std::string k = setting.substr(0, eq);
+        const std::string v = eq == std::string::npos ? std::string() : setting.substr(eq + 1);
+        if (k == "label") sl.label = v;
+        if (k == "serial") sl.serial = v;
+        if (k == "pin") sl.user_pin = v;
+        if (k == "pin-failures") sl.user_pin_failures = std::stoi(v);
+        if (k == "pin-pad") {
+          sl.pin_pad = true;
+          sl.pin_pad_rv = v == "wrong" ? CKR_PIN_INCORRECT : CKR_OK;
+        }
+        if (k == "keygen") {
+          sl.key_generation =
+              v == "not-offered" ? KeyGeneration::NotOffered : KeyGeneration::FunctionNotSupported;
+        }
+        if (k == "key") key_file = v;
+        if (k == "cert") cert_file = v;
+        if (k == "id") opt.id = hex_bytes(v);
+        if (k == "object") opt.label = str_bytes(v);
+        if (k == "always-auth") opt.always_authenticate = true;
+      }
+      if (key_file.empty()) continue;
+      FILE* f = std::fopen(key_file.c_str(), "r");
+      if (f == nullptr) continue;
+      SharedPkey key(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr), PkeyFree());
+      std::fclose(f);
+      if (!key || !key_supported(key.get())) continue;
+      KeyOptions pub_opt = opt;
+      pub_opt.priv = false;
+      auto [priv, pub] = key_objects(slot, key, opt, pub_opt);
+      s.objects.emplace(s.next_object++, std::move(priv));
+      s.objects.emplace(s.next_object++, std::move(pub));
+      if (!cert_file.empty()) {
+        s.objects.emplace(s.next_object++,
+                          certificate_object(slot, opt.id, opt.label, file_bytes(cert_file)));
+      }
+    } catch (const std::exception&) {
+      // ignored, as documented
+    }
+  }
+}
+
+// $MQSEC_MOCK_COUNTS: at exit, "<entry point> <calls>" per line, so that a CLI test can tell
+// whether the command called C_Login at all.
+void write_counts_at_exit() {
+  const char* path = std::getenv("MQSEC_MOCK_COUNTS");
+  if (path == nullptr) return;
+  std::lock_guard lock(g_mutex);
+  if (FILE* f = std::fopen(path, "w")) {
+    for (const auto& [fn, n] : state().calls) std::fprintf(f, "%s %d\n", fn.c_str(), n);
+    std::fclose(f);
+  }
 }
 
 // ---- common checks ---------------------------------------------------------------------

@@ -6,7 +6,16 @@
 // point, pull a token out, and look at call counts, open sessions and login state.
 //
 // The same source also builds a loadable module (.so): C_GetFunctionList is exported with C
-// linkage and default visibility.
+// linkage and default visibility. A program that loads it as its module (the mqsec command in
+// a CLI test) is set up from the environment when the mock is first used:
+//   MQSEC_MOCK_SETUP   entries separated by ';', each "<slot>:<setting>,<setting>,...":
+//                      label=, serial=, pin=, pin-failures=<n> (as set_user_pin_failures),
+//                      pin-pad=ok|wrong (as set_pin_pad), keygen=unsupported|not-offered (as
+//                      set_key_generation), and a key: key=<PEM private key file>,
+//                      cert=<DER certificate file>, id=<hex>, object=<label>, always-auth.
+//                      E.g.
+//                      "0:keygen=unsupported,pin-failures=1;0:key=/t/k.pem,cert=/t/c.der,id=9c"
+//   MQSEC_MOCK_COUNTS  a file: at exit, "<entry point> <calls>" per line (C_Login 0 ...).
 //
 // All state is process-wide and guarded by one mutex, so every entry point and helper may be
 // called from any thread. Entry points never throw; the helpers throw only where they say so.

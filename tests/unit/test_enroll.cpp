@@ -15,6 +15,7 @@
 #include <string>
 
 #include "mqsec/error.hpp"
+#include "mqsec/security_context.hpp"
 #include "pkcs11/module.hpp"
 #include "src/core/admin.hpp"
 #include "src/core/registration.hpp"
@@ -218,4 +219,87 @@ TEST_F(EnrollAdopt, AnExistingInternalCertificateIsKeptWithIfNotExist) {
   core::Registered again = core::register_certificate({}, true, adopt("pkcs11:id=%9C"));
   EXPECT_EQ(again.code, MQ_INFORMATION_INTERNAL_USER_CERT_EXIST);
   EXPECT_EQ(internal_certificate(), first.object_uri);
+}
+
+// Issue 11, item 5: the token failures MSMQ reports alike (MQ_ERROR_CORRUPTED_SECURITY_DATA) are
+// told apart in the C++ API's error: its text carries the runtime's reason ("[pin-locked]") and
+// token_error() says which one it is; the HRESULT stays MSMQ's.
+class TokenErrors : public EnrollAdopt {
+ protected:
+  // MQGetSecurityContextEx through the header-only C++ API, for the external certificate of
+  // a key provisioned on the card; the mqsec::Error it throws.
+  Error context_error() {
+    try {
+      SecurityContext::from_certificate(cert_);
+    } catch (const Error& e) {
+      return e;
+    }
+    ADD_FAILURE() << "MQGetSecurityContextEx succeeded";
+    return Error(MQ_OK, "");
+  }
+  void SetUp() override {
+    EnrollAdopt::SetUp();
+    security::PkeyPtr key(EVP_EC_gen("P-256"));
+    cert_ = self_signed(key.get(), "alice");
+    mock::add_key(0, key.get(), {0x9a}, "k", cert_);
+  }
+  security::Bytes cert_;
+};
+
+TEST_F(TokenErrors, WrongRefusedFinalTryAndLockedPinsAreToldApart) {
+  setenv("MQSEC_TEST_PIN", "4711", 1);  // wrong (and not used by any other test)
+  Error wrong = context_error();
+  EXPECT_EQ(wrong.code(), MQ_ERROR_CORRUPTED_SECURITY_DATA);
+  EXPECT_EQ(wrong.token_error(), TokenError::PinIncorrect) << wrong.what();
+  const std::string what = wrong.what();
+  EXPECT_NE(what.find("MQGetSecurityContextEx failed: MQ_ERROR_CORRUPTED_SECURITY_DATA"),
+            std::string::npos)
+      << what;
+  EXPECT_NE(what.find("CKR_PIN_INCORRECT"), std::string::npos) << what;
+  EXPECT_NE(what.find("[pin-incorrect]"), std::string::npos) << what;
+  EXPECT_EQ(what.find("4711"), std::string::npos) << "the PIN is in the error";
+  Error again = context_error();
+  EXPECT_EQ(again.token_error(), TokenError::PinRefusedBefore) << again.what();
+  setenv("MQSEC_TEST_PIN", "1234", 1);
+  mock::set_user_pin_failures(0, 2);
+  Error final_try = context_error();
+  EXPECT_EQ(final_try.token_error(), TokenError::PinFinalTry) << final_try.what();
+  mock::set_user_pin_failures(0, 3);
+  Error locked = context_error();
+  EXPECT_EQ(locked.token_error(), TokenError::PinLocked) << locked.what();
+  EXPECT_EQ(locked.code(), MQ_ERROR_CORRUPTED_SECURITY_DATA);
+  EXPECT_EQ(mock::call_count("C_Login"), 1) << "a PIN went to the token on the final try or locked";
+}
+
+TEST_F(TokenErrors, CardAbsentAndReaderDownAreToldApart) {
+  mock::set_token_present(0, false);
+  Error absent = context_error();
+  EXPECT_EQ(absent.code(), MQ_ERROR_CORRUPTED_SECURITY_DATA);
+  EXPECT_EQ(absent.token_error(), TokenError::TokenAbsent) << absent.what();
+  mock::set_token_present(0, true);
+  mock::fail("C_GetSlotList", CKR_DEVICE_ERROR, 1, true);  // pcscd gone
+  Error reader = context_error();
+  EXPECT_EQ(reader.token_error(), TokenError::ReaderUnavailable) << reader.what();
+  EXPECT_NE(std::string(reader.what()).find("CKR_DEVICE_ERROR"), std::string::npos);
+  mock::clear_failures();
+  try {
+    SecurityContext::from_certificate(cert_);
+  } catch (const Error& e) {
+    ADD_FAILURE() << e.what();
+  }
+}
+
+TEST_F(TokenErrors, KeyGenerationUnsupportedThroughRegisterCertificate) {
+  mock::set_key_generation(0, mock::KeyGeneration::FunctionNotSupported);
+  try {
+    register_certificate(MQCERT_REGISTER_ALWAYS);
+    FAIL() << "enrolled on a card that cannot generate keys";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_CORRUPTED_SECURITY_DATA);
+    EXPECT_EQ(e.token_error(), TokenError::KeyGenerationUnsupported) << e.what();
+    EXPECT_NE(std::string(e.what()).find("mqsec enroll --adopt"), std::string::npos) << e.what();
+  }
+  // MQCERT_REGISTER_IF_NOT_EXIST adopts the one certificate with its key.
+  EXPECT_EQ(register_certificate(MQCERT_REGISTER_IF_NOT_EXIST), MQ_OK);
+  EXPECT_NO_THROW(SecurityContext::internal());
 }

@@ -16,6 +16,11 @@
 
 #include "mqsec/error.hpp"
 
+// mqsec's extension of libmqrt (not MSMQ's): the calling thread's last failure, in full. The
+// reason (UTF-8, cut to fit, NUL-terminated; "" when the call left none) and the token error it
+// was (mqsec::TokenError as a number; 0 for none). Valid right after a failed MQ* call.
+extern "C" DWORD APIENTRY MQSecGetLastErrorInfo(LPSTR reason, DWORD reason_size);
+
 namespace mqsec {
 
 // "Wait as long as it takes" for receive and peek (MSMQ's INFINITE).
@@ -126,9 +131,17 @@ inline std::string failure_text(const char* function, HRESULT hr, std::string_vi
   return text;
 }
 
-// Throws mqsec::Error when `hr` is an error (warnings, MQ_INFORMATION_*, are success).
+// Throws mqsec::Error when `hr` is an error (warnings, MQ_INFORMATION_*, are success). The
+// runtime's reason for the failure follows the text, and a token failure (wrong or locked PIN,
+// card absent or replaced, ...) is Error::token_error(): libmqrt's MQSecGetLastErrorInfo,
+// valid right after the failed call, on the same thread.
 inline void check(HRESULT hr, const char* function, std::string_view detail = {}) {
-  if (FAILED(hr)) throw Error(hr, failure_text(function, hr, detail));
+  if (!FAILED(hr)) return;
+  char reason[1024] = {};
+  const auto token_error = static_cast<TokenError>(MQSecGetLastErrorInfo(reason, sizeof reason));
+  std::string text = failure_text(function, hr, detail);
+  if (reason[0] != '\0') text.append(" (").append(reason).append(")");
+  throw Error(hr, text, token_error);
 }
 
 // UTF-8 -> wchar_t (UTF-32). Throws Error(invalid_code) on malformed UTF-8, overlong forms,
