@@ -15,6 +15,14 @@ uint32_t open_context(std::span<const uint8_t> der) {
   return handle;
 }
 
-void free_context(uint32_t handle) { runtime().contexts().erase(handle); }
+void free_context(uint32_t handle) {
+  Runtime& rt = runtime();
+  // MQFreeSecurityContext: the messages this context queued for batch signing are signed and
+  // stored first (bounded wait; the signer keeps the context alive for what is still queued).
+  if (auto ctx = rt.contexts().get(handle)) {
+    rt.batch_signers().flush(ctx.get(), std::chrono::steady_clock::now() + kBatchFlushBound);
+  }
+  rt.contexts().erase(handle);
+}
 
 }  // namespace mqsec::core

@@ -58,8 +58,10 @@ int open_lock_file(const std::filesystem::path& store_dir, int64_t queue_id) {
 }
 
 // The security context a send uses: the caller's, unless the message names another
-// certificate (MSMQ then ignores the context), else a transient one (freed after the send).
-std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m) {
+// certificate (MSMQ then ignores the context), else a transient one (freed after the send;
+// *transient is set then).
+std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m, bool* transient) {
+  *transient = false;
   if (m.signer && (m.sender_cert.empty() || m.sender_cert == m.signer->certificate())) {
     return m.signer;
   }
@@ -68,7 +70,13 @@ std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m) {
     if (!ctx) bad_context();
     if (m.sender_cert.empty() || m.sender_cert == ctx->certificate()) return ctx;
   }
+  *transient = true;
   return security::acquire_context(m.sender_cert);
+}
+
+// Hashes a batch statement may name (docs/signature-format.md, 10.1).
+bool batchable_hash(uint32_t calg) {
+  return calg == CALG_SHA_256 || calg == CALG_SHA_384 || calg == CALG_SHA_512;
 }
 
 }  // namespace
@@ -111,6 +119,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   named.name = d.queue;
   q->policy_ = queue_policy(cfg, named, access.receive || access.peek);
   q->source_machine_ = utf8_to_utf16(q->policy_.machine);
+  if (access.send) q->set_batching(cfg.signing);
   if (access.receive && !remote_read) {
     // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
     // exclusive one. flock() works across processes and between handles of one process.
@@ -138,7 +147,23 @@ void Queue::check_receive_access(Action action) const {
   }
 }
 
-void Queue::flush() { transport_->flush(); }
+void Queue::flush() {
+  if (batched_.load(std::memory_order_acquire) &&
+      !runtime().batch_signers().flush(nullptr,
+                                       std::chrono::steady_clock::now() + kBatchFlushBound)) {
+    log(LogLevel::Warning, "queue '" + name_ +
+                               "': messages queued for batch signing are not signed yet; they "
+                               "are stored once signed");
+  }
+  transport_->flush();
+}
+
+void Queue::set_batching(const security::SigningConfig& signing) {
+  signing_ = signing;
+  if (signing_.batching() && !batch_policy_) {
+    batch_policy_ = std::make_shared<const QueuePolicy>(policy_);
+  }
+}
 
 void Queue::send(Outgoing& m, bool in_transaction) {
   check_send_access();
@@ -152,13 +177,34 @@ void Queue::send(Outgoing& m, bool in_transaction) {
   e.sent_time = static_cast<uint64_t>(std::time(nullptr));
   e.source_machine = source_machine_;
   e.dest_queue = dest_queue_;
+  const bool express = e.delivery == MQMSG_DELIVERY_EXPRESS && !in_transaction;
   if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
-    auto ctx = context_for(m);
+    bool transient = false;
+    auto ctx = context_for(m, &transient);
+    // Batch signing (batch_signing.hpp): sends with a security context the caller keeps, with
+    // a hash a batch statement may name. A transient context (one send) signs alone.
+    if (signing_.batching() && batch_policy_ && !transient && batchable_hash(m.hash_alg)) {
+      security::prepare_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
+      Runtime& rt = runtime();
+      auto signer = rt.batch_signers().get(ctx.get(), m.hash_alg, policy_.allow_weak_hash);
+      PendingSend p{e,
+                    std::move(ctx),
+                    transport_,
+                    batch_policy_,
+                    name_,
+                    e.priority,
+                    express ? transport::Delivery::Express : transport::Delivery::Recoverable};
+      batched_.store(true, std::memory_order_release);
+      signer->submit(std::move(p),
+                     BatchSettings{signing_.batch_max_messages,
+                                   std::chrono::milliseconds(signing_.batch_max_delay_ms)},
+                     /*wait=*/signing_.batch_wait || in_transaction);
+      return;
+    }
     security::sign_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
   } else if (m.context && !runtime().contexts().get(*m.context)) {
     bad_context();
   }
-  const bool express = e.delivery == MQMSG_DELIVERY_EXPRESS && !in_transaction;
   transport_->send(e.priority, security::encode(e),
                    express ? transport::Delivery::Express : transport::Delivery::Recoverable);
 }

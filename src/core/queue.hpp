@@ -8,6 +8,7 @@
 
 #include <mq.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -20,6 +21,7 @@
 
 #include "src/core/destination.hpp"
 #include "src/core/verification.hpp"
+#include "src/security/config.hpp"
 #include "src/security/context.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/message_auth.hpp"
@@ -112,8 +114,13 @@ class Queue {
   HRESULT receive(Action action, std::optional<std::chrono::milliseconds> timeout, Cursor* cursor,
                   const Deliver& deliver);
 
-  // Makes this process's express messages visible (MQCloseQueue).
+  // Makes this process's express messages visible (MQCloseQueue), after waiting (at most
+  // kBatchFlushBound) for the messages this queue queued for batch signing.
   void flush();
+
+  // Batch signing for this queue's sends (batch_signing.hpp), instead of [signing] as it was
+  // when the queue was opened: max_messages 1 turns it off (`mqsec send --batch`).
+  void set_batching(const security::SigningConfig& signing);
 
  private:
   Queue() = default;
@@ -130,6 +137,11 @@ class Queue {
   // when the queue was opened).
   QueuePolicy policy_;
   int lock_fd_ = -1;  // flock()ed for share modes
+  // [signing] when the queue was opened (or set_batching), and the policy a deferred send's
+  // failure is recorded and NACKed with (set when batching is on).
+  security::SigningConfig signing_;
+  std::shared_ptr<const QueuePolicy> batch_policy_;
+  std::atomic<bool> batched_{false};  // a send of this handle went through a batch signer
 };
 
 }  // namespace mqsec::core

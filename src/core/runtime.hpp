@@ -29,6 +29,7 @@
 #include <thread>
 #include <utility>
 
+#include "src/core/batch_signing.hpp"
 #include "src/core/queue.hpp"
 #include "src/security/config.hpp"
 #include "src/security/context.hpp"
@@ -54,6 +55,8 @@ class Runtime {
   security::HandleTable<Queue>& queues() noexcept { return queues_; }
   security::HandleTable<Cursor>& cursors() noexcept { return cursors_; }
   transport::local::Stores& stores() noexcept { return stores_; }
+  // The batch-signing pipeline's signers (batch_signing.hpp).
+  BatchSigners& batch_signers() noexcept { return batch_signers_; }
 
   // The transport of the queue `d` names in the queue manager whose store is `store_dir`,
   // with the queue's settings; nullopt when there is no such (local) queue. A local destination
@@ -109,6 +112,7 @@ class Runtime {
   // loaded; see pkcs11/call_gate.hpp).
   const bool fork_adopted_;
   transport::local::Stores stores_;
+  BatchSigners batch_signers_;
   security::Verifier verifier_;
   security::HandleTable<security::SecurityContext> contexts_;
   security::HandleTable<Queue> queues_;

@@ -733,10 +733,25 @@ SystemConfig parse_system_config(std::string_view text, const std::string& sourc
       broker = {&key, &node};
     } else if (name == "agent") {
       parse_agent(r, key, node, cfg.agent);
+    } else if (name == "signing") {
+      for (auto&& [k, v] : r.table(key, node, name)) {
+        const std::string path = name + "." + std::string(k.str());
+        if (k == "batch-max-messages") {
+          const int64_t n = r.integer(k, v, path, 65536);
+          if (n < 1) r.fail(k, v, path, "must be 1 (no batching) to 65536");
+          cfg.signing.batch_max_messages = static_cast<uint32_t>(n);
+        } else if (k == "batch-max-delay-ms") {
+          cfg.signing.batch_max_delay_ms = r.integer(k, v, path, 10000);
+        } else if (k == "batch-wait") {
+          cfg.signing.batch_wait = r.boolean(k, v, path);
+        } else {
+          r.unknown(k, v, path, "batch-max-messages, batch-max-delay-ms or batch-wait");
+        }
+      }
     } else {
       r.unknown(key, node, name,
                 "one of the tables [token], [store], [profiles], [identity], "
-                "[security], [trust], [limits], [machine], [broker], [agent]");
+                "[security], [trust], [limits], [machine], [broker], [agent], [signing]");
     }
   }
   if (cfg.machine.name.empty()) {

@@ -104,6 +104,23 @@ struct AgentConfig {
   std::vector<std::string> remote_read;
 };
 
+// [signing]: batch signing (docs/configuration.md "Batch signing"; the format is
+// docs/signature-format.md, section 10). Off unless batch_max_messages > 1.
+struct SigningConfig {
+  // [signing] batch-max-messages, 1 .. 65,536: at most this many messages share one device
+  // signature. 1: every authenticated message is signed alone, before MQSendMessage returns.
+  uint32_t batch_max_messages = 1;
+  // [signing] batch-max-delay-ms, 0 .. 10,000: how long the first message of a batch waits for
+  // others before the batch is signed.
+  int64_t batch_max_delay_ms = 10;
+  // [signing] batch-wait: MQSendMessage waits until its message is signed and handed to its
+  // queue (group signing of concurrent senders) instead of returning once it is queued for
+  // signing (deferred signing, the default).
+  bool batch_wait = false;
+
+  bool batching() const noexcept { return batch_max_messages > 1; }
+};
+
 struct SystemConfig {
   std::filesystem::path source;         // the file it came from; empty = defaults
   std::string token_uri;                // [token] uri; empty if unset
@@ -120,7 +137,8 @@ struct SystemConfig {
   MachineConfig machine;                   // [machine]
   // [broker]; unset: no broker, remote queues are unavailable (their users report it).
   std::optional<BrokerConfig> broker;
-  AgentConfig agent;  // [agent]
+  AgentConfig agent;      // [agent]
+  SigningConfig signing;  // [signing]
 };
 
 // "" when `name` is a valid machine name, else the reason, stating the rule: 1 to 63 ASCII

@@ -52,12 +52,18 @@ void mqsec_fault_insert_token(int new_slot_ids);
  * refused because of a removal included). */
 int mqsec_fault_call_count(const char* fn);
 
+/* A slow card: every C_Sign sleeps `milliseconds` before it is forwarded (0: no delay). Not
+ * changed by mqsec_fault_reset. Child processes: MQSEC_FAULT_SIGN_DELAY_MS, read with
+ * MQSEC_FAULT_SPEC. */
+void mqsec_fault_set_sign_delay(int milliseconds);
+
 typedef void (*mqsec_fault_reset_fn)(void);
 typedef void (*mqsec_fault_fail_fn)(const char*, unsigned long, int, int);
 typedef void (*mqsec_fault_clear_fn)(void);
 typedef void (*mqsec_fault_remove_token_fn)(void);
 typedef void (*mqsec_fault_insert_token_fn)(int);
 typedef int (*mqsec_fault_call_count_fn)(const char*);
+typedef void (*mqsec_fault_set_sign_delay_fn)(int);
 
 #ifdef __cplusplus
 }

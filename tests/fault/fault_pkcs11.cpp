@@ -21,6 +21,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -31,6 +32,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <thread>
 #include <vector>
 
 #define MQSEC_FAULT_EXPORT extern "C" __attribute__((visibility("default")))
@@ -79,6 +81,9 @@ std::atomic<CK_FUNCTION_LIST*> g_real{nullptr};
 CK_FUNCTION_LIST g_list;  // ours, filled in by fill_list()
 
 CK_FUNCTION_LIST* real() { return g_real.load(std::memory_order_acquire); }
+
+// Milliseconds every C_Sign sleeps before it is forwarded (a slow card; 0: none).
+std::atomic<int> g_sign_delay_ms{0};
 
 // A fork() while another thread holds the mutex would leave it locked forever in the child.
 void register_atfork() {
@@ -247,6 +252,14 @@ CK_RV read_spec_once() {
     return CKR_GENERAL_ERROR;
   }
   s.spec_read = true;
+  if (const char* d = std::getenv("MQSEC_FAULT_SIGN_DELAY_MS"); d != nullptr) {
+    int ms = 0;
+    if (!parse_int(d, &ms)) {
+      std::fprintf(stderr, "mqsec_fault_pkcs11: bad MQSEC_FAULT_SIGN_DELAY_MS '%s'\n", d);
+      return CKR_GENERAL_ERROR;
+    }
+    g_sign_delay_ms = ms;
+  }
   for (Rule& r : rules) add_rule(s, std::move(r.fn), r.rv, static_cast<int>(r.at), r.persistent);
   return CKR_OK;
 }
@@ -313,6 +326,11 @@ template <auto Member, typename... A>
 CK_RV forward_session(const char* fn, CK_SESSION_HANDLE h, A... a) {
   SessionRecord rec{};
   if (CK_RV rv = enter_session(fn, h, &rec); rv != CKR_OK) return rv;
+  // A slow card: each signature takes this long (mqsec_fault_set_sign_delay).
+  if (const int ms = g_sign_delay_ms.load(std::memory_order_relaxed);
+      ms > 0 && std::strcmp(fn, "C_Sign") == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  }
   CK_RV rv = (real()->*Member)(rec.real, a...);
   leave_session();
   return rv;
@@ -640,6 +658,10 @@ MQSEC_FAULT_EXPORT void mqsec_fault_insert_token(int new_slot_ids) {
   std::lock_guard lock(s.mu);
   s.removed = false;
   if (new_slot_ids != 0) s.slot_offset += kMovedSlotOffset;
+}
+
+MQSEC_FAULT_EXPORT void mqsec_fault_set_sign_delay(int milliseconds) {
+  g_sign_delay_ms = milliseconds < 0 ? 0 : milliseconds;
 }
 
 MQSEC_FAULT_EXPORT int mqsec_fault_call_count(const char* fn) {

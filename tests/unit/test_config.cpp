@@ -211,6 +211,34 @@ rejected-body-prefix = 16
   EXPECT_EQ(cfg.limits.rejected_body_prefix, 16u);
 }
 
+// [signing]: batch signing (issue 12, item 3). Off by default; strict bounds.
+TEST(SystemConfig, SigningBatchKeys) {
+  SystemConfig d = parse_system_config("", "test");
+  EXPECT_EQ(d.signing.batch_max_messages, 1u);
+  EXPECT_EQ(d.signing.batch_max_delay_ms, 10);
+  EXPECT_FALSE(d.signing.batch_wait);
+  EXPECT_FALSE(d.signing.batching());
+  SystemConfig c = parse_system_config(
+      "[signing]\nbatch-max-messages = 65536\nbatch-max-delay-ms = 250\nbatch-wait = true\n",
+      "test");
+  EXPECT_EQ(c.signing.batch_max_messages, 65536u);
+  EXPECT_EQ(c.signing.batch_max_delay_ms, 250);
+  EXPECT_TRUE(c.signing.batch_wait);
+  EXPECT_TRUE(c.signing.batching());
+  for (const char* bad :
+       {"batch-max-messages = 0", "batch-max-messages = 65537", "batch-max-messages = -1",
+        "batch-max-messages = \"10\"", "batch-max-delay-ms = 10001", "batch-max-delay-ms = -5",
+        "batch-wait = 1", "batch-size = 10"}) {
+    try {
+      parse_system_config(std::string("[signing]\n") + bad + "\n", "f.toml");
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("f.toml:2:"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("signing."), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(SystemConfig, TrustRequireSpellings) {
   EXPECT_EQ(parse_trust_require("signature"), TrustRequire::Signature);
   EXPECT_EQ(parse_trust_require("chain"), TrustRequire::Chain);
@@ -272,12 +300,12 @@ TEST(SystemConfig, SampleFileParses) {
   std::string section;
   for (std::string line; std::getline(lines, line);) {
     if (line == "# [machine]" || line == "# [broker]" || line == "# [broker.tls]" ||
-        line == "# [agent]")
+        line == "# [agent]" || line == "# [signing]")
       line = line.substr(2);
     if (!line.empty() && line[0] == '[') section = line;
     if ((section == "[trust]" || section == "[limits]" || section == "[token]" ||
          section == "[machine]" || section == "[broker]" || section == "[broker.tls]" ||
-         section == "[agent]") &&
+         section == "[agent]" || section == "[signing]") &&
         line.rfind("# ", 0) == 0 && line.find(" = ") != std::string::npos &&
         line.find(' ', 2) > line.find(" = ") - 1)
       line = line.substr(2);
@@ -297,6 +325,8 @@ TEST(SystemConfig, SampleFileParses) {
   EXPECT_FALSE(cfg.broker->tls.key.empty());
   EXPECT_EQ(cfg.broker->request_timeout_ms, 10000);
   EXPECT_EQ(cfg.agent.remote_read, (std::vector<std::string>{"inbox"}));
+  EXPECT_EQ(cfg.signing.batch_max_messages, 1000u);
+  EXPECT_EQ(cfg.signing.batch_max_delay_ms, 10);
 }
 
 TEST(SystemConfig, EverySidSource) {
