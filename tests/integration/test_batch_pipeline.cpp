@@ -46,6 +46,9 @@
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
 
+#ifndef MQSEC_CLI
+#error "MQSEC_CLI must name the mqsec command"
+#endif
 #ifndef MQSEC_FAULT_MODULE
 #error "MQSEC_FAULT_MODULE must name the fault-injection module"
 #endif
@@ -403,6 +406,24 @@ TEST_F(BatchPipeline, ExitFlushesAndSigkillLeavesNothingUnsigned) {
     const auto got = receive_all(queue);  // every one verified
     EXPECT_EQ(got.size(), kill_it ? 0u : 50u);
   }
+}
+
+// `mqsec send --batch`: one process, many messages, few signatures, all verify on receive.
+TEST_F(BatchPipeline, CliSendBatch) {
+  const std::string queue = new_queue("cli");
+  const fs::path cert = SoftHsmEnv::instance().dir() / "pipe-p256.der";
+  mqsec::testing::write_file(cert, std::string(g_cert.begin(), g_cert.end()), 0644);
+  auto r = mqsec::testing::run_command(std::string(MQSEC_CLI) + " send " + queue +
+                                       " --body hello --auth --batch --count 200 --cert " +
+                                       mqsec::testing::shell_quote(cert.string()) + " 2>&1");
+  ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_NE(r.output.find("sent 200 messages"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("batch signature"), std::string::npos) << r.output;
+  const auto got = receive_all(queue);
+  ASSERT_EQ(got.size(), 200u);
+  std::set<security::Bytes> sigs;
+  for (const auto& e : got) sigs.insert(e.signature);
+  EXPECT_LT(sigs.size(), 50u);
 }
 
 }  // namespace
