@@ -292,7 +292,7 @@ remote_inbox='DIRECT=OS:hostb\private$\inbox'
 remote_admin='DIRECT=OS:hosta\private$\admin'
 echo
 echo "(the sender on hosta is send-signed, 50 lines of C on mq.h: MQGetSecurityContextEx,"
-echo " MQOpenQueue of the remote format name, MQSendMessage; \`mqsec send\` takes local queues only)"
+echo " MQOpenQueue of the remote format name, MQSendMessage; \`mqsec send\` takes such names too)"
 send_signed hosta "On hosta: 3 signed messages to a queue on hostb" \
   "$remote_inbox" "ship 20 pallets to Lyon" order 3
 rstep "On hosta: the outgoing queue to hostb, draining through the broker" hosta queue list
@@ -304,8 +304,8 @@ sys.exit(0 if out and all(q["messages"] == 0 for q in out) else 1)'
 wait_for 60 "hosta's outgoing queue to drain" drained
 echo "[hosta]\$ mqsec queue list   (again, once drained)"
 on hosta queue list | sed -n '/^outgoing queues/,$p'
-rstep "On hostb: received and verified, with the sender's SID" \
-  hostb receive inbox --count 3 --timeout 30000
+rstep "On hostb: received and verified, with the sender's SID (and exported for openssl)" \
+  hostb receive inbox --count 3 --timeout 30000 --export "$demo/hostb/export"
 
 printf '\n\033[1m== Tamper on the way: hostb'"'"'s agent stopped, one message altered on the broker\033[0m\n'
 stop_agent "$agent_b"

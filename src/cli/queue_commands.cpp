@@ -538,6 +538,7 @@ struct Received {
            sender_id_type = 0, trust = 0;
   std::vector<uint8_t> body, sender_id, cert, signature;
   std::u16string label, resp_queue, admin_queue, dest_queue;
+  std::u16string source_machine;  // the sending machine's name, as signed
   security::BatchProof batch;  // a batch-signed message's proof (not an MSMQ property)
 };
 
@@ -565,6 +566,7 @@ HRESULT receive_one(core::Queue& q, DWORD timeout, Received& m) {
       m.resp_queue = e.response_queue;
       m.admin_queue = e.admin_queue;
       m.dest_queue = e.dest_queue;
+      m.source_machine = e.source_machine;
       m.sent = static_cast<uint32_t>(e.sent_time);
       m.arrived = static_cast<uint32_t>(d.arrived);
       m.auth_level = e.auth_level;
@@ -601,7 +603,7 @@ security::Envelope rebuild_envelope(const Received& m, security::Verifier& verif
   e.response_queue = m.resp_queue;
   e.admin_queue = m.admin_queue;
   e.dest_queue = m.dest_queue;
-  e.source_machine = core::utf8_to_utf16(core::local_host());
+  e.source_machine = m.source_machine;
   e.sent_time = m.sent;
   e.auth_level = m.auth_level;
   e.hash_alg = m.hash_alg;

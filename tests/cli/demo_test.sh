@@ -49,9 +49,14 @@ else
   n_auth=$(grep -c '^  authenticated: 3 (MQMSG_AUTHENTICATED_SIG20)' <<<"$received")
   n_sid=$(grep -cF "  sender SID:    $sid" <<<"$received")
   n_body=$(grep -cE '^  body: +ship 20 pallets to Lyon$' <<<"$received")
-  if [ -z "$sid" ] || [ "$n_auth" -ne 3 ] || [ "$n_sid" -ne 3 ] || [ "$n_body" -ne 3 ]; then
-    echo "hostb should receive 3 authenticated messages from SID '$sid' with the body sent:" \
-      "$n_auth authenticated, $n_sid with the SID, $n_body with the body"
+  # --export rebuilds each envelope from the received fields, hosta's machine name included, and
+  # fails unless the rebuilt bytes reproduce the signature.
+  n_exp=$(grep -cE '^  exported to: +' <<<"$received")
+  if [ -z "$sid" ] || [ "$n_auth" -ne 3 ] || [ "$n_sid" -ne 3 ] || [ "$n_body" -ne 3 ] ||
+    [ "$n_exp" -ne 3 ]; then
+    echo "hostb should receive 3 authenticated messages from SID '$sid' with the body sent," \
+      "exported: $n_auth authenticated, $n_sid with the SID, $n_body with the body," \
+      "$n_exp exported"
     fail=1
   fi
   rcheck '^\[hostb\] mqsec agent stopped'
