@@ -1,5 +1,6 @@
 // `mqsec bench`: runs the benchmark program (bench/, built as mqsec-bench), which provisions
-// its own temporary SoftHSM token and measures signing and messaging against the raw token.
+// its own temporary SoftHSM token (or uses the token of --token) and measures signing and
+// messaging against the raw token.
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,20 +39,31 @@ std::string find_bench() {
 
 void add_bench_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
-      "bench", "Measure signing and messaging speed on a temporary SoftHSM token");
+      "bench",
+      "Measure signing and messaging speed on a temporary SoftHSM token, or on --token URI");
   auto quick = std::make_shared<bool>(false);
   auto json = std::make_shared<std::string>();
   auto chart = std::make_shared<std::string>();
+  auto token = std::make_shared<std::string>();
+  auto module = std::make_shared<std::string>();
   cmd->add_flag("--quick", *quick, "Short run (under a minute); numbers are rougher");
   cmd->add_option("--json", *json, "Write one JSON record per (key, threads, case) to FILE");
   cmd->add_option("--chart", *chart, "Write a PNG chart of the ratios to FILE (needs gnuplot)");
-  cmd->callback([&action, quick, json, chart] {
-    action = [quick, json, chart]() -> int {
+  cmd->add_option("--token", *token,
+                  "Measure on this token instead (a PKCS#11 URI with its pin-source): its own "
+                  "certificates and keys, nothing written to it; local cases only")
+      ->type_name("URI");
+  cmd->add_option("--module", *module, "The PKCS#11 module of --token, if the URI names none")
+      ->type_name("PATH");
+  cmd->callback([&action, quick, json, chart, token, module] {
+    action = [quick, json, chart, token, module]() -> int {
       std::string program = find_bench();
       std::vector<std::string> args{program};
       if (*quick) args.push_back("--quick");
       if (!json->empty()) args.insert(args.end(), {"--json", *json});
       if (!chart->empty()) args.insert(args.end(), {"--chart", *chart});
+      if (!token->empty()) args.insert(args.end(), {"--token", *token});
+      if (!module->empty()) args.insert(args.end(), {"--module", *module});
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
