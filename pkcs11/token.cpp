@@ -745,6 +745,7 @@ void Token::context_login(Session& s, const std::string& pin_source) {
 }
 
 CK_TOKEN_INFO Token::identify(CK_SLOT_ID slot, const std::string& before) {
+  CallScope scope;
   const std::string ours = "token '" + label_ + "' (serial " + serial_ + ")";
   CK_TOKEN_INFO info{};
   CK_RV rv = fn()->C_GetTokenInfo(slot, &info);
@@ -782,6 +783,7 @@ CK_TOKEN_INFO Token::identify(CK_SLOT_ID slot, const std::string& before) {
 }
 
 void Token::check_new_session(CK_SLOT_ID slot, CK_SESSION_HANDLE h, uint64_t generation) {
+  CallScope scope;
   {
     // The module handed out `h`: a session of an earlier generation with that number is gone.
     std::lock_guard lock(mu_);
