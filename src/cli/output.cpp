@@ -146,7 +146,12 @@ std::string hresult_text(HRESULT hr) {
   }
 }
 
-std::string default_hint(HRESULT hr) {
+std::string default_hint(HRESULT hr, std::string_view reason) {
+  // The same code means a store problem or a broker problem (remote queues); the reason says which.
+  if (hr == MQ_ERROR_SERVICE_NOT_AVAILABLE && reason.find("broker") != std::string_view::npos) {
+    return "check that the broker runs and [broker] url, user and password-source in the system "
+           "configuration (`mqsec doctor` checks them)";
+  }
   switch (hr) {
     case MQ_ERROR_QUEUE_NOT_FOUND:
       return "list the queues with `mqsec queue list`, create one with `mqsec queue create NAME`";
@@ -191,7 +196,7 @@ void check_hr(HRESULT hr, const std::string& what, const ReasonProbe& probe,
   std::string advice = reason == last_error_message()
                            ? security::token_error_advice(last_token_error())
                            : std::string();
-  if (advice.empty()) advice = hint.empty() ? default_hint(hr) : hint;
+  if (advice.empty()) advice = hint.empty() ? default_hint(hr, reason) : hint;
   throw Failure(what, reason, hr, advice);
 }
 

@@ -53,8 +53,10 @@ std::string hresult_name(HRESULT hr);
 std::string hresult_hex(HRESULT hr);
 // A short description of an HRESULT, used when the runtime left no reason.
 std::string hresult_text(HRESULT hr);
-// What to do about an HRESULT in general ("" when there is nothing useful to say).
-std::string default_hint(HRESULT hr);
+// What to do about an HRESULT in general ("" when there is nothing useful to say); `reason`, the
+// failure's text, tells a broker problem from a store problem (both
+// MQ_ERROR_SERVICE_NOT_AVAILABLE).
+std::string default_hint(HRESULT hr, std::string_view reason = {});
 
 // Calls of the C API return bare HRESULTs; the runtime logs the reason of most failures, and
 // mqsec::last_error_message() gives the calling thread's last one. A ReasonProbe taken before

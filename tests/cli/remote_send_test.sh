@@ -52,7 +52,7 @@ expect "local format name of a missing queue" 1 "MQ_ERROR_QUEUE_NOT_FOUND" \
 expect "unsupported format name" 1 "MQ_ERROR_ILLEGAL_FORMATNAME" "$mqsec" send 'DIRECT=XYZ' --body x
 expect "invalid machine name" 1 "not a valid machine name" \
   "$mqsec" send 'DIRECT=OS:bad..name\private$\q' --body x
-expect "receive takes local queue names only" 1 "give the bare private queue name" \
+expect "remote read with the broker unreachable" 1 "that the broker runs and [broker] url" \
   "$mqsec" receive 'DIRECT=OS:hostb\private$\inbox' --timeout 0
 sed -i '/^\[broker\]/,$d' "$t/mqsec.toml"
 expect "no [broker]" 1 "no [broker] is configured" \
