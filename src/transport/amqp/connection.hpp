@@ -34,9 +34,11 @@ struct OutboundMessage {
   bool durable = true;  // header durable; the broker must keep it across restarts
   // Request/reply (remote read): AMQP subject (RabbitMQ routes a message sent to
   // "/exchange/<x>" by it), reply-to and correlation-id (a string); empty: not set.
-  std::string subject;
-  std::string reply_to;
-  std::string correlation_id;
+  // (Default member initializers: aggregate initializations that stop at `durable` stay free of
+  // -Wmissing-field-initializers.)
+  std::string subject{};
+  std::string reply_to{};
+  std::string correlation_id{};
   // Header ttl: the broker may drop the message once it has waited this long (0: no limit).
   std::chrono::milliseconds ttl{0};
 };
