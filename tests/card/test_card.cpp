@@ -10,6 +10,9 @@
 // (tests/pki/make-pki.sh) that carry this user's SID; the system configuration trusts the test
 // root, so receivers confirm the sender from the certificate. Card B is a second card of the
 // same kind for the tests that need another card.
+//
+// A test that hangs (a deadlock in the smartcard stack) ends the process after 90 s with its
+// name; docs/operations.md ("The virtual smartcard test bed") has the rest.
 #include <gtest/gtest.h>
 #include <mq.h>
 #include <signal.h>
@@ -362,11 +365,12 @@ void register_internal_certificate(VirtualCardBed& bed) {
 }
 
 // `mqsec doctor` on the card: every check of the card, its PIN, key and certificate passes
-// (the PIN-always key is recognised as such). Only the broker check is skipped: this machine has
-// no [broker].
-TEST_F(Card, DoctorChecksPassOnTheCard) {
+// (the PIN-always key is recognised as such) and doctor exits 0. Only the broker check is
+// skipped: this machine has no [broker], which is no failure.
+TEST_F(Card, DoctorPassesOnTheCard) {
   register_internal_certificate(*bed_);
   CliRun r = run_cli({"doctor"});
+  EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(r.output.find("FAIL"), std::string::npos) << r.output;
   for (const char* check : {"token present", "login", "internal certificate",
                             "certificate-key match", "key policy", "certificate registration"}) {
@@ -381,15 +385,8 @@ TEST_F(Card, DoctorChecksPassOnTheCard) {
       EXPECT_NE(line.find("broker"), std::string::npos) << line;
     }
   }
-}
-
-// Known product gap (src/cli/security_commands.cpp, Checklist::skip): doctor counts the skipped
-// broker check of a machine without [broker] as a failure and exits 1 although every check
-// that applies passed ("some checks failed"). Run with --gtest_also_run_disabled_tests.
-TEST_F(Card, DISABLED_DoctorExitsZeroWhenOnlyTheBrokerIsNotConfigured) {
-  register_internal_certificate(*bed_);
-  CliRun r = run_cli({"doctor"});
-  EXPECT_EQ(r.status, 0) << r.output;
+  auto s = bed_->stats("A");
+  EXPECT_EQ(s["verify_bad"], 0) << stats_text(s);
 }
 
 // A card that cannot generate keys (PIV through OpenSC) holds certificates with their keys:
@@ -738,6 +735,47 @@ TEST_F(Card, DISABLED_CardPulledAbruptlyWithSendsInFlightDoesNotHang) {
   }
   EXPECT_TRUE(exited) << "`mqsec send` hung for 20 s after the card was pulled:\n"
                       << read_text(out);
+}
+
+// Issue 11, item 7, on the real stack: card A is pulled while a context on it is held, and card B
+// goes into the reader A was in (OpenSC then shows B in A's old slot). The next sends fail and
+// B is never used: no PIN reaches it and it makes no signature. Once A is back (in the other
+// reader) the same context signs again.
+TEST_F(Card, AnotherCardInThePulledCardsReaderIsNeverUsed) {
+  const std::string format = new_queue();
+  HANDLE ctx = nullptr;
+  ASSERT_HR(MQ_OK, get_context({}, &ctx)) << log_text();
+  SendQueue q(format);
+  EXPECT_HR(MQ_OK, send_signed(q.h, ctx, "on A"));
+  bed_->remove("A");
+  bed_->insert("B", 0);
+  ASSERT_TRUE(wait_for_token(bed_->serial("B"), 10s)) << "card B did not appear";
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NE(send_signed(q.h, ctx, "B in A's reader " + std::to_string(i)), MQ_OK);
+  }
+  auto b = bed_->stats("B");
+  EXPECT_EQ(b["verify_ok"] + b["verify_bad"], 0) << "a PIN went to card B: " << stats_text(b);
+  EXPECT_EQ(b["sign"] + b["sign_refused"], 0) << "card B was asked to sign: " << stats_text(b);
+  bed_->insert("A", 1);
+  ASSERT_TRUE(wait_for_token(bed_->serial("A"), 10s)) << "card A did not come back";
+  HRESULT back = MQ_OK;
+  for (int i = 0; i < 20; ++i) {  // the first sends may still meet the recovery
+    if ((back = send_signed(q.h, ctx, "A back " + std::to_string(i))) == MQ_OK) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_HR(MQ_OK, back) << log_text();
+  MQFreeSecurityContext(ctx);
+  b = bed_->stats("B");
+  EXPECT_EQ(b["verify_ok"] + b["verify_bad"] + b["sign"], 0) << stats_text(b);
+  auto got = receive_all(format);
+  for (const auto& m : got) {
+    EXPECT_EQ(m.body_string().find("B in A's reader"), std::string::npos) << m.body_string();
+  }
+  expect_authenticated(got, bed_->certificate("A", kPinAlways));
+  const std::string log = log_text();
+  EXPECT_TRUE(log.find("[card-replaced]") != std::string::npos ||
+              log.find("[token-absent]") != std::string::npos)
+      << log;
 }
 
 // A slow card (250 ms per signature, like a real PIV card at its slowest): two threads on the

@@ -172,7 +172,7 @@ VirtualCardBed::VirtualCardBed(const Options& o) {
         if (try_start(o, prefix, why)) return;
         chown_tree(dir_, 0, 0);
       }
-      mode_ = "as root in private namespaces (no user namespace for an unprivileged user)";
+      mode_ = "as root in private namespaces";
       if (try_start(o, ns, why)) return;
     } else {
       mode_ = "as this user in a user namespace";
