@@ -33,7 +33,8 @@ Control socket DIR/control.sock (stream, one line per request, one line per answ
   delay CARD MS           -> ok; each signature takes MS longer
   tries CARD              -> ok PIN_TRIES PUK_TRIES
   set-tries CARD N        -> ok; the PIN's tries left (the verification is dropped)
-  reset CARD              -> ok; PIN, PUK, tries, delay and counters as provisioned
+  reset CARD              -> ok; PIN, PUK, tries, delay and counters as provisioned, and
+                             the PIN verification forgotten (as after a card reset)
   stats CARD              -> ok apdus=N resets=N sign=N sign_refused=N verify_bad=N ...
 """
 
@@ -57,6 +58,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+sys.dont_write_bytecode = True  # no __pycache__ next to the scripts (the source tree)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import piv_card  # noqa: E402
 
@@ -434,10 +436,14 @@ def main():
 
 def ctl(dir_, words):
     """card_bed.py ctl DIR REQUEST...: one request to a running bed; prints the answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(os.path.join(dir_, "control.sock"))
-        s.sendall((" ".join(words) + "\n").encode("ascii"))
-        answer = s.makefile("r", encoding="ascii").readline().strip()
+    path = os.path.join(dir_, "control.sock")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            s.sendall((" ".join(words) + "\n").encode("ascii"))
+            answer = s.makefile("r", encoding="ascii").readline().strip()
+    except OSError as e:
+        answer = "err cannot reach the bed at %s: %s" % (path, e.strerror or e)
     print(answer)
     return 0 if answer.startswith("ok") else 1
 

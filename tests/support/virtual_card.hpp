@@ -94,8 +94,8 @@ class VirtualCardBed {
   void set_signature_delay(const std::string& card, int ms);
   int pin_tries(const std::string& card);
   void set_pin_tries(const std::string& card, int tries);
-  // PIN, PUK, tries, delay and counters back to a fresh card's (the keys stay; so does where
-  // the card is).
+  // PIN, PUK, tries, delay and counters back to a fresh card's, and the PIN verification
+  // forgotten as after a card reset (the keys stay; so does where the card is).
   void reset(const std::string& card);
   // The card's counters: verify_ok, verify_bad, verify_blocked, sign, sign_refused, apdus,
   // resets.
