@@ -9,7 +9,9 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <new>
+#include <type_traits>
 
 namespace mqsec::pkcs11 {
 
@@ -60,7 +62,16 @@ void register_fork_mutex(Mutex& m) {
   register_fork_lock(
       &m, [](void* p) { static_cast<Mutex*>(p)->lock(); },
       [](void* p) { static_cast<Mutex*>(p)->unlock(); },
-      [](void* p) { new (p) Mutex(); });  // the old one is abandoned, never destroyed
+      [](void* p) {
+        if constexpr (std::is_same_v<Mutex, std::mutex>) {
+          // The child's only thread is the one that locked it in fork_prepare(), and a normal
+          // mutex may be unlocked there; unlocking (not re-creating) also lets ThreadSanitizer
+          // see it released.
+          static_cast<Mutex*>(p)->unlock();
+        } else {
+          new (p) Mutex();  // the old one is abandoned, never destroyed
+        }
+      });
 }
 
 }  // namespace mqsec::pkcs11
