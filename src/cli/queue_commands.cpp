@@ -539,7 +539,7 @@ struct Received {
   std::vector<uint8_t> body, sender_id, cert, signature;
   std::u16string label, resp_queue, admin_queue, dest_queue;
   std::u16string source_machine;  // the sending machine's name, as signed
-  security::BatchProof batch;  // a batch-signed message's proof (not an MSMQ property)
+  security::BatchProof batch;     // a batch-signed message's proof (not an MSMQ property)
 };
 
 // Receives one message (the core's receive loop: verified, rejected when it fails, as
