@@ -112,37 +112,9 @@ void Inbound::handle(const InboundDelivery& d) {
 }
 
 size_t Inbound::run_once(std::chrono::milliseconds timeout) {
-  if (!connection_ || !connection_->ok()) {
-    connection_.reset();
-    try {
-      auto c = std::make_unique<Connection>(settings_);
-      c->open_receiver(address_, options_.credit);
-      connection_ = std::move(c);
-    } catch (const Error& e) {
-      note_failure(e.code(), e.what());
-      throw;
-    }
-    detail::note_connected(status_mutex_, status_, true);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  size_t handled = 0;
-  try {
-    for (;;) {
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= deadline) break;
-      const auto slice = std::min(
-          options_.poll, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
-      auto d = connection_->receive(slice);
-      if (!d) break;
-      handle(*d);
-      ++handled;
-    }
-  } catch (const Error& e) {
-    connection_.reset();
-    note_failure(e.code(), e.what());
-    throw;
-  }
-  return handled;
+  return detail::consume_once(connection_, settings_, address_, options_.credit, options_.poll,
+                              timeout, status_mutex_, status_,
+                              [this](const InboundDelivery& d) { handle(d); });
 }
 
 void Inbound::run(std::stop_token stop) {

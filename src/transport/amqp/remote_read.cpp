@@ -499,37 +499,9 @@ void ReadService::handle(const InboundDelivery& d) {
 }
 
 size_t ReadService::run_once(std::chrono::milliseconds timeout) {
-  if (!connection_ || !connection_->ok()) {
-    connection_.reset();
-    try {
-      auto c = std::make_unique<Connection>(settings_);
-      c->open_receiver(address_, options_.credit, /*durable=*/true);
-      connection_ = std::move(c);
-    } catch (const Error& e) {
-      detail::note_failure(status_mutex_, status_, e.code(), e.what(), false);
-      throw;
-    }
-    detail::note_connected(status_mutex_, status_, true);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  size_t handled = 0;
-  try {
-    for (;;) {
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= deadline) break;
-      const auto slice = std::min(
-          options_.poll, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
-      auto d = connection_->receive(slice);
-      if (!d) break;
-      handle(*d);
-      ++handled;
-    }
-  } catch (const Error& e) {
-    connection_.reset();
-    detail::note_failure(status_mutex_, status_, e.code(), e.what(), false);
-    throw;
-  }
-  return handled;
+  return detail::consume_once(connection_, settings_, address_, options_.credit, options_.poll,
+                              timeout, status_mutex_, status_,
+                              [this](const InboundDelivery& d) { handle(d); });
 }
 
 void ReadService::run(std::stop_token stop) {
