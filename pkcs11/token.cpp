@@ -257,15 +257,24 @@ void Token::give_back(CK_SESSION_HANDLE h, bool broken, uint64_t generation) noe
     if (auto it = std::find(leased_.begin(), leased_.end(), h); it != leased_.end()) {
       leased_.erase(it);
     }
+    if (!broken) {
+      // Pooled in the same critical section as the generation check: a recovery in between
+      // would otherwise put a handle of the old generation into the new pool.
+      idle_.push_back(h);
+      returned_.notify_one();
+      return;
+    }
   }
-  if (broken) {
+  {
     CallScope scope;
     fn()->C_CloseSession(h);  // best effort: the handle may already be invalid
+  }
+  {
+    // A recovery while the session was being closed reset the count (open_ = 0) and started a
+    // new generation that never counted this session: decrementing then would wrap the
+    // unsigned count, and every later session() would wait at a "full" pool for ever.
     std::lock_guard lock(mu_);
-    --open_;
-  } else {
-    std::lock_guard lock(mu_);
-    idle_.push_back(h);
+    if (generation == generation_ && open_ > 0) --open_;
   }
   returned_.notify_one();
 }
@@ -802,7 +811,11 @@ void Token::check_new_session(CK_SLOT_ID slot, CK_SESSION_HANDLE h, uint64_t gen
     throw;
   }
   std::lock_guard lock(mu_);
-  if (generation == generation_) leased_.push_back(h);
+  if (generation == generation_) {
+    leased_.push_back(h);
+  } else {
+    stale_leased_.push_back(h);  // a recovery meanwhile: closed when it comes back
+  }
 }
 
 std::string Token::cannot_generate(CK_MECHANISM_TYPE mechanism) {

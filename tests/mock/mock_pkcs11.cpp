@@ -29,6 +29,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <functional>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -151,6 +152,10 @@ std::mutex g_mutex;
 // set_card_latency(): slept after a context-specific login, outside g_mutex, like a card's APDU
 // round trips during which other threads run.
 std::atomic<long> g_card_latency_us{0};
+
+// on_next_close_session(): run once, outside g_mutex.
+std::mutex g_hook_mutex;
+std::function<void()> g_close_hook;
 
 void card_latency() {
   if (long us = g_card_latency_us.load(); us > 0) {
@@ -853,11 +858,18 @@ CK_RV mock_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR, CK_NOTIFY
 }
 
 CK_RV mock_CloseSession(CK_SESSION_HANDLE hSession) {
-  return entry("C_CloseSession", true, [&](State& s) -> CK_RV {
+  CK_RV rv = entry("C_CloseSession", true, [&](State& s) -> CK_RV {
     if (!find_session(s, hSession)) return CKR_SESSION_HANDLE_INVALID;
     close_session(s, hSession);
     return CKR_OK;
   });
+  std::function<void()> hook;
+  {
+    std::lock_guard lock(g_hook_mutex);
+    hook.swap(g_close_hook);
+  }
+  if (hook) hook();
+  return rv;
 }
 
 CK_RV mock_CloseAllSessions(CK_SLOT_ID slotID) {
@@ -1549,6 +1561,10 @@ CK_FUNCTION_LIST* function_list() noexcept {
 
 void reset() noexcept {
   g_card_latency_us.store(0);
+  {
+    std::lock_guard lock(g_hook_mutex);
+    g_close_hook = nullptr;
+  }
   std::lock_guard lock(g_mutex);
   State& s = state();
   s.initialized = false;
@@ -1628,6 +1644,11 @@ void fail_context_login(CK_SLOT_ID slot, CK_RV rv, int count) {
   Slot& sl = state().slots[slot];
   sl.fail_context_logins = count;
   sl.context_login_rv = rv;
+}
+
+void on_next_close_session(std::function<void()> hook) {
+  std::lock_guard lock(g_hook_mutex);
+  g_close_hook = std::move(hook);
 }
 
 void set_card_latency(std::chrono::microseconds latency) noexcept {

@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -94,6 +95,10 @@ void fail_context_login(CK_SLOT_ID slot, CK_RV rv, int count = 1);
 // outside the mock's lock, as a card's round trips would), so other threads run between a
 // context login and its C_Sign. reset() sets it back to zero.
 void set_card_latency(std::chrono::microseconds latency) noexcept;
+
+// Runs `hook` once, in the next C_CloseSession, after the session is closed and outside the
+// mock's lock (another thread's work during a card's round trip). reset() clears it.
+void on_next_close_session(std::function<void()> hook);
 
 // Sets the user PIN's failed-try counter of `slot` (3 tries: 1 gives CKF_USER_PIN_COUNT_LOW,
 // 2 also CKF_USER_PIN_FINAL_TRY, 3 CKF_USER_PIN_LOCKED). Throws std::invalid_argument for an

@@ -145,6 +145,50 @@ TEST_F(Pkcs11Test, SessionPoolIsCappedByTheTokensLimit) {
   EXPECT_EQ(mock::open_session_count(0), 4);
 }
 
+// CI's ASan run once saw every send after a token removal wait and fail with
+// CKR_SESSION_COUNT (MQ_ERROR_INSUFFICIENT_RESOURCES), even after re-insertion: another thread's
+// recovery ran while a broken session was being closed, reset the pool's count, and the close
+// then decremented the new generation's count below zero (an unsigned wrap: "pool full").
+TEST_F(Pkcs11Test, RecoveryWhileABrokenSessionIsClosedLeavesThePoolUsable) {
+  auto t = token("pkcs11:token=mock-b");
+  t->login("env:MQSEC_TEST_PIN");
+  uint64_t before = 0;
+  {
+    Token::Session s = t->session();
+    before = s.generation();
+    s.discard();
+    // Another thread's recovery while the token is out: it fails, and leaves the new
+    // generation with no session counted.
+    mock::on_next_close_session([&] {
+      std::thread other([&] {
+        mock::set_token_present(1, false);
+        EXPECT_THROW(t->recover(before, "env:MQSEC_TEST_PIN"), Error);
+      });
+      other.join();
+    });
+  }  // closed here, with the recovery in the middle
+  EXPECT_GT(t->generation(), before);
+  mock::set_token_present(1, true);  // re-inserted: the pool must hand out sessions again
+  std::vector<Token::Session> held;
+  for (int i = 0; i < 8; ++i) ASSERT_NO_THROW(held.push_back(t->session(200))) << "session " << i;
+}
+
+// A session leased before a recovery and given back after it belongs to the old generation:
+// it is closed, never pooled into the new one.
+TEST_F(Pkcs11Test, SessionGivenBackAfterARecoveryIsClosedNotPooled) {
+  auto t = token("pkcs11:token=mock-b");
+  t->login("env:MQSEC_TEST_PIN");
+  Token::Session old = t->session();
+  const CK_SESSION_HANDLE old_handle = old.handle();
+  t->recover(old.generation(), "env:MQSEC_TEST_PIN");
+  old = Token::Session();  // given back after the recovery: closed, not pooled
+  std::vector<Token::Session> held;
+  for (int i = 0; i < 8; ++i) {
+    held.push_back(t->session(200));
+    EXPECT_NE(held.back().handle(), old_handle) << "session " << i;
+  }
+}
+
 TEST_F(Pkcs11Test, LoginFromEnvAndAlreadyLoggedInIsSuccess) {
   auto t = token("pkcs11:token=mock-a");
   t->login("env:MQSEC_TEST_PIN");
