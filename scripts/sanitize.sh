@@ -27,11 +27,48 @@ concurrency='test_amqp_transport|CallGate|Concurren|Thread|Fork|Parallel|ManyThr
 # -O1 -g1 rather than RelWithDebInfo's -O2 -g: the sanitizers' own recommendation (-O1), line
 # tables and function names for the reports' stack traces (-g1), and a much quicker build of the
 # instrumented code (the -O2 -g ASan+UBSan build took the largest share of CI's time).
-configure_and_build() {  # <dir> <sanitizers>
+configure() {  # <dir> <sanitizers>
   cmake -S "$root" -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQSEC_WERROR=ON -DMQSEC_SANITIZE="$2" \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DMQSEC_BENCH=OFF >/dev/null
+}
+
+configure_and_build() {  # <dir> <sanitizers>
+  configure "$1" "$2"
   cmake --build "$1" -j"$jobs"
+}
+
+# How many tests `ctest -R $concurrency` plus `-L concurrency` select in a build directory.
+count_concurrency_tests() {  # <dir>
+  local by_name by_label
+  by_name=$(ctest --test-dir "$1" -N -R "$concurrency" | sed -n 's/^Total Tests: //p')
+  by_label=$(ctest --test-dir "$1" -N -L concurrency | sed -n 's/^Total Tests: //p')
+  echo $((by_name + by_label))
+}
+
+# The TSan build: only what the concurrency tests need when the normal build directory (built
+# by scripts/test.sh just before) says which test programs hold them (scripts/tsan-targets.py);
+# the whole tree otherwise. Either way the TSan build must then list as many concurrency tests
+# as the normal build, or the stage fails: a test left unbuilt would otherwise be skipped.
+build_tsan() {  # <dir>
+  local normal=${MQSEC_BUILD_DIR:-$root/build} targets
+  configure "$1" thread
+  if [ -f "$normal/CTestTestfile.cmake" ] && [ "$(count_concurrency_tests "$normal")" -gt 0 ]; then
+    targets=$("$root/scripts/tsan-targets.py" "$normal" "$1" "$concurrency" concurrency)
+    # shellcheck disable=SC2086  # one target per word
+    cmake --build "$1" -j"$jobs" --target $targets
+    local want have
+    want=$(count_concurrency_tests "$normal")
+    have=$(count_concurrency_tests "$1")
+    if [ "$want" != "$have" ]; then
+      echo "sanitize: the TSan build lists $have concurrency tests, the normal build $want:" \
+        "scripts/tsan-targets.py left a test program out" >&2
+      exit 1
+    fi
+    echo "sanitize: TSan build of the $want concurrency tests' programs (not the whole tree)"
+  else
+    cmake --build "$1" -j"$jobs"
+  fi
 }
 
 run_asan() {
@@ -52,7 +89,7 @@ run_asan() {
 run_tsan() {
   local dir=${MQSEC_TSAN_DIR:-$root/build-tsan}
   local start=$SECONDS
-  configure_and_build "$dir" thread
+  build_tsan "$dir"
   # die_after_fork=0: the fork tests start threads in the child (the batch writer's thread,
   # renewed after fork), which TSan refuses by default as unsupported; we want those tests
   # run, and they are also run clean under ASan.
