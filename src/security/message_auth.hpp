@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pkcs11/signer.hpp"
+#include "src/security/bytes_less.hpp"
 #include "src/security/context.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/openssl.hpp"
@@ -129,7 +130,7 @@ class Verifier {
   Verdict check(const Envelope& e, const Bytes& digest, const Cached& cert, std::time_t now,
                 bool allow_weak);
   std::mutex mu_;
-  std::map<Bytes, Cached> cache_;
+  std::map<Bytes, Cached, BytesLess> cache_;
 };
 
 }  // namespace mqsec::security

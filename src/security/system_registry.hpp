@@ -35,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include "src/security/bytes_less.hpp"
 #include "src/security/identity.hpp"
 
 namespace mqsec::security {
@@ -148,7 +149,7 @@ class SystemRegistry {
   bool trusted_ = false;
   struct stat dir_st_ {};
   std::string warned_;  // the last problem logged
-  std::map<Bytes, std::optional<Bytes>> cache_;
+  std::map<Bytes, std::optional<Bytes>, BytesLess> cache_;
   uint64_t reads_ = 0;
 };
 

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "mqsec/error.hpp"
+#include "src/security/bytes_less.hpp"
 #include "src/security/identity.hpp"
 #include "src/security/log.hpp"
 
@@ -734,8 +735,8 @@ class X509TrustStore final : public TrustStore {
   mutable std::shared_ptr<const Snapshot> snap_;
   mutable std::vector<FileStamp> crl_stamps_;
   mutable std::chrono::steady_clock::time_point last_crl_check_;
-  mutable std::map<std::pair<Bytes, int>, CachedOutcome> outcomes_;
-  mutable std::map<Bytes, OcspAnswer> ocsp_;
+  mutable std::map<std::pair<Bytes, int>, CachedOutcome, BytesPairLess<int>> outcomes_;
+  mutable std::map<Bytes, OcspAnswer, BytesLess> ocsp_;
   mutable std::array<std::mutex, 16> fetch_mu_;
 };
 
