@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   softhsm2 opensc libp11-dev libengine-pkcs11-openssl openssl
   clang-format python3 gnuplot-nox
+  scdoc   # the man pages (docs/man/*.scd)
   libasan8 libubsan1 libtsan2   # sanitizer runtimes of GCC 12 (scripts/sanitize.sh)
   # remote queues: the AMQP 1.0 client, and RabbitMQ for tests and the demo (scripts/broker.sh
   # runs a private node; on systemd hosts the package also starts a system broker, unused)
