@@ -62,7 +62,17 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
   auto end = std::chrono::steady_clock::now();
   ops.clear();  // per-thread state (sessions, contexts) goes away before we report
   if (first_error) std::rethrow_exception(first_error);
-  return {total.load(), std::chrono::duration<double>(end - start).count()};
+  Timing t;
+  t.ops = total.load();
+  t.seconds = std::chrono::duration<double>(end - start).count();
+  return t;
+}
+
+double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
+  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
 }
 
 uint64_t proc_status_kib(const char* field) {
@@ -106,6 +116,8 @@ std::string target_of(const Record& x) {
   if (x.name == "signed_send" || x.name == "signed_send_shared") return ">= 0.95";
   if (x.name == "receive_verify") return ">= 0.80";
   if (x.name == "remote_signed_send" && x.key == "rsa2048") return ">= 0.90";
+  if (x.name == "batch_send") return ">= 3 x signed_send";
+  if (x.name == "batch_latency") return ">= 1000/s, p99 < 500 ms";
   return "";
 }
 
@@ -143,6 +155,7 @@ void print_table(const Report& r) {
     }
     std::string also;
     for (const auto& [name, v] : x.also) also += "  " + fixed(3, v) + " /" + name;
+    for (const auto& [name, v] : x.stats) also += "  " + name + "=" + fixed(1, v);
     std::printf("%-8s %7d  %-19s %12.1f %8.3f  %-16s %-7s%s\n", x.key.c_str(), x.threads,
                 x.name.c_str(), x.ops_per_s, x.ratio, baseline_of(x.name).c_str(),
                 target_of(x).c_str(), also.c_str());
@@ -183,6 +196,7 @@ void write_json(const Report& r, const std::string& path) {
       << "\",\"ops_per_s\":" << (x.note.empty() ? num(x.ops_per_s) : "null")
       << ",\"ratio\":" << (x.note.empty() ? num(x.ratio) : "null");
     for (const auto& [name, v] : x.also) o << ",\"ratio_to_" << name << "\":" << num(v);
+    for (const auto& [name, v] : x.stats) o << ",\"" << name << "\":" << num(v);
     if (!x.note.empty()) o << ",\"note\":\"" << json_escape(x.note) << "\"";
     o << "}";
     items.push_back(o.str());

@@ -21,8 +21,23 @@ using Op = std::function<bool()>;
 struct Timing {
   uint64_t ops = 0;
   double seconds = 0;
+  // Batch cases: send-to-receivable latency of each message (ms), and the device signatures
+  // the batch signers made during the slice.
+  std::vector<double> latencies_ms;
+  uint64_t signatures = 0;
+  uint64_t offered = 0;  // batch_latency: messages the paced sender sent
   double per_second() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
+  void add(const Timing& t) {
+    ops += t.ops;
+    seconds += t.seconds;
+    latencies_ms.insert(latencies_ms.end(), t.latencies_ms.begin(), t.latencies_ms.end());
+    signatures += t.signatures;
+    offered += t.offered;
+  }
 };
+
+// The p-th percentile (0..100) of `v` (nearest rank; 0 when empty). Sorts v.
+double percentile(std::vector<double>& v, double p);
 
 // Builds one Op per thread with make_op(thread_index) (untimed: sessions, contexts and
 // buffers are set up here), starts all threads together, lets them run for `seconds` (or until
@@ -46,6 +61,9 @@ struct Record {
   // Further ratios of the same run (remote cases: to raw_sign, to the broker's own rate):
   // {"raw_sign", 0.9} is written as "ratio_to_raw_sign":0.900.
   std::vector<std::pair<std::string, double>> also;
+  // Further figures of the case (batch cases: p50_ms, p99_ms, max_ms, messages_per_signature),
+  // written as "p50_ms":12.300.
+  std::vector<std::pair<std::string, double>> stats;
 };
 
 // The case a case's ratio is taken against (itself for the baselines raw_sign, openssl_verify,

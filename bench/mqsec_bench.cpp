@@ -71,7 +71,7 @@ namespace {
 constexpr const char* kModule = "/usr/lib/softhsm/libsofthsm2.so";
 constexpr const char* kLabel = "mqsec-bench";
 constexpr size_t kBodySize = 1024;
-constexpr int kMaxThreads = 2;
+constexpr int kRssThreads = 2;  // the peak RSS phase
 
 struct Options {
   bool quick = false;
@@ -89,7 +89,27 @@ struct Options {
   // --token: an existing token (RFC 7512 URI with its pin-source) instead of the bench's own
   // SoftHSM token; --module: its PKCS#11 module when the URI names none.
   std::string token, module;
+  // Thread counts of the local cases (--threads 1,4; default 1,2).
+  std::vector<int> threads = {1, 2};
+  // Slice length of the interleaved local cases (0.5 s; 2.5 s on a slow token or --token).
+  double slice = 0.5;
+  // --sign-delay-ms: the bench's own SoftHSM token reached through the fault module
+  // (tests/fault), every C_Sign that many ms slower: a slow card on demand.
+  int sign_delay_ms = 0;
+  // Batch cases ([signing] of the batch configuration; batch_latency's offered rate).
+  uint32_t batch_max = 1000;
+  int batch_delay_ms = 10;
+  double batch_rate = 1000;
+  // Signed messages made for the receive cases (distinct ids, one per received message of a
+  // round): 1,000 on the bench's own token (quick 250), 64 on a slow token or --token.
+  int receive_pool = 1000;
 };
+
+int max_threads(const Options& o) {
+  int m = kRssThreads;
+  for (int t : o.threads) m = std::max(m, t);
+  return m;
+}
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
 
@@ -149,9 +169,11 @@ std::string random_pin() {
 struct Sandbox {
   fs::path dir, pin_file, store, profile_file, config;
   bool keep = false;
-  bool external = false;   // --token: a token of the user's, not a SoftHSM token of our own
-  std::string token_uri;   // the system config's [token] uri
-  std::string pin_source;  // its pin-source (for raw_sign's per-signature login and libp11)
+  bool external = false;         // --token: a token of the user's, not a SoftHSM token of our own
+  std::string token_uri;         // the system config's [token] uri
+  std::string pin_source;        // its pin-source (for raw_sign's per-signature login and libp11)
+  std::string module = kModule;  // the PKCS#11 module of the bench's own token
+  fs::path batch_config;         // the same configuration with [signing] batching on
   ~Sandbox() {
     std::error_code ec;
     if (!keep && !dir.empty()) fs::remove_all(dir, ec);
@@ -159,8 +181,8 @@ struct Sandbox {
 };
 
 // C_InitToken + C_InitPIN like tests/support/init_token.cpp, with PINs from files.
-void init_token(const fs::path& pin_file, const fs::path& so_pin_file) {
-  auto m = pkcs11::Module::load(kModule);
+void init_token(const std::string& module, const fs::path& pin_file, const fs::path& so_pin_file) {
+  auto m = pkcs11::Module::load(module);
   CK_FUNCTION_LIST* f = m->fn();
   auto slots = [&] {
     CK_ULONG n = 0;
@@ -225,11 +247,17 @@ std::string external_token_uri(const Options& o) {
 }
 
 // The sandbox's directory, store, configuration and profile path, for the token `sb.token_uri`.
-void write_sandbox_config(Sandbox& sb) {
+// The batch cases open their queues under sb.batch_config: the same, plus [signing] batching.
+void write_sandbox_config(Sandbox& sb, const Options& o) {
   sb.store = sb.dir / "store";
   sb.config = sb.dir / "mqsec.toml";
   write_file(sb.config, config_text(sb, sb.store));
   setenv("MQSEC_CONFIG", sb.config.c_str(), 1);
+  sb.batch_config = sb.dir / "mqsec-batch.toml";
+  write_file(sb.batch_config, config_text(sb, sb.store) +
+                                  "[signing]\nbatch-max-messages = " + std::to_string(o.batch_max) +
+                                  "\nbatch-max-delay-ms = " + std::to_string(o.batch_delay_ms) +
+                                  "\n");
 
   struct passwd* pw = getpwuid(geteuid());
   if (pw == nullptr) fail("the effective user has no password database entry");
@@ -244,8 +272,25 @@ void provision(Sandbox& sb, const Options& o) {
     sb.external = true;
     sb.token_uri = external_token_uri(o);
     sb.pin_source = pkcs11::Uri::parse(sb.token_uri).pin_source();
-    write_sandbox_config(sb);
+    write_sandbox_config(sb, o);
     return;
+  }
+  if (o.sign_delay_ms > 0) {
+    // A slow token: SoftHSM behind the fault module, which sleeps before each C_Sign. Every
+    // Cryptoki call of the run (provisioning, runtime, raw_sign, libp11) goes through it.
+    const char* env = std::getenv("MQSEC_FAULT_MODULE");
+#ifdef MQSEC_BENCH_FAULT_MODULE
+    sb.module = env != nullptr && *env ? env : MQSEC_BENCH_FAULT_MODULE;
+#else
+    if (env == nullptr || *env == '\0')
+      fail(
+          "--sign-delay-ms needs the fault module (build with MQSEC_TESTS=ON or set "
+          "MQSEC_FAULT_MODULE)");
+    sb.module = env;
+#endif
+    // Read by the fault module at its first C_Initialize, which is below.
+    setenv("MQSEC_FAULT_TARGET", kModule, 1);
+    setenv("MQSEC_FAULT_SIGN_DELAY_MS", std::to_string(o.sign_delay_ms).c_str(), 1);
   }
   fs::create_directories(sb.dir / "tokens");
   fs::path conf = sb.dir / "softhsm2.conf";
@@ -263,12 +308,12 @@ void provision(Sandbox& sb, const Options& o) {
     OPENSSL_cleanse(pin.data(), pin.size());
     OPENSSL_cleanse(so.data(), so.size());
   }
-  init_token(sb.pin_file, so_pin_file);
+  init_token(sb.module, sb.pin_file, so_pin_file);
   fs::remove(so_pin_file);
-  sb.token_uri = "pkcs11:token=" + std::string(kLabel) + "?module-path=" + kModule +
+  sb.token_uri = "pkcs11:token=" + std::string(kLabel) + "?module-path=" + sb.module +
                  "&pin-source=file:" + sb.pin_file.string();
   sb.pin_source = "file:" + sb.pin_file.string();
-  write_sandbox_config(sb);
+  write_sandbox_config(sb, o);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,22 +340,22 @@ HANDLE new_context() {
 
 // This key's contexts, from the profile now in place; remembers the profile so that
 // uncached_send (which reads it per message) can be pointed back at this key.
-void take_contexts(Key& k, const Sandbox& sb) {
+void take_contexts(Key& k, const Sandbox& sb, int threads) {
   k.pin_source = sb.pin_source;
   k.profile = read_file(sb.profile_file);
   k.shared_ctx = new_context();
-  for (int t = 0; t < kMaxThreads; ++t) k.thread_ctx.push_back(new_context());
+  for (int t = 0; t < threads; ++t) k.thread_ctx.push_back(new_context());
   k.sc = core::runtime().contexts().get(
       static_cast<uint32_t>(reinterpret_cast<uintptr_t>(k.shared_ctx)));
   if (!k.sc) fail("the new security context is not in the table");
 }
 
-void enroll(Key& k, const Sandbox& sb) {
+void enroll(Key& k, const Sandbox& sb, int threads) {
   security::EnrollOptions opts;
   opts.kind = k.kind;
   opts.subject = "CN=mqsec-bench " + k.name;
   core::register_certificate({}, false, opts);  // replaces the profile's internal certificate
-  take_contexts(k, sb);
+  take_contexts(k, sb, threads);
 }
 
 // "rsa2048", "p256", ... for a certificate's public key; "" for kinds the bench does not name.
@@ -335,7 +380,7 @@ std::string key_name(const security::Bytes& der) {
 // --token: the token's own certificates with their private keys (what `mqsec enroll --adopt`
 // could adopt), the first of each key kind, each made the internal certificate in turn.
 // Nothing is generated or written on the token.
-std::vector<Key> token_keys(const Sandbox& sb) {
+std::vector<Key> token_keys(const Sandbox& sb, int threads) {
   security::UserSetup setup = security::resolve_user();
   security::PersonalStore store(setup);
   std::vector<std::string> skipped;
@@ -354,7 +399,7 @@ std::vector<Key> token_keys(const Sandbox& sb) {
     write_file(sb.profile_file, "internal-certificate = \"" + a.object_uri + "\"\n");
     Key k;
     k.name = name;
-    take_contexts(k, sb);
+    take_contexts(k, sb, threads);
     std::fprintf(stderr, "  %s: %s\n", name.c_str(), a.describe().c_str());
     keys.push_back(std::move(k));
   }
@@ -627,12 +672,186 @@ Op send_op(TempQueue& q, SendKind kind, HANDLE ctx, bool recoverable) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Batch signing (issue 12): the same signed express sends with [signing] batching on, so that
+// one device signature covers many messages (deferred signing: MQSendMessage returns once the
+// message is queued for signing; it is stored, so receivable, once its batch is signed).
+
+// A send handle of `q` opened under the batch configuration: a queue takes its [signing]
+// settings when it is opened (the configuration is re-read then).
+QUEUEHANDLE open_batched(TempQueue& q, const Sandbox& sb) {
+  setenv("MQSEC_CONFIG", sb.batch_config.c_str(), 1);
+  QUEUEHANDLE h = nullptr;
+  try {
+    h = q.open(MQ_SEND_ACCESS);
+  } catch (...) {
+    setenv("MQSEC_CONFIG", sb.config.c_str(), 1);
+    throw;
+  }
+  setenv("MQSEC_CONFIG", sb.config.c_str(), 1);
+  return h;
+}
+
+// Waits until every batch queued so far is signed and handed to its queue, and the express
+// writer has committed it.
+void flush_batches(const char* what) {
+  if (!core::runtime().batch_signers().flush(
+          nullptr, std::chrono::steady_clock::now() + std::chrono::seconds(120)))
+    fail(std::string(what) + ": the batch signers did not finish within 120 s");
+  core::runtime().stores().flush_express();
+}
+
+// The store's message count of `q` must be `want`: a message whose batch could not be signed
+// is a rejection record instead, and must not pass for a sent one.
+void expect_stored(const Sandbox& sb, const TempQueue& q, uint64_t want, const char* what) {
+  transport::local::Store& store = core::runtime().stores().store_at(sb.store);
+  auto info = store.find_queue(q.name());
+  if (!info) fail(std::string(what) + ": the queue is not in the store");
+  const size_t have = store.message_count(info->id);
+  if (have != want) {
+    std::string why;
+    for (const auto& r : store.rejections(q.name())) {
+      why = " (" + r.kind + ": " + r.reason + ")";
+      break;
+    }
+    fail(std::string(what) + ": " + std::to_string(have) + " of " + std::to_string(want) +
+         " messages stored" + why);
+  }
+}
+
+// batch_send: as signed_send (express, one cached context per thread), with batching. The
+// slice ends when every message sent in it is signed and committed.
+Timing batch_send(const Key& k, const Sandbox& sb, int threads, double seconds) {
+  TempQueue q(unique_queue_name("batch"));
+  std::vector<QUEUEHANDLE> tx;
+  for (int t = 0; t < threads; ++t) tx.push_back(open_batched(q, sb));
+  const uint64_t sig0 = core::runtime().batch_signers().signatures();
+  Timing t = measure(
+      threads, seconds,
+      [&](int th) {
+        return send_op(tx[static_cast<size_t>(th)], SendKind::Signed,
+                       k.thread_ctx[static_cast<size_t>(th)], false);
+      },
+      [] { flush_batches("batch_send"); });
+  t.signatures = core::runtime().batch_signers().signatures() - sig0;
+  expect_stored(sb, q, t.ops, "batch_send");
+  return t;
+}
+
+// batch_latency: one thread sends batched signed express messages at a fixed rate (each body
+// carries its sequence number; its send time is taken right before MQSendMessage), another
+// thread of the process receives them (MQReceiveMessage, verification of each message on its
+// own included) and takes send-to-received latencies. The rate is messages received per
+// second from the first send to the last receive; every message must arrive authenticated.
+Timing batch_latency(const Key& k, const Sandbox& sb, double rate, double seconds) {
+  using clock = std::chrono::steady_clock;
+  TempQueue q(unique_queue_name("batchlat"));
+  QUEUEHANDLE tx = open_batched(q, sb);
+  QUEUEHANDLE rx = q.open(MQ_RECEIVE_ACCESS);
+  const auto planned = static_cast<uint64_t>(rate * seconds) + 1;
+  std::unique_ptr<std::atomic<int64_t>[]> sent_at(new std::atomic<int64_t>[planned]);
+  std::atomic<uint64_t> sent{0};
+  std::atomic<bool> sender_done{false};
+  const uint64_t sig0 = core::runtime().batch_signers().signatures();
+  Timing t;
+  std::exception_ptr rx_error;
+  uint64_t bad = 0;
+  const auto t0 = clock::now();
+  auto last_rx = t0;
+  std::thread receiver([&] {
+    try {
+      std::vector<uint8_t> body(2 * kBodySize);
+      MSGPROPID id[3] = {PROPID_M_BODY, PROPID_M_BODY_SIZE, PROPID_M_AUTHENTICATED};
+      MQPROPVARIANT v[3];
+      clock::time_point give_up = clock::time_point::max();
+      for (;;) {
+        if (sender_done.load(std::memory_order_acquire)) {
+          if (t.ops + bad >= sent.load()) break;
+          if (give_up == clock::time_point::max())
+            give_up = clock::now() + std::chrono::seconds(30);
+          if (clock::now() > give_up) break;
+        }
+        v[0].vt = VT_UI1 | VT_VECTOR;
+        v[0].caub.pElems = body.data();
+        v[0].caub.cElems = static_cast<ULONG>(body.size());
+        v[1].vt = VT_NULL;
+        v[2].vt = VT_NULL;
+        MQMSGPROPS p = {3, id, v, nullptr};
+        HRESULT hr =
+            MQReceiveMessage(rx, 100, MQ_ACTION_RECEIVE, &p, nullptr, nullptr, nullptr, nullptr);
+        if (hr == MQ_ERROR_IO_TIMEOUT) continue;
+        check_hr(hr, "MQReceiveMessage");
+        const auto now = clock::now();
+        uint64_t seq = 0;
+        std::memcpy(&seq, body.data(), sizeof seq);
+        if (v[2].bVal == 0 || v[1].ulVal != kBodySize || seq >= sent.load()) {
+          ++bad;
+          continue;
+        }
+        const int64_t ns =
+            now.time_since_epoch().count() - sent_at[seq].load(std::memory_order_acquire);
+        t.latencies_ms.push_back(static_cast<double>(ns) / 1e6);
+        ++t.ops;
+        last_rx = now;
+      }
+    } catch (...) {
+      rx_error = std::current_exception();
+    }
+  });
+  std::exception_ptr tx_error;
+  try {
+    std::vector<uint8_t> body = body_bytes();
+    MSGPROPID id[4] = {PROPID_M_BODY, PROPID_M_DELIVERY, PROPID_M_AUTH_LEVEL,
+                       PROPID_M_SECURITY_CONTEXT};
+    MQPROPVARIANT v[4];
+    v[0].vt = VT_UI1 | VT_VECTOR;
+    v[0].caub.pElems = body.data();
+    v[0].caub.cElems = static_cast<ULONG>(body.size());
+    v[1].vt = VT_UI1;
+    v[1].bVal = MQMSG_DELIVERY_EXPRESS;
+    v[2].vt = VT_UI4;
+    v[2].ulVal = MQMSG_AUTH_LEVEL_ALWAYS;
+    v[3].vt = VT_UI4;
+    v[3].ulVal = static_cast<ULONG>(reinterpret_cast<uintptr_t>(k.thread_ctx[0]));
+    MQMSGPROPS props = {4, id, v, nullptr};
+    for (uint64_t i = 0; i < planned; ++i) {
+      std::this_thread::sleep_until(
+          t0 + std::chrono::duration_cast<clock::duration>(
+                   std::chrono::duration<double>(static_cast<double>(i) / rate)));
+      std::memcpy(body.data(), &i, sizeof i);
+      sent_at[i].store(clock::now().time_since_epoch().count(), std::memory_order_release);
+      check_hr(MQSendMessage(tx, &props, nullptr), "MQSendMessage");
+      sent.store(i + 1);
+    }
+  } catch (...) {
+    tx_error = std::current_exception();
+  }
+  t.offered = sent.load();
+  sender_done.store(true, std::memory_order_release);
+  receiver.join();
+  if (tx_error) std::rethrow_exception(tx_error);
+  if (rx_error) std::rethrow_exception(rx_error);
+  t.signatures = core::runtime().batch_signers().signatures() - sig0;
+  t.seconds = std::chrono::duration<double>(last_rx - t0).count();
+  if (bad > 0 || t.ops != t.offered)
+    fail("batch_latency: " + std::to_string(t.ops) + " of " + std::to_string(t.offered) +
+         " messages received authenticated (" + std::to_string(bad) + " not)");
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Receive side: signed envelopes made by the runtime, verified by MQReceiveMessage and by
 // OpenSSL directly.
 
-// Sends `n` signed messages with the key's context and takes their envelopes out of the store.
+// The queue the receive cases' messages are signed for (the signature covers the destination).
+std::string receive_queue_name(const Key& k) { return "bench-rx-" + k.name; }
+
+// Sends `n` signed messages with the key's context to the queue receive_verify receives from
+// and takes their envelopes out of the store: n distinct messages (message ids), each signed
+// for that queue. A receiver delivers a message only from the queue it was signed for, and a
+// message id only once per queue (issue 9's wrong-queue and replay checks), so receive_verify
+// re-creates that queue for every round and puts each envelope in it once.
 void make_envelopes(Key& k, const Sandbox& sb, int n) {
-  TempQueue q(unique_queue_name("src-" + k.name));
+  TempQueue q(receive_queue_name(k));
   Op send = send_op(q, SendKind::Signed, k.shared_ctx, false);
   for (int i = 0; i < n; ++i) send();
   core::runtime().stores().flush_express();  // express messages are committed in the background
@@ -672,24 +891,25 @@ Op openssl_verify_op(const Key& k, int thread) {
   };
 }
 
-// MQReceiveMessage (verification included) until the queue is empty, in rounds: fill the queue
-// with copies of the signed envelopes (untimed, one transaction), receive them all (timed).
+// MQReceiveMessage (verification included) until the queue is empty, in rounds: a fresh queue
+// of the name the envelopes were signed for (no message delivered from it yet), filled with
+// each envelope once (untimed, one transaction); receive them all (timed). Every message must
+// arrive authenticated: one the receiver refused (and recorded as rejected) fails the case
+// rather than ending its round early and passing for a low rate.
 Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double seconds) {
-  TempQueue q(unique_queue_name("rx-" + k.name));
   transport::local::Store& store = core::runtime().stores().store_at(sb.store);
-  auto info = store.find_queue(q.name());
-  if (!info) fail("the receive queue is not in the store");
-  std::vector<QUEUEHANDLE> rx;
-  for (int t = 0; t < threads; ++t) rx.push_back(q.open(MQ_RECEIVE_ACCESS));
-
   Timing total;
-  size_t round = 500;
   while (total.seconds < seconds) {
+    TempQueue q(receive_queue_name(k));
+    auto info = store.find_queue(q.name());
+    if (!info) fail("the receive queue is not in the store");
+    std::vector<QUEUEHANDLE> rx;
+    for (int t = 0; t < threads; ++t) rx.push_back(q.open(MQ_RECEIVE_ACCESS));
     std::vector<transport::Append> batch;
-    for (size_t i = 0; i < round; ++i)
-      batch.push_back({info->id, 3, k.envelopes[i % k.envelopes.size()]});
+    for (const security::Bytes& e : k.envelopes) batch.push_back({info->id, 3, e});
     store.append_batch(batch, false);
-    Timing t = measure(threads, seconds - total.seconds, [&](int th) -> Op {
+    const double left = seconds - total.seconds;
+    Timing t = measure(threads, left, [&](int th) -> Op {
       struct State {
         QUEUEHANDLE h = nullptr;
         std::vector<uint8_t> body = std::vector<uint8_t>(2 * kBodySize);
@@ -714,10 +934,19 @@ Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double secon
         return true;
       };
     });
+    if (t.ops < k.envelopes.size() && t.seconds < left) {
+      // The round ended with messages missing: the receiver refused them.
+      std::string why;
+      for (const auto& r : store.rejections(q.name())) {
+        why = r.kind + ": " + r.reason;
+        break;
+      }
+      fail("receive_verify: " + std::to_string(t.ops) + " of " +
+           std::to_string(k.envelopes.size()) + " messages received; the others were refused (" +
+           (why.empty() ? std::string("no rejection recorded") : why) + ")");
+    }
     total.ops += t.ops;
     total.seconds += t.seconds;
-    // Rounds of about half the remaining time keep the untimed refills few.
-    if (t.seconds < 0.25 * seconds && round < 200000) round *= 2;
   }
   return total;
 }
@@ -1159,7 +1388,7 @@ void run_remote(const Options& o, const Sandbox& sb, std::vector<Key>& keys, Rem
     for (const std::string& name : names) {
       auto it = sum[k.name].find(name);
       if (it != sum[k.name].end())
-        rep.records.push_back({k.name, 1, name, it->second.per_second(), 0, {}, {}});
+        rep.records.push_back({k.name, 1, name, it->second.per_second(), 0, {}, {}, {}});
     }
   }
 }
@@ -1171,7 +1400,7 @@ void remote_notes(const Options& o, const std::vector<Key>& keys, const std::str
     if (!selected(o.keys, k.name)) continue;
     for (const char* name :
          {"remote_signed_send", "remote_end_to_end", "broker_send", "broker_send_express"}) {
-      if (selected(o.cases, name)) rep.records.push_back({k.name, 1, name, 0, 0, why, {}});
+      if (selected(o.cases, name)) rep.records.push_back({k.name, 1, name, 0, 0, why, {}, {}});
     }
   }
 }
@@ -1181,7 +1410,8 @@ void remote_notes(const Options& o, const std::vector<Key>& keys, const std::str
 Options parse(int argc, char** argv) {
   Options o;
   bool seconds_set = false, messages_set = false, budget_set = false, remote_messages_set = false,
-       contexts_set = false, remote_set = false;
+       contexts_set = false, remote_set = false, threads_set = false, slice_set = false,
+       pool_set = false;
   if (const char* e = std::getenv("MQSEC_BENCH_REMOTE"); e != nullptr && std::string(e) == "0")
     o.remote = Options::Remote::Off;
   for (int i = 1; i < argc; ++i) {
@@ -1226,12 +1456,44 @@ Options parse(int argc, char** argv) {
       o.token = value();
     } else if (a == "--module") {
       o.module = value();
+    } else if (a == "--threads") {
+      o.threads.clear();
+      std::stringstream in(value());
+      std::string x;
+      while (std::getline(in, x, ',')) {
+        int n = std::stoi(x);
+        if (n < 1 || n > 64) fail("--threads: each count 1..64");
+        o.threads.push_back(n);
+      }
+      if (o.threads.empty()) fail("--threads needs a list such as 1,4");
+      threads_set = true;
+    } else if (a == "--slice") {
+      o.slice = std::stod(value());
+      slice_set = true;
+    } else if (a == "--sign-delay-ms") {
+      o.sign_delay_ms = std::stoi(value());
+      if (o.sign_delay_ms < 1 || o.sign_delay_ms > 60000) fail("--sign-delay-ms: 1..60000");
+    } else if (a == "--batch-max") {
+      o.batch_max = static_cast<uint32_t>(std::stoul(value()));
+      if (o.batch_max < 2 || o.batch_max > 65536) fail("--batch-max: 2..65536");
+    } else if (a == "--batch-delay-ms") {
+      o.batch_delay_ms = std::stoi(value());
+      if (o.batch_delay_ms < 0 || o.batch_delay_ms > 10000) fail("--batch-delay-ms: 0..10000");
+    } else if (a == "--batch-rate") {
+      o.batch_rate = std::stod(value());
+      if (!(o.batch_rate > 0)) fail("--batch-rate must be > 0");
+    } else if (a == "--receive-messages") {
+      o.receive_pool = std::stoi(value());
+      if (o.receive_pool < 1) fail("--receive-messages must be > 0");
+      pool_set = true;
     } else if (a == "-h" || a == "--help") {
       std::printf(
           "usage: mqsec-bench [--quick] [--json FILE] [--chart FILE.png] [--seconds S]\n"
           "                   [--messages N] [--contexts N] [--budget S] [--keys LIST]\n"
           "                   [--cases LIST] [--keep] [--remote | --no-remote]\n"
-          "                   [--remote-messages N]\n"
+          "                   [--remote-messages N] [--threads LIST] [--slice S]\n"
+          "                   [--sign-delay-ms MS] [--batch-max N] [--batch-delay-ms MS]\n"
+          "                   [--batch-rate N] [--receive-messages N]\n"
           "  --quick         0.3 s per case, 20,000 messages for peak RSS, 55 s budget (CI)\n"
           "  --json FILE     one record per (key, threads, case), plus memory records\n"
           "  --chart FILE    PNG bar chart of the ratios (needs gnuplot)\n"
@@ -1252,7 +1514,19 @@ Options parse(int argc, char** argv) {
           "                  token of its own: the keys are the token's certificates with\n"
           "                  their private keys (one per key kind), nothing is written to it;\n"
           "                  local cases only, no peak RSS or context memory unless asked for\n"
-          "  --module PATH   the PKCS#11 module of --token, when the URI names none\n");
+          "  --module PATH   the PKCS#11 module of --token, when the URI names none\n"
+          "  --threads LIST  thread counts of the local cases (default 1,2; 1 with\n"
+          "                  --sign-delay-ms), e.g. 1,4\n"
+          "  --slice S       length of one interleaved slice (default 0.5 s; 2.5 s with\n"
+          "                  --token or --sign-delay-ms)\n"
+          "  --sign-delay-ms MS  the bench's own token through the fault module, every C_Sign\n"
+          "                  MS slower (a slow card); default cases raw_sign, signed_send,\n"
+          "                  batch_send, batch_latency\n"
+          "  --batch-max N   [signing] batch-max-messages of the batch cases (default 1000)\n"
+          "  --batch-delay-ms MS  [signing] batch-max-delay-ms of the batch cases (default 10)\n"
+          "  --batch-rate N  messages per second batch_latency sends (default 1000)\n"
+          "  --receive-messages N  distinct signed messages for the receive cases (default\n"
+          "                  1000, quick 250, 64 with --token or --sign-delay-ms)\n");
       std::exit(0);
     } else {
       fail("unknown argument '" + a + "' (see --help)");
@@ -1263,6 +1537,7 @@ Options parse(int argc, char** argv) {
     if (!messages_set) o.messages = 20000;
     if (!budget_set) o.budget = 55;
     if (!remote_messages_set) o.remote_messages = 300;
+    if (!pool_set) o.receive_pool = 250;
   }
   if (o.remote_messages == 0) fail("--remote-messages must be > 0");
   if (!o.module.empty() && o.token.empty())
@@ -1275,6 +1550,21 @@ Options parse(int argc, char** argv) {
     if (!messages_set) o.messages = 0;
     if (!contexts_set) o.contexts = 0;
   }
+  if (o.sign_delay_ms > 0) {
+    // A slow token: one signature per delay, so only what the batch cases are compared with.
+    if (!o.token.empty()) fail("--sign-delay-ms slows the bench's own token (not with --token)");
+    if (remote_set) fail("--remote runs at the token's full speed only (not with --sign-delay-ms)");
+    o.remote = Options::Remote::Off;
+    if (o.cases.empty()) o.cases = "raw_sign,signed_send,batch_send,batch_latency";
+    if (!threads_set) o.threads = {1};
+    if (!messages_set) o.messages = 0;
+    if (!contexts_set) o.contexts = 0;
+  }
+  if (!o.token.empty() || o.sign_delay_ms > 0) {
+    if (!slice_set) o.slice = 2.5;
+    if (!pool_set) o.receive_pool = 64;
+  }
+  if (!(o.slice > 0)) fail("--slice must be > 0");
   if (o.seconds <= 0 || o.contexts < 0) fail("--seconds must be > 0 and --contexts >= 0");
   return o;
 }
@@ -1297,6 +1587,7 @@ void set_ratios(Report& r) {
     if (x.name == "remote_signed_send" || x.name == "remote_end_to_end")
       also = {"raw_sign", "broker_send_express", "broker_send"};
     if (x.name == "remote_end_to_end") also.push_back("remote_signed_send");
+    if (x.name == "batch_send" || x.name == "batch_latency") also = {"signed_send"};
     for (const std::string& name : also) {
       if (double v = rate(x.key, x.threads, name); v > 0) x.also.push_back({name, x.ops_per_s / v});
     }
@@ -1309,7 +1600,7 @@ struct Case {
   std::function<Timing(double)> run;
 };
 
-std::vector<Case> cases_for(Key& k, const Sandbox& sb, int threads) {
+std::vector<Case> cases_for(Key& k, const Sandbox& sb, const Options& o, int threads) {
   auto send_case = [&k, threads](const char* what, SendKind kind, bool per_thread,
                                  bool recoverable) {
     return [&k, threads, what, kind, per_thread, recoverable](double secs) {
@@ -1327,7 +1618,7 @@ std::vector<Case> cases_for(Key& k, const Sandbox& sb, int threads) {
           [] { core::runtime().stores().flush_express(); });
     };
   };
-  return {
+  std::vector<Case> cases = {
       {"raw_sign",
        [&k, threads](double secs) {
          return measure(threads, secs, [&](int) { return raw_sign_op(k); });
@@ -1347,7 +1638,14 @@ std::vector<Case> cases_for(Key& k, const Sandbox& sb, int threads) {
        }},
       {"receive_verify",
        [&k, &sb, threads](double secs) { return receive_verify(k, sb, threads, secs); }},
+      {"batch_send", [&k, &sb, threads](double secs) { return batch_send(k, sb, threads, secs); }},
   };
+  // One sending process at a fixed rate: a 1-thread case.
+  if (threads == 1)
+    cases.push_back({"batch_latency", [&k, &sb, &o](double secs) {
+                       return batch_latency(k, sb, o.batch_rate, secs);
+                     }});
+  return cases;
 }
 
 int run(const Options& o) {
@@ -1371,7 +1669,7 @@ int run(const Options& o) {
 
   std::vector<Key> keys;
   if (sb.external) {
-    keys = token_keys(sb);
+    keys = token_keys(sb, max_threads(o));
   } else {
     keys.resize(2);
     keys[0].name = "rsa2048";
@@ -1379,9 +1677,19 @@ int run(const Options& o) {
     keys[1].name = "p256";
     keys[1].kind = security::KeyKind::P256;
     // Enroll every key first: libp11 reads the token's key list once.
-    for (Key& k : keys) enroll(k, sb);
+    for (Key& k : keys) enroll(k, sb, max_threads(o));
   }
+  // The receive cases' messages (and the broker cases' bodies), signed one by one.
+  const bool need_envelopes = selected(o.cases, "openssl_verify") ||
+                              selected(o.cases, "receive_verify") || remote_skip.empty();
   for (Key& k : keys) {
+    if (!selected(o.keys, k.name)) continue;
+    if (need_envelopes) {
+      std::fprintf(stderr, "  %s: signing %d messages for the receive cases...\n", k.name.c_str(),
+                   o.receive_pool);
+      make_envelopes(k, sb, o.receive_pool);
+    }
+    if (!selected(o.cases, "libp11_sign")) continue;
     try {
       // libp11 0.4 asks for a PIN-always key's PIN on the terminal at every signature.
       if (sb.external && always_authenticate(k))
@@ -1391,7 +1699,6 @@ int run(const Options& o) {
       if (!sb.external) throw;
       k.notes["libp11_sign"] = std::string("libp11: ") + e.what();
     }
-    make_envelopes(k, sb, 64);
   }
 
   // The broker starts before the local cases, so that they run with the (idle) node present,
@@ -1417,12 +1724,12 @@ int run(const Options& o) {
   rep.case_seconds = o.seconds;
   // Slices of at most 0.5 s, interleaved across the cases of a group, so that a change in
   // background load during the group affects every case alike instead of one case.
-  const int rounds = std::max(2, static_cast<int>(o.seconds / 0.5 + 0.5));
+  const int rounds = std::max(2, static_cast<int>(o.seconds / o.slice + 0.5));
   for (Key& k : keys) {
     if (!selected(o.keys, k.name)) continue;
     select_profile(k, sb);  // uncached_send and the context memory use this key
-    for (int threads = 1; threads <= kMaxThreads; ++threads) {
-      std::vector<Case> cases = cases_for(k, sb, threads);
+    for (int threads : o.threads) {
+      std::vector<Case> cases = cases_for(k, sb, o, threads);
       std::vector<Timing> sum(cases.size());
       for (int r = 0; r < rounds; ++r) {
         for (size_t j = 0; j < cases.size(); ++j) {
@@ -1445,19 +1752,30 @@ int run(const Options& o) {
                          cases[i].name, e.what());
             continue;
           }
-          sum[i].ops += t.ops;
-          sum[i].seconds += t.seconds;
+          sum[i].add(t);
         }
       }
       for (size_t i = 0; i < cases.size(); ++i) {
         if (!selected(o.cases, cases[i].name)) continue;
         if (auto note = k.notes.find(cases[i].name); note != k.notes.end()) {
-          rep.records.push_back({k.name, threads, cases[i].name, 0, 0, note->second, {}});
+          rep.records.push_back({k.name, threads, cases[i].name, 0, 0, note->second, {}, {}});
           continue;
         }
-        rep.records.push_back({k.name, threads, cases[i].name, sum[i].per_second(), 0, {}, {}});
-        std::fprintf(stderr, "  %-8s %d  %-19s %10.1f ops/s\n", k.name.c_str(), threads,
-                     cases[i].name, sum[i].per_second());
+        Record x{k.name, threads, cases[i].name, sum[i].per_second(), 0, {}, {}, {}};
+        if (!sum[i].latencies_ms.empty()) {
+          x.stats.push_back({"p50_ms", percentile(sum[i].latencies_ms, 50)});
+          x.stats.push_back({"p99_ms", percentile(sum[i].latencies_ms, 99)});
+          x.stats.push_back({"max_ms", percentile(sum[i].latencies_ms, 100)});
+        }
+        if (sum[i].offered > 0) x.stats.push_back({"offered_per_s", o.batch_rate});
+        if (sum[i].signatures > 0)
+          x.stats.push_back({"messages_per_signature", static_cast<double>(sum[i].ops) /
+                                                           static_cast<double>(sum[i].signatures)});
+        std::string stats;
+        for (const auto& [name, v] : x.stats) stats += "  " + name + " " + std::to_string(v);
+        std::fprintf(stderr, "  %-8s %d  %-19s %10.1f ops/s%s\n", k.name.c_str(), threads,
+                     cases[i].name, sum[i].per_second(), stats.c_str());
+        rep.records.push_back(std::move(x));
       }
     }
     if (o.contexts > 0) {
@@ -1496,7 +1814,7 @@ int run(const Options& o) {
     double budget = std::max(10.0, o.budget - elapsed());
     std::fprintf(stderr, "  peak RSS: up to %llu signed express messages in %.0f s...\n",
                  static_cast<unsigned long long>(o.messages), budget);
-    rep.rss = peak_rss(keys.back(), kMaxThreads, o.messages, budget);
+    rep.rss = peak_rss(keys.back(), kRssThreads, o.messages, budget);
     rep.rss_target = o.messages;
   }
 

@@ -46,6 +46,10 @@ void add_bench_command(CLI::App& app, Action& action) {
   auto chart = std::make_shared<std::string>();
   auto token = std::make_shared<std::string>();
   auto module = std::make_shared<std::string>();
+  auto threads = std::make_shared<std::string>();
+  auto cases = std::make_shared<std::string>();
+  auto seconds = std::make_shared<std::string>();
+  auto sign_delay = std::make_shared<std::string>();
   cmd->add_flag("--quick", *quick, "Short run (under a minute); numbers are rougher");
   cmd->add_option("--json", *json, "Write one JSON record per (key, threads, case) to FILE");
   cmd->add_option("--chart", *chart, "Write a PNG chart of the ratios to FILE (needs gnuplot)");
@@ -55,8 +59,19 @@ void add_bench_command(CLI::App& app, Action& action) {
       ->type_name("URI");
   cmd->add_option("--module", *module, "The PKCS#11 module of --token, if the URI names none")
       ->type_name("PATH");
-  cmd->callback([&action, quick, json, chart, token, module] {
-    action = [quick, json, chart, token, module]() -> int {
+  cmd->add_option("--threads", *threads,
+                  "Thread counts of the local cases, comma-separated (default 1,2), e.g. 1,4")
+      ->type_name("LIST");
+  cmd->add_option("--cases", *cases,
+                  "Only these cases, comma-separated (e.g. raw_sign,signed_send)")
+      ->type_name("LIST");
+  cmd->add_option("--seconds", *seconds, "Time per case (default 2, --quick 0.3)")->type_name("S");
+  cmd->add_option("--sign-delay-ms", *sign_delay,
+                  "Slow the bench's own token down: every C_Sign MS longer (through the test "
+                  "suite's fault module); runs the batch-signing cases against it")
+      ->type_name("MS");
+  cmd->callback([&action, quick, json, chart, token, module, threads, cases, seconds, sign_delay] {
+    action = [quick, json, chart, token, module, threads, cases, seconds, sign_delay]() -> int {
       std::string program = find_bench();
       std::vector<std::string> args{program};
       if (*quick) args.push_back("--quick");
@@ -64,6 +79,10 @@ void add_bench_command(CLI::App& app, Action& action) {
       if (!chart->empty()) args.insert(args.end(), {"--chart", *chart});
       if (!token->empty()) args.insert(args.end(), {"--token", *token});
       if (!module->empty()) args.insert(args.end(), {"--module", *module});
+      if (!threads->empty()) args.insert(args.end(), {"--threads", *threads});
+      if (!cases->empty()) args.insert(args.end(), {"--cases", *cases});
+      if (!seconds->empty()) args.insert(args.end(), {"--seconds", *seconds});
+      if (!sign_delay->empty()) args.insert(args.end(), {"--sign-delay-ms", *sign_delay});
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
