@@ -30,8 +30,7 @@ int main() try {
   const std::string sid = m->sender_sid_string();
   in.close();
   mqsec::Queue::remove(format);
-  std::cout << "c++ consumer: signed message sent and received authenticated from " << sid
-            << "\n";
+  std::cout << "c++ consumer: signed message sent and received authenticated from " << sid << "\n";
   return 0;
 } catch (const mqsec::Error& e) {
   std::cerr << "c++ consumer: " << e.what() << "\n";
