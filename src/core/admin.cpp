@@ -40,13 +40,37 @@ std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& stor
   return store(store_dir).find_queue(d.queue);
 }
 
+void update_queue(const std::filesystem::path& store_dir, const Destination& d,
+                  transport::QueueInfo q) {
+  local_only(d);
+  std::optional<transport::QueueInfo> now = store(store_dir).find_queue(d.queue);
+  if (!now) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' not found");
+  q.id = now->id;  // the queue that has this name now (it may have been re-created)
+  q.modified = 0;  // now
+  store(store_dir).update_queue(q);
+}
+
 std::vector<QueueStatus> list_queues(const std::filesystem::path& store_dir) {
   transport::local::Store& st = store(store_dir);
   std::vector<QueueStatus> out;
   for (transport::QueueInfo& q : st.list_queues()) {
     const size_t n = st.message_count(q.id);
-    out.push_back({std::move(q), n});
+    const uint64_t bytes = st.message_bytes(q.id);
+    out.push_back({std::move(q), n, bytes});
   }
+  return out;
+}
+
+QueueStatus queue_status(const std::filesystem::path& store_dir, const Destination& d) {
+  local_only(d);
+  runtime().stores().flush_express();
+  transport::local::Store& st = store(store_dir);
+  std::optional<transport::QueueInfo> q = st.find_queue(d.queue);
+  if (!q) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' not found");
+  QueueStatus out;
+  out.messages = st.message_count(q->id);
+  out.bytes = st.message_bytes(q->id);
+  out.info = std::move(*q);
   return out;
 }
 

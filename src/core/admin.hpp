@@ -25,12 +25,22 @@ std::string create_queue(const std::filesystem::path& store_dir, const transport
 void delete_queue(const std::filesystem::path& store_dir, const Destination& d);
 std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& store_dir,
                                                const Destination& d);
+// MQSetQueueProperties: writes what may change of the queue `d` names (q as find_queue gave
+// it, changed: label, authenticate, journal, quotas, base priority, privacy level, type,
+// multicast address) and sets its modify time. Throws MQ_ERROR_QUEUE_NOT_FOUND,
+// MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (a queue of another machine).
+void update_queue(const std::filesystem::path& store_dir, const Destination& d,
+                  transport::QueueInfo q);
 
 struct QueueStatus {
   transport::QueueInfo info;
   size_t messages = 0;  // waiting in the queue
+  uint64_t bytes = 0;   // their stored size (envelopes: body, properties, signature)
 };
 std::vector<QueueStatus> list_queues(const std::filesystem::path& store_dir);  // by name
+// One queue of this machine (MQMgmtGetInfo). Throws MQ_ERROR_QUEUE_NOT_FOUND,
+// MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (a queue of another machine).
+QueueStatus queue_status(const std::filesystem::path& store_dir, const Destination& d);
 
 // The rejected-messages record of `queue`, or of every queue when it is empty (oldest first).
 std::vector<transport::Rejection> rejections(const std::filesystem::path& store_dir,

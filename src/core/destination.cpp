@@ -12,6 +12,7 @@
 #include "mqsec/error.hpp"
 #include "src/core/runtime.hpp"
 #include "src/security/config.hpp"
+#include "src/security/openssl.hpp"
 #include "transport/amqp/address.hpp"
 
 namespace mqsec::core {
@@ -217,6 +218,20 @@ std::string format_name_of(std::string_view queue) {
 std::string format_name_of(const Destination& d) {
   if (!d.remote()) return format_name_of(d.queue);
   return "DIRECT=OS:" + d.machine + "\\private$\\" + d.queue;
+}
+
+MachineGuid machine_guid(std::string_view machine_utf8) {
+  std::string name = "mqsec machine:" + std::string(machine_utf8);
+  security::Bytes h = security::sha256(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(name.data()), name.size()));
+  MachineGuid g{};
+  g.data1 = static_cast<uint32_t>(h[0]) << 24 | static_cast<uint32_t>(h[1]) << 16 |
+            static_cast<uint32_t>(h[2]) << 8 | h[3];
+  g.data2 = static_cast<uint16_t>(h[4] << 8 | h[5]);
+  g.data3 = static_cast<uint16_t>(((h[6] << 8 | h[7]) & 0x0FFF) | 0x5000);
+  for (int i = 0; i < 8; ++i) g.data4[i] = h[8 + i];
+  g.data4[0] = static_cast<uint8_t>((g.data4[0] & 0x3F) | 0x80);
+  return g;
 }
 
 }  // namespace mqsec::core

@@ -8,6 +8,7 @@
 // [machine] name must equal it.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -63,5 +64,16 @@ std::string format_name_of(std::string_view queue);
 // remote machine); empty when the text is not of that form. For comparing a message's signed
 // destination with the queue it sits in.
 std::string queue_part_of_format(std::string_view format);
+
+// A machine's GUID as MSMQ's properties carry one (PROPID_M_SRC_MACHINE_ID): mqsec's machines
+// have names, not GUIDs, so this is name-based (RFC 4122 version 5 layout, from SHA-256 of the
+// name): stable for a name, distinct for distinct names. Bytes in GUID field order (Data1..4).
+struct MachineGuid {
+  uint32_t data1;
+  uint16_t data2;
+  uint16_t data3;
+  uint8_t data4[8];
+};
+MachineGuid machine_guid(std::string_view machine_utf8);
 
 }  // namespace mqsec::core

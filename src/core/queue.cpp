@@ -147,6 +147,19 @@ void Queue::check_receive_access(Action action) const {
   }
 }
 
+std::string Queue::format_name() const { return utf16_to_utf8(dest_queue_); }
+
+size_t Queue::purge() {
+  check_receive_access(Action::Receive);
+  auto* local = dynamic_cast<transport::local::LocalQueue*>(transport_.get());
+  if (local == nullptr || !remote_machine_.empty()) {
+    throw Error(MQ_ERROR_UNSUPPORTED_OPERATION,
+                "purging queue '" + name_ + "' of another machine is not supported");
+  }
+  transport_->flush();
+  return local->purge();
+}
+
 void Queue::flush() {
   if (batched_.load(std::memory_order_acquire) &&
       !runtime().batch_signers().flush(nullptr,
@@ -254,50 +267,9 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
         cursor->seq = m->seq;
         advance = false;
       }
-      Checked c = check_message(
-          policy_, name_, m->priority, m->envelope,
-          [this](std::span<const uint8_t> id) { return transport_->was_delivered(id); });
-      if (!c.ok()) {
-        reject(*m, c.envelope ? &*c.envelope : nullptr, *c.refusal);
-        continue;
-      }
-      const security::Envelope& e = *c.envelope;
-      const security::Verdict& vd = c.verdict;
-      const std::span<const uint8_t> msg_id(e.msg_id.data(), e.msg_id.size());
-      const HRESULT hr = deliver(Delivered{&e, &vd, m->arrived});
-      if (FAILED(hr)) return hr;  // buffers too small: the message stays
-      if (take) {
-        const int64_t sent =
-            static_cast<int64_t>(std::min<uint64_t>(e.sent_time, static_cast<uint64_t>(INT64_MAX)));
-        transport::Removal removal = transport::Removal::Gone;
-        try {
-          removal =
-              transport_->remove_delivered(m->seq, msg_id, sent, policy_.replay_window_seconds);
-        } catch (const Error& ex) {
-          if (remote_machine_.empty()) throw;
-          // Remote read: the message is here, but the removal on its machine was not
-          // confirmed. It is not delivered: if it was removed there it is lost to this reader
-          // (a remote receive is at most once), if not a later receive takes it.
-          throw Error(ex.code(), "message " + security::hex(e.msg_id) + " of queue '" + name_ +
-                                     "' was read from machine '" + remote_machine_ +
-                                     "', but its removal there was not confirmed; it is not "
-                                     "delivered (lost if it was removed there, else still "
-                                     "there): " +
-                                     ex.what());
-        }
-        if (removal != transport::Removal::Removed) {
-          // Gone: another receiver won it. Replay: a copy with this id was delivered meanwhile.
-          if (removal == transport::Removal::Replay) {
-            reject(
-                *m, &e,
-                {"replay", "replayed message: its message id was already delivered from queue '" +
-                               name_ + "'"},
-                /*removed=*/true);
-          }
-          continue;
-        }
-      }
-      return hr;
+      std::optional<HRESULT> hr = offer(*m, take, deliver);
+      if (!hr) continue;
+      return *hr;
     }
     auto now = std::chrono::steady_clock::now();
     if (timeout && now >= deadline) {
@@ -307,6 +279,97 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
                          : std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
     transport_->wait_for_change(seen, wait);
   }
+}
+
+std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take,
+                                    const Deliver& deliver) {
+  Checked c =
+      check_message(policy_, name_, m.priority, m.envelope,
+                    [this](std::span<const uint8_t> id) { return transport_->was_delivered(id); });
+  if (!c.ok()) {
+    reject(m, c.envelope ? &*c.envelope : nullptr, *c.refusal);
+    return std::nullopt;
+  }
+  const security::Envelope& e = *c.envelope;
+  const security::Verdict& vd = c.verdict;
+  const std::span<const uint8_t> msg_id(e.msg_id.data(), e.msg_id.size());
+  const HRESULT hr = deliver(Delivered{&e, &vd, m.arrived, static_cast<uint64_t>(m.seq)});
+  if (FAILED(hr)) return hr;  // buffers too small: the message stays
+  if (take) {
+    const int64_t sent =
+        static_cast<int64_t>(std::min<uint64_t>(e.sent_time, static_cast<uint64_t>(INT64_MAX)));
+    transport::Removal removal = transport::Removal::Gone;
+    try {
+      removal = transport_->remove_delivered(m.seq, msg_id, sent, policy_.replay_window_seconds);
+    } catch (const Error& ex) {
+      if (remote_machine_.empty()) throw;
+      // Remote read: the message is here, but the removal on its machine was not
+      // confirmed. It is not delivered: if it was removed there it is lost to this reader
+      // (a remote receive is at most once), if not a later receive takes it.
+      throw Error(ex.code(), "message " + security::hex(e.msg_id) + " of queue '" + name_ +
+                                 "' was read from machine '" + remote_machine_ +
+                                 "', but its removal there was not confirmed; it is not "
+                                 "delivered (lost if it was removed there, else still "
+                                 "there): " +
+                                 ex.what());
+    }
+    if (removal != transport::Removal::Removed) {
+      // Gone: another receiver won it. Replay: a copy with this id was delivered meanwhile.
+      if (removal == transport::Removal::Replay) {
+        reject(m, &e,
+               {"replay", "replayed message: its message id was already delivered from queue '" +
+                              name_ + "'"},
+               /*removed=*/true);
+      }
+      return std::nullopt;
+    }
+  }
+  return hr;
+}
+
+HRESULT Queue::receive_by_lookup_id(const Lookup& l, const Deliver& deliver) {
+  check_receive_access(l.take ? Action::Receive : Action::PeekCurrent);
+  transport_->flush();
+  if (l.id > static_cast<uint64_t>(INT64_MAX)) {
+    throw Error(MQ_ERROR_MESSAGE_NOT_FOUND, "no message with this lookup id");
+  }
+  const auto id = static_cast<int64_t>(l.id);
+  std::optional<transport::StoredMessage> m;
+  switch (l.where) {
+    case LookupWhere::First:
+      m = transport_->first();
+      break;
+    case LookupWhere::Last:
+      m = transport_->last();
+      break;
+    case LookupWhere::Current:
+    case LookupWhere::Next:
+    case LookupWhere::Prev: {
+      std::optional<transport::StoredMessage> at = transport_->get(id);
+      if (!at) {
+        throw Error(
+            MQ_ERROR_MESSAGE_NOT_FOUND,
+            "no message with lookup id " + std::to_string(l.id) + " in queue '" + name_ + "'");
+      }
+      if (l.where == LookupWhere::Current) {
+        m = std::move(at);
+      } else if (l.where == LookupWhere::Next) {
+        m = transport_->next_after(at->priority, at->seq);
+      } else {
+        m = transport_->prev_before(at->priority, at->seq);
+      }
+      break;
+    }
+  }
+  while (m) {
+    std::optional<HRESULT> hr = offer(*m, l.take, deliver);
+    if (hr) return *hr;
+    if (l.where == LookupWhere::Current) break;
+    const bool backwards = l.where == LookupWhere::Prev || l.where == LookupWhere::Last;
+    m = backwards ? transport_->prev_before(m->priority, m->seq)
+                  : transport_->next_after(m->priority, m->seq);
+  }
+  throw Error(MQ_ERROR_MESSAGE_NOT_FOUND, "no such message in queue '" + name_ + "'");
 }
 
 }  // namespace mqsec::core

@@ -40,6 +40,15 @@ struct Access {
 // MQ_ACTION_RECEIVE, MQ_ACTION_PEEK_CURRENT, MQ_ACTION_PEEK_NEXT.
 enum class Action { Receive, PeekCurrent, PeekNext };
 
+// MQReceiveMessageByLookupId: which message, relative to a lookup id (CURRENT, NEXT, PREV) or
+// at an end of the queue (FIRST, LAST), and whether it is taken (receive) or only peeked at.
+enum class LookupWhere { Current, Next, Prev, First, Last };
+struct Lookup {
+  LookupWhere where = LookupWhere::Current;
+  bool take = false;
+  uint64_t id = 0;  // the lookup id (PROPID_M_LOOKUPID); 0 for First and Last
+};
+
 // A message to send: the envelope's application fields, and how to sign it.
 struct Outgoing {
   security::Envelope envelope;
@@ -54,7 +63,8 @@ struct Outgoing {
 struct Delivered {
   const security::Envelope* envelope = nullptr;
   const security::Verdict* verdict = nullptr;
-  int64_t arrived = 0;  // Unix seconds
+  int64_t arrived = 0;     // Unix seconds
+  uint64_t lookup_id = 0;  // PROPID_M_LOOKUPID: the message's position in its queue (the seq)
 };
 
 class Queue;
@@ -90,6 +100,8 @@ class Queue {
   Queue& operator=(const Queue&) = delete;
 
   const std::string& name() const noexcept { return name_; }
+  // The queue's format name (MQHandleToFormatName), UTF-8.
+  std::string format_name() const;
 
   // MQ_ERROR_ACCESS_DENIED unless the queue was opened for this.
   void check_send_access() const;
@@ -113,6 +125,17 @@ class Queue {
   // MQ_ERROR_IO_TIMEOUT when nothing arrived in time.
   HRESULT receive(Action action, std::optional<std::chrono::milliseconds> timeout, Cursor* cursor,
                   const Deliver& deliver);
+  // MQReceiveMessageByLookupId: the message `l` names, verified like any receive (one that fails
+  // is rejected; for NEXT, PREV, FIRST and LAST the walk goes on in the same direction). Never
+  // waits. Throws MQ_ERROR_MESSAGE_NOT_FOUND when there is no such message (any more), and
+  // MQ_ERROR_ACCESS_DENIED as receive() does.
+  HRESULT receive_by_lookup_id(const Lookup& l, const Deliver& deliver);
+
+  // MQPurgeQueue: removes every message now in the queue, unread (no NACKs), after this
+  // process's express sends are committed. Needs receive access (MQ_ERROR_ACCESS_DENIED);
+  // MQ_ERROR_UNSUPPORTED_OPERATION for a queue of another machine read remotely. Returns how
+  // many messages were removed.
+  size_t purge();
 
   // Makes this process's express messages visible (MQCloseQueue), after waiting (at most
   // kBatchFlushBound) for the messages this queue queued for batch signing.
@@ -126,6 +149,10 @@ class Queue {
   Queue() = default;
   void reject(const transport::StoredMessage& m, const security::Envelope* e,
               const Refusal& refusal, bool removed = false);
+  // Verifies `m` and offers it to `deliver`, taking it when `take`. nullopt: the message is
+  // not deliverable any more (rejected, or another receiver took it); else deliver's result.
+  std::optional<HRESULT> offer(const transport::StoredMessage& m, bool take,
+                               const Deliver& deliver);
 
   std::string name_;
   std::u16string dest_queue_;      // the signed destination: format_name_of(the destination)

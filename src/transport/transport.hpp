@@ -8,6 +8,7 @@
 // Nothing here names SQLite or AMQP: the types below are plain data.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -34,6 +35,16 @@ struct QueueInfo {
   // one subject ("CN=alice,O=Payroll", as subject_string prints it) or one confirmed SID.
   std::vector<std::string> signer_subjects;
   std::vector<std::string> signer_sids;
+  // MSMQ's other queue properties (MQCreateQueue, MQSetQueueProperties): kept and returned by
+  // MQGetQueueProperties; docs/msmq-api.md says which are enforced.
+  bool journal = false;                 // PROPID_Q_JOURNAL
+  uint32_t quota = 0xFFFFFFFF;          // PROPID_Q_QUOTA, kilobytes (INFINITE: none)
+  uint32_t journal_quota = 0xFFFFFFFF;  // PROPID_Q_JOURNAL_QUOTA, kilobytes
+  int16_t base_priority = 0;            // PROPID_Q_BASEPRIORITY
+  uint32_t privacy = 1;                 // PROPID_Q_PRIV_LEVEL (MQ_PRIV_LEVEL_OPTIONAL)
+  std::array<uint8_t, 16> type{};       // PROPID_Q_TYPE, a GUID in its memory layout
+  std::string multicast_address;        // PROPID_Q_MULTICAST_ADDRESS, "" when none
+  int64_t modified = 0;                 // Unix seconds; 0 on create_queue means "created"
 };
 
 struct StoredMessage {
@@ -124,6 +135,25 @@ class QueueTransport {
   virtual std::optional<StoredMessage> first() = 0;
   virtual std::optional<StoredMessage> next_after(int priority, int64_t seq) = 0;
   virtual std::optional<StoredMessage> get(int64_t seq) = 0;
+  // The walk backwards (MQReceiveMessageByLookupId's PREV and LAST): the last message in receive
+  // order, the one before (priority, seq). By default a walk from first(): a transport with an
+  // index for it should override them.
+  virtual std::optional<StoredMessage> last() {
+    std::optional<StoredMessage> m = first(), previous;
+    while (m) {
+      previous = std::move(m);
+      m = next_after(previous->priority, previous->seq);
+    }
+    return previous;
+  }
+  virtual std::optional<StoredMessage> prev_before(int priority, int64_t seq) {
+    std::optional<StoredMessage> m = first(), previous;
+    while (m && (m->priority > priority || (m->priority == priority && m->seq < seq))) {
+      previous = std::move(m);
+      m = next_after(previous->priority, previous->seq);
+    }
+    return previous;
+  }
   // Takes a message out without delivering it (a rejection). True only for the one caller, in
   // any process, that removed it.
   virtual bool remove(int64_t seq) = 0;

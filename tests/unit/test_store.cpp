@@ -867,11 +867,19 @@ TEST_F(StoreTest, SchemaV1StoreIsMigrated) {
       "INSERT INTO certificates VALUES(zeroblob(32), X'01', X'0203', 0, 1);");
   ::chmod((dir_ / "mqsec.db").c_str(), 0600);
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 3);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 4);
   auto q = s.find_queue("old");
   ASSERT_TRUE(q.has_value());
   EXPECT_TRUE(q->authenticate);
   EXPECT_TRUE(q->trust.empty());
+  // v4's queue properties: MSMQ's defaults, modified when created.
+  EXPECT_FALSE(q->journal);
+  EXPECT_EQ(q->quota, 0xFFFFFFFFu);
+  EXPECT_EQ(q->journal_quota, 0xFFFFFFFFu);
+  EXPECT_EQ(q->base_priority, 0);
+  EXPECT_EQ(q->privacy, 1u);
+  EXPECT_TRUE(q->multicast_address.empty());
+  EXPECT_EQ(q->modified, 1700000000);
   EXPECT_TRUE(q->signer_subjects.empty());
   auto m = s.first(q->id);
   ASSERT_TRUE(m.has_value());
@@ -883,9 +891,78 @@ TEST_F(StoreTest, SchemaV1StoreIsMigrated) {
   EXPECT_TRUE(r[0].kind.empty());
   EXPECT_EQ(s.certificate_sid(Bytes(32, 0)), (Bytes{2, 3}));
   EXPECT_EQ(s.remove_delivered(q->id, m->seq, Bytes(20, 1), 1, 0), Removal::Removed);
-  // A second open (another process) finds version 3 and leaves it alone.
+  // A second open (another process) finds version 4 and leaves it alone.
   Store again(dir_);
   EXPECT_EQ(again.message_count(q->id), 1u);
+}
+
+// Issue 13: MSMQ's queue properties are kept at creation and by update_queue (which leaves
+// name, transactional and created alone); purge empties one queue only.
+TEST_F(StoreTest, QueuePropertiesAreKeptAndUpdatedAndPurgeEmptiesOneQueue) {
+  Store s(dir_);
+  QueueInfo q;
+  q.name = "props";
+  q.label = "first";
+  q.transactional = true;
+  q.journal = true;
+  q.quota = 1024;
+  q.journal_quota = 2048;
+  q.base_priority = -5;
+  q.privacy = 0;
+  q.type[0] = 0xAB;
+  q.type[15] = 0xCD;
+  q.multicast_address = "234.1.1.1:8001";
+  q.created = 1700000000;
+  s.create_queue(q);
+  auto got = s.find_queue("props");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(got->journal);
+  EXPECT_EQ(got->quota, 1024u);
+  EXPECT_EQ(got->journal_quota, 2048u);
+  EXPECT_EQ(got->base_priority, -5);
+  EXPECT_EQ(got->privacy, 0u);
+  EXPECT_EQ(got->type, q.type);
+  EXPECT_EQ(got->multicast_address, "234.1.1.1:8001");
+  EXPECT_EQ(got->modified, 1700000000);
+
+  QueueInfo u = *got;
+  u.label = "second";
+  u.journal = false;
+  u.quota = 0xFFFFFFFF;
+  u.base_priority = 32767;
+  u.multicast_address.clear();
+  u.modified = 1800000000;
+  s.update_queue(u);
+  got = s.find_queue("props");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->label, "second");
+  EXPECT_FALSE(got->journal);
+  EXPECT_EQ(got->quota, 0xFFFFFFFFu);
+  EXPECT_EQ(got->base_priority, 32767);
+  EXPECT_TRUE(got->multicast_address.empty());
+  EXPECT_TRUE(got->transactional);
+  EXPECT_EQ(got->created, 1700000000);
+  EXPECT_EQ(got->modified, 1800000000);
+  QueueInfo missing = u;
+  missing.id = 999999;
+  try {
+    s.update_queue(missing);
+    ADD_FAILURE() << "updated a queue that does not exist";
+  } catch (const mqsec::Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_QUEUE_NOT_FOUND);
+  }
+
+  QueueInfo other;
+  other.name = "other";
+  s.create_queue(other);
+  const int64_t other_id = s.find_queue("other")->id;
+  s.append(got->id, 3, Bytes{1}, true);
+  s.append(got->id, 3, Bytes{2}, true);
+  s.append(other_id, 3, Bytes{3}, true);
+  EXPECT_EQ(s.purge(got->id), 2u);
+  EXPECT_EQ(s.message_count(got->id), 0u);
+  EXPECT_EQ(s.message_count(other_id), 1u);
+  EXPECT_EQ(s.purge(got->id), 0u);
 }
 
 // Issue 9, item 7 (without root): a store directory writable by group or others is refused
@@ -1043,11 +1120,16 @@ TEST_F(StoreTest, SchemaV2StoreIsMigratedToV3) {
     const int64_t q = s.find_queue("keep")->id;
     s.append(q, 4, bytes("kept"), true);
   }
-  // Back to what v2 looked like.
+  // Back to what v2 looked like (without v3's arrived table and v4's queue columns).
   sql(dir_ / "mqsec.db",
-      "DROP TABLE arrived; DELETE FROM schema_version; INSERT INTO schema_version VALUES(2);");
+      "DROP TABLE arrived; ALTER TABLE queues DROP COLUMN journal;"
+      " ALTER TABLE queues DROP COLUMN quota; ALTER TABLE queues DROP COLUMN journal_quota;"
+      " ALTER TABLE queues DROP COLUMN base_priority; ALTER TABLE queues DROP COLUMN priv_level;"
+      " ALTER TABLE queues DROP COLUMN type; ALTER TABLE queues DROP COLUMN multicast;"
+      " ALTER TABLE queues DROP COLUMN modified;"
+      " DELETE FROM schema_version; INSERT INTO schema_version VALUES(2);");
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 3);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 4);
   EXPECT_EQ(sql_int(dir_ / "mqsec.db",
                     "SELECT count(*) FROM sqlite_master WHERE name IN ('arrived', 'arrived_time')"),
             2);
@@ -1055,8 +1137,36 @@ TEST_F(StoreTest, SchemaV2StoreIsMigratedToV3) {
   EXPECT_EQ(s.first(q)->envelope, bytes("kept"));
   EXPECT_EQ(s.append_unique(q, 1, bytes("x"), Bytes(20, 7), 1, 0, true).result,
             ArrivalResult::Appended);
-  Store again(dir_);  // another process: version 3, left alone
+  Store again(dir_);  // another process: version 4, left alone
   EXPECT_EQ(again.message_count(q), 2u);
+}
+
+// Issue 13: a v3 store gets v4's queue columns with MSMQ's defaults; its queues and messages
+// stay, and the new properties can be set.
+TEST_F(StoreTest, SchemaV3StoreIsMigratedToV4) {
+  {
+    Store s(dir_);
+    s.create_queue(named("keep"));
+    const int64_t q = s.find_queue("keep")->id;
+    s.append(q, 4, bytes("kept"), true);
+  }
+  sql(dir_ / "mqsec.db",
+      "ALTER TABLE queues DROP COLUMN journal; ALTER TABLE queues DROP COLUMN quota;"
+      " ALTER TABLE queues DROP COLUMN journal_quota; ALTER TABLE queues DROP COLUMN base_priority;"
+      " ALTER TABLE queues DROP COLUMN priv_level; ALTER TABLE queues DROP COLUMN type;"
+      " ALTER TABLE queues DROP COLUMN multicast; ALTER TABLE queues DROP COLUMN modified;"
+      " DELETE FROM schema_version; INSERT INTO schema_version VALUES(3);");
+  Store s(dir_);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 4);
+  auto q = s.find_queue("keep");
+  ASSERT_TRUE(q.has_value());
+  EXPECT_EQ(s.first(q->id)->envelope, bytes("kept"));
+  EXPECT_EQ(q->quota, 0xFFFFFFFFu);
+  EXPECT_EQ(q->privacy, 1u);
+  EXPECT_EQ(q->modified, q->created);
+  q->journal = true;
+  s.update_queue(*q);
+  EXPECT_TRUE(s.find_queue("keep")->journal);
 }
 }  // namespace
 }  // namespace mqsec::transport::local

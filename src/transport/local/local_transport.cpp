@@ -90,6 +90,8 @@ std::optional<StoredMessage> LocalQueue::next_after(int priority, int64_t seq) {
 
 std::optional<StoredMessage> LocalQueue::get(int64_t seq) { return bound().store->get(id_, seq); }
 
+size_t LocalQueue::purge() { return bound().store->purge(id_); }
+
 bool LocalQueue::remove(int64_t seq) { return bound().store->remove(id_, seq); }
 
 Removal LocalQueue::remove_delivered(int64_t seq, std::span<const uint8_t> msg_id,

@@ -89,6 +89,8 @@ class LocalQueue final : public QueueTransport {
                         std::span<const uint8_t> msg_id, int64_t sent_time, int64_t window_seconds);
   int64_t id() const noexcept { return id_; }
   const std::string& name() const noexcept { return name_; }
+  // MQPurgeQueue: Store::purge on this queue.
+  size_t purge();
 
  private:
   struct Bound {

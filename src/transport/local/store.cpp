@@ -38,8 +38,9 @@ namespace {
 // v1: queues, messages, rejections, certificates. v2 (issue 9): queues.trust, queue_signers,
 // delivered (replay protection), rejections.kind and original_size, and receive order on a
 // sanitized priority. v3 (issue 10): arrived (message ids that arrived from other machines, per
-// queue, for removing the broker's duplicates).
-constexpr int kSchemaVersion = 3;
+// queue, for removing the broker's duplicates). v4 (issue 13): MSMQ's other queue properties
+// (journal, quotas, base priority, privacy level, type, multicast address, modify time).
+constexpr int kSchemaVersion = 4;
 
 // The priority receive order and cursors use: the column when it is an integer 0..7, else
 // kMalformedPriority (-1). One expression everywhere (and in the index), so that (priority,
@@ -143,6 +144,17 @@ QueueInfo read_queue(sqlite3_stmt* st) {
   q.transactional = sqlite3_column_int(st, 4) != 0;
   q.created = sqlite3_column_int64(st, 5);
   q.trust = column_text(st, 6);
+  q.journal = sqlite3_column_int(st, 7) != 0;
+  q.quota = static_cast<uint32_t>(sqlite3_column_int64(st, 8));
+  q.journal_quota = static_cast<uint32_t>(sqlite3_column_int64(st, 9));
+  q.base_priority = static_cast<int16_t>(sqlite3_column_int(st, 10));
+  q.privacy = static_cast<uint32_t>(sqlite3_column_int64(st, 11));
+  const auto* type = static_cast<const uint8_t*>(sqlite3_column_blob(st, 12));
+  if (type != nullptr && sqlite3_column_bytes(st, 12) == 16)
+    std::copy(type, type + 16, q.type.begin());
+  q.multicast_address = column_text(st, 13);
+  q.modified = sqlite3_column_int64(st, 14);
+  if (q.modified == 0) q.modified = q.created;
   return q;
 }
 
@@ -284,7 +296,8 @@ void prepare_files(const std::filesystem::path& dir, const std::filesystem::path
 constexpr const char* kMsgCols =
     "SELECT queue_id, seq, " MQSEC_PRIO ", arrived, envelope FROM messages ";
 constexpr const char* kQueueCols =
-    "SELECT id, name, label, authenticate, transactional, created, trust FROM queues ";
+    "SELECT id, name, label, authenticate, transactional, created, trust, journal, quota,"
+    " journal_quota, base_priority, priv_level, type, multicast, modified FROM queues ";
 
 struct Store::Statements {
   sqlite3_stmt* begin = nullptr;
@@ -292,6 +305,7 @@ struct Store::Statements {
   sqlite3_stmt* rollback = nullptr;
   sqlite3_stmt* data_version = nullptr;
   sqlite3_stmt* insert_queue = nullptr;
+  sqlite3_stmt* update_queue = nullptr;
   sqlite3_stmt* find_queue = nullptr;
   sqlite3_stmt* list_queues = nullptr;
   sqlite3_stmt* delete_queue_messages = nullptr;
@@ -303,6 +317,7 @@ struct Store::Statements {
   sqlite3_stmt* remove = nullptr;
   sqlite3_stmt* count = nullptr;
   sqlite3_stmt* any = nullptr;
+  sqlite3_stmt* bytes = nullptr;
   sqlite3_stmt* insert_rejection = nullptr;
   sqlite3_stmt* rejections = nullptr;
   sqlite3_stmt* bind_cert = nullptr;
@@ -329,8 +344,14 @@ struct Store::Statements {
     static const auto* all = new std::vector<std::pair<Member, std::string>>{
         {&Statements::data_version, "PRAGMA data_version"},
         {&Statements::insert_queue,
-         "INSERT INTO queues(name, label, authenticate, transactional, created, trust)"
-         " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO NOTHING"},
+         "INSERT INTO queues(name, label, authenticate, transactional, created, trust, journal,"
+         " quota, journal_quota, base_priority, priv_level, type, multicast, modified)"
+         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?5)"
+         " ON CONFLICT(name) DO NOTHING"},
+        {&Statements::update_queue,
+         "UPDATE queues SET label = ?2, authenticate = ?3, journal = ?4, quota = ?5,"
+         " journal_quota = ?6, base_priority = ?7, priv_level = ?8, type = ?9, multicast = ?10,"
+         " modified = ?11 WHERE id = ?1"},
         {&Statements::insert_signer,
          "INSERT INTO queue_signers(queue_id, pos, kind, value) VALUES(?1, ?2, ?3, ?4)"},
         {&Statements::signers,
@@ -367,6 +388,8 @@ struct Store::Statements {
         {&Statements::get, std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::remove, "DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
+        {&Statements::bytes,
+         "SELECT coalesce(sum(length(envelope)), 0) FROM messages WHERE queue_id = ?1"},
         {&Statements::any, "SELECT 1 FROM messages WHERE queue_id = ?1 LIMIT 1"},
         {&Statements::insert_rejection,
          "INSERT INTO rejections(queue, time, kind, reason, envelope, original_size)"
@@ -655,6 +678,20 @@ void Store::migrate_locked(int64_t from_version) {
         "INSERT INTO schema_version(version) VALUES(3);",
         "migrating the store to schema version 3");
   }
+  if (from_version < 4) {
+    exec(
+        "ALTER TABLE queues ADD COLUMN journal INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE queues ADD COLUMN quota INTEGER NOT NULL DEFAULT 4294967295;"
+        "ALTER TABLE queues ADD COLUMN journal_quota INTEGER NOT NULL DEFAULT 4294967295;"
+        "ALTER TABLE queues ADD COLUMN base_priority INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE queues ADD COLUMN priv_level INTEGER NOT NULL DEFAULT 1;"
+        "ALTER TABLE queues ADD COLUMN type BLOB NOT NULL DEFAULT x'';"
+        "ALTER TABLE queues ADD COLUMN multicast TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE queues ADD COLUMN modified INTEGER NOT NULL DEFAULT 0;"
+        "DELETE FROM schema_version;"
+        "INSERT INTO schema_version(version) VALUES(4);",
+        "migrating the store to schema version 4");
+  }
 }
 
 void Store::read_signers(QueueInfo& q) {
@@ -707,6 +744,13 @@ void Store::create_queue(QueueInfo q) {
     bind_int(st, 4, q.transactional ? 1 : 0, "create queue");
     bind_int(st, 5, q.created != 0 ? q.created : now_seconds(), "create queue");
     bind_text(st, 6, q.trust, "create queue");
+    bind_int(st, 7, q.journal ? 1 : 0, "create queue");
+    bind_int(st, 8, q.quota, "create queue");
+    bind_int(st, 9, q.journal_quota, "create queue");
+    bind_int(st, 10, q.base_priority, "create queue");
+    bind_int(st, 11, q.privacy, "create queue");
+    bind_blob(st, 12, q.type, "create queue");
+    bind_text(st, 13, q.multicast_address, "create queue");
     const int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) fail(rc, "create queue");
     if (sqlite3_changes(db_) == 0) throw Error(MQ_ERROR_QUEUE_EXISTS, "queue " + name + " exists");
@@ -751,6 +795,39 @@ void Store::delete_queue(std::string_view name_in) {
     if (rc != SQLITE_DONE) fail(rc, "delete queue");
   }
   tx.commit();
+}
+
+void Store::update_queue(const QueueInfo& q) {
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  sqlite3_stmt* st = st_->update_queue;
+  StmtScope scope(st);
+  bind_int(st, 1, q.id, "update queue");
+  bind_text(st, 2, q.label, "update queue");
+  bind_int(st, 3, q.authenticate ? 1 : 0, "update queue");
+  bind_int(st, 4, q.journal ? 1 : 0, "update queue");
+  bind_int(st, 5, q.quota, "update queue");
+  bind_int(st, 6, q.journal_quota, "update queue");
+  bind_int(st, 7, q.base_priority, "update queue");
+  bind_int(st, 8, q.privacy, "update queue");
+  bind_blob(st, 9, q.type, "update queue");
+  bind_text(st, 10, q.multicast_address, "update queue");
+  bind_int(st, 11, q.modified != 0 ? q.modified : now_seconds(), "update queue");
+  if (step_changes(st, "update queue") == 0) {
+    throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + q.name + " not found");
+  }
+  tx.commit();
+}
+
+size_t Store::purge(int64_t queue_id) {
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  sqlite3_stmt* st = st_->delete_queue_messages;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "purge queue");
+  const int n = step_changes(st, "purge queue");
+  tx.commit();
+  return static_cast<size_t>(n);
 }
 
 std::optional<QueueInfo> Store::find_queue(std::string_view name_in) {
@@ -989,6 +1066,16 @@ size_t Store::message_count(int64_t queue_id) {
   const int rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) fail(rc, "count messages");
   return static_cast<size_t>(sqlite3_column_int64(st, 0));
+}
+
+uint64_t Store::message_bytes(int64_t queue_id) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->bytes;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "sum message sizes");
+  const int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) fail(rc, "sum message sizes");
+  return static_cast<uint64_t>(sqlite3_column_int64(st, 0));
 }
 
 // PRAGMA data_version changes when another connection commits but not for this connection's own

@@ -37,8 +37,8 @@ class Store {
   // REAL uid and not be writable by group or others, else Error(MQ_ERROR_ACCESS_DENIED, text
   // naming the owner and how to share queues between users). Files are opened and created
   // with the thread's real uid/gid as file-system ids (an impersonating thread's effective
-  // ids are not used), without following symbolic links. A schema v1 or v2 store is migrated to v3.
-  // Throws Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason) when the store can't be opened, or its
+  // ids are not used), without following symbolic links. A schema v1, v2 or v3 store is migrated to
+  // v4. Throws Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason) when the store can't be opened, or its
   // schema is newer than this code understands.
   explicit Store(const std::filesystem::path& dir);
   ~Store();
@@ -59,6 +59,12 @@ class Store {
   // MQ_ERROR_QUEUE_NOT_FOUND.
   void delete_queue(std::string_view name);
   std::optional<QueueInfo> find_queue(std::string_view name);
+  // Writes what MQSetQueueProperties may change of queue q.id (label, authenticate, journal,
+  // quotas, base priority, privacy level, type, multicast address) and its modify time (now
+  // when q.modified is 0). Throws MQ_ERROR_QUEUE_NOT_FOUND.
+  void update_queue(const QueueInfo& q);
+  // MQPurgeQueue: removes every message of the queue (durable on return); their number.
+  size_t purge(int64_t queue_id);
   std::vector<QueueInfo> list_queues();  // ordered by name
 
   // Returns the new message's seq. durable=true: the row is fsynced when this returns;
@@ -110,6 +116,8 @@ class Store {
   // after a power failure the message may reappear (it is never lost).
   std::optional<StoredMessage> take_first(int64_t queue_id);
   size_t message_count(int64_t queue_id);
+  // The stored size of the queue's messages (their envelopes), in bytes.
+  uint64_t message_bytes(int64_t queue_id);
 
   // A number that changes whenever any connection (this one or another process's) commits.
   uint64_t version();
