@@ -972,6 +972,11 @@ HRESULT APIENTRY MQDeleteQueue(LPCWSTR lpwcsFormatName);
 HRESULT APIENTRY MQOpenQueue(LPCWSTR lpwcsFormatName, DWORD dwAccess, DWORD dwShareMode,
                              QUEUEHANDLE* phQueue);
 HRESULT APIENTRY MQCloseQueue(QUEUEHANDLE hQueue);
+HRESULT APIENTRY MQHandleToFormatName(QUEUEHANDLE hQueue, LPWSTR lpwcsFormatName,
+                                      LPDWORD lpdwFormatNameLength);
+HRESULT APIENTRY MQGetQueueProperties(LPCWSTR lpwcsFormatName, MQQUEUEPROPS* pQueueProps);
+HRESULT APIENTRY MQSetQueueProperties(LPCWSTR lpwcsFormatName, MQQUEUEPROPS* pQueueProps);
+HRESULT APIENTRY MQPurgeQueue(QUEUEHANDLE hQueue);
 HRESULT APIENTRY MQPathNameToFormatName(LPCWSTR lpwcsPathName, LPWSTR lpwcsFormatName,
                                         LPDWORD lpdwFormatNameLength);
 HRESULT APIENTRY MQSendMessage(QUEUEHANDLE hDestinationQueue, MQMSGPROPS* pMessageProps,
@@ -980,9 +985,20 @@ HRESULT APIENTRY MQReceiveMessage(QUEUEHANDLE hSource, DWORD dwTimeout, DWORD dw
                                   MQMSGPROPS* pMessageProps, LPOVERLAPPED lpOverlapped,
                                   PMQRECEIVECALLBACK fnReceiveCallback, HANDLE hCursor,
                                   ITransaction* pTransaction);
+/* MSMQ 3.0: a message by its lookup id (PROPID_M_LOOKUPID) or at an end of the queue. */
+HRESULT APIENTRY MQReceiveMessageByLookupId(QUEUEHANDLE hSource, ULONGLONG ullLookupId,
+                                            DWORD dwLookupAction, MQMSGPROPS* pMessageProps,
+                                            LPOVERLAPPED lpOverlapped,
+                                            PMQRECEIVECALLBACK fnReceiveCallback,
+                                            ITransaction* pTransaction);
 HRESULT APIENTRY MQCreateCursor(QUEUEHANDLE hQueue, PHANDLE phCursor);
 HRESULT APIENTRY MQCloseCursor(HANDLE hCursor);
 VOID APIENTRY MQFreeMemory(PVOID pvMemory);
+
+/* Computer and management information (this machine only). */
+HRESULT APIENTRY MQGetPrivateComputerInformation(LPCWSTR lpwcsComputerName,
+                                                 MQPRIVATEPROPS* pPrivateProps);
+HRESULT APIENTRY MQMgmtGetInfo(LPCWSTR pComputerName, LPCWSTR pObjectName, MQMGMTPROPS* pMgmtProps);
 
 #ifdef __cplusplus
 }

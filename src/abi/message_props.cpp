@@ -2,6 +2,7 @@
 #include "src/abi/message_props.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <vector>
@@ -77,7 +78,19 @@ VARTYPE vt_of(PROPID id) {
     case PROPID_M_SENDER_CERT:
     case PROPID_M_SIGNATURE:
     case PROPID_M_EXTENSION:
+    case PROPID_M_DEST_SYMM_KEY:
+    case PROPID_M_XACTID:
+    case PROPID_M_COMPOUND_MESSAGE:
       return kBytes;
+    case PROPID_M_LOOKUPID:
+      return VT_UI8;
+    case PROPID_M_SRC_MACHINE_ID:
+    case PROPID_M_CONNECTOR_TYPE:
+      return VT_CLSID;
+    case PROPID_M_TRACE:
+    case PROPID_M_FIRST_IN_XACT:
+    case PROPID_M_LAST_IN_XACT:
+      return VT_UI1;
     case PROPID_M_PRIORITY:
     case PROPID_M_DELIVERY:
     case PROPID_M_ACKNOWLEDGE:
@@ -107,11 +120,33 @@ VARTYPE vt_of(PROPID id) {
     case PROPID_M_TIME_TO_BE_RECEIVED:
     case PROPID_M_PRIV_LEVEL:
     case PROPID_M_VERSION:
+    case PROPID_M_ENCRYPTION_ALG:
+    case PROPID_M_EXTENSION_LEN:
+    case PROPID_M_DEST_SYMM_KEY_LEN:
+    case PROPID_M_PROV_TYPE:
+    case PROPID_M_PROV_NAME_LEN:
+    case PROPID_M_XACT_STATUS_QUEUE_LEN:
+    case PROPID_M_RESP_FORMAT_NAME_LEN:
+    case PROPID_M_DEST_FORMAT_NAME_LEN:
+    case PROPID_M_SOAP_ENVELOPE_LEN:
+    case PROPID_M_COMPOUND_MESSAGE_SIZE:
+    case PROPID_M_DEADLETTER_QUEUE_LEN:
+    case PROPID_M_ABORT_COUNT:
+    case PROPID_M_MOVE_COUNT:
+    case PROPID_M_LAST_MOVE_TIME:
       return VT_UI4;
     case PROPID_M_LABEL:
     case PROPID_M_RESP_QUEUE:
     case PROPID_M_ADMIN_QUEUE:
     case PROPID_M_DEST_QUEUE:
+    case PROPID_M_PROV_NAME:
+    case PROPID_M_XACT_STATUS_QUEUE:
+    case PROPID_M_RESP_FORMAT_NAME:
+    case PROPID_M_DEST_FORMAT_NAME:
+    case PROPID_M_SOAP_ENVELOPE:
+    case PROPID_M_SOAP_HEADER:
+    case PROPID_M_SOAP_BODY:
+    case PROPID_M_DEADLETTER_QUEUE:
       return VT_LPWSTR;
     default:
       return 0;
@@ -244,6 +279,7 @@ void check_receive(MQMSGPROPS* props) {
     VARTYPE vt = props->aPropVar[i].vt;
     if (want == 0) fail(props, i, MQ_ERROR_ILLEGAL_PROPID, "unknown property id");
     // Fixed-size outputs may come as VT_NULL (the runtime sets the type); buffers may not.
+    // A GUID may come as VT_NULL too: then the runtime allocates it (MQFreeMemory frees it).
     bool buffer = want == kBytes || want == VT_LPWSTR;
     if (vt != want && !(vt == VT_NULL && !buffer)) {
       fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VT, "wrong VT " + std::to_string(vt));
@@ -257,6 +293,8 @@ void check_receive(MQMSGPROPS* props) {
       fail(props, i, MQ_ERROR_INVALID_PARAMETER, "NULL buffer with a non-zero size");
     } else if (want == VT_LPWSTR && props->aPropVar[i].pwszVal == nullptr) {
       fail(props, i, MQ_ERROR_INVALID_PARAMETER, "NULL string buffer");
+    } else if (want == VT_CLSID && vt == VT_CLSID && props->aPropVar[i].puuid == nullptr) {
+      fail(props, i, MQ_ERROR_INVALID_PARAMETER, "NULL GUID buffer");
     }
   }
 }
@@ -311,6 +349,22 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
     v.cElems = static_cast<ULONG>(b.size());
   };
 
+  // GUIDs the runtime allocated for VT_NULL properties: freed again when the message stays.
+  std::vector<DWORD> allocated;
+  struct FreeOnFailure {
+    MQMSGPROPS* props;
+    std::vector<DWORD>& allocated;
+    const HRESULT& result;
+    bool done = false;
+    ~FreeOnFailure() {
+      if (done && !FAILED(result)) return;
+      for (DWORD i : allocated) {
+        std::free(props->aPropVar[i].puuid);
+        props->aPropVar[i].puuid = nullptr;
+        props->aPropVar[i].vt = VT_NULL;
+      }
+    }
+  } free_on_failure{props, allocated, result};
   for (DWORD i = 0; i < props->cProp; ++i) {
     MQPROPVARIANT& v = props->aPropVar[i];
     PROPID id = props->aPropID[i];
@@ -319,6 +373,11 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
       continue;
     }
     VARTYPE want = vt_of(id);
+    if (v.vt == VT_NULL && want == VT_CLSID) {
+      v.puuid = static_cast<CLSID*>(std::calloc(1, sizeof(CLSID)));
+      if (v.puuid == nullptr) throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "out of memory");
+      allocated.push_back(i);
+    }
     if (v.vt == VT_NULL) v.vt = want;
     switch (id) {
       case PROPID_M_CLASS:
@@ -368,21 +427,54 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
       case PROPID_M_DEST_QUEUE:
         string_out(i, PROPID_M_DEST_QUEUE_LEN, e.dest_queue, MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
         break;
+      // MSMQ 3.0's format-name properties: the same format names (mqsec has no multiple-element
+      // or distribution-list destinations, so they never differ from the 2.0 ones).
+      case PROPID_M_RESP_FORMAT_NAME:
+        string_out(i, PROPID_M_RESP_FORMAT_NAME_LEN, e.response_queue,
+                   MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
+        break;
+      case PROPID_M_DEST_FORMAT_NAME:
+        string_out(i, PROPID_M_DEST_FORMAT_NAME_LEN, e.dest_queue,
+                   MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
+        break;
       case PROPID_M_LABEL_LEN:
       case PROPID_M_RESP_QUEUE_LEN:
       case PROPID_M_ADMIN_QUEUE_LEN:
-      case PROPID_M_DEST_QUEUE_LEN: {
+      case PROPID_M_DEST_QUEUE_LEN:
+      case PROPID_M_RESP_FORMAT_NAME_LEN:
+      case PROPID_M_DEST_FORMAT_NAME_LEN: {
         // Without its string property, a *_LEN reports the length (with the NUL).
         PROPID text_id = id - 1;
         if (len_index.count(text_id) == 0) {
-          const std::u16string& t = id == PROPID_M_LABEL_LEN         ? e.label
-                                    : id == PROPID_M_RESP_QUEUE_LEN  ? e.response_queue
-                                    : id == PROPID_M_ADMIN_QUEUE_LEN ? e.admin_queue
-                                                                     : e.dest_queue;
+          const std::u16string& t =
+              id == PROPID_M_LABEL_LEN ? e.label
+              : id == PROPID_M_RESP_QUEUE_LEN || id == PROPID_M_RESP_FORMAT_NAME_LEN
+                  ? e.response_queue
+              : id == PROPID_M_ADMIN_QUEUE_LEN ? e.admin_queue
+                                               : e.dest_queue;
           v.ulVal = static_cast<ULONG>(from_utf16(t).size() + 1);
         }
         break;
       }
+      case PROPID_M_LOOKUPID:
+        v.uhVal.QuadPart = msg.lookup_id;
+        break;
+      case PROPID_M_SRC_MACHINE_ID: {
+        // MSMQ's value is the sending queue manager's GUID; mqsec's is name-based (same
+        // machine name, same GUID; core::machine_guid).
+        core::MachineGuid g = core::machine_guid(utf16_to_utf8(e.source_machine));
+        v.puuid->Data1 = g.data1;
+        v.puuid->Data2 = g.data2;
+        v.puuid->Data3 = g.data3;
+        std::memcpy(v.puuid->Data4, g.data4, 8);
+        break;
+      }
+      case PROPID_M_ABORT_COUNT:
+      case PROPID_M_MOVE_COUNT:
+      case PROPID_M_LAST_MOVE_TIME:
+        // Transactional receives that abort and subqueue moves do not exist yet: always 0.
+        v.ulVal = 0;
+        break;
       case PROPID_M_SENTTIME:
         v.ulVal = static_cast<ULONG>(e.sent_time);
         break;
@@ -438,7 +530,18 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
         break;
     }
   }
+  free_on_failure.done = true;
   return result;
+}
+
+void release_fill(MQMSGPROPS* props, const std::vector<MQPROPVARIANT>& original) {
+  for (DWORD i = 0; i < props->cProp && i < original.size(); ++i) {
+    MQPROPVARIANT& v = props->aPropVar[i];
+    if (original[i].vt == VT_NULL && v.vt == VT_CLSID && v.puuid != original[i].puuid) {
+      std::free(v.puuid);
+      v.puuid = nullptr;
+    }
+  }
 }
 
 }  // namespace mqsec::abi

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "src/core/queue.hpp"
 #include "src/security/envelope.hpp"
@@ -39,5 +40,9 @@ void check_receive(MQMSGPROPS* props);
 // MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL): then the needed sizes are filled in and the caller
 // must leave the message in the queue.
 HRESULT fill_receive(MQMSGPROPS* props, const Received& msg);
+// Frees what a successful fill_receive allocated (GUIDs asked for as VT_NULL) when the message
+// it was filled from is not delivered after all (another receiver took it): `original` is the
+// caller's array before the fill.
+void release_fill(MQMSGPROPS* props, const std::vector<MQPROPVARIANT>& original);
 
 }  // namespace mqsec::abi

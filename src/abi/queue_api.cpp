@@ -9,6 +9,7 @@
 
 #include "src/abi/guard.hpp"
 #include "src/abi/message_props.hpp"
+#include "src/abi/queue_props.hpp"
 #include "src/core/admin.hpp"
 #include "src/core/queue.hpp"
 #include "src/core/runtime.hpp"
@@ -67,52 +68,40 @@ HRESULT create_queue(MQQUEUEPROPS* props, LPWSTR format_out, LPDWORD format_len)
   if (props == nullptr || format_len == nullptr) {
     throw Error(MQ_ERROR_INVALID_PARAMETER, "MQQUEUEPROPS or the format name length is NULL");
   }
-  if (props->cProp > 64 || (props->cProp > 0 && (!props->aPropID || !props->aPropVar))) {
-    throw Error(MQ_ERROR_INVALID_PARAMETER, "malformed MQQUEUEPROPS");
-  }
   transport::QueueInfo q;
   bool have_path = false;
-  for (DWORD i = 0; i < props->cProp; ++i) {
-    MQPROPVARIANT& v = props->aPropVar[i];
-    auto bad = [&](HRESULT code, const std::string& why) {
-      if (props->aStatus) props->aStatus[i] = code;
-      throw Error(code, "queue property " + std::to_string(props->aPropID[i]) + ": " + why);
-    };
-    switch (props->aPropID[i]) {
-      case PROPID_Q_PATHNAME:
-        if (v.vt != VT_LPWSTR) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "PATHNAME is VT_LPWSTR");
-        if (v.pwszVal == nullptr) bad(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME, "NULL path name");
-        q.name = core::queue_from_path(core::to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
-        have_path = true;
-        break;
-      case PROPID_Q_LABEL:
-        if (v.vt != VT_LPWSTR) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "LABEL is VT_LPWSTR");
-        if (v.pwszVal == nullptr) bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL label");
-        if (std::wcslen(v.pwszVal) > MQ_MAX_Q_LABEL_LEN) {
-          bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "queue label over 124 characters");
-        }
-        q.label = core::to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
-        break;
-      case PROPID_Q_AUTHENTICATE:
-        if (v.vt != VT_UI1) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "AUTHENTICATE is VT_UI1");
-        if (v.bVal > MQ_AUTHENTICATE)
-          bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "AUTHENTICATE is 0 or 1");
-        q.authenticate = v.bVal == MQ_AUTHENTICATE;
-        break;
-      case PROPID_Q_TRANSACTION:
-        if (v.vt != VT_UI1) bad(MQ_ERROR_ILLEGAL_PROPERTY_VT, "TRANSACTION is VT_UI1");
-        if (v.bVal > MQ_TRANSACTIONAL)
-          bad(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "TRANSACTION is 0 or 1");
-        q.transactional = v.bVal == MQ_TRANSACTIONAL;
-        break;
-      default:
-        bad(MQ_ERROR_ILLEGAL_PROPID, "not a queue property mqsec supports");
-    }
-  }
+  const HRESULT parsed = abi::parse_queue_props(props, abi::QueuePropsUse::Create, q, &have_path);
   if (!have_path) throw Error(MQ_ERROR_INVALID_PARAMETER, "PROPID_Q_PATHNAME is required");
   const std::string format = core::format_name_of(q.name);
   core::create_queue(core::runtime().config().store_path, q);
-  return copy_format(format, format_out, format_len, MQ_INFORMATION_FORMATNAME_BUFFER_TOO_SMALL);
+  const HRESULT copied =
+      copy_format(format, format_out, format_len, MQ_INFORMATION_FORMATNAME_BUFFER_TOO_SMALL);
+  return copied != MQ_OK ? copied : parsed;
+}
+
+// The queue (of this machine) a format name names, as the store has it now.
+transport::QueueInfo queue_of_format(LPCWSTR format, core::Destination* d_out) {
+  core::Destination d = destination_of_format(format);
+  std::optional<transport::QueueInfo> q = core::find_queue(core::runtime().config().store_path, d);
+  if (!q) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' not found");
+  if (d_out != nullptr) *d_out = d;
+  return *q;
+}
+
+HRESULT get_queue_properties(LPCWSTR format, MQQUEUEPROPS* props) {
+  core::Destination d = destination_of_format(format);
+  abi::check_queue_props_get(props);
+  std::optional<transport::QueueInfo> q = core::find_queue(core::runtime().config().store_path, d);
+  if (!q) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' not found");
+  return abi::fill_queue_props(props, *q, core::this_machine() + "\\private$\\" + q->name);
+}
+
+HRESULT set_queue_properties(LPCWSTR format, MQQUEUEPROPS* props) {
+  core::Destination d;
+  transport::QueueInfo q = queue_of_format(format, &d);
+  const HRESULT parsed = abi::parse_queue_props(props, abi::QueuePropsUse::Set, q, nullptr);
+  core::update_queue(core::runtime().config().store_path, d, q);
+  return parsed;
 }
 
 HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) {
@@ -193,12 +182,67 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
   if (props != nullptr) original.assign(props->aPropVar, props->aPropVar + props->cProp);
   auto deliver = [&](const core::Delivered& msg) -> HRESULT {
     if (props == nullptr) return MQ_OK;
+    abi::release_fill(props, original);
     std::copy(original.begin(), original.end(), props->aPropVar);
     return abi::fill_receive(props, msg);
   };
   std::optional<std::chrono::milliseconds> wait;
   if (timeout != INFINITE) wait = std::chrono::milliseconds(timeout);
   return q->receive(act, wait, cursor.get(), deliver);
+}
+
+HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, MQMSGPROPS* props,
+                             LPOVERLAPPED overlapped, PMQRECEIVECALLBACK callback,
+                             ITransaction* tx) {
+  auto q = lookup(queues(), hq, kQueueTag);
+  if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
+  if (overlapped != nullptr || callback != nullptr) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "asynchronous receive is not supported yet");
+  }
+  check_transaction(tx);
+  core::Lookup l;
+  l.id = lookup_id;
+  switch (action) {
+    case MQ_LOOKUP_PEEK_CURRENT:
+    case MQ_LOOKUP_RECEIVE_CURRENT:
+    case MQ_LOOKUP_RECEIVE_ALLOW_PEEK:
+      l.where = core::LookupWhere::Current;
+      break;
+    case MQ_LOOKUP_PEEK_NEXT:
+    case MQ_LOOKUP_RECEIVE_NEXT:
+      l.where = core::LookupWhere::Next;
+      break;
+    case MQ_LOOKUP_PEEK_PREV:
+    case MQ_LOOKUP_RECEIVE_PREV:
+      l.where = core::LookupWhere::Prev;
+      break;
+    case MQ_LOOKUP_PEEK_FIRST:
+    case MQ_LOOKUP_RECEIVE_FIRST:
+      l.where = core::LookupWhere::First;
+      break;
+    case MQ_LOOKUP_PEEK_LAST:
+    case MQ_LOOKUP_RECEIVE_LAST:
+      l.where = core::LookupWhere::Last;
+      break;
+    default:
+      throw Error(MQ_ERROR_ILLEGAL_CURSOR_ACTION, "unknown lookup action");
+  }
+  l.take = (action & 0x00000020) != 0;  // the MQ_LOOKUP_RECEIVE_* bit
+  if ((l.where == core::LookupWhere::First || l.where == core::LookupWhere::Last) &&
+      lookup_id != 0) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "FIRST and LAST take the lookup id 0");
+  }
+  q->check_receive_access(l.take ? core::Action::Receive : core::Action::PeekCurrent);
+  if (props != nullptr) abi::check_receive(props);
+  std::vector<MQPROPVARIANT> original;
+  if (props != nullptr) original.assign(props->aPropVar, props->aPropVar + props->cProp);
+  auto deliver = [&](const core::Delivered& msg) -> HRESULT {
+    if (props == nullptr) return MQ_OK;
+    abi::release_fill(props, original);
+    std::copy(original.begin(), original.end(), props->aPropVar);
+    return abi::fill_receive(props, msg);
+  };
+  return q->receive_by_lookup_id(l, deliver);
 }
 
 }  // namespace
@@ -257,6 +301,47 @@ MQSEC_EXPORT HRESULT APIENTRY MQReceiveMessage(QUEUEHANDLE hSource, DWORD dwTime
   return abi::guard("MQReceiveMessage", [&] {
     return receive_message(hSource, dwTimeout, dwAction, pMessageProps, lpOverlapped,
                            fnReceiveCallback, hCursor, pTransaction);
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQReceiveMessageByLookupId(
+    QUEUEHANDLE hSource, ULONGLONG ullLookupId, DWORD dwLookupAction, MQMSGPROPS* pMessageProps,
+    LPOVERLAPPED lpOverlapped, PMQRECEIVECALLBACK fnReceiveCallback, ITransaction* pTransaction) {
+  return abi::guard("MQReceiveMessageByLookupId", [&] {
+    return receive_by_lookup_id(hSource, ullLookupId, dwLookupAction, pMessageProps, lpOverlapped,
+                                fnReceiveCallback, pTransaction);
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQGetQueueProperties(LPCWSTR lpwcsFormatName,
+                                                   MQQUEUEPROPS* pQueueProps) {
+  return abi::guard("MQGetQueueProperties",
+                    [&] { return get_queue_properties(lpwcsFormatName, pQueueProps); });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQSetQueueProperties(LPCWSTR lpwcsFormatName,
+                                                   MQQUEUEPROPS* pQueueProps) {
+  return abi::guard("MQSetQueueProperties",
+                    [&] { return set_queue_properties(lpwcsFormatName, pQueueProps); });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQPurgeQueue(QUEUEHANDLE hQueue) {
+  return abi::guard("MQPurgeQueue", [&]() -> HRESULT {
+    auto q = lookup(queues(), hQueue, kQueueTag);
+    if (!q) return MQ_ERROR_INVALID_HANDLE;
+    q->purge();
+    return MQ_OK;
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQHandleToFormatName(QUEUEHANDLE hQueue, LPWSTR lpwcsFormatName,
+                                                   LPDWORD lpdwFormatNameLength) {
+  return abi::guard("MQHandleToFormatName", [&]() -> HRESULT {
+    if (lpdwFormatNameLength == nullptr) return MQ_ERROR_INVALID_PARAMETER;
+    auto q = lookup(queues(), hQueue, kQueueTag);
+    if (!q) return MQ_ERROR_INVALID_HANDLE;
+    return copy_format(q->format_name(), lpwcsFormatName, lpdwFormatNameLength,
+                       MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);
   });
 }
 

@@ -15,7 +15,10 @@ if [ -n "$bad" ]; then
   status=1
 fi
 for required in MQGetSecurityContextEx MQGetSecurityContext MQFreeSecurityContext \
-    MQRegisterCertificate; do
+    MQRegisterCertificate MQCreateQueue MQDeleteQueue MQOpenQueue MQCloseQueue \
+    MQPathNameToFormatName MQHandleToFormatName MQSendMessage MQReceiveMessage \
+    MQReceiveMessageByLookupId MQCreateCursor MQCloseCursor MQFreeMemory MQGetQueueProperties \
+    MQSetQueueProperties MQPurgeQueue MQGetPrivateComputerInformation MQMgmtGetInfo; do
   if ! printf '%s\n' "$names" | grep -qx "$required"; then
     echo "libmqrt does not export $required" >&2
     status=1

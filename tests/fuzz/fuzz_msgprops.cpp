@@ -50,7 +50,8 @@ constexpr size_t kGuard = 64;
 constexpr wchar_t kGuardValue = static_cast<wchar_t>(0x2603);
 
 constexpr VARTYPE kVts[] = {VT_NULL,  VT_UI1, VT_UI2, VT_UI4,  VT_LPWSTR, VT_UI1 | VT_VECTOR,
-                            VT_EMPTY, VT_I4,  VT_UI8, VT_BOOL, VT_LPSTR,  VT_UI4 | VT_VECTOR};
+                            VT_EMPTY, VT_I4,  VT_UI8, VT_BOOL, VT_LPSTR,  VT_UI4 | VT_VECTOR,
+                            VT_CLSID};
 
 // Everything a decoded array owns; the MQMSGPROPS points into it.
 struct Array {
@@ -59,6 +60,7 @@ struct Array {
   std::vector<HRESULT> status;
   std::vector<std::unique_ptr<uint8_t[]>> bytes;
   std::vector<std::unique_ptr<wchar_t[]>> strings;
+  std::vector<std::unique_ptr<GUID>> guids;
   // Receive string buffers: property index, capacity and the buffer (which has kGuard more
   // WCHARs than the capacity the caller states).
   struct Guarded {
@@ -72,10 +74,10 @@ struct Array {
 
 PROPID decode_id(Reader& in) {
   uint8_t s = in.byte();
-  if (s <= PROPID_M_AUTHENTICATED_EX) return s;
+  if (s <= PROPID_M_LAST_MOVE_TIME) return s;
   if (s == 0xFE) return PROPID_M_MQSEC_SENDER_CONFIRMED;
   if (s == 0xFF) return in.u32();  // anything at all
-  return s % (PROPID_M_AUTHENTICATED_EX + 1);
+  return s % (PROPID_M_LAST_MOVE_TIME + 1);
 }
 
 VARTYPE decode_vt(Reader& in) {
@@ -86,7 +88,8 @@ VARTYPE decode_vt(Reader& in) {
 
 bool is_len_of_string(PROPID id) {
   return id == PROPID_M_LABEL_LEN || id == PROPID_M_RESP_QUEUE_LEN ||
-         id == PROPID_M_ADMIN_QUEUE_LEN || id == PROPID_M_DEST_QUEUE_LEN;
+         id == PROPID_M_ADMIN_QUEUE_LEN || id == PROPID_M_DEST_QUEUE_LEN ||
+         id == PROPID_M_RESP_FORMAT_NAME_LEN || id == PROPID_M_DEST_FORMAT_NAME_LEN;
 }
 
 void decode(Reader& in, Array& a, bool receive) {
@@ -123,6 +126,16 @@ void decode(Reader& in, Array& a, bool receive) {
       }
       v.caub.pElems = buf.get();
       a.bytes.push_back(std::move(buf));
+    } else if (v.vt == VT_CLSID) {
+      // A GUID buffer, or NULL (refused when the property is one the runtime fills).
+      if (in.byte() & 1) {
+        v.puuid = nullptr;
+        continue;
+      }
+      auto g = std::make_unique<GUID>();
+      std::memset(g.get(), 0xCC, sizeof(GUID));
+      v.puuid = g.get();
+      a.guids.push_back(std::move(g));
     } else if (v.vt == VT_LPWSTR) {
       uint8_t bflags = in.byte();
       size_t len = in.u16() % (kMaxBuffer + 1);
@@ -251,7 +264,16 @@ void receive(Array& a, bool signed_message) {
   msg.envelope = &fixed_envelope(signed_message);
   msg.verdict = &verdict;
   msg.arrived = 1700000001;
-  if (!documented_receive_result(abi::fill_receive(&a.props, msg))) abort();
+  msg.lookup_id = 42;
+  // GUIDs asked for as VT_NULL come back allocated: freed below, as an application frees them
+  // with MQFreeMemory.
+  std::vector<bool> was_null(a.vars.size());
+  for (size_t i = 0; i < a.vars.size(); ++i) was_null[i] = a.vars[i].vt == VT_NULL;
+  const HRESULT filled = abi::fill_receive(&a.props, msg);
+  for (size_t i = 0; i < a.vars.size(); ++i) {
+    if (was_null[i] && a.vars[i].vt == VT_CLSID) std::free(a.vars[i].puuid);
+  }
+  if (!documented_receive_result(filled)) abort();
   for (const Array::Guarded& g : a.guarded) {
     for (size_t k = g.capacity; k < g.capacity + kGuard; ++k) {
       if (g.buf[k] != kGuardValue) {
