@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,7 +26,10 @@ struct Timing {
   // the batch signers made during the slice.
   std::vector<double> latencies_ms;
   uint64_t signatures = 0;
-  uint64_t offered = 0;  // batch_latency: messages the paced sender sent
+  uint64_t offered = 0;     // batch_latency: messages the paced sender sent
+  double send_seconds = 0;  // batch_latency: from its first send to its last
+  // Further figures summed over the slices (batch_latency: run-queue waits of its threads).
+  std::map<std::string, double> sums;
   double per_second() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
   void add(const Timing& t) {
     ops += t.ops;
@@ -33,6 +37,8 @@ struct Timing {
     latencies_ms.insert(latencies_ms.end(), t.latencies_ms.begin(), t.latencies_ms.end());
     signatures += t.signatures;
     offered += t.offered;
+    send_seconds += t.send_seconds;
+    for (const auto& [name, v] : t.sums) sums[name] += v;
   }
 };
 

@@ -737,6 +737,23 @@ Timing batch_send(const Key& k, const Sandbox& sb, int threads, double seconds) 
   return t;
 }
 
+// How long threads of this process waited for a CPU while ready (ns, the second field of
+// schedstat): of the calling thread, or per thread id of the whole process.
+uint64_t runqueue_wait_ns(const std::string& schedstat = "/proc/thread-self/schedstat") {
+  std::ifstream in(schedstat);
+  uint64_t on_cpu = 0, waited = 0;
+  if (!(in >> on_cpu >> waited)) return 0;
+  return waited;
+}
+
+std::map<std::string, uint64_t> runqueue_waits() {
+  std::map<std::string, uint64_t> w;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc/self/task", ec))
+    w[e.path().filename().string()] = runqueue_wait_ns((e.path() / "schedstat").string());
+  return w;
+}
+
 // batch_latency: one thread sends batched signed express messages at a fixed rate (each body
 // carries its sequence number; its send time is taken right before MQSendMessage), another
 // thread of the process receives them (MQReceiveMessage, verification of each message on its
@@ -755,9 +772,15 @@ Timing batch_latency(const Key& k, const Sandbox& sb, double rate, double second
   Timing t;
   std::exception_ptr rx_error;
   uint64_t bad = 0;
+  // Where the latency goes when the machine is busy: CPU waits of the receiver, the sender
+  // and the process's other threads alive at the slice's end (batch signer, store writer).
+  const std::map<std::string, uint64_t> waits0 = runqueue_waits();
+  const uint64_t tx_wait0 = runqueue_wait_ns();
+  uint64_t rx_wait = 0;
   const auto t0 = clock::now();
   auto last_rx = t0;
   std::thread receiver([&] {
+    const uint64_t rx_wait0 = runqueue_wait_ns();
     try {
       std::vector<uint8_t> body(2 * kBodySize);
       MSGPROPID id[3] = {PROPID_M_BODY, PROPID_M_BODY_SIZE, PROPID_M_AUTHENTICATED};
@@ -796,6 +819,7 @@ Timing batch_latency(const Key& k, const Sandbox& sb, double rate, double second
     } catch (...) {
       rx_error = std::current_exception();
     }
+    rx_wait = runqueue_wait_ns() - rx_wait0;
   });
   std::exception_ptr tx_error;
   try {
@@ -822,12 +846,25 @@ Timing batch_latency(const Key& k, const Sandbox& sb, double rate, double second
       check_hr(MQSendMessage(tx, &props, nullptr), "MQSendMessage");
       sent.store(i + 1);
     }
+    t.send_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   } catch (...) {
     tx_error = std::current_exception();
   }
   t.offered = sent.load();
   sender_done.store(true, std::memory_order_release);
   receiver.join();
+  const uint64_t tx_wait = runqueue_wait_ns() - tx_wait0;
+  uint64_t others = 0;
+  const std::string self = std::to_string(::gettid());
+  for (const auto& [tid, ns] : runqueue_waits()) {
+    // A thread started during the slice (the batch signer, after an idle while) waited in it.
+    auto it = waits0.find(tid);
+    const uint64_t before = it == waits0.end() ? 0 : it->second;
+    if (tid != self && ns >= before) others += ns - before;
+  }
+  t.sums["sender_cpu_wait_ms"] = static_cast<double>(tx_wait) / 1e6;
+  t.sums["receiver_cpu_wait_ms"] = static_cast<double>(rx_wait) / 1e6;
+  t.sums["other_threads_cpu_wait_ms"] = static_cast<double>(others) / 1e6;
   if (tx_error) std::rethrow_exception(tx_error);
   if (rx_error) std::rethrow_exception(rx_error);
   t.signatures = core::runtime().batch_signers().signatures() - sig0;
@@ -1767,7 +1804,13 @@ int run(const Options& o) {
           x.stats.push_back({"p99_ms", percentile(sum[i].latencies_ms, 99)});
           x.stats.push_back({"max_ms", percentile(sum[i].latencies_ms, 100)});
         }
-        if (sum[i].offered > 0) x.stats.push_back({"offered_per_s", o.batch_rate});
+        if (sum[i].offered > 0) {
+          // What the paced sender reached (below the offered rate when MQSendMessage blocked).
+          x.stats.push_back({"offered_per_s", o.batch_rate});
+          x.stats.push_back(
+              {"sent_per_s", static_cast<double>(sum[i].offered) / sum[i].send_seconds});
+        }
+        for (const auto& [name, v] : sum[i].sums) x.stats.push_back({name, v});
         if (sum[i].signatures > 0)
           x.stats.push_back({"messages_per_signature", static_cast<double>(sum[i].ops) /
                                                            static_cast<double>(sum[i].signatures)});
