@@ -48,6 +48,11 @@ build_one() {  # <name>
     *) echo "build-matrix: unknown configuration $name (one of: ${all[*]})" >&2; return 2 ;;
   esac
   command -v "$cxx" >/dev/null || { echo "build-matrix: $cxx not found" >&2; return 1; }
+  if [ -f "$dir/CMakeCache.txt" ] &&
+    ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$root" "$dir/CMakeCache.txt"; then
+    echo "build-matrix: $dir was configured from another source tree; remove it" >&2
+    return 1
+  fi
   local start=$SECONDS
   CC=$cc CXX=$cxx cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=$type -DMQSEC_WERROR=ON \
     "${flags[@]}" "${extra[@]}" >/dev/null
