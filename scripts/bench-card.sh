@@ -35,9 +35,14 @@ python=/usr/bin/python3 # Debian's, with python3-cryptography
 
 d=$(mktemp -d /tmp/mqsec-bench-card-XXXXXX)
 bed_pid=
+bench_pid=
 cleanup() {
   status=$?
   trap - EXIT INT TERM HUP
+  if [ -n "$bench_pid" ]; then
+    kill -TERM "$bench_pid" 2>/dev/null || true
+    wait "$bench_pid" 2>/dev/null || true
+  fi
   # The bed ends at EOF on its stdin (our fd 3 was the fifo's only writer). If it has not
   # within 5 s, unshare is killed, and its --kill-child sends the bed SIGTERM (unshare itself
   # ignores SIGTERM while it waits for its child).
@@ -89,7 +94,12 @@ done
 serial=$(cat "$d/bed/cards/A/serial")
 export PCSCLITE_CSOCK_NAME="$d/bed/run/pcscd.comm" OPENSC_CONF="$d/bed/opensc.conf"
 echo "bench-card: card A (serial $serial) in the bed's reader 0; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-"$bench" --token "pkcs11:serial=$serial?pin-source=file:$d/pin" --module "$module" "$@"
+# In the background, so that a signal to this script is handled at once (sh runs traps only
+# between commands), and the bench is stopped with the bed.
+"$bench" --token "pkcs11:serial=$serial?pin-source=file:$d/pin" --module "$module" "$@" &
+bench_pid=$!
+wait "$bench_pid"
+bench_pid=
 echo "bench-card: load after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 # What the card saw over the whole run (APDUs, VERIFYs, signatures made and refused).
 echo "bench-card: card A: $("$python" "$here/tests/card/card_bed.py" ctl "$d/bed" stats A)" >&2
