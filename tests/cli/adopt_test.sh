@@ -12,16 +12,9 @@ mqsec="$build/src/cli/mqsec"
 t=$(mktemp -d "${TMPDIR:-/tmp}/mqsec-cli-adopt.XXXXXX")
 trap 'rm -rf "$t"' EXIT
 umask 077
-module=/usr/lib/softhsm/libsofthsm2.so
-[ -e "$module" ] || module=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
-mkdir -p "$t/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-  "$t/tokens" > "$t/softhsm2.conf"
-export SOFTHSM2_CONF="$t/softhsm2.conf"
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$t/user.pin"
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$t/so.pin"
-"$build/tests/mqsec-init-token" --module "$module" --label card \
-  --pin-file "$t/user.pin" --so-pin-file "$t/so.pin" >/dev/null || exit 1
+# shellcheck source=tests/cli/softhsm_token.sh
+. "$(dirname "${BASH_SOURCE[0]}")/softhsm_token.sh"
+softhsm_token "$t" card "$build" || exit 1
 write_config() {  # $1: allow-extractable-keys
   cat > "$t/mqsec.toml" <<CONF
 [token]

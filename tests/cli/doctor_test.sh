@@ -17,18 +17,11 @@ mqsec="$build/src/cli/mqsec"
 t=$(mktemp -d "${TMPDIR:-/tmp}/mqsec-cli-doctor.XXXXXX")
 trap 'rm -rf "$t"' EXIT
 umask 077
-module=/usr/lib/softhsm/libsofthsm2.so
-[ -e "$module" ] || module=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
-mkdir -p "$t/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-  "$t/tokens" > "$t/softhsm2.conf"
-export SOFTHSM2_CONF="$t/softhsm2.conf"
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$t/user.pin"
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$t/so.pin"
+# shellcheck source=tests/cli/softhsm_token.sh
+. "$(dirname "${BASH_SOURCE[0]}")/softhsm_token.sh"
+softhsm_token "$t" hsm "$build" || exit 1
 printf 1234 > "$t/mock.pin"
 printf 9999 > "$t/wrong.pin"
-"$build/tests/mqsec-init-token" --module "$module" --label hsm \
-  --pin-file "$t/user.pin" --so-pin-file "$t/so.pin" >/dev/null || exit 1
 config() {  # config TOKEN_URI [ALLOW_EXTRACTABLE]: a fresh store and profile directory each time
   rm -rf "$t/store" "$t/users"
   cat > "$t/mqsec.toml" <<CONF

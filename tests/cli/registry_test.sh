@@ -22,16 +22,9 @@ t=$(mktemp -d "${TMPDIR:-/tmp}/mqsec-cli-reg.XXXXXX")
 trap 'rm -rf "$t"' EXIT
 chmod 755 "$t"
 umask 077
-module=/usr/lib/softhsm/libsofthsm2.so
-[ -e "$module" ] || module=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
-mkdir -p "$t/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-  "$t/tokens" > "$t/softhsm2.conf"
-export SOFTHSM2_CONF="$t/softhsm2.conf"
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$t/user.pin"
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$t/so.pin"
-"$build/tests/mqsec-init-token" --module "$module" --label mqsec \
-  --pin-file "$t/user.pin" --so-pin-file "$t/so.pin" >/dev/null || exit 1
+# shellcheck source=tests/cli/softhsm_token.sh
+. "$(dirname "${BASH_SOURCE[0]}")/softhsm_token.sh"
+softhsm_token "$t" mqsec "$build" || exit 1
 cat > "$t/mqsec.toml" <<CONF
 [token]
 uri = "pkcs11:token=mqsec?module-path=$module&pin-source=file:$t/user.pin"
