@@ -48,7 +48,17 @@ typedef void* HANDLE;
 typedef HANDLE* PHANDLE;
 typedef HANDLE QUEUEHANDLE;
 typedef DWORD* LPDWORD;
+#if defined(MQSEC_UTF16)
+/* Opt-in UTF-16 strings, as on Windows, for libmqrt.dll.so (the runtime .NET loads as mqrt.dll;
+ * docs/dotnet.md): cc -DMQSEC_UTF16 app.c -l:libmqrt.dll.so, with u"..." literals. The
+ * structures' layout is the same in both builds. */
+#ifndef __cplusplus
+#include <uchar.h>
+#endif
+typedef char16_t WCHAR;
+#else
 typedef wchar_t WCHAR;
+#endif
 typedef WCHAR* LPWSTR;
 typedef const WCHAR* LPCWSTR;
 typedef CHAR* LPSTR;

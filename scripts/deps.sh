@@ -16,6 +16,8 @@ packages=(
   libqpid-proton-cpp12-dev python3-qpid-proton rabbitmq-server
   # the virtual smartcard test bed (tests/card): pcscd, vpcd's reader driver, our PIV emulator
   pcscd vsmartcard-vpcd python3-cryptography
+  # the .NET tests (tests/dotnet): C# programs compiled with mcs, run with Mono (about 25 MB)
+  mono-mcs mono-runtime
 )
 
 missing=()

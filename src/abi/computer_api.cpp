@@ -5,16 +5,15 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
-#include <cwchar>
 #include <string>
 #include <vector>
 
 #include "src/abi/guard.hpp"
 #include "src/abi/queue_props.hpp"
+#include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
 #include "src/core/destination.hpp"
 #include "src/core/runtime.hpp"
-#include "src/core/text.hpp"
 
 namespace {
 
@@ -27,7 +26,7 @@ constexpr ULONG kVersion = (3u << 24) | (0u << 16) | 0u;
 // Which machine a management or computer call names: NULL or this machine only.
 void check_local_computer(LPCWSTR computer) {
   if (computer == nullptr) return;
-  const std::string name = core::to_utf8(computer, MQ_ERROR_INVALID_PARAMETER);
+  const std::string name = abi::wide_to_utf8(computer, MQ_ERROR_INVALID_PARAMETER);
   std::string lower;
   for (char c : name)
     lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
@@ -181,7 +180,7 @@ std::string path_of(const std::string& queue) {
 HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
   check_local_computer(computer);
   if (object == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "pObjectName is NULL");
-  const std::string obj = core::to_utf8(object, MQ_ERROR_INVALID_PARAMETER);
+  const std::string obj = abi::wide_to_utf8(object, MQ_ERROR_INVALID_PARAMETER);
   std::string upper;
   for (char c : obj)
     upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));

@@ -10,13 +10,10 @@
 #include "mqsec/error.hpp"
 #include "src/core/text.hpp"
 #include "src/core/destination.hpp"
+#include "src/abi/wide.hpp"
 
 namespace mqsec::abi {
 
-using core::from_utf16;
-using core::from_utf8;
-using core::to_utf16;
-using core::to_utf8;
 using core::utf16_to_utf8;
 using core::utf8_to_utf16;
 
@@ -57,9 +54,9 @@ security::Bytes vector_bytes(MQMSGPROPS* props, DWORD i) {
 }
 
 std::u16string queue_text(MQMSGPROPS* props, DWORD i) {
-  const wchar_t* s = props->aPropVar[i].pwszVal;
+  LPCWSTR s = props->aPropVar[i].pwszVal;
   if (s == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL string");
-  std::string utf8 = to_utf8(s, MQ_ERROR_ILLEGAL_FORMATNAME);
+  std::string utf8 = wide_to_utf8(s, MQ_ERROR_ILLEGAL_FORMATNAME);
   // Throws MQ_ERROR_ILLEGAL_FORMATNAME; a queue of another machine is accepted (a NACK to it
   // goes through the outgoing queue, like any remote send).
   core::destination_of_format(utf8);
@@ -219,10 +216,11 @@ SendRequest parse_send(MQMSGPROPS* props) {
         break;
       case PROPID_M_LABEL: {
         if (v.pwszVal == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL label");
-        size_t n = std::wcslen(v.pwszVal);
+        // 250 WCHARs: UTF-16 units in the UTF-16 build, as MSMQ counts them.
+        size_t n = wide_length(v.pwszVal);
         if (n > MQ_MAX_MSG_LABEL_LEN)
           fail(props, i, MQ_ERROR_LABEL_TOO_LONG, "label over 250 characters");
-        e.label = to_utf16(v.pwszVal, n, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
+        e.label = wide_to_utf16(v.pwszVal, n, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
         break;
       }
       case PROPID_M_RESP_QUEUE:
@@ -324,7 +322,7 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
     capacity_of[id] = props->aPropVar[i].vt == VT_UI4 ? props->aPropVar[i].ulVal : 0;
   }
   auto string_out = [&](DWORD i, PROPID len_id, const std::u16string& text, HRESULT too_small) {
-    std::wstring w = from_utf16(text);
+    const WString w = wide_from_utf16(text);
     ULONG needed = static_cast<ULONG>(w.size() + 1);
     ULONG capacity = 0;
     auto it = len_index.find(len_id);
@@ -337,7 +335,7 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
       status(i, too_small);
       return;
     }
-    std::wmemcpy(props->aPropVar[i].pwszVal, w.c_str(), needed);
+    wide_copy(props->aPropVar[i].pwszVal, w);
   };
   auto bytes_out = [&](DWORD i, const security::Bytes& b, HRESULT too_small) {
     CAUB& v = props->aPropVar[i].caub;
@@ -452,7 +450,7 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
                   ? e.response_queue
               : id == PROPID_M_ADMIN_QUEUE_LEN ? e.admin_queue
                                                : e.dest_queue;
-          v.ulVal = static_cast<ULONG>(from_utf16(t).size() + 1);
+          v.ulVal = static_cast<ULONG>(wide_from_utf16(t).size() + 1);
         }
         break;
       }

@@ -5,15 +5,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <cwchar>
 
 #include "src/abi/guard.hpp"
 #include "src/abi/message_props.hpp"
 #include "src/abi/queue_props.hpp"
+#include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
 #include "src/core/queue.hpp"
 #include "src/core/runtime.hpp"
-#include "src/core/text.hpp"
 
 namespace {
 
@@ -43,7 +42,7 @@ bool erase(HANDLE h, uintptr_t tag) {
 
 core::Destination destination_of_format(LPCWSTR format) {
   if (format == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "format name is NULL");
-  return core::destination_of_format(core::to_utf8(format, MQ_ERROR_ILLEGAL_FORMATNAME));
+  return core::destination_of_format(abi::wide_to_utf8(format, MQ_ERROR_ILLEGAL_FORMATNAME));
 }
 
 void check_transaction(ITransaction* tx) {
@@ -55,12 +54,12 @@ void check_transaction(ITransaction* tx) {
 
 // Copies a format name into the caller's buffer: MQ_OK, or `too_small` with the needed length.
 HRESULT copy_format(const std::string& format_utf8, LPWSTR out, LPDWORD len, HRESULT too_small) {
-  std::wstring format = core::from_utf8(format_utf8);
+  const abi::WString format = abi::wide_from_utf8(format_utf8);
   DWORD needed = static_cast<DWORD>(format.size() + 1);
   DWORD capacity = *len;
   *len = needed;
   if (out == nullptr || capacity < needed) return too_small;
-  std::wmemcpy(out, format.c_str(), needed);
+  abi::wide_copy(out, format);
   return MQ_OK;
 }
 
@@ -280,8 +279,8 @@ MQSEC_EXPORT HRESULT APIENTRY MQPathNameToFormatName(LPCWSTR lpwcsPathName, LPWS
   return abi::guard("MQPathNameToFormatName", [&]() -> HRESULT {
     if (lpwcsPathName == nullptr || lpdwFormatNameLength == nullptr)
       return MQ_ERROR_INVALID_PARAMETER;
-    core::Destination d =
-        core::destination_of_path(core::to_utf8(lpwcsPathName, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
+    core::Destination d = core::destination_of_path(
+        abi::wide_to_utf8(lpwcsPathName, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
     if (!core::find_queue(core::runtime().config().store_path, d)) return MQ_ERROR_QUEUE_NOT_FOUND;
     return copy_format(core::format_name_of(d.queue), lpwcsFormatName, lpdwFormatNameLength,
                        MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);

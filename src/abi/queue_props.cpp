@@ -6,12 +6,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cwchar>
 #include <vector>
 
 #include "mqsec/error.hpp"
 #include "src/core/destination.hpp"
-#include "src/core/text.hpp"
+#include "src/abi/wide.hpp"
 
 namespace mqsec::abi {
 namespace {
@@ -88,10 +87,10 @@ bool valid_multicast(const std::string& s) {
 }  // namespace
 
 WCHAR* allocated_wide(const std::string& utf8) {
-  const std::wstring w = core::from_utf8(utf8);
+  const WString w = wide_from_utf8(utf8);
   auto* out = static_cast<WCHAR*>(std::malloc((w.size() + 1) * sizeof(WCHAR)));
   if (out == nullptr) throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "out of memory");
-  std::wmemcpy(out, w.c_str(), w.size() + 1);
+  wide_copy(out, w);
   return out;
 }
 
@@ -123,15 +122,15 @@ HRESULT parse_queue_props(MQQUEUEPROPS* props, QueuePropsUse use, transport::Que
           fail(props, i, MQ_ERROR_PROPERTY_NOTALLOWED, "a queue's path name cannot change");
         }
         if (v.pwszVal == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME, "NULL path name");
-        q.name = core::queue_from_path(core::to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
+        q.name = core::queue_from_path(wide_to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
         if (has_path != nullptr) *has_path = true;
         break;
       case PROPID_Q_LABEL:
         if (v.pwszVal == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL label");
-        if (std::wcslen(v.pwszVal) > MQ_MAX_Q_LABEL_LEN) {
+        if (wide_length(v.pwszVal) > MQ_MAX_Q_LABEL_LEN) {
           fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "queue label over 124 characters");
         }
-        q.label = core::to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
+        q.label = wide_to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
         break;
       case PROPID_Q_AUTHENTICATE:
         if (v.bVal > MQ_AUTHENTICATE) {
@@ -187,7 +186,7 @@ HRESULT parse_queue_props(MQQUEUEPROPS* props, QueuePropsUse use, transport::Que
         if (v.pwszVal == nullptr) {
           fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL multicast address");
         }
-        std::string a = core::to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
+        std::string a = wide_to_utf8(v.pwszVal, MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
         if (!a.empty() && !valid_multicast(a)) {
           fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE,
                "a multicast address is <class D IPv4 address>:<port>, e.g. 234.1.1.1:8001");
