@@ -136,9 +136,9 @@ void BatchSigner::sign_and_hand_over(std::deque<Item>& batch) {
     messages_ += batch.size();
   }
   const std::string why = failure ? failure_text(failure) : std::string();
-  for (Item& it : batch) {
-    PendingSend& s = it.send;
-    if (failure) {
+  if (failure) {
+    for (Item& it : batch) {
+      PendingSend& s = it.send;
       if (it.waiter) {
         it.waiter->error = failure;  // the caller gets the error, as for a single signature
         continue;
@@ -155,28 +155,59 @@ void BatchSigner::sign_and_hand_over(std::deque<Item>& batch) {
                                  s.queue_name + "' could not be signed (" + why +
                                  ") and its rejection could not be recorded: " + e.what());
       }
-      continue;
     }
+    return;
+  }
+  // Signed: hand the messages over in runs of one transport and delivery mode, in queue order,
+  // each run in one call (the local store writes it in one transaction).
+  auto store_failed = [](Item& it, const std::exception_ptr& error) {
+    PendingSend& s = it.send;
+    if (it.waiter) {
+      it.waiter->error = error;
+      return;
+    }
+    const std::string store_why = failure_text(error);
+    log(LogLevel::Error, "signed message " + security::hex(s.envelope.msg_id) +
+                             " could not be stored in queue '" + s.queue_name + "': " + store_why);
     try {
-      s.transport->send(s.priority, security::encode(s.envelope), s.delivery);
-    } catch (...) {
-      if (it.waiter) {
-        it.waiter->error = std::current_exception();
-        continue;
-      }
-      const std::string store_why = failure_text(std::current_exception());
-      log(LogLevel::Error, "signed message " + security::hex(s.envelope.msg_id) +
-                               " could not be stored in queue '" + s.queue_name +
-                               "': " + store_why);
+      reject_message(*s.transport,
+                     "message " + security::hex(s.envelope.msg_id) + " for queue '" + s.queue_name +
+                         "' (deferred signing)",
+                     *s.policy, {}, &s.envelope,
+                     {"store-failed", "signed, but it could not be stored: " + store_why});
+    } catch (const std::exception&) {
+      // logged above; the store is failing
+    }
+  };
+  std::vector<transport::Outbound> run;
+  std::vector<Item*> owners;  // the item of each entry of `run`
+  for (size_t i = 0; i < batch.size();) {
+    transport::QueueTransport* const to = batch[i].send.transport.get();
+    const transport::Delivery delivery = batch[i].send.delivery;
+    run.clear();
+    owners.clear();
+    size_t j = i;
+    for (; j < batch.size() && batch[j].send.transport.get() == to &&
+           batch[j].send.delivery == delivery;
+         ++j) {
+      Item& it = batch[j];
       try {
-        reject_message(*s.transport,
-                       "message " + security::hex(s.envelope.msg_id) + " for queue '" +
-                           s.queue_name + "' (deferred signing)",
-                       *s.policy, {}, &s.envelope,
-                       {"store-failed", "signed, but it could not be stored: " + store_why});
-      } catch (const std::exception&) {
-        // logged above; the store is failing
+        run.push_back({it.send.priority, security::encode(it.send.envelope)});
+        owners.push_back(&it);
+      } catch (...) {
+        store_failed(it, std::current_exception());
       }
+    }
+    i = j;
+    if (run.empty()) continue;
+    std::vector<std::exception_ptr> errors;
+    try {
+      errors = to->send_batch(run, delivery);
+    } catch (...) {
+      errors.assign(run.size(), std::current_exception());  // nothing of the run was accepted
+    }
+    for (size_t k = 0; k < owners.size(); ++k) {
+      if (k < errors.size() && errors[k]) store_failed(*owners[k], errors[k]);
     }
   }
 }

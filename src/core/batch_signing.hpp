@@ -7,8 +7,10 @@
 // Deferred signing (the default): Queue::send prepares the envelope (every field final: message
 // id, sent time, destination, certificate, SID), queues it here and returns. The signer takes
 // what is queued once the first message has waited batch-max-delay-ms or batch-max-messages are
-// there (or a flush asks), signs them with one signature and hands each signed envelope to its
-// queue's transport, in the order they were queued. Only then is a message in a store (a local
+// there (or a flush asks), signs them with one signature and hands the signed envelopes to their
+// queues' transports, in the order they were queued, one call per run of messages for one queue
+// and delivery mode (QueueTransport::send_batch: the local store writes a run in one
+// transaction). Only then is a message in a store (a local
 // queue, or the outgoing queue of a remote one) and visible to receivers: an unsigned message is
 // never stored. A signing failure turns each message of the batch into a rejection record (kind
 // "signing-failed") in its queue's store and a NACK (MQMSG_CLASS_NACK_BAD_SIGNATURE) to its admin

@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <span>
 #include <string>
@@ -115,6 +116,12 @@ struct Arrival {
 // when send() returns.
 enum class Delivery { Express, Recoverable };
 
+// One message of QueueTransport::send_batch.
+struct Outbound {
+  int priority = 0;
+  Bytes envelope;
+};
+
 // One queue's transport, as the core's send and receive paths use it. Every method may throw
 // mqsec::Error (MQ_ERROR_MESSAGE_STORAGE_FAILED, MQ_ERROR_SERVICE_NOT_AVAILABLE,
 // MQ_ERROR_QUEUE_NOT_FOUND, ...). Safe to call from many threads; an implementation that holds
@@ -126,6 +133,23 @@ class QueueTransport {
   // Appends an envelope (opaque bytes). Messages of one sender keep their order, express and
   // recoverable ones together.
   virtual void send(int priority, Bytes envelope, Delivery delivery) = 0;
+  // Appends several envelopes, in this order, with one delivery mode: what send() does for each
+  // of them, but a transport may store them together (the local store: in one transaction, the
+  // batch signer's hand-over). The envelopes are moved from. Returns one entry per message:
+  // null when it was accepted, else what send() would have thrown for it. By default, send()
+  // for each message.
+  virtual std::vector<std::exception_ptr> send_batch(std::span<Outbound> messages,
+                                                     Delivery delivery) {
+    std::vector<std::exception_ptr> errors(messages.size());
+    for (size_t i = 0; i < messages.size(); ++i) {
+      try {
+        send(messages[i].priority, std::move(messages[i].envelope), delivery);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    }
+    return errors;
+  }
   // Returns once this process's express sends so far are visible to receivers (before a
   // receive, and when the queue is closed).
   virtual void flush() = 0;

@@ -230,6 +230,42 @@ TEST_F(BatchPipeline, InvisibleUntilSigned) {
   EXPECT_EQ(receive_all(queue).size(), 5u);
 }
 
+// The hand-over of a signed batch (one call per run of one queue and delivery mode, the local
+// store writing each run in one transaction): one batch spanning two queues, express and
+// recoverable messages interleaved, lands whole, each queue in its sender's order; a
+// recoverable message whose queue was deleted before its batch was signed becomes a
+// "store-failed" rejection record, the others of its batch are stored.
+TEST_F(BatchPipeline, OneBatchOverTwoQueuesAndBothDeliveriesKeepsOrderAndReportsStoreFailures) {
+  auto ctx = security::acquire_context(g_cert);
+  const std::string qa = new_queue("handa"), qb = new_queue("handb"), qc = new_queue("handc");
+  auto a = open_sender(qa, batching(1000, 1500));
+  auto b = open_sender(qb, batching(1000, 1500));
+  auto c = open_sender(qc, batching(1000, 1500));
+  const int signs_before = g_ctl.call_count("C_Sign");
+  for (int i = 0; i < 60; ++i) {
+    Outgoing m = message(ctx, i);
+    if (i % 3 == 1) m.envelope.delivery = MQMSG_DELIVERY_RECOVERABLE;
+    (i % 4 < 2 ? a : b)->send(m, false);
+  }
+  Outgoing lost = message(ctx, 1000);
+  lost.envelope.delivery = MQMSG_DELIVERY_RECOVERABLE;
+  c->send(lost, false);
+  delete_queue(cfg_.store_path, Destination{qc, {}, {}});  // before the window ends
+  a->flush();
+  EXPECT_EQ(g_ctl.call_count("C_Sign") - signs_before, 1) << "one batch";
+  auto got_a = receive_all(qa), got_b = receive_all(qb);
+  std::vector<std::string> want_a, want_b;
+  for (int i = 0; i < 60; ++i) (i % 4 < 2 ? want_a : want_b).push_back("msg " + std::to_string(i));
+  ASSERT_EQ(got_a.size(), want_a.size());
+  ASSERT_EQ(got_b.size(), want_b.size());
+  for (size_t i = 0; i < got_a.size(); ++i) EXPECT_EQ(body(got_a[i]), want_a[i]);
+  for (size_t i = 0; i < got_b.size(); ++i) EXPECT_EQ(body(got_b[i]), want_b[i]);
+  EXPECT_TRUE(got_a.front().batch.present());
+  const auto rejected = rejections(cfg_.store_path, qc);
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].kind, "store-failed") << rejected[0].reason;
+}
+
 // Token pulled while messages are queued and while one batch is in C_Sign.
 TEST_F(BatchPipeline, TokenRemovedMidBatchDeliversNothingUnsignedAndNacksTheRest) {
   auto ctx = security::acquire_context(g_cert);

@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <exception>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
+#include "mqsec/error.hpp"
 #include "src/transport/local/batch_writer.hpp"
 
 using namespace mqsec::transport::local;
@@ -98,4 +101,69 @@ TEST_F(BatchWriterTest, ForkedChildNeitherHangsNorDuplicatesTheParentsMessages) 
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   w.flush();
   EXPECT_EQ(store_->message_count(id_), 101u);
+}
+
+// The batch signer's hand-over (push_many): a signed batch is committed in one transaction, in
+// order, whatever the writer was doing.
+TEST_F(BatchWriterTest, PushManyCommitsABatchInOneTransactionInOrder) {
+  BatchWriter w(*store_, nullptr);
+  std::vector<Outbound> batch;
+  for (int i = 0; i < 1000; ++i) batch.push_back({i % 8, msg(i)});
+  const uint64_t v0 = store_->version();
+  w.push_many(id_, batch);
+  w.flush();
+  EXPECT_EQ(store_->version() - v0, 1u) << "one commit for the whole batch";
+  EXPECT_EQ(store_->message_count(id_), 1000u);
+  // Receive order is priority first, then arrival: within each priority, push order.
+  int last_prio = 8, last_i = -1;
+  for (int n = 0; n < 1000; ++n) {
+    auto m = store_->take_first(id_);
+    ASSERT_TRUE(m);
+    const int i = (m->envelope[0] << 8) | m->envelope[1];
+    EXPECT_EQ(m->priority, i % 8);
+    if (m->priority != last_prio) {
+      ASSERT_LT(m->priority, last_prio);
+      last_prio = m->priority;
+      last_i = -1;
+    }
+    ASSERT_GT(i, last_i) << "out of order within priority " << m->priority;
+    last_i = i;
+  }
+}
+
+// More than the writer holds at once: still every message, in order (several transactions).
+TEST_F(BatchWriterTest, PushManyLargerThanThePendingBoundLosesNothing) {
+  BatchWriter w(*store_, nullptr);
+  std::vector<Outbound> batch;
+  const int n = static_cast<int>(BatchWriter::kMaxPending) + 1000;
+  for (int i = 0; i < n; ++i) batch.push_back({3, msg(i)});
+  w.push(id_, 3, msg(0xFFFF));  // something pending already
+  w.push_many(id_, batch);
+  w.flush();
+  ASSERT_EQ(store_->message_count(id_), static_cast<size_t>(n) + 1);
+  EXPECT_EQ(store_->take_first(id_)->envelope, msg(0xFFFF));
+  for (int i = 0; i < n; ++i) ASSERT_EQ(store_->take_first(id_)->envelope, msg(i)) << i;
+}
+
+// The durable form returns once committed, with a failure per message it could not store.
+TEST_F(BatchWriterTest, PushManyAndWaitReportsEachMessagesOutcome) {
+  BatchWriter w(*store_, nullptr, /*durable=*/true);
+  std::vector<Outbound> good{{3, msg(1)}, {3, msg(2)}, {3, msg(3)}};
+  auto errors = w.push_many_and_wait(id_, good);
+  ASSERT_EQ(errors.size(), 3u);
+  for (const auto& e : errors) EXPECT_FALSE(e);
+  EXPECT_EQ(store_->message_count(id_), 3u);  // visible on return, no flush needed
+
+  std::vector<Outbound> lost{{3, msg(4)}, {3, msg(5)}};
+  errors = w.push_many_and_wait(id_ + 1000, lost);  // no such queue
+  ASSERT_EQ(errors.size(), 2u);
+  for (const auto& e : errors) {
+    ASSERT_TRUE(e);
+    try {
+      std::rethrow_exception(e);
+    } catch (const mqsec::Error& err) {
+      EXPECT_EQ(err.code(), MQ_ERROR_QUEUE_NOT_FOUND);
+    }
+  }
+  EXPECT_EQ(store_->message_count(id_), 3u);
 }

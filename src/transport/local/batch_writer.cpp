@@ -54,6 +54,48 @@ void BatchWriter::push_and_wait(int64_t queue_id, int priority, Bytes envelope) 
   }
 }
 
+uint64_t BatchWriter::enqueue_locked(std::unique_lock<std::mutex>& lock, int64_t queue_id,
+                                     std::span<Outbound> messages) {
+  start_locked();
+  // Room for all of them at once (or an empty queue, for more than kMaxPending), so that they
+  // are committed together.
+  progress_.wait(
+      lock, [&] { return pending_.empty() || pending_.size() + messages.size() <= kMaxPending; });
+  const bool was_empty = pending_.empty();
+  pending_.reserve(pending_.size() + messages.size());
+  tickets_.reserve(tickets_.size() + messages.size());
+  for (Outbound& m : messages) {
+    pending_.push_back(Append{queue_id, m.priority, std::move(m.envelope)});
+    tickets_.push_back(++pushed_);
+  }
+  if (was_empty || pending_.size() >= kBatchTarget) wake_.notify_one();
+  return pushed_;
+}
+
+void BatchWriter::push_many(int64_t queue_id, std::span<Outbound> messages) {
+  if (messages.empty()) return;
+  std::unique_lock lock(mu_);
+  enqueue_locked(lock, queue_id, messages);
+}
+
+std::vector<std::exception_ptr> BatchWriter::push_many_and_wait(int64_t queue_id,
+                                                                std::span<Outbound> messages) {
+  std::vector<std::exception_ptr> errors(messages.size());
+  if (messages.empty()) return errors;
+  std::unique_lock lock(mu_);
+  const uint64_t last = enqueue_locked(lock, queue_id, messages);
+  const uint64_t first = last - messages.size() + 1;
+  ++waiters_;
+  wake_.notify_one();  // someone waits: no lingering
+  progress_.wait(lock, [&] { return done_ >= last; });
+  --waiters_;
+  for (auto it = failures_.lower_bound(first); it != failures_.end() && it->first <= last;) {
+    errors[it->first - first] = std::make_exception_ptr(Error(it->second.first, it->second.second));
+    it = failures_.erase(it);
+  }
+  return errors;
+}
+
 void BatchWriter::flush() {
   std::unique_lock lock(mu_);
   if (!running_) return;

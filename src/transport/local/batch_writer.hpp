@@ -15,10 +15,12 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <map>
 #include <string>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -44,6 +46,14 @@ class BatchWriter {
   // a batch is being written share the next fsync). Throws mqsec::Error
   // (MQ_ERROR_MESSAGE_STORAGE_FAILED, MQ_ERROR_QUEUE_NOT_FOUND, ...) when it was not stored.
   void push_and_wait(int64_t queue_id, int priority, Bytes envelope);
+  // push() and push_and_wait() for several messages of one queue, in order, with one lock and
+  // one wake-up: the writer finds them together and commits them in one transaction (unless
+  // more than kMaxPending are queued; then they are committed in several). The envelopes are
+  // moved from. push_many_and_wait returns one entry per message: null when it was committed,
+  // else the mqsec::Error push_and_wait would have thrown for it.
+  void push_many(int64_t queue_id, std::span<Outbound> messages);
+  std::vector<std::exception_ptr> push_many_and_wait(int64_t queue_id,
+                                                     std::span<Outbound> messages);
   // Waits until every message pushed before this call is committed (or failed and logged).
   void flush();
   // fork() safety, from pthread_atfork handlers: prepare_fork() takes the lock so the child
@@ -58,6 +68,9 @@ class BatchWriter {
  private:
   void run();
   void start_locked();
+  // Queues `messages` (lock held; waits for room); the ticket of the last one.
+  uint64_t enqueue_locked(std::unique_lock<std::mutex>& lock, int64_t queue_id,
+                          std::span<Outbound> messages);
 
   Store& store_;
   mutable std::mutex mu_;

@@ -80,6 +80,17 @@ void LocalQueue::send(int priority, Bytes envelope, Delivery delivery) {
   }
 }
 
+std::vector<std::exception_ptr> LocalQueue::send_batch(std::span<Outbound> messages,
+                                                       Delivery delivery) {
+  Bound b = bound();
+  if (delivery == Delivery::Express) {
+    b.express->push_many(id_, messages);
+    return std::vector<std::exception_ptr>(messages.size());
+  }
+  b.express->flush();  // keep this sender's arrival order
+  return b.recoverable->push_many_and_wait(id_, messages);
+}
+
 void LocalQueue::flush() { bound().express->flush(); }
 
 std::optional<StoredMessage> LocalQueue::first() { return bound().store->first(id_); }

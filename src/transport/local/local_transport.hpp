@@ -69,6 +69,11 @@ class LocalQueue final : public QueueTransport {
       : stores_(stores), dir_(std::move(dir)), name_(std::move(name)), id_(id) {}
 
   void send(int priority, Bytes envelope, Delivery delivery) override;
+  // Express: all of them to the express writer at once (one transaction, unless it holds more
+  // than BatchWriter::kMaxPending). Recoverable: after this process's express messages, one
+  // durable transaction (group commit), on disk on return.
+  std::vector<std::exception_ptr> send_batch(std::span<Outbound> messages,
+                                             Delivery delivery) override;
   void flush() override;
   std::optional<StoredMessage> first() override;
   std::optional<StoredMessage> next_after(int priority, int64_t seq) override;
