@@ -14,7 +14,7 @@ trap 'rm -rf "$t"' EXIT
 umask 077
 # shellcheck source=tests/cli/softhsm_token.sh
 . "$(dirname "${BASH_SOURCE[0]}")/softhsm_token.sh"
-softhsm_token "$t" card "$build" || exit 1
+softhsm_token "$t" card "$build/tests/mqsec-init-token" || exit 1
 write_config() {  # $1: allow-extractable-keys
   cat > "$t/mqsec.toml" <<CONF
 [token]

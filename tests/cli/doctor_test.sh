@@ -19,7 +19,7 @@ trap 'rm -rf "$t"' EXIT
 umask 077
 # shellcheck source=tests/cli/softhsm_token.sh
 . "$(dirname "${BASH_SOURCE[0]}")/softhsm_token.sh"
-softhsm_token "$t" hsm "$build" || exit 1
+softhsm_token "$t" hsm "$build/tests/mqsec-init-token" || exit 1
 printf 1234 > "$t/mock.pin"
 printf 9999 > "$t/wrong.pin"
 config() {  # config TOKEN_URI [ALLOW_EXTRACTABLE]: a fresh store and profile directory each time

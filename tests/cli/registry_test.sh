@@ -24,7 +24,7 @@ chmod 755 "$t"
 umask 077
 # shellcheck source=tests/cli/softhsm_token.sh
 . "$(dirname "${BASH_SOURCE[0]}")/softhsm_token.sh"
-softhsm_token "$t" mqsec "$build" || exit 1
+softhsm_token "$t" mqsec "$build/tests/mqsec-init-token" || exit 1
 cat > "$t/mqsec.toml" <<CONF
 [token]
 uri = "pkcs11:token=mqsec?module-path=$module&pin-source=file:$t/user.pin"

@@ -2,14 +2,14 @@
 # Sourced by the shell tests: a throwaway SoftHSM token.
 #
 #   . "$src/tests/cli/softhsm_token.sh"
-#   softhsm_token DIR LABEL BUILD_DIR
+#   softhsm_token DIR LABEL INIT_TOKEN   (INIT_TOKEN: the build's tests/mqsec-init-token)
 #
 # Creates the token LABEL in DIR/tokens with its own configuration (DIR/softhsm2.conf, exported
 # as SOFTHSM2_CONF, so no system token is touched), random user and SO PINs in DIR/user.pin and
 # DIR/so.pin (mode 0600; never on a command line), and sets $module to SoftHSM's module path.
 # Returns non-zero (with mqsec-init-token's message) when the token cannot be made.
 softhsm_token() {
-  local dir=${1:?softhsm_token DIR LABEL BUILD_DIR} label=${2:?} build=${3:?}
+  local dir=${1:?softhsm_token DIR LABEL INIT_TOKEN} label=${2:?} init_token=${3:?}
   module=/usr/lib/softhsm/libsofthsm2.so
   [ -e "$module" ] || module=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
   mkdir -p "$dir/tokens"
@@ -21,6 +21,6 @@ softhsm_token() {
     head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/user.pin"
     head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/so.pin"
   )
-  "$build/tests/mqsec-init-token" --module "$module" --label "$label" \
+  "$init_token" --module "$module" --label "$label" \
     --pin-file "$dir/user.pin" --so-pin-file "$dir/so.pin" >/dev/null
 }

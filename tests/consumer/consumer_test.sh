@@ -49,16 +49,9 @@ for exe in "$t/c_consumer" "$t/cxx/cxx_consumer"; do
 done
 
 # A throwaway SoftHSM token (PINs in 0600 files, never on a command line) and a configuration.
-module=/usr/lib/softhsm/libsofthsm2.so
-[ -e "$module" ] || module=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
-mkdir -p "$t/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-  "$t/tokens" >"$t/softhsm2.conf"
-export SOFTHSM2_CONF=$t/softhsm2.conf
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$t/user.pin"
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$t/so.pin"
-"$build/tests/mqsec-init-token" --module "$module" --label consumer \
-  --pin-file "$t/user.pin" --so-pin-file "$t/so.pin" >/dev/null
+# shellcheck source=tests/cli/softhsm_token.sh
+. "$src/tests/cli/softhsm_token.sh"
+softhsm_token "$t" consumer "$build/tests/mqsec-init-token"
 cat >"$t/mqsec.toml" <<CONF
 [token]
 uri = "pkcs11:token=consumer?module-path=$module&pin-source=file:$t/user.pin"

@@ -36,16 +36,9 @@ umask 077
 
 mcs -nologo -warnaserror -out:"$t/mqrt_tests.exe" "$src"/tests/dotnet/*.cs
 
-module=/usr/lib/softhsm/libsofthsm2.so
-[ -e "$module" ] || module=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
-mkdir -p "$t/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-  "$t/tokens" >"$t/softhsm2.conf"
-export SOFTHSM2_CONF=$t/softhsm2.conf
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$t/user.pin"
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$t/so.pin"
-"$init_token" --module "$module" --label dotnet --pin-file "$t/user.pin" \
-  --so-pin-file "$t/so.pin" >/dev/null
+# shellcheck source=tests/cli/softhsm_token.sh
+. "$src/tests/cli/softhsm_token.sh"
+softhsm_token "$t" dotnet "$init_token"
 cat >"$t/mqsec.toml" <<CONF
 [token]
 uri = "pkcs11:token=dotnet?module-path=$module&pin-source=file:$t/user.pin"
