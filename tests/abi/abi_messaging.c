@@ -20,29 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (cond) {                                                                \
-      ++passed;                                                                \
-    } else {                                                                   \
-      ++failed;                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                          \
-  } while (0)
-
-#define CHECK_HR(expr, expected)                                                               \
-  do {                                                                                         \
-    HRESULT hr_ = (expr);                                                                      \
-    if (hr_ == (HRESULT)(expected)) {                                                          \
-      ++passed;                                                                                \
-    } else {                                                                                   \
-      ++failed;                                                                                \
-      fprintf(stderr, "%s:%d: %s returned 0x%08X, expected %s (0x%08X)\n", __FILE__, __LINE__, \
-              #expr, (unsigned)hr_, #expected, (unsigned)(HRESULT)(expected));                 \
-    }                                                                                          \
-  } while (0)
+#include "abi_check.h"
 
 static char dir[256];
 

@@ -13,29 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int passed, failed;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (cond) {                                                                \
-      ++passed;                                                                \
-    } else {                                                                   \
-      ++failed;                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                          \
-  } while (0)
-
-#define CHECK_HR(expr, expected)                                                               \
-  do {                                                                                         \
-    HRESULT hr_ = (expr);                                                                      \
-    if (hr_ == (HRESULT)(expected)) {                                                          \
-      ++passed;                                                                                \
-    } else {                                                                                   \
-      ++failed;                                                                                \
-      fprintf(stderr, "%s:%d: %s returned 0x%08X, expected %s (0x%08X)\n", __FILE__, __LINE__, \
-              #expr, (unsigned)hr_, #expected, (unsigned)(HRESULT)(expected));                 \
-    }                                                                                          \
-  } while (0)
+#include "abi_check.h"
 
 _Static_assert(sizeof(WCHAR) == 2, "MQSEC_UTF16: WCHAR is a UTF-16 unit");
 _Static_assert(sizeof(MQPROPVARIANT) == 24, "MQPROPVARIANT keeps its layout");
