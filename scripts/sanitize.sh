@@ -22,7 +22,7 @@ supp=$root/tests/sanitizers
 # The concurrency tests, by GoogleTest name (ctest -R), plus anything labelled "concurrency";
 # test_amqp_transport is the AMQP client's own threads (Proton's container thread, the forwarder
 # and inbound loops) against a private broker.
-concurrency='test_amqp_transport|CallGate|Concurren|Thread|Fork|Parallel|ManyThreads|TwoProcesses|Processes|Race|Reliability|BatchWriter|HandleTable|ExactlyOnce|OcspAnswersAreCached'
+concurrency='test_amqp_transport|CallGate|Concurren|Thread|Fork|Parallel|ManyThreads|TwoProcesses|Processes|Race|Reliability|BatchWriter|BatchPipeline|HandleTable|ExactlyOnce|OcspAnswersAreCached'
 
 # -O1 -g1 rather than RelWithDebInfo's -O2 -g: the sanitizers' own recommendation (-O1), line
 # tables and function names for the reports' stack traces (-g1), and a much quicker build of the
