@@ -348,9 +348,18 @@ struct Store::Statements {
          " quota, journal_quota, base_priority, priv_level, type, multicast, modified)"
          " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?5)"
          " ON CONFLICT(name) DO NOTHING"},
+        // ?12: a bit per column that differs from the caller's snapshot (Store::update_queue).
         {&Statements::update_queue,
-         "UPDATE queues SET label = ?2, authenticate = ?3, journal = ?4, quota = ?5,"
-         " journal_quota = ?6, base_priority = ?7, priv_level = ?8, type = ?9, multicast = ?10,"
+         "UPDATE queues SET"
+         " label = CASE WHEN ?12 & 1 THEN ?2 ELSE label END,"
+         " authenticate = CASE WHEN ?12 & 2 THEN ?3 ELSE authenticate END,"
+         " journal = CASE WHEN ?12 & 4 THEN ?4 ELSE journal END,"
+         " quota = CASE WHEN ?12 & 8 THEN ?5 ELSE quota END,"
+         " journal_quota = CASE WHEN ?12 & 16 THEN ?6 ELSE journal_quota END,"
+         " base_priority = CASE WHEN ?12 & 32 THEN ?7 ELSE base_priority END,"
+         " priv_level = CASE WHEN ?12 & 64 THEN ?8 ELSE priv_level END,"
+         " type = CASE WHEN ?12 & 128 THEN ?9 ELSE type END,"
+         " multicast = CASE WHEN ?12 & 256 THEN ?10 ELSE multicast END,"
          " modified = ?11 WHERE id = ?1"},
         {&Statements::insert_signer,
          "INSERT INTO queue_signers(queue_id, pos, kind, value) VALUES(?1, ?2, ?3, ?4)"},
@@ -802,12 +811,22 @@ void Store::delete_queue(std::string_view name_in) {
   tx.commit();
 }
 
-void Store::update_queue(const QueueInfo& q) {
+void Store::update_queue(const QueueInfo& before, const QueueInfo& q) {
+  // Only what differs from the caller's snapshot is written, into the queue the snapshot was
+  // read from (by id): a concurrent change of another property is kept, and a queue deleted and
+  // re-created under the same name since is not given the old queue's settings.
+  const int64_t changed =
+      (q.label != before.label ? 1 : 0) | (q.authenticate != before.authenticate ? 2 : 0) |
+      (q.journal != before.journal ? 4 : 0) | (q.quota != before.quota ? 8 : 0) |
+      (q.journal_quota != before.journal_quota ? 16 : 0) |
+      (q.base_priority != before.base_priority ? 32 : 0) | (q.privacy != before.privacy ? 64 : 0) |
+      (q.type != before.type ? 128 : 0) |
+      (q.multicast_address != before.multicast_address ? 256 : 0);
   std::lock_guard lock(mu_);
   Tx tx(*this, true);
   sqlite3_stmt* st = st_->update_queue;
   StmtScope scope(st);
-  bind_int(st, 1, q.id, "update queue");
+  bind_int(st, 1, before.id, "update queue");
   bind_text(st, 2, q.label, "update queue");
   bind_int(st, 3, q.authenticate ? 1 : 0, "update queue");
   bind_int(st, 4, q.journal ? 1 : 0, "update queue");
@@ -818,6 +837,7 @@ void Store::update_queue(const QueueInfo& q) {
   bind_blob(st, 9, q.type, "update queue");
   bind_text(st, 10, q.multicast_address, "update queue");
   bind_int(st, 11, q.modified != 0 ? q.modified : now_seconds(), "update queue");
+  bind_int(st, 12, changed, "update queue");
   if (step_changes(st, "update queue") == 0) {
     throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + q.name + " not found");
   }

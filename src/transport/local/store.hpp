@@ -59,10 +59,12 @@ class Store {
   // MQ_ERROR_QUEUE_NOT_FOUND.
   void delete_queue(std::string_view name);
   std::optional<QueueInfo> find_queue(std::string_view name);
-  // Writes what MQSetQueueProperties may change of queue q.id (label, authenticate, journal,
-  // quotas, base priority, privacy level, type, multicast address) and its modify time (now
-  // when q.modified is 0). Throws MQ_ERROR_QUEUE_NOT_FOUND.
-  void update_queue(const QueueInfo& q);
+  // Writes what MQSetQueueProperties may change (label, authenticate, journal, quotas, base
+  // priority, privacy level, type, multicast address) where q differs from before, the snapshot
+  // the caller changed, into queue before.id, and sets its modify time (now when q.modified is
+  // 0). Properties q leaves as they were in before keep their current values. Throws
+  // MQ_ERROR_QUEUE_NOT_FOUND when queue before.id is gone (even if a queue of that name exists).
+  void update_queue(const QueueInfo& before, const QueueInfo& q);
   // MQPurgeQueue: removes every message of the queue (durable on return); their number.
   size_t purge(int64_t queue_id);
   std::vector<QueueInfo> list_queues();  // ordered by name
