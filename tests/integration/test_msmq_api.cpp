@@ -611,6 +611,40 @@ TEST_F(MsmqApi, PurgeQueueEmptiesTheQueue) {
   EXPECT_HR(MQ_ERROR_INVALID_HANDLE, MQPurgeQueue(r));  // closed
 }
 
+// A purge right after express sends (nothing read in between) takes them too: this process's
+// express messages are committed before the purge.
+TEST_F(MsmqApi, PurgeRightAfterExpressSendsTakesThem) {
+  QUEUEHANDLE s = open_queue(format_, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(format_, MQ_RECEIVE_ACCESS);
+  for (int i = 0; i < 50; ++i) ASSERT_HR(MQ_OK, send_body(s, "x" + std::to_string(i)));
+  EXPECT_HR(MQ_OK, MQPurgeQueue(r));
+  EXPECT_EQ(peek_all(r).size(), 0u);
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+// mqsec does not encrypt bodies: a send asking for encryption fails with nothing stored, instead
+// of travelling in clear while the caller believes it encrypted. PRIV_LEVEL_NONE is accepted.
+TEST_F(MsmqApi, SendAskingForEncryptionFailsAndStoresNothing) {
+  QUEUEHANDLE s = open_queue(format_, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(format_, MQ_RECEIVE_ACCESS);
+  for (ULONG level : {ULONG{MQMSG_PRIV_LEVEL_BODY_BASE}, ULONG{MQMSG_PRIV_LEVEL_BODY_ENHANCED},
+                      ULONG{MQMSG_PRIV_LEVEL_BODY_AES}, ULONG{2}, ULONG{MQMSG_PRIV_LEVEL_NONE}}) {
+    std::string body = "secret";
+    Props p;
+    p.bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body.data()), static_cast<ULONG>(body.size()));
+    p.ui4(PROPID_M_PRIV_LEVEL, level);
+    const HRESULT want = level == MQMSG_PRIV_LEVEL_NONE ? MQ_OK
+                         : level == 2                   ? MQ_ERROR_ILLEGAL_PROPERTY_VALUE
+                                      : MQ_ERROR_ENCRYPTION_PROVIDER_NOT_SUPPORTED;
+    EXPECT_HR(want, MQSendMessage(s, p.msg(), MQ_NO_TRANSACTION)) << "level " << level;
+  }
+  const std::vector<Got> stored = peek_all(r);
+  ASSERT_EQ(stored.size(), 1u) << "only the PRIV_LEVEL_NONE send is stored";
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
 TEST_F(MsmqApi, HandleToFormatName) {
   QUEUEHANDLE r = open_queue(format_, MQ_RECEIVE_ACCESS);
   WCHAR buf[256];
