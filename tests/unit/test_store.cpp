@@ -834,6 +834,16 @@ TEST_F(StoreTest, CursorWalkOverMalformedPrioritiesTerminates) {
       EXPECT_GT(walk[i].second, walk[i - 1].second);
     }
   }
+  // The backward walk (last, prev_before: MQReceiveMessageByLookupId's LAST and PREV) visits
+  // the same rows in exactly the reverse order, and ends.
+  std::vector<std::pair<int, int64_t>> back;
+  m = s.last(qid);
+  while (m && back.size() < 100) {
+    back.push_back({m->priority, m->seq});
+    m = s.prev_before(qid, m->priority, m->seq);
+  }
+  ASSERT_EQ(back.size(), walk.size());
+  EXPECT_TRUE(std::equal(back.begin(), back.end(), walk.rbegin()));
   // take_first drains in the same order and ends.
   size_t taken = 0;
   while (s.take_first(qid) && taken < 100) ++taken;

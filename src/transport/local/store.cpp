@@ -313,6 +313,8 @@ struct Store::Statements {
   sqlite3_stmt* insert_message = nullptr;
   sqlite3_stmt* first = nullptr;
   sqlite3_stmt* next_after = nullptr;
+  sqlite3_stmt* last = nullptr;
+  sqlite3_stmt* prev_before = nullptr;
   sqlite3_stmt* get = nullptr;
   sqlite3_stmt* remove = nullptr;
   sqlite3_stmt* count = nullptr;
@@ -394,6 +396,13 @@ struct Store::Statements {
         {&Statements::next_after,
          std::string(kMsgCols) + "WHERE queue_id = ?1 AND (" MQSEC_PRIO " < ?2 OR (" MQSEC_PRIO
                                  " = ?2 AND seq > ?3)) ORDER BY " MQSEC_PRIO " DESC, seq LIMIT 1"},
+        // The same order backwards (the index is scanned the other way).
+        {&Statements::last, std::string(kMsgCols) + "WHERE queue_id = ?1 ORDER BY " MQSEC_PRIO
+                                                    " ASC, seq DESC LIMIT 1"},
+        {&Statements::prev_before,
+         std::string(kMsgCols) + "WHERE queue_id = ?1 AND (" MQSEC_PRIO " > ?2 OR (" MQSEC_PRIO
+                                 " = ?2 AND seq < ?3)) ORDER BY " MQSEC_PRIO
+                                 " ASC, seq DESC LIMIT 1"},
         {&Statements::get, std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::remove, "DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
@@ -977,22 +986,35 @@ std::vector<Arrival> Store::append_unique_batch(std::span<const UniqueAppend> ba
       });
 }
 
-std::optional<StoredMessage> Store::first(int64_t queue_id) {
+std::optional<StoredMessage> Store::walk(sqlite3_stmt* Statements::*which, int64_t queue_id,
+                                         std::optional<std::pair<int, int64_t>> from,
+                                         const char* what) {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* st = st_->first;
+  sqlite3_stmt* st = (*st_).*which;
   StmtScope scope(st);
-  bind_int(st, 1, queue_id, "read first message");
-  return read_message(st, "read first message");
+  bind_int(st, 1, queue_id, what);
+  if (from) {
+    bind_int(st, 2, from->first, what);
+    bind_int(st, 3, from->second, what);
+  }
+  return read_message(st, what);
+}
+
+std::optional<StoredMessage> Store::first(int64_t queue_id) {
+  return walk(&Statements::first, queue_id, std::nullopt, "read first message");
 }
 
 std::optional<StoredMessage> Store::next_after(int64_t queue_id, int priority, int64_t seq) {
-  std::lock_guard lock(mu_);
-  sqlite3_stmt* st = st_->next_after;
-  StmtScope scope(st);
-  bind_int(st, 1, queue_id, "read next message");
-  bind_int(st, 2, priority, "read next message");
-  bind_int(st, 3, seq, "read next message");
-  return read_message(st, "read next message");
+  return walk(&Statements::next_after, queue_id, std::pair{priority, seq}, "read next message");
+}
+
+std::optional<StoredMessage> Store::last(int64_t queue_id) {
+  return walk(&Statements::last, queue_id, std::nullopt, "read last message");
+}
+
+std::optional<StoredMessage> Store::prev_before(int64_t queue_id, int priority, int64_t seq) {
+  return walk(&Statements::prev_before, queue_id, std::pair{priority, seq},
+              "read previous message");
 }
 
 std::optional<StoredMessage> Store::get(int64_t queue_id, int64_t seq) {

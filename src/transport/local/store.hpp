@@ -98,6 +98,9 @@ class Store {
   // The message after (priority, seq) in receive order, for cursors; (priority, seq) need not
   // exist any more.
   std::optional<StoredMessage> next_after(int64_t queue_id, int priority, int64_t seq);
+  // The same order backwards (MQReceiveMessageByLookupId's LAST and PREV), one indexed query each.
+  std::optional<StoredMessage> last(int64_t queue_id);
+  std::optional<StoredMessage> prev_before(int64_t queue_id, int priority, int64_t seq);
   std::optional<StoredMessage> get(int64_t queue_id, int64_t seq);
   // True only for the one caller (in any process) that actually deleted the message.
   bool remove(int64_t queue_id, int64_t seq);
@@ -157,6 +160,10 @@ class Store {
   int64_t append_locked(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
                         int64_t now);
   std::optional<StoredMessage> read_message(sqlite3_stmt* st, const char* what);
+  // One step of a walk (first, next_after, last, prev_before): statement `which` takes the
+  // queue id and, for a step from a message, its priority and seq.
+  std::optional<StoredMessage> walk(sqlite3_stmt* Statements::*which, int64_t queue_id,
+                                    std::optional<std::pair<int, int64_t>> from, const char* what);
   void read_signers(QueueInfo& q);
   void migrate_locked(int64_t from_version);
   Arrival append_unique_locked(const UniqueAppend& a, int64_t now);
