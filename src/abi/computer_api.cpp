@@ -145,12 +145,18 @@ VARTYPE mgmt_vt(MgmtObject o, PROPID id) {
   }
 }
 
-// Allocated values, freed again when a later one cannot be allocated or the call fails.
+// Allocated values, freed again when a later one cannot be allocated or the call fails; the
+// caller's variants (all VT_NULL on entry) are then VT_NULL again, so none names freed memory.
 class Allocations {
  public:
+  explicit Allocations(MQPROPVARIANT* vars, DWORD n) : vars_(vars), n_(n) {}
   ~Allocations() {
     if (keep_) return;
     for (void* p : blocks_) std::free(p);
+    for (DWORD i = 0; i < n_; ++i) {
+      vars_[i] = MQPROPVARIANT{};
+      vars_[i].vt = VT_NULL;
+    }
   }
   WCHAR* text(const std::string& s) {
     WCHAR* w = abi::allocated_wide(s);
@@ -170,6 +176,8 @@ class Allocations {
 
  private:
   std::vector<void*> blocks_;
+  MQPROPVARIANT* vars_;
+  DWORD n_;
   bool keep_ = false;
 };
 
@@ -207,7 +215,7 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
   }
   const auto& store_dir = core::runtime().config().store_path;
   HRESULT overall = MQ_OK;
-  Allocations mem;
+  Allocations mem(props->aPropVar, props->cProp);
   auto unsupported = [&](DWORD i) {
     if (props->aStatus != nullptr) props->aStatus[i] = MQ_INFORMATION_UNSUPPORTED_PROPERTY;
     overall = MQ_INFORMATION_PROPERTY;

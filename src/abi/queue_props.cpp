@@ -231,23 +231,26 @@ void check_queue_props_get(MQQUEUEPROPS* props) {
 HRESULT fill_queue_props(MQQUEUEPROPS* props, const transport::QueueInfo& q,
                          const std::string& path_name) {
   HRESULT overall = MQ_OK;
-  // What was allocated, freed again if a later allocation fails (nothing half-filled leaks).
-  std::vector<void*> allocated;
+  // What was allocated (and in which variant), freed again if a later allocation fails, and
+  // that variant set back to VT_NULL: nothing half-filled leaks or dangles.
+  std::vector<std::pair<DWORD, void*>> allocated;
   try {
     for (DWORD i = 0; i < props->cProp; ++i) {
       MQPROPVARIANT& v = props->aPropVar[i];
       const PROPID id = props->aPropID[i];
       const bool was_null = v.vt == VT_NULL;
       auto text = [&](const std::string& s) {
+        WCHAR* w = allocated_wide(s);
+        allocated.emplace_back(i, w);
         v.vt = VT_LPWSTR;
-        v.pwszVal = allocated_wide(s);
-        allocated.push_back(v.pwszVal);
+        v.pwszVal = w;
       };
       auto guid = [&](const std::array<uint8_t, 16>& g) {
         if (was_null) {
-          v.puuid = static_cast<CLSID*>(std::malloc(sizeof(CLSID)));
-          if (v.puuid == nullptr) throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "out of memory");
-          allocated.push_back(v.puuid);
+          auto* u = static_cast<CLSID*>(std::malloc(sizeof(CLSID)));
+          if (u == nullptr) throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "out of memory");
+          allocated.emplace_back(i, u);
+          v.puuid = u;
         }
         v.vt = VT_CLSID;
         std::memcpy(v.puuid, g.data(), 16);
@@ -318,7 +321,11 @@ HRESULT fill_queue_props(MQQUEUEPROPS* props, const transport::QueueInfo& q,
       }
     }
   } catch (...) {
-    for (void* p : allocated) std::free(p);
+    for (auto [i, p] : allocated) {
+      std::free(p);
+      props->aPropVar[i].vt = VT_NULL;
+      props->aPropVar[i].pwszVal = nullptr;
+    }
     throw;
   }
   return overall;
