@@ -10,11 +10,14 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <cwchar>
 #include <functional>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/support/hresult_text.hpp"
@@ -487,6 +490,57 @@ TEST(QueueProperties, SetChangesWhatMayChange) {
   size_t mc2 = g2.null(PROPID_Q_MULTICAST_ADDRESS);
   ASSERT_HR(MQ_OK, MQGetQueueProperties(format.c_str(), g2.queue()));
   EXPECT_EQ(g2.var(mc2).vt, VT_EMPTY);
+  MQDeleteQueue(format.c_str());
+}
+
+// Setting AUTHENTICATE applies to handles opened afterwards (docs/msmq-api.md): a receive handle
+// opened after the change never returns an unsigned message, one opened before still does. The
+// modify time moves with a change, and another machine's queue is refused.
+TEST(QueueProperties, AuthenticateChangeAppliesToHandlesOpenedAfterIt) {
+  const std::wstring format = create_queue(unique_queue(L"qauth"));
+  QUEUEHANDLE s = open_queue(format, MQ_SEND_ACCESS);
+  QUEUEHANDLE old_r = open_queue(format, MQ_RECEIVE_ACCESS);
+  Props before;
+  size_t mt0 = before.null(PROPID_Q_MODIFY_TIME);
+  ASSERT_HR(MQ_OK, MQGetQueueProperties(format.c_str(), before.queue()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // the time has seconds
+  Props set;
+  set.ui1(PROPID_Q_AUTHENTICATE, MQ_AUTHENTICATE);
+  ASSERT_HR(MQ_OK, MQSetQueueProperties(format.c_str(), set.queue()));
+  Props after;
+  size_t au = after.null(PROPID_Q_AUTHENTICATE);
+  size_t mt1 = after.null(PROPID_Q_MODIFY_TIME);
+  ASSERT_HR(MQ_OK, MQGetQueueProperties(format.c_str(), after.queue()));
+  EXPECT_EQ(after.var(au).bVal, MQ_AUTHENTICATE);
+  EXPECT_GT(after.var(mt1).lVal, before.var(mt0).lVal);
+
+  auto receive = [](QUEUEHANDLE h) {
+    std::vector<UCHAR> body(64);
+    Props p;
+    p.bytes(PROPID_M_BODY, body.data(), static_cast<ULONG>(body.size()));
+    const HRESULT hr =
+        MQReceiveMessage(h, 300, MQ_ACTION_RECEIVE, p.msg(), nullptr, nullptr, nullptr, nullptr);
+    return std::pair{
+        hr, std::string(body.begin(), body.begin() + (SUCCEEDED(hr) ? p.var(0).caub.cElems : 0))};
+  };
+  ASSERT_HR(MQ_OK, send_body(s, "unsigned-1"));
+  QUEUEHANDLE new_r = open_queue(format, MQ_RECEIVE_ACCESS);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(new_r).first) << "an unsigned message was delivered";
+  ASSERT_HR(MQ_OK, send_body(s, "unsigned-2"));
+  auto [hr, body] = receive(old_r);
+  EXPECT_HR(MQ_OK, hr);
+  EXPECT_EQ(body, "unsigned-2");
+
+  const std::wstring remote = L"DIRECT=OS:otherhost\\private$\\q";
+  Props g;
+  g.null(PROPID_Q_LABEL);
+  EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+            MQGetQueueProperties(remote.c_str(), g.queue()));
+  EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+            MQSetQueueProperties(remote.c_str(), set.queue()));
+  MQCloseQueue(s);
+  MQCloseQueue(old_r);
+  MQCloseQueue(new_r);
   MQDeleteQueue(format.c_str());
 }
 
