@@ -27,10 +27,7 @@ constexpr ULONG kVersion = (3u << 24) | (0u << 16) | 0u;
 void check_local_computer(LPCWSTR computer) {
   if (computer == nullptr) return;
   const std::string name = abi::wide_to_utf8(computer, MQ_ERROR_INVALID_PARAMETER);
-  std::string lower;
-  for (char c : name)
-    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  if (lower == "." || lower == core::this_machine() || lower == core::local_host()) return;
+  if (core::is_this_machine(name)) return;
   throw Error(MQ_ERROR_UNSUPPORTED_OPERATION,
               "computer '" + name + "': only this machine's information is available");
 }

@@ -890,6 +890,16 @@ TEST(Management, QueueMessageCountAndBadInput) {
   const std::wstring missing = L"QUEUE=" + format_of(unique_queue(L"mgmt-missing"));
   EXPECT_HR(MQ_ERROR_QUEUE_NOT_FOUND, MQMgmtGetInfo(nullptr, missing.c_str(), ok.m()));
   EXPECT_HR(MQ_ERROR_UNSUPPORTED_OPERATION, MQMgmtGetInfo(L"elsewhere", object.c_str(), ok.m()));
+  // This machine by any name a path name may use for it, as everywhere else.
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  for (const std::string& computer :
+       {std::string("localhost"), std::string(host), std::string(host) + ".example.org"}) {
+    const std::wstring w(computer.begin(), computer.end());
+    MgmtProps again;
+    again.add(PROPID_MGMT_QUEUE_MESSAGE_COUNT);
+    EXPECT_HR(MQ_OK, MQMgmtGetInfo(w.c_str(), object.c_str(), again.m())) << computer;
+  }
   MgmtProps typed;
   size_t t = typed.add(PROPID_MGMT_QUEUE_MESSAGE_COUNT, VT_UI4);
   EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VT, MQMgmtGetInfo(nullptr, object.c_str(), typed.m()));
