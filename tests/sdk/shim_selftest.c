@@ -1,15 +1,23 @@
 /*
  * The Win32 shim's own test (ctest sdk_shim_selftest): mq.h before windows.h and tchar.h here
- * (shim_selftest_cxx.cpp: the other order, in C++), Microsoft's wide format rules in
- * _snwprintf_s and swprintf_s, GetComputerName, fgets and fgetws in turn on one stream, and the
- * _s string functions' truncation.
+ * (shim_selftest_cxx.cpp: the other order, in C++; both with transact.h where include/ has it),
+ * Microsoft's wide format rules in _snwprintf_s and swprintf_s, GetComputerName, fgets and fgetws
+ * in turn on one stream, the _s string and conversion functions' truncation, and sscanf_s.
  */
 #include <mq.h>
+/* mqsec's transact.h, once there is one, before the shim too (it shares winerror.h's S_OK,
+ * E_FAIL, E_INVALIDARG with windows.h, both guarded). */
+#if defined(__has_include)
+#if __has_include(<transact.h>)
+#include <transact.h>
+#endif
+#endif
 #define UNICODE
 #define _UNICODE
 #include <tchar.h>
 #include <windows.h>
 
+#include <errno.h>
 #include <unistd.h>
 
 int shim_selftest_cxx(void);
@@ -88,6 +96,35 @@ static void safe_strings(void) {
   CHECK(strcat_s(s, sizeof s, "f") != 0 && s[0] == '\0');
   CHECK(sprintf_s(s, sizeof s, "%d", 123456) == -1 && s[0] == '\0');
   CHECK(_stricmp("QUIT", "quit") == 0 && _wcsicmp(L"Quit", L"qUIT") == 0);
+  char n[5];
+  CHECK(strncpy_s(n, sizeof n, "abcdef", 2) == 0 && strcmp(n, "ab") == 0);
+  CHECK(strncat_s(n, sizeof n, "cdef", _TRUNCATE) == STRUNCATE && strcmp(n, "abcd") == 0);
+  CHECK(strncpy_s(n, sizeof n, "abcdef", 6) == ERANGE && n[0] == '\0');
+  wchar_t wn[5];
+  CHECK(wcsncpy_s(wn, 5, L"xyz", _TRUNCATE) == 0 && wcsncat_s(wn, 5, L"uvw", 1) == 0);
+  CHECK(wcscmp(wn, L"xyzu") == 0);
+  size_t converted = 0;
+  CHECK(mbstowcs_s(&converted, wn, 5, "queue", _TRUNCATE) == STRUNCATE && converted == 5);
+  CHECK(wcscmp(wn, L"queu") == 0);
+  CHECK(mbstowcs_s(&converted, wn, 5, "q", _TRUNCATE) == 0 && converted == 2);
+  CHECK(mbstowcs_s(&converted, wn, 5, "queue", 5) == ERANGE && wn[0] == L'\0');
+  CHECK(wcstombs_s(&converted, n, sizeof n, L"path", _TRUNCATE) == 0 && converted == 5);
+  CHECK(strcmp(n, "path") == 0);
+  CHECK(wcstombs_s(&converted, n, sizeof n, L"pathname", 8) == ERANGE && n[0] == '\0');
+}
+
+/* Microsoft's sscanf_s: %ld fills a 32-bit LONG (c_draw's line coordinates); the conversions
+ * that take a size argument there are refused. */
+static void scanning(void) {
+  LONG v[4] = {0, 0, 0, 0};
+  LONG guard = 0x12345678;
+  CHECK(sscanf_s("0000012-00003400000560000078", "%07ld%07ld%07ld%07ld", &v[0], &v[1], &v[2],
+                 &v[3]) == 4);
+  CHECK(v[0] == 12 && v[1] == -34 && v[2] == 56 && v[3] == 78 && guard == 0x12345678);
+  LONGLONG big = 0;
+  CHECK(sscanf_s("-1099511627776", "%I64d", &big) == 1 && big == -(LONGLONG)1099511627776);
+  char text[8];
+  CHECK(sscanf_s("word", "%s", text, (unsigned)sizeof text) == EOF);
 }
 
 int main(void) {
@@ -95,6 +132,7 @@ int main(void) {
   computer_name();
   mixed_stream();
   safe_strings();
+  scanning();
   /* mq.h's types are the shim's: a GUID of either is the other's. */
   CLSID id = {0xc30e0960, 0xa2c0, 0x11cf, {0x97, 0x85, 0x0, 0x60, 0x8c, 0xb3, 0xe8, 0xc}};
   MQPROPVARIANT v;

@@ -8,6 +8,9 @@
 #include <cstring>
 #include <cwchar>
 #include <mq.h>
+#if __has_include(<transact.h>)
+#include <transact.h>
+#endif
 
 extern "C" int shim_selftest_cxx(void) {
   int failures = 0;

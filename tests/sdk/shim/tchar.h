@@ -20,6 +20,9 @@
 #define _tcscpy wcscpy
 #define _tcscpy_s wcscpy_s
 #define _tcscat_s wcscat_s
+#define _tcsncpy_s wcsncpy_s
+#define _tcsncat_s wcsncat_s
+#define _vsntprintf_s _vsnwprintf_s
 #define _tcscmp wcscmp
 #define _tcsicmp _wcsicmp
 #define _fgetts fgetws
@@ -41,6 +44,9 @@ int wmain(int argc, wchar_t* argv[]);
 #define _tcscpy strcpy
 #define _tcscpy_s strcpy_s
 #define _tcscat_s strcat_s
+#define _tcsncpy_s strncpy_s
+#define _tcsncat_s strncat_s
+#define _vsntprintf_s _vsnprintf_s
 #define _tcscmp strcmp
 #define _tcsicmp _stricmp
 #define _fgetts fgets

@@ -6,6 +6,7 @@
 #include "windows.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <strings.h>
 #include <sys/syscall.h>
@@ -179,6 +180,88 @@ static wchar_t* translate_wide_format(const wchar_t* in, wchar_t* out, size_t si
 #undef PUT
 }
 
+/* Microsoft's narrow scanf format -> ISO C's: l on an integer is 32 bits, I64 is 64. NULL when
+ * the format has %s, %c or %[ (a size argument follows each in Microsoft's scanf_s) or is too
+ * long. */
+static char* translate_scanf_format(const char* in, char* out, size_t size) {
+  size_t o = 0;
+#define PUT(c)                      \
+  do {                              \
+    if (o + 1 >= size) return NULL; \
+    out[o++] = (c);                 \
+  } while (0)
+  while (*in != '\0') {
+    if (*in != '%') {
+      PUT(*in++);
+      continue;
+    }
+    PUT(*in++);
+    if (*in == '%') {
+      PUT(*in++);
+      continue;
+    }
+    while (*in != '\0' && strchr("*0123456789", *in) != NULL) PUT(*in++);
+    int longs = 0, size64 = 0, shorts = 0;
+    for (;;) {
+      if (*in == 'l') {
+        longs++;
+        in++;
+      } else if (*in == 'h') {
+        shorts++;
+        in++;
+      } else if (in[0] == 'I' && in[1] == '6' && in[2] == '4') {
+        size64 = 1;
+        in += 3;
+      } else if (in[0] == 'I' && in[1] == '3' && in[2] == '2') {
+        in += 3;
+      } else {
+        break;
+      }
+    }
+    char conv = *in;
+    if (conv == '\0') break;
+    in++;
+    if (conv == 's' || conv == 'c' || conv == '[' || conv == 'S' || conv == 'C') return NULL;
+    if (strchr("diouxXn", conv) != NULL) {
+      if (size64 || longs >= 2) {
+        PUT('l');
+        PUT('l');
+      } else {
+        for (int i = 0; i < shorts && i < 2; i++) PUT('h');
+      }
+    } else if (longs > 0) {
+      PUT('l'); /* %lf: double */
+    }
+    PUT(conv);
+  }
+  out[o] = '\0';
+  return out;
+#undef PUT
+}
+
+int scanf_s(const char* format, ...) {
+  char translated[512];
+  if (format == NULL || translate_scanf_format(format, translated, sizeof translated) == NULL)
+    return EOF;
+  va_list ap;
+  va_start(ap, format);
+  int n = vscanf(translated, ap);
+  va_end(ap);
+  return n;
+}
+
+int sscanf_s(const char* buffer, const char* format, ...) {
+  char translated[512];
+  if (buffer == NULL || format == NULL ||
+      translate_scanf_format(format, translated, sizeof translated) == NULL)
+    return EOF;
+  va_list ap;
+  va_start(ap, format);
+  int n = vsscanf(buffer, translated, ap);
+  va_end(ap);
+  return n;
+}
+
 static int vformat_wide(wchar_t* buffer, size_t size, const wchar_t* format, va_list ap) {
   wchar_t translated[1024];
   if (translate_wide_format(format, translated, sizeof translated / sizeof translated[0]) == NULL)
@@ -303,6 +386,135 @@ int wcscat_s(wchar_t* dest, size_t size, const wchar_t* src) {
   }
   wcscpy(dest + have, src);
   return 0;
+}
+
+int _vsnprintf_s(char* buffer, size_t sizeOfBuffer, size_t count, const char* format, va_list ap) {
+  if (buffer == NULL || sizeOfBuffer == 0 || format == NULL) return -1;
+  size_t size = count == _TRUNCATE || count + 1 > sizeOfBuffer ? sizeOfBuffer : count + 1;
+  int n = vsnprintf(buffer, size, format, ap);
+  return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+int _vsnwprintf_s(wchar_t* buffer, size_t sizeOfBuffer, size_t count, const wchar_t* format,
+                  va_list ap) {
+  if (buffer == NULL || sizeOfBuffer == 0 || format == NULL) return -1;
+  size_t size = count == _TRUNCATE || count + 1 > sizeOfBuffer ? sizeOfBuffer : count + 1;
+  int n = vformat_wide(buffer, size, format, ap);
+  if (n < 0) buffer[size - 1] = L'\0';
+  return n < 0 ? -1 : n;
+}
+
+/* The n-functions of Microsoft's C runtime: copy or append at most count characters (all of
+ * src with _TRUNCATE, as much as fits); too long for dest: "" and ERANGE, or with _TRUNCATE
+ * the part that fits and STRUNCATE. */
+#define MQSEC_SHIM_NCOPY(name, T, len_fn)                                  \
+  int name(T* dest, size_t size, const T* src, size_t count, int append) { \
+    if (dest == NULL || size == 0) return EINVAL;                          \
+    if (src == NULL) {                                                     \
+      dest[0] = 0;                                                         \
+      return EINVAL;                                                       \
+    }                                                                      \
+    size_t have = append ? len_fn(dest, size) : 0;                         \
+    if (have == size) {                                                    \
+      dest[0] = 0;                                                         \
+      return EINVAL;                                                       \
+    }                                                                      \
+    size_t want = len_fn(src, count == _TRUNCATE ? (size_t)-1 : count);    \
+    int result = 0;                                                        \
+    if (have + want >= size) {                                             \
+      if (count != _TRUNCATE) {                                            \
+        dest[0] = 0;                                                       \
+        return ERANGE;                                                     \
+      }                                                                    \
+      want = size - have - 1;                                              \
+      result = STRUNCATE;                                                  \
+    }                                                                      \
+    memcpy(dest + have, src, want * sizeof(T));                            \
+    dest[have + want] = 0;                                                 \
+    return result;                                                         \
+  }
+MQSEC_SHIM_NCOPY(ncopy_narrow, char, strnlen)
+MQSEC_SHIM_NCOPY(ncopy_wide, wchar_t, wcsnlen)
+
+int strncpy_s(char* dest, size_t size, const char* src, size_t count) {
+  return ncopy_narrow(dest, size, src, count, 0);
+}
+
+int strncat_s(char* dest, size_t size, const char* src, size_t count) {
+  return ncopy_narrow(dest, size, src, count, 1);
+}
+
+int wcsncpy_s(wchar_t* dest, size_t size, const wchar_t* src, size_t count) {
+  return ncopy_wide(dest, size, src, count, 0);
+}
+
+int wcsncat_s(wchar_t* dest, size_t size, const wchar_t* src, size_t count) {
+  return ncopy_wide(dest, size, src, count, 1);
+}
+
+/* Converts at most count characters (all with _TRUNCATE) into dest, NUL-terminated;
+ * *converted counts the characters written with the NUL. Too long: "" and ERANGE, or with
+ * _TRUNCATE as much as fits and STRUNCATE. */
+int mbstowcs_s(size_t* converted, wchar_t* dest, size_t size, const char* src, size_t count) {
+  if (converted != NULL) *converted = 0;
+  if (dest == NULL || size == 0 || src == NULL) return EINVAL;
+  mbstate_t state;
+  memset(&state, 0, sizeof state);
+  size_t out = 0;
+  int result = 0;
+  while (count == _TRUNCATE || out < count) {
+    if (out + 1 >= size) {
+      if (count != _TRUNCATE && (count > out && *src != '\0')) {
+        dest[0] = L'\0';
+        return ERANGE;
+      }
+      if (*src != '\0') result = STRUNCATE;
+      break;
+    }
+    wchar_t wc;
+    size_t r = mbrtowc(&wc, src, MB_LEN_MAX, &state);
+    if (r == (size_t)-1 || r == (size_t)-2) {
+      dest[0] = L'\0';
+      return EILSEQ;
+    }
+    if (r == 0) break;
+    dest[out++] = wc;
+    src += r;
+  }
+  dest[out] = L'\0';
+  if (converted != NULL) *converted = out + 1;
+  return result;
+}
+
+int wcstombs_s(size_t* converted, char* dest, size_t size, const wchar_t* src, size_t count) {
+  if (converted != NULL) *converted = 0;
+  if (dest == NULL || size == 0 || src == NULL) return EINVAL;
+  mbstate_t state;
+  memset(&state, 0, sizeof state);
+  size_t out = 0;
+  int result = 0;
+  while (*src != L'\0' && (count == _TRUNCATE || out < count)) {
+    char mb[MB_LEN_MAX];
+    size_t r = wcrtomb(mb, *src, &state);
+    if (r == (size_t)-1) {
+      dest[0] = '\0';
+      return EILSEQ;
+    }
+    if (out + r >= size) {
+      if (count != _TRUNCATE) {
+        dest[0] = '\0';
+        return ERANGE;
+      }
+      result = STRUNCATE;
+      break;
+    }
+    memcpy(dest + out, mb, r);
+    out += r;
+    src++;
+  }
+  dest[out] = '\0';
+  if (converted != NULL) *converted = out + 1;
+  return result;
 }
 
 /* Reads up to n - 1 characters or a newline as bytes and converts them, one multibyte

@@ -105,17 +105,31 @@ typedef const TCHAR* LPCTSTR;
 /* Token for token as in mq.h, so that either header may come first. */
 #define SUCCEEDED(hr) (((HRESULT)(hr)) >= 0)
 #define FAILED(hr) (((HRESULT)(hr)) < 0)
+/* winerror.h's, guarded: mqsec's transact.h has some of them too (same values). */
+#ifndef S_OK
 #define S_OK ((HRESULT)0)
+#endif
+#ifndef S_FALSE
 #define S_FALSE ((HRESULT)1)
+#endif
+#ifndef NOERROR
 #define NOERROR 0
+#endif
+#ifndef E_FAIL
 #define E_FAIL ((HRESULT)0x80004005u)
+#endif
+#ifndef E_OUTOFMEMORY
 #define E_OUTOFMEMORY ((HRESULT)0x8007000Eu)
+#endif
+#ifndef E_INVALIDARG
 #define E_INVALIDARG ((HRESULT)0x80070057u)
+#endif
 #define INVALID_HANDLE_VALUE ((HANDLE)(LONG_PTR)-1)
 #define MAX_PATH 260
 #define MAX_COMPUTERNAME_LENGTH 15
 #define ERROR_SUCCESS 0L
 #define ERROR_INVALID_PARAMETER 87L
+#define ERROR_INSUFFICIENT_BUFFER 122L
 #define ERROR_BUFFER_OVERFLOW 111L
 #define _TRUNCATE ((size_t)-1)
 #define UNREFERENCED_PARAMETER(p) ((void)(p))
@@ -155,8 +169,22 @@ int strcpy_s(char* dest, size_t size, const char* src);
 int strcat_s(char* dest, size_t size, const char* src);
 int wcscpy_s(wchar_t* dest, size_t size, const wchar_t* src);
 int wcscat_s(wchar_t* dest, size_t size, const wchar_t* src);
-/* Only the conversions without a size argument (%d, %s with no size is wrong anyway). */
-#define scanf_s scanf
+/* count may be _TRUNCATE: as much as fits, and STRUNCATE. */
+int strncpy_s(char* dest, size_t size, const char* src, size_t count);
+int strncat_s(char* dest, size_t size, const char* src, size_t count);
+int wcsncpy_s(wchar_t* dest, size_t size, const wchar_t* src, size_t count);
+int wcsncat_s(wchar_t* dest, size_t size, const wchar_t* src, size_t count);
+int mbstowcs_s(size_t* converted, wchar_t* dest, size_t size, const char* src, size_t count);
+int wcstombs_s(size_t* converted, char* dest, size_t size, const wchar_t* src, size_t count);
+int _vsnprintf_s(char* buffer, size_t sizeOfBuffer, size_t count, const char* format, va_list ap);
+int _vsnwprintf_s(wchar_t* buffer, size_t sizeOfBuffer, size_t count, const wchar_t* format,
+                  va_list ap);
+#define STRUNCATE 80
+/* Microsoft's scanf_s and sscanf_s, for numeric conversions (l on an integer is 32 bits there).
+ * A format with %s, %c or %[, which take an extra size argument in Microsoft's versions, is not
+ * supported: they return EOF without reading anything. */
+int scanf_s(const char* format, ...);
+int sscanf_s(const char* buffer, const char* format, ...);
 #define wprintf mqsec_shim_wprintf
 #define fwprintf mqsec_shim_fwprintf
 /* Microsoft's C runtime gives streams no orientation: a program may read one stream with
