@@ -1,6 +1,8 @@
 // Queue property marshalling (PROPID_Q_*).
 #include "src/abi/queue_props.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -67,16 +69,11 @@ void check_array(MQQUEUEPROPS* props) {
 bool valid_multicast(const std::string& s) {
   const size_t colon = s.rfind(':');
   if (colon == std::string::npos || colon + 1 == s.size() || s.size() - colon > 6) return false;
-  unsigned a[4];
-  char tail = 0;
-  if (std::sscanf(s.substr(0, colon).c_str(), "%u.%u.%u.%u%c", &a[0], &a[1], &a[2], &a[3], &tail) !=
-      4) {
-    return false;
-  }
-  for (unsigned x : a) {
-    if (x > 255) return false;
-  }
-  if (a[0] < 224 || a[0] > 239) return false;
+  // inet_pton takes exactly four decimal parts of 0..255 (no sign, no space, no other form).
+  in_addr addr{};
+  if (inet_pton(AF_INET, s.substr(0, colon).c_str(), &addr) != 1) return false;
+  const unsigned first = ntohl(addr.s_addr) >> 24;
+  if (first < 224 || first > 239) return false;
   const std::string port = s.substr(colon + 1);
   if (!std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return false;

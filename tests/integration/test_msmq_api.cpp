@@ -574,6 +574,12 @@ TEST(QueueProperties, BadInput) {
             create_with([](Props& p) { p.wstr(PROPID_Q_MULTICAST_ADDRESS, L"10.0.0.1:80"); }));
   EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VALUE,
             create_with([](Props& p) { p.wstr(PROPID_Q_MULTICAST_ADDRESS, L"234.1.1.1"); }));
+  for (const wchar_t* bad : {L" 234.1.1.1:80", L"+234.1.1.1:80", L"234.1.1:80", L"234.1.1.256:80",
+                             L"234.1.1.1 :80", L"0x234.1.1.1:80", L"234.1.1.1:+80"}) {
+    EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VALUE,
+              create_with([&](Props& p) { p.wstr(PROPID_Q_MULTICAST_ADDRESS, bad); }))
+        << "accepted '" << std::string(bad, bad + std::wcslen(bad)) << "'";
+  }
   EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, create_with([](Props& p) {
               p.add(PROPID_Q_TYPE, VT_CLSID);  // NULL GUID pointer
             }));
