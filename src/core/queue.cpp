@@ -58,10 +58,10 @@ int open_lock_file(const std::filesystem::path& store_dir, int64_t queue_id) {
 }
 
 // The security context a send uses: the caller's, unless the message names another
-// certificate (MSMQ then ignores the context), else a transient one (freed after the send;
-// *transient is set then).
-std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m, bool* transient) {
-  *transient = false;
+// certificate (MSMQ then ignores the context), else the implicit one of the calling thread's
+// identity and that certificate (implicit_contexts.hpp; *implicit is set then).
+std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m, bool* implicit) {
+  *implicit = false;
   if (m.signer && (m.sender_cert.empty() || m.sender_cert == m.signer->certificate())) {
     return m.signer;
   }
@@ -70,8 +70,8 @@ std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m, bool* 
     if (!ctx) bad_context();
     if (m.sender_cert.empty() || m.sender_cert == ctx->certificate()) return ctx;
   }
-  *transient = true;
-  return security::acquire_context(m.sender_cert);
+  *implicit = true;
+  return runtime().implicit_contexts().get(m.sender_cert);
 }
 
 // Hashes a batch statement may name (docs/signature-format.md, 10.1).
@@ -192,11 +192,11 @@ void Queue::send(Outgoing& m, bool in_transaction) {
   e.dest_queue = dest_queue_;
   const bool express = e.delivery == MQMSG_DELIVERY_EXPRESS && !in_transaction;
   if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
-    bool transient = false;
-    auto ctx = context_for(m, &transient);
+    bool implicit = false;
+    auto ctx = context_for(m, &implicit);
     // Batch signing (batch_signing.hpp): sends with a security context the caller keeps, with
-    // a hash a batch statement may name. A transient context (one send) signs alone.
-    if (signing_.batching() && batch_policy_ && !transient && batchable_hash(m.hash_alg)) {
+    // a hash a batch statement may name. An implicit context signs alone.
+    if (signing_.batching() && batch_policy_ && !implicit && batchable_hash(m.hash_alg)) {
       security::prepare_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
       Runtime& rt = runtime();
       auto signer = rt.batch_signers().get(ctx.get(), m.hash_alg, policy_.allow_weak_hash);
@@ -214,7 +214,12 @@ void Queue::send(Outgoing& m, bool in_transaction) {
                      /*wait=*/signing_.batch_wait || in_transaction);
       return;
     }
-    security::sign_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
+    try {
+      security::sign_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
+    } catch (...) {
+      if (implicit) runtime().implicit_contexts().forget(ctx.get());  // the next send rebuilds
+      throw;
+    }
   } else if (m.context && !runtime().contexts().get(*m.context)) {
     bad_context();
   }
