@@ -123,6 +123,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   if (access.receive && !remote_read) {
     // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
     // exclusive one. flock() works across processes and between handles of one process.
+    q->offer_key_ = cfg.store_path.string() + '\n' + std::to_string(id);
     q->lock_fd_ = open_lock_file(cfg.store_path, id);
     int how = (deny_receive_share ? LOCK_EX : LOCK_SH) | LOCK_NB;
     if (flock(q->lock_fd_, how) != 0) {
@@ -247,7 +248,23 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
   std::unique_lock<std::mutex> cursor_lock;
   if (cursor) cursor_lock = std::unique_lock(cursor->mu);
   bool advance = action == Action::PeekNext;
+  // A receive without a cursor skips what another thread of this process is offering now
+  // (offering.hpp); `offered` holds the mark of the message this thread offers.
+  Offering* const offering =
+      take && !cursor && !offer_key_.empty() ? &runtime().offering() : nullptr;
+  Offering::Guard offered;
+  bool skipped = false;
   auto candidate = [&]() -> std::optional<transport::StoredMessage> {
+    offered.release();
+    if (offering) {
+      auto m = transport_->first();
+      while (m && !offering->begin(offer_key_, m->seq)) {
+        skipped = true;
+        m = transport_->next_after(m->priority, m->seq);
+      }
+      if (m) offered = Offering::Guard(offering, &offer_key_, m->seq);
+      return m;
+    }
     if (cursor && cursor->positioned) {
       auto m = advance ? transport_->next_after(cursor->priority, cursor->seq)
                        : transport_->get(cursor->seq);
@@ -282,6 +299,10 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
     }
     auto wait = !timeout ? std::chrono::milliseconds(1000)
                          : std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    // A message skipped because another thread offered it may stay (that thread's buffer was
+    // too small): look again soon, its staying changes no version.
+    if (skipped) wait = std::min(wait, std::chrono::milliseconds(2));
+    skipped = false;
     transport_->wait_for_change(seen, wait);
   }
 }
