@@ -3,8 +3,8 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <utility>
-#include <vector>
 
 #include "pkcs11/call_gate.hpp"
 #include "src/security/config.hpp"
