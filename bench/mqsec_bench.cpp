@@ -339,7 +339,8 @@ HANDLE new_context() {
 }
 
 // This key's contexts, from the profile now in place; remembers the profile so that
-// uncached_send (which reads it per message) can be pointed back at this key.
+// uncached_send and context_per_send (which read it per message, or per cache check) can be pointed
+// back at this key.
 void take_contexts(Key& k, const Sandbox& sb, int threads) {
   k.pin_source = sb.pin_source;
   k.profile = read_file(sb.profile_file);
@@ -626,10 +627,12 @@ std::string unique_queue_name(const std::string& what) {
   return "bench-" + what + "-" + std::to_string(++n);
 }
 
-enum class SendKind { Plain, Signed, Uncached };
+enum class SendKind { Plain, Signed, Implicit, ContextPerSend };
 
-// One MQSendMessage of a 1 KiB body. Signed: AUTH_LEVEL_ALWAYS with `ctx`; Uncached: a fresh
-// context per message (MQGetSecurityContextEx + send + MQFreeSecurityContext).
+// One MQSendMessage of a 1 KiB body. Signed: AUTH_LEVEL_ALWAYS with `ctx`; Implicit:
+// AUTH_LEVEL_ALWAYS without PROPID_M_SECURITY_CONTEXT (the runtime's implicit context);
+// ContextPerSend: a fresh context per message (MQGetSecurityContextEx + send +
+// MQFreeSecurityContext).
 Op send_op(QUEUEHANDLE queue, SendKind kind, HANDLE ctx, bool recoverable) {
   struct State {
     QUEUEHANDLE q = nullptr;
@@ -652,9 +655,10 @@ Op send_op(QUEUEHANDLE queue, SendKind kind, HANDLE ctx, bool recoverable) {
   s->v[2].ulVal = kind == SendKind::Plain ? MQMSG_AUTH_LEVEL_NONE : MQMSG_AUTH_LEVEL_ALWAYS;
   s->v[3].vt = VT_UI4;
   s->v[3].ulVal = static_cast<ULONG>(reinterpret_cast<uintptr_t>(ctx));
-  s->props = {kind == SendKind::Plain ? 3u : 4u, s->id, s->v, nullptr};
+  s->props = {kind == SendKind::Plain || kind == SendKind::Implicit ? 3u : 4u, s->id, s->v,
+              nullptr};
   return [s] {
-    if (s->kind == SendKind::Uncached) {
+    if (s->kind == SendKind::ContextPerSend) {
       HANDLE h = new_context();
       s->v[3].ulVal = static_cast<ULONG>(reinterpret_cast<uintptr_t>(h));
       HRESULT hr = MQSendMessage(s->q, &s->props, nullptr);
@@ -1649,7 +1653,9 @@ std::vector<Case> cases_for(Key& k, const Sandbox& sb, const Options& o, int thr
       return measure(
           threads, secs,
           [&](int t) {
-            HANDLE ctx = kind == SendKind::Plain || kind == SendKind::Uncached ? nullptr
+            HANDLE ctx = kind == SendKind::Plain || kind == SendKind::Implicit ||
+                                 kind == SendKind::ContextPerSend
+                             ? nullptr
                          : per_thread ? k.thread_ctx[static_cast<size_t>(t)]
                                       : k.shared_ctx;
             return send_op(q, kind, ctx, recoverable);
@@ -1668,7 +1674,8 @@ std::vector<Case> cases_for(Key& k, const Sandbox& sb, const Options& o, int thr
        }},
       {"signed_send", send_case("signed", SendKind::Signed, true, false)},
       {"signed_send_shared", send_case("shared", SendKind::Signed, false, false)},
-      {"uncached_send", send_case("uncached", SendKind::Uncached, false, false)},
+      {"uncached_send", send_case("uncached", SendKind::Implicit, false, false)},
+      {"context_per_send", send_case("perctx", SendKind::ContextPerSend, false, false)},
       {"plain_send", send_case("plain", SendKind::Plain, false, false)},
       {"recoverable_send", send_case("recoverable", SendKind::Signed, true, true)},
       {"openssl_verify",
@@ -1766,7 +1773,7 @@ int run(const Options& o) {
   const int rounds = std::max(2, static_cast<int>(o.seconds / o.slice + 0.5));
   for (Key& k : keys) {
     if (!selected(o.keys, k.name)) continue;
-    select_profile(k, sb);  // uncached_send and the context memory use this key
+    select_profile(k, sb);  // uncached_send, context_per_send and the context memory use this key
     for (int threads : o.threads) {
       std::vector<Case> cases = cases_for(k, sb, o, threads);
       std::vector<Timing> sum(cases.size());

@@ -58,10 +58,10 @@ int open_lock_file(const std::filesystem::path& store_dir, int64_t queue_id) {
 }
 
 // The security context a send uses: the caller's, unless the message names another
-// certificate (MSMQ then ignores the context), else a transient one (freed after the send;
-// *transient is set then).
-std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m, bool* transient) {
-  *transient = false;
+// certificate (MSMQ then ignores the context), else the implicit one of the calling thread's
+// identity and that certificate (implicit_contexts.hpp; *implicit is set then).
+std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m, bool* implicit) {
+  *implicit = false;
   if (m.signer && (m.sender_cert.empty() || m.sender_cert == m.signer->certificate())) {
     return m.signer;
   }
@@ -70,8 +70,8 @@ std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m, bool* 
     if (!ctx) bad_context();
     if (m.sender_cert.empty() || m.sender_cert == ctx->certificate()) return ctx;
   }
-  *transient = true;
-  return security::acquire_context(m.sender_cert);
+  *implicit = true;
+  return runtime().implicit_contexts().get(m.sender_cert);
 }
 
 // Hashes a batch statement may name (docs/signature-format.md, 10.1).
@@ -123,6 +123,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   if (access.receive && !remote_read) {
     // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
     // exclusive one. flock() works across processes and between handles of one process.
+    q->offer_key_ = cfg.store_path.string() + '\n' + std::to_string(id);
     q->lock_fd_ = open_lock_file(cfg.store_path, id);
     int how = (deny_receive_share ? LOCK_EX : LOCK_SH) | LOCK_NB;
     if (flock(q->lock_fd_, how) != 0) {
@@ -195,11 +196,11 @@ void Queue::send(Outgoing& m, bool in_transaction) {
   e.dest_queue = dest_queue_;
   const bool express = e.delivery == MQMSG_DELIVERY_EXPRESS && !in_transaction;
   if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
-    bool transient = false;
-    auto ctx = context_for(m, &transient);
+    bool implicit = false;
+    auto ctx = context_for(m, &implicit);
     // Batch signing (batch_signing.hpp): sends with a security context the caller keeps, with
-    // a hash a batch statement may name. A transient context (one send) signs alone.
-    if (signing_.batching() && batch_policy_ && !transient && batchable_hash(m.hash_alg)) {
+    // a hash a batch statement may name. An implicit context signs alone.
+    if (signing_.batching() && batch_policy_ && !implicit && batchable_hash(m.hash_alg)) {
       security::prepare_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
       Runtime& rt = runtime();
       auto signer = rt.batch_signers().get(ctx.get(), m.hash_alg, policy_.allow_weak_hash);
@@ -217,7 +218,12 @@ void Queue::send(Outgoing& m, bool in_transaction) {
                      /*wait=*/signing_.batch_wait || in_transaction);
       return;
     }
-    security::sign_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
+    try {
+      security::sign_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
+    } catch (...) {
+      if (implicit) runtime().implicit_contexts().forget(ctx.get());  // the next send rebuilds
+      throw;
+    }
   } else if (m.context && !runtime().contexts().get(*m.context)) {
     bad_context();
   }
@@ -245,7 +251,23 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
   std::unique_lock<std::mutex> cursor_lock;
   if (cursor) cursor_lock = std::unique_lock(cursor->mu);
   bool advance = action == Action::PeekNext;
+  // A receive without a cursor skips what another thread of this process is offering now
+  // (offering.hpp); `offered` holds the mark of the message this thread offers.
+  Offering* const offering =
+      take && !cursor && !offer_key_.empty() ? &runtime().offering() : nullptr;
+  Offering::Guard offered;
+  bool skipped = false;
   auto candidate = [&]() -> std::optional<transport::StoredMessage> {
+    offered.release();
+    if (offering) {
+      auto m = transport_->first();
+      while (m && !offering->begin(offer_key_, m->seq)) {
+        skipped = true;
+        m = transport_->next_after(m->priority, m->seq);
+      }
+      if (m) offered = Offering::Guard(offering, &offer_key_, m->seq);
+      return m;
+    }
     if (cursor && cursor->positioned) {
       auto m = advance ? transport_->next_after(cursor->priority, cursor->seq)
                        : transport_->get(cursor->seq);
@@ -280,6 +302,10 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
     }
     auto wait = !timeout ? std::chrono::milliseconds(1000)
                          : std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    // A message skipped because another thread offered it may stay (that thread's buffer was
+    // too small): look again soon, its staying changes no version.
+    if (skipped) wait = std::min(wait, std::chrono::milliseconds(2));
+    skipped = false;
     transport_->wait_for_change(seen, wait);
   }
 }

@@ -166,7 +166,8 @@ class Queue {
   // What receives from this queue demand (system config and the queue's own settings, read
   // when the queue was opened).
   QueuePolicy policy_;
-  int lock_fd_ = -1;  // flock()ed for share modes
+  int lock_fd_ = -1;       // flock()ed for share modes
+  std::string offer_key_;  // a local queue opened to receive: its key in runtime().offering()
   // [signing] when the queue was opened (or set_batching), and the policy a deferred send's
   // failure is recorded and NACKed with (set when batching is on).
   security::SigningConfig signing_;

@@ -165,6 +165,7 @@ std::optional<security::Bytes> Runtime::registered_sid(const std::filesystem::pa
 }
 
 void Runtime::forget_registrations() {
+  implicit_contexts_.clear();  // a new registration may change the internal certificate
   std::lock_guard lock(registry_cache_mu_);
   registry_cache_.clear();
 }

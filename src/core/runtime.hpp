@@ -30,6 +30,8 @@
 #include <utility>
 
 #include "src/core/batch_signing.hpp"
+#include "src/core/implicit_contexts.hpp"
+#include "src/core/offering.hpp"
 #include "src/core/queue.hpp"
 #include "src/security/config.hpp"
 #include "src/security/context.hpp"
@@ -52,6 +54,10 @@ class Runtime {
 
   security::Verifier& verifier() noexcept { return verifier_; }
   security::HandleTable<security::SecurityContext>& contexts() noexcept { return contexts_; }
+  // The contexts of sends without PROPID_M_SECURITY_CONTEXT (implicit_contexts.hpp).
+  ImplicitContexts& implicit_contexts() noexcept { return implicit_contexts_; }
+  // The messages this process's receivers are offering now (offering.hpp).
+  Offering& offering() noexcept { return offering_; }
   security::HandleTable<Queue>& queues() noexcept { return queues_; }
   security::HandleTable<Cursor>& cursors() noexcept { return cursors_; }
   transport::local::Stores& stores() noexcept { return stores_; }
@@ -115,6 +121,8 @@ class Runtime {
   BatchSigners batch_signers_;
   security::Verifier verifier_;
   security::HandleTable<security::SecurityContext> contexts_;
+  ImplicitContexts implicit_contexts_;
+  Offering offering_;
   security::HandleTable<Queue> queues_;
   security::HandleTable<Cursor> cursors_;
 

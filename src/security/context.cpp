@@ -74,7 +74,15 @@ Bytes SecurityContext::sign_digest(pkcs11::Hash hash, std::span<const uint8_t> d
   return pkcs11::sign_digest(*token_, key, hash, digest, pin_source_);
 }
 
-std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der_in) {
+namespace {
+std::atomic<uint64_t> g_acquisitions{0};
+}  // namespace
+
+uint64_t context_acquisitions() noexcept { return g_acquisitions.load(std::memory_order_relaxed); }
+
+std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der_in,
+                                                 std::filesystem::path* profile_file) {
+  g_acquisitions.fetch_add(1, std::memory_order_relaxed);
   const bool internal = der_in.empty();
   X509Ptr cert;
   if (!internal) {
@@ -87,6 +95,7 @@ std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der_in
 
   std::string profile_error;
   UserSetup setup = resolve_user(&profile_error);
+  if (profile_file) *profile_file = setup.profile.file;
   if (internal) {
     if (!profile_error.empty()) {
       fail(MQ_ERROR_NO_INTERNAL_USER_CERT, "user profile is malformed: " + profile_error);

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <span>
 #include <string>
@@ -34,6 +35,9 @@ class SecurityContext {
   pkcs11::Scheme scheme() const noexcept { return key_.scheme; }
   const Bytes& key_id() const noexcept { return key_id_; }
   const pkcs11::Token& token() const noexcept { return *token_; }
+  // The token's generation now (bumped by each recovery; a forked child first forgets its
+  // parent's sessions): a context cache drops what was built in an older one.
+  uint64_t token_generation() const { return token_->generation(); }
 
   // Signs a digest made with `hash` on the token. Thread-safe; many threads may sign with
   // one context at once (each uses its own pooled session). When the token was removed and
@@ -65,7 +69,13 @@ class SecurityContext {
 
 // Builds a context for the calling thread's user: `der` empty -> the user's internal
 // certificate (profile's internal-certificate), else that external DER certificate.
-// Throws mqsec::Error with MQGetSecurityContextEx's documented codes.
-std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der);
+// Throws mqsec::Error with MQGetSecurityContextEx's documented codes. `profile_file`, when
+// given, receives the path of the user's profile file that was consulted (for a cache to
+// watch; it need not exist).
+std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der,
+                                                 std::filesystem::path* profile_file = nullptr);
+// How many times acquire_context() was called in this process (for tests and `mqsec bench`
+// to see what a context cache saves).
+uint64_t context_acquisitions() noexcept;
 
 }  // namespace mqsec::security

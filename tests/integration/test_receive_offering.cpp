@@ -1,0 +1,175 @@
+// Receivers of one process do not verify the same message twice (src/core/offering.hpp): a
+// receive skips the message another thread of the process is offering, and every message is
+// still received exactly once. Against the SoftHSM test environment's store, unsigned messages.
+#include <mq.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "src/core/offering.hpp"
+#include "src/core/runtime.hpp"
+#include "tests/support/hresult_text.hpp"
+#include "tests/support/softhsm_env.hpp"
+#include "tests/support/softhsm_test_environment.hpp"
+
+namespace {
+
+using mqsec::testing::SoftHsmEnv;
+
+::testing::Environment* const g_env =
+    ::testing::AddGlobalTestEnvironment(new mqsec::testing::SoftHsmTestEnvironment);
+
+class ReceiveOffering : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SoftHsmEnv::instance().write_config({});
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    name_ = std::string("offering-") + info->name() + "-" + std::to_string(getpid());
+    path_ = L".\\private$\\" + std::wstring(name_.begin(), name_.end());
+    MQPROPVARIANT v[1];
+    QUEUEPROPID id[1] = {PROPID_Q_PATHNAME};
+    v[0].vt = VT_LPWSTR;
+    v[0].pwszVal = const_cast<wchar_t*>(path_.c_str());
+    MQQUEUEPROPS props{1, id, v, nullptr};
+    WCHAR fmt[256];
+    DWORD len = 256;
+    ASSERT_HR(MQ_OK, MQCreateQueue(nullptr, &props, fmt, &len));
+    format_ = fmt;
+  }
+  void TearDown() override { MQDeleteQueue(format_.c_str()); }
+
+  QUEUEHANDLE open(DWORD access) {
+    QUEUEHANDLE h = nullptr;
+    EXPECT_HR(MQ_OK, MQOpenQueue(format_.c_str(), access, MQ_DENY_NONE, &h));
+    return h;
+  }
+  static HRESULT send(QUEUEHANDLE h, std::string body) {
+    MSGPROPID id[1] = {PROPID_M_BODY};
+    MQPROPVARIANT v[1];
+    v[0].vt = VT_UI1 | VT_VECTOR;
+    v[0].caub.pElems = reinterpret_cast<UCHAR*>(body.data());
+    v[0].caub.cElems = static_cast<ULONG>(body.size());
+    MQMSGPROPS p{1, id, v, nullptr};
+    return MQSendMessage(h, &p, MQ_NO_TRANSACTION);
+  }
+  // Receives one message (timeout in ms); its body, or "" with *hr set.
+  static std::string receive(QUEUEHANDLE h, DWORD timeout, HRESULT* hr) {
+    std::vector<UCHAR> body(256);
+    MSGPROPID id[1] = {PROPID_M_BODY};
+    MQPROPVARIANT v[1];
+    v[0].vt = VT_UI1 | VT_VECTOR;
+    v[0].caub.pElems = body.data();
+    v[0].caub.cElems = static_cast<ULONG>(body.size());
+    MQMSGPROPS p{1, id, v, nullptr};
+    *hr = MQReceiveMessage(h, timeout, MQ_ACTION_RECEIVE, &p, nullptr, nullptr, nullptr,
+                           MQ_NO_TRANSACTION);
+    if (FAILED(*hr)) return {};
+    return std::string(body.begin(), body.begin() + v[0].caub.cElems);
+  }
+  // The key runtime().offering() knows this queue by (queue.cpp: store path, newline, id).
+  std::string offer_key() const {
+    const auto store = SoftHsmEnv::instance().dir() / "store";
+    auto q = mqsec::core::runtime().stores().store_at(store).find_queue(name_);
+    EXPECT_TRUE(q.has_value());
+    return store.string() + '\n' + std::to_string(q ? q->id : -1);
+  }
+
+  std::string name_;
+  std::wstring path_, format_;
+};
+
+TEST_F(ReceiveOffering, BeginIsExclusivePerQueueAndMessageUntilEnded) {
+  mqsec::core::Offering o;
+  EXPECT_TRUE(o.begin("a", 1));
+  EXPECT_FALSE(o.begin("a", 1));
+  EXPECT_TRUE(o.begin("a", 2));
+  EXPECT_TRUE(o.begin("b", 1));
+  const std::string a = "a";
+  {
+    mqsec::core::Offering::Guard g(&o, &a, 1);
+    (void)g;
+  }
+  EXPECT_TRUE(o.begin("a", 1)) << "the guard did not end the offer";
+  // A forked child starts with nothing offered (its parent's receivers are not its own).
+  const pid_t pid = fork();
+  ASSERT_NE(-1, pid);
+  if (pid == 0) _exit(o.begin("a", 1) && o.begin("a", 2) ? 0 : 1);
+  int status = 0;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
+TEST_F(ReceiveOffering, AReceiveSkipsTheMessageAnotherThreadIsOffering) {
+  QUEUEHANDLE s = open(MQ_SEND_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, "first"));
+  ASSERT_HR(MQ_OK, send(s, "second"));
+  MQCloseQueue(s);  // makes the express messages visible
+  QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);
+  auto* store = &mqsec::core::runtime().stores().store_at(SoftHsmEnv::instance().dir() / "store");
+  auto q = store->find_queue(name_);
+  ASSERT_TRUE(q);
+  auto head = store->first(q->id);
+  ASSERT_TRUE(head);
+  // Another thread of this process is offering the head: this receive takes the next one.
+  const std::string key = offer_key();
+  ASSERT_TRUE(mqsec::core::runtime().offering().begin(key, head->seq));
+  HRESULT hr = MQ_OK;
+  EXPECT_EQ("second", receive(r, 0, &hr));
+  EXPECT_HR(MQ_OK, hr);
+  // Only the offered one is left: not taken while offered (timeout 0), taken once it is not.
+  EXPECT_EQ("", receive(r, 0, &hr));
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, hr);
+  // That thread gives up on it (its buffer was too small, say): a waiting receive gets it
+  // without any change to the queue to wake it.
+  std::thread giver([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    mqsec::core::runtime().offering().end(key, head->seq);
+  });
+  EXPECT_EQ("first", receive(r, 5000, &hr));
+  EXPECT_HR(MQ_OK, hr);
+  giver.join();
+  MQCloseQueue(r);
+}
+
+TEST_F(ReceiveOffering, ThreadsOfOneProcessReceiveEachMessageExactlyOnce) {
+  constexpr int kMessages = 600;
+  QUEUEHANDLE s = open(MQ_SEND_ACCESS);
+  for (int i = 0; i < kMessages; ++i) ASSERT_HR(MQ_OK, send(s, "m" + std::to_string(i)));
+  MQCloseQueue(s);
+  std::mutex mu;
+  std::map<std::string, int> seen;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&] {
+      QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);
+      for (;;) {
+        HRESULT hr = MQ_OK;
+        std::string body = receive(r, 200, &hr);
+        if (hr == MQ_ERROR_IO_TIMEOUT) break;
+        if (FAILED(hr)) {
+          ++errors;
+          break;
+        }
+        std::lock_guard lock(mu);
+        ++seen[body];
+      }
+      MQCloseQueue(r);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(0, errors.load());
+  EXPECT_EQ(static_cast<size_t>(kMessages), seen.size());
+  for (const auto& [body, n] : seen) EXPECT_EQ(1, n) << body;
+}
+
+}  // namespace
