@@ -408,10 +408,17 @@ struct SendArgs {
 int run_send(const SendArgs& a) {
   security::SigningConfig signing;
   if (a.auth) {
-    // the internal certificate is named by the profile
-    signing = resolve_user_or_fail(a.cert.empty()).config.signing;
+    // the internal certificate is named by the profile; its [signing] applies (--batch)
+    const security::UserSetup setup = resolve_user_or_fail(a.cert.empty());
+    signing = setup.profile.signing.applied_to(setup.config.signing);
   } else {
     signing = load_config_or_fail().signing;
+  }
+  // [signing] batch-limit = 1: the administrator forbids batch signing on this machine.
+  const bool batch = a.batch && signing.batch_limit > 1;
+  if (a.batch && !batch) {
+    std::cerr << "mqsec: batch signing is turned off on this machine ([signing] batch-limit = 1 "
+                 "in the system configuration): each message is signed alone\n";
   }
   const std::string what = "send to queue '" + a.queue + "'";
   std::vector<uint8_t> body;
@@ -435,7 +442,7 @@ int run_send(const SendArgs& a) {
   access.send = true;
   if (!is_queue_path(a.queue)) store_queue_name(a.queue);
   std::unique_ptr<OpenQueue> q = open_queue(send_destination(a.queue, what), access, what);
-  if (a.batch) {
+  if (batch) {
     // --batch: the batch-signing pipeline with [signing]'s settings, or 1,000 messages and
     // 10 ms when the configuration does not batch.
     if (!signing.batching()) {
@@ -495,7 +502,7 @@ int run_send(const SendArgs& a) {
     }
   }
   uint64_t signatures = 0;
-  if (a.batch && a.auth) {
+  if (batch && a.auth) {
     // Deferred signing: wait for the batches (MQCloseQueue does), then say what became of them.
     (*q)->flush();
     signatures = core::runtime().batch_signers().signatures() - signatures_before;
@@ -514,7 +521,7 @@ int run_send(const SendArgs& a) {
   if (a.auth) {
     std::cout << ", signed with " << a.hash << (signer.empty() ? "" : " by " + signer)
               << " (one security context";
-    if (a.batch) {
+    if (batch) {
       std::cout << ", " << signatures << " batch signature" << (signatures == 1 ? "" : "s");
     }
     std::cout << ")";

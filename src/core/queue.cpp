@@ -119,7 +119,10 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   named.name = d.queue;
   q->policy_ = queue_policy(cfg, named, access.receive || access.peek);
   q->source_machine_ = utf8_to_utf16(q->policy_.machine);
-  if (access.send) q->set_batching(cfg.signing);
+  if (access.send) {
+    q->signing_ = cfg.signing;
+    q->batch_policy_ = std::make_shared<const QueuePolicy>(q->policy_);
+  }
   if (access.receive && !remote_read) {
     // Receivers hold a shared lock on the queue's lock file; MQ_DENY_RECEIVE_SHARE an
     // exclusive one. flock() works across processes and between handles of one process.
@@ -176,10 +179,11 @@ void Queue::store_pending(bool batches) {
 }
 
 void Queue::set_batching(const security::SigningConfig& signing) {
+  const uint32_t limit = std::min(signing_.batch_limit, signing.batch_limit);
   signing_ = signing;
-  if (signing_.batching() && !batch_policy_) {
-    batch_policy_ = std::make_shared<const QueuePolicy>(policy_);
-  }
+  signing_.batch_limit = limit;  // the system's ceiling, read when the queue was opened
+  signing_set_ = true;
+  if (!batch_policy_) batch_policy_ = std::make_shared<const QueuePolicy>(policy_);
 }
 
 void Queue::send(Outgoing& m, bool in_transaction) {
@@ -199,8 +203,12 @@ void Queue::send(Outgoing& m, bool in_transaction) {
     bool implicit = false;
     auto ctx = context_for(m, &implicit);
     // Batch signing (batch_signing.hpp): sends with a security context the caller keeps, with
-    // a hash a batch statement may name. An implicit context signs alone.
-    if (signing_.batching() && batch_policy_ && !implicit && batchable_hash(m.hash_alg)) {
+    // a hash a batch statement may name. An implicit context signs alone. The settings:
+    // set_batching's, else [signing] with the context's profile [signing] applied; capped by
+    // the system's batch-limit.
+    security::SigningConfig signing = signing_set_ ? signing_ : ctx->signing().applied_to(signing_);
+    signing.batch_max_messages = std::min(signing.batch_max_messages, signing.batch_limit);
+    if (signing.batching() && batch_policy_ && !implicit && batchable_hash(m.hash_alg)) {
       security::prepare_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
       Runtime& rt = runtime();
       auto signer = rt.batch_signers().get(ctx.get(), m.hash_alg, policy_.allow_weak_hash);
@@ -213,9 +221,9 @@ void Queue::send(Outgoing& m, bool in_transaction) {
                     express ? transport::Delivery::Express : transport::Delivery::Recoverable};
       batched_.store(true, std::memory_order_release);
       signer->submit(std::move(p),
-                     BatchSettings{signing_.batch_max_messages,
-                                   std::chrono::milliseconds(signing_.batch_max_delay_ms)},
-                     /*wait=*/signing_.batch_wait || in_transaction);
+                     BatchSettings{signing.batch_max_messages,
+                                   std::chrono::milliseconds(signing.batch_max_delay_ms)},
+                     /*wait=*/signing.batch_wait || in_transaction);
       return;
     }
     try {

@@ -142,7 +142,8 @@ class Queue {
   void flush();
 
   // Batch signing for this queue's sends (batch_signing.hpp), instead of [signing] as it was
-  // when the queue was opened: max_messages 1 turns it off (`mqsec send --batch`).
+  // when the queue was opened and the sending context's profile settings: max_messages 1 turns
+  // it off (`mqsec send --batch`). The system's [signing] batch-limit still caps it.
   void set_batching(const security::SigningConfig& signing);
 
  private:
@@ -168,9 +169,11 @@ class Queue {
   QueuePolicy policy_;
   int lock_fd_ = -1;       // flock()ed for share modes
   std::string offer_key_;  // a local queue opened to receive: its key in runtime().offering()
-  // [signing] when the queue was opened (or set_batching), and the policy a deferred send's
-  // failure is recorded and NACKed with (set when batching is on).
+  // [signing] when the queue was opened (or set_batching: signing_set_), and the policy a
+  // deferred send's failure is recorded and NACKed with (set for senders). Without
+  // set_batching, a send's settings are these with its context's profile [signing] applied.
   security::SigningConfig signing_;
+  bool signing_set_ = false;
   std::shared_ptr<const QueuePolicy> batch_policy_;
   std::atomic<bool> batched_{false};  // a send of this handle went through a batch signer
 };

@@ -580,6 +580,37 @@ BrokerConfig parse_broker(const Reader& r, const toml::key& key, const toml::nod
   return b;
 }
 
+// [signing] of the system configuration (limit non-null: batch-limit is allowed there) or of a
+// user profile (limit null).
+void parse_signing(const Reader& r, const toml::key& key, const toml::node& node,
+                   SigningOverrides& out, uint32_t* limit) {
+  const std::string name(key.str());
+  for (auto&& [k, v] : r.table(key, node, name)) {
+    const std::string path = name + "." + std::string(k.str());
+    if (k == "batch-max-messages" || (limit != nullptr && k == "batch-limit")) {
+      const int64_t n = r.integer(k, v, path, 65536);
+      if (n < 1) r.fail(k, v, path, "must be 1 (no batching) to 65536");
+      if (k == "batch-limit") {
+        *limit = static_cast<uint32_t>(n);
+      } else {
+        out.batch_max_messages = static_cast<uint32_t>(n);
+      }
+    } else if (k == "batch-max-delay-ms") {
+      out.batch_max_delay_ms = r.integer(k, v, path, 10000);
+    } else if (k == "batch-wait") {
+      out.batch_wait = r.boolean(k, v, path);
+    } else if (limit == nullptr && k == "batch-limit") {
+      r.fail(k, v, path,
+             "is set by the administrator in the system configuration, not in a user profile");
+    } else {
+      r.unknown(k, v, path,
+                limit != nullptr ? "batch-max-messages, batch-max-delay-ms, batch-wait or "
+                                   "batch-limit"
+                                 : "batch-max-messages, batch-max-delay-ms or batch-wait");
+    }
+  }
+}
+
 void parse_agent(const Reader& r, const toml::key& key, const toml::node& node, AgentConfig& a) {
   const std::string name(key.str());
   for (auto&& [k, v] : r.table(key, node, name)) {
@@ -734,20 +765,9 @@ SystemConfig parse_system_config(std::string_view text, const std::string& sourc
     } else if (name == "agent") {
       parse_agent(r, key, node, cfg.agent);
     } else if (name == "signing") {
-      for (auto&& [k, v] : r.table(key, node, name)) {
-        const std::string path = name + "." + std::string(k.str());
-        if (k == "batch-max-messages") {
-          const int64_t n = r.integer(k, v, path, 65536);
-          if (n < 1) r.fail(k, v, path, "must be 1 (no batching) to 65536");
-          cfg.signing.batch_max_messages = static_cast<uint32_t>(n);
-        } else if (k == "batch-max-delay-ms") {
-          cfg.signing.batch_max_delay_ms = r.integer(k, v, path, 10000);
-        } else if (k == "batch-wait") {
-          cfg.signing.batch_wait = r.boolean(k, v, path);
-        } else {
-          r.unknown(k, v, path, "batch-max-messages, batch-max-delay-ms or batch-wait");
-        }
-      }
+      SigningOverrides o;
+      parse_signing(r, key, node, o, &cfg.signing.batch_limit);
+      cfg.signing = o.applied_to(cfg.signing);
     } else {
       r.unknown(key, node, name,
                 "one of the tables [token], [store], [profiles], [identity], "
@@ -841,8 +861,10 @@ UserProfile parse_user_profile(std::string_view text, const std::string& source_
         if (k != "uri") r.unknown(k, v, path, "uri");
         profile.token_uri = r.pkcs11_uri(k, v, path);
       }
+    } else if (name == "signing") {
+      parse_signing(r, key, node, profile.signing, nullptr);
     } else {
-      r.unknown(key, node, name, "internal-certificate or the table [token]");
+      r.unknown(key, node, name, "internal-certificate or the tables [token] and [signing]");
     }
   }
   return profile;
@@ -880,11 +902,14 @@ void set_internal_certificate(const UserProfile& profile, const std::string& uri
   // Keep the token the file names now (it may have changed since `profile` was loaded). A file
   // we cannot parse is the user's to fix: overwriting it would lose their settings.
   std::string token_uri = profile.token_uri;
+  SigningOverrides signing = profile.signing;
   std::string text, error;
   switch (read_file(file, text, error)) {
     case ReadStatus::Ok:
       try {
-        token_uri = parse_user_profile(text, file.string()).token_uri;
+        UserProfile now = parse_user_profile(text, file.string());
+        token_uri = std::move(now.token_uri);
+        signing = now.signing;
       } catch (const ConfigError& e) {
         throw Error(MQ_ERROR_CANNOT_CREATE_CERT_STORE,
                     std::string("refusing to overwrite a malformed user profile (fix or remove "
@@ -902,6 +927,15 @@ void set_internal_certificate(const UserProfile& profile, const std::string& uri
   toml::table doc;
   doc.insert("internal-certificate", uri);
   if (!token_uri.empty()) doc.insert("token", toml::table{{"uri", token_uri}});
+  if (!signing.empty()) {
+    toml::table t;
+    if (signing.batch_max_messages) {
+      t.insert("batch-max-messages", static_cast<int64_t>(*signing.batch_max_messages));
+    }
+    if (signing.batch_max_delay_ms) t.insert("batch-max-delay-ms", *signing.batch_max_delay_ms);
+    if (signing.batch_wait) t.insert("batch-wait", *signing.batch_wait);
+    doc.insert("signing", std::move(t));
+  }
   std::ostringstream out;
   out << "# mqsec user profile (see docs/configuration.md). Written by mqsec when the internal\n"
          "# certificate changes; edits to values are kept, comments are not.\n"

@@ -117,8 +117,30 @@ struct SigningConfig {
   // queue (group signing of concurrent senders) instead of returning once it is queued for
   // signing (deferred signing, the default).
   bool batch_wait = false;
+  // [signing] batch-limit, 1 .. 65,536 (system configuration only): the most messages one
+  // device signature may cover, whoever asks (this file, a user profile, `mqsec send --batch`,
+  // Queue::set_batching). 1 forbids batch signing on this machine.
+  uint32_t batch_limit = 65536;
 
   bool batching() const noexcept { return batch_max_messages > 1; }
+};
+
+// A user profile's [signing] (docs/configuration.md "User profiles"): each key it sets replaces
+// the system configuration's for the security contexts that user acquires; batch-limit is the
+// system's alone and caps the result.
+struct SigningOverrides {
+  std::optional<uint32_t> batch_max_messages;
+  std::optional<int64_t> batch_max_delay_ms;
+  std::optional<bool> batch_wait;
+
+  bool empty() const noexcept { return !batch_max_messages && !batch_max_delay_ms && !batch_wait; }
+  // `base` with the keys set here replacing its own.
+  SigningConfig applied_to(SigningConfig base) const {
+    if (batch_max_messages) base.batch_max_messages = *batch_max_messages;
+    if (batch_max_delay_ms) base.batch_max_delay_ms = *batch_max_delay_ms;
+    if (batch_wait) base.batch_wait = *batch_wait;
+    return base;
+  }
 };
 
 struct SystemConfig {
@@ -179,6 +201,7 @@ struct UserProfile {
   bool exists = false;               // the file exists (and parsed)
   std::string internal_certificate;  // PKCS#11 URI of the internal certificate; empty if unset
   std::string token_uri;             // [token] uri: the user's own token; empty if unset
+  SigningOverrides signing;          // [signing]: batch signing for this user's contexts
 };
 
 // The user's profile directory: [profiles] dir with %u replaced by user.name (and %% by %), or
@@ -197,7 +220,8 @@ UserProfile parse_user_profile(std::string_view text, const std::string& source_
 UserProfile load_user_profile(const SystemConfig& cfg, const UserIdentity& user);
 
 // Writes profile.file (or profile.dir / "profile.toml") with internal-certificate = uri,
-// keeping the [token] uri currently in the file (or profile.token_uri when there is no file).
+// keeping the [token] uri and [signing] currently in the file (or profile's when there is no
+// file).
 // Missing directories are created with mode 0700, the file gets mode 0600; the new content goes
 // to a temporary file in the same directory which is fsynced and renamed over the old one, so
 // readers see the old or the new profile, never a torn one. Comments in an existing profile

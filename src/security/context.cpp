@@ -140,9 +140,12 @@ std::shared_ptr<SecurityContext> acquire_context(std::span<const uint8_t> der_in
                ", so a copy may exist outside the token; set [token] allow-extractable-keys = "
                "true in the system config to allow such keys");
     }
-    return std::make_shared<SecurityContext>(std::move(der), std::move(cert), store.token(),
-                                             store.pin_source(), key->key, key->id,
-                                             std::move(setup.user));
+    auto ctx = std::make_shared<SecurityContext>(std::move(der), std::move(cert), store.token(),
+                                                 store.pin_source(), key->key, key->id,
+                                                 std::move(setup.user));
+    // A malformed profile (logged by resolve_user) gives no [signing]: the system's apply.
+    ctx->set_signing(setup.profile.signing);
+    return ctx;
   } catch (const pkcs11::Error& e) {
     throw_mapped(e, MQ_ERROR_CORRUPTED_SECURITY_DATA, "security context");
   }

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "pkcs11/signer.hpp"
+#include "src/security/config.hpp"
 #include "src/security/handle_table.hpp"
 #include "src/security/identity.hpp"
 #include "src/security/openssl.hpp"
@@ -49,6 +50,12 @@ class SecurityContext {
   // is never used and never sees the PIN).
   Bytes sign_digest(pkcs11::Hash hash, std::span<const uint8_t> digest) const;
 
+  // The [signing] of the profile of the user who acquired the context, read then (batch signing
+  // for this context's sends; docs/configuration.md "User profiles"). Set once, before the
+  // context is shared.
+  const SigningOverrides& signing() const noexcept { return signing_; }
+  void set_signing(SigningOverrides s) { signing_ = std::move(s); }
+
  private:
   // Logs in if needed and finds the key by CKA_ID on the token of `generation`; remembers it.
   CK_OBJECT_HANDLE find_key(uint64_t generation) const;
@@ -65,6 +72,7 @@ class SecurityContext {
   mutable std::atomic<uint64_t> key_generation_;
   Bytes key_id_;
   UserIdentity user_;
+  SigningOverrides signing_;
 };
 
 // Builds a context for the calling thread's user: `der` empty -> the user's internal

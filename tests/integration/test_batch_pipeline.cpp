@@ -15,7 +15,11 @@
 // - fork: a child sends through its own signer (never the parent's thread), and does not
 //   sign or store messages its parent had queued;
 // - a child process killed (SIGKILL) with messages queued leaves no unsigned message behind;
-//   a child that exits normally stores every message it queued (the exit flush).
+//   a child that exits normally stores every message it queued (the exit flush);
+// - a queue of another machine: the signed messages reach the outgoing queue only once signed,
+//   and arrive through the other machine's arrival path in order, each verifying alone;
+// - a user profile's [signing] turns batching on for that user's contexts, and the system's
+//   [signing] batch-limit caps it (1: every message signed alone, even with set_batching).
 #include <gtest/gtest.h>
 #include <mq.h>
 #include <dlfcn.h>
@@ -35,13 +39,17 @@
 
 #include "mqsec/error.hpp"
 #include "src/core/admin.hpp"
+#include "src/core/arrival.hpp"
 #include "src/core/destination.hpp"
+#include "src/core/outgoing.hpp"
 #include "src/core/queue.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/text.hpp"
+#include "src/core/verification.hpp"
 #include "src/security/config.hpp"
 #include "src/security/context.hpp"
 #include "src/security/envelope.hpp"
+#include "src/security/personal_store.hpp"
 #include "tests/fault/fault_control.h"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
@@ -442,6 +450,199 @@ TEST_F(BatchPipeline, ExitFlushesAndSigkillLeavesNothingUnsigned) {
     const auto got = receive_all(queue);  // every one verified
     EXPECT_EQ(got.size(), kill_it ? 0u : 50u);
   }
+}
+
+// A queue of another machine (docs/remote.md): batched sends wait in this process until signed,
+// then go to the destination's outgoing queue, never before; taken from there as the forwarder
+// takes them (StoreOutgoingSource, no broker) and handed to the other machine's arrival path
+// (core::Arrivals, `mqsec agent` there), they arrive in order and each verifies alone: with one
+// of the batch lost on the way, the others still arrive and verify.
+TEST_F(BatchPipeline, RemoteQueueBatchArrivesInOrderEachVerifyingAlone) {
+  SoftHsmEnv& env = SoftHsmEnv::instance();
+  const fs::path conf = env.config_path();
+  const std::string original = mqsec::testing::read_text(conf);
+  struct Restore {
+    fs::path path;
+    std::string text;
+    ~Restore() { mqsec::testing::write_file(path, text); }
+  } restore{conf, original};
+  const std::string broker = "[broker]\nurl = \"amqp://127.0.0.1:9\"\n";  // never reached here
+  // This machine: hosta, with a broker configured (a remote send needs one).
+  mqsec::testing::write_file(conf, original + "[machine]\nname = \"hosta\"\n" + broker);
+  const security::SystemConfig sender_cfg = security::load_system_config();
+  // The other machine: hostb, its own store, the queue there.
+  const fs::path store_b = env.dir() / ("store-hostb-" + std::to_string(::getpid()));
+  fs::create_directories(store_b);
+  fs::permissions(store_b, fs::perms::owner_all, fs::perm_options::replace);
+  const std::string queue = "pipe-remote-" + std::to_string(::getpid());
+  {
+    transport::QueueInfo info;
+    info.name = queue;
+    info.authenticate = true;
+    create_queue(store_b, info);
+  }
+  security::SystemConfig receiver_cfg = sender_cfg;
+  receiver_cfg.store_path = store_b;
+  receiver_cfg.machine.name = "hostb";
+
+  auto ctx = security::acquire_context(g_cert);
+  const Destination there{queue, Destination::Transport::Remote, "hostb"};
+  auto q = Queue::open(there, Access{true, false, false}, false);
+  q->set_batching(batching(1000, 1500));
+  auto backlog = [&] {
+    size_t n = 0;
+    for (const auto& o : list_outgoing_queues(runtime().stores().store_at(sender_cfg.store_path))) {
+      if (o.destination == there) n += o.backlog;
+    }
+    return n;
+  };
+  const int signs_before = g_ctl.call_count("C_Sign");
+  constexpr int kMessages = 30;
+  for (int i = 0; i < kMessages; ++i) {
+    Outgoing m = message(ctx, i);
+    if (i % 3 == 0) m.envelope.delivery = MQMSG_DELIVERY_RECOVERABLE;
+    q->send(m, false);
+  }
+  EXPECT_EQ(backlog(), 0u) << "nothing in the outgoing queue before it is signed";
+  q->flush();
+  EXPECT_EQ(g_ctl.call_count("C_Sign") - signs_before, 1) << "one batch";
+  ASSERT_EQ(backlog(), static_cast<size_t>(kMessages));
+
+  // What the forwarder would publish, in its order; message 7 is lost on the way.
+  StoreOutgoingSource source(runtime().stores(), sender_cfg.store_path,
+                             rejection_bounds_of(sender_cfg.limits), "hosta");
+  const auto items = source.peek(1000);
+  ASSERT_EQ(items.size(), static_cast<size_t>(kMessages));
+  Arrivals arrivals(receiver_cfg);
+  std::vector<int64_t> seqs;
+  for (size_t i = 0; i < items.size(); ++i) {
+    seqs.push_back(items[i].seq);
+    EXPECT_EQ(items[i].destination_machine, "hostb");
+    if (i == 7) continue;
+    transport::amqp::InboundMessage in;
+    in.queue = items[i].queue;
+    in.message_id_hex = items[i].message_id_hex;
+    in.source_machine = "hosta";
+    in.body = items[i].body;
+    EXPECT_EQ(arrivals.deliver(in), transport::amqp::Disposition::accept) << i;
+  }
+  source.remove(seqs);
+  EXPECT_EQ(backlog(), 0u);
+  EXPECT_EQ(arrivals.counts().stored, static_cast<size_t>(kMessages - 1));
+  EXPECT_TRUE(rejections(store_b, queue).empty());
+
+  // Received on hostb (its configuration now), each verified on its own, in order.
+  mqsec::testing::ConfigOptions o;
+  o.module_path = MQSEC_FAULT_MODULE;
+  o.store_path = store_b;
+  env.write_config(o);
+  mqsec::testing::write_file(
+      conf, mqsec::testing::read_text(conf) + "[machine]\nname = \"hostb\"\n" + broker);
+  const auto got = receive_all(queue);
+  ASSERT_EQ(got.size(), static_cast<size_t>(kMessages - 1));
+  std::set<security::Bytes> sigs;
+  for (int i = 0, k = 0; i < kMessages; ++i) {
+    if (i == 7) continue;
+    EXPECT_EQ(body(got[k]), "msg " + std::to_string(i)) << "order per sender and queue";
+    EXPECT_TRUE(got[k].batch.present());
+    sigs.insert(got[k].signature);
+    ++k;
+  }
+  EXPECT_EQ(sigs.size(), 1u) << "one batch signature";
+}
+
+// A user profile's [signing] turns batch signing on for the contexts that user acquires (the
+// system configuration leaves it off); the administrator's [signing] batch-limit caps it,
+// set_batching (`mqsec send --batch`) included, and batch-limit = 1 forbids it.
+TEST_F(BatchPipeline, ProfileTurnsBatchingOnAndTheSystemLimitCapsIt) {
+  SoftHsmEnv& env = SoftHsmEnv::instance();
+  const fs::path conf = env.config_path();
+  const std::string original = mqsec::testing::read_text(conf);
+  const fs::path profile = security::resolve_user().profile.file;
+  ASSERT_FALSE(fs::exists(profile)) << profile;
+  struct Restore {
+    fs::path conf, profile;
+    std::string text;
+    ~Restore() {
+      mqsec::testing::write_file(conf, text);
+      std::error_code ec;
+      fs::remove(profile, ec);
+    }
+  } restore{conf, profile, original};
+  fs::create_directories(profile.parent_path());
+  fs::permissions(profile.parent_path(), fs::perms::owner_all, fs::perm_options::replace);
+  mqsec::testing::write_file(
+      profile, "[signing]\nbatch-max-messages = 1000\nbatch-max-delay-ms = 5000\n", 0600);
+  ASSERT_FALSE(security::load_system_config().signing.batching());
+  // A malformed [signing] makes the profile malformed: a context of an external certificate
+  // is still made, without the profile's settings.
+  mqsec::testing::write_file(profile, "[signing]\nbatch-max-messages = 0\n", 0600);
+  EXPECT_TRUE(security::acquire_context(g_cert)->signing().empty());
+  mqsec::testing::write_file(
+      profile, "[signing]\nbatch-max-messages = 1000\nbatch-max-delay-ms = 5000\n", 0600);
+  auto ctx = security::acquire_context(g_cert);  // reads the profile
+  ASSERT_FALSE(ctx->signing().empty());
+  auto plain_sender = [](const std::string& queue) {
+    return Queue::open(Destination{queue, {}, {}}, Access{true, false, false}, false);
+  };
+  auto send = [&](Queue& q, int n) {
+    for (int i = 0; i < n; ++i) {
+      Outgoing m = message(ctx, i);
+      q.send(m, false);
+    }
+  };
+
+  // The profile's settings: deferred, one signature for the lot (only the flush ends the 5 s
+  // window).
+  const std::string queue = new_queue("profile");
+  auto q = plain_sender(queue);
+  int signs = g_ctl.call_count("C_Sign");
+  send(*q, 20);
+  EXPECT_EQ(g_ctl.call_count("C_Sign"), signs) << "queued, not signed yet";
+  q->flush();
+  EXPECT_EQ(g_ctl.call_count("C_Sign") - signs, 1);
+  EXPECT_EQ(receive_all(queue).size(), 20u);
+
+  // batch-limit = 4: at most 4 messages a signature.
+  mqsec::testing::write_file(conf, original + "[signing]\nbatch-limit = 4\n");
+  auto capped = plain_sender(queue);
+  signs = g_ctl.call_count("C_Sign");
+  send(*capped, 10);
+  capped->flush();
+  EXPECT_EQ(g_ctl.call_count("C_Sign") - signs, 3) << "4 + 4 + 2";
+  EXPECT_EQ(receive_all(queue).size(), 10u);
+
+  // batch-limit = 1: every message signed alone, in the caller, with the profile's settings
+  // and with set_batching's.
+  mqsec::testing::write_file(conf, original + "[signing]\nbatch-limit = 1\n");
+  auto forbidden = plain_sender(queue);
+  auto forced = open_sender(queue, batching(1000, 5000));
+  for (Queue* each : {forbidden.get(), forced.get()}) {
+    signs = g_ctl.call_count("C_Sign");
+    for (int i = 0; i < 5; ++i) {
+      Outgoing m = message(ctx, i);
+      each->send(m, false);
+      EXPECT_FALSE(m.envelope.signature.empty()) << "signed before send returned";
+      EXPECT_FALSE(m.envelope.batch.present());
+    }
+    EXPECT_EQ(g_ctl.call_count("C_Sign") - signs, 5);
+  }
+  const auto alone = receive_all(queue);
+  ASSERT_EQ(alone.size(), 10u);
+  for (const auto& e : alone) EXPECT_FALSE(e.batch.present());
+  // `mqsec send --batch` says batching is off here, and signs each message alone.
+  const fs::path cert = SoftHsmEnv::instance().dir() / "pipe-p256-limit.der";
+  mqsec::testing::write_file(cert, std::string(g_cert.begin(), g_cert.end()), 0644);
+  auto r = mqsec::testing::run_command(std::string(MQSEC_CLI) + " send " + queue +
+                                       " --body hello --auth --batch --count 3 --cert " +
+                                       mqsec::testing::shell_quote(cert.string()) + " 2>&1");
+  ASSERT_TRUE(r.ok()) << r.output;
+  EXPECT_NE(r.output.find("batch-limit = 1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sent 3 messages"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("batch signature"), std::string::npos) << r.output;
+  const auto from_cli = receive_all(queue);
+  ASSERT_EQ(from_cli.size(), 3u);
+  for (const auto& e : from_cli) EXPECT_FALSE(e.batch.present());
 }
 
 // `mqsec send --batch`: one process, many messages, few signatures, all verify on receive.

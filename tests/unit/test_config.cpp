@@ -239,6 +239,24 @@ TEST(SystemConfig, SigningBatchKeys) {
   }
 }
 
+// [signing] batch-limit (issue 12): the administrator's ceiling, system configuration only.
+TEST(SystemConfig, SigningBatchLimit) {
+  EXPECT_EQ(parse_system_config("", "test").signing.batch_limit, 65536u);
+  SystemConfig c =
+      parse_system_config("[signing]\nbatch-max-messages = 100\nbatch-limit = 1\n", "test");
+  EXPECT_EQ(c.signing.batch_limit, 1u);
+  EXPECT_EQ(c.signing.batch_max_messages, 100u);  // as written; the limit applies per send
+  for (const char* bad : {"batch-limit = 0", "batch-limit = 65537", "batch-limit = true"}) {
+    try {
+      parse_system_config(std::string("[signing]\n") + bad + "\n", "f.toml");
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("f.toml:2:"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("signing.batch-limit"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(SystemConfig, TrustRequireSpellings) {
   EXPECT_EQ(parse_trust_require("signature"), TrustRequire::Signature);
   EXPECT_EQ(parse_trust_require("chain"), TrustRequire::Chain);
@@ -868,6 +886,47 @@ uri = "pkcs11:token=alice-card?pin-source=file:/home/alice/.config/mqsec/pin"
   EXPECT_EQ(p.token_uri, "pkcs11:token=alice-card?pin-source=file:/home/alice/.config/mqsec/pin");
 }
 
+// A profile's [signing] (issue 12): the keys it sets, and only those, replace the system's.
+TEST(UserProfile, SigningKeys) {
+  const UserProfile none = parse_user_profile("", "p.toml");
+  EXPECT_TRUE(none.signing.empty());
+  const UserProfile p =
+      parse_user_profile("[signing]\nbatch-max-messages = 200\nbatch-wait = true\n", "p.toml");
+  ASSERT_TRUE(p.signing.batch_max_messages);
+  EXPECT_EQ(*p.signing.batch_max_messages, 200u);
+  EXPECT_FALSE(p.signing.batch_max_delay_ms);
+  SigningConfig system;
+  system.batch_max_delay_ms = 40;
+  system.batch_limit = 50;
+  const SigningConfig s = p.signing.applied_to(system);
+  EXPECT_EQ(s.batch_max_messages, 200u);
+  EXPECT_EQ(s.batch_max_delay_ms, 40);  // not set in the profile: the system's
+  EXPECT_TRUE(s.batch_wait);
+  EXPECT_EQ(s.batch_limit, 50u);  // the system's alone
+  // Strict, as the system configuration: range, type, unknown keys; batch-limit is refused.
+  for (const char* bad :
+       {"batch-max-messages = 0", "batch-max-messages = 65537", "batch-max-delay-ms = 10001",
+        "batch-wait = \"yes\"", "batch-size = 3", "batch-limit = 100"}) {
+    const std::string e = profile_error(std::string("[signing]\n") + bad + "\n");
+    EXPECT_NE(e.find("profile.toml:2:"), std::string::npos) << bad << ": " << e;
+    EXPECT_NE(e.find("signing."), std::string::npos) << e;
+  }
+  EXPECT_NE(profile_error("[signing]\nbatch-limit = 100\n").find("system configuration"),
+            std::string::npos);
+  EXPECT_NE(profile_error("signing = 3\n").find("expected a table"), std::string::npos);
+}
+
+TEST(UserProfile, SampleFileParses) {
+  std::ifstream in(std::string(MQSEC_SOURCE_DIR) + "/config/profile.toml");
+  ASSERT_TRUE(in) << "config/profile.toml not found";
+  std::stringstream text;
+  text << in.rdbuf();
+  const UserProfile p = parse_user_profile(text.str(), "config/profile.toml");
+  EXPECT_FALSE(p.internal_certificate.empty());
+  ASSERT_TRUE(p.signing.batch_max_messages);
+  EXPECT_EQ(*p.signing.batch_max_messages, 500u);
+}
+
 TEST(UserProfile, Errors) {
   EXPECT_EQ(profile_error("internal-certificate = 1\n"),
             "/home/alice/.config/mqsec/profile.toml:1:1: internal-certificate: expected a "
@@ -990,6 +1049,23 @@ TEST(ProfileWrite, KeepsTokenUriAndReplacesCertificate) {
   EXPECT_EQ(q.internal_certificate, "pkcs11:token=new;id=%09;type=cert");
   EXPECT_EQ(q.token_uri, "pkcs11:token=alice-card?pin-source=env:ALICE_PIN");
   EXPECT_EQ(mode_of(q.file), 0600u);
+}
+
+// Writing the internal certificate keeps the profile's [signing].
+TEST(ProfileWrite, KeepsSigningSettings) {
+  TempDir dir;
+  SystemConfig cfg;
+  cfg.profiles_dir = (dir.path() / "%u").string();
+  fs::create_directories(dir.path() / "alice");
+  write_file(dir.path() / "alice" / "profile.toml",
+             "[signing]\nbatch-max-messages = 300\nbatch-max-delay-ms = 0\nbatch-wait = false\n");
+  set_internal_certificate(load_user_profile(cfg, alice()), "pkcs11:token=new;id=%09");
+  const UserProfile q = load_user_profile(cfg, alice());
+  EXPECT_EQ(q.internal_certificate, "pkcs11:token=new;id=%09");
+  ASSERT_TRUE(q.signing.batch_max_messages && q.signing.batch_max_delay_ms && q.signing.batch_wait);
+  EXPECT_EQ(*q.signing.batch_max_messages, 300u);
+  EXPECT_EQ(*q.signing.batch_max_delay_ms, 0);
+  EXPECT_FALSE(*q.signing.batch_wait);
 }
 
 TEST(ProfileWrite, TokenUriFromTheFileWinsOverAStaleProfile) {
