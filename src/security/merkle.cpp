@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace mqsec::security::merkle {
 namespace {
@@ -11,17 +12,58 @@ namespace {
 constexpr uint8_t kLeafPrefix = 0x00;
 constexpr uint8_t kNodePrefix = 0x01;
 
+// The digest as an explicitly fetched EVP_MD: EVP_DigestInit_ex with a legacy EVP_MD (what
+// EVP_sha256() returns) fetches the implementation again on every call (a lookup under the
+// provider store's lock); with a fetched one it does not. Fetched once per algorithm and kept
+// for the life of the process; `md` itself when fetching fails (or for another algorithm).
+const EVP_MD* fetched(const EVP_MD* md) {
+  // Function-local statics, not a mutex of our own: a fork while another thread fetches cannot
+  // leave the child a lock held for ever (the fork handlers do not know this one).
+  auto fetch = [](const EVP_MD* legacy) -> const EVP_MD* {
+    EVP_MD* f = EVP_MD_fetch(nullptr, EVP_MD_get0_name(legacy), nullptr);
+    return f != nullptr ? f : legacy;  // never freed: a signer thread may still hash at exit
+  };
+  switch (EVP_MD_get_type(md)) {
+    case NID_sha256: {
+      static const EVP_MD* const f = fetch(md);
+      return f;
+    }
+    case NID_sha384: {
+      static const EVP_MD* const f = fetch(md);
+      return f;
+    }
+    case NID_sha512: {
+      static const EVP_MD* const f = fetch(md);
+      return f;
+    }
+    default:
+      return md;
+  }
+}
+
+// One digest context per thread, reused from hash to hash (no allocation per leaf and node).
+struct ThreadCtx {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  ~ThreadCtx() { EVP_MD_CTX_free(ctx); }
+};
+
 Bytes digest_of(const EVP_MD* md, uint8_t prefix, std::span<const uint8_t> a,
                 std::span<const uint8_t> b) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  thread_local ThreadCtx tc;
+  thread_local const EVP_MD* last_md = nullptr;
+  thread_local const EVP_MD* last_fetched = nullptr;
+  if (md != last_md) {
+    last_fetched = fetched(md);
+    last_md = md;
+  }
+  EVP_MD_CTX* ctx = tc.ctx;
   Bytes out(static_cast<size_t>(EVP_MD_get_size(md)));
   unsigned int len = 0;
-  const bool ok = ctx != nullptr && EVP_DigestInit_ex(ctx, md, nullptr) == 1 &&
+  const bool ok = ctx != nullptr && EVP_DigestInit_ex2(ctx, last_fetched, nullptr) == 1 &&
                   EVP_DigestUpdate(ctx, &prefix, 1) == 1 &&
                   EVP_DigestUpdate(ctx, a.data(), a.size()) == 1 &&
                   EVP_DigestUpdate(ctx, b.data(), b.size()) == 1 &&
                   EVP_DigestFinal_ex(ctx, out.data(), &len) == 1 && len == out.size();
-  EVP_MD_CTX_free(ctx);
   if (!ok) throw std::runtime_error("merkle: hashing failed");
   return out;
 }
