@@ -145,7 +145,8 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
 
 // Synchronous receives answer at once; with a callback or an OVERLAPPED the same receive runs
 // on a runtime thread (src/abi/async.hpp) and the call returns MQ_INFORMATION_OPERATION_PENDING
-// once every argument has been checked. A transaction cannot be asynchronous (as in MSMQ).
+// once every argument has been checked. MSMQ documents lpOverlapped and fnReceiveCallback as
+// NULL for transactions: an asynchronous receive in one is MQ_ERROR_TRANSACTION_USAGE.
 void check_async_transaction(bool async, ITransaction* tx) {
   if (async && tx != nullptr) {
     throw Error(MQ_ERROR_TRANSACTION_USAGE, "an asynchronous receive cannot be in a transaction");

@@ -74,7 +74,13 @@ void AsyncReceives::run(std::shared_ptr<Op> op, Work w) {
     exiting = exiting_;
     cv_->notify_all();
   }
-  if (!exiting) w.notify(hr);
+  if (!exiting) {
+    try {
+      w.notify(hr);
+    } catch (...) {  // an exception out of a C callback: not ours to end the process for
+      log(LogLevel::Error, "an asynchronous receive's callback threw an exception");
+    }
+  }
   w = Work{};  // the queue and cursor references go before the operation does
   std::lock_guard lock(mu_);
   ops_.remove(op);
@@ -93,11 +99,6 @@ void AsyncReceives::cancel(const Queue* queue) {
       return op->queue == queue && !op->released && op->thread != me;
     });
   });
-}
-
-size_t AsyncReceives::pending() const {
-  std::lock_guard lock(mu_);
-  return ::getpid() == pid_ ? ops_.size() : 0;
 }
 
 void AsyncReceives::set(Event& e) {

@@ -73,9 +73,6 @@ class AsyncReceives {
   // on the calling thread is not waited for.
   void cancel(const Queue* queue);
 
-  // How many receives of this process are pending (tests).
-  size_t pending() const;
-
   // Events (MQSecCreateEvent ...). Handles are the table's.
   security::HandleTable<Event>& events() noexcept { return events_; }
   void set(Event& e);

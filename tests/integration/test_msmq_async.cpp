@@ -396,6 +396,59 @@ TEST_F(Async, OverlappedTimeout) {
   MQCloseQueue(r);
 }
 
+TEST_F(Async, ClosingTheEventOfAPendingReceiveIsHarmless) {
+  QUEUEHANDLE r = open_queue(format_, MQ_RECEIVE_ACCESS);
+  HANDLE ev = MQSecCreateEvent(TRUE, FALSE);
+  OVERLAPPED ov;
+  std::memset(&ov, 0, sizeof ov);
+  ov.hEvent = ev;
+  BodyProps p;
+  ASSERT_HR(MQ_INFORMATION_OPERATION_PENDING,
+            MQReceiveMessage(r, 5000, MQ_ACTION_RECEIVE, &p.props, &ov, nullptr, nullptr, nullptr));
+  EXPECT_TRUE(MQSecCloseEvent(ev));
+  QUEUEHANDLE s = open_queue(format_, MQ_SEND_ACCESS);
+  ASSERT_HR(MQ_OK, send_body(s, "no event"));
+  HRESULT hr = MQ_INFORMATION_OPERATION_PENDING;
+  for (int i = 0; i < 1000 && hr == MQ_INFORMATION_OPERATION_PENDING; ++i) {
+    std::this_thread::sleep_for(10ms);
+    hr = MQGetOverlappedResult(&ov);
+  }
+  EXPECT_HR(MQ_OK, hr);
+  EXPECT_EQ(p.text(), "no event");
+  EXPECT_EQ(MQSecWaitForEvent(ev, 0), MQSEC_WAIT_FAILED);  // closed stays closed
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+TEST_F(Async, AtMost1024PendingReceives) {
+  QUEUEHANDLE r = open_queue(format_, MQ_PEEK_ACCESS);
+  int started = 0;
+  HRESULT hr = MQ_OK;
+  for (int i = 0; i < 1100; ++i) {
+    hr = MQReceiveMessage(r, INFINITE, MQ_ACTION_PEEK_CURRENT, nullptr, nullptr, record, nullptr,
+                          nullptr);
+    if (hr != MQ_INFORMATION_OPERATION_PENDING) break;
+    ++started;
+  }
+  EXPECT_EQ(started, 1024);
+  EXPECT_HR(MQ_ERROR_INSUFFICIENT_RESOURCES, hr);
+  ASSERT_HR(MQ_OK, MQCloseQueue(r));
+  auto got = calls(static_cast<size_t>(started));
+  ASSERT_EQ(got.size(), static_cast<size_t>(started));
+  for (auto& c : got) EXPECT_HR(MQ_ERROR_OPERATION_CANCELLED, c.hr);
+  // Their threads are gone again: a new receive can start.
+  QUEUEHANDLE r2 = open_queue(format_, MQ_PEEK_ACCESS);
+  hr = MQ_ERROR_INSUFFICIENT_RESOURCES;
+  for (int i = 0; i < 500 && hr == MQ_ERROR_INSUFFICIENT_RESOURCES; ++i) {
+    hr =
+        MQReceiveMessage(r2, 0, MQ_ACTION_PEEK_CURRENT, nullptr, nullptr, record, nullptr, nullptr);
+    if (hr == MQ_ERROR_INSUFFICIENT_RESOURCES) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_HR(MQ_INFORMATION_OPERATION_PENDING, hr);
+  EXPECT_EQ(calls(static_cast<size_t>(started) + 1).size(), static_cast<size_t>(started) + 1);
+  MQCloseQueue(r2);
+}
+
 // ---- MQCloseQueue with receives pending -----------------------------------------------------
 
 TEST_F(Async, CloseQueueCancelsPendingReceives) {
