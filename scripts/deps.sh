@@ -18,6 +18,9 @@ packages=(
   pcscd vsmartcard-vpcd python3-cryptography
   # the .NET tests (tests/dotnet): C# programs compiled with mcs, run with Mono (about 25 MB)
   mono-mcs mono-runtime
+  # Microsoft's mq.h and transact.h as MinGW-w64 ships them (headers only, about 5 MB): the SDK
+  # sample tests (tests/sdk) check our headers' names against them
+  mingw-w64-common
 )
 
 missing=()

@@ -25,14 +25,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
-# A clean copy: the tracked and untracked-but-not-ignored files (no build directories).
+# A clean copy of the tracked files as they are in the working tree (uncommitted changes
+# included; no build directories). Untracked files are left out, so a stray key or PIN file in
+# the checkout never lands in a package: `git add` a new source file first. One tar reads the
+# whole list (xargs could split it into several archives, and the reader stops at the first).
 work=$(mktemp -d "${TMPDIR:-/tmp}/mqsec-package.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 version=$(dpkg-parsechangelog -l "$root/debian/changelog" -S Version)
 src=$work/mqsec-$version
 mkdir -p "$src"
-(cd "$root" && git ls-files -z --cached --others --exclude-standard |
-  xargs -0 tar --no-recursion --ignore-failed-read -cf - 2>/dev/null) | tar -C "$src" -xf -
+untracked=$(cd "$root" && git ls-files --others --exclude-standard | head -5)
+[ -z "$untracked" ] ||
+  echo "package: untracked files are not packaged (git add them first), e.g.: $untracked" >&2
+(cd "$root" && git ls-files -z --cached |
+  tar --null --no-recursion --ignore-failed-read -T - -cf -) | tar -C "$src" -xf -
 
 start=$SECONDS
 (cd "$src" && dpkg-buildpackage -us -uc -b -j"$(nproc)")

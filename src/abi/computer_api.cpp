@@ -27,10 +27,7 @@ constexpr ULONG kVersion = (3u << 24) | (0u << 16) | 0u;
 void check_local_computer(LPCWSTR computer) {
   if (computer == nullptr) return;
   const std::string name = abi::wide_to_utf8(computer, MQ_ERROR_INVALID_PARAMETER);
-  std::string lower;
-  for (char c : name)
-    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  if (lower == "." || lower == core::this_machine() || lower == core::local_host()) return;
+  if (core::is_this_machine(name)) return;
   throw Error(MQ_ERROR_UNSUPPORTED_OPERATION,
               "computer '" + name + "': only this machine's information is available");
 }
@@ -145,12 +142,18 @@ VARTYPE mgmt_vt(MgmtObject o, PROPID id) {
   }
 }
 
-// Allocated values, freed again when a later one cannot be allocated or the call fails.
+// Allocated values, freed again when a later one cannot be allocated or the call fails; the
+// caller's variants (all VT_NULL on entry) are then VT_NULL again, so none names freed memory.
 class Allocations {
  public:
+  explicit Allocations(MQPROPVARIANT* vars, DWORD n) : vars_(vars), n_(n) {}
   ~Allocations() {
     if (keep_) return;
     for (void* p : blocks_) std::free(p);
+    for (DWORD i = 0; i < n_; ++i) {
+      vars_[i] = MQPROPVARIANT{};
+      vars_[i].vt = VT_NULL;
+    }
   }
   WCHAR* text(const std::string& s) {
     WCHAR* w = abi::allocated_wide(s);
@@ -171,6 +174,8 @@ class Allocations {
 
  private:
   std::vector<void*> blocks_;
+  MQPROPVARIANT* vars_;
+  DWORD n_;
   bool keep_ = false;
 };
 
@@ -208,7 +213,7 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
   }
   const auto& store_dir = core::runtime().config().store_path;
   HRESULT overall = MQ_OK;
-  Allocations mem;
+  Allocations mem(props->aPropVar, props->cProp);
   auto unsupported = [&](DWORD i) {
     if (props->aStatus != nullptr) props->aStatus[i] = MQ_INFORMATION_UNSUPPORTED_PROPERTY;
     overall = MQ_INFORMATION_PROPERTY;
@@ -311,12 +316,6 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
 
 // ---- MQGetMachineProperties, MQMgmtAction ----------------------------------------------------
 
-std::string lower_of(const std::string& s) {
-  std::string out;
-  for (char c : s) out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  return out;
-}
-
 GUID this_machine_guid() {
   const core::MachineGuid g = core::machine_guid(core::this_machine());
   GUID out;
@@ -328,17 +327,15 @@ GUID this_machine_guid() {
 }
 
 // Without a directory service the machines mqsec knows the properties of are this one: by
-// name (NULL, ".", its [machine] name or host name, any case) or by its GUID
+// name (NULL, or any name core::is_this_machine accepts) or by its GUID
 // (PROPID_QM_MACHINE_ID, the name-based GUID of core::machine_guid).
 void check_this_machine(LPCWSTR name, const GUID* guid) {
   if (name != nullptr && guid != nullptr) {
     throw Error(MQ_ERROR_INVALID_PARAMETER, "give the machine's name or its GUID, not both");
   }
   if (name != nullptr) {
-    const std::string n = lower_of(abi::wide_to_utf8(name, MQ_ERROR_INVALID_PARAMETER));
-    if (n == "." || n == lower_of(core::this_machine()) || n == lower_of(core::local_host())) {
-      return;
-    }
+    const std::string n = abi::wide_to_utf8(name, MQ_ERROR_INVALID_PARAMETER);
+    if (core::is_this_machine(n)) return;
     throw Error(MQ_ERROR_MACHINE_NOT_FOUND,
                 "machine '" + n + "': without a directory service only this machine is known");
   }

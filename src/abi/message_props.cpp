@@ -259,6 +259,17 @@ SendRequest parse_send(MQMSGPROPS* props) {
         // (outgoing queue and arrival); a local send reaches its queue at once, as in MSMQ.
         e.time_to_reach_queue = v.ulVal;
         break;
+      case PROPID_M_PRIV_LEVEL:
+        // mqsec does not encrypt bodies: a send that asks for it fails rather than travel in
+        // clear while the caller believes it encrypted (as a queue demanding it is refused).
+        if (v.ulVal == MQMSG_PRIV_LEVEL_BODY_BASE || v.ulVal == MQMSG_PRIV_LEVEL_BODY_ENHANCED ||
+            v.ulVal == MQMSG_PRIV_LEVEL_BODY_AES) {
+          fail(props, i, MQ_ERROR_ENCRYPTION_PROVIDER_NOT_SUPPORTED,
+               "mqsec does not encrypt message bodies (PROPID_M_PRIV_LEVEL must be NONE)");
+        }
+        if (v.ulVal != MQMSG_PRIV_LEVEL_NONE)
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "unknown privacy level");
+        break;
       default:
         // Receive-only and unsupported properties are ignored on send, as MSMQ does.
         if (props->aStatus) props->aStatus[i] = MQ_INFORMATION_PROPERTY_IGNORED;

@@ -98,9 +98,10 @@ HRESULT get_queue_properties(LPCWSTR format, MQQUEUEPROPS* props) {
 
 HRESULT set_queue_properties(LPCWSTR format, MQQUEUEPROPS* props) {
   core::Destination d;
-  transport::QueueInfo q = queue_of_format(format, &d);
+  const transport::QueueInfo before = queue_of_format(format, &d);
+  transport::QueueInfo q = before;
   const HRESULT parsed = abi::parse_queue_props(props, abi::QueuePropsUse::Set, q, nullptr);
-  core::update_queue(core::runtime().config().store_path, d, q);
+  core::update_queue(core::runtime().config().store_path, d, before, q);
   return parsed;
 }
 

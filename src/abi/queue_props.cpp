@@ -1,6 +1,8 @@
 // Queue property marshalling (PROPID_Q_*).
 #include "src/abi/queue_props.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -67,16 +69,11 @@ void check_array(MQQUEUEPROPS* props) {
 bool valid_multicast(const std::string& s) {
   const size_t colon = s.rfind(':');
   if (colon == std::string::npos || colon + 1 == s.size() || s.size() - colon > 6) return false;
-  unsigned a[4];
-  char tail = 0;
-  if (std::sscanf(s.substr(0, colon).c_str(), "%u.%u.%u.%u%c", &a[0], &a[1], &a[2], &a[3], &tail) !=
-      4) {
-    return false;
-  }
-  for (unsigned x : a) {
-    if (x > 255) return false;
-  }
-  if (a[0] < 224 || a[0] > 239) return false;
+  // inet_pton takes exactly four decimal parts of 0..255 (no sign, no space, no other form).
+  in_addr addr{};
+  if (inet_pton(AF_INET, s.substr(0, colon).c_str(), &addr) != 1) return false;
+  const unsigned first = ntohl(addr.s_addr) >> 24;
+  if (first < 224 || first > 239) return false;
   const std::string port = s.substr(colon + 1);
   if (!std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return false;
@@ -231,23 +228,26 @@ void check_queue_props_get(MQQUEUEPROPS* props) {
 HRESULT fill_queue_props(MQQUEUEPROPS* props, const transport::QueueInfo& q,
                          const std::string& path_name) {
   HRESULT overall = MQ_OK;
-  // What was allocated, freed again if a later allocation fails (nothing half-filled leaks).
-  std::vector<void*> allocated;
+  // What was allocated (and in which variant), freed again if a later allocation fails, and
+  // that variant set back to VT_NULL: nothing half-filled leaks or dangles.
+  std::vector<std::pair<DWORD, void*>> allocated;
   try {
     for (DWORD i = 0; i < props->cProp; ++i) {
       MQPROPVARIANT& v = props->aPropVar[i];
       const PROPID id = props->aPropID[i];
       const bool was_null = v.vt == VT_NULL;
       auto text = [&](const std::string& s) {
+        WCHAR* w = allocated_wide(s);
+        allocated.emplace_back(i, w);
         v.vt = VT_LPWSTR;
-        v.pwszVal = allocated_wide(s);
-        allocated.push_back(v.pwszVal);
+        v.pwszVal = w;
       };
       auto guid = [&](const std::array<uint8_t, 16>& g) {
         if (was_null) {
-          v.puuid = static_cast<CLSID*>(std::malloc(sizeof(CLSID)));
-          if (v.puuid == nullptr) throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "out of memory");
-          allocated.push_back(v.puuid);
+          auto* u = static_cast<CLSID*>(std::malloc(sizeof(CLSID)));
+          if (u == nullptr) throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "out of memory");
+          allocated.emplace_back(i, u);
+          v.puuid = u;
         }
         v.vt = VT_CLSID;
         std::memcpy(v.puuid, g.data(), 16);
@@ -318,7 +318,11 @@ HRESULT fill_queue_props(MQQUEUEPROPS* props, const transport::QueueInfo& q,
       }
     }
   } catch (...) {
-    for (void* p : allocated) std::free(p);
+    for (auto [i, p] : allocated) {
+      std::free(p);
+      props->aPropVar[i].vt = VT_NULL;
+      props->aPropVar[i].pwszVal = nullptr;
+    }
     throw;
   }
   return overall;

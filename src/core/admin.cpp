@@ -41,13 +41,10 @@ std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& stor
 }
 
 void update_queue(const std::filesystem::path& store_dir, const Destination& d,
-                  transport::QueueInfo q) {
+                  const transport::QueueInfo& before, transport::QueueInfo q) {
   local_only(d);
-  std::optional<transport::QueueInfo> now = store(store_dir).find_queue(d.queue);
-  if (!now) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' not found");
-  q.id = now->id;  // the queue that has this name now (it may have been re-created)
   q.modified = 0;  // now
-  store(store_dir).update_queue(q);
+  store(store_dir).update_queue(before, q);
 }
 
 std::vector<QueueStatus> list_queues(const std::filesystem::path& store_dir) {

@@ -25,12 +25,14 @@ std::string create_queue(const std::filesystem::path& store_dir, const transport
 void delete_queue(const std::filesystem::path& store_dir, const Destination& d);
 std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& store_dir,
                                                const Destination& d);
-// MQSetQueueProperties: writes what may change of the queue `d` names (q as find_queue gave
-// it, changed: label, authenticate, journal, quotas, base priority, privacy level, type,
-// multicast address) and sets its modify time. Throws MQ_ERROR_QUEUE_NOT_FOUND,
-// MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (a queue of another machine).
+// MQSetQueueProperties: q is `before` (the queue `d` names, as find_queue gave it) with the
+// caller's changes (label, authenticate, journal, quotas, base priority, privacy level, type,
+// multicast address). Writes what differs from `before` into that same queue (by id) and sets
+// its modify time; what another caller changed meanwhile is kept. Throws
+// MQ_ERROR_QUEUE_NOT_FOUND (also when the queue was deleted, and perhaps re-created, since
+// `before` was read), MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (a queue of another machine).
 void update_queue(const std::filesystem::path& store_dir, const Destination& d,
-                  transport::QueueInfo q);
+                  const transport::QueueInfo& before, transport::QueueInfo q);
 
 struct QueueStatus {
   transport::QueueInfo info;

@@ -139,6 +139,8 @@ const std::string& local_host() {
   return name;
 }
 
+bool is_this_machine(std::string_view host) { return is_local(host, this_machine(), false); }
+
 std::string this_machine() {
   try {
     std::string name = runtime().config().machine.name;

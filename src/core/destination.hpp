@@ -48,6 +48,10 @@ const std::string& local_host();
 // system configuration (Runtime::config()); when it cannot be read, the host name.
 std::string this_machine();
 
+// True when `host` names this machine as a path name may: ".", "localhost", the host name,
+// this_machine() or a fully qualified name of this host, case-insensitive.
+bool is_this_machine(std::string_view host);
+
 // Queue name (lower-cased) of a path name of a LOCAL queue. Throws mqsec::Error:
 // MQ_ERROR_ILLEGAL_QUEUE_PATHNAME (malformed, public queue, name too long or empty),
 // MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (another machine: callers that accept remote

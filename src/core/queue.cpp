@@ -156,14 +156,17 @@ size_t Queue::purge() {
     throw Error(MQ_ERROR_UNSUPPORTED_OPERATION,
                 "purging queue '" + name_ + "' of another machine is not supported");
   }
-  transport_->flush();
+  // What this process sent before, on any handle (queued for batch signing, or express in the
+  // writer), is stored first, so it is purged too.
+  store_pending(true);
   return local->purge();
 }
 
-void Queue::flush() {
-  if (batched_.load(std::memory_order_acquire) &&
-      !runtime().batch_signers().flush(nullptr,
-                                       std::chrono::steady_clock::now() + kBatchFlushBound)) {
+void Queue::flush() { store_pending(batched_.load(std::memory_order_acquire)); }
+
+void Queue::store_pending(bool batches) {
+  if (batches && !runtime().batch_signers().flush(
+                     nullptr, std::chrono::steady_clock::now() + kBatchFlushBound)) {
     log(LogLevel::Warning, "queue '" + name_ +
                                "': messages queued for batch signing are not signed yet; they "
                                "are stored once signed");

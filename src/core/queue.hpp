@@ -148,6 +148,9 @@ class Queue {
   void set_batching(const security::SigningConfig& signing);
 
  private:
+  // flush()'s work: waits (at most kBatchFlushBound) for this process's messages queued for
+  // batch signing when `batches`, then commits its express messages.
+  void store_pending(bool batches);
   Queue() = default;
   void reject(const transport::StoredMessage& m, const security::Envelope* e,
               const Refusal& refusal, bool removed = false);

@@ -37,10 +37,14 @@ CK_OBJECT_HANDLE SecurityContext::find_key(uint64_t generation) const {
   uint64_t seq = key_seq_.load(std::memory_order_acquire);
   if (!(seq & 1) && key_generation_.load(std::memory_order_relaxed) <= generation &&
       key_seq_.compare_exchange_strong(seq, seq + 1, std::memory_order_acq_rel)) {
-    // The CAS's acquire half keeps these stores after it (no fence: ThreadSanitizer does not
-    // model fences and refuses to build them under -Werror).
-    key_handle_.store(found[0], std::memory_order_relaxed);
-    key_generation_.store(generation, std::memory_order_relaxed);
+    // Release stores (no fence: ThreadSanitizer does not model fences and refuses to build them
+    // under -Werror): a reader whose acquire load sees either new value synchronizes with this
+    // thread up to it, the odd sequence count included, so its second read of key_seq_ cannot
+    // return the even count it read first, and it looks the key up instead. Relaxed stores
+    // would not give that on weakly ordered CPUs (arm64): the acquire half of the CAS orders
+    // only its load, not its store, before them.
+    key_handle_.store(found[0], std::memory_order_release);
+    key_generation_.store(generation, std::memory_order_release);
     key_seq_.store(seq + 2, std::memory_order_release);
   }
   return found[0];
@@ -50,8 +54,8 @@ Bytes SecurityContext::sign_digest(pkcs11::Hash hash, std::span<const uint8_t> d
   pkcs11::SignKey key = key_;
   uint64_t generation = token_->generation();
   const uint64_t seq = key_seq_.load(std::memory_order_acquire);
-  // Acquire loads keep the second read of the sequence count after them (a seqlock without a
-  // fence, which ThreadSanitizer does not model).
+  // Acquire loads keep the second read of the sequence count after them and pair with
+  // find_key's release stores (a seqlock without a fence, which ThreadSanitizer does not model).
   key.handle = key_handle_.load(std::memory_order_acquire);
   bool current = key_generation_.load(std::memory_order_acquire) == generation;
   current = current && !(seq & 1) && key_seq_.load(std::memory_order_relaxed) == seq;

@@ -16,19 +16,9 @@ umask 077
 . "$(dirname "${BASH_SOURCE[0]}")/softhsm_token.sh"
 softhsm_token "$t" card "$build/tests/mqsec-init-token" || exit 1
 write_config() {  # $1: allow-extractable-keys
-  cat > "$t/mqsec.toml" <<CONF
-[token]
-uri = "pkcs11:token=card?module-path=$module&pin-source=file:$t/user.pin"
-allow-extractable-keys = $1
-[store]
-path = "$t/store"
-[profiles]
-dir = "$t/users/%u"
-[identity]
-sid = "unix"
-CONF
+  softhsm_config "$t" "pkcs11:token=card?module-path=$module&pin-source=file:$t/user.pin" \
+    "allow-extractable-keys = $1"
 }
-export MQSEC_CONFIG="$t/mqsec.toml" MQSEC_LOG="file:$t/mqsec.log" MQSEC_STATE_DIR="$t/state"
 
 # provision ID CN: a P-256 key made in software and its self-signed certificate, written to the
 # token with CKA_ID ID (the PIN on pkcs11-tool's argv: a throwaway token).

@@ -24,21 +24,10 @@ printf 1234 > "$t/mock.pin"
 printf 9999 > "$t/wrong.pin"
 config() {  # config TOKEN_URI [ALLOW_EXTRACTABLE]: a fresh store and profile directory each time
   rm -rf "$t/store" "$t/users"
-  cat > "$t/mqsec.toml" <<CONF
-[token]
-uri = "$1"
-allow-extractable-keys = ${2:-false}
-[store]
-path = "$t/store"
-[profiles]
-dir = "$t/users/%u"
-[identity]
-sid = "unix"
-CONF
+  softhsm_config "$t" "$1" "allow-extractable-keys = ${2:-false}"
 }
 hsm_uri() { echo "pkcs11:token=hsm?module-path=$module&pin-source=file:$t/${1:-user.pin}"; }
 mock_uri() { echo "pkcs11:token=mock-a?module-path=$mock${1:+&pin-source=file:$t/$1}"; }
-export MQSEC_CONFIG="$t/mqsec.toml" MQSEC_LOG="file:$t/mqsec.log" MQSEC_STATE_DIR="$t/state"
 export MQSEC_MOCK_COUNTS="$t/counts"
 
 fail=0 passed=0

@@ -25,16 +25,10 @@ umask 077
 # shellcheck source=tests/cli/softhsm_token.sh
 . "$(dirname "${BASH_SOURCE[0]}")/softhsm_token.sh"
 softhsm_token "$t" mqsec "$build/tests/mqsec-init-token" || exit 1
-cat > "$t/mqsec.toml" <<CONF
-[token]
-uri = "pkcs11:token=mqsec?module-path=$module&pin-source=file:$t/user.pin"
-allow-extractable-keys = true   # the test PKI's leaf key is imported into the token
-[store]
-path = "$t/store"
-[profiles]
-dir = "$t/users/%u"
-[identity]
-sid = "unix"
+# allow-extractable-keys: the test PKI's leaf key is imported into the token
+softhsm_config "$t" "pkcs11:token=mqsec?module-path=$module&pin-source=file:$t/user.pin" \
+  "allow-extractable-keys = true"
+cat >> "$t/mqsec.toml" <<CONF
 [trust]
 registry = "$t/etc/registry.d"
 CONF
@@ -54,7 +48,6 @@ for obj in "privkey $t/pki/plain.p8.der" "cert $t/pki/plain.der"; do
     --write-object "$2" --type "$1" --id 7701 --label plain >/dev/null 2>&1 ||
     { echo "importing the $1 of plain failed"; exit 1; }
 done
-export MQSEC_CONFIG="$t/mqsec.toml" MQSEC_LOG="file:$t/mqsec.log"
 
 fail=0 passed=0
 ok() { passed=$((passed + 1)); }

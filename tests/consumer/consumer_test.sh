@@ -52,17 +52,7 @@ done
 # shellcheck source=tests/cli/softhsm_token.sh
 . "$src/tests/cli/softhsm_token.sh"
 softhsm_token "$t" consumer "$build/tests/mqsec-init-token"
-cat >"$t/mqsec.toml" <<CONF
-[token]
-uri = "pkcs11:token=consumer?module-path=$module&pin-source=file:$t/user.pin"
-[store]
-path = "$t/store"
-[profiles]
-dir = "$t/users/%u"
-[identity]
-sid = "unix"
-CONF
-export MQSEC_CONFIG=$t/mqsec.toml MQSEC_LOG=file:$t/mqsec.log MQSEC_STATE_DIR=$t/state
+softhsm_config "$t" "pkcs11:token=consumer?module-path=$module&pin-source=file:$t/user.pin"
 trap 'echo "FAIL; the runtime'"'"'s log:"; cat "$t/mqsec.log" 2>/dev/null' ERR
 
 # The installed command enrolls (a P-256 key generated on the token); the programs sign with it.

@@ -39,17 +39,7 @@ mcs -nologo -warnaserror -out:"$t/mqrt_tests.exe" "$src"/tests/dotnet/*.cs
 # shellcheck source=tests/cli/softhsm_token.sh
 . "$src/tests/cli/softhsm_token.sh"
 softhsm_token "$t" dotnet "$init_token"
-cat >"$t/mqsec.toml" <<CONF
-[token]
-uri = "pkcs11:token=dotnet?module-path=$module&pin-source=file:$t/user.pin"
-[store]
-path = "$t/store"
-[profiles]
-dir = "$t/users/%u"
-[identity]
-sid = "unix"
-CONF
-export MQSEC_CONFIG=$t/mqsec.toml MQSEC_LOG=file:$t/mqsec.log MQSEC_STATE_DIR=$t/state
+softhsm_config "$t" "pkcs11:token=dotnet?module-path=$module&pin-source=file:$t/user.pin"
 trap 'echo "FAIL; the runtime'"'"'s log:"; cat "$t/mqsec.log" 2>/dev/null' ERR
 
 "$mqsec" enroll --key p256 >/dev/null

@@ -10,12 +10,15 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <cwchar>
 #include <cwctype>
 #include <functional>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/support/hresult_text.hpp"
@@ -493,6 +496,57 @@ TEST(QueueProperties, SetChangesWhatMayChange) {
   MQDeleteQueue(format.c_str());
 }
 
+// Setting AUTHENTICATE applies to handles opened afterwards (docs/msmq-api.md): a receive handle
+// opened after the change never returns an unsigned message, one opened before still does. The
+// modify time moves with a change, and another machine's queue is refused.
+TEST(QueueProperties, AuthenticateChangeAppliesToHandlesOpenedAfterIt) {
+  const std::wstring format = create_queue(unique_queue(L"qauth"));
+  QUEUEHANDLE s = open_queue(format, MQ_SEND_ACCESS);
+  QUEUEHANDLE old_r = open_queue(format, MQ_RECEIVE_ACCESS);
+  Props before;
+  size_t mt0 = before.null(PROPID_Q_MODIFY_TIME);
+  ASSERT_HR(MQ_OK, MQGetQueueProperties(format.c_str(), before.queue()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // the time has seconds
+  Props set;
+  set.ui1(PROPID_Q_AUTHENTICATE, MQ_AUTHENTICATE);
+  ASSERT_HR(MQ_OK, MQSetQueueProperties(format.c_str(), set.queue()));
+  Props after;
+  size_t au = after.null(PROPID_Q_AUTHENTICATE);
+  size_t mt1 = after.null(PROPID_Q_MODIFY_TIME);
+  ASSERT_HR(MQ_OK, MQGetQueueProperties(format.c_str(), after.queue()));
+  EXPECT_EQ(after.var(au).bVal, MQ_AUTHENTICATE);
+  EXPECT_GT(after.var(mt1).lVal, before.var(mt0).lVal);
+
+  auto receive = [](QUEUEHANDLE h) {
+    std::vector<UCHAR> body(64);
+    Props p;
+    p.bytes(PROPID_M_BODY, body.data(), static_cast<ULONG>(body.size()));
+    const HRESULT hr =
+        MQReceiveMessage(h, 300, MQ_ACTION_RECEIVE, p.msg(), nullptr, nullptr, nullptr, nullptr);
+    return std::pair{
+        hr, std::string(body.begin(), body.begin() + (SUCCEEDED(hr) ? p.var(0).caub.cElems : 0))};
+  };
+  ASSERT_HR(MQ_OK, send_body(s, "unsigned-1"));
+  QUEUEHANDLE new_r = open_queue(format, MQ_RECEIVE_ACCESS);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(new_r).first) << "an unsigned message was delivered";
+  ASSERT_HR(MQ_OK, send_body(s, "unsigned-2"));
+  auto [hr, body] = receive(old_r);
+  EXPECT_HR(MQ_OK, hr);
+  EXPECT_EQ(body, "unsigned-2");
+
+  const std::wstring remote = L"DIRECT=OS:otherhost\\private$\\q";
+  Props g;
+  g.null(PROPID_Q_LABEL);
+  EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+            MQGetQueueProperties(remote.c_str(), g.queue()));
+  EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+            MQSetQueueProperties(remote.c_str(), set.queue()));
+  MQCloseQueue(s);
+  MQCloseQueue(old_r);
+  MQCloseQueue(new_r);
+  MQDeleteQueue(format.c_str());
+}
+
 TEST(QueueProperties, BadInput) {
   const std::wstring name = unique_queue(L"qbad");
   const std::wstring format = create_queue(name);
@@ -523,6 +577,12 @@ TEST(QueueProperties, BadInput) {
             create_with([](Props& p) { p.wstr(PROPID_Q_MULTICAST_ADDRESS, L"10.0.0.1:80"); }));
   EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VALUE,
             create_with([](Props& p) { p.wstr(PROPID_Q_MULTICAST_ADDRESS, L"234.1.1.1"); }));
+  for (const wchar_t* bad : {L" 234.1.1.1:80", L"+234.1.1.1:80", L"234.1.1:80", L"234.1.1.256:80",
+                             L"234.1.1.1 :80", L"0x234.1.1.1:80", L"234.1.1.1:+80"}) {
+    EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VALUE,
+              create_with([&](Props& p) { p.wstr(PROPID_Q_MULTICAST_ADDRESS, bad); }))
+        << "accepted '" << std::string(bad, bad + std::wcslen(bad)) << "'";
+  }
   EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VALUE, create_with([](Props& p) {
               p.add(PROPID_Q_TYPE, VT_CLSID);  // NULL GUID pointer
             }));
@@ -612,6 +672,40 @@ TEST_F(MsmqApi, PurgeQueueEmptiesTheQueue) {
   MQCloseQueue(s);
   MQCloseQueue(r);
   EXPECT_HR(MQ_ERROR_INVALID_HANDLE, MQPurgeQueue(r));  // closed
+}
+
+// A purge right after express sends (nothing read in between) takes them too: this process's
+// express messages are committed before the purge.
+TEST_F(MsmqApi, PurgeRightAfterExpressSendsTakesThem) {
+  QUEUEHANDLE s = open_queue(format_, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(format_, MQ_RECEIVE_ACCESS);
+  for (int i = 0; i < 50; ++i) ASSERT_HR(MQ_OK, send_body(s, "x" + std::to_string(i)));
+  EXPECT_HR(MQ_OK, MQPurgeQueue(r));
+  EXPECT_EQ(peek_all(r).size(), 0u);
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+// mqsec does not encrypt bodies: a send asking for encryption fails with nothing stored, instead
+// of travelling in clear while the caller believes it encrypted. PRIV_LEVEL_NONE is accepted.
+TEST_F(MsmqApi, SendAskingForEncryptionFailsAndStoresNothing) {
+  QUEUEHANDLE s = open_queue(format_, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(format_, MQ_RECEIVE_ACCESS);
+  for (ULONG level : {ULONG{MQMSG_PRIV_LEVEL_BODY_BASE}, ULONG{MQMSG_PRIV_LEVEL_BODY_ENHANCED},
+                      ULONG{MQMSG_PRIV_LEVEL_BODY_AES}, ULONG{2}, ULONG{MQMSG_PRIV_LEVEL_NONE}}) {
+    std::string body = "secret";
+    Props p;
+    p.bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body.data()), static_cast<ULONG>(body.size()));
+    p.ui4(PROPID_M_PRIV_LEVEL, level);
+    const HRESULT want = level == MQMSG_PRIV_LEVEL_NONE ? MQ_OK
+                         : level == 2                   ? MQ_ERROR_ILLEGAL_PROPERTY_VALUE
+                                      : MQ_ERROR_ENCRYPTION_PROVIDER_NOT_SUPPORTED;
+    EXPECT_HR(want, MQSendMessage(s, p.msg(), MQ_NO_TRANSACTION)) << "level " << level;
+  }
+  const std::vector<Got> stored = peek_all(r);
+  ASSERT_EQ(stored.size(), 1u) << "only the PRIV_LEVEL_NONE send is stored";
+  MQCloseQueue(s);
+  MQCloseQueue(r);
 }
 
 TEST_F(MsmqApi, HandleToFormatName) {
@@ -811,6 +905,16 @@ TEST(Management, QueueMessageCountAndBadInput) {
   const std::wstring missing = L"QUEUE=" + format_of(unique_queue(L"mgmt-missing"));
   EXPECT_HR(MQ_ERROR_QUEUE_NOT_FOUND, MQMgmtGetInfo(nullptr, missing.c_str(), ok.m()));
   EXPECT_HR(MQ_ERROR_UNSUPPORTED_OPERATION, MQMgmtGetInfo(L"elsewhere", object.c_str(), ok.m()));
+  // This machine by any name a path name may use for it, as everywhere else.
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  for (const std::string& computer :
+       {std::string("localhost"), std::string(host), std::string(host) + ".example.org"}) {
+    const std::wstring w(computer.begin(), computer.end());
+    MgmtProps again;
+    again.add(PROPID_MGMT_QUEUE_MESSAGE_COUNT);
+    EXPECT_HR(MQ_OK, MQMgmtGetInfo(w.c_str(), object.c_str(), again.m())) << computer;
+  }
   MgmtProps typed;
   size_t t = typed.add(PROPID_MGMT_QUEUE_MESSAGE_COUNT, VT_UI4);
   EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VT, MQMgmtGetInfo(nullptr, object.c_str(), typed.m()));

@@ -834,6 +834,16 @@ TEST_F(StoreTest, CursorWalkOverMalformedPrioritiesTerminates) {
       EXPECT_GT(walk[i].second, walk[i - 1].second);
     }
   }
+  // The backward walk (last, prev_before: MQReceiveMessageByLookupId's LAST and PREV) visits
+  // the same rows in exactly the reverse order, and ends.
+  std::vector<std::pair<int, int64_t>> back;
+  m = s.last(qid);
+  while (m && back.size() < 100) {
+    back.push_back({m->priority, m->seq});
+    m = s.prev_before(qid, m->priority, m->seq);
+  }
+  ASSERT_EQ(back.size(), walk.size());
+  EXPECT_TRUE(std::equal(back.begin(), back.end(), walk.rbegin()));
   // take_first drains in the same order and ends.
   size_t taken = 0;
   while (s.take_first(qid) && taken < 100) ++taken;
@@ -896,6 +906,45 @@ TEST_F(StoreTest, SchemaV1StoreIsMigrated) {
   EXPECT_EQ(again.message_count(q->id), 1u);
 }
 
+// MQSetQueueProperties from two callers at once: each writes only what it changed, into the
+// queue it read. Neither undoes the other's change, and a snapshot of a queue that was deleted
+// and re-created (here with AUTHENTICATE on) is refused rather than written onto the new queue.
+TEST_F(StoreTest, UpdateQueueWritesOnlyChangesIntoTheQueueItRead) {
+  Store s(dir_);
+  QueueInfo q;
+  q.name = "shared";
+  q.label = "old";
+  s.create_queue(q);
+  const QueueInfo a = *s.find_queue("shared");
+  const QueueInfo b = a;  // both callers read before either writes
+  QueueInfo a2 = a;
+  a2.label = "from a";
+  QueueInfo b2 = b;
+  b2.quota = 64;
+  s.update_queue(a, a2);
+  s.update_queue(b, b2);
+  QueueInfo now = *s.find_queue("shared");
+  EXPECT_EQ(now.label, "from a") << "b's write put back the label b had read";
+  EXPECT_EQ(now.quota, 64u);
+
+  s.delete_queue("shared");
+  QueueInfo fresh;
+  fresh.name = "shared";
+  fresh.authenticate = true;
+  s.create_queue(fresh);
+  QueueInfo stale = now;  // read before the delete: authenticate off
+  stale.label = "relabel";
+  try {
+    s.update_queue(now, stale);
+    ADD_FAILURE() << "a snapshot of the deleted queue was written";
+  } catch (const mqsec::Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_QUEUE_NOT_FOUND);
+  }
+  now = *s.find_queue("shared");
+  EXPECT_TRUE(now.authenticate);
+  EXPECT_TRUE(now.label.empty());
+}
+
 // Issue 13: MSMQ's queue properties are kept at creation and by update_queue (which leaves
 // name, transactional and created alone); purge empties one queue only.
 TEST_F(StoreTest, QueuePropertiesAreKeptAndUpdatedAndPurgeEmptiesOneQueue) {
@@ -932,7 +981,7 @@ TEST_F(StoreTest, QueuePropertiesAreKeptAndUpdatedAndPurgeEmptiesOneQueue) {
   u.base_priority = 32767;
   u.multicast_address.clear();
   u.modified = 1800000000;
-  s.update_queue(u);
+  s.update_queue(*got, u);
   got = s.find_queue("props");
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->label, "second");
@@ -946,7 +995,7 @@ TEST_F(StoreTest, QueuePropertiesAreKeptAndUpdatedAndPurgeEmptiesOneQueue) {
   QueueInfo missing = u;
   missing.id = 999999;
   try {
-    s.update_queue(missing);
+    s.update_queue(missing, u);
     ADD_FAILURE() << "updated a queue that does not exist";
   } catch (const mqsec::Error& e) {
     EXPECT_EQ(e.code(), MQ_ERROR_QUEUE_NOT_FOUND);
@@ -1164,8 +1213,9 @@ TEST_F(StoreTest, SchemaV3StoreIsMigratedToV4) {
   EXPECT_EQ(q->quota, 0xFFFFFFFFu);
   EXPECT_EQ(q->privacy, 1u);
   EXPECT_EQ(q->modified, q->created);
-  q->journal = true;
-  s.update_queue(*q);
+  QueueInfo changed = *q;
+  changed.journal = true;
+  s.update_queue(*q, changed);
   EXPECT_TRUE(s.find_queue("keep")->journal);
 }
 }  // namespace

@@ -99,6 +99,12 @@ std::optional<StoredMessage> LocalQueue::next_after(int priority, int64_t seq) {
   return bound().store->next_after(id_, priority, seq);
 }
 
+std::optional<StoredMessage> LocalQueue::last() { return bound().store->last(id_); }
+
+std::optional<StoredMessage> LocalQueue::prev_before(int priority, int64_t seq) {
+  return bound().store->prev_before(id_, priority, seq);
+}
+
 std::optional<StoredMessage> LocalQueue::get(int64_t seq) { return bound().store->get(id_, seq); }
 
 size_t LocalQueue::purge() { return bound().store->purge(id_); }

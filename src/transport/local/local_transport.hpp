@@ -77,6 +77,8 @@ class LocalQueue final : public QueueTransport {
   void flush() override;
   std::optional<StoredMessage> first() override;
   std::optional<StoredMessage> next_after(int priority, int64_t seq) override;
+  std::optional<StoredMessage> last() override;
+  std::optional<StoredMessage> prev_before(int priority, int64_t seq) override;
   std::optional<StoredMessage> get(int64_t seq) override;
   bool remove(int64_t seq) override;
   Removal remove_delivered(int64_t seq, std::span<const uint8_t> msg_id, int64_t sent_time,

@@ -313,6 +313,8 @@ struct Store::Statements {
   sqlite3_stmt* insert_message = nullptr;
   sqlite3_stmt* first = nullptr;
   sqlite3_stmt* next_after = nullptr;
+  sqlite3_stmt* last = nullptr;
+  sqlite3_stmt* prev_before = nullptr;
   sqlite3_stmt* get = nullptr;
   sqlite3_stmt* remove = nullptr;
   sqlite3_stmt* count = nullptr;
@@ -348,9 +350,18 @@ struct Store::Statements {
          " quota, journal_quota, base_priority, priv_level, type, multicast, modified)"
          " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?5)"
          " ON CONFLICT(name) DO NOTHING"},
+        // ?12: a bit per column that differs from the caller's snapshot (Store::update_queue).
         {&Statements::update_queue,
-         "UPDATE queues SET label = ?2, authenticate = ?3, journal = ?4, quota = ?5,"
-         " journal_quota = ?6, base_priority = ?7, priv_level = ?8, type = ?9, multicast = ?10,"
+         "UPDATE queues SET"
+         " label = CASE WHEN ?12 & 1 THEN ?2 ELSE label END,"
+         " authenticate = CASE WHEN ?12 & 2 THEN ?3 ELSE authenticate END,"
+         " journal = CASE WHEN ?12 & 4 THEN ?4 ELSE journal END,"
+         " quota = CASE WHEN ?12 & 8 THEN ?5 ELSE quota END,"
+         " journal_quota = CASE WHEN ?12 & 16 THEN ?6 ELSE journal_quota END,"
+         " base_priority = CASE WHEN ?12 & 32 THEN ?7 ELSE base_priority END,"
+         " priv_level = CASE WHEN ?12 & 64 THEN ?8 ELSE priv_level END,"
+         " type = CASE WHEN ?12 & 128 THEN ?9 ELSE type END,"
+         " multicast = CASE WHEN ?12 & 256 THEN ?10 ELSE multicast END,"
          " modified = ?11 WHERE id = ?1"},
         {&Statements::insert_signer,
          "INSERT INTO queue_signers(queue_id, pos, kind, value) VALUES(?1, ?2, ?3, ?4)"},
@@ -385,6 +396,13 @@ struct Store::Statements {
         {&Statements::next_after,
          std::string(kMsgCols) + "WHERE queue_id = ?1 AND (" MQSEC_PRIO " < ?2 OR (" MQSEC_PRIO
                                  " = ?2 AND seq > ?3)) ORDER BY " MQSEC_PRIO " DESC, seq LIMIT 1"},
+        // The same order backwards (the index is scanned the other way).
+        {&Statements::last, std::string(kMsgCols) + "WHERE queue_id = ?1 ORDER BY " MQSEC_PRIO
+                                                    " ASC, seq DESC LIMIT 1"},
+        {&Statements::prev_before,
+         std::string(kMsgCols) + "WHERE queue_id = ?1 AND (" MQSEC_PRIO " > ?2 OR (" MQSEC_PRIO
+                                 " = ?2 AND seq < ?3)) ORDER BY " MQSEC_PRIO
+                                 " ASC, seq DESC LIMIT 1"},
         {&Statements::get, std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::remove, "DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
@@ -802,12 +820,22 @@ void Store::delete_queue(std::string_view name_in) {
   tx.commit();
 }
 
-void Store::update_queue(const QueueInfo& q) {
+void Store::update_queue(const QueueInfo& before, const QueueInfo& q) {
+  // Only what differs from the caller's snapshot is written, into the queue the snapshot was
+  // read from (by id): a concurrent change of another property is kept, and a queue deleted and
+  // re-created under the same name since is not given the old queue's settings.
+  const int64_t changed =
+      (q.label != before.label ? 1 : 0) | (q.authenticate != before.authenticate ? 2 : 0) |
+      (q.journal != before.journal ? 4 : 0) | (q.quota != before.quota ? 8 : 0) |
+      (q.journal_quota != before.journal_quota ? 16 : 0) |
+      (q.base_priority != before.base_priority ? 32 : 0) | (q.privacy != before.privacy ? 64 : 0) |
+      (q.type != before.type ? 128 : 0) |
+      (q.multicast_address != before.multicast_address ? 256 : 0);
   std::lock_guard lock(mu_);
   Tx tx(*this, true);
   sqlite3_stmt* st = st_->update_queue;
   StmtScope scope(st);
-  bind_int(st, 1, q.id, "update queue");
+  bind_int(st, 1, before.id, "update queue");
   bind_text(st, 2, q.label, "update queue");
   bind_int(st, 3, q.authenticate ? 1 : 0, "update queue");
   bind_int(st, 4, q.journal ? 1 : 0, "update queue");
@@ -818,6 +846,7 @@ void Store::update_queue(const QueueInfo& q) {
   bind_blob(st, 9, q.type, "update queue");
   bind_text(st, 10, q.multicast_address, "update queue");
   bind_int(st, 11, q.modified != 0 ? q.modified : now_seconds(), "update queue");
+  bind_int(st, 12, changed, "update queue");
   if (step_changes(st, "update queue") == 0) {
     throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + q.name + " not found");
   }
@@ -957,22 +986,35 @@ std::vector<Arrival> Store::append_unique_batch(std::span<const UniqueAppend> ba
       });
 }
 
-std::optional<StoredMessage> Store::first(int64_t queue_id) {
+std::optional<StoredMessage> Store::walk(sqlite3_stmt* Statements::*which, int64_t queue_id,
+                                         std::optional<std::pair<int, int64_t>> from,
+                                         const char* what) {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* st = st_->first;
+  sqlite3_stmt* st = (*st_).*which;
   StmtScope scope(st);
-  bind_int(st, 1, queue_id, "read first message");
-  return read_message(st, "read first message");
+  bind_int(st, 1, queue_id, what);
+  if (from) {
+    bind_int(st, 2, from->first, what);
+    bind_int(st, 3, from->second, what);
+  }
+  return read_message(st, what);
+}
+
+std::optional<StoredMessage> Store::first(int64_t queue_id) {
+  return walk(&Statements::first, queue_id, std::nullopt, "read first message");
 }
 
 std::optional<StoredMessage> Store::next_after(int64_t queue_id, int priority, int64_t seq) {
-  std::lock_guard lock(mu_);
-  sqlite3_stmt* st = st_->next_after;
-  StmtScope scope(st);
-  bind_int(st, 1, queue_id, "read next message");
-  bind_int(st, 2, priority, "read next message");
-  bind_int(st, 3, seq, "read next message");
-  return read_message(st, "read next message");
+  return walk(&Statements::next_after, queue_id, std::pair{priority, seq}, "read next message");
+}
+
+std::optional<StoredMessage> Store::last(int64_t queue_id) {
+  return walk(&Statements::last, queue_id, std::nullopt, "read last message");
+}
+
+std::optional<StoredMessage> Store::prev_before(int64_t queue_id, int priority, int64_t seq) {
+  return walk(&Statements::prev_before, queue_id, std::pair{priority, seq},
+              "read previous message");
 }
 
 std::optional<StoredMessage> Store::get(int64_t queue_id, int64_t seq) {

@@ -59,10 +59,12 @@ class Store {
   // MQ_ERROR_QUEUE_NOT_FOUND.
   void delete_queue(std::string_view name);
   std::optional<QueueInfo> find_queue(std::string_view name);
-  // Writes what MQSetQueueProperties may change of queue q.id (label, authenticate, journal,
-  // quotas, base priority, privacy level, type, multicast address) and its modify time (now
-  // when q.modified is 0). Throws MQ_ERROR_QUEUE_NOT_FOUND.
-  void update_queue(const QueueInfo& q);
+  // Writes what MQSetQueueProperties may change (label, authenticate, journal, quotas, base
+  // priority, privacy level, type, multicast address) where q differs from before, the snapshot
+  // the caller changed, into queue before.id, and sets its modify time (now when q.modified is
+  // 0). Properties q leaves as they were in before keep their current values. Throws
+  // MQ_ERROR_QUEUE_NOT_FOUND when queue before.id is gone (even if a queue of that name exists).
+  void update_queue(const QueueInfo& before, const QueueInfo& q);
   // MQPurgeQueue: removes every message of the queue (durable on return); their number.
   size_t purge(int64_t queue_id);
   std::vector<QueueInfo> list_queues();  // ordered by name
@@ -96,6 +98,9 @@ class Store {
   // The message after (priority, seq) in receive order, for cursors; (priority, seq) need not
   // exist any more.
   std::optional<StoredMessage> next_after(int64_t queue_id, int priority, int64_t seq);
+  // The same order backwards (MQReceiveMessageByLookupId's LAST and PREV), one indexed query each.
+  std::optional<StoredMessage> last(int64_t queue_id);
+  std::optional<StoredMessage> prev_before(int64_t queue_id, int priority, int64_t seq);
   std::optional<StoredMessage> get(int64_t queue_id, int64_t seq);
   // True only for the one caller (in any process) that actually deleted the message.
   bool remove(int64_t queue_id, int64_t seq);
@@ -155,6 +160,10 @@ class Store {
   int64_t append_locked(int64_t queue_id, int priority, std::span<const uint8_t> envelope,
                         int64_t now);
   std::optional<StoredMessage> read_message(sqlite3_stmt* st, const char* what);
+  // One step of a walk (first, next_after, last, prev_before): statement `which` takes the
+  // queue id and, for a step from a message, its priority and seq.
+  std::optional<StoredMessage> walk(sqlite3_stmt* Statements::*which, int64_t queue_id,
+                                    std::optional<std::pair<int, int64_t>> from, const char* what);
   void read_signers(QueueInfo& q);
   void migrate_locked(int64_t from_version);
   Arrival append_unique_locked(const UniqueAppend& a, int64_t now);
