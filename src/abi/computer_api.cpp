@@ -376,7 +376,7 @@ HRESULT machine_properties(LPCWSTR name, const GUID* guid, MQQMPROPS* props) {
   }
   check_this_machine(name, guid);
   HRESULT overall = MQ_OK;
-  Allocations mem;
+  Allocations mem(props->aPropVar, props->cProp);
   for (DWORD i = 0; i < props->cProp; ++i) {
     MQPROPVARIANT& v = props->aPropVar[i];
     switch (props->aPropID[i]) {
