@@ -72,7 +72,22 @@ typedef LONG SCODE;
 typedef double DATE;
 typedef void* PSECURITY_DESCRIPTOR;
 typedef struct ITransaction ITransaction;
-typedef struct _OVERLAPPED OVERLAPPED;
+typedef uintptr_t ULONG_PTR;
+/* Windows x64's OVERLAPPED (32 bytes). For an asynchronous receive (MQReceiveMessage without a
+ * callback) Internal holds the result (STATUS_PENDING, 0x103, while pending: read it with
+ * MQGetOverlappedResult) and hEvent is NULL or an event of MQSecCreateEvent (below). */
+typedef struct _OVERLAPPED {
+  ULONG_PTR Internal;
+  ULONG_PTR InternalHigh;
+  MQSEC_ANONYMOUS union {
+    MQSEC_ANONYMOUS struct {
+      DWORD Offset;
+      DWORD OffsetHigh;
+    };
+    PVOID Pointer;
+  };
+  HANDLE hEvent;
+} OVERLAPPED;
 typedef OVERLAPPED* LPOVERLAPPED;
 typedef union _ULARGE_INTEGER {
   MQSEC_ANONYMOUS struct {
@@ -1005,10 +1020,28 @@ HRESULT APIENTRY MQCreateCursor(QUEUEHANDLE hQueue, PHANDLE phCursor);
 HRESULT APIENTRY MQCloseCursor(HANDLE hCursor);
 VOID APIENTRY MQFreeMemory(PVOID pvMemory);
 
+/* Asynchronous receive: the result of a receive given an OVERLAPPED (and no callback). */
+HRESULT APIENTRY MQGetOverlappedResult(LPOVERLAPPED lpOverlapped);
+/* mqsec extension: event objects for OVERLAPPED.hEvent (Linux has no CreateEvent). They behave
+ * as Win32 events: manual-reset or auto-reset, and MQSecWaitForEvent returns as
+ * WaitForSingleObject does (MQSEC_WAIT_OBJECT_0, MQSEC_WAIT_TIMEOUT, MQSEC_WAIT_FAILED for a
+ * handle that is not a live event). Create returns NULL when out of resources. */
+#define MQSEC_WAIT_OBJECT_0 0x00000000u
+#define MQSEC_WAIT_TIMEOUT 0x00000102u
+#define MQSEC_WAIT_FAILED 0xFFFFFFFFu
+HANDLE APIENTRY MQSecCreateEvent(BOOL bManualReset, BOOL bInitialState);
+BOOL APIENTRY MQSecSetEvent(HANDLE hEvent);
+BOOL APIENTRY MQSecResetEvent(HANDLE hEvent);
+DWORD APIENTRY MQSecWaitForEvent(HANDLE hEvent, DWORD dwMilliseconds);
+BOOL APIENTRY MQSecCloseEvent(HANDLE hEvent);
+
 /* Computer and management information (this machine only). */
 HRESULT APIENTRY MQGetPrivateComputerInformation(LPCWSTR lpwcsComputerName,
                                                  MQPRIVATEPROPS* pPrivateProps);
 HRESULT APIENTRY MQMgmtGetInfo(LPCWSTR pComputerName, LPCWSTR pObjectName, MQMGMTPROPS* pMgmtProps);
+HRESULT APIENTRY MQMgmtAction(LPCWSTR pComputerName, LPCWSTR pObjectName, LPCWSTR pAction);
+HRESULT APIENTRY MQGetMachineProperties(LPCWSTR lpwcsMachineName, const GUID* pguidMachineID,
+                                        MQQMPROPS* pQMProps);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
-// MSMQ's computer and management information (MQGetPrivateComputerInformation, MQMgmtGetInfo)
-// as a thin adapter over the core's queue administration (src/core/admin.hpp). Values are
-// returned as MSMQ returns them: strings and string arrays allocated, freed by the caller with
-// MQFreeMemory.
+// MSMQ's computer and management information (MQGetPrivateComputerInformation, MQMgmtGetInfo,
+// MQGetMachineProperties) and actions (MQMgmtAction) as a thin adapter over the core's queue
+// administration (src/core/admin.hpp). Values are returned as MSMQ returns them: strings and string
+// arrays allocated, freed by the caller with MQFreeMemory.
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -169,6 +169,7 @@ class Allocations {
     for (const std::string& s : items) out.pElems[out.cElems++] = text(s);
     return out;
   }
+  void adopt(void* block) { blocks_.push_back(block); }
   void keep() { keep_ = true; }
 
  private:
@@ -313,7 +314,158 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
   return overall;
 }
 
+// ---- MQGetMachineProperties, MQMgmtAction ----------------------------------------------------
+
+GUID this_machine_guid() {
+  const core::MachineGuid g = core::machine_guid(core::this_machine());
+  GUID out;
+  out.Data1 = g.data1;
+  out.Data2 = g.data2;
+  out.Data3 = g.data3;
+  std::memcpy(out.Data4, g.data4, 8);
+  return out;
+}
+
+// Without a directory service the machines mqsec knows the properties of are this one: by
+// name (NULL, or any name core::is_this_machine accepts) or by its GUID
+// (PROPID_QM_MACHINE_ID, the name-based GUID of core::machine_guid).
+void check_this_machine(LPCWSTR name, const GUID* guid) {
+  if (name != nullptr && guid != nullptr) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "give the machine's name or its GUID, not both");
+  }
+  if (name != nullptr) {
+    const std::string n = abi::wide_to_utf8(name, MQ_ERROR_INVALID_PARAMETER);
+    if (core::is_this_machine(n)) return;
+    throw Error(MQ_ERROR_MACHINE_NOT_FOUND,
+                "machine '" + n + "': without a directory service only this machine is known");
+  }
+  if (guid != nullptr) {
+    const GUID mine = this_machine_guid();
+    if (std::memcmp(guid, &mine, sizeof mine) != 0) {
+      throw Error(MQ_ERROR_MACHINE_NOT_FOUND, "no machine with this GUID is known");
+    }
+  }
+}
+
+HRESULT machine_properties(LPCWSTR name, const GUID* guid, MQQMPROPS* props) {
+  if (props == nullptr || props->cProp == 0) {
+    throw Error(MQ_ERROR_ILLEGAL_MQQMPROPS, "pQMProps is NULL or has no properties");
+  }
+  check_array(props, 64);
+  // Types first: nothing is allocated for a call that fails.
+  for (DWORD i = 0; i < props->cProp; ++i) {
+    const MQPROPVARIANT& v = props->aPropVar[i];
+    switch (props->aPropID[i]) {
+      case PROPID_QM_SITE_ID:
+      case PROPID_QM_MACHINE_ID:
+        if (v.vt != VT_NULL && !(v.vt == VT_CLSID && v.puuid != nullptr))
+          fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VT, "VT_NULL, or VT_CLSID with a buffer");
+        break;
+      case PROPID_QM_PATHNAME:
+      case PROPID_QM_PATHNAME_DNS:
+      case PROPID_QM_CONNECTION:
+      case PROPID_QM_ENCRYPTION_PK:
+      case PROPID_QM_ENCRYPTION_PK_BASE:
+      case PROPID_QM_ENCRYPTION_PK_ENHANCED:
+      case PROPID_QM_ENCRYPTION_PK_AES:
+        if (v.vt != VT_NULL) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VT, "VT_NULL");
+        break;
+      default:
+        fail(props, i, MQ_ERROR_ILLEGAL_PROPID, "not a queue manager property");
+    }
+  }
+  check_this_machine(name, guid);
+  HRESULT overall = MQ_OK;
+  Allocations mem(props->aPropVar, props->cProp);
+  for (DWORD i = 0; i < props->cProp; ++i) {
+    MQPROPVARIANT& v = props->aPropVar[i];
+    switch (props->aPropID[i]) {
+      case PROPID_QM_MACHINE_ID: {
+        const GUID g = this_machine_guid();
+        if (v.vt == VT_NULL) {
+          v.puuid = static_cast<GUID*>(std::malloc(sizeof(GUID)));
+          if (v.puuid == nullptr) throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "out of memory");
+          mem.adopt(v.puuid);
+          v.vt = VT_CLSID;
+        }
+        *v.puuid = g;
+        break;
+      }
+      case PROPID_QM_PATHNAME:
+      case PROPID_QM_PATHNAME_DNS:
+        v.pwszVal = mem.text(core::this_machine());
+        v.vt = VT_LPWSTR;
+        break;
+      default:
+        // No sites (a directory service's), no connected networks to report, no encryption
+        // keys (mqsec does not encrypt).
+        if (props->aStatus != nullptr) props->aStatus[i] = MQ_INFORMATION_UNSUPPORTED_PROPERTY;
+        overall = MQ_INFORMATION_PROPERTY;
+        break;
+    }
+  }
+  mem.keep();
+  return overall;
+}
+
+HRESULT mgmt_action(LPCWSTR computer, LPCWSTR object, LPCWSTR action) {
+  check_local_computer(computer);
+  if (object == nullptr || action == nullptr) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "pObjectName or pAction is NULL");
+  }
+  const std::string obj = abi::wide_to_utf8(object, MQ_ERROR_INVALID_PARAMETER);
+  std::string act = abi::wide_to_utf8(action, MQ_ERROR_INVALID_PARAMETER);
+  for (char& c : act) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  std::string upper = obj;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (upper == "MACHINE") {
+    if (act == "CONNECT" || act == "TIDY") {
+      // Always connected (PROPID_MGMT_MSMQ_CONNECTED); the store has no message files to tidy
+      // (SQLite reuses freed pages). Both succeed and change nothing.
+      core::runtime().config();  // the configuration must be readable, as for any call
+      return MQ_OK;
+    }
+    if (act == "DISCONNECT") {
+      throw Error(MQ_ERROR_UNSUPPORTED_OPERATION,
+                  "mqsec cannot take this machine offline (messages for other machines are "
+                  "forwarded whenever the broker is reachable)");
+    }
+    throw Error(MQ_ERROR_INVALID_PARAMETER,
+                "machine actions are CONNECT, DISCONNECT and TIDY, not '" + act + "'");
+  }
+  if (upper.rfind("QUEUE=", 0) != 0) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER,
+                "pObjectName is MO_MACHINE_TOKEN (\"MACHINE\") or \"QUEUE=<format name>\"");
+  }
+  const core::Destination d = core::destination_of_format(obj.substr(6));
+  if (act != "PAUSE" && act != "RESUME" && act != "EOD_RESEND") {
+    throw Error(MQ_ERROR_INVALID_PARAMETER,
+                "queue actions are PAUSE, RESUME and EOD_RESEND, not '" + act + "'");
+  }
+  if (!d.remote()) {
+    core::queue_status(core::runtime().config().store_path, d);  // MQ_ERROR_QUEUE_NOT_FOUND
+    throw Error(MQ_ERROR_INVALID_PARAMETER, act +
+                                                " is for outgoing queues (a queue of another "
+                                                "machine), not a queue of this machine");
+  }
+  throw Error(MQ_ERROR_UNSUPPORTED_OPERATION,
+              "the outgoing queues' forwarding cannot be paused, resumed or resent yet");
+}
+
 }  // namespace
+
+MQSEC_EXPORT HRESULT APIENTRY MQGetMachineProperties(LPCWSTR lpwcsMachineName,
+                                                     const GUID* pguidMachineID,
+                                                     MQQMPROPS* pQMProps) {
+  return abi::guard("MQGetMachineProperties",
+                    [&] { return machine_properties(lpwcsMachineName, pguidMachineID, pQMProps); });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQMgmtAction(LPCWSTR pComputerName, LPCWSTR pObjectName,
+                                           LPCWSTR pAction) {
+  return abi::guard("MQMgmtAction",
+                    [&] { return mgmt_action(pComputerName, pObjectName, pAction); });
+}
 
 MQSEC_EXPORT HRESULT APIENTRY MQGetPrivateComputerInformation(LPCWSTR lpwcsComputerName,
                                                               MQPRIVATEPROPS* pPrivateProps) {

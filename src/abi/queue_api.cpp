@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "src/abi/async.hpp"
 #include "src/abi/guard.hpp"
 #include "src/abi/message_props.hpp"
 #include "src/abi/queue_props.hpp"
@@ -143,14 +144,43 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
   return r.overall;
 }
 
+// Synchronous receives answer at once; with a callback or an OVERLAPPED the same receive runs
+// on a runtime thread (src/abi/async.hpp) and the call returns MQ_INFORMATION_OPERATION_PENDING
+// once every argument has been checked. MSMQ documents lpOverlapped and fnReceiveCallback as
+// NULL for transactions: an asynchronous receive in one is MQ_ERROR_TRANSACTION_USAGE.
+void check_async_transaction(bool async, ITransaction* tx) {
+  if (async && tx != nullptr) {
+    throw Error(MQ_ERROR_TRANSACTION_USAGE, "an asynchronous receive cannot be in a transaction");
+  }
+}
+
+// Fills the caller's properties with a delivered message. fill_receive writes sizes and types
+// into the caller's array; when another receiver wins the message the core offers the next
+// one, filled from the caller's original capacities (taken when the call was made).
+class Filler {
+ public:
+  explicit Filler(MQMSGPROPS* props) : props_(props) {
+    if (props != nullptr) original_.assign(props->aPropVar, props->aPropVar + props->cProp);
+  }
+  HRESULT operator()(const core::Delivered& msg) {
+    if (props_ == nullptr) return MQ_OK;
+    abi::release_fill(props_, original_);
+    std::copy(original_.begin(), original_.end(), props_->aPropVar);
+    return abi::fill_receive(props_, msg);
+  }
+
+ private:
+  MQMSGPROPS* props_;
+  std::vector<MQPROPVARIANT> original_;
+};
+
 HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS* props,
                         LPOVERLAPPED overlapped, PMQRECEIVECALLBACK callback, HANDLE hcursor,
                         ITransaction* tx) {
   auto q = lookup(queues(), hq, kQueueTag);
   if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
-  if (overlapped != nullptr || callback != nullptr) {
-    throw Error(MQ_ERROR_INVALID_PARAMETER, "asynchronous receive is not supported yet");
-  }
+  const bool async = overlapped != nullptr || callback != nullptr;
+  check_async_transaction(async, tx);
   check_transaction(tx);
   core::Action act;
   switch (action) {
@@ -176,19 +206,15 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
   }
   q->check_receive_access(act);
   if (props != nullptr) abi::check_receive(props);
-  // fill_receive writes sizes and types into the caller's array; when another receiver wins
-  // the message the core offers the next one, filled from the caller's original capacities.
-  std::vector<MQPROPVARIANT> original;
-  if (props != nullptr) original.assign(props->aPropVar, props->aPropVar + props->cProp);
-  auto deliver = [&](const core::Delivered& msg) -> HRESULT {
-    if (props == nullptr) return MQ_OK;
-    abi::release_fill(props, original);
-    std::copy(original.begin(), original.end(), props->aPropVar);
-    return abi::fill_receive(props, msg);
-  };
   std::optional<std::chrono::milliseconds> wait;
   if (timeout != INFINITE) wait = std::chrono::milliseconds(timeout);
-  return q->receive(act, wait, cursor.get(), deliver);
+  auto run = [q, act, wait, cursor, fill = Filler(props)](std::stop_token stop) mutable {
+    return q->receive(act, wait, cursor.get(), std::ref(fill), stop);
+  };
+  if (!async) return run({});
+  return abi::start_async_receive(
+      q, abi::AsyncTarget{hq, timeout, action, props, overlapped, callback, hcursor},
+      std::move(run));
 }
 
 HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, MQMSGPROPS* props,
@@ -196,9 +222,8 @@ HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, 
                              ITransaction* tx) {
   auto q = lookup(queues(), hq, kQueueTag);
   if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
-  if (overlapped != nullptr || callback != nullptr) {
-    throw Error(MQ_ERROR_INVALID_PARAMETER, "asynchronous receive is not supported yet");
-  }
+  const bool async = overlapped != nullptr || callback != nullptr;
+  check_async_transaction(async, tx);
   check_transaction(tx);
   core::Lookup l;
   l.id = lookup_id;
@@ -234,15 +259,13 @@ HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, 
   }
   q->check_receive_access(l.take ? core::Action::Receive : core::Action::PeekCurrent);
   if (props != nullptr) abi::check_receive(props);
-  std::vector<MQPROPVARIANT> original;
-  if (props != nullptr) original.assign(props->aPropVar, props->aPropVar + props->cProp);
-  auto deliver = [&](const core::Delivered& msg) -> HRESULT {
-    if (props == nullptr) return MQ_OK;
-    abi::release_fill(props, original);
-    std::copy(original.begin(), original.end(), props->aPropVar);
-    return abi::fill_receive(props, msg);
+  auto run = [q, l, fill = Filler(props)](std::stop_token) mutable {
+    return q->receive_by_lookup_id(l, std::ref(fill));
   };
-  return q->receive_by_lookup_id(l, deliver);
+  if (!async) return run({});
+  // The callback gets the action; MSMQ passes no timeout or cursor for a lookup.
+  return abi::start_async_receive(
+      q, abi::AsyncTarget{hq, 0, action, props, overlapped, callback, nullptr}, std::move(run));
 }
 
 }  // namespace
@@ -270,8 +293,14 @@ MQSEC_EXPORT HRESULT APIENTRY MQOpenQueue(LPCWSTR lpwcsFormatName, DWORD dwAcces
 
 MQSEC_EXPORT HRESULT APIENTRY MQCloseQueue(QUEUEHANDLE hQueue) {
   return abi::guard("MQCloseQueue", [&] {
-    if (auto q = lookup(queues(), hQueue, kQueueTag)) q->flush();
-    return erase(hQueue, kQueueTag) ? MQ_OK : MQ_ERROR_INVALID_HANDLE;
+    auto q = lookup(queues(), hQueue, kQueueTag);
+    if (!q) return MQ_ERROR_INVALID_HANDLE;
+    q->flush();
+    if (!erase(hQueue, kQueueTag)) return MQ_ERROR_INVALID_HANDLE;
+    // Then (no new one can start) the pending asynchronous receives of the handle end with
+    // MQ_ERROR_OPERATION_CANCELLED; on return none of them writes to the caller's memory.
+    core::runtime().async_receives().cancel(q.get());
+    return MQ_OK;
   });
 }
 

@@ -250,7 +250,7 @@ void Queue::reject(const transport::StoredMessage& m, const security::Envelope* 
 }
 
 HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> timeout,
-                       Cursor* cursor, const Deliver& deliver) {
+                       Cursor* cursor, const Deliver& deliver, std::stop_token stop) {
   check_receive_access(action);
   transport_->flush();  // this process's express messages are visible to its own receivers
   const bool take = action == Action::Receive;
@@ -304,6 +304,9 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
       if (!hr) continue;
       return *hr;
     }
+    if (stop.stop_requested()) {
+      throw Error(MQ_ERROR_OPERATION_CANCELLED, "the receive was cancelled (its queue was closed)");
+    }
     auto now = std::chrono::steady_clock::now();
     if (timeout && now >= deadline) {
       throw Error(MQ_ERROR_IO_TIMEOUT, "no message arrived within the timeout");
@@ -314,6 +317,7 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
     // too small): look again soon, its staying changes no version.
     if (skipped) wait = std::min(wait, std::chrono::milliseconds(2));
     skipped = false;
+    if (stop.stop_possible()) wait = std::min(wait, kCancelLatency);
     transport_->wait_for_change(seen, wait);
   }
 }

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -122,9 +123,10 @@ class Queue {
   using Deliver = std::function<HRESULT(const Delivered&)>;
   // The receive loop: the next message in receive order (or at the cursor), verified; failing
   // ones are rejected and the loop goes on. timeout nullopt: wait forever. Throws
-  // MQ_ERROR_IO_TIMEOUT when nothing arrived in time.
+  // MQ_ERROR_IO_TIMEOUT when nothing arrived in time, MQ_ERROR_OPERATION_CANCELLED when `stop`
+  // was requested while it waited (seen within kCancelLatency; an asynchronous receive).
   HRESULT receive(Action action, std::optional<std::chrono::milliseconds> timeout, Cursor* cursor,
-                  const Deliver& deliver);
+                  const Deliver& deliver, std::stop_token stop = {});
   // MQReceiveMessageByLookupId: the message `l` names, verified like any receive (one that fails
   // is rejected; for NEXT, PREV, FIRST and LAST the walk goes on in the same direction). Never
   // waits. Throws MQ_ERROR_MESSAGE_NOT_FOUND when there is no such message (any more), and

@@ -4,6 +4,7 @@
 //   - the local transport's stores and batch writers (per process and store directory),
 //   - the verifier (its certificate cache),
 //   - the handle tables: security contexts, open queues and cursors,
+//   - the pending asynchronous receives and their events,
 //   - the certificate-registry caches (the user registry's, the system registries'),
 //   - the message-id generator,
 //   - the background forwarders of this process (one per store, started by the first send to a
@@ -29,6 +30,7 @@
 #include <thread>
 #include <utility>
 
+#include "src/core/async_receive.hpp"
 #include "src/core/batch_signing.hpp"
 #include "src/core/implicit_contexts.hpp"
 #include "src/core/offering.hpp"
@@ -63,6 +65,8 @@ class Runtime {
   transport::local::Stores& stores() noexcept { return stores_; }
   // The batch-signing pipeline's signers (batch_signing.hpp).
   BatchSigners& batch_signers() noexcept { return batch_signers_; }
+  // Pending asynchronous receives and the events they signal (async_receive.hpp).
+  AsyncReceives& async_receives() noexcept { return async_receives_; }
 
   // The transport of the queue `d` names in the queue manager whose store is `store_dir`,
   // with the queue's settings; nullopt when there is no such (local) queue. A local destination
@@ -119,6 +123,7 @@ class Runtime {
   const bool fork_adopted_;
   transport::local::Stores stores_;
   BatchSigners batch_signers_;
+  AsyncReceives async_receives_;
   security::Verifier verifier_;
   security::HandleTable<security::SecurityContext> contexts_;
   ImplicitContexts implicit_contexts_;

@@ -900,17 +900,20 @@ TEST_F(BadInput, ReceiveMessage) {
          return recv(receive, MQ_ACTION_RECEIVE, nullptr, nullptr,
                      reinterpret_cast<ITransaction*>(2));
        }},
-      {"overlapped", MQ_ERROR_INVALID_PARAMETER,
+      {"overlapped with a forged hEvent", MQ_ERROR_INVALID_PARAMETER,
        [&] {
-         return MQReceiveMessage(receive, 0, MQ_ACTION_RECEIVE, nullptr,
-                                 reinterpret_cast<LPOVERLAPPED>(small), nullptr, nullptr, nullptr);
+         OVERLAPPED ov;
+         std::memset(&ov, 0, sizeof ov);
+         ov.hEvent = receive;  // a queue handle, not an event
+         return MQReceiveMessage(receive, 0, MQ_ACTION_RECEIVE, nullptr, &ov, nullptr, nullptr,
+                                 nullptr);
        }},
-      {"callback", MQ_ERROR_INVALID_PARAMETER,
+      {"callback in a transaction", MQ_ERROR_TRANSACTION_USAGE,
        [&] {
          PMQRECEIVECALLBACK cb = [](HRESULT, QUEUEHANDLE, DWORD, DWORD, MQMSGPROPS*, LPOVERLAPPED,
                                     HANDLE) {};
          return MQReceiveMessage(receive, 0, MQ_ACTION_RECEIVE, nullptr, nullptr, cb, nullptr,
-                                 nullptr);
+                                 MQ_SINGLE_MESSAGE);
        }},
       {"cProp 257, NULL arrays", MQ_ERROR_INVALID_PARAMETER,
        [&] {

@@ -1072,22 +1072,23 @@ TEST(Receive, VtNullOutputsAreFilledWithTypeAndValue) {
 
 void dummy_callback(HRESULT, QUEUEHANDLE, DWORD, DWORD, MQMSGPROPS*, LPOVERLAPPED, HANDLE) {}
 
-TEST(Receive, OverlappedAndCallbackAreInvalidParameters) {
+TEST(Receive, AsynchronousReceiveRefusesABadEventAndTransactions) {
   std::wstring format = create_queue(queue_name());
   Queue s(format, MQ_SEND_ACCESS);
   ASSERT_EQ(send(s.get(), SendSpec{}), MQ_OK);
   Queue r(format, MQ_RECEIVE_ACCESS);
-  alignas(16) unsigned char fake_overlapped[64] = {};
+  OVERLAPPED ov;
+  std::memset(&ov, 0, sizeof ov);
+  ov.hEvent = reinterpret_cast<HANDLE>(uintptr_t{0x1234});  // not an event of MQSecCreateEvent
   Props p;
   p.null(PROPID_M_BODY_SIZE);
   EXPECT_EQ(
-      MQReceiveMessage(r.get(), 0, MQ_ACTION_RECEIVE, p.msg(),
-                       reinterpret_cast<LPOVERLAPPED>(fake_overlapped), nullptr, nullptr, nullptr),
+      MQReceiveMessage(r.get(), 0, MQ_ACTION_RECEIVE, p.msg(), &ov, nullptr, nullptr, nullptr),
       MQ_ERROR_INVALID_PARAMETER);
   EXPECT_EQ(MQReceiveMessage(r.get(), 0, MQ_ACTION_RECEIVE, p.msg(), nullptr, dummy_callback,
-                             nullptr, nullptr),
-            MQ_ERROR_INVALID_PARAMETER);
-  // Nothing was taken.
+                             nullptr, MQ_SINGLE_MESSAGE),
+            MQ_ERROR_TRANSACTION_USAGE);
+  // Nothing was taken. (Asynchronous receive itself: test_msmq_async.)
   EXPECT_EQ(string_of(receive_ok(r.get(), 0).body), "hello");
 }
 

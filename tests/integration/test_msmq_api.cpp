@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <cwchar>
+#include <cwctype>
 #include <functional>
 #include <string>
 #include <thread>
@@ -265,9 +266,11 @@ TEST_F(MsmqApi, ReceiveByLookupIdBadInput) {
   EXPECT_HR(MQ_ERROR_ACCESS_DENIED, call(pk, id, MQ_LOOKUP_RECEIVE_CURRENT));
   EXPECT_HR(MQ_OK, call(pk, id, MQ_LOOKUP_PEEK_CURRENT));
   EXPECT_HR(MQ_ERROR_ACCESS_DENIED, call(s, id, MQ_LOOKUP_PEEK_CURRENT));
-  OVERLAPPED* ov = reinterpret_cast<OVERLAPPED*>(uintptr_t{16});
+  OVERLAPPED ov;  // an hEvent that is not an event (asynchronous lookups: test_msmq_async)
+  std::memset(&ov, 0, sizeof ov);
+  ov.hEvent = r;
   EXPECT_HR(MQ_ERROR_INVALID_PARAMETER, MQReceiveMessageByLookupId(r, id, MQ_LOOKUP_PEEK_CURRENT,
-                                                                   nullptr, ov, nullptr, nullptr));
+                                                                   nullptr, &ov, nullptr, nullptr));
   EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE,
             MQReceiveMessageByLookupId(r, id, MQ_LOOKUP_PEEK_CURRENT, nullptr, nullptr, nullptr,
                                        reinterpret_cast<ITransaction*>(uintptr_t{64})));
@@ -767,6 +770,12 @@ struct MgmtProps {
     priv = {static_cast<DWORD>(ids.size()), ids.data(), vars.data(), status.data()};
     return &priv;
   }
+  MQQMPROPS qm_props{};
+  MQQMPROPS* qm() {
+    status.assign(ids.size(), MQ_OK);
+    qm_props = {static_cast<DWORD>(ids.size()), ids.data(), vars.data(), status.data()};
+    return &qm_props;
+  }
 };
 
 std::vector<std::wstring> take_strings(MQPROPVARIANT& v) {
@@ -923,6 +932,136 @@ TEST(Management, QueueMessageCountAndBadInput) {
   MQCloseQueue(r);
   MQCloseQueue(s);
   MQDeleteQueue(format.c_str());
+}
+
+// ---- MQGetMachineProperties ------------------------------------------------------------------
+
+TEST_F(MsmqApi, MachinePropertiesOfThisMachine) {
+  MgmtProps m;
+  size_t path = m.add(PROPID_QM_PATHNAME);
+  size_t dns = m.add(PROPID_QM_PATHNAME_DNS);
+  size_t id = m.add(PROPID_QM_MACHINE_ID);
+  size_t site = m.add(PROPID_QM_SITE_ID);
+  size_t pk = m.add(PROPID_QM_ENCRYPTION_PK);
+  ASSERT_HR(MQ_INFORMATION_PROPERTY, MQGetMachineProperties(nullptr, nullptr, m.qm()));
+  ASSERT_EQ(m.vars[path].vt, VT_LPWSTR);
+  const std::wstring name = m.vars[path].pwszVal;
+  EXPECT_FALSE(name.empty());
+  ASSERT_EQ(m.vars[dns].vt, VT_LPWSTR);
+  EXPECT_EQ(std::wstring(m.vars[dns].pwszVal), name);
+  ASSERT_EQ(m.vars[id].vt, VT_CLSID);
+  const GUID machine = *m.vars[id].puuid;
+  EXPECT_HR(MQ_OK, m.status[path]);
+  EXPECT_HR(MQ_INFORMATION_UNSUPPORTED_PROPERTY, m.status[site]);  // no directory: no sites
+  EXPECT_HR(MQ_INFORMATION_UNSUPPORTED_PROPERTY, m.status[pk]);    // no encryption
+  MQFreeMemory(m.vars[path].pwszVal);
+  MQFreeMemory(m.vars[dns].pwszVal);
+  MQFreeMemory(m.vars[id].puuid);
+
+  // The same machine by its name (any case), ".", and by its GUID (into the caller's buffer).
+  std::wstring upper = name;
+  for (auto& c : upper) c = static_cast<wchar_t>(std::towupper(c));
+  for (const std::wstring& n : {name, upper, std::wstring(L".")}) {
+    MgmtProps again;
+    size_t i = again.add(PROPID_QM_MACHINE_ID);
+    ASSERT_HR(MQ_OK, MQGetMachineProperties(n.c_str(), nullptr, again.qm()));
+    EXPECT_EQ(std::memcmp(again.vars[i].puuid, &machine, sizeof machine), 0);
+    MQFreeMemory(again.vars[i].puuid);
+  }
+  GUID out{};
+  MgmtProps by_guid;
+  by_guid.add(PROPID_QM_MACHINE_ID, VT_CLSID);
+  by_guid.vars[0].puuid = &out;
+  ASSERT_HR(MQ_OK, MQGetMachineProperties(nullptr, &machine, by_guid.qm()));
+  EXPECT_EQ(std::memcmp(&out, &machine, sizeof machine), 0);
+
+  // It is the GUID a message sent from this machine carries (PROPID_M_SRC_MACHINE_ID).
+  QUEUEHANDLE s = open_queue(format_, MQ_SEND_ACCESS);
+  ASSERT_HR(MQ_OK, send_body(s, "from here"));
+  QUEUEHANDLE r = open_queue(format_, MQ_RECEIVE_ACCESS);
+  GUID src{};
+  Props p;
+  size_t src_i =
+      p.add(PROPID_M_SRC_MACHINE_ID, VT_CLSID, [&](MQPROPVARIANT& v) { v.puuid = &src; });
+  ASSERT_HR(MQ_OK,
+            MQReceiveMessage(r, 0, MQ_ACTION_RECEIVE, p.msg(), nullptr, nullptr, nullptr, nullptr));
+  EXPECT_EQ(p.var(src_i).vt, VT_CLSID);
+  EXPECT_EQ(std::memcmp(&src, &machine, sizeof machine), 0);
+  MQCloseQueue(r);
+  MQCloseQueue(s);
+}
+
+TEST(MachineProperties, BadInput) {
+  MgmtProps ok;
+  ok.add(PROPID_QM_PATHNAME);
+  // Other machines are not known without a directory service.
+  EXPECT_HR(MQ_ERROR_MACHINE_NOT_FOUND, MQGetMachineProperties(L"elsewhere", nullptr, ok.qm()));
+  GUID other{0x12345678, 0x1234, 0x5678, {1, 2, 3, 4, 5, 6, 7, 8}};
+  EXPECT_HR(MQ_ERROR_MACHINE_NOT_FOUND, MQGetMachineProperties(nullptr, &other, ok.qm()));
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER, MQGetMachineProperties(L".", &other, ok.qm()));
+  EXPECT_EQ(ok.vars[0].vt, VT_NULL);  // nothing allocated by a failed call
+  // The property array.
+  EXPECT_HR(MQ_ERROR_ILLEGAL_MQQMPROPS, MQGetMachineProperties(nullptr, nullptr, nullptr));
+  MQQMPROPS empty{0, nullptr, nullptr, nullptr};
+  EXPECT_HR(MQ_ERROR_ILLEGAL_MQQMPROPS, MQGetMachineProperties(nullptr, nullptr, &empty));
+  MQQMPROPS broken{2, nullptr, nullptr, nullptr};
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER, MQGetMachineProperties(nullptr, nullptr, &broken));
+  MgmtProps wrong_vt;
+  wrong_vt.add(PROPID_QM_PATHNAME);
+  size_t w = wrong_vt.add(PROPID_QM_PATHNAME_DNS, VT_UI4);
+  EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VT, MQGetMachineProperties(nullptr, nullptr, wrong_vt.qm()));
+  EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VT, wrong_vt.status[w]);
+  EXPECT_EQ(wrong_vt.vars[0].vt, VT_NULL);
+  MgmtProps clsid_without_buffer;
+  clsid_without_buffer.add(PROPID_QM_MACHINE_ID, VT_CLSID);
+  EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VT,
+            MQGetMachineProperties(nullptr, nullptr, clsid_without_buffer.qm()));
+  MgmtProps queue_prop;
+  size_t q = queue_prop.add(PROPID_Q_LABEL);
+  EXPECT_HR(MQ_ERROR_ILLEGAL_PROPID, MQGetMachineProperties(nullptr, nullptr, queue_prop.qm()));
+  EXPECT_HR(MQ_ERROR_ILLEGAL_PROPID, queue_prop.status[q]);
+}
+
+// ---- MQMgmtAction --------------------------------------------------------------------------
+
+TEST_F(MsmqApi, MgmtActions) {
+  // Machine: CONNECT and TIDY change nothing here (always connected, nothing to tidy);
+  // DISCONNECT is not supported. Actions are not case-sensitive.
+  EXPECT_HR(MQ_OK, MQMgmtAction(nullptr, MO_MACHINE_TOKEN, MACHINE_ACTION_CONNECT));
+  EXPECT_HR(MQ_OK, MQMgmtAction(L".", L"machine", L"tidy"));
+  EXPECT_HR(MQ_ERROR_UNSUPPORTED_OPERATION,
+            MQMgmtAction(nullptr, MO_MACHINE_TOKEN, MACHINE_ACTION_DISCONNECT));
+  MgmtProps connected;
+  connected.add(PROPID_MGMT_MSMQ_CONNECTED);
+  ASSERT_HR(MQ_OK, MQMgmtGetInfo(nullptr, MO_MACHINE_TOKEN, connected.m()));
+  EXPECT_EQ(std::wstring(connected.vars[0].pwszVal), L"CONNECTED");
+  MQFreeMemory(connected.vars[0].pwszVal);
+
+  // Queue actions are for outgoing queues: a queue of this machine is not one.
+  const std::wstring object = L"QUEUE=" + format_;
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER, MQMgmtAction(nullptr, object.c_str(), QUEUE_ACTION_PAUSE));
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER, MQMgmtAction(nullptr, object.c_str(), QUEUE_ACTION_RESUME));
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER,
+            MQMgmtAction(nullptr, object.c_str(), QUEUE_ACTION_EOD_RESEND));
+  // An outgoing queue (a queue of another machine): pausing its forwarding is not supported.
+  EXPECT_HR(MQ_ERROR_UNSUPPORTED_OPERATION,
+            MQMgmtAction(nullptr, L"QUEUE=DIRECT=OS:elsewhere\\private$\\q", QUEUE_ACTION_PAUSE));
+
+  // Bad input.
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER, MQMgmtAction(nullptr, nullptr, MACHINE_ACTION_TIDY));
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER, MQMgmtAction(nullptr, MO_MACHINE_TOKEN, nullptr));
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER, MQMgmtAction(nullptr, MO_MACHINE_TOKEN, L"SHUTDOWN"));
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER,
+            MQMgmtAction(nullptr, MO_MACHINE_TOKEN, QUEUE_ACTION_PAUSE));
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER,
+            MQMgmtAction(nullptr, object.c_str(), MACHINE_ACTION_CONNECT));
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER, MQMgmtAction(nullptr, L"PRINTER", MACHINE_ACTION_TIDY));
+  EXPECT_HR(MQ_ERROR_ILLEGAL_FORMATNAME,
+            MQMgmtAction(nullptr, L"QUEUE=garbage", QUEUE_ACTION_PAUSE));
+  const std::wstring missing = L"QUEUE=" + format_of(unique_queue(L"action-missing"));
+  EXPECT_HR(MQ_ERROR_QUEUE_NOT_FOUND, MQMgmtAction(nullptr, missing.c_str(), QUEUE_ACTION_PAUSE));
+  EXPECT_HR(MQ_ERROR_UNSUPPORTED_OPERATION,
+            MQMgmtAction(L"elsewhere", MO_MACHINE_TOKEN, MACHINE_ACTION_TIDY));
 }
 
 }  // namespace
