@@ -9,6 +9,7 @@
 #include "src/abi/guard.hpp"
 #include "src/abi/message_props.hpp"
 #include "src/abi/queue_props.hpp"
+#include "src/abi/transaction.hpp"
 #include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
 #include "src/core/queue.hpp"
@@ -43,13 +44,6 @@ bool erase(HANDLE h, uintptr_t tag) {
 core::Destination destination_of_format(LPCWSTR format) {
   if (format == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "format name is NULL");
   return core::destination_of_format(abi::wide_to_utf8(format, MQ_ERROR_ILLEGAL_FORMATNAME));
-}
-
-void check_transaction(ITransaction* tx) {
-  if (tx != nullptr && tx != MQ_SINGLE_MESSAGE) {
-    throw Error(MQ_ERROR_TRANSACTION_USAGE,
-                "only MQ_NO_TRANSACTION and MQ_SINGLE_MESSAGE are supported");
-  }
 }
 
 // Copies a format name into the caller's buffer: MQ_OK, or `too_small` with the needed length.
@@ -136,9 +130,9 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
   auto q = lookup(queues(), hq, kQueueTag);
   if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
   q->check_send_access();
-  check_transaction(tx);
+  const abi::TransactionArg t = abi::transaction_arg(tx);
   abi::SendRequest r = abi::parse_send(props);
-  q->send(r, tx != nullptr);
+  q->send(r, t.single, t.tx.get());
   if (r.msgid_out) std::memcpy(r.msgid_out->caub.pElems, r.envelope.msg_id.data(), 20);
   return r.overall;
 }
@@ -151,7 +145,7 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
   if (overlapped != nullptr || callback != nullptr) {
     throw Error(MQ_ERROR_INVALID_PARAMETER, "asynchronous receive is not supported yet");
   }
-  check_transaction(tx);
+  const abi::TransactionArg t = abi::transaction_arg(tx);
   core::Action act;
   switch (action) {
     case MQ_ACTION_RECEIVE:
@@ -188,7 +182,7 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
   };
   std::optional<std::chrono::milliseconds> wait;
   if (timeout != INFINITE) wait = std::chrono::milliseconds(timeout);
-  return q->receive(act, wait, cursor.get(), deliver);
+  return q->receive(act, wait, cursor.get(), deliver, t.tx.get());
 }
 
 HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, MQMSGPROPS* props,
@@ -199,7 +193,7 @@ HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, 
   if (overlapped != nullptr || callback != nullptr) {
     throw Error(MQ_ERROR_INVALID_PARAMETER, "asynchronous receive is not supported yet");
   }
-  check_transaction(tx);
+  const abi::TransactionArg t = abi::transaction_arg(tx);
   core::Lookup l;
   l.id = lookup_id;
   switch (action) {
@@ -242,7 +236,7 @@ HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, 
     std::copy(original.begin(), original.end(), props->aPropVar);
     return abi::fill_receive(props, msg);
   };
-  return q->receive_by_lookup_id(l, deliver);
+  return q->receive_by_lookup_id(l, deliver, t.tx.get());
 }
 
 }  // namespace

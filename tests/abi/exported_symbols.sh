@@ -18,7 +18,8 @@ for required in MQGetSecurityContextEx MQGetSecurityContext MQFreeSecurityContex
     MQRegisterCertificate MQCreateQueue MQDeleteQueue MQOpenQueue MQCloseQueue \
     MQPathNameToFormatName MQHandleToFormatName MQSendMessage MQReceiveMessage \
     MQReceiveMessageByLookupId MQCreateCursor MQCloseCursor MQFreeMemory MQGetQueueProperties \
-    MQSetQueueProperties MQPurgeQueue MQGetPrivateComputerInformation MQMgmtGetInfo; do
+    MQSetQueueProperties MQPurgeQueue MQGetPrivateComputerInformation MQMgmtGetInfo \
+    MQBeginTransaction; do
   if ! printf '%s\n' "$names" | grep -qx "$required"; then
     echo "libmqrt does not export $required" >&2
     status=1
