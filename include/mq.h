@@ -1002,6 +1002,8 @@ HRESULT APIENTRY MQHandleToFormatName(QUEUEHANDLE hQueue, LPWSTR lpwcsFormatName
 HRESULT APIENTRY MQGetQueueProperties(LPCWSTR lpwcsFormatName, MQQUEUEPROPS* pQueueProps);
 HRESULT APIENTRY MQSetQueueProperties(LPCWSTR lpwcsFormatName, MQQUEUEPROPS* pQueueProps);
 HRESULT APIENTRY MQPurgeQueue(QUEUEHANDLE hQueue);
+/* An internal transaction (include/transact.h declares ITransaction; docs/msmq-api.md). */
+HRESULT APIENTRY MQBeginTransaction(ITransaction** ppTransaction);
 HRESULT APIENTRY MQPathNameToFormatName(LPCWSTR lpwcsPathName, LPWSTR lpwcsFormatName,
                                         LPDWORD lpdwFormatNameLength);
 HRESULT APIENTRY MQSendMessage(QUEUEHANDLE hDestinationQueue, MQMSGPROPS* pMessageProps,

@@ -10,6 +10,7 @@
 #include "src/abi/guard.hpp"
 #include "src/abi/message_props.hpp"
 #include "src/abi/queue_props.hpp"
+#include "src/abi/transaction.hpp"
 #include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
 #include "src/core/queue.hpp"
@@ -44,13 +45,6 @@ bool erase(HANDLE h, uintptr_t tag) {
 core::Destination destination_of_format(LPCWSTR format) {
   if (format == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "format name is NULL");
   return core::destination_of_format(abi::wide_to_utf8(format, MQ_ERROR_ILLEGAL_FORMATNAME));
-}
-
-void check_transaction(ITransaction* tx) {
-  if (tx != nullptr && tx != MQ_SINGLE_MESSAGE) {
-    throw Error(MQ_ERROR_TRANSACTION_USAGE,
-                "only MQ_NO_TRANSACTION and MQ_SINGLE_MESSAGE are supported");
-  }
 }
 
 // Copies a format name into the caller's buffer: MQ_OK, or `too_small` with the needed length.
@@ -137,9 +131,9 @@ HRESULT send_message(QUEUEHANDLE hq, MQMSGPROPS* props, ITransaction* tx) {
   auto q = lookup(queues(), hq, kQueueTag);
   if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
   q->check_send_access();
-  check_transaction(tx);
+  const abi::TransactionArg t = abi::transaction_arg(tx);
   abi::SendRequest r = abi::parse_send(props);
-  q->send(r, tx != nullptr);
+  q->send(r, t.single, t.tx.get());
   if (r.msgid_out) std::memcpy(r.msgid_out->caub.pElems, r.envelope.msg_id.data(), 20);
   return r.overall;
 }
@@ -181,7 +175,7 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
   if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
   const bool async = overlapped != nullptr || callback != nullptr;
   check_async_transaction(async, tx);
-  check_transaction(tx);
+  const abi::TransactionArg t = abi::transaction_arg(tx);
   core::Action act;
   switch (action) {
     case MQ_ACTION_RECEIVE:
@@ -208,8 +202,8 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
   if (props != nullptr) abi::check_receive(props);
   std::optional<std::chrono::milliseconds> wait;
   if (timeout != INFINITE) wait = std::chrono::milliseconds(timeout);
-  auto run = [q, act, wait, cursor, fill = Filler(props)](std::stop_token stop) mutable {
-    return q->receive(act, wait, cursor.get(), std::ref(fill), stop);
+  auto run = [q, act, wait, cursor, t, fill = Filler(props)](std::stop_token stop) mutable {
+    return q->receive(act, wait, cursor.get(), std::ref(fill), t.tx.get(), stop);
   };
   if (!async) return run({});
   return abi::start_async_receive(
@@ -224,7 +218,7 @@ HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, 
   if (!q) throw Error(MQ_ERROR_INVALID_HANDLE, "not an open queue handle");
   const bool async = overlapped != nullptr || callback != nullptr;
   check_async_transaction(async, tx);
-  check_transaction(tx);
+  const abi::TransactionArg t = abi::transaction_arg(tx);
   core::Lookup l;
   l.id = lookup_id;
   switch (action) {
@@ -259,8 +253,8 @@ HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, 
   }
   q->check_receive_access(l.take ? core::Action::Receive : core::Action::PeekCurrent);
   if (props != nullptr) abi::check_receive(props);
-  auto run = [q, l, fill = Filler(props)](std::stop_token) mutable {
-    return q->receive_by_lookup_id(l, std::ref(fill));
+  auto run = [q, l, t, fill = Filler(props)](std::stop_token) mutable {
+    return q->receive_by_lookup_id(l, std::ref(fill), t.tx.get());
   };
   if (!async) return run({});
   // The callback gets the action; MSMQ passes no timeout or cursor for a lookup.

@@ -492,7 +492,7 @@ int run_send(const SendArgs& a) {
                     "property " + std::to_string(PROPID_M_LABEL) + ": label over 250 characters");
       }
       core::Outgoing m = message;
-      (*q)->send(m, false);
+      (*q)->send(m, (*q)->transactional());  // a transactional queue: one-message transaction
     });
     if (FAILED(hr)) {
       std::string reason = probe.reason(hr);

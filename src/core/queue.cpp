@@ -17,6 +17,7 @@
 #include "src/core/remote_read.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/text.hpp"
+#include "src/core/transaction.hpp"
 #include "src/security/context.hpp"
 #include "src/security/log.hpp"
 #include "src/security/openssl.hpp"
@@ -112,6 +113,11 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
     q->transport_ = std::move(resolved->transport);
   }
   const int64_t id = named.id;
+  q->transactional_ = !d.remote() && named.transactional;
+  q->remote_dest_ = d.remote();
+  if (!remote_read && !d.remote()) {
+    q->local_ = std::dynamic_pointer_cast<transport::local::LocalQueue>(q->transport_);
+  }
   q->name_ = d.queue;
   q->dest_queue_ = utf8_to_utf16(format_name_of(d));
   q->access_ = access;
@@ -186,9 +192,31 @@ void Queue::set_batching(const security::SigningConfig& signing) {
   if (!batch_policy_) batch_policy_ = std::make_shared<const QueuePolicy>(policy_);
 }
 
-void Queue::send(Outgoing& m, bool in_transaction) {
+void Queue::send(Outgoing& m, bool in_transaction, Transaction* tx) {
   check_send_access();
+  in_transaction = in_transaction || tx != nullptr;
+  if (tx != nullptr && (remote_dest_ || !local_)) {
+    throw Error(MQ_ERROR_TRANSACTION_USAGE,
+                "queue '" + name_ +
+                    "' is on another machine: sends in a transaction (MQBeginTransaction) go "
+                    "only to queues of this machine; use MQ_SINGLE_MESSAGE");
+  }
+  if (!remote_dest_ && in_transaction != transactional_) {
+    throw Error(MQ_ERROR_TRANSACTION_USAGE,
+                transactional_ ? "queue '" + name_ +
+                                     "' is transactional: send in a transaction "
+                                     "(MQ_SINGLE_MESSAGE or MQBeginTransaction)"
+                               : "queue '" + name_ +
+                                     "' is not transactional: send without a transaction "
+                                     "(MQ_NO_TRANSACTION)");
+  }
+  if (tx != nullptr) tx->check_usable();
   security::Envelope& e = m.envelope;
+  if (in_transaction) {
+    // MSMQ gives every transactional message priority 0 and recoverable delivery.
+    e.priority = 0;
+    e.delivery = MQMSG_DELIVERY_RECOVERABLE;
+  }
   if (e.body.size() > policy_.max_message_body) {
     // MSMQ answers a message over its 4 MB limit with MQ_ERROR_INSUFFICIENT_RESOURCES.
     throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES,
@@ -203,12 +231,14 @@ void Queue::send(Outgoing& m, bool in_transaction) {
     bool implicit = false;
     auto ctx = context_for(m, &implicit);
     // Batch signing (batch_signing.hpp): sends with a security context the caller keeps, with
-    // a hash a batch statement may name. An implicit context signs alone. The settings:
+    // a hash a batch statement may name. An implicit context signs alone, and so does a send in
+    // a transaction (signed before MQSendMessage returns, written at commit). The settings:
     // set_batching's, else [signing] with the context's profile [signing] applied; capped by
     // the system's batch-limit.
     security::SigningConfig signing = signing_set_ ? signing_ : ctx->signing().applied_to(signing_);
     signing.batch_max_messages = std::min(signing.batch_max_messages, signing.batch_limit);
-    if (signing.batching() && batch_policy_ && !implicit && batchable_hash(m.hash_alg)) {
+    if (tx == nullptr && signing.batching() && batch_policy_ && !implicit &&
+        batchable_hash(m.hash_alg)) {
       security::prepare_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
       Runtime& rt = runtime();
       auto signer = rt.batch_signers().get(ctx.get(), m.hash_alg, policy_.allow_weak_hash);
@@ -235,6 +265,10 @@ void Queue::send(Outgoing& m, bool in_transaction) {
   } else if (m.context && !runtime().contexts().get(*m.context)) {
     bad_context();
   }
+  if (tx != nullptr) {
+    tx->add_send(local_, e.priority, security::encode(e));
+    return;
+  }
   transport_->send(e.priority, security::encode(e),
                    express ? transport::Delivery::Express : transport::Delivery::Recoverable);
 }
@@ -249,11 +283,27 @@ void Queue::reject(const transport::StoredMessage& m, const security::Envelope* 
                  policy_, m.envelope, e, refusal);
 }
 
+void Queue::check_transactional_receive(Transaction& tx) const {
+  if (!remote_machine_.empty() || !local_) {
+    throw Error(MQ_ERROR_TRANSACTION_USAGE, "queue '" + name_ +
+                                                "' is on another machine: a receive in a "
+                                                "transaction needs a queue of this machine");
+  }
+  if (!transactional_) {
+    throw Error(MQ_ERROR_TRANSACTION_USAGE,
+                "queue '" + name_ + "' is not transactional: receive without a transaction");
+  }
+  tx.check_usable();
+}
+
 HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> timeout,
-                       Cursor* cursor, const Deliver& deliver, std::stop_token stop) {
+                       Cursor* cursor, const Deliver& deliver, Transaction* tx,
+                       std::stop_token stop) {
   check_receive_access(action);
-  transport_->flush();  // this process's express messages are visible to its own receivers
   const bool take = action == Action::Receive;
+  if (!take) tx = nullptr;  // a peek takes nothing: the transaction plays no part
+  if (tx != nullptr) check_transactional_receive(*tx);
+  transport_->flush();  // this process's express messages are visible to its own receivers
   const auto deadline =
       std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
   std::unique_lock<std::mutex> cursor_lock;
@@ -300,7 +350,7 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
         cursor->seq = m->seq;
         advance = false;
       }
-      std::optional<HRESULT> hr = offer(*m, take, deliver);
+      std::optional<HRESULT> hr = offer(*m, take, deliver, tx);
       if (!hr) continue;
       return *hr;
     }
@@ -323,7 +373,7 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
 }
 
 std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take,
-                                    const Deliver& deliver) {
+                                    const Deliver& deliver, Transaction* tx) {
   Checked c =
       check_message(policy_, name_, m.priority, m.envelope,
                     [this](std::span<const uint8_t> id) { return transport_->was_delivered(id); });
@@ -364,12 +414,16 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
       }
       return std::nullopt;
     }
+    // In a transaction: put back in its place if the transaction aborts.
+    if (tx != nullptr) tx->add_receive(local_, m, transport::Bytes(msg_id.begin(), msg_id.end()));
   }
   return hr;
 }
 
-HRESULT Queue::receive_by_lookup_id(const Lookup& l, const Deliver& deliver) {
+HRESULT Queue::receive_by_lookup_id(const Lookup& l, const Deliver& deliver, Transaction* tx) {
   check_receive_access(l.take ? Action::Receive : Action::PeekCurrent);
+  if (!l.take) tx = nullptr;  // a peek takes nothing
+  if (tx != nullptr) check_transactional_receive(*tx);
   transport_->flush();
   if (l.id > static_cast<uint64_t>(INT64_MAX)) {
     throw Error(MQ_ERROR_MESSAGE_NOT_FOUND, "no message with this lookup id");
@@ -403,7 +457,7 @@ HRESULT Queue::receive_by_lookup_id(const Lookup& l, const Deliver& deliver) {
     }
   }
   while (m) {
-    std::optional<HRESULT> hr = offer(*m, l.take, deliver);
+    std::optional<HRESULT> hr = offer(*m, l.take, deliver, tx);
     if (hr) return *hr;
     if (l.where == LookupWhere::Current) break;
     const bool backwards = l.where == LookupWhere::Prev || l.where == LookupWhere::Last;

@@ -29,6 +29,10 @@
 #include "src/security/trust.hpp"
 #include "src/transport/transport.hpp"
 
+namespace mqsec::transport::local {
+class LocalQueue;
+}
+
 namespace mqsec::core {
 
 // What a queue is opened for (MQ_SEND_ACCESS, MQ_PEEK_ACCESS, MQ_RECEIVE_ACCESS).
@@ -69,6 +73,7 @@ struct Delivered {
 };
 
 class Queue;
+class Transaction;  // transaction.hpp
 
 // A position in a queue for peeking through it (MQCreateCursor).
 struct Cursor {
@@ -114,7 +119,14 @@ class Queue {
   // it to the transport: durable on return unless express outside a transaction. Throws
   // mqsec::Error (MQ_ERROR_INSUFFICIENT_RESOURCES for a body over [limits] max-message-body,
   // MQ_ERROR_BAD_SECURITY_CONTEXT, signing errors, storage errors).
-  void send(Outgoing& m, bool in_transaction);
+  // Transactions: in_transaction (MQ_SINGLE_MESSAGE, or `tx`) is required by a transactional
+  // queue of this machine and refused by a non-transactional one (MQ_ERROR_TRANSACTION_USAGE);
+  // a transactional message has priority 0 and recoverable delivery (as MSMQ sets them). With
+  // `tx` the message is signed now (never batched) and written when tx commits; a queue of
+  // another machine is refused then (MQ_ERROR_TRANSACTION_USAGE).
+  void send(Outgoing& m, bool in_transaction, Transaction* tx = nullptr);
+  // PROPID_Q_TRANSACTION of the queue (false for a queue of another machine sent to).
+  bool transactional() const noexcept { return transactional_; }
 
   // Offered each message that passes verification; returns MQ_OK or MQ_INFORMATION_PROPERTY
   // to take it (or leave it, for peeks), or a failure (a buffer too small, say) to leave it in
@@ -125,13 +137,15 @@ class Queue {
   // ones are rejected and the loop goes on. timeout nullopt: wait forever. Throws
   // MQ_ERROR_IO_TIMEOUT when nothing arrived in time, MQ_ERROR_OPERATION_CANCELLED when `stop`
   // was requested while it waited (seen within kCancelLatency; an asynchronous receive).
+  // A receive (not a peek) in transaction `tx` needs a transactional queue of this machine
+  // (else MQ_ERROR_TRANSACTION_USAGE); the message is put back if tx aborts.
   HRESULT receive(Action action, std::optional<std::chrono::milliseconds> timeout, Cursor* cursor,
-                  const Deliver& deliver, std::stop_token stop = {});
+                  const Deliver& deliver, Transaction* tx = nullptr, std::stop_token stop = {});
   // MQReceiveMessageByLookupId: the message `l` names, verified like any receive (one that fails
   // is rejected; for NEXT, PREV, FIRST and LAST the walk goes on in the same direction). Never
   // waits. Throws MQ_ERROR_MESSAGE_NOT_FOUND when there is no such message (any more), and
   // MQ_ERROR_ACCESS_DENIED as receive() does.
-  HRESULT receive_by_lookup_id(const Lookup& l, const Deliver& deliver);
+  HRESULT receive_by_lookup_id(const Lookup& l, const Deliver& deliver, Transaction* tx = nullptr);
 
   // MQPurgeQueue: removes every message now in the queue, unread (no NACKs), after this
   // process's express sends are committed. Needs receive access (MQ_ERROR_ACCESS_DENIED);
@@ -157,8 +171,10 @@ class Queue {
               const Refusal& refusal, bool removed = false);
   // Verifies `m` and offers it to `deliver`, taking it when `take`. nullopt: the message is
   // not deliverable any more (rejected, or another receiver took it); else deliver's result.
-  std::optional<HRESULT> offer(const transport::StoredMessage& m, bool take,
-                               const Deliver& deliver);
+  std::optional<HRESULT> offer(const transport::StoredMessage& m, bool take, const Deliver& deliver,
+                               Transaction* tx = nullptr);
+  // MQ_ERROR_TRANSACTION_USAGE unless a receive in a transaction may take from this queue.
+  void check_transactional_receive(Transaction& tx) const;
 
   std::string name_;
   std::u16string dest_queue_;      // the signed destination: format_name_of(the destination)
@@ -166,6 +182,11 @@ class Queue {
   std::string remote_machine_;     // a remote read: the machine read from; else empty
   Access access_;
   std::shared_ptr<transport::QueueTransport> transport_;
+  // Transactions: the queue's PROPID_Q_TRANSACTION, whether it is on another machine (sent to
+  // through its outgoing queue), and transport_ when it is a queue of the local store.
+  bool transactional_ = false;
+  bool remote_dest_ = false;
+  std::shared_ptr<transport::local::LocalQueue> local_;
   // What receives from this queue demand (system config and the queue's own settings, read
   // when the queue was opened).
   QueuePolicy policy_;

@@ -4,6 +4,7 @@
 #include <Mq.h>
 #include <mq.h>
 #include <stddef.h>
+#include <transact.h> /* and transact.h after mq.h (it includes mq.h itself too) */
 #include <stdio.h>
 
 static int failures = 0;
@@ -19,6 +20,17 @@ static void expect(const char* what, size_t ours, size_t windows) {
 #define OFFSET(T, m, n) expect("offsetof(" #T ", " #m ")", offsetof(T, m), n)
 
 int main(void) {
+  /* transact.h: OLE's transaction structures and winerror.h's values. */
+  SIZE(BOID, 16);
+  SIZE(XACTTRANSINFO, 40);
+  OFFSET(XACTTRANSINFO, isoLevel, 16);
+  OFFSET(XACTTRANSINFO, grfRMSupportedRetaining, 36);
+  expect("XACT_E_NOTRANSACTION", (size_t)(uint32_t)XACT_E_NOTRANSACTION, 0x8004D00E);
+  expect("XACT_E_CANTRETAIN", (size_t)(uint32_t)XACT_E_CANTRETAIN, 0x8004D001);
+  expect("XACT_E_NOTSUPPORTED", (size_t)(uint32_t)XACT_E_NOTSUPPORTED, 0x8004D00F);
+  expect("XACT_E_ABORTED", (size_t)(uint32_t)XACT_E_ABORTED, 0x8004D019);
+  expect("XACTTC_SYNC", XACTTC_SYNC, 2);
+  expect("XACTTC_ASYNC", XACTTC_ASYNC, 4);
   SIZE(MQPROPVARIANT, 24);
   OFFSET(MQPROPVARIANT, vt, 0);
   OFFSET(MQPROPVARIANT, ulVal, 8);

@@ -19,7 +19,7 @@ for required in MQGetSecurityContextEx MQGetSecurityContext MQFreeSecurityContex
     MQPathNameToFormatName MQHandleToFormatName MQSendMessage MQReceiveMessage \
     MQReceiveMessageByLookupId MQCreateCursor MQCloseCursor MQFreeMemory MQGetQueueProperties \
     MQSetQueueProperties MQPurgeQueue MQGetPrivateComputerInformation MQMgmtGetInfo \
-    MQGetOverlappedResult MQGetMachineProperties MQMgmtAction; do
+    MQGetOverlappedResult MQGetMachineProperties MQMgmtAction MQBeginTransaction; do
   if ! printf '%s\n' "$names" | grep -qx "$required"; then
     echo "libmqrt does not export $required" >&2
     status=1

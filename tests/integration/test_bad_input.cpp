@@ -664,8 +664,19 @@ TEST_F(BadInput, SendMessageHandles) {
   rows.push_back({"forged transaction", MQ_ERROR_TRANSACTION_USAGE, [&] {
                     char body[] = "x";
                     Props p = bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body), 1);
-                    return MQSendMessage(send, p.get(), reinterpret_cast<ITransaction*>(1));
+                    return MQSendMessage(send, p.get(), reinterpret_cast<ITransaction*>(16));
                   }});
+  rows.push_back({"MQ_MTS_TRANSACTION (no DTC)", MQ_ERROR_DTC_CONNECT, [&] {
+                    char body[] = "x";
+                    Props p = bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body), 1);
+                    return MQSendMessage(send, p.get(), MQ_MTS_TRANSACTION);
+                  }});
+  rows.push_back(
+      {"MQ_SINGLE_MESSAGE to a non-transactional queue", MQ_ERROR_TRANSACTION_USAGE, [&] {
+         char body[] = "x";
+         Props p = bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body), 1);
+         return MQSendMessage(send, p.get(), MQ_SINGLE_MESSAGE);
+       }});
   run_table(rows);
   EXPECT_EQ(0u, count_messages());
   MQCloseCursor(cursor);
@@ -898,8 +909,10 @@ TEST_F(BadInput, ReceiveMessage) {
       {"forged transaction", MQ_ERROR_TRANSACTION_USAGE,
        [&] {
          return recv(receive, MQ_ACTION_RECEIVE, nullptr, nullptr,
-                     reinterpret_cast<ITransaction*>(2));
+                     reinterpret_cast<ITransaction*>(32));
        }},
+      {"MQ_XA_TRANSACTION (no DTC)", MQ_ERROR_DTC_CONNECT,
+       [&] { return recv(receive, MQ_ACTION_RECEIVE, nullptr, nullptr, MQ_XA_TRANSACTION); }},
       {"overlapped with a forged hEvent", MQ_ERROR_INVALID_PARAMETER,
        [&] {
          OVERLAPPED ov;

@@ -114,6 +114,19 @@ class Store {
   // (window_seconds <= 0: kept forever); older ones are pruned here.
   Removal remove_delivered(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
                            int64_t sent_time, int64_t window_seconds);
+  // Transactions (core/transaction.hpp): a message a transaction received (remove_delivered),
+  // put back when the transaction aborts.
+  struct Restore {
+    int64_t queue_id = 0;
+    int64_t seq = 0;  // its old seq, priority and arrival time: its old place in receive order
+    int priority = 0;
+    int64_t arrived = 0;
+    std::span<const uint8_t> envelope;
+    std::span<const uint8_t> msg_id;  // its delivered-id record is forgotten
+  };
+  // Puts every message of `batch` back, in one durable transaction; one whose queue is gone
+  // (or whose seq is somehow taken) is skipped. Returns how many were put back.
+  size_t restore_received(std::span<const Restore> batch);
   // Whether msg_id was delivered from queue_id (and not pruned yet): for peeks.
   bool was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id);
   // Atomic select + delete of the first message: exactly one caller across all processes gets

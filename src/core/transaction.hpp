@@ -1,0 +1,87 @@
+// An MSMQ internal transaction (MQBeginTransaction) of this process: the sends and receives
+// made in it, and its commit and abort. Sends are kept in memory, already signed, and written
+// at commit, all of them in one durable store transaction (in send order, all or none).
+// Receives take the message out of the store at once (no other receiver sees it); an abort
+// puts it back in its old place, a commit forgets it. Only queues of this machine's store take
+// part (a remote queue is refused by the caller, core/queue.cpp).
+//
+// Known limit: a process that dies (SIGKILL, crash) with a transaction open loses the messages
+// it received in it (an exit through exit() aborts open transactions: abort_all_at_exit).
+// A transaction belongs to the process that began it: a forked child cannot use it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "src/transport/local/local_transport.hpp"
+#include "src/transport/transport.hpp"
+
+namespace mqsec::core {
+
+class Transaction {
+ public:
+  enum class State { Active, Committed, Aborted };
+
+  Transaction();
+  // Aborts the transaction if it is still active and ours (an uncommitted transaction
+  // released is aborted); a forked child's copy is only forgotten.
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  // The unit of work's id (XACTTRANSINFO.uow): random, 16 bytes.
+  const std::array<uint8_t, 16>& uow() const noexcept { return uow_; }
+  State state();
+  // Whether this process began it (a forked child's copy is not usable).
+  bool ours() const noexcept;
+
+  // Throws mqsec::Error(MQ_ERROR_TRANSACTION_USAGE) unless the transaction is active and ours.
+  void check_usable();
+  // A send in the transaction: the encoded (signed) envelope, written at commit.
+  void add_send(std::shared_ptr<transport::local::LocalQueue> queue, int priority,
+                transport::Bytes envelope);
+  // A message the transaction received (already out of the queue): put back on abort. If the
+  // transaction is not usable any more, the message is put back now and this throws
+  // MQ_ERROR_TRANSACTION_USAGE.
+  void add_receive(std::shared_ptr<transport::local::LocalQueue> queue, transport::StoredMessage m,
+                   transport::Bytes msg_id);
+
+  // ITransaction::Commit: S_OK; XACT_E_NOTRANSACTION when it is not active (or not ours);
+  // XACT_E_ABORTED when the sends could not be written (a queue deleted meanwhile, a storage
+  // error): the transaction is aborted then (received messages put back).
+  HRESULT commit();
+  // ITransaction::Abort: S_OK, or XACT_E_NOTRANSACTION when it is not active (or not ours).
+  HRESULT abort();
+
+  // At exit(): aborts every transaction of this process still active (MSMQ aborts a
+  // transaction the application did not commit). Registered on the first transaction.
+  static void abort_all_at_exit() noexcept;
+
+ private:
+  struct Send {
+    std::shared_ptr<transport::local::LocalQueue> queue;
+    int priority;
+    transport::Bytes envelope;
+  };
+  struct Received {
+    std::shared_ptr<transport::local::LocalQueue> queue;
+    transport::StoredMessage message;
+    transport::Bytes msg_id;
+  };
+  // Puts the received messages back (newest first does not matter: each has its own seq).
+  void restore_locked() noexcept;
+
+  std::mutex mu_;
+  State state_ = State::Active;
+  const pid_t pid_;
+  std::array<uint8_t, 16> uow_{};
+  std::vector<Send> sends_;
+  std::vector<Received> received_;
+};
+
+}  // namespace mqsec::core

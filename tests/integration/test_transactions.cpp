@@ -1,0 +1,517 @@
+// MSMQ internal transactions (issue 13) through libmqrt: MQBeginTransaction and its ITransaction
+// (include/transact.h), MQ_SINGLE_MESSAGE, transactional queues enforced in both directions,
+// sends visible only at commit and in send order, receives put back in place on abort, atomicity
+// across two queues, Release without commit, exit and fork, MQ_MTS_TRANSACTION /
+// MQ_XA_TRANSACTION, and bad transaction pointers. Against what MSMQ documents (docs/msmq-api.md,
+// Transactions).
+//
+// Runs on a throwaway SoftHSM token (tests/support/softhsm_env); one test signs.
+#include <mq.h>
+#include <sys/wait.h>
+#include <transact.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tests/support/hresult_text.hpp"
+#include "tests/support/softhsm_env.hpp"
+#include "tests/support/softhsm_test_environment.hpp"
+
+namespace {
+
+::testing::Environment* const g_env =
+    ::testing::AddGlobalTestEnvironment(new mqsec::testing::SoftHsmTestEnvironment);
+
+struct Props {
+  std::vector<PROPID> ids;
+  std::vector<MQPROPVARIANT> vars;
+  std::vector<HRESULT> status;
+  MQMSGPROPS msg_props{};
+  MQQUEUEPROPS queue_props{};
+
+  size_t add(PROPID id, VARTYPE vt, std::function<void(MQPROPVARIANT&)> set = {}) {
+    MQPROPVARIANT v;
+    std::memset(&v, 0, sizeof v);
+    v.vt = vt;
+    if (set) set(v);
+    ids.push_back(id);
+    vars.push_back(v);
+    return ids.size() - 1;
+  }
+  size_t null(PROPID id) { return add(id, VT_NULL); }
+  size_t ui1(PROPID id, UCHAR b) {
+    return add(id, VT_UI1, [b](MQPROPVARIANT& v) { v.bVal = b; });
+  }
+  size_t ui4(PROPID id, ULONG u) {
+    return add(id, VT_UI4, [u](MQPROPVARIANT& v) { v.ulVal = u; });
+  }
+  size_t wstr(PROPID id, const wchar_t* s) {
+    return add(id, VT_LPWSTR, [s](MQPROPVARIANT& v) { v.pwszVal = const_cast<LPWSTR>(s); });
+  }
+  size_t bytes(PROPID id, UCHAR* data, ULONG n) {
+    return add(id, VT_UI1 | VT_VECTOR, [=](MQPROPVARIANT& v) {
+      v.caub.cElems = n;
+      v.caub.pElems = data;
+    });
+  }
+  MQMSGPROPS* msg() {
+    status.assign(ids.size(), MQ_OK);
+    msg_props = {static_cast<DWORD>(ids.size()), ids.data(), vars.data(), status.data()};
+    return &msg_props;
+  }
+  MQQUEUEPROPS* queue() {
+    status.assign(ids.size(), MQ_OK);
+    queue_props = {static_cast<DWORD>(ids.size()), ids.data(), vars.data(), status.data()};
+    return &queue_props;
+  }
+};
+
+std::wstring unique_queue(const std::wstring& stem) {
+  static int n = 0;
+  return L"tx-" + stem + L"-" + std::to_wstring(getpid()) + L"-" + std::to_wstring(++n);
+}
+
+// A queue of this machine: transactional or not, authenticated or not. Returns its format name.
+std::wstring make_queue(const std::wstring& stem, bool transactional, bool authenticate = false) {
+  const std::wstring name = unique_queue(stem);
+  const std::wstring path = L".\\private$\\" + name;
+  Props p;
+  p.wstr(PROPID_Q_PATHNAME, path.c_str());
+  p.ui1(PROPID_Q_TRANSACTION, transactional ? MQ_TRANSACTIONAL : MQ_TRANSACTIONAL_NONE);
+  if (authenticate) p.ui1(PROPID_Q_AUTHENTICATE, MQ_AUTHENTICATE);
+  WCHAR buf[256];
+  DWORD len = 256;
+  EXPECT_HR(MQ_OK, MQCreateQueue(nullptr, p.queue(), buf, &len));
+  return L"DIRECT=OS:.\\private$\\" + name;
+}
+
+QUEUEHANDLE open_queue(const std::wstring& format, DWORD access) {
+  QUEUEHANDLE h = nullptr;
+  EXPECT_HR(MQ_OK, MQOpenQueue(format.c_str(), access, MQ_DENY_NONE, &h));
+  return h;
+}
+
+HRESULT send(QUEUEHANDLE h, const std::string& body, ITransaction* tx, UCHAR priority = 3,
+             ULONG context = 0) {
+  std::string copy = body;
+  Props p;
+  p.bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(copy.data()), static_cast<ULONG>(copy.size()));
+  p.ui1(PROPID_M_PRIORITY, priority);
+  if (context != 0) {
+    p.ui4(PROPID_M_AUTH_LEVEL, MQMSG_AUTH_LEVEL_ALWAYS);
+    p.ui4(PROPID_M_SECURITY_CONTEXT, context);
+  }
+  return MQSendMessage(h, p.msg(), tx);
+}
+
+struct Got {
+  HRESULT hr = MQ_OK;
+  std::string body;
+  int priority = -1;
+  ULONGLONG lookup_id = 0;
+  int authenticated = -1;
+  ULONG delivery = 99;
+};
+
+Got receive(QUEUEHANDLE h, ITransaction* tx, DWORD action = MQ_ACTION_RECEIVE, DWORD timeout = 0) {
+  std::vector<UCHAR> body(256);
+  Props p;
+  p.bytes(PROPID_M_BODY, body.data(), static_cast<ULONG>(body.size()));
+  const size_t prio = p.null(PROPID_M_PRIORITY);
+  const size_t lid = p.null(PROPID_M_LOOKUPID);
+  const size_t auth = p.null(PROPID_M_AUTHENTICATED);
+  const size_t delivery = p.null(PROPID_M_DELIVERY);
+  Got g;
+  g.hr = MQReceiveMessage(h, timeout, action, p.msg(), nullptr, nullptr, nullptr, tx);
+  if (SUCCEEDED(g.hr)) {
+    g.body.assign(body.begin(), body.begin() + p.vars[0].caub.cElems);
+    g.priority = p.vars[prio].bVal;
+    g.lookup_id = p.vars[lid].uhVal.QuadPart;
+    g.authenticated = p.vars[auth].bVal;
+    g.delivery = p.vars[delivery].bVal;
+  }
+  return g;
+}
+
+// Every message left in the queue, taken without a transaction, in receive order.
+std::vector<std::string> drain(QUEUEHANDLE h) {
+  std::vector<std::string> out;
+  for (;;) {
+    Got g = receive(h, MQ_NO_TRANSACTION);
+    if (g.hr == MQ_ERROR_IO_TIMEOUT) return out;
+    EXPECT_HR(MQ_OK, g.hr);
+    if (FAILED(g.hr)) return out;
+    out.push_back(g.body);
+  }
+}
+
+ITransaction* begin() {
+  ITransaction* tx = nullptr;
+  EXPECT_HR(MQ_OK, MQBeginTransaction(&tx));
+  EXPECT_NE(tx, nullptr);
+  return tx;
+}
+
+using Bodies = std::vector<std::string>;
+
+// =============================================================================================
+
+TEST(Transactions, BeginTransactionChecksItsArgument) {
+  EXPECT_HR(MQ_ERROR_INVALID_PARAMETER, MQBeginTransaction(nullptr));
+  ITransaction* a = begin();
+  ITransaction* b = begin();
+  EXPECT_NE(a, b);
+  XACTTRANSINFO ia{}, ib{};
+  EXPECT_HR(S_OK, a->GetTransactionInfo(&ia));
+  EXPECT_HR(S_OK, b->GetTransactionInfo(&ib));
+  EXPECT_NE(0, std::memcmp(&ia.uow, &ib.uow, sizeof(BOID)));  // each its own unit of work
+  EXPECT_EQ(ia.isoLevel, ISOLATIONLEVEL_SERIALIZABLE);
+  EXPECT_HR(E_INVALIDARG, a->GetTransactionInfo(nullptr));
+  EXPECT_EQ(a->Release(), 0u);
+  EXPECT_EQ(b->Release(), 0u);
+}
+
+TEST(Transactions, SendsAreVisibleOnlyAtCommitInSendOrderWithPriorityZero) {
+  const std::wstring q = make_queue(L"order", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  ITransaction* tx = begin();
+  // Priorities differ: inside a transaction they are 0, so receive order is send order.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_HR(MQ_OK, send(s, "m" + std::to_string(i), tx, static_cast<UCHAR>(i)));
+  }
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r, MQ_NO_TRANSACTION, MQ_ACTION_PEEK_CURRENT).hr);
+  EXPECT_HR(S_OK, tx->Commit(FALSE, 0, 0));
+  for (int i = 0; i < 5; ++i) {
+    Got g = receive(r, MQ_NO_TRANSACTION);
+    ASSERT_HR(MQ_OK, g.hr);
+    EXPECT_EQ(g.body, "m" + std::to_string(i));
+    EXPECT_EQ(g.priority, 0);
+    EXPECT_EQ(g.delivery, static_cast<ULONG>(MQMSG_DELIVERY_RECOVERABLE));
+  }
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r, MQ_NO_TRANSACTION).hr);
+  tx->Release();
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+TEST(Transactions, AllOrNothingAcrossTwoQueues) {
+  const std::wstring qa = make_queue(L"atom-a", true);
+  const std::wstring qb = make_queue(L"atom-b", true);
+  QUEUEHANDLE sa = open_queue(qa, MQ_SEND_ACCESS), sb = open_queue(qb, MQ_SEND_ACCESS);
+  QUEUEHANDLE ra = open_queue(qa, MQ_RECEIVE_ACCESS), rb = open_queue(qb, MQ_RECEIVE_ACCESS);
+
+  ITransaction* aborted = begin();
+  EXPECT_HR(MQ_OK, send(sa, "a1", aborted));
+  EXPECT_HR(MQ_OK, send(sb, "b1", aborted));
+  EXPECT_HR(S_OK, aborted->Abort(nullptr, FALSE, FALSE));
+  EXPECT_EQ(drain(ra), Bodies{});
+  EXPECT_EQ(drain(rb), Bodies{});
+
+  ITransaction* committed = begin();
+  EXPECT_HR(MQ_OK, send(sa, "a2", committed));
+  EXPECT_HR(MQ_OK, send(sb, "b2", committed));
+  EXPECT_HR(MQ_OK, send(sa, "a3", committed));
+  EXPECT_HR(S_OK, committed->Commit(FALSE, XACTTC_SYNC, 0));
+  EXPECT_EQ(drain(ra), (Bodies{"a2", "a3"}));
+  EXPECT_EQ(drain(rb), Bodies{"b2"});
+  aborted->Release();
+  committed->Release();
+  for (QUEUEHANDLE h : {sa, sb, ra, rb}) MQCloseQueue(h);
+}
+
+TEST(Transactions, AbortPutsReceivedMessagesBackInTheirPlace) {
+  const std::wstring q = make_queue(L"abort", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  for (const char* b : {"first", "second", "third"}) {
+    ASSERT_HR(MQ_OK, send(s, b, MQ_SINGLE_MESSAGE));
+  }
+  const Got peeked = receive(r, MQ_NO_TRANSACTION, MQ_ACTION_PEEK_CURRENT);
+  ITransaction* tx = begin();
+  Got g1 = receive(r, tx);
+  Got g2 = receive(r, tx);
+  ASSERT_HR(MQ_OK, g1.hr);
+  ASSERT_HR(MQ_OK, g2.hr);
+  EXPECT_EQ(g1.body, "first");
+  EXPECT_EQ(g2.body, "second");
+  // Taken by the transaction: nobody else sees them meanwhile.
+  EXPECT_EQ(receive(r, MQ_NO_TRANSACTION, MQ_ACTION_PEEK_CURRENT).body, "third");
+  EXPECT_HR(S_OK, tx->Abort(nullptr, FALSE, FALSE));
+  // Back in front, with their lookup ids, then redelivered (not refused as replays).
+  Got again = receive(r, MQ_NO_TRANSACTION, MQ_ACTION_PEEK_CURRENT);
+  EXPECT_EQ(again.body, "first");
+  EXPECT_EQ(again.lookup_id, peeked.lookup_id);
+  EXPECT_EQ(drain(r), (Bodies{"first", "second", "third"}));
+  tx->Release();
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+TEST(Transactions, CommitKeepsReceivedMessagesTaken) {
+  const std::wstring q = make_queue(L"commit-recv", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, "one", MQ_SINGLE_MESSAGE));
+  ASSERT_HR(MQ_OK, send(s, "two", MQ_SINGLE_MESSAGE));
+  ITransaction* tx = begin();
+  EXPECT_EQ(receive(r, tx).body, "one");
+  EXPECT_HR(S_OK, tx->Commit(FALSE, XACTTC_ASYNC, 0));  // done synchronously all the same
+  EXPECT_HR(XACT_E_NOTRANSACTION, tx->Abort(nullptr, FALSE, FALSE));
+  EXPECT_EQ(drain(r), Bodies{"two"});
+  tx->Release();
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+TEST(Transactions, ReceiveByLookupIdInATransaction) {
+  const std::wstring q = make_queue(L"lookup", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, "x", MQ_SINGLE_MESSAGE));
+  ASSERT_HR(MQ_OK, send(s, "y", MQ_SINGLE_MESSAGE));
+  ITransaction* tx = begin();
+  EXPECT_HR(MQ_OK, MQReceiveMessageByLookupId(r, 0, MQ_LOOKUP_RECEIVE_LAST, nullptr, nullptr,
+                                              nullptr, tx));
+  EXPECT_EQ(receive(r, MQ_NO_TRANSACTION, MQ_ACTION_PEEK_CURRENT).body, "x");
+  tx->Release();  // uncommitted: aborted, "y" comes back
+  EXPECT_EQ(drain(r), (Bodies{"x", "y"}));
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+TEST(Transactions, ReleaseWithoutCommitAborts) {
+  const std::wstring q = make_queue(L"release", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, "kept", MQ_SINGLE_MESSAGE));
+  ITransaction* tx = begin();
+  EXPECT_EQ(receive(r, tx).body, "kept");
+  EXPECT_HR(MQ_OK, send(s, "never", tx));
+  EXPECT_EQ(tx->AddRef(), 2u);
+  EXPECT_EQ(tx->Release(), 1u);  // still referenced: still active
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r, MQ_NO_TRANSACTION, MQ_ACTION_PEEK_CURRENT).hr);
+  EXPECT_EQ(tx->Release(), 0u);
+  EXPECT_EQ(drain(r), Bodies{"kept"});
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+TEST(Transactions, TransactionalQueuesAreEnforcedInBothDirections) {
+  const std::wstring tq = make_queue(L"usage-t", true);
+  const std::wstring nq = make_queue(L"usage-n", false);
+  QUEUEHANDLE ts = open_queue(tq, MQ_SEND_ACCESS), tr = open_queue(tq, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE ns = open_queue(nq, MQ_SEND_ACCESS), nr = open_queue(nq, MQ_RECEIVE_ACCESS);
+  ITransaction* tx = begin();
+  // A transactional queue takes only transactional messages, and the reverse.
+  EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, send(ts, "plain", MQ_NO_TRANSACTION));
+  EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, send(ns, "single", MQ_SINGLE_MESSAGE));
+  EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, send(ns, "in tx", tx));
+  EXPECT_HR(MQ_OK, send(ts, "single", MQ_SINGLE_MESSAGE));
+  EXPECT_HR(MQ_OK, send(ns, "plain", MQ_NO_TRANSACTION));
+  // Receiving: in a transaction only from a transactional queue; without one from both.
+  EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, receive(nr, tx).hr);
+  EXPECT_EQ(receive(nr, MQ_NO_TRANSACTION, MQ_ACTION_PEEK_CURRENT).body, "plain");  // still there
+  EXPECT_EQ(receive(tr, MQ_NO_TRANSACTION).body, "single");
+  EXPECT_EQ(receive(nr, MQ_NO_TRANSACTION).body, "plain");
+  // The refused operations left the transaction usable.
+  EXPECT_HR(MQ_OK, send(ts, "after", tx));
+  EXPECT_HR(S_OK, tx->Commit(FALSE, 0, 0));
+  EXPECT_EQ(drain(tr), Bodies{"after"});
+  tx->Release();
+  for (QUEUEHANDLE h : {ts, tr, ns, nr}) MQCloseQueue(h);
+}
+
+TEST(Transactions, DistributedTransactionsFailWithDtcConnect) {
+  const std::wstring q = make_queue(L"dtc", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  EXPECT_HR(MQ_ERROR_DTC_CONNECT, send(s, "mts", MQ_MTS_TRANSACTION));
+  EXPECT_HR(MQ_ERROR_DTC_CONNECT, send(s, "xa", MQ_XA_TRANSACTION));
+  EXPECT_HR(MQ_ERROR_DTC_CONNECT, receive(r, MQ_MTS_TRANSACTION).hr);
+  EXPECT_HR(MQ_ERROR_DTC_CONNECT, receive(r, MQ_XA_TRANSACTION).hr);
+  EXPECT_EQ(drain(r), Bodies{});
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+// An ITransaction that libmqrt did not make: never called, never dereferenced.
+struct Foreign : ITransaction {
+  HRESULT STDMETHODCALLTYPE QueryInterface(REFIID, void**) override { return called(); }
+  ULONG STDMETHODCALLTYPE AddRef() override { return called(); }
+  ULONG STDMETHODCALLTYPE Release() override { return called(); }
+  HRESULT STDMETHODCALLTYPE Commit(BOOL, DWORD, DWORD) override { return called(); }
+  HRESULT STDMETHODCALLTYPE Abort(BOID*, BOOL, BOOL) override { return called(); }
+  HRESULT STDMETHODCALLTYPE GetTransactionInfo(XACTTRANSINFO*) override { return called(); }
+  virtual ~Foreign() = default;
+  int calls = 0;
+  HRESULT called() { return ++calls, S_OK; }
+};
+
+TEST(Transactions, BadTransactionPointersAndArguments) {
+  const std::wstring q = make_queue(L"bad", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, "stays", MQ_SINGLE_MESSAGE));
+  Foreign foreign;
+  for (ITransaction* bad :
+       {static_cast<ITransaction*>(&foreign), reinterpret_cast<ITransaction*>(uintptr_t{64}),
+        reinterpret_cast<ITransaction*>(uintptr_t{4})}) {
+    EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, send(s, "bad", bad));
+    EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, receive(r, bad).hr);
+  }
+  EXPECT_EQ(foreign.calls, 0);
+
+  ITransaction* tx = begin();
+  EXPECT_HR(XACT_E_CANTRETAIN, tx->Commit(TRUE, 0, 0));
+  EXPECT_HR(XACT_E_NOTSUPPORTED, tx->Commit(FALSE, 0x80, 0));
+  EXPECT_HR(XACT_E_NOTSUPPORTED, tx->Commit(FALSE, 0, 1));
+  EXPECT_HR(XACT_E_CANTRETAIN, tx->Abort(nullptr, TRUE, FALSE));
+  // QueryInterface: IUnknown and ITransaction, nothing else.
+  const IID unknown = MQSEC_IID_IUNKNOWN_INIT, itx = MQSEC_IID_ITRANSACTION_INIT;
+  IID other = itx;
+  other.Data1 ^= 1;
+  void* out = &foreign;
+  EXPECT_HR(E_NOINTERFACE, tx->QueryInterface(other, &out));
+  EXPECT_EQ(out, nullptr);
+  EXPECT_HR(E_POINTER, tx->QueryInterface(itx, nullptr));
+  EXPECT_HR(S_OK, tx->QueryInterface(unknown, &out));
+  EXPECT_EQ(out, tx);
+  EXPECT_EQ(tx->Release(), 1u);
+  EXPECT_HR(S_OK, tx->QueryInterface(itx, &out));
+  EXPECT_EQ(tx->Release(), 1u);
+  // Still active after all the refused calls.
+  EXPECT_HR(MQ_OK, send(s, "in", tx));
+  EXPECT_HR(S_OK, tx->Commit(FALSE, 0, 0));
+  // Committed: the object answers XACT_E_NOTRANSACTION, the API MQ_ERROR_TRANSACTION_USAGE.
+  EXPECT_HR(XACT_E_NOTRANSACTION, tx->Commit(FALSE, 0, 0));
+  EXPECT_HR(XACT_E_NOTRANSACTION, tx->Abort(nullptr, FALSE, FALSE));
+  XACTTRANSINFO info;
+  EXPECT_HR(XACT_E_NOTRANSACTION, tx->GetTransactionInfo(&info));
+  EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, send(s, "late", tx));
+  EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, receive(r, tx).hr);
+  ITransaction* aborted = begin();
+  EXPECT_HR(S_OK, aborted->Abort(nullptr, FALSE, TRUE));
+  EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, send(s, "late", aborted));
+  EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, receive(r, aborted).hr);
+  EXPECT_EQ(drain(r), (Bodies{"stays", "in"}));
+  tx->Release();
+  aborted->Release();
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+TEST(Transactions, FailedCommitAbortsEverything) {
+  const std::wstring from = make_queue(L"fail-from", true);
+  const std::wstring to = make_queue(L"fail-to", true);
+  QUEUEHANDLE fs = open_queue(from, MQ_SEND_ACCESS), fr = open_queue(from, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE ts = open_queue(to, MQ_SEND_ACCESS);
+  ASSERT_HR(MQ_OK, send(fs, "work", MQ_SINGLE_MESSAGE));
+  ITransaction* tx = begin();
+  EXPECT_EQ(receive(fr, tx).body, "work");
+  EXPECT_HR(MQ_OK, send(ts, "result", tx));
+  EXPECT_HR(MQ_OK, send(fs, "follow-up", tx));
+  ASSERT_HR(MQ_OK, MQDeleteQueue(to.c_str()));  // the commit cannot write "result"
+  EXPECT_HR(XACT_E_ABORTED, tx->Commit(FALSE, 0, 0));
+  EXPECT_HR(XACT_E_NOTRANSACTION, tx->Commit(FALSE, 0, 0));
+  EXPECT_EQ(drain(fr), Bodies{"work"});  // received message back, the follow-up never sent
+  tx->Release();
+  for (QUEUEHANDLE h : {fs, fr, ts}) MQCloseQueue(h);
+}
+
+// Runs `child` in a forked process; its exit status.
+int in_child(const std::function<int()>& child) {
+  fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int rc = 99;
+    try {
+      rc = child();
+    } catch (...) {
+    }
+    // exit(), not _exit(): the exit handlers run (open transactions abort). The test
+    // environment's destructor must keep the parent's token directory.
+    setenv("MQSEC_IT_KEEP", "1", 1);
+    std::exit(rc);
+  }
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(Transactions, ExitAbortsOpenTransactions) {
+  const std::wstring q = make_queue(L"exit", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, "taken-then-exit", MQ_SINGLE_MESSAGE));
+  const int rc = in_child([&] {
+    QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+    QUEUEHANDLE cs = open_queue(q, MQ_SEND_ACCESS);
+    ITransaction* tx = nullptr;
+    if (MQBeginTransaction(&tx) != MQ_OK) return 1;
+    if (receive(r, tx).body != "taken-then-exit") return 2;
+    if (send(cs, "uncommitted", tx) != MQ_OK) return 3;
+    return 0;  // exit without Commit
+  });
+  EXPECT_EQ(rc, 0);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  EXPECT_EQ(drain(r), Bodies{"taken-then-exit"});
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+TEST(Transactions, AForkedChildCannotUseItsParentsTransaction) {
+  const std::wstring q = make_queue(L"fork", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  ITransaction* tx = begin();
+  ASSERT_HR(MQ_OK, send(s, "parent's", tx));
+  const int rc = in_child([&] {
+    if (send(s, "child's", tx) != MQ_ERROR_TRANSACTION_USAGE) return 1;
+    if (tx->Commit(FALSE, 0, 0) != XACT_E_NOTRANSACTION) return 2;
+    if (tx->Abort(nullptr, FALSE, FALSE) != XACT_E_NOTRANSACTION) return 3;
+    tx->Release();  // the child's copy is only forgotten
+    return 0;
+  });
+  EXPECT_EQ(rc, 0);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r, MQ_NO_TRANSACTION, MQ_ACTION_PEEK_CURRENT).hr);
+  EXPECT_HR(S_OK, tx->Commit(FALSE, 0, 0));
+  EXPECT_EQ(drain(r), Bodies{"parent's"});
+  tx->Release();
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+TEST(Transactions, SignedSendsAreSignedBeforeCommitAndVerified) {
+  const std::wstring q = make_queue(L"signed", true, /*authenticate=*/true);
+  // Enrolls the user's internal certificate (and registers it with the user's SID).
+  ASSERT_HR(MQ_OK, MQRegisterCertificate(MQCERT_REGISTER_ALWAYS, nullptr, 0));
+  HANDLE ctx = nullptr;
+  ASSERT_HR(MQ_OK, MQGetSecurityContextEx(nullptr, 0, &ctx));
+  const auto context = static_cast<ULONG>(reinterpret_cast<uintptr_t>(ctx));
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  ITransaction* tx = begin();
+  EXPECT_HR(MQ_OK, send(s, "signed 1", tx, 0, context));
+  EXPECT_HR(MQ_OK, send(s, "signed 2", tx, 0, context));
+  // Freed before the commit: the messages were signed when sent.
+  MQFreeSecurityContext(ctx);
+  EXPECT_HR(S_OK, tx->Commit(FALSE, 0, 0));
+  for (const char* body : {"signed 1", "signed 2"}) {
+    Got g = receive(r, MQ_NO_TRANSACTION);
+    ASSERT_HR(MQ_OK, g.hr);
+    EXPECT_EQ(g.body, body);
+    EXPECT_EQ(g.authenticated, 1);
+  }
+  tx->Release();
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+}
+
+}  // namespace
