@@ -54,9 +54,10 @@ build_one() {  # <name>
     return 1
   fi
   local start=$SECONDS
+  # Explicit returns: build_one runs as `build_one ... || failed+=`, where set -e does not apply.
   CC=$cc CXX=$cxx cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=$type -DMQSEC_WERROR=ON \
-    "${flags[@]}" "${extra[@]}" >/dev/null
-  cmake --build "$dir" -j"$jobs"
+    "${flags[@]}" "${extra[@]}" >/dev/null || return 1
+  cmake --build "$dir" -j"$jobs" || { echo "build-matrix: $name FAILED" >&2; return 1; }
   echo "build-matrix: $name clean in $((SECONDS - start)) s"
 }
 

@@ -1090,12 +1090,14 @@ CK_RV mock_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplat
     if (!read_template(pTemplate, ulCount, tmpl)) return CKR_ARGUMENTS_BAD;
     FindOp op;
     const bool user = user_logged_in(s, sess->slot);
-    for (const auto& [h, o] : s.objects) {
+    for (const auto& entry : s.objects) {
+      const auto& [h, o] = entry;
+      const auto& obj = entry.second;  // a lambda cannot capture a structured binding in C++17
       if (o.slot != sess->slot) continue;
       if (attr_bool(o, CKA_PRIVATE) && !user) continue;  // invisible, as on a real token
-      const bool match = std::all_of(tmpl.begin(), tmpl.end(), [&o](const auto& kv) {
-        auto it = o.attrs.find(kv.first);
-        return it != o.attrs.end() && it->second == kv.second;
+      const bool match = std::all_of(tmpl.begin(), tmpl.end(), [&obj](const auto& kv) {
+        auto it = obj.attrs.find(kv.first);
+        return it != obj.attrs.end() && it->second == kv.second;
       });
       if (match) op.results.push_back(h);
     }

@@ -13,10 +13,12 @@
 
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "mqsec/error.hpp"
@@ -739,7 +741,10 @@ class BatchOnToken : public ::testing::Test {
     token_->login("env:MQSEC_TEST_PIN");
   }
   void TearDown() override {
-    if (!state_dir_.empty()) std::system(("rm -rf '" + state_dir_ + "'").c_str());
+    if (!state_dir_.empty()) {
+      std::error_code ignored;  // a test's leftovers in a temporary directory
+      std::filesystem::remove_all(state_dir_, ignored);
+    }
   }
   // A context on a new key of `type` ("EC", "RSA") on the token.
   std::shared_ptr<SecurityContext> context(const char* type, pkcs11::Scheme scheme,

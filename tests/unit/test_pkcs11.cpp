@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <system_error>
 #include <thread>
 
 #include "pkcs11/error.hpp"
@@ -46,7 +48,10 @@ class Pkcs11Test : public ::testing::Test {
     return Token::open(module_, Uri::parse(uri));
   }
   void TearDown() override {
-    if (!state_dir_.empty()) std::system(("rm -rf '" + state_dir_ + "'").c_str());
+    if (!state_dir_.empty()) {
+      std::error_code ignored;  // a test's leftovers in a temporary directory
+      std::filesystem::remove_all(state_dir_, ignored);
+    }
   }
   // A PIN file of our own, mode 0600.
   std::string pin_file(const std::string& pin) {

@@ -9,8 +9,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "pkcs11/error.hpp"
@@ -52,7 +54,10 @@ class RecoveryTest : public ::testing::Test {
                                                        security::Bytes{7, 7}, user);
   }
   void TearDown() override {
-    if (!state_dir_.empty()) std::system(("rm -rf '" + state_dir_ + "'").c_str());
+    if (!state_dir_.empty()) {
+      std::error_code ignored;  // a test's leftovers in a temporary directory
+      std::filesystem::remove_all(state_dir_, ignored);
+    }
   }
   // A context on a PIN-always (CKA_ALWAYS_AUTHENTICATE) key of the same token.
   std::shared_ptr<security::SecurityContext> pin_always_context(CK_OBJECT_HANDLE h) {
