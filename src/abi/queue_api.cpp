@@ -158,14 +158,38 @@ class Filler {
   }
   HRESULT operator()(const core::Delivered& msg) {
     if (props_ == nullptr) return MQ_OK;
-    abi::release_fill(props_, original_);
-    std::copy(original_.begin(), original_.end(), props_->aPropVar);
-    return abi::fill_receive(props_, msg);
+    undo();
+    last_ = abi::fill_receive(props_, msg);
+    return last_;
+  }
+  // The receive's outcome: when it failed although the last fill succeeded (another receiver
+  // took that message, then the wait timed out; the removal failed), the caller did not get
+  // that message, so its array is given back as it came and what the fill allocated is freed.
+  // A failed fill (a short buffer) stays: it tells the caller the sizes it needs.
+  HRESULT finish(HRESULT hr) {
+    if (FAILED(hr) && SUCCEEDED(last_)) undo();
+    return hr;
+  }
+  template <typename Receive>
+  HRESULT run(Receive&& receive) {
+    try {
+      return finish(receive());
+    } catch (...) {
+      finish(MQ_ERROR);
+      throw;
+    }
   }
 
  private:
+  void undo() {
+    if (props_ == nullptr) return;
+    abi::release_fill(props_, original_);
+    std::copy(original_.begin(), original_.end(), props_->aPropVar);
+    last_ = MQ_ERROR;
+  }
   MQMSGPROPS* props_;
   std::vector<MQPROPVARIANT> original_;
+  HRESULT last_ = MQ_ERROR;  // the last fill's result; MQ_ERROR: nothing filled
 };
 
 HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS* props,
@@ -203,7 +227,8 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
   std::optional<std::chrono::milliseconds> wait;
   if (timeout != INFINITE) wait = std::chrono::milliseconds(timeout);
   auto run = [q, act, wait, cursor, t, fill = Filler(props)](std::stop_token stop) mutable {
-    return q->receive(act, wait, cursor.get(), std::ref(fill), t.tx.get(), stop);
+    return fill.run(
+        [&] { return q->receive(act, wait, cursor.get(), std::ref(fill), t.tx.get(), stop); });
   };
   if (!async) return run({});
   return abi::start_async_receive(
@@ -254,7 +279,7 @@ HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, 
   q->check_receive_access(l.take ? core::Action::Receive : core::Action::PeekCurrent);
   if (props != nullptr) abi::check_receive(props);
   auto run = [q, l, t, fill = Filler(props)](std::stop_token) mutable {
-    return q->receive_by_lookup_id(l, std::ref(fill), t.tx.get());
+    return fill.run([&] { return q->receive_by_lookup_id(l, std::ref(fill), t.tx.get()); });
   };
   if (!async) return run({});
   // The callback gets the action; MSMQ passes no timeout or cursor for a lookup.
