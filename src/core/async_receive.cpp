@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "src/core/hresult.hpp"
+#include "pkcs11/fork_leftovers.hpp"
 #include "src/core/runtime.hpp"
 
 namespace mqsec::core {
@@ -20,10 +21,11 @@ void AsyncReceives::adopt_after_fork() {
   const pid_t now = ::getpid();
   if (now == pid_) return;
   // A forked child: its parent's receive threads are not here, and a condition variable
-  // whose waiters were the parent's threads could block a broadcast for ever. Both are left
-  // as they are (leaked) and the child starts afresh.
-  new std::list<std::shared_ptr<Op>>(std::move(ops_));
+  // whose waiters were the parent's threads could block a broadcast for ever. Both are
+  // abandoned (kept, never freed) and the child starts afresh.
+  pkcs11::abandon_after_fork(new std::list<std::shared_ptr<Op>>(std::move(ops_)));
   ops_.clear();
+  pkcs11::abandon_after_fork(cv_);
   cv_ = new std::condition_variable;
   pid_ = now;
 }

@@ -96,7 +96,7 @@ class AsyncReceives {
   void run(std::shared_ptr<Op> op, Work w);
 
   mutable std::mutex mu_;        // leaf lock, registered with the fork locks
-  std::condition_variable* cv_;  // replaced (the old one leaked) in a forked child
+  std::condition_variable* cv_;  // replaced (the old one abandoned) in a forked child
   pid_t pid_;
   std::list<std::shared_ptr<Op>> ops_;
   bool exiting_ = false;

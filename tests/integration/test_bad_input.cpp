@@ -873,7 +873,10 @@ TEST_F(BadInput, ReceiveMessage) {
   WCHAR label[8] = {};
 
   std::vector<Row> rows;
-  for (const auto& [what, h] : forged_from(receive)) {
+  // Copies, not structured bindings: a C++17 lambda cannot capture a binding (clang refuses).
+  for (const auto& forged : forged_from(receive)) {
+    const std::string what = forged.first;
+    const HANDLE h = forged.second;
     rows.push_back({"forged queue: " + what, MQ_ERROR_INVALID_HANDLE,
                     [=] { return recv(h, MQ_ACTION_RECEIVE, nullptr); }});
     if (h != nullptr) {  // NULL is "no cursor"
@@ -881,7 +884,9 @@ TEST_F(BadInput, ReceiveMessage) {
                       [=] { return recv(receive, MQ_ACTION_PEEK_CURRENT, nullptr, h); }});
     }
   }
-  for (const auto& [what, h] : forged_from(cursor)) {
+  for (const auto& forged : forged_from(cursor)) {
+    const std::string what = forged.first;
+    const HANDLE h = forged.second;
     if (h == nullptr) continue;
     rows.push_back({"cursor forged from a cursor: " + what, MQ_ERROR_INVALID_HANDLE,
                     [=] { return recv(receive, MQ_ACTION_PEEK_CURRENT, nullptr, h); }});

@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "mqsec/error.hpp"
+#include "pkcs11/fork_leftovers.hpp"
 #include "src/transport/local/real_ids.hpp"
 
 namespace mqsec::transport::local {
@@ -117,7 +118,9 @@ void BatchWriter::child_after_fork() noexcept {
   failures_.clear();
   done_ = pushed_;
   running_ = false;
-  thread_ = nullptr;  // the parent's thread; leaked on purpose, it does not exist here
+  // The parent's thread does not exist here: its std::thread is abandoned, not destroyed.
+  mqsec::pkcs11::abandon_after_fork(thread_);
+  thread_ = nullptr;
   mu_.unlock();
 }
 
