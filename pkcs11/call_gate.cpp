@@ -80,9 +80,25 @@ std::vector<ForkLock>& fork_locks() {
   static auto* v = new std::vector<ForkLock>();  // immortal: used by fork handlers until exit
   return *v;
 }
+// Registrations not yet in fork_locks(), under their own mutex, which is never held while
+// another lock is taken: code that registers a lock while holding a registered one (a Token
+// made under the token registry's mutex) then cannot deadlock against a fork, which takes the
+// registered locks while holding g_fork_locks_mu.
+std::mutex g_pending_mu;
+std::vector<ForkLock>& pending_fork_locks() {
+  static auto* v = new std::vector<ForkLock>();
+  return *v;
+}
+void adopt_pending_locked() {  // under g_fork_locks_mu
+  std::lock_guard guard(g_pending_mu);
+  auto& p = pending_fork_locks();
+  fork_locks().insert(fork_locks().end(), p.begin(), p.end());
+  p.clear();
+}
 
 void take_fork_locks() {
   g_fork_locks_mu.lock();
+  adopt_pending_locked();
   for (const auto& l : fork_locks()) l.lock(l.key);
 }
 void release_fork_locks(bool child) {
@@ -90,6 +106,7 @@ void release_fork_locks(bool child) {
   for (auto it = v.rbegin(); it != v.rend(); ++it) (child ? it->reset : it->unlock)(it->key);
   if (child) {
     new (&g_fork_locks_mu) std::mutex();
+    new (&g_pending_mu) std::mutex();  // another thread may have held it at the fork
   } else {
     g_fork_locks_mu.unlock();
   }
@@ -100,12 +117,13 @@ void release_fork_locks(bool child) {
 void register_fork_lock(void* key, void (*lock)(void*), void (*unlock)(void*),
                         void (*reset)(void*)) {
   if (!g_owned.load()) install_fork_gate();  // else the owner's handler calls fork_prepare()
-  std::lock_guard guard(g_fork_locks_mu);
-  fork_locks().push_back({key, lock, unlock, reset});
+  std::lock_guard guard(g_pending_mu);
+  pending_fork_locks().push_back({key, lock, unlock, reset});
 }
 
 void unregister_fork_lock(void* key) {
-  std::lock_guard guard(g_fork_locks_mu);
+  std::lock_guard guard(g_fork_locks_mu);  // waits for a fork in progress to finish
+  adopt_pending_locked();
   auto& v = fork_locks();
   v.erase(std::remove_if(v.begin(), v.end(), [key](const ForkLock& l) { return l.key == key; }),
           v.end());
