@@ -22,11 +22,11 @@ supp=$root/tests/sanitizers
 # The concurrency tests, by GoogleTest name (ctest -R), plus anything labelled "concurrency";
 # test_amqp_transport is the AMQP client's own threads (Proton's container thread, the forwarder
 # and inbound loops) against a private broker.
+concurrency='test_amqp_transport|CallGate|Concurren|Thread|Fork|Parallel|ManyThreads|TwoProcesses|Processes|Race|Reliability|BatchWriter|BatchPipeline|HandleTable|ExactlyOnce|OcspAnswersAreCached'
 # Run in the normal and ASan stages but not under TSan: Async.ForkWithReceivesPending's forked
 # child hung (its 10 s deadline) under TSan only, at 0f4bf0c; the cause is not known yet (the
 # first suspect: TSan's runtime in a child forked while the parent's receive threads wait).
 tsan_excluded='^Async\.ForkWithReceivesPending$'
-concurrency='test_amqp_transport|CallGate|Concurren|Thread|Fork|Parallel|ManyThreads|TwoProcesses|Processes|Race|Reliability|BatchWriter|BatchPipeline|HandleTable|ExactlyOnce|OcspAnswersAreCached'
 
 # -O1 -g1 rather than RelWithDebInfo's -O2 -g: the sanitizers' own recommendation (-O1), line
 # tables and function names for the reports' stack traces (-g1), and a much quicker build of the
