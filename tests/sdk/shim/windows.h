@@ -185,6 +185,9 @@ int _vsnwprintf_s(wchar_t* buffer, size_t sizeOfBuffer, size_t count, const wcha
  * supported: they return EOF without reading anything. */
 int scanf_s(const char* format, ...);
 int sscanf_s(const char* buffer, const char* format, ...);
+/* glibc defines these two as macros under _FORTIFY_SOURCE (Debian's hardening flags). */
+#undef wprintf
+#undef fwprintf
 #define wprintf mqsec_shim_wprintf
 #define fwprintf mqsec_shim_fwprintf
 /* Microsoft's C runtime gives streams no orientation: a program may read one stream with
