@@ -32,6 +32,7 @@
 #include "src/security/message_auth.hpp"
 #include "src/security/openssl.hpp"
 #include "tests/support/softhsm_env.hpp"
+#include "tests/support/verified_receive.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
 
 #ifndef MQSEC_CLI
@@ -46,6 +47,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using mqsec::testing::receive_all;
 using mqsec::testing::run_command;
 using mqsec::testing::shell_quote;
 using mqsec::testing::SoftHsmEnv;
@@ -121,25 +123,6 @@ class BatchE2E : public ::testing::Test {
       resolved->transport->send(e.priority, security::encode(e), transport::Delivery::Recoverable);
     }
     resolved->transport->flush();
-  }
-
-  // Receives every message of `queue` through the core's verify loop.
-  static std::vector<Envelope> receive_all(const std::string& queue) {
-    auto q = Queue::open(Destination{queue, {}, {}}, Access{false, true, true}, false);
-    std::vector<Envelope> out;
-    for (;;) {
-      try {
-        q->receive(Action::Receive, 0ms, nullptr, [&](const Delivered& d) {
-          EXPECT_TRUE(d.verdict->signed_message && d.verdict->ok) << d.verdict->reason;
-          out.push_back(*d.envelope);
-          return MQ_OK;
-        });
-      } catch (const Error& e) {
-        if (e.code() == MQ_ERROR_IO_TIMEOUT) break;
-        throw;
-      }
-    }
-    return out;
   }
 
   static std::string read_text(const fs::path& p) { return mqsec::testing::read_text(p); }

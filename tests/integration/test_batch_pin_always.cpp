@@ -42,6 +42,7 @@
 #include "src/security/identity.hpp"
 #include "src/security/openssl.hpp"
 #include "tests/mock/mock_pkcs11.hpp"
+#include "tests/support/verified_receive.hpp"
 
 namespace mqsec::core {
 namespace {
@@ -49,6 +50,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace mock = mqsec::mock;
 using namespace std::chrono_literals;
+using mqsec::testing::receive_all;
 using security::Envelope;
 
 security::Bytes self_signed(EVP_PKEY* key) {
@@ -143,25 +145,6 @@ class BatchPinAlways : public ::testing::Test {
     }
     m.signer = ctx_;
     return m;
-  }
-
-  // Everything in `queue`, through the core's verify loop: each must verify on its own.
-  static std::vector<Envelope> receive_all(const std::string& queue) {
-    auto q = Queue::open(Destination{queue, {}, {}}, Access{false, true, true}, false);
-    std::vector<Envelope> out;
-    for (;;) {
-      try {
-        q->receive(Action::Receive, 0ms, nullptr, [&](const Delivered& d) {
-          EXPECT_TRUE(d.verdict->signed_message && d.verdict->ok) << d.verdict->reason;
-          out.push_back(*d.envelope);
-          return MQ_OK;
-        });
-      } catch (const Error& e) {
-        if (e.code() == MQ_ERROR_IO_TIMEOUT) break;
-        throw;
-      }
-    }
-    return out;
   }
 
   // The messages of `queue` as stored, unverified (NACKs are unsigned).

@@ -52,6 +52,7 @@
 #include "src/security/personal_store.hpp"
 #include "tests/fault/fault_control.h"
 #include "tests/support/softhsm_env.hpp"
+#include "tests/support/verified_receive.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
 
 #ifndef MQSEC_CLI
@@ -66,6 +67,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using mqsec::testing::receive_all;
 using mqsec::testing::SoftHsmEnv;
 using security::Envelope;
 
@@ -166,25 +168,6 @@ class BatchPipeline : public ::testing::Test {
     }
     m.signer = ctx;
     return m;
-  }
-
-  // Everything in `queue` now, through the verify loop (each must verify on its own).
-  static std::vector<Envelope> receive_all(const std::string& queue) {
-    auto q = Queue::open(Destination{queue, {}, {}}, Access{false, true, true}, false);
-    std::vector<Envelope> out;
-    for (;;) {
-      try {
-        q->receive(Action::Receive, 0ms, nullptr, [&](const Delivered& d) {
-          EXPECT_TRUE(d.verdict->signed_message && d.verdict->ok) << d.verdict->reason;
-          out.push_back(*d.envelope);
-          return MQ_OK;
-        });
-      } catch (const Error& e) {
-        if (e.code() == MQ_ERROR_IO_TIMEOUT) break;
-        throw;
-      }
-    }
-    return out;
   }
 
   static std::string body(const Envelope& e) { return std::string(e.body.begin(), e.body.end()); }

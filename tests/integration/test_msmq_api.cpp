@@ -22,62 +22,18 @@
 #include <vector>
 
 #include "tests/support/hresult_text.hpp"
+#include "tests/support/msmq_props.hpp"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
 
 namespace {
 
+using mqsec::testing::Props;
+
 ::testing::Environment* const g_env =
     ::testing::AddGlobalTestEnvironment(new mqsec::testing::SoftHsmTestEnvironment);
 
 // A property array (message, queue, computer or management properties: the same layout).
-struct Props {
-  std::vector<PROPID> ids;
-  std::vector<MQPROPVARIANT> vars;
-  std::vector<HRESULT> status;
-  MQMSGPROPS msg_props{};
-  MQQUEUEPROPS queue_props{};
-
-  size_t add(PROPID id, VARTYPE vt, std::function<void(MQPROPVARIANT&)> set = {}) {
-    MQPROPVARIANT v;
-    std::memset(&v, 0, sizeof v);
-    v.vt = vt;
-    if (set) set(v);
-    ids.push_back(id);
-    vars.push_back(v);
-    return ids.size() - 1;
-  }
-  size_t null(PROPID id) { return add(id, VT_NULL); }
-  size_t ui1(PROPID id, UCHAR b) {
-    return add(id, VT_UI1, [b](MQPROPVARIANT& v) { v.bVal = b; });
-  }
-  size_t ui4(PROPID id, ULONG u) {
-    return add(id, VT_UI4, [u](MQPROPVARIANT& v) { v.ulVal = u; });
-  }
-  size_t i2(PROPID id, SHORT s) {
-    return add(id, VT_I2, [s](MQPROPVARIANT& v) { v.iVal = s; });
-  }
-  size_t wstr(PROPID id, const wchar_t* s) {
-    return add(id, VT_LPWSTR, [s](MQPROPVARIANT& v) { v.pwszVal = const_cast<LPWSTR>(s); });
-  }
-  size_t bytes(PROPID id, UCHAR* data, ULONG n) {
-    return add(id, VT_UI1 | VT_VECTOR, [=](MQPROPVARIANT& v) {
-      v.caub.cElems = n;
-      v.caub.pElems = data;
-    });
-  }
-  MQPROPVARIANT& var(size_t i) { return vars[i]; }
-  MQMSGPROPS* msg() {
-    status.assign(ids.size(), MQ_OK);
-    msg_props = {static_cast<DWORD>(ids.size()), ids.data(), vars.data(), status.data()};
-    return &msg_props;
-  }
-  MQQUEUEPROPS* queue() {
-    status.assign(ids.size(), MQ_OK);
-    queue_props = {static_cast<DWORD>(ids.size()), ids.data(), vars.data(), status.data()};
-    return &queue_props;
-  }
-};
 
 std::wstring unique_queue(const std::wstring& stem) {
   static int n = 0;

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/child_process.hpp"
 #include "tests/support/hresult_text.hpp"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
@@ -613,34 +614,9 @@ TEST(AsyncEvents, ManualAndAutoResetAndBadHandles) {
 
 // ---- fork and exit ----------------------------------------------------------------------------
 
-// Runs `body` in a child process; its exit status (or -1 if it did not end within `bound`).
-int in_child(const std::function<int()>& body, std::chrono::milliseconds bound) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int rc = 99;
-    try {
-      rc = body();
-    } catch (...) {
-    }
-    // The parent's test environment (its token directory) is not the child's to remove.
-    setenv("MQSEC_IT_KEEP", "1", 1);
-    std::exit(rc);  // atexit handlers run: the runtime's must not hang
-  }
-  const auto deadline = std::chrono::steady_clock::now() + bound;
-  int status = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
-    pid_t done = waitpid(pid, &status, WNOHANG);
-    if (done == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    std::this_thread::sleep_for(10ms);
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, &status, 0);
-  return -1;
-}
-
 TEST_F(Async, ExitWithReceivesPendingDoesNotHangOrCallBack) {
   const std::wstring format = format_;
-  const int rc = in_child(
+  const int rc = mqsec::testing::exit_in_child(
       [&] {
         QUEUEHANDLE r = open_queue(format, MQ_RECEIVE_ACCESS);
         for (int i = 0; i < 4; ++i) {
@@ -672,7 +648,7 @@ TEST_F(Async, ForkWithReceivesPending) {
   const std::wstring format = format_;
   // The child has none of the parent's pending receives; its own work, and so do its events,
   // its MQCloseQueue and its exit.
-  const int rc = in_child(
+  const int rc = mqsec::testing::exit_in_child(
       [&] {
         if (MQGetOverlappedResult(&ov) != MQ_INFORMATION_OPERATION_PENDING) return 2;
         if (MQCloseQueue(r) != MQ_OK) return 3;  // nothing of the child's to cancel or wait for

@@ -20,58 +20,18 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/child_process.hpp"
 #include "tests/support/hresult_text.hpp"
+#include "tests/support/msmq_props.hpp"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
 
 namespace {
 
+using mqsec::testing::Props;
+
 ::testing::Environment* const g_env =
     ::testing::AddGlobalTestEnvironment(new mqsec::testing::SoftHsmTestEnvironment);
-
-struct Props {
-  std::vector<PROPID> ids;
-  std::vector<MQPROPVARIANT> vars;
-  std::vector<HRESULT> status;
-  MQMSGPROPS msg_props{};
-  MQQUEUEPROPS queue_props{};
-
-  size_t add(PROPID id, VARTYPE vt, std::function<void(MQPROPVARIANT&)> set = {}) {
-    MQPROPVARIANT v;
-    std::memset(&v, 0, sizeof v);
-    v.vt = vt;
-    if (set) set(v);
-    ids.push_back(id);
-    vars.push_back(v);
-    return ids.size() - 1;
-  }
-  size_t null(PROPID id) { return add(id, VT_NULL); }
-  size_t ui1(PROPID id, UCHAR b) {
-    return add(id, VT_UI1, [b](MQPROPVARIANT& v) { v.bVal = b; });
-  }
-  size_t ui4(PROPID id, ULONG u) {
-    return add(id, VT_UI4, [u](MQPROPVARIANT& v) { v.ulVal = u; });
-  }
-  size_t wstr(PROPID id, const wchar_t* s) {
-    return add(id, VT_LPWSTR, [s](MQPROPVARIANT& v) { v.pwszVal = const_cast<LPWSTR>(s); });
-  }
-  size_t bytes(PROPID id, UCHAR* data, ULONG n) {
-    return add(id, VT_UI1 | VT_VECTOR, [=](MQPROPVARIANT& v) {
-      v.caub.cElems = n;
-      v.caub.pElems = data;
-    });
-  }
-  MQMSGPROPS* msg() {
-    status.assign(ids.size(), MQ_OK);
-    msg_props = {static_cast<DWORD>(ids.size()), ids.data(), vars.data(), status.data()};
-    return &msg_props;
-  }
-  MQQUEUEPROPS* queue() {
-    status.assign(ids.size(), MQ_OK);
-    queue_props = {static_cast<DWORD>(ids.size()), ids.data(), vars.data(), status.data()};
-    return &queue_props;
-  }
-};
 
 std::wstring unique_queue(const std::wstring& stem) {
   static int n = 0;
@@ -426,31 +386,11 @@ TEST(Transactions, FailedCommitAbortsEverything) {
   for (QUEUEHANDLE h : {fs, fr, ts}) MQCloseQueue(h);
 }
 
-// Runs `child` in a forked process; its exit status.
-int in_child(const std::function<int()>& child) {
-  fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    int rc = 99;
-    try {
-      rc = child();
-    } catch (...) {
-    }
-    // exit(), not _exit(): the exit handlers run (open transactions abort). The test
-    // environment's destructor must keep the parent's token directory.
-    setenv("MQSEC_IT_KEEP", "1", 1);
-    std::exit(rc);
-  }
-  int status = 0;
-  EXPECT_EQ(waitpid(pid, &status, 0), pid);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 TEST(Transactions, ExitAbortsOpenTransactions) {
   const std::wstring q = make_queue(L"exit", true);
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   ASSERT_HR(MQ_OK, send(s, "taken-then-exit", MQ_SINGLE_MESSAGE));
-  const int rc = in_child([&] {
+  const int rc = mqsec::testing::exit_in_child([&] {
     QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
     QUEUEHANDLE cs = open_queue(q, MQ_SEND_ACCESS);
     ITransaction* tx = nullptr;
@@ -472,7 +412,7 @@ TEST(Transactions, AForkedChildCannotUseItsParentsTransaction) {
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
   ITransaction* tx = begin();
   ASSERT_HR(MQ_OK, send(s, "parent's", tx));
-  const int rc = in_child([&] {
+  const int rc = mqsec::testing::exit_in_child([&] {
     if (send(s, "child's", tx) != MQ_ERROR_TRANSACTION_USAGE) return 1;
     if (tx->Commit(FALSE, 0, 0) != XACT_E_NOTRANSACTION) return 2;
     if (tx->Abort(nullptr, FALSE, FALSE) != XACT_E_NOTRANSACTION) return 3;
