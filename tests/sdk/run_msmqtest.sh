@@ -76,7 +76,7 @@ received() { grep ' : ' "$t/receiver.out" | tr -d '\r' || true; }
 queue_count() { "$cli" queue list --json | grep -o '"name": *"[^"]*msmqtest"' | wc -l || true; }
 
 # ---- round 1: receiver, then sender -------------------------------------------------------
-"$exe" -r </dev/null >"$t/receiver.out" 2>&1 &
+timeout 120 "$exe" -r </dev/null >"$t/receiver.out" 2>&1 &  # bounded: never outlives a killed test
 receiver=$!
 wait_ready
 
@@ -103,7 +103,7 @@ grep -q '^OK$' "$t/receiver.out" || fail "the receiver did not finish with OK"
 printf 'sdkhost\nwaiting in the queue\nquit\n' | "$exe" -s >"$t/sender.out" 2>&1 ||
   fail "the sender (round 2) exited with $?"
 "$cli" queue list --json | grep -q '"messages": *2' || fail "the queue does not hold 2 messages"
-"$exe" -r </dev/null >"$t/receiver.out" 2>&1 &
+timeout 120 "$exe" -r </dev/null >"$t/receiver.out" 2>&1 &  # bounded: never outlives a killed test
 receiver=$!
 wait_receiver
 grep -q 'The queue already exists. Open it anyway.' "$t/receiver.out" ||
