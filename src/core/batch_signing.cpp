@@ -215,8 +215,9 @@ void BatchSigner::sign_and_hand_over(std::deque<Item>& batch) {
 BatchSigners::BatchSigners() { pkcs11::register_fork_mutex(mu_); }
 
 std::shared_ptr<BatchSigner> BatchSigners::get(const security::SecurityContext* ctx,
-                                               uint32_t hash_alg, bool allow_weak) {
-  const Key key{::getpid(), ctx, hash_alg, allow_weak};
+                                               uint32_t hash_alg, bool allow_weak,
+                                               uint32_t max_messages) {
+  const Key key{::getpid(), ctx, hash_alg, allow_weak, max_messages};
   bool first = false;
   std::shared_ptr<BatchSigner> s;
   {

@@ -128,10 +128,13 @@ class BatchSigners {
   BatchSigners(const BatchSigners&) = delete;
   BatchSigners& operator=(const BatchSigners&) = delete;
 
-  // The signer for this process, `ctx`, hash algorithm and weak-hash setting (created on first
-  // use; the first one also registers the flush at exit).
+  // The signer for this process, `ctx`, hash algorithm, weak-hash setting and batch size cap
+  // (created on first use; the first one also registers the flush at exit). One signer per cap:
+  // a signer cuts its batches at the cap of the last submit, so queues with different caps
+  // ([signing] batch-limit, profiles, set_batching) must not share one, or a capped queue's
+  // messages could share a larger batch of another queue's.
   std::shared_ptr<BatchSigner> get(const security::SecurityContext* ctx, uint32_t hash_alg,
-                                   bool allow_weak);
+                                   bool allow_weak, uint32_t max_messages);
   // flush() on every signer of this process (ctx null) or of one context. False when one did
   // not finish by `deadline`.
   bool flush(const security::SecurityContext* ctx, std::chrono::steady_clock::time_point deadline);
@@ -140,7 +143,7 @@ class BatchSigners {
   uint64_t messages() const;
 
  private:
-  using Key = std::tuple<pid_t, const security::SecurityContext*, uint32_t, bool>;
+  using Key = std::tuple<pid_t, const security::SecurityContext*, uint32_t, bool, uint32_t>;
   mutable std::mutex mu_;  // leaf lock, registered with the fork locks
   std::map<Key, std::shared_ptr<BatchSigner>> signers_;
 };

@@ -241,7 +241,8 @@ void Queue::send(Outgoing& m, bool in_transaction, Transaction* tx) {
         batchable_hash(m.hash_alg)) {
       security::prepare_envelope(e, *ctx, m.hash_alg, policy_.allow_weak_hash, m.attach_sid);
       Runtime& rt = runtime();
-      auto signer = rt.batch_signers().get(ctx.get(), m.hash_alg, policy_.allow_weak_hash);
+      auto signer = rt.batch_signers().get(ctx.get(), m.hash_alg, policy_.allow_weak_hash,
+                                           signing.batch_max_messages);
       PendingSend p{e,
                     std::move(ctx),
                     transport_,

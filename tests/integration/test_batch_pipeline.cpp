@@ -595,6 +595,23 @@ TEST_F(BatchPipeline, ProfileTurnsBatchingOnAndTheSystemLimitCapsIt) {
   EXPECT_EQ(g_ctl.call_count("C_Sign") - signs, 3) << "4 + 4 + 2";
   EXPECT_EQ(receive_all(queue).size(), 10u);
 
+  // The cap holds when a capped queue and an uncapped one (q, opened before the limit) send
+  // with the same context at the same time: no batch holding a capped message exceeds 4.
+  const std::string capped_queue = new_queue("capped");
+  auto capped2 = plain_sender(capped_queue);
+  for (int i = 0; i < 20; ++i) {
+    Outgoing b = message(ctx, i);
+    capped2->send(b, false);
+    Outgoing a = message(ctx, i);
+    q->send(a, false);  // last: a shared signer would now cut at q's 1000
+  }
+  q->flush();
+  capped2->flush();
+  EXPECT_EQ(receive_all(queue).size(), 20u);
+  const auto capped_got = receive_all(capped_queue);
+  ASSERT_EQ(capped_got.size(), 20u);
+  for (const auto& e : capped_got) EXPECT_LE(e.batch.tree_size, 4u);
+
   // batch-limit = 1: every message signed alone, in the caller, with the profile's settings
   // and with set_batching's.
   mqsec::testing::write_file(conf, original + "[signing]\nbatch-limit = 1\n");
