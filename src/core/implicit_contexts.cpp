@@ -78,10 +78,12 @@ std::shared_ptr<security::SecurityContext> ImplicitContexts::get(std::span<const
   Entry& e = *fresh;
   e.config_path = config_path;
   e.config = FileStamp::of(config_path);
-  e.made = now;
   e.epoch = epoch;
   e.ctx = security::acquire_context(der, &e.profile_file);
   e.profile = FileStamp::of(e.profile_file);
+  // Its age counts from now, not from the lookup: a build slower than max_age (a PIN pad, a
+  // slow token) would otherwise store an entry already too old, and every send would rebuild.
+  e.made = std::chrono::steady_clock::now();
   e.token_generation = e.ctx->token_generation();
   std::shared_ptr<security::SecurityContext> ctx = e.ctx;
   std::shared_ptr<const Entry> replaced;  // released unlocked
