@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "mqsec/error.hpp"
+#include "pkcs11/call_gate.hpp"
 #include "src/abi/guard.hpp"
 #include "src/abi/transaction.hpp"
 
@@ -25,7 +26,13 @@ struct Registry {
   std::unordered_set<const ITransaction*> live;
 };
 Registry& registry() {
-  static Registry* r = new Registry();
+  static Registry* r = [] {
+    auto* made = new Registry();
+    // A leaf lock (look up, insert, erase): a fork while another thread holds it must not
+    // leave the child's next transaction call or Release waiting for ever.
+    pkcs11::register_fork_mutex(made->mu);
+    return made;
+  }();
   return *r;
 }
 

@@ -4,12 +4,13 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <map>
 #include <random>
+#include <span>
 #include <set>
 #include <string>
 
 #include "mqsec/error.hpp"
+#include "pkcs11/call_gate.hpp"
 #include "src/security/log.hpp"
 
 // winerror.h values (include/transact.h has them for applications).
@@ -26,7 +27,13 @@ struct Registry {
   std::set<Transaction*> all;
 };
 Registry& registry() {
-  static Registry* r = new Registry();
+  static Registry* r = [] {
+    auto* made = new Registry();
+    // Held briefly (insert, erase), and at exit around the aborts: a fork while another
+    // thread holds it must not leave the child's next transaction waiting for ever.
+    pkcs11::register_fork_mutex(made->mu);
+    return made;
+  }();
   return *r;
 }
 
@@ -75,34 +82,64 @@ void Transaction::check_usable() {
   }
 }
 
+void Transaction::bind_store_locked(transport::local::Store& store) {
+  if (store_ == nullptr) store_ = &store;
+  if (store_ != &store) {
+    throw Error(MQ_ERROR_TRANSACTION_USAGE,
+                "a transaction spans the queues of one store: this queue is in another (the "
+                "configuration's [store] path changed since the transaction's first queue)");
+  }
+}
+
 void Transaction::add_send(std::shared_ptr<transport::local::LocalQueue> queue, int priority,
                            transport::Bytes envelope) {
   check_usable();
   std::lock_guard lock(mu_);
   if (state_ != State::Active) throw Error(MQ_ERROR_TRANSACTION_USAGE, "the transaction ended");
+  bind_store_locked(queue->store());
   sends_.push_back(Send{std::move(queue), priority, std::move(envelope)});
 }
 
 void Transaction::add_receive(std::shared_ptr<transport::local::LocalQueue> queue,
                               transport::StoredMessage m, transport::Bytes msg_id) {
   std::unique_lock lock(mu_);
-  received_.push_back(Received{std::move(queue), std::move(m), std::move(msg_id)});
-  if (state_ == State::Active && ours()) return;
-  // Ended (by another thread) between the caller's check and this receive: put it back.
-  restore_locked();
+  const bool other_store = store_ != nullptr && store_ != &queue->store();
+  if (state_ == State::Active && ours() && !other_store) {
+    bind_store_locked(queue->store());
+    received_.push_back(Received{std::move(queue), std::move(m), std::move(msg_id)});
+    return;
+  }
+  // Ended (by another thread) between the caller's check and this receive, or a queue of
+  // another store: put the message back in its own queue.
+  const transport::local::Store::Restore back{queue->id(), m.seq,      m.priority,
+                                              m.arrived,   m.envelope, msg_id};
+  try {
+    queue->store().restore_received(std::span(&back, 1));
+  } catch (const std::exception& e) {
+    log(LogLevel::Error, std::string("a message received in a transaction could not be put "
+                                     "back in its queue: ") +
+                             e.what());
+  }
+  if (other_store) bind_store_locked(queue->store());  // throws: the message is back
   throw Error(MQ_ERROR_TRANSACTION_USAGE, "the transaction ended during the receive");
 }
 
 void Transaction::restore_locked() noexcept {
-  // One store transaction per store (every queue of a process is normally in one store).
-  std::map<transport::local::Store*, std::vector<transport::local::Store::Restore>> by_store;
+  if (received_.empty()) return;
+  std::vector<transport::local::Store::Restore> batch;
   try {
     for (const Received& r : received_) {
-      by_store[&r.queue->store()].push_back(
-          transport::local::Store::Restore{r.queue->id(), r.message.seq, r.message.priority,
-                                           r.message.arrived, r.message.envelope, r.msg_id});
+      batch.push_back(transport::local::Store::Restore{r.queue->id(), r.message.seq,
+                                                       r.message.priority, r.message.arrived,
+                                                       r.message.envelope, r.msg_id});
     }
-    for (auto& [store, batch] : by_store) store->restore_received(batch);
+    const size_t back = store_->restore_received(batch);  // one store (bind_store_locked)
+    if (back != batch.size()) {
+      log(LogLevel::Error, "transaction abort: " + std::to_string(batch.size() - back) + " of " +
+                               std::to_string(batch.size()) +
+                               " messages received in it could not be put back (their queue "
+                               "was deleted meanwhile)");
+    }
   } catch (const std::exception& e) {
     log(LogLevel::Error, std::string("transaction abort: messages received in it could not all "
                                      "be put back in their queues: ") +
@@ -116,14 +153,12 @@ HRESULT Transaction::commit() {
   std::lock_guard lock(mu_);
   if (state_ != State::Active) return MQSEC_XACT_E_NOTRANSACTION;
   try {
-    std::map<transport::local::Store*, std::vector<transport::Append>> by_store;
+    std::vector<transport::Append> batch;
     for (Send& s : sends_) {
-      by_store[&s.queue->store()].push_back(
-          transport::Append{s.queue->id(), s.priority, std::move(s.envelope)});
+      batch.push_back(transport::Append{s.queue->id(), s.priority, std::move(s.envelope)});
     }
-    // Every local queue of a process lives in the configured store: one store, one durable
-    // SQLite transaction, all or none.
-    for (auto& [store, batch] : by_store) store->append_batch(batch, /*durable=*/true);
+    // One store (bind_store_locked): one durable SQLite transaction, all or none.
+    if (!batch.empty()) store_->append_batch(batch, /*durable=*/true);
   } catch (const std::exception& e) {
     log(LogLevel::Error,
         std::string("transaction commit failed, the transaction is aborted: ") + e.what());

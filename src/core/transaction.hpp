@@ -75,6 +75,9 @@ class Transaction {
   };
   // Puts the received messages back (newest first does not matter: each has its own seq).
   void restore_locked() noexcept;
+  // A transaction writes one store, so that its commit is one durable SQLite transaction: the
+  // first queue binds it, a queue of another store is MQ_ERROR_TRANSACTION_USAGE.
+  void bind_store_locked(transport::local::Store& store);
 
   std::mutex mu_;
   State state_ = State::Active;
@@ -82,6 +85,7 @@ class Transaction {
   std::array<uint8_t, 16> uow_{};
   std::vector<Send> sends_;
   std::vector<Received> received_;
+  transport::local::Store* store_ = nullptr;  // bound by the first send or receive
 };
 
 }  // namespace mqsec::core
