@@ -2,6 +2,7 @@
 // MQGetMachineProperties) and actions (MQMgmtAction) as a thin adapter over the core's queue
 // administration (src/core/admin.hpp). Values are returned as MSMQ returns them: strings and string
 // arrays allocated, freed by the caller with MQFreeMemory.
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -143,17 +144,15 @@ VARTYPE mgmt_vt(MgmtObject o, PROPID id) {
 }
 
 // Allocated values, freed again when a later one cannot be allocated or the call fails; the
-// caller's variants (all VT_NULL on entry) are then VT_NULL again, so none names freed memory.
+// caller's variants are then as they came (none names freed memory, a caller's own buffer is
+// kept).
 class Allocations {
  public:
-  explicit Allocations(MQPROPVARIANT* vars, DWORD n) : vars_(vars), n_(n) {}
+  explicit Allocations(MQPROPVARIANT* vars, DWORD n) : vars_(vars), original_(vars, vars + n) {}
   ~Allocations() {
     if (keep_) return;
     for (void* p : blocks_) std::free(p);
-    for (DWORD i = 0; i < n_; ++i) {
-      vars_[i] = MQPROPVARIANT{};
-      vars_[i].vt = VT_NULL;
-    }
+    std::copy(original_.begin(), original_.end(), vars_);
   }
   WCHAR* text(const std::string& s) {
     WCHAR* w = abi::allocated_wide(s);
@@ -175,7 +174,7 @@ class Allocations {
  private:
   std::vector<void*> blocks_;
   MQPROPVARIANT* vars_;
-  DWORD n_;
+  std::vector<MQPROPVARIANT> original_;
   bool keep_ = false;
 };
 
