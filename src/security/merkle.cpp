@@ -17,8 +17,10 @@ constexpr uint8_t kNodePrefix = 0x01;
 // provider store's lock); with a fetched one it does not. Fetched once per algorithm and kept
 // for the life of the process; `md` itself when fetching fails (or for another algorithm).
 const EVP_MD* fetched(const EVP_MD* md) {
-  // Function-local statics, not a mutex of our own: a fork while another thread fetches cannot
-  // leave the child a lock held for ever (the fork handlers do not know this one).
+  // Function-local statics: after the first use per algorithm no lock is taken at all. A fork
+  // during that first fetch in another thread can still leave the child waiting on the
+  // static's init guard (or OpenSSL's provider lock) when it first hashes with that algorithm;
+  // the window is one fetch per algorithm and process, not every hash.
   auto fetch = [](const EVP_MD* legacy) -> const EVP_MD* {
     EVP_MD* f = EVP_MD_fetch(nullptr, EVP_MD_get0_name(legacy), nullptr);
     return f != nullptr ? f : legacy;  // never freed: a signer thread may still hash at exit
