@@ -100,19 +100,14 @@ void take_fork_locks() {
   g_fork_locks_mu.lock();
   adopt_pending_locked();
   for (const auto& l : fork_locks()) l.lock(l.key);
-  // Held to the end of the fork too (a registration only appends, never waiting for another
-  // lock): the child never inherits the pending list half-updated. Entries registered since
-  // the adoption above stay pending, neither locked nor released by this fork.
-  g_pending_mu.lock();
 }
 void release_fork_locks(bool child) {
   auto& v = fork_locks();
   for (auto it = v.rbegin(); it != v.rend(); ++it) (child ? it->reset : it->unlock)(it->key);
   if (child) {
-    new (&g_pending_mu) std::mutex();
     new (&g_fork_locks_mu) std::mutex();
+    new (&g_pending_mu) std::mutex();  // another thread may have held it at the fork
   } else {
-    g_pending_mu.unlock();
     g_fork_locks_mu.unlock();
   }
 }
