@@ -223,6 +223,8 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
     throw Error(MQ_ERROR_ILLEGAL_CURSOR_ACTION, "MQ_ACTION_PEEK_NEXT needs a cursor");
   }
   q->check_receive_access(act);
+  // MQ_SINGLE_MESSAGE receives one message of a transactional queue, as its own transaction.
+  if (t.single && act == core::Action::Receive) q->check_transactional_queue();
   if (props != nullptr) abi::check_receive(props);
   std::optional<std::chrono::milliseconds> wait;
   if (timeout != INFINITE) wait = std::chrono::milliseconds(timeout);
@@ -277,6 +279,7 @@ HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, 
     throw Error(MQ_ERROR_INVALID_PARAMETER, "FIRST and LAST take the lookup id 0");
   }
   q->check_receive_access(l.take ? core::Action::Receive : core::Action::PeekCurrent);
+  if (t.single && l.take) q->check_transactional_queue();  // as in receive_message
   if (props != nullptr) abi::check_receive(props);
   auto run = [q, l, t, fill = Filler(props)](std::stop_token) mutable {
     return fill.run([&] { return q->receive_by_lookup_id(l, std::ref(fill), t.tx.get()); });
