@@ -1,5 +1,6 @@
 #include "src/core/locate.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -91,6 +92,19 @@ MachineGuid guid_of_public_format(std::string_view format) {
   g.data3 = static_cast<uint16_t>(b[6] << 8 | b[7]);
   for (int i = 0; i < 8; ++i) g.data4[i] = b[8 + i];
   return g;
+}
+
+bool is_public_path(std::string_view path) {
+  const size_t slash = path.find('\\');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == path.size()) return false;
+  const std::string_view host = path.substr(0, slash);
+  const std::string_view name = path.substr(slash + 1);
+  const bool host_ok = std::all_of(host.begin(), host.end(), [](unsigned char c) {
+    return std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_';
+  });
+  return host_ok && name.size() <= MQ_MAX_Q_NAME_LEN &&
+         name.find_first_of("\\/$") == std::string_view::npos &&
+         std::none_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20; });
 }
 
 }  // namespace mqsec::core

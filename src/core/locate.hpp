@@ -48,4 +48,9 @@ bool is_public_format(std::string_view format);
 // when the rest is not a GUID (also for MSMQ's suffixes: ";JOURNAL", ";XACTONLY").
 MachineGuid guid_of_public_format(std::string_view format);
 
+// Whether `path` is a public queue's path name, "<machine>\<name>" (no "private$\"): MSMQ keeps
+// those in Active Directory, which mqsec does not have (MQ_ERROR_UNSUPPORTED_OPERATION, as on a
+// workgroup computer). Any other malformed path is not one.
+bool is_public_path(std::string_view path);
+
 }  // namespace mqsec::core

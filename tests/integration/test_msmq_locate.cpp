@@ -411,6 +411,24 @@ TEST(Locate, FormatNamesWithoutADirectory) {
   }
   EXPECT_HR(MQ_ERROR_QUEUE_NOT_FOUND, MQOpenQueue(L"PUBLIC=01234567-89ab-cdef-0123-456789abcdef",
                                                   MQ_SEND_ACCESS, MQ_DENY_NONE, &h));
+  // Public queues' path names ("<machine>\\<name>") need the directory: MSMQ's workgroup
+  // answer, both to create one and to ask for its format name; other bad paths stay illegal.
+  for (const wchar_t* path : {L".\\pubq", L"localhost\\pubq", L"otherhost\\pubq"}) {
+    Props p;
+    p.wstr(PROPID_Q_PATHNAME, path);
+    len = 64;
+    EXPECT_HR(MQ_ERROR_UNSUPPORTED_OPERATION, MQCreateQueue(nullptr, p.queue(), buf, &len));
+    len = 64;
+    EXPECT_HR(MQ_ERROR_UNSUPPORTED_OPERATION, MQPathNameToFormatName(path, buf, &len));
+  }
+  for (const wchar_t* path : {L".\\pub\\q", L".\\", L"my host\\pubq", L".\\private$"}) {
+    Props p;
+    p.wstr(PROPID_Q_PATHNAME, path);
+    len = 64;
+    EXPECT_HR(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME, MQCreateQueue(nullptr, p.queue(), buf, &len));
+    len = 64;
+    EXPECT_HR(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME, MQPathNameToFormatName(path, buf, &len));
+  }
   // MQADsPathToFormatName: no Active Directory, MSMQ's workgroup answer.
   len = 64;
   EXPECT_HR(MQ_ERROR_UNSUPPORTED_OPERATION,
