@@ -70,8 +70,8 @@ MQPROPERTYRESTRICTION type_is(GUID* type) {
   return r;
 }
 
-// Runs a whole query and returns the column values as strings (labels, or quotas as numbers),
-// one row per queue; checks the paging contract on the way (cProps a multiple of the columns).
+// Runs a whole query with the label as its one column, `page_rows` queues per MQLocateNext, and
+// returns the labels in the order the query gave them.
 std::vector<std::wstring> labels_of(MQRESTRICTION* res, MQSORTSET* sort, DWORD page_rows = 1) {
   PROPID cols[] = {PROPID_Q_LABEL};
   MQCOLUMNSET cs{1, cols};
