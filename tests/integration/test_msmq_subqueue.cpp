@@ -410,6 +410,41 @@ TEST(Subqueues, MarkMessageRejectedNacksTheSenderAtCommit) {
   EXPECT_HR(MQ_OK, MQDeleteQueue(admin.c_str()));
 }
 
+TEST(Subqueues, ReceiveInATransactionAndMarkRejectedOnASubqueue) {
+  const std::wstring q = make_queue(L"subtx", /*transactional=*/true);
+  const std::wstring admin = make_queue(L"subadmin");
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE t = open_queue(q + L";poison", MQ_MOVE_ACCESS);
+  QUEUEHANDLE tr = open_queue(q + L";poison", MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE ar = open_queue(admin, MQ_RECEIVE_ACCESS);
+  ASSERT_HR(MQ_OK,
+            send(s, {"poisoned", admin, MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE}, MQ_SINGLE_MESSAGE));
+  const ULONGLONG id = peek(r).lookup_id;
+  ASSERT_HR(MQ_OK, MQMoveMessage(r, t, id, MQ_SINGLE_MESSAGE));
+  // A transaction's receive from the subqueue is put back there at abort.
+  ITransaction* tx = begin();
+  EXPECT_EQ(receive(tr, MQ_ACTION_RECEIVE, tx).body, "poisoned");
+  EXPECT_HR(S_OK, tx->Abort(nullptr, FALSE, FALSE));
+  tx->Release();
+  EXPECT_EQ(peek(tr).lookup_id, id);
+  // Received again, marked rejected through the subqueue's handle, committed: NACKed.
+  tx = begin();
+  EXPECT_EQ(receive(tr, MQ_ACTION_RECEIVE, tx).lookup_id, id);
+  EXPECT_HR(MQ_ERROR_MESSAGE_NOT_FOUND, MQMarkMessageRejected(r, id));  // not the main queue's
+  EXPECT_HR(MQ_OK, MQMarkMessageRejected(tr, id));
+  EXPECT_HR(S_OK, tx->Commit(FALSE, 0, 0));
+  tx->Release();
+  Got nack = receive(ar);
+  ASSERT_HR(MQ_OK, nack.hr);
+  EXPECT_EQ(nack.msg_class, MQMSG_CLASS_NACK_RECEIVE_REJECTED);
+  EXPECT_EQ(nack.body, "poisoned");
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, peek(tr).hr);
+  for (QUEUEHANDLE h : {s, r, t, tr, ar}) EXPECT_HR(MQ_OK, MQCloseQueue(h));
+  EXPECT_HR(MQ_OK, MQDeleteQueue(q.c_str()));
+  EXPECT_HR(MQ_OK, MQDeleteQueue(admin.c_str()));
+}
+
 TEST(Quotas, AMessageOverTheQuotaIsNackedAndNotStoredAndSetPropertiesTakesEffect) {
   const std::wstring q = make_queue(L"quota");
   const std::wstring admin = make_queue(L"qadmin");
