@@ -206,6 +206,27 @@ TEST(Subqueues, SiblingsCursorsLookupsAndHandleFormatName) {
   ASSERT_HR(MQ_OK, MQHandleToFormatName(ar, buf, &len));
   const std::wstring f(buf);
   EXPECT_NE(f.find(L";a"), std::wstring::npos) << std::string(f.begin(), f.end());
+  // Subqueues are not listed among the machine's private queues; their queue is.
+  {
+    PROPID id = PROPID_MGMT_MSMQ_PRIVATEQ;
+    MQPROPVARIANT v{};
+    v.vt = VT_NULL;
+    MQMGMTPROPS mp{1, &id, &v, nullptr};
+    ASSERT_HR(MQ_OK, MQMgmtGetInfo(nullptr, MO_MACHINE_TOKEN, &mp));
+    ASSERT_EQ(v.vt, VT_LPWSTR | VT_VECTOR);
+    const std::wstring name = q.substr(q.rfind(L'\\') + 1);
+    int main_listed = 0;
+    for (ULONG i = 0; i < v.calpwstr.cElems; ++i) {
+      const std::wstring path = v.calpwstr.pElems[i];
+      EXPECT_EQ(path.find(L';'), std::wstring::npos) << std::string(path.begin(), path.end());
+      if (path.size() > name.size() &&
+          path.compare(path.size() - name.size(), name.size(), name) == 0)
+        ++main_listed;
+      MQFreeMemory(v.calpwstr.pElems[i]);
+    }
+    MQFreeMemory(v.calpwstr.pElems);
+    EXPECT_EQ(main_listed, 1);
+  }
   // MQPurgeQueue of a subqueue empties it alone.
   EXPECT_HR(MQ_OK, MQPurgeQueue(ar));
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, peek(ar).hr);
