@@ -1002,6 +1002,10 @@ HRESULT APIENTRY MQHandleToFormatName(QUEUEHANDLE hQueue, LPWSTR lpwcsFormatName
 HRESULT APIENTRY MQGetQueueProperties(LPCWSTR lpwcsFormatName, MQQUEUEPROPS* pQueueProps);
 HRESULT APIENTRY MQSetQueueProperties(LPCWSTR lpwcsFormatName, MQQUEUEPROPS* pQueueProps);
 HRESULT APIENTRY MQPurgeQueue(QUEUEHANDLE hQueue);
+/* Subqueues ("DIRECT=OS:.\private$\q;sub"), MSMQ 4.0 (docs/msmq-api.md). */
+HRESULT APIENTRY MQMoveMessage(QUEUEHANDLE hSourceQueue, QUEUEHANDLE hDestinationQueue,
+                               ULONGLONG ullLookupId, ITransaction* pTransaction);
+HRESULT APIENTRY MQMarkMessageRejected(QUEUEHANDLE hQueue, ULONGLONG ullLookupId);
 /* An internal transaction (include/transact.h declares ITransaction; docs/msmq-api.md). */
 HRESULT APIENTRY MQBeginTransaction(ITransaction** ppTransaction);
 HRESULT APIENTRY MQPathNameToFormatName(LPCWSTR lpwcsPathName, LPWSTR lpwcsFormatName,

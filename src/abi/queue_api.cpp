@@ -16,6 +16,7 @@
 #include "src/core/locate.hpp"
 #include "src/core/queue.hpp"
 #include "src/core/runtime.hpp"
+#include "src/core/subqueue.hpp"
 
 namespace {
 
@@ -143,9 +144,10 @@ HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) 
   *out = nullptr;
   if (access != MQ_RECEIVE_ACCESS && access != MQ_SEND_ACCESS && access != MQ_PEEK_ACCESS &&
       access != (MQ_RECEIVE_ACCESS | MQ_ADMIN_ACCESS) &&
-      access != (MQ_PEEK_ACCESS | MQ_ADMIN_ACCESS)) {
+      access != (MQ_PEEK_ACCESS | MQ_ADMIN_ACCESS) && access != MQ_MOVE_ACCESS) {
     throw Error(MQ_ERROR_INVALID_PARAMETER,
-                "dwAccess must be MQ_RECEIVE_ACCESS, MQ_SEND_ACCESS or MQ_PEEK_ACCESS");
+                "dwAccess must be MQ_RECEIVE_ACCESS, MQ_SEND_ACCESS, MQ_PEEK_ACCESS or "
+                "MQ_MOVE_ACCESS");
   }
   if (share != MQ_DENY_NONE && share != MQ_DENY_RECEIVE_SHARE) {
     throw Error(MQ_ERROR_INVALID_PARAMETER,
@@ -159,6 +161,7 @@ HRESULT open_queue(LPCWSTR format, DWORD access, DWORD share, QUEUEHANDLE* out) 
   a.send = (access & MQ_SEND_ACCESS) != 0;
   a.peek = (access & MQ_PEEK_ACCESS) != 0;
   a.receive = (access & MQ_RECEIVE_ACCESS) != 0;
+  a.move = access == MQ_MOVE_ACCESS;
   auto q = core::Queue::open(d, a, share == MQ_DENY_RECEIVE_SHARE);
   uint32_t h = queues().insert(std::move(q));
   if (h == 0) throw Error(MQ_ERROR_INSUFFICIENT_RESOURCES, "too many open queues");
@@ -462,4 +465,26 @@ MQSEC_EXPORT VOID APIENTRY MQFreeMemory(PVOID pvMemory) {
   // mqsec never hands out memory the caller must free; MSMQ's contract is that what its
   // functions allocate goes back here, so this frees malloc'ed memory.
   std::free(pvMemory);
+}
+
+// Subqueues (src/core/subqueue.hpp).
+MQSEC_EXPORT HRESULT APIENTRY MQMoveMessage(QUEUEHANDLE hSourceQueue, QUEUEHANDLE hDestinationQueue,
+                                            ULONGLONG ullLookupId, ITransaction* pTransaction) {
+  return abi::guard("MQMoveMessage", [&]() -> HRESULT {
+    auto from = lookup(queues(), hSourceQueue, kQueueTag);
+    auto to = lookup(queues(), hDestinationQueue, kQueueTag);
+    if (!from || !to) return MQ_ERROR_INVALID_HANDLE;
+    const abi::TransactionArg t = abi::transaction_arg(pTransaction);
+    core::move_message(*from, *to, ullLookupId, t.single, t.tx.get());
+    return MQ_OK;
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQMarkMessageRejected(QUEUEHANDLE hQueue, ULONGLONG ullLookupId) {
+  return abi::guard("MQMarkMessageRejected", [&]() -> HRESULT {
+    auto q = lookup(queues(), hQueue, kQueueTag);
+    if (!q) return MQ_ERROR_INVALID_HANDLE;
+    core::mark_message_rejected(*q, ullLookupId);
+    return MQ_OK;
+  });
 }

@@ -5,6 +5,7 @@
 
 #include "mqsec/error.hpp"
 #include "src/core/runtime.hpp"
+#include "src/core/subqueue.hpp"
 #include "src/security/openssl.hpp"
 
 namespace mqsec::core {
@@ -20,9 +21,23 @@ void local_only(const Destination& d) {
                     "' is on another machine; only queues of this machine are administered here");
   }
 }
+// A subqueue ("<queue>;<sub>", subqueue.hpp) is not administered on its own: it has no
+// properties of its own and goes with its queue.
+void not_subqueue(const Destination& d) {
+  if (is_subqueue(d.queue)) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "'" + d.queue +
+                    "' is a subqueue: it has no properties of its own and is deleted "
+                    "with its queue");
+  }
+}
 }  // namespace
 
 std::string create_queue(const std::filesystem::path& store_dir, const transport::QueueInfo& q) {
+  if (is_subqueue(q.name)) {
+    throw Error(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME,
+                "queue name '" + q.name + "' has a ';' (it separates a queue from its subqueue)");
+  }
   std::string format = format_name_of(q.name);
   store(store_dir).create_queue(q);
   return format;
@@ -30,6 +45,7 @@ std::string create_queue(const std::filesystem::path& store_dir, const transport
 
 void delete_queue(const std::filesystem::path& store_dir, const Destination& d) {
   local_only(d);
+  not_subqueue(d);
   runtime().stores().flush_express();
   store(store_dir).delete_queue(d.queue);
 }
@@ -37,12 +53,14 @@ void delete_queue(const std::filesystem::path& store_dir, const Destination& d) 
 std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& store_dir,
                                                const Destination& d) {
   local_only(d);
+  not_subqueue(d);
   return store(store_dir).find_queue(d.queue);
 }
 
 void update_queue(const std::filesystem::path& store_dir, const Destination& d,
                   const transport::QueueInfo& before, transport::QueueInfo q) {
   local_only(d);
+  not_subqueue(d);
   q.modified = 0;  // now
   store(store_dir).update_queue(before, q);
 }

@@ -10,6 +10,7 @@
 #include "mqsec/error.hpp"
 #include "src/core/destination.hpp"
 #include "src/core/runtime.hpp"
+#include "src/core/subqueue.hpp"
 #include "src/core/text.hpp"
 #include "src/security/openssl.hpp"
 #include "src/security/log.hpp"
@@ -98,7 +99,8 @@ amqp::Disposition Arrivals::deliver(const amqp::InboundMessage& m) {
                            printable(m.source_machine) + "' for queue '" +
                            printable(name.empty() ? m.queue : name) + "'";
   try {
-    std::shared_ptr<const Target> t = name.empty() ? nullptr : target(name);
+    // A subqueue takes messages only through MQMoveMessage (subqueue.hpp): none arrives there.
+    std::shared_ptr<const Target> t = name.empty() || is_subqueue(name) ? nullptr : target(name);
     if (!t) {
       // No such queue here: recorded under the name the sender used, NACKed as MSMQ does.
       std::optional<security::Envelope> e;

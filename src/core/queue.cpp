@@ -16,6 +16,7 @@
 #include "mqsec/error.hpp"
 #include "src/core/remote_read.hpp"
 #include "src/core/runtime.hpp"
+#include "src/core/subqueue.hpp"
 #include "src/core/text.hpp"
 #include "src/core/transaction.hpp"
 #include "src/security/context.hpp"
@@ -97,11 +98,40 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
                 "MQ_DENY_RECEIVE_SHARE is not supported for a queue of another machine ('" +
                     d.queue + "' on '" + d.machine + "', remote read); open it with MQ_DENY_NONE");
   }
+  const bool sub = is_subqueue(d.queue);
+  if (sub) {
+    check_subqueue_name(d.queue);
+    if (d.remote() || access.send) {
+      throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                  "subqueue '" + d.queue + "': " +
+                      (d.remote() ? "only subqueues of this machine's queues can be opened"
+                                  : "a subqueue cannot be opened for sending (messages get "
+                                    "there only through MQMoveMessage)"));
+    }
+  }
+  if (access.move && d.remote()) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "MQ_MOVE_ACCESS: queue '" + d.queue + "' is on another machine");
+  }
   Runtime& rt = runtime();
   auto cfg = rt.config();
   std::shared_ptr<Queue> q(new Queue());
   transport::QueueInfo named;
-  if (remote_read) {
+  int64_t own_id = 0;  // the store row the handle reads (a subqueue's own)
+  if (sub) {
+    Destination main = d;
+    main.queue = main_queue_of(d.queue);
+    auto resolved = rt.resolve(main, cfg.store_path);
+    if (!resolved) {
+      throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + main.queue + "' does not exist");
+    }
+    named = std::move(resolved->info);
+    const transport::QueueInfo row =
+        ensure_subqueue(rt.stores().store_at(cfg.store_path), named, d.queue);
+    own_id = row.id;
+    q->transport_ = std::make_shared<transport::local::LocalQueue>(rt.stores(), cfg.store_path,
+                                                                   row.name, row.id);
+  } else if (remote_read) {
     RemoteRead r = open_remote_read(cfg, d, access.receive);
     named = std::move(r.info);
     q->transport_ = std::move(r.transport);
@@ -112,17 +142,18 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
     named = std::move(resolved->info);
     q->transport_ = std::move(resolved->transport);
   }
-  const int64_t id = named.id;
+  const int64_t id = sub ? own_id : named.id;
   q->transactional_ = !d.remote() && named.transactional;
   q->remote_dest_ = d.remote();
   if (!remote_read && !d.remote()) {
     q->local_ = std::dynamic_pointer_cast<transport::local::LocalQueue>(q->transport_);
   }
   q->name_ = d.queue;
+  q->verify_name_ = main_queue_of(d.queue);
   q->dest_queue_ = utf8_to_utf16(format_name_of(d));
   q->access_ = access;
   // Only receivers verify: a sender needs no anchors (and must not fail when they are missing).
-  named.name = d.queue;
+  named.name = q->verify_name_;
   q->policy_ = queue_policy(cfg, named, access.receive || access.peek);
   q->source_machine_ = utf8_to_utf16(q->policy_.machine);
   if (access.send) {
@@ -227,6 +258,7 @@ void Queue::send(Outgoing& m, bool in_transaction, Transaction* tx) {
   e.source_machine = source_machine_;
   e.dest_queue = dest_queue_;
   const bool express = e.delivery == MQMSG_DELIVERY_EXPRESS && !in_transaction;
+  if (local_ && !remote_dest_ && over_quota(e)) return;
   if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
     bool implicit = false;
     auto ctx = context_for(m, &implicit);
@@ -272,6 +304,25 @@ void Queue::send(Outgoing& m, bool in_transaction, Transaction* tx) {
   }
   transport_->send(e.priority, security::encode(e),
                    express ? transport::Delivery::Express : transport::Delivery::Recoverable);
+}
+
+// PROPID_Q_QUOTA, as MSMQ enforces it on arrival: a message that would take the queue's stored
+// bytes over its quota is not stored; the sender's MQSendMessage succeeds (the message was
+// accepted for delivery) and, when it asked for negative arrival acknowledgments, its admin
+// queue gets MQMSG_CLASS_NACK_Q_EXCEED_QUOTA. Measured with the envelope as it is before
+// signing (the signature, certificate and audit path come on top). The quota is read at each
+// send, so MQSetQueueProperties takes effect on open handles.
+bool Queue::over_quota(const security::Envelope& e) {
+  if (!local_->store().quota_room(local_->id())) return false;  // INFINITE: the usual case
+  transport_->flush();  // this process's express messages count
+  const std::optional<uint64_t> room = local_->store().quota_room(local_->id());
+  if (!room) return false;
+  const transport::Bytes bytes = security::encode(e);
+  if (bytes.size() <= *room) return false;
+  reject_message(*transport_, "message to queue '" + name_ + "'", policy_, bytes, &e,
+                 {"quota", "queue '" + name_ + "' is over its quota (PROPID_Q_QUOTA)"},
+                 MQMSG_CLASS_NACK_Q_EXCEED_QUOTA);
+  return true;
 }
 
 // Rejects a message that failed the checks: out of the queue, into the audit record, and a NACK
@@ -380,7 +431,7 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
 std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take,
                                     const Deliver& deliver, Transaction* tx) {
   Checked c =
-      check_message(policy_, name_, m.priority, m.envelope,
+      check_message(policy_, verify_name_, m.priority, m.envelope,
                     [this](std::span<const uint8_t> id) { return transport_->was_delivered(id); });
   if (!c.ok()) {
     reject(m, c.envelope ? &*c.envelope : nullptr, *c.refusal);

@@ -35,11 +35,13 @@ class LocalQueue;
 
 namespace mqsec::core {
 
-// What a queue is opened for (MQ_SEND_ACCESS, MQ_PEEK_ACCESS, MQ_RECEIVE_ACCESS).
+// What a queue is opened for (MQ_SEND_ACCESS, MQ_PEEK_ACCESS, MQ_RECEIVE_ACCESS,
+// MQ_MOVE_ACCESS: the target of MQMoveMessage, subqueue.hpp).
 struct Access {
   bool send = false;
   bool peek = false;
   bool receive = false;
+  bool move = false;
 };
 
 // MQ_ACTION_RECEIVE, MQ_ACTION_PEEK_CURRENT, MQ_ACTION_PEEK_NEXT.
@@ -130,6 +132,13 @@ class Queue {
   void send(Outgoing& m, bool in_transaction, Transaction* tx = nullptr);
   // PROPID_Q_TRANSACTION of the queue (false for a queue of another machine sent to).
   bool transactional() const noexcept { return transactional_; }
+  // Subqueues (subqueue.hpp): what the queue was opened for, its queue of this machine's store
+  // (null for a queue of another machine), and the policy its messages are checked with.
+  const Access& access() const noexcept { return access_; }
+  const std::shared_ptr<transport::local::LocalQueue>& local() const noexcept {
+    return remote_machine_.empty() ? local_ : no_local_;
+  }
+  const QueuePolicy& policy() const noexcept { return policy_; }
 
   // Offered each message that passes verification; returns MQ_OK or MQ_INFORMATION_PROPERTY
   // to take it (or leave it, for peeks), or a failure (a buffer too small, say) to leave it in
@@ -170,6 +179,8 @@ class Queue {
   // batch signing when `batches`, then commits its express messages.
   void store_pending(bool batches);
   Queue() = default;
+  // PROPID_Q_QUOTA on send (queue.cpp): true when `e` was refused (recorded, NACKed).
+  bool over_quota(const security::Envelope& e);
   void reject(const transport::StoredMessage& m, const security::Envelope* e,
               const Refusal& refusal, bool removed = false);
   // Verifies `m` and offers it to `deliver`, taking it when `take`. nullopt: the message is
@@ -190,6 +201,9 @@ class Queue {
   bool transactional_ = false;
   bool remote_dest_ = false;
   std::shared_ptr<transport::local::LocalQueue> local_;
+  std::shared_ptr<transport::local::LocalQueue> no_local_;  // local() of a remote queue
+  // The queue a message's signed destination must name: name_, or a subqueue's main queue.
+  std::string verify_name_;
   // What receives from this queue demand (system config and the queue's own settings, read
   // when the queue was opened).
   QueuePolicy policy_;

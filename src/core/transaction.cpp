@@ -11,6 +11,8 @@
 
 #include "mqsec/error.hpp"
 #include "pkcs11/call_gate.hpp"
+#include "src/core/verification.hpp"
+#include "src/security/envelope.hpp"
 #include "src/security/log.hpp"
 
 // winerror.h values (include/transact.h has them for applications).
@@ -106,7 +108,11 @@ void Transaction::add_receive(std::shared_ptr<transport::local::LocalQueue> queu
   const bool other_store = store_ != nullptr && store_ != &queue->store();
   if (state_ == State::Active && ours() && !other_store) {
     bind_store_locked(queue->store());
-    received_.push_back(Received{std::move(queue), std::move(m), std::move(msg_id)});
+    Received r;
+    r.queue = std::move(queue);
+    r.message = std::move(m);
+    r.msg_id = std::move(msg_id);
+    received_.push_back(std::move(r));
     return;
   }
   // Ended (by another thread) between the caller's check and this receive, or a queue of
@@ -122,6 +128,89 @@ void Transaction::add_receive(std::shared_ptr<transport::local::LocalQueue> queu
   }
   if (other_store) bind_store_locked(queue->store());  // throws: the message is back
   throw Error(MQ_ERROR_TRANSACTION_USAGE, "the transaction ended during the receive");
+}
+
+void Transaction::add_move(std::shared_ptr<transport::local::LocalQueue> from,
+                           std::shared_ptr<transport::local::LocalQueue> to,
+                           transport::StoredMessage m) {
+  std::unique_lock lock(mu_);
+  const bool other_store = store_ != nullptr && store_ != &from->store();
+  if (state_ == State::Active && ours() && !other_store) {
+    bind_store_locked(from->store());
+    Received r;
+    r.queue = std::move(from);
+    r.message = std::move(m);
+    r.move_to = std::move(to);
+    received_.push_back(std::move(r));
+    return;
+  }
+  const transport::local::Store::Restore back{from->id(), m.seq,      m.priority,
+                                              m.arrived,  m.envelope, {}};
+  try {
+    from->store().restore_received(std::span(&back, 1));
+  } catch (const std::exception& e) {
+    log(LogLevel::Error, std::string("a message moved in a transaction could not be put "
+                                     "back in its queue: ") +
+                             e.what());
+  }
+  if (other_store) bind_store_locked(from->store());  // throws: the message is back
+  throw Error(MQ_ERROR_TRANSACTION_USAGE, "the transaction ended during the move");
+}
+
+bool Transaction::mark_rejected(transport::local::Store& store, int64_t queue_id, int64_t seq,
+                                const std::filesystem::path& store_dir,
+                                const std::string& machine) {
+  Registry& reg = registry();
+  std::lock_guard rlock(reg.mu);
+  for (Transaction* t : reg.all) {
+    if (!t->ours()) continue;
+    std::lock_guard lock(t->mu_);
+    if (t->state_ != State::Active || t->store_ != &store) continue;
+    for (Received& r : t->received_) {
+      if (r.move_to || r.queue->id() != queue_id || r.message.seq != seq) continue;
+      r.rejected = true;
+      r.nack_store = store_dir;
+      r.nack_machine = machine;
+      return true;
+    }
+  }
+  return false;
+}
+
+void Transaction::finish_moves_locked() noexcept {
+  for (const Received& r : received_) {
+    if (!r.move_to) continue;
+    try {
+      const transport::local::Store::Restore into{r.move_to->id(),    r.message.seq,
+                                                  r.message.priority, r.message.arrived,
+                                                  r.message.envelope, {}};
+      if (store_->restore_received(std::span(&into, 1)) == 1) continue;
+      // The target is gone (its queue was deleted meanwhile): back where it came from.
+      const transport::local::Store::Restore back{r.queue->id(),      r.message.seq,
+                                                  r.message.priority, r.message.arrived,
+                                                  r.message.envelope, {}};
+      if (store_->restore_received(std::span(&back, 1)) == 1) continue;
+      log(LogLevel::Error, "transaction commit: message " + std::to_string(r.message.seq) +
+                               " moved in it was lost: its queue was deleted meanwhile");
+    } catch (const std::exception& e) {
+      log(LogLevel::Error, "transaction commit: message " + std::to_string(r.message.seq) +
+                               " moved in it could not be stored: " + e.what());
+    }
+  }
+}
+
+void Transaction::send_rejection_nacks(const std::vector<Received>& done) noexcept {
+  for (const Received& r : done) {
+    if (!r.rejected) continue;
+    try {
+      const security::Envelope e = security::decode(r.message.envelope);
+      if (!(e.acknowledge & MQMSG_ACKNOWLEDGMENT_NEG_RECEIVE) || e.admin_queue.empty()) continue;
+      send_nack(e, MQMSG_CLASS_NACK_RECEIVE_REJECTED, r.nack_store, r.nack_machine);
+    } catch (const std::exception& ex) {
+      log(LogLevel::Warning,
+          std::string("could not send the NACK of a message marked rejected: ") + ex.what());
+    }
+  }
 }
 
 void Transaction::restore_locked() noexcept {
@@ -167,9 +256,12 @@ HRESULT Transaction::commit() {
     state_ = State::Aborted;
     return MQSEC_XACT_E_ABORTED;
   }
+  finish_moves_locked();
+  std::vector<Received> done = std::move(received_);
   sends_.clear();
   received_.clear();
   state_ = State::Committed;
+  send_rejection_nacks(done);
   return MQ_OK;
 }
 

@@ -14,6 +14,8 @@
 
 #include <array>
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -51,6 +53,17 @@ class Transaction {
   void add_receive(std::shared_ptr<transport::local::LocalQueue> queue, transport::StoredMessage m,
                    transport::Bytes msg_id);
 
+  // MQMoveMessage in the transaction: message m, already out of `from`, enters `to` (same seq)
+  // at commit, or goes back into `from` at abort.
+  void add_move(std::shared_ptr<transport::local::LocalQueue> from,
+                std::shared_ptr<transport::local::LocalQueue> to, transport::StoredMessage m);
+  // MQMarkMessageRejected: marks message `seq` of queue `queue_id` of `store` if an active
+  // transaction of this process received it; at that transaction's commit its sender gets a
+  // NACK (MQMSG_CLASS_NACK_RECEIVE_REJECTED, from `machine`, admin queue resolved in
+  // `store_dir`) when it asked for negative receive acknowledgments. False: no such message.
+  static bool mark_rejected(transport::local::Store& store, int64_t queue_id, int64_t seq,
+                            const std::filesystem::path& store_dir, const std::string& machine);
+
   // ITransaction::Commit: S_OK; XACT_E_NOTRANSACTION when it is not active (or not ours);
   // XACT_E_ABORTED when the sends could not be written (a queue deleted meanwhile, a storage
   // error): the transaction is aborted then (received messages put back).
@@ -72,7 +85,15 @@ class Transaction {
     std::shared_ptr<transport::local::LocalQueue> queue;
     transport::StoredMessage message;
     transport::Bytes msg_id;
+    std::shared_ptr<transport::local::LocalQueue> move_to;  // MQMoveMessage's target
+    bool rejected = false;                                  // MQMarkMessageRejected
+    std::filesystem::path nack_store;                       // where its NACK is resolved
+    std::string nack_machine;                               // and from which machine
   };
+  // At commit, after the store's commit: the moves' messages into their targets, the NACKs of
+  // messages marked rejected.
+  void finish_moves_locked() noexcept;
+  void send_rejection_nacks(const std::vector<Received>& done) noexcept;
   // Puts the received messages back (newest first does not matter: each has its own seq).
   void restore_locked() noexcept;
   // A transaction writes one store, so that its commit is one durable SQLite transaction: the

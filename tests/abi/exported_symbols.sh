@@ -20,7 +20,8 @@ for required in MQGetSecurityContextEx MQGetSecurityContext MQFreeSecurityContex
     MQReceiveMessageByLookupId MQCreateCursor MQCloseCursor MQFreeMemory MQGetQueueProperties \
     MQSetQueueProperties MQPurgeQueue MQGetPrivateComputerInformation MQMgmtGetInfo \
     MQGetOverlappedResult MQGetMachineProperties MQMgmtAction MQBeginTransaction \
-    MQLocateBegin MQLocateNext MQLocateEnd MQInstanceToFormatName MQADsPathToFormatName; do
+    MQLocateBegin MQLocateNext MQLocateEnd MQInstanceToFormatName MQADsPathToFormatName \
+    MQMoveMessage MQMarkMessageRejected; do
   if ! printf '%s\n' "$names" | grep -qx "$required"; then
     echo "libmqrt does not export $required" >&2
     status=1

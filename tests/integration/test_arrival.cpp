@@ -340,6 +340,26 @@ TEST_F(Arrival, MissingQueueIsRejectedAndNackedAsBadDestinationQueue) {
   EXPECT_EQ(nacks[0].correlation_id, e.msg_id);
 }
 
+TEST_F(Arrival, MessageForASubqueueIsRejectedAsBadDestinationQueue) {
+  auto sub = open("inbox;held");  // the subqueue exists (created at its first opening)
+  Envelope e = message("into a subqueue", "inbox;held");
+  sign(e);
+  EXPECT_EQ(arrive(*cfg_, inbound(e, "private$\\inbox;held")), amqp::Disposition::reject);
+  auto r = rejected("inbox;held");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].kind, "no-such-queue");
+  EXPECT_EQ(count("inbox"), 0u);
+  EXPECT_EQ(runtime()
+                .stores()
+                .store_at(cfg_->store_path)
+                .message_count(
+                    runtime().stores().store_at(cfg_->store_path).find_queue("inbox;held")->id),
+            0u);
+  auto nacks = drain("admin");
+  ASSERT_EQ(nacks.size(), 1u);
+  EXPECT_EQ(nacks[0].msg_class, MQMSG_CLASS_NACK_BAD_DST_Q);
+}
+
 TEST_F(Arrival, MessageIdOtherThanTheBrokersIsRejectedAsMalformed) {
   Envelope e = message("id mismatch");
   sign(e);

@@ -320,6 +320,7 @@ struct Store::Statements {
   sqlite3_stmt* count = nullptr;
   sqlite3_stmt* any = nullptr;
   sqlite3_stmt* bytes = nullptr;
+  sqlite3_stmt* quota = nullptr;
   sqlite3_stmt* insert_rejection = nullptr;
   sqlite3_stmt* rejections = nullptr;
   sqlite3_stmt* bind_cert = nullptr;
@@ -383,7 +384,9 @@ struct Store::Statements {
          " ON CONFLICT(queue_id, msg_id) DO NOTHING"},
         {&Statements::prune_arrived, "DELETE FROM arrived WHERE sent_time < ?1"},
         {&Statements::find_queue, std::string(kQueueCols) + "WHERE name = ?1"},
-        {&Statements::list_queues, std::string(kQueueCols) + "ORDER BY name"},
+        // Subqueues ("<queue>;<name>", core/subqueue.hpp) are not queues of their own: unlisted.
+        {&Statements::list_queues,
+         std::string(kQueueCols) + "WHERE instr(name, ';') = 0 ORDER BY name"},
         {&Statements::delete_queue_messages, "DELETE FROM messages WHERE queue_id = ?1"},
         {&Statements::delete_queue, "DELETE FROM queues WHERE id = ?1"},
         // INSERT ... SELECT: the queue's existence is checked inside the same write
@@ -408,6 +411,7 @@ struct Store::Statements {
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
         {&Statements::bytes,
          "SELECT coalesce(sum(length(envelope)), 0) FROM messages WHERE queue_id = ?1"},
+        {&Statements::quota, "SELECT quota FROM queues WHERE id = ?1"},
         {&Statements::any, "SELECT 1 FROM messages WHERE queue_id = ?1 LIMIT 1"},
         {&Statements::insert_rejection,
          "INSERT INTO rejections(queue, time, kind, reason, envelope, original_size)"
@@ -809,15 +813,68 @@ void Store::delete_queue(std::string_view name_in) {
     }
     id = sqlite3_column_int64(st, 0);
   }
-  for (sqlite3_stmt* st :
-       {st_->delete_queue_messages, st_->delete_queue_signers, st_->delete_queue_delivered,
-        st_->delete_queue_arrived, st_->delete_queue}) {
-    StmtScope scope(st);
-    bind_int(st, 1, id, "delete queue");
-    const int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) fail(rc, "delete queue");
+  // Its subqueues ("<name>;<sub>") go with it, in the same transaction.
+  std::vector<int64_t> ids{id};
+  {
+    using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
+    Stmt subs(
+        prepare("SELECT id FROM queues WHERE substr(name, 1, ?2) = ?1", "prepare list subqueues"),
+        sqlite3_finalize);
+    StmtScope scope(subs.get());
+    bind_text(subs.get(), 1, name + ";", "list subqueues");
+    bind_int(subs.get(), 2, static_cast<int64_t>(name.size() + 1), "list subqueues");
+    while (step_row(subs.get(), "list subqueues"))
+      ids.push_back(sqlite3_column_int64(subs.get(), 0));
+  }
+  for (const int64_t each : ids) {
+    for (sqlite3_stmt* st :
+         {st_->delete_queue_messages, st_->delete_queue_signers, st_->delete_queue_delivered,
+          st_->delete_queue_arrived, st_->delete_queue}) {
+      StmtScope scope(st);
+      bind_int(st, 1, each, "delete queue");
+      const int rc = sqlite3_step(st);
+      if (rc != SQLITE_DONE) fail(rc, "delete queue");
+    }
   }
   tx.commit();
+}
+
+bool Store::move_message(int64_t from_queue, int64_t to_queue, int64_t seq) {
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
+  Stmt st(prepare("UPDATE messages SET queue_id = ?2 WHERE queue_id = ?1 AND seq = ?3"
+                  " AND EXISTS (SELECT 1 FROM queues WHERE id = ?2)",
+                  "prepare move message"),
+          sqlite3_finalize);
+  StmtScope scope(st.get());
+  bind_int(st.get(), 1, from_queue, "move message");
+  bind_int(st.get(), 2, to_queue, "move message");
+  bind_int(st.get(), 3, seq, "move message");
+  const bool moved = step_changes(st.get(), "move message") == 1;
+  tx.commit();
+  return moved;
+}
+
+std::optional<uint64_t> Store::quota_room(int64_t queue_id) {
+  std::lock_guard lock(mu_);
+  int64_t quota = 0xFFFFFFFF;
+  {
+    sqlite3_stmt* q = st_->quota;
+    StmtScope scope(q);
+    bind_int(q, 1, queue_id, "read quota");
+    if (!step_row(q, "read quota")) return std::nullopt;  // gone: the append reports it
+    quota = sqlite3_column_int64(q, 0);
+  }
+  if (quota < 0 || quota >= 0xFFFFFFFF) return std::nullopt;  // INFINITE
+  sqlite3_stmt* st = st_->bytes;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "sum message sizes");
+  const int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) fail(rc, "sum message sizes");
+  const auto stored = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+  const uint64_t limit = static_cast<uint64_t>(quota) * 1024;
+  return stored >= limit ? 0 : limit - stored;
 }
 
 void Store::update_queue(const QueueInfo& before, const QueueInfo& q) {

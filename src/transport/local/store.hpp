@@ -55,7 +55,8 @@ class Store {
   // MQ_ERROR_INVALID_PARAMETER for an empty name or an unknown trust value. Persists every
   // QueueInfo field (trust and signers too).
   void create_queue(QueueInfo q);
-  // Removes the queue, its messages and its delivered-id records. Throws
+  // Removes the queue, its messages and its delivered-id records, and its subqueues
+  // ("<name>;<sub>") with theirs. Throws
   // MQ_ERROR_QUEUE_NOT_FOUND.
   void delete_queue(std::string_view name);
   std::optional<QueueInfo> find_queue(std::string_view name);
@@ -65,6 +66,14 @@ class Store {
   // 0). Properties q leaves as they were in before keep their current values. Throws
   // MQ_ERROR_QUEUE_NOT_FOUND when queue before.id is gone (even if a queue of that name exists).
   void update_queue(const QueueInfo& before, const QueueInfo& q);
+  // MQMoveMessage: message `seq` of queue from_queue now belongs to to_queue, same seq (its
+  // lookup id), priority and arrival time; durable on return. False (nothing changed) when
+  // from_queue holds no such message or to_queue does not exist.
+  bool move_message(int64_t from_queue, int64_t to_queue, int64_t seq);
+  // PROPID_Q_QUOTA (kilobytes): how many more bytes of envelopes the queue takes now; nullopt
+  // when its quota is INFINITE (or the queue is gone). One indexed read, plus a sum over the
+  // queue's messages only when the quota is finite.
+  std::optional<uint64_t> quota_room(int64_t queue_id);
   // MQPurgeQueue: removes every message of the queue (durable on return); their number.
   size_t purge(int64_t queue_id);
   std::vector<QueueInfo> list_queues();  // ordered by name
