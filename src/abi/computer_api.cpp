@@ -13,6 +13,7 @@
 #include "src/abi/queue_props.hpp"
 #include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
+#include "src/core/dead_letter.hpp"
 #include "src/core/destination.hpp"
 #include "src/core/runtime.hpp"
 
@@ -224,7 +225,11 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
       switch (props->aPropID[i]) {
         case PROPID_MGMT_MSMQ_PRIVATEQ: {
           std::vector<std::string> paths;
-          for (const core::QueueStatus& q : all) paths.push_back(path_of(q.info.name));
+          for (const core::QueueStatus& q : all) {
+            // The dead-letter queues are system queues, not private ones.
+            if (!core::is_dead_letter_queue_name(q.info.name))
+              paths.push_back(path_of(q.info.name));
+          }
           v.calpwstr = mem.texts(paths);
           v.vt = VT_LPWSTR | VT_VECTOR;
           break;

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "mqsec/error.hpp"
+#include "src/core/dead_letter.hpp"
 #include "src/core/runtime.hpp"
 #include "src/security/openssl.hpp"
 
@@ -20,6 +21,13 @@ void local_only(const Destination& d) {
                     "' is on another machine; only queues of this machine are administered here");
   }
 }
+// The dead-letter queues are the queue manager's: never deleted or changed by applications.
+void not_system(const Destination& d) {
+  if (is_dead_letter_queue_name(d.queue)) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "'" + format_name_of(d) + "' is a system queue: it cannot be deleted or changed");
+  }
+}
 }  // namespace
 
 std::string create_queue(const std::filesystem::path& store_dir, const transport::QueueInfo& q) {
@@ -30,6 +38,7 @@ std::string create_queue(const std::filesystem::path& store_dir, const transport
 
 void delete_queue(const std::filesystem::path& store_dir, const Destination& d) {
   local_only(d);
+  not_system(d);
   runtime().stores().flush_express();
   store(store_dir).delete_queue(d.queue);
 }
@@ -43,6 +52,7 @@ std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& stor
 void update_queue(const std::filesystem::path& store_dir, const Destination& d,
                   const transport::QueueInfo& before, transport::QueueInfo q) {
   local_only(d);
+  not_system(d);
   q.modified = 0;  // now
   store(store_dir).update_queue(before, q);
 }

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "mqsec/error.hpp"
+#include "src/core/dead_letter.hpp"
 #include "src/core/runtime.hpp"
 #include "src/security/config.hpp"
 #include "src/security/openssl.hpp"
@@ -118,9 +119,18 @@ Destination destination_of_format_impl(std::string_view format,
                     "' is not supported: use DIRECT=OS:MACHINE\\private$\\NAME or "
                     "DIRECT=TCP:MACHINE\\private$\\NAME");
   }
+  const std::string_view path = format.substr(tcp ? kDirectTcp.size() : kDirectOs.size());
+  // The machine's dead-letter queues, "<machine>\SYSTEM$;DEADLETTER" and ";DEADXACT"
+  // (dead_letter.hpp). Another machine's is Remote here, and refused by Queue::open.
+  if (const auto slash = path.find('\\'); slash != std::string_view::npos && slash > 0) {
+    if (std::string dlq = dead_letter_queue_of_suffix(path.substr(slash + 1)); !dlq.empty()) {
+      const std::string_view host = path.substr(0, slash);
+      if (is_local(host, this_machine_name, tcp)) return Destination{std::move(dlq)};
+      return Destination{std::move(dlq), Destination::Transport::Remote, lower(host)};
+    }
+  }
   try {
-    return classify(format.substr(tcp ? kDirectTcp.size() : kDirectOs.size()), this_machine_name,
-                    tcp, MQ_ERROR_ILLEGAL_FORMATNAME);
+    return classify(path, this_machine_name, tcp, MQ_ERROR_ILLEGAL_FORMATNAME);
   } catch (const Error& e) {
     if (e.code() == MQ_ERROR_ILLEGAL_QUEUE_PATHNAME)
       throw Error(MQ_ERROR_ILLEGAL_FORMATNAME, e.what());
@@ -214,6 +224,9 @@ std::string queue_part_of_format(std::string_view format) {
 }
 
 std::string format_name_of(std::string_view queue) {
+  if (is_dead_letter_queue_name(queue)) {
+    return "DIRECT=OS:" + local_host() + "\\" + dead_letter_format_suffix(queue);
+  }
   return "DIRECT=OS:" + local_host() + "\\private$\\" + std::string(queue);
 }
 

@@ -14,6 +14,8 @@
 #include <span>
 
 #include "mqsec/error.hpp"
+#include "src/core/dead_letter.hpp"
+#include "src/core/expiry.hpp"
 #include "src/core/remote_read.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/text.hpp"
@@ -90,6 +92,10 @@ bool receive_share_denied(const std::filesystem::path& store_dir, int64_t queue_
 }
 
 std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool deny_receive_share) {
+  if (d.remote() && is_dead_letter_queue_name(d.queue)) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "another machine's dead-letter queue cannot be opened from here");
+  }
   const bool remote_read =
       d.transport != Destination::Transport::Local && (access.receive || access.peek);
   if (remote_read && deny_receive_share) {
@@ -107,6 +113,15 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
     q->transport_ = std::move(r.transport);
     q->remote_machine_ = d.machine;
   } else {
+    if (!d.remote() && is_dead_letter_queue_name(d.queue)) {
+      // Read-only for applications, and always there (created on first use), as in MSMQ.
+      if (access.send) {
+        throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                    "a dead-letter queue cannot be opened for sending");
+      }
+      ensure_dead_letter_queue(rt.stores().store_at(cfg.store_path), d.queue == kDeadXactQueueName);
+      q->dead_letter_ = true;
+    }
     auto resolved = rt.resolve(d, cfg.store_path);
     if (!resolved) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' does not exist");
     named = std::move(resolved->info);
@@ -124,6 +139,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   // Only receivers verify: a sender needs no anchors (and must not fail when they are missing).
   named.name = d.queue;
   q->policy_ = queue_policy(cfg, named, access.receive || access.peek);
+  q->policy_.any_destination = q->dead_letter_;
   q->source_machine_ = utf8_to_utf16(q->policy_.machine);
   if (access.send) {
     q->signing_ = cfg.signing;
@@ -383,9 +399,20 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
     return std::nullopt;
   }
   const security::Envelope& e = *c.envelope;
+  // PROPID_M_TIME_TO_BE_RECEIVED: an expired message is taken out (and NACKed), never offered.
+  // The clock skew is allowed for a message another machine sent (its clock set sent_time).
+  // A dead-letter queue holds expired messages: they stay until received or purged.
+  const auto now = static_cast<int64_t>(std::time(nullptr));
+  const bool from_here = e.source_machine == source_machine_;
+  if (!dead_letter_ && expired(e, now, from_here ? 0 : policy_.max_clock_skew_seconds)) {
+    expire_message(*transport_, local_.get(), transactional_, m.seq, e, policy_,
+                   "message " + std::to_string(m.seq) + " of queue '" + name_ + "'");
+    return std::nullopt;
+  }
   const security::Verdict& vd = c.verdict;
   const std::span<const uint8_t> msg_id(e.msg_id.data(), e.msg_id.size());
-  const HRESULT hr = deliver(Delivered{&e, &vd, m.arrived, static_cast<uint64_t>(m.seq)});
+  const HRESULT hr = deliver(Delivered{&e, &vd, m.arrived, static_cast<uint64_t>(m.seq),
+                                       dead_letter_ ? int{dead_letter_class(e, now)} : -1});
   if (FAILED(hr)) return hr;  // buffers too small: the message stays
   if (take) {
     const int64_t sent =

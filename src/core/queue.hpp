@@ -70,6 +70,7 @@ struct Delivered {
   const security::Verdict* verdict = nullptr;
   int64_t arrived = 0;     // Unix seconds
   uint64_t lookup_id = 0;  // PROPID_M_LOOKUPID: the message's position in its queue (the seq)
+  int msg_class = -1;      // >= 0: PROPID_M_CLASS instead of the envelope's (dead-letter queues)
 };
 
 class Queue;
@@ -186,6 +187,7 @@ class Queue {
   // through its outgoing queue), and transport_ when it is a queue of the local store.
   bool transactional_ = false;
   bool remote_dest_ = false;
+  bool dead_letter_ = false;  // SYSTEM$;DEADLETTER or ;DEADXACT (dead_letter.hpp)
   std::shared_ptr<transport::local::LocalQueue> local_;
   // What receives from this queue demand (system config and the queue's own settings, read
   // when the queue was opened).

@@ -317,6 +317,7 @@ struct Store::Statements {
   sqlite3_stmt* prev_before = nullptr;
   sqlite3_stmt* get = nullptr;
   sqlite3_stmt* remove = nullptr;
+  sqlite3_stmt* move_message = nullptr;  // expiry: into a dead-letter queue
   sqlite3_stmt* count = nullptr;
   sqlite3_stmt* any = nullptr;
   sqlite3_stmt* bytes = nullptr;
@@ -405,6 +406,8 @@ struct Store::Statements {
                                  " ASC, seq DESC LIMIT 1"},
         {&Statements::get, std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::remove, "DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2"},
+        {&Statements::move_message,
+         "UPDATE messages SET queue_id = ?3 WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
         {&Statements::bytes,
          "SELECT coalesce(sum(length(envelope)), 0) FROM messages WHERE queue_id = ?1"},
@@ -1039,6 +1042,19 @@ bool Store::remove(int64_t queue_id, int64_t seq) {
   Tx tx(*this, false);
   // false: someone else got it first; the Tx rolls back (no-op)
   if (!remove_locked(queue_id, seq, "remove message")) return false;
+  tx.commit();
+  return true;
+}
+
+bool Store::move_message(int64_t queue_id, int64_t seq, int64_t to_queue_id) {
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  sqlite3_stmt* st = st_->move_message;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "move message");
+  bind_int(st, 2, seq, "move message");
+  bind_int(st, 3, to_queue_id, "move message");
+  if (step_changes(st, "move message") == 0) return false;  // gone; the Tx rolls back
   tx.commit();
   return true;
 }

@@ -104,6 +104,10 @@ class Store {
   std::optional<StoredMessage> get(int64_t queue_id, int64_t seq);
   // True only for the one caller (in any process) that actually deleted the message.
   bool remove(int64_t queue_id, int64_t seq);
+  // Moves a message into another queue (an expired message into a dead-letter queue), keeping
+  // its seq, priority, arrival time and envelope: one durable transaction, so it is in exactly
+  // one of the two queues whatever happens. True only for the one caller that moved it.
+  bool move_message(int64_t queue_id, int64_t seq, int64_t to_queue_id);
   // Deletes several messages of one queue in one transaction (the forwarder, after the broker
   // accepted them); seqs already gone are skipped. Returns how many this caller deleted.
   size_t remove_many(int64_t queue_id, std::span<const int64_t> seqs);
