@@ -125,7 +125,9 @@ Destination destination_of_format_impl(std::string_view format,
   if (const auto slash = path.find('\\'); slash != std::string_view::npos && slash > 0) {
     if (std::string dlq = dead_letter_queue_of_suffix(path.substr(slash + 1)); !dlq.empty()) {
       const std::string_view host = path.substr(0, slash);
-      if (is_local(host, this_machine_name, tcp)) return Destination{std::move(dlq)};
+      if (is_local(host, this_machine_name, tcp)) {
+        return Destination{std::move(dlq), Destination::Transport::Local, ""};
+      }
       return Destination{std::move(dlq), Destination::Transport::Remote, lower(host)};
     }
   }

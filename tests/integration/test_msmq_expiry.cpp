@@ -6,6 +6,7 @@
 //
 // Runs on a throwaway SoftHSM token (tests/support/softhsm_env); one test signs.
 #include <mq.h>
+#include <transact.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -60,6 +61,35 @@ struct Send {
   ULONG context = 0;
   ITransaction* tx = MQ_NO_TRANSACTION;
   UCHAR journal = MQMSG_JOURNAL_NONE;  // PROPID_M_JOURNAL (MQMSG_DEADLETTER)
+
+  Send& set_body(std::string v) {
+    body = std::move(v);
+    return *this;
+  }
+  Send& set_ttbr(ULONG v) {
+    ttbr = v;
+    return *this;
+  }
+  Send& set_acknowledge(UCHAR v) {
+    acknowledge = v;
+    return *this;
+  }
+  Send& set_admin(std::wstring v) {
+    admin = std::move(v);
+    return *this;
+  }
+  Send& set_context(ULONG v) {
+    context = v;
+    return *this;
+  }
+  Send& set_tx(ITransaction* v) {
+    tx = v;
+    return *this;
+  }
+  Send& set_journal(UCHAR v) {
+    journal = v;
+    return *this;
+  }
 };
 
 // Sends `s`; the message id in `msg_id` when given.
@@ -133,9 +163,9 @@ TEST(Expiry, AnExpiredMessageIsNeitherPeekedNorReceivedAndLeavesTheQueue) {
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
   const time_t sent = std::time(nullptr);
-  ASSERT_HR(MQ_OK, send(s, {.body = "short", .ttbr = 1}));
-  ASSERT_HR(MQ_OK, send(s, {.body = "forever"}));
-  ASSERT_HR(MQ_OK, send(s, {.body = "long", .ttbr = 3600}));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("short").set_ttbr(1)));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("forever")));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("long").set_ttbr(3600)));
   // Before it expires: peeked, with the seconds left (MSMQ returns the time left).
   Got g = receive(r, MQ_ACTION_PEEK_CURRENT);
   ASSERT_HR(MQ_OK, g.hr);
@@ -165,9 +195,9 @@ TEST(Expiry, ReceiveSkipsAnExpiredMessageAndCursorsAndLookupsDoNotFindIt) {
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
   const time_t sent = std::time(nullptr);
-  ASSERT_HR(MQ_OK, send(s, {.body = "a", .ttbr = 0}));
-  ASSERT_HR(MQ_OK, send(s, {.body = "b", .ttbr = 1}));
-  ASSERT_HR(MQ_OK, send(s, {.body = "c"}));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("a").set_ttbr(1)));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("b").set_ttbr(1)));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("c")));
   // Remember "b"'s lookup id through a cursor walk before anything expires.
   HANDLE cursor = nullptr;
   ASSERT_HR(MQ_OK, MQCreateCursor(r, &cursor));
@@ -211,20 +241,22 @@ TEST(Expiry, NacksWithReceiveTimeoutOnlyWhenNegativeReceiveAcksWereAskedFor) {
   const time_t sent = std::time(nullptr);
   std::vector<UCHAR> asked, arrival_only, none;
   ASSERT_HR(MQ_OK, send(s,
-                        {.body = "asked",
-                         .ttbr = 1,
-                         .acknowledge = MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE,
-                         .admin = admin},
+                        Send()
+                            .set_body("asked")
+                            .set_ttbr(1)
+                            .set_acknowledge(MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE)
+                            .set_admin(admin),
                         &asked));
   // NACK_REACH_QUEUE is negative *arrival* acknowledgments only: no receive-timeout NACK.
   ASSERT_HR(MQ_OK, send(s,
-                        {.body = "arrival only",
-                         .ttbr = 1,
-                         .acknowledge = MQMSG_ACKNOWLEDGMENT_NACK_REACH_QUEUE,
-                         .admin = admin},
+                        Send()
+                            .set_body("arrival only")
+                            .set_ttbr(1)
+                            .set_acknowledge(MQMSG_ACKNOWLEDGMENT_NACK_REACH_QUEUE)
+                            .set_admin(admin),
                         &arrival_only));
-  ASSERT_HR(MQ_OK, send(s, {.body = "none", .ttbr = 1, .admin = admin}, &none));
-  ASSERT_HR(MQ_OK, send(s, {.body = "kept"}));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("none").set_ttbr(1).set_admin(admin), &none));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("kept")));
   wait_expired(sent, 1);
   // A peek meets the expired messages first: they are taken out and the one NACK sent.
   Got g = receive(r, MQ_ACTION_PEEK_CURRENT);
@@ -254,13 +286,14 @@ TEST(Expiry, SignedMessagesKeepVerifyingAndExpire) {
   const time_t sent = std::time(nullptr);
   std::vector<UCHAR> id;
   ASSERT_HR(MQ_OK, send(s,
-                        {.body = "signed short",
-                         .ttbr = 1,
-                         .acknowledge = MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE,
-                         .admin = admin,
-                         .context = context},
+                        Send()
+                            .set_body("signed short")
+                            .set_ttbr(1)
+                            .set_acknowledge(MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE)
+                            .set_admin(admin)
+                            .set_context(context),
                         &id));
-  ASSERT_HR(MQ_OK, send(s, {.body = "signed long", .ttbr = 600, .context = context}));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("signed long").set_ttbr(600).set_context(context)));
   MQFreeSecurityContext(ctx);
   // The time limit is outside the signature: the message verifies with it.
   Got g = receive(r, MQ_ACTION_PEEK_CURRENT);
@@ -286,8 +319,8 @@ TEST(Expiry, TransactionalReceivesDoNotTakeExpiredMessages) {
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
   const time_t sent = std::time(nullptr);
-  ASSERT_HR(MQ_OK, send(s, {.body = "old", .ttbr = 0, .tx = MQ_SINGLE_MESSAGE}));
-  ASSERT_HR(MQ_OK, send(s, {.body = "new", .tx = MQ_SINGLE_MESSAGE}));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("old").set_ttbr(0).set_tx(MQ_SINGLE_MESSAGE)));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("new").set_tx(MQ_SINGLE_MESSAGE)));
   wait_expired(sent, 0);
   ITransaction* tx = nullptr;
   ASSERT_HR(MQ_OK, MQBeginTransaction(&tx));
@@ -338,7 +371,7 @@ TEST(Expiry, BadInput) {
       EXPECT_HR(MQ_ERROR_ILLEGAL_PROPERTY_VT, p.status[i]);
     }
   }
-  ASSERT_HR(MQ_OK, send(s, {.body = "still here", .ttbr = 600}));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("still here").set_ttbr(600)));
   // Receive: VT_UI4 or VT_NULL; a wrong VT fails the receive and leaves the message.
   for (VARTYPE vt : {VT_UI1, VT_I4, VT_LPWSTR}) {
     Props p;
@@ -380,9 +413,9 @@ TEST(DeadLetter, ExpiredMessagesAskingForItMoveToTheDeadLetterQueue) {
   QUEUEHANDLE r = open_queue(q, MQ_PEEK_ACCESS);
   const time_t sent = std::time(nullptr);
   std::vector<UCHAR> id;
-  ASSERT_HR(MQ_OK, send(s, {.body = "dead", .ttbr = 0, .journal = MQMSG_DEADLETTER}, &id));
-  ASSERT_HR(MQ_OK, send(s, {.body = "discarded", .ttbr = 0}));
-  ASSERT_HR(MQ_OK, send(s, {.body = "alive", .journal = MQMSG_DEADLETTER}));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("dead").set_ttbr(0).set_journal(MQMSG_DEADLETTER), &id));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("discarded").set_ttbr(0)));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("alive").set_journal(MQMSG_DEADLETTER)));
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(d, MQ_ACTION_PEEK_CURRENT).hr);
   wait_expired(sent, 0);
   Got g = receive(r, MQ_ACTION_PEEK_CURRENT);  // a peek expires what it meets
@@ -418,10 +451,11 @@ TEST(DeadLetter, TransactionalMessagesGoToDeadXact) {
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
   const time_t sent = std::time(nullptr);
-  ASSERT_HR(
-      MQ_OK,
-      send(s,
-           {.body = "xact dead", .ttbr = 0, .tx = MQ_SINGLE_MESSAGE, .journal = MQMSG_DEADLETTER}));
+  ASSERT_HR(MQ_OK, send(s, Send()
+                               .set_body("xact dead")
+                               .set_ttbr(0)
+                               .set_tx(MQ_SINGLE_MESSAGE)
+                               .set_journal(MQMSG_DEADLETTER)));
   wait_expired(sent, 0);
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r).hr);
   EXPECT_TRUE(drain(dl).empty());
@@ -454,9 +488,11 @@ TEST(DeadLetter, ASignedMessageStillVerifiesThere) {
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
   const time_t sent = std::time(nullptr);
-  ASSERT_HR(
-      MQ_OK,
-      send(s, {.body = "signed dead", .ttbr = 0, .context = context, .journal = MQMSG_DEADLETTER}));
+  ASSERT_HR(MQ_OK, send(s, Send()
+                               .set_body("signed dead")
+                               .set_ttbr(0)
+                               .set_context(context)
+                               .set_journal(MQMSG_DEADLETTER)));
   MQFreeSecurityContext(ctx);
   wait_expired(sent, 0);
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r).hr);
