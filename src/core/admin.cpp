@@ -5,6 +5,7 @@
 
 #include "mqsec/error.hpp"
 #include "src/core/dead_letter.hpp"
+#include "src/core/journal.hpp"
 #include "src/core/runtime.hpp"
 #include "src/security/openssl.hpp"
 
@@ -23,7 +24,7 @@ void local_only(const Destination& d) {
 }
 // The dead-letter queues are the queue manager's: never deleted or changed by applications.
 void not_system(const Destination& d) {
-  if (is_dead_letter_queue_name(d.queue)) {
+  if (is_dead_letter_queue_name(d.queue) || is_journal_queue_name(d.queue)) {
     throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
                 "'" + format_name_of(d) + "' is a system queue: it cannot be deleted or changed");
   }
@@ -41,6 +42,15 @@ void delete_queue(const std::filesystem::path& store_dir, const Destination& d) 
   not_system(d);
   runtime().stores().flush_express();
   store(store_dir).delete_queue(d.queue);
+  // Its journal goes with it, as in MSMQ.
+  const std::string journal = journal_queue_name(d.queue);
+  if (store(store_dir).find_queue(journal)) {
+    try {
+      store(store_dir).delete_queue(journal);
+    } catch (const Error& e) {
+      if (e.code() != MQ_ERROR_QUEUE_NOT_FOUND) throw;  // another process deleted it meanwhile
+    }
+  }
 }
 
 std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& store_dir,

@@ -174,6 +174,8 @@ class Queue {
   // not deliverable any more (rejected, or another receiver took it); else deliver's result.
   std::optional<HRESULT> offer(const transport::StoredMessage& m, bool take, const Deliver& deliver,
                                Transaction* tx = nullptr);
+  // The journal queue a receive of `e` keeps it in (journal.hpp); 0: none.
+  int64_t journal_for(const security::Envelope& e, bool from_here);
   // MQ_ERROR_TRANSACTION_USAGE unless a receive in a transaction may take from this queue.
   void check_transactional_receive(Transaction& tx) const;
 
@@ -187,7 +189,10 @@ class Queue {
   // through its outgoing queue), and transport_ when it is a queue of the local store.
   bool transactional_ = false;
   bool remote_dest_ = false;
-  bool dead_letter_ = false;  // SYSTEM$;DEADLETTER or ;DEADXACT (dead_letter.hpp)
+  bool dead_letter_ = false;    // SYSTEM$;DEADLETTER or ;DEADXACT (dead_letter.hpp)
+  bool system_ = false;         // a dead-letter queue or a journal (journal.hpp): read-only
+  bool queue_journal_ = false;  // PROPID_Q_JOURNAL when opened: receives keep a journal copy
+  std::atomic<int64_t> queue_journal_id_{0}, machine_journal_id_{0};  // store ids, once known
   std::shared_ptr<transport::local::LocalQueue> local_;
   // What receives from this queue demand (system config and the queue's own settings, read
   // when the queue was opened).

@@ -116,8 +116,10 @@ class Store {
   // Replay: the id was already delivered from this queue (the row is deleted all the same).
   // Delivered ids are kept until their sent_time is more than window_seconds in the past
   // (window_seconds <= 0: kept forever); older ones are pruned here.
+  // journal_queue_id != 0: the row is moved into that queue (a journal) instead of deleted, in
+  // the same transaction; restore_received moves it back.
   Removal remove_delivered(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
-                           int64_t sent_time, int64_t window_seconds);
+                           int64_t sent_time, int64_t window_seconds, int64_t journal_queue_id = 0);
   // Transactions (core/transaction.hpp): a message a transaction received (remove_delivered),
   // put back when the transaction aborts.
   struct Restore {
