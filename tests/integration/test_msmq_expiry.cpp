@@ -541,4 +541,191 @@ TEST(DeadLetter, BadInput) {
   MQCloseQueue(s);
 }
 
+// ---- journals ------------------------------------------------------------------------------
+
+std::wstring make_journaled_queue(const std::wstring& stem, bool transactional = false) {
+  static int n = 0;
+  const std::wstring name =
+      L"jrn-" + stem + L"-" + std::to_wstring(getpid()) + L"-" + std::to_wstring(++n);
+  const std::wstring path = L".\\private$\\" + name;
+  Props p;
+  p.wstr(PROPID_Q_PATHNAME, path.c_str());
+  p.ui1(PROPID_Q_JOURNAL, MQ_JOURNAL);
+  p.ui1(PROPID_Q_TRANSACTION, transactional ? MQ_TRANSACTIONAL : MQ_TRANSACTIONAL_NONE);
+  WCHAR buf[256];
+  DWORD len = 256;
+  EXPECT_HR(MQ_OK, MQCreateQueue(nullptr, p.queue(), buf, &len));
+  return L"DIRECT=OS:.\\private$\\" + name;
+}
+
+// PROPID_MGMT_QUEUE_JOURNAL_MESSAGE_COUNT and _BYTES_IN_JOURNAL of the queue `format`.
+std::pair<ULONG, ULONG> journal_counts(const std::wstring& format) {
+  const std::wstring object = L"QUEUE=" + format;
+  PROPID ids[2] = {PROPID_MGMT_QUEUE_JOURNAL_MESSAGE_COUNT, PROPID_MGMT_QUEUE_BYTES_IN_JOURNAL};
+  MQPROPVARIANT vars[2];
+  std::memset(vars, 0, sizeof vars);
+  vars[0].vt = vars[1].vt = VT_NULL;
+  MQMGMTPROPS m{2, ids, vars, nullptr};
+  EXPECT_HR(MQ_OK, MQMgmtGetInfo(nullptr, object.c_str(), &m));
+  return {vars[0].ulVal, vars[1].ulVal};
+}
+
+std::vector<std::string> bodies(QUEUEHANDLE h) {
+  std::vector<std::string> out;
+  for (const Got& g : drain(h)) out.push_back(g.body);
+  return out;
+}
+
+TEST(Journal, AQueueJournalKeepsWhatReceivesTakeNotPeeks) {
+  const std::wstring q = make_journaled_queue(L"keep");
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE j = open_queue(q + L";JOURNAL", MQ_RECEIVE_ACCESS);
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(journal_counts(q), (std::pair<ULONG, ULONG>(0, 0)));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("one")));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("two")));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("three")));
+  // A peek keeps nothing; a receive and a lookup receive each keep their message.
+  Got g = receive(r, MQ_ACTION_PEEK_CURRENT);
+  ASSERT_HR(MQ_OK, g.hr);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(j, MQ_ACTION_PEEK_CURRENT).hr);
+  ASSERT_EQ(receive(r).body, "one");
+  std::vector<UCHAR> body(16);
+  Props p;
+  p.bytes(PROPID_M_BODY, body.data(), static_cast<ULONG>(body.size()));
+  ASSERT_HR(MQ_OK, MQReceiveMessageByLookupId(r, 0, MQ_LOOKUP_RECEIVE_FIRST, p.msg(), nullptr,
+                                              nullptr, MQ_NO_TRANSACTION));
+  const auto [count, bytes] = journal_counts(q);
+  EXPECT_EQ(count, 2u);
+  EXPECT_GT(bytes, 6u);
+  // The journal reads like a queue (peek first, then receive), in receive order.
+  g = receive(j, MQ_ACTION_PEEK_CURRENT);
+  ASSERT_HR(MQ_OK, g.hr);
+  EXPECT_EQ(g.body, "one");
+  WCHAR name[300];
+  DWORD len = 300;
+  ASSERT_HR(MQ_OK, MQHandleToFormatName(j, name, &len));
+  const std::wstring got(name);
+  EXPECT_EQ(got.substr(got.size() - 8), L";JOURNAL");
+  EXPECT_EQ(bodies(j), (std::vector<std::string>{"one", "two"}));
+  // Purged like a queue.
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("four")));
+  ASSERT_EQ(receive(r).body, "three");
+  ASSERT_EQ(receive(r).body, "four");
+  EXPECT_EQ(journal_counts(q).first, 2u);
+  ASSERT_HR(MQ_OK, MQPurgeQueue(j));
+  EXPECT_EQ(journal_counts(q).first, 0u);
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+  MQCloseQueue(j);
+}
+
+TEST(Journal, TheMachineJournalKeepsMessagesAskingForItWhenTheQueueKeepsNone) {
+  QUEUEHANDLE mj = open_queue(L"DIRECT=OS:.\\SYSTEM$;JOURNAL", MQ_RECEIVE_ACCESS);
+  ASSERT_NE(mj, nullptr);
+  ASSERT_HR(MQ_OK, MQPurgeQueue(mj));
+  const std::wstring plain = make_queue(L"plain");
+  const std::wstring journaled = make_journaled_queue(L"own");
+  QUEUEHANDLE ps = open_queue(plain, MQ_SEND_ACCESS);
+  QUEUEHANDLE pr = open_queue(plain, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE js = open_queue(journaled, MQ_SEND_ACCESS);
+  QUEUEHANDLE jr = open_queue(journaled, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE jj = open_queue(journaled + L";journal", MQ_PEEK_ACCESS);
+  ASSERT_HR(MQ_OK, send(ps, Send().set_body("asked").set_journal(MQMSG_JOURNAL)));
+  ASSERT_HR(MQ_OK, send(ps, Send().set_body("not asked")));
+  ASSERT_HR(MQ_OK, send(js, Send().set_body("queue's").set_journal(MQMSG_JOURNAL)));
+  // Not before the receive (the message has not left the queue).
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(mj, MQ_ACTION_PEEK_CURRENT).hr);
+  ASSERT_EQ(receive(pr).body, "asked");
+  ASSERT_EQ(receive(pr).body, "not asked");
+  ASSERT_EQ(receive(jr).body, "queue's");
+  // One copy per computer: the queue's journal has it, the machine journal does not.
+  Got g = receive(jj, MQ_ACTION_PEEK_CURRENT);
+  ASSERT_HR(MQ_OK, g.hr);
+  EXPECT_EQ(g.body, "queue's");
+  EXPECT_EQ(bodies(mj), std::vector<std::string>{"asked"});
+  for (QUEUEHANDLE h : {ps, pr, js, jr, jj, mj}) MQCloseQueue(h);
+}
+
+TEST(Journal, AnAbortedReceiveTakesItsCopyBackAndACommitKeepsIt) {
+  const std::wstring q = make_journaled_queue(L"xact", /*transactional=*/true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE j = open_queue(q + L";JOURNAL", MQ_PEEK_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("once").set_tx(MQ_SINGLE_MESSAGE)));
+  ITransaction* tx = nullptr;
+  ASSERT_HR(MQ_OK, MQBeginTransaction(&tx));
+  Got g = receive(r, MQ_ACTION_RECEIVE, 0, nullptr, tx);
+  ASSERT_HR(MQ_OK, g.hr);
+  const ULONGLONG lookup_id = g.lookup_id;
+  EXPECT_HR(S_OK, tx->Abort(nullptr, FALSE, FALSE));
+  tx->Release();
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(j, MQ_ACTION_PEEK_CURRENT).hr);
+  ASSERT_HR(MQ_OK, MQBeginTransaction(&tx));
+  g = receive(r, MQ_ACTION_RECEIVE, 0, nullptr, tx);
+  ASSERT_HR(MQ_OK, g.hr);
+  EXPECT_EQ(g.body, "once");
+  EXPECT_EQ(g.lookup_id, lookup_id);  // back in its old place
+  EXPECT_HR(S_OK, tx->Commit(FALSE, 0, 0));
+  tx->Release();
+  g = receive(j, MQ_ACTION_PEEK_CURRENT);
+  ASSERT_HR(MQ_OK, g.hr);
+  EXPECT_EQ(g.body, "once");
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r).hr);
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+  MQCloseQueue(j);
+}
+
+TEST(Journal, ASignedMessageStillVerifiesInTheJournal) {
+  const std::wstring q = make_journaled_queue(L"signed");
+  ASSERT_HR(MQ_OK, MQRegisterCertificate(MQCERT_REGISTER_ALWAYS, nullptr, 0));
+  HANDLE ctx = nullptr;
+  ASSERT_HR(MQ_OK, MQGetSecurityContextEx(nullptr, 0, &ctx));
+  const auto context = static_cast<ULONG>(reinterpret_cast<uintptr_t>(ctx));
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE j = open_queue(q + L";JOURNAL", MQ_RECEIVE_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("signed kept").set_context(context)));
+  MQFreeSecurityContext(ctx);
+  ASSERT_EQ(receive(r).authenticated, 1);
+  Got g = receive(j);
+  ASSERT_HR(MQ_OK, g.hr);
+  EXPECT_EQ(g.body, "signed kept");
+  EXPECT_EQ(g.authenticated, 1);
+  MQCloseQueue(s);
+  MQCloseQueue(r);
+  MQCloseQueue(j);
+}
+
+TEST(Journal, BadInput) {
+  const std::wstring q = make_journaled_queue(L"bad");
+  QUEUEHANDLE h = nullptr;
+  // Read-only: no sends, no delete, no properties.
+  for (const std::wstring& f : {q + L";JOURNAL", std::wstring(L"DIRECT=OS:.\\SYSTEM$;JOURNAL")}) {
+    EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+              MQOpenQueue(f.c_str(), MQ_SEND_ACCESS, MQ_DENY_NONE, &h));
+    EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION, MQDeleteQueue(f.c_str()));
+  }
+  // A journal of no queue, of a journal or of a system queue.
+  EXPECT_HR(MQ_ERROR_QUEUE_NOT_FOUND,
+            MQOpenQueue(L"DIRECT=OS:.\\private$\\no-such-queue-jrn;JOURNAL", MQ_RECEIVE_ACCESS,
+                        MQ_DENY_NONE, &h));
+  for (const std::wstring& f :
+       {q + L";JOURNAL;JOURNAL", std::wstring(L"DIRECT=OS:.\\SYSTEM$;DEADLETTER;JOURNAL")}) {
+    EXPECT_HR(MQ_ERROR_ILLEGAL_FORMATNAME,
+              MQOpenQueue(f.c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &h));
+  }
+  EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+            MQOpenQueue(L"DIRECT=OS:otherhost\\private$\\q;JOURNAL", MQ_RECEIVE_ACCESS,
+                        MQ_DENY_NONE, &h));
+  // Deleting the queue deletes its journal.
+  ASSERT_HR(MQ_OK, MQOpenQueue((q + L";JOURNAL").c_str(), MQ_PEEK_ACCESS, MQ_DENY_NONE, &h));
+  MQCloseQueue(h);
+  ASSERT_HR(MQ_OK, MQDeleteQueue(q.c_str()));
+  EXPECT_HR(MQ_ERROR_QUEUE_NOT_FOUND,
+            MQOpenQueue((q + L";JOURNAL").c_str(), MQ_PEEK_ACCESS, MQ_DENY_NONE, &h));
+}
+
 }  // namespace
