@@ -1045,6 +1045,16 @@ HRESULT APIENTRY MQMgmtAction(LPCWSTR pComputerName, LPCWSTR pObjectName, LPCWST
 HRESULT APIENTRY MQGetMachineProperties(LPCWSTR lpwcsMachineName, const GUID* pguidMachineID,
                                         MQQMPROPS* pQMProps);
 
+/* Directory queries: without Active Directory, the queues of this machine's store
+   (docs/msmq-api.md, "Directory queries"). */
+HRESULT APIENTRY MQLocateBegin(LPCWSTR lpwcsContext, MQRESTRICTION* pRestriction,
+                               MQCOLUMNSET* pColumns, MQSORTSET* pSort, PHANDLE phEnum);
+HRESULT APIENTRY MQLocateNext(HANDLE hEnum, DWORD* pcProps, MQPROPVARIANT aPropVar[]);
+HRESULT APIENTRY MQLocateEnd(HANDLE hEnum);
+HRESULT APIENTRY MQInstanceToFormatName(GUID* pGuid, LPWSTR lpwcsFormatName, LPDWORD lpdwCount);
+HRESULT APIENTRY MQADsPathToFormatName(LPCWSTR lpwcsADsPath, LPWSTR lpwcsFormatName,
+                                       LPDWORD lpdwFormatNameLength);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace mqsec::pkcs11 {
@@ -80,20 +81,26 @@ std::vector<ForkLock>& fork_locks() {
   static auto* v = new std::vector<ForkLock>();  // immortal: used by fork handlers until exit
   return *v;
 }
-// Registrations not yet in fork_locks(), under their own mutex, which is never held while
-// another lock is taken: code that registers a lock while holding a registered one (a Token
-// made under the token registry's mutex) then cannot deadlock against a fork, which takes the
-// registered locks while holding g_fork_locks_mu.
-std::mutex g_pending_mu;
-std::vector<ForkLock>& pending_fork_locks() {
-  static auto* v = new std::vector<ForkLock>();
-  return *v;
-}
+// Registrations not yet in fork_locks(): a list pushed with one atomic compare-and-swap and
+// taken whole with one exchange, so no lock is held while registering. Code that registers a
+// lock while holding a registered one (a Token made under the token registry's mutex) then
+// cannot deadlock against a fork, which takes the registered locks while holding
+// g_fork_locks_mu; and a child forked during a registration inherits the list either before
+// or after it, never half-updated (a node allocated but not yet pushed is only leaked there).
+struct PendingForkLock {
+  ForkLock lock;
+  PendingForkLock* next;
+};
+std::atomic<PendingForkLock*> g_pending{nullptr};
 void adopt_pending_locked() {  // under g_fork_locks_mu
-  std::lock_guard guard(g_pending_mu);
-  auto& p = pending_fork_locks();
-  fork_locks().insert(fork_locks().end(), p.begin(), p.end());
-  p.clear();
+  PendingForkLock* n = g_pending.exchange(nullptr, std::memory_order_acq_rel);
+  std::vector<ForkLock> newest_first;
+  while (n != nullptr) {
+    newest_first.push_back(n->lock);
+    delete std::exchange(n, n->next);
+  }
+  // In registration order, as the locks were taken before the list existed.
+  fork_locks().insert(fork_locks().end(), newest_first.rbegin(), newest_first.rend());
 }
 
 void take_fork_locks() {
@@ -106,7 +113,6 @@ void release_fork_locks(bool child) {
   for (auto it = v.rbegin(); it != v.rend(); ++it) (child ? it->reset : it->unlock)(it->key);
   if (child) {
     new (&g_fork_locks_mu) std::mutex();
-    new (&g_pending_mu) std::mutex();  // another thread may have held it at the fork
   } else {
     g_fork_locks_mu.unlock();
   }
@@ -117,8 +123,11 @@ void release_fork_locks(bool child) {
 void register_fork_lock(void* key, void (*lock)(void*), void (*unlock)(void*),
                         void (*reset)(void*)) {
   if (!g_owned.load()) install_fork_gate();  // else the owner's handler calls fork_prepare()
-  std::lock_guard guard(g_pending_mu);
-  pending_fork_locks().push_back({key, lock, unlock, reset});
+  auto* n =
+      new PendingForkLock{{key, lock, unlock, reset}, g_pending.load(std::memory_order_relaxed)};
+  while (!g_pending.compare_exchange_weak(n->next, n, std::memory_order_release,
+                                          std::memory_order_relaxed)) {
+  }
 }
 
 void unregister_fork_lock(void* key) {

@@ -13,6 +13,7 @@
 #include "src/abi/transaction.hpp"
 #include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
+#include "src/core/locate.hpp"
 #include "src/core/queue.hpp"
 #include "src/core/runtime.hpp"
 
@@ -44,7 +45,15 @@ bool erase(HANDLE h, uintptr_t tag) {
 
 core::Destination destination_of_format(LPCWSTR format) {
   if (format == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "format name is NULL");
-  return core::destination_of_format(abi::wide_to_utf8(format, MQ_ERROR_ILLEGAL_FORMATNAME));
+  const std::string utf8 = abi::wide_to_utf8(format, MQ_ERROR_ILLEGAL_FORMATNAME);
+  if (core::is_public_format(utf8)) {
+    // PUBLIC=<instance GUID>: a queue of this machine's store (there is no directory).
+    const auto q = core::find_queue_by_instance(core::runtime().config().store_path,
+                                                core::guid_of_public_format(utf8));
+    if (!q) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "no queue of this machine has that GUID");
+    return core::destination_of_format(core::format_name_of(q->name));
+  }
+  return core::destination_of_format(utf8);
 }
 
 // Copies a format name into the caller's buffer: MQ_OK, or `too_small` with the needed length.
@@ -58,13 +67,43 @@ HRESULT copy_format(const std::string& format_utf8, LPWSTR out, LPDWORD len, HRE
   return MQ_OK;
 }
 
+// A public queue's path name ("<machine>\<name>") is not malformed, it needs Active Directory:
+// throws MSMQ's workgroup answer for it; returns for any other path.
+void refuse_public_path(LPCWSTR path) {
+  std::string utf8;
+  try {
+    utf8 = abi::wide_to_utf8(path, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME);
+  } catch (const Error&) {
+    return;
+  }
+  if (core::is_public_path(utf8)) {
+    throw Error(MQ_ERROR_UNSUPPORTED_OPERATION,
+                "'" + utf8 + "' is a public queue's path name: public queues need Active " +
+                    "Directory (use .\\private$\\NAME)");
+  }
+}
+void refuse_public_path(MQQUEUEPROPS* props) {
+  for (DWORD i = 0; i < props->cProp; ++i) {
+    const MQPROPVARIANT& v = props->aPropVar[i];
+    if (props->aPropID[i] == PROPID_Q_PATHNAME && v.vt == VT_LPWSTR && v.pwszVal != nullptr) {
+      refuse_public_path(v.pwszVal);
+    }
+  }
+}
+
 HRESULT create_queue(MQQUEUEPROPS* props, LPWSTR format_out, LPDWORD format_len) {
   if (props == nullptr || format_len == nullptr) {
     throw Error(MQ_ERROR_INVALID_PARAMETER, "MQQUEUEPROPS or the format name length is NULL");
   }
   transport::QueueInfo q;
   bool have_path = false;
-  const HRESULT parsed = abi::parse_queue_props(props, abi::QueuePropsUse::Create, q, &have_path);
+  HRESULT parsed = MQ_OK;
+  try {
+    parsed = abi::parse_queue_props(props, abi::QueuePropsUse::Create, q, &have_path);
+  } catch (const Error& e) {
+    if (e.code() == MQ_ERROR_ILLEGAL_QUEUE_PATHNAME) refuse_public_path(props);
+    throw;
+  }
   if (!have_path) throw Error(MQ_ERROR_INVALID_PARAMETER, "PROPID_Q_PATHNAME is required");
   const std::string format = core::format_name_of(q.name);
   core::create_queue(core::runtime().config().store_path, q);
@@ -223,6 +262,8 @@ HRESULT receive_message(QUEUEHANDLE hq, DWORD timeout, DWORD action, MQMSGPROPS*
     throw Error(MQ_ERROR_ILLEGAL_CURSOR_ACTION, "MQ_ACTION_PEEK_NEXT needs a cursor");
   }
   q->check_receive_access(act);
+  // MQ_SINGLE_MESSAGE receives one message of a transactional queue, as its own transaction.
+  if (t.single && act == core::Action::Receive) q->check_transactional_queue();
   if (props != nullptr) abi::check_receive(props);
   std::optional<std::chrono::milliseconds> wait;
   if (timeout != INFINITE) wait = std::chrono::milliseconds(timeout);
@@ -277,6 +318,7 @@ HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, 
     throw Error(MQ_ERROR_INVALID_PARAMETER, "FIRST and LAST take the lookup id 0");
   }
   q->check_receive_access(l.take ? core::Action::Receive : core::Action::PeekCurrent);
+  if (t.single && l.take) q->check_transactional_queue();  // as in receive_message
   if (props != nullptr) abi::check_receive(props);
   auto run = [q, l, t, fill = Filler(props)](std::stop_token) mutable {
     return fill.run([&] { return q->receive_by_lookup_id(l, std::ref(fill), t.tx.get()); });
@@ -328,8 +370,14 @@ MQSEC_EXPORT HRESULT APIENTRY MQPathNameToFormatName(LPCWSTR lpwcsPathName, LPWS
   return abi::guard("MQPathNameToFormatName", [&]() -> HRESULT {
     if (lpwcsPathName == nullptr || lpdwFormatNameLength == nullptr)
       return MQ_ERROR_INVALID_PARAMETER;
-    core::Destination d = core::destination_of_path(
-        abi::wide_to_utf8(lpwcsPathName, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
+    core::Destination d;
+    try {
+      d = core::destination_of_path(
+          abi::wide_to_utf8(lpwcsPathName, MQ_ERROR_ILLEGAL_QUEUE_PATHNAME));
+    } catch (const Error& e) {
+      if (e.code() == MQ_ERROR_ILLEGAL_QUEUE_PATHNAME) refuse_public_path(lpwcsPathName);
+      throw;
+    }
     if (!core::find_queue(core::runtime().config().store_path, d)) return MQ_ERROR_QUEUE_NOT_FOUND;
     return copy_format(core::format_name_of(d.queue), lpwcsFormatName, lpdwFormatNameLength,
                        MQ_ERROR_FORMATNAME_BUFFER_TOO_SMALL);

@@ -11,8 +11,9 @@
 #include <vector>
 
 #include "mqsec/error.hpp"
-#include "src/core/destination.hpp"
 #include "src/abi/wide.hpp"
+#include "src/core/destination.hpp"
+#include "src/core/locate.hpp"
 
 namespace mqsec::abi {
 namespace {
@@ -48,6 +49,12 @@ VARTYPE queue_vt(PROPID id) {
       return 0;
   }
 }
+
+}  // namespace
+
+VARTYPE queue_property_vt(PROPID id) { return queue_vt(id); }
+
+namespace {
 
 void check_array(MQQUEUEPROPS* props) {
   if (props == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "MQQUEUEPROPS is NULL");
@@ -273,6 +280,14 @@ HRESULT fill_queue_props(MQQUEUEPROPS* props, const transport::QueueInfo& q,
         case PROPID_Q_TYPE:
           guid(q.type);
           break;
+        case PROPID_Q_INSTANCE: {
+          const core::MachineGuid g = core::queue_instance_guid(core::this_machine(), q.id);
+          std::array<uint8_t, 16> bytes{};
+          static_assert(sizeof g == 16);
+          std::memcpy(bytes.data(), &g, 16);
+          guid(bytes);
+          break;
+        }
         case PROPID_Q_JOURNAL:
           v.vt = VT_UI1;
           v.bVal = q.journal ? MQ_JOURNAL : MQ_JOURNAL_NONE;
@@ -310,8 +325,7 @@ HRESULT fill_queue_props(MQQUEUEPROPS* props, const transport::QueueInfo& q,
           v.lVal = static_cast<LONG>(q.modified != 0 ? q.modified : q.created);
           break;
         default:
-          // INSTANCE and ADS_PATH: public queues in Active Directory have them; mqsec's
-          // private queues do not.
+          // ADS_PATH: public queues in Active Directory have one; mqsec's queues do not.
           if (props->aStatus != nullptr) props->aStatus[i] = MQ_INFORMATION_UNSUPPORTED_PROPERTY;
           overall = MQ_INFORMATION_PROPERTY;
           break;

@@ -34,6 +34,9 @@ void check_queue_props_get(MQQUEUEPROPS* props);
 HRESULT fill_queue_props(MQQUEUEPROPS* props, const transport::QueueInfo& q,
                          const std::string& path_name);
 
+// MSMQ's VT_* of a queue property (PROPID_Q_*); 0 when `id` is not one.
+VARTYPE queue_property_vt(PROPID id);
+
 // A malloc'ed copy of a UTF-8 string as WCHARs (MQFreeMemory frees it). Throws
 // MQ_ERROR_INSUFFICIENT_RESOURCES.
 WCHAR* allocated_wide(const std::string& utf8);

@@ -310,6 +310,11 @@ void Queue::reject(const transport::StoredMessage& m, const security::Envelope* 
 }
 
 void Queue::check_transactional_receive(Transaction& tx) const {
+  check_transactional_queue();
+  tx.check_usable();
+}
+
+void Queue::check_transactional_queue() const {
   if (!remote_machine_.empty() || !local_) {
     throw Error(MQ_ERROR_TRANSACTION_USAGE, "queue '" + name_ +
                                                 "' is on another machine: a receive in a "
@@ -319,7 +324,6 @@ void Queue::check_transactional_receive(Transaction& tx) const {
     throw Error(MQ_ERROR_TRANSACTION_USAGE,
                 "queue '" + name_ + "' is not transactional: receive without a transaction");
   }
-  tx.check_usable();
 }
 
 HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> timeout,

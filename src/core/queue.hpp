@@ -113,6 +113,9 @@ class Queue {
   // MQ_ERROR_ACCESS_DENIED unless the queue was opened for this.
   void check_send_access() const;
   void check_receive_access(Action action) const;
+  // MQ_ERROR_TRANSACTION_USAGE unless this is a transactional queue of this machine: what a
+  // receive in a transaction, or with MQ_SINGLE_MESSAGE, needs.
+  void check_transactional_queue() const;
 
   // Sets the envelope's message id, sent time, source machine and destination, signs it when
   // its auth level asks (with m.signer or m.context, unless m.sender_cert names another

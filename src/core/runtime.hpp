@@ -33,6 +33,7 @@
 #include "src/core/async_receive.hpp"
 #include "src/core/batch_signing.hpp"
 #include "src/core/implicit_contexts.hpp"
+#include "src/core/locate.hpp"
 #include "src/core/offering.hpp"
 #include "src/core/queue.hpp"
 #include "src/security/config.hpp"
@@ -62,6 +63,7 @@ class Runtime {
   Offering& offering() noexcept { return offering_; }
   security::HandleTable<Queue>& queues() noexcept { return queues_; }
   security::HandleTable<Cursor>& cursors() noexcept { return cursors_; }
+  security::HandleTable<QueueQuery>& queries() noexcept { return queries_; }  // MQLocateBegin
   transport::local::Stores& stores() noexcept { return stores_; }
   // The batch-signing pipeline's signers (batch_signing.hpp).
   BatchSigners& batch_signers() noexcept { return batch_signers_; }
@@ -130,6 +132,7 @@ class Runtime {
   Offering offering_;
   security::HandleTable<Queue> queues_;
   security::HandleTable<Cursor> cursors_;
+  security::HandleTable<QueueQuery> queries_;
 
   // Leaf locks (registered with the call gate's fork locks).
   std::mutex registry_cache_mu_;

@@ -2,6 +2,8 @@
 // section 10.
 #include "src/security/merkle.hpp"
 
+#include "src/security/openssl.hpp"
+
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -12,61 +14,12 @@ namespace {
 constexpr uint8_t kLeafPrefix = 0x00;
 constexpr uint8_t kNodePrefix = 0x01;
 
-// The digest as an explicitly fetched EVP_MD: EVP_DigestInit_ex with a legacy EVP_MD (what
-// EVP_sha256() returns) fetches the implementation again on every call (a lookup under the
-// provider store's lock); with a fetched one it does not. Fetched once per algorithm and kept
-// for the life of the process; `md` itself when fetching fails (or for another algorithm).
-const EVP_MD* fetched(const EVP_MD* md) {
-  // Function-local statics: after the first use per algorithm no lock is taken at all. A fork
-  // during that first fetch in another thread can still leave the child waiting on the
-  // static's init guard (or OpenSSL's provider lock) when it first hashes with that algorithm;
-  // the window is one fetch per algorithm and process, not every hash.
-  auto fetch = [](const EVP_MD* legacy) -> const EVP_MD* {
-    EVP_MD* f = EVP_MD_fetch(nullptr, EVP_MD_get0_name(legacy), nullptr);
-    return f != nullptr ? f : legacy;  // never freed: a signer thread may still hash at exit
-  };
-  switch (EVP_MD_get_type(md)) {
-    case NID_sha256: {
-      static const EVP_MD* const f = fetch(md);
-      return f;
-    }
-    case NID_sha384: {
-      static const EVP_MD* const f = fetch(md);
-      return f;
-    }
-    case NID_sha512: {
-      static const EVP_MD* const f = fetch(md);
-      return f;
-    }
-    default:
-      return md;
-  }
-}
-
-// One digest context per thread, reused from hash to hash (no allocation per leaf and node).
-struct ThreadCtx {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  ~ThreadCtx() { EVP_MD_CTX_free(ctx); }
-};
-
 Bytes digest_of(const EVP_MD* md, uint8_t prefix, std::span<const uint8_t> a,
                 std::span<const uint8_t> b) {
-  thread_local ThreadCtx tc;
-  thread_local const EVP_MD* last_md = nullptr;
-  thread_local const EVP_MD* last_fetched = nullptr;
-  if (md != last_md) {
-    last_fetched = fetched(md);
-    last_md = md;
-  }
-  EVP_MD_CTX* ctx = tc.ctx;
   Bytes out(static_cast<size_t>(EVP_MD_get_size(md)));
-  unsigned int len = 0;
-  const bool ok = ctx != nullptr && EVP_DigestInit_ex2(ctx, last_fetched, nullptr) == 1 &&
-                  EVP_DigestUpdate(ctx, &prefix, 1) == 1 &&
-                  EVP_DigestUpdate(ctx, a.data(), a.size()) == 1 &&
-                  EVP_DigestUpdate(ctx, b.data(), b.size()) == 1 &&
-                  EVP_DigestFinal_ex(ctx, out.data(), &len) == 1 && len == out.size();
-  if (!ok) throw std::runtime_error("merkle: hashing failed");
+  if (!digest_parts(md, {std::span<const uint8_t>(&prefix, 1), a, b}, out.data())) {
+    throw std::runtime_error("merkle: hashing failed");
+  }
   return out;
 }
 

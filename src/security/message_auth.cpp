@@ -39,12 +39,12 @@ SigScheme scheme_of(pkcs11::Scheme s) {
 }
 
 Bytes digest_of(pkcs11::Hash hash, std::span<const uint8_t> data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), digest, &len, evp_md(hash), nullptr) != 1) {
+  const EVP_MD* md = evp_md(hash);
+  Bytes digest(static_cast<size_t>(EVP_MD_get_size(md)));
+  if (!digest_parts(md, {data}, digest.data())) {
     throw Error(MQ_ERROR_CORRUPTED_SECURITY_DATA, "hashing the message failed");
   }
-  return Bytes(digest, digest + len);
+  return digest;
 }
 
 [[noreturn]] void bad_batch(const std::string& why) {

@@ -54,6 +54,65 @@ Bytes sha256(std::span<const uint8_t> data) {
   return d;
 }
 
+namespace {
+
+// The digest as an explicitly fetched EVP_MD: EVP_DigestInit_ex with a legacy EVP_MD (what
+// EVP_sha256() returns) fetches the implementation again on every call (a lookup under the
+// provider store's lock); with a fetched one it does not. Fetched once per algorithm and kept
+// for the life of the process; `md` itself when fetching fails (or for another algorithm).
+const EVP_MD* fetched(const EVP_MD* md) {
+  // Function-local statics: after the first use per algorithm no lock is taken at all. A fork
+  // during that first fetch in another thread can still leave the child waiting on the
+  // static's init guard (or OpenSSL's provider lock) when it first hashes with that algorithm;
+  // the window is one fetch per algorithm and process, not every hash.
+  auto fetch = [](const EVP_MD* legacy) -> const EVP_MD* {
+    EVP_MD* f = EVP_MD_fetch(nullptr, EVP_MD_get0_name(legacy), nullptr);
+    return f != nullptr ? f : legacy;  // never freed: a signer thread may still hash at exit
+  };
+  switch (EVP_MD_get_type(md)) {
+    case NID_sha256: {
+      static const EVP_MD* const f = fetch(md);
+      return f;
+    }
+    case NID_sha384: {
+      static const EVP_MD* const f = fetch(md);
+      return f;
+    }
+    case NID_sha512: {
+      static const EVP_MD* const f = fetch(md);
+      return f;
+    }
+    default:
+      return md;
+  }
+}
+
+// One digest context per thread, reused from hash to hash.
+struct ThreadCtx {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  ~ThreadCtx() { EVP_MD_CTX_free(ctx); }
+};
+
+}  // namespace
+
+bool digest_parts(const EVP_MD* md, std::initializer_list<std::span<const uint8_t>> parts,
+                  uint8_t* out) {
+  thread_local ThreadCtx tc;
+  thread_local const EVP_MD* last_md = nullptr;
+  thread_local const EVP_MD* last_fetched = nullptr;
+  if (md != last_md) {
+    last_fetched = fetched(md);
+    last_md = md;
+  }
+  EVP_MD_CTX* ctx = tc.ctx;
+  if (ctx == nullptr || EVP_DigestInit_ex2(ctx, last_fetched, nullptr) != 1) return false;
+  for (const auto& p : parts) {
+    if (EVP_DigestUpdate(ctx, p.data(), p.size()) != 1) return false;
+  }
+  unsigned int len = 0;
+  return EVP_DigestFinal_ex(ctx, out, &len) == 1 && static_cast<int>(len) == EVP_MD_get_size(md);
+}
+
 std::string subject_string(X509* cert) {
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
   if (!bio) return {};

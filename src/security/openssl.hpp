@@ -9,6 +9,7 @@
 #include <openssl/x509v3.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -53,6 +54,13 @@ using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, OsslFree>;
 X509Ptr parse_der_strict(std::span<const uint8_t> der);
 Bytes to_der(X509* cert);
 Bytes sha256(std::span<const uint8_t> data);
+// Hashes the concatenation of `parts` with `md` (EVP_sha256() and the like) into `out`, which
+// must hold EVP_MD_get_size(md) bytes; false if OpenSSL fails. For hot paths (every signed
+// message, every Merkle leaf and node): it uses the explicitly fetched implementation of `md`
+// and one EVP_MD_CTX per thread, so it neither allocates nor looks the digest up in OpenSSL's
+// provider store (under its lock) per call, as EVP_Digest with a legacy EVP_MD does.
+bool digest_parts(const EVP_MD* md, std::initializer_list<std::span<const uint8_t>> parts,
+                  uint8_t* out);
 // Lower-case hexadecimal, two digits a byte ("00ff...").
 std::string hex(std::span<const uint8_t> bytes);
 // "CN=alice,O=Example" (RFC 2253 order, OpenSSL's one-line form).

@@ -19,7 +19,8 @@ for required in MQGetSecurityContextEx MQGetSecurityContext MQFreeSecurityContex
     MQPathNameToFormatName MQHandleToFormatName MQSendMessage MQReceiveMessage \
     MQReceiveMessageByLookupId MQCreateCursor MQCloseCursor MQFreeMemory MQGetQueueProperties \
     MQSetQueueProperties MQPurgeQueue MQGetPrivateComputerInformation MQMgmtGetInfo \
-    MQGetOverlappedResult MQGetMachineProperties MQMgmtAction MQBeginTransaction; do
+    MQGetOverlappedResult MQGetMachineProperties MQMgmtAction MQBeginTransaction \
+    MQLocateBegin MQLocateNext MQLocateEnd MQInstanceToFormatName MQADsPathToFormatName; do
   if ! printf '%s\n' "$names" | grep -qx "$required"; then
     echo "libmqrt does not export $required" >&2
     status=1

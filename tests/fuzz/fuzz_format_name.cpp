@@ -19,6 +19,7 @@
 #include "mqsec/error.hpp"
 #include "src/core/text.hpp"
 #include "src/core/destination.hpp"
+#include "src/core/locate.hpp"
 
 namespace {
 
@@ -50,6 +51,17 @@ void names(std::string_view text) {
         e.code() != MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION)
       abort();
   }
+  // PUBLIC=<guid> (MQInstanceToFormatName's names): a GUID read from it prints back as a name
+  // that reads as the same GUID; anything else is MQ_ERROR_ILLEGAL_FORMATNAME.
+  try {
+    const core::MachineGuid g = core::guid_of_public_format(text);
+    const core::MachineGuid back = core::guid_of_public_format(core::public_format_name(g));
+    if (std::memcmp(&g, &back, sizeof g) != 0) abort();
+  } catch (const Error& e) {
+    if (e.code() != MQ_ERROR_ILLEGAL_FORMATNAME) abort();
+  }
+  // A public queue's path name is never a private queue's.
+  if (core::is_public_path(text) && text.find("private$\\") != std::string_view::npos) abort();
 }
 
 // Arbitrary bytes as UTF-8 / UTF-16: decoding replaces what is invalid, so the result is

@@ -891,7 +891,7 @@ TEST(Queues, OpenUnknownQueueFails) {
 TEST(Queues, OpenWithIllegalFormatNameFails) {
   create_queue(queue_name());
   for (const wchar_t* f :
-       {L"", L"PUBLIC=01234567-89ab-cdef-0123-456789abcdef", L"DIRECT=OS:", L"DIRECT=OS:noslash",
+       {L"", L"PUBLIC=01234567-89ab-cdef-0123-45678", L"DIRECT=OS:", L"DIRECT=OS:noslash",
         L"DIRECT=OS:.\\public\\q", L".\\private$\\q", L"DIRECT=OS:.\\private$\\"}) {
     QUEUEHANDLE h = nullptr;
     EXPECT_EQ(MQOpenQueue(f, MQ_SEND_ACCESS, MQ_DENY_NONE, &h), MQ_ERROR_ILLEGAL_FORMATNAME)

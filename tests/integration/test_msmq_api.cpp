@@ -363,9 +363,13 @@ TEST(QueueProperties, CreateKeepsEveryPropertyAndGetReturnsThem) {
   size_t ct = g.null(PROPID_Q_CREATE_TIME);
   size_t mt = g.null(PROPID_Q_MODIFY_TIME);
   size_t in = g.null(PROPID_Q_INSTANCE);
+  size_t ads = g.null(PROPID_Q_ADS_PATH);
   HRESULT hr = MQGetQueueProperties(format.c_str(), g.queue());
-  EXPECT_HR(MQ_INFORMATION_PROPERTY, hr);  // INSTANCE: private queues have none
-  EXPECT_HR(MQ_INFORMATION_UNSUPPORTED_PROPERTY, g.status[in]);
+  EXPECT_HR(MQ_INFORMATION_PROPERTY, hr);  // ADS_PATH: no Active Directory
+  EXPECT_HR(MQ_INFORMATION_UNSUPPORTED_PROPERTY, g.status[ads]);
+  EXPECT_HR(MQ_OK, g.status[in]);  // INSTANCE: the queue's GUID (test_msmq_locate)
+  ASSERT_EQ(g.var(in).vt, VT_CLSID);
+  MQFreeMemory(g.var(in).puuid);
   ASSERT_EQ(g.var(pn).vt, VT_LPWSTR);
   std::wstring got_path = g.var(pn).pwszVal;
   EXPECT_EQ(got_path.substr(got_path.find(L'\\')), L"\\private$\\" + name);

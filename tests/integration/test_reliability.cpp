@@ -20,7 +20,12 @@
 //   every message received exactly once and authenticated;
 // - SIGKILL of a sender process during a stream of RECOVERABLE messages: every message whose
 //   MQSendMessage returned MQ_OK (acknowledged through a pipe after MQ_OK) is in the queue exactly
-//   once and verifies; nothing partial is delivered.
+//   once and verifies; nothing partial is delivered;
+// - SIGKILL of a receiver process in the middle of a stream of receives (reading, verifying,
+//   inside its removal transaction or just after it), several times: the next receiver is not
+//   held up by the dead one's store locks, no message is received twice, and every message is
+//   received except at most the one per kill that the killed receiver had removed but not yet
+//   reported (a non-transactional receive is at most once to a receiver that dies with it).
 //
 // Every wait is bounded: a watchdog aborts the test process when a test hangs, children have an
 // alarm(), and child processes are waited for with a deadline and killed after it.
@@ -52,6 +57,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -589,6 +595,29 @@ int child_stream_sender() {
   return 0;
 }
 
+// Receives stream messages until killed (or the queue stays empty for 30 s); after each MQ_OK
+// writes "<i>\n" (the body's number) to fd 3, or "B <i>\n" when it did not verify.
+int child_stream_receiver() {
+  ::alarm(300);
+  Queue q(widen(getenv_str("MQSEC_REL_QUEUE")), MQ_RECEIVE_ACCESS);
+  const Bytes cert = read_bytes(getenv_str("MQSEC_REL_CERT"));
+  for (;;) {
+    Received m;
+    HRESULT hr = receive(q.get(), 30000, &m);
+    if (hr == MQ_ERROR_IO_TIMEOUT) return 0;
+    if (FAILED(hr)) {
+      write_all(3, "E " + hex(hr) + "\n");
+      return 3;
+    }
+    std::istringstream in(string_of(m.body));
+    std::string k;
+    long i = -1;
+    in >> k >> i;
+    const bool ok = k == "k" && m.body == stream_body(i) && verifies(m, cert);
+    if (!write_all(3, (ok ? "" : "B ") + std::to_string(i) + "\n")) return 4;
+  }
+}
+
 [[maybe_unused]] const int child_dispatch = [] {
   std::string role = getenv_str(kChildRole);
   if (role.empty()) return 0;
@@ -596,6 +625,7 @@ int child_stream_sender() {
   try {
     if (role == "receiver") rc = child_receiver();
     if (role == "stream-sender") rc = child_stream_sender();
+    if (role == "stream-receiver") rc = child_stream_receiver();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "child %s: %s\n", role.c_str(), e.what());
     rc = 6;
@@ -1328,6 +1358,106 @@ TEST_F(Reliability, SigkilledSenderLosesNoAcknowledgedMessageAndDeliversNothingP
     std::printf("[ info ] round %d: killed after %zu acknowledged, %zu in the queue\n", round,
                 acked.size(), got.size());
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIGKILL of a receiver in the middle of a stream of receives
+
+TEST_F(Reliability, SigkilledReceiverDuplicatesNothingAndLosesAtMostItsMessageInFlight) {
+  Watchdog wd(300s, "SIGKILL of a receiver");
+  constexpr long kMessages = 1000;
+  // After the receiver's report, wait a different time before each kill so that the kills land
+  // in different phases of the next receive (reading, verifying, removing, reporting).
+  constexpr int kDelayUs[] = {0, 50, 120, 200, 300, 450, 700, 1000};
+  constexpr int kKills = static_cast<int>(std::size(kDelayUs));
+  std::wstring format = create_queue("rx-sigkill");
+  {
+    Queue q(format, MQ_SEND_ACCESS);
+    Context ctx(g_p256_cert);
+    for (long i = 0; i < kMessages; ++i)
+      ASSERT_EQ(send_signed(q.get(), ctx.get(), stream_body(i)), MQ_OK);
+  }  // closing the handle commits this process's express messages
+  std::map<long, int> got;
+  size_t bad = 0;
+  auto count = [&](long i, bool ok) {
+    if (!ok) ++bad;
+    if (++got[i] == 2) ADD_FAILURE() << "message " << i << " received twice";
+  };
+  size_t reported_before_kills = 0;
+  for (int round = 0; round < kKills; ++round) {
+    SCOPED_TRACE("kill " + std::to_string(round));
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    pid_t pid = spawn({{kChildRole, "stream-receiver"},
+                       {"MQSEC_REL_QUEUE", narrow(format)},
+                       {"MQSEC_REL_CERT", g_p256_cert_file.string()}},
+                      fds[1]);
+    ::close(fds[1]);
+    // SIGKILL once this receiver reported a different number of messages each round.
+    const size_t kill_after = 10 + 15 * static_cast<size_t>(round);
+    size_t reported = 0;
+    std::string pending, child_error;
+    bool killed = false;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::read(fds[0], buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // EOF: the child is gone
+      pending.append(buf, static_cast<size_t>(n));
+      size_t nl;
+      while ((nl = pending.find('\n')) != std::string::npos) {
+        std::string line = pending.substr(0, nl);
+        pending.erase(0, nl + 1);
+        if (!line.empty() && line[0] == 'E') {
+          child_error = line;
+        } else if (!line.empty() && line[0] == 'B') {
+          count(std::stol(line.substr(2)), false);
+          ++reported;
+        } else {
+          count(std::stol(line), true);
+          ++reported;
+        }
+      }
+      if (!killed && reported >= kill_after) {
+        std::this_thread::sleep_for(std::chrono::microseconds(kDelayUs[round]));
+        ::kill(pid, SIGKILL);
+        killed = true;
+      }
+    }
+    ::close(fds[0]);
+    auto status = wait_for(pid, 60s);
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(child_error.empty()) << "the receiver failed: " << child_error;
+    ASSERT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << describe(*status);
+    ASSERT_GE(reported, kill_after);
+    reported_before_kills += reported;
+  }
+  ASSERT_LT(reported_before_kills, static_cast<size_t>(kMessages))
+      << "no message left after the kills";
+  // The rest, here: the dead receivers' store locks must not hold this receive up.
+  {
+    Queue r(format, MQ_RECEIVE_ACCESS);
+    for (const Received& m : drain(r.get())) {
+      std::istringstream in(string_of(m.body));
+      std::string k;
+      long i = -1;
+      in >> k >> i;
+      count(i, k == "k" && m.body == stream_body(i) && verifies(m, g_p256_cert));
+    }
+    EXPECT_TRUE(drain(r.get()).empty());
+  }
+  size_t missing = 0;
+  for (long i = 0; i < kMessages; ++i) missing += got.count(i) ? 0 : 1;
+  for (const auto& [i, n] : got)
+    EXPECT_TRUE(i >= 0 && i < kMessages) << "message " << i << " was never sent";
+  EXPECT_EQ(bad, 0u) << "messages not whole or not verified";
+  // A receiver killed after its removal committed and before it reported takes that one
+  // message with it; nothing else may go missing.
+  EXPECT_LE(missing, static_cast<size_t>(kKills));
+  std::printf(
+      "[ info ] %d receivers killed after reporting %zu messages; %zu missing (each the "
+      "killed receiver's message in flight)\n",
+      kKills, reported_before_kills, missing);
 }
 
 }  // namespace

@@ -280,6 +280,15 @@ TEST(Transactions, TransactionalQueuesAreEnforcedInBothDirections) {
   EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, receive(nr, tx).hr);
   EXPECT_EQ(receive(nr, MQ_NO_TRANSACTION, MQ_ACTION_PEEK_CURRENT).body, "plain");  // still there
   EXPECT_EQ(receive(tr, MQ_NO_TRANSACTION).body, "single");
+  // MQ_SINGLE_MESSAGE receives from a transactional queue only (a peek takes nothing, so it
+  // is not refused); the refused receive left the message in place.
+  EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE, receive(nr, MQ_SINGLE_MESSAGE).hr);
+  EXPECT_HR(MQ_ERROR_TRANSACTION_USAGE,
+            MQReceiveMessageByLookupId(nr, 0, MQ_LOOKUP_RECEIVE_FIRST, nullptr, nullptr, nullptr,
+                                       MQ_SINGLE_MESSAGE));
+  EXPECT_EQ(receive(nr, MQ_SINGLE_MESSAGE, MQ_ACTION_PEEK_CURRENT).body, "plain");
+  EXPECT_HR(MQ_OK, send(ts, "single 2", MQ_SINGLE_MESSAGE));
+  EXPECT_EQ(receive(tr, MQ_SINGLE_MESSAGE).body, "single 2");
   EXPECT_EQ(receive(nr, MQ_NO_TRANSACTION).body, "plain");
   // The refused operations left the transaction usable.
   EXPECT_HR(MQ_OK, send(ts, "after", tx));

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <filesystem>
 #include <thread>
@@ -51,6 +52,26 @@ TEST_F(BatchWriterTest, FlushMakesEverythingVisibleInPushOrder) {
     ASSERT_TRUE(m);
     ASSERT_EQ(m->envelope, msg(i)) << "out of order at " << i;
   }
+}
+
+// Every receive flushes first; with nothing pushed since the last commit that must cost
+// neither a wake-up of the writer thread nor a wait (issue 14's receive profile).
+TEST_F(BatchWriterTest, FlushWithNothingPendingDoesNotWakeTheWriter) {
+  BatchWriter w(*store_, nullptr);
+  w.push(id_, 3, msg(1));
+  w.flush();
+  ASSERT_EQ(store_->message_count(id_), 1u);
+  // Let the writer get back into its wait (it looks for work once more after the commit).
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const uint64_t before = w.wakeups();
+  for (int i = 0; i < 200; ++i) w.flush();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a woken writer would count
+  EXPECT_EQ(w.wakeups(), before);
+  // A flush after a push still waits for the commit.
+  w.push(id_, 3, msg(2));
+  w.flush();
+  EXPECT_EQ(store_->message_count(id_), 2u);
+  EXPECT_GT(w.wakeups(), before);
 }
 
 TEST_F(BatchWriterTest, ConcurrentPushersLoseNothing) {

@@ -64,6 +64,8 @@ class BatchWriter {
   void child_after_fork() noexcept;
   // Messages the writer could not commit (queue deleted meanwhile, store error).
   uint64_t failed() const;
+  // How often the writer thread looked for work (for tests: an idle flush() must not wake it).
+  uint64_t wakeups() const;
 
  private:
   void run();
@@ -76,7 +78,7 @@ class BatchWriter {
   mutable std::mutex mu_;
   std::condition_variable wake_, progress_;
   std::vector<Append> pending_;
-  uint64_t pushed_ = 0, done_ = 0, failed_ = 0;
+  uint64_t pushed_ = 0, done_ = 0, failed_ = 0, wakeups_ = 0;
   int waiters_ = 0;  // threads in flush()/push_and_wait(): commit at once
   bool stop_ = false;
   bool running_ = false;
