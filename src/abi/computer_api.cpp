@@ -13,6 +13,8 @@
 #include "src/abi/queue_props.hpp"
 #include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
+#include "src/core/dead_letter.hpp"
+#include "src/core/journal.hpp"
 #include "src/core/destination.hpp"
 #include "src/core/runtime.hpp"
 
@@ -224,7 +226,13 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
       switch (props->aPropID[i]) {
         case PROPID_MGMT_MSMQ_PRIVATEQ: {
           std::vector<std::string> paths;
-          for (const core::QueueStatus& q : all) paths.push_back(path_of(q.info.name));
+          for (const core::QueueStatus& q : all) {
+            // Dead-letter queues and journals are system queues, not private ones.
+            if (!core::is_dead_letter_queue_name(q.info.name) &&
+                !core::is_journal_queue_name(q.info.name)) {
+              paths.push_back(path_of(q.info.name));
+            }
+          }
           v.calpwstr = mem.texts(paths);
           v.vt = VT_LPWSTR | VT_VECTOR;
           break;
@@ -261,6 +269,15 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
     }
   } else {
     const core::QueueStatus q = core::queue_status(store_dir, queue);
+    // Its journal's (journal.hpp): none yet is an empty one.
+    core::QueueStatus journal;
+    try {
+      journal =
+          core::queue_status(store_dir, core::Destination{core::journal_queue_name(q.info.name),
+                                                          core::Destination::Transport::Local, ""});
+    } catch (const Error& e) {
+      if (e.code() != MQ_ERROR_QUEUE_NOT_FOUND) throw;
+    }
     for (DWORD i = 0; i < props->cProp; ++i) {
       MQPROPVARIANT& v = props->aPropVar[i];
       auto text = [&](const std::string& s) {
@@ -300,8 +317,10 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
           number(q.bytes);
           break;
         case PROPID_MGMT_QUEUE_JOURNAL_MESSAGE_COUNT:
+          number(journal.messages);
+          break;
         case PROPID_MGMT_QUEUE_BYTES_IN_JOURNAL:
-          number(0);  // no journal queues yet
+          number(journal.bytes);
           break;
         default:  // outgoing-queue (EOD), next hops, subqueues: not kept for a local queue
           unsupported(i);

@@ -17,6 +17,8 @@
 #include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
 #include "src/core/locate.hpp"
+#include "src/core/dead_letter.hpp"
+#include "src/core/journal.hpp"
 #include "src/core/runtime.hpp"
 
 namespace {
@@ -196,6 +198,10 @@ HRESULT locate_begin(LPCWSTR context, MQRESTRICTION* restriction, MQCOLUMNSET* c
   }
 
   for (core::QueueStatus& s : core::list_queues(core::runtime().config().store_path)) {
+    // Dead-letter queues and journals are system queues, never in a directory.
+    if (core::is_dead_letter_queue_name(s.info.name) || core::is_journal_queue_name(s.info.name)) {
+      continue;
+    }
     const bool match = std::all_of(rs.begin(), rs.end(), [&](const Restriction& r) {
       return holds(r.rel, value_of(s.info, r.prop), r.value);
     });

@@ -2,6 +2,7 @@
 #include "src/abi/message_props.hpp"
 
 #include <algorithm>
+#include <ctime>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -10,6 +11,7 @@
 #include "mqsec/error.hpp"
 #include "src/core/text.hpp"
 #include "src/core/destination.hpp"
+#include "src/core/expiry.hpp"
 #include "src/abi/wide.hpp"
 
 namespace mqsec::abi {
@@ -259,6 +261,11 @@ SendRequest parse_send(MQMSGPROPS* props) {
         // (outgoing queue and arrival); a local send reaches its queue at once, as in MSMQ.
         e.time_to_reach_queue = v.ulVal;
         break;
+      case PROPID_M_TIME_TO_BE_RECEIVED:
+        // Seconds from the send; INFINITE (the default) is no limit. Enforced by every receive,
+        // peek and lookup (src/core/expiry.hpp).
+        e.time_to_be_received = v.ulVal;
+        break;
       case PROPID_M_PRIV_LEVEL:
         // mqsec does not encrypt bodies: a send that asks for it fails rather than travel in
         // clear while the caller believes it encrypted (as a queue demanding it is refused).
@@ -277,6 +284,8 @@ SendRequest parse_send(MQMSGPROPS* props) {
         break;
     }
   }
+  // As MSMQ: a time to reach queue longer than the time to be received is cut to it.
+  e.time_to_reach_queue = std::min(e.time_to_reach_queue, e.time_to_be_received);
   return r;
 }
 
@@ -390,7 +399,8 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
     if (v.vt == VT_NULL) v.vt = want;
     switch (id) {
       case PROPID_M_CLASS:
-        v.uiVal = e.msg_class;
+        // From a dead-letter queue: why the message is there (a NACK class), as in MSMQ.
+        v.uiVal = msg.msg_class >= 0 ? static_cast<USHORT>(msg.msg_class) : e.msg_class;
         break;
       case PROPID_M_MSGID:
         std::memcpy(v.caub.pElems, e.msg_id.data(), 20);
@@ -532,6 +542,10 @@ HRESULT fill_receive(MQMSGPROPS* props, const Received& msg) {
       case PROPID_M_TIME_TO_REACH_QUEUE:
         // The sender's value as sent (INFINITE when none), not the time left as MSMQ reports.
         v.ulVal = e.time_to_reach_queue;
+        break;
+      case PROPID_M_TIME_TO_BE_RECEIVED:
+        // As MSMQ: the time left to receive it, in seconds (INFINITE when it has no limit).
+        v.ulVal = core::seconds_left_to_receive(e, std::time(nullptr));
         break;
       default:
         // Write-only (SECURITY_CONTEXT) and unsupported properties.

@@ -4,6 +4,8 @@
 #include <algorithm>
 
 #include "mqsec/error.hpp"
+#include "src/core/dead_letter.hpp"
+#include "src/core/journal.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/subqueue.hpp"
 #include "src/security/openssl.hpp"
@@ -31,6 +33,13 @@ void not_subqueue(const Destination& d) {
                     "with its queue");
   }
 }
+// The dead-letter queues are the queue manager's: never deleted or changed by applications.
+void not_system(const Destination& d) {
+  if (is_dead_letter_queue_name(d.queue) || is_journal_queue_name(d.queue)) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "'" + format_name_of(d) + "' is a system queue: it cannot be deleted or changed");
+  }
+}
 }  // namespace
 
 std::string create_queue(const std::filesystem::path& store_dir, const transport::QueueInfo& q) {
@@ -46,8 +55,18 @@ std::string create_queue(const std::filesystem::path& store_dir, const transport
 void delete_queue(const std::filesystem::path& store_dir, const Destination& d) {
   local_only(d);
   not_subqueue(d);
+  not_system(d);
   runtime().stores().flush_express();
   store(store_dir).delete_queue(d.queue);
+  // Its journal goes with it, as in MSMQ.
+  const std::string journal = journal_queue_name(d.queue);
+  if (store(store_dir).find_queue(journal)) {
+    try {
+      store(store_dir).delete_queue(journal);
+    } catch (const Error& e) {
+      if (e.code() != MQ_ERROR_QUEUE_NOT_FOUND) throw;  // another process deleted it meanwhile
+    }
+  }
 }
 
 std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& store_dir,
@@ -61,6 +80,7 @@ void update_queue(const std::filesystem::path& store_dir, const Destination& d,
                   const transport::QueueInfo& before, transport::QueueInfo q) {
   local_only(d);
   not_subqueue(d);
+  not_system(d);
   q.modified = 0;  // now
   store(store_dir).update_queue(before, q);
 }

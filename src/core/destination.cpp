@@ -10,6 +10,8 @@
 #include <utility>
 
 #include "mqsec/error.hpp"
+#include "src/core/dead_letter.hpp"
+#include "src/core/journal.hpp"
 #include "src/core/runtime.hpp"
 #include "src/security/config.hpp"
 #include "src/security/openssl.hpp"
@@ -118,9 +120,37 @@ Destination destination_of_format_impl(std::string_view format,
                     "' is not supported: use DIRECT=OS:MACHINE\\private$\\NAME or "
                     "DIRECT=TCP:MACHINE\\private$\\NAME");
   }
+  const std::string_view path = format.substr(tcp ? kDirectTcp.size() : kDirectOs.size());
+  // The machine's system queues, "<machine>\SYSTEM$;DEADLETTER", ";DEADXACT" (dead_letter.hpp)
+  // and ";JOURNAL", and a queue's journal, "<queue's format name>;JOURNAL" (journal.hpp).
+  // Another machine's are Remote here, and refused by Queue::open.
+  if (const auto slash = path.find('\\'); slash != std::string_view::npos && slash > 0) {
+    std::string dlq = dead_letter_queue_of_suffix(path.substr(slash + 1));
+    if (dlq.empty() && lower(path.substr(slash + 1)) == "system$;journal") {
+      dlq = kMachineJournalName;
+    }
+    if (!dlq.empty()) {
+      const std::string_view host = path.substr(0, slash);
+      if (is_local(host, this_machine_name, tcp)) {
+        return Destination{std::move(dlq), Destination::Transport::Local, ""};
+      }
+      return Destination{std::move(dlq), Destination::Transport::Remote, lower(host)};
+    }
+  }
+  constexpr std::string_view kJournal = ";journal";
+  if (format.size() > kJournal.size() &&
+      lower(format.substr(format.size() - kJournal.size())) == kJournal) {
+    Destination d = destination_of_format_impl(format.substr(0, format.size() - kJournal.size()),
+                                               this_machine_name);
+    if (is_journal_queue_name(d.queue) || is_dead_letter_queue_name(d.queue)) {
+      throw Error(MQ_ERROR_ILLEGAL_FORMATNAME,
+                  "'" + std::string(format) + "': a system queue has no journal");
+    }
+    d.queue = journal_queue_name(d.queue);
+    return d;
+  }
   try {
-    return classify(format.substr(tcp ? kDirectTcp.size() : kDirectOs.size()), this_machine_name,
-                    tcp, MQ_ERROR_ILLEGAL_FORMATNAME);
+    return classify(path, this_machine_name, tcp, MQ_ERROR_ILLEGAL_FORMATNAME);
   } catch (const Error& e) {
     if (e.code() == MQ_ERROR_ILLEGAL_QUEUE_PATHNAME)
       throw Error(MQ_ERROR_ILLEGAL_FORMATNAME, e.what());
@@ -214,11 +244,18 @@ std::string queue_part_of_format(std::string_view format) {
 }
 
 std::string format_name_of(std::string_view queue) {
+  if (is_dead_letter_queue_name(queue)) {
+    return "DIRECT=OS:" + local_host() + "\\" + dead_letter_format_suffix(queue);
+  }
+  if (queue == kMachineJournalName) return "DIRECT=OS:" + local_host() + "\\SYSTEM$;JOURNAL";
+  if (auto of = queue_of_journal(queue)) return format_name_of(*of) + ";JOURNAL";
   return "DIRECT=OS:" + local_host() + "\\private$\\" + std::string(queue);
 }
 
 std::string format_name_of(const Destination& d) {
-  if (!d.remote()) return format_name_of(d.queue);
+  if (!d.remote() || is_journal_queue_name(d.queue) || is_dead_letter_queue_name(d.queue)) {
+    return format_name_of(d.queue);  // (another machine's: refused by Queue::open)
+  }
   return "DIRECT=OS:" + d.machine + "\\private$\\" + d.queue;
 }
 

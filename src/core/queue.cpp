@@ -14,6 +14,9 @@
 #include <span>
 
 #include "mqsec/error.hpp"
+#include "src/core/dead_letter.hpp"
+#include "src/core/expiry.hpp"
+#include "src/core/journal.hpp"
 #include "src/core/remote_read.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/subqueue.hpp"
@@ -91,6 +94,11 @@ bool receive_share_denied(const std::filesystem::path& store_dir, int64_t queue_
 }
 
 std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool deny_receive_share) {
+  const bool system = is_dead_letter_queue_name(d.queue) || is_journal_queue_name(d.queue);
+  if (d.remote() && system) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "another machine's dead-letter queues and journals cannot be opened from here");
+  }
   const bool remote_read =
       d.transport != Destination::Transport::Local && (access.receive || access.peek);
   if (remote_read && deny_receive_share) {
@@ -137,6 +145,21 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
     q->transport_ = std::move(r.transport);
     q->remote_machine_ = d.machine;
   } else {
+    if (system) {
+      // Read-only for applications, and always there (created on first use), as in MSMQ.
+      if (access.send) {
+        throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                    "a dead-letter queue or journal cannot be opened for sending");
+      }
+      transport::local::Store& store = rt.stores().store_at(cfg.store_path);
+      if (is_dead_letter_queue_name(d.queue)) {
+        ensure_dead_letter_queue(store, d.queue == kDeadXactQueueName);
+        q->dead_letter_ = true;
+      } else {
+        ensure_journal_queue(store, d.queue);
+      }
+      q->system_ = true;
+    }
     auto resolved = rt.resolve(d, cfg.store_path);
     if (!resolved) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' does not exist");
     named = std::move(resolved->info);
@@ -155,6 +178,8 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   // Only receivers verify: a sender needs no anchors (and must not fail when they are missing).
   named.name = q->verify_name_;
   q->policy_ = queue_policy(cfg, named, access.receive || access.peek);
+  q->policy_.any_destination = q->system_;
+  q->queue_journal_ = named.journal && !q->system_;
   q->source_machine_ = utf8_to_utf16(q->policy_.machine);
   if (access.send) {
     q->signing_ = cfg.signing;
@@ -438,16 +463,31 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
     return std::nullopt;
   }
   const security::Envelope& e = *c.envelope;
+  // PROPID_M_TIME_TO_BE_RECEIVED: an expired message is taken out (and NACKed), never offered.
+  // The clock skew is allowed for a message another machine sent (its clock set sent_time).
+  // A dead-letter queue holds expired messages: they stay until received or purged.
+  const auto now = static_cast<int64_t>(std::time(nullptr));
+  const bool from_here = e.source_machine == source_machine_;
+  if (!system_ && expired(e, now, from_here ? 0 : policy_.max_clock_skew_seconds)) {
+    expire_message(*transport_, local_.get(), transactional_, m.seq, e, policy_,
+                   "message " + std::to_string(m.seq) + " of queue '" + name_ + "'");
+    return std::nullopt;
+  }
   const security::Verdict& vd = c.verdict;
   const std::span<const uint8_t> msg_id(e.msg_id.data(), e.msg_id.size());
-  const HRESULT hr = deliver(Delivered{&e, &vd, m.arrived, static_cast<uint64_t>(m.seq)});
+  const HRESULT hr = deliver(Delivered{&e, &vd, m.arrived, static_cast<uint64_t>(m.seq),
+                                       dead_letter_ ? int{dead_letter_class(e, now)} : -1});
   if (FAILED(hr)) return hr;  // buffers too small: the message stays
   if (take) {
     const int64_t sent =
         static_cast<int64_t>(std::min<uint64_t>(e.sent_time, static_cast<uint64_t>(INT64_MAX)));
     transport::Removal removal = transport::Removal::Gone;
     try {
-      removal = transport_->remove_delivered(m.seq, msg_id, sent, policy_.replay_window_seconds);
+      const int64_t journal = local_ ? journal_for(e, from_here) : 0;
+      removal = journal != 0 ? local_->remove_delivered_to_journal(
+                                   m.seq, msg_id, sent, policy_.replay_window_seconds, journal)
+                             : transport_->remove_delivered(m.seq, msg_id, sent,
+                                                            policy_.replay_window_seconds);
     } catch (const Error& ex) {
       if (remote_machine_.empty()) throw;
       // Remote read: the message is here, but the removal on its machine was not
@@ -474,6 +514,29 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
     if (tx != nullptr) tx->add_receive(local_, m, transport::Bytes(msg_id.begin(), msg_id.end()));
   }
   return hr;
+}
+
+// Journals (journal.hpp): the queue's own when PROPID_Q_JOURNAL was set when it was opened,
+// else the machine journal for a message sent from here with MQMSG_JOURNAL; 0: none.
+int64_t Queue::journal_for(const security::Envelope& e, bool from_here) {
+  if (system_) return 0;
+  std::atomic<int64_t>* cached = nullptr;
+  std::string name;
+  if (queue_journal_) {
+    cached = &queue_journal_id_;
+    name = journal_queue_name(name_);
+  } else if ((e.journal & MQMSG_JOURNAL) && from_here) {
+    cached = &machine_journal_id_;
+    name = kMachineJournalName;
+  } else {
+    return 0;
+  }
+  int64_t id = cached->load();
+  if (id == 0) {
+    id = ensure_journal_queue(local_->store(), name).id;
+    cached->store(id);
+  }
+  return id;
 }
 
 HRESULT Queue::receive_by_lookup_id(const Lookup& l, const Deliver& deliver, Transaction* tx) {

@@ -72,6 +72,7 @@ struct Delivered {
   const security::Verdict* verdict = nullptr;
   int64_t arrived = 0;     // Unix seconds
   uint64_t lookup_id = 0;  // PROPID_M_LOOKUPID: the message's position in its queue (the seq)
+  int msg_class = -1;      // >= 0: PROPID_M_CLASS instead of the envelope's (dead-letter queues)
 };
 
 class Queue;
@@ -187,6 +188,8 @@ class Queue {
   // not deliverable any more (rejected, or another receiver took it); else deliver's result.
   std::optional<HRESULT> offer(const transport::StoredMessage& m, bool take, const Deliver& deliver,
                                Transaction* tx = nullptr);
+  // The journal queue a receive of `e` keeps it in (journal.hpp); 0: none.
+  int64_t journal_for(const security::Envelope& e, bool from_here);
   // MQ_ERROR_TRANSACTION_USAGE unless a receive in a transaction may take from this queue.
   void check_transactional_receive(Transaction& tx) const;
 
@@ -200,6 +203,10 @@ class Queue {
   // through its outgoing queue), and transport_ when it is a queue of the local store.
   bool transactional_ = false;
   bool remote_dest_ = false;
+  bool dead_letter_ = false;    // SYSTEM$;DEADLETTER or ;DEADXACT (dead_letter.hpp)
+  bool system_ = false;         // a dead-letter queue or a journal (journal.hpp): read-only
+  bool queue_journal_ = false;  // PROPID_Q_JOURNAL when opened: receives keep a journal copy
+  std::atomic<int64_t> queue_journal_id_{0}, machine_journal_id_{0};  // store ids, once known
   std::shared_ptr<transport::local::LocalQueue> local_;
   std::shared_ptr<transport::local::LocalQueue> no_local_;  // local() of a remote queue
   // The queue a message's signed destination must name: name_, or a subqueue's main queue.

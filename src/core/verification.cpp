@@ -114,7 +114,7 @@ Checked check_message(const QueuePolicy& policy, const std::string& queue, int p
   }
   // The signature covers the destination: a signed message copied into another queue (by
   // anyone who can write the store, or the broker) is not delivered from there.
-  if (vd.signed_message && !destined_for(e, queue)) {
+  if (vd.signed_message && !policy.any_destination && !destined_for(e, queue)) {
     return refuse("wrong-queue", "replayed into another queue: signed for '" +
                                      utf16_to_utf8(e.dest_queue) + "', found in queue '" + queue +
                                      "'");

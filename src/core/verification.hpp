@@ -41,6 +41,9 @@ struct QueuePolicy {
   bool require_signed = false;
   uint64_t max_message_body = 4 * 1024 * 1024;  // [limits] max-message-body
   transport::RejectionBounds rejection_bounds;  // [limits] rejected-*
+  // A dead-letter queue (dead_letter.hpp): it holds messages signed for other queues, so the
+  // signed destination is not compared with it.
+  bool any_destination = false;
 };
 
 // The bounds of the rejection records ([limits] rejected-*).

@@ -20,6 +20,8 @@ constexpr std::array<uint8_t, 4> kMagic = {'M', 'Q', 'E', 'V'};
 constexpr uint16_t kVersion1 = 1;  // 23 fields: no time-to-reach-queue
 constexpr uint16_t kVersion2 = 2;  // 24 fields: version 1's and time_to_reach_queue
 constexpr uint16_t kVersion3 = 3;  // 25 fields: version 2's (any time limit) and batch_proof
+// 26 fields: version 3's (batch_proof empty when not batch-signed) and time_to_be_received
+constexpr uint16_t kVersion4 = 4;
 // Domain separation for the signature: a signature over TBS v1 can never be mistaken for a
 // signature over any other structure signed with the same key. The trailing NUL is included.
 constexpr char kTbsDomain[] = "MQSEC-SIG-v1";
@@ -55,9 +57,10 @@ enum Tag : uint8_t {
   kSenderId,
   kSenderCert,
   kSignature,
-  kTimeToReachQueue,  // versions 2 and 3
-  kBatchProof,        // version 3 only
-  kLastTag = kBatchProof,
+  kTimeToReachQueue,  // versions 2, 3 and 4
+  kBatchProof,        // versions 3 and 4 (in 4: empty when not batch-signed)
+  kTimeToBeReceived,  // version 4 only
+  kLastTag = kTimeToBeReceived,
 };
 
 const char* tag_name(uint8_t tag) {
@@ -67,7 +70,7 @@ const char* tag_name(uint8_t tag) {
       "journal", "app_specific", "body_type", "body", "label", "response_queue", "admin_queue",
       "dest_queue", "source_machine", "sent_time", "auth_level", "hash_alg", "sig_scheme",
       "sender_id_type", "sender_id", "sender_cert", "signature", "time_to_reach_queue",
-      "batch_proof"};
+      "batch_proof", "time_to_be_received"};
   // clang-format on
   static_assert(std::size(kNames) == kLastTag + 1);
   return tag <= kLastTag ? kNames[tag] : "?";
@@ -259,9 +262,11 @@ bool any(uint64_t) { return true; }
 
 // Field 0x19: statement (domain, hash_alg, tree_size, root), leaf_index, path_len, path nodes.
 // Reads nothing beyond the field and allocates at most its size.
-BatchProof batch_proof(Reader& outer) {
+// In version 4 the field may be empty (`optional`): not batch-signed.
+BatchProof batch_proof(Reader& outer, bool optional = false) {
   Reader r(field(outer, kBatchProof));
   BatchProof p;
+  if (optional && r.left() == 0) return p;
   auto domain = r.take(sizeof(kBatchDomain), "batch_proof (statement domain tag)");
   if (!std::equal(domain.begin(), domain.end(), kBatchDomain)) {
     fail("batch_proof: unknown statement domain tag");
@@ -292,7 +297,8 @@ Bytes encode(const Envelope& e) {
   w.raw(kMagic.data(), kMagic.size());
   const bool batch = e.batch.present();
   const bool limited = e.time_to_reach_queue != kNoTimeLimit;
-  w.be(batch ? kVersion3 : limited ? kVersion2 : kVersion1, 2);
+  const bool ttbr = e.time_to_be_received != kNoTimeLimit;
+  w.be(ttbr ? kVersion4 : batch ? kVersion3 : limited ? kVersion2 : kVersion1, 2);
   ValueWriter f{w, true};
   f.bytes(kMsgId, e.msg_id);
   f.uint(kMsgClass, e.msg_class, 2);
@@ -317,8 +323,13 @@ Bytes encode(const Envelope& e) {
   f.bytes(kSenderId, e.sender_id);
   f.bytes(kSenderCert, e.sender_cert);
   f.bytes(kSignature, e.signature);
-  if (limited || batch) f.uint(kTimeToReachQueue, e.time_to_reach_queue, 4);
-  if (batch) f.bytes(kBatchProof, encode_batch_proof(e.batch));
+  if (limited || batch || ttbr) f.uint(kTimeToReachQueue, e.time_to_reach_queue, 4);
+  if (batch) {
+    f.bytes(kBatchProof, encode_batch_proof(e.batch));
+  } else if (ttbr) {
+    f.bytes(kBatchProof, Bytes{});
+  }
+  if (ttbr) f.uint(kTimeToBeReceived, e.time_to_be_received, 4);
   return w.take();
 }
 
@@ -327,7 +338,8 @@ Envelope decode(std::span<const uint8_t> bytes) {
   auto magic = r.take(kMagic.size(), "magic");
   if (!std::equal(magic.begin(), magic.end(), kMagic.begin())) fail("bad magic");
   const uint64_t version = Reader::be(r.take(2, "version"));
-  if (version != kVersion1 && version != kVersion2 && version != kVersion3) {
+  if (version != kVersion1 && version != kVersion2 && version != kVersion3 &&
+      version != kVersion4) {
     fail("unsupported format version");
   }
 
@@ -360,6 +372,10 @@ Envelope decode(std::span<const uint8_t> bytes) {
   } else if (version == kVersion3) {
     e.time_to_reach_queue = checked<uint32_t>(r, kTimeToReachQueue, any);
     e.batch = batch_proof(r);
+  } else if (version == kVersion4) {
+    e.time_to_reach_queue = checked<uint32_t>(r, kTimeToReachQueue, any);
+    e.batch = batch_proof(r, /*optional=*/true);
+    e.time_to_be_received = checked<uint32_t>(r, kTimeToBeReceived, time_limit_ok);
   }
   if (r.left() != 0) fail("trailing bytes after last field");
   return e;
@@ -404,8 +420,9 @@ Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_digest) {
   f.uint(kSenderIdType, e.sender_id_type, 4);
   f.bytes(kSenderId, e.sender_id);
   f.bytes(kSenderCert, cert_digest);
-  // time_to_reach_queue is deliberately not here (docs/signature-format.md, section 3.1): TBS and
-  // its domain tag stay those of version 1 for every envelope.
+  // time_to_reach_queue and time_to_be_received are deliberately not here
+  // (docs/signature-format.md, section 3.1): TBS and its domain tag stay those of version 1 for
+  // every envelope.
   return w.take();
 }
 

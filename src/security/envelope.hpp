@@ -64,6 +64,9 @@ struct Envelope {
   // PROPID_M_TIME_TO_REACH_QUEUE in seconds from sent_time; kNoTimeLimit = none. Not covered by
   // the signature (docs/signature-format.md, section 3.1).
   uint32_t time_to_reach_queue = kNoTimeLimit;
+  // PROPID_M_TIME_TO_BE_RECEIVED in seconds from sent_time; kNoTimeLimit = none. Not covered by
+  // the signature either; a limit makes the envelope format version 4.
+  uint32_t time_to_be_received = kNoTimeLimit;
   // Set when `signature` is a batch signature (format version 3); not covered by TBS (it is
   // what binds TBS to the signed statement).
   BatchProof batch;
@@ -85,7 +88,8 @@ Bytes encode(const Envelope& e);
 
 // Format version 1 when time_to_reach_queue is kNoTimeLimit (byte for byte what every earlier
 // writer produced), else version 2 (one more field); version 3 (fields 0x18 and 0x19 always)
-// when the message is batch-signed, whatever its time limit. decode() accepts all three.
+// when the message is batch-signed, whatever its time limit; version 4 (fields 0x18, 0x19, empty
+// when not batch-signed, and 0x1A) when it has a time to be received. decode() accepts all four.
 // encode() also throws EnvelopeError for a batch proof that batch_proof_problem() refuses.
 // Throws EnvelopeError on any malformed input: bad magic or version, truncation, trailing
 // bytes, lengths beyond the input or wrong for a fixed-width field, unknown, duplicate,

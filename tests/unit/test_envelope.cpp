@@ -227,6 +227,8 @@ std::vector<std::pair<std::string, std::function<void(Envelope&)>>> field_mutati
       {"signature", [](Envelope& e) { e.signature.back() ^= 1; }},
       {"time_to_reach_queue",
        [](Envelope& e) { e.time_to_reach_queue = e.time_to_reach_queue == 60 ? 61 : 60; }},
+      {"time_to_be_received",
+       [](Envelope& e) { e.time_to_be_received = e.time_to_be_received == 30 ? 31 : 30; }},
       {"batch_proof",
        [](Envelope& e) {
          if (e.batch.present()) {
@@ -310,6 +312,64 @@ TEST(Envelope, WithATimeLimitIsVersion2AndRoundTrips) {
     m.time_to_reach_queue = v;
     EXPECT_EQ(decode(encode(m)), m) << v;
   }
+}
+
+// ---- format version 4: a time to be received (PROPID_M_TIME_TO_BE_RECEIVED) ---------------
+
+Envelope doc_batch_signed(uint32_t index);  // below, with the other version 3 examples
+
+TEST(Envelope, WithATimeToBeReceivedIsVersion4AndRoundTrips) {
+  // Version 1's fields, 0x18 (any value), 0x19 empty, 0x1A: version 1's bytes plus 3 fields.
+  Envelope e = doc_example();
+  e.time_to_be_received = 30;
+  const Bytes b = encode(e);
+  EXPECT_EQ(b[5], 4);
+  std::string v1 = doc_hex(kDocEnvelopeHex);
+  EXPECT_EQ(to_hex(b), v1.substr(0, 8) + "0004" + v1.substr(12) + "1800000004ffffffff" +
+                           "1900000000" + "1a000000040000001e");
+  EXPECT_EQ(decode(b), e);
+  EXPECT_EQ(encode(decode(b)), b);
+  // Not signed: TBS is version 1's.
+  EXPECT_EQ(to_hex(to_be_signed(e)), doc_hex(kDocTbsHex));
+  // With the other limits and a batch proof, at the edges.
+  for (uint32_t v : {0u, 1u, 0xFFFFFFFEu}) {
+    for (const Envelope& base : {full_example(), doc_batch_signed(1)}) {
+      Envelope m = base;
+      m.time_to_be_received = v;
+      m.time_to_reach_queue = v == 1 ? kNoTimeLimit : 7;
+      const Bytes mb = encode(m);
+      EXPECT_EQ(mb[5], 4) << v;
+      EXPECT_EQ(decode(mb), m) << v;
+      EXPECT_EQ(encode(decode(mb)), mb) << v;
+    }
+  }
+}
+
+TEST(Envelope, Version4IsStrict) {
+  Envelope e = doc_example();
+  e.time_to_be_received = 30;
+  const Bytes v4 = encode(e);
+  // "No limit" has only the earlier versions' forms.
+  Bytes m = v4;
+  put_be32(m, m.size() - 4, 0xFFFFFFFF);
+  expect_rejected(m, "version 4 with time_to_be_received INFINITE");
+  // Version 4 without field 0x1A, or labelled version 3 (0x1A trailing, 0x19 empty).
+  m = Bytes(v4.begin(), v4.end() - 9);
+  expect_rejected(m, "version 4 without time_to_be_received");
+  m = v4;
+  m[5] = 3;
+  expect_rejected(m, "version 3 with time_to_be_received");
+  // Without field 0x19.
+  m = Bytes(v4.begin(), v4.end() - 14);
+  m.insert(m.end(), v4.end() - 9, v4.end());
+  expect_rejected(m, "version 4 without batch_proof");
+  // Truncated anywhere, and a trailing byte.
+  for (size_t n = 0; n < v4.size(); ++n) {
+    expect_rejected(Bytes(v4.begin(), v4.begin() + static_cast<ptrdiff_t>(n)), "truncated v4");
+  }
+  m = v4;
+  m.push_back(0);
+  expect_rejected(m, "version 4 with a trailing byte");
 }
 
 TEST(Envelope, Version2IsStrict) {
@@ -551,7 +611,8 @@ TEST(ToBeSigned, ChangesWithEverySignedFieldAndNotWithTheSignature) {
     for (const auto& [name, mutate] : field_mutations()) {
       Envelope m = base;
       mutate(m);
-      if (name == "signature" || name == "time_to_reach_queue" || name == "batch_proof") {
+      if (name == "signature" || name == "time_to_reach_queue" || name == "batch_proof" ||
+          name == "time_to_be_received") {
         EXPECT_EQ(to_be_signed(m), tbs) << name;
       } else {
         EXPECT_NE(to_be_signed(m), tbs) << name;
@@ -834,12 +895,12 @@ TEST(BatchEnvelope, ReadersOfVersions1And2RejectBatchSignedMessages) {
   const Bytes v3 = encode(e);
   v2.insert(v2.end(), v3.begin() + static_cast<ptrdiff_t>(f25.tag_offset), v3.end());
   expect_rejected(v2, "version 2 with a batch proof");
-  // Version 4 and above are unknown to this reader, as version 3 was to the one before.
+  // Version 5 and above are unknown to this reader, as version 3 was to the one before.
   Bytes m = b;
-  m[5] = 4;
+  m[5] = 5;
   try {
     decode(m);
-    ADD_FAILURE() << "version 4 accepted";
+    ADD_FAILURE() << "version 5 accepted";
   } catch (const EnvelopeError& err) {
     EXPECT_NE(std::string(err.what()).find("unsupported format version"), std::string::npos);
   }

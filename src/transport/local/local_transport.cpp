@@ -116,6 +116,13 @@ Removal LocalQueue::remove_delivered(int64_t seq, std::span<const uint8_t> msg_i
   return bound().store->remove_delivered(id_, seq, msg_id, sent_time, window_seconds);
 }
 
+Removal LocalQueue::remove_delivered_to_journal(int64_t seq, std::span<const uint8_t> msg_id,
+                                                int64_t sent_time, int64_t window_seconds,
+                                                int64_t journal_queue_id) {
+  return bound().store->remove_delivered(id_, seq, msg_id, sent_time, window_seconds,
+                                         journal_queue_id);
+}
+
 bool LocalQueue::was_delivered(std::span<const uint8_t> msg_id) {
   return bound().store->was_delivered(id_, msg_id);
 }

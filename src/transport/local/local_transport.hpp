@@ -83,6 +83,10 @@ class LocalQueue final : public QueueTransport {
   bool remove(int64_t seq) override;
   Removal remove_delivered(int64_t seq, std::span<const uint8_t> msg_id, int64_t sent_time,
                            int64_t window_seconds) override;
+  // The same, keeping the message in journal queue `journal_queue_id` (Store::remove_delivered).
+  Removal remove_delivered_to_journal(int64_t seq, std::span<const uint8_t> msg_id,
+                                      int64_t sent_time, int64_t window_seconds,
+                                      int64_t journal_queue_id);
   bool was_delivered(std::span<const uint8_t> msg_id) override;
   size_t count() override;
   uint64_t version() override;

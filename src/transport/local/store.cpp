@@ -317,6 +317,7 @@ struct Store::Statements {
   sqlite3_stmt* prev_before = nullptr;
   sqlite3_stmt* get = nullptr;
   sqlite3_stmt* remove = nullptr;
+  sqlite3_stmt* move_message = nullptr;  // expiry: into a dead-letter queue
   sqlite3_stmt* count = nullptr;
   sqlite3_stmt* any = nullptr;
   sqlite3_stmt* bytes = nullptr;
@@ -408,6 +409,8 @@ struct Store::Statements {
                                  " ASC, seq DESC LIMIT 1"},
         {&Statements::get, std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::remove, "DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2"},
+        {&Statements::move_message,
+         "UPDATE messages SET queue_id = ?3 WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
         {&Statements::bytes,
          "SELECT coalesce(sum(length(envelope)), 0) FROM messages WHERE queue_id = ?1"},
@@ -1100,6 +1103,19 @@ bool Store::remove(int64_t queue_id, int64_t seq) {
   return true;
 }
 
+bool Store::move_message(int64_t queue_id, int64_t seq, int64_t to_queue_id) {
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  sqlite3_stmt* st = st_->move_message;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "move message");
+  bind_int(st, 2, seq, "move message");
+  bind_int(st, 3, to_queue_id, "move message");
+  if (step_changes(st, "move message") == 0) return false;  // gone; the Tx rolls back
+  tx.commit();
+  return true;
+}
+
 size_t Store::remove_many(int64_t queue_id, std::span<const int64_t> seqs) {
   if (seqs.empty()) return 0;
   std::lock_guard lock(mu_);
@@ -1138,11 +1154,22 @@ std::optional<StoredMessage> Store::take_first(int64_t queue_id) {
 }
 
 Removal Store::remove_delivered(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
-                                int64_t sent_time, int64_t window_seconds) {
+                                int64_t sent_time, int64_t window_seconds,
+                                int64_t journal_queue_id) {
   const int64_t now = now_seconds();
   std::lock_guard lock(mu_);
   Tx tx(*this, false);
-  if (!remove_locked(queue_id, seq, "remove message")) return Removal::Gone;  // Tx rolls back
+  if (journal_queue_id != 0) {
+    // Kept as the journal's copy: the same row, moved (journals, core/journal.hpp).
+    sqlite3_stmt* st = st_->move_message;
+    StmtScope scope(st);
+    bind_int(st, 1, queue_id, "journal message");
+    bind_int(st, 2, seq, "journal message");
+    bind_int(st, 3, journal_queue_id, "journal message");
+    if (step_changes(st, "journal message") == 0) return Removal::Gone;  // Tx rolls back
+  } else if (!remove_locked(queue_id, seq, "remove message")) {
+    return Removal::Gone;  // Tx rolls back
+  }
   const bool replay = !record_id_locked(st_->insert_delivered, queue_id, msg_id, sent_time,
                                         "record delivered message id");
   // Forget ids whose messages are older than the window (a signed message that old is
@@ -1162,7 +1189,10 @@ size_t Store::restore_received(std::span<const Restore> batch) {
   using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
   Stmt put(prepare("INSERT INTO messages(seq, queue_id, priority, arrived, envelope)"
                    " SELECT ?1, id, ?3, ?4, ?5 FROM queues WHERE id = ?2"
-                   " ON CONFLICT(seq) DO NOTHING",
+                   // A seq is never reused: a row with it is this message, kept in a
+                   // journal by the receive (core/journal.hpp); it comes back from there.
+                   " ON CONFLICT(seq) DO UPDATE SET queue_id = excluded.queue_id"
+                   " WHERE queue_id <> excluded.queue_id",
                    "prepare restore message"),
            sqlite3_finalize);
   Stmt forget(prepare("DELETE FROM delivered WHERE queue_id = ?1 AND msg_id = ?2",

@@ -113,6 +113,10 @@ class Store {
   std::optional<StoredMessage> get(int64_t queue_id, int64_t seq);
   // True only for the one caller (in any process) that actually deleted the message.
   bool remove(int64_t queue_id, int64_t seq);
+  // Moves a message into another queue (an expired message into a dead-letter queue), keeping
+  // its seq, priority, arrival time and envelope: one durable transaction, so it is in exactly
+  // one of the two queues whatever happens. True only for the one caller that moved it.
+  bool move_message(int64_t queue_id, int64_t seq, int64_t to_queue_id);
   // Deletes several messages of one queue in one transaction (the forwarder, after the broker
   // accepted them); seqs already gone are skipped. Returns how many this caller deleted.
   size_t remove_many(int64_t queue_id, std::span<const int64_t> seqs);
@@ -121,8 +125,10 @@ class Store {
   // Replay: the id was already delivered from this queue (the row is deleted all the same).
   // Delivered ids are kept until their sent_time is more than window_seconds in the past
   // (window_seconds <= 0: kept forever); older ones are pruned here.
+  // journal_queue_id != 0: the row is moved into that queue (a journal) instead of deleted, in
+  // the same transaction; restore_received moves it back.
   Removal remove_delivered(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
-                           int64_t sent_time, int64_t window_seconds);
+                           int64_t sent_time, int64_t window_seconds, int64_t journal_queue_id = 0);
   // Transactions (core/transaction.hpp): a message a transaction received (remove_delivered),
   // put back when the transaction aborts.
   struct Restore {

@@ -1,0 +1,34 @@
+// Journals (journal.hpp).
+#include "src/core/journal.hpp"
+
+#include <mq.h>
+
+#include "mqsec/error.hpp"
+
+namespace mqsec::core {
+
+transport::QueueInfo ensure_journal_queue(transport::local::Store& store,
+                                          std::string_view journal_name) {
+  const std::string name(journal_name);
+  if (auto q = store.find_queue(name)) return *q;
+  const std::optional<std::string> of = queue_of_journal(name);
+  if (of && !store.find_queue(*of)) {
+    throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + *of + "' does not exist (nor its journal)");
+  }
+  transport::QueueInfo info;
+  info.name = name;
+  info.label = of ? "journal of " + *of : "machine journal";
+  try {
+    store.create_queue(info);
+  } catch (const Error& e) {
+    if (e.code() != MQ_ERROR_QUEUE_EXISTS) throw;  // another process created it meanwhile
+  }
+  auto q = store.find_queue(name);
+  if (!q) {
+    throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
+                "journal '" + name + "' vanished while it was being created");
+  }
+  return *q;
+}
+
+}  // namespace mqsec::core
