@@ -27,23 +27,11 @@ std::string dead_letter_queue_of_suffix(std::string_view suffix) {
 }
 
 transport::QueueInfo ensure_dead_letter_queue(transport::local::Store& store, bool transactional) {
-  const std::string name(transactional ? kDeadXactQueueName : kDeadLetterQueueName);
-  if (auto q = store.find_queue(name)) return *q;
   transport::QueueInfo info;
-  info.name = name;
+  info.name = transactional ? kDeadXactQueueName : kDeadLetterQueueName;
   info.label = transactional ? "transactional dead-letter queue" : "dead-letter queue";
   info.transactional = transactional;
-  try {
-    store.create_queue(info);
-  } catch (const Error& e) {
-    if (e.code() != MQ_ERROR_QUEUE_EXISTS) throw;  // another process created it meanwhile
-  }
-  auto q = store.find_queue(name);
-  if (!q) {
-    throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
-                "dead-letter queue '" + name + "' vanished while it was being created");
-  }
-  return *q;
+  return store.ensure_queue(info);
 }
 
 bool move_to_dead_letter(transport::local::LocalQueue& from, int64_t seq, bool transactional) {

@@ -260,7 +260,10 @@ std::string format_name_of(const Destination& d) {
 }
 
 MachineGuid machine_guid(std::string_view machine_utf8) {
-  std::string name = "mqsec machine:" + std::string(machine_utf8);
+  return name_based_guid("mqsec machine:" + std::string(machine_utf8));
+}
+
+MachineGuid name_based_guid(std::string_view name) {
   security::Bytes h = security::sha256(
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(name.data()), name.size()));
   MachineGuid g{};

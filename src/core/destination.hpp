@@ -79,5 +79,8 @@ struct MachineGuid {
   uint8_t data4[8];
 };
 MachineGuid machine_guid(std::string_view machine_utf8);
+// The same name-based layout for any name (machine_guid is name_based_guid("mqsec machine:" +
+// the machine's name); a queue's instance GUID uses it too, core/locate.hpp).
+MachineGuid name_based_guid(std::string_view name);
 
 }  // namespace mqsec::core

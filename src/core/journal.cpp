@@ -18,17 +18,7 @@ transport::QueueInfo ensure_journal_queue(transport::local::Store& store,
   transport::QueueInfo info;
   info.name = name;
   info.label = of ? "journal of " + *of : "machine journal";
-  try {
-    store.create_queue(info);
-  } catch (const Error& e) {
-    if (e.code() != MQ_ERROR_QUEUE_EXISTS) throw;  // another process created it meanwhile
-  }
-  auto q = store.find_queue(name);
-  if (!q) {
-    throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
-                "journal '" + name + "' vanished while it was being created");
-  }
-  return *q;
+  return store.ensure_queue(info);
 }
 
 }  // namespace mqsec::core

@@ -10,22 +10,12 @@
 #include "mqsec/error.hpp"
 
 #include "src/core/admin.hpp"
-#include "src/security/openssl.hpp"
 
 namespace mqsec::core {
 
 MachineGuid queue_instance_guid(std::string_view machine_utf8, int64_t queue_id) {
-  std::string name = "mqsec queue:" + std::string(machine_utf8) + ":" + std::to_string(queue_id);
-  security::Bytes h = security::sha256(
-      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(name.data()), name.size()));
-  MachineGuid g{};
-  g.data1 = static_cast<uint32_t>(h[0]) << 24 | static_cast<uint32_t>(h[1]) << 16 |
-            static_cast<uint32_t>(h[2]) << 8 | h[3];
-  g.data2 = static_cast<uint16_t>(h[4] << 8 | h[5]);
-  g.data3 = static_cast<uint16_t>(((h[6] << 8 | h[7]) & 0x0FFF) | 0x5000);
-  for (int i = 0; i < 8; ++i) g.data4[i] = h[8 + i];
-  g.data4[0] = static_cast<uint8_t>((g.data4[0] & 0x3F) | 0x80);
-  return g;
+  return name_based_guid("mqsec queue:" + std::string(machine_utf8) + ":" +
+                         std::to_string(queue_id));
 }
 
 std::optional<transport::QueueInfo> find_queue_by_instance(const std::filesystem::path& store_dir,

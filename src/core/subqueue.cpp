@@ -87,7 +87,7 @@ void move_message(Queue& from, Queue& to, uint64_t lookup_id, bool single, Trans
   src->flush();  // this process's express messages are visible first
   transport::local::Store& store = src->store();
   if (tx == nullptr) {
-    if (!store.move_message(src->id(), dst->id(), seq)) {
+    if (!store.move_message(src->id(), seq, dst->id())) {
       throw Error(MQ_ERROR_MESSAGE_NOT_FOUND, "no message with lookup id " +
                                                   std::to_string(lookup_id) + " in queue '" +
                                                   from.name() + "'");

@@ -317,7 +317,7 @@ struct Store::Statements {
   sqlite3_stmt* prev_before = nullptr;
   sqlite3_stmt* get = nullptr;
   sqlite3_stmt* remove = nullptr;
-  sqlite3_stmt* move_message = nullptr;  // expiry: into a dead-letter queue
+  sqlite3_stmt* move_message = nullptr;  // MQMoveMessage, dead letters, journal copies
   sqlite3_stmt* count = nullptr;
   sqlite3_stmt* any = nullptr;
   sqlite3_stmt* bytes = nullptr;
@@ -410,7 +410,8 @@ struct Store::Statements {
         {&Statements::get, std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::remove, "DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::move_message,
-         "UPDATE messages SET queue_id = ?3 WHERE queue_id = ?1 AND seq = ?2"},
+         "UPDATE messages SET queue_id = ?3 WHERE queue_id = ?1 AND seq = ?2"
+         " AND EXISTS (SELECT 1 FROM queues WHERE id = ?3)"},
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
         {&Statements::bytes,
          "SELECT coalesce(sum(length(envelope)), 0) FROM messages WHERE queue_id = ?1"},
@@ -754,6 +755,21 @@ std::optional<StoredMessage> Store::read_message(sqlite3_stmt* st, const char* w
   return m;
 }
 
+QueueInfo Store::ensure_queue(const QueueInfo& q) {
+  if (auto found = find_queue(q.name)) return *found;
+  try {
+    create_queue(q);
+  } catch (const Error& e) {
+    if (e.code() != MQ_ERROR_QUEUE_EXISTS) throw;  // another process created it meanwhile
+  }
+  auto found = find_queue(q.name);
+  if (!found) {
+    throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
+                "queue '" + q.name + "' vanished while it was being created");
+  }
+  return *found;
+}
+
 void Store::create_queue(QueueInfo q) {
   if (q.name.empty()) throw Error(MQ_ERROR_INVALID_PARAMETER, "queue name is empty");
   if (!q.trust.empty() && q.trust != "signature" && q.trust != "chain" &&
@@ -840,23 +856,6 @@ void Store::delete_queue(std::string_view name_in) {
     }
   }
   tx.commit();
-}
-
-bool Store::move_message(int64_t from_queue, int64_t to_queue, int64_t seq) {
-  std::lock_guard lock(mu_);
-  Tx tx(*this, true);
-  using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
-  Stmt st(prepare("UPDATE messages SET queue_id = ?2 WHERE queue_id = ?1 AND seq = ?3"
-                  " AND EXISTS (SELECT 1 FROM queues WHERE id = ?2)",
-                  "prepare move message"),
-          sqlite3_finalize);
-  StmtScope scope(st.get());
-  bind_int(st.get(), 1, from_queue, "move message");
-  bind_int(st.get(), 2, to_queue, "move message");
-  bind_int(st.get(), 3, seq, "move message");
-  const bool moved = step_changes(st.get(), "move message") == 1;
-  tx.commit();
-  return moved;
 }
 
 std::optional<uint64_t> Store::quota_room(int64_t queue_id) {

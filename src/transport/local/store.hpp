@@ -55,6 +55,10 @@ class Store {
   // MQ_ERROR_INVALID_PARAMETER for an empty name or an unknown trust value. Persists every
   // QueueInfo field (trust and signers too).
   void create_queue(QueueInfo q);
+  // The queue named q.name, created from `q` when missing; race-safe between processes (a
+  // queue another process created meanwhile is returned). For queues the runtime makes on
+  // first use (dead-letter queues, journals).
+  QueueInfo ensure_queue(const QueueInfo& q);
   // Removes the queue, its messages and its delivered-id records, and its subqueues
   // ("<name>;<sub>") with theirs. Throws
   // MQ_ERROR_QUEUE_NOT_FOUND.
@@ -66,10 +70,6 @@ class Store {
   // 0). Properties q leaves as they were in before keep their current values. Throws
   // MQ_ERROR_QUEUE_NOT_FOUND when queue before.id is gone (even if a queue of that name exists).
   void update_queue(const QueueInfo& before, const QueueInfo& q);
-  // MQMoveMessage: message `seq` of queue from_queue now belongs to to_queue, same seq (its
-  // lookup id), priority and arrival time; durable on return. False (nothing changed) when
-  // from_queue holds no such message or to_queue does not exist.
-  bool move_message(int64_t from_queue, int64_t to_queue, int64_t seq);
   // PROPID_Q_QUOTA (kilobytes): how many more bytes of envelopes the queue takes now; nullopt
   // when its quota is INFINITE (or the queue is gone). One indexed read, plus a sum over the
   // queue's messages only when the quota is finite.
@@ -113,9 +113,11 @@ class Store {
   std::optional<StoredMessage> get(int64_t queue_id, int64_t seq);
   // True only for the one caller (in any process) that actually deleted the message.
   bool remove(int64_t queue_id, int64_t seq);
-  // Moves a message into another queue (an expired message into a dead-letter queue), keeping
-  // its seq, priority, arrival time and envelope: one durable transaction, so it is in exactly
-  // one of the two queues whatever happens. True only for the one caller that moved it.
+  // Moves message `seq` of queue queue_id into queue to_queue_id (MQMoveMessage between a queue
+  // and its subqueues; an expired message into a dead-letter queue), keeping its seq (its
+  // lookup id), priority, arrival time and envelope: one durable transaction, so it is in
+  // exactly one of the two queues whatever happens. True only for the one caller that moved
+  // it; false (nothing changed) when queue_id holds no such message or to_queue_id is gone.
   bool move_message(int64_t queue_id, int64_t seq, int64_t to_queue_id);
   // Deletes several messages of one queue in one transaction (the forwarder, after the broker
   // accepted them); seqs already gone are skipped. Returns how many this caller deleted.
