@@ -78,6 +78,21 @@ bool is_local(std::string_view host, std::string_view this_machine_name, bool tc
   return !tcp && dot != std::string::npos && h.substr(0, dot) == local_host();
 }
 
+// Another machine's canonical name; `bad_machine_code` for a name that is not valid.
+std::string remote_machine(std::string_view path, std::string_view host, long bad_machine_code) {
+  const std::string machine = lower(host);
+  std::string problem = security::machine_name_problem(machine);
+  if (problem.empty()) {
+    try {
+      return transport::amqp::canonical_machine_name(machine);
+    } catch (const Error& e) {
+      problem = e.what();
+    }
+  }
+  throw Error(bad_machine_code, "'" + std::string(path) + "' names machine '" + std::string(host) +
+                                    "', which is not a valid machine name: " + problem);
+}
+
 // The destination of "<host>\private$\<name>"; `tcp`: the host is DIRECT=TCP's address.
 // A remote machine name that is not valid throws `bad_machine_code`.
 Destination classify(std::string_view path, std::string_view this_machine_name, bool tcp,
@@ -86,20 +101,7 @@ Destination classify(std::string_view path, std::string_view this_machine_name, 
   Destination d;
   d.queue = std::move(queue);
   if (is_local(host, this_machine_name, tcp)) return d;
-  const std::string machine = lower(host);
-  std::string problem = security::machine_name_problem(machine);
-  if (problem.empty()) {
-    try {
-      d.machine = transport::amqp::canonical_machine_name(machine);
-    } catch (const Error& e) {
-      problem = e.what();
-    }
-  }
-  if (!problem.empty()) {
-    throw Error(bad_machine_code, "'" + std::string(path) + "' names machine '" +
-                                      std::string(host) +
-                                      "', which is not a valid machine name: " + problem);
-  }
+  d.machine = remote_machine(path, host, bad_machine_code);
   d.transport = Destination::Transport::Remote;
   return d;
 }
@@ -134,17 +136,32 @@ Destination destination_of_format_impl(std::string_view format,
       if (is_local(host, this_machine_name, tcp)) {
         return Destination{std::move(dlq), Destination::Transport::Local, ""};
       }
-      return Destination{std::move(dlq), Destination::Transport::Remote, lower(host)};
+      return Destination{std::move(dlq), Destination::Transport::Remote,
+                         remote_machine(path, host, MQ_ERROR_ILLEGAL_FORMATNAME)};
     }
   }
   constexpr std::string_view kJournal = ";journal";
-  if (format.size() > kJournal.size() &&
-      lower(format.substr(format.size() - kJournal.size())) == kJournal) {
-    Destination d = destination_of_format_impl(format.substr(0, format.size() - kJournal.size()),
-                                               this_machine_name);
+  const auto ends_in_journal = [&](std::string_view f) {
+    return f.size() > kJournal.size() && lower(f.substr(f.size() - kJournal.size())) == kJournal;
+  };
+  if (ends_in_journal(format)) {
+    // One ";JOURNAL", after a queue's own name (not a subqueue's, not a system queue's, not
+    // another ";JOURNAL"); checked before parsing the rest, and not recursively.
+    const std::string_view queue_format = format.substr(0, format.size() - kJournal.size());
+    if (ends_in_journal(queue_format)) {
+      throw Error(MQ_ERROR_ILLEGAL_FORMATNAME,
+                  "'" + std::string(format) + "': a journal has no journal");
+    }
+    Destination d = destination_of_format_impl(queue_format, this_machine_name);
     if (is_journal_queue_name(d.queue) || is_dead_letter_queue_name(d.queue)) {
       throw Error(MQ_ERROR_ILLEGAL_FORMATNAME,
                   "'" + std::string(format) + "': a system queue has no journal");
+    }
+    if (d.queue.find(';') != std::string::npos) {
+      throw Error(MQ_ERROR_ILLEGAL_FORMATNAME,
+                  "'" + std::string(format) +
+                      "': a subqueue has no journal of its own (its queue's journal keeps its "
+                      "messages: <queue's format name>;JOURNAL)");
     }
     d.queue = journal_queue_name(d.queue);
     return d;
@@ -187,6 +204,15 @@ Destination destination_of_path(std::string_view path, std::string_view this_mac
 }
 
 Destination destination_of_format(std::string_view format, std::string_view this_machine_name) {
+  // Longer than any format name of a valid queue (a machine name, a 124-character queue name,
+  // a subqueue, ";JOURNAL"): refused before any parsing, so that a name from a message
+  // (an admin or response queue chosen by its sender) costs nothing to refuse.
+  constexpr size_t kMaxFormatName = 1024;
+  if (format.size() > kMaxFormatName) {
+    throw Error(MQ_ERROR_ILLEGAL_FORMATNAME, "format name of " + std::to_string(format.size()) +
+                                                 " bytes: longer than any queue's (at most " +
+                                                 std::to_string(kMaxFormatName) + ")");
+  }
   return destination_of_format_impl(format, this_machine_name);
 }
 

@@ -524,7 +524,7 @@ int64_t Queue::journal_for(const security::Envelope& e, bool from_here) {
   std::string name;
   if (queue_journal_) {
     cached = &queue_journal_id_;
-    name = journal_queue_name(name_);
+    name = journal_queue_name(verify_name_);  // a subqueue's receives go to its queue's journal
   } else if ((e.journal & MQMSG_JOURNAL) && from_here) {
     cached = &machine_journal_id_;
     name = kMachineJournalName;

@@ -519,4 +519,85 @@ TEST(Quotas, AMessageOverTheQuotaIsNackedAndNotStoredAndSetPropertiesTakesEffect
   EXPECT_HR(MQ_OK, MQDeleteQueue(admin.c_str()));
 }
 
+// Review 3, findings 2, 5 and 6.
+TEST(Subqueues, ReceivesFromASubqueueAreJournaledInItsQueuesJournal) {
+  static int n = 0;
+  const std::wstring name =
+      L"sq-journal-" + std::to_wstring(getpid()) + L"-" + std::to_wstring(++n);
+  const std::wstring path = L".\\private$\\" + name;
+  const std::wstring q = L"DIRECT=OS:.\\private$\\" + name;
+  Props qp;
+  qp.wstr(PROPID_Q_PATHNAME, path.c_str());
+  qp.ui1(PROPID_Q_JOURNAL, MQ_JOURNAL);
+  WCHAR buf[256];
+  DWORD len = 256;
+  ASSERT_HR(MQ_OK, MQCreateQueue(nullptr, qp.queue(), buf, &len));
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE target = open_queue(q + L";poison", MQ_MOVE_ACCESS);
+  QUEUEHANDLE subr = open_queue(q + L";poison", MQ_RECEIVE_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, {"via the subqueue"}));
+  Got g = peek(r);
+  ASSERT_HR(MQ_OK, g.hr);
+  ASSERT_HR(MQ_OK, MQMoveMessage(r, target, g.lookup_id, nullptr));
+  EXPECT_EQ(receive(subr).body, "via the subqueue");
+  // The copy is in the queue's own journal; a subqueue has no journal of its own.
+  QUEUEHANDLE journal = open_queue(q + L";JOURNAL", MQ_RECEIVE_ACCESS);
+  EXPECT_EQ(receive(journal).body, "via the subqueue");
+  QUEUEHANDLE h = nullptr;
+  EXPECT_HR(MQ_ERROR_ILLEGAL_FORMATNAME,
+            MQOpenQueue((q + L";poison;JOURNAL").c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &h));
+  for (QUEUEHANDLE each : {s, r, target, subr, journal}) EXPECT_HR(MQ_OK, MQCloseQueue(each));
+  EXPECT_HR(MQ_OK, MQDeleteQueue(q.c_str()));
+}
+
+TEST(Subqueues, JournalSuffixesParseOnceAndOverlongFormatNamesAreRefusedAtOnce) {
+  const std::wstring q = make_queue(L"suffix");
+  QUEUEHANDLE h = nullptr;
+  EXPECT_HR(MQ_ERROR_ILLEGAL_FORMATNAME,
+            MQOpenQueue((q + L";JOURNAL;JOURNAL").c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &h));
+  // A sender-chosen admin queue of 100,000 ";JOURNAL"s used to be parsed recursively, one
+  // level per suffix (a stack overflow); it is refused by its length before any parsing.
+  std::wstring deep = q;
+  for (int i = 0; i < 100000; ++i) deep += L";JOURNAL";
+  EXPECT_HR(MQ_ERROR_ILLEGAL_FORMATNAME,
+            MQOpenQueue(deep.c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &h));
+  // Another machine's system queue names a valid machine, as any other format name must.
+  EXPECT_HR(MQ_ERROR_ILLEGAL_FORMATNAME, MQOpenQueue(L"DIRECT=OS:no such\thost\\SYSTEM$;DEADLETTER",
+                                                     MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &h));
+  QUEUEHANDLE journal = open_queue(q + L";JOURNAL", MQ_PEEK_ACCESS);
+  EXPECT_HR(MQ_OK, MQCloseQueue(journal));
+  EXPECT_HR(MQ_OK, MQDeleteQueue(q.c_str()));
+}
+
+TEST(Subqueues, DeletingAQueueWithANonAsciiNameDeletesItsSubqueues) {
+  const std::wstring name = L"sq-\u00fcber-\u6d4b\u8bd5-" + std::to_wstring(getpid());
+  const std::wstring path = L".\\private$\\" + name;
+  const std::wstring q = L"DIRECT=OS:.\\private$\\" + name;
+  auto create = [&] {
+    Props qp;
+    qp.wstr(PROPID_Q_PATHNAME, path.c_str());
+    WCHAR buf[256];
+    DWORD len = 256;
+    return MQCreateQueue(nullptr, qp.queue(), buf, &len);
+  };
+  ASSERT_HR(MQ_OK, create());
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE target = open_queue(q + L";retry", MQ_MOVE_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, {"deleted with its queue"}));
+  Got g = peek(r);
+  ASSERT_HR(MQ_OK, g.hr);
+  ASSERT_HR(MQ_OK, MQMoveMessage(r, target, g.lookup_id, nullptr));
+  for (QUEUEHANDLE each : {s, r, target}) EXPECT_HR(MQ_OK, MQCloseQueue(each));
+  ASSERT_HR(MQ_OK, MQDeleteQueue(q.c_str()));
+  // Re-created: its subqueue starts empty (the old one's message does not come back).
+  ASSERT_HR(MQ_OK, create());
+  QUEUEHANDLE subr = open_queue(q + L";retry", MQ_RECEIVE_ACCESS);
+  Got left = peek(subr);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, left.hr) << left.body;
+  EXPECT_HR(MQ_OK, MQCloseQueue(subr));
+  EXPECT_HR(MQ_OK, MQDeleteQueue(q.c_str()));
+}
+
 }  // namespace

@@ -837,10 +837,13 @@ void Store::delete_queue(std::string_view name_in) {
   {
     using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
     Stmt subs(
-        prepare("SELECT id FROM queues WHERE substr(name, 1, ?2) = ?1", "prepare list subqueues"),
+        // Byte-exact prefix: substr() of TEXT counts characters, ?2 is a byte count.
+        prepare("SELECT id FROM queues WHERE substr(CAST(name AS BLOB), 1, ?2) = CAST(?1 AS BLOB)",
+                "prepare list subqueues"),
         sqlite3_finalize);
     StmtScope scope(subs.get());
-    bind_text(subs.get(), 1, name + ";", "list subqueues");
+    const std::string prefix = name + ";";  // bound without a copy: must outlive the step
+    bind_text(subs.get(), 1, prefix, "list subqueues");
     bind_int(subs.get(), 2, static_cast<int64_t>(name.size() + 1), "list subqueues");
     while (step_row(subs.get(), "list subqueues"))
       ids.push_back(sqlite3_column_int64(subs.get(), 0));
