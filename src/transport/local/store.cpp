@@ -1174,6 +1174,14 @@ Removal Store::remove_delivered(int64_t queue_id, int64_t seq, std::span<const u
   }
   const bool replay = !record_id_locked(st_->insert_delivered, queue_id, msg_id, sent_time,
                                         "record delivered message id");
+  if (replay && journal_queue_id != 0) {
+    // A replay is rejected, never delivered: no journal copy of it (review 3, 11).
+    sqlite3_stmt* st = st_->remove;
+    StmtScope scope(st);
+    bind_int(st, 1, journal_queue_id, "unjournal replayed message");
+    bind_int(st, 2, seq, "unjournal replayed message");
+    step_changes(st, "unjournal replayed message");
+  }
   // Forget ids whose messages are older than the window (a signed message that old is
   // rejected as "too-old" anyway).
   prune_ids_locked(st_->prune_delivered, window_seconds, now, last_prune_,
