@@ -29,19 +29,11 @@ void check_subqueue_name(std::string_view queue) {
 
 transport::QueueInfo ensure_subqueue(transport::local::Store& store,
                                      const transport::QueueInfo& main, const std::string& name) {
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    if (std::optional<transport::QueueInfo> q = store.find_queue(name)) return *q;
-    transport::QueueInfo row;
-    row.name = name;
-    row.label = main.label;
-    row.transactional = main.transactional;
-    try {
-      store.create_queue(row);
-    } catch (const Error& e) {
-      if (e.code() != MQ_ERROR_QUEUE_EXISTS) throw;  // another opener made it: read it
-    }
-  }
-  throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "subqueue '" + name + "' could not be created");
+  transport::QueueInfo row;
+  row.name = name;
+  row.label = main.label;
+  row.transactional = main.transactional;
+  return store.ensure_queue(row);
 }
 
 namespace {
