@@ -24,10 +24,11 @@ import struct
 import sys
 
 STATEMENT_DOMAIN = b"MQSEC-BATCH-v1\x00"
-TBS_DOMAIN = b"MQSEC-SIG-v1\x00"
+# TBS domain tags and their item counts: v1, and v2 (a message with a time to be received,
+# signed as item 24; docs/signature-format.md, section 3.2).
+TBS_DOMAINS = {b"MQSEC-SIG-v1\x00": 23, b"MQSEC-SIG-v2\x00": 24}
 HASHES = {0x800C: "sha256", 0x800D: "sha384", 0x800E: "sha512"}  # CALG_SHA_256/384/512
 MAX_TREE_SIZE = 65536  # 2^16 leaves, so at most 16 path nodes
-TBS_ITEMS = 23
 
 
 class ProofError(Exception):
@@ -46,10 +47,11 @@ def path_length(index, size):
 
 
 def tbs_items(tbs):
-    """The 23 values of a TBS (section 3): domain tag, then len:u32 value, in order."""
-    if not tbs.startswith(TBS_DOMAIN):
-        raise ProofError("tbs.bin does not start with the TBS domain tag MQSEC-SIG-v1")
-    pos, items = len(TBS_DOMAIN), []
+    """The 23 (v1) or 24 (v2) values of a TBS (section 3): domain tag, then len:u32 value."""
+    domain = next((d for d in TBS_DOMAINS if tbs.startswith(d)), None)
+    if domain is None:
+        raise ProofError("tbs.bin does not start with a TBS domain tag (MQSEC-SIG-v1 or -v2)")
+    pos, items = len(domain), []
     while pos < len(tbs):
         if pos + 4 > len(tbs):
             raise ProofError("tbs.bin is truncated")
@@ -59,8 +61,8 @@ def tbs_items(tbs):
             raise ProofError("tbs.bin is truncated")
         items.append(tbs[pos:pos + n])
         pos += n
-    if len(items) != TBS_ITEMS:
-        raise ProofError("tbs.bin has %d items, not %d" % (len(items), TBS_ITEMS))
+    if len(items) != TBS_DOMAINS[domain]:
+        raise ProofError("tbs.bin has %d items, not %d" % (len(items), TBS_DOMAINS[domain]))
     return items
 
 

@@ -25,6 +25,9 @@ constexpr uint16_t kVersion4 = 4;
 // Domain separation for the signature: a signature over TBS v1 can never be mistaken for a
 // signature over any other structure signed with the same key. The trailing NUL is included.
 constexpr char kTbsDomain[] = "MQSEC-SIG-v1";
+// TBS of a message with a time to be received: v1's items and that time as item 24
+// (docs/signature-format.md, section 3.2), so that raising or stripping it breaks the signature.
+constexpr char kTbsDomainV2[] = "MQSEC-SIG-v2";
 // Domain separation for what a batch signature signs (the statement, section 10.3): never a
 // TBS, never anything else signed with the key. The trailing NUL is included.
 constexpr char kBatchDomain[] = "MQSEC-BATCH-v1";
@@ -391,9 +394,15 @@ Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_digest) {
   validate(e);
   if (cert_digest.size() != SHA256_DIGEST_LENGTH) fail("certificate digest is not SHA-256 sized");
 
+  const bool ttbr = e.time_to_be_received != kNoTimeLimit;
   Writer w;
-  w.raw(kTbsDomain, sizeof(kTbsDomain));  // sizeof includes the NUL, which is part of the tag
-  ValueWriter f{w, false};                // TBS items: 32-bit length + value, no tag
+  // sizeof includes the NUL, which is part of the tag.
+  if (ttbr) {
+    w.raw(kTbsDomainV2, sizeof(kTbsDomainV2));
+  } else {
+    w.raw(kTbsDomain, sizeof(kTbsDomain));
+  }
+  ValueWriter f{w, false};  // TBS items: 32-bit length + value, no tag
   // MSMQ 2.0's signed fields, in MSMQ's order.
   f.bytes(kCorrelationId, e.correlation_id);
   f.uint(kAppSpecific, e.app_specific, 4);
@@ -420,9 +429,9 @@ Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_digest) {
   f.uint(kSenderIdType, e.sender_id_type, 4);
   f.bytes(kSenderId, e.sender_id);
   f.bytes(kSenderCert, cert_digest);
-  // time_to_reach_queue and time_to_be_received are deliberately not here
-  // (docs/signature-format.md, section 3.1): TBS and its domain tag stay those of version 1 for
-  // every envelope.
+  // A time to be received is signed (item 24 of MQSEC-SIG-v2); time_to_reach_queue is
+  // deliberately not (docs/signature-format.md, section 3.1).
+  if (ttbr) f.uint(kTimeToBeReceived, e.time_to_be_received, 4);
   return w.take();
 }
 

@@ -329,8 +329,10 @@ TEST(Envelope, WithATimeToBeReceivedIsVersion4AndRoundTrips) {
                            "1900000000" + "1a000000040000001e");
   EXPECT_EQ(decode(b), e);
   EXPECT_EQ(encode(decode(b)), b);
-  // Not signed: TBS is version 1's.
-  EXPECT_EQ(to_hex(to_be_signed(e)), doc_hex(kDocTbsHex));
+  // Signed: TBS is version 1's items under the MQSEC-SIG-v2 tag, then the time (item 24).
+  const std::string tbs1 = doc_hex(kDocTbsHex);
+  EXPECT_EQ(to_hex(to_be_signed(e)),
+            "4d515345432d5349472d763200" + tbs1.substr(26) + "000000040000001e");
   // With the other limits and a batch proof, at the edges.
   for (uint32_t v : {0u, 1u, 0xFFFFFFFEu}) {
     for (const Envelope& base : {full_example(), doc_batch_signed(1)}) {
@@ -611,8 +613,7 @@ TEST(ToBeSigned, ChangesWithEverySignedFieldAndNotWithTheSignature) {
     for (const auto& [name, mutate] : field_mutations()) {
       Envelope m = base;
       mutate(m);
-      if (name == "signature" || name == "time_to_reach_queue" || name == "batch_proof" ||
-          name == "time_to_be_received") {
+      if (name == "signature" || name == "time_to_reach_queue" || name == "batch_proof") {
         EXPECT_EQ(to_be_signed(m), tbs) << name;
       } else {
         EXPECT_NE(to_be_signed(m), tbs) << name;
@@ -622,6 +623,32 @@ TEST(ToBeSigned, ChangesWithEverySignedFieldAndNotWithTheSignature) {
     m.signature.clear();
     EXPECT_EQ(to_be_signed(m), tbs) << "signature removed";
   }
+}
+
+// A time to be received is signed (MQSEC-SIG-v2, item 24): raising it, lowering it or
+// stripping it (re-encoding the envelope without it) changes TBS, so the signature no longer
+// verifies (review 3, finding 8). A message without one keeps MQSEC-SIG-v1's TBS.
+TEST(ToBeSigned, ATimeToBeReceivedIsSignedUnderItsOwnDomainTag) {
+  Envelope e = doc_example();
+  ASSERT_EQ(e.time_to_be_received, kNoTimeLimit);
+  const Bytes v1 = to_be_signed(e);
+  EXPECT_EQ(std::string(v1.begin(), v1.begin() + 13), std::string("MQSEC-SIG-v1\0", 13));
+  e.time_to_be_received = 30;
+  const Bytes v2 = to_be_signed(e);
+  EXPECT_EQ(std::string(v2.begin(), v2.begin() + 13), std::string("MQSEC-SIG-v2\0", 13));
+  // v1's items, then item 24: len 4, the seconds big-endian.
+  EXPECT_EQ(Bytes(v2.begin() + 13, v2.end() - 8), Bytes(v1.begin() + 13, v1.end()));
+  EXPECT_EQ(Bytes(v2.end() - 8, v2.end()), (Bytes{0, 0, 0, 4, 0, 0, 0, 30}));
+  Envelope raised = e;
+  raised.time_to_be_received = 0xFFFFFFFE;
+  EXPECT_NE(to_be_signed(raised), v2);
+  Envelope stripped = e;
+  stripped.time_to_be_received = kNoTimeLimit;
+  EXPECT_NE(to_be_signed(stripped), v2);
+  // A time to reach queue is still not signed.
+  Envelope ttrq = e;
+  ttrq.time_to_reach_queue = 5;
+  EXPECT_EQ(to_be_signed(ttrq), v2);
 }
 
 TEST(ToBeSigned, FieldBoundariesAreUnambiguous) {
