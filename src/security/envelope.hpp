@@ -64,8 +64,8 @@ struct Envelope {
   // PROPID_M_TIME_TO_REACH_QUEUE in seconds from sent_time; kNoTimeLimit = none. Not covered by
   // the signature (docs/signature-format.md, section 3.1).
   uint32_t time_to_reach_queue = kNoTimeLimit;
-  // PROPID_M_TIME_TO_BE_RECEIVED in seconds from sent_time; kNoTimeLimit = none. Not covered by
-  // the signature either; a limit makes the envelope format version 4.
+  // PROPID_M_TIME_TO_BE_RECEIVED in seconds from sent_time; kNoTimeLimit = none. A limit makes
+  // the envelope format version 4 and is signed (TBS v2, docs/signature-format.md, section 3).
   uint32_t time_to_be_received = kNoTimeLimit;
   // Set when `signature` is a batch signature (format version 3); not covered by TBS (it is
   // what binds TBS to the signed statement).
