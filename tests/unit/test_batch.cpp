@@ -461,6 +461,28 @@ TEST(BatchSign, EverySingleBitChangeOfAnEncodedMessageIsRejected) {
   }
 }
 
+// A time to be received is signed (TBS v2), alone and in a batch: raised, lowered or stripped
+// (the envelope re-encoded without it), the message no longer verifies (review 3, finding 8).
+TEST(BatchSign, ATimeToBeReceivedIsSignedAloneAndInABatch) {
+  Verifier v;
+  const Signer ec = make_signer("EC");
+  for (size_t n : {1u, 3u}) {
+    std::vector<Envelope> batch = messages(ec, SigScheme::Ecdsa, CALG_SHA_256, n);
+    for (Envelope& e : batch) e.time_to_be_received = 30;
+    sign_all(batch, ec, SigScheme::Ecdsa);
+    const Envelope& good = batch[n - 1];
+    EXPECT_EQ(good.batch.present(), n > 1);
+    ASSERT_TRUE(verify(v, decode(encode(good))).ok) << n;
+    for (uint32_t other : {0u, 29u, 31u, 0xFFFFFFFEu, kNoTimeLimit}) {
+      Envelope e = good;
+      e.time_to_be_received = other;
+      const Verdict d = verify(v, decode(encode(e)));
+      EXPECT_FALSE(d.ok) << n << " messages, time " << other;
+      EXPECT_EQ(d.kind, "signature") << n << " messages, time " << other;
+    }
+  }
+}
+
 // The same, field by field on the decoded message: each bit of the statement (hash algorithm,
 // tree size, root), of the leaf index and of every path node; and every bit of the message's
 // TBS bytes as the verifier rebuilds them (through the fields they come from: body and id).
