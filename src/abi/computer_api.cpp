@@ -13,7 +13,6 @@
 #include "src/abi/queue_props.hpp"
 #include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
-#include "src/core/dead_letter.hpp"
 #include "src/core/journal.hpp"
 #include "src/core/destination.hpp"
 #include "src/core/runtime.hpp"
@@ -227,11 +226,8 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
         case PROPID_MGMT_MSMQ_PRIVATEQ: {
           std::vector<std::string> paths;
           for (const core::QueueStatus& q : all) {
-            // Dead-letter queues and journals are system queues, not private ones.
-            if (!core::is_dead_letter_queue_name(q.info.name) &&
-                !core::is_journal_queue_name(q.info.name)) {
-              paths.push_back(path_of(q.info.name));
-            }
+            // Not outgoing queues, journals, dead-letter queues or subqueues.
+            if (core::is_application_queue(q.info.name)) paths.push_back(path_of(q.info.name));
           }
           v.calpwstr = mem.texts(paths);
           v.vt = VT_LPWSTR | VT_VECTOR;

@@ -17,8 +17,6 @@
 #include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
 #include "src/core/locate.hpp"
-#include "src/core/dead_letter.hpp"
-#include "src/core/journal.hpp"
 #include "src/core/runtime.hpp"
 
 namespace {
@@ -197,15 +195,13 @@ HRESULT locate_begin(LPCWSTR context, MQRESTRICTION* restriction, MQCOLUMNSET* c
     }
   }
 
-  for (core::QueueStatus& s : core::list_queues(core::runtime().config().store_path)) {
-    // Dead-letter queues and journals are system queues, never in a directory.
-    if (core::is_dead_letter_queue_name(s.info.name) || core::is_journal_queue_name(s.info.name)) {
-      continue;
-    }
+  // Application queues only: outgoing queues, journals, dead-letter queues and subqueues are
+  // never in a directory.
+  for (transport::QueueInfo& q : core::application_queues(core::runtime().config().store_path)) {
     const bool match = std::all_of(rs.begin(), rs.end(), [&](const Restriction& r) {
-      return holds(r.rel, value_of(s.info, r.prop), r.value);
+      return holds(r.rel, value_of(q, r.prop), r.value);
     });
-    if (match) query->rows.push_back(std::move(s.info));
+    if (match) query->rows.push_back(std::move(q));
   }
   // Without a sort set: by queue name (list_queues' order). Keys in order, ties by name.
   std::stable_sort(query->rows.begin(), query->rows.end(),

@@ -96,6 +96,22 @@ std::vector<QueueStatus> list_queues(const std::filesystem::path& store_dir) {
   return out;
 }
 
+bool is_application_queue(std::string_view name) {
+  if (name.empty() || is_subqueue(name) || is_journal_queue_name(name) ||
+      is_dead_letter_queue_name(name)) {
+    return false;
+  }
+  // Outgoing queues ("direct=os:<machine>\private$\<queue>"), also one whose name
+  // destination_of_outgoing cannot parse back, and any other reserved row.
+  return name.find('\\') == std::string_view::npos;
+}
+
+std::vector<transport::QueueInfo> application_queues(const std::filesystem::path& store_dir) {
+  std::vector<transport::QueueInfo> out = store(store_dir).list_queues();
+  std::erase_if(out, [](const transport::QueueInfo& q) { return !is_application_queue(q.name); });
+  return out;
+}
+
 QueueStatus queue_status(const std::filesystem::path& store_dir, const Destination& d) {
   local_only(d);
   runtime().stores().flush_express();

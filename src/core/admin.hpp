@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "src/core/destination.hpp"
@@ -40,6 +41,16 @@ struct QueueStatus {
   uint64_t bytes = 0;   // their stored size (envelopes: body, properties, signature)
 };
 std::vector<QueueStatus> list_queues(const std::filesystem::path& store_dir);  // by name
+// Whether a store queue name (or a destination's queue name) is an application's queue: one
+// MQCreateQueue makes, that applications send to and that directory queries, PUBLIC= and
+// PROPID_MGMT_MSMQ_PRIVATEQ show. False for the rows the queue manager keeps under reserved
+// names: outgoing queues ("direct=os:<machine>\private$\<queue>", outgoing.hpp), journals
+// (journal.hpp), dead-letter queues (dead_letter.hpp) and subqueues (subqueue.hpp). Each of
+// those contains a backslash or ';'; an application queue name never does (destination.hpp).
+bool is_application_queue(std::string_view name);
+// The application queues of the store (is_application_queue), by name, without their message
+// counts.
+std::vector<transport::QueueInfo> application_queues(const std::filesystem::path& store_dir);
 // One queue of this machine (MQMgmtGetInfo). Throws MQ_ERROR_QUEUE_NOT_FOUND,
 // MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (a queue of another machine).
 QueueStatus queue_status(const std::filesystem::path& store_dir, const Destination& d);

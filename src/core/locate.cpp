@@ -21,9 +21,11 @@ MachineGuid queue_instance_guid(std::string_view machine_utf8, int64_t queue_id)
 std::optional<transport::QueueInfo> find_queue_by_instance(const std::filesystem::path& store_dir,
                                                            const MachineGuid& guid) {
   const std::string machine = this_machine();
-  for (const QueueStatus& s : list_queues(store_dir)) {
-    const MachineGuid g = queue_instance_guid(machine, s.info.id);
-    if (std::memcmp(&g, &guid, sizeof g) == 0) return s.info;
+  // Only application queues have a PUBLIC= name (MQLocate lists the same ones): not outgoing
+  // queues, journals, dead-letter queues or subqueues.
+  for (transport::QueueInfo& q : application_queues(store_dir)) {
+    const MachineGuid g = queue_instance_guid(machine, q.id);
+    if (std::memcmp(&g, &guid, sizeof g) == 0) return std::move(q);
   }
   return std::nullopt;
 }

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "mqsec/error.hpp"
+#include "src/core/admin.hpp"
 #include "src/core/destination.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/text.hpp"
@@ -147,7 +148,17 @@ void reject_message(transport::QueueTransport& record_in, const std::string& wha
 void send_nack(const security::Envelope& e, uint32_t nack_class,
                const std::filesystem::path& store_dir, const std::string& machine) {
   Runtime& rt = runtime();
-  auto admin = rt.resolve(destination_of_format(utf16_to_utf8(e.admin_queue), machine), store_dir);
+  const Destination d = destination_of_format(utf16_to_utf8(e.admin_queue), machine);
+  // The admin queue is the sender's choice: it gets what MQ_SEND_ACCESS may open (Queue::open),
+  // never a subqueue, journal or dead-letter queue, of this machine or another.
+  if (!is_application_queue(d.queue)) {
+    log(LogLevel::Warning, "NACK not sent: its admin queue '" + d.queue.substr(0, 256) +
+                               (d.remote() ? "' on '" + d.machine.substr(0, 256) : "") +
+                               "' is a subqueue, journal or dead-letter queue, which takes no "
+                               "messages from senders");
+    return;
+  }
+  auto admin = rt.resolve(d, store_dir);
   if (!admin) return;
   security::Envelope nack;
   nack.msg_class = static_cast<uint16_t>(nack_class);

@@ -23,6 +23,7 @@
 #include "tests/support/msmq_props.hpp"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
+#include "tests/support/unreachable_broker.hpp"
 
 namespace {
 
@@ -402,6 +403,79 @@ std::vector<Got> drain(QUEUEHANDLE h) {
     if (FAILED(g.hr)) return out;
     out.push_back(g);
   }
+}
+
+// PROPID_MGMT_MSMQ_ACTIVEQUEUES: the format names of this machine's queues holding messages
+// (outgoing queues among them).
+std::vector<std::wstring> active_queues() {
+  PROPID id = PROPID_MGMT_MSMQ_ACTIVEQUEUES;
+  MQPROPVARIANT var;
+  std::memset(&var, 0, sizeof var);
+  var.vt = VT_NULL;
+  MQMGMTPROPS m{1, &id, &var, nullptr};
+  std::vector<std::wstring> out;
+  EXPECT_HR(MQ_OK, MQMgmtGetInfo(nullptr, MO_MACHINE_TOKEN, &m));
+  for (ULONG i = 0; i < var.calpwstr.cElems; ++i) {
+    out.emplace_back(var.calpwstr.pElems[i]);
+    MQFreeMemory(var.calpwstr.pElems[i]);
+  }
+  MQFreeMemory(var.calpwstr.pElems);
+  return out;
+}
+
+// The admin queue is the sender's choice, but a NACK goes only where MQ_SEND_ACCESS could send:
+// never into a subqueue, a journal or a dead-letter queue (of this machine or another's, through
+// an outgoing queue). Those NACKs are dropped; a NACK to an ordinary admin queue still goes.
+TEST(Expiry, NacksNeverGoToSubqueuesJournalsOrDeadLetterQueues) {
+  const std::wstring q = make_queue(L"nack-where");
+  const std::wstring admin = make_queue(L"nack-where-admin");
+  const std::wstring sub = admin + L";sub";
+  const std::wstring journal = admin + L";JOURNAL";
+  const std::wstring remote_dlq = L"DIRECT=OS:nackhost\\SYSTEM$;DEADLETTER";
+  // Opening them for reading makes the subqueue's and the journal's rows: a NACK could land.
+  QUEUEHANDLE a = open_queue(admin, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE as = open_queue(sub, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE aj = open_queue(journal, MQ_RECEIVE_ACCESS);
+  QUEUEHANDLE d = open_queue(kDeadLetter, MQ_RECEIVE_ACCESS);
+  ASSERT_NE(d, nullptr);
+  ASSERT_HR(MQ_OK, MQPurgeQueue(d));
+  QUEUEHANDLE dx = open_queue(kDeadXact, MQ_PEEK_ACCESS);
+  // Another machine's queues are reachable (through an outgoing queue) with a [broker].
+  const mqsec::testing::UnreachableBroker broker;
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  const time_t sent = std::time(nullptr);
+  for (const std::wstring& where : {sub, journal, kDeadLetter, kDeadXact, remote_dlq}) {
+    ASSERT_HR(MQ_OK, send(s, Send()
+                                 .set_body("to a system queue")
+                                 .set_ttbr(1)
+                                 .set_acknowledge(MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE)
+                                 .set_admin(where)));
+  }
+  std::vector<UCHAR> id;
+  ASSERT_HR(MQ_OK, send(s,
+                        Send()
+                            .set_body("to the admin queue")
+                            .set_ttbr(1)
+                            .set_acknowledge(MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE)
+                            .set_admin(admin),
+                        &id));
+  wait_expired(sent, 1);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r).hr);  // all expired: NACKs sent (or not) meanwhile
+  Got n = receive(a, MQ_ACTION_RECEIVE, 2000);
+  ASSERT_HR(MQ_OK, n.hr);
+  EXPECT_EQ(n.msg_class, MQMSG_CLASS_NACK_RECEIVE_TIMEOUT);
+  EXPECT_EQ(n.correlation_id, id);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(a).hr);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(as, MQ_ACTION_PEEK_CURRENT).hr);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(aj, MQ_ACTION_PEEK_CURRENT).hr);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(d, MQ_ACTION_PEEK_CURRENT).hr);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(dx, MQ_ACTION_PEEK_CURRENT).hr);
+  // Nothing waits in an outgoing queue to nackhost either.
+  for (const std::wstring& f : active_queues()) {
+    EXPECT_EQ(f.find(L"nackhost"), std::wstring::npos) << std::string(f.begin(), f.end());
+  }
+  for (QUEUEHANDLE h : {a, as, aj, d, dx, s, r}) MQCloseQueue(h);
 }
 
 TEST(DeadLetter, ExpiredMessagesAskingForItMoveToTheDeadLetterQueue) {

@@ -17,12 +17,14 @@
 #include <cwchar>
 #include <cwctype>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/support/hresult_text.hpp"
 #include "tests/support/msmq_props.hpp"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
+#include "tests/support/unreachable_broker.hpp"
 
 namespace {
 
@@ -304,6 +306,119 @@ TEST(Locate, InstanceIsStableAndNamesTheQueue) {
   ASSERT_HR(MQ_OK, MQGetQueueProperties(again.c_str(), p.queue()));
   EXPECT_NE(std::memcmp(&g1, &g3, sizeof g1), 0);
   EXPECT_HR(MQ_OK, MQDeleteQueue(again.c_str()));
+}
+
+// Every queue a query without a restriction finds: its path name and instance.
+std::vector<std::pair<std::wstring, GUID>> all_queues() {
+  PROPID cols[] = {PROPID_Q_PATHNAME, PROPID_Q_INSTANCE};
+  MQCOLUMNSET cs{2, cols};
+  HANDLE h = nullptr;
+  std::vector<std::pair<std::wstring, GUID>> out;
+  EXPECT_HR(MQ_OK, MQLocateBegin(nullptr, nullptr, &cs, nullptr, &h));
+  if (h == nullptr) return out;
+  for (;;) {
+    MQPROPVARIANT v[2];
+    DWORD n = 2;
+    EXPECT_HR(MQ_OK, MQLocateNext(h, &n, v));
+    if (n == 0) break;
+    EXPECT_EQ(n, 2u);
+    if (n != 2 || v[0].vt != VT_LPWSTR || v[1].vt != VT_CLSID) break;
+    out.emplace_back(v[0].pwszVal, *v[1].puuid);
+    MQFreeMemory(v[0].pwszVal);
+    MQFreeMemory(v[1].puuid);
+  }
+  EXPECT_HR(MQ_OK, MQLocateEnd(h));
+  return out;
+}
+
+// PROPID_Q_INSTANCE of the queue `format` names.
+GUID instance_of(const std::wstring& format) {
+  GUID g{};
+  Props p;
+  p.add(PROPID_Q_INSTANCE, VT_CLSID, [&g](MQPROPVARIANT& v) { v.puuid = &g; });
+  EXPECT_HR(MQ_OK, MQGetQueueProperties(format.c_str(), p.queue()));
+  return g;
+}
+
+// Only application queues are in the directory: not the outgoing queue a send to another
+// machine's queue makes (its store name "direct=os:<machine>\private$\<queue>"), not a journal
+// or a dead-letter queue, not a subqueue; and PUBLIC= names none of them either.
+TEST(Locate, OnlyApplicationQueuesAreFoundOrHaveAPublicName) {
+  GUID type = run_type(8);
+  const std::wstring name = unique_name(L"loc-app");
+  const std::wstring format = create_queue(name, L"app", &type);
+  // A journal, a dead-letter queue and a subqueue exist once opened.
+  const std::wstring journal = format + L";JOURNAL";
+  const std::wstring dead = L"DIRECT=OS:.\\SYSTEM$;DEADLETTER";
+  QUEUEHANDLE h[3] = {};
+  ASSERT_HR(MQ_OK, MQOpenQueue(journal.c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &h[0]));
+  ASSERT_HR(MQ_OK, MQOpenQueue(dead.c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &h[1]));
+  const std::wstring sub = format + L";retry";
+  ASSERT_HR(MQ_OK, MQOpenQueue(sub.c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &h[2]));
+  for (QUEUEHANDLE q : h) MQCloseQueue(q);
+  // An outgoing queue: a message for another machine's queue waits in it (no broker here).
+  const std::wstring remote = L"DIRECT=OS:lochost\\private$\\" + name;
+  const mqsec::testing::UnreachableBroker broker;
+  QUEUEHANDLE s = nullptr;
+  ASSERT_HR(MQ_OK, MQOpenQueue(remote.c_str(), MQ_SEND_ACCESS, MQ_DENY_NONE, &s));
+  char body[] = "outgoing";
+  Props m;
+  m.bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body), sizeof body);
+  ASSERT_HR(MQ_OK, MQSendMessage(s, m.msg(), MQ_NO_TRANSACTION));
+  MQCloseQueue(s);
+
+  size_t found = 0;
+  for (auto& [path, instance] : all_queues()) {
+    std::wstring lower = path;
+    for (auto& c : lower) c = static_cast<wchar_t>(std::towlower(c));
+    if (lower.ends_with(L"\\private$\\" + name)) ++found;
+    EXPECT_EQ(lower.find(L"direct=os:"), std::wstring::npos) << "an outgoing queue is listed";
+    EXPECT_EQ(lower.find(L"journal"), std::wstring::npos) << "a journal is listed";
+    EXPECT_EQ(lower.find(L"system$"), std::wstring::npos) << "a dead-letter queue is listed";
+    EXPECT_EQ(lower.find(L';'), std::wstring::npos) << "a subqueue is listed";
+    // Each instance the directory gives names its queue.
+    WCHAR buf[64];
+    DWORD len = 64;
+    EXPECT_HR(MQ_OK, MQInstanceToFormatName(&instance, buf, &len));
+  }
+  EXPECT_EQ(found, 1u);
+
+  // The journal's and the dead-letter queue's instances have no PUBLIC= name.
+  for (const std::wstring& f : {journal, dead}) {
+    GUID g = instance_of(f);
+    WCHAR buf[64];
+    DWORD len = 64;
+    EXPECT_HR(MQ_ERROR_QUEUE_NOT_FOUND, MQInstanceToFormatName(&g, buf, &len));
+    const std::wstring pub = L"PUBLIC=" + [&] {
+      wchar_t t[40];
+      std::swprintf(t, 40, L"%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                    static_cast<unsigned>(g.Data1), g.Data2, g.Data3, g.Data4[0], g.Data4[1],
+                    g.Data4[2], g.Data4[3], g.Data4[4], g.Data4[5], g.Data4[6], g.Data4[7]);
+      return std::wstring(t);
+    }();
+    QUEUEHANDLE q = nullptr;
+    EXPECT_HR(MQ_ERROR_QUEUE_NOT_FOUND,
+              MQOpenQueue(pub.c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &q));
+    if (q != nullptr) MQCloseQueue(q);
+  }
+  // The machine's private queues leave them out too.
+  PROPID id = PROPID_MGMT_MSMQ_PRIVATEQ;
+  MQPROPVARIANT var;
+  std::memset(&var, 0, sizeof var);
+  var.vt = VT_NULL;
+  MQMGMTPROPS mp{1, &id, &var, nullptr};
+  ASSERT_HR(MQ_OK, MQMgmtGetInfo(nullptr, MO_MACHINE_TOKEN, &mp));
+  found = 0;
+  for (ULONG i = 0; i < var.calpwstr.cElems; ++i) {
+    std::wstring lower = var.calpwstr.pElems[i];
+    MQFreeMemory(var.calpwstr.pElems[i]);
+    for (auto& c : lower) c = static_cast<wchar_t>(std::towlower(c));
+    if (lower.ends_with(L"\\private$\\" + name)) ++found;
+    EXPECT_EQ(lower.find(L"direct=os:"), std::wstring::npos) << "an outgoing queue is listed";
+  }
+  MQFreeMemory(var.calpwstr.pElems);
+  EXPECT_EQ(found, 1u);
+  EXPECT_HR(MQ_OK, MQDeleteQueue(format.c_str()));
 }
 
 TEST(Locate, BadInput) {
