@@ -18,6 +18,7 @@
 
 #include "tests/support/hresult_text.hpp"
 #include "tests/support/msmq_props.hpp"
+#include "tests/support/msmq_queues.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
 
 namespace {
@@ -29,25 +30,10 @@ using mqsec::testing::Props;
 
 std::wstring make_queue(const std::wstring& stem, bool transactional = false,
                         bool authenticate = false) {
-  static int n = 0;
-  const std::wstring name =
-      L"sq-" + stem + L"-" + std::to_wstring(getpid()) + L"-" + std::to_wstring(++n);
-  const std::wstring path = L".\\private$\\" + name;
-  Props p;
-  p.wstr(PROPID_Q_PATHNAME, path.c_str());
-  p.ui1(PROPID_Q_TRANSACTION, transactional ? MQ_TRANSACTIONAL : MQ_TRANSACTIONAL_NONE);
-  if (authenticate) p.ui1(PROPID_Q_AUTHENTICATE, MQ_AUTHENTICATE);
-  WCHAR buf[256];
-  DWORD len = 256;
-  EXPECT_HR(MQ_OK, MQCreateQueue(nullptr, p.queue(), buf, &len));
-  return L"DIRECT=OS:.\\private$\\" + name;
+  return mqsec::testing::make_private_queue(L"sq-", stem, transactional, authenticate);
 }
 
-QUEUEHANDLE open_queue(const std::wstring& format, DWORD access) {
-  QUEUEHANDLE h = nullptr;
-  EXPECT_HR(MQ_OK, MQOpenQueue(format.c_str(), access, MQ_DENY_NONE, &h));
-  return h;
-}
+using mqsec::testing::open_queue;
 
 struct Sent {
   Sent(std::string b, std::wstring a = {}, ULONG k = MQMSG_ACKNOWLEDGMENT_NONE, ULONG c = 0,

@@ -23,6 +23,7 @@
 #include "tests/support/child_process.hpp"
 #include "tests/support/hresult_text.hpp"
 #include "tests/support/msmq_props.hpp"
+#include "tests/support/msmq_queues.hpp"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
 
@@ -33,30 +34,12 @@ using mqsec::testing::Props;
 ::testing::Environment* const g_env =
     ::testing::AddGlobalTestEnvironment(new mqsec::testing::SoftHsmTestEnvironment);
 
-std::wstring unique_queue(const std::wstring& stem) {
-  static int n = 0;
-  return L"tx-" + stem + L"-" + std::to_wstring(getpid()) + L"-" + std::to_wstring(++n);
-}
-
 // A queue of this machine: transactional or not, authenticated or not. Returns its format name.
 std::wstring make_queue(const std::wstring& stem, bool transactional, bool authenticate = false) {
-  const std::wstring name = unique_queue(stem);
-  const std::wstring path = L".\\private$\\" + name;
-  Props p;
-  p.wstr(PROPID_Q_PATHNAME, path.c_str());
-  p.ui1(PROPID_Q_TRANSACTION, transactional ? MQ_TRANSACTIONAL : MQ_TRANSACTIONAL_NONE);
-  if (authenticate) p.ui1(PROPID_Q_AUTHENTICATE, MQ_AUTHENTICATE);
-  WCHAR buf[256];
-  DWORD len = 256;
-  EXPECT_HR(MQ_OK, MQCreateQueue(nullptr, p.queue(), buf, &len));
-  return L"DIRECT=OS:.\\private$\\" + name;
+  return mqsec::testing::make_private_queue(L"tx-", stem, transactional, authenticate);
 }
 
-QUEUEHANDLE open_queue(const std::wstring& format, DWORD access) {
-  QUEUEHANDLE h = nullptr;
-  EXPECT_HR(MQ_OK, MQOpenQueue(format.c_str(), access, MQ_DENY_NONE, &h));
-  return h;
-}
+using mqsec::testing::open_queue;
 
 HRESULT send(QUEUEHANDLE h, const std::string& body, ITransaction* tx, UCHAR priority = 3,
              ULONG context = 0) {
