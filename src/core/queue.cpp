@@ -338,7 +338,7 @@ void Queue::send(Outgoing& m, bool in_transaction, Transaction* tx) {
 // signing (the signature, certificate and audit path come on top). The quota is read at each
 // send, so MQSetQueueProperties takes effect on open handles.
 bool Queue::over_quota(const security::Envelope& e) {
-  if (!local_->store().quota_room(local_->id())) return false;  // INFINITE: the usual case
+  if (!local_->store().has_quota(local_->id())) return false;  // INFINITE: the usual case
   transport_->flush();  // this process's express messages count
   const std::optional<uint64_t> room = local_->store().quota_room(local_->id());
   if (!room) return false;

@@ -861,24 +861,32 @@ void Store::delete_queue(std::string_view name_in) {
   tx.commit();
 }
 
+std::optional<int64_t> Store::quota_locked(int64_t queue_id) {
+  sqlite3_stmt* q = st_->quota;
+  StmtScope scope(q);
+  bind_int(q, 1, queue_id, "read quota");
+  if (!step_row(q, "read quota")) return std::nullopt;  // gone: the append reports it
+  const int64_t quota = sqlite3_column_int64(q, 0);
+  if (quota < 0 || quota >= 0xFFFFFFFF) return std::nullopt;  // INFINITE
+  return quota;
+}
+
+bool Store::has_quota(int64_t queue_id) {
+  std::lock_guard lock(mu_);
+  return quota_locked(queue_id).has_value();
+}
+
 std::optional<uint64_t> Store::quota_room(int64_t queue_id) {
   std::lock_guard lock(mu_);
-  int64_t quota = 0xFFFFFFFF;
-  {
-    sqlite3_stmt* q = st_->quota;
-    StmtScope scope(q);
-    bind_int(q, 1, queue_id, "read quota");
-    if (!step_row(q, "read quota")) return std::nullopt;  // gone: the append reports it
-    quota = sqlite3_column_int64(q, 0);
-  }
-  if (quota < 0 || quota >= 0xFFFFFFFF) return std::nullopt;  // INFINITE
+  const std::optional<int64_t> quota = quota_locked(queue_id);
+  if (!quota) return std::nullopt;
   sqlite3_stmt* st = st_->bytes;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "sum message sizes");
   const int rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) fail(rc, "sum message sizes");
   const auto stored = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
-  const uint64_t limit = static_cast<uint64_t>(quota) * 1024;
+  const uint64_t limit = static_cast<uint64_t>(*quota) * 1024;
   return stored >= limit ? 0 : limit - stored;
 }
 

@@ -74,6 +74,9 @@ class Store {
   // when its quota is INFINITE (or the queue is gone). One indexed read, plus a sum over the
   // queue's messages only when the quota is finite.
   std::optional<uint64_t> quota_room(int64_t queue_id);
+  // Whether the queue has a finite PROPID_Q_QUOTA: the one indexed read, without the sum (what
+  // every send asks first).
+  bool has_quota(int64_t queue_id);
   // MQPurgeQueue: removes every message of the queue (durable on return); their number.
   size_t purge(int64_t queue_id);
   std::vector<QueueInfo> list_queues();  // ordered by name
@@ -200,6 +203,8 @@ class Store {
   // Steps a write statement to its end; returns how many rows it changed.
   int step_changes(sqlite3_stmt* st, const char* what);
   bool remove_locked(int64_t queue_id, int64_t seq, const char* what);
+  // PROPID_Q_QUOTA in kilobytes; nullopt when INFINITE or the queue is gone. Under mu_.
+  std::optional<int64_t> quota_locked(int64_t queue_id);
   // Records (queue_id, msg_id, sent_time) with `st` (insert_delivered or insert_arrived); false
   // when the statement recorded nothing (the id is known).
   bool record_id_locked(sqlite3_stmt* st, int64_t queue_id, std::span<const uint8_t> msg_id,
