@@ -6,7 +6,9 @@
 //   - forwarding: core::forward_outgoing empties this store's outgoing queues into the broker;
 //   - remote reads: core::serve_remote_reads answers readers on other machines (MQOpenQueue
 //     with receive or peek access on a queue of this one) for the queues [agent] remote-read
-//     names, and refuses every other queue (MQ_ERROR_ACCESS_DENIED).
+//     names, and refuses every other queue (MQ_ERROR_ACCESS_DENIED);
+//   - expiry: core::ExpirySweeper takes out expired messages every [agent] expiry-sweep-seconds
+//     (none when 0), and reads the whole store again every kRescanEvery.
 // SIGTERM and SIGINT are blocked in every thread and taken with sigtimedwait by the main thread
 // (no signal handler, no work in signal context); it requests a stop through a
 // std::stop_source, which the loops watch, and joins them.
@@ -17,6 +19,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -33,6 +36,7 @@
 #include "src/cli/commands.hpp"
 #include "src/cli/output.hpp"
 #include "src/core/arrival.hpp"
+#include "src/core/expiry_sweep.hpp"
 #include "src/core/forwarding.hpp"
 #include "src/core/remote_read.hpp"
 #include "src/core/runtime.hpp"
@@ -48,6 +52,39 @@ using namespace std::chrono_literals;
 
 // How often the agent logs its counters (when they changed).
 constexpr auto kStatusEvery = 60s;
+// How often the expiry sweep forgets what it read and reads the whole store again (messages that
+// came back under an old seq: a transaction's receive put back by its abort).
+constexpr auto kRescanEvery = 600s;
+
+// The expiry thread: a sweep every `every`, until `stop`. A failed pass (the store busy, say) is
+// logged and tried again at the next one.
+void sweep_expired(const security::SystemConfig& cfg, std::chrono::seconds every,
+                   std::stop_token stop) {
+  core::ExpirySweeper sweeper(cfg);
+  auto next = std::chrono::steady_clock::now();
+  auto next_rescan = next + kRescanEvery;
+  while (!stop.stop_requested()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next) {
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(next - now, 200ms));
+      continue;
+    }
+    next = now + every;
+    if (now >= next_rescan) {
+      next_rescan = now + kRescanEvery;
+      sweeper.rescan();
+    }
+    try {
+      const core::SweepCounts c = sweeper.sweep(static_cast<int64_t>(std::time(nullptr)));
+      if (c.expired > 0) {
+        log(LogLevel::Info, "agent: expired " + std::to_string(c.expired) + " message" +
+                                (c.expired == 1 ? "" : "s") + " (time to be received)");
+      }
+    } catch (const std::exception& e) {
+      log(LogLevel::Warning, std::string("agent: expiry sweep failed: ") + e.what());
+    }
+  }
+}
 
 [[noreturn]] void config_failure(const std::string& reason, HRESULT code, const std::string& hint) {
   throw Failure("agent", reason, code, hint, kExitConfig);
@@ -159,6 +196,13 @@ int run_agent() {
     }
   });
 
+  std::jthread expiry;
+  if (cfg.agent.expiry_sweep_seconds > 0) {
+    expiry = std::jthread([&] {
+      sweep_expired(cfg, std::chrono::seconds(cfg.agent.expiry_sweep_seconds), stop.get_token());
+    });
+  }
+
   core::ArrivalCounts last{};
   core::RemoteReadCounts last_reads{};
   auto next_status = std::chrono::steady_clock::now() + kStatusEvery;
@@ -203,6 +247,7 @@ int run_agent() {
   receiver.join();
   forwarder.join();
   remote_reads.join();
+  if (expiry.joinable()) expiry.join();
   log(LogLevel::Info, "agent: stopped; " + status_line());
   if (auto reason = fatal.get()) {
     throw Failure("agent", *reason, MQ_ERROR_SERVICE_NOT_AVAILABLE,

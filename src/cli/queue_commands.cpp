@@ -23,6 +23,7 @@
 #include "mqsec/error.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/admin.hpp"
+#include "src/core/expiry_sweep.hpp"
 #include "src/core/hresult.hpp"
 #include "src/core/queue.hpp"
 #include "src/core/text.hpp"
@@ -301,6 +302,23 @@ int run_queue_delete(const std::string& name) {
       call("MQDeleteQueue", [&] { core::delete_queue(core::runtime().config().store_path, d); }),
       what, probe);
   std::cout << "deleted queue '" << store_queue_name(name) << "' and its messages\n";
+  return kExitOk;
+}
+
+int run_queue_expire() {
+  security::SystemConfig cfg = load_config_or_fail();
+  const std::string what = "expire the messages whose time to be received has passed";
+  ReasonProbe probe;
+  core::SweepCounts c;
+  check_hr(call("the expiry sweep",
+                [&] {
+                  core::ExpirySweeper sweeper(cfg);
+                  c = sweeper.sweep(static_cast<int64_t>(std::time(nullptr)));
+                }),
+           what, probe);
+  std::cout << "expired " << c.expired << " message" << (c.expired == 1 ? "" : "s") << " of "
+            << c.scanned << " in the store; " << c.pending
+            << " with a time to be received still waiting\n";
   return kExitOk;
 }
 
@@ -948,6 +966,14 @@ void add_queue_commands(CLI::App& app, Action& action) {
     CLI::App* sub = queue->add_subcommand("delete", "Delete a queue and its messages");
     sub->add_option("NAME", *name, "Queue name")->required();
     sub->callback([name, &action] { action = [name] { return run_queue_delete(*name); }; });
+  }
+  {
+    CLI::App* sub = queue->add_subcommand(
+        "expire",
+        "Take out every message whose time to be received (PROPID_M_TIME_TO_BE_RECEIVED) has "
+        "passed: into the dead-letter queue when it asks for it, NACKed when it asks for it "
+        "(what the agent does every [agent] expiry-sweep-seconds)");
+    sub->callback([&action] { action = [] { return run_queue_expire(); }; });
   }
   {
     auto json = std::make_shared<bool>(false);

@@ -615,7 +615,11 @@ void parse_agent(const Reader& r, const toml::key& key, const toml::node& node, 
   const std::string name(key.str());
   for (auto&& [k, v] : r.table(key, node, name)) {
     const std::string path = name + "." + std::string(k.str());
-    if (k != "remote-read") r.unknown(k, v, path, "remote-read");
+    if (k == "expiry-sweep-seconds") {
+      a.expiry_sweep_seconds = r.integer(k, v, path, 3600);
+      continue;
+    }
+    if (k != "remote-read") r.unknown(k, v, path, "remote-read or expiry-sweep-seconds");
     a.remote_read.clear();
     for (std::string q : r.strings(k, v, path)) {
       // A private queue's name as it is stored: 1 to 124 characters, no '\', '/' or control

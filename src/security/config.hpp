@@ -102,6 +102,9 @@ struct AgentConfig {
   // [agent] remote-read: the local queues (names, lower-case) that readers on other machines
   // may receive from and peek at through the broker (MSMQ's remote read). Empty: none.
   std::vector<std::string> remote_read;
+  // [agent] expiry-sweep-seconds, 0 .. 3,600: how often the agent takes out the messages whose
+  // time to be received has passed (core/expiry_sweep.hpp); 0: never (receivers still do).
+  int64_t expiry_sweep_seconds = 10;
 };
 
 // [signing]: batch signing (docs/configuration.md "Batch signing"; the format is

@@ -622,6 +622,16 @@ TEST(AgentConfig, RemoteReadIsOffByDefaultAndListsQueueNames) {
   EXPECT_EQ(cfg.agent.remote_read, (std::vector<std::string>{"inbox", "orders.v2"}));
 }
 
+TEST(AgentConfig, ExpirySweepEveryTenSecondsByDefaultZeroTurnsItOff) {
+  EXPECT_EQ(parse_system_config("", kFile).agent.expiry_sweep_seconds, 10);
+  EXPECT_EQ(
+      parse_system_config("[agent]\nexpiry-sweep-seconds = 0\n", kFile).agent.expiry_sweep_seconds,
+      0);
+  EXPECT_EQ(parse_system_config("[agent]\nexpiry-sweep-seconds = 3600\n", kFile)
+                .agent.expiry_sweep_seconds,
+            3600);
+}
+
 TEST(AgentConfig, Errors) {
   struct Case {
     const char* text;
@@ -637,7 +647,11 @@ TEST(AgentConfig, Errors) {
       {"[agent]\nremote-read = [\"a/b\"]", "is not a queue name"},
       {"[agent]\nremote-read = [1]", "expected an array of strings, but an element is an integer"},
       {"[agent]\nread = [\"inbox\"]",
-       "agent.read: unknown key 'agent.read' (expected remote-read)"},
+       "agent.read: unknown key 'agent.read' (expected remote-read or expiry-sweep-seconds)"},
+      {"[agent]\nexpiry-sweep-seconds = -1",
+       "agent.expiry-sweep-seconds: must be between 0 and 3600, not -1"},
+      {"[agent]\nexpiry-sweep-seconds = 3601", "must be between 0 and 3600, not 3601"},
+      {"[agent]\nexpiry-sweep-seconds = \"10\"", "expected an integer, not a string"},
       {"agent = 1", "agent: expected a table"},
   };
   for (const Case& c : cases) {

@@ -316,6 +316,9 @@ struct Store::Statements {
   sqlite3_stmt* last = nullptr;
   sqlite3_stmt* prev_before = nullptr;
   sqlite3_stmt* get = nullptr;
+  sqlite3_stmt* get_any = nullptr;     // the expiry sweep: a message by seq, in any queue
+  sqlite3_stmt* scan_after = nullptr;  // the expiry sweep: every message, in seq order
+  sqlite3_stmt* queue_name = nullptr;  // the expiry sweep: a queue's name by id, any queue
   sqlite3_stmt* remove = nullptr;
   sqlite3_stmt* move_message = nullptr;  // MQMoveMessage, dead letters, journal copies
   sqlite3_stmt* count = nullptr;
@@ -408,6 +411,9 @@ struct Store::Statements {
                                  " = ?2 AND seq < ?3)) ORDER BY " MQSEC_PRIO
                                  " ASC, seq DESC LIMIT 1"},
         {&Statements::get, std::string(kMsgCols) + "WHERE queue_id = ?1 AND seq = ?2"},
+        {&Statements::get_any, std::string(kMsgCols) + "WHERE seq = ?1"},
+        {&Statements::scan_after, std::string(kMsgCols) + "WHERE seq > ?1 ORDER BY seq LIMIT ?2"},
+        {&Statements::queue_name, "SELECT name FROM queues WHERE id = ?1"},
         {&Statements::remove, "DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2"},
         {&Statements::move_message,
          "UPDATE messages SET queue_id = ?3 WHERE queue_id = ?1 AND seq = ?2"
@@ -1094,6 +1100,34 @@ std::optional<StoredMessage> Store::get(int64_t queue_id, int64_t seq) {
   bind_int(st, 1, queue_id, "read message");
   bind_int(st, 2, seq, "read message");
   return read_message(st, "read message");
+}
+
+std::optional<StoredMessage> Store::get_any(int64_t seq) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->get_any;
+  StmtScope scope(st);
+  bind_int(st, 1, seq, "read message");
+  return read_message(st, "read message");
+}
+
+std::optional<std::string> Store::queue_name(int64_t queue_id) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->queue_name;
+  StmtScope scope(st);
+  bind_int(st, 1, queue_id, "read queue name");
+  if (!step_row(st, "read queue name")) return std::nullopt;
+  return column_text(st, 0);
+}
+
+std::vector<StoredMessage> Store::scan_after(int64_t after_seq, size_t limit) {
+  std::vector<StoredMessage> out;
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* st = st_->scan_after;
+  StmtScope scope(st);
+  bind_int(st, 1, after_seq, "scan messages");
+  bind_int(st, 2, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)), "scan messages");
+  while (auto m = read_message(st, "scan messages")) out.push_back(std::move(*m));
+  return out;
 }
 
 bool Store::remove_locked(int64_t queue_id, int64_t seq, const char* what) {

@@ -114,6 +114,13 @@ class Store {
   std::optional<StoredMessage> last(int64_t queue_id);
   std::optional<StoredMessage> prev_before(int64_t queue_id, int priority, int64_t seq);
   std::optional<StoredMessage> get(int64_t queue_id, int64_t seq);
+  // The expiry sweep (core/expiry_sweep.hpp): message `seq` in whatever queue holds it now (a
+  // move keeps the seq), and up to `limit` messages of every queue with a seq above `after_seq`,
+  // in seq order (seqs are never reused).
+  std::optional<StoredMessage> get_any(int64_t seq);
+  std::vector<StoredMessage> scan_after(int64_t after_seq, size_t limit);
+  // The name of queue `queue_id`, whatever its kind (list_queues leaves subqueues out).
+  std::optional<std::string> queue_name(int64_t queue_id);
   // True only for the one caller (in any process) that actually deleted the message.
   bool remove(int64_t queue_id, int64_t seq);
   // Moves message `seq` of queue queue_id into queue to_queue_id (MQMoveMessage between a queue
