@@ -12,6 +12,7 @@
 #include "src/abi/guard.hpp"
 #include "src/abi/queue_props.hpp"
 #include "src/abi/wide.hpp"
+#include "src/core/locate.hpp"
 #include "src/core/admin.hpp"
 #include "src/core/journal.hpp"
 #include "src/core/destination.hpp"
@@ -196,7 +197,7 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
     kind = MgmtObject::Machine;
   } else if (upper.rfind("QUEUE=", 0) == 0) {
     kind = MgmtObject::Queue;
-    queue = core::destination_of_format(obj.substr(6));
+    queue = core::destination_of_any_format(obj.substr(6), core::runtime().config().store_path);
   } else {
     throw Error(MQ_ERROR_INVALID_PARAMETER,
                 "pObjectName is MO_MACHINE_TOKEN (\"MACHINE\") or \"QUEUE=<format name>\"");
@@ -451,7 +452,8 @@ HRESULT mgmt_action(LPCWSTR computer, LPCWSTR object, LPCWSTR action) {
     throw Error(MQ_ERROR_INVALID_PARAMETER,
                 "pObjectName is MO_MACHINE_TOKEN (\"MACHINE\") or \"QUEUE=<format name>\"");
   }
-  const core::Destination d = core::destination_of_format(obj.substr(6));
+  const core::Destination d =
+      core::destination_of_any_format(obj.substr(6), core::runtime().config().store_path);
   if (act != "PAUSE" && act != "RESUME" && act != "EOD_RESEND") {
     throw Error(MQ_ERROR_INVALID_PARAMETER,
                 "queue actions are PAUSE, RESUME and EOD_RESEND, not '" + act + "'");

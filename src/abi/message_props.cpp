@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mqsec/error.hpp"
+#include "src/core/locate.hpp"
 #include "src/core/text.hpp"
 #include "src/core/destination.hpp"
 #include "src/core/expiry.hpp"
@@ -60,8 +61,13 @@ std::u16string queue_text(MQMSGPROPS* props, DWORD i) {
   if (s == nullptr) fail(props, i, MQ_ERROR_ILLEGAL_PROPERTY_VALUE, "NULL string");
   std::string utf8 = wide_to_utf8(s, MQ_ERROR_ILLEGAL_FORMATNAME);
   // Throws MQ_ERROR_ILLEGAL_FORMATNAME; a queue of another machine is accepted (a NACK to it
-  // goes through the outgoing queue, like any remote send).
-  core::destination_of_format(utf8);
+  // goes through the outgoing queue, like any remote send), and so is a well-formed PUBLIC=
+  // name (resolved where a NACK or response is sent: core::destination_of_any_format).
+  if (core::is_public_format(utf8)) {
+    core::guid_of_public_format(utf8);
+  } else {
+    core::destination_of_format(utf8);
+  }
   return utf8_to_utf16(utf8);
 }
 

@@ -47,14 +47,8 @@ bool erase(HANDLE h, uintptr_t tag) {
 core::Destination destination_of_format(LPCWSTR format) {
   if (format == nullptr) throw Error(MQ_ERROR_INVALID_PARAMETER, "format name is NULL");
   const std::string utf8 = abi::wide_to_utf8(format, MQ_ERROR_ILLEGAL_FORMATNAME);
-  if (core::is_public_format(utf8)) {
-    // PUBLIC=<instance GUID>: a queue of this machine's store (there is no directory).
-    const auto q = core::find_queue_by_instance(core::runtime().config().store_path,
-                                                core::guid_of_public_format(utf8));
-    if (!q) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "no queue of this machine has that GUID");
-    return core::destination_of_format(core::format_name_of(q->name));
-  }
-  return core::destination_of_format(utf8);
+  // PUBLIC=<instance GUID>: a queue of this machine's store (there is no directory).
+  return core::destination_of_any_format(utf8, core::runtime().config().store_path);
 }
 
 // Copies a format name into the caller's buffer: MQ_OK, or `too_small` with the needed length.

@@ -99,4 +99,16 @@ bool is_public_path(std::string_view path) {
          std::none_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20; });
 }
 
+Destination destination_of_any_format(std::string_view format,
+                                      const std::filesystem::path& store_dir) {
+  if (!is_public_format(format)) return destination_of_format(format);
+  const auto q = find_queue_by_instance(store_dir, guid_of_public_format(format));
+  if (!q) {
+    throw Error(MQ_ERROR_QUEUE_NOT_FOUND,
+                "no queue of this machine has the GUID of '" + std::string(format.substr(0, 64)) +
+                    "' (PUBLIC= names only this machine's queues: there is no directory)");
+  }
+  return destination_of_format(format_name_of(q->name));
+}
+
 }  // namespace mqsec::core

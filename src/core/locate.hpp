@@ -53,4 +53,11 @@ MachineGuid guid_of_public_format(std::string_view format);
 // workgroup computer). Any other malformed path is not one.
 bool is_public_path(std::string_view path);
 
+// The destination a format name names, PUBLIC=<guid> included: that is a queue of the store
+// under `store_dir` (there is no directory); any other format name as destination_of_format
+// reads it. Throws mqsec::Error: MQ_ERROR_QUEUE_NOT_FOUND (a PUBLIC= GUID of no queue here, such
+// as another machine's), MQ_ERROR_ILLEGAL_FORMATNAME.
+Destination destination_of_any_format(std::string_view format,
+                                      const std::filesystem::path& store_dir);
+
 }  // namespace mqsec::core

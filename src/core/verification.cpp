@@ -8,6 +8,7 @@
 #include "mqsec/error.hpp"
 #include "src/core/admin.hpp"
 #include "src/core/destination.hpp"
+#include "src/core/locate.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/text.hpp"
 #include "src/security/log.hpp"
@@ -148,7 +149,10 @@ void reject_message(transport::QueueTransport& record_in, const std::string& wha
 void send_nack(const security::Envelope& e, uint32_t nack_class,
                const std::filesystem::path& store_dir, const std::string& machine) {
   Runtime& rt = runtime();
-  const Destination d = destination_of_format(utf16_to_utf8(e.admin_queue), machine);
+  // PUBLIC=<guid> names a queue of this store (a GUID of another machine's queue: not found).
+  const Destination d = is_public_format(utf16_to_utf8(e.admin_queue))
+                            ? destination_of_any_format(utf16_to_utf8(e.admin_queue), store_dir)
+                            : destination_of_format(utf16_to_utf8(e.admin_queue), machine);
   // The admin queue is the sender's choice: it gets what MQ_SEND_ACCESS may open (Queue::open),
   // never a subqueue, journal or dead-letter queue, of this machine or another.
   if (!is_application_queue(d.queue)) {

@@ -508,6 +508,107 @@ TEST(Locate, BadInput) {
   EXPECT_HR(MQ_OK, MQDeleteQueue(format.c_str()));
 }
 
+// The PUBLIC= name of a queue of this machine (MQInstanceToFormatName of its instance).
+std::wstring public_name_of(const std::wstring& format) {
+  GUID g{};
+  Props p;
+  p.add(PROPID_Q_INSTANCE, VT_CLSID, [&g](MQPROPVARIANT& v) { v.puuid = &g; });
+  EXPECT_HR(MQ_OK, MQGetQueueProperties(format.c_str(), p.queue()));
+  WCHAR buf[64];
+  DWORD len = 64;
+  EXPECT_HR(MQ_OK, MQInstanceToFormatName(&g, buf, &len));
+  return buf;
+}
+
+// Wherever MSMQ takes a format name, a PUBLIC= one names the same queue: as a message's admin
+// queue (its NACK arrives there) and response queue (returned as given), and in MQMgmtGetInfo.
+// A PUBLIC= GUID of no queue here is refused where the queue must exist, and a NACK to it is
+// not sent (no queue of this machine has it).
+TEST(Locate, PublicNamesServeAsAdminAndResponseQueuesAndInManagement) {
+  GUID type = run_type(8);
+  const std::wstring dest = create_queue(unique_name(L"loc-pub-dest"), L"dest", &type);
+  const std::wstring admin = create_queue(unique_name(L"loc-pub-admin"), L"admin", &type);
+  const std::wstring pub = public_name_of(admin);
+  ASSERT_EQ(pub.rfind(L"PUBLIC=", 0), 0u);
+  QUEUEHANDLE s = nullptr, r = nullptr, a = nullptr;
+  ASSERT_HR(MQ_OK, MQOpenQueue(dest.c_str(), MQ_SEND_ACCESS, MQ_DENY_NONE, &s));
+  ASSERT_HR(MQ_OK, MQOpenQueue(dest.c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &r));
+  ASSERT_HR(MQ_OK, MQOpenQueue(admin.c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &a));
+  const std::wstring unknown = L"PUBLIC=01234567-89ab-cdef-0123-456789abcdef";
+  // Two messages: one NACKed to the admin queue's PUBLIC= name when it expires, one whose
+  // response queue is that name; a third NACKed to a GUID of no queue.
+  const time_t sent = std::time(nullptr);
+  char body[] = "expires";
+  std::vector<UCHAR> id(PROPID_M_MSGID_SIZE);
+  {
+    Props m;
+    m.bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body), sizeof body);
+    m.ui4(PROPID_M_TIME_TO_BE_RECEIVED, 0);
+    m.ui1(PROPID_M_ACKNOWLEDGE, MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE);
+    m.wstr(PROPID_M_ADMIN_QUEUE, pub.c_str());
+    m.bytes(PROPID_M_MSGID, id.data(), static_cast<ULONG>(id.size()));
+    ASSERT_HR(MQ_OK, MQSendMessage(s, m.msg(), MQ_NO_TRANSACTION));
+  }
+  {
+    Props m;
+    m.bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body), sizeof body);
+    m.ui4(PROPID_M_TIME_TO_BE_RECEIVED, 0);
+    m.ui1(PROPID_M_ACKNOWLEDGE, MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE);
+    m.wstr(PROPID_M_ADMIN_QUEUE, unknown.c_str());
+    ASSERT_HR(MQ_OK, MQSendMessage(s, m.msg(), MQ_NO_TRANSACTION));
+  }
+  char reply[] = "reply to me";
+  {
+    Props m;
+    m.bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(reply), sizeof reply);
+    m.wstr(PROPID_M_RESP_QUEUE, pub.c_str());
+    ASSERT_HR(MQ_OK, MQSendMessage(s, m.msg(), MQ_NO_TRANSACTION));
+  }
+  // A malformed PUBLIC= name is refused at the send, as any malformed format name.
+  {
+    Props m;
+    m.bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body), sizeof body);
+    m.wstr(PROPID_M_ADMIN_QUEUE, L"PUBLIC=1234");
+    EXPECT_HR(MQ_ERROR_ILLEGAL_FORMATNAME, MQSendMessage(s, m.msg(), MQ_NO_TRANSACTION));
+  }
+  while (std::time(nullptr) <= sent) usleep(50 * 1000);
+  // The receive meets the two expired messages first (NACKs sent), then the reply request.
+  WCHAR resp[128];
+  Props rp;
+  UCHAR got[64];
+  rp.bytes(PROPID_M_BODY, got, sizeof got);
+  rp.add(PROPID_M_RESP_QUEUE, VT_LPWSTR, [&resp](MQPROPVARIANT& v) { v.pwszVal = resp; });
+  rp.ui4(PROPID_M_RESP_QUEUE_LEN, 128);
+  ASSERT_HR(MQ_OK, MQReceiveMessage(r, 5000, MQ_ACTION_RECEIVE, rp.msg(), nullptr, nullptr, nullptr,
+                                    nullptr));
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(got), rp.var(0).caub.cElems),
+            std::string(reply, sizeof reply));
+  EXPECT_EQ(std::wstring(resp), pub);
+  // The NACK is in the queue the PUBLIC= name names; MQMgmtGetInfo counts it through that name.
+  PROPID count_id = PROPID_MGMT_QUEUE_MESSAGE_COUNT;
+  MQPROPVARIANT count;
+  std::memset(&count, 0, sizeof count);
+  count.vt = VT_NULL;
+  MQMGMTPROPS mp{1, &count_id, &count, nullptr};
+  const std::wstring object = L"QUEUE=" + pub;
+  ASSERT_HR(MQ_OK, MQMgmtGetInfo(nullptr, object.c_str(), &mp));
+  EXPECT_EQ(count.ulVal, 1u);
+  std::vector<UCHAR> correlation(PROPID_M_CORRELATIONID_SIZE);
+  Props np;
+  np.null(PROPID_M_CLASS);
+  np.bytes(PROPID_M_CORRELATIONID, correlation.data(), static_cast<ULONG>(correlation.size()));
+  ASSERT_HR(MQ_OK, MQReceiveMessage(a, 0, MQ_ACTION_RECEIVE, np.msg(), nullptr, nullptr, nullptr,
+                                    nullptr));
+  EXPECT_EQ(np.var(0).uiVal, MQMSG_CLASS_NACK_RECEIVE_TIMEOUT);
+  EXPECT_EQ(correlation, id);
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT,
+            MQReceiveMessage(a, 0, MQ_ACTION_RECEIVE, nullptr, nullptr, nullptr, nullptr, nullptr));
+  const std::wstring unknown_object = L"QUEUE=" + unknown;
+  EXPECT_HR(MQ_ERROR_QUEUE_NOT_FOUND, MQMgmtGetInfo(nullptr, unknown_object.c_str(), &mp));
+  for (QUEUEHANDLE h : {s, r, a}) MQCloseQueue(h);
+  for (const std::wstring& f : {dest, admin}) EXPECT_HR(MQ_OK, MQDeleteQueue(f.c_str()));
+}
+
 TEST(Locate, FormatNamesWithoutADirectory) {
   // MQInstanceToFormatName: NULLs, an unknown GUID.
   GUID unknown = run_type(7);
