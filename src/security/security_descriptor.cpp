@@ -154,6 +154,29 @@ SecurityDescriptor parse_security_descriptor(std::span<const uint8_t> b) {
   return sd;
 }
 
+size_t self_relative_length(const uint8_t* p) {
+  if (p == nullptr) illegal("NULL");
+  const std::span<const uint8_t> header(p, kHeaderSize);
+  if (header[0] != 1) illegal("revision " + std::to_string(header[0]) + " (only 1 exists)");
+  const uint16_t control = u16(header, 2);
+  if (!(control & kSeSelfRelative)) illegal("not self-relative (SE_SELF_RELATIVE is not set)");
+  constexpr size_t kMaxOffset = 0x10000;
+  size_t end = kHeaderSize;
+  auto component = [&](size_t field, bool present, bool acl) {
+    const size_t offset = u32(header, field);
+    if (!present || offset == 0) return;
+    if (offset < kHeaderSize || offset > kMaxOffset) illegal("an offset is out of range");
+    const std::span<const uint8_t> at(p + offset, 4);
+    const size_t size = acl ? u16(at, 2) : kSidHeaderSize + 4 * size_t{at[1]};
+    end = std::max(end, offset + size);
+  };
+  component(4, true, false);
+  component(8, true, false);
+  component(12, (control & kSeSaclPresent) != 0, true);
+  component(16, (control & kSeDaclPresent) != 0, true);
+  return end;
+}
+
 std::vector<uint8_t> serialize_security_descriptor(const SecurityDescriptor& sd,
                                                    uint32_t information) {
   const bool with_owner = (information & kOwnerSecurityInformation) && sd.owner;

@@ -67,6 +67,15 @@ struct SecurityDescriptor {
 // mqsec::Error(MQ_ERROR_ILLEGAL_SECURITY_DESCRIPTOR, why).
 SecurityDescriptor parse_security_descriptor(std::span<const uint8_t> bytes);
 
+// The length of the self-relative descriptor at `p`, for the C API's PSECURITY_DESCRIPTOR that
+// comes without one (MQCreateQueue, MQSetQueueSecurity): the end of its furthest part, read
+// from the header, each SID's sub-authority count and each ACL's size. Like Windows it trusts
+// the caller that `p` is a descriptor; it reads only the header and the few bytes those fields
+// are in, and refuses (MQ_ERROR_ILLEGAL_SECURITY_DESCRIPTOR) a wrong revision, a descriptor that
+// is not self-relative (an absolute one holds pointers) and any offset beyond 64 KiB, before
+// reading there. The bytes must then still pass parse_security_descriptor.
+size_t self_relative_length(const uint8_t* p);
+
 // The self-relative bytes of the parts of `sd` that `information` names (OWNER, GROUP, DACL
 // bits; others ignored): header, owner, group, DACL (ACL revision 2).
 std::vector<uint8_t> serialize_security_descriptor(const SecurityDescriptor& sd,

@@ -154,6 +154,32 @@ TEST(SecurityDescriptor, HostileBytesNeverReadOutOfBounds) {
   EXPECT_GT(refused, 0u);
 }
 
+TEST(SecurityDescriptor, LengthOfADescriptorGivenByPointer) {
+  EXPECT_EQ(self_relative_length(kWindowsBytes.data()), kWindowsBytes.size());
+  const auto ours = serialize_security_descriptor(
+      default_queue_descriptor(Sid::unix_user(7), unix_group_sid(7)), kAll);
+  EXPECT_EQ(self_relative_length(ours.data()), ours.size());
+  const auto dacl_only = serialize_security_descriptor(
+      default_queue_descriptor(Sid::unix_user(7), unix_group_sid(7)), kDaclSecurityInformation);
+  EXPECT_EQ(self_relative_length(dacl_only.data()), dacl_only.size());
+  auto code = [](std::vector<uint8_t> b) {
+    try {
+      self_relative_length(b.data());
+      return MQ_OK;
+    } catch (const Error& e) {
+      return e.code();
+    }
+  };
+  std::vector<uint8_t> b = kWindowsBytes;
+  b[3] = 0;  // absolute: holds pointers, not offsets
+  EXPECT_EQ(code(b), MQ_ERROR_ILLEGAL_SECURITY_DESCRIPTOR);
+  b = kWindowsBytes;
+  b[7] = 0x7f;  // an owner offset far away is refused before anything is read there
+  EXPECT_EQ(code(b), MQ_ERROR_ILLEGAL_SECURITY_DESCRIPTOR);
+  EXPECT_EQ(code(std::vector<uint8_t>(kWindowsBytes.size(), 0)),
+            MQ_ERROR_ILLEGAL_SECURITY_DESCRIPTOR);
+}
+
 TEST(SecurityDescriptor, MergeTakesOnlyTheNamedParts) {
   const Sid alice = Sid::unix_user(1001), bob = Sid::unix_user(1002);
   const SecurityDescriptor current = default_queue_descriptor(alice, unix_group_sid(100));
