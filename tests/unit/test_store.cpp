@@ -1233,14 +1233,14 @@ TEST_F(StoreTest, SchemaV2StoreIsMigratedToV3) {
   }
   // Back to what v2 looked like (without v3's arrived table and v4's queue columns).
   sql(dir_ / "mqsec.db",
-      "DROP TABLE arrived; ALTER TABLE queues DROP COLUMN journal;"
+      "DROP TABLE queue_security; DROP TABLE arrived; ALTER TABLE queues DROP COLUMN journal;"
       " ALTER TABLE queues DROP COLUMN quota; ALTER TABLE queues DROP COLUMN journal_quota;"
       " ALTER TABLE queues DROP COLUMN base_priority; ALTER TABLE queues DROP COLUMN priv_level;"
       " ALTER TABLE queues DROP COLUMN type; ALTER TABLE queues DROP COLUMN multicast;"
       " ALTER TABLE queues DROP COLUMN modified;"
       " DELETE FROM schema_version; INSERT INTO schema_version VALUES(2);");
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 4);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 5);
   EXPECT_EQ(sql_int(dir_ / "mqsec.db",
                     "SELECT count(*) FROM sqlite_master WHERE name IN ('arrived', 'arrived_time')"),
             2);
@@ -1248,7 +1248,7 @@ TEST_F(StoreTest, SchemaV2StoreIsMigratedToV3) {
   EXPECT_EQ(s.first(q)->envelope, bytes("kept"));
   EXPECT_EQ(s.append_unique(q, 1, bytes("x"), Bytes(20, 7), 1, 0, true).result,
             ArrivalResult::Appended);
-  Store again(dir_);  // another process: version 4, left alone
+  Store again(dir_);  // another process: version 5, left alone
   EXPECT_EQ(again.message_count(q), 2u);
 }
 
@@ -1262,13 +1262,14 @@ TEST_F(StoreTest, SchemaV3StoreIsMigratedToV4) {
     s.append(q, 4, bytes("kept"), true);
   }
   sql(dir_ / "mqsec.db",
-      "ALTER TABLE queues DROP COLUMN journal; ALTER TABLE queues DROP COLUMN quota;"
+      "DROP TABLE queue_security;"
+      " ALTER TABLE queues DROP COLUMN journal; ALTER TABLE queues DROP COLUMN quota;"
       " ALTER TABLE queues DROP COLUMN journal_quota; ALTER TABLE queues DROP COLUMN base_priority;"
       " ALTER TABLE queues DROP COLUMN priv_level; ALTER TABLE queues DROP COLUMN type;"
       " ALTER TABLE queues DROP COLUMN multicast; ALTER TABLE queues DROP COLUMN modified;"
       " DELETE FROM schema_version; INSERT INTO schema_version VALUES(3);");
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 4);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 5);
   auto q = s.find_queue("keep");
   ASSERT_TRUE(q.has_value());
   EXPECT_EQ(s.first(q->id)->envelope, bytes("kept"));
