@@ -6,6 +6,7 @@
 //
 // The multi-user tests need root (useradd, setresuid) and skip otherwise; CI runs as root.
 #include <mq.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include "tests/support/hresult_text.hpp"
 #include "tests/support/msmq_props.hpp"
 #include "tests/support/msmq_queues.hpp"
+#include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
 #include "tests/support/test_users.hpp"
 
@@ -99,6 +101,29 @@ TEST(QueueSecurity, NewQueueGetsMsmqsDefaultDescriptor) {
   EXPECT_EQ(owner_only.owner, me());
   EXPECT_FALSE(owner_only.group);
   EXPECT_FALSE(owner_only.dacl_present);
+}
+
+// A queue made before descriptors were kept (store schema 4) has no row in queue_security: it
+// gets MSMQ's default with the store's owner (the process's real user) as owner.
+TEST(QueueSecurity, QueueWithoutAStoredDescriptorHasTheDefaultWithTheStoreOwner) {
+  const std::wstring q = make_queue(L"migrated");
+  sqlite3* db = nullptr;
+  const auto path = mqsec::testing::SoftHsmEnv::instance().dir() / "store" / "mqsec.db";
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK) << path;
+  const std::wstring wname = q.substr(q.rfind(L'\\') + 1);
+  const std::string sql =
+      "DELETE FROM queue_security WHERE queue_id = (SELECT id FROM queues WHERE name = '" +
+      std::string(wname.begin(), wname.end()) + "')";
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  EXPECT_EQ(sqlite3_changes(db), 1);
+  sqlite3_close(db);
+  SecurityDescriptor sd;
+  ASSERT_HR(MQ_OK, get_security(q, kAll, &sd));
+  EXPECT_EQ(sd,
+            sec::default_queue_descriptor(Sid::unix_user(getuid()), sec::unix_group_sid(getgid())));
+  EXPECT_HR(MQ_OK, open_as_is(q, MQ_RECEIVE_ACCESS));
 }
 
 TEST(QueueSecurity, CreateWithDescriptorKeepsItsDaclAndDefaultsTheRest) {
