@@ -113,6 +113,12 @@ typedef union _LARGE_INTEGER {
 } LARGE_INTEGER;
 typedef DWORD SECURITY_INFORMATION;
 typedef SECURITY_INFORMATION* PSECURITY_INFORMATION;
+#ifndef OWNER_SECURITY_INFORMATION /* winnt.h's, for MQGet/SetQueueSecurity */
+#define OWNER_SECURITY_INFORMATION 0x00000001L
+#define GROUP_SECURITY_INFORMATION 0x00000002L
+#define DACL_SECURITY_INFORMATION 0x00000004L
+#define SACL_SECURITY_INFORMATION 0x00000008L
+#endif
 typedef WCHAR OLECHAR;
 typedef OLECHAR* BSTR;
 typedef OLECHAR* LPOLESTR;
@@ -1000,6 +1006,13 @@ HRESULT APIENTRY MQCloseQueue(QUEUEHANDLE hQueue);
 HRESULT APIENTRY MQHandleToFormatName(QUEUEHANDLE hQueue, LPWSTR lpwcsFormatName,
                                       LPDWORD lpdwFormatNameLength);
 HRESULT APIENTRY MQGetQueueProperties(LPCWSTR lpwcsFormatName, MQQUEUEPROPS* pQueueProps);
+HRESULT APIENTRY MQGetQueueSecurity(LPCWSTR lpwcsFormatName,
+                                    SECURITY_INFORMATION RequestedInformation,
+                                    PSECURITY_DESCRIPTOR pSecurityDescriptor, DWORD nLength,
+                                    LPDWORD lpnLengthNeeded);
+HRESULT APIENTRY MQSetQueueSecurity(LPCWSTR lpwcsFormatName,
+                                    SECURITY_INFORMATION SecurityInformation,
+                                    PSECURITY_DESCRIPTOR pSecurityDescriptor);
 HRESULT APIENTRY MQSetQueueProperties(LPCWSTR lpwcsFormatName, MQQUEUEPROPS* pQueueProps);
 HRESULT APIENTRY MQPurgeQueue(QUEUEHANDLE hQueue);
 /* Subqueues ("DIRECT=OS:.\private$\q;sub"), MSMQ 4.0 (docs/msmq-api.md). */

@@ -15,6 +15,7 @@
 #include "src/core/admin.hpp"
 #include "src/core/locate.hpp"
 #include "src/core/queue.hpp"
+#include "src/core/queue_security.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/subqueue.hpp"
 
@@ -86,7 +87,8 @@ void refuse_public_path(MQQUEUEPROPS* props) {
   }
 }
 
-HRESULT create_queue(MQQUEUEPROPS* props, LPWSTR format_out, LPDWORD format_len) {
+HRESULT create_queue(const void* security, MQQUEUEPROPS* props, LPWSTR format_out,
+                     LPDWORD format_len) {
   if (props == nullptr || format_len == nullptr) {
     throw Error(MQ_ERROR_INVALID_PARAMETER, "MQQUEUEPROPS or the format name length is NULL");
   }
@@ -101,7 +103,7 @@ HRESULT create_queue(MQQUEUEPROPS* props, LPWSTR format_out, LPDWORD format_len)
   }
   if (!have_path) throw Error(MQ_ERROR_INVALID_PARAMETER, "PROPID_Q_PATHNAME is required");
   const std::string format = core::format_name_of(q.name);
-  core::create_queue(core::runtime().config().store_path, q);
+  core::create_queue(core::runtime().config().store_path, q, security);
   const HRESULT copied =
       copy_format(format, format_out, format_len, MQ_INFORMATION_FORMATNAME_BUFFER_TOO_SMALL);
   return copied != MQ_OK ? copied : parsed;
@@ -121,6 +123,8 @@ HRESULT get_queue_properties(LPCWSTR format, MQQUEUEPROPS* props) {
   abi::check_queue_props_get(props);
   std::optional<transport::QueueInfo> q = core::find_queue(core::runtime().config().store_path, d);
   if (!q) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' not found");
+  core::require_queue_rights(core::runtime().config().store_path, *q, MQSEC_GET_QUEUE_PROPERTIES,
+                             "MQGetQueueProperties");
   return abi::fill_queue_props(props, *q, core::this_machine() + "\\private$\\" + q->name);
 }
 
@@ -328,10 +332,41 @@ HRESULT receive_by_lookup_id(QUEUEHANDLE hq, ULONGLONG lookup_id, DWORD action, 
 
 }  // namespace
 
-MQSEC_EXPORT HRESULT APIENTRY MQCreateQueue(PSECURITY_DESCRIPTOR, MQQUEUEPROPS* pQueueProps,
-                                            LPWSTR lpwcsFormatName, LPDWORD lpdwFormatNameLength) {
+MQSEC_EXPORT HRESULT APIENTRY MQCreateQueue(PSECURITY_DESCRIPTOR pSecurityDescriptor,
+                                            MQQUEUEPROPS* pQueueProps, LPWSTR lpwcsFormatName,
+                                            LPDWORD lpdwFormatNameLength) {
   return abi::guard("MQCreateQueue", [&] {
-    return create_queue(pQueueProps, lpwcsFormatName, lpdwFormatNameLength);
+    return create_queue(pSecurityDescriptor, pQueueProps, lpwcsFormatName, lpdwFormatNameLength);
+  });
+}
+
+// Queue security descriptors (src/core/queue_security.hpp), self-relative only.
+MQSEC_EXPORT HRESULT APIENTRY MQGetQueueSecurity(LPCWSTR lpwcsFormatName,
+                                                 SECURITY_INFORMATION RequestedInformation,
+                                                 PSECURITY_DESCRIPTOR pSecurityDescriptor,
+                                                 DWORD nLength, LPDWORD lpnLengthNeeded) {
+  return abi::guard("MQGetQueueSecurity", [&]() -> HRESULT {
+    if (lpnLengthNeeded == nullptr) return MQ_ERROR_INVALID_PARAMETER;
+    const core::Destination d = destination_of_format(lpwcsFormatName);
+    const transport::Bytes sd =
+        core::get_queue_security(core::runtime().config().store_path, d, RequestedInformation);
+    *lpnLengthNeeded = static_cast<DWORD>(sd.size());
+    if (pSecurityDescriptor == nullptr || nLength < sd.size()) {
+      return MQ_ERROR_SECURITY_DESCRIPTOR_TOO_SMALL;
+    }
+    std::memcpy(pSecurityDescriptor, sd.data(), sd.size());
+    return MQ_OK;
+  });
+}
+
+MQSEC_EXPORT HRESULT APIENTRY MQSetQueueSecurity(LPCWSTR lpwcsFormatName,
+                                                 SECURITY_INFORMATION SecurityInformation,
+                                                 PSECURITY_DESCRIPTOR pSecurityDescriptor) {
+  return abi::guard("MQSetQueueSecurity", [&] {
+    const core::Destination d = destination_of_format(lpwcsFormatName);
+    core::set_queue_security(core::runtime().config().store_path, d, SecurityInformation,
+                             pSecurityDescriptor);
+    return MQ_OK;
   });
 }
 

@@ -6,6 +6,7 @@
 #include "mqsec/error.hpp"
 #include "src/core/dead_letter.hpp"
 #include "src/core/journal.hpp"
+#include "src/core/queue_security.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/subqueue.hpp"
 #include "src/security/openssl.hpp"
@@ -42,13 +43,14 @@ void not_system(const Destination& d) {
 }
 }  // namespace
 
-std::string create_queue(const std::filesystem::path& store_dir, const transport::QueueInfo& q) {
+std::string create_queue(const std::filesystem::path& store_dir, const transport::QueueInfo& q,
+                         const void* security) {
   if (is_subqueue(q.name)) {
     throw Error(MQ_ERROR_ILLEGAL_QUEUE_PATHNAME,
                 "queue name '" + q.name + "' has a ';' (it separates a queue from its subqueue)");
   }
   std::string format = format_name_of(q.name);
-  store(store_dir).create_queue(q);
+  store(store_dir).create_queue(q, creation_security(security));
   return format;
 }
 
@@ -56,6 +58,9 @@ void delete_queue(const std::filesystem::path& store_dir, const Destination& d) 
   local_only(d);
   not_subqueue(d);
   not_system(d);
+  if (std::optional<transport::QueueInfo> q = store(store_dir).find_queue(d.queue)) {
+    require_queue_rights(store_dir, *q, MQSEC_DELETE_QUEUE, "MQDeleteQueue");
+  }
   runtime().stores().flush_express();
   store(store_dir).delete_queue(d.queue);
   // Its journal goes with it, as in MSMQ.
@@ -81,6 +86,7 @@ void update_queue(const std::filesystem::path& store_dir, const Destination& d,
   local_only(d);
   not_subqueue(d);
   not_system(d);
+  require_queue_rights(store_dir, before, MQSEC_SET_QUEUE_PROPERTIES, "MQSetQueueProperties");
   q.modified = 0;  // now
   store(store_dir).update_queue(before, q);
 }

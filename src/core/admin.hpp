@@ -18,11 +18,15 @@
 namespace mqsec::core {
 
 // Creates the queue q (name lower-cased, label, authenticate, transactional, trust demand,
-// authorized signers, all in one row) and returns its format name. Throws mqsec::Error
-// (MQ_ERROR_QUEUE_EXISTS, MQ_ERROR_INVALID_PARAMETER, storage errors).
-std::string create_queue(const std::filesystem::path& store_dir, const transport::QueueInfo& q);
+// authorized signers, all in one row) and returns its format name, with its security
+// descriptor: `security` (self-relative, MQCreateQueue's pSecurityDescriptor) completed by
+// MSMQ's default for the calling thread, or that default (queue_security.hpp). Throws
+// mqsec::Error (MQ_ERROR_QUEUE_EXISTS, MQ_ERROR_INVALID_PARAMETER,
+// MQ_ERROR_ILLEGAL_SECURITY_DESCRIPTOR, storage errors).
+std::string create_queue(const std::filesystem::path& store_dir, const transport::QueueInfo& q,
+                         const void* security = nullptr);
 // Deletes a queue and its messages, after this process's express messages are committed.
-// Throws MQ_ERROR_QUEUE_NOT_FOUND.
+// Throws MQ_ERROR_QUEUE_NOT_FOUND, MQ_ERROR_ACCESS_DENIED (no MQSEC_DELETE_QUEUE).
 void delete_queue(const std::filesystem::path& store_dir, const Destination& d);
 std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& store_dir,
                                                const Destination& d);
@@ -31,7 +35,8 @@ std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& stor
 // multicast address). Writes what differs from `before` into that same queue (by id) and sets
 // its modify time; what another caller changed meanwhile is kept. Throws
 // MQ_ERROR_QUEUE_NOT_FOUND (also when the queue was deleted, and perhaps re-created, since
-// `before` was read), MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (a queue of another machine).
+// `before` was read), MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION (a queue of another machine),
+// MQ_ERROR_ACCESS_DENIED (no MQSEC_SET_QUEUE_PROPERTIES).
 void update_queue(const std::filesystem::path& store_dir, const Destination& d,
                   const transport::QueueInfo& before, transport::QueueInfo q);
 

@@ -6,9 +6,11 @@
 #include <climits>
 #include <ctime>
 #include <span>
+#include <stdexcept>
 
 #include "mqsec/error.hpp"
 #include "src/core/destination.hpp"
+#include "src/core/queue_security.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/subqueue.hpp"
 #include "src/core/text.hpp"
@@ -72,6 +74,7 @@ std::shared_ptr<const Arrivals::Target> Arrivals::target(const std::string& name
   t->queue = std::make_shared<transport::local::LocalQueue>(rt.stores(), cfg_.store_path,
                                                             info->name, info->id);
   t->policy = queue_policy(cfg_, *info, /*load_trust=*/true);
+  t->security = queue_descriptor(cfg_.store_path, *info);
   t->loaded = now;
   std::lock_guard lock(mu_);
   targets_[name] = t;
@@ -151,6 +154,22 @@ amqp::Disposition Arrivals::deliver(const amqp::InboundMessage& m) {
           {"wrong-machine", "replayed onto another machine: signed for '" + printable(signed_for) +
                                 "', arrived at machine '" + here + "'"},
           MQMSG_CLASS_NACK_BAD_SIGNATURE);
+    }
+    // The queue's security descriptor: the sender needs MQSEC_WRITE_MESSAGE, as its SID only
+    // when that is confirmed (docs/security.md), else as Anonymous Logon.
+    std::optional<security::Sid> sender;
+    if (c.verdict.sender_confirmed && !e->sender_id.empty()) {
+      try {
+        sender = security::Sid::from_bytes(e->sender_id);
+      } catch (const std::invalid_argument&) {
+      }
+    }
+    if (!security::access_allowed(t->security, remote_sender_sids(sender), MQSEC_WRITE_MESSAGE)) {
+      return reject(
+          *t->queue, what, t->policy, m, e,
+          {"access-denied", "the queue's security descriptor does not let " +
+                                (sender ? sender->str() : "an unconfirmed sender") + " send to it"},
+          MQMSG_CLASS_NACK_ACCESS_DENIED);
     }
     const int64_t sent =
         static_cast<int64_t>(std::min<uint64_t>(e->sent_time, static_cast<uint64_t>(INT64_MAX)));

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "src/core/verification.hpp"
+#include "src/security/security_descriptor.hpp"
 #include "src/security/config.hpp"
 #include "src/transport/local/local_transport.hpp"
 #include "transport/amqp/inbound.hpp"
@@ -42,9 +43,12 @@ class Arrivals {
   //   accept: stored durably, or a duplicate of a message that already arrived in (or was
   //           delivered from) that queue (nothing stored again);
   //   reject: refused and recorded (kind "no-such-queue", "malformed" (not an envelope, or its
-  //           message id differs from the AMQP message-id), or as the receive loop records it:
+  //           message id differs from the AMQP message-id), "access-denied" (the queue's
+  //           security descriptor does not give the sender MQSEC_WRITE_MESSAGE: its SID when
+  //           confirmed, else Anonymous Logon), or as the receive loop records it:
   //           "signature", "unsigned", "wrong-queue", "too-old", ...), NACKed to its admin queue
   //           when asked (MQMSG_CLASS_NACK_BAD_DST_Q for a missing queue,
+  //           MQMSG_CLASS_NACK_ACCESS_DENIED for "access-denied",
   //           MQMSG_CLASS_NACK_BAD_SIGNATURE otherwise);
   //   retry:  the store is busy or failing (or recording the rejection failed): deliver again.
   transport::amqp::Disposition deliver(const transport::amqp::InboundMessage& m);
@@ -55,6 +59,7 @@ class Arrivals {
   struct Target {
     std::shared_ptr<transport::local::LocalQueue> queue;
     QueuePolicy policy;
+    security::SecurityDescriptor security;  // who may send to it (queue_security.hpp)
     std::chrono::steady_clock::time_point loaded;
   };
   // The queue `name` with its policy (cached); nullptr when there is no such queue.

@@ -17,6 +17,7 @@
 #include "src/core/dead_letter.hpp"
 #include "src/core/expiry.hpp"
 #include "src/core/journal.hpp"
+#include "src/core/queue_security.hpp"
 #include "src/core/remote_read.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/subqueue.hpp"
@@ -93,6 +94,29 @@ bool receive_share_denied(const std::filesystem::path& store_dir, int64_t queue_
   return denied;
 }
 
+// MQOpenQueue's rights (docs/security.md, "Queue permissions"): on the queue itself, a
+// subqueue's queue (`named` is already that one) or a journal's queue.
+static void require_open_rights(const std::filesystem::path& store_dir, const std::string& name,
+                                const transport::QueueInfo& named, Access access) {
+  const std::optional<std::string> secured = secured_queue_of(name);
+  if (!secured) return;  // dead-letter queues and the machine journal: the queue manager's
+  const bool journal = queue_of_journal(name).has_value();
+  uint32_t rights = 0;
+  if (access.send) rights |= MQSEC_WRITE_MESSAGE;
+  if (access.peek) rights |= MQSEC_PEEK_MESSAGE;
+  if (access.receive || access.move) {
+    rights |= journal ? MQSEC_RECEIVE_JOURNAL_MESSAGE : MQSEC_RECEIVE_MESSAGE;
+  }
+  if (!journal) {
+    require_queue_rights(store_dir, named, rights, "MQOpenQueue");
+    return;
+  }
+  const std::optional<transport::QueueInfo> owner =
+      runtime().stores().store_at(store_dir).find_queue(*secured);
+  if (!owner) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + *secured + "' does not exist");
+  require_queue_rights(store_dir, *owner, rights, "MQOpenQueue");
+}
+
 std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool deny_receive_share) {
   const bool system = is_dead_letter_queue_name(d.queue) || is_journal_queue_name(d.queue);
   if (d.remote() && system) {
@@ -166,6 +190,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
     q->transport_ = std::move(resolved->transport);
   }
   const int64_t id = sub ? own_id : named.id;
+  if (!remote_read && !d.remote()) require_open_rights(cfg.store_path, d.queue, named, access);
   q->transactional_ = !d.remote() && named.transactional;
   q->remote_dest_ = d.remote();
   if (!remote_read && !d.remote()) {

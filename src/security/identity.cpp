@@ -369,6 +369,8 @@ Sid resolve_sid(SidSource source, uint32_t uid) {
 
 }  // namespace
 
+Sid user_sid(SidSource source, uint32_t uid) { return resolve_sid(source, uid); }
+
 UserIdentity current_user(SidSource source) {
   UserIdentity user;
   user.uid = thread_effective_uid();

@@ -76,5 +76,8 @@ uint32_t thread_effective_gid() noexcept;
 // the password database cannot be read, or the configured (non-auto) source is not installed
 // or fails.
 UserIdentity current_user(SidSource source);
+// The SID `source` gives uid (as current_user does for the thread's uid), for another user
+// such as the store's owner. Throws like current_user.
+Sid user_sid(SidSource source, uint32_t uid);
 
 }  // namespace mqsec::security

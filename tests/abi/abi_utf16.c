@@ -128,6 +128,23 @@ int main(void) {
   CHECK_HR(set_label(format, pairs), MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
   CHECK_HR(set_label(format, u"half \xD83D pair"), MQ_ERROR_ILLEGAL_PROPERTY_VALUE);
 
+  /* Queue security in the UTF-16 flavour: the descriptor back, the owner writing it again. */
+  {
+    unsigned char sd[512];
+    DWORD sd_len = 0;
+    CHECK_HR(MQGetQueueSecurity(format, OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION,
+                                NULL, 0, &sd_len),
+             MQ_ERROR_SECURITY_DESCRIPTOR_TOO_SMALL);
+    CHECK(sd_len > 20 && sd_len <= sizeof sd);
+    CHECK_HR(MQGetQueueSecurity(format, OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION, sd,
+                                sizeof sd, &sd_len),
+             MQ_OK);
+    CHECK(sd[0] == 1 && (sd[3] & 0x80) != 0); /* revision 1, self-relative */
+    CHECK_HR(MQSetQueueSecurity(format, DACL_SECURITY_INFORMATION, sd), MQ_OK);
+    CHECK_HR(MQGetQueueSecurity(u"\xD800", DACL_SECURITY_INFORMATION, sd, sizeof sd, &sd_len),
+             MQ_ERROR_ILLEGAL_FORMATNAME);
+  }
+
   /* Format names with unpaired surrogates. */
   CHECK_HR(MQOpenQueue(u"DIRECT=OS:.\\private$\\x\xDFFF", MQ_SEND_ACCESS, MQ_DENY_NONE, &q),
            MQ_ERROR_ILLEGAL_FORMATNAME);

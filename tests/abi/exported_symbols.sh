@@ -21,7 +21,7 @@ for required in MQGetSecurityContextEx MQGetSecurityContext MQFreeSecurityContex
     MQSetQueueProperties MQPurgeQueue MQGetPrivateComputerInformation MQMgmtGetInfo \
     MQGetOverlappedResult MQGetMachineProperties MQMgmtAction MQBeginTransaction \
     MQLocateBegin MQLocateNext MQLocateEnd MQInstanceToFormatName MQADsPathToFormatName \
-    MQMoveMessage MQMarkMessageRejected; do
+    MQMoveMessage MQMarkMessageRejected MQGetQueueSecurity MQSetQueueSecurity; do
   if ! printf '%s\n' "$names" | grep -qx "$required"; then
     echo "libmqrt does not export $required" >&2
     status=1

@@ -32,6 +32,7 @@
 #include "src/security/envelope.hpp"
 #include "src/security/identity.hpp"
 #include "src/security/openssl.hpp"
+#include "src/security/security_descriptor.hpp"
 #include "tests/support/remote_process.hpp"
 #include "tests/support/sign_envelope.hpp"
 #include "tests/support/softhsm_env.hpp"
@@ -386,6 +387,52 @@ TEST_F(Arrival, UnsignedMessageOnAnAuthenticatingQueueIsRejected) {
 
 // Throughput of the arrival path (verify + durable dedupe append, one message per transaction,
 // as the Inbound callback calls it). MQSEC_ARRIVAL_MESSAGES (default 2000) messages.
+// Issue 13: the queue's security descriptor decides who may send to it from another machine:
+// the sender's SID when it is confirmed (here: its certificate bound in the store's registry),
+// Anonymous Logon otherwise. Without MQSEC_WRITE_MESSAGE the message is rejected as
+// "access-denied" and NACKed with MQMSG_CLASS_NACK_ACCESS_DENIED.
+TEST_F(Arrival, SenderWithoutWriteRightOnTheQueueIsRejectedAsAccessDeniedAndNacked) {
+  transport::local::Store& st = runtime().stores().store_at(cfg_->store_path);
+  transport::QueueInfo info;
+  info.name = "guarded";
+  create_queue(cfg_->store_path, info);
+  const int64_t id = st.find_queue("guarded")->id;
+  const security::Sid alice = security::Sid::unix_user(1000);  // message()'s SENDERID
+  security::SecurityDescriptor sd = security::default_queue_descriptor(
+      security::Sid::unix_user(::geteuid()), security::unix_group_sid(::getegid()));
+  sd.dacl = std::vector<security::Ace>{
+      {security::Ace::Type::Allowed, 0, MQSEC_QUEUE_GENERIC_ALL, *sd.owner},
+      {security::Ace::Type::Allowed, 0, MQSEC_WRITE_MESSAGE, alice}};
+  st.set_queue_security(
+      id, security::serialize_security_descriptor(sd, security::kOwnerSecurityInformation |
+                                                          security::kGroupSecurityInformation |
+                                                          security::kDaclSecurityInformation));
+
+  // Signed, but by a certificate nothing binds to alice: an anonymous sender.
+  Envelope e = message("from someone", "guarded");
+  e.label = u"unconfirmed";
+  sign(e);
+  EXPECT_EQ(Arrivals(*cfg_).deliver(inbound(e, "private$\\guarded")), amqp::Disposition::reject);
+  EXPECT_EQ(count("guarded"), 0u);
+  auto r = rejected("guarded");
+  ASSERT_FALSE(r.empty());
+  EXPECT_EQ(r.back().kind, "access-denied");
+  auto nacks = drain("admin");
+  ASSERT_EQ(nacks.size(), 1u);
+  EXPECT_EQ(nacks[0].msg_class, MQMSG_CLASS_NACK_ACCESS_DENIED);
+  EXPECT_EQ(nacks[0].correlation_id, e.msg_id);
+
+  // The same SENDERID, confirmed: its certificate is bound to alice in the store's registry.
+  Signer confirmed = make_signer();
+  st.bind_certificate(security::sha256(confirmed.der), confirmed.der, alice.bytes(), 0);
+  Envelope ok = message("from alice", "guarded");
+  ok.sender_cert = confirmed.der;
+  mqsec::testing::sign_envelope(ok, confirmed.key.get());
+  EXPECT_EQ(Arrivals(*cfg_).deliver(inbound(ok, "private$\\guarded")), amqp::Disposition::accept);
+  EXPECT_EQ(count("guarded"), 1u);
+  EXPECT_TRUE(drain("admin").empty());
+}
+
 TEST_F(Arrival, Throughput) {
   const char* n_env = std::getenv("MQSEC_ARRIVAL_MESSAGES");
   const int n = n_env ? std::atoi(n_env) : 2000;

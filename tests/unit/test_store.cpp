@@ -885,6 +885,31 @@ TEST_F(StoreTest, CursorWalkOverMalformedPrioritiesTerminates) {
   EXPECT_EQ(taken, 12u);
 }
 
+// v5: a queue's security descriptor is stored with it, replaced, and deleted with it.
+TEST_F(StoreTest, QueueSecurityIsKeptReplacedAndDeletedWithTheQueue) {
+  Store s(dir_);
+  QueueInfo q;
+  q.name = "secured";
+  const Bytes first{1, 0, 4, 0x80}, second{1, 0, 0, 0x80, 9};
+  s.create_queue(q, first);
+  const int64_t id = s.find_queue("secured")->id;
+  EXPECT_EQ(s.queue_security(id), first);
+  s.set_queue_security(id, second);
+  EXPECT_EQ(s.queue_security(id), second);
+  q.name = "plain";
+  s.create_queue(q);
+  EXPECT_FALSE(s.queue_security(s.find_queue("plain")->id).has_value());
+  s.delete_queue("secured");
+  EXPECT_FALSE(s.queue_security(id).has_value());
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT count(*) FROM queue_security"), 0);
+  try {
+    s.set_queue_security(id, first);
+    ADD_FAILURE() << "set the descriptor of a deleted queue";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_QUEUE_NOT_FOUND);
+  }
+}
+
 // Stores made by the previous release (schema v1) are migrated in place and keep their
 // queues, messages, rejection records and registrations.
 TEST_F(StoreTest, SchemaV1StoreIsMigrated) {
@@ -912,9 +937,11 @@ TEST_F(StoreTest, SchemaV1StoreIsMigrated) {
       "INSERT INTO certificates VALUES(zeroblob(32), X'01', X'0203', 0, 1);");
   ::chmod((dir_ / "mqsec.db").c_str(), 0600);
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 4);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 5);
   auto q = s.find_queue("old");
   ASSERT_TRUE(q.has_value());
+  // v5: no security descriptor stored (the default applies, core/queue_security.hpp).
+  EXPECT_FALSE(s.queue_security(q->id).has_value());
   EXPECT_TRUE(q->authenticate);
   EXPECT_TRUE(q->trust.empty());
   // v4's queue properties: MSMQ's defaults, modified when created.
@@ -1206,14 +1233,14 @@ TEST_F(StoreTest, SchemaV2StoreIsMigratedToV3) {
   }
   // Back to what v2 looked like (without v3's arrived table and v4's queue columns).
   sql(dir_ / "mqsec.db",
-      "DROP TABLE arrived; ALTER TABLE queues DROP COLUMN journal;"
+      "DROP TABLE queue_security; DROP TABLE arrived; ALTER TABLE queues DROP COLUMN journal;"
       " ALTER TABLE queues DROP COLUMN quota; ALTER TABLE queues DROP COLUMN journal_quota;"
       " ALTER TABLE queues DROP COLUMN base_priority; ALTER TABLE queues DROP COLUMN priv_level;"
       " ALTER TABLE queues DROP COLUMN type; ALTER TABLE queues DROP COLUMN multicast;"
       " ALTER TABLE queues DROP COLUMN modified;"
       " DELETE FROM schema_version; INSERT INTO schema_version VALUES(2);");
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 4);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 5);
   EXPECT_EQ(sql_int(dir_ / "mqsec.db",
                     "SELECT count(*) FROM sqlite_master WHERE name IN ('arrived', 'arrived_time')"),
             2);
@@ -1221,7 +1248,7 @@ TEST_F(StoreTest, SchemaV2StoreIsMigratedToV3) {
   EXPECT_EQ(s.first(q)->envelope, bytes("kept"));
   EXPECT_EQ(s.append_unique(q, 1, bytes("x"), Bytes(20, 7), 1, 0, true).result,
             ArrivalResult::Appended);
-  Store again(dir_);  // another process: version 4, left alone
+  Store again(dir_);  // another process: version 5, left alone
   EXPECT_EQ(again.message_count(q), 2u);
 }
 
@@ -1235,13 +1262,14 @@ TEST_F(StoreTest, SchemaV3StoreIsMigratedToV4) {
     s.append(q, 4, bytes("kept"), true);
   }
   sql(dir_ / "mqsec.db",
-      "ALTER TABLE queues DROP COLUMN journal; ALTER TABLE queues DROP COLUMN quota;"
+      "DROP TABLE queue_security;"
+      " ALTER TABLE queues DROP COLUMN journal; ALTER TABLE queues DROP COLUMN quota;"
       " ALTER TABLE queues DROP COLUMN journal_quota; ALTER TABLE queues DROP COLUMN base_priority;"
       " ALTER TABLE queues DROP COLUMN priv_level; ALTER TABLE queues DROP COLUMN type;"
       " ALTER TABLE queues DROP COLUMN multicast; ALTER TABLE queues DROP COLUMN modified;"
       " DELETE FROM schema_version; INSERT INTO schema_version VALUES(3);");
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 4);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 5);
   auto q = s.find_queue("keep");
   ASSERT_TRUE(q.has_value());
   EXPECT_EQ(s.first(q->id)->envelope, bytes("kept"));

@@ -40,7 +40,7 @@ namespace {
 // sanitized priority. v3 (issue 10): arrived (message ids that arrived from other machines, per
 // queue, for removing the broker's duplicates). v4 (issue 13): MSMQ's other queue properties
 // (journal, quotas, base priority, privacy level, type, multicast address, modify time).
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 // The priority receive order and cursors use: the column when it is an integer 0..7, else
 // kMalformedPriority (-1). One expression everywhere (and in the index), so that (priority,
@@ -729,6 +729,17 @@ void Store::migrate_locked(int64_t from_version) {
         "INSERT INTO schema_version(version) VALUES(4);",
         "migrating the store to schema version 4");
   }
+  if (from_version < 5) {
+    // Queue security descriptors (MQSetQueueSecurity); a queue without a row has MSMQ's default
+    // one with the store's owner as its owner (core/queue_security.hpp).
+    exec(
+        "CREATE TABLE queue_security("
+        " queue_id INTEGER PRIMARY KEY,"
+        " descriptor BLOB NOT NULL);"
+        "DELETE FROM schema_version;"
+        "INSERT INTO schema_version(version) VALUES(5);",
+        "migrating the store to schema version 5");
+  }
 }
 
 void Store::read_signers(QueueInfo& q) {
@@ -776,7 +787,7 @@ QueueInfo Store::ensure_queue(const QueueInfo& q) {
   return *found;
 }
 
-void Store::create_queue(QueueInfo q) {
+void Store::create_queue(QueueInfo q, std::span<const uint8_t> security) {
   if (q.name.empty()) throw Error(MQ_ERROR_INVALID_PARAMETER, "queue name is empty");
   if (!q.trust.empty() && q.trust != "signature" && q.trust != "chain" &&
       q.trust != "chain+revocation") {
@@ -821,6 +832,45 @@ void Store::create_queue(QueueInfo q) {
   };
   for (const std::string& s : q.signer_subjects) add_signer("subject", s);
   for (const std::string& s : q.signer_sids) add_signer("sid", s);
+  if (!security.empty()) write_security_locked(id, security);
+  tx.commit();
+}
+
+// Queue security descriptors: statements prepared per call (a queue is opened far less often
+// than a message moves), so they stay out of the shared statement table.
+void Store::write_security_locked(int64_t queue_id, std::span<const uint8_t> security) {
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> st(
+      prepare("INSERT OR REPLACE INTO queue_security(queue_id, descriptor) VALUES(?1, ?2)",
+              "prepare write queue security"),
+      sqlite3_finalize);
+  bind_int(st.get(), 1, queue_id, "write queue security");
+  bind_blob(st.get(), 2, security, "write queue security");
+  step_done(st.get(), "write queue security");
+}
+
+std::optional<Bytes> Store::queue_security(int64_t queue_id) {
+  std::lock_guard lock(mu_);
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> st(
+      prepare("SELECT descriptor FROM queue_security WHERE queue_id = ?1",
+              "prepare read queue security"),
+      sqlite3_finalize);
+  bind_int(st.get(), 1, queue_id, "read queue security");
+  if (!step_row(st.get(), "read queue security")) return std::nullopt;
+  return column_bytes(st.get(), 0);
+}
+
+void Store::set_queue_security(int64_t queue_id, std::span<const uint8_t> security) {
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  {
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> st(
+        prepare("SELECT 1 FROM queues WHERE id = ?1", "prepare find queue"), sqlite3_finalize);
+    bind_int(st.get(), 1, queue_id, "set queue security");
+    if (!step_row(st.get(), "set queue security")) {
+      throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + std::to_string(queue_id) + " is gone");
+    }
+  }
+  write_security_locked(queue_id, security);
   tx.commit();
 }
 
@@ -854,10 +904,13 @@ void Store::delete_queue(std::string_view name_in) {
     while (step_row(subs.get(), "list subqueues"))
       ids.push_back(sqlite3_column_int64(subs.get(), 0));
   }
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> delete_security(
+      prepare("DELETE FROM queue_security WHERE queue_id = ?1", "prepare delete queue security"),
+      sqlite3_finalize);
   for (const int64_t each : ids) {
     for (sqlite3_stmt* st :
-         {st_->delete_queue_messages, st_->delete_queue_signers, st_->delete_queue_delivered,
-          st_->delete_queue_arrived, st_->delete_queue}) {
+         {delete_security.get(), st_->delete_queue_messages, st_->delete_queue_signers,
+          st_->delete_queue_delivered, st_->delete_queue_arrived, st_->delete_queue}) {
       StmtScope scope(st);
       bind_int(st, 1, each, "delete queue");
       const int rc = sqlite3_step(st);

@@ -53,8 +53,14 @@ class Store {
 
   // Throws MQ_ERROR_QUEUE_EXISTS if a queue of that (case-insensitive) name exists,
   // MQ_ERROR_INVALID_PARAMETER for an empty name or an unknown trust value. Persists every
-  // QueueInfo field (trust and signers too).
-  void create_queue(QueueInfo q);
+  // QueueInfo field (trust and signers too), and `security` (when not empty) as its security
+  // descriptor, in the same transaction.
+  void create_queue(QueueInfo q, std::span<const uint8_t> security = {});
+  // A queue's security descriptor (self-relative bytes, src/security/security_descriptor.hpp):
+  // nullopt when none is stored (queues created before schema version 5, the queue manager's
+  // own queues). set_ replaces it; throws MQ_ERROR_QUEUE_NOT_FOUND when the queue is gone.
+  std::optional<Bytes> queue_security(int64_t queue_id);
+  void set_queue_security(int64_t queue_id, std::span<const uint8_t> security);
   // The queue named q.name, created from `q` when missing; race-safe between processes (a
   // queue another process created meanwhile is returned). For queues the runtime makes on
   // first use (dead-letter queues, journals).
@@ -206,6 +212,7 @@ class Store {
                                     std::optional<std::pair<int, int64_t>> from, const char* what);
   void read_signers(QueueInfo& q);
   void migrate_locked(int64_t from_version);
+  void write_security_locked(int64_t queue_id, std::span<const uint8_t> security);
   Arrival append_unique_locked(const UniqueAppend& a, int64_t now);
   // Steps a write statement to its end; returns how many rows it changed.
   int step_changes(sqlite3_stmt* st, const char* what);
