@@ -57,6 +57,7 @@ std::shared_ptr<Queue> ExpirySweeper::queue_for(int64_t queue_id, const std::str
   d.queue = name;
   Access peek;
   peek.peek = true;
+  peek.queue_manager = true;  // whoever the queue's DACL lets peek
   auto q = Queue::open(d, peek, /*deny_receive_share=*/false);
   queues_.emplace(queue_id, q);
   return q;

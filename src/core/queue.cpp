@@ -190,7 +190,9 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
     q->transport_ = std::move(resolved->transport);
   }
   const int64_t id = sub ? own_id : named.id;
-  if (!remote_read && !d.remote()) require_open_rights(cfg.store_path, d.queue, named, access);
+  if (!remote_read && !d.remote() && !access.queue_manager) {
+    require_open_rights(cfg.store_path, d.queue, named, access);
+  }
   q->transactional_ = !d.remote() && named.transactional;
   q->remote_dest_ = d.remote();
   if (!remote_read && !d.remote()) {

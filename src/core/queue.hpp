@@ -42,6 +42,9 @@ struct Access {
   bool peek = false;
   bool receive = false;
   bool move = false;
+  // Opened by the queue manager itself (the expiry sweep, expiry_sweep.hpp), not for a caller:
+  // no queue security check, as MSMQ's queue manager is not subject to queues' DACLs.
+  bool queue_manager = false;
 };
 
 // MQ_ACTION_RECEIVE, MQ_ACTION_PEEK_CURRENT, MQ_ACTION_PEEK_NEXT.

@@ -177,6 +177,28 @@ TEST(ExpirySweep, TakesOutExpiredMessagesNobodyReadsOnceAndLeavesTheRest) {
   for (QUEUEHANDLE h : {d, s, r, to_sub, a}) MQCloseQueue(h);
 }
 
+// The sweep is the queue manager's work: a queue whose DACL lets nobody peek (an empty DACL;
+// MQSetQueueSecurity) is swept all the same.
+TEST(ExpirySweep, SweepsQueuesWhoseDaclLetsNobodyPeek) {
+  const std::wstring q = mqsec::testing::make_private_queue(L"sweep-", L"locked");
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  const time_t sent = std::time(nullptr);
+  ASSERT_HR(MQ_OK, send(s, "expires", 1));
+  MQCloseQueue(s);
+  // Self-relative, SE_DACL_PRESENT, an ACL with no entry: nobody has a right (the owner keeps
+  // READ_CONTROL and WRITE_DAC only).
+  unsigned char empty_dacl[28] = {1, 0, 0x04, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                  0, 0, 20,   0,    0, 0, 2, 0, 8, 0, 0, 0, 0, 0};
+  ASSERT_HR(MQ_OK, MQSetQueueSecurity(q.c_str(), DACL_SECURITY_INFORMATION, empty_dacl));
+  QUEUEHANDLE h = nullptr;
+  ASSERT_HR(MQ_ERROR_ACCESS_DENIED, MQOpenQueue(q.c_str(), MQ_PEEK_ACCESS, MQ_DENY_NONE, &h));
+  while (std::time(nullptr) <= sent + 1) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const mqsec::testing::CommandResult c = expire();
+  ASSERT_TRUE(c.ok()) << c.output;
+  EXPECT_NE(c.output.find("expired 1 message "), std::string::npos) << c.output;
+  EXPECT_EQ(message_count(q), 0u);
+}
+
 // The agent sweeps by itself: a message nobody reads is gone from its queue (and NACKed) within
 // [agent] expiry-sweep-seconds of its limit, while the agent runs against an unreachable broker.
 TEST(ExpirySweep, TheAgentSweepsEveryExpirySweepSeconds) {
