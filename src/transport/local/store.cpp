@@ -1237,6 +1237,70 @@ size_t Store::restore_received(std::span<const Restore> batch) {
   return restored;
 }
 
+// Transactions' holding queues (store.hpp). Statements prepared here, as restore_received's.
+size_t Store::settle(std::span<const Append> sends, std::span<const Settle> moves,
+                     std::span<const int64_t> drop) {
+  if (sends.empty() && moves.empty() && drop.empty()) return 0;
+  const int64_t now = now_seconds();
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  for (const Append& a : sends) append_locked(a.queue_id, a.priority, a.envelope, now);
+  using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
+  Stmt del(prepare("DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2", "prepare settle"),
+           sqlite3_finalize);
+  Stmt forget(
+      prepare("DELETE FROM delivered WHERE queue_id = ?1 AND msg_id = ?2", "prepare settle"),
+      sqlite3_finalize);
+  size_t applied = 0;
+  for (const Settle& m : moves) {
+    sqlite3_stmt* st = m.to_queue_id != 0 ? st_->move_message : del.get();
+    StmtScope scope(st);
+    bind_int(st, 1, m.from_queue_id, "settle message");
+    bind_int(st, 2, m.seq, "settle message");
+    if (m.to_queue_id != 0) bind_int(st, 3, m.to_queue_id, "settle message");
+    if (step_changes(st, "settle message") == 0) continue;
+    ++applied;
+    if (m.forget_id.empty() || m.to_queue_id == 0) continue;
+    StmtScope fscope(forget.get());
+    bind_int(forget.get(), 1, m.to_queue_id, "forget delivered id");
+    bind_blob(forget.get(), 2, m.forget_id, "forget delivered id");
+    step_changes(forget.get(), "forget delivered id");
+  }
+  for (const int64_t id : drop) {
+    for (sqlite3_stmt* st :
+         {st_->delete_queue_messages, st_->delete_queue_signers, st_->delete_queue_delivered,
+          st_->delete_queue_arrived, st_->delete_queue}) {
+      StmtScope scope(st);
+      bind_int(st, 1, id, "drop holding queue");
+      step_changes(st, "drop holding queue");
+    }
+  }
+  tx.commit();
+  return applied;
+}
+
+std::vector<std::pair<int64_t, std::string>> Store::queues_with_prefix(std::string_view prefix) {
+  std::string end(prefix);  // the first name after every name with the prefix
+  if (end.empty() || static_cast<unsigned char>(end.back()) == 0xff) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "queues_with_prefix: unsupported prefix");
+  }
+  end.back() = static_cast<char>(end.back() + 1);
+  const std::string begin(prefix);
+  std::lock_guard lock(mu_);
+  using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
+  Stmt st(prepare("SELECT id, name FROM queues WHERE name >= ?1 AND name < ?2 ORDER BY name",
+                  "prepare list queues by prefix"),
+          sqlite3_finalize);
+  StmtScope scope(st.get());
+  bind_text(st.get(), 1, begin, "list queues by prefix");
+  bind_text(st.get(), 2, end, "list queues by prefix");
+  std::vector<std::pair<int64_t, std::string>> out;
+  while (step_row(st.get(), "list queues by prefix")) {
+    out.emplace_back(sqlite3_column_int64(st.get(), 0), column_text(st.get(), 1));
+  }
+  return out;
+}
+
 bool Store::was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id) {
   std::lock_guard lock(mu_);
   sqlite3_stmt* st = st_->was_delivered;

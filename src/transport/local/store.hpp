@@ -147,6 +147,23 @@ class Store {
   // Puts every message of `batch` back, in one durable transaction; one whose queue is gone
   // (or whose seq is somehow taken) is skipped. Returns how many were put back.
   size_t restore_received(std::span<const Restore> batch);
+  // Transactions' holding queues (core/holding.hpp): a message a transaction received or moved
+  // waits in one (moved there with remove_delivered or move_message) until settle() ends it.
+  struct Settle {
+    int64_t from_queue_id = 0;  // the holding queue
+    int64_t seq = 0;
+    int64_t to_queue_id = 0;  // where it goes (its queue, a journal, a target); 0: deleted
+    std::span<const uint8_t> forget_id;  // non-empty: forget its delivered-id record in to_queue_id
+  };
+  // In one durable transaction: appends `sends` (a missing queue throws
+  // MQ_ERROR_QUEUE_NOT_FOUND and nothing changes), applies each Settle whose message is still in
+  // its from_queue_id and whose to_queue_id exists (so a second Settle of the same message is a
+  // fallback), then deletes the queues `drop` with whatever they still hold. Returns how many
+  // Settles applied.
+  size_t settle(std::span<const Append> sends, std::span<const Settle> moves,
+                std::span<const int64_t> drop);
+  // The queues whose names start with `prefix` (an indexed range read): (id, name).
+  std::vector<std::pair<int64_t, std::string>> queues_with_prefix(std::string_view prefix);
   // Whether msg_id was delivered from queue_id (and not pruned yet): for peeks.
   bool was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id);
   // Atomic select + delete of the first message: exactly one caller across all processes gets
