@@ -118,6 +118,10 @@ size_t recover_orphaned_holdings(transport::local::Store& store) noexcept {
           }
         }
         moves.push_back(s);
+        moves.push_back({id, held[i].seq, 0, {}});  // its queue is gone: dropped
+      }
+      if (!p) {  // not a name of ours: its messages have nowhere to go
+        for (const auto& m : held) moves.push_back({id, m.seq, 0, {}});
       }
       const int64_t drop = id;
       const size_t moved = store.settle({}, moves, std::span(&drop, 1));
@@ -125,7 +129,7 @@ size_t recover_orphaned_holdings(transport::local::Store& store) noexcept {
       if (moved != held.size()) {
         log(LogLevel::Error, "transaction recovery: " + std::to_string(held.size() - moved) +
                                  " message(s) of '" + name +
-                                 "' could not go back (their queue was deleted)");
+                                 "' could not go back (their queue was deleted): dropped");
       } else if (moved != 0) {
         log(LogLevel::Warning, "transaction recovery: " + std::to_string(moved) +
                                    " message(s) of a transaction whose process ended without "

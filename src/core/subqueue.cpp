@@ -33,7 +33,7 @@ transport::QueueInfo ensure_subqueue(transport::local::Store& store,
   row.name = name;
   row.label = main.label;
   row.transactional = main.transactional;
-  return store.ensure_queue(row);
+  return store.ensure_queue(row, main.name);  // never for a queue deleted meanwhile
 }
 
 namespace {

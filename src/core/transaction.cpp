@@ -217,12 +217,13 @@ void Transaction::restore_locked() noexcept {
       // A move's message has no delivered-id record; a receive's is forgotten.
       back.push_back({r.holding, r.message.seq, r.queue->id(),
                       r.move_to ? std::span<const uint8_t>() : std::span(r.msg_id)});
+      back.push_back({r.holding, r.message.seq, 0, {}});  // its queue is gone: dropped
     }
     const std::vector<int64_t> drop = holding_ids_locked();
     const size_t moved = store_->settle({}, back, drop);  // one store (bind_store_locked)
-    if (moved != back.size()) {
-      log(LogLevel::Error, "transaction abort: " + std::to_string(back.size() - moved) + " of " +
-                               std::to_string(back.size()) +
+    if (moved != received_.size()) {
+      log(LogLevel::Error, "transaction abort: " + std::to_string(received_.size() - moved) +
+                               " of " + std::to_string(received_.size()) +
                                " messages received or moved in it could not be put back (their "
                                "queue was deleted meanwhile)");
     }
@@ -250,11 +251,13 @@ HRESULT Transaction::commit() {
     std::vector<transport::local::Store::Settle> settle;
     for (const Received& r : received_) {
       if (!r.move_to) {
-        settle.push_back({r.holding, r.message.seq, r.journal, {}});
+        if (r.journal != 0) settle.push_back({r.holding, r.message.seq, r.journal, {}});
+        settle.push_back({r.holding, r.message.seq, 0, {}});  // no journal (or it is gone)
         continue;
       }
       settle.push_back({r.holding, r.message.seq, r.move_to->id(), {}});
       settle.push_back({r.holding, r.message.seq, r.queue->id(), {}});
+      settle.push_back({r.holding, r.message.seq, 0, {}});  // both queues gone
     }
     // One store (bind_store_locked): one durable SQLite transaction, all or none.
     if (store_ != nullptr) store_->settle(batch, settle, holding_ids_locked());

@@ -343,7 +343,7 @@ TEST_F(StoreTest, SettleMovesHeldMessagesAppendsAndDropsAllOrNothing) {
       {hold, b, 0, {}},      // deleted
       {hold, 999, qid, {}},  // no such message
   };
-  EXPECT_EQ(s.settle(sends, moves, std::span(&hold, 1)), 2u);
+  EXPECT_EQ(s.settle(sends, moves, std::span(&hold, 1)), 1u);  // moved: a; b deleted
   EXPECT_EQ(s.first(qid)->seq, a);
   EXPECT_EQ(s.message_count(qid), 1u);
   EXPECT_FALSE(s.was_delivered(qid, id1));
@@ -351,6 +351,44 @@ TEST_F(StoreTest, SettleMovesHeldMessagesAppendsAndDropsAllOrNothing) {
   EXPECT_FALSE(s.find_queue("xact$\\1.2\\ab\\7.r").has_value());
   EXPECT_TRUE(s.queues_with_prefix("xact$\\").empty());
   EXPECT_EQ(s.settle({}, {}, {}), 0u);
+  // A holding queue that still holds a message (another thread's receive, mid-way) stays.
+  const int64_t busy = make_queue(s, "xact$\\1.2\\cd\\7.r");
+  ASSERT_TRUE(s.move_message(qid, a, busy));
+  EXPECT_EQ(s.settle({}, {}, std::span(&busy, 1)), 0u);
+  EXPECT_EQ(s.message_count(busy), 1u);
+  EXPECT_EQ(s.queues_with_prefix("xact$\\").size(), 1u);
+}
+
+// Review 3, finding 10: a queue and its journal are deleted in one store transaction, and a
+// journal is created only while its queue exists (checked in the creating transaction).
+TEST_F(StoreTest, AQueueAndItsCompanionAreDeletedTogetherAndOwnedQueuesNeedTheirOwner) {
+  Store s(dir_);
+  const int64_t qid = make_queue(s, "Orders");
+  QueueInfo j;
+  j.name = "journal\\orders";
+  const int64_t jid = s.ensure_queue(j, "ORDERS").id;  // owner names are not case-sensitive
+  s.append(jid, 0, bytes("kept"), true);
+  QueueInfo sub;
+  sub.name = "orders;poison";
+  s.ensure_queue(sub, "orders");
+  QueueInfo other;
+  other.name = "journal\\other";
+  EXPECT_EQ(code_of([&] { s.ensure_queue(other, "other"); }), MQ_ERROR_QUEUE_NOT_FOUND);
+  EXPECT_FALSE(s.find_queue("journal\\other").has_value());
+  // A missing queue: its companion stays.
+  EXPECT_EQ(code_of([&] { s.delete_queue("missing", "journal\\orders"); }),
+            MQ_ERROR_QUEUE_NOT_FOUND);
+  EXPECT_TRUE(s.find_queue("journal\\orders").has_value());
+  s.delete_queue("orders", "journal\\orders");
+  EXPECT_FALSE(s.find_queue("orders").has_value());
+  EXPECT_FALSE(s.find_queue("orders;poison").has_value());
+  EXPECT_FALSE(s.find_queue("journal\\orders").has_value());
+  EXPECT_EQ(s.message_count(jid), 0u);
+  EXPECT_EQ(code_of([&] { s.ensure_queue(j, "orders"); }), MQ_ERROR_QUEUE_NOT_FOUND);
+  make_queue(s, "solo");
+  s.delete_queue("solo", "journal\\solo");  // no journal: the queue alone
+  EXPECT_FALSE(s.find_queue("solo").has_value());
+  (void)qid;
 }
 
 TEST_F(StoreTest, MessagesQueuesAndRegistrySurviveReopening) {

@@ -54,15 +54,18 @@ class Store {
   // Throws MQ_ERROR_QUEUE_EXISTS if a queue of that (case-insensitive) name exists,
   // MQ_ERROR_INVALID_PARAMETER for an empty name or an unknown trust value. Persists every
   // QueueInfo field (trust and signers too).
-  void create_queue(QueueInfo q);
+  // `owner` non-empty: created only if queue `owner` exists, checked in the same write
+  // transaction (a journal never outlives a concurrent delete of its queue), else
+  // MQ_ERROR_QUEUE_NOT_FOUND.
+  void create_queue(QueueInfo q, std::string_view owner = {});
   // The queue named q.name, created from `q` when missing; race-safe between processes (a
   // queue another process created meanwhile is returned). For queues the runtime makes on
-  // first use (dead-letter queues, journals).
-  QueueInfo ensure_queue(const QueueInfo& q);
+  // first use (dead-letter queues, journals; `owner` as for create_queue).
+  QueueInfo ensure_queue(const QueueInfo& q, std::string_view owner = {});
   // Removes the queue, its messages and its delivered-id records, and its subqueues
-  // ("<name>;<sub>") with theirs. Throws
-  // MQ_ERROR_QUEUE_NOT_FOUND.
-  void delete_queue(std::string_view name);
+  // ("<name>;<sub>") with theirs; and queue `companion` (its journal) with its subqueues, when
+  // it exists, in the same transaction. Throws MQ_ERROR_QUEUE_NOT_FOUND (nothing deleted).
+  void delete_queue(std::string_view name, std::string_view companion = {});
   std::optional<QueueInfo> find_queue(std::string_view name);
   // Writes what MQSetQueueProperties may change (label, authenticate, journal, quotas, base
   // priority, privacy level, type, multicast address) where q differs from before, the snapshot
@@ -157,9 +160,9 @@ class Store {
   };
   // In one durable transaction: appends `sends` (a missing queue throws
   // MQ_ERROR_QUEUE_NOT_FOUND and nothing changes), applies each Settle whose message is still in
-  // its from_queue_id and whose to_queue_id exists (so a second Settle of the same message is a
-  // fallback), then deletes the queues `drop` with whatever they still hold. Returns how many
-  // Settles applied.
+  // its from_queue_id and whose to_queue_id exists (so a later Settle of the same message is a
+  // fallback), then deletes those of the queues `drop` that are empty by then. Returns how many
+  // messages it moved (deletions not counted).
   size_t settle(std::span<const Append> sends, std::span<const Settle> moves,
                 std::span<const int64_t> drop);
   // The queues whose names start with `prefix` (an indexed range read): (id, name).
