@@ -15,7 +15,6 @@
 #include "pkcs11/call_gate.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/log.hpp"
-#include "src/security/openssl.hpp"
 
 namespace mqsec::core {
 namespace {
@@ -40,10 +39,16 @@ std::optional<uint64_t> start_time_of(pid_t pid) {
   return v;
 }
 
-// "<pid>.<start>" of this process.
+// "<pid>.<start>" of this process (read once per thread and process: a forked child's pid
+// differs).
 std::string own_token() {
-  const pid_t pid = ::getpid();
-  return std::to_string(pid) + "." + std::to_string(start_time_of(pid).value_or(0));
+  thread_local pid_t pid = 0;
+  thread_local std::string token;
+  if (pid != ::getpid()) {
+    pid = ::getpid();
+    token = std::to_string(pid) + "." + std::to_string(start_time_of(pid).value_or(0));
+  }
+  return token;
 }
 
 struct Parsed {
@@ -53,15 +58,14 @@ struct Parsed {
   bool move = false;
 };
 
-// "xact$\<pid>.<start>\<uow>\<source>.<r|m>"
+// "xact$\<pid>.<start>\<source>.<r|m>"
 std::optional<Parsed> parse(std::string_view name) {
   if (!name.starts_with(kHoldingPrefix)) return std::nullopt;
   name.remove_prefix(kHoldingPrefix.size());
   const size_t a = name.find('\\');
-  const size_t b = a == std::string_view::npos ? a : name.find('\\', a + 1);
-  if (b == std::string_view::npos) return std::nullopt;
+  if (a == std::string_view::npos) return std::nullopt;
   const std::string_view owner = name.substr(0, a);
-  std::string_view tail = name.substr(b + 1);
+  std::string_view tail = name.substr(a + 1);
   const size_t dot = owner.find('.');
   if (dot == std::string_view::npos || tail.size() < 3 || tail[tail.size() - 2] != '.') {
     return std::nullopt;
@@ -89,9 +93,13 @@ bool owner_alive(const Parsed& p) {
 
 }  // namespace
 
-std::string holding_queue_name(const std::array<uint8_t, 16>& uow, int64_t source_id, bool move) {
-  return std::string(kHoldingPrefix) + own_token() + "\\" + security::hex(uow) + "\\" +
-         std::to_string(source_id) + (move ? ".m" : ".r");
+int64_t holding_queue_id(transport::local::Store& store, int64_t source_id, bool move) {
+  transport::QueueInfo row;
+  row.name = std::string(kHoldingPrefix) + own_token() + "\\" + std::to_string(source_id) +
+             (move ? ".m" : ".r");
+  row.label = "messages of open transactions";
+  // Looked up each time (one indexed read), not cached: made again should it be gone.
+  return store.ensure_queue(row).id;
 }
 
 size_t recover_orphaned_holdings(transport::local::Store& store) noexcept {

@@ -108,14 +108,7 @@ int64_t Transaction::holding_for(transport::local::LocalQueue& source, bool move
   std::lock_guard lock(mu_);
   if (state_ != State::Active) throw Error(MQ_ERROR_TRANSACTION_USAGE, "the transaction ended");
   bind_store_locked(source.store());
-  int64_t& id = holdings_[{source.id(), move}];
-  if (id == 0) {
-    transport::QueueInfo row;
-    row.name = holding_queue_name(uow_, source.id(), move);
-    row.label = "messages of an open transaction";
-    id = source.store().ensure_queue(row).id;
-  }
-  return id;
+  return holding_queue_id(source.store(), source.id(), move);
 }
 
 void Transaction::add_receive(std::shared_ptr<transport::local::LocalQueue> queue,
@@ -203,14 +196,8 @@ void Transaction::send_rejection_nacks(const std::vector<Received>& done) noexce
   }
 }
 
-std::vector<int64_t> Transaction::holding_ids_locked() const {
-  std::vector<int64_t> ids;
-  for (const auto& [key, id] : holdings_) ids.push_back(id);
-  return ids;
-}
-
 void Transaction::restore_locked() noexcept {
-  if (received_.empty() && holdings_.empty()) return;
+  if (received_.empty()) return;
   try {
     std::vector<transport::local::Store::Settle> back;
     for (const Received& r : received_) {
@@ -219,8 +206,7 @@ void Transaction::restore_locked() noexcept {
                       r.move_to ? std::span<const uint8_t>() : std::span(r.msg_id)});
       back.push_back({r.holding, r.message.seq, 0, {}});  // its queue is gone: dropped
     }
-    const std::vector<int64_t> drop = holding_ids_locked();
-    const size_t moved = store_->settle({}, back, drop);  // one store (bind_store_locked)
+    const size_t moved = store_->settle({}, back, {});  // one store (bind_store_locked)
     if (moved != received_.size()) {
       log(LogLevel::Error, "transaction abort: " + std::to_string(received_.size() - moved) +
                                " of " + std::to_string(received_.size()) +
@@ -234,7 +220,6 @@ void Transaction::restore_locked() noexcept {
                              e.what());
   }
   received_.clear();
-  holdings_.clear();
 }
 
 HRESULT Transaction::commit() {
@@ -260,7 +245,7 @@ HRESULT Transaction::commit() {
       settle.push_back({r.holding, r.message.seq, 0, {}});  // both queues gone
     }
     // One store (bind_store_locked): one durable SQLite transaction, all or none.
-    if (store_ != nullptr) store_->settle(batch, settle, holding_ids_locked());
+    if (store_ != nullptr) store_->settle(batch, settle, {});
   } catch (const std::exception& e) {
     log(LogLevel::Error,
         std::string("transaction commit failed, the transaction is aborted: ") + e.what());
@@ -272,7 +257,6 @@ HRESULT Transaction::commit() {
   std::vector<Received> done = std::move(received_);
   sends_.clear();
   received_.clear();
-  holdings_.clear();
   state_ = State::Committed;
   send_rejection_nacks(done);
   return MQ_OK;

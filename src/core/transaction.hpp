@@ -2,7 +2,7 @@
 // made in it, and its commit and abort. Sends are kept in memory, already signed, and written
 // at commit, all of them in one durable store transaction (in send order, all or none).
 // Receives and moves take the message out of its queue at once (no other receiver sees it)
-// into one of the transaction's holding queues in the store (core/holding.hpp); the commit
+// into a holding queue of the process in the store (core/holding.hpp); the commit
 // deletes it there (or journals it, or puts it into the move's target) in the same store
 // transaction as the sends, an abort puts it back in its old place. A process that dies with
 // a transaction open (SIGKILL, crash) leaves its holding queues behind, and the next process
@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -50,9 +49,9 @@ class Transaction {
   // A send in the transaction: the encoded (signed) envelope, written at commit.
   void add_send(std::shared_ptr<transport::local::LocalQueue> queue, int priority,
                 transport::Bytes envelope);
-  // The id of this transaction's holding queue for messages received (move: moved) from
-  // `source`, created on first use. Throws MQ_ERROR_TRANSACTION_USAGE unless the transaction is
-  // usable (and for a queue of another store).
+  // The id of the holding queue (this process's, holding.hpp) for messages received (move:
+  // moved) from `source` in a transaction. Throws MQ_ERROR_TRANSACTION_USAGE unless the transaction
+  // is usable (and for a queue of another store).
   int64_t holding_for(transport::local::LocalQueue& source, bool move);
   // A message the transaction received (already moved into holding queue `holding`, its
   // delivered id recorded): at commit it goes into `journal` (0: deleted), at abort back into
@@ -103,10 +102,8 @@ class Transaction {
   };
   // At commit, after the store's commit: the NACKs of messages marked rejected.
   void send_rejection_nacks(const std::vector<Received>& done) noexcept;
-  // Puts the received and moved messages back (each has its own seq: its old place) and drops
-  // the holding queues.
+  // Puts the received and moved messages back (each has its own seq: its old place).
   void restore_locked() noexcept;
-  std::vector<int64_t> holding_ids_locked() const;
   // A transaction writes one store, so that its commit is one durable SQLite transaction: the
   // first queue binds it, a queue of another store is MQ_ERROR_TRANSACTION_USAGE.
   void bind_store_locked(transport::local::Store& store);
@@ -117,8 +114,7 @@ class Transaction {
   std::array<uint8_t, 16> uow_{};
   std::vector<Send> sends_;
   std::vector<Received> received_;
-  std::map<std::pair<int64_t, bool>, int64_t> holdings_;  // (source queue, move) -> holding queue
-  transport::local::Store* store_ = nullptr;              // bound by the first send or receive
+  transport::local::Store* store_ = nullptr;  // bound by the first send or receive
 };
 
 }  // namespace mqsec::core
