@@ -238,7 +238,8 @@ HRESULT mgmt_get_info(LPCWSTR computer, LPCWSTR object, MQMGMTPROPS* props) {
           // MSMQ: queues opened or holding messages; mqsec knows the second.
           std::vector<std::string> formats;
           for (const core::QueueStatus& q : all) {
-            if (q.messages > 0) formats.push_back(core::format_name_of(q.info.name));
+            if (q.messages == 0) continue;
+            if (auto f = core::listed_format_name(q.info.name)) formats.push_back(std::move(*f));
           }
           v.calpwstr = mem.texts(formats);
           v.vt = VT_LPWSTR | VT_VECTOR;

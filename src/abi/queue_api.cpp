@@ -13,6 +13,8 @@
 #include "src/abi/transaction.hpp"
 #include "src/abi/wide.hpp"
 #include "src/core/admin.hpp"
+#include "src/core/dead_letter.hpp"
+#include "src/core/journal.hpp"
 #include "src/core/locate.hpp"
 #include "src/core/queue.hpp"
 #include "src/core/queue_security.hpp"
@@ -121,6 +123,11 @@ transport::QueueInfo queue_of_format(LPCWSTR format, core::Destination* d_out) {
 HRESULT get_queue_properties(LPCWSTR format, MQQUEUEPROPS* props) {
   core::Destination d = destination_of_format(format);
   abi::check_queue_props_get(props);
+  // As MQSetQueueProperties: journals and dead-letter queues have no queue properties.
+  if (core::is_journal_queue_name(d.queue) || core::is_dead_letter_queue_name(d.queue)) {
+    throw Error(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+                "a journal or dead-letter queue has no queue properties");
+  }
   std::optional<transport::QueueInfo> q = core::find_queue(core::runtime().config().store_path, d);
   if (!q) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + d.queue + "' not found");
   core::require_queue_rights(core::runtime().config().store_path, *q, MQSEC_GET_QUEUE_PROPERTIES,

@@ -5,7 +5,9 @@
 
 #include "mqsec/error.hpp"
 #include "src/core/dead_letter.hpp"
+#include "src/core/holding.hpp"
 #include "src/core/journal.hpp"
+#include "src/core/outgoing.hpp"
 #include "src/core/queue_security.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/subqueue.hpp"
@@ -50,7 +52,7 @@ std::string create_queue(const std::filesystem::path& store_dir, const transport
                 "queue name '" + q.name + "' has a ';' (it separates a queue from its subqueue)");
   }
   std::string format = format_name_of(q.name);
-  store(store_dir).create_queue(q, creation_security(security));
+  store(store_dir).create_queue(q, {}, creation_security(security));
   return format;
 }
 
@@ -62,16 +64,8 @@ void delete_queue(const std::filesystem::path& store_dir, const Destination& d) 
     require_queue_rights(store_dir, *q, MQSEC_DELETE_QUEUE, "MQDeleteQueue");
   }
   runtime().stores().flush_express();
-  store(store_dir).delete_queue(d.queue);
-  // Its journal goes with it, as in MSMQ.
-  const std::string journal = journal_queue_name(d.queue);
-  if (store(store_dir).find_queue(journal)) {
-    try {
-      store(store_dir).delete_queue(journal);
-    } catch (const Error& e) {
-      if (e.code() != MQ_ERROR_QUEUE_NOT_FOUND) throw;  // another process deleted it meanwhile
-    }
-  }
+  // Its journal goes with it, as in MSMQ, in the same store transaction.
+  store(store_dir).delete_queue(d.queue, journal_queue_name(d.queue));
 }
 
 std::optional<transport::QueueInfo> find_queue(const std::filesystem::path& store_dir,
@@ -110,6 +104,16 @@ bool is_application_queue(std::string_view name) {
   // Outgoing queues ("direct=os:<machine>\private$\<queue>"), also one whose name
   // destination_of_outgoing cannot parse back, and any other reserved row.
   return name.find('\\') == std::string_view::npos;
+}
+
+std::optional<std::string> listed_format_name(std::string_view name) {
+  if (name.starts_with(kHoldingPrefix)) return std::nullopt;
+  if (std::optional<Destination> d = destination_of_outgoing(name)) return format_name_of(*d);
+  if (is_application_queue(name) || is_subqueue(name) || is_journal_queue_name(name) ||
+      is_dead_letter_queue_name(name)) {
+    return format_name_of(name);
+  }
+  return std::nullopt;
 }
 
 std::vector<transport::QueueInfo> application_queues(const std::filesystem::path& store_dir) {

@@ -53,6 +53,11 @@ std::vector<QueueStatus> list_queues(const std::filesystem::path& store_dir);  /
 // (journal.hpp), dead-letter queues (dead_letter.hpp) and subqueues (subqueue.hpp). Each of
 // those contains a backslash or ';'; an application queue name never does (destination.hpp).
 bool is_application_queue(std::string_view name);
+// The format name PROPID_MGMT_MSMQ_ACTIVEQUEUES lists store queue `name` under, one that opens
+// it: an application queue's or subqueue's, a journal's (";JOURNAL"), a dead-letter queue's,
+// an outgoing queue's destination; nullopt for rows that are no queue of MSMQ's (transactions'
+// holding queues, holding.hpp; an outgoing name that does not parse).
+std::optional<std::string> listed_format_name(std::string_view name);
 // The application queues of the store (is_application_queue), by name, without their message
 // counts.
 std::vector<transport::QueueInfo> application_queues(const std::filesystem::path& store_dir);

@@ -190,6 +190,16 @@ amqp::Disposition Arrivals::deliver(const amqp::InboundMessage& m) {
                       MQMSG_CLASS_NACK_REACH_QUEUE_TIMEOUT);
       }
     }
+    // PROPID_Q_QUOTA, as on a send from this machine (Queue::over_quota): a message that would
+    // take the queue over its quota is not stored, and NACKed as MSMQ does.
+    if (transport::local::Store& store = t->queue->store(); store.has_quota(t->queue->id())) {
+      const std::optional<uint64_t> room = store.quota_room(t->queue->id());
+      if (room && m.body.size() > *room) {
+        return reject(*t->queue, what, t->policy, m, e,
+                      {"quota", "queue '" + name + "' is over its quota (PROPID_Q_QUOTA)"},
+                      MQMSG_CLASS_NACK_Q_EXCEED_QUOTA);
+      }
+    }
     const int priority = std::clamp<int>(e->priority, 0, 7);
     transport::Arrival a;
     try {

@@ -16,6 +16,7 @@
 #include "mqsec/error.hpp"
 #include "src/core/dead_letter.hpp"
 #include "src/core/expiry.hpp"
+#include "src/core/holding.hpp"
 #include "src/core/journal.hpp"
 #include "src/core/queue_security.hpp"
 #include "src/core/remote_read.hpp"
@@ -197,6 +198,10 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   q->remote_dest_ = d.remote();
   if (!remote_read && !d.remote()) {
     q->local_ = std::dynamic_pointer_cast<transport::local::LocalQueue>(q->transport_);
+    // Messages of transactions whose process died go back before this handle reads.
+    if (q->local_ && (access.receive || access.peek)) {
+      recover_orphaned_holdings(q->local_->store());
+    }
   }
   q->name_ = d.queue;
   q->verify_name_ = main_queue_of(d.queue);
@@ -448,6 +453,7 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
     if (!m) {
       // Read the change counter, then look once more: a message committed in between is
       // either seen now or changes the counter we wait on.
+      if (local_) recover_orphaned_holdings_now_and_then(local_->store());
       seen = transport_->version();
       m = candidate();
     }
@@ -509,12 +515,17 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
     const int64_t sent =
         static_cast<int64_t>(std::min<uint64_t>(e.sent_time, static_cast<uint64_t>(INT64_MAX)));
     transport::Removal removal = transport::Removal::Gone;
+    int64_t journal = 0;
+    int64_t holding = 0;
     try {
-      const int64_t journal = local_ ? journal_for(e, from_here) : 0;
-      removal = journal != 0 ? local_->remove_delivered_to_journal(
-                                   m.seq, msg_id, sent, policy_.replay_window_seconds, journal)
-                             : transport_->remove_delivered(m.seq, msg_id, sent,
-                                                            policy_.replay_window_seconds);
+      journal = local_ ? journal_for(e, from_here) : 0;
+      // In a transaction the row waits in its holding queue (holding.hpp), journaled at commit.
+      holding = tx != nullptr ? tx->holding_for(*local_, /*move=*/false) : 0;
+      const int64_t into = holding != 0 ? holding : journal;
+      removal = into != 0 ? local_->remove_delivered_to_journal(m.seq, msg_id, sent,
+                                                                policy_.replay_window_seconds, into)
+                          : transport_->remove_delivered(m.seq, msg_id, sent,
+                                                         policy_.replay_window_seconds);
     } catch (const Error& ex) {
       if (remote_machine_.empty()) throw;
       // Remote read: the message is here, but the removal on its machine was not
@@ -538,7 +549,9 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
       return std::nullopt;
     }
     // In a transaction: put back in its place if the transaction aborts.
-    if (tx != nullptr) tx->add_receive(local_, m, transport::Bytes(msg_id.begin(), msg_id.end()));
+    if (tx != nullptr) {
+      tx->add_receive(local_, m, transport::Bytes(msg_id.begin(), msg_id.end()), holding, journal);
+    }
   }
   return hr;
 }

@@ -33,7 +33,7 @@ transport::QueueInfo ensure_subqueue(transport::local::Store& store,
   row.name = name;
   row.label = main.label;
   row.transactional = main.transactional;
-  return store.ensure_queue(row);
+  return store.ensure_queue(row, main.name);  // never for a queue deleted meanwhile
 }
 
 namespace {
@@ -86,14 +86,15 @@ void move_message(Queue& from, Queue& to, uint64_t lookup_id, bool single, Trans
     }
     return;
   }
-  tx->check_usable();
+  // It waits in the transaction's holding queue (holding.hpp) until the commit or abort.
+  const int64_t holding = tx->holding_for(*src, /*move=*/true);
   std::optional<transport::StoredMessage> m = store.get(src->id(), seq);
-  if (!m || !store.remove(src->id(), seq)) {
+  if (!m || !store.move_message(src->id(), seq, holding)) {
     throw Error(MQ_ERROR_MESSAGE_NOT_FOUND, "no message with lookup id " +
                                                 std::to_string(lookup_id) + " in queue '" +
                                                 from.name() + "'");
   }
-  tx->add_move(src, dst, std::move(*m));
+  tx->add_move(src, dst, std::move(*m), holding);
 }
 
 void mark_message_rejected(Queue& q, uint64_t lookup_id) {

@@ -11,6 +11,7 @@
 
 #include "mqsec/error.hpp"
 #include "pkcs11/call_gate.hpp"
+#include "src/core/holding.hpp"
 #include "src/core/verification.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/log.hpp"
@@ -102,58 +103,62 @@ void Transaction::add_send(std::shared_ptr<transport::local::LocalQueue> queue, 
   sends_.push_back(Send{std::move(queue), priority, std::move(envelope)});
 }
 
+int64_t Transaction::holding_for(transport::local::LocalQueue& source, bool move) {
+  check_usable();
+  std::lock_guard lock(mu_);
+  if (state_ != State::Active) throw Error(MQ_ERROR_TRANSACTION_USAGE, "the transaction ended");
+  bind_store_locked(source.store());
+  return holding_queue_id(source.store(), source.id(), move);
+}
+
 void Transaction::add_receive(std::shared_ptr<transport::local::LocalQueue> queue,
-                              transport::StoredMessage m, transport::Bytes msg_id) {
+                              transport::StoredMessage m, transport::Bytes msg_id, int64_t holding,
+                              int64_t journal) {
   std::unique_lock lock(mu_);
-  const bool other_store = store_ != nullptr && store_ != &queue->store();
-  if (state_ == State::Active && ours() && !other_store) {
-    bind_store_locked(queue->store());
+  if (state_ == State::Active && ours() && store_ == &queue->store()) {
     Received r;
     r.queue = std::move(queue);
     r.message = std::move(m);
     r.msg_id = std::move(msg_id);
+    r.holding = holding;
+    r.journal = journal;
     received_.push_back(std::move(r));
     return;
   }
-  // Ended (by another thread) between the caller's check and this receive, or a queue of
-  // another store: put the message back in its own queue.
-  const transport::local::Store::Restore back{queue->id(), m.seq,      m.priority,
-                                              m.arrived,   m.envelope, msg_id};
+  // Ended (by another thread) between holding_for and this receive: put the message back (the
+  // holding queue stays, empty, until recovery drops it with this process).
+  const transport::local::Store::Settle back{holding, m.seq, queue->id(), msg_id};
   try {
-    queue->store().restore_received(std::span(&back, 1));
+    queue->store().settle({}, std::span(&back, 1), {});
   } catch (const std::exception& e) {
     log(LogLevel::Error, std::string("a message received in a transaction could not be put "
                                      "back in its queue: ") +
                              e.what());
   }
-  if (other_store) bind_store_locked(queue->store());  // throws: the message is back
   throw Error(MQ_ERROR_TRANSACTION_USAGE, "the transaction ended during the receive");
 }
 
 void Transaction::add_move(std::shared_ptr<transport::local::LocalQueue> from,
                            std::shared_ptr<transport::local::LocalQueue> to,
-                           transport::StoredMessage m) {
+                           transport::StoredMessage m, int64_t holding) {
   std::unique_lock lock(mu_);
-  const bool other_store = store_ != nullptr && store_ != &from->store();
-  if (state_ == State::Active && ours() && !other_store) {
-    bind_store_locked(from->store());
+  if (state_ == State::Active && ours() && store_ == &from->store()) {
     Received r;
     r.queue = std::move(from);
     r.message = std::move(m);
     r.move_to = std::move(to);
+    r.holding = holding;
     received_.push_back(std::move(r));
     return;
   }
-  const transport::local::Store::Restore back{from->id(), m.seq,      m.priority,
-                                              m.arrived,  m.envelope, {}};
+  const transport::local::Store::Settle back{holding, m.seq, from->id(), {}};
   try {
-    from->store().restore_received(std::span(&back, 1));
+    from->store().settle({}, std::span(&back, 1), {});
   } catch (const std::exception& e) {
     log(LogLevel::Error, std::string("a message moved in a transaction could not be put "
                                      "back in its queue: ") +
                              e.what());
   }
-  if (other_store) bind_store_locked(from->store());  // throws: the message is back
   throw Error(MQ_ERROR_TRANSACTION_USAGE, "the transaction ended during the move");
 }
 
@@ -177,28 +182,6 @@ bool Transaction::mark_rejected(transport::local::Store& store, int64_t queue_id
   return false;
 }
 
-void Transaction::finish_moves_locked() noexcept {
-  for (const Received& r : received_) {
-    if (!r.move_to) continue;
-    try {
-      const transport::local::Store::Restore into{r.move_to->id(),    r.message.seq,
-                                                  r.message.priority, r.message.arrived,
-                                                  r.message.envelope, {}};
-      if (store_->restore_received(std::span(&into, 1)) == 1) continue;
-      // The target is gone (its queue was deleted meanwhile): back where it came from.
-      const transport::local::Store::Restore back{r.queue->id(),      r.message.seq,
-                                                  r.message.priority, r.message.arrived,
-                                                  r.message.envelope, {}};
-      if (store_->restore_received(std::span(&back, 1)) == 1) continue;
-      log(LogLevel::Error, "transaction commit: message " + std::to_string(r.message.seq) +
-                               " moved in it was lost: its queue was deleted meanwhile");
-    } catch (const std::exception& e) {
-      log(LogLevel::Error, "transaction commit: message " + std::to_string(r.message.seq) +
-                               " moved in it could not be stored: " + e.what());
-    }
-  }
-}
-
 void Transaction::send_rejection_nacks(const std::vector<Received>& done) noexcept {
   for (const Received& r : done) {
     if (!r.rejected) continue;
@@ -215,23 +198,25 @@ void Transaction::send_rejection_nacks(const std::vector<Received>& done) noexce
 
 void Transaction::restore_locked() noexcept {
   if (received_.empty()) return;
-  std::vector<transport::local::Store::Restore> batch;
   try {
+    std::vector<transport::local::Store::Settle> back;
     for (const Received& r : received_) {
-      batch.push_back(transport::local::Store::Restore{r.queue->id(), r.message.seq,
-                                                       r.message.priority, r.message.arrived,
-                                                       r.message.envelope, r.msg_id});
+      // A move's message has no delivered-id record; a receive's is forgotten.
+      back.push_back({r.holding, r.message.seq, r.queue->id(),
+                      r.move_to ? std::span<const uint8_t>() : std::span(r.msg_id)});
+      back.push_back({r.holding, r.message.seq, 0, {}});  // its queue is gone: dropped
     }
-    const size_t back = store_->restore_received(batch);  // one store (bind_store_locked)
-    if (back != batch.size()) {
-      log(LogLevel::Error, "transaction abort: " + std::to_string(batch.size() - back) + " of " +
-                               std::to_string(batch.size()) +
-                               " messages received in it could not be put back (their queue "
-                               "was deleted meanwhile)");
+    const size_t moved = store_->settle({}, back, {});  // one store (bind_store_locked)
+    if (moved != received_.size()) {
+      log(LogLevel::Error, "transaction abort: " + std::to_string(received_.size() - moved) +
+                               " of " + std::to_string(received_.size()) +
+                               " messages received or moved in it could not be put back (their "
+                               "queue was deleted meanwhile)");
     }
   } catch (const std::exception& e) {
+    // They stay in the holding queues: recovered when this process has ended.
     log(LogLevel::Error, std::string("transaction abort: messages received in it could not all "
-                                     "be put back in their queues: ") +
+                                     "be put back in their queues yet: ") +
                              e.what());
   }
   received_.clear();
@@ -246,8 +231,21 @@ HRESULT Transaction::commit() {
     for (Send& s : sends_) {
       batch.push_back(transport::Append{s.queue->id(), s.priority, std::move(s.envelope)});
     }
+    // Received messages leave their holding queues (into a journal, or deleted), moved ones
+    // enter their targets (or, a target deleted meanwhile, go back where they came from).
+    std::vector<transport::local::Store::Settle> settle;
+    for (const Received& r : received_) {
+      if (!r.move_to) {
+        if (r.journal != 0) settle.push_back({r.holding, r.message.seq, r.journal, {}});
+        settle.push_back({r.holding, r.message.seq, 0, {}});  // no journal (or it is gone)
+        continue;
+      }
+      settle.push_back({r.holding, r.message.seq, r.move_to->id(), {}});
+      settle.push_back({r.holding, r.message.seq, r.queue->id(), {}});
+      settle.push_back({r.holding, r.message.seq, 0, {}});  // both queues gone
+    }
     // One store (bind_store_locked): one durable SQLite transaction, all or none.
-    if (!batch.empty()) store_->append_batch(batch, /*durable=*/true);
+    if (store_ != nullptr) store_->settle(batch, settle, {});
   } catch (const std::exception& e) {
     log(LogLevel::Error,
         std::string("transaction commit failed, the transaction is aborted: ") + e.what());
@@ -256,7 +254,6 @@ HRESULT Transaction::commit() {
     state_ = State::Aborted;
     return MQSEC_XACT_E_ABORTED;
   }
-  finish_moves_locked();
   std::vector<Received> done = std::move(received_);
   sends_.clear();
   received_.clear();

@@ -1,13 +1,15 @@
 // An MSMQ internal transaction (MQBeginTransaction) of this process: the sends and receives
 // made in it, and its commit and abort. Sends are kept in memory, already signed, and written
 // at commit, all of them in one durable store transaction (in send order, all or none).
-// Receives take the message out of the store at once (no other receiver sees it); an abort
-// puts it back in its old place, a commit forgets it. Only queues of this machine's store take
-// part (a remote queue is refused by the caller, core/queue.cpp).
-//
-// Known limit: a process that dies (SIGKILL, crash) with a transaction open loses the messages
-// it received in it (an exit through exit() aborts open transactions: abort_all_at_exit).
-// A transaction belongs to the process that began it: a forked child cannot use it.
+// Receives and moves take the message out of its queue at once (no other receiver sees it)
+// into a holding queue of the process in the store (core/holding.hpp); the commit
+// deletes it there (or journals it, or puts it into the move's target) in the same store
+// transaction as the sends, an abort puts it back in its old place. A process that dies with
+// a transaction open (SIGKILL, crash) leaves its holding queues behind, and the next process
+// that recovers them puts their messages back (an exit through exit() aborts open
+// transactions: abort_all_at_exit). Only queues of this machine's store take part (a remote
+// queue is refused by the caller, core/queue.cpp). A transaction belongs to the process that
+// began it: a forked child cannot use it.
 #pragma once
 
 #include <sys/types.h>
@@ -47,16 +49,22 @@ class Transaction {
   // A send in the transaction: the encoded (signed) envelope, written at commit.
   void add_send(std::shared_ptr<transport::local::LocalQueue> queue, int priority,
                 transport::Bytes envelope);
-  // A message the transaction received (already out of the queue): put back on abort. If the
-  // transaction is not usable any more, the message is put back now and this throws
-  // MQ_ERROR_TRANSACTION_USAGE.
+  // The id of the holding queue (this process's, holding.hpp) for messages received (move:
+  // moved) from `source` in a transaction. Throws MQ_ERROR_TRANSACTION_USAGE unless the transaction
+  // is usable (and for a queue of another store).
+  int64_t holding_for(transport::local::LocalQueue& source, bool move);
+  // A message the transaction received (already moved into holding queue `holding`, its
+  // delivered id recorded): at commit it goes into `journal` (0: deleted), at abort back into
+  // `queue`. If the transaction is not usable any more, the message is put back now and this
+  // throws MQ_ERROR_TRANSACTION_USAGE.
   void add_receive(std::shared_ptr<transport::local::LocalQueue> queue, transport::StoredMessage m,
-                   transport::Bytes msg_id);
+                   transport::Bytes msg_id, int64_t holding, int64_t journal);
 
-  // MQMoveMessage in the transaction: message m, already out of `from`, enters `to` (same seq)
-  // at commit, or goes back into `from` at abort.
+  // MQMoveMessage in the transaction: message m, already moved from `from` into holding queue
+  // `holding`, enters `to` (same seq) at commit, or goes back into `from` at abort.
   void add_move(std::shared_ptr<transport::local::LocalQueue> from,
-                std::shared_ptr<transport::local::LocalQueue> to, transport::StoredMessage m);
+                std::shared_ptr<transport::local::LocalQueue> to, transport::StoredMessage m,
+                int64_t holding);
   // MQMarkMessageRejected: marks message `seq` of queue `queue_id` of `store` if an active
   // transaction of this process received it; at that transaction's commit its sender gets a
   // NACK (MQMSG_CLASS_NACK_RECEIVE_REJECTED, from `machine`, admin queue resolved in
@@ -86,15 +94,15 @@ class Transaction {
     transport::StoredMessage message;
     transport::Bytes msg_id;
     std::shared_ptr<transport::local::LocalQueue> move_to;  // MQMoveMessage's target
+    int64_t holding = 0;                                    // where it waits (holding.hpp)
+    int64_t journal = 0;                                    // where a commit puts it; 0: nowhere
     bool rejected = false;                                  // MQMarkMessageRejected
     std::filesystem::path nack_store;                       // where its NACK is resolved
     std::string nack_machine;                               // and from which machine
   };
-  // At commit, after the store's commit: the moves' messages into their targets, the NACKs of
-  // messages marked rejected.
-  void finish_moves_locked() noexcept;
+  // At commit, after the store's commit: the NACKs of messages marked rejected.
   void send_rejection_nacks(const std::vector<Received>& done) noexcept;
-  // Puts the received messages back (newest first does not matter: each has its own seq).
+  // Puts the received and moved messages back (each has its own seq: its old place).
   void restore_locked() noexcept;
   // A transaction writes one store, so that its commit is one durable SQLite transaction: the
   // first queue binds it, a queue of another store is MQ_ERROR_TRANSACTION_USAGE.

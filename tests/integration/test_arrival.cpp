@@ -328,6 +328,33 @@ TEST_F(Arrival, NackCarryingAnotherMachinesDestinationReachesTheAdminQueue) {
   EXPECT_EQ(got[0].msg_class, MQMSG_CLASS_NACK_BAD_SIGNATURE);
 }
 
+// PROPID_Q_QUOTA holds for arrivals from other machines too: a message that would take the
+// queue over its quota is not stored, recorded as "quota" and NACKed with MSMQ's class.
+TEST_F(Arrival, MessageOverTheQueuesQuotaIsRejectedAndNackedAsExceedQuota) {
+  transport::QueueInfo info;
+  info.name = "small";
+  info.authenticate = true;
+  info.quota = 4;  // KB
+  create_queue(cfg_->store_path, info);
+  Envelope fits = message("fits", "small");
+  sign(fits);
+  EXPECT_EQ(arrive(*cfg_, inbound(fits, "private$\\small")), amqp::Disposition::accept);
+  Envelope big = message(std::string(3500, 'x'), "small");
+  big.label = u"big";
+  sign(big);
+  EXPECT_EQ(arrive(*cfg_, inbound(big, "private$\\small")), amqp::Disposition::reject);
+  EXPECT_EQ(count("small"), 1u);
+  auto r = rejected("small");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].kind, "quota");
+  auto nacks = drain("admin");
+  ASSERT_EQ(nacks.size(), 1u);
+  EXPECT_EQ(nacks[0].msg_class, MQMSG_CLASS_NACK_Q_EXCEED_QUOTA);
+  EXPECT_EQ(nacks[0].correlation_id, big.msg_id);
+  EXPECT_EQ(nacks[0].label, u"big");
+  EXPECT_EQ(drain("small").size(), 1u);
+}
+
 TEST_F(Arrival, MissingQueueIsRejectedAndNackedAsBadDestinationQueue) {
   Envelope e = message("nowhere", "nope");
   sign(e);

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <cwctype>
 #include <ctime>
 #include <string>
 #include <thread>
@@ -589,6 +590,12 @@ TEST(DeadLetter, BadInput) {
   label.wstr(PROPID_Q_LABEL, L"mine");
   EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
             MQSetQueueProperties(kDeadLetter.c_str(), label.queue()));
+  for (const std::wstring& f : {kDeadLetter, kDeadXact}) {
+    Props get;
+    get.null(PROPID_Q_PATHNAME);
+    EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+              MQGetQueueProperties(f.c_str(), get.queue()));
+  }
   ASSERT_HR(MQ_OK, MQOpenQueue(kDeadXact.c_str(), MQ_PEEK_ACCESS, MQ_DENY_NONE, &h));
   MQCloseQueue(h);
   // PROPID_M_JOURNAL: only MQMSG_JOURNAL and MQMSG_DEADLETTER bits.
@@ -759,6 +766,48 @@ TEST(Journal, ASignedMessageStillVerifiesInTheJournal) {
   MQCloseQueue(j);
 }
 
+// PROPID_MGMT_MSMQ_ACTIVEQUEUES names each queue holding messages by a format name that opens
+// it: a journal by ";JOURNAL", an outgoing queue by its destination's (it was
+// "DIRECT=OS:<host>\private$\direct=os:..."), and a transaction's holding queue not at all.
+TEST(Journal, ActiveQueuesAreListedByFormatNamesThatOpenThem) {
+  const mqsec::testing::UnreachableBroker broker;
+  const std::wstring q = make_journaled_queue(L"active", /*transactional=*/true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("journaled").set_tx(MQ_SINGLE_MESSAGE)));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("held").set_tx(MQ_SINGLE_MESSAGE)));
+  ASSERT_HR(MQ_OK, receive(r).hr);
+  ITransaction* tx = nullptr;
+  ASSERT_HR(MQ_OK, MQBeginTransaction(&tx));
+  ASSERT_HR(MQ_OK, receive(r, MQ_ACTION_RECEIVE, 0, nullptr, tx).hr);  // in a holding queue
+  const std::wstring remote = L"DIRECT=OS:activehost\\private$\\far";
+  QUEUEHANDLE rs = open_queue(remote, MQ_SEND_ACCESS);
+  // Recoverable (a single-message transaction): in the outgoing queue when the send returns.
+  ASSERT_HR(MQ_OK, send(rs, Send().set_body("far away").set_tx(MQ_SINGLE_MESSAGE)));
+  auto lower = [](std::wstring w) {
+    for (wchar_t& c : w) c = static_cast<wchar_t>(std::towlower(c));
+    return w;
+  };
+  const std::wstring journal_tail = lower(q.substr(q.find(L"\\private$\\")) + L";JOURNAL");
+  bool journal = false, outgoing = false;
+  for (const std::wstring& f : active_queues()) {
+    const std::wstring l = lower(f);
+    SCOPED_TRACE(std::string(f.begin(), f.end()));
+    EXPECT_EQ(l.rfind(L"direct=os:", 0), 0u);
+    EXPECT_EQ(l.find(L"direct=os:", 1), std::wstring::npos);
+    EXPECT_EQ(l.find(L"xact$"), std::wstring::npos);
+    journal = journal ||
+              (l.size() > journal_tail.size() &&
+               l.compare(l.size() - journal_tail.size(), journal_tail.size(), journal_tail) == 0);
+    outgoing = outgoing || l == lower(remote);
+  }
+  EXPECT_TRUE(journal);
+  EXPECT_TRUE(outgoing);
+  EXPECT_HR(S_OK, tx->Commit(FALSE, 0, 0));
+  tx->Release();
+  for (QUEUEHANDLE h : {s, r, rs}) MQCloseQueue(h);
+}
+
 TEST(Journal, BadInput) {
   const std::wstring q = make_journaled_queue(L"bad");
   QUEUEHANDLE h = nullptr;
@@ -767,6 +816,10 @@ TEST(Journal, BadInput) {
     EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
               MQOpenQueue(f.c_str(), MQ_SEND_ACCESS, MQ_DENY_NONE, &h));
     EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION, MQDeleteQueue(f.c_str()));
+    Props get;  // a system queue has no queue properties (it had a made-up path name)
+    get.null(PROPID_Q_PATHNAME);
+    EXPECT_HR(MQ_ERROR_UNSUPPORTED_FORMATNAME_OPERATION,
+              MQGetQueueProperties(f.c_str(), get.queue()));
   }
   // A journal of no queue, of a journal or of a system queue.
   EXPECT_HR(MQ_ERROR_QUEUE_NOT_FOUND,

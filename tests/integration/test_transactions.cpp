@@ -7,6 +7,7 @@
 //
 // Runs on a throwaway SoftHSM token (tests/support/softhsm_env); one test signs.
 #include <mq.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <transact.h>
 #include <unistd.h>
@@ -396,6 +397,103 @@ TEST(Transactions, ExitAbortsOpenTransactions) {
   EXPECT_EQ(drain(r), Bodies{"taken-then-exit"});
   MQCloseQueue(s);
   MQCloseQueue(r);
+}
+
+// Runs `body` in a forked child that then waits to be killed; returns the byte the body
+// produced once the child is SIGKILLed (no exit handler, no abort: the process is just gone).
+char killed_after(const std::function<char()>& body) {
+  int ready[2];
+  if (pipe(ready) != 0) return 'p';
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    ::close(ready[0]);
+    char c = 'x';
+    try {
+      c = body();
+    } catch (...) {
+    }
+    if (::write(ready[1], &c, 1) != 1) ::_exit(3);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char c = 0;
+  if (pid < 0 || ::read(ready[0], &c, 1) != 1) c = 'r';
+  ::close(ready[0]);
+  if (pid > 0) {
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+  }
+  return c;
+}
+
+// MSMQ returns the messages of a transaction whose process died to their queues. The child
+// receives two messages and moves the third to a subqueue, all in one ITransaction, and is
+// killed before Commit. A receiver that was already waiting gets them back (recovered on its
+// receive miss), in their old order, each exactly once (not rejected as replays), and the
+// subqueue stays empty.
+TEST(Transactions, MessagesOfAKilledProcessGoBackToTheirQueuesInOrder) {
+  const std::wstring q = make_queue(L"killed", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  for (const char* b : {"k1", "k2", "k3"}) ASSERT_HR(MQ_OK, send(s, b, MQ_SINGLE_MESSAGE));
+  QUEUEHANDLE waiting = open_queue(q, MQ_RECEIVE_ACCESS);
+  const char c = killed_after([&] {
+    QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+    QUEUEHANDLE sub = open_queue(q + L";held", MQ_MOVE_ACCESS);
+    ITransaction* tx = nullptr;
+    if (MQBeginTransaction(&tx) != MQ_OK) return '1';
+    if (receive(r, tx).body != "k1" || receive(r, tx).body != "k2") return '2';
+    const Got k3 = receive(r, nullptr, MQ_ACTION_PEEK_CURRENT);
+    if (k3.body != "k3" || MQMoveMessage(r, sub, k3.lookup_id, tx) != MQ_OK) return '3';
+    return 'y';  // no Commit: killed
+  });
+  ASSERT_EQ(c, 'y');
+  Bodies got;
+  for (int i = 0; i < 3; ++i) {
+    Got g = receive(waiting, MQ_NO_TRANSACTION, MQ_ACTION_RECEIVE, 10000);
+    ASSERT_HR(MQ_OK, g.hr);
+    got.push_back(g.body);
+  }
+  EXPECT_EQ(got, (Bodies{"k1", "k2", "k3"}));
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(waiting, MQ_NO_TRANSACTION).hr);
+  QUEUEHANDLE again = open_queue(q, MQ_RECEIVE_ACCESS);
+  EXPECT_EQ(drain(again), Bodies{});
+  QUEUEHANDLE sub = open_queue(q + L";held", MQ_RECEIVE_ACCESS);
+  EXPECT_EQ(drain(sub), Bodies{});
+  for (QUEUEHANDLE h : {s, waiting, again, sub}) MQCloseQueue(h);
+}
+
+// The same found by a process that opens the queue afterwards: a journaled queue's message
+// received in a killed transaction is back in its place (before the one left in the queue),
+// and not in the journal, which MSMQ writes at commit.
+TEST(Transactions, AQueueOpenedAfterAKilledTransactionHasItsMessagesBack) {
+  const std::wstring q = make_queue(L"killed-open", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  for (const char* b : {"first", "second"}) ASSERT_HR(MQ_OK, send(s, b, MQ_SINGLE_MESSAGE));
+  {
+    Props p;
+    p.ui1(PROPID_Q_JOURNAL, MQ_JOURNAL);
+    ASSERT_HR(MQ_OK, MQSetQueueProperties(q.c_str(), p.queue()));
+  }
+  const char c = killed_after([&] {
+    QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+    ITransaction* tx = nullptr;
+    if (MQBeginTransaction(&tx) != MQ_OK) return '1';
+    if (receive(r, tx).body != "first") return '2';
+    return 'y';
+  });
+  ASSERT_EQ(c, 'y');
+  QUEUEHANDLE journal = open_queue(q + L";JOURNAL", MQ_RECEIVE_ACCESS);
+  EXPECT_EQ(drain(journal), Bodies{});
+  QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+  ITransaction* tx = begin();
+  EXPECT_EQ(receive(r, tx).body, "first");
+  EXPECT_HR(S_OK, tx->Commit(FALSE, 0, 0));  // now it is journaled
+  tx->Release();
+  EXPECT_EQ(drain(r), Bodies{"second"});
+  EXPECT_EQ(drain(journal), (Bodies{"first", "second"}));  // each once, in receive order
+  for (QUEUEHANDLE h : {s, journal, r}) MQCloseQueue(h);
 }
 
 TEST(Transactions, AForkedChildCannotUseItsParentsTransaction) {

@@ -312,6 +312,85 @@ TEST_F(StoreTest, RestoreReceivedPutsMessagesBackInTheirPlace) {
   EXPECT_EQ(s.restore_received({}), 0u);
 }
 
+// Transactions' holding queues (core/holding.hpp): settle() moves only messages still in their
+// holding queue (a second Settle of one message is a fallback), forgets delivered ids, appends
+// the sends and drops the holding queues, all or nothing; queues_with_prefix finds them.
+TEST_F(StoreTest, SettleMovesHeldMessagesAppendsAndDropsAllOrNothing) {
+  Store s(dir_);
+  const int64_t qid = make_queue(s, "q");
+  const int64_t other = make_queue(s, "q2");
+  const int64_t hold = make_queue(s, "xact$\\1.2\\ab\\7.r");
+  make_queue(s, "xact%");  // after the prefix's range
+  const Bytes id1(20, 0x41);
+  const int64_t a = s.append(qid, 0, bytes("a"), true);
+  const int64_t b = s.append(qid, 0, bytes("b"), true);
+  ASSERT_EQ(s.remove_delivered(qid, a, id1, 1, 0, hold), Removal::Removed);  // into holding
+  ASSERT_TRUE(s.move_message(qid, b, hold));
+  const auto found = s.queues_with_prefix("xact$\\");
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].first, hold);
+  // A send to a missing queue: nothing changes.
+  const std::vector<Append> bad{{qid + 999, 0, bytes("x")}};
+  const Store::Settle back_a{hold, a, qid, id1};
+  EXPECT_EQ(code_of([&] { s.settle(bad, std::span(&back_a, 1), std::span(&hold, 1)); }),
+            MQ_ERROR_QUEUE_NOT_FOUND);
+  EXPECT_EQ(s.message_count(hold), 2u);
+  EXPECT_TRUE(s.was_delivered(qid, id1));
+  const std::vector<Append> sends{{other, 0, bytes("sent")}};
+  const Store::Settle moves[] = {
+      back_a,                // back into q, id forgotten
+      {hold, a, other, {}},  // a is not in holding any more: skipped
+      {hold, b, 0, {}},      // deleted
+      {hold, 999, qid, {}},  // no such message
+  };
+  EXPECT_EQ(s.settle(sends, moves, std::span(&hold, 1)), 1u);  // moved: a; b deleted
+  EXPECT_EQ(s.first(qid)->seq, a);
+  EXPECT_EQ(s.message_count(qid), 1u);
+  EXPECT_FALSE(s.was_delivered(qid, id1));
+  EXPECT_EQ(s.message_count(other), 1u);
+  EXPECT_FALSE(s.find_queue("xact$\\1.2\\ab\\7.r").has_value());
+  EXPECT_TRUE(s.queues_with_prefix("xact$\\").empty());
+  EXPECT_EQ(s.settle({}, {}, {}), 0u);
+  // A holding queue that still holds a message (another thread's receive, mid-way) stays.
+  const int64_t busy = make_queue(s, "xact$\\1.2\\cd\\7.r");
+  ASSERT_TRUE(s.move_message(qid, a, busy));
+  EXPECT_EQ(s.settle({}, {}, std::span(&busy, 1)), 0u);
+  EXPECT_EQ(s.message_count(busy), 1u);
+  EXPECT_EQ(s.queues_with_prefix("xact$\\").size(), 1u);
+}
+
+// Review 3, finding 10: a queue and its journal are deleted in one store transaction, and a
+// journal is created only while its queue exists (checked in the creating transaction).
+TEST_F(StoreTest, AQueueAndItsCompanionAreDeletedTogetherAndOwnedQueuesNeedTheirOwner) {
+  Store s(dir_);
+  const int64_t qid = make_queue(s, "Orders");
+  QueueInfo j;
+  j.name = "journal\\orders";
+  const int64_t jid = s.ensure_queue(j, "ORDERS").id;  // owner names are not case-sensitive
+  s.append(jid, 0, bytes("kept"), true);
+  QueueInfo sub;
+  sub.name = "orders;poison";
+  s.ensure_queue(sub, "orders");
+  QueueInfo other;
+  other.name = "journal\\other";
+  EXPECT_EQ(code_of([&] { s.ensure_queue(other, "other"); }), MQ_ERROR_QUEUE_NOT_FOUND);
+  EXPECT_FALSE(s.find_queue("journal\\other").has_value());
+  // A missing queue: its companion stays.
+  EXPECT_EQ(code_of([&] { s.delete_queue("missing", "journal\\orders"); }),
+            MQ_ERROR_QUEUE_NOT_FOUND);
+  EXPECT_TRUE(s.find_queue("journal\\orders").has_value());
+  s.delete_queue("orders", "journal\\orders");
+  EXPECT_FALSE(s.find_queue("orders").has_value());
+  EXPECT_FALSE(s.find_queue("orders;poison").has_value());
+  EXPECT_FALSE(s.find_queue("journal\\orders").has_value());
+  EXPECT_EQ(s.message_count(jid), 0u);
+  EXPECT_EQ(code_of([&] { s.ensure_queue(j, "orders"); }), MQ_ERROR_QUEUE_NOT_FOUND);
+  make_queue(s, "solo");
+  s.delete_queue("solo", "journal\\solo");  // no journal: the queue alone
+  EXPECT_FALSE(s.find_queue("solo").has_value());
+  (void)qid;
+}
+
 TEST_F(StoreTest, MessagesQueuesAndRegistrySurviveReopening) {
   const Bytes digest(32, 0xab);
   int64_t qid = 0, durable_seq = 0, express_seq = 0;
@@ -891,7 +970,7 @@ TEST_F(StoreTest, QueueSecurityIsKeptReplacedAndDeletedWithTheQueue) {
   QueueInfo q;
   q.name = "secured";
   const Bytes first{1, 0, 4, 0x80}, second{1, 0, 0, 0x80, 9};
-  s.create_queue(q, first);
+  s.create_queue(q, {}, first);
   const int64_t id = s.find_queue("secured")->id;
   EXPECT_EQ(s.queue_security(id), first);
   s.set_queue_security(id, second);

@@ -772,10 +772,10 @@ std::optional<StoredMessage> Store::read_message(sqlite3_stmt* st, const char* w
   return m;
 }
 
-QueueInfo Store::ensure_queue(const QueueInfo& q) {
+QueueInfo Store::ensure_queue(const QueueInfo& q, std::string_view owner) {
   if (auto found = find_queue(q.name)) return *found;
   try {
-    create_queue(q);
+    create_queue(q, owner);
   } catch (const Error& e) {
     if (e.code() != MQ_ERROR_QUEUE_EXISTS) throw;  // another process created it meanwhile
   }
@@ -787,7 +787,8 @@ QueueInfo Store::ensure_queue(const QueueInfo& q) {
   return *found;
 }
 
-void Store::create_queue(QueueInfo q, std::span<const uint8_t> security) {
+void Store::create_queue(QueueInfo q, std::string_view owner,
+                         std::span<const uint8_t> security) {
   if (q.name.empty()) throw Error(MQ_ERROR_INVALID_PARAMETER, "queue name is empty");
   if (!q.trust.empty() && q.trust != "signature" && q.trust != "chain" &&
       q.trust != "chain+revocation") {
@@ -797,6 +798,15 @@ void Store::create_queue(QueueInfo q, std::span<const uint8_t> security) {
   const std::string name = lower_ascii(q.name);
   std::lock_guard lock(mu_);
   Tx tx(*this, true);
+  if (!owner.empty()) {
+    sqlite3_stmt* st = st_->find_queue;
+    StmtScope scope(st);
+    const std::string owner_name = lower_ascii(owner);
+    bind_text(st, 1, owner_name, "create queue");
+    if (!step_row(st, "create queue")) {
+      throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + owner_name + " not found");
+    }
+  }
   int64_t id = 0;
   {
     sqlite3_stmt* st = st_->insert_queue;
@@ -874,23 +884,19 @@ void Store::set_queue_security(int64_t queue_id, std::span<const uint8_t> securi
   tx.commit();
 }
 
-void Store::delete_queue(std::string_view name_in) {
-  const std::string name = lower_ascii(name_in);
+void Store::delete_queue(std::string_view name_in, std::string_view companion) {
   std::lock_guard lock(mu_);
   Tx tx(*this, true);
-  int64_t id = 0;
-  {
-    sqlite3_stmt* st = st_->find_queue;
-    StmtScope scope(st);
-    bind_text(st, 1, name, "delete queue");
-    if (!step_row(st, "delete queue")) {
-      throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + name + " not found");
+  std::vector<int64_t> ids;
+  // The queue named `name` and its subqueues ("<name>;<sub>"); false when there is no such queue.
+  auto collect = [&](const std::string& name) {
+    {
+      sqlite3_stmt* st = st_->find_queue;
+      StmtScope scope(st);
+      bind_text(st, 1, name, "delete queue");
+      if (!step_row(st, "delete queue")) return false;
+      ids.push_back(sqlite3_column_int64(st, 0));
     }
-    id = sqlite3_column_int64(st, 0);
-  }
-  // Its subqueues ("<name>;<sub>") go with it, in the same transaction.
-  std::vector<int64_t> ids{id};
-  {
     using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
     Stmt subs(
         // Byte-exact prefix: substr() of TEXT counts characters, ?2 is a byte count.
@@ -903,7 +909,11 @@ void Store::delete_queue(std::string_view name_in) {
     bind_int(subs.get(), 2, static_cast<int64_t>(name.size() + 1), "list subqueues");
     while (step_row(subs.get(), "list subqueues"))
       ids.push_back(sqlite3_column_int64(subs.get(), 0));
-  }
+    return true;
+  };
+  const std::string name = lower_ascii(name_in);
+  if (!collect(name)) throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + name + " not found");
+  if (!companion.empty()) collect(lower_ascii(companion));  // absent: nothing to delete
   std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> delete_security(
       prepare("DELETE FROM queue_security WHERE queue_id = ?1", "prepare delete queue security"),
       sqlite3_finalize);
@@ -1322,6 +1332,76 @@ size_t Store::restore_received(std::span<const Restore> batch) {
   }
   tx.commit();
   return restored;
+}
+
+// Transactions' holding queues (store.hpp). Statements prepared here, as restore_received's.
+size_t Store::settle(std::span<const Append> sends, std::span<const Settle> moves,
+                     std::span<const int64_t> drop) {
+  if (sends.empty() && moves.empty() && drop.empty()) return 0;
+  const int64_t now = now_seconds();
+  std::lock_guard lock(mu_);
+  Tx tx(*this, true);
+  for (const Append& a : sends) append_locked(a.queue_id, a.priority, a.envelope, now);
+  using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
+  Stmt del(prepare("DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2", "prepare settle"),
+           sqlite3_finalize);
+  Stmt forget(
+      prepare("DELETE FROM delivered WHERE queue_id = ?1 AND msg_id = ?2", "prepare settle"),
+      sqlite3_finalize);
+  size_t applied = 0;
+  for (const Settle& m : moves) {
+    sqlite3_stmt* st = m.to_queue_id != 0 ? st_->move_message : del.get();
+    StmtScope scope(st);
+    bind_int(st, 1, m.from_queue_id, "settle message");
+    bind_int(st, 2, m.seq, "settle message");
+    if (m.to_queue_id != 0) bind_int(st, 3, m.to_queue_id, "settle message");
+    if (step_changes(st, "settle message") == 0 || m.to_queue_id == 0) continue;
+    ++applied;
+    if (m.forget_id.empty()) continue;
+    StmtScope fscope(forget.get());
+    bind_int(forget.get(), 1, m.to_queue_id, "forget delivered id");
+    bind_blob(forget.get(), 2, m.forget_id, "forget delivered id");
+    step_changes(forget.get(), "forget delivered id");
+  }
+  for (const int64_t id : drop) {
+    {
+      sqlite3_stmt* st = st_->any;  // a message still there (another thread's, mid-way): kept
+      StmtScope scope(st);
+      bind_int(st, 1, id, "drop holding queue");
+      if (step_row(st, "drop holding queue")) continue;
+    }
+    for (sqlite3_stmt* st :
+         {st_->delete_queue_messages, st_->delete_queue_signers, st_->delete_queue_delivered,
+          st_->delete_queue_arrived, st_->delete_queue}) {
+      StmtScope scope(st);
+      bind_int(st, 1, id, "drop holding queue");
+      step_changes(st, "drop holding queue");
+    }
+  }
+  tx.commit();
+  return applied;
+}
+
+std::vector<std::pair<int64_t, std::string>> Store::queues_with_prefix(std::string_view prefix) {
+  std::string end(prefix);  // the first name after every name with the prefix
+  if (end.empty() || static_cast<unsigned char>(end.back()) == 0xff) {
+    throw Error(MQ_ERROR_INVALID_PARAMETER, "queues_with_prefix: unsupported prefix");
+  }
+  end.back() = static_cast<char>(end.back() + 1);
+  const std::string begin(prefix);
+  std::lock_guard lock(mu_);
+  using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
+  Stmt st(prepare("SELECT id, name FROM queues WHERE name >= ?1 AND name < ?2 ORDER BY name",
+                  "prepare list queues by prefix"),
+          sqlite3_finalize);
+  StmtScope scope(st.get());
+  bind_text(st.get(), 1, begin, "list queues by prefix");
+  bind_text(st.get(), 2, end, "list queues by prefix");
+  std::vector<std::pair<int64_t, std::string>> out;
+  while (step_row(st.get(), "list queues by prefix")) {
+    out.emplace_back(sqlite3_column_int64(st.get(), 0), column_text(st.get(), 1));
+  }
+  return out;
 }
 
 bool Store::was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id) {

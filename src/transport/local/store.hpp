@@ -55,7 +55,11 @@ class Store {
   // MQ_ERROR_INVALID_PARAMETER for an empty name or an unknown trust value. Persists every
   // QueueInfo field (trust and signers too), and `security` (when not empty) as its security
   // descriptor, in the same transaction.
-  void create_queue(QueueInfo q, std::span<const uint8_t> security = {});
+  // `owner` non-empty: created only if queue `owner` exists, checked in the same write
+  // transaction (a journal never outlives a concurrent delete of its queue), else
+  // MQ_ERROR_QUEUE_NOT_FOUND.
+  void create_queue(QueueInfo q, std::string_view owner = {},
+                    std::span<const uint8_t> security = {});
   // A queue's security descriptor (self-relative bytes, src/security/security_descriptor.hpp):
   // nullopt when none is stored (queues created before schema version 5, the queue manager's
   // own queues). set_ replaces it; throws MQ_ERROR_QUEUE_NOT_FOUND when the queue is gone.
@@ -63,12 +67,12 @@ class Store {
   void set_queue_security(int64_t queue_id, std::span<const uint8_t> security);
   // The queue named q.name, created from `q` when missing; race-safe between processes (a
   // queue another process created meanwhile is returned). For queues the runtime makes on
-  // first use (dead-letter queues, journals).
-  QueueInfo ensure_queue(const QueueInfo& q);
+  // first use (dead-letter queues, journals; `owner` as for create_queue).
+  QueueInfo ensure_queue(const QueueInfo& q, std::string_view owner = {});
   // Removes the queue, its messages and its delivered-id records, and its subqueues
-  // ("<name>;<sub>") with theirs. Throws
-  // MQ_ERROR_QUEUE_NOT_FOUND.
-  void delete_queue(std::string_view name);
+  // ("<name>;<sub>") with theirs; and queue `companion` (its journal) with its subqueues, when
+  // it exists, in the same transaction. Throws MQ_ERROR_QUEUE_NOT_FOUND (nothing deleted).
+  void delete_queue(std::string_view name, std::string_view companion = {});
   std::optional<QueueInfo> find_queue(std::string_view name);
   // Writes what MQSetQueueProperties may change (label, authenticate, journal, quotas, base
   // priority, privacy level, type, multicast address) where q differs from before, the snapshot
@@ -160,6 +164,23 @@ class Store {
   // Puts every message of `batch` back, in one durable transaction; one whose queue is gone
   // (or whose seq is somehow taken) is skipped. Returns how many were put back.
   size_t restore_received(std::span<const Restore> batch);
+  // Transactions' holding queues (core/holding.hpp): a message a transaction received or moved
+  // waits in one (moved there with remove_delivered or move_message) until settle() ends it.
+  struct Settle {
+    int64_t from_queue_id = 0;  // the holding queue
+    int64_t seq = 0;
+    int64_t to_queue_id = 0;  // where it goes (its queue, a journal, a target); 0: deleted
+    std::span<const uint8_t> forget_id;  // non-empty: forget its delivered-id record in to_queue_id
+  };
+  // In one durable transaction: appends `sends` (a missing queue throws
+  // MQ_ERROR_QUEUE_NOT_FOUND and nothing changes), applies each Settle whose message is still in
+  // its from_queue_id and whose to_queue_id exists (so a later Settle of the same message is a
+  // fallback), then deletes those of the queues `drop` that are empty by then. Returns how many
+  // messages it moved (deletions not counted).
+  size_t settle(std::span<const Append> sends, std::span<const Settle> moves,
+                std::span<const int64_t> drop);
+  // The queues whose names start with `prefix` (an indexed range read): (id, name).
+  std::vector<std::pair<int64_t, std::string>> queues_with_prefix(std::string_view prefix);
   // Whether msg_id was delivered from queue_id (and not pruned yet): for peeks.
   bool was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id);
   // Atomic select + delete of the first message: exactly one caller across all processes gets
