@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <span>
 
 #include "mqsec/error.hpp"
@@ -78,6 +79,16 @@ std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m, bool* 
   *implicit = true;
   return runtime().implicit_contexts().get(m.sender_cert);
 }
+
+// A signed envelope, encoded when the local store's writer stores it (transport.hpp).
+class SignedEnvelope final : public transport::DeferredEnvelope {
+ public:
+  explicit SignedEnvelope(security::Envelope&& e) : e_(std::move(e)) {}
+  transport::Bytes bytes() override { return security::encode(e_); }
+
+ private:
+  security::Envelope e_;
+};
 
 // Hashes a batch statement may name (docs/signature-format.md, 10.1).
 bool batchable_hash(uint32_t calg) {
@@ -327,8 +338,17 @@ void Queue::send(Outgoing& m, bool in_transaction, Transaction* tx) {
     tx->add_send(local_, e.priority, security::encode(e));
     return;
   }
-  transport_->send(e.priority, security::encode(e),
-                   express ? transport::Delivery::Express : transport::Delivery::Recoverable);
+  const auto delivery = express ? transport::Delivery::Express : transport::Delivery::Recoverable;
+  if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
+    // Signed: every field was validated when TBS was hashed, so encoding cannot refuse it; the
+    // store's writer thread encodes it (on the other core, while this thread waits for the
+    // token's next signature). The envelope is moved: only its msg_id (an array, copied) is
+    // read after the call.
+    const int priority = e.priority;
+    transport_->send_deferred(priority, std::make_unique<SignedEnvelope>(std::move(e)), delivery);
+    return;
+  }
+  transport_->send(e.priority, security::encode(e), delivery);
 }
 
 // PROPID_Q_QUOTA, as MSMQ enforces it on arrival: a message that would take the queue's stored
