@@ -58,8 +58,11 @@ void BatchWriter::push(int64_t queue_id, int priority, Bytes envelope) {
 }
 
 void BatchWriter::push(int64_t queue_id, int priority, std::unique_ptr<DeferredEnvelope> envelope) {
+  std::vector<std::unique_ptr<DeferredEnvelope>> encoded;  // freed here, unlocked
   std::unique_lock lock(mu_);
   enqueue_one_locked(lock, queue_id, priority, Bytes{}, std::move(envelope));
+  encoded.swap(encoded_);
+  lock.unlock();
 }
 
 void BatchWriter::push_and_wait(int64_t queue_id, int priority, Bytes envelope) {
@@ -69,7 +72,9 @@ void BatchWriter::push_and_wait(int64_t queue_id, int priority, Bytes envelope) 
 
 void BatchWriter::push_and_wait(int64_t queue_id, int priority,
                                 std::unique_ptr<DeferredEnvelope> envelope) {
+  std::vector<std::unique_ptr<DeferredEnvelope>> encoded;  // freed on return, unlocked
   std::unique_lock lock(mu_);
+  encoded.swap(encoded_);
   wait_for_locked(lock, enqueue_one_locked(lock, queue_id, priority, Bytes{}, std::move(envelope)));
 }
 
@@ -142,6 +147,7 @@ void BatchWriter::child_after_fork() noexcept {
   pending_.clear();
   tickets_.clear();
   deferred_.clear();
+  encoded_.clear();
   failures_.clear();
   asleep_ = false;
   done_ = pushed_;
@@ -213,7 +219,6 @@ void BatchWriter::run() {
                       " not stored: encoding it failed: " + e.what());
           }
         }
-        d.reset();
       }
       if (!drop.empty()) {
         size_t kept = 0;
@@ -255,6 +260,10 @@ void BatchWriter::run() {
     if (durable_) failures_.insert(failed.begin(), failed.end());
     done_ += taken;
     committed = true;
+    // Back to the senders to free (bounded: freed here when nobody sends deferred ones).
+    if (encoded_.size() < kMaxPending) {
+      for (auto& [i, d] : deferred) encoded_.push_back(std::move(d));
+    }
     failed_ += lost;
     progress_.notify_all();
   }
