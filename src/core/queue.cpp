@@ -83,7 +83,10 @@ std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m, bool* 
 // A signed envelope, encoded when the local store's writer stores it (transport.hpp).
 class SignedEnvelope final : public transport::DeferredEnvelope {
  public:
-  explicit SignedEnvelope(security::Envelope&& e) : e_(std::move(e)) {}
+  // A copy of `e` (which has no body) with `body`.
+  SignedEnvelope(const security::Envelope& e, security::Bytes&& body) : e_(e) {
+    e_.body = std::move(body);
+  }
   transport::Bytes bytes() override { return security::encode(e_); }
 
  private:
@@ -342,10 +345,11 @@ void Queue::send(Outgoing& m, bool in_transaction, Transaction* tx) {
   if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
     // Signed: every field was validated when TBS was hashed, so encoding cannot refuse it; the
     // store's writer thread encodes it (on the other core, while this thread waits for the
-    // token's next signature). The envelope is moved: only its msg_id (an array, copied) is
-    // read after the call.
-    const int priority = e.priority;
-    transport_->send_deferred(priority, std::make_unique<SignedEnvelope>(std::move(e)), delivery);
+    // token's next signature). The body is moved, not copied; the rest of m.envelope stays as
+    // sent (callers read its msg_id and signature).
+    security::Bytes body = std::move(e.body);  // e is copied without it
+    auto deferred = std::make_unique<SignedEnvelope>(e, std::move(body));
+    transport_->send_deferred(e.priority, std::move(deferred), delivery);
     return;
   }
   transport_->send(e.priority, security::encode(e), delivery);
