@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <span>
 
 #include "mqsec/error.hpp"
@@ -80,6 +81,19 @@ std::shared_ptr<security::SecurityContext> context_for(const Outgoing& m, bool* 
   *implicit = true;
   return runtime().implicit_contexts().get(m.sender_cert);
 }
+
+// A signed envelope, encoded when the local store's writer stores it (transport.hpp).
+class SignedEnvelope final : public transport::DeferredEnvelope {
+ public:
+  // A copy of `e` (which has no body) with `body`.
+  SignedEnvelope(const security::Envelope& e, security::Bytes&& body) : e_(e) {
+    e_.body = std::move(body);
+  }
+  transport::Bytes bytes() override { return security::encode(e_); }
+
+ private:
+  security::Envelope e_;
+};
 
 // Hashes a batch statement may name (docs/signature-format.md, 10.1).
 bool batchable_hash(uint32_t calg) {
@@ -359,8 +373,18 @@ void Queue::send(Outgoing& m, bool in_transaction, Transaction* tx) {
     tx->add_send(local_, e.priority, security::encode(e));
     return;
   }
-  transport_->send(e.priority, security::encode(e),
-                   express ? transport::Delivery::Express : transport::Delivery::Recoverable);
+  const auto delivery = express ? transport::Delivery::Express : transport::Delivery::Recoverable;
+  if (e.auth_level != MQMSG_AUTH_LEVEL_NONE) {
+    // Signed: every field was validated when TBS was hashed, so encoding cannot refuse it; the
+    // store's writer thread encodes it (on the other core, while this thread waits for the
+    // token's next signature). The body is moved, not copied; the rest of m.envelope stays as
+    // sent (callers read its msg_id and signature).
+    security::Bytes body = std::move(e.body);  // e is copied without it
+    auto deferred = std::make_unique<SignedEnvelope>(e, std::move(body));
+    transport_->send_deferred(e.priority, std::move(deferred), delivery);
+    return;
+  }
+  transport_->send(e.priority, security::encode(e), delivery);
 }
 
 // PROPID_Q_QUOTA, as MSMQ enforces it on arrival: a message that would take the queue's stored

@@ -139,22 +139,51 @@ void validate(const Envelope& e) {
 
 // ---- writing -------------------------------------------------------------------------------
 
+// Three sinks with one interface (raw, u8, be, len, utf16be), so that the size count, the
+// encoding and the streamed TBS digest all come from the same field-writing code:
+// Counter (bytes only counted), Writer (into a Bytes, reserved up front) and Streamer (small
+// values gathered in a buffer, large ones such as the body passed through without a copy).
+class Counter {
+ public:
+  void raw(const void*, size_t n) { n_ += n; }
+  void u8(uint8_t) { ++n_; }
+  void be(uint64_t, int width) { n_ += static_cast<size_t>(width); }
+  void len(size_t n, uint8_t tag) {
+    if (n > std::numeric_limits<uint32_t>::max()) fail(std::string("too long: ") + tag_name(tag));
+    n_ += 4;
+  }
+  void utf16be(const std::u16string& s) { n_ += 2 * s.size(); }
+  size_t size() const { return n_; }
+
+ private:
+  size_t n_ = 0;
+};
+
 class Writer {
  public:
+  explicit Writer(size_t reserve = 0) { out_.reserve(reserve); }
   void raw(const void* p, size_t n) {
     const auto* b = static_cast<const uint8_t*>(p);
     out_.insert(out_.end(), b, b + n);
   }
   void u8(uint8_t v) { out_.push_back(v); }
   void be(uint64_t v, int width) {
-    for (int i = width - 1; i >= 0; --i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    uint8_t b[8];
+    for (int i = 0; i < width; ++i) b[i] = static_cast<uint8_t>(v >> (8 * (width - 1 - i)));
+    raw(b, static_cast<size_t>(width));
   }
   void len(size_t n, uint8_t tag) {
     if (n > std::numeric_limits<uint32_t>::max()) fail(std::string("too long: ") + tag_name(tag));
     be(n, 4);
   }
   void utf16be(const std::u16string& s) {
-    for (char16_t c : s) be(c, 2);
+    const size_t at = out_.size();
+    out_.resize(at + 2 * s.size());
+    uint8_t* o = out_.data() + at;
+    for (char16_t c : s) {
+      *o++ = static_cast<uint8_t>(c >> 8);
+      *o++ = static_cast<uint8_t>(c);
+    }
   }
   Bytes take() { return std::move(out_); }
 
@@ -162,10 +191,54 @@ class Writer {
   Bytes out_;
 };
 
+class Streamer {
+ public:
+  explicit Streamer(ByteSink& sink) : sink_(sink) {}
+  void raw(const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    if (n > sizeof(buf_) - used_) {
+      flush();
+      if (n >= sizeof(buf_)) {
+        sink_.update({b, n});  // the body (and any long value): straight from the envelope
+        return;
+      }
+    }
+    std::memcpy(buf_ + used_, b, n);
+    used_ += n;
+  }
+  void u8(uint8_t v) { raw(&v, 1); }
+  void be(uint64_t v, int width) {
+    uint8_t b[8];
+    for (int i = 0; i < width; ++i) b[i] = static_cast<uint8_t>(v >> (8 * (width - 1 - i)));
+    raw(b, static_cast<size_t>(width));
+  }
+  void len(size_t n, uint8_t tag) {
+    if (n > std::numeric_limits<uint32_t>::max()) fail(std::string("too long: ") + tag_name(tag));
+    be(n, 4);
+  }
+  void utf16be(const std::u16string& s) {
+    for (char16_t c : s) {
+      if (sizeof(buf_) - used_ < 2) flush();
+      buf_[used_++] = static_cast<uint8_t>(c >> 8);
+      buf_[used_++] = static_cast<uint8_t>(c);
+    }
+  }
+  void flush() {
+    if (used_ != 0) sink_.update({buf_, used_});
+    used_ = 0;
+  }
+
+ private:
+  ByteSink& sink_;
+  uint8_t buf_[512];
+  size_t used_ = 0;
+};
+
 // Field values are written by one set of functions shared by the envelope (which prefixes a
 // tag) and TBS (which does not), so both always agree on value encodings.
+template <class W>
 struct ValueWriter {
-  Writer& w;
+  W& w;
   bool tagged;
   void head(uint8_t tag, size_t n) {
     if (tagged) w.u8(tag);
@@ -294,15 +367,18 @@ BatchProof batch_proof(Reader& outer, bool optional = false) {
 
 }  // namespace
 
-Bytes encode(const Envelope& e) {
-  validate(e);
-  Writer w;
+namespace {
+
+// The envelope's fields into `w` (validated by the caller); `proof`: encode_batch_proof(e.batch)
+// when the message is batch-signed.
+template <class W>
+void write_envelope(W& w, const Envelope& e, std::span<const uint8_t> proof) {
   w.raw(kMagic.data(), kMagic.size());
   const bool batch = e.batch.present();
   const bool limited = e.time_to_reach_queue != kNoTimeLimit;
   const bool ttbr = e.time_to_be_received != kNoTimeLimit;
   w.be(ttbr ? kVersion4 : batch ? kVersion3 : limited ? kVersion2 : kVersion1, 2);
-  ValueWriter f{w, true};
+  ValueWriter<W> f{w, true};
   f.bytes(kMsgId, e.msg_id);
   f.uint(kMsgClass, e.msg_class, 2);
   f.bytes(kCorrelationId, e.correlation_id);
@@ -328,11 +404,70 @@ Bytes encode(const Envelope& e) {
   f.bytes(kSignature, e.signature);
   if (limited || batch || ttbr) f.uint(kTimeToReachQueue, e.time_to_reach_queue, 4);
   if (batch) {
-    f.bytes(kBatchProof, encode_batch_proof(e.batch));
+    f.bytes(kBatchProof, proof);
   } else if (ttbr) {
-    f.bytes(kBatchProof, Bytes{});
+    f.bytes(kBatchProof, std::span<const uint8_t>{});
   }
   if (ttbr) f.uint(kTimeToBeReceived, e.time_to_be_received, 4);
+}
+
+// The TBS items into `w` (validated by the caller).
+template <class W>
+void write_tbs(W& w, const Envelope& e, std::span<const uint8_t> cert_digest) {
+  const bool ttbr = e.time_to_be_received != kNoTimeLimit;
+  // sizeof includes the NUL, which is part of the tag.
+  if (ttbr) {
+    w.raw(kTbsDomainV2, sizeof(kTbsDomainV2));
+  } else {
+    w.raw(kTbsDomain, sizeof(kTbsDomain));
+  }
+  ValueWriter<W> f{w, false};  // TBS items: 32-bit length + value, no tag
+  // MSMQ 2.0's signed fields, in MSMQ's order.
+  f.bytes(kCorrelationId, e.correlation_id);
+  f.uint(kAppSpecific, e.app_specific, 4);
+  f.bytes(kBody, e.body);
+  f.str(kLabel, e.label);
+  f.str(kResponseQueue, e.response_queue);
+  f.str(kAdminQueue, e.admin_queue);
+  f.str(kSourceMachine, e.source_machine);
+  f.uint(kDelivery, e.delivery, 1);
+  f.uint(kPriority, e.priority, 1);
+  f.uint(kJournal, e.journal, 1);
+  f.uint(kAcknowledge, e.acknowledge, 1);
+  f.uint(kMsgClass, e.msg_class, 2);
+  f.uint(kBodyType, e.body_type, 4);
+  w.be(0, 4);  // connector type: always empty in mqsec (no connector servers)
+  f.str(kDestQueue, e.dest_queue);
+  // mqsec's additions: identity, replay context and the signing parameters themselves, so that
+  // no field a verifier acts on can be changed without breaking the signature.
+  f.bytes(kMsgId, e.msg_id);
+  f.uint(kSentTime, e.sent_time, 8);
+  f.uint(kAuthLevel, e.auth_level, 4);
+  f.uint(kHashAlg, e.hash_alg, 4);
+  f.uint(kSigScheme, static_cast<uint8_t>(e.sig_scheme), 1);
+  f.uint(kSenderIdType, e.sender_id_type, 4);
+  f.bytes(kSenderId, e.sender_id);
+  f.bytes(kSenderCert, cert_digest);
+  // A time to be received is signed (item 24 of MQSEC-SIG-v2); time_to_reach_queue is
+  // deliberately not (docs/signature-format.md, section 3.1).
+  if (ttbr) f.uint(kTimeToBeReceived, e.time_to_be_received, 4);
+}
+
+void check_cert_digest(std::span<const uint8_t> cert_digest) {
+  if (cert_digest.size() != SHA256_DIGEST_LENGTH) fail("certificate digest is not SHA-256 sized");
+}
+
+}  // namespace
+
+Bytes encode(const Envelope& e) {
+  validate(e);
+  const Bytes proof = e.batch.present() ? encode_batch_proof(e.batch) : Bytes{};
+  // Counted first, so the one allocation is the right size (growing the buffer field by field
+  // copied the body several times).
+  Counter n;
+  write_envelope(n, e, proof);
+  Writer w(n.size());
+  write_envelope(w, e, proof);
   return w.take();
 }
 
@@ -392,47 +527,20 @@ Bytes to_be_signed(const Envelope& e) {
 
 Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_digest) {
   validate(e);
-  if (cert_digest.size() != SHA256_DIGEST_LENGTH) fail("certificate digest is not SHA-256 sized");
-
-  const bool ttbr = e.time_to_be_received != kNoTimeLimit;
-  Writer w;
-  // sizeof includes the NUL, which is part of the tag.
-  if (ttbr) {
-    w.raw(kTbsDomainV2, sizeof(kTbsDomainV2));
-  } else {
-    w.raw(kTbsDomain, sizeof(kTbsDomain));
-  }
-  ValueWriter f{w, false};  // TBS items: 32-bit length + value, no tag
-  // MSMQ 2.0's signed fields, in MSMQ's order.
-  f.bytes(kCorrelationId, e.correlation_id);
-  f.uint(kAppSpecific, e.app_specific, 4);
-  f.bytes(kBody, e.body);
-  f.str(kLabel, e.label);
-  f.str(kResponseQueue, e.response_queue);
-  f.str(kAdminQueue, e.admin_queue);
-  f.str(kSourceMachine, e.source_machine);
-  f.uint(kDelivery, e.delivery, 1);
-  f.uint(kPriority, e.priority, 1);
-  f.uint(kJournal, e.journal, 1);
-  f.uint(kAcknowledge, e.acknowledge, 1);
-  f.uint(kMsgClass, e.msg_class, 2);
-  f.uint(kBodyType, e.body_type, 4);
-  w.be(0, 4);  // connector type: always empty in mqsec (no connector servers)
-  f.str(kDestQueue, e.dest_queue);
-  // mqsec's additions: identity, replay context and the signing parameters themselves, so that
-  // no field a verifier acts on can be changed without breaking the signature.
-  f.bytes(kMsgId, e.msg_id);
-  f.uint(kSentTime, e.sent_time, 8);
-  f.uint(kAuthLevel, e.auth_level, 4);
-  f.uint(kHashAlg, e.hash_alg, 4);
-  f.uint(kSigScheme, static_cast<uint8_t>(e.sig_scheme), 1);
-  f.uint(kSenderIdType, e.sender_id_type, 4);
-  f.bytes(kSenderId, e.sender_id);
-  f.bytes(kSenderCert, cert_digest);
-  // A time to be received is signed (item 24 of MQSEC-SIG-v2); time_to_reach_queue is
-  // deliberately not (docs/signature-format.md, section 3.1).
-  if (ttbr) f.uint(kTimeToBeReceived, e.time_to_be_received, 4);
+  check_cert_digest(cert_digest);
+  Counter n;
+  write_tbs(n, e, cert_digest);
+  Writer w(n.size());
+  write_tbs(w, e, cert_digest);
   return w.take();
+}
+
+void write_to_be_signed(const Envelope& e, std::span<const uint8_t> cert_digest, ByteSink& out) {
+  validate(e);
+  check_cert_digest(cert_digest);
+  Streamer w(out);
+  write_tbs(w, e, cert_digest);
+  w.flush();
 }
 
 const char* batch_proof_problem(const BatchProof& p) {

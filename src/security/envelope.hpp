@@ -107,6 +107,19 @@ Bytes to_be_signed(const Envelope& e);
 // The same with SHA-256(e.sender_cert) already computed (senders and receivers cache it).
 Bytes to_be_signed(const Envelope& e, std::span<const uint8_t> cert_sha256);
 
+// Where write_to_be_signed puts the bytes: in order, in pieces of any size (the body passed
+// through as one piece, straight from the envelope).
+class ByteSink {
+ public:
+  virtual void update(std::span<const uint8_t> bytes) = 0;
+
+ protected:
+  ~ByteSink() = default;
+};
+// to_be_signed(e, cert_sha256)'s bytes, given to `out` instead of copied into a buffer (the
+// signing path hashes them as they come). Throws like to_be_signed.
+void write_to_be_signed(const Envelope& e, std::span<const uint8_t> cert_sha256, ByteSink& out);
+
 // Why `p` (present()) is not a well-formed batch proof, or nullptr: hash algorithm not SHA-2,
 // tree size outside 2 .. kMaxBatchSize, leaf index not below it, root or a path node not the
 // digest size, path length not the one index and size imply. Never names field contents.

@@ -47,6 +47,24 @@ Bytes digest_of(pkcs11::Hash hash, std::span<const uint8_t> data) {
   return digest;
 }
 
+// The digest of to_be_signed(e, cert_sha256), hashed as the bytes are written: the body is
+// hashed where it is, not copied into a TBS buffer first.
+Bytes digest_of_tbs(pkcs11::Hash hash, const Envelope& e, std::span<const uint8_t> cert_sha256) {
+  struct Hasher final : ByteSink {
+    DigestStream d;
+    explicit Hasher(const EVP_MD* md) : d(md) {}
+    void update(std::span<const uint8_t> bytes) override { d.update(bytes); }
+  };
+  const EVP_MD* md = evp_md(hash);
+  Bytes digest(static_cast<size_t>(EVP_MD_get_size(md)));
+  Hasher h(md);
+  write_to_be_signed(e, cert_sha256, h);
+  if (!h.d.finish(digest.data())) {
+    throw Error(MQ_ERROR_CORRUPTED_SECURITY_DATA, "hashing the message failed");
+  }
+  return digest;
+}
+
 [[noreturn]] void bad_batch(const std::string& why) {
   throw Error(MQ_ERROR_INVALID_PARAMETER, "batch signature: " + why);
 }
@@ -114,7 +132,7 @@ void sign_envelope(Envelope& e, const SecurityContext& ctx, uint32_t calg, bool 
   pkcs11::Hash hash = hash_for(calg, allow_weak);
   prepare_envelope(e, ctx, calg, allow_weak, attach_sid);
   pkcs11::CallScope scope;  // OpenSSL's locks too must not be held across a fork
-  Bytes digest = digest_of(hash, to_be_signed(e, ctx.certificate_sha256()));
+  Bytes digest = digest_of_tbs(hash, e, ctx.certificate_sha256());
   try {
     e.signature = ctx.sign_digest(hash, digest);
   } catch (const pkcs11::Error& err) {

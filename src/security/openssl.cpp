@@ -93,10 +93,9 @@ struct ThreadCtx {
   ~ThreadCtx() { EVP_MD_CTX_free(ctx); }
 };
 
-}  // namespace
-
-bool digest_parts(const EVP_MD* md, std::initializer_list<std::span<const uint8_t>> parts,
-                  uint8_t* out) {
+// The thread's digest context, initialised for `md` (its fetched implementation); null if
+// OpenSSL fails.
+EVP_MD_CTX* thread_ctx_for(const EVP_MD* md) {
   thread_local ThreadCtx tc;
   thread_local const EVP_MD* last_md = nullptr;
   thread_local const EVP_MD* last_fetched = nullptr;
@@ -105,12 +104,38 @@ bool digest_parts(const EVP_MD* md, std::initializer_list<std::span<const uint8_
     last_md = md;
   }
   EVP_MD_CTX* ctx = tc.ctx;
-  if (ctx == nullptr || EVP_DigestInit_ex2(ctx, last_fetched, nullptr) != 1) return false;
+  if (ctx == nullptr || EVP_DigestInit_ex2(ctx, last_fetched, nullptr) != 1) return nullptr;
+  return ctx;
+}
+
+bool finish_digest(EVP_MD_CTX* ctx, const EVP_MD* md, uint8_t* out) {
+  unsigned int len = 0;
+  return EVP_DigestFinal_ex(ctx, out, &len) == 1 && static_cast<int>(len) == EVP_MD_get_size(md);
+}
+
+}  // namespace
+
+bool digest_parts(const EVP_MD* md, std::initializer_list<std::span<const uint8_t>> parts,
+                  uint8_t* out) {
+  EVP_MD_CTX* ctx = thread_ctx_for(md);
+  if (ctx == nullptr) return false;
   for (const auto& p : parts) {
     if (EVP_DigestUpdate(ctx, p.data(), p.size()) != 1) return false;
   }
-  unsigned int len = 0;
-  return EVP_DigestFinal_ex(ctx, out, &len) == 1 && static_cast<int>(len) == EVP_MD_get_size(md);
+  return finish_digest(ctx, md, out);
+}
+
+DigestStream::DigestStream(const EVP_MD* md) : md_(md), ctx_(thread_ctx_for(md)) {}
+
+void DigestStream::update(std::span<const uint8_t> bytes) {
+  if (ctx_ != nullptr && EVP_DigestUpdate(ctx_, bytes.data(), bytes.size()) != 1) ctx_ = nullptr;
+}
+
+bool DigestStream::finish(uint8_t* out) {
+  if (ctx_ == nullptr) return false;
+  EVP_MD_CTX* ctx = ctx_;
+  ctx_ = nullptr;
+  return finish_digest(ctx, md_, out);
 }
 
 std::string subject_string(X509* cert) {

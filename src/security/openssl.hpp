@@ -61,6 +61,21 @@ Bytes sha256(std::span<const uint8_t> data);
 // provider store (under its lock) per call, as EVP_Digest with a legacy EVP_MD does.
 bool digest_parts(const EVP_MD* md, std::initializer_list<std::span<const uint8_t>> parts,
                   uint8_t* out);
+// digest_parts in pieces: update() any number of times, then finish(out) (false if OpenSSL
+// failed anywhere). It borrows the thread's digest context, so nothing else on this thread may
+// hash with digest_parts or another DigestStream between its construction and finish().
+class DigestStream {
+ public:
+  explicit DigestStream(const EVP_MD* md);
+  DigestStream(const DigestStream&) = delete;
+  DigestStream& operator=(const DigestStream&) = delete;
+  void update(std::span<const uint8_t> bytes);
+  bool finish(uint8_t* out);
+
+ private:
+  const EVP_MD* md_;
+  EVP_MD_CTX* ctx_;
+};
 // Lower-case hexadecimal, two digits a byte ("00ff...").
 std::string hex(std::span<const uint8_t> bytes);
 // "CN=alice,O=Example" (RFC 2253 order, OpenSSL's one-line form).

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -116,6 +117,17 @@ struct Arrival {
 // when send() returns.
 enum class Delivery { Express, Recoverable };
 
+// An envelope whose bytes are made when it is stored, not when it is sent: the local
+// transport's writer thread calls bytes() (once), so that encoding a signed message runs on the
+// other core while the sending thread waits for the next signature. bytes() may throw; that
+// message then fails as one the store could not write does (the sender's error when it waits,
+// else a line in the runtime's log).
+class DeferredEnvelope {
+ public:
+  virtual ~DeferredEnvelope() = default;
+  virtual Bytes bytes() = 0;
+};
+
 // One message of QueueTransport::send_batch.
 struct Outbound {
   int priority = 0;
@@ -149,6 +161,13 @@ class QueueTransport {
       }
     }
     return errors;
+  }
+  // send() of an envelope encoded later (DeferredEnvelope), with send()'s guarantees: order,
+  // a recoverable message durable on return, its failure thrown here. By default it is encoded
+  // now.
+  virtual void send_deferred(int priority, std::unique_ptr<DeferredEnvelope> envelope,
+                             Delivery delivery) {
+    send(priority, envelope->bytes(), delivery);
   }
   // Returns once this process's express sends so far are visible to receivers (before a
   // receive, and when the queue is closed).

@@ -7,6 +7,9 @@
 #include <chrono>
 #include <exception>
 #include <filesystem>
+#include <mutex>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -187,4 +190,80 @@ TEST_F(BatchWriterTest, PushManyAndWaitReportsEachMessagesOutcome) {
     }
   }
   EXPECT_EQ(store_->message_count(id_), 3u);
+}
+
+namespace {
+
+// An envelope the writer encodes: records the thread that did, and can fail to encode.
+class Deferred final : public DeferredEnvelope {
+ public:
+  Deferred(Bytes b, std::atomic<int>* off_thread, bool fail = false)
+      : b_(std::move(b)),
+        off_thread_(off_thread),
+        fail_(fail),
+        sender_(std::this_thread::get_id()) {}
+  Bytes bytes() override {
+    if (std::this_thread::get_id() != sender_) ++*off_thread_;
+    if (fail_) throw std::runtime_error("envelope: value out of range: priority");
+    return b_;
+  }
+
+ private:
+  Bytes b_;
+  std::atomic<int>* off_thread_;
+  bool fail_;
+  std::thread::id sender_;
+};
+
+}  // namespace
+
+// Deferred envelopes (the signed send path) are encoded by the writer thread, not the sender,
+// and keep their place among plain ones; one that fails to encode is not stored, is counted and
+// reported, and does not take its batch down.
+TEST_F(BatchWriterTest, DeferredEnvelopesAreEncodedByTheWriterInOrder) {
+  std::vector<std::string> errors;
+  std::mutex mu;
+  BatchWriter w(*store_, [&](const std::string& e) {
+    std::lock_guard lock(mu);
+    errors.push_back(e);
+  });
+  std::atomic<int> off_thread{0};
+  for (int i = 0; i < 3000; ++i) {
+    if (i % 3 == 0) {
+      w.push(id_, 3, msg(i));
+    } else {
+      w.push(id_, 3, std::make_unique<Deferred>(msg(i), &off_thread, /*fail=*/i == 1000));
+    }
+  }
+  w.flush();
+  EXPECT_EQ(off_thread.load(), 2000);  // every deferred one, none on this thread
+  EXPECT_EQ(w.failed(), 1u);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("encoding it failed"), std::string::npos) << errors[0];
+  EXPECT_EQ(store_->message_count(id_), 2999u);
+  for (int i = 0; i < 3000; ++i) {
+    if (i == 1000) continue;
+    auto m = store_->take_first(id_);
+    ASSERT_TRUE(m);
+    ASSERT_EQ(m->envelope, msg(i)) << "out of order at " << i;
+  }
+}
+
+// The durable form: committed on return, an encoding failure thrown to that sender only.
+TEST_F(BatchWriterTest, DeferredPushAndWaitIsDurableOnReturnAndThrowsItsFailure) {
+  BatchWriter w(*store_, nullptr, /*durable=*/true);
+  std::atomic<int> off_thread{0};
+  w.push_and_wait(id_, 3, std::make_unique<Deferred>(msg(1), &off_thread));
+  EXPECT_EQ(store_->message_count(id_), 1u);  // visible on return, no flush needed
+  try {
+    w.push_and_wait(id_, 3, std::make_unique<Deferred>(msg(2), &off_thread, /*fail=*/true));
+    ADD_FAILURE() << "no error";
+  } catch (const mqsec::Error& err) {
+    EXPECT_EQ(err.code(), MQ_ERROR_MESSAGE_STORAGE_FAILED);
+  }
+  w.push_and_wait(id_, 3, std::make_unique<Deferred>(msg(3), &off_thread));
+  EXPECT_EQ(off_thread.load(), 3);
+  EXPECT_EQ(store_->message_count(id_), 2u);
+  EXPECT_EQ(store_->take_first(id_)->envelope, msg(1));
+  EXPECT_EQ(store_->take_first(id_)->envelope, msg(3));
 }

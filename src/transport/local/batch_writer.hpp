@@ -18,6 +18,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <mutex>
 #include <span>
@@ -46,6 +47,11 @@ class BatchWriter {
   // a batch is being written share the next fsync). Throws mqsec::Error
   // (MQ_ERROR_MESSAGE_STORAGE_FAILED, MQ_ERROR_QUEUE_NOT_FOUND, ...) when it was not stored.
   void push_and_wait(int64_t queue_id, int priority, Bytes envelope);
+  // The same for an envelope the writer thread encodes (DeferredEnvelope::bytes(), called
+  // unlocked just before the commit). One that fails to encode is not stored and counts as a
+  // failed message (push: on_error; push_and_wait: thrown, MQ_ERROR_MESSAGE_STORAGE_FAILED).
+  void push(int64_t queue_id, int priority, std::unique_ptr<DeferredEnvelope> envelope);
+  void push_and_wait(int64_t queue_id, int priority, std::unique_ptr<DeferredEnvelope> envelope);
   // push() and push_and_wait() for several messages of one queue, in order, with one lock and
   // one wake-up: the writer finds them together and commits them in one transaction (unless
   // more than kMaxPending are queued; then they are committed in several). The envelopes are
@@ -73,6 +79,11 @@ class BatchWriter {
   // Queues `messages` (lock held; waits for room); the ticket of the last one.
   uint64_t enqueue_locked(std::unique_lock<std::mutex>& lock, int64_t queue_id,
                           std::span<Outbound> messages);
+  // Queues one message (lock held; waits for room); its ticket.
+  uint64_t enqueue_one_locked(std::unique_lock<std::mutex>& lock, int64_t queue_id, int priority,
+                              Bytes envelope, std::unique_ptr<DeferredEnvelope> deferred);
+  // Waits for `ticket` (lock held) and throws its failure, if any.
+  void wait_for_locked(std::unique_lock<std::mutex>& lock, uint64_t ticket);
 
   Store& store_;
   mutable std::mutex mu_;
@@ -82,10 +93,18 @@ class BatchWriter {
   int waiters_ = 0;  // threads in flush()/push_and_wait(): commit at once
   bool stop_ = false;
   bool running_ = false;
+  bool asleep_ = false;            // the writer waits untimed: a push must wake it
   std::thread* thread_ = nullptr;  // a pointer so a forked child can drop the parent's thread
   std::function<void(const std::string&)> on_error_;
   bool durable_;
-  std::vector<uint64_t> tickets_;                                 // ticket of each pending_ entry
+  std::vector<uint64_t> tickets_;  // ticket of each pending_ entry
+  // Entries of pending_ still to be encoded: (index in pending_, its envelope).
+  std::vector<std::pair<size_t, std::unique_ptr<DeferredEnvelope>>> deferred_;
+  // Deferred envelopes already encoded, handed back so that deferred pushes free them (two per
+  // push) on a sending thread: freed here, their many small blocks landed in the senders'
+  // malloc arena's fast bins, which the next 1 KiB body allocation then consolidated
+  // (profiled: malloc_consolidate under parse_send).
+  std::vector<std::unique_ptr<DeferredEnvelope>> encoded_;
   std::map<uint64_t, std::pair<int32_t, std::string>> failures_;  // ticket -> HRESULT, reason
 };
 

@@ -80,6 +80,17 @@ void LocalQueue::send(int priority, Bytes envelope, Delivery delivery) {
   }
 }
 
+void LocalQueue::send_deferred(int priority, std::unique_ptr<DeferredEnvelope> envelope,
+                               Delivery delivery) {
+  Bound b = bound();
+  if (delivery == Delivery::Express) {
+    b.express->push(id_, priority, std::move(envelope));
+  } else {
+    b.express->flush();  // keep this sender's arrival order
+    b.recoverable->push_and_wait(id_, priority, std::move(envelope));
+  }
+}
+
 std::vector<std::exception_ptr> LocalQueue::send_batch(std::span<Outbound> messages,
                                                        Delivery delivery) {
   Bound b = bound();

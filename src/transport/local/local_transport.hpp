@@ -69,6 +69,10 @@ class LocalQueue final : public QueueTransport {
       : stores_(stores), dir_(std::move(dir)), name_(std::move(name)), id_(id) {}
 
   void send(int priority, Bytes envelope, Delivery delivery) override;
+  // Encoded by the writer thread that stores it (express: after the call returns; recoverable:
+  // before it returns, the sender waiting for the durable commit as with send()).
+  void send_deferred(int priority, std::unique_ptr<DeferredEnvelope> envelope,
+                     Delivery delivery) override;
   // Express: all of them to the express writer at once (one transaction, unless it holds more
   // than BatchWriter::kMaxPending). Recoverable: after this process's express messages, one
   // durable transaction (group commit), on disk on return.
