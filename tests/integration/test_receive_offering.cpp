@@ -109,6 +109,16 @@ TEST_F(ReceiveOffering, BeginIsExclusivePerQueueAndMessageUntilEnded) {
 }
 
 TEST_F(ReceiveOffering, AReceiveSkipsTheMessageAnotherThreadIsOffering) {
+  // A queue with a journal: its receives do not take claims (queue.cpp; a plain queue's
+  // receivers share this process's claimed messages instead), they read the queue's head.
+  {
+    QUEUEPROPID jid[1] = {PROPID_Q_JOURNAL};
+    MQPROPVARIANT jv[1];
+    jv[0].vt = VT_UI1;
+    jv[0].bVal = MQ_JOURNAL;
+    MQQUEUEPROPS jp{1, jid, jv, nullptr};
+    ASSERT_HR(MQ_OK, MQSetQueueProperties(format_.c_str(), &jp));
+  }
   QUEUEHANDLE s = open(MQ_SEND_ACCESS);
   ASSERT_HR(MQ_OK, send(s, "first"));
   ASSERT_HR(MQ_OK, send(s, "second"));
