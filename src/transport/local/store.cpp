@@ -916,6 +916,7 @@ void Store::delete_queue(std::string_view name_in) {
       if (rc != SQLITE_DONE) fail(rc, "delete queue");
     }
   }
+  for (const int64_t each : ids) ready_.erase(each);
   tx.commit();
 }
 
@@ -995,6 +996,7 @@ size_t Store::purge(int64_t queue_id) {
     bind_int(st_->delete_queue_claims, 1, queue_id, "purge queue");
     step_changes(st_->delete_queue_claims, "purge queue");
   }
+  ready_.erase(queue_id);  // what this process claimed is gone
   tx.commit();
   return static_cast<size_t>(n);
 }
