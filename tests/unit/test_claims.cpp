@@ -64,7 +64,8 @@ class Claims : public ::testing::Test {
       Store s(dir_);  // its own connection: a claim owner is a process
       auto first = s.claim_next(q_, 16, lease);
       auto second = s.claim_next(q_, 16, lease);
-      if (first && second && text(first->envelope) == "m0" && deliver(s, *first) == Removal::Removed) {
+      if (first && second && text(first->envelope) == "m0" &&
+          deliver(s, *first) == Removal::Removed) {
         (void)!::write(ready, "r", 1);
         char c = 0;
         if (::read(go, &c, 1) == 1) {
