@@ -471,6 +471,8 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
     // A message skipped because another thread offered it may stay (that thread's buffer was
     // too small): look again soon, its staying changes no version.
     if (skipped) wait = std::min(wait, std::chrono::milliseconds(2));
+    // Messages another process claimed come back without a commit when its lease runs out.
+    if (claims) wait = std::min(wait, std::chrono::milliseconds(250));
     skipped = false;
     if (stop.stop_possible()) wait = std::min(wait, kCancelLatency);
     transport_->wait_for_change(seen, wait);

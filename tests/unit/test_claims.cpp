@@ -7,6 +7,7 @@
 #include "src/transport/local/store.hpp"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -86,6 +87,23 @@ class Claims : public ::testing::Test {
       got.push_back(text(m->envelope));
     }
     return got;
+  }
+
+  // Rows of the claims table (read with a separate connection).
+  int sql_count() {
+    sqlite3* db = nullptr;
+    int n = -1;
+    if (sqlite3_open_v2((dir_ / "mqsec.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT count(*) FROM claims", -1, &st, nullptr) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int(st, 0);
+      }
+      sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
   }
 
   static constexpr int kMessages = 20;
@@ -210,6 +228,19 @@ TEST_F(Claims, ReleasedClaimsAreTakenByAnotherProcessAtOnce) {
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(Claims, AQueueDeletedWhileClaimedDeliversNothingMore) {
+  Store s(dir_);
+  auto m0 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m0);
+  auto m1 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m1);
+  ASSERT_EQ(deliver(s, *m0), Removal::Removed);
+  s.delete_queue("claimed");
+  EXPECT_EQ(deliver(s, *m1), Removal::Gone);
+  EXPECT_FALSE(s.claim_next(q_, 16, 60s));
+  EXPECT_EQ(sql_count(), 0) << "no claim outlives its queue";
 }
 
 }  // namespace
