@@ -40,8 +40,8 @@ class Store {
   // REAL uid and not be writable by group or others, else Error(MQ_ERROR_ACCESS_DENIED, text
   // naming the owner and how to share queues between users). Files are opened and created
   // with the thread's real uid/gid as file-system ids (an impersonating thread's effective
-  // ids are not used), without following symbolic links. A schema v1, v2 or v3 store is migrated to
-  // v4. Throws Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason) when the store can't be opened, or its
+  // ids are not used), without following symbolic links. A schema v1 to v4 store is migrated to
+  // v6. Throws Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason) when the store can't be opened, or its
   // schema is newer than this code understands.
   explicit Store(const std::filesystem::path& dir);
   ~Store();
