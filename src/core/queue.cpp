@@ -34,6 +34,11 @@
 namespace mqsec::core {
 namespace {
 
+// Claimed receives (docs/performance.md, "Claimed receives"): how many messages one write
+// transaction claims, and how long another process leaves them alone while this one lives.
+constexpr size_t kClaimBatch = 16;
+constexpr std::chrono::milliseconds kClaimLease{2000};
+
 // Opens (creating it with mode 0600) <store>/locks/<id>.lock without following links, as the
 // process's user (store files never belong to an impersonated user).
 int open_lock_file(const std::filesystem::path& store_dir, int64_t queue_id) {
@@ -246,6 +251,13 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
 }
 
 Queue::~Queue() {
+  if (local_ && !offer_key_.empty()) {
+    try {
+      local_->release_claims();  // what this process claimed goes back to the queue now
+    } catch (const Error&) {
+      // Released when the lease runs out (docs/performance.md, "Claimed receives").
+    }
+  }
   if (lock_fd_ >= 0) close(lock_fd_);
 }
 
@@ -446,14 +458,21 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
   std::unique_lock<std::mutex> cursor_lock;
   if (cursor) cursor_lock = std::unique_lock(cursor->mu);
   bool advance = action == Action::PeekNext;
+  // Claimed receives (docs/performance.md, "Claimed receives"): the plain receive of a
+  // non-transactional local queue without a journal takes the next message this process
+  // claimed; every other receive reads the queue as before (and cannot take what another
+  // process claimed).
+  const bool claims = take && !cursor && tx == nullptr && local_ && remote_machine_.empty() &&
+                      !transactional_ && !system_ && !queue_journal_ && !offer_key_.empty();
   // A receive without a cursor skips what another thread of this process is offering now
   // (offering.hpp); `offered` holds the mark of the message this thread offers.
   Offering* const offering =
-      take && !cursor && !offer_key_.empty() ? &runtime().offering() : nullptr;
+      take && !cursor && !offer_key_.empty() && !claims ? &runtime().offering() : nullptr;
   Offering::Guard offered;
   bool skipped = false;
   auto candidate = [&]() -> std::optional<transport::StoredMessage> {
     offered.release();
+    if (claims) return local_->claim_next(kClaimBatch, kClaimLease);
     if (offering) {
       auto m = transport_->first();
       while (m && !offering->begin(offer_key_, m->seq)) {
@@ -488,8 +507,13 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
         cursor->seq = m->seq;
         advance = false;
       }
-      std::optional<HRESULT> hr = offer(*m, take, deliver, tx);
-      if (!hr) continue;
+      std::optional<HRESULT> hr = offer(*m, take, deliver, tx, claims);
+      if (!hr) {
+        // Not deliverable any more: a cursor moves past it (a message another process claimed
+        // stays in the queue until that process deletes it).
+        advance = cursor != nullptr;
+        continue;
+      }
       return *hr;
     }
     if (stop.stop_requested()) {
@@ -504,6 +528,8 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
     // A message skipped because another thread offered it may stay (that thread's buffer was
     // too small): look again soon, its staying changes no version.
     if (skipped) wait = std::min(wait, std::chrono::milliseconds(2));
+    // Messages another process claimed come back without a commit when its lease runs out.
+    if (claims) wait = std::min(wait, std::chrono::milliseconds(250));
     skipped = false;
     if (stop.stop_possible()) wait = std::min(wait, kCancelLatency);
     transport_->wait_for_change(seen, wait);
@@ -511,7 +537,7 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
 }
 
 std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take,
-                                    const Deliver& deliver, Transaction* tx) {
+                                    const Deliver& deliver, Transaction* tx, bool claimed) {
   Checked c =
       check_message(policy_, verify_name_, m.priority, m.envelope,
                     [this](std::span<const uint8_t> id) { return transport_->was_delivered(id); });
@@ -534,7 +560,10 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
   const std::span<const uint8_t> msg_id(e.msg_id.data(), e.msg_id.size());
   const HRESULT hr = deliver(Delivered{&e, &vd, m.arrived, static_cast<uint64_t>(m.seq),
                                        dead_letter_ ? int{dead_letter_class(e, now)} : -1});
-  if (FAILED(hr)) return hr;  // buffers too small: the message stays
+  if (FAILED(hr)) {
+    if (claimed) local_->unclaim(m);  // the next receive of this process returns it
+    return hr;                        // buffers too small: the message stays
+  }
   if (take) {
     const int64_t sent =
         static_cast<int64_t>(std::min<uint64_t>(e.sent_time, static_cast<uint64_t>(INT64_MAX)));
@@ -546,10 +575,14 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
       // In a transaction the row waits in its holding queue (holding.hpp), journaled at commit.
       holding = tx != nullptr ? tx->holding_for(*local_, /*move=*/false) : 0;
       const int64_t into = holding != 0 ? holding : journal;
-      removal = into != 0 ? local_->remove_delivered_to_journal(m.seq, msg_id, sent,
-                                                                policy_.replay_window_seconds, into)
-                          : transport_->remove_delivered(m.seq, msg_id, sent,
-                                                         policy_.replay_window_seconds);
+      if (into != 0) {
+        removal = local_->remove_delivered_to_journal(m.seq, msg_id, sent,
+                                                      policy_.replay_window_seconds, into);
+      } else if (claimed) {
+        removal = local_->deliver_claimed(m.seq, msg_id, sent, policy_.replay_window_seconds);
+      } else {
+        removal = transport_->remove_delivered(m.seq, msg_id, sent, policy_.replay_window_seconds);
+      }
     } catch (const Error& ex) {
       if (remote_machine_.empty()) throw;
       // Remote read: the message is here, but the removal on its machine was not

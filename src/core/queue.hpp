@@ -189,8 +189,9 @@ class Queue {
               const Refusal& refusal, bool removed = false);
   // Verifies `m` and offers it to `deliver`, taking it when `take`. nullopt: the message is
   // not deliverable any more (rejected, or another receiver took it); else deliver's result.
+  // `claimed`: m came from LocalQueue::claim_next (a claimed receive).
   std::optional<HRESULT> offer(const transport::StoredMessage& m, bool take, const Deliver& deliver,
-                               Transaction* tx = nullptr);
+                               Transaction* tx = nullptr, bool claimed = false);
   // The journal queue a receive of `e` keeps it in (journal.hpp); 0: none.
   int64_t journal_for(const security::Envelope& e, bool from_here);
   // MQ_ERROR_TRANSACTION_USAGE unless a receive in a transaction may take from this queue.

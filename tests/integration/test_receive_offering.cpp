@@ -87,7 +87,9 @@ class ReceiveOffering : public ::testing::Test {
 };
 
 TEST_F(ReceiveOffering, BeginIsExclusivePerQueueAndMessageUntilEnded) {
-  mqsec::core::Offering o;
+  // Never destroyed: its mutex stays registered with the fork handlers (pkcs11::
+  // register_fork_mutex), which a later fork() of this test program would lock.
+  mqsec::core::Offering& o = *new mqsec::core::Offering;
   EXPECT_TRUE(o.begin("a", 1));
   EXPECT_FALSE(o.begin("a", 1));
   EXPECT_TRUE(o.begin("a", 2));
@@ -109,6 +111,16 @@ TEST_F(ReceiveOffering, BeginIsExclusivePerQueueAndMessageUntilEnded) {
 }
 
 TEST_F(ReceiveOffering, AReceiveSkipsTheMessageAnotherThreadIsOffering) {
+  // A queue with a journal: its receives do not take claims (queue.cpp; a plain queue's
+  // receivers share this process's claimed messages instead), they read the queue's head.
+  {
+    QUEUEPROPID jid[1] = {PROPID_Q_JOURNAL};
+    MQPROPVARIANT jv[1];
+    jv[0].vt = VT_UI1;
+    jv[0].bVal = MQ_JOURNAL;
+    MQQUEUEPROPS jp{1, jid, jv, nullptr};
+    ASSERT_HR(MQ_OK, MQSetQueueProperties(format_.c_str(), &jp));
+  }
   QUEUEHANDLE s = open(MQ_SEND_ACCESS);
   ASSERT_HR(MQ_OK, send(s, "first"));
   ASSERT_HR(MQ_OK, send(s, "second"));
@@ -170,6 +182,90 @@ TEST_F(ReceiveOffering, ThreadsOfOneProcessReceiveEachMessageExactlyOnce) {
   EXPECT_EQ(0, errors.load());
   EXPECT_EQ(static_cast<size_t>(kMessages), seen.size());
   for (const auto& [body, n] : seen) EXPECT_EQ(1, n) << body;
+}
+
+// Claimed receives (docs/performance.md, "Claimed receives"): a forked child is a claim owner
+// of its own. It does not return what its parent claimed, and what it returned before it died
+// (deleted later, from its delivery log) is never returned to the parent.
+TEST_F(ReceiveOffering, AForkedChildDoesNotInheritItsParentsClaims) {
+  constexpr int kMessages = 20;
+  QUEUEHANDLE s = open(MQ_SEND_ACCESS);
+  for (int i = 0; i < kMessages; ++i) ASSERT_HR(MQ_OK, send(s, "m" + std::to_string(i)));
+  MQCloseQueue(s);
+  QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);
+  HRESULT hr = MQ_OK;
+  std::map<std::string, int> seen;
+  ++seen[receive(r, 0, &hr)];  // claims a batch
+  ASSERT_HR(MQ_OK, hr);
+  int fds[2];
+  ASSERT_EQ(0, pipe(fds));
+  const pid_t pid = fork();
+  ASSERT_NE(-1, pid);
+  if (pid == 0) {
+    close(fds[0]);
+    for (;;) {
+      HRESULT chr = MQ_OK;
+      std::string body = receive(r, 0, &chr);
+      if (FAILED(chr)) _exit(chr == MQ_ERROR_IO_TIMEOUT ? 0 : 1);
+      body += '\n';
+      if (write(fds[1], body.data(), body.size()) != static_cast<ssize_t>(body.size())) _exit(2);
+    }
+  }
+  close(fds[1]);
+  std::string from_child;
+  char buf[256];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) from_child.append(buf, n);
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(0, WEXITSTATUS(status));
+  size_t child_count = 0;
+  for (size_t at = 0, nl; (nl = from_child.find('\n', at)) != std::string::npos; at = nl + 1) {
+    ++seen[from_child.substr(at, nl - at)];
+    ++child_count;
+  }
+  EXPECT_GT(child_count, 0u) << "the child received nothing";
+  EXPECT_LT(child_count, static_cast<size_t>(kMessages - 1))
+      << "the child received what its parent had claimed";
+  for (;;) {
+    std::string body = receive(r, 0, &hr);
+    if (FAILED(hr)) break;
+    ++seen[body];
+  }
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, hr);
+  EXPECT_EQ(static_cast<size_t>(kMessages), seen.size());
+  for (const auto& [body, n] : seen) EXPECT_EQ(1, n) << body;
+  MQCloseQueue(r);
+}
+
+// A claimed message that expires (PROPID_M_TIME_TO_BE_RECEIVED) before this process returns it
+// is taken out as expired, not delivered.
+TEST_F(ReceiveOffering, AClaimedMessageThatExpiresIsNotDelivered) {
+  QUEUEHANDLE s = open(MQ_SEND_ACCESS);
+  ASSERT_HR(MQ_OK, send(s, "first"));
+  {
+    std::string body = "expires";
+    MSGPROPID id[2] = {PROPID_M_BODY, PROPID_M_TIME_TO_BE_RECEIVED};
+    MQPROPVARIANT v[2];
+    v[0].vt = VT_UI1 | VT_VECTOR;
+    v[0].caub.pElems = reinterpret_cast<UCHAR*>(body.data());
+    v[0].caub.cElems = static_cast<ULONG>(body.size());
+    v[1].vt = VT_UI4;
+    v[1].ulVal = 1;
+    MQMSGPROPS p{2, id, v, nullptr};
+    ASSERT_HR(MQ_OK, MQSendMessage(s, &p, MQ_NO_TRANSACTION));
+  }
+  MQCloseQueue(s);
+  QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);
+  HRESULT hr = MQ_OK;
+  EXPECT_EQ("first", receive(r, 0, &hr));  // claims both
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  EXPECT_EQ("", receive(r, 0, &hr));
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, hr);
+  auto* store = &mqsec::core::runtime().stores().store_at(SoftHsmEnv::instance().dir() / "store");
+  EXPECT_EQ(0u, store->message_count(store->find_queue(name_)->id)) << "expired, taken out";
+  MQCloseQueue(r);
 }
 
 }  // namespace

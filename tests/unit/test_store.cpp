@@ -1016,7 +1016,7 @@ TEST_F(StoreTest, SchemaV1StoreIsMigrated) {
       "INSERT INTO certificates VALUES(zeroblob(32), X'01', X'0203', 0, 1);");
   ::chmod((dir_ / "mqsec.db").c_str(), 0600);
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 5);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 6);
   auto q = s.find_queue("old");
   ASSERT_TRUE(q.has_value());
   // v5: no security descriptor stored (the default applies, core/queue_security.hpp).
@@ -1319,7 +1319,7 @@ TEST_F(StoreTest, SchemaV2StoreIsMigratedToV3) {
       " ALTER TABLE queues DROP COLUMN modified;"
       " DELETE FROM schema_version; INSERT INTO schema_version VALUES(2);");
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 5);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 6);
   EXPECT_EQ(sql_int(dir_ / "mqsec.db",
                     "SELECT count(*) FROM sqlite_master WHERE name IN ('arrived', 'arrived_time')"),
             2);
@@ -1348,7 +1348,7 @@ TEST_F(StoreTest, SchemaV3StoreIsMigratedToV4) {
       " ALTER TABLE queues DROP COLUMN multicast; ALTER TABLE queues DROP COLUMN modified;"
       " DELETE FROM schema_version; INSERT INTO schema_version VALUES(3);");
   Store s(dir_);
-  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 5);
+  EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT max(version) FROM schema_version"), 6);
   auto q = s.find_queue("keep");
   ASSERT_TRUE(q.has_value());
   EXPECT_EQ(s.first(q->id)->envelope, bytes("kept"));

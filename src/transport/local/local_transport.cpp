@@ -120,6 +120,19 @@ std::optional<StoredMessage> LocalQueue::get(int64_t seq) { return bound().store
 
 size_t LocalQueue::purge() { return bound().store->purge(id_); }
 
+std::optional<StoredMessage> LocalQueue::claim_next(size_t batch, std::chrono::milliseconds lease) {
+  return bound().store->claim_next(id_, batch, lease);
+}
+
+void LocalQueue::unclaim(StoredMessage m) { bound().store->unclaim(std::move(m)); }
+
+Removal LocalQueue::deliver_claimed(int64_t seq, std::span<const uint8_t> msg_id, int64_t sent_time,
+                                    int64_t window_seconds) {
+  return bound().store->deliver_claimed(id_, seq, msg_id, sent_time, window_seconds);
+}
+
+void LocalQueue::release_claims() { bound().store->release_claims(id_); }
+
 bool LocalQueue::remove(int64_t seq) { return bound().store->remove(id_, seq); }
 
 Removal LocalQueue::remove_delivered(int64_t seq, std::span<const uint8_t> msg_id,

@@ -40,7 +40,15 @@ namespace {
 // sanitized priority. v3 (issue 10): arrived (message ids that arrived from other machines, per
 // queue, for removing the broker's duplicates). v4 (issue 13): MSMQ's other queue properties
 // (journal, quotas, base priority, privacy level, type, multicast address, modify time).
-constexpr int kSchemaVersion = 5;
+// v6 (issue 14): claims (claimed receives, delivery_log.hpp).
+constexpr int kSchemaVersion = 6;
+
+// Milliseconds since the epoch: claim leases (compared between processes).
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 // The priority receive order and cursors use: the column when it is an integer 0..7, else
 // kMalformedPriority (-1). One expression everywhere (and in the index), so that (priority,
@@ -343,6 +351,16 @@ struct Store::Statements {
   sqlite3_stmt* prune_rejections_age = nullptr;
   sqlite3_stmt* prune_rejections_count = nullptr;
   sqlite3_stmt* prune_rejections_bytes = nullptr;
+  // Claimed receives (claim_next, deliver_claimed).
+  sqlite3_stmt* claim_candidates = nullptr;
+  sqlite3_stmt* insert_claim = nullptr;
+  sqlite3_stmt* claim_held = nullptr;
+  sqlite3_stmt* higher_unclaimed = nullptr;
+  sqlite3_stmt* claim_owners = nullptr;
+  sqlite3_stmt* delete_claimed = nullptr;
+  sqlite3_stmt* drop_claim = nullptr;
+  sqlite3_stmt* release_owner = nullptr;
+  sqlite3_stmt* delete_queue_claims = nullptr;
 
   using Member = sqlite3_stmt* Statements::*;
   // Every statement but the transaction ones, with its SQL: prepared together once the schema
@@ -414,10 +432,34 @@ struct Store::Statements {
         {&Statements::get_any, std::string(kMsgCols) + "WHERE seq = ?1"},
         {&Statements::scan_after, std::string(kMsgCols) + "WHERE seq > ?1 ORDER BY seq LIMIT ?2"},
         {&Statements::queue_name, "SELECT name FROM queues WHERE id = ?1"},
-        {&Statements::remove, "DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2"},
+        // A message another process claimed is not this process's to take (?3: this owner).
+        {&Statements::remove,
+         "DELETE FROM messages WHERE queue_id = ?1 AND seq = ?2"
+         " AND NOT EXISTS (SELECT 1 FROM claims WHERE seq = ?2 AND owner <> ?3)"},
         {&Statements::move_message,
          "UPDATE messages SET queue_id = ?3 WHERE queue_id = ?1 AND seq = ?2"
-         " AND EXISTS (SELECT 1 FROM queues WHERE id = ?3)"},
+         " AND EXISTS (SELECT 1 FROM queues WHERE id = ?3)"
+         " AND NOT EXISTS (SELECT 1 FROM claims WHERE seq = ?2 AND owner <> ?4)"},
+        {&Statements::claim_candidates,
+         std::string(kMsgCols) +
+             "WHERE queue_id = ?1 AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.seq ="
+             " messages.seq) ORDER BY " MQSEC_PRIO " DESC, seq LIMIT ?2"},
+        {&Statements::insert_claim,
+         "INSERT INTO claims(seq, queue_id, owner, until) VALUES(?1, ?2, ?3, ?4)"},
+        {&Statements::claim_held,
+         "SELECT 1 FROM claims c JOIN messages m ON m.seq = c.seq WHERE c.seq = ?1 AND"
+         " c.owner = ?2"},
+        {&Statements::higher_unclaimed,
+         "SELECT 1 FROM messages WHERE queue_id = ?1 AND " MQSEC_PRIO
+         " > ?2 AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.seq = messages.seq) LIMIT 1"},
+        {&Statements::claim_owners,
+         "SELECT owner, min(until) FROM claims WHERE queue_id = ?1 AND owner <> ?2 GROUP BY owner"},
+        {&Statements::delete_claimed,
+         "DELETE FROM messages WHERE seq = ?1 AND EXISTS (SELECT 1 FROM claims WHERE seq = ?1"
+         " AND owner = ?2)"},
+        {&Statements::drop_claim, "DELETE FROM claims WHERE seq = ?1"},
+        {&Statements::release_owner, "DELETE FROM claims WHERE owner = ?1 AND until < ?2"},
+        {&Statements::delete_queue_claims, "DELETE FROM claims WHERE queue_id = ?1"},
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
         {&Statements::bytes,
          "SELECT coalesce(sum(length(envelope)), 0) FROM messages WHERE queue_id = ?1"},
@@ -499,7 +541,7 @@ class Store::Tx {
   bool committed_ = false;
 };
 
-Store::Store(const std::filesystem::path& dir) {
+Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_of(::getpid())) {
   const std::filesystem::path db_path = dir / "mqsec.db";
   // The files (database, -wal, -shm) are opened here, as the process's user; the connection
   // keeps them open afterwards.
@@ -740,6 +782,21 @@ void Store::migrate_locked(int64_t from_version) {
         "INSERT INTO schema_version(version) VALUES(5);",
         "migrating the store to schema version 5");
   }
+  if (from_version < 6) {
+    exec(
+        // Claimed receives (delivery_log.hpp): seq is claimed by owner ("<pid>:<start time>")
+        // until `until` (ms since the epoch, the lease).
+        "CREATE TABLE IF NOT EXISTS claims("
+        " seq INTEGER PRIMARY KEY,"
+        " queue_id INTEGER NOT NULL,"
+        " owner TEXT NOT NULL,"
+        " until INTEGER NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS claims_queue ON claims(queue_id, owner);"
+        "CREATE INDEX IF NOT EXISTS claims_owner ON claims(owner);"
+        "DELETE FROM schema_version;"
+        "INSERT INTO schema_version(version) VALUES(6);",
+        "migrating the store to schema version 6");
+  }
 }
 
 void Store::read_signers(QueueInfo& q) {
@@ -871,6 +928,7 @@ std::optional<Bytes> Store::queue_security(int64_t queue_id) {
 
 void Store::set_queue_security(int64_t queue_id, std::span<const uint8_t> security) {
   std::lock_guard lock(mu_);
+  settle_locked();
   Tx tx(*this, true);
   {
     std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> st(
@@ -919,7 +977,8 @@ void Store::delete_queue(std::string_view name_in, std::string_view companion) {
       sqlite3_finalize);
   for (const int64_t each : ids) {
     for (sqlite3_stmt* st :
-         {delete_security.get(), st_->delete_queue_messages, st_->delete_queue_signers,
+         {delete_security.get(), st_->delete_queue_messages, st_->delete_queue_claims,
+          st_->delete_queue_signers,
           st_->delete_queue_delivered, st_->delete_queue_arrived, st_->delete_queue}) {
       StmtScope scope(st);
       bind_int(st, 1, each, "delete queue");
@@ -927,6 +986,7 @@ void Store::delete_queue(std::string_view name_in, std::string_view companion) {
       if (rc != SQLITE_DONE) fail(rc, "delete queue");
     }
   }
+  for (const int64_t each : ids) ready_.erase(each);
   tx.commit();
 }
 
@@ -947,6 +1007,7 @@ bool Store::has_quota(int64_t queue_id) {
 
 std::optional<uint64_t> Store::quota_room(int64_t queue_id) {
   std::lock_guard lock(mu_);
+  settle_locked();
   const std::optional<int64_t> quota = quota_locked(queue_id);
   if (!quota) return std::nullopt;
   sqlite3_stmt* st = st_->bytes;
@@ -994,11 +1055,18 @@ void Store::update_queue(const QueueInfo& before, const QueueInfo& q) {
 
 size_t Store::purge(int64_t queue_id) {
   std::lock_guard lock(mu_);
+  settle_locked();
   Tx tx(*this, true);
   sqlite3_stmt* st = st_->delete_queue_messages;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "purge queue");
   const int n = step_changes(st, "purge queue");
+  {
+    StmtScope claims(st_->delete_queue_claims);
+    bind_int(st_->delete_queue_claims, 1, queue_id, "purge queue");
+    step_changes(st_->delete_queue_claims, "purge queue");
+  }
+  ready_.erase(queue_id);  // what this process claimed is gone
   tx.commit();
   return static_cast<size_t>(n);
 }
@@ -1129,6 +1197,7 @@ std::optional<StoredMessage> Store::walk(sqlite3_stmt* Statements::*which, int64
                                          std::optional<std::pair<int, int64_t>> from,
                                          const char* what) {
   std::lock_guard lock(mu_);
+  settle_locked();
   sqlite3_stmt* st = (*st_).*which;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, what);
@@ -1158,6 +1227,7 @@ std::optional<StoredMessage> Store::prev_before(int64_t queue_id, int priority, 
 
 std::optional<StoredMessage> Store::get(int64_t queue_id, int64_t seq) {
   std::lock_guard lock(mu_);
+  settle_locked();
   sqlite3_stmt* st = st_->get;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "read message");
@@ -1198,11 +1268,17 @@ bool Store::remove_locked(int64_t queue_id, int64_t seq, const char* what) {
   StmtScope scope(st);
   bind_int(st, 1, queue_id, what);
   bind_int(st, 2, seq, what);
-  return step_changes(st, what) != 0;
+  bind_text(st, 3, owner_, what);
+  if (step_changes(st, what) == 0) return false;
+  StmtScope drop(st_->drop_claim);  // this process's claim of it, if any
+  bind_int(st_->drop_claim, 1, seq, what);
+  step_changes(st_->drop_claim, what);
+  return true;
 }
 
 bool Store::remove(int64_t queue_id, int64_t seq) {
   std::lock_guard lock(mu_);
+  settle_locked();
   Tx tx(*this, false);
   // false: someone else got it first; the Tx rolls back (no-op)
   if (!remove_locked(queue_id, seq, "remove message")) return false;
@@ -1212,13 +1288,20 @@ bool Store::remove(int64_t queue_id, int64_t seq) {
 
 bool Store::move_message(int64_t queue_id, int64_t seq, int64_t to_queue_id) {
   std::lock_guard lock(mu_);
+  settle_locked();
   Tx tx(*this, true);
   sqlite3_stmt* st = st_->move_message;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "move message");
   bind_int(st, 2, seq, "move message");
   bind_int(st, 3, to_queue_id, "move message");
+  bind_text(st, 4, owner_, "move message");
   if (step_changes(st, "move message") == 0) return false;  // gone; the Tx rolls back
+  {
+    StmtScope drop(st_->drop_claim);  // a claim of it does not follow it into the other queue
+    bind_int(st_->drop_claim, 1, seq, "move message");
+    step_changes(st_->drop_claim, "move message");
+  }
   tx.commit();
   return true;
 }
@@ -1226,6 +1309,7 @@ bool Store::move_message(int64_t queue_id, int64_t seq, int64_t to_queue_id) {
 size_t Store::remove_many(int64_t queue_id, std::span<const int64_t> seqs) {
   if (seqs.empty()) return 0;
   std::lock_guard lock(mu_);
+  settle_locked();
   Tx tx(*this, false);
   size_t removed = 0;
   for (int64_t seq : seqs) removed += remove_locked(queue_id, seq, "remove messages") ? 1 : 0;
@@ -1235,6 +1319,7 @@ size_t Store::remove_many(int64_t queue_id, std::span<const int64_t> seqs) {
 
 std::optional<StoredMessage> Store::take_first(int64_t queue_id) {
   std::lock_guard lock(mu_);
+  settle_locked();
   // Peek without the writer lock first: receivers polling an empty queue must not serialise
   // every other process's writes behind them.
   {
@@ -1265,6 +1350,7 @@ Removal Store::remove_delivered(int64_t queue_id, int64_t seq, std::span<const u
                                 int64_t journal_queue_id) {
   const int64_t now = now_seconds();
   std::lock_guard lock(mu_);
+  settle_locked();
   Tx tx(*this, false);
   if (journal_queue_id != 0) {
     // Kept as the journal's copy: the same row, moved (journals, core/journal.hpp).
@@ -1273,7 +1359,11 @@ Removal Store::remove_delivered(int64_t queue_id, int64_t seq, std::span<const u
     bind_int(st, 1, queue_id, "journal message");
     bind_int(st, 2, seq, "journal message");
     bind_int(st, 3, journal_queue_id, "journal message");
+    bind_text(st, 4, owner_, "journal message");
     if (step_changes(st, "journal message") == 0) return Removal::Gone;  // Tx rolls back
+    StmtScope drop(st_->drop_claim);
+    bind_int(st_->drop_claim, 1, seq, "journal message");
+    step_changes(st_->drop_claim, "journal message");
   } else if (!remove_locked(queue_id, seq, "remove message")) {
     return Removal::Gone;  // Tx rolls back
   }
@@ -1285,6 +1375,7 @@ Removal Store::remove_delivered(int64_t queue_id, int64_t seq, std::span<const u
     StmtScope scope(st);
     bind_int(st, 1, journal_queue_id, "unjournal replayed message");
     bind_int(st, 2, seq, "unjournal replayed message");
+    bind_text(st, 3, owner_, "unjournal replayed message");
     step_changes(st, "unjournal replayed message");
   }
   // Forget ids whose messages are older than the window (a signed message that old is
@@ -1300,6 +1391,7 @@ Removal Store::remove_delivered(int64_t queue_id, int64_t seq, std::span<const u
 size_t Store::restore_received(std::span<const Restore> batch) {
   if (batch.empty()) return 0;
   std::lock_guard lock(mu_);
+  settle_locked();
   Tx tx(*this, true);
   using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
   Stmt put(prepare("INSERT INTO messages(seq, queue_id, priority, arrived, envelope)"
@@ -1354,7 +1446,10 @@ size_t Store::settle(std::span<const Append> sends, std::span<const Settle> move
     StmtScope scope(st);
     bind_int(st, 1, m.from_queue_id, "settle message");
     bind_int(st, 2, m.seq, "settle message");
-    if (m.to_queue_id != 0) bind_int(st, 3, m.to_queue_id, "settle message");
+    if (m.to_queue_id != 0) {
+      bind_int(st, 3, m.to_queue_id, "settle message");
+      bind_text(st, 4, owner_, "settle message");  // a row another process claimed stays
+    }
     if (step_changes(st, "settle message") == 0 || m.to_queue_id == 0) continue;
     ++applied;
     if (m.forget_id.empty()) continue;
@@ -1406,6 +1501,12 @@ std::vector<std::pair<int64_t, std::string>> Store::queues_with_prefix(std::stri
 
 bool Store::was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id) {
   std::lock_guard lock(mu_);
+  for (const PendingDelivery& p : pending_) {  // delivered by this process, not yet recorded
+    if (p.queue_id == queue_id &&
+        std::equal(p.msg_id.begin(), p.msg_id.end(), msg_id.begin(), msg_id.end())) {
+      return true;
+    }
+  }
   sqlite3_stmt* st = st_->was_delivered;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "look up delivered message id");
@@ -1415,6 +1516,7 @@ bool Store::was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id) {
 
 size_t Store::message_count(int64_t queue_id) {
   std::lock_guard lock(mu_);
+  settle_locked();
   sqlite3_stmt* st = st_->count;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "count messages");
@@ -1425,6 +1527,7 @@ size_t Store::message_count(int64_t queue_id) {
 
 uint64_t Store::message_bytes(int64_t queue_id) {
   std::lock_guard lock(mu_);
+  settle_locked();
   sqlite3_stmt* st = st_->bytes;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "sum message sizes");
@@ -1564,6 +1667,243 @@ std::optional<Bytes> Store::certificate_sid(std::span<const uint8_t> cert_sha256
   bind_blob(st, 1, cert_sha256, "look up certificate");
   if (!step_row(st, "look up certificate")) return std::nullopt;
   return column_bytes(st, 0);
+}
+
+// Claimed receives (store.hpp, delivery_log.hpp). Every SQLite write here runs in a BEGIN
+// IMMEDIATE transaction of this connection; a log's flock is taken only inside one (by a
+// recoverer) or around a read (by its owner), so no one waits for the writer lock while it
+// holds a log's lock, and a recoverer polls a log's lock instead of waiting for it.
+
+void Store::apply_delivery_locked(const std::string& owner, int64_t queue_id, int64_t seq,
+                                  std::span<const uint8_t> msg_id, int64_t sent_time) {
+  const char* what = "apply delivered messages";
+  bool deleted = false;
+  {
+    sqlite3_stmt* st = st_->delete_claimed;
+    StmtScope scope(st);
+    bind_int(st, 1, seq, what);
+    bind_text(st, 2, owner, what);
+    deleted = step_changes(st, what) != 0;
+  }
+  if (!deleted) return;  // purged or already applied
+  {
+    StmtScope drop(st_->drop_claim);
+    bind_int(st_->drop_claim, 1, seq, what);
+    step_changes(st_->drop_claim, what);
+  }
+  record_id_locked(st_->insert_delivered, queue_id, msg_id, sent_time, what);
+}
+
+void Store::apply_pending_locked() {
+  for (const PendingDelivery& p : pending_) {
+    apply_delivery_locked(owner_, p.queue_id, p.seq, p.msg_id, p.sent_time);
+  }
+  prune_ids_locked(st_->prune_delivered, pending_window_, now_seconds(), last_prune_,
+                   "prune delivered message ids");
+}
+
+void Store::truncate_own_log_locked() {
+  if (!log_) return;
+  log_->lock();
+  try {
+    log_->truncate();
+  } catch (...) {
+    log_->unlock();
+    throw;
+  }
+  log_->unlock();
+}
+
+void Store::settle_locked() {
+  if (pending_.empty()) return;
+  {
+    Tx tx(*this, false);
+    apply_pending_locked();
+    tx.commit();
+  }
+  pending_.clear();
+  truncate_own_log_locked();
+}
+
+void Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<HeldLog>& held) {
+  const char* what = "recover claims";
+  std::vector<std::pair<std::string, int64_t>> owners;
+  {
+    sqlite3_stmt* st = st_->claim_owners;
+    StmtScope scope(st);
+    bind_int(st, 1, queue_id, what);
+    bind_text(st, 2, owner_, what);
+    while (step_row(st, what)) owners.emplace_back(column_text(st, 0), sqlite3_column_int64(st, 1));
+  }
+  for (const auto& [owner, until] : owners) {
+    const bool dead = !claim_owner_alive(owner);
+    if (!dead && until >= now) continue;  // a live owner within its lease
+    auto log = std::make_unique<DeliveryLog>(dir_, owner, /*create=*/false);
+    if (log->is_open()) {
+      // The owner holds its lock only around a read and a write(): a few microseconds, unless
+      // it is stopped; then it is left for another time.
+      if (!log->try_lock(50)) continue;
+      for (const DeliveryRecord& r : log->read_all()) {
+        apply_delivery_locked(owner, r.queue_id, r.seq, r.msg_id, r.sent_time);
+      }
+    } else if (!dead) {
+      continue;  // a live owner creates its log before it claims: never released unapplied
+    }
+    StmtScope scope(st_->release_owner);
+    bind_text(st_->release_owner, 1, owner, what);
+    bind_int(st_->release_owner, 2, dead ? INT64_MAX : now, what);
+    step_changes(st_->release_owner, what);
+    if (log->is_open()) held.push_back({std::move(log), dead});
+  }
+}
+
+void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease) {
+  const char* what = "claim messages";
+  // The log exists before any claim of ours is committed: a recoverer that sees our claims
+  // finds it, and takes its lock before it drops them.
+  if (!log_) log_ = std::make_unique<DeliveryLog>(dir_, owner_, /*create=*/true);
+  const int64_t now = now_ms();
+  std::vector<HeldLog> held;
+  std::deque<StoredMessage> claimed;
+  auto unlock_held = [&held]() noexcept {
+    for (HeldLog& h : held) h.log->unlock();
+  };
+  try {
+    Tx tx(*this, false);
+    apply_pending_locked();
+    recover_owners_locked(queue_id, now, held);
+    {
+      sqlite3_stmt* st = st_->claim_candidates;
+      StmtScope scope(st);
+      bind_int(st, 1, queue_id, what);
+      bind_int(st, 2, static_cast<int64_t>(batch), what);
+      while (auto m = read_message(st, what)) claimed.push_back(std::move(*m));
+    }
+    for (const StoredMessage& m : claimed) {
+      sqlite3_stmt* st = st_->insert_claim;
+      StmtScope scope(st);
+      bind_int(st, 1, m.seq, what);
+      bind_int(st, 2, queue_id, what);
+      bind_text(st, 3, owner_, what);
+      bind_int(st, 4, now + lease.count(), what);
+      step_changes(st, what);
+    }
+    tx.commit();
+  } catch (...) {
+    unlock_held();
+    throw;
+  }
+  // Committed: the logs applied are done with (a dead owner's goes, a live one's is emptied
+  // while we still hold its lock: it appends only after it saw its claim still held).
+  for (HeldLog& h : held) {
+    if (h.dead) {
+      h.log->remove_file();
+    } else {
+      try {
+        h.log->truncate();
+      } catch (const Error&) {
+        // Applying it again later changes nothing: its rows are gone.
+      }
+    }
+  }
+  unlock_held();
+  const bool had_pending = !pending_.empty();
+  pending_.clear();
+  if (had_pending) truncate_own_log_locked();
+  ready_[queue_id] = std::move(claimed);
+}
+
+void Store::release_ready_locked(int64_t queue_id) {
+  auto it = ready_.find(queue_id);
+  if (it == ready_.end() || it->second.empty()) return;
+  Tx tx(*this, false);
+  for (const StoredMessage& m : it->second) {
+    StmtScope drop(st_->drop_claim);
+    bind_int(st_->drop_claim, 1, m.seq, "release claims");
+    step_changes(st_->drop_claim, "release claims");
+  }
+  tx.commit();
+  it->second.clear();
+}
+
+std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
+                                               std::chrono::milliseconds lease) {
+  std::lock_guard lock(mu_);
+  for (int round = 0; round < 2; ++round) {
+    std::deque<StoredMessage>& ready = ready_[queue_id];
+    if (ready.empty()) claim_batch_locked(queue_id, std::max<size_t>(batch, 1), lease);
+    if (ready.empty()) return std::nullopt;
+    if (round == 0 && ready.front().priority < 7) {
+      // Receive order: a message of higher priority that arrived after our claim goes first.
+      sqlite3_stmt* st = st_->higher_unclaimed;
+      StmtScope scope(st);
+      bind_int(st, 1, queue_id, "read first message");
+      bind_int(st, 2, ready.front().priority, "read first message");
+      if (step_row(st, "read first message")) {
+        sqlite3_reset(st);
+        release_ready_locked(queue_id);
+        continue;
+      }
+    }
+    StoredMessage m = std::move(ready.front());
+    ready.pop_front();
+    return m;
+  }
+  return std::nullopt;
+}
+
+void Store::unclaim(StoredMessage m) {
+  std::lock_guard lock(mu_);
+  ready_[m.queue_id].push_front(std::move(m));
+}
+
+Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
+                               int64_t sent_time, int64_t window_seconds) {
+  if (msg_id.size() > kMaxLoggedIdSize) {
+    // Not representable in the log: delivered the old way, one transaction (the claim is
+    // ours, so the removal is allowed).
+    return remove_delivered(queue_id, seq, msg_id, sent_time, window_seconds);
+  }
+  std::unique_lock lock(mu_);
+  if (!log_) return Removal::Gone;  // never claimed anything
+  for (const PendingDelivery& p : pending_) {
+    if (p.queue_id == queue_id &&
+        std::equal(p.msg_id.begin(), p.msg_id.end(), msg_id.begin(), msg_id.end())) {
+      // A copy of a message this process delivered: rejected, never delivered.
+      lock.unlock();
+      return remove(queue_id, seq) ? Removal::Replay : Removal::Gone;
+    }
+  }
+  log_->lock();
+  try {
+    bool held = false;
+    {
+      sqlite3_stmt* st = st_->claim_held;
+      StmtScope scope(st);
+      bind_int(st, 1, seq, "deliver message");
+      bind_text(st, 2, owner_, "deliver message");
+      held = step_row(st, "deliver message");
+    }
+    if (!held) {
+      log_->unlock();
+      return Removal::Gone;
+    }
+    DeliveryRecord r{queue_id, seq, sent_time, Bytes(msg_id.begin(), msg_id.end())};
+    log_->append(r);
+    log_->unlock();
+    pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id)});
+    pending_window_ = window_seconds;
+  } catch (...) {
+    log_->unlock();
+    throw;
+  }
+  return Removal::Removed;
+}
+
+void Store::release_claims(int64_t queue_id) {
+  std::lock_guard lock(mu_);
+  settle_locked();
+  release_ready_locked(queue_id);
 }
 
 }  // namespace mqsec::transport::local

@@ -7,11 +7,14 @@
 
 #include <mqsec/error.hpp>
 
+#include "src/transport/local/delivery_log.hpp"
 #include "src/transport/transport.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,8 +40,8 @@ class Store {
   // REAL uid and not be writable by group or others, else Error(MQ_ERROR_ACCESS_DENIED, text
   // naming the owner and how to share queues between users). Files are opened and created
   // with the thread's real uid/gid as file-system ids (an impersonating thread's effective
-  // ids are not used), without following symbolic links. A schema v1, v2 or v3 store is migrated to
-  // v4. Throws Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason) when the store can't be opened, or its
+  // ids are not used), without following symbolic links. A schema v1 to v4 store is migrated to
+  // v6. Throws Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason) when the store can't be opened, or its
   // schema is newer than this code understands.
   explicit Store(const std::filesystem::path& dir);
   ~Store();
@@ -213,6 +216,32 @@ class Store {
                         std::span<const uint8_t> sid, uint32_t registered_by_uid);
   std::optional<Bytes> certificate_sid(std::span<const uint8_t> cert_sha256);
 
+  // Claimed receives (issue 14; delivery_log.hpp, docs/performance.md "Claimed receives"): the
+  // plain receive path of a non-transactional local queue. claim_next() returns the next
+  // message this process claimed (claiming up to `batch` more, for `lease`, in one write
+  // transaction when it holds none: that transaction also deletes what this process delivered
+  // since the last one, and releases the claims of dead owners and of owners whose lease ran
+  // out, after applying their delivery logs). A message of higher priority than the next
+  // claimed one that arrived meanwhile makes it release its claims and claim again.
+  // nullopt: no unclaimed message.
+  std::optional<StoredMessage> claim_next(int64_t queue_id, size_t batch,
+                                          std::chrono::milliseconds lease);
+  // A claimed message claim_next() returned that was not delivered (the caller's buffers were
+  // too small): the next claim_next() returns it again.
+  void unclaim(StoredMessage m);
+  // Delivery of a claimed message: Removed when this process still holds its claim (then it is
+  // recorded in the delivery log, and deleted with its id recorded as delivered in a later
+  // batch); Gone when the claim was lost (the message was purged, deleted, or its claim
+  // released after the lease); Replay (the row deleted now) when its id was already delivered
+  // from this queue by this process and not yet recorded in the store.
+  Removal deliver_claimed(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
+                          int64_t sent_time, int64_t window_seconds);
+  // Deletes what this process delivered and releases its other claims on the queue (the
+  // queue is closed). Every other method on a queue first does the deleting part, so that
+  // this process never sees a message it already returned.
+  void release_claims(int64_t queue_id);
+  const std::string& claim_owner() const noexcept { return owner_; }
+
  private:
   struct Statements;
   class Tx;
@@ -260,6 +289,39 @@ class Store {
   int64_t last_prune_ = 0;          // when remove_delivered last pruned old delivered ids
   int64_t last_arrived_prune_ = 0;  // when append_unique last pruned old arrived ids
   std::chrono::steady_clock::time_point busy_since_;  // the busy handler's current wait
+
+  // Claimed receives, under mu_ (claim_next).
+  struct PendingDelivery {
+    int64_t queue_id;
+    int64_t seq;
+    int64_t sent_time;
+    Bytes msg_id;
+  };
+  // Deletes every pending delivery inside the caller's write transaction.
+  void apply_pending_locked();
+  // Outside a transaction: applies the pending deliveries (if any) and empties the log.
+  void settle_locked();
+  void truncate_own_log_locked();
+  // Inside the claim transaction: applies the logs of queue_id's claim owners that are dead
+  // or whose lease ran out and drops their claims; the logs stay locked (in `held`) until the
+  // caller committed.
+  struct HeldLog {
+    std::unique_ptr<DeliveryLog> log;
+    bool dead;
+  };
+  void recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
+  void claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease);
+  void release_ready_locked(int64_t queue_id);
+  // Deletes message `seq` (and its claim) when `owner` claims it, recording msg_id as delivered.
+  void apply_delivery_locked(const std::string& owner, int64_t queue_id, int64_t seq,
+                             std::span<const uint8_t> msg_id, int64_t sent_time);
+
+  std::filesystem::path dir_;
+  std::string owner_;  // this process as a claim owner ("<pid>:<start time>")
+  std::unique_ptr<DeliveryLog> log_;
+  std::map<int64_t, std::deque<StoredMessage>> ready_;  // claimed, not yet returned, per queue
+  std::vector<PendingDelivery> pending_;                // returned, not yet deleted (all queues)
+  int64_t pending_window_ = 0;
 };
 
 }  // namespace mqsec::transport::local

@@ -1,0 +1,177 @@
+// Claim owners and delivery logs (delivery_log.hpp).
+#include "src/transport/local/delivery_log.hpp"
+
+#include <mqsec/error.hpp>
+
+#include "src/transport/local/real_ids.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace mqsec::transport::local {
+
+namespace {
+
+constexpr uint32_t kMagic = 0x3147'4C44;  // "DLG1"
+constexpr size_t kRecordSize = 4 + 4 + 8 + 8 + 8 + kMaxLoggedIdSize;
+
+// Field 22 of /proc/<pid>/stat; nullopt when the process does not exist. The command name
+// (field 2) is in parentheses and may contain spaces: fields are counted after its last ')'.
+std::optional<std::string> start_time_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  if (!in) return std::nullopt;
+  std::string line;
+  std::getline(in, line);
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(line.substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) {
+    if (!(fields >> field)) return std::nullopt;
+  }
+  return field;
+}
+
+[[noreturn]] void log_failed(const std::string& what, const std::filesystem::path& path) {
+  throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED,
+              what + " of delivery log " + path.string() + " failed: " + std::strerror(errno));
+}
+
+void put64(uint8_t* p, int64_t v) { std::memcpy(p, &v, 8); }
+int64_t get64(const uint8_t* p) {
+  int64_t v = 0;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+}  // namespace
+
+std::string claim_owner_of(pid_t pid) {
+  return std::to_string(pid) + ":" + start_time_of(pid).value_or("0");
+}
+
+bool claim_owner_alive(const std::string& owner) {
+  const size_t colon = owner.find(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  pid_t pid = 0;
+  for (size_t i = 0; i < colon; ++i) {
+    if (owner[i] < '0' || owner[i] > '9') return false;
+    pid = pid * 10 + (owner[i] - '0');
+  }
+  const std::optional<std::string> start = start_time_of(pid);
+  return start && *start == owner.substr(colon + 1);
+}
+
+std::filesystem::path DeliveryLog::path_of(const std::filesystem::path& dir,
+                                           const std::string& owner) {
+  std::string name = owner;
+  for (char& c : name) {
+    if (c == ':') c = '-';
+  }
+  return dir / "claims" / (name + ".log");
+}
+
+DeliveryLog::DeliveryLog(const std::filesystem::path& dir, const std::string& owner, bool create)
+    : path_(path_of(dir, owner)) {
+  RealFsIds real_ids;  // the store's files belong to the process's user
+  if (create) {
+    if (::mkdir(path_.parent_path().c_str(), 0700) != 0 && errno != EEXIST) {
+      log_failed("creating the directory", path_);
+    }
+  }
+  const int flags = O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+  fd_ = ::open(path_.c_str(), flags, 0600);
+  if (fd_ < 0) {
+    if (!create && errno == ENOENT) return;
+    log_failed("opening", path_);
+  }
+}
+
+DeliveryLog::~DeliveryLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void DeliveryLog::lock() {
+  while (::flock(fd_, LOCK_EX) != 0) {
+    if (errno != EINTR) log_failed("locking", path_);
+  }
+}
+
+bool DeliveryLog::try_lock(int tries) {
+  for (int i = 0; i < tries; ++i) {
+    if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return true;
+    if (errno != EWOULDBLOCK && errno != EINTR) log_failed("locking", path_);
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return false;
+}
+
+void DeliveryLog::unlock() noexcept { (void)::flock(fd_, LOCK_UN); }
+
+void DeliveryLog::append(const DeliveryRecord& r) {
+  if (r.msg_id.size() > kMaxLoggedIdSize) {
+    throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "message id too long for the delivery log");
+  }
+  uint8_t rec[kRecordSize] = {};
+  std::memcpy(rec, &kMagic, 4);
+  const auto len = static_cast<uint32_t>(r.msg_id.size());
+  std::memcpy(rec + 4, &len, 4);
+  put64(rec + 8, r.queue_id);
+  put64(rec + 16, r.seq);
+  put64(rec + 24, r.sent_time);
+  if (len != 0) std::memcpy(rec + 32, r.msg_id.data(), len);
+  for (;;) {
+    const ssize_t n = ::write(fd_, rec, sizeof rec);
+    if (n == static_cast<ssize_t>(sizeof rec)) return;
+    if (n < 0 && errno == EINTR) continue;
+    if (n >= 0) errno = EIO;  // a short write (disk full): the record is not whole
+    log_failed("writing", path_);
+  }
+}
+
+std::vector<DeliveryRecord> DeliveryLog::read_all() {
+  std::vector<DeliveryRecord> out;
+  uint8_t rec[kRecordSize];
+  off_t at = 0;
+  for (;;) {
+    const ssize_t n = ::pread(fd_, rec, sizeof rec, at);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      log_failed("reading", path_);
+    }
+    if (n != static_cast<ssize_t>(sizeof rec)) break;  // end (or a torn tail)
+    at += n;
+    uint32_t magic = 0;
+    uint32_t len = 0;
+    std::memcpy(&magic, rec, 4);
+    std::memcpy(&len, rec + 4, 4);
+    if (magic != kMagic || len > kMaxLoggedIdSize) break;
+    DeliveryRecord r;
+    r.queue_id = get64(rec + 8);
+    r.seq = get64(rec + 16);
+    r.sent_time = get64(rec + 24);
+    r.msg_id.assign(rec + 32, rec + 32 + len);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void DeliveryLog::truncate() {
+  if (::ftruncate(fd_, 0) != 0) log_failed("truncating", path_);
+}
+
+void DeliveryLog::remove_file() noexcept {
+  RealFsIds real_ids;
+  (void)::unlink(path_.c_str());
+}
+
+}  // namespace mqsec::transport::local

@@ -1,0 +1,247 @@
+// Claimed receives of the store (issue 14; src/transport/local/delivery_log.hpp, Store::
+// claim_next/deliver_claimed): another process's claims are skipped and cannot be taken, a dead
+// owner's or a lapsed lease's claims come back after its delivery log was applied (what it
+// returned is never returned again), a purge takes claimed messages away, and this process
+// never sees a message it already returned. Each receiver "process" is a forked child with its
+// own Store (a claim owner is a process).
+#include "src/transport/local/store.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <set>
+#include <string>
+#include <thread>
+
+namespace mqsec::transport::local {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+Bytes bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
+std::string text(const Bytes& b) { return std::string(b.begin(), b.end()); }
+Bytes id_of(const std::string& body) {
+  Bytes id(20, 0);
+  std::memcpy(id.data(), body.data(), std::min<size_t>(body.size(), 20));
+  return id;
+}
+
+class Claims : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "mqsec-claims-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
+    root_ = tmpl;
+    dir_ = root_ / "store";
+    Store s(dir_);
+    QueueInfo q;
+    q.name = "claimed";
+    s.create_queue(q);
+    q_ = s.find_queue("claimed")->id;
+    for (int i = 0; i < kMessages; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  // Delivers a claimed message as the receive path does.
+  Removal deliver(Store& s, const StoredMessage& m) {
+    return s.deliver_claimed(q_, m.seq, id_of(text(m.envelope)), 1, 0);
+  }
+  // A child process that claims (batch 16, lease `lease`), delivers its first message, tells
+  // the parent on `ready`, then waits for a byte on `go`: 'k' kills itself (SIGKILL), 'd' tries
+  // to deliver its second claimed message and exits 0 if that was refused (Gone), 1 if not.
+  pid_t claiming_child(std::chrono::milliseconds lease, int ready, int go) {
+    const pid_t pid = ::fork();
+    if (pid != 0) return pid;
+    int rc = 2;
+    try {
+      Store s(dir_);  // its own connection: a claim owner is a process
+      auto first = s.claim_next(q_, 16, lease);
+      auto second = s.claim_next(q_, 16, lease);
+      if (first && second && text(first->envelope) == "m0" &&
+          deliver(s, *first) == Removal::Removed) {
+        (void)!::write(ready, "r", 1);
+        char c = 0;
+        if (::read(go, &c, 1) == 1) {
+          if (c == 'k') ::raise(SIGKILL);
+          rc = deliver(s, *second) == Removal::Gone ? 0 : 1;
+        }
+      }
+    } catch (...) {
+      rc = 3;
+    }
+    ::_exit(rc);
+  }
+  // Receives everything this process can claim now: the bodies.
+  std::vector<std::string> drain(Store& s) {
+    std::vector<std::string> got;
+    while (auto m = s.claim_next(q_, 16, 60s)) {
+      EXPECT_EQ(deliver(s, *m), Removal::Removed) << text(m->envelope);
+      got.push_back(text(m->envelope));
+    }
+    return got;
+  }
+
+  // Rows of the claims table (read with a separate connection).
+  int sql_count() {
+    sqlite3* db = nullptr;
+    int n = -1;
+    if (sqlite3_open_v2((dir_ / "mqsec.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT count(*) FROM claims", -1, &st, nullptr) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int(st, 0);
+      }
+      sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+  }
+
+  static constexpr int kMessages = 20;
+  fs::path root_, dir_;
+  int64_t q_ = 0;
+};
+
+TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t child = claiming_child(60s, ready[1], go[0]);
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the child did not claim";
+  Store s(dir_);
+  // While it lives: its 16 claims (m0..m15) are skipped, and not takeable another way.
+  std::vector<std::string> got = drain(s);
+  EXPECT_EQ(got, (std::vector<std::string>{"m16", "m17", "m18", "m19"}));
+  auto m1 = s.get(q_, s.first(q_)->seq + 1);  // a peek shows them (m0: returned, not deleted)
+  ASSERT_TRUE(m1);
+  EXPECT_EQ(text(m1->envelope), "m1");
+  EXPECT_EQ(s.remove_delivered(q_, m1->seq, id_of("m1"), 1, 0), Removal::Gone);
+  EXPECT_FALSE(s.remove(q_, m1->seq));
+  EXPECT_EQ(s.message_count(q_), 16u);
+  EXPECT_TRUE(fs::exists(DeliveryLog::path_of(dir_, claim_owner_of(child))));
+  // SIGKILL while it holds 15 claims and one returned message in its log.
+  ASSERT_EQ(::write(go[1], "k", 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  got = drain(s);
+  std::vector<std::string> want;
+  for (int i = 1; i < 16; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(got, want) << "its claims came back, exactly once, in order; m0 never";
+  EXPECT_TRUE(s.was_delivered(q_, id_of("m0")));
+  EXPECT_EQ(s.message_count(q_), 0u);
+  EXPECT_FALSE(fs::exists(DeliveryLog::path_of(dir_, claim_owner_of(child))))
+      << "a dead owner's log is removed once applied";
+}
+
+TEST_F(Claims, ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore) {
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t child = claiming_child(100ms, ready[1], go[0]);
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the child did not claim";
+  Store s(dir_);
+  EXPECT_EQ(drain(s).size(), 4u) << "within its lease, its claims are its own";
+  std::this_thread::sleep_for(200ms);
+  std::vector<std::string> got = drain(s);  // alive, but its lease ran out
+  std::vector<std::string> want;
+  for (int i = 1; i < 16; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(got, want) << "m0, which it returned, is not taken over";
+  ASSERT_EQ(::write(go[1], "d", 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the owner delivered a message whose claim was taken over";
+  EXPECT_EQ(s.message_count(q_), 0u);
+}
+
+TEST_F(Claims, ThisProcessNeverSeesWhatItReturnedAndAPurgeTakesClaimsAway) {
+  Store s(dir_);
+  auto m0 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m0);
+  ASSERT_EQ(deliver(s, *m0), Removal::Removed);
+  // Peeks, counts and lookups of this process come after the deletion of what it returned.
+  EXPECT_EQ(text(s.first(q_)->envelope), "m1");
+  EXPECT_FALSE(s.get(q_, m0->seq));
+  EXPECT_EQ(s.message_count(q_), static_cast<size_t>(kMessages - 1));
+  EXPECT_TRUE(s.was_delivered(q_, id_of("m0")));
+  // A second copy of m0's id: a replay, deleted, not delivered.
+  const int64_t copy = s.append(q_, 3, bytes("m0"), false);
+  auto m1 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m1);
+  EXPECT_EQ(text(m1->envelope), "m1");
+  ASSERT_EQ(deliver(s, *m1), Removal::Removed);
+  EXPECT_EQ(s.deliver_claimed(q_, copy, id_of("m0"), 1, 0), Removal::Gone)
+      << "not claimed by this process";
+  // A purge while this process holds claims: what it claimed is gone, not delivered.
+  auto m2 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m2);
+  EXPECT_EQ(s.purge(q_), static_cast<size_t>(kMessages - 2 + 1));
+  EXPECT_EQ(deliver(s, *m2), Removal::Gone);
+  EXPECT_FALSE(s.claim_next(q_, 16, 60s));
+  // A higher-priority message that arrives after the claim is received first.
+  for (int i = 0; i < 3; ++i) s.append(q_, 1, bytes("low" + std::to_string(i)), false);
+  auto low = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(low);
+  EXPECT_EQ(text(low->envelope), "low0");
+  ASSERT_EQ(deliver(s, *low), Removal::Removed);
+  s.append(q_, 6, bytes("urgent"), false);
+  auto next = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(text(next->envelope), "urgent");
+}
+
+TEST_F(Claims, ReleasedClaimsAreTakenByAnotherProcessAtOnce) {
+  Store s(dir_);
+  auto m0 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m0);
+  ASSERT_EQ(deliver(s, *m0), Removal::Removed);
+  s.release_claims(q_);  // the queue was closed
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    int rc = 1;
+    try {
+      Store other(dir_);
+      size_t n = 0;
+      while (auto m = other.claim_next(q_, 16, 60s)) {
+        if (text(m->envelope) == "m0") ::_exit(2);
+        ++n;
+      }
+      rc = n == kMessages - 1 ? 0 : 1;
+    } catch (...) {
+      rc = 3;
+    }
+    ::_exit(rc);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(Claims, AQueueDeletedWhileClaimedDeliversNothingMore) {
+  Store s(dir_);
+  auto m0 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m0);
+  auto m1 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m1);
+  ASSERT_EQ(deliver(s, *m0), Removal::Removed);
+  s.delete_queue("claimed");
+  EXPECT_EQ(deliver(s, *m1), Removal::Gone);
+  EXPECT_FALSE(s.claim_next(q_, 16, 60s));
+  EXPECT_EQ(sql_count(), 0) << "no claim outlives its queue";
+}
+
+}  // namespace
+}  // namespace mqsec::transport::local
