@@ -15,29 +15,10 @@
 #include "pkcs11/call_gate.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/log.hpp"
+#include "src/transport/local/process_identity.hpp"
 
 namespace mqsec::core {
 namespace {
-
-// Field 22 of /proc/<pid>/stat: the process's start time in clock ticks after boot (with the
-// pid, it names one process: a pid reused later has another start time). nullopt: no such
-// process (or /proc unreadable).
-std::optional<uint64_t> start_time_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!in || !std::getline(in, line)) return std::nullopt;
-  const size_t paren = line.rfind(')');  // the command name may hold spaces and ')'
-  if (paren == std::string::npos) return std::nullopt;
-  std::istringstream fields(line.substr(paren + 1));
-  std::string field;
-  for (int i = 3; i <= 22; ++i) {  // fields 3 (state) .. 22 (starttime)
-    if (!(fields >> field)) return std::nullopt;
-  }
-  uint64_t v = 0;
-  const auto [end, ec] = std::from_chars(field.data(), field.data() + field.size(), v);
-  if (ec != std::errc() || end != field.data() + field.size()) return std::nullopt;
-  return v;
-}
 
 // "<pid>.<start>" of this process (read once per thread and process: a forked child's pid
 // differs).
@@ -46,7 +27,7 @@ std::string own_token() {
   thread_local std::string token;
   if (pid != ::getpid()) {
     pid = ::getpid();
-    token = std::to_string(pid) + "." + std::to_string(start_time_of(pid).value_or(0));
+    token = std::to_string(pid) + "." + std::to_string(transport::local::own_start_time());
   }
   return token;
 }
@@ -85,11 +66,7 @@ std::optional<Parsed> parse(std::string_view name) {
   return p;
 }
 
-bool owner_alive(const Parsed& p) {
-  if (p.pid <= 0) return false;
-  const std::optional<uint64_t> start = start_time_of(p.pid);
-  return start && *start == p.start;
-}
+bool owner_alive(const Parsed& p) { return transport::local::process_may_run(p.pid, p.start); }
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 
 #include <mqsec/error.hpp>
 
+#include "src/transport/local/process_identity.hpp"
 #include "src/transport/local/real_ids.hpp"
 
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -23,23 +25,6 @@ namespace {
 
 constexpr uint32_t kMagic = 0x3147'4C44;  // "DLG1"
 constexpr size_t kRecordSize = 4 + 4 + 8 + 8 + 8 + kMaxLoggedIdSize;
-
-// Field 22 of /proc/<pid>/stat; nullopt when the process does not exist. The command name
-// (field 2) is in parentheses and may contain spaces: fields are counted after its last ')'.
-std::optional<std::string> start_time_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  if (!in) return std::nullopt;
-  std::string line;
-  std::getline(in, line);
-  const size_t close = line.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream fields(line.substr(close + 1));
-  std::string field;
-  for (int i = 3; i <= 22; ++i) {
-    if (!(fields >> field)) return std::nullopt;
-  }
-  return field;
-}
 
 [[noreturn]] void log_failed(const std::string& what, const std::filesystem::path& path) {
   throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED,
@@ -56,19 +41,23 @@ int64_t get64(const uint8_t* p) {
 }  // namespace
 
 std::string claim_owner_of(pid_t pid) {
-  return std::to_string(pid) + ":" + start_time_of(pid).value_or("0");
+  const uint64_t start = pid == ::getpid() ? own_start_time() : process_start_time(pid).value_or(0);
+  return std::to_string(pid) + ":" + std::to_string(start);
 }
 
 bool claim_owner_alive(const std::string& owner) {
   const size_t colon = owner.find(':');
-  if (colon == std::string::npos || colon == 0) return false;
+  if (colon == std::string::npos) return false;
   pid_t pid = 0;
-  for (size_t i = 0; i < colon; ++i) {
-    if (owner[i] < '0' || owner[i] > '9') return false;
-    pid = pid * 10 + (owner[i] - '0');
+  uint64_t start = 0;
+  const char* p = owner.data();
+  const char* e = p + owner.size();
+  const auto a = std::from_chars(p, p + colon, pid);
+  const auto b = std::from_chars(p + colon + 1, e, start);
+  if (a.ec != std::errc() || a.ptr != p + colon || b.ec != std::errc() || b.ptr != e) {
+    return false;  // never written by mqsec
   }
-  const std::optional<std::string> start = start_time_of(pid);
-  return start && *start == owner.substr(colon + 1);
+  return process_may_run(pid, start);
 }
 
 std::filesystem::path DeliveryLog::path_of(const std::filesystem::path& dir,
