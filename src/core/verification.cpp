@@ -9,6 +9,7 @@
 #include "src/core/admin.hpp"
 #include "src/core/destination.hpp"
 #include "src/core/locate.hpp"
+#include "src/core/queue_security.hpp"
 #include "src/core/runtime.hpp"
 #include "src/core/text.hpp"
 #include "src/security/log.hpp"
@@ -164,6 +165,18 @@ void send_nack(const security::Envelope& e, uint32_t nack_class,
   }
   auto admin = rt.resolve(d, store_dir);
   if (!admin) return;
+  // A NACK carries the original message's body, label and application value, which its sender
+  // chose, whoever that was: a queue of this machine takes it only if its security descriptor
+  // lets an anonymous sender write (MSMQ's default descriptor does), so a NACK never brings a
+  // sender's bytes into a queue that sender may not write to (review 4, finding 1).
+  if (!d.remote() &&
+      !security::access_allowed(queue_descriptor(store_dir, admin->info),
+                                remote_sender_sids(std::nullopt), MQSEC_WRITE_MESSAGE)) {
+    log(LogLevel::Warning, "NACK not sent: the security descriptor of its admin queue '" +
+                               d.queue.substr(0, 256) +
+                               "' does not let an anonymous sender write to it");
+    return;
+  }
   security::Envelope nack;
   nack.msg_class = static_cast<uint16_t>(nack_class);
   nack.msg_id = rt.new_message_id();

@@ -95,7 +95,9 @@ void reject_message(transport::QueueTransport& record_in, const std::string& wha
 // Sends a NACK of class `nack_class` for `e` from `machine` (this machine's name) to e's admin
 // queue (any destination the runtime resolves: local, or another machine's through the outgoing
 // queue), unless that names no application queue (core/admin.hpp is_application_queue: a
-// subqueue, journal or dead-letter queue): then logs it and sends nothing. Throws on failure.
+// subqueue, journal or dead-letter queue), or a queue of this machine whose security descriptor
+// does not let an anonymous sender write (the NACK carries what the original sender chose): then
+// logs it and sends nothing. Throws on failure.
 void send_nack(const security::Envelope& e, uint32_t nack_class,
                const std::filesystem::path& store_dir, const std::string& machine);
 

@@ -199,6 +199,30 @@ TEST(ExpirySweep, SweepsQueuesWhoseDaclLetsNobodyPeek) {
   EXPECT_EQ(message_count(q), 0u);
 }
 
+// A NACK carries what the expired message's sender chose (body, label): it goes into an admin
+// queue of this machine only if that queue lets an anonymous sender write (MSMQ's default
+// descriptor does). An admin queue with an empty DACL gets none; one with the default does.
+TEST(ExpirySweep, NacksGoOnlyIntoAdminQueuesThatLetAnonymousSendersWrite) {
+  const std::wstring q = mqsec::testing::make_private_queue(L"sweep-", L"nack-dacl");
+  const std::wstring locked = mqsec::testing::make_private_queue(L"sweep-", L"nack-locked");
+  const std::wstring open_admin = mqsec::testing::make_private_queue(L"sweep-", L"nack-open");
+  unsigned char empty_dacl[28] = {1, 0, 0x04, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                  0, 0, 20,   0,    0, 0, 2, 0, 8, 0, 0, 0, 0, 0};
+  ASSERT_HR(MQ_OK, MQSetQueueSecurity(locked.c_str(), DACL_SECURITY_INFORMATION, empty_dacl));
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  const time_t sent = std::time(nullptr);
+  ASSERT_HR(MQ_OK, send(s, "injected into a locked queue?", 1, 0, locked));
+  ASSERT_HR(MQ_OK, send(s, "nacked as usual", 1, 0, open_admin));
+  MQCloseQueue(s);
+  while (std::time(nullptr) <= sent + 1) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const mqsec::testing::CommandResult c = expire();
+  ASSERT_TRUE(c.ok()) << c.output;
+  EXPECT_NE(c.output.find("expired 2 messages"), std::string::npos) << c.output;
+  EXPECT_NE(c.output.find("NACK not sent"), std::string::npos) << c.output;
+  EXPECT_EQ(message_count(locked), 0u);
+  EXPECT_EQ(message_count(open_admin), 1u);
+}
+
 // The agent sweeps by itself: a message nobody reads is gone from its queue (and NACKed) within
 // [agent] expiry-sweep-seconds of its limit, while the agent runs against an unreachable broker.
 TEST(ExpirySweep, TheAgentSweepsEveryExpirySweepSeconds) {
