@@ -844,8 +844,7 @@ QueueInfo Store::ensure_queue(const QueueInfo& q, std::string_view owner) {
   return *found;
 }
 
-void Store::create_queue(QueueInfo q, std::string_view owner,
-                         std::span<const uint8_t> security) {
+void Store::create_queue(QueueInfo q, std::string_view owner, std::span<const uint8_t> security) {
   if (q.name.empty()) throw Error(MQ_ERROR_INVALID_PARAMETER, "queue name is empty");
   if (!q.trust.empty() && q.trust != "signature" && q.trust != "chain" &&
       q.trust != "chain+revocation") {
@@ -978,8 +977,8 @@ void Store::delete_queue(std::string_view name_in, std::string_view companion) {
   for (const int64_t each : ids) {
     for (sqlite3_stmt* st :
          {delete_security.get(), st_->delete_queue_messages, st_->delete_queue_claims,
-          st_->delete_queue_signers,
-          st_->delete_queue_delivered, st_->delete_queue_arrived, st_->delete_queue}) {
+          st_->delete_queue_signers, st_->delete_queue_delivered, st_->delete_queue_arrived,
+          st_->delete_queue}) {
       StmtScope scope(st);
       bind_int(st, 1, each, "delete queue");
       const int rc = sqlite3_step(st);
