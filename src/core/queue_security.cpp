@@ -59,8 +59,22 @@ SecurityDescriptor parse_pointer(const void* p) {
 
 std::vector<security::Sid> caller_sids() {
   const security::UserIdentity user = security::current_user(runtime().config().sid_source);
-  return {user.sid, security::unix_group_sid(user.gid), security::everyone_sid(),
-          security::authenticated_users_sid()};
+  std::vector<security::Sid> sids{user.sid, security::unix_group_sid(user.gid),
+                                  security::everyone_sid(), security::authenticated_users_sid()};
+  // The calling thread's supplementary groups (the kernel keeps them per thread, as it keeps
+  // the uid an impersonating thread switched to): an ACE for a group applies to its members,
+  // not only to those whose primary group it is (review 4, finding 4).
+  const int n = ::getgroups(0, nullptr);
+  if (n > 0) {
+    std::vector<gid_t> groups(static_cast<size_t>(n));
+    const int got = ::getgroups(n, groups.data());
+    for (int i = 0; i < got; ++i) {
+      if (groups[static_cast<size_t>(i)] != user.gid) {
+        sids.push_back(security::unix_group_sid(groups[static_cast<size_t>(i)]));
+      }
+    }
+  }
+  return sids;
 }
 
 std::vector<security::Sid> remote_sender_sids(const std::optional<security::Sid>& confirmed) {

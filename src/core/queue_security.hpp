@@ -18,8 +18,9 @@
 
 namespace mqsec::core {
 
-// The calling thread: its user's SID ([identity] sid), its group's (S-1-22-2-<gid>), Everyone
-// and Authenticated Users. Throws MQ_ERROR_COULD_NOT_GET_USER_SID.
+// The calling thread: its user's SID ([identity] sid), its group's and its supplementary
+// groups' (S-1-22-2-<gid>), Everyone and Authenticated Users. Throws
+// MQ_ERROR_COULD_NOT_GET_USER_SID.
 std::vector<security::Sid> caller_sids();
 // A sender of another machine (arrival): its confirmed SID with Everyone and Authenticated
 // Users, or, unconfirmed, Anonymous Logon only (as MSMQ treats an unauthenticated sender).

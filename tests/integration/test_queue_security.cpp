@@ -7,6 +7,8 @@
 // The multi-user tests need root (useradd, setresuid) and skip otherwise; CI runs as root.
 #include <mq.h>
 #include <sqlite3.h>
+#include <grp.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -298,6 +300,35 @@ TEST(QueueSecurity, ImpersonatingThreadGetsOnlyWhatTheDescriptorGrants) {
   EXPECT_HR(MQ_ERROR_ACCESS_DENIED, r.del);
   EXPECT_HR(MQ_ERROR_ACCESS_DENIED, open_as_is(q, MQ_SEND_ACCESS))
       << "root is no longer the owner and the DACL is empty";
+}
+
+// An ACE for a group applies to the group's members, supplementary groups included: a forked
+// child that adds group 4242 to its groups (then its impersonating thread, as user B, inherits
+// them) may send to a queue whose DACL lets only that group write; without the group it may not.
+TEST(QueueSecurity, AGroupAceAppliesToSupplementaryMembers) {
+  NEEDS_ROOT();
+  auto b = mqsec::testing::make_temporary_user("mqqg");
+  ASSERT_TRUE(b);
+  const std::wstring q = make_queue(L"group");
+  const Sid group = Sid::from_string("S-1-22-2-4242");
+  ASSERT_HR(MQ_OK, set_security(q, sec::kDaclSecurityInformation,
+                                dacl_of({Ace{Ace::Type::Allowed, 0, MQSEC_WRITE_MESSAGE, group}})));
+  auto send_as_b = [&](bool with_group) {
+    const pid_t child = ::fork();
+    if (child == 0) {
+      const gid_t g = 4242;
+      if (with_group && ::setgroups(1, &g) != 0) ::_exit(3);
+      HRESULT hr = MQ_OK;
+      const std::string err =
+          mqsec::testing::run_as_user(*b, [&] { hr = open_as_is(q, MQ_SEND_ACCESS); });
+      ::_exit(!err.empty() ? 4 : hr == MQ_OK ? 0 : hr == MQ_ERROR_ACCESS_DENIED ? 1 : 2);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  EXPECT_EQ(send_as_b(true), 0) << "a member of the group (supplementary) may send";
+  EXPECT_EQ(send_as_b(false), 1) << "without the group: MQ_ERROR_ACCESS_DENIED";
 }
 
 }  // namespace
