@@ -159,7 +159,22 @@ class Counter {
   size_t n_ = 0;
 };
 
-class Writer {
+// The big-endian integers and lengths both writers below put out, through their raw().
+template <class Out>
+class BigEndianOut {
+ public:
+  void be(uint64_t v, int width) {
+    uint8_t b[8];
+    for (int i = 0; i < width; ++i) b[i] = static_cast<uint8_t>(v >> (8 * (width - 1 - i)));
+    static_cast<Out*>(this)->raw(b, static_cast<size_t>(width));
+  }
+  void len(size_t n, uint8_t tag) {
+    if (n > std::numeric_limits<uint32_t>::max()) fail(std::string("too long: ") + tag_name(tag));
+    be(n, 4);
+  }
+};
+
+class Writer : public BigEndianOut<Writer> {
  public:
   explicit Writer(size_t reserve = 0) { out_.reserve(reserve); }
   void raw(const void* p, size_t n) {
@@ -167,15 +182,6 @@ class Writer {
     out_.insert(out_.end(), b, b + n);
   }
   void u8(uint8_t v) { out_.push_back(v); }
-  void be(uint64_t v, int width) {
-    uint8_t b[8];
-    for (int i = 0; i < width; ++i) b[i] = static_cast<uint8_t>(v >> (8 * (width - 1 - i)));
-    raw(b, static_cast<size_t>(width));
-  }
-  void len(size_t n, uint8_t tag) {
-    if (n > std::numeric_limits<uint32_t>::max()) fail(std::string("too long: ") + tag_name(tag));
-    be(n, 4);
-  }
   void utf16be(const std::u16string& s) {
     const size_t at = out_.size();
     out_.resize(at + 2 * s.size());
@@ -191,7 +197,7 @@ class Writer {
   Bytes out_;
 };
 
-class Streamer {
+class Streamer : public BigEndianOut<Streamer> {
  public:
   explicit Streamer(ByteSink& sink) : sink_(sink) {}
   void raw(const void* p, size_t n) {
@@ -207,15 +213,6 @@ class Streamer {
     used_ += n;
   }
   void u8(uint8_t v) { raw(&v, 1); }
-  void be(uint64_t v, int width) {
-    uint8_t b[8];
-    for (int i = 0; i < width; ++i) b[i] = static_cast<uint8_t>(v >> (8 * (width - 1 - i)));
-    raw(b, static_cast<size_t>(width));
-  }
-  void len(size_t n, uint8_t tag) {
-    if (n > std::numeric_limits<uint32_t>::max()) fail(std::string("too long: ") + tag_name(tag));
-    be(n, 4);
-  }
   void utf16be(const std::u16string& s) {
     for (char16_t c : s) {
       if (sizeof(buf_) - used_ < 2) flush();
