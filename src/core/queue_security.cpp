@@ -82,9 +82,27 @@ std::vector<security::Sid> remote_sender_sids(const std::optional<security::Sid>
   return {*confirmed, security::everyone_sid(), security::authenticated_users_sid()};
 }
 
+// A new owner must be the calling thread's user or one of its groups (Windows: the caller's SID
+// or a group it may own with), unless the thread runs as root (as a Windows administrator with
+// the restore privilege may name any owner): else any user could hand a queue to Everyone,
+// which would let everyone change its permissions (review 4, finding 5).
+static void check_new_owner(const std::optional<security::Sid>& owner, std::string_view what) {
+  if (!owner) return;
+  const security::UserIdentity user = security::current_user(runtime().config().sid_source);
+  if (user.uid == 0) return;
+  for (const security::Sid& s : caller_sids()) {
+    if (s == *owner && s != security::everyone_sid() && s != security::authenticated_users_sid()) {
+      return;
+    }
+  }
+  throw Error(MQ_ERROR_ACCESS_DENIED, std::string(what) + ": the owner " + owner->str() +
+                                          " is neither the calling user nor one of its groups");
+}
+
 transport::Bytes creation_security(const void* supplied) {
   const security::UserIdentity user = security::current_user(runtime().config().sid_source);
   const security::Sid group = security::unix_group_sid(user.gid);
+  if (supplied != nullptr) check_new_owner(parse_pointer(supplied).owner, "MQCreateQueue");
   SecurityDescriptor sd =
       supplied == nullptr ? security::default_queue_descriptor(user.sid, group)
                           : security::creation_descriptor(parse_pointer(supplied), user.sid, group);
@@ -139,6 +157,9 @@ void set_queue_security(const std::filesystem::path& store_dir, const Destinatio
   }
   if (information & security::kDaclSecurityInformation) rights |= MQSEC_CHANGE_QUEUE_PERMISSIONS;
   require_queue_rights(store_dir, q, rights, "MQSetQueueSecurity");
+  if (information & security::kOwnerSecurityInformation) {
+    check_new_owner(change.owner, "MQSetQueueSecurity");
+  }
   const SecurityDescriptor merged =
       security::merge_security_descriptor(queue_descriptor(store_dir, q), change, information);
   store(store_dir).set_queue_security(q.id, security::serialize_security_descriptor(merged, kKept));

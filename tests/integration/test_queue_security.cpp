@@ -331,4 +331,38 @@ TEST(QueueSecurity, AGroupAceAppliesToSupplementaryMembers) {
   EXPECT_EQ(send_as_b(false), 1) << "without the group: MQ_ERROR_ACCESS_DENIED";
 }
 
+// A user other than root may make only itself (or one of its groups) the owner of a queue, as
+// on Windows: handing a queue to Everyone would let every user change its permissions.
+TEST(QueueSecurity, OnlyRootNamesAnyOwner) {
+  NEEDS_ROOT();
+  auto b = mqsec::testing::make_temporary_user("mqqo");
+  ASSERT_TRUE(b);
+  const std::wstring q = make_queue(L"owner");
+  const Sid b_sid = Sid::from_string(b->unix_sid());
+  ASSERT_HR(MQ_OK,
+            set_security(q, sec::kDaclSecurityInformation,
+                         dacl_of({Ace{Ace::Type::Allowed, 0, MQSEC_QUEUE_GENERIC_ALL, me()},
+                                  Ace{Ace::Type::Allowed, 0, MQSEC_QUEUE_GENERIC_ALL, b_sid}})));
+  HRESULT to_everyone = MQ_OK, to_root = MQ_OK, to_self = MQ_OK;
+  SecurityDescriptor everyone, root, self;
+  everyone.owner = sec::everyone_sid();
+  root.owner = me();
+  self.owner = b_sid;
+  const std::string err = mqsec::testing::run_as_user(*b, [&] {
+    to_everyone = set_security(q, sec::kOwnerSecurityInformation, everyone);
+    to_root = set_security(q, sec::kOwnerSecurityInformation, root);
+    to_self = set_security(q, sec::kOwnerSecurityInformation, self);
+  });
+  EXPECT_EQ(err, "");
+  EXPECT_HR(MQ_ERROR_ACCESS_DENIED, to_everyone);
+  EXPECT_HR(MQ_ERROR_ACCESS_DENIED, to_root);
+  EXPECT_HR(MQ_OK, to_self);
+  SecurityDescriptor now;
+  ASSERT_HR(MQ_OK, get_security(q, sec::kOwnerSecurityInformation, &now));
+  ASSERT_TRUE(now.owner.has_value());
+  EXPECT_EQ(now.owner->str(), b_sid.str());
+  // Root (the service) may name any owner.
+  EXPECT_HR(MQ_OK, set_security(q, sec::kOwnerSecurityInformation, everyone));
+}
+
 }  // namespace
