@@ -125,14 +125,20 @@ std::optional<std::string> secured_queue_of(std::string_view name) {
   return main_queue_of(name);
 }
 
-void require_queue_rights(const std::filesystem::path& store_dir, const transport::QueueInfo& q,
-                          uint32_t rights, std::string_view what) {
+// MQ_ERROR_ACCESS_DENIED unless `sd` grants the calling thread `rights` on queue `q`.
+static void require_rights_in(const SecurityDescriptor& sd, const transport::QueueInfo& q,
+                              uint32_t rights, std::string_view what) {
   const std::vector<security::Sid> caller = caller_sids();
-  if (!security::access_allowed(queue_descriptor(store_dir, q), caller, rights)) {
+  if (!security::access_allowed(sd, caller, rights)) {
     throw Error(MQ_ERROR_ACCESS_DENIED, std::string(what) + ": " + caller.front().str() +
                                             " has not the rights it needs on queue '" + q.name +
                                             "' (its security descriptor, MQGetQueueSecurity)");
   }
+}
+
+void require_queue_rights(const std::filesystem::path& store_dir, const transport::QueueInfo& q,
+                          uint32_t rights, std::string_view what) {
+  require_rights_in(queue_descriptor(store_dir, q), q, rights, what);
 }
 
 transport::Bytes get_queue_security(const std::filesystem::path& store_dir, const Destination& d,
@@ -156,13 +162,26 @@ void set_queue_security(const std::filesystem::path& store_dir, const Destinatio
     rights |= MQSEC_TAKE_QUEUE_OWNERSHIP;
   }
   if (information & security::kDaclSecurityInformation) rights |= MQSEC_CHANGE_QUEUE_PERMISSIONS;
-  require_queue_rights(store_dir, q, rights, "MQSetQueueSecurity");
   if (information & security::kOwnerSecurityInformation) {
     check_new_owner(change.owner, "MQSetQueueSecurity");
   }
-  const SecurityDescriptor merged =
-      security::merge_security_descriptor(queue_descriptor(store_dir, q), change, information);
-  store(store_dir).set_queue_security(q.id, security::serialize_security_descriptor(merged, kKept));
+  // Read, check the rights on what was read, merge, and write only if the stored descriptor is
+  // still what was read (one store transaction): a right revoked meanwhile is never overwritten
+  // by a change it no longer allows (review 4, finding 3).
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    const std::optional<transport::Bytes> stored = store(store_dir).queue_security(q.id);
+    const SecurityDescriptor current =
+        stored ? security::parse_security_descriptor(*stored) : queue_descriptor(store_dir, q);
+    require_rights_in(current, q, rights, "MQSetQueueSecurity");
+    const SecurityDescriptor merged =
+        security::merge_security_descriptor(current, change, information);
+    if (store(store_dir).set_queue_security(
+            q.id, security::serialize_security_descriptor(merged, kKept), stored)) {
+      return;
+    }
+  }
+  throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
+              "MQSetQueueSecurity: queue '" + q.name + "' kept changing under this call");
 }
 
 }  // namespace mqsec::core

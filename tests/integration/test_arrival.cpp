@@ -430,10 +430,12 @@ TEST_F(Arrival, SenderWithoutWriteRightOnTheQueueIsRejectedAsAccessDeniedAndNack
   sd.dacl = std::vector<security::Ace>{
       {security::Ace::Type::Allowed, 0, MQSEC_QUEUE_GENERIC_ALL, *sd.owner},
       {security::Ace::Type::Allowed, 0, MQSEC_WRITE_MESSAGE, alice}};
-  st.set_queue_security(
-      id, security::serialize_security_descriptor(sd, security::kOwnerSecurityInformation |
-                                                          security::kGroupSecurityInformation |
-                                                          security::kDaclSecurityInformation));
+  ASSERT_TRUE(st.set_queue_security(
+      id,
+      security::serialize_security_descriptor(sd, security::kOwnerSecurityInformation |
+                                                      security::kGroupSecurityInformation |
+                                                      security::kDaclSecurityInformation),
+      st.queue_security(id)));
 
   // Signed, but by a certificate nothing binds to alice: an anonymous sender.
   Envelope e = message("from someone", "guarded");

@@ -973,7 +973,12 @@ TEST_F(StoreTest, QueueSecurityIsKeptReplacedAndDeletedWithTheQueue) {
   s.create_queue(q, {}, first);
   const int64_t id = s.find_queue("secured")->id;
   EXPECT_EQ(s.queue_security(id), first);
-  s.set_queue_security(id, second);
+  // Written only over what the caller read: a change that came in between wins, this one is
+  // refused (nothing written).
+  EXPECT_FALSE(s.set_queue_security(id, second, std::nullopt));
+  EXPECT_FALSE(s.set_queue_security(id, second, second));
+  EXPECT_EQ(s.queue_security(id), first);
+  EXPECT_TRUE(s.set_queue_security(id, second, first));
   EXPECT_EQ(s.queue_security(id), second);
   q.name = "plain";
   s.create_queue(q);
@@ -982,7 +987,7 @@ TEST_F(StoreTest, QueueSecurityIsKeptReplacedAndDeletedWithTheQueue) {
   EXPECT_FALSE(s.queue_security(id).has_value());
   EXPECT_EQ(sql_int(dir_ / "mqsec.db", "SELECT count(*) FROM queue_security"), 0);
   try {
-    s.set_queue_security(id, first);
+    s.set_queue_security(id, first, std::nullopt);
     ADD_FAILURE() << "set the descriptor of a deleted queue";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), MQ_ERROR_QUEUE_NOT_FOUND);

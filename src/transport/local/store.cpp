@@ -925,7 +925,8 @@ std::optional<Bytes> Store::queue_security(int64_t queue_id) {
   return column_bytes(st.get(), 0);
 }
 
-void Store::set_queue_security(int64_t queue_id, std::span<const uint8_t> security) {
+bool Store::set_queue_security(int64_t queue_id, std::span<const uint8_t> security,
+                               const std::optional<Bytes>& expected) {
   std::lock_guard lock(mu_);
   settle_locked();
   Tx tx(*this, true);
@@ -937,8 +938,19 @@ void Store::set_queue_security(int64_t queue_id, std::span<const uint8_t> securi
       throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue " + std::to_string(queue_id) + " is gone");
     }
   }
+  {
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> st(
+        prepare("SELECT descriptor FROM queue_security WHERE queue_id = ?1",
+                "prepare read queue security"),
+        sqlite3_finalize);
+    bind_int(st.get(), 1, queue_id, "read queue security");
+    std::optional<Bytes> now;
+    if (step_row(st.get(), "read queue security")) now = column_bytes(st.get(), 0);
+    if (now != expected) return false;  // changed since the caller read it; the Tx rolls back
+  }
   write_security_locked(queue_id, security);
   tx.commit();
+  return true;
 }
 
 void Store::delete_queue(std::string_view name_in, std::string_view companion) {

@@ -65,9 +65,13 @@ class Store {
                     std::span<const uint8_t> security = {});
   // A queue's security descriptor (self-relative bytes, src/security/security_descriptor.hpp):
   // nullopt when none is stored (queues created before schema version 5, the queue manager's
-  // own queues). set_ replaces it; throws MQ_ERROR_QUEUE_NOT_FOUND when the queue is gone.
+  // own queues). set_ replaces it, in one transaction with a check that the stored descriptor
+  // is still `expected` (what the caller read and checked its rights on): false, nothing
+  // written, when another change came in between. Throws MQ_ERROR_QUEUE_NOT_FOUND when the
+  // queue is gone.
   std::optional<Bytes> queue_security(int64_t queue_id);
-  void set_queue_security(int64_t queue_id, std::span<const uint8_t> security);
+  bool set_queue_security(int64_t queue_id, std::span<const uint8_t> security,
+                          const std::optional<Bytes>& expected);
   // The queue named q.name, created from `q` when missing; race-safe between processes (a
   // queue another process created meanwhile is returned). For queues the runtime makes on
   // first use (dead-letter queues, journals; `owner` as for create_queue).
