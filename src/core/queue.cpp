@@ -170,6 +170,15 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
   std::shared_ptr<Queue> q(new Queue());
   transport::QueueInfo named;
   int64_t own_id = 0;  // the store row the handle reads (a subqueue's own)
+  // The caller's rights, checked before any row is made for the handle (a subqueue's or a
+  // journal's, created on first open): no right, no row (review 4, finding 7).
+  bool rights_checked = false;
+  auto check_rights = [&](const transport::QueueInfo& info) {
+    if (!d.remote() && !access.queue_manager) {
+      require_open_rights(cfg.store_path, d.queue, info, access);
+    }
+    rights_checked = true;
+  };
   if (sub) {
     Destination main = d;
     main.queue = main_queue_of(d.queue);
@@ -178,6 +187,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
       throw Error(MQ_ERROR_QUEUE_NOT_FOUND, "queue '" + main.queue + "' does not exist");
     }
     named = std::move(resolved->info);
+    check_rights(named);  // a subqueue's rights are its queue's
     const transport::QueueInfo row =
         ensure_subqueue(rt.stores().store_at(cfg.store_path), named, d.queue);
     own_id = row.id;
@@ -196,6 +206,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
                     "a dead-letter queue or journal cannot be opened for sending");
       }
       transport::local::Store& store = rt.stores().store_at(cfg.store_path);
+      check_rights(transport::QueueInfo{});  // a journal's are its queue's (found by name)
       if (is_dead_letter_queue_name(d.queue)) {
         ensure_dead_letter_queue(store, d.queue == kDeadXactQueueName);
         q->dead_letter_ = true;
@@ -210,9 +221,7 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
     q->transport_ = std::move(resolved->transport);
   }
   const int64_t id = sub ? own_id : named.id;
-  if (!remote_read && !d.remote() && !access.queue_manager) {
-    require_open_rights(cfg.store_path, d.queue, named, access);
-  }
+  if (!remote_read && !rights_checked) check_rights(named);
   q->transactional_ = !d.remote() && named.transactional;
   q->remote_dest_ = d.remote();
   if (!remote_read && !d.remote()) {

@@ -365,4 +365,37 @@ TEST(QueueSecurity, OnlyRootNamesAnyOwner) {
   EXPECT_HR(MQ_OK, set_security(q, sec::kOwnerSecurityInformation, everyone));
 }
 
+// A user without rights on a queue gets MQ_ERROR_ACCESS_DENIED for its subqueues and journal
+// before any row is made for them (subqueue and journal rows are created on first open).
+TEST(QueueSecurity, NoRightsNoSubqueueOrJournalRows) {
+  NEEDS_ROOT();
+  auto b = mqsec::testing::make_temporary_user("mqqr");
+  ASSERT_TRUE(b);
+  const std::wstring q = make_queue(L"rows");
+  HRESULT sub = MQ_OK, journal = MQ_OK;
+  const std::string err = mqsec::testing::run_as_user(*b, [&] {
+    sub = open_as_is(q + L";probe", MQ_RECEIVE_ACCESS);
+    journal = open_as_is(q + L";JOURNAL", MQ_RECEIVE_ACCESS);
+  });
+  EXPECT_EQ(err, "");
+  EXPECT_HR(MQ_ERROR_ACCESS_DENIED, sub);
+  EXPECT_HR(MQ_ERROR_ACCESS_DENIED, journal);
+  sqlite3* db = nullptr;
+  const auto path = mqsec::testing::SoftHsmEnv::instance().dir() / "store" / "mqsec.db";
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK) << path;
+  const std::wstring wname = q.substr(q.rfind(L'\\') + 1);
+  const std::string name(wname.begin(), wname.end());
+  const std::string sql = "SELECT count(*) FROM queues WHERE name = '" + name +
+                          ";probe' OR name LIKE '%" + name + "' AND name <> '" + name + "'";
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 0) << "a subqueue or journal row was made for a user "
+                                             "without rights";
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  // The owner may: then the rows exist.
+  EXPECT_HR(MQ_OK, open_as_is(q + L";probe", MQ_RECEIVE_ACCESS));
+}
+
 }  // namespace
