@@ -201,6 +201,7 @@ class Streamer : public BigEndianOut<Streamer> {
  public:
   explicit Streamer(ByteSink& sink) : sink_(sink) {}
   void raw(const void* p, size_t n) {
+    if (n == 0) return;  // an empty field's data() may be null: memcpy must not see it
     const auto* b = static_cast<const uint8_t*>(p);
     if (n > sizeof(buf_) - used_) {
       flush();

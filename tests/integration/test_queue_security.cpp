@@ -183,7 +183,7 @@ TEST(QueueSecurity, BadInputGetsMsmqsErrors) {
   EXPECT_HR(MQ_ERROR_ILLEGAL_SECURITY_DESCRIPTOR,
             MQSetQueueSecurity(q.c_str(), sec::kDaclSecurityInformation, lying.data()));
   lying = good;
-  lying[17] = 0x7f;  // DACL offset far outside
+  lying[18] = 0x01;  // DACL offset beyond 64 KiB: refused before anything there is read
   EXPECT_HR(MQ_ERROR_ILLEGAL_SECURITY_DESCRIPTOR,
             MQSetQueueSecurity(q.c_str(), sec::kDaclSecurityInformation, lying.data()));
   // Asking for a GROUP change with a descriptor that has none.
