@@ -547,9 +547,13 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
 
 std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take,
                                     const Deliver& deliver, Transaction* tx, bool claimed) {
-  Checked c =
-      check_message(policy_, verify_name_, m.priority, m.envelope,
-                    [this](std::span<const uint8_t> id) { return transport_->was_delivered(id); });
+  // A claimed message's replay check is deliver_claimed's (one read transaction with its
+  // claim check), below.
+  std::function<bool(std::span<const uint8_t>)> was_delivered;
+  if (!claimed) {
+    was_delivered = [this](std::span<const uint8_t> id) { return transport_->was_delivered(id); };
+  }
+  Checked c = check_message(policy_, verify_name_, m.priority, m.envelope, was_delivered);
   if (!c.ok()) {
     reject(m, c.envelope ? &*c.envelope : nullptr, *c.refusal);
     return std::nullopt;

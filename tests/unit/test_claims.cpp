@@ -243,5 +243,24 @@ TEST_F(Claims, AQueueDeletedWhileClaimedDeliversNothingMore) {
   EXPECT_EQ(sql_count(), 0) << "no claim outlives its queue";
 }
 
+// A claimed copy of a message whose id the store recorded as delivered (by any process) is
+// refused by deliver_claimed itself (the claimed receive's replay check, in the same read as
+// its claim check) and deleted; the next message is delivered as usual.
+TEST_F(Claims, ACopyOfARecordedDeliveryIsARefusedReplay) {
+  Store s(dir_);
+  auto m0 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m0 && text(m0->envelope) == "m0");
+  ASSERT_EQ(deliver(s, *m0), Removal::Removed);
+  s.release_claims(q_);                 // m0's id is recorded in the store now
+  s.append(q_, 5, bytes("m0"), false);  // a copy, ahead of the rest by its priority
+  const size_t before = s.message_count(q_);
+  auto copy = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(copy && copy->priority == 5);
+  EXPECT_EQ(deliver(s, *copy), Removal::Replay);
+  EXPECT_EQ(s.message_count(q_), before - 1);
+  auto m1 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
+  EXPECT_EQ(deliver(s, *m1), Removal::Removed);
+}
 }  // namespace
 }  // namespace mqsec::transport::local

@@ -446,9 +446,12 @@ struct Store::Statements {
              " messages.seq) ORDER BY " MQSEC_PRIO " DESC, seq LIMIT ?2"},
         {&Statements::insert_claim,
          "INSERT INTO claims(seq, queue_id, owner, until) VALUES(?1, ?2, ?3, ?4)"},
+        // Whether this process still holds the claim, and whether the id was delivered from
+        // the queue already: one read transaction for both (each costs two fcntl calls).
         {&Statements::claim_held,
-         "SELECT 1 FROM claims c JOIN messages m ON m.seq = c.seq WHERE c.seq = ?1 AND"
-         " c.owner = ?2"},
+         "SELECT EXISTS(SELECT 1 FROM claims c JOIN messages m ON m.seq = c.seq WHERE c.seq = ?1"
+         " AND c.owner = ?2), EXISTS(SELECT 1 FROM delivered WHERE queue_id = ?3 AND"
+         " msg_id = ?4)"},
         {&Statements::higher_unclaimed,
          "SELECT 1 FROM messages WHERE queue_id = ?1 AND " MQSEC_PRIO
          " > ?2 AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.seq = messages.seq) LIMIT 1"},
@@ -1893,16 +1896,28 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
   log_->lock();
   try {
     bool held = false;
+    bool replay = false;
     {
       sqlite3_stmt* st = st_->claim_held;
       StmtScope scope(st);
       bind_int(st, 1, seq, "deliver message");
       bind_text(st, 2, owner_, "deliver message");
-      held = step_row(st, "deliver message");
+      bind_int(st, 3, queue_id, "deliver message");
+      bind_blob(st, 4, msg_id, "deliver message");
+      if (!step_row(st, "deliver message")) fail(SQLITE_ERROR, "deliver message");
+      held = sqlite3_column_int(st, 0) != 0;
+      replay = sqlite3_column_int(st, 1) != 0;
     }
     if (!held) {
       log_->unlock();
       return Removal::Gone;
+    }
+    if (replay) {
+      // A copy of a message delivered from this queue (by any process, recorded): rejected,
+      // never delivered.
+      log_->unlock();
+      lock.unlock();
+      return remove(queue_id, seq) ? Removal::Replay : Removal::Gone;
     }
     DeliveryRecord r{queue_id, seq, sent_time, Bytes(msg_id.begin(), msg_id.end())};
     log_->append(r);

@@ -237,7 +237,8 @@ class Store {
   // recorded in the delivery log, and deleted with its id recorded as delivered in a later
   // batch); Gone when the claim was lost (the message was purged, deleted, or its claim
   // released after the lease); Replay (the row deleted now) when its id was already delivered
-  // from this queue by this process and not yet recorded in the store.
+  // from this queue: recorded in the store, or by this process and not yet recorded. (The
+  // claimed receive's only replay check: one read transaction with the claim check.)
   Removal deliver_claimed(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
                           int64_t sent_time, int64_t window_seconds);
   // Deletes what this process delivered and releases its other claims on the queue (the
