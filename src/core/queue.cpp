@@ -545,6 +545,13 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
   }
 }
 
+namespace {
+Refusal replay_refusal(const std::string& queue) {
+  return {"replay",
+          "replayed message: its message id was already delivered from queue '" + queue + "'"};
+}
+}  // namespace
+
 std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take,
                                     const Deliver& deliver, Transaction* tx, bool claimed) {
   // A claimed message's replay check is deliver_claimed's (one read transaction with its
@@ -574,6 +581,12 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
   const HRESULT hr = deliver(Delivered{&e, &vd, m.arrived, static_cast<uint64_t>(m.seq),
                                        dead_letter_ ? int{dead_letter_class(e, now)} : -1});
   if (FAILED(hr)) {
+    // A claimed message's replay check is at its delivery: a copy of a delivered message is
+    // refused now, not reported to a caller whose buffers were too small.
+    if (claimed && transport_->was_delivered(msg_id)) {
+      reject(m, &e, replay_refusal(name_));
+      return std::nullopt;
+    }
     if (claimed) local_->unclaim(m);  // the next receive of this process returns it
     return hr;                        // buffers too small: the message stays
   }
@@ -611,10 +624,7 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
     if (removal != transport::Removal::Removed) {
       // Gone: another receiver won it. Replay: a copy with this id was delivered meanwhile.
       if (removal == transport::Removal::Replay) {
-        reject(m, &e,
-               {"replay", "replayed message: its message id was already delivered from queue '" +
-                              name_ + "'"},
-               /*removed=*/true);
+        reject(m, &e, replay_refusal(name_), /*removed=*/true);
       }
       return std::nullopt;
     }

@@ -220,6 +220,36 @@ TEST(Replay, RowReinsertedAfterDeliveryIsRejectedByReceiveAndPeek) {
   EXPECT_EQ(next->body_string(), "next");
 }
 
+// A replayed copy is refused even when the receive's buffers are too small for it: the caller
+// is not told the size of a message it will never get (a claimed message's replay check is at
+// its delivery, after the buffers were filled).
+TEST(Replay, ReplayedCopyIsRefusedEvenWhenTheBuffersAreTooSmall) {
+  auto q = make_queue("small", true);
+  auto keep = make_queue("keep", false);
+  ASSERT_EQ(send_signed_and_copy_row(q, keep, "once only"), 1);
+  Db db;
+  Queue r = Queue::open(q.format, MQ_RECEIVE_ACCESS);
+  ASSERT_TRUE(r.receive(kWait).has_value());
+  ASSERT_EQ(db.copy_rows(keep.name, q.name, "priority"), 1);
+
+  UCHAR body[1] = {};
+  MSGPROPID ids[2] = {PROPID_M_BODY, PROPID_M_BODY_SIZE};
+  MQPROPVARIANT vars[2] = {};
+  vars[0].vt = VT_VECTOR | VT_UI1;
+  vars[0].caub.cElems = sizeof body;
+  vars[0].caub.pElems = body;
+  vars[1].vt = VT_NULL;
+  MQMSGPROPS props{2, ids, vars, nullptr};
+  EXPECT_EQ(MQReceiveMessage(r.native_handle(), 300, MQ_ACTION_RECEIVE, &props, nullptr, nullptr,
+                             nullptr, nullptr),
+            MQ_ERROR_IO_TIMEOUT)
+      << "the caller was told about a replayed message";
+  EXPECT_EQ(db.messages(q.name), 0);
+  auto rej = db.rejections(q.name);
+  ASSERT_EQ(rej.size(), 1u);
+  EXPECT_EQ(rej[0].kind, "replay") << rej[0].reason;
+}
+
 TEST(Replay, RowCopiedIntoAnotherQueueIsNeverDeliveredFromThere) {
   auto a = make_queue("a", true);
   auto b = make_queue("b", false);  // even a queue that accepts anything
