@@ -234,6 +234,29 @@ TEST_F(VerifyAheadTest, OneReceivingThreadGetsItsVerificationsDoneAheadAndNoneTw
   EXPECT_GE(d.used, static_cast<uint64_t>(kN) / 4);
 }
 
+TEST_F(VerifyAheadTest, AReceiveWaitsForTheMessageTheWorkerIsVerifying) {
+  send(format_, 6);
+  // The worker takes 30 ms per message: the receive of the next one finds it being verified
+  // and waits for the result instead of verifying it a second time.
+  ahead().set_before_verify([] { std::this_thread::sleep_for(std::chrono::milliseconds(30)); });
+  const VerifyAhead::Counters before = ahead().counters();
+  QUEUEHANDLE r = open(format_, MQ_RECEIVE_ACCESS);
+  HRESULT hr = MQ_OK;
+  EXPECT_EQ("m0", receive(r, 0, &hr));
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the worker starts on m1
+  EXPECT_EQ("m1", receive(r, 0, &hr));
+  EXPECT_HR(MQ_OK, hr);
+  ahead().set_before_verify({});
+  EXPECT_EQ(bodies(2, 6), drain(r));
+  MQCloseQueue(r);
+  const VerifyAhead::Counters d = ahead().counters() - before;
+  SCOPED_TRACE(text(d));
+  EXPECT_GE(d.waited, 1u);
+  EXPECT_EQ(6u, d.used + d.inline_);
+  EXPECT_EQ(d.ahead, d.used + d.discarded);
+  EXPECT_EQ(0u, d.discarded);
+}
+
 TEST_F(VerifyAheadTest, ATamperedMessageInAClaimedBatchIsRefusedAsInline) {
   // The same batch twice: one queue received with the worker off, one with it on.
   const std::wstring other = create(suffix() + "-inline");
