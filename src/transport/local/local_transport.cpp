@@ -1,11 +1,36 @@
 // The local transport: the per-process stores and writers, and one queue of a store.
 #include "src/transport/local/local_transport.hpp"
 
+#include <pthread.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <vector>
 
 namespace mqsec::transport::local {
+
+namespace {
+
+// This process's id without a system call per send: getpid() is a real system call (glibc no
+// longer caches it), about 1.2 us each on this project's VM, and bound() ran it on every send
+// (twice per signed send: the quota check and the hand-over; docs/performance.md, issue 14).
+// Forgotten in a child of fork() by a pthread_atfork handler, so a child still binds its own
+// store and writers (the pointers of the parent's are never used across fork).
+std::atomic<pid_t> g_pid{0};
+
+void forget_pid() noexcept { g_pid.store(0, std::memory_order_relaxed); }
+
+pid_t own_pid() noexcept {
+  const pid_t cached = g_pid.load(std::memory_order_relaxed);
+  if (cached != 0) return cached;
+  static const int registered = ::pthread_atfork(nullptr, nullptr, forget_pid);
+  (void)registered;
+  const pid_t pid = ::getpid();
+  g_pid.store(pid, std::memory_order_relaxed);
+  return pid;
+}
+
+}  // namespace
 
 Store& Stores::store_locked(const std::filesystem::path& dir) {
   auto& slot = stores_[{getpid(), dir}];
@@ -58,13 +83,14 @@ void Stores::child_after_fork() noexcept {
 }
 
 LocalQueue::Bound LocalQueue::bound() {
-  if (pid_.load(std::memory_order_acquire) != getpid()) {
+  const pid_t me = own_pid();
+  if (pid_.load(std::memory_order_acquire) != me) {
     std::lock_guard lock(refresh_mu_);
-    if (pid_.load() != getpid()) {
+    if (pid_.load() != me) {
       store_ = &stores_.store_at(dir_);
       express_ = &stores_.writer_at(dir_, false);
       recoverable_ = &stores_.writer_at(dir_, true);
-      pid_.store(getpid(), std::memory_order_release);
+      pid_.store(me, std::memory_order_release);
     }
   }
   return {store_, express_, recoverable_};
