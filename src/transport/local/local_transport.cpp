@@ -1,7 +1,6 @@
 // The local transport: the per-process stores and writers, and one queue of a store.
 #include "src/transport/local/local_transport.hpp"
 
-#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,17 +13,13 @@ namespace {
 // This process's id without a system call per send: getpid() is a real system call (glibc no
 // longer caches it), about 1.2 us each on this project's VM, and bound() ran it on every send
 // (twice per signed send: the quota check and the hand-over; docs/performance.md, issue 14).
-// Forgotten in a child of fork() by a pthread_atfork handler, so a child still binds its own
-// store and writers (the pointers of the parent's are never used across fork).
+// Forgotten in a child of fork() by Stores::child_after_fork (the runtime's pthread_atfork
+// child handler, docs/architecture.md), so that a child binds its own store and writers.
 std::atomic<pid_t> g_pid{0};
-
-void forget_pid() noexcept { g_pid.store(0, std::memory_order_relaxed); }
 
 pid_t own_pid() noexcept {
   const pid_t cached = g_pid.load(std::memory_order_relaxed);
   if (cached != 0) return cached;
-  static const int registered = ::pthread_atfork(nullptr, nullptr, forget_pid);
-  (void)registered;
   const pid_t pid = ::getpid();
   g_pid.store(pid, std::memory_order_relaxed);
   return pid;
@@ -77,6 +72,7 @@ void Stores::parent_after_fork() noexcept {
 }
 
 void Stores::child_after_fork() noexcept {
+  g_pid.store(0, std::memory_order_relaxed);  // bound() binds the child's own
   for (auto& [key, st] : stores_) st->after_fork();
   for (auto& [key, w] : writers_) w->child_after_fork();
   mu_.unlock();
