@@ -435,6 +435,7 @@ TEST_F(StoreTest, FileModesIgnoreUmask) {
   ASSERT_TRUE(fs::exists(dir_ / "mqsec.db-wal")) << "store is not in WAL mode";
   EXPECT_EQ(mode_of(dir_ / "mqsec.db-wal"), 0600u);
   EXPECT_EQ(mode_of(dir_ / "mqsec.db-shm"), 0600u);
+  EXPECT_EQ(mode_of(dir_ / "settings.gen"), 0600u);
 }
 
 TEST_F(StoreTest, OpenFailuresAreServiceNotAvailable) {
@@ -1089,6 +1090,100 @@ TEST_F(StoreTest, UpdateQueueWritesOnlyChangesIntoTheQueueItRead) {
   now = *s.find_queue("shared");
   EXPECT_TRUE(now.authenticate);
   EXPECT_TRUE(now.label.empty());
+}
+
+// Issue 14: has_quota remembers what it read and reads the store again only after some process
+// changed queue settings (settings_signal.hpp). A quota set by another process (a child, with
+// its own Store) is seen by the next call; without a change, no read at all.
+TEST_F(StoreTest, QuotaSetByAnotherProcessIsSeenByTheNextCallAndUnchangedIsNotReadAgain) {
+  Store s(dir_);
+  const int64_t qid = make_queue(s, "quota");
+  EXPECT_FALSE(s.has_quota(qid));
+  const uint64_t first = s.quota_reads();
+  EXPECT_GE(first, 1u);
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(s.has_quota(qid));
+  EXPECT_EQ(s.quota_reads(), first) << "an unchanged quota was read from the store again";
+
+  auto set_quota_in_child = [&](uint32_t kb) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int rc = 1;
+      try {
+        Store child(dir_);  // its own connection and mapping, after fork()
+        const QueueInfo before = *child.find_queue("quota");
+        QueueInfo after = before;
+        after.quota = kb;
+        child.update_queue(before, after);
+        rc = 0;
+      } catch (...) {
+      }
+      ::_exit(rc);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  };
+  set_quota_in_child(2);
+  EXPECT_TRUE(s.has_quota(qid)) << "a quota another process set was not seen";
+  EXPECT_TRUE(s.has_quota(qid));
+  EXPECT_EQ(s.quota_reads(), first + 1);
+  set_quota_in_child(0xFFFFFFFF);  // INFINITE again
+  EXPECT_FALSE(s.has_quota(qid));
+  // This process's own change too.
+  const QueueInfo before = *s.find_queue("quota");
+  QueueInfo after = before;
+  after.quota = 7;
+  s.update_queue(before, after);
+  EXPECT_TRUE(s.has_quota(qid));
+
+  // A change in flight (or a writer that died between its two counts): read every time.
+  {
+    const int fd = ::open((dir_ / "settings.gen").c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    uint64_t started = 0;
+    ASSERT_EQ(::pread(fd, &started, 8, 0), 8);
+    ++started;
+    ASSERT_EQ(::pwrite(fd, &started, 8, 0), 8);
+    ::close(fd);
+  }
+  const uint64_t reads = s.quota_reads();
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(s.has_quota(qid));
+  EXPECT_EQ(s.quota_reads(), reads + 3);
+}
+
+// A missing settings.gen is created; one that is too short (or not private) turns the memory off:
+// every call reads the store, and still answers right.
+TEST_F(StoreTest, QuotaIsReadEveryTimeWhenTheSettingsFileIsUnusable) {
+  int64_t qid = 0;
+  {
+    Store s(dir_);
+    qid = make_queue(s, "quota");
+  }
+  ASSERT_TRUE(fs::exists(dir_ / "settings.gen"));
+  fs::remove(dir_ / "settings.gen");
+  {
+    Store s(dir_);
+    EXPECT_TRUE(fs::exists(dir_ / "settings.gen"));
+    EXPECT_FALSE(s.has_quota(qid));
+    EXPECT_FALSE(s.has_quota(qid));
+    EXPECT_EQ(s.quota_reads(), 1u);
+  }
+  fs::remove(dir_ / "settings.gen");
+  {
+    std::ofstream(dir_ / "settings.gen") << "short";
+    fs::permissions(dir_ / "settings.gen", fs::perms::owner_read | fs::perms::owner_write);
+  }
+  Store s(dir_);
+  EXPECT_FALSE(s.has_quota(qid));
+  EXPECT_FALSE(s.has_quota(qid));
+  EXPECT_EQ(s.quota_reads(), 2u);
+  const QueueInfo before = *s.find_queue("quota");
+  QueueInfo after = before;
+  after.quota = 1;
+  s.update_queue(before, after);
+  EXPECT_TRUE(s.has_quota(qid));
+  EXPECT_EQ(s.quota_reads(), 3u);
 }
 
 // Issue 13: MSMQ's queue properties are kept at creation and by update_queue (which leaves

@@ -3,9 +3,29 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <vector>
 
 namespace mqsec::transport::local {
+
+namespace {
+
+// This process's id without a system call per send: getpid() is a real system call (glibc no
+// longer caches it), about 1.2 us each on this project's VM, and bound() ran it on every send
+// (twice per signed send: the quota check and the hand-over; docs/performance.md, issue 14).
+// Forgotten in a child of fork() by Stores::child_after_fork (the runtime's pthread_atfork
+// child handler, docs/architecture.md), so that a child binds its own store and writers.
+std::atomic<pid_t> g_pid{0};
+
+pid_t own_pid() noexcept {
+  const pid_t cached = g_pid.load(std::memory_order_relaxed);
+  if (cached != 0) return cached;
+  const pid_t pid = ::getpid();
+  g_pid.store(pid, std::memory_order_relaxed);
+  return pid;
+}
+
+}  // namespace
 
 Store& Stores::store_locked(const std::filesystem::path& dir) {
   auto& slot = stores_[{getpid(), dir}];
@@ -52,19 +72,21 @@ void Stores::parent_after_fork() noexcept {
 }
 
 void Stores::child_after_fork() noexcept {
+  g_pid.store(0, std::memory_order_relaxed);  // bound() binds the child's own
   for (auto& [key, st] : stores_) st->after_fork();
   for (auto& [key, w] : writers_) w->child_after_fork();
   mu_.unlock();
 }
 
 LocalQueue::Bound LocalQueue::bound() {
-  if (pid_.load(std::memory_order_acquire) != getpid()) {
+  const pid_t me = own_pid();
+  if (pid_.load(std::memory_order_acquire) != me) {
     std::lock_guard lock(refresh_mu_);
-    if (pid_.load() != getpid()) {
+    if (pid_.load() != me) {
       store_ = &stores_.store_at(dir_);
       express_ = &stores_.writer_at(dir_, false);
       recoverable_ = &stores_.writer_at(dir_, true);
-      pid_.store(getpid(), std::memory_order_release);
+      pid_.store(me, std::memory_order_release);
     }
   }
   return {store_, express_, recoverable_};

@@ -654,6 +654,7 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
     for (const auto& [member, sql] : Statements::queries()) {
       st_.get()->*member = prepare(sql.c_str());
     }
+    settings_ = std::make_unique<SettingsSignal>(dir);
   } catch (const Error& e) {
     st_.reset();
     sqlite3_close_v2(db_);
@@ -1009,6 +1010,31 @@ void Store::delete_queue(std::string_view name_in, std::string_view companion) {
   tx.commit();
 }
 
+namespace {
+
+// A change of queue settings, for SettingsSignal: begun before the write transaction, ended
+// after it. When the store's own mapping is off (it could not be opened with the store), the
+// file is tried again here, so that a change is still signalled to the processes that have it.
+class SettingsChange {
+ public:
+  SettingsChange(SettingsSignal* own, const std::filesystem::path& dir) : signal_(own) {
+    if (signal_ == nullptr || !signal_->on()) {
+      fresh_.emplace(dir);
+      signal_ = &*fresh_;
+    }
+    signal_->begin();
+  }
+  ~SettingsChange() { signal_->end(); }
+  SettingsChange(const SettingsChange&) = delete;
+  SettingsChange& operator=(const SettingsChange&) = delete;
+
+ private:
+  std::optional<SettingsSignal> fresh_;
+  SettingsSignal* signal_;
+};
+
+}  // namespace
+
 std::optional<int64_t> Store::quota_locked(int64_t queue_id) {
   sqlite3_stmt* q = st_->quota;
   StmtScope scope(q);
@@ -1020,8 +1046,37 @@ std::optional<int64_t> Store::quota_locked(int64_t queue_id) {
 }
 
 bool Store::has_quota(int64_t queue_id) {
-  std::lock_guard lock(mu_);
-  return quota_locked(queue_id).has_value();
+  const std::optional<uint64_t> gen = settings_ ? settings_->stable() : std::nullopt;
+  if (gen) {
+    std::lock_guard lock(quota_mu_);
+    if (quota_gen_ == *gen) {
+      for (const auto& [id, has] : quota_known_) {
+        if (id == queue_id) return has;
+      }
+    }
+  }
+  bool has = false;
+  {
+    std::lock_guard lock(mu_);
+    quota_reads_.fetch_add(1, std::memory_order_relaxed);
+    has = quota_locked(queue_id).has_value();
+  }
+  if (gen) {
+    // Read after `gen` was loaded: valid for as long as the generation stays `gen`.
+    std::lock_guard lock(quota_mu_);
+    if (quota_gen_ != *gen) {
+      quota_known_.clear();
+      quota_gen_ = *gen;
+    }
+    auto it = std::find_if(quota_known_.begin(), quota_known_.end(),
+                           [&](const auto& known) { return known.first == queue_id; });
+    if (it != quota_known_.end()) {
+      it->second = has;
+    } else if (quota_known_.size() < 1024) {  // bounded: a process with more queues reads them
+      quota_known_.emplace_back(queue_id, has);
+    }
+  }
+  return has;
 }
 
 std::optional<uint64_t> Store::quota_room(int64_t queue_id) {
@@ -1051,6 +1106,8 @@ void Store::update_queue(const QueueInfo& before, const QueueInfo& q) {
       (q.type != before.type ? 128 : 0) |
       (q.multicast_address != before.multicast_address ? 256 : 0);
   std::lock_guard lock(mu_);
+  // Other processes' has_quota read the quota again once this change ended (commit or not).
+  SettingsChange change(settings_.get(), dir_);
   Tx tx(*this, true);
   sqlite3_stmt* st = st_->update_queue;
   StmtScope scope(st);

@@ -8,8 +8,10 @@
 #include <mqsec/error.hpp>
 
 #include "src/transport/local/delivery_log.hpp"
+#include "src/transport/local/settings_signal.hpp"
 #include "src/transport/transport.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -91,9 +93,13 @@ class Store {
   // when its quota is INFINITE (or the queue is gone). One indexed read, plus a sum over the
   // queue's messages only when the quota is finite.
   std::optional<uint64_t> quota_room(int64_t queue_id);
-  // Whether the queue has a finite PROPID_Q_QUOTA: the one indexed read, without the sum (what
-  // every send asks first).
+  // Whether the queue has a finite PROPID_Q_QUOTA (what every send asks first). Remembered per
+  // queue and read again only when some process may have changed queue settings since
+  // (settings_signal.hpp): a quota another process set is seen by the next call that starts
+  // after that process's update_queue returned.
   bool has_quota(int64_t queue_id);
+  // How many times has_quota read the store (for tests).
+  uint64_t quota_reads() const noexcept { return quota_reads_.load(std::memory_order_relaxed); }
   // MQPurgeQueue: removes every message of the queue (durable on return); their number.
   size_t purge(int64_t queue_id);
   std::vector<QueueInfo> list_queues();  // ordered by name
@@ -325,6 +331,14 @@ class Store {
   // Deletes message `seq` (and its claim) when `owner` claims it, recording msg_id as delivered.
   void apply_delivery_locked(const std::string& owner, int64_t queue_id, int64_t seq,
                              std::span<const uint8_t> msg_id, int64_t sent_time);
+
+  // has_quota's memory (settings_signal.hpp): what it read under generation quota_gen_, per
+  // queue. Under quota_mu_, never held while taking mu_.
+  std::unique_ptr<SettingsSignal> settings_;
+  std::mutex quota_mu_;
+  uint64_t quota_gen_ = 0;
+  std::vector<std::pair<int64_t, bool>> quota_known_;
+  std::atomic<uint64_t> quota_reads_{0};
 
   std::filesystem::path dir_;
   std::string owner_;  // this process as a claim owner ("<pid>:<start time>")
