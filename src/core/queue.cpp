@@ -255,18 +255,11 @@ std::shared_ptr<Queue> Queue::open(const Destination& d, Access access, bool den
       throw Error(MQ_ERROR_SHARING_VIOLATION,
                   "queue '" + d.queue + "' is opened with MQ_DENY_RECEIVE_SHARE elsewhere");
     }
-    // Its plain receives take claims (Queue::receive): the next claimed messages may be
-    // verified ahead (verify_ahead.hpp) under this copy of the policy.
-    if (q->local_ && !q->transactional_ && !q->system_ && !q->queue_journal_) {
-      q->ahead_policy_ = std::make_shared<const QueuePolicy>(q->policy_);
-    }
   }
   return q;
 }
 
 Queue::~Queue() {
-  // Results verified ahead for this handle go (one being verified is dropped when done).
-  if (ahead_policy_) runtime().verify_ahead().forget(offer_key_, ahead_policy_.get());
   if (local_ && !offer_key_.empty()) {
     try {
       local_->release_claims();  // what this process claimed goes back to the queue now
@@ -562,31 +555,12 @@ Refusal replay_refusal(const std::string& queue) {
 std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take,
                                     const Deliver& deliver, Transaction* tx, bool claimed) {
   // A claimed message's replay check is deliver_claimed's (one read transaction with its
-  // claim check), below; any other message's is check_message's.
+  // claim check), below.
   std::function<bool(std::span<const uint8_t>)> was_delivered;
   if (!claimed) {
     was_delivered = [this](std::span<const uint8_t> id) { return transport_->was_delivered(id); };
   }
-  // A claimed message may have been verified ahead (verify_ahead.hpp); the next claimed
-  // messages go to the worker before this thread verifies anything itself.
-  std::optional<Checked> ahead;
-  std::optional<VerifyAhead::Receiving> receiving;
-  if (claimed && ahead_policy_) {
-    VerifyAhead& va = runtime().verify_ahead();
-    receiving.emplace(va);
-    ahead = va.take(offer_key_, ahead_policy_.get(), m);
-    if (va.wanted()) {
-      try {
-        const std::vector<int64_t> known = va.known(offer_key_);
-        va.schedule(offer_key_, ahead_policy_, verify_name_,
-                    local_->claimed_ahead(VerifyAhead::kDepth, known));
-      } catch (const std::exception&) {
-        // Nothing scheduled: the next receives verify inline.
-      }
-    }
-  }
-  Checked c = ahead ? std::move(*ahead)
-                    : check_message(policy_, verify_name_, m.priority, m.envelope, was_delivered);
+  Checked c = check_message(policy_, verify_name_, m.priority, m.envelope, was_delivered);
   if (!c.ok()) {
     reject(m, c.envelope ? &*c.envelope : nullptr, *c.refusal);
     return std::nullopt;

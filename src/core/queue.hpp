@@ -226,9 +226,6 @@ class Queue {
   security::SigningConfig signing_;
   bool signing_set_ = false;
   std::shared_ptr<const QueuePolicy> batch_policy_;
-  // A copy of policy_ for the verify-ahead worker (verify_ahead.hpp), which may still use it
-  // after the handle is closed; set for handles whose receives take claims.
-  std::shared_ptr<const QueuePolicy> ahead_policy_;
   std::atomic<bool> batched_{false};  // a send of this handle went through a batch signer
 };
 

@@ -166,7 +166,6 @@ std::optional<security::Bytes> Runtime::registered_sid(const std::filesystem::pa
 
 void Runtime::forget_registrations() {
   implicit_contexts_.clear();  // a new registration may change the internal certificate
-  verify_ahead_.invalidate();  // and the sender a verdict names
   std::lock_guard lock(registry_cache_mu_);
   registry_cache_.clear();
 }

@@ -35,7 +35,6 @@
 #include "src/core/implicit_contexts.hpp"
 #include "src/core/locate.hpp"
 #include "src/core/offering.hpp"
-#include "src/core/verify_ahead.hpp"
 #include "src/core/queue.hpp"
 #include "src/security/config.hpp"
 #include "src/security/context.hpp"
@@ -62,8 +61,6 @@ class Runtime {
   ImplicitContexts& implicit_contexts() noexcept { return implicit_contexts_; }
   // The messages this process's receivers are offering now (offering.hpp).
   Offering& offering() noexcept { return offering_; }
-  // The worker that verifies the next claimed messages ahead of their receive (verify_ahead.hpp).
-  VerifyAhead& verify_ahead() noexcept { return verify_ahead_; }
   security::HandleTable<Queue>& queues() noexcept { return queues_; }
   security::HandleTable<Cursor>& cursors() noexcept { return cursors_; }
   security::HandleTable<QueueQuery>& queries() noexcept { return queries_; }  // MQLocateBegin
@@ -133,7 +130,6 @@ class Runtime {
   security::HandleTable<security::SecurityContext> contexts_;
   ImplicitContexts implicit_contexts_;
   Offering offering_;
-  VerifyAhead verify_ahead_;
   security::HandleTable<Queue> queues_;
   security::HandleTable<Cursor> cursors_;
   security::HandleTable<QueueQuery> queries_;

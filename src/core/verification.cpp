@@ -122,22 +122,13 @@ Checked check_message(const QueuePolicy& policy, const std::string& queue, int p
                                      utf16_to_utf8(e.dest_queue) + "', found in queue '" + queue +
                                      "'");
   }
-  check_replay(c, queue, was_delivered);
-  return c;
-}
-
-void check_replay(Checked& c, const std::string& queue,
-                  const std::function<bool(std::span<const uint8_t>)>& was_delivered) {
-  if (!c.ok() || !c.envelope || !was_delivered) return;
-  const security::Envelope& e = *c.envelope;
   // The id comes from the decoded (for signed messages: verified) envelope, never from a store
   // column or a broker property.
-  if (was_delivered(std::span<const uint8_t>(e.msg_id.data(), e.msg_id.size()))) {
-    c.refusal = Refusal{"replay",
-                        "replayed message: its message id was already delivered from "
-                        "queue '" +
-                            queue + "'"};
+  if (was_delivered && was_delivered(std::span<const uint8_t>(e.msg_id.data(), e.msg_id.size()))) {
+    return refuse("replay", "replayed message: its message id was already delivered from queue '" +
+                                queue + "'");
   }
+  return c;
 }
 
 void reject_message(transport::QueueTransport& record_in, const std::string& what,

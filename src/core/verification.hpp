@@ -83,12 +83,6 @@ Checked check_message(const QueuePolicy& policy, const std::string& queue, int p
                       std::span<const uint8_t> bytes,
                       const std::function<bool(std::span<const uint8_t>)>& was_delivered);
 
-// The last check of check_message alone: "replay" when `c` passed every other check and
-// was_delivered (may be empty: no check) says its id was delivered from queue `queue` already.
-// check_message(..., f) is check_message(..., {}) followed by check_replay(c, queue, f).
-void check_replay(Checked& c, const std::string& queue,
-                  const std::function<bool(std::span<const uint8_t>)>& was_delivered);
-
 // A refused message: logged (`what` names it, e.g. "message 12 of queue 'inbox'"), recorded in
 // the rejected-messages record through `record_in` (its queue's transport), and NACKed with
 // `nack_class` to its admin queue when `e` asked for a negative arrival acknowledgement (a NACK

@@ -112,7 +112,6 @@ class LocalQueue final : public QueueTransport {
   // Claimed receives (Store::claim_next and the rest, docs/performance.md "Claimed receives").
   std::optional<StoredMessage> claim_next(size_t batch, std::chrono::milliseconds lease);
   void unclaim(StoredMessage m);
-  std::vector<StoredMessage> claimed_ahead(size_t n, std::span<const int64_t> known);
   Removal deliver_claimed(int64_t seq, std::span<const uint8_t> msg_id, int64_t sent_time,
                           int64_t window_seconds);
   void release_claims();

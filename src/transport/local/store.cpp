@@ -1928,23 +1928,6 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
   return std::nullopt;
 }
 
-std::vector<StoredMessage> Store::claimed_ahead(int64_t queue_id, size_t n,
-                                                std::span<const int64_t> known) {
-  std::vector<StoredMessage> out;
-  std::lock_guard lock(mu_);
-  auto it = ready_.find(queue_id);
-  if (it == ready_.end()) return out;
-  for (const StoredMessage& m : it->second) {
-    if (out.size() >= n) break;
-    if (std::find(known.begin(), known.end(), m.seq) != known.end()) {
-      out.push_back(StoredMessage{m.queue_id, m.seq, m.priority, m.arrived, {}});
-    } else {
-      out.push_back(m);
-    }
-  }
-  return out;
-}
-
 void Store::unclaim(StoredMessage m) {
   std::lock_guard lock(mu_);
   ready_[m.queue_id].push_front(std::move(m));

@@ -236,11 +236,6 @@ class Store {
   // nullopt: no unclaimed message.
   std::optional<StoredMessage> claim_next(int64_t queue_id, size_t batch,
                                           std::chrono::milliseconds lease);
-  // The next `n` messages this process claimed on queue_id and claim_next() has not returned
-  // yet, in the order it will return them: copies, with the envelope left empty for the seqs in
-  // `known` (the caller has them). Reads memory only (core/verify_ahead.hpp verifies them ahead).
-  std::vector<StoredMessage> claimed_ahead(int64_t queue_id, size_t n,
-                                           std::span<const int64_t> known);
   // A claimed message claim_next() returned that was not delivered (the caller's buffers were
   // too small): the next claim_next() returns it again.
   void unclaim(StoredMessage m);
