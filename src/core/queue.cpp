@@ -572,6 +572,13 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
   const auto now = static_cast<int64_t>(std::time(nullptr));
   const bool from_here = e.source_machine == source_machine_;
   if (!system_ && expired(e, now, from_here ? 0 : policy_.max_clock_skew_seconds)) {
+    // A claimed message's replay check is at its delivery: a replayed copy is refused as a
+    // replay here too, never expired (no NACK, not dead-lettered) as if it were a new message.
+    if (claimed &&
+        transport_->was_delivered(std::span<const uint8_t>(e.msg_id.data(), e.msg_id.size()))) {
+      reject(m, &e, replay_refusal(name_));
+      return std::nullopt;
+    }
     expire_message(*transport_, local_.get(), transactional_, m.seq, e, policy_,
                    "message " + std::to_string(m.seq) + " of queue '" + name_ + "'");
     return std::nullopt;

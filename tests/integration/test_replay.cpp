@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/msmq_props.hpp"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/sqlite_query.hpp"
 
@@ -248,6 +249,47 @@ TEST(Replay, ReplayedCopyIsRefusedEvenWhenTheBuffersAreTooSmall) {
   auto rej = db.rejections(q.name);
   ASSERT_EQ(rej.size(), 1u);
   EXPECT_EQ(rej[0].kind, "replay") << rej[0].reason;
+}
+
+// A replayed copy whose time to be received has passed is refused as a replay, not expired:
+// no NACK, not in the dead-letter queue (a claimed receive checks replays at delivery, after
+// the expiry check; review 5, finding 1).
+TEST(Replay, ExpiredReplayedCopyIsRefusedNotDeadLettered) {
+  auto q = make_queue("exp", false);
+  auto keep = make_queue("expkeep", false);
+  QUEUEHANDLE dlq = nullptr;
+  ASSERT_EQ(MQOpenQueue(L"DIRECT=OS:.\\SYSTEM$;DEADLETTER", MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &dlq),
+            MQ_OK);
+  ASSERT_EQ(MQPurgeQueue(dlq), MQ_OK);
+  {
+    Queue s = Queue::open(q.format, MQ_SEND_ACCESS);
+    std::string body = "expiring";
+    mqsec::testing::Props p;
+    p.bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body.data()), static_cast<ULONG>(body.size()));
+    p.ui4(PROPID_M_TIME_TO_BE_RECEIVED, 2);
+    p.ui1(PROPID_M_JOURNAL, MQMSG_DEADLETTER);
+    ASSERT_EQ(MQSendMessage(s.native_handle(), p.msg(), MQ_NO_TRANSACTION), MQ_OK);
+  }
+  Db db;
+  ASSERT_EQ(db.copy_rows(q.name, keep.name, "priority"), 1);
+  Queue r = Queue::open(q.format, MQ_RECEIVE_ACCESS);
+  auto first = r.receive(kWait);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->body_string(), "expiring");
+  std::this_thread::sleep_for(3500ms);
+  ASSERT_EQ(db.copy_rows(keep.name, q.name, "priority"), 1);
+  EXPECT_FALSE(r.receive(kAbsent).has_value());
+  auto rej = db.rejections(q.name);
+  ASSERT_EQ(rej.size(), 1u) << "the replayed copy was not refused as a replay";
+  EXPECT_EQ(rej[0].kind, "replay") << rej[0].reason;
+  std::vector<UCHAR> buf(256);
+  mqsec::testing::Props g;
+  g.bytes(PROPID_M_BODY, buf.data(), static_cast<ULONG>(buf.size()));
+  EXPECT_EQ(MQReceiveMessage(dlq, 300, MQ_ACTION_RECEIVE, g.msg(), nullptr, nullptr, nullptr,
+                             MQ_NO_TRANSACTION),
+            MQ_ERROR_IO_TIMEOUT)
+      << "the replayed copy went to the dead-letter queue";
+  MQCloseQueue(dlq);
 }
 
 TEST(Replay, RowCopiedIntoAnotherQueueIsNeverDeliveredFromThere) {

@@ -1174,16 +1174,79 @@ TEST_F(StoreTest, QuotaIsReadEveryTimeWhenTheSettingsFileIsUnusable) {
     std::ofstream(dir_ / "settings.gen") << "short";
     fs::permissions(dir_ / "settings.gen", fs::perms::owner_read | fs::perms::owner_write);
   }
+  {
+    Store s(dir_);
+    EXPECT_FALSE(s.has_quota(qid));
+    EXPECT_FALSE(s.has_quota(qid));
+    EXPECT_EQ(s.quota_reads(), 2u);
+    // A change that cannot be counted is refused, with what to do: other processes may keep
+    // what they read under the signal (review 5, finding 3).
+    const QueueInfo before = *s.find_queue("quota");
+    QueueInfo after = before;
+    after.quota = 1;
+    try {
+      s.update_queue(before, after);
+      ADD_FAILURE() << "an uncountable settings change was made";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+      EXPECT_NE(std::string(e.what()).find("settings.gen"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(s.has_quota(qid));
+  }
+  fs::remove(dir_ / "settings.gen");  // as the message says
   Store s(dir_);
-  EXPECT_FALSE(s.has_quota(qid));
-  EXPECT_FALSE(s.has_quota(qid));
-  EXPECT_EQ(s.quota_reads(), 2u);
   const QueueInfo before = *s.find_queue("quota");
   QueueInfo after = before;
   after.quota = 1;
   s.update_queue(before, after);
   EXPECT_TRUE(s.has_quota(qid));
-  EXPECT_EQ(s.quota_reads(), 3u);
+}
+
+// settings.gen readable by group (allowed for the database too) still signals; a hard link
+// (one to the database would have its header counted up) or a group-writable file does not,
+// and then a settings change is refused rather than left unseen (review 5, findings 3 and 5).
+TEST_F(StoreTest, SettingsSignalModesAndLinks) {
+  Store s(dir_);
+  const int64_t qid = make_queue(s, "quota");
+  EXPECT_FALSE(s.has_quota(qid));
+  ASSERT_EQ(::chmod((dir_ / "settings.gen").c_str(), 0640), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int rc = 1;
+    try {
+      Store child(dir_);
+      const QueueInfo before = *child.find_queue("quota");
+      QueueInfo after = before;
+      after.quota = 2;
+      child.update_queue(before, after);
+      rc = 0;
+    } catch (...) {
+    }
+    ::_exit(rc);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(s.has_quota(qid)) << "a quota another process set was not seen";
+
+  const fs::path link = root_ / "link";
+  ASSERT_EQ(::link((dir_ / "settings.gen").c_str(), link.c_str()), 0);
+  {
+    Store linked(dir_);
+    const QueueInfo before = *linked.find_queue("quota");
+    QueueInfo after = before;
+    after.quota = 3;
+    EXPECT_EQ(code_of([&] { linked.update_queue(before, after); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+  }
+  fs::remove(link);
+  ASSERT_EQ(::chmod((dir_ / "settings.gen").c_str(), 0660), 0);
+  Store writable(dir_);
+  const QueueInfo before = *writable.find_queue("quota");
+  QueueInfo after = before;
+  after.quota = 4;
+  EXPECT_EQ(code_of([&] { writable.update_queue(before, after); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+  EXPECT_EQ(writable.find_queue("quota")->quota, 2u);
 }
 
 // Issue 13: MSMQ's queue properties are kept at creation and by update_queue (which leaves

@@ -16,6 +16,10 @@ namespace {
 
 constexpr size_t kSize = 4096;  // one page; only the first 16 bytes are used
 
+// The counters synchronise processes only if their atomics are lock-free (no lock private to a
+// process, as libatomic's fallback would be).
+static_assert(__atomic_always_lock_free(sizeof(uint64_t), nullptr));
+
 }  // namespace
 
 SettingsSignal::SettingsSignal(const std::filesystem::path& dir) noexcept {
@@ -29,13 +33,17 @@ SettingsSignal::SettingsSignal(const std::filesystem::path& dir) noexcept {
   }
   if (fd < 0) return;
   struct stat sb {};
-  // Same rule as the database (store.cpp, check_owner): ours, and nobody else may write it.
-  // Extended to its size when shorter (a new file; two processes may both do it: harmless, the
-  // added bytes are zero), never shrunk.
-  const bool usable =
-      ::fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == ::getuid() &&
-      (sb.st_mode & (S_IWGRP | S_IWOTH | S_IRGRP | S_IROTH)) == 0 &&
-      (sb.st_size >= static_cast<off_t>(kSize) || (sb.st_size == 0 && ::ftruncate(fd, kSize) == 0));
+  // Same rule as the database (store.cpp, check_owner): ours, and nobody else may write it (the
+  // counters are not secret: group or others may read it). One link only: a hard link to
+  // another file of the store (the database) must not get its first bytes counted up. Extended
+  // to its size when shorter (a new file; two processes may both do it: harmless, the added
+  // bytes are zero), never shrunk, and its blocks allocated now: a page of a hole touched later
+  // on a full file system would be SIGBUS instead of an error (review 5, finding 2).
+  const bool usable = ::fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == ::getuid() &&
+                      sb.st_nlink == 1 && (sb.st_mode & (S_IWGRP | S_IWOTH)) == 0 &&
+                      (sb.st_size >= static_cast<off_t>(kSize) ||
+                       (sb.st_size == 0 && ::ftruncate(fd, kSize) == 0)) &&
+                      ::posix_fallocate(fd, 0, kSize) == 0;
   if (usable) {
     void* p = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p != MAP_FAILED) words_ = static_cast<uint64_t*>(p);

@@ -12,9 +12,12 @@
 // process's MQSetQueueProperties returned (docs/msmq-api.md, "Quotas").
 //
 // The file, <store>/settings.gen, is created with mode 0600 like the database and must belong to
-// the process's user and not be writable by others (docs/security.md); when it cannot be
-// opened, has the wrong owner or mode, or is too short, the signal is off: stable() is always
-// nullopt and callers read the store, as before.
+// the process's user, have one link and not be writable by group or others (docs/security.md);
+// its 4 KiB are allocated when it is opened (a hole touched on a full file system would be
+// SIGBUS). When it cannot be opened or allocated, has the wrong owner, mode or link count, or is
+// too short, the signal is off: stable() is always nullopt and readers read the store, as
+// before, and a writer of queue settings refuses the change (Store::update_queue:
+// MQ_ERROR_SERVICE_NOT_AVAILABLE), since processes with a working mapping would not see it.
 #pragma once
 
 #include <cstdint>

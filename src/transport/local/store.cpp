@@ -1022,6 +1022,16 @@ class SettingsChange {
       fresh_.emplace(dir);
       signal_ = &*fresh_;
     }
+    if (!signal_->on()) {
+      // Other processes may keep what they read under the signal: an uncounted change would
+      // stay unseen by them (review 5, finding 3).
+      throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE,
+                  "cannot signal a change of queue settings to the store's other processes: " +
+                      (dir / SettingsSignal::kFileName).string() +
+                      " must be a regular file of the store's owner with one link, not "
+                      "writable by group or others, and the file system must have room for "
+                      "4 KiB; stop the store's processes, then fix or remove that file");
+    }
     signal_->begin();
   }
   ~SettingsChange() { signal_->end(); }
