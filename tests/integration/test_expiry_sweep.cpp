@@ -261,6 +261,12 @@ TEST(ExpirySweep, TheAgentSweepsEveryExpirySweepSeconds) {
   ASSERT_HR(MQ_OK, g.hr) << agent.output_tail();
   EXPECT_EQ(g.msg_class, MQMSG_CLASS_NACK_RECEIVE_TIMEOUT);
   EXPECT_EQ(g.correlation_id, id);
+  // The sweep's summary line comes after its removal and NACK: wait for it.
+  const auto logged = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (agent.output_tail().find("agent: expired 1 message") == std::string::npos &&
+         std::chrono::steady_clock::now() < logged) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   EXPECT_NE(agent.output_tail().find("agent: expired 1 message"), std::string::npos)
       << agent.output_tail();
   auto st = agent.stop(SIGTERM, std::chrono::seconds(10));
