@@ -53,6 +53,32 @@ class StoreTest : public ::testing::Test {
     return found ? found->id : 0;
   }
 
+  // Sets queue "quota"'s quota through `s`, as MQSetQueueProperties does (update_queue).
+  static void set_quota(Store& s, uint32_t kb) {
+    const QueueInfo before = *s.find_queue("quota");
+    QueueInfo after = before;
+    after.quota = kb;
+    s.update_queue(before, after);
+  }
+  // The same from a forked child with its own Store (its own connection and mapping): true
+  // when the child succeeded.
+  bool set_quota_in_child(uint32_t kb) {
+    const pid_t pid = ::fork();
+    if (pid < 0) return false;
+    if (pid == 0) {
+      int rc = 1;
+      try {
+        Store child(dir_);
+        set_quota(child, kb);
+        rc = 0;
+      } catch (...) {
+      }
+      ::_exit(rc);
+    }
+    int status = 0;
+    return ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
+
   fs::path root_;
   fs::path dir_;
 };
@@ -1104,37 +1130,14 @@ TEST_F(StoreTest, QuotaSetByAnotherProcessIsSeenByTheNextCallAndUnchangedIsNotRe
   for (int i = 0; i < 100; ++i) EXPECT_FALSE(s.has_quota(qid));
   EXPECT_EQ(s.quota_reads(), first) << "an unchanged quota was read from the store again";
 
-  auto set_quota_in_child = [&](uint32_t kb) {
-    const pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      int rc = 1;
-      try {
-        Store child(dir_);  // its own connection and mapping, after fork()
-        const QueueInfo before = *child.find_queue("quota");
-        QueueInfo after = before;
-        after.quota = kb;
-        child.update_queue(before, after);
-        rc = 0;
-      } catch (...) {
-      }
-      ::_exit(rc);
-    }
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  };
-  set_quota_in_child(2);
+  ASSERT_TRUE(set_quota_in_child(2));
   EXPECT_TRUE(s.has_quota(qid)) << "a quota another process set was not seen";
   EXPECT_TRUE(s.has_quota(qid));
   EXPECT_EQ(s.quota_reads(), first + 1);
-  set_quota_in_child(0xFFFFFFFF);  // INFINITE again
+  ASSERT_TRUE(set_quota_in_child(0xFFFFFFFF));  // INFINITE again
   EXPECT_FALSE(s.has_quota(qid));
   // This process's own change too.
-  const QueueInfo before = *s.find_queue("quota");
-  QueueInfo after = before;
-  after.quota = 7;
-  s.update_queue(before, after);
+  set_quota(s, 7);
   EXPECT_TRUE(s.has_quota(qid));
 
   // A change in flight (or a writer that died between its two counts): read every time.
@@ -1181,11 +1184,8 @@ TEST_F(StoreTest, QuotaIsReadEveryTimeWhenTheSettingsFileIsUnusable) {
     EXPECT_EQ(s.quota_reads(), 2u);
     // A change that cannot be counted is refused, with what to do: other processes may keep
     // what they read under the signal (review 5, finding 3).
-    const QueueInfo before = *s.find_queue("quota");
-    QueueInfo after = before;
-    after.quota = 1;
     try {
-      s.update_queue(before, after);
+      set_quota(s, 1);
       ADD_FAILURE() << "an uncountable settings change was made";
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), MQ_ERROR_SERVICE_NOT_AVAILABLE);
@@ -1195,10 +1195,7 @@ TEST_F(StoreTest, QuotaIsReadEveryTimeWhenTheSettingsFileIsUnusable) {
   }
   fs::remove(dir_ / "settings.gen");  // as the message says
   Store s(dir_);
-  const QueueInfo before = *s.find_queue("quota");
-  QueueInfo after = before;
-  after.quota = 1;
-  s.update_queue(before, after);
+  set_quota(s, 1);
   EXPECT_TRUE(s.has_quota(qid));
 }
 
@@ -1210,42 +1207,19 @@ TEST_F(StoreTest, SettingsSignalModesAndLinks) {
   const int64_t qid = make_queue(s, "quota");
   EXPECT_FALSE(s.has_quota(qid));
   ASSERT_EQ(::chmod((dir_ / "settings.gen").c_str(), 0640), 0);
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    int rc = 1;
-    try {
-      Store child(dir_);
-      const QueueInfo before = *child.find_queue("quota");
-      QueueInfo after = before;
-      after.quota = 2;
-      child.update_queue(before, after);
-      rc = 0;
-    } catch (...) {
-    }
-    ::_exit(rc);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(set_quota_in_child(2));
   EXPECT_TRUE(s.has_quota(qid)) << "a quota another process set was not seen";
 
   const fs::path link = root_ / "link";
   ASSERT_EQ(::link((dir_ / "settings.gen").c_str(), link.c_str()), 0);
   {
     Store linked(dir_);
-    const QueueInfo before = *linked.find_queue("quota");
-    QueueInfo after = before;
-    after.quota = 3;
-    EXPECT_EQ(code_of([&] { linked.update_queue(before, after); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+    EXPECT_EQ(code_of([&] { set_quota(linked, 3); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
   }
   fs::remove(link);
   ASSERT_EQ(::chmod((dir_ / "settings.gen").c_str(), 0660), 0);
   Store writable(dir_);
-  const QueueInfo before = *writable.find_queue("quota");
-  QueueInfo after = before;
-  after.quota = 4;
-  EXPECT_EQ(code_of([&] { writable.update_queue(before, after); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+  EXPECT_EQ(code_of([&] { set_quota(writable, 4); }), MQ_ERROR_SERVICE_NOT_AVAILABLE);
   EXPECT_EQ(writable.find_queue("quota")->quota, 2u);
 }
 
