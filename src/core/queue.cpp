@@ -566,34 +566,31 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
     return std::nullopt;
   }
   const security::Envelope& e = *c.envelope;
+  const std::span<const uint8_t> msg_id(e.msg_id.data(), e.msg_id.size());
+  // Before a claimed message leaves the receive by another way than its delivery (expired,
+  // buffers too small), the replay check its delivery would have made: a replayed copy is
+  // refused as a replay, never expired (NACK, dead-letter queue) or reported to the caller.
+  auto refused_as_replay = [&]() {
+    if (!claimed || !transport_->was_delivered(msg_id)) return false;
+    reject(m, &e, replay_refusal(name_));
+    return true;
+  };
   // PROPID_M_TIME_TO_BE_RECEIVED: an expired message is taken out (and NACKed), never offered.
   // The clock skew is allowed for a message another machine sent (its clock set sent_time).
   // A dead-letter queue holds expired messages: they stay until received or purged.
   const auto now = static_cast<int64_t>(std::time(nullptr));
   const bool from_here = e.source_machine == source_machine_;
   if (!system_ && expired(e, now, from_here ? 0 : policy_.max_clock_skew_seconds)) {
-    // A claimed message's replay check is at its delivery: a replayed copy is refused as a
-    // replay here too, never expired (no NACK, not dead-lettered) as if it were a new message.
-    if (claimed &&
-        transport_->was_delivered(std::span<const uint8_t>(e.msg_id.data(), e.msg_id.size()))) {
-      reject(m, &e, replay_refusal(name_));
-      return std::nullopt;
-    }
+    if (refused_as_replay()) return std::nullopt;
     expire_message(*transport_, local_.get(), transactional_, m.seq, e, policy_,
                    "message " + std::to_string(m.seq) + " of queue '" + name_ + "'");
     return std::nullopt;
   }
   const security::Verdict& vd = c.verdict;
-  const std::span<const uint8_t> msg_id(e.msg_id.data(), e.msg_id.size());
   const HRESULT hr = deliver(Delivered{&e, &vd, m.arrived, static_cast<uint64_t>(m.seq),
                                        dead_letter_ ? int{dead_letter_class(e, now)} : -1});
   if (FAILED(hr)) {
-    // A claimed message's replay check is at its delivery: a copy of a delivered message is
-    // refused now, not reported to a caller whose buffers were too small.
-    if (claimed && transport_->was_delivered(msg_id)) {
-      reject(m, &e, replay_refusal(name_));
-      return std::nullopt;
-    }
+    if (refused_as_replay()) return std::nullopt;
     if (claimed) local_->unclaim(m);  // the next receive of this process returns it
     return hr;                        // buffers too small: the message stays
   }
