@@ -105,10 +105,15 @@ TEST_F(BatchWriterTest, MessagesForAVanishedQueueAreReportedNotSilentlyDropped) 
 TEST_F(BatchWriterTest, ForkedChildNeitherHangsNorDuplicatesTheParentsMessages) {
   BatchWriter w(*store_, nullptr);
   for (int i = 0; i < 100; ++i) w.push(id_, 3, msg(i));
+  // The runtime's fork handler's order (Stores::prepare_fork): the writer's lock, then the
+  // store's. Without the store's lock the writer thread can be inside SQLite at the fork, and
+  // the child then waits for a SQLite mutex or file lock that no thread of it will release.
   w.prepare_fork();
+  store_->prepare_fork();
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
+    store_->after_fork();
     w.child_after_fork();
     alarm(20);
     w.flush();  // nothing of the parent's to write here
@@ -119,6 +124,7 @@ TEST_F(BatchWriterTest, ForkedChildNeitherHangsNorDuplicatesTheParentsMessages) 
     mine.flush();
     _exit(0);
   }
+  store_->after_fork();
   w.parent_after_fork();
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
