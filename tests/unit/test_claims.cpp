@@ -196,10 +196,32 @@ TEST_F(Claims, ThisProcessNeverSeesWhatItReturnedAndAPurgeTakesClaimsAway) {
   ASSERT_TRUE(low);
   EXPECT_EQ(text(low->envelope), "low0");
   ASSERT_EQ(deliver(s, *low), Removal::Removed);
+  // One of the same priority does not overtake: low1 is delivered.
+  s.append(q_, 1, bytes("same"), false);
+  auto low1 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(low1);
+  EXPECT_EQ(text(low1->envelope), "low1");
+  ASSERT_EQ(deliver(s, *low1), Removal::Removed);
+  // A higher one does: the claimed low2 is not delivered (its claim is released, the caller
+  // goes on to the next), and the next claim starts with the urgent one.
   s.append(q_, 6, bytes("urgent"), false);
+  auto low2 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(low2);
+  EXPECT_EQ(text(low2->envelope), "low2");
+  EXPECT_EQ(deliver(s, *low2), Removal::Gone);
   auto next = s.claim_next(q_, 16, 60s);
   ASSERT_TRUE(next);
   EXPECT_EQ(text(next->envelope), "urgent");
+  ASSERT_EQ(deliver(s, *next), Removal::Removed);
+  auto again = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(text(again->envelope), "low2") << "still there, claimed again";
+  ASSERT_EQ(deliver(s, *again), Removal::Removed);
+  auto last = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(text(last->envelope), "same");
+  ASSERT_EQ(deliver(s, *last), Removal::Removed);
+  EXPECT_FALSE(s.claim_next(q_, 16, 60s));
 }
 
 TEST_F(Claims, ReleasedClaimsAreTakenByAnotherProcessAtOnce) {

@@ -355,7 +355,6 @@ struct Store::Statements {
   sqlite3_stmt* claim_candidates = nullptr;
   sqlite3_stmt* insert_claim = nullptr;
   sqlite3_stmt* claim_held = nullptr;
-  sqlite3_stmt* higher_unclaimed = nullptr;
   sqlite3_stmt* claim_owners = nullptr;
   sqlite3_stmt* delete_claimed = nullptr;
   sqlite3_stmt* drop_claim = nullptr;
@@ -446,15 +445,15 @@ struct Store::Statements {
              " messages.seq) ORDER BY " MQSEC_PRIO " DESC, seq LIMIT ?2"},
         {&Statements::insert_claim,
          "INSERT INTO claims(seq, queue_id, owner, until) VALUES(?1, ?2, ?3, ?4)"},
-        // Whether this process still holds the claim, and whether the id was delivered from
-        // the queue already: one read transaction for both (each costs two fcntl calls).
+        // Whether this process still holds the claim, whether the id was delivered from the
+        // queue already, and whether an unclaimed message of higher priority arrived since the
+        // claim: one read transaction for the three (each costs two fcntl calls).
         {&Statements::claim_held,
          "SELECT EXISTS(SELECT 1 FROM claims c JOIN messages m ON m.seq = c.seq WHERE c.seq = ?1"
          " AND c.owner = ?2), EXISTS(SELECT 1 FROM delivered WHERE queue_id = ?3 AND"
-         " msg_id = ?4)"},
-        {&Statements::higher_unclaimed,
-         "SELECT 1 FROM messages WHERE queue_id = ?1 AND " MQSEC_PRIO
-         " > ?2 AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.seq = messages.seq) LIMIT 1"},
+         " msg_id = ?4), EXISTS(SELECT 1 FROM messages h WHERE h.queue_id = ?3 AND " MQSEC_PRIO
+         " > (SELECT " MQSEC_PRIO " FROM messages WHERE seq = ?1) AND NOT EXISTS (SELECT 1 FROM"
+         " claims c WHERE c.seq = h.seq))"},
         {&Statements::claim_owners,
          "SELECT owner, min(until) FROM claims WHERE queue_id = ?1 AND owner <> ?2 GROUP BY owner"},
         {&Statements::delete_claimed,
@@ -1899,43 +1898,35 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
   ready_[queue_id] = std::move(claimed);
 }
 
-void Store::release_ready_locked(int64_t queue_id) {
+void Store::release_ready_locked(int64_t queue_id, std::optional<int64_t> also) {
   auto it = ready_.find(queue_id);
-  if (it == ready_.end() || it->second.empty()) return;
-  Tx tx(*this, false);
-  for (const StoredMessage& m : it->second) {
-    StmtScope drop(st_->drop_claim);
-    bind_int(st_->drop_claim, 1, m.seq, "release claims");
+  const bool none = it == ready_.end() || it->second.empty();
+  if (none && !also) return;
+  auto drop = [this](int64_t seq) {
+    StmtScope scope(st_->drop_claim);
+    bind_int(st_->drop_claim, 1, seq, "release claims");
     step_changes(st_->drop_claim, "release claims");
+  };
+  Tx tx(*this, false);
+  if (also) drop(*also);
+  if (!none) {
+    for (const StoredMessage& m : it->second) drop(m.seq);
   }
   tx.commit();
-  it->second.clear();
+  if (!none) it->second.clear();
 }
 
 std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
                                                std::chrono::milliseconds lease) {
   std::lock_guard lock(mu_);
-  for (int round = 0; round < 2; ++round) {
-    std::deque<StoredMessage>& ready = ready_[queue_id];
-    if (ready.empty()) claim_batch_locked(queue_id, std::max<size_t>(batch, 1), lease);
-    if (ready.empty()) return std::nullopt;
-    if (round == 0 && ready.front().priority < 7) {
-      // Receive order: a message of higher priority that arrived after our claim goes first.
-      sqlite3_stmt* st = st_->higher_unclaimed;
-      StmtScope scope(st);
-      bind_int(st, 1, queue_id, "read first message");
-      bind_int(st, 2, ready.front().priority, "read first message");
-      if (step_row(st, "read first message")) {
-        sqlite3_reset(st);
-        release_ready_locked(queue_id);
-        continue;
-      }
-    }
-    StoredMessage m = std::move(ready.front());
-    ready.pop_front();
-    return m;
-  }
-  return std::nullopt;
+  std::deque<StoredMessage>& ready = ready_[queue_id];
+  if (ready.empty()) claim_batch_locked(queue_id, std::max<size_t>(batch, 1), lease);
+  if (ready.empty()) return std::nullopt;
+  // Receive order (a message of higher priority that arrived after the claim goes first) is
+  // deliver_claimed's check, in the read transaction it makes anyway.
+  StoredMessage m = std::move(ready.front());
+  ready.pop_front();
+  return m;
 }
 
 void Store::unclaim(StoredMessage m) {
@@ -1960,42 +1951,54 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
       return remove(queue_id, seq) ? Removal::Replay : Removal::Gone;
     }
   }
+  // The log's lock covers the claim check and the append: a recoverer that takes it to apply
+  // our log and drop our claims sees either both or neither.
+  enum class Outcome { Delivered, Lost, Replayed, Preempted } outcome = Outcome::Lost;
   log_->lock();
   try {
-    bool held = false;
-    bool replay = false;
-    {
-      sqlite3_stmt* st = st_->claim_held;
-      StmtScope scope(st);
-      bind_int(st, 1, seq, "deliver message");
-      bind_text(st, 2, owner_, "deliver message");
-      bind_int(st, 3, queue_id, "deliver message");
-      bind_blob(st, 4, msg_id, "deliver message");
-      if (!step_row(st, "deliver message")) fail(SQLITE_ERROR, "deliver message");
-      held = sqlite3_column_int(st, 0) != 0;
-      replay = sqlite3_column_int(st, 1) != 0;
+    sqlite3_stmt* st = st_->claim_held;
+    StmtScope scope(st);
+    bind_int(st, 1, seq, "deliver message");
+    bind_text(st, 2, owner_, "deliver message");
+    bind_int(st, 3, queue_id, "deliver message");
+    bind_blob(st, 4, msg_id, "deliver message");
+    if (!step_row(st, "deliver message")) fail(SQLITE_ERROR, "deliver message");
+    if (sqlite3_column_int(st, 0) == 0) {
+      outcome = Outcome::Lost;  // purged, deleted, or released after the lease
+    } else if (sqlite3_column_int(st, 1) != 0) {
+      outcome = Outcome::Replayed;  // delivered from this queue before (recorded)
+    } else if (sqlite3_column_int(st, 2) != 0) {
+      outcome = Outcome::Preempted;  // an unclaimed message of higher priority is there
+    } else {
+      sqlite3_reset(st);  // the read transaction ends before the append
+      DeliveryRecord r{queue_id, seq, sent_time, Bytes(msg_id.begin(), msg_id.end())};
+      log_->append(r);
+      pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id)});
+      pending_window_ = window_seconds;
+      outcome = Outcome::Delivered;
     }
-    if (!held) {
-      log_->unlock();
-      return Removal::Gone;
-    }
-    if (replay) {
-      // A copy of a message delivered from this queue (by any process, recorded): rejected,
-      // never delivered.
-      log_->unlock();
-      lock.unlock();
-      return remove(queue_id, seq) ? Removal::Replay : Removal::Gone;
-    }
-    DeliveryRecord r{queue_id, seq, sent_time, Bytes(msg_id.begin(), msg_id.end())};
-    log_->append(r);
-    log_->unlock();
-    pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id)});
-    pending_window_ = window_seconds;
   } catch (...) {
     log_->unlock();
     throw;
   }
-  return Removal::Removed;
+  log_->unlock();
+  switch (outcome) {
+    case Outcome::Delivered:
+      return Removal::Removed;
+    case Outcome::Lost:
+      return Removal::Gone;
+    case Outcome::Replayed:
+      // A copy of a message delivered from this queue (by any process, recorded): rejected,
+      // never delivered.
+      lock.unlock();
+      return remove(queue_id, seq) ? Removal::Replay : Removal::Gone;
+    case Outcome::Preempted:
+      // Receive order: this process's claims on the queue go back (this one's too), and the
+      // next claim_next() claims again, the higher one first.
+      release_ready_locked(queue_id, seq);
+      return Removal::Gone;
+  }
+  return Removal::Gone;
 }
 
 void Store::release_claims(int64_t queue_id) {

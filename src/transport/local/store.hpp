@@ -231,9 +231,7 @@ class Store {
   // message this process claimed (claiming up to `batch` more, for `lease`, in one write
   // transaction when it holds none: that transaction also deletes what this process delivered
   // since the last one, and releases the claims of dead owners and of owners whose lease ran
-  // out, after applying their delivery logs). A message of higher priority than the next
-  // claimed one that arrived meanwhile makes it release its claims and claim again.
-  // nullopt: no unclaimed message.
+  // out, after applying their delivery logs). nullopt: no unclaimed message.
   std::optional<StoredMessage> claim_next(int64_t queue_id, size_t batch,
                                           std::chrono::milliseconds lease);
   // A claimed message claim_next() returned that was not delivered (the caller's buffers were
@@ -244,7 +242,11 @@ class Store {
   // batch); Gone when the claim was lost (the message was purged, deleted, or its claim
   // released after the lease); Replay (the row deleted now) when its id was already delivered
   // from this queue: recorded in the store, or by this process and not yet recorded. (The
-  // claimed receive's only replay check: one read transaction with the claim check.)
+  // claimed receive's only replay check: one read transaction with the claim check.) Gone too,
+  // nothing delivered, when an unclaimed message of higher priority than this one arrived
+  // after the claim: then this process's claims on the queue are released, this one's too, and
+  // the next claim_next() claims again, the higher one first (receive order, checked in the
+  // same read transaction).
   Removal deliver_claimed(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
                           int64_t sent_time, int64_t window_seconds);
   // Deletes what this process delivered and releases its other claims on the queue (the
@@ -322,7 +324,7 @@ class Store {
   };
   void recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
   void claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease);
-  void release_ready_locked(int64_t queue_id);
+  void release_ready_locked(int64_t queue_id, std::optional<int64_t> also = std::nullopt);
   // Deletes message `seq` (and its claim) when `owner` claims it, recording msg_id as delivered.
   void apply_delivery_locked(const std::string& owner, int64_t queue_id, int64_t seq,
                              std::span<const uint8_t> msg_id, int64_t sent_time);
