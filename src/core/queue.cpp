@@ -36,7 +36,11 @@ namespace {
 
 // Claimed receives (docs/performance.md, "Claimed receives"): how many messages one write
 // transaction claims, and how long another process leaves them alone while this one lives.
-constexpr size_t kClaimBatch = 16;
+// 64 rather than 16 (session 11): the claim transaction's commit is then about 2 us per
+// received message instead of about 7, and a receive of RSA-2048 messages about 10 % cheaper.
+// It is also how many returned messages a power failure can bring back per receiver process
+// and queue, and how many one process can hold while another waits for its lease to end.
+constexpr size_t kClaimBatch = 64;
 constexpr std::chrono::milliseconds kClaimLease{2000};
 
 // Opens (creating it with mode 0600) <store>/locks/<id>.lock without following links, as the

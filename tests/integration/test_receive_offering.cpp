@@ -188,7 +188,7 @@ TEST_F(ReceiveOffering, ThreadsOfOneProcessReceiveEachMessageExactlyOnce) {
 // of its own. It does not return what its parent claimed, and what it returned before it died
 // (deleted later, from its delivery log) is never returned to the parent.
 TEST_F(ReceiveOffering, AForkedChildDoesNotInheritItsParentsClaims) {
-  constexpr int kMessages = 20;
+  constexpr int kMessages = 100;  // more than one claim batch (64, src/core/queue.cpp)
   QUEUEHANDLE s = open(MQ_SEND_ACCESS);
   for (int i = 0; i < kMessages; ++i) ASSERT_HR(MQ_OK, send(s, "m" + std::to_string(i)));
   MQCloseQueue(s);
