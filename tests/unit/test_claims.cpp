@@ -166,6 +166,60 @@ TEST_F(Claims, ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore) {
   EXPECT_EQ(s.message_count(q_), 0u);
 }
 
+// An owner whose lease ran out still has the messages it claimed in memory. When it then lets
+// them go (its queue is closed, or a higher-priority arrival makes it claim again), it must
+// drop only claims that are still its own: the process that took them over may have returned
+// one already, and that one must then be deleted by its next claim transaction, not received a
+// second time.
+TEST_F(Claims, AStaleOwnerReleasingItsClaimsDoesNotDropTheirNewOwners) {
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    int rc = 2;
+    try {
+      Store s(dir_);
+      auto first = s.claim_next(q_, 16, 100ms);   // claims m0..m15 for 100 ms
+      auto second = s.claim_next(q_, 16, 100ms);  // m1, taken and never delivered
+      if (first && second && deliver(s, *first) == Removal::Removed) {
+        (void)!::write(ready[1], "r", 1);
+        char c = 0;
+        if (::read(go[0], &c, 1) == 1) {
+          s.release_claims(q_);  // m2..m15 were still in its memory
+          rc = 0;
+        }
+      }
+    } catch (...) {
+      rc = 3;
+    }
+    ::_exit(rc);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the child did not claim";
+  std::this_thread::sleep_for(200ms);  // its lease runs out
+  Store s(dir_);
+  std::vector<std::string> got;
+  for (int i = 0; i < 2; ++i) {  // takes its claims over and returns m1 and m2
+    auto m = s.claim_next(q_, 16, 60s);
+    ASSERT_TRUE(m);
+    ASSERT_EQ(deliver(s, *m), Removal::Removed) << text(m->envelope);
+    got.push_back(text(m->envelope));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"m1", "m2"}));
+  ASSERT_EQ(::write(go[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  for (const std::string& body : drain(s)) got.push_back(body);
+  std::vector<std::string> want;
+  for (int i = 1; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(got, want) << "each once, m2 too";
+  EXPECT_TRUE(s.was_delivered(q_, id_of("m2")));
+  EXPECT_EQ(s.message_count(q_), 0u);
+}
+
 TEST_F(Claims, ThisProcessNeverSeesWhatItReturnedAndAPurgeTakesClaimsAway) {
   Store s(dir_);
   auto m0 = s.claim_next(q_, 16, 60s);

@@ -358,6 +358,7 @@ struct Store::Statements {
   sqlite3_stmt* claim_owners = nullptr;
   sqlite3_stmt* delete_claimed = nullptr;
   sqlite3_stmt* drop_claim = nullptr;
+  sqlite3_stmt* release_claim = nullptr;
   sqlite3_stmt* release_owner = nullptr;
   sqlite3_stmt* delete_queue_claims = nullptr;
 
@@ -460,6 +461,9 @@ struct Store::Statements {
          "DELETE FROM messages WHERE seq = ?1 AND EXISTS (SELECT 1 FROM claims WHERE seq = ?1"
          " AND owner = ?2)"},
         {&Statements::drop_claim, "DELETE FROM claims WHERE seq = ?1"},
+        // Letting a claim go: only while it is still this owner's (after a lapsed lease the
+        // message may be another owner's claim now, or already returned by it).
+        {&Statements::release_claim, "DELETE FROM claims WHERE seq = ?1 AND owner = ?2"},
         {&Statements::release_owner, "DELETE FROM claims WHERE owner = ?1 AND until < ?2"},
         {&Statements::delete_queue_claims, "DELETE FROM claims WHERE queue_id = ?1"},
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
@@ -1903,9 +1907,11 @@ void Store::release_ready_locked(int64_t queue_id, std::optional<int64_t> also) 
   const bool none = it == ready_.end() || it->second.empty();
   if (none && !also) return;
   auto drop = [this](int64_t seq) {
-    StmtScope scope(st_->drop_claim);
-    bind_int(st_->drop_claim, 1, seq, "release claims");
-    step_changes(st_->drop_claim, "release claims");
+    sqlite3_stmt* st = st_->release_claim;
+    StmtScope scope(st);
+    bind_int(st, 1, seq, "release claims");
+    bind_text(st, 2, owner_, "release claims");
+    step_changes(st, "release claims");
   };
   Tx tx(*this, false);
   if (also) drop(*also);
