@@ -595,8 +595,13 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
                                        dead_letter_ ? int{dead_letter_class(e, now)} : -1});
   if (FAILED(hr)) {
     if (refused_as_replay()) return std::nullopt;
-    if (claimed) local_->unclaim(m);  // the next receive of this process returns it
-    return hr;                        // buffers too small: the message stays
+    if (claimed) {
+      // Receive order: a message of higher priority that arrived after the claim is offered
+      // instead (the caller is told its sizes).
+      if (local_->overtaken(m.seq)) return std::nullopt;
+      local_->unclaim(m);  // the next receive of this process returns it
+    }
+    return hr;  // buffers too small: the message stays
   }
   if (take) {
     const int64_t sent =
@@ -604,12 +609,20 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
     transport::Removal removal = transport::Removal::Gone;
     int64_t journal = 0;
     int64_t holding = 0;
+    // A claimed message whose removal fails is still this process's claim: it goes back to
+    // the claimed messages (the next receive returns it) instead of staying claimed by nobody's
+    // receive until the process ends.
+    auto give_back = [&] {
+      if (claimed) local_->unclaim(m);
+    };
     try {
       journal = local_ ? journal_for(e, from_here) : 0;
       // In a transaction the row waits in its holding queue (holding.hpp), journaled at commit.
       holding = tx != nullptr ? tx->holding_for(*local_, /*move=*/false) : 0;
       const int64_t into = holding != 0 ? holding : journal;
       if (into != 0) {
+        // Receive order, as deliver_claimed checks it for the others.
+        if (claimed && local_->overtaken(m.seq)) return std::nullopt;
         removal = local_->remove_delivered_to_journal(m.seq, msg_id, sent,
                                                       policy_.replay_window_seconds, into);
       } else if (claimed) {
@@ -618,6 +631,7 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
         removal = transport_->remove_delivered(m.seq, msg_id, sent, policy_.replay_window_seconds);
       }
     } catch (const Error& ex) {
+      give_back();
       if (remote_machine_.empty()) throw;
       // Remote read: the message is here, but the removal on its machine was not
       // confirmed. It is not delivered: if it was removed there it is lost to this reader
@@ -628,6 +642,9 @@ std::optional<HRESULT> Queue::offer(const transport::StoredMessage& m, bool take
                                  "delivered (lost if it was removed there, else still "
                                  "there): " +
                                  ex.what());
+    } catch (...) {
+      give_back();
+      throw;
     }
     if (removal != transport::Removal::Removed) {
       // Gone: another receiver won it. Replay: a copy with this id was delivered meanwhile.

@@ -241,6 +241,61 @@ TEST_F(ReceiveOffering, AForkedChildDoesNotInheritItsParentsClaims) {
 
 // A claimed message that expires (PROPID_M_TIME_TO_BE_RECEIVED) before this process returns it
 // is taken out as expired, not delivered.
+// Receive order with claimed receives: a message of higher priority sent after this process
+// claimed lower ones is received first on every way a claimed message can leave a receive:
+// delivered, reported as too big for the caller's buffer, and delivered into the machine
+// journal (MQMSG_JOURNAL).
+TEST_F(ReceiveOffering, AHigherPriorityArrivalOvertakesClaimedMessagesOnEveryPath) {
+  auto send_with = [](QUEUEHANDLE h, std::string body, UCHAR priority, UCHAR journal) {
+    MSGPROPID id[3] = {PROPID_M_BODY, PROPID_M_PRIORITY, PROPID_M_JOURNAL};
+    MQPROPVARIANT v[3];
+    v[0].vt = VT_UI1 | VT_VECTOR;
+    v[0].caub.pElems = reinterpret_cast<UCHAR*>(body.data());
+    v[0].caub.cElems = static_cast<ULONG>(body.size());
+    v[1].vt = VT_UI1;
+    v[1].bVal = priority;
+    v[2].vt = VT_UI1;
+    v[2].bVal = journal;
+    MQMSGPROPS p{3, id, v, nullptr};
+    return MQSendMessage(h, &p, MQ_NO_TRANSACTION);
+  };
+  QUEUEHANDLE s = open(MQ_SEND_ACCESS);
+  QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);
+  HRESULT hr = MQ_OK;
+  for (UCHAR journal : {UCHAR{MQMSG_JOURNAL_NONE}, UCHAR{MQMSG_JOURNAL}}) {
+    SCOPED_TRACE(journal == MQMSG_JOURNAL ? "journaled" : "not journaled");
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_HR(MQ_OK, send_with(s, "low" + std::to_string(i), 1, journal));
+    }
+    EXPECT_EQ("low0", receive(r, 0, &hr));  // claims all three
+    ASSERT_HR(MQ_OK, hr);
+    ASSERT_HR(MQ_OK, send_with(s, "urgent, and longer than the others", 6, journal));
+    EXPECT_EQ("urgent, and longer than the others", receive(r, 0, &hr));
+    ASSERT_HR(MQ_OK, hr);
+    // Too small a buffer is reported for the message the receive would return.
+    ASSERT_HR(MQ_OK, send_with(s, "urgent again, and longer than the others", 6, journal));
+    UCHAR small[2];  // smaller than every body here
+    MSGPROPID id[2] = {PROPID_M_BODY, PROPID_M_BODY_SIZE};
+    MQPROPVARIANT v[2];
+    v[0].vt = VT_UI1 | VT_VECTOR;
+    v[0].caub.pElems = small;
+    v[0].caub.cElems = sizeof small;
+    v[1].vt = VT_UI4;
+    v[1].ulVal = 0;
+    MQMSGPROPS p{2, id, v, nullptr};
+    EXPECT_HR(MQ_ERROR_BUFFER_OVERFLOW, MQReceiveMessage(r, 0, MQ_ACTION_RECEIVE, &p, nullptr,
+                                                         nullptr, nullptr, MQ_NO_TRANSACTION));
+    EXPECT_EQ(std::string("urgent again, and longer than the others").size(), v[1].ulVal);
+    EXPECT_EQ("urgent again, and longer than the others", receive(r, 0, &hr));
+    EXPECT_EQ("low1", receive(r, 0, &hr));
+    EXPECT_EQ("low2", receive(r, 0, &hr));
+    receive(r, 0, &hr);
+    EXPECT_HR(MQ_ERROR_IO_TIMEOUT, hr);
+  }
+  MQCloseQueue(r);
+  MQCloseQueue(s);
+}
+
 TEST_F(ReceiveOffering, AClaimedMessageThatExpiresIsNotDelivered) {
   QUEUEHANDLE s = open(MQ_SEND_ACCESS);
   ASSERT_HR(MQ_OK, send(s, "first"));

@@ -278,6 +278,26 @@ TEST_F(Claims, ThisProcessNeverSeesWhatItReturnedAndAPurgeTakesClaimsAway) {
   EXPECT_FALSE(s.claim_next(q_, 16, 60s));
 }
 
+// A message id too long for the delivery log is removed the old way, after the same receive
+// order check.
+TEST_F(Claims, AMessageWithALongIdIsOvertakenToo) {
+  Store s(dir_);
+  auto m0 = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(m0);
+  s.append(q_, 6, bytes("urgent"), false);
+  const Bytes long_id(kMaxLoggedIdSize + 1, 7);
+  EXPECT_EQ(s.deliver_claimed(q_, m0->seq, long_id, 1, 0), Removal::Gone);
+  auto next = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(text(next->envelope), "urgent");
+  ASSERT_EQ(deliver(s, *next), Removal::Removed);
+  auto again = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(text(again->envelope), "m0");
+  EXPECT_EQ(s.deliver_claimed(q_, again->seq, long_id, 1, 0), Removal::Removed);
+  EXPECT_TRUE(s.was_delivered(q_, long_id));
+}
+
 TEST_F(Claims, ReleasedClaimsAreTakenByAnotherProcessAtOnce) {
   Store s(dir_);
   auto m0 = s.claim_next(q_, 16, 60s);

@@ -148,6 +148,8 @@ std::optional<StoredMessage> LocalQueue::claim_next(size_t batch, std::chrono::m
 
 void LocalQueue::unclaim(StoredMessage m) { bound().store->unclaim(std::move(m)); }
 
+bool LocalQueue::overtaken(int64_t seq) { return bound().store->overtaken(id_, seq); }
+
 Removal LocalQueue::deliver_claimed(int64_t seq, std::span<const uint8_t> msg_id, int64_t sent_time,
                                     int64_t window_seconds) {
   return bound().store->deliver_claimed(id_, seq, msg_id, sent_time, window_seconds);

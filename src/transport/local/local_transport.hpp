@@ -112,6 +112,7 @@ class LocalQueue final : public QueueTransport {
   // Claimed receives (Store::claim_next and the rest, docs/performance.md "Claimed receives").
   std::optional<StoredMessage> claim_next(size_t batch, std::chrono::milliseconds lease);
   void unclaim(StoredMessage m);
+  bool overtaken(int64_t seq);
   Removal deliver_claimed(int64_t seq, std::span<const uint8_t> msg_id, int64_t sent_time,
                           int64_t window_seconds);
   void release_claims();

@@ -355,6 +355,7 @@ struct Store::Statements {
   sqlite3_stmt* claim_candidates = nullptr;
   sqlite3_stmt* insert_claim = nullptr;
   sqlite3_stmt* claim_held = nullptr;
+  sqlite3_stmt* overtaken = nullptr;
   sqlite3_stmt* claim_owners = nullptr;
   sqlite3_stmt* delete_claimed = nullptr;
   sqlite3_stmt* drop_claim = nullptr;
@@ -454,6 +455,12 @@ struct Store::Statements {
          " AND c.owner = ?2), EXISTS(SELECT 1 FROM delivered WHERE queue_id = ?3 AND"
          " msg_id = ?4), EXISTS(SELECT 1 FROM messages h WHERE h.queue_id = ?3 AND " MQSEC_PRIO
          " > (SELECT " MQSEC_PRIO " FROM messages WHERE seq = ?1) AND NOT EXISTS (SELECT 1 FROM"
+         " claims c WHERE c.seq = h.seq))"},
+        // The claim check's third column alone, for the ways out of a receive that do not
+        // go through it (a short buffer, a journal, a long message id).
+        {&Statements::overtaken,
+         "SELECT EXISTS(SELECT 1 FROM messages h WHERE h.queue_id = ?1 AND " MQSEC_PRIO
+         " > (SELECT " MQSEC_PRIO " FROM messages WHERE seq = ?2) AND NOT EXISTS (SELECT 1 FROM"
          " claims c WHERE c.seq = h.seq))"},
         {&Statements::claim_owners,
          "SELECT owner, min(until) FROM claims WHERE queue_id = ?1 AND owner <> ?2 GROUP BY owner"},
@@ -1935,6 +1942,21 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
   return m;
 }
 
+bool Store::overtaken(int64_t queue_id, int64_t seq) {
+  std::lock_guard lock(mu_);
+  bool higher = false;
+  {
+    sqlite3_stmt* st = st_->overtaken;
+    StmtScope scope(st);
+    bind_int(st, 1, queue_id, "check receive order");
+    bind_int(st, 2, seq, "check receive order");
+    if (!step_row(st, "check receive order")) fail(SQLITE_ERROR, "check receive order");
+    higher = sqlite3_column_int(st, 0) != 0;
+  }
+  if (higher) release_ready_locked(queue_id, seq);
+  return higher;
+}
+
 void Store::unclaim(StoredMessage m) {
   std::lock_guard lock(mu_);
   ready_[m.queue_id].push_front(std::move(m));
@@ -1944,7 +1966,8 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
                                int64_t sent_time, int64_t window_seconds) {
   if (msg_id.size() > kMaxLoggedIdSize) {
     // Not representable in the log: delivered the old way, one transaction (the claim is
-    // ours, so the removal is allowed).
+    // ours, so the removal is allowed), after the receive order check.
+    if (overtaken(queue_id, seq)) return Removal::Gone;
     return remove_delivered(queue_id, seq, msg_id, sent_time, window_seconds);
   }
   std::unique_lock lock(mu_);

@@ -237,6 +237,11 @@ class Store {
   // A claimed message claim_next() returned that was not delivered (the caller's buffers were
   // too small): the next claim_next() returns it again.
   void unclaim(StoredMessage m);
+  // For a claimed message that leaves the receive another way than deliver_claimed (the
+  // caller's buffers are too small, it goes to a journal): true when an unclaimed message of
+  // higher priority arrived after the claim; then, as in deliver_claimed, this process's claims
+  // on the queue are released, this one's too, and the next claim_next() claims again.
+  bool overtaken(int64_t queue_id, int64_t seq);
   // Delivery of a claimed message: Removed when this process still holds its claim (then it is
   // recorded in the delivery log, and deleted with its id recorded as delivered in a later
   // batch); Gone when the claim was lost (the message was purged, deleted, or its claim
