@@ -298,6 +298,31 @@ TEST_F(Claims, AMessageWithALongIdIsOvertakenToo) {
   EXPECT_TRUE(s.was_delivered(q_, long_id));
 }
 
+// A claim transaction takes at most 1 MiB of envelopes, and always at least one message.
+TEST_F(Claims, ABatchOfLargeMessagesIsCappedByItsSize) {
+  Store s(dir_);
+  ASSERT_EQ(drain(s).size(), static_cast<size_t>(kMessages));
+  const Bytes big(400 * 1024, 'x');
+  for (int i = 0; i < 4; ++i) s.append(q_, 3, big, false);
+  auto first = s.claim_next(q_, 16, 60s);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(sql_count(), 3) << "400 KiB each: three reach 1 MiB, the fourth is not claimed";
+  ASSERT_EQ(deliver(s, *first), Removal::Removed);
+  s.release_claims(q_);  // deletes it, and lets the other two go
+  EXPECT_EQ(sql_count(), 0);
+  const Bytes huge(3 * 1024 * 1024, 'y');
+  QueueInfo q;
+  q.name = "huge";
+  s.create_queue(q);
+  const int64_t h = s.find_queue("huge")->id;
+  s.append(h, 3, huge, false);
+  s.append(h, 3, huge, false);
+  auto one = s.claim_next(h, 16, 60s);
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->envelope.size(), huge.size());
+  EXPECT_EQ(sql_count(), 1) << "one message bigger than the cap is still claimed, alone";
+}
+
 TEST_F(Claims, ReleasedClaimsAreTakenByAnotherProcessAtOnce) {
   Store s(dir_);
   auto m0 = s.claim_next(q_, 16, 60s);

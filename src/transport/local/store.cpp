@@ -56,6 +56,9 @@ int64_t now_ms() {
 #define MQSEC_PRIO                                                                              \
   "(CASE WHEN typeof(priority) = 'integer' AND priority BETWEEN 0 AND 7 THEN priority ELSE -1 " \
   "END)"
+// The most envelope bytes one claim transaction takes (claim_batch_locked): with 1 KiB bodies
+// a whole batch of 64, with large messages fewer (at least one).
+constexpr size_t kClaimMaxBytes = size_t{1} << 20;
 // Long enough to ride out another process's group commit or checkpoint, short enough that a
 // wedged peer turns into an error instead of a hang.
 constexpr auto kBusyTimeout = std::chrono::milliseconds(10000);
@@ -1873,7 +1876,15 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
       StmtScope scope(st);
       bind_int(st, 1, queue_id, what);
       bind_int(st, 2, static_cast<int64_t>(batch), what);
-      while (auto m = read_message(st, what)) claimed.push_back(std::move(*m));
+      // At most kClaimMaxBytes of envelopes (at least one message): a batch of large
+      // messages would otherwise be held in memory, and read under the write lock, whole.
+      size_t bytes = 0;
+      while (bytes < kClaimMaxBytes) {
+        auto m = read_message(st, what);
+        if (!m) break;
+        bytes += m->envelope.size();
+        claimed.push_back(std::move(*m));
+      }
     }
     for (const StoredMessage& m : claimed) {
       sqlite3_stmt* st = st_->insert_claim;
