@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <set>
 #include <span>
 
 #include "mqsec/error.hpp"
@@ -483,14 +484,23 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
       take && !cursor && !offer_key_.empty() && !claims ? &runtime().offering() : nullptr;
   Offering::Guard offered;
   bool skipped = false;
+  // Messages this receive (without a cursor, not claiming) found not deliverable: another
+  // process claimed them (they stay in the queue until it deletes them) or they were refused
+  // and could not be taken out. It looks past them until its next wait, instead of verifying
+  // the first of them again and again without reaching the timeout check.
+  std::set<int64_t> passed;
+  auto not_passed = [&](std::optional<transport::StoredMessage> m) {
+    while (m && passed.count(m->seq) != 0) m = transport_->next_after(m->priority, m->seq);
+    return m;
+  };
   auto candidate = [&]() -> std::optional<transport::StoredMessage> {
     offered.release();
     if (claims) return local_->claim_next(kClaimBatch, kClaimLease);
     if (offering) {
-      auto m = transport_->first();
+      auto m = not_passed(transport_->first());
       while (m && !offering->begin(offer_key_, m->seq)) {
         skipped = true;
-        m = transport_->next_after(m->priority, m->seq);
+        m = not_passed(transport_->next_after(m->priority, m->seq));
       }
       if (m) offered = Offering::Guard(offering, &offer_key_, m->seq);
       return m;
@@ -501,7 +511,7 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
       if (!m && !advance) m = transport_->next_after(cursor->priority, cursor->seq);
       return m;
     }
-    return transport_->first();
+    return not_passed(transport_->first());
   };
   for (;;) {
     std::optional<transport::StoredMessage> m = candidate();
@@ -523,8 +533,10 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
       std::optional<HRESULT> hr = offer(*m, take, deliver, tx, claims);
       if (!hr) {
         // Not deliverable any more: a cursor moves past it (a message another process claimed
-        // stays in the queue until that process deletes it).
+        // stays in the queue until that process deletes it), a receive without one too, until
+        // its next wait.
         advance = cursor != nullptr;
+        if (cursor == nullptr && !claims) passed.insert(m->seq);
         continue;
       }
       return *hr;
@@ -542,10 +554,11 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
     // too small): look again soon, its staying changes no version.
     if (skipped) wait = std::min(wait, std::chrono::milliseconds(2));
     // Messages another process claimed come back without a commit when its lease runs out.
-    if (claims) wait = std::min(wait, std::chrono::milliseconds(250));
+    if (claims || !passed.empty()) wait = std::min(wait, std::chrono::milliseconds(250));
     skipped = false;
     if (stop.stop_possible()) wait = std::min(wait, kCancelLatency);
     transport_->wait_for_change(seen, wait);
+    passed.clear();  // look at them again: released, deleted or still held
   }
 }
 

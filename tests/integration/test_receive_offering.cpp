@@ -188,7 +188,9 @@ TEST_F(ReceiveOffering, ThreadsOfOneProcessReceiveEachMessageExactlyOnce) {
 // of its own. It does not return what its parent claimed, and what it returned before it died
 // (deleted later, from its delivery log) is never returned to the parent.
 TEST_F(ReceiveOffering, AForkedChildDoesNotInheritItsParentsClaims) {
-  constexpr int kMessages = 100;  // more than one claim batch (64, src/core/queue.cpp)
+  // More than one claim batch (64, src/core/queue.cpp), few more: the child must be done
+  // before its parent's 2 s lease runs out, or it takes those messages over.
+  constexpr int kMessages = 70;
   QUEUEHANDLE s = open(MQ_SEND_ACCESS);
   for (int i = 0; i < kMessages; ++i) ASSERT_HR(MQ_OK, send(s, "m" + std::to_string(i)));
   MQCloseQueue(s);
@@ -292,6 +294,70 @@ TEST_F(ReceiveOffering, AHigherPriorityArrivalOvertakesClaimedMessagesOnEveryPat
     receive(r, 0, &hr);
     EXPECT_HR(MQ_ERROR_IO_TIMEOUT, hr);
   }
+  MQCloseQueue(r);
+  MQCloseQueue(s);
+}
+
+// A receive that does not claim (here: a handle opened after PROPID_Q_JOURNAL was set, while
+// another process holds claims from a handle opened before) looks past the messages another
+// process claimed: it takes a later unclaimed one, and times out when there is none, instead of
+// verifying the claimed one again and again without ever reaching its timeout.
+TEST_F(ReceiveOffering, AReceiveThatDoesNotClaimLooksPastAnotherProcesssClaims) {
+  QUEUEHANDLE s = open(MQ_SEND_ACCESS);
+  for (int i = 0; i < 3; ++i) ASSERT_HR(MQ_OK, send(s, "m" + std::to_string(i)));
+  int ready[2], go[2];
+  ASSERT_EQ(0, pipe(ready));
+  ASSERT_EQ(0, pipe(go));
+  const pid_t pid = fork();
+  ASSERT_NE(-1, pid);
+  if (pid == 0) {
+    QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);
+    HRESULT hr = MQ_OK;
+    const bool ok = receive(r, 0, &hr) == "m0";  // claims m1 and m2 too
+    (void)!write(ready[1], ok ? "r" : "f", 1);
+    char c = 0;
+    (void)!read(go[0], &c, 1);
+    MQCloseQueue(r);  // lets m1 and m2 go
+    _exit(ok ? 0 : 1);
+  }
+  char c = 0;
+  ASSERT_EQ(1, read(ready[0], &c, 1));
+  ASSERT_EQ('r', c);
+  QUEUEPROPID pid_journal[1] = {PROPID_Q_JOURNAL};
+  MQPROPVARIANT v[1];
+  v[0].vt = VT_UI1;
+  v[0].bVal = MQ_JOURNAL;
+  MQQUEUEPROPS props{1, pid_journal, v, nullptr};
+  ASSERT_HR(MQ_OK, MQSetQueueProperties(format_.c_str(), &props));
+  QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);  // journaled: its receives do not claim
+  // Run in a thread: if it never returned, letting the child go would end it (with m1).
+  auto receive_in_thread = [&](DWORD timeout, HRESULT* hr) {
+    std::string body;
+    std::atomic<bool> done{false};
+    std::thread t([&] {
+      body = receive(r, timeout, hr);
+      done = true;
+    });
+    for (int i = 0; i < 1000 && !done; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const bool returned = done;
+    if (!returned) (void)!write(go[1], "x", 1);
+    t.join();
+    EXPECT_TRUE(returned) << "the receive did not return within 10 s";
+    return body;
+  };
+  HRESULT hr = MQ_OK;
+  EXPECT_EQ("", receive_in_thread(300, &hr));
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, hr) << "nothing it can take: it times out";
+  ASSERT_HR(MQ_OK, send(s, "m3"));
+  EXPECT_EQ("m3", receive_in_thread(300, &hr)) << "past the two another process holds";
+  EXPECT_HR(MQ_OK, hr);
+  (void)!write(go[1], "x", 1);
+  int status = 0;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ("m1", receive(r, 1000, &hr)) << "let go when the other process closed its handle";
+  EXPECT_EQ("m2", receive(r, 1000, &hr));
   MQCloseQueue(r);
   MQCloseQueue(s);
 }
