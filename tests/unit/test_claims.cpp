@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -321,6 +322,46 @@ TEST_F(Claims, ABatchOfLargeMessagesIsCappedByItsSize) {
   ASSERT_TRUE(one);
   EXPECT_EQ(one->envelope.size(), huge.size());
   EXPECT_EQ(sql_count(), 1) << "one message bigger than the cap is still claimed, alone";
+}
+
+// A short write() of the delivery log (a full disk; here a file size limit) leaves no part of
+// its record behind: a record appended after it is still read back, so a recoverer applies
+// it (a torn record in the middle hid every later one, and their messages came back).
+TEST_F(Claims, AShortLogWriteLeavesNoPartialRecord) {
+  const pid_t pid = ::fork();
+  ASSERT_NE(pid, -1);
+  if (pid == 0) {
+    int rc = 10;
+    try {
+      ::signal(SIGXFSZ, SIG_IGN);  // write() then fails with EFBIG or writes short
+      DeliveryLog log(dir_, "1:2", /*create=*/true);
+      auto record = [](int64_t seq) {
+        return DeliveryRecord{1, seq, 1, id_of("m" + std::to_string(seq))};
+      };
+      log.append(record(1));
+      const rlimit small{80 + 10, RLIM_INFINITY};  // a record is 80 bytes
+      ::setrlimit(RLIMIT_FSIZE, &small);
+      bool threw = false;
+      try {
+        log.append(record(2));  // 10 bytes of it fit
+      } catch (const Error&) {
+        threw = true;
+      }
+      const rlimit big{RLIM_INFINITY, RLIM_INFINITY};
+      ::setrlimit(RLIMIT_FSIZE, &big);
+      log.append(record(3));
+      const auto all = log.read_all();
+      rc = !threw ? 1 : all.size() != 2 ? 2 : (all[0].seq != 1 || all[1].seq != 3) ? 3 : 0;
+    } catch (...) {
+      rc = 11;
+    }
+    ::_exit(rc);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: the short write was not reported, 2: not two records "
+                                       "read back, 3: not records 1 and 3";
 }
 
 TEST_F(Claims, ReleasedClaimsAreTakenByAnotherProcessAtOnce) {

@@ -122,7 +122,17 @@ void DeliveryLog::append(const DeliveryRecord& r) {
     const ssize_t n = ::write(fd_, rec, sizeof rec);
     if (n == static_cast<ssize_t>(sizeof rec)) return;
     if (n < 0 && errno == EINTR) continue;
-    if (n >= 0) errno = EIO;  // a short write (disk full): the record is not whole
+    if (n >= 0) {
+      // A short write (disk full, a file size limit): the record is not whole. Take its part
+      // back, so that the records appended later (when the append is retried) start on a
+      // record boundary and are read back; read_all() stops at the first torn record. Under
+      // the log's lock and with O_APPEND, the last n bytes are this record's.
+      struct stat st {};
+      if (n > 0 && ::fstat(fd_, &st) == 0 && st.st_size >= n) {
+        (void)!::ftruncate(fd_, st.st_size - n);
+      }
+      errno = EIO;
+    }
     log_failed("writing", path_);
   }
 }
