@@ -90,6 +90,13 @@ class Claims : public ::testing::Test {
     return got;
   }
 
+  // Waits for a child process: its exit status, or -1 when it did not exit (a signal).
+  static int exit_status(pid_t pid) {
+    int status = 0;
+    if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+  }
+
   // Rows of the claims table (read with a separate connection).
   int sql_count() {
     sqlite3* db = nullptr;
@@ -160,10 +167,7 @@ TEST_F(Claims, ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore) {
   for (int i = 1; i < 16; ++i) want.push_back("m" + std::to_string(i));
   EXPECT_EQ(got, want) << "m0, which it returned, is not taken over";
   ASSERT_EQ(::write(go[1], "d", 1), 1);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "the owner delivered a message whose claim was taken over";
+  EXPECT_EQ(exit_status(child), 0) << "the owner delivered a message whose claim was taken over";
   EXPECT_EQ(s.message_count(q_), 0u);
 }
 
@@ -209,10 +213,7 @@ TEST_F(Claims, AStaleOwnerReleasingItsClaimsDoesNotDropTheirNewOwners) {
   }
   EXPECT_EQ(got, (std::vector<std::string>{"m1", "m2"}));
   ASSERT_EQ(::write(go[1], "x", 1), 1);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_EQ(exit_status(child), 0);
   for (const std::string& body : drain(s)) got.push_back(body);
   std::vector<std::string> want;
   for (int i = 1; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
@@ -357,11 +358,8 @@ TEST_F(Claims, AShortLogWriteLeavesNoPartialRecord) {
     }
     ::_exit(rc);
   }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: the short write was not reported, 2: not two records "
-                                       "read back, 3: not records 1 and 3";
+  EXPECT_EQ(exit_status(pid), 0) << "1: the short write was not reported, 2: not two records "
+                                    "read back, 3: not records 1 and 3";
 }
 
 TEST_F(Claims, ReleasedClaimsAreTakenByAnotherProcessAtOnce) {
@@ -386,10 +384,7 @@ TEST_F(Claims, ReleasedClaimsAreTakenByAnotherProcessAtOnce) {
     }
     ::_exit(rc);
   }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(exit_status(pid), 0);
 }
 
 TEST_F(Claims, AQueueDeletedWhileClaimedDeliversNothingMore) {
