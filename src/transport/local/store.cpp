@@ -2012,6 +2012,9 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
     } else {
       sqlite3_reset(st);  // the read transaction ends before the append
       DeliveryRecord r{queue_id, seq, sent_time, Bytes(msg_id.begin(), msg_id.end())};
+      // Nothing may throw after the append: a logged message is delivered (a caller that gets
+      // an exception gives the message back to the claimed ones, to be returned again).
+      pending_.reserve(pending_.size() + 1);
       log_->append(r);
       pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id)});
       pending_window_ = window_seconds;
