@@ -56,6 +56,13 @@ int64_t now_ms() {
 #define MQSEC_PRIO                                                                              \
   "(CASE WHEN typeof(priority) = 'integer' AND priority BETWEEN 0 AND 7 THEN priority ELSE -1 " \
   "END)"
+// Receive order of claimed messages: whether queue Q has an unclaimed message of higher
+// priority than message S (SQL parameters), i.e. one that arrived after S was claimed.
+#define MQSEC_OVERTAKEN(Q, S)                                                \
+  "EXISTS(SELECT 1 FROM messages h WHERE h.queue_id = " Q " AND " MQSEC_PRIO \
+  " > (SELECT " MQSEC_PRIO " FROM messages WHERE seq = " S                   \
+  ") AND"                                                                    \
+  " NOT EXISTS (SELECT 1 FROM claims c WHERE c.seq = h.seq))"
 // The most envelope bytes one claim transaction takes (claim_batch_locked): with 1 KiB bodies
 // a whole batch of 64, with large messages fewer (at least one).
 constexpr size_t kClaimMaxBytes = size_t{1} << 20;
@@ -456,15 +463,10 @@ struct Store::Statements {
         {&Statements::claim_held,
          "SELECT EXISTS(SELECT 1 FROM claims c JOIN messages m ON m.seq = c.seq WHERE c.seq = ?1"
          " AND c.owner = ?2), EXISTS(SELECT 1 FROM delivered WHERE queue_id = ?3 AND"
-         " msg_id = ?4), EXISTS(SELECT 1 FROM messages h WHERE h.queue_id = ?3 AND " MQSEC_PRIO
-         " > (SELECT " MQSEC_PRIO " FROM messages WHERE seq = ?1) AND NOT EXISTS (SELECT 1 FROM"
-         " claims c WHERE c.seq = h.seq))"},
+         " msg_id = ?4), " MQSEC_OVERTAKEN("?3", "?1")},
         // The claim check's third column alone, for the ways out of a receive that do not
         // go through it (a short buffer, a journal, a long message id).
-        {&Statements::overtaken,
-         "SELECT EXISTS(SELECT 1 FROM messages h WHERE h.queue_id = ?1 AND " MQSEC_PRIO
-         " > (SELECT " MQSEC_PRIO " FROM messages WHERE seq = ?2) AND NOT EXISTS (SELECT 1 FROM"
-         " claims c WHERE c.seq = h.seq))"},
+        {&Statements::overtaken, "SELECT " MQSEC_OVERTAKEN("?1", "?2")},
         {&Statements::claim_owners,
          "SELECT owner, min(until) FROM claims WHERE queue_id = ?1 AND owner <> ?2 GROUP BY owner"},
         {&Statements::delete_claimed,
@@ -2014,7 +2016,9 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
       DeliveryRecord r{queue_id, seq, sent_time, Bytes(msg_id.begin(), msg_id.end())};
       // Nothing may throw after the append: a logged message is delivered (a caller that gets
       // an exception gives the message back to the claimed ones, to be returned again).
-      pending_.reserve(pending_.size() + 1);
+      if (pending_.size() == pending_.capacity()) {
+        pending_.reserve(std::max<size_t>(16, 2 * pending_.size()));
+      }
       log_->append(r);
       pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id)});
       pending_window_ = window_seconds;
