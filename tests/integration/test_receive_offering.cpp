@@ -17,6 +17,7 @@
 #include "src/core/offering.hpp"
 #include "src/core/runtime.hpp"
 #include "tests/support/hresult_text.hpp"
+#include "tests/support/msmq_props.hpp"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
 
@@ -51,14 +52,20 @@ class ReceiveOffering : public ::testing::Test {
     EXPECT_HR(MQ_OK, MQOpenQueue(format_.c_str(), access, MQ_DENY_NONE, &h));
     return h;
   }
-  static HRESULT send(QUEUEHANDLE h, std::string body) {
-    MSGPROPID id[1] = {PROPID_M_BODY};
-    MQPROPVARIANT v[1];
-    v[0].vt = VT_UI1 | VT_VECTOR;
-    v[0].caub.pElems = reinterpret_cast<UCHAR*>(body.data());
-    v[0].caub.cElems = static_cast<ULONG>(body.size());
-    MQMSGPROPS p{1, id, v, nullptr};
-    return MQSendMessage(h, &p, MQ_NO_TRANSACTION);
+  // MSMQ's defaults: priority 3, no journal.
+  static HRESULT send(QUEUEHANDLE h, std::string body, UCHAR priority = 3,
+                      UCHAR journal = MQMSG_JOURNAL_NONE) {
+    mqsec::testing::Props p;
+    p.bytes(PROPID_M_BODY, reinterpret_cast<UCHAR*>(body.data()), static_cast<ULONG>(body.size()));
+    p.ui1(PROPID_M_PRIORITY, priority);
+    p.ui1(PROPID_M_JOURNAL, journal);
+    return MQSendMessage(h, p.msg(), MQ_NO_TRANSACTION);
+  }
+  // PROPID_Q_JOURNAL on: receives of handles opened after this do not take claims (queue.cpp).
+  void set_queue_journal() {
+    mqsec::testing::Props p;
+    p.ui1(PROPID_Q_JOURNAL, MQ_JOURNAL);
+    ASSERT_HR(MQ_OK, MQSetQueueProperties(format_.c_str(), p.queue()));
   }
   // Receives one message (timeout in ms); its body, or "" with *hr set.
   static std::string receive(QUEUEHANDLE h, DWORD timeout, HRESULT* hr) {
@@ -113,14 +120,8 @@ TEST_F(ReceiveOffering, BeginIsExclusivePerQueueAndMessageUntilEnded) {
 TEST_F(ReceiveOffering, AReceiveSkipsTheMessageAnotherThreadIsOffering) {
   // A queue with a journal: its receives do not take claims (queue.cpp; a plain queue's
   // receivers share this process's claimed messages instead), they read the queue's head.
-  {
-    QUEUEPROPID jid[1] = {PROPID_Q_JOURNAL};
-    MQPROPVARIANT jv[1];
-    jv[0].vt = VT_UI1;
-    jv[0].bVal = MQ_JOURNAL;
-    MQQUEUEPROPS jp{1, jid, jv, nullptr};
-    ASSERT_HR(MQ_OK, MQSetQueueProperties(format_.c_str(), &jp));
-  }
+  set_queue_journal();
+  if (HasFatalFailure()) return;
   QUEUEHANDLE s = open(MQ_SEND_ACCESS);
   ASSERT_HR(MQ_OK, send(s, "first"));
   ASSERT_HR(MQ_OK, send(s, "second"));
@@ -248,46 +249,28 @@ TEST_F(ReceiveOffering, AForkedChildDoesNotInheritItsParentsClaims) {
 // delivered, reported as too big for the caller's buffer, and delivered into the machine
 // journal (MQMSG_JOURNAL).
 TEST_F(ReceiveOffering, AHigherPriorityArrivalOvertakesClaimedMessagesOnEveryPath) {
-  auto send_with = [](QUEUEHANDLE h, std::string body, UCHAR priority, UCHAR journal) {
-    MSGPROPID id[3] = {PROPID_M_BODY, PROPID_M_PRIORITY, PROPID_M_JOURNAL};
-    MQPROPVARIANT v[3];
-    v[0].vt = VT_UI1 | VT_VECTOR;
-    v[0].caub.pElems = reinterpret_cast<UCHAR*>(body.data());
-    v[0].caub.cElems = static_cast<ULONG>(body.size());
-    v[1].vt = VT_UI1;
-    v[1].bVal = priority;
-    v[2].vt = VT_UI1;
-    v[2].bVal = journal;
-    MQMSGPROPS p{3, id, v, nullptr};
-    return MQSendMessage(h, &p, MQ_NO_TRANSACTION);
-  };
   QUEUEHANDLE s = open(MQ_SEND_ACCESS);
   QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);
   HRESULT hr = MQ_OK;
   for (UCHAR journal : {UCHAR{MQMSG_JOURNAL_NONE}, UCHAR{MQMSG_JOURNAL}}) {
     SCOPED_TRACE(journal == MQMSG_JOURNAL ? "journaled" : "not journaled");
     for (int i = 0; i < 3; ++i) {
-      ASSERT_HR(MQ_OK, send_with(s, "low" + std::to_string(i), 1, journal));
+      ASSERT_HR(MQ_OK, send(s, "low" + std::to_string(i), 1, journal));
     }
     EXPECT_EQ("low0", receive(r, 0, &hr));  // claims all three
     ASSERT_HR(MQ_OK, hr);
-    ASSERT_HR(MQ_OK, send_with(s, "urgent, and longer than the others", 6, journal));
+    ASSERT_HR(MQ_OK, send(s, "urgent, and longer than the others", 6, journal));
     EXPECT_EQ("urgent, and longer than the others", receive(r, 0, &hr));
     ASSERT_HR(MQ_OK, hr);
     // Too small a buffer is reported for the message the receive would return.
-    ASSERT_HR(MQ_OK, send_with(s, "urgent again, and longer than the others", 6, journal));
+    ASSERT_HR(MQ_OK, send(s, "urgent again, and longer than the others", 6, journal));
     UCHAR small[2];  // smaller than every body here
-    MSGPROPID id[2] = {PROPID_M_BODY, PROPID_M_BODY_SIZE};
-    MQPROPVARIANT v[2];
-    v[0].vt = VT_UI1 | VT_VECTOR;
-    v[0].caub.pElems = small;
-    v[0].caub.cElems = sizeof small;
-    v[1].vt = VT_UI4;
-    v[1].ulVal = 0;
-    MQMSGPROPS p{2, id, v, nullptr};
-    EXPECT_HR(MQ_ERROR_BUFFER_OVERFLOW, MQReceiveMessage(r, 0, MQ_ACTION_RECEIVE, &p, nullptr,
+    mqsec::testing::Props p;
+    p.bytes(PROPID_M_BODY, small, sizeof small);
+    const size_t size = p.ui4(PROPID_M_BODY_SIZE, 0);
+    EXPECT_HR(MQ_ERROR_BUFFER_OVERFLOW, MQReceiveMessage(r, 0, MQ_ACTION_RECEIVE, p.msg(), nullptr,
                                                          nullptr, nullptr, MQ_NO_TRANSACTION));
-    EXPECT_EQ(std::string("urgent again, and longer than the others").size(), v[1].ulVal);
+    EXPECT_EQ(std::string("urgent again, and longer than the others").size(), p.var(size).ulVal);
     EXPECT_EQ("urgent again, and longer than the others", receive(r, 0, &hr));
     EXPECT_EQ("low1", receive(r, 0, &hr));
     EXPECT_EQ("low2", receive(r, 0, &hr));
@@ -323,12 +306,8 @@ TEST_F(ReceiveOffering, AReceiveThatDoesNotClaimLooksPastAnotherProcesssClaims) 
   char c = 0;
   ASSERT_EQ(1, read(ready[0], &c, 1));
   ASSERT_EQ('r', c);
-  QUEUEPROPID pid_journal[1] = {PROPID_Q_JOURNAL};
-  MQPROPVARIANT v[1];
-  v[0].vt = VT_UI1;
-  v[0].bVal = MQ_JOURNAL;
-  MQQUEUEPROPS props{1, pid_journal, v, nullptr};
-  ASSERT_HR(MQ_OK, MQSetQueueProperties(format_.c_str(), &props));
+  set_queue_journal();
+  if (HasFatalFailure()) return;
   QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);  // journaled: its receives do not claim
   // Run in a thread: if it never returned, letting the child go would end it (with m1).
   auto receive_in_thread = [&](DWORD timeout, HRESULT* hr) {
