@@ -1104,15 +1104,6 @@ TEST_F(Reliability, ForkedChildSignsWithTheInheritedContext) {
 // locks of the runtime, the module or SoftHSM may be held at the fork. The child must still
 // sign or fail clearly, never deadlock.
 TEST_F(Reliability, ForkWhileAnotherThreadSignsNeverDeadlocks) {
-#if defined(__SANITIZE_ADDRESS__)
-  // GCC 12's AddressSanitizer runtime does not lock its own allocator around fork() (upstream
-  // compiler-rt added that later), so a child forked while another thread is inside malloc can
-  // hang in ASan's allocator mutex before it reaches any mqsec code: seen here as a child stuck
-  // in __sanitizer::SizeClassAllocator64::GetFromAllocator under sqlite3Malloc. glibc's malloc,
-  // which every real build uses, is fork-safe. This test runs in the normal build and under TSan
-  // (scripts/sanitize.sh); every other fork test runs under ASan too.
-  GTEST_SKIP() << "ASan's allocator is not fork-safe with concurrent malloc (GCC 12 runtime)";
-#endif
   Watchdog wd(400s, "fork while signing");
   std::wstring format = create_queue("fork-busy");
   Context ctx;

@@ -105,14 +105,6 @@ TEST_F(BatchWriterTest, MessagesForAVanishedQueueAreReportedNotSilentlyDropped) 
 TEST_F(BatchWriterTest, ForkedChildNeitherHangsNorDuplicatesTheParentsMessages) {
   BatchWriter w(*store_, nullptr);
   for (int i = 0; i < 100; ++i) w.push(id_, 3, msg(i));
-#if defined(__SANITIZE_ADDRESS__)
-  // GCC 12's AddressSanitizer runtime does not lock its allocator around fork() (see
-  // Reliability.ForkWhileAnotherThreadSignsNeverDeadlocks): a writer thread inside malloc at the
-  // fork leaves the child's own writer thread stuck in ASan's allocator mutex as it starts (11
-  // of 200 runs). Under ASan the writer is idle at the fork, so nothing of the parent's is
-  // pending and that the child forgets it is checked only in the normal and TSan builds.
-  w.flush();
-#endif
   // The runtime's fork handler's order (Stores::prepare_fork): the writer's lock, then the
   // store's. Without the store's lock the writer thread can be inside SQLite at the fork, and
   // the child then waits for a SQLite mutex or file lock that no thread of it will release.
