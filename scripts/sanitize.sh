@@ -26,6 +26,8 @@ concurrency='test_amqp_transport|CallGate|Concurren|Thread|Fork|Parallel|ManyThr
 # Run in the normal and ASan stages but not under TSan: Async.ForkWithReceivesPending's forked
 # child hung (its 10 s deadline) under TSan only, at 0f4bf0c; the cause is not known yet (the
 # first suspect: TSan's runtime in a child forked while the parent's receive threads wait).
+# At 36866f6 it passed 70 of 70 runs under TSan (two loops in parallel); it stays out until the
+# cause of that one hang is known.
 tsan_excluded='^Async\.ForkWithReceivesPending$'
 
 # -O1 -g1 rather than RelWithDebInfo's -O2 -g: the sanitizers' own recommendation (-O1), line
