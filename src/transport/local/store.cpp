@@ -2141,7 +2141,6 @@ Store::ClaimCheck Store::validate_locked(int64_t queue_id, int64_t seq,
   w.made = 0;
   w.used = 0;
   w.last.reset();
-  if (validation_hook_) validation_hook_();
   // The next claimed messages whose ids the claim peeked, answered in the same snapshot: only
   // with a header to keep them under.
   std::vector<std::pair<int64_t, ClaimedId*>> next;
@@ -2159,10 +2158,12 @@ Store::ClaimCheck Store::validate_locked(int64_t queue_id, int64_t seq,
   ClaimedId mine;
   if (next.empty()) {
     check(seq, msg_id, mine);  // one statement, its own read transaction (as before)
+    if (validation_hook_) validation_hook_();
   } else {
     step_done(st_->read_begin, what);
     try {
       check(seq, msg_id, mine);
+      if (validation_hook_) validation_hook_();  // the snapshot is taken
       for (auto& [s, c] : next) {
         c->mark.reset();
         check(s, c->id, *c);

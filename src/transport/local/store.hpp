@@ -284,9 +284,9 @@ class Store {
   // Whether deliver_claimed may skip its read (the WAL-index header is mapped, and the switch
   // is not off).
   bool claim_fast_path() const noexcept { return wal_ && wal_->on(); }
-  // For tests: runs inside deliver_claimed's validation read, after the header was read and
-  // before the read transaction begins (to commit something exactly then). Not thread-safe:
-  // set it before deliveries start.
+  // For tests: runs inside deliver_claimed's validation read, once its snapshot is taken
+  // (after this message's claim check, before the next ones'), to commit something exactly
+  // then. Not thread-safe: set it while no delivery runs.
   void set_validation_hook_for_test(std::function<void()> hook) {
     validation_hook_ = std::move(hook);
   }
