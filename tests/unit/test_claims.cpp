@@ -16,7 +16,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -712,6 +714,82 @@ TEST_F(Claims, ACommitDuringTheValidationReadGivesNoAnchor) {
   EXPECT_EQ(deliver(s, *again), Removal::Gone) << "answered before its claim was dropped";
   EXPECT_EQ(s.deliver_reads(), 2u);
   s.set_validation_hook_for_test(nullptr);
+}
+
+// Exactly once while anchors keep ending and leases lapse (design test 10, at the store's
+// level): two receiver processes (100 ms leases, batches of 16) drain 1,500 messages while a
+// foreign connection commits about every millisecond and one receiver is stopped for 400 ms
+// (SIGSTOP: its claims are taken over, what it logged is applied, and once continued it must
+// deliver nothing it lost). Every message is received, none twice.
+TEST_F(Claims, ExactlyOnceWithAForeignWriterAndLapsedLeases) {
+  constexpr int kMany = 1500;
+  {
+    Store s(dir_);
+    s.purge(q_);
+    std::vector<Append> batch;
+    for (int i = 0; i < kMany; ++i) batch.push_back({q_, 3, bytes("r" + std::to_string(i))});
+    s.append_batch(batch, false);
+  }
+  auto receiver = [&](int n) {
+    const pid_t pid = ::fork();
+    if (pid != 0) return pid;
+    int rc = 0;
+    try {
+      Store s(dir_);
+      FILE* out = std::fopen((root_ / ("got" + std::to_string(n))).c_str(), "w");
+      for (;;) {
+        auto m = s.claim_next(q_, 16, 100ms, peek);
+        if (!m) {
+          if (s.message_count(q_) == 0) break;
+          std::this_thread::sleep_for(2ms);
+          continue;
+        }
+        if (deliver(s, *m) == Removal::Removed)
+          std::fprintf(out, "%s\n", text(m->envelope).c_str());
+      }
+      std::fclose(out);
+    } catch (...) {
+      rc = 3;
+    }
+    ::_exit(rc);
+  };
+  const pid_t a = receiver(0);
+  const pid_t b = receiver(1);
+  RawDb raw(dir_);
+  const auto start = std::chrono::steady_clock::now();
+  bool stopped = false, continued = false;
+  for (int i = 0;; ++i) {
+    raw.exec(
+        "INSERT INTO rejections(queue, time, kind, reason, envelope, original_size)"
+        " VALUES('other', " +
+        std::to_string(i) + ", 'test', 'noise', x'00', 1)");
+    const auto t = std::chrono::steady_clock::now() - start;
+    if (!stopped && t > 20ms) {
+      ::kill(a, SIGSTOP);
+      stopped = true;
+    }
+    if (stopped && !continued && t > 420ms) {
+      ::kill(a, SIGCONT);
+      continued = true;
+    }
+    int status = 0;
+    if (continued && ::waitpid(b, &status, WNOHANG) == b) {
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+      break;
+    }
+    ASSERT_LT(t, 60s) << "the receivers did not finish";
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(exit_status(a), 0);
+  std::multiset<std::string> got;
+  for (int n = 0; n < 2; ++n) {
+    std::ifstream in(root_ / ("got" + std::to_string(n)));
+    for (std::string line; std::getline(in, line);) got.insert(line);
+  }
+  EXPECT_EQ(got.size(), static_cast<size_t>(kMany));
+  for (int i = 0; i < kMany; ++i) {
+    EXPECT_EQ(got.count("r" + std::to_string(i)), 1u) << "r" << i;
+  }
 }
 }  // namespace
 }  // namespace mqsec::transport::local
