@@ -2119,8 +2119,9 @@ Store::ClaimCheck Store::validate_locked(int64_t queue_id, int64_t seq,
   Window& w = windows_[queue_id];
   // The header before the read: the answers are kept under it only if it is still the same
   // after the read (then no commit came in between, and the read's snapshot is the database
-  // as of this header). One read after it (m1 == m0 below) is not enough: a commit that lands
-  // between reading m0 and the snapshot would make the answers older than the mark.
+  // as of this header). The header after the read alone would not do: a commit that lands
+  // after the snapshot was taken, before that header is read, would leave answers older than
+  // their mark (Claims.ACommitDuringTheValidationReadGivesNoAnchor).
   const std::optional<WalSignal::Header> m0 = wal_->read();
   // The window: doubled when every kept answer of the last validation was used, down to 1
   // (this message alone, today's read) after two in a row of which none was, back to the start

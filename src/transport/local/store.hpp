@@ -402,9 +402,10 @@ class Store {
     bool overtaken = false;
   };
   std::unordered_map<int64_t, ClaimedId> claimed_ids_;
-  // How many next messages a validation read answers for (1 + window - 1), per queue: it
-  // doubles while their answers get used and falls to 1 (today's single read) when two in a row
-  // were not; back to the start when a header was seen to outlive a validation at 1.
+  // How many messages a validation read answers for (this one and size - 1 next ones), per
+  // queue: it doubles while their answers get used and falls to 1 (today's single read) when
+  // two in a row were not; back to the start when a header was seen to outlive a validation
+  // at 1.
   struct Window {
     size_t size = 16;
     size_t made = 0;                        // answers the last validation kept for later deliveries
