@@ -119,8 +119,8 @@ TEST_F(ReceiveOffering, BeginIsExclusivePerQueueAndMessageUntilEnded) {
 
 // Claimed receives of real (MQEV) envelopes: the claim peeks their ids (security::peek_msg_id,
 // passed down by core), so one validation read answers for several deliveries
-// (Store::deliver_claimed, docs/design/claim-check.md): 40 receives, 2 reads (16, then 32).
-// Fails when core passes no peek (40 reads).
+// (Store::deliver_claimed, docs/design/claim-check.md): 40 receives, 2 reads (16, then 32) on
+// a quiet store. Fails when core passes no peek (40 reads).
 TEST_F(ReceiveOffering, ClaimedReceivesOfSignedMessagesReadOncePerWindow) {
   QUEUEHANDLE s = open(MQ_SEND_ACCESS);
   for (int i = 0; i < 40; ++i) ASSERT_HR(MQ_OK, send(s, "m" + std::to_string(i)));
@@ -133,7 +133,13 @@ TEST_F(ReceiveOffering, ClaimedReceivesOfSignedMessagesReadOncePerWindow) {
   EXPECT_EQ("", receive(r, 0, &hr));
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, hr);
   MQCloseQueue(r);
-  EXPECT_EQ(store.deliver_reads() - before, store.claim_fast_path() ? 2u : 40u);
+  // 2 on a quiet store; a commit of the runtime's own meanwhile (an express flush of another
+  // test's queue) can end an anchor early and cost a read or two more, never one per receive.
+  if (store.claim_fast_path()) {
+    EXPECT_LE(store.deliver_reads() - before, 6u);
+  } else {
+    EXPECT_EQ(store.deliver_reads() - before, 40u);
+  }
 }
 
 TEST_F(ReceiveOffering, AReceiveSkipsTheMessageAnotherThreadIsOffering) {

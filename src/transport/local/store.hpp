@@ -281,6 +281,11 @@ class Store {
   const std::string& claim_owner() const noexcept { return owner_; }
   // How many read transactions deliver_claimed made (for tests).
   uint64_t deliver_reads() const noexcept { return deliver_reads_.load(std::memory_order_relaxed); }
+  // How many claim checks (claim_held statements) those reads ran, for this message and the
+  // next ones (for tests).
+  uint64_t deliver_checks() const noexcept {
+    return deliver_checks_.load(std::memory_order_relaxed);
+  }
   // Whether deliver_claimed may skip its read (the WAL-index header is mapped, and the switch
   // is not off).
   bool claim_fast_path() const noexcept { return wal_ && wal_->on(); }
@@ -416,6 +421,7 @@ class Store {
   std::map<int64_t, Window> windows_;
   std::unique_ptr<WalSignal> wal_;
   std::atomic<uint64_t> deliver_reads_{0};
+  std::atomic<uint64_t> deliver_checks_{0};
   std::function<void()> validation_hook_;
 };
 
