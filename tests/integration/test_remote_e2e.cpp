@@ -443,6 +443,10 @@ class Agent {
            proc_.output_tail();
   }
   std::string log_tail() const { return proc_.output_tail(3000); }
+  // Whether it logged its start line (src/cli/agent_command.cpp): SIGTERM is blocked by then.
+  bool started() const {
+    return proc_.output_tail(100000).find("agent: machine '") != std::string::npos;
+  }
 
  private:
   static inline int serial_ = 0;
@@ -450,12 +454,20 @@ class Agent {
   Subprocess proc_;
 };
 
-// Starts an agent and checks that it is still running a moment later (a missing verb or a
-// configuration it refuses ends it at once).
+// Starts an agent and waits until it says it started (a missing verb or a configuration it
+// refuses ends it at once). Only then does it take SIGTERM as a request to stop: before, the
+// signal's default action ends it (an ASan build under load took more than 1.5 s to get there).
 std::unique_ptr<Agent> start_agent(const Machine& m) {
   auto agent = std::make_unique<Agent>(m);
-  std::this_thread::sleep_for(1500ms);
-  if (std::string p = agent->problem(); !p.empty()) throw std::runtime_error(p);
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (!agent->started()) {
+    if (std::string p = agent->problem(); !p.empty()) throw std::runtime_error(p);
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw std::runtime_error("mqsec agent of " + m.name + " did not say it started in 120 s:\n" +
+                               agent->log_tail());
+    }
+    std::this_thread::sleep_for(50ms);
+  }
   return agent;
 }
 
