@@ -12,7 +12,7 @@
 // sanitizer. GCC 12's TSan runtime is the same: its fork interceptor (__tsan::ForkBefore) locks
 // the thread registry and the report lock, not its allocator, and a child of
 // HandleTable.ForkWhileOtherThreadsUseTheTableNeverHangsTheChild (three threads allocating
-// without a pause) hung under TSan in 1 of about 40 runs; so it runs under TSan too.
+// without a pause) hung under TSan in 2 of 40 runs; so it runs under TSan too.
 //
 // The handler is registered before main(), so before the runtime's own (it registers them when
 // first used), and pthread_atfork runs prepare handlers in reverse order: this one runs last,
