@@ -20,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -66,6 +67,13 @@ class RawDb {
     }
     sqlite3_free(err);
   }
+  // A commit that touches no queue: it only rewrites the WAL-index header.
+  void commit_unrelated(int n = 1) {
+    exec(
+        "INSERT INTO rejections(queue, time, kind, reason, envelope, original_size)"
+        " VALUES('other', " +
+        std::to_string(n) + ", 'test', 'unrelated', x'00', 1)");
+  }
   // A commit that may be refused (SQLITE_BUSY) while someone else writes.
   bool try_exec(const std::string& sql) {
     return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
@@ -96,6 +104,25 @@ class Claims : public ::testing::Test {
   // Delivers a claimed message as the receive path does.
   Removal deliver(Store& s, const StoredMessage& m) {
     return s.deliver_claimed(q_, m.seq, id_of(text(m.envelope)), 1, 0);
+  }
+  // The next claimed message (a long lease). There must be one: the test fails (an exception
+  // gtest reports) when there is none.
+  StoredMessage claim(Store& s, int batch = 16) {
+    auto m = s.claim_next(q_, batch, 60s, peek);
+    if (!m) throw std::runtime_error("no message to claim");
+    return std::move(*m);
+  }
+  // Claims and delivers every message left (batches of 64): the outcomes in receive order.
+  std::vector<Removal> deliver_all(Store& s) {
+    std::vector<Removal> got;
+    while (auto m = s.claim_next(q_, 64, 60s, peek)) got.push_back(deliver(s, *m));
+    return got;
+  }
+  // All kMessages delivered but the last, a copy of m0, refused as a replay.
+  static void expect_only_the_copy_refused(const std::vector<Removal>& got) {
+    ASSERT_EQ(got.size(), static_cast<size_t>(kMessages));
+    EXPECT_EQ(got.back(), Removal::Replay) << "the copy of m0";
+    EXPECT_EQ(std::count(got.begin(), got.end(), Removal::Removed), kMessages - 1);
   }
   // A child process that claims (batch 16, lease `lease`), delivers its first message, tells
   // the parent on `ready`, then waits for a byte on `go`: 'k' kills itself (SIGKILL), 'd' tries
@@ -502,9 +529,7 @@ TEST_F(Claims, ASenderCommittingEveryFewDeliveriesCostsAFewChecksPerDelivery) {
     ASSERT_TRUE(m);
     ASSERT_EQ(deliver(s, *m), Removal::Removed) << i;
     if (i % 3 == 2) {
-      raw.exec(
-          "INSERT INTO rejections(queue, time, kind, reason, envelope, original_size)"
-          " VALUES('other', 1, 'test', 'a commit', x'00', 1)");
+      raw.commit_unrelated();
     }
   }
   if (s.claim_fast_path()) {
@@ -521,24 +546,15 @@ TEST_F(Claims, ASenderCommittingEveryFewDeliveriesCostsAFewChecksPerDelivery) {
 TEST_F(Claims, ACommitByAForeignConnectionEndsTheFastPath) {
   Store s(dir_);
   RawDb raw(dir_);
-  auto m0 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m0);
-  ASSERT_EQ(deliver(s, *m0), Removal::Removed);  // the validation read
-  auto m1 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m1);
-  ASSERT_EQ(deliver(s, *m1), Removal::Removed);
+  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // the validation read
+  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);
   EXPECT_EQ(s.deliver_reads(), reads(s, 1, 2)) << "m1 was answered by m0's read";
-  raw.exec(
-      "INSERT INTO rejections(queue, time, kind, reason, envelope, original_size)"
-      " VALUES('other', 1, 'test', 'unrelated', x'00', 1)");
-  auto m2 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m2);
-  ASSERT_EQ(deliver(s, *m2), Removal::Removed);
+  raw.commit_unrelated();
+  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);
   EXPECT_EQ(s.deliver_reads(), reads(s, 2, 3)) << "any commit ends the anchor";
   raw.exec("DELETE FROM claims WHERE owner = '" + s.claim_owner() + "'");
-  auto m3 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m3);
-  EXPECT_EQ(deliver(s, *m3), Removal::Gone) << "its claim was dropped after the anchor";
+  const StoredMessage m3 = claim(s);
+  EXPECT_EQ(deliver(s, m3), Removal::Gone) << "its claim was dropped after the anchor";
 }
 
 // A recoverer holds the owner's log lock from before it reads the log until after it
@@ -548,16 +564,13 @@ TEST_F(Claims, ACommitByAForeignConnectionEndsTheFastPath) {
 // compared before log_->lock().)
 TEST_F(Claims, ARecovererCommittingWhileTheOwnerWaitsForItsLogLockWins) {
   Store s(dir_);
-  auto m0 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m0);
-  ASSERT_EQ(deliver(s, *m0), Removal::Removed);  // anchors m1..m15
-  auto m1 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m1);
+  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1..m15
+  const StoredMessage m1 = claim(s);
   DeliveryLog recoverer(dir_, s.claim_owner(), /*create=*/false);
   ASSERT_TRUE(recoverer.is_open());
   recoverer.lock();
   Removal got = Removal::Removed;
-  std::thread owner([&] { got = deliver(s, *m1); });
+  std::thread owner([&] { got = deliver(s, m1); });
   std::this_thread::sleep_for(100ms);  // the owner waits for the log's lock by now
   {
     RawDb raw(dir_);
@@ -575,10 +588,10 @@ TEST_F(Claims, ARecovererCommittingWhileTheOwnerWaitsForItsLogLockWins) {
 // claims the rest and a copy of m0, and the copy, answered by a validation read, is a refused
 // replay. (Fails without the delivered answer in the kept entries.)
 TEST_F(Claims, AnIdRecordedBeforeTheClaimIsARefusedReplay) {
-  const int64_t copy = [&] {
+  {
     Store s(dir_);
-    return s.append(q_, 3, bytes("m0"), false);  // last in receive order
-  }();
+    s.append(q_, 3, bytes("m0"), false);  // a copy of m0, last in receive order
+  }
   const pid_t child = ::fork();
   if (child == 0) {
     int rc = 1;
@@ -596,11 +609,7 @@ TEST_F(Claims, AnIdRecordedBeforeTheClaimIsARefusedReplay) {
   }
   ASSERT_EQ(exit_status(child), 0);
   Store s(dir_);
-  std::vector<Removal> got;
-  while (auto m = s.claim_next(q_, 64, 60s, peek)) got.push_back(deliver(s, *m));
-  ASSERT_EQ(got.size(), static_cast<size_t>(kMessages));
-  EXPECT_EQ(got.back(), Removal::Replay) << "the copy of m0 (seq " << copy << ")";
-  EXPECT_EQ(std::count(got.begin(), got.end(), Removal::Removed), kMessages - 1);
+  expect_only_the_copy_refused(deliver_all(s));
   // m1 anchors m2..m16, m17 anchors m18, m19 and the copy.
   EXPECT_EQ(s.deliver_reads(), reads(s, 2, kMessages));
 }
@@ -649,10 +658,8 @@ TEST_F(Claims, AnIdRecordedAfterTheAnchorIsARefusedReplayToo) {
   ASSERT_EQ(::write(go[1], "g", 1), 1);
   ASSERT_EQ(::read(done[0], &b, 1), 1);
   EXPECT_EQ(exit_status(child), 0);
-  while (auto m = s.claim_next(q_, 64, 60s, peek)) got.push_back(deliver(s, *m));
-  ASSERT_EQ(got.size(), static_cast<size_t>(kMessages));
-  EXPECT_EQ(got.back(), Removal::Replay) << "the copy of m0";
-  EXPECT_EQ(std::count(got.begin(), got.end(), Removal::Removed), kMessages - 1);
+  for (Removal r : deliver_all(s)) got.push_back(r);
+  expect_only_the_copy_refused(got);
   EXPECT_EQ(s.deliver_reads(), reads(s, 3, kMessages)) << "m18 read again";
 }
 
@@ -664,10 +671,8 @@ TEST_F(Claims, AVerifiedIdOtherThanThePeekedOneIsReadAgain) {
   auto x = s.claim_next(q_, 1, 60s, peek);
   ASSERT_TRUE(x && text(x->envelope) == "x");
   ASSERT_EQ(deliver(s, *x), Removal::Removed);
-  s.release_claims(q_);  // x's id is recorded
-  auto m0 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m0);
-  ASSERT_EQ(deliver(s, *m0), Removal::Removed);  // anchors m1 with the peeked id of "m1"
+  s.release_claims(q_);                               // x's id is recorded
+  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1 with the peeked id of "m1"
   auto m1 = s.claim_next(q_, 16, 60s, peek);
   ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
   const uint64_t before = s.deliver_reads();
@@ -680,9 +685,7 @@ TEST_F(Claims, AVerifiedIdOtherThanThePeekedOneIsReadAgain) {
 // returns it first. (Fails without the header comparison.)
 TEST_F(Claims, AHigherPriorityArrivalAfterTheAnchorOvertakes) {
   Store s(dir_);
-  auto m0 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m0);
-  ASSERT_EQ(deliver(s, *m0), Removal::Removed);  // anchors m1..m15
+  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1..m15
   auto m1 = s.claim_next(q_, 16, 60s, peek);
   ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
   {
@@ -691,14 +694,12 @@ TEST_F(Claims, AHigherPriorityArrivalAfterTheAnchorOvertakes) {
              std::to_string(q_) + ", 7, 1, CAST('urgent' AS BLOB))");
   }
   EXPECT_EQ(deliver(s, *m1), Removal::Gone);
-  auto next = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(next);
-  EXPECT_EQ(text(next->envelope), "urgent");
-  ASSERT_EQ(deliver(s, *next), Removal::Removed);
-  auto again = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(again);
-  EXPECT_EQ(text(again->envelope), "m1") << "claimed again, after the urgent one";
-  EXPECT_EQ(deliver(s, *again), Removal::Removed);
+  const StoredMessage next = claim(s);
+  EXPECT_EQ(text(next.envelope), "urgent");
+  ASSERT_EQ(deliver(s, next), Removal::Removed);
+  const StoredMessage again = claim(s);
+  EXPECT_EQ(text(again.envelope), "m1") << "claimed again, after the urgent one";
+  EXPECT_EQ(deliver(s, again), Removal::Removed);
 }
 
 // Commits of this process's own connection end the anchor too: another thread's purge, and a
@@ -706,9 +707,7 @@ TEST_F(Claims, AHigherPriorityArrivalAfterTheAnchorOvertakes) {
 // also forgets the kept answers; the settle does not: it fails if own commits were not seen.)
 TEST_F(Claims, AnotherThreadsPurgeOrSettleEndsTheFastPath) {
   Store s(dir_);
-  auto m0 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m0);
-  ASSERT_EQ(deliver(s, *m0), Removal::Removed);  // anchors m1..m15
+  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1..m15
   auto m1 = s.claim_next(q_, 16, 60s, peek);
   auto m2 = s.claim_next(q_, 16, 60s, peek);
   ASSERT_TRUE(m1 && m2);
@@ -728,21 +727,19 @@ TEST_F(Claims, AnotherThreadsPurgeOrSettleEndsTheFastPath) {
 // mark were taken from the header after the read alone.)
 TEST_F(Claims, ACommitDuringTheValidationReadGivesNoAnchor) {
   Store s(dir_);
-  auto m0 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m0);
-  auto m1 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m1);
-  s.unclaim(*m1);  // back at the front of the claimed ones: m0's read answers for it
+  const StoredMessage m0 = claim(s);
+  const StoredMessage m1 = claim(s);
+  s.unclaim(m1);  // back at the front of the claimed ones: m0's read answers for it
   RawDb raw(dir_);
   bool once = true;
   s.set_validation_hook_for_test([&] {
     if (std::exchange(once, false)) {
-      raw.exec("DELETE FROM claims WHERE seq = " + std::to_string(m1->seq));
+      raw.exec("DELETE FROM claims WHERE seq = " + std::to_string(m1.seq));
     }
   });
-  ASSERT_EQ(deliver(s, *m0), Removal::Removed);
+  ASSERT_EQ(deliver(s, m0), Removal::Removed);
   auto again = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(again && again->seq == m1->seq);
+  ASSERT_TRUE(again && again->seq == m1.seq);
   EXPECT_EQ(deliver(s, *again), Removal::Gone) << "answered before its claim was dropped";
   EXPECT_EQ(s.deliver_reads(), 2u);
   s.set_validation_hook_for_test(nullptr);
@@ -789,6 +786,16 @@ TEST_F(Claims, ExactlyOnceWithAForeignWriterAndLapsedLeases) {
   };
   const pid_t a = receiver(0);
   const pid_t b = receiver(1);
+  // The receivers never outlive the test, also when an assertion below ends it early.
+  struct Reaper {
+    std::set<pid_t> live;
+    ~Reaper() {
+      for (pid_t p : live) {
+        ::kill(p, SIGKILL);
+        (void)::waitpid(p, nullptr, 0);
+      }
+    }
+  } reaper{{a, b}};
   // Never waiting long for the write lock: a receiver stopped inside its claim transaction
   // holds it until this loop continues it.
   RawDb raw(dir_, 1);
@@ -816,6 +823,7 @@ TEST_F(Claims, ExactlyOnceWithAForeignWriterAndLapsedLeases) {
     for (pid_t p : {a, b}) {
       int status = 0;
       if (next == std::size(events) && ::waitpid(p, &status, WNOHANG) == p) {
+        reaper.live.erase(p);
         EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         --running;
       }

@@ -13,6 +13,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace mqsec::transport::local {
@@ -29,6 +30,7 @@ class WalSignalTest : public ::testing::Test {
     path_ = root_ / "test.db";
   }
   void TearDown() override {
+    close_connections();
     std::error_code ec;
     fs::remove_all(root_, ec);
   }
@@ -44,53 +46,55 @@ class WalSignalTest : public ::testing::Test {
     EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &err), SQLITE_OK) << sql << ": " << err;
     sqlite3_free(err);
   }
+  // Two connections to one WAL database (a_ runs `schema`), a_'s signal and its first reading
+  // h0_. TearDown closes them.
+  void two_connections(const char* schema) {
+    a_ = open(schema);
+    b_ = open();
+    sig_.emplace(a_);
+    ASSERT_TRUE(sig_->on());
+    h0_ = sig_->read();
+    ASSERT_TRUE(h0_);
+  }
+  void close_connections() {
+    sig_.reset();
+    sqlite3_close(b_);
+    sqlite3_close(a_);
+    a_ = b_ = nullptr;
+  }
   fs::path root_, path_;
+  sqlite3* a_ = nullptr;
+  sqlite3* b_ = nullptr;
+  std::optional<WalSignal> sig_;
+  std::optional<WalSignal::Header> h0_;
 };
 
 TEST_F(WalSignalTest, AnotherConnectionsCommitChangesIt) {
-  sqlite3* a = open("PRAGMA journal_mode=WAL; CREATE TABLE t(x); SELECT * FROM t;");
-  sqlite3* b = open();
-  {
-    WalSignal sig(a);
-    ASSERT_TRUE(sig.on());
-    const auto h0 = sig.read();
-    ASSERT_TRUE(h0);
-    exec(b, "INSERT INTO t VALUES(1)");
-    const auto h1 = sig.read();
-    ASSERT_TRUE(h1);
-    EXPECT_NE(*h0, *h1);
-    EXPECT_EQ((*h1)[2], (*h0)[2] + 1) << "iChange counts commits";
-    exec(a, "INSERT INTO t VALUES(2)");  // and the connection's own
-    const auto h2 = sig.read();
-    ASSERT_TRUE(h2);
-    EXPECT_NE(*h1, *h2);
-  }
-  sqlite3_close(b);
-  sqlite3_close(a);
+  two_connections("PRAGMA journal_mode=WAL; CREATE TABLE t(x); SELECT * FROM t;");
+  exec(b_, "INSERT INTO t VALUES(1)");
+  const auto h1 = sig_->read();
+  ASSERT_TRUE(h1);
+  EXPECT_NE(*h0_, *h1);
+  EXPECT_EQ((*h1)[2], (*h0_)[2] + 1) << "iChange counts commits";
+  exec(a_, "INSERT INTO t VALUES(2)");  // and the connection's own
+  const auto h2 = sig_->read();
+  ASSERT_TRUE(h2);
+  EXPECT_NE(*h1, *h2);
 }
 
 TEST_F(WalSignalTest, APassiveCheckpointARollbackAndAReadDoNot) {
-  sqlite3* a = open("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES(1);");
-  sqlite3* b = open();
-  {
-    WalSignal sig(a);
-    ASSERT_TRUE(sig.on());
-    const auto h0 = sig.read();
-    ASSERT_TRUE(h0);
-    exec(b, "SELECT count(*) FROM t");
-    EXPECT_EQ(sig.read(), h0);
-    int log = -1, done = -1;
-    ASSERT_EQ(sqlite3_wal_checkpoint_v2(b, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done),
-              SQLITE_OK);
-    EXPECT_GT(done, 0) << "the checkpoint copied frames";
-    EXPECT_EQ(sig.read(), h0);
-    exec(b, "BEGIN IMMEDIATE; INSERT INTO t VALUES(2); ROLLBACK");
-    EXPECT_EQ(sig.read(), h0);
-    exec(b, "BEGIN IMMEDIATE; COMMIT");  // a transaction that wrote nothing commits nothing
-    EXPECT_EQ(sig.read(), h0);
-  }
-  sqlite3_close(b);
-  sqlite3_close(a);
+  two_connections("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES(1);");
+  exec(b_, "SELECT count(*) FROM t");
+  EXPECT_EQ(sig_->read(), h0_);
+  int log = -1, done = -1;
+  ASSERT_EQ(sqlite3_wal_checkpoint_v2(b_, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done),
+            SQLITE_OK);
+  EXPECT_GT(done, 0) << "the checkpoint copied frames";
+  EXPECT_EQ(sig_->read(), h0_);
+  exec(b_, "BEGIN IMMEDIATE; INSERT INTO t VALUES(2); ROLLBACK");
+  EXPECT_EQ(sig_->read(), h0_);
+  exec(b_, "BEGIN IMMEDIATE; COMMIT");  // a transaction that wrote nothing commits nothing
+  EXPECT_EQ(sig_->read(), h0_);
 }
 
 // A header as walIndexWriteHdr writes it (both copies).
