@@ -27,6 +27,7 @@
 #include "src/core/text.hpp"
 #include "src/core/transaction.hpp"
 #include "src/security/context.hpp"
+#include "src/security/envelope.hpp"
 #include "src/security/log.hpp"
 #include "src/security/openssl.hpp"
 #include "src/security/personal_store.hpp"
@@ -495,7 +496,9 @@ HRESULT Queue::receive(Action action, std::optional<std::chrono::milliseconds> t
   };
   auto candidate = [&]() -> std::optional<transport::StoredMessage> {
     offered.release();
-    if (claims) return local_->claim_next(kClaimBatch, kClaimLease);
+    // The ids of the claimed messages, unverified, let the store check several at once
+    // (Store::deliver_claimed); each is compared with the verified one before it counts.
+    if (claims) return local_->claim_next(kClaimBatch, kClaimLease, &security::peek_msg_id);
     if (offering) {
       auto m = not_passed(transport_->first());
       while (m && !offering->begin(offer_key_, m->seq)) {

@@ -469,6 +469,24 @@ Bytes encode(const Envelope& e) {
   return w.take();
 }
 
+bool peek_msg_id(std::span<const uint8_t> bytes, std::array<uint8_t, 20>& id) noexcept {
+  // magic (4), version (2), then the first field: tag (1), length (4), value.
+  constexpr size_t kIdAt = 4 + 2 + 1 + 4;
+  if (bytes.size() < kIdAt + id.size()) return false;
+  if (!std::equal(kMagic.begin(), kMagic.end(), bytes.begin())) return false;
+  const uint16_t version = static_cast<uint16_t>(bytes[4] << 8 | bytes[5]);
+  if (version != kVersion1 && version != kVersion2 && version != kVersion3 &&
+      version != kVersion4) {
+    return false;
+  }
+  if (bytes[6] != kMsgId || bytes[7] != 0 || bytes[8] != 0 || bytes[9] != 0 ||
+      bytes[10] != id.size()) {
+    return false;
+  }
+  std::copy_n(bytes.begin() + kIdAt, id.size(), id.begin());
+  return true;
+}
+
 Envelope decode(std::span<const uint8_t> bytes) {
   Reader r(bytes);
   auto magic = r.take(kMagic.size(), "magic");

@@ -99,6 +99,13 @@ Bytes encode(const Envelope& e);
 // verifier's business, not the codec's.
 Envelope decode(std::span<const uint8_t> bytes);
 
+// The message id of an encoded envelope without decoding the rest: true, `id` set, when `bytes`
+// starts with the magic, a known format version and the id field (tag 0x01, length 20), which
+// every version puts first (bytes 11..30). Nothing else is checked: decode() and verification
+// still decide; the claimed receive uses it only as a key and compares it with the verified
+// id (transport/local Store::claim_next). Constant time, no allocation, never throws.
+bool peek_msg_id(std::span<const uint8_t> bytes, std::array<uint8_t, 20>& id) noexcept;
+
 // The exact bytes the signature covers, or for a batch-signed message the bytes its Merkle leaf
 // is made of (never includes `signature`, time_to_reach_queue nor the batch proof;
 // includes SHA-256 of sender_cert instead of the certificate). Throws EnvelopeError under the same

@@ -117,6 +117,31 @@ TEST_F(ReceiveOffering, BeginIsExclusivePerQueueAndMessageUntilEnded) {
   EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
+// Claimed receives of real (MQEV) envelopes: the claim peeks their ids (security::peek_msg_id,
+// passed down by core), so one validation read answers for several deliveries
+// (Store::deliver_claimed, docs/design/claim-check.md): 40 receives, 2 reads (16, then 32) on
+// a quiet store. Fails when core passes no peek (40 reads).
+TEST_F(ReceiveOffering, ClaimedReceivesOfSignedMessagesReadOncePerWindow) {
+  QUEUEHANDLE s = open(MQ_SEND_ACCESS);
+  for (int i = 0; i < 40; ++i) ASSERT_HR(MQ_OK, send(s, "m" + std::to_string(i)));
+  MQCloseQueue(s);  // makes the express messages visible
+  auto& store = mqsec::core::runtime().stores().store_at(SoftHsmEnv::instance().dir() / "store");
+  const uint64_t before = store.deliver_reads();
+  QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);
+  HRESULT hr = MQ_OK;
+  for (int i = 0; i < 40; ++i) EXPECT_EQ("m" + std::to_string(i), receive(r, 0, &hr));
+  EXPECT_EQ("", receive(r, 0, &hr));
+  EXPECT_HR(MQ_ERROR_IO_TIMEOUT, hr);
+  MQCloseQueue(r);
+  // 2 on a quiet store; a commit of the runtime's own meanwhile (an express flush of another
+  // test's queue) can end an anchor early and cost a read or two more, never one per receive.
+  if (store.claim_fast_path()) {
+    EXPECT_LE(store.deliver_reads() - before, 6u);
+  } else {
+    EXPECT_EQ(store.deliver_reads() - before, 40u);
+  }
+}
+
 TEST_F(ReceiveOffering, AReceiveSkipsTheMessageAnotherThreadIsOffering) {
   // A queue with a journal: its receives do not take claims (queue.cpp; a plain queue's
   // receivers share this process's claimed messages instead), they read the queue's head.

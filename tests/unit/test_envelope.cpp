@@ -10,7 +10,9 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <array>
 #include <functional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -987,6 +989,27 @@ TEST(BatchEnvelope, ReadersOfVersions1And2RejectBatchSignedMessages) {
   } catch (const EnvelopeError& err) {
     EXPECT_NE(std::string(err.what()).find("unsupported format version"), std::string::npos);
   }
+}
+
+// The claimed receive's id peek (Store::claim_next): the id decode() reads, from every format
+// version, without decoding; nothing for anything that does not start like an envelope.
+TEST(Envelope, PeekMsgIdReadsTheIdOfEveryVersion) {
+  for (const Envelope& e : {doc_example(), full_example(), doc_batch_signed(1)}) {
+    const Bytes b = encode(e);
+    std::array<uint8_t, 20> id{};
+    ASSERT_TRUE(peek_msg_id(b, id));
+    EXPECT_EQ(id, e.msg_id);
+    EXPECT_EQ(id, decode(b).msg_id);
+  }
+  const Bytes good = encode(doc_example());
+  std::array<uint8_t, 20> id{};
+  EXPECT_FALSE(peek_msg_id(std::span(good).first(30), id)) << "too short";
+  for (size_t at : {size_t{0}, size_t{5}, size_t{6}, size_t{10}}) {
+    Bytes bad = good;
+    bad[at] ^= 0x40;  // magic, version, tag, length
+    EXPECT_FALSE(peek_msg_id(bad, id)) << at;
+  }
+  EXPECT_FALSE(peek_msg_id({}, id));
 }
 
 }  // namespace

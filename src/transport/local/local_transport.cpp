@@ -142,8 +142,9 @@ std::optional<StoredMessage> LocalQueue::get(int64_t seq) { return bound().store
 
 size_t LocalQueue::purge() { return bound().store->purge(id_); }
 
-std::optional<StoredMessage> LocalQueue::claim_next(size_t batch, std::chrono::milliseconds lease) {
-  return bound().store->claim_next(id_, batch, lease);
+std::optional<StoredMessage> LocalQueue::claim_next(size_t batch, std::chrono::milliseconds lease,
+                                                    IdPeek peek) {
+  return bound().store->claim_next(id_, batch, lease, peek);
 }
 
 void LocalQueue::unclaim(StoredMessage m) { bound().store->unclaim(std::move(m)); }

@@ -110,7 +110,8 @@ class LocalQueue final : public QueueTransport {
   // MQPurgeQueue: Store::purge on this queue.
   size_t purge();
   // Claimed receives (Store::claim_next and the rest, docs/performance.md "Claimed receives").
-  std::optional<StoredMessage> claim_next(size_t batch, std::chrono::milliseconds lease);
+  std::optional<StoredMessage> claim_next(size_t batch, std::chrono::milliseconds lease,
+                                          IdPeek peek = nullptr);
   void unclaim(StoredMessage m);
   bool overtaken(int64_t seq);
   Removal deliver_claimed(int64_t seq, std::span<const uint8_t> msg_id, int64_t sent_time,

@@ -22,8 +22,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <random>
@@ -63,6 +65,10 @@ int64_t now_ms() {
   " > (SELECT " MQSEC_PRIO " FROM messages WHERE seq = " S                   \
   ") AND"                                                                    \
   " NOT EXISTS (SELECT 1 FROM claims c WHERE c.seq = h.seq))"
+// deliver_claimed's validation read (validate_locked): how many claimed messages it answers
+// for at first, and at most (Store::Window).
+constexpr size_t kFirstWindow = 16;
+constexpr size_t kMaxWindow = 64;
 // The most envelope bytes one claim transaction takes (claim_batch_locked): with 1 KiB bodies
 // a whole batch of 64, with large messages fewer (at least one).
 constexpr size_t kClaimMaxBytes = size_t{1} << 20;
@@ -319,6 +325,7 @@ constexpr const char* kQueueCols =
 
 struct Store::Statements {
   sqlite3_stmt* begin = nullptr;
+  sqlite3_stmt* read_begin = nullptr;  // a deferred BEGIN: deliver_claimed's validation read
   sqlite3_stmt* commit = nullptr;
   sqlite3_stmt* rollback = nullptr;
   sqlite3_stmt* data_version = nullptr;
@@ -511,7 +518,7 @@ struct Store::Statements {
 
   ~Statements() {
     // sqlite3_finalize accepts nullptr (statements not prepared when opening failed).
-    for (sqlite3_stmt* s : {begin, commit, rollback}) sqlite3_finalize(s);
+    for (sqlite3_stmt* s : {begin, read_begin, commit, rollback}) sqlite3_finalize(s);
     for (const auto& [member, sql] : queries()) sqlite3_finalize(this->*member);
   }
 };
@@ -613,6 +620,7 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
 
     st_ = std::make_unique<Statements>();
     st_->begin = prepare("BEGIN IMMEDIATE");
+    st_->read_begin = prepare("BEGIN");
     st_->commit = prepare("COMMIT");
     st_->rollback = prepare("ROLLBACK");
 
@@ -670,6 +678,12 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
       st_.get()->*member = prepare(sql.c_str());
     }
     settings_ = std::make_unique<SettingsSignal>(dir);
+    // After the schema transaction: the connection has mapped the wal-index by now.
+    // MQSEC_CLAIM_FASTPATH=0 leaves the signal off (every claimed delivery reads), for tests and
+    // A/B measurements with one binary.
+    const char* fast = secure_getenv("MQSEC_CLAIM_FASTPATH");
+    wal_ = fast != nullptr && std::string_view(fast) == "0" ? std::make_unique<WalSignal>()
+                                                            : std::make_unique<WalSignal>(db_);
   } catch (const Error& e) {
     st_.reset();
     sqlite3_close_v2(db_);
@@ -686,6 +700,7 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
 
 Store::~Store() {
   RealFsIds real_ids;  // the last connection's close checkpoints and removes the -wal file
+  wal_.reset();        // SQLite's mapping, unmapped by the close
   st_.reset();         // statements must be finalized before the connection closes
   sqlite3_close_v2(db_);
 }
@@ -1021,7 +1036,11 @@ void Store::delete_queue(std::string_view name_in, std::string_view companion) {
       if (rc != SQLITE_DONE) fail(rc, "delete queue");
     }
   }
-  for (const int64_t each : ids) ready_.erase(each);
+  for (const int64_t each : ids) {
+    ready_.erase(each);
+    windows_.erase(each);
+  }
+  forget_claimed_locked(std::nullopt);
   tx.commit();
 }
 
@@ -1168,6 +1187,7 @@ size_t Store::purge(int64_t queue_id) {
     step_changes(st_->delete_queue_claims, "purge queue");
   }
   ready_.erase(queue_id);  // what this process claimed is gone
+  forget_claimed_locked(queue_id);
   tx.commit();
   return static_cast<size_t>(n);
 }
@@ -1858,7 +1878,18 @@ void Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
   }
 }
 
-void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease) {
+void Store::forget_claimed_locked(std::optional<int64_t> queue_id) {
+  if (!queue_id) {
+    claimed_ids_.clear();
+    return;
+  }
+  for (auto it = claimed_ids_.begin(); it != claimed_ids_.end();) {
+    it = it->second.queue_id == *queue_id ? claimed_ids_.erase(it) : std::next(it);
+  }
+}
+
+void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease,
+                               IdPeek peek) {
   const char* what = "claim messages";
   // The log exists before any claim of ours is committed: a recoverer that sees our claims
   // finds it, and takes its lock before it drops them.
@@ -1919,13 +1950,32 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
   const bool had_pending = !pending_.empty();
   pending_.clear();
   if (had_pending) truncate_own_log_locked();
-  ready_[queue_id] = std::move(claimed);
+  // The claimed messages' ids, for deliver_claimed's validation reads: outside the write
+  // transaction (the peek is cheap, but nothing needs it inside). The answers kept for this
+  // queue's earlier claims are dead (this commit changed the header): forgotten.
+  forget_claimed_locked(queue_id);
+  std::deque<StoredMessage>& ready = ready_[queue_id];
+  ready = std::move(claimed);  // first: the claims are committed, they must not be lost
+  if (peek != nullptr && wal_->on()) {
+    try {
+      for (const StoredMessage& m : ready) {
+        ClaimedId c;
+        c.queue_id = queue_id;
+        if (peek(m.envelope, c.id)) claimed_ids_.insert_or_assign(m.seq, c);
+      }
+    } catch (...) {
+      forget_claimed_locked(queue_id);  // out of memory: these deliveries read, as before
+    }
+  }
 }
 
 void Store::release_ready_locked(int64_t queue_id, std::optional<int64_t> also) {
   auto it = ready_.find(queue_id);
   const bool none = it == ready_.end() || it->second.empty();
-  if (none && !also) return;
+  if (none && !also) {
+    forget_claimed_locked(queue_id);
+    return;
+  }
   auto drop = [this](int64_t seq) {
     sqlite3_stmt* st = st_->release_claim;
     StmtScope scope(st);
@@ -1940,13 +1990,14 @@ void Store::release_ready_locked(int64_t queue_id, std::optional<int64_t> also) 
   }
   tx.commit();
   if (!none) it->second.clear();
+  forget_claimed_locked(queue_id);
 }
 
 std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
-                                               std::chrono::milliseconds lease) {
+                                               std::chrono::milliseconds lease, IdPeek peek) {
   std::lock_guard lock(mu_);
   std::deque<StoredMessage>& ready = ready_[queue_id];
-  if (ready.empty()) claim_batch_locked(queue_id, std::max<size_t>(batch, 1), lease);
+  if (ready.empty()) claim_batch_locked(queue_id, std::max<size_t>(batch, 1), lease, peek);
   if (ready.empty()) return std::nullopt;
   // Receive order (a message of higher priority that arrived after the claim goes first) is
   // deliver_claimed's check, in the read transaction it makes anyway.
@@ -1980,11 +2031,22 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
   if (msg_id.size() > kMaxLoggedIdSize) {
     // Not representable in the log: delivered the old way, one transaction (the claim is
     // ours, so the removal is allowed), after the receive order check.
+    {
+      std::lock_guard lock(mu_);
+      claimed_ids_.erase(seq);  // no peeked id matches a long one
+    }
     if (overtaken(queue_id, seq)) return Removal::Gone;
     return remove_delivered(queue_id, seq, msg_id, sent_time, window_seconds);
   }
   std::unique_lock lock(mu_);
   if (!log_) return Removal::Gone;  // never claimed anything
+  // What an earlier validation read answered for this message (its claim check, with the id
+  // the claim peeked), forgotten now whatever happens: the message leaves the receive.
+  std::optional<ClaimedId> known;
+  if (auto it = claimed_ids_.find(seq); it != claimed_ids_.end()) {
+    if (it->second.queue_id == queue_id && it->second.mark) known = it->second;
+    claimed_ids_.erase(it);
+  }
   for (const PendingDelivery& p : pending_) {
     if (p.queue_id == queue_id &&
         std::equal(p.msg_id.begin(), p.msg_id.end(), msg_id.begin(), msg_id.end())) {
@@ -1995,24 +2057,25 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
   }
   // The log's lock covers the claim check and the append: a recoverer that takes it to apply
   // our log and drop our claims sees either both or neither.
-  enum class Outcome { Delivered, Lost, Replayed, Preempted } outcome = Outcome::Lost;
+  ClaimCheck outcome = ClaimCheck::Lost;
   log_->lock();
   try {
-    sqlite3_stmt* st = st_->claim_held;
-    StmtScope scope(st);
-    bind_int(st, 1, seq, "deliver message");
-    bind_text(st, 2, owner_, "deliver message");
-    bind_int(st, 3, queue_id, "deliver message");
-    bind_blob(st, 4, msg_id, "deliver message");
-    if (!step_row(st, "deliver message")) fail(SQLITE_ERROR, "deliver message");
-    if (sqlite3_column_int(st, 0) == 0) {
-      outcome = Outcome::Lost;  // purged, deleted, or released after the lease
-    } else if (sqlite3_column_int(st, 1) != 0) {
-      outcome = Outcome::Replayed;  // delivered from this queue before (recorded)
-    } else if (sqlite3_column_int(st, 2) != 0) {
-      outcome = Outcome::Preempted;  // an unclaimed message of higher priority is there
+    // The fast path: the answers hold if they were read for this very id and no connection
+    // committed since they were (the header is compared under the log's lock: a recoverer holds
+    // it from before it reads our log until after it committed, so either it sees our record or
+    // we see its commit). Anything else reads, as before.
+    std::optional<WalSignal::Header> now;
+    if (known && std::equal(msg_id.begin(), msg_id.end(), known->id.begin(), known->id.end()) &&
+        (now = wal_->read()) && *now == *known->mark) {
+      outcome = !known->held       ? ClaimCheck::Lost
+                : known->delivered ? ClaimCheck::Replayed
+                : known->overtaken ? ClaimCheck::Preempted
+                                   : ClaimCheck::Deliver;
+      ++windows_[queue_id].used;
     } else {
-      sqlite3_reset(st);  // the read transaction ends before the append
+      outcome = validate_locked(queue_id, seq, msg_id);
+    }
+    if (outcome == ClaimCheck::Deliver) {
       DeliveryRecord r{queue_id, seq, sent_time, Bytes(msg_id.begin(), msg_id.end())};
       // Nothing may throw after the append: a logged message is delivered (a caller that gets
       // an exception gives the message back to the claimed ones, to be returned again).
@@ -2022,7 +2085,6 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
       log_->append(r);
       pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id)});
       pending_window_ = window_seconds;
-      outcome = Outcome::Delivered;
     }
   } catch (...) {
     log_->unlock();
@@ -2030,22 +2092,121 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
   }
   log_->unlock();
   switch (outcome) {
-    case Outcome::Delivered:
+    case ClaimCheck::Deliver:
       return Removal::Removed;
-    case Outcome::Lost:
+    case ClaimCheck::Lost:
       return Removal::Gone;
-    case Outcome::Replayed:
+    case ClaimCheck::Replayed:
       // A copy of a message delivered from this queue (by any process, recorded): rejected,
       // never delivered.
       lock.unlock();
       return remove(queue_id, seq) ? Removal::Replay : Removal::Gone;
-    case Outcome::Preempted:
+    case ClaimCheck::Preempted:
       // Receive order: this process's claims on the queue go back (this one's too), and the
       // next claim_next() claims again, the higher one first.
       release_ready_locked(queue_id, seq);
       return Removal::Gone;
   }
   return Removal::Gone;
+}
+
+Store::ClaimCheck Store::validate_locked(int64_t queue_id, int64_t seq,
+                                         std::span<const uint8_t> msg_id) {
+  deliver_reads_.fetch_add(1, std::memory_order_relaxed);
+  const char* what = "deliver message";
+  // One claim check (the claim_held statement): whether this process still holds the claim
+  // and the message exists, whether `id` was delivered from the queue, whether an unclaimed
+  // message of higher priority is there.
+  auto check = [&](int64_t s, std::span<const uint8_t> id, ClaimedId& out) {
+    deliver_checks_.fetch_add(1, std::memory_order_relaxed);
+    sqlite3_stmt* st = st_->claim_held;
+    StmtScope scope(st);
+    bind_int(st, 1, s, what);
+    bind_text(st, 2, owner_, what);
+    bind_int(st, 3, queue_id, what);
+    bind_blob(st, 4, id, what);
+    if (!step_row(st, what)) fail(SQLITE_ERROR, what);
+    out.held = sqlite3_column_int(st, 0) != 0;
+    out.delivered = sqlite3_column_int(st, 1) != 0;
+    out.overtaken = sqlite3_column_int(st, 2) != 0;
+  };
+  Window& w = windows_[queue_id];
+  // The header before the read: the answers are kept under it only if it is still the same
+  // after the read (then no commit came in between, and the read's snapshot is the database
+  // as of this header). The header after the read alone would not do: a commit that lands
+  // after the snapshot was taken, before that header is read, would leave answers older than
+  // their mark (Claims.ACommitDuringTheValidationReadGivesNoAnchor).
+  const std::optional<WalSignal::Header> m0 = wal_->read();
+  // The window: doubled when every kept answer of the last validation was used, down to 1
+  // (this message alone, today's read) after two in a row of which none was, back to the start
+  // when the last validation's header is still current (its answers would have served).
+  if (w.size == 1 && m0 && w.last && *w.last == *m0) {
+    w.size = kFirstWindow;
+    w.lost = 0;
+  } else if (w.made > 0) {
+    if (w.used >= w.made) {
+      w.size = std::min(2 * w.size, kMaxWindow);
+      w.lost = 0;
+    } else if (w.used == 0) {
+      if (++w.lost >= 2) w.size = 1;
+    } else {
+      // Some used before a commit ended the anchor (a sender now and then): the next window
+      // answers about as many as were used, not more, so that each delivery costs at most a
+      // couple of claim checks however often others commit (review 7: at a fixed 64 a sender
+      // committing every few deliveries made about 16 checks per delivery).
+      w.size = std::clamp(std::bit_ceil(w.used + 1), size_t{2}, kMaxWindow);
+      w.lost = 0;
+    }
+  }
+  w.made = 0;
+  w.used = 0;
+  w.last.reset();
+  // The next claimed messages whose ids the claim peeked, answered in the same snapshot: only
+  // with a header to keep them under.
+  std::vector<std::pair<int64_t, ClaimedId*>> next;
+  if (m0 && w.size > 1) {
+    const std::deque<StoredMessage>& ready = ready_[queue_id];
+    next.reserve(std::min(w.size - 1, ready.size()));
+    for (const StoredMessage& m : ready) {
+      if (next.size() + 1 >= w.size) break;
+      auto it = claimed_ids_.find(m.seq);
+      if (it != claimed_ids_.end() && it->second.queue_id == queue_id) {
+        next.emplace_back(m.seq, &it->second);
+      }
+    }
+  }
+  ClaimedId mine;
+  if (next.empty()) {
+    check(seq, msg_id, mine);  // one statement, its own read transaction (as before)
+    if (validation_hook_) validation_hook_();
+  } else {
+    step_done(st_->read_begin, what);
+    try {
+      check(seq, msg_id, mine);
+      if (validation_hook_) validation_hook_();  // the snapshot is taken
+      for (auto& [s, c] : next) {
+        c->mark.reset();
+        check(s, c->id, *c);
+      }
+      step_done(st_->commit, what);
+    } catch (...) {
+      if (sqlite3_get_autocommit(db_) == 0) {
+        sqlite3_step(st_->rollback);
+        sqlite3_reset(st_->rollback);
+      }
+      throw;
+    }
+  }
+  const std::optional<WalSignal::Header> m1 = wal_->read();
+  if (m0 && m1 && *m0 == *m1) {
+    for (auto& [s, c] : next) c->mark = m0;
+    w.made = next.size();
+    w.last = m0;
+  }
+  return !mine.held       ? ClaimCheck::Lost       // purged, deleted, or released after the lease
+         : mine.delivered ? ClaimCheck::Replayed   // delivered from this queue before (recorded)
+         : mine.overtaken ? ClaimCheck::Preempted  // an unclaimed message of higher priority
+                          : ClaimCheck::Deliver;
 }
 
 void Store::release_claims(int64_t queue_id) {

@@ -9,13 +9,16 @@
 
 #include "src/transport/local/delivery_log.hpp"
 #include "src/transport/local/settings_signal.hpp"
+#include "src/transport/local/wal_signal.hpp"
 #include "src/transport/transport.hpp"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,12 +26,19 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 struct sqlite3;
 struct sqlite3_stmt;
 
 namespace mqsec::transport::local {
+
+// The message id of an envelope the store holds, read without verifying it (claimed receives,
+// Store::claim_next): true and `id` set when the envelope has one where it belongs. The store
+// knows no envelope format; the caller (core) passes security::peek_msg_id. It must be O(1),
+// never allocate and never throw: it runs under the store's mutex.
+using IdPeek = bool (*)(std::span<const uint8_t> envelope, std::array<uint8_t, 20>& id) noexcept;
 
 // Every method may throw mqsec::Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "<what> failed: <sqlite
 // message>") on a database error, or MQ_ERROR_SERVICE_NOT_AVAILABLE when the database stays
@@ -232,8 +242,12 @@ class Store {
   // transaction when it holds none: that transaction also deletes what this process delivered
   // since the last one, and releases the claims of dead owners and of owners whose lease ran
   // out, after applying their delivery logs). nullopt: no unclaimed message.
+  // `peek` (may be null) reads the ids of the claimed messages: with them, deliver_claimed can
+  // check several claimed messages in one read transaction and deliver the next ones without
+  // reading while nothing is committed (docs/design/claim-check.md). Without it every delivery
+  // reads.
   std::optional<StoredMessage> claim_next(int64_t queue_id, size_t batch,
-                                          std::chrono::milliseconds lease);
+                                          std::chrono::milliseconds lease, IdPeek peek = nullptr);
   // A claimed message claim_next() returned that was not delivered (the caller's buffers were
   // too small): the next claim_next() returns it again.
   void unclaim(StoredMessage m);
@@ -252,6 +266,12 @@ class Store {
   // after the claim: then this process's claims on the queue are released, this one's too, and
   // the next claim_next() claims again, the higher one first (receive order, checked in the
   // same read transaction).
+  // That read transaction is skipped when its three answers for this message (and for
+  // msg_id, which must be the id claim_next's peek read) were read in an earlier one, and no
+  // connection of any process committed anything since: the store's WAL-index header
+  // (wal_signal.hpp) is unchanged, compared under the delivery log's lock. The answers are
+  // then what the read would give. MQSEC_CLAIM_FASTPATH=0 in the environment when the Store is
+  // opened switches that off (a test and diagnostic switch: every delivery reads).
   Removal deliver_claimed(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
                           int64_t sent_time, int64_t window_seconds);
   // Deletes what this process delivered and releases its other claims on the queue (the
@@ -259,6 +279,22 @@ class Store {
   // this process never sees a message it already returned.
   void release_claims(int64_t queue_id);
   const std::string& claim_owner() const noexcept { return owner_; }
+  // How many read transactions deliver_claimed made (for tests).
+  uint64_t deliver_reads() const noexcept { return deliver_reads_.load(std::memory_order_relaxed); }
+  // How many claim checks (claim_held statements) those reads ran, for this message and the
+  // next ones (for tests).
+  uint64_t deliver_checks() const noexcept {
+    return deliver_checks_.load(std::memory_order_relaxed);
+  }
+  // Whether deliver_claimed may skip its read (the WAL-index header is mapped, and the switch
+  // is not off).
+  bool claim_fast_path() const noexcept { return wal_ && wal_->on(); }
+  // For tests: runs inside deliver_claimed's validation read, once its snapshot is taken
+  // (after this message's claim check, before the next ones'), to commit something exactly
+  // then. Not thread-safe: set it while no delivery runs.
+  void set_validation_hook_for_test(std::function<void()> hook) {
+    validation_hook_ = std::move(hook);
+  }
 
  private:
   struct Statements;
@@ -328,8 +364,18 @@ class Store {
     bool dead;
   };
   void recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
-  void claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease);
+  void claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease,
+                          IdPeek peek);
   void release_ready_locked(int64_t queue_id, std::optional<int64_t> also = std::nullopt);
+  // deliver_claimed's read, under the log's lock: the claim check of message `seq` with the
+  // verified msg_id, and the same with the peeked ids of the next claimed messages of the
+  // queue, in one read transaction; those are kept (claimed_ids_) with the header that anchors
+  // them when no commit came in between. The claim check's outcome for `seq`.
+  enum class ClaimCheck { Deliver, Lost, Replayed, Preempted };
+  ClaimCheck validate_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id);
+  // Forgets the peeked ids and anchored answers of one queue's claimed messages (all queues:
+  // nullopt). Memory only: a stale answer can never pass, its header is gone.
+  void forget_claimed_locked(std::optional<int64_t> queue_id);
   // Deletes message `seq` (and its claim) when `owner` claims it, recording msg_id as delivered.
   void apply_delivery_locked(const std::string& owner, int64_t queue_id, int64_t seq,
                              std::span<const uint8_t> msg_id, int64_t sent_time);
@@ -348,6 +394,35 @@ class Store {
   std::map<int64_t, std::deque<StoredMessage>> ready_;  // claimed, not yet returned, per queue
   std::vector<PendingDelivery> pending_;                // returned, not yet deleted (all queues)
   int64_t pending_window_ = 0;
+
+  // deliver_claimed's fast path (docs/design/claim-check.md), under mu_. Per claimed message
+  // (seqs are unique across queues): its peeked id, and once a validation read answered the
+  // claim check for it, the three answers and the header they hold under.
+  struct ClaimedId {
+    int64_t queue_id = 0;
+    std::array<uint8_t, 20> id{};
+    std::optional<WalSignal::Header> mark;  // set: held/delivered/overtaken answered under it
+    bool held = false;
+    bool delivered = false;
+    bool overtaken = false;
+  };
+  std::unordered_map<int64_t, ClaimedId> claimed_ids_;
+  // How many messages a validation read answers for (this one and size - 1 next ones), per
+  // queue: it doubles while their answers get used and falls to 1 (today's single read) when
+  // two in a row were not; back to the start when a header was seen to outlive a validation
+  // at 1.
+  struct Window {
+    size_t size = 16;
+    size_t made = 0;                        // answers the last validation kept for later deliveries
+    size_t used = 0;                        // of those, how many a delivery used
+    int lost = 0;                           // validations in a row whose kept answers none used
+    std::optional<WalSignal::Header> last;  // the last validation's anchor
+  };
+  std::map<int64_t, Window> windows_;
+  std::unique_ptr<WalSignal> wal_;
+  std::atomic<uint64_t> deliver_reads_{0};
+  std::atomic<uint64_t> deliver_checks_{0};
+  std::function<void()> validation_hook_;
 };
 
 }  // namespace mqsec::transport::local
