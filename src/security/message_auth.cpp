@@ -224,15 +224,30 @@ void sign_batch(std::span<Envelope* const> batch, const SecurityContext& ctx, bo
   }
 }
 
-std::optional<Verifier::Cached> Verifier::certificate(const Bytes& der, const Bytes& digest) {
+std::shared_ptr<const Verifier::Cached> Verifier::certificate(const Bytes& der) {
+  {
+    std::lock_guard lock(mu_);
+    if (last_ && last_->der == der) return last_;  // the same bytes: no hash needed
+  }
+  Bytes digest = sha256(der);
   std::lock_guard lock(mu_);
-  if (auto it = cache_.find(digest); it != cache_.end()) return it->second;
+  if (auto it = cache_.find(digest); it != cache_.end()) {
+    last_ = it->second;
+    return last_;
+  }
   X509Ptr parsed = parse_der_strict(der);
-  if (!parsed) return std::nullopt;
-  Cached c{std::shared_ptr<X509>(parsed.release(), X509_free), {}};
-  c.subject = subject_string(c.cert.get());
+  if (!parsed) return nullptr;
+  auto c = std::make_shared<Cached>();
+  c->der = der;
+  c->digest = std::move(digest);
+  c->cert = std::shared_ptr<X509>(parsed.release(), X509_free);
+  c->subject = subject_string(c->cert.get());
+  EVP_PKEY* pub = X509_get0_pubkey(c->cert.get());
+  c->is_rsa = pub && EVP_PKEY_is_a(pub, "RSA") == 1;
+  c->is_ec = pub && EVP_PKEY_is_a(pub, "EC") == 1;
   if (cache_.size() >= 1024) cache_.clear();  // bounded; senders are few in practice
-  cache_.emplace(digest, c);
+  cache_.emplace(c->digest, c);
+  last_ = c;
   return c;
 }
 
@@ -274,10 +289,10 @@ Verdict Verifier::verify(const Envelope& e, const VerifyPolicy& p) {
     return fail("signature", "batch proof on a message without a signature scheme");
   }
   pkcs11::CallScope scope;  // OpenSSL's locks must not be held across a fork
-  Bytes digest = sha256(e.sender_cert);
-  auto cert = certificate(e.sender_cert, digest);
+  const std::shared_ptr<const Cached> cert = certificate(e.sender_cert);
   if (!cert) return fail("certificate", "sender certificate is not a valid DER certificate");
-  v = check(e, digest, *cert, p.now, p.allow_weak);
+  const Bytes& digest = cert->digest;
+  v = check(e, *cert, p.now, p.allow_weak);
   if (!v.ok) return v;
   v.trust |= trust_bits::kSignature;
 
@@ -378,21 +393,24 @@ Verdict Verifier::verify(const Envelope& e, const VerifyPolicy& p) {
   return v;
 }
 
-Verdict Verifier::check(const Envelope& e, const Bytes& digest, const Cached& cached,
-                        std::time_t now, bool allow_weak) {
+Verdict Verifier::check(const Envelope& e, const Cached& cached, std::time_t now, bool allow_weak) {
   Verdict v;
   v.signed_message = true;
   X509* cert = cached.cert.get();
+  const Bytes& digest = cached.digest;
   v.subject = cached.subject;
-  if (X509_cmp_time(X509_get0_notBefore(cert), &now) > 0) {
-    v.kind = "certificate";
-    v.reason = "sender certificate is not yet valid";
-    return v;
-  }
-  if (X509_cmp_time(X509_get0_notAfter(cert), &now) < 0) {
-    v.kind = "certificate";
-    v.reason = "sender certificate has expired";
-    return v;
+  if (cached.valid_at.load(std::memory_order_relaxed) != int64_t{now}) {
+    if (X509_cmp_time(X509_get0_notBefore(cert), &now) > 0) {
+      v.kind = "certificate";
+      v.reason = "sender certificate is not yet valid";
+      return v;
+    }
+    if (X509_cmp_time(X509_get0_notAfter(cert), &now) < 0) {
+      v.kind = "certificate";
+      v.reason = "sender certificate has expired";
+      return v;
+    }
+    cached.valid_at.store(int64_t{now}, std::memory_order_relaxed);
   }
   pkcs11::Hash hash;
   try {
@@ -403,10 +421,9 @@ Verdict Verifier::check(const Envelope& e, const Bytes& digest, const Cached& ca
     return v;
   }
   EVP_PKEY* pub = X509_get0_pubkey(cert);
-  bool is_rsa = pub && EVP_PKEY_is_a(pub, "RSA") == 1;
-  bool is_ec = pub && EVP_PKEY_is_a(pub, "EC") == 1;
-  if ((e.sig_scheme == SigScheme::Ecdsa && !is_ec) ||
-      ((e.sig_scheme == SigScheme::RsaPkcs1 || e.sig_scheme == SigScheme::RsaPss) && !is_rsa)) {
+  if ((e.sig_scheme == SigScheme::Ecdsa && !cached.is_ec) ||
+      ((e.sig_scheme == SigScheme::RsaPkcs1 || e.sig_scheme == SigScheme::RsaPss) &&
+       !cached.is_rsa)) {
     v.kind = "signature";
     v.reason = "signature scheme does not match the sender certificate's key";
     return v;

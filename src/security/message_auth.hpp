@@ -5,9 +5,11 @@
 // tree over many messages' TBS, and each message carries its own proof (section 10).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <ctime>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -104,7 +106,8 @@ struct VerifyPolicy {
 };
 
 // Verifies envelopes; caches parsed certificates by digest so a stream of messages from the
-// same sender parses its certificate once. Thread-safe.
+// same sender parses its certificate once, and recognises the last certificate it used by its
+// bytes, so such a stream does not hash it either. Thread-safe.
 class Verifier {
  public:
   // Signature (for a batch-signed message: the proof up to the statement's root, then the
@@ -122,15 +125,22 @@ class Verifier {
   Verdict verify(const Envelope& e, const Registry& registry, std::time_t now, bool allow_weak);
 
  private:
+  // A parsed sender certificate and what every verification with it needs, worked out once.
   struct Cached {
+    Bytes der;     // the certificate's bytes, as received
+    Bytes digest;  // their SHA-256: the registries' key, and part of the signed bytes
     std::shared_ptr<X509> cert;
     std::string subject;
+    bool is_rsa = false, is_ec = false;  // the key's type
+    // The last `now` (a whole second) at which the validity period held, or INT64_MIN: the
+    // period is compared again (X509_cmp_time) only when `now` changes.
+    mutable std::atomic<int64_t> valid_at{std::numeric_limits<int64_t>::min()};
   };
-  std::optional<Cached> certificate(const Bytes& der, const Bytes& digest);
-  Verdict check(const Envelope& e, const Bytes& digest, const Cached& cert, std::time_t now,
-                bool allow_weak);
+  std::shared_ptr<const Cached> certificate(const Bytes& der);
+  Verdict check(const Envelope& e, const Cached& cert, std::time_t now, bool allow_weak);
   std::mutex mu_;
-  std::map<Bytes, Cached, BytesLess> cache_;
+  std::map<Bytes, std::shared_ptr<const Cached>, BytesLess> cache_;  // by digest
+  std::shared_ptr<const Cached> last_;  // the certificate of the last verification
 };
 
 }  // namespace mqsec::security

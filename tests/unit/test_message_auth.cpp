@@ -121,6 +121,48 @@ TEST(Verifier, CertificateValidityIsEnforced) {
   EXPECT_NE(d2.reason.find("not yet valid"), std::string::npos);
 }
 
+// One Verifier keeps each certificate it parsed (and the last one it used, found by its bytes)
+// with the last second at which its validity period held: a later or earlier `now` is
+// compared again, so a certificate that expires while messages keep coming is refused at once.
+TEST(Verifier, ValidityIsComparedAgainWhenTheTimeChanges) {
+  Verifier v;
+  Signer s = make_signer("EC", -1, 30);
+  const Envelope e = signed_envelope(s, SigScheme::Ecdsa);
+  const std::time_t day = 86400;
+  EXPECT_TRUE(v.verify(e, std::nullopt, kNow, false).ok);
+  EXPECT_TRUE(v.verify(e, std::nullopt, kNow, false).ok);
+  Verdict later = v.verify(e, std::nullopt, kNow + 31 * day, false);
+  EXPECT_FALSE(later.ok);
+  EXPECT_NE(later.reason.find("expired"), std::string::npos) << later.reason;
+  EXPECT_TRUE(v.verify(e, std::nullopt, kNow + 1, false).ok);
+  Verdict earlier = v.verify(e, std::nullopt, kNow - 2 * day, false);
+  EXPECT_FALSE(earlier.ok);
+  EXPECT_NE(earlier.reason.find("not yet valid"), std::string::npos) << earlier.reason;
+  EXPECT_TRUE(v.verify(e, std::nullopt, kNow, false).ok);
+}
+
+// Messages of several senders, interleaved, through one Verifier: each is checked against its
+// own certificate (its digest, its key's type), whichever certificate was used last.
+TEST(Verifier, InterleavedSendersAreEachCheckedWithTheirOwnCertificate) {
+  Verifier v;
+  Signer a = make_signer("EC"), b = make_signer("RSA");
+  const Envelope from_a = signed_envelope(a, SigScheme::Ecdsa);
+  const Envelope from_b = signed_envelope(b, SigScheme::RsaPkcs1);
+  Envelope a_with_b_cert = from_a;
+  a_with_b_cert.sender_cert = b.der;
+  Envelope b_as_ecdsa = from_b;
+  b_as_ecdsa.sig_scheme = SigScheme::Ecdsa;
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_TRUE(v.verify(from_a, std::nullopt, kNow, false).ok);
+    EXPECT_FALSE(v.verify(a_with_b_cert, std::nullopt, kNow, false).ok);
+    EXPECT_TRUE(v.verify(from_b, std::nullopt, kNow, false).ok);
+    EXPECT_FALSE(v.verify(b_as_ecdsa, std::nullopt, kNow, false).ok);
+    EXPECT_TRUE(v.verify(from_a, std::nullopt, kNow, false).ok);
+    EXPECT_TRUE(v.verify(from_a, std::nullopt, kNow, false).ok);
+    EXPECT_TRUE(v.verify(from_b, std::nullopt, kNow, false).ok);
+  }
+}
+
 TEST(Verifier, RegistryConfirmsOrRejectsTheSid) {
   Verifier v;
   Signer ec = make_signer("EC");
