@@ -6,6 +6,8 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include <ctime>
+
 #include "mqsec/error.hpp"
 #include "src/security/envelope.hpp"
 #include "src/security/identity.hpp"
@@ -141,6 +143,51 @@ TEST(Verifier, ValidityIsComparedAgainWhenTheTimeChanges) {
   EXPECT_TRUE(v.verify(e, std::nullopt, kNow, false).ok);
 }
 
+// The same at the period's edges, each second asked twice: valid from notBefore to one second
+// before notAfter (X509_cmp_time counts an equal time as earlier), and a refusal is never
+// remembered as a pass.
+TEST(Verifier, ValidityEdgesAreExactAndRefusalsAreNotRemembered) {
+  Verifier v;
+  Signer s = make_signer("EC", -1, 30);
+  const Envelope e = signed_envelope(s, SigScheme::Ecdsa);
+  X509Ptr cert = parse_der_strict(s.der);
+  ASSERT_TRUE(cert);
+  auto seconds = [](const ASN1_TIME* t) {
+    std::tm tm{};
+    EXPECT_EQ(ASN1_TIME_to_tm(t, &tm), 1);
+    return timegm(&tm);
+  };
+  const std::time_t nb = seconds(X509_get0_notBefore(cert.get()));
+  const std::time_t na = seconds(X509_get0_notAfter(cert.get()));
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_FALSE(v.verify(e, std::nullopt, nb - 1, false).ok) << "before notBefore";
+    EXPECT_FALSE(v.verify(e, std::nullopt, nb - 1, false).ok) << "asked again";
+    EXPECT_TRUE(v.verify(e, std::nullopt, nb, false).ok) << "at notBefore";
+    EXPECT_TRUE(v.verify(e, std::nullopt, na - 1, false).ok) << "the last valid second";
+    EXPECT_FALSE(v.verify(e, std::nullopt, na, false).ok) << "at notAfter";
+    EXPECT_FALSE(v.verify(e, std::nullopt, na, false).ok) << "asked again";
+    EXPECT_TRUE(v.verify(e, std::nullopt, na - 1, false).ok);
+  }
+}
+
+// A scheme that names another key type than the certificate's is refused by the scheme check
+// itself, also when the signature would verify with the key's default padding (an RSA PKCS#1
+// signature labelled ECDSA), and also once the certificate is cached.
+TEST(Verifier, ASchemeOfAnotherKeyTypeIsRefusedBeforeTheSignatureIsChecked) {
+  Verifier v;
+  Signer rsa = make_signer("RSA"), ec = make_signer("EC");
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_TRUE(v.verify(signed_envelope(rsa, SigScheme::RsaPkcs1), std::nullopt, kNow, false).ok);
+    Verdict d = v.verify(signed_envelope(rsa, SigScheme::Ecdsa), std::nullopt, kNow, false);
+    EXPECT_FALSE(d.ok);
+    EXPECT_NE(d.reason.find("does not match"), std::string::npos) << d.reason;
+    EXPECT_TRUE(v.verify(signed_envelope(ec, SigScheme::Ecdsa), std::nullopt, kNow, false).ok);
+    Verdict d2 = v.verify(signed_envelope(ec, SigScheme::RsaPkcs1), std::nullopt, kNow, false);
+    EXPECT_FALSE(d2.ok);
+    EXPECT_NE(d2.reason.find("does not match"), std::string::npos) << d2.reason;
+  }
+}
+
 // Messages of several senders, interleaved, through one Verifier: each is checked against its
 // own certificate (its digest, its key's type), whichever certificate was used last.
 TEST(Verifier, InterleavedSendersAreEachCheckedWithTheirOwnCertificate) {
@@ -152,7 +199,20 @@ TEST(Verifier, InterleavedSendersAreEachCheckedWithTheirOwnCertificate) {
   a_with_b_cert.sender_cert = b.der;
   Envelope b_as_ecdsa = from_b;
   b_as_ecdsa.sig_scheme = SigScheme::Ecdsa;
+  // A second EC sender whose certificate has the same length as a's (its signature's DER
+  // length varies): a comparison of lengths or prefixes would take one for the other.
+  Signer c = make_signer("EC");
+  for (int i = 0; i < 200 && c.der.size() != a.der.size(); ++i) c = make_signer("EC");
+  ASSERT_EQ(c.der.size(), a.der.size());
+  ASSERT_NE(c.der, a.der);
+  const Envelope from_c = signed_envelope(c, SigScheme::Ecdsa);
+  Envelope a_with_c_cert = from_a;
+  a_with_c_cert.sender_cert = c.der;
   for (int round = 0; round < 2; ++round) {
+    EXPECT_TRUE(v.verify(from_a, std::nullopt, kNow, false).ok);
+    EXPECT_FALSE(v.verify(a_with_c_cert, std::nullopt, kNow, false).ok);
+    EXPECT_TRUE(v.verify(from_c, std::nullopt, kNow, false).ok);
+    EXPECT_FALSE(v.verify(a_with_c_cert, std::nullopt, kNow, false).ok);
     EXPECT_TRUE(v.verify(from_a, std::nullopt, kNow, false).ok);
     EXPECT_FALSE(v.verify(a_with_b_cert, std::nullopt, kNow, false).ok);
     EXPECT_TRUE(v.verify(from_b, std::nullopt, kNow, false).ok);
