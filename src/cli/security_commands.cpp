@@ -644,12 +644,18 @@ int run_doctor() {
     } else {
       std::time_t now = std::time(nullptr);
       std::string until = not_after(*der);
-      if (X509_cmp_time(X509_get0_notAfter(cert.get()), &now) < 0) {
+      const security::Validity validity = security::validity_at(cert.get(), now);
+      if (validity == security::Validity::Expired) {
         c.fail("internal certificate", security::subject_string(cert.get()) + " expired " + until,
                enroll_fix(*store));
-      } else if (X509_cmp_time(X509_get0_notBefore(cert.get()), &now) > 0) {
+      } else if (validity == security::Validity::NotYetValid) {
         c.fail("internal certificate", security::subject_string(cert.get()) + " is not yet valid",
                "check the system clock");
+      } else if (validity == security::Validity::Unreadable) {
+        c.fail("internal certificate",
+               security::subject_string(cert.get()) +
+                   ": its validity period is not in RFC 5280's time form; receivers refuse it",
+               enroll_fix(*store));
       } else {
         c.ok("internal certificate",
              security::subject_string(cert.get()) + ", valid until " + until);

@@ -400,14 +400,23 @@ Verdict Verifier::check(const Envelope& e, const Cached& cached, std::time_t now
   const Bytes& digest = cached.digest;
   v.subject = cached.subject;
   if (cached.valid_at.load(std::memory_order_relaxed) != int64_t{now}) {
-    if (X509_cmp_time(X509_get0_notBefore(cert), &now) > 0) {
-      v.kind = "certificate";
-      v.reason = "sender certificate is not yet valid";
-      return v;
+    const char* invalid = nullptr;
+    switch (validity_at(cert, now)) {
+      case Validity::Valid:
+        break;
+      case Validity::NotYetValid:
+        invalid = "sender certificate is not yet valid";
+        break;
+      case Validity::Expired:
+        invalid = "sender certificate has expired";
+        break;
+      case Validity::Unreadable:
+        invalid = "sender certificate's validity period cannot be read (not RFC 5280's time form)";
+        break;
     }
-    if (X509_cmp_time(X509_get0_notAfter(cert), &now) < 0) {
+    if (invalid != nullptr) {
       v.kind = "certificate";
-      v.reason = "sender certificate has expired";
+      v.reason = invalid;
       return v;
     }
     cached.valid_at.store(int64_t{now}, std::memory_order_relaxed);

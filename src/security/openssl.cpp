@@ -39,6 +39,15 @@ X509Ptr parse_der_strict(std::span<const uint8_t> der) {
   return cert;
 }
 
+Validity validity_at(X509* cert, std::time_t now) {
+  const int from = X509_cmp_time(X509_get0_notBefore(cert), &now);
+  const int until = X509_cmp_time(X509_get0_notAfter(cert), &now);
+  if (from == 0 || until == 0) return Validity::Unreadable;
+  if (from > 0) return Validity::NotYetValid;
+  if (until < 0) return Validity::Expired;
+  return Validity::Valid;
+}
+
 Bytes to_der(X509* cert) {
   int len = i2d_X509(cert, nullptr);
   if (len <= 0) return {};

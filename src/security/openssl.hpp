@@ -9,6 +9,7 @@
 #include <openssl/x509v3.h>
 
 #include <cstdint>
+#include <ctime>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -53,6 +54,12 @@ using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, OsslFree>;
 // anything after it.
 X509Ptr parse_der_strict(std::span<const uint8_t> der);
 Bytes to_der(X509* cert);
+// Where `now` falls in the certificate's validity period: valid from notBefore up to the
+// second before notAfter (X509_cmp_time counts an equal time as earlier). Unreadable: a time
+// not in RFC 5280's form (for example fractional seconds, which DER allows), which
+// X509_cmp_time cannot compare; such a certificate is not valid.
+enum class Validity { Valid, NotYetValid, Expired, Unreadable };
+Validity validity_at(X509* cert, std::time_t now);
 Bytes sha256(std::span<const uint8_t> data);
 // Hashes the concatenation of `parts` with `md` (EVP_sha256() and the like) into `out`, which
 // must hold EVP_MD_get_size(md) bytes; false if OpenSSL fails. For hot paths (every signed

@@ -170,6 +170,29 @@ TEST(Verifier, ValidityEdgesAreExactAndRefusalsAreNotRemembered) {
   }
 }
 
+// A validity time that is not RFC 5280's form (here fractional seconds, which DER allows and
+// X509_cmp_time cannot compare) is refused, not taken as valid: this certificate expired in
+// 2020, and before the check it verified in a signature-only policy.
+TEST(Verifier, AValidityTimeThatCannotBeComparedIsRefused) {
+  for (const char* bad_after : {"20200101000000.5Z", "20990101000000.5Z"}) {
+    Signer s = make_signer("EC", -30, 30);
+    X509Ptr cert = parse_der_strict(s.der);
+    ASSERT_TRUE(cert);
+    ASN1_TIME* t = ASN1_TIME_new();
+    ASSERT_EQ(ASN1_GENERALIZEDTIME_set_string(t, bad_after), 1) << bad_after;
+    ASSERT_EQ(X509_set1_notAfter(cert.get(), t), 1);
+    ASN1_TIME_free(t);
+    ASSERT_GT(X509_sign(cert.get(), s.key.get(), EVP_sha256()), 0);
+    s.der = to_der(cert.get());
+    ASSERT_TRUE(parse_der_strict(s.der)) << "it is DER, and parses";
+    Verifier v;
+    Verdict d = v.verify(signed_envelope(s, SigScheme::Ecdsa), std::nullopt, kNow, false);
+    EXPECT_FALSE(d.ok) << bad_after;
+    EXPECT_EQ(d.kind, "certificate");
+    EXPECT_NE(d.reason.find("validity period"), std::string::npos) << d.reason;
+  }
+}
+
 // A scheme that names another key type than the certificate's is refused by the scheme check
 // itself, also when the signature would verify with the key's default padding (an RSA PKCS#1
 // signature labelled ECDSA), and also once the certificate is cached.
