@@ -225,10 +225,13 @@ void sign_batch(std::span<Envelope* const> batch, const SecurityContext& ctx, bo
 }
 
 std::shared_ptr<const Verifier::Cached> Verifier::certificate(const Bytes& der) {
+  std::shared_ptr<const Cached> last;
   {
     std::lock_guard lock(mu_);
-    if (last_ && last_->der == der) return last_;  // the same bytes: no hash needed
+    last = last_;
   }
+  // The same bytes: no hash needed (compared unlocked: an entry never changes once published).
+  if (last && last->der == der) return last;
   Bytes digest = sha256(der);
   std::lock_guard lock(mu_);
   if (auto it = cache_.find(digest); it != cache_.end()) {
