@@ -684,6 +684,10 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
     const char* fast = secure_getenv("MQSEC_CLAIM_FASTPATH");
     wal_ = fast != nullptr && std::string_view(fast) == "0" ? std::make_unique<WalSignal>()
                                                             : std::make_unique<WalSignal>(db_);
+    // MQSEC_CLAIM_ANSWERS=0: claims answer nothing, every answer comes from a validation read
+    // (for tests of the validation windows and A/B measurements).
+    const char* answers = secure_getenv("MQSEC_CLAIM_ANSWERS");
+    claim_answers_ = answers == nullptr || std::string_view(answers) != "0";
   } catch (const Error& e) {
     st_.reset();
     sqlite3_close_v2(db_);
@@ -1897,6 +1901,12 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
   const int64_t now = now_ms();
   std::vector<HeldLog> held;
   std::deque<StoredMessage> claimed;
+  // The claim checks this transaction answers for what it claims (per seq, for the peeked id),
+  // and the WAL-index header just before its commit: they hold as of the commit, so they are
+  // kept under the header it published if no other commit came in between (below).
+  const bool answer = peek != nullptr && claim_answers();
+  std::vector<std::pair<int64_t, ClaimedId>> answers;
+  std::optional<WalSignal::Header> h0;
   auto unlock_held = [&held]() noexcept {
     for (HeldLog& h : held) h.log->unlock();
   };
@@ -1928,10 +1938,42 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
       bind_int(st, 4, now + lease.count(), what);
       step_changes(st, what);
     }
+    if (answer) {
+      // As of this transaction, each claimed message is held (claimed just now) and not
+      // overtaken (the candidates were the first unclaimed messages in receive order, after
+      // the recovery released what it released); whether its peeked id was delivered from the
+      // queue is one lookup (after apply_pending_locked recorded this process's deliveries).
+      answers.reserve(claimed.size());
+      for (const StoredMessage& m : claimed) {
+        ClaimedId c;
+        c.queue_id = queue_id;
+        if (!peek(m.envelope, c.id)) continue;
+        c.held = true;
+        c.overtaken = false;
+        sqlite3_stmt* st = st_->was_delivered;
+        StmtScope scope(st);
+        bind_int(st, 1, queue_id, what);
+        bind_blob(st, 2, c.id, what);
+        c.delivered = step_row(st, what);
+        answers.emplace_back(m.seq, c);
+      }
+      // Stable here: this connection holds the WAL write lock, so no one else commits.
+      h0 = wal_->read();
+    }
     tx.commit();
   } catch (...) {
     unlock_held();
     throw;
+  }
+  // The anchor: the header after the commit, if its commit counter is exactly one more than
+  // before it (our commit and no other: any later one makes it two or more). Then the answers
+  // are what a read at that header would give. Read before anything else, to leave a foreign
+  // commit little room to end the anchor before it started.
+  std::optional<WalSignal::Header> h1;
+  if (h0) {
+    if (claim_commit_hook_) claim_commit_hook_();
+    h1 = wal_->read();
+    if (h1 && WalSignal::change_counter(*h1) != WalSignal::change_counter(*h0) + 1) h1.reset();
   }
   // Committed: the logs applied are done with (a dead owner's goes, a live one's is emptied
   // while we still hold its lock: it appends only after it saw its claim still held).
@@ -1950,22 +1992,36 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
   const bool had_pending = !pending_.empty();
   pending_.clear();
   if (had_pending) truncate_own_log_locked();
-  // The claimed messages' ids, for deliver_claimed's validation reads: outside the write
-  // transaction (the peek is cheap, but nothing needs it inside). The answers kept for this
+  // The claimed messages' ids and answers, for deliver_claimed. The answers kept for this
   // queue's earlier claims are dead (this commit changed the header): forgotten.
   forget_claimed_locked(queue_id);
   std::deque<StoredMessage>& ready = ready_[queue_id];
   ready = std::move(claimed);  // first: the claims are committed, they must not be lost
-  if (peek != nullptr && wal_->on()) {
-    try {
+  try {
+    if (answer) {
+      // Without an anchor they are kept as peeked ids only, for the validation reads.
+      for (auto& [seq, c] : answers) {
+        if (h1) c.mark = h1;
+        claimed_ids_.insert_or_assign(seq, c);
+      }
+      if (h1) {
+        // Counted like a validation read's kept answers (validate_locked sizes its next window
+        // from how many of them were used).
+        Window& w = windows_[queue_id];
+        w.made = answers.size();
+        w.used = 0;
+        w.lost = 0;
+        w.last = h1;
+      }
+    } else if (peek != nullptr && wal_->on()) {
       for (const StoredMessage& m : ready) {
         ClaimedId c;
         c.queue_id = queue_id;
         if (peek(m.envelope, c.id)) claimed_ids_.insert_or_assign(m.seq, c);
       }
-    } catch (...) {
-      forget_claimed_locked(queue_id);  // out of memory: these deliveries read, as before
     }
+  } catch (...) {
+    forget_claimed_locked(queue_id);  // out of memory: these deliveries read, as before
   }
 }
 

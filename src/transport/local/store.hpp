@@ -289,6 +289,17 @@ class Store {
   // Whether deliver_claimed may skip its read (the WAL-index header is mapped, and the switch
   // is not off).
   bool claim_fast_path() const noexcept { return wal_ && wal_->on(); }
+  // Whether a claim transaction answers the claim checks of the messages it claims (and whose
+  // ids it peeked), anchored by its own commit: then a quiet store's deliveries make no read at
+  // all. MQSEC_CLAIM_ANSWERS=0 when the Store is opened switches that part off (deliveries are
+  // answered by validation reads only, as before); MQSEC_CLAIM_FASTPATH=0 switches both off.
+  bool claim_answers() const noexcept { return claim_fast_path() && claim_answers_; }
+  // For tests: runs in claim_batch_locked right after its commit, before the header that
+  // anchors the claim's answers is read, to commit something exactly then. Not thread-safe:
+  // set it while no claim runs.
+  void set_claim_commit_hook_for_test(std::function<void()> hook) {
+    claim_commit_hook_ = std::move(hook);
+  }
   // For tests: runs inside deliver_claimed's validation read, once its snapshot is taken
   // (after this message's claim check, before the next ones'), to commit something exactly
   // then. Not thread-safe: set it while no delivery runs.
@@ -423,6 +434,8 @@ class Store {
   std::atomic<uint64_t> deliver_reads_{0};
   std::atomic<uint64_t> deliver_checks_{0};
   std::function<void()> validation_hook_;
+  bool claim_answers_ = true;
+  std::function<void()> claim_commit_hook_;
 };
 
 }  // namespace mqsec::transport::local

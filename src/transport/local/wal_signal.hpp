@@ -47,6 +47,12 @@ class WalSignal {
   // The same for any region (nullptr: nullopt); for tests with crafted buffers.
   static std::optional<Header> read_at(const void* region) noexcept;
 
+  // The header's commit counter (WalIndexHdr.iChange, word 2): walFrames increments it once per
+  // commit, before it publishes the header; a WAL restart (walRestartHdr) publishes a new header
+  // without changing it. So a header whose counter is one more than an earlier one's was
+  // published after exactly one commit in between (Store::claim_batch_locked's anchor).
+  static uint32_t change_counter(const Header& h) noexcept { return h[2]; }
+
   // WALINDEX_MAX_VERSION and the page size of the wal-index's regions (wal.c).
   static constexpr uint32_t kVersion = 3007000;
   static constexpr int kRegionSize = 32768;
