@@ -11,10 +11,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mqsec::transport::local {
 namespace {
@@ -97,6 +99,38 @@ TEST_F(WalSignalTest, APassiveCheckpointARollbackAndAReadDoNot) {
   EXPECT_EQ(sig_->read(), h0_);
 }
 
+// The claim's anchor rule (Store::claim_batch_locked): the frame count a connection's WAL hook
+// is passed for its commit is the mxFrame of the header that commit published, and
+// one_commit_between accepts that header and no other: not one after a second commit, not the
+// same header, not one whose counter is right but whose frame count is another commit's (what
+// WAL-index recovery, which restarts the counter, followed by more commits could publish).
+TEST_F(WalSignalTest, TheWalHooksFrameCountIdentifiesTheCommitsHeader) {
+  two_connections("PRAGMA journal_mode=WAL; CREATE TABLE t(x); SELECT * FROM t;");
+  int frames = -1;
+  sqlite3_wal_hook(
+      b_,
+      [](void* arg, sqlite3*, const char*, int n) {
+        *static_cast<int*>(arg) = n;
+        return SQLITE_OK;
+      },
+      &frames);
+  exec(b_, "INSERT INTO t VALUES(1)");
+  const auto h1 = sig_->read();
+  ASSERT_TRUE(h1);
+  ASSERT_GT(frames, 0);
+  const auto n = static_cast<uint32_t>(frames);
+  EXPECT_EQ(WalSignal::frame_count(*h1), n);
+  EXPECT_TRUE(WalSignal::one_commit_between(*h0_, *h1, n));
+  EXPECT_FALSE(WalSignal::one_commit_between(*h0_, *h0_, n)) << "no commit";
+  WalSignal::Header recovered = *h1;
+  recovered[4] += 3;
+  EXPECT_FALSE(WalSignal::one_commit_between(*h0_, recovered, n)) << "another commit's frames";
+  exec(a_, "INSERT INTO t VALUES(2)");
+  const auto h2 = sig_->read();
+  ASSERT_TRUE(h2);
+  EXPECT_FALSE(WalSignal::one_commit_between(*h0_, *h2, n)) << "two commits";
+}
+
 // A header as walIndexWriteHdr writes it (both copies).
 void craft(uint32_t* words) {
   std::memset(words, 0, 96);
@@ -157,25 +191,99 @@ TEST_F(WalSignalTest, OffWhenTheWalIndexIsNotShared) {
   EXPECT_FALSE(off.read());
 }
 
-// The store's switch: MQSEC_CLAIM_FASTPATH=0 when it is opened.
-TEST_F(WalSignalTest, TheStoresSwitch) {
-  const char* was = std::getenv("MQSEC_CLAIM_FASTPATH");
-  const std::string saved = was ? was : "";
-  ::unsetenv("MQSEC_CLAIM_FASTPATH");
+// Sets an environment variable for the life of the object (restores it after).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* was = std::getenv(name);
+    if (was) saved_ = was;
+    if (value) {
+      ::setenv(name, value, 1);
+    } else {
+      ::unsetenv(name);
+    }
+  }
+  ~ScopedEnv() {
+    if (saved_) {
+      ::setenv(name_, saved_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> saved_;
+};
+
+// The store's switches, read when it is opened: MQSEC_CLAIM_FASTPATH=0 (no fast path, so no
+// claim answers either) and MQSEC_CLAIM_ANSWERS=0 (the fast path without the claim's answers).
+TEST_F(WalSignalTest, TheStoresSwitches) {
+  ScopedEnv answers("MQSEC_CLAIM_ANSWERS", nullptr);
   {
+    ScopedEnv fast("MQSEC_CLAIM_FASTPATH", nullptr);
     Store s(root_ / "store");
     EXPECT_TRUE(s.claim_fast_path());
+    EXPECT_TRUE(s.claim_answers());
   }
-  ::setenv("MQSEC_CLAIM_FASTPATH", "0", 1);
   {
+    ScopedEnv fast("MQSEC_CLAIM_FASTPATH", "0");
     Store s(root_ / "store");
     EXPECT_FALSE(s.claim_fast_path());
+    EXPECT_FALSE(s.claim_answers());
   }
-  if (was) {
-    ::setenv("MQSEC_CLAIM_FASTPATH", saved.c_str(), 1);
-  } else {
-    ::unsetenv("MQSEC_CLAIM_FASTPATH");
+  {
+    ScopedEnv fast("MQSEC_CLAIM_FASTPATH", nullptr);
+    ScopedEnv off("MQSEC_CLAIM_ANSWERS", "0");
+    Store s(root_ / "store");
+    EXPECT_TRUE(s.claim_fast_path());
+    EXPECT_FALSE(s.claim_answers());
   }
+}
+
+// The store's WAL hook replaces the one PRAGMA wal_autocheckpoint installs (Store::
+// wal_committed), so it must still checkpoint at 10,000 frames; after that the next commit
+// starts the WAL over and the header's frame count falls. Commits of 50 messages of 4,000 bytes
+// (one page each) until about 14,000 frames were written: the count must fall once and never
+// pass 10,000 by more than one commit's frames. (Fails when the hook does not checkpoint: the
+// count climbs past 14,000.)
+TEST_F(WalSignalTest, TheStoresWalHookStillCheckpoints) {
+  Store s(root_ / "store");
+  QueueInfo q;
+  q.name = "checkpointed";
+  s.create_queue(q);
+  const int64_t id = s.find_queue("checkpointed")->id;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(
+      sqlite3_open_v2((root_ / "store" / "mqsec.db").c_str(), &db, SQLITE_OPEN_READWRITE, nullptr),
+      SQLITE_OK);
+  exec(db, "SELECT count(*) FROM messages");  // maps the wal-index
+  {
+    WalSignal sig(db);
+    ASSERT_TRUE(sig.on());
+    std::vector<Append> batch(50, Append{id, 3, Bytes(4000, 0x5a)});
+    uint32_t prev = 0, most = 0, written = 0;
+    bool fell = false;
+    while (written < 14000) {
+      s.append_batch(batch, false);
+      const auto h = sig.read();
+      ASSERT_TRUE(h);
+      const uint32_t frames = WalSignal::frame_count(*h);
+      if (frames < prev) {
+        fell = true;
+        written += frames;
+      } else {
+        written += frames - prev;
+      }
+      most = std::max(most, frames);
+      prev = frames;
+    }
+    EXPECT_TRUE(fell) << "the WAL was never started over: no checkpoint";
+    EXPECT_LE(most, 10000u + 200u);
+  }
+  sqlite3_close(db);
 }
 
 }  // namespace

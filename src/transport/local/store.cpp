@@ -69,6 +69,9 @@ int64_t now_ms() {
 // for at first, and at most (Store::Window).
 constexpr size_t kFirstWindow = 16;
 constexpr size_t kMaxWindow = 64;
+// The WAL frame count at which a commit checkpoints (PRAGMA wal_autocheckpoint, Store::
+// wal_committed).
+constexpr int kAutoCheckpointFrames = 10000;
 // The most envelope bytes one claim transaction takes (claim_batch_locked): with 1 KiB bodies
 // a whole batch of 64, with large messages fewer (at least one).
 constexpr size_t kClaimMaxBytes = size_t{1} << 20;
@@ -611,7 +614,12 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
     // message of about 2.2 KB (a batch-signed one with its certificate and audit path) fills a
     // 4 KiB page by itself, so at 1,000 pages a stream of batches checkpointed (and fsynced the
     // WAL and the database) about once per batch. Measured in docs/performance.md (batch).
-    exec("PRAGMA wal_autocheckpoint=10000", "setting the checkpoint interval");
+    exec(("PRAGMA wal_autocheckpoint=" + std::to_string(kAutoCheckpointFrames)).c_str(),
+         "setting the checkpoint interval");
+    // ... through our own WAL hook (it replaces the one the pragma installs, and checkpoints at
+    // the same count the same way), which also keeps each commit's frame count for
+    // claim_batch_locked's anchor.
+    sqlite3_wal_hook(db_, &Store::wal_committed, this);
     // Debian's SQLite is built with SQLITE_SECURE_DELETE: every freed page (a signed message
     // fills one by itself) was zeroed and written to the WAL, 2.4 x the frames of a claim
     // transaction. FAST zeroes deleted content only in pages written anyway (docs/security.md,
@@ -1882,6 +1890,14 @@ void Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
   }
 }
 
+int Store::wal_committed(void* self, sqlite3* db, const char* name, int frames) {
+  static_cast<Store*>(self)->last_commit_frames_ = frames;
+  // SQLite's default hook (sqlite3WalDefaultHook) at wal_autocheckpoint=10000: a passive
+  // checkpoint, its result ignored (the next commit tries again).
+  if (frames >= kAutoCheckpointFrames) sqlite3_wal_checkpoint(db, name);
+  return SQLITE_OK;
+}
+
 void Store::forget_claimed_locked(std::optional<int64_t> queue_id) {
   if (!queue_id) {
     claimed_ids_.clear();
@@ -1960,43 +1976,33 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
       // Stable here: this connection holds the WAL write lock, so no one else commits.
       h0 = wal_->read();
     }
+    last_commit_frames_ = -1;
     tx.commit();
   } catch (...) {
     unlock_held();
     throw;
   }
-  // The anchor: the header after the commit, if its commit counter is exactly one more than
-  // before it (our commit and no other: any later one makes it two or more). Then the answers
-  // are what a read at that header would give. Read before anything else, to leave a foreign
-  // commit little room to end the anchor before it started.
+  // The anchor: the header after the commit, if it is the one our commit published (its counter
+  // exactly one more than before it, its frame count our commit's: any later commit changes
+  // both). Then the answers are what a read at that header would give. Read before anything
+  // else, to leave a foreign commit little room to end the anchor before it started.
   std::optional<WalSignal::Header> h1;
-  if (h0) {
+  if (h0 && last_commit_frames_ >= 0) {
     if (claim_commit_hook_) claim_commit_hook_();
     h1 = wal_->read();
-    if (h1 && WalSignal::change_counter(*h1) != WalSignal::change_counter(*h0) + 1) h1.reset();
-  }
-  // Committed: the logs applied are done with (a dead owner's goes, a live one's is emptied
-  // while we still hold its lock: it appends only after it saw its claim still held).
-  for (HeldLog& h : held) {
-    if (h.dead) {
-      h.log->remove_file();
-    } else {
-      try {
-        h.log->truncate();
-      } catch (const Error&) {
-        // Applying it again later changes nothing: its rows are gone.
-      }
+    if (h1 &&
+        !WalSignal::one_commit_between(*h0, *h1, static_cast<uint32_t>(last_commit_frames_))) {
+      h1.reset();
     }
   }
-  unlock_held();
+  // The claimed messages first: the claims are committed, so nothing below (the logs' work may
+  // throw) may leave them out of ready_ (they would stay claimed by this process, never
+  // returned, until it exits). The answers kept for this queue's earlier claims are dead (this
+  // commit changed the header): forgotten.
   const bool had_pending = !pending_.empty();
   pending_.clear();
-  if (had_pending) truncate_own_log_locked();
-  // The claimed messages' ids and answers, for deliver_claimed. The answers kept for this
-  // queue's earlier claims are dead (this commit changed the header): forgotten.
   forget_claimed_locked(queue_id);
-  std::deque<StoredMessage>& ready = ready_[queue_id];
-  ready = std::move(claimed);  // first: the claims are committed, they must not be lost
+  ready_[queue_id] = std::move(claimed);
   try {
     if (answer) {
       // Without an anchor they are kept as peeked ids only, for the validation reads.
@@ -2014,7 +2020,7 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
         w.last = h1;
       }
     } else if (peek != nullptr && wal_->on()) {
-      for (const StoredMessage& m : ready) {
+      for (const StoredMessage& m : ready_[queue_id]) {
         ClaimedId c;
         c.queue_id = queue_id;
         if (peek(m.envelope, c.id)) claimed_ids_.insert_or_assign(m.seq, c);
@@ -2023,6 +2029,22 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
   } catch (...) {
     forget_claimed_locked(queue_id);  // out of memory: these deliveries read, as before
   }
+  // Committed: the logs applied are done with (a dead owner's goes, a live one's is emptied
+  // while we still hold its lock: it appends only after it saw its claim still held). Our own
+  // log's records are applied: emptied (if that fails, applying them again changes nothing).
+  for (HeldLog& h : held) {
+    if (h.dead) {
+      h.log->remove_file();
+    } else {
+      try {
+        h.log->truncate();
+      } catch (const Error&) {
+        // Applying it again later changes nothing: its rows are gone.
+      }
+    }
+  }
+  unlock_held();
+  if (had_pending) truncate_own_log_locked();
 }
 
 void Store::release_ready_locked(int64_t queue_id, std::optional<int64_t> also) {

@@ -242,10 +242,11 @@ class Store {
   // transaction when it holds none: that transaction also deletes what this process delivered
   // since the last one, and releases the claims of dead owners and of owners whose lease ran
   // out, after applying their delivery logs). nullopt: no unclaimed message.
-  // `peek` (may be null) reads the ids of the claimed messages: with them, deliver_claimed can
-  // check several claimed messages in one read transaction and deliver the next ones without
-  // reading while nothing is committed (docs/design/claim-check.md). Without it every delivery
-  // reads.
+  // `peek` (may be null) reads the ids of the claimed messages: with them the claim transaction
+  // answers each one's claim check itself (claim_answers()), and deliver_claimed can check
+  // several claimed messages in one read transaction, and deliver without reading while nothing
+  // is committed (docs/design/claim-check.md, receive-store.md §2.1 A1). Without it every
+  // delivery reads.
   std::optional<StoredMessage> claim_next(int64_t queue_id, size_t batch,
                                           std::chrono::milliseconds lease, IdPeek peek = nullptr);
   // A claimed message claim_next() returned that was not delivered (the caller's buffers were
@@ -267,11 +268,12 @@ class Store {
   // the next claim_next() claims again, the higher one first (receive order, checked in the
   // same read transaction).
   // That read transaction is skipped when its three answers for this message (and for
-  // msg_id, which must be the id claim_next's peek read) were read in an earlier one, and no
-  // connection of any process committed anything since: the store's WAL-index header
-  // (wal_signal.hpp) is unchanged, compared under the delivery log's lock. The answers are
-  // then what the read would give. MQSEC_CLAIM_FASTPATH=0 in the environment when the Store is
-  // opened switches that off (a test and diagnostic switch: every delivery reads).
+  // msg_id, which must be the id claim_next's peek read) were given by the claim transaction or
+  // read in an earlier one, and no connection of any process committed anything since: the
+  // store's WAL-index header (wal_signal.hpp) is unchanged, compared under the delivery log's
+  // lock. The answers are then what the read would give. MQSEC_CLAIM_FASTPATH=0 in the environment
+  // when the Store is opened switches that off (a test and diagnostic switch: every delivery
+  // reads).
   Removal deliver_claimed(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
                           int64_t sent_time, int64_t window_seconds);
   // Deletes what this process delivered and releases its other claims on the queue (the
@@ -436,6 +438,11 @@ class Store {
   std::function<void()> validation_hook_;
   bool claim_answers_ = true;
   std::function<void()> claim_commit_hook_;
+  // The WAL hook (sqlite3_wal_hook): records the frame count each commit of this connection
+  // left (last_commit_frames_, under mu_; -1 before a claim's commit) and checkpoints like
+  // PRAGMA wal_autocheckpoint.
+  static int wal_committed(void* self, sqlite3* db, const char* name, int frames);
+  int last_commit_frames_ = -1;
 };
 
 }  // namespace mqsec::transport::local

@@ -49,9 +49,22 @@ class WalSignal {
 
   // The header's commit counter (WalIndexHdr.iChange, word 2): walFrames increments it once per
   // commit, before it publishes the header; a WAL restart (walRestartHdr) publishes a new header
-  // without changing it. So a header whose counter is one more than an earlier one's was
-  // published after exactly one commit in between (Store::claim_batch_locked's anchor).
+  // without changing it (Store::claim_batch_locked's anchor, with one_commit_between).
   static uint32_t change_counter(const Header& h) noexcept { return h[2]; }
+  // The header's WAL frame count (WalIndexHdr.mxFrame, word 4): after a commit, the number of
+  // frames SQLite passes to the connection's WAL hook.
+  static uint32_t frame_count(const Header& h) noexcept { return h[4]; }
+  // Whether `after` is the header published by exactly one commit after `before`, the commit
+  // that left `frames_after` frames in the WAL (what the committing connection's WAL hook was
+  // passed): its counter is exactly one more and its frame count is that commit's. The frame
+  // count guards the one way the counter alone could mislead: WAL-index recovery (after a writer
+  // died between the header's two copies) rebuilds the header with the counter from 0, so that
+  // a run of later commits could bring it back to exactly one more.
+  static bool one_commit_between(const Header& before, const Header& after,
+                                 uint32_t frames_after) noexcept {
+    return change_counter(after) == change_counter(before) + 1 &&
+           frame_count(after) == frames_after;
+  }
 
   // WALINDEX_MAX_VERSION and the page size of the wal-index's regions (wal.c).
   static constexpr uint32_t kVersion = 3007000;
