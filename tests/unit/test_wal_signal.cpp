@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -256,9 +257,11 @@ TEST_F(WalSignalTest, TheStoresWalHookStillCheckpoints) {
   s.create_queue(q);
   const int64_t id = s.find_queue("checkpointed")->id;
   sqlite3* db = nullptr;
-  ASSERT_EQ(
-      sqlite3_open_v2((root_ / "store" / "mqsec.db").c_str(), &db, SQLITE_OPEN_READWRITE, nullptr),
-      SQLITE_OK);
+  const int opened =
+      sqlite3_open_v2((root_ / "store" / "mqsec.db").c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+  // Closed on every way out of the test, an assertion's too.
+  const std::unique_ptr<sqlite3, int (*)(sqlite3*)> close(db, sqlite3_close);
+  ASSERT_EQ(opened, SQLITE_OK);
   exec(db, "SELECT count(*) FROM messages");  // maps the wal-index
   {
     WalSignal sig(db);
@@ -283,7 +286,6 @@ TEST_F(WalSignalTest, TheStoresWalHookStillCheckpoints) {
     EXPECT_TRUE(fell) << "the WAL was never started over: no checkpoint";
     EXPECT_LE(most, 10000u + 200u);
   }
-  sqlite3_close(db);
 }
 
 }  // namespace

@@ -69,8 +69,8 @@ int64_t now_ms() {
 // for at first, and at most (Store::Window).
 constexpr size_t kFirstWindow = 16;
 constexpr size_t kMaxWindow = 64;
-// The WAL frame count at which a commit checkpoints (PRAGMA wal_autocheckpoint, Store::
-// wal_committed).
+// The WAL frame count at which a commit checkpoints (Store::wal_committed, as PRAGMA
+// wal_autocheckpoint would).
 constexpr int kAutoCheckpointFrames = 10000;
 // The most envelope bytes one claim transaction takes (claim_batch_locked): with 1 KiB bodies
 // a whole batch of 64, with large messages fewer (at least one).
@@ -614,11 +614,8 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
     // message of about 2.2 KB (a batch-signed one with its certificate and audit path) fills a
     // 4 KiB page by itself, so at 1,000 pages a stream of batches checkpointed (and fsynced the
     // WAL and the database) about once per batch. Measured in docs/performance.md (batch).
-    exec(("PRAGMA wal_autocheckpoint=" + std::to_string(kAutoCheckpointFrames)).c_str(),
-         "setting the checkpoint interval");
-    // ... through our own WAL hook (it replaces the one the pragma installs, and checkpoints at
-    // the same count the same way), which also keeps each commit's frame count for
-    // claim_batch_locked's anchor.
+    // Done by our own WAL hook (in place of PRAGMA wal_autocheckpoint, whose hook does the same),
+    // which also keeps each commit's frame count for claim_batch_locked's anchor.
     sqlite3_wal_hook(db_, &Store::wal_committed, this);
     // Debian's SQLite is built with SQLITE_SECURE_DELETE: every freed page (a signed message
     // fills one by itself) was zeroed and written to the WAL, 2.4 x the frames of a claim
@@ -1640,11 +1637,16 @@ bool Store::was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id) {
       return true;
     }
   }
+  return recorded_locked(queue_id, msg_id);
+}
+
+bool Store::recorded_locked(int64_t queue_id, std::span<const uint8_t> msg_id) {
+  const char* what = "look up delivered message id";
   sqlite3_stmt* st = st_->was_delivered;
   StmtScope scope(st);
-  bind_int(st, 1, queue_id, "look up delivered message id");
-  bind_blob(st, 2, msg_id, "look up delivered message id");
-  return step_row(st, "look up delivered message id");
+  bind_int(st, 1, queue_id, what);
+  bind_blob(st, 2, msg_id, what);
+  return step_row(st, what);
 }
 
 size_t Store::message_count(int64_t queue_id) {
@@ -1892,7 +1894,7 @@ void Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
 
 int Store::wal_committed(void* self, sqlite3* db, const char* name, int frames) {
   static_cast<Store*>(self)->last_commit_frames_ = frames;
-  // SQLite's default hook (sqlite3WalDefaultHook) at wal_autocheckpoint=10000: a passive
+  // What SQLite's own hook (sqlite3WalDefaultHook) does at wal_autocheckpoint=10000: a passive
   // checkpoint, its result ignored (the next commit tries again).
   if (frames >= kAutoCheckpointFrames) sqlite3_wal_checkpoint(db, name);
   return SQLITE_OK;
@@ -1917,11 +1919,13 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
   const int64_t now = now_ms();
   std::vector<HeldLog> held;
   std::deque<StoredMessage> claimed;
-  // The claim checks this transaction answers for what it claims (per seq, for the peeked id),
-  // and the WAL-index header just before its commit: they hold as of the commit, so they are
-  // kept under the header it published if no other commit came in between (below).
-  const bool answer = peek != nullptr && claim_answers();
-  std::vector<std::pair<int64_t, ClaimedId>> answers;
+  // The claimed messages' peeked ids (per seq), for deliver_claimed; with claim_answers(), also
+  // the claim checks this transaction answers for them, and the WAL-index header just before its
+  // commit: they hold as of the commit, so they are kept under the header it published if no
+  // other commit came in between (below).
+  const bool peeking = peek != nullptr && wal_->on();
+  const bool answer = peeking && claim_answers_;
+  std::vector<std::pair<int64_t, ClaimedId>> peeked;
   std::optional<WalSignal::Header> h0;
   auto unlock_held = [&held]() noexcept {
     for (HeldLog& h : held) h.log->unlock();
@@ -1954,27 +1958,25 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
       bind_int(st, 4, now + lease.count(), what);
       step_changes(st, what);
     }
-    if (answer) {
+    if (peeking) {
       // As of this transaction, each claimed message is held (claimed just now) and not
       // overtaken (the candidates were the first unclaimed messages in receive order, after
       // the recovery released what it released); whether its peeked id was delivered from the
       // queue is one lookup (after apply_pending_locked recorded this process's deliveries).
-      answers.reserve(claimed.size());
+      peeked.reserve(claimed.size());
       for (const StoredMessage& m : claimed) {
         ClaimedId c;
         c.queue_id = queue_id;
         if (!peek(m.envelope, c.id)) continue;
-        c.held = true;
-        c.overtaken = false;
-        sqlite3_stmt* st = st_->was_delivered;
-        StmtScope scope(st);
-        bind_int(st, 1, queue_id, what);
-        bind_blob(st, 2, c.id, what);
-        c.delivered = step_row(st, what);
-        answers.emplace_back(m.seq, c);
+        if (answer) {
+          c.held = true;
+          c.overtaken = false;
+          c.delivered = recorded_locked(queue_id, c.id);
+        }
+        peeked.emplace_back(m.seq, c);
       }
       // Stable here: this connection holds the WAL write lock, so no one else commits.
-      h0 = wal_->read();
+      if (answer) h0 = wal_->read();
     }
     last_commit_frames_ = -1;
     tx.commit();
@@ -2004,27 +2006,19 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
   forget_claimed_locked(queue_id);
   ready_[queue_id] = std::move(claimed);
   try {
-    if (answer) {
-      // Without an anchor they are kept as peeked ids only, for the validation reads.
-      for (auto& [seq, c] : answers) {
-        if (h1) c.mark = h1;
-        claimed_ids_.insert_or_assign(seq, c);
-      }
-      if (h1) {
-        // Counted like a validation read's kept answers (validate_locked sizes its next window
-        // from how many of them were used).
-        Window& w = windows_[queue_id];
-        w.made = answers.size();
-        w.used = 0;
-        w.lost = 0;
-        w.last = h1;
-      }
-    } else if (peek != nullptr && wal_->on()) {
-      for (const StoredMessage& m : ready_[queue_id]) {
-        ClaimedId c;
-        c.queue_id = queue_id;
-        if (peek(m.envelope, c.id)) claimed_ids_.insert_or_assign(m.seq, c);
-      }
+    // Without an anchor the answers are not kept: the peeked ids serve the validation reads.
+    for (auto& [seq, c] : peeked) {
+      if (h1) c.mark = h1;
+      claimed_ids_.insert_or_assign(seq, c);
+    }
+    if (h1) {
+      // Counted like a validation read's kept answers (validate_locked sizes its next window
+      // from how many of them were used).
+      Window& w = windows_[queue_id];
+      w.made = peeked.size();
+      w.used = 0;
+      w.lost = 0;
+      w.last = h1;
     }
   } catch (...) {
     forget_claimed_locked(queue_id);  // out of memory: these deliveries read, as before

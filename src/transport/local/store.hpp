@@ -389,6 +389,8 @@ class Store {
   // Forgets the peeked ids and anchored answers of one queue's claimed messages (all queues:
   // nullopt). Memory only: a stale answer can never pass, its header is gone.
   void forget_claimed_locked(std::optional<int64_t> queue_id);
+  // Whether msg_id is recorded as delivered from the queue (the `delivered` table only).
+  bool recorded_locked(int64_t queue_id, std::span<const uint8_t> msg_id);
   // Deletes message `seq` (and its claim) when `owner` claims it, recording msg_id as delivered.
   void apply_delivery_locked(const std::string& owner, int64_t queue_id, int64_t seq,
                              std::span<const uint8_t> msg_id, int64_t sent_time);
