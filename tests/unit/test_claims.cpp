@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -166,14 +167,14 @@ class Claims : public ::testing::Test {
     return WEXITSTATUS(status);
   }
 
-  // Rows of the claims table (read with a separate connection).
-  int sql_count() {
+  // A count read with a separate connection (default: the rows of the claims table).
+  int sql_count(const char* sql = "SELECT count(*) FROM claims") {
     sqlite3* db = nullptr;
     int n = -1;
     if (sqlite3_open_v2((dir_ / "mqsec.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
         SQLITE_OK) {
       sqlite3_stmt* st = nullptr;
-      if (sqlite3_prepare_v2(db, "SELECT count(*) FROM claims", -1, &st, nullptr) == SQLITE_OK &&
+      if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK &&
           sqlite3_step(st) == SQLITE_ROW) {
         n = sqlite3_column_int(st, 0);
       }
@@ -227,6 +228,63 @@ TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {
   EXPECT_EQ(s.message_count(q_), 0u);
   EXPECT_FALSE(fs::exists(DeliveryLog::path_of(dir_, claim_owner_of(child))))
       << "a dead owner's log is removed once applied";
+}
+
+// Applying a delivery log's records again changes nothing (docs/design/receive-store.md §7: what
+// lets a claim transaction run next to deliveries without rewriting the log). The owner applies
+// its two records and empties its log, then the log gets the same two records back (as if the
+// emptying had not happened) and one new one, and the owner dies: the recoverer applies all
+// three. The two already applied must delete nothing (not the copy of m1 sent since, which has a
+// new seq) and record nothing (not m0's id, forgotten meanwhile as a pruning would).
+TEST_F(Claims, ALogAppliedTwiceChangesNothing) {
+  const pid_t child = ::fork();
+  ASSERT_NE(child, -1);
+  if (child == 0) {
+    int rc = 10;
+    try {
+      Store c(dir_);
+      const StoredMessage m0 = claim(c), m1 = claim(c);  // claims m0..m15
+      const fs::path log = DeliveryLog::path_of(dir_, c.claim_owner());
+      if (deliver(c, m0) == Removal::Removed && deliver(c, m1) == Removal::Removed) {
+        std::string saved;
+        {
+          std::ifstream in(log, std::ios::binary);
+          saved.assign(std::istreambuf_iterator<char>(in), {});
+        }
+        c.release_claims(q_);  // applies m0 and m1, empties the log, releases m2..m15
+        rc = saved.size() != 160 ? 11 : fs::file_size(log) != 0 ? 12 : 0;
+        if (rc == 0) {
+          std::ofstream(log, std::ios::binary | std::ios::trunc) << saved;
+          const StoredMessage m2 = claim(c);  // claims m2..m17
+          rc = text(m2.envelope) != "m2" ? 13 : deliver(c, m2) != Removal::Removed ? 14 : 0;
+          if (rc == 0 && fs::file_size(log) != 240) rc = 15;
+        }
+      }
+    } catch (...) {
+      rc = 16;
+    }
+    if (rc == 0) ::raise(SIGKILL);  // dies holding m3..m17, its log holding m0, m1 and m2
+    ::_exit(rc);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+      << "the child failed with " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  RawDb raw(dir_);
+  raw.exec("DELETE FROM delivered WHERE msg_id = x'6d30" + std::string(36, '0') + "'");  // m0's
+  Store s(dir_);
+  s.append(q_, 5, bytes("m1"), false);  // a copy of m1, first in receive order
+  std::vector<std::pair<std::string, Removal>> got;
+  while (auto m = s.claim_next(q_, 16, 60s, peek))
+    got.emplace_back(text(m->envelope), deliver(s, *m));
+  std::vector<std::pair<std::string, Removal>> want{{"m1", Removal::Replay}};
+  for (int i = 3; i < kMessages; ++i) want.emplace_back("m" + std::to_string(i), Removal::Removed);
+  EXPECT_EQ(got, want) << "the copy of m1 is a replay; m0, m1 and m2 are never received again";
+  EXPECT_FALSE(s.was_delivered(q_, id_of("m0"))) << "an applied record recorded its id again";
+  EXPECT_TRUE(s.was_delivered(q_, id_of("m2")));
+  EXPECT_EQ(sql_count("SELECT count(*) FROM delivered"), kMessages - 1);
+  EXPECT_EQ(s.message_count(q_), 0u);
+  EXPECT_EQ(sql_count(), 0);
 }
 
 TEST_F(Claims, ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore) {
