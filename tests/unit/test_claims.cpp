@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -555,6 +556,106 @@ TEST_F(Claims, ACopyOfARecordedDeliveryIsARefusedReplay) {
   auto m1 = s.claim_next(q_, 16, 60s, peek);
   ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
   EXPECT_EQ(deliver(s, *m1), Removal::Removed);
+}
+
+// Threads of one process (one Store, one claim owner): a delivery that needs no read takes the
+// claimed receives' own lock, not the connection's, so it goes on while another thread's claim
+// transaction waits for (or holds) SQLite's write lock. What that transaction applied leaves the
+// delivery log; the deliveries made meanwhile stay in it (fails with the log emptied at the
+// commit: a crash then would give those messages to another receiver again).
+TEST_F(Claims, DeliveriesGoOnWhileAnotherThreadsClaimTransactionRuns) {
+  Store s(dir_);
+  QueueInfo other;
+  other.name = "other";
+  s.create_queue(other);
+  const int64_t q2 = s.find_queue("other")->id;
+  s.append(q2, 3, bytes("o0"), false);
+  const StoredMessage m0 = claim(s);  // claims m0..m15
+  ASSERT_EQ(deliver(s, m0), Removal::Removed);
+  RawDb raw(dir_);
+  raw.exec("BEGIN IMMEDIATE");  // SQLite's write lock, held: the claim below waits for it
+  std::atomic<bool> claimed{false}, done{false};
+  std::thread claimer([&] {
+    try {
+      claimed = s.claim_next(q2, 16, 60s, peek).has_value();
+    } catch (...) {
+    }
+    done = true;
+  });
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(done) << "the claim did not wait for the write lock";
+  std::atomic<int> delivered{0};
+  std::thread deliverer([&] {
+    try {
+      for (int i = 1; i <= 3; ++i) {
+        auto m = s.claim_next(q_, 16, 60s, peek);
+        if (m && text(m->envelope) == "m" + std::to_string(i) &&
+            deliver(s, *m) == Removal::Removed) {
+          ++delivered;
+        }
+      }
+    } catch (...) {
+    }
+  });
+  for (int i = 0; i < 500 && delivered < 3; ++i) std::this_thread::sleep_for(10ms);
+  const bool went_on = delivered == 3;
+  raw.exec("ROLLBACK");
+  claimer.join();
+  deliverer.join();
+  if (s.claim_answers()) {
+    EXPECT_TRUE(went_on) << "the deliveries waited for the other thread's claim transaction";
+  }
+  EXPECT_TRUE(claimed);
+  EXPECT_EQ(delivered, 3);
+  // The claim applied m0 (delivered before it began): deleted, its record gone from the log.
+  // m1..m3 are logged, still rows, applied by the next transaction.
+  DeliveryLog log(dir_, s.claim_owner(), /*create=*/false);
+  std::vector<std::string> logged;
+  for (const DeliveryRecord& r : log.read_all()) logged.push_back(text(r.msg_id).substr(0, 2));
+  EXPECT_EQ(logged, (std::vector<std::string>{"m1", "m2", "m3"}));
+  const std::string rows = "SELECT count(*) FROM messages WHERE queue_id = " + std::to_string(q_);
+  EXPECT_EQ(sql_count(rows.c_str()), kMessages - 1);
+  std::vector<std::string> want;
+  for (int i = 4; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(drain(s), want);
+  for (const char* id : {"m0", "m1", "m2", "m3"}) EXPECT_TRUE(s.was_delivered(q_, id_of(id)));
+  EXPECT_EQ(s.message_count(q_), 0u);
+}
+
+// Two threads of one process drain a queue together, claiming in batches while the other
+// delivers: every message once, none twice, none left claimed.
+TEST_F(Claims, TwoThreadsDrainAQueueExactlyOnce) {
+  Store s(dir_);
+  constexpr int kMany = 3000;
+  for (int i = kMessages; i < kMany; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+  std::vector<std::string> got[2];
+  std::atomic<int> failures{0};
+  auto drainer = [&](std::vector<std::string>& out) {
+    try {
+      while (auto m = s.claim_next(q_, 64, 60s, peek)) {
+        const Removal r = deliver(s, *m);
+        if (r == Removal::Removed) {
+          out.push_back(text(m->envelope));
+        } else if (r != Removal::Gone) {
+          ++failures;
+        }
+      }
+    } catch (...) {
+      ++failures;
+    }
+  };
+  std::thread a(drainer, std::ref(got[0]));
+  drainer(got[1]);
+  a.join();
+  EXPECT_EQ(failures, 0);
+  std::multiset<std::string> all(got[0].begin(), got[0].end());
+  all.insert(got[1].begin(), got[1].end());
+  EXPECT_EQ(all.size(), static_cast<size_t>(kMany));
+  EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), static_cast<size_t>(kMany))
+      << "a message delivered twice";
+  EXPECT_EQ(s.message_count(q_), 0u);
+  s.release_claims(q_);
+  EXPECT_EQ(sql_count(), 0);
 }
 
 // deliver_claimed's fast path (docs/design/claim-check.md). Each test names the part whose

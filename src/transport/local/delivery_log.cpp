@@ -106,11 +106,11 @@ bool DeliveryLog::try_lock(int tries) {
 
 void DeliveryLog::unlock() noexcept { (void)::flock(fd_, LOCK_UN); }
 
-void DeliveryLog::append(const DeliveryRecord& r) {
-  if (r.msg_id.size() > kMaxLoggedIdSize) {
-    throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "message id too long for the delivery log");
-  }
-  uint8_t rec[kRecordSize] = {};
+namespace {
+
+// A record's bytes (the id fits: checked by the caller).
+void encode(const DeliveryRecord& r, uint8_t* rec) {
+  std::memset(rec, 0, kRecordSize);
   std::memcpy(rec, &kMagic, 4);
   const auto len = static_cast<uint32_t>(r.msg_id.size());
   std::memcpy(rec + 4, &len, 4);
@@ -118,6 +118,16 @@ void DeliveryLog::append(const DeliveryRecord& r) {
   put64(rec + 16, r.seq);
   put64(rec + 24, r.sent_time);
   if (len != 0) std::memcpy(rec + 32, r.msg_id.data(), len);
+}
+
+}  // namespace
+
+void DeliveryLog::append(const DeliveryRecord& r) {
+  if (r.msg_id.size() > kMaxLoggedIdSize) {
+    throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "message id too long for the delivery log");
+  }
+  uint8_t rec[kRecordSize];
+  encode(r, rec);
   for (;;) {
     const ssize_t n = ::write(fd_, rec, sizeof rec);
     if (n == static_cast<ssize_t>(sizeof rec)) return;
@@ -166,6 +176,41 @@ std::vector<DeliveryRecord> DeliveryLog::read_all() {
 
 void DeliveryLog::truncate() {
   if (::ftruncate(fd_, 0) != 0) log_failed("truncating", path_);
+}
+
+void DeliveryLog::drop_applied(const std::function<bool(const DeliveryRecord&)>& applied) {
+  const std::vector<DeliveryRecord> all = read_all();
+  std::vector<uint8_t> kept;
+  for (const DeliveryRecord& r : all) {
+    if (applied(r)) continue;
+    kept.resize(kept.size() + kRecordSize);
+    encode(r, kept.data() + kept.size() - kRecordSize);
+  }
+  if (kept.empty()) {
+    truncate();
+    return;
+  }
+  if (kept.size() == all.size() * kRecordSize) return;  // none applied
+  // The kept records over the first slots, in one write (O_APPEND off for it: with it, Linux
+  // appends whatever the offset), then the file cut after them. Killed in between, the log holds
+  // the kept records, some twice, and applied ones: applying a record again changes nothing.
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_APPEND) != 0) log_failed("rewriting", path_);
+  size_t done = 0;
+  while (done < kept.size()) {
+    const ssize_t n =
+        ::pwrite(fd_, kept.data() + done, kept.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      (void)::fcntl(fd_, F_SETFL, flags);
+      errno = err;
+      log_failed("rewriting", path_);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fcntl(fd_, F_SETFL, flags) != 0) log_failed("rewriting", path_);
+  if (::ftruncate(fd_, static_cast<off_t>(kept.size())) != 0) log_failed("truncating", path_);
 }
 
 void DeliveryLog::remove_file() noexcept {

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -61,6 +62,10 @@ class DeliveryLog {
   // Every whole record (a torn tail, only possible after a power failure, is ignored).
   std::vector<DeliveryRecord> read_all();
   void truncate();
+  // Under the lock: removes the records `applied` names (they were applied to the store),
+  // keeping the others in their order. Killed at any point, the log still holds every kept
+  // record (some twice, which applying twice allows, as it allows the applied ones left).
+  void drop_applied(const std::function<bool(const DeliveryRecord&)>& applied);
   void remove_file() noexcept;  // unlink (a dead owner's log, once applied)
 
   static std::filesystem::path path_of(const std::filesystem::path& dir, const std::string& owner);

@@ -1045,11 +1045,14 @@ void Store::delete_queue(std::string_view name_in, std::string_view companion) {
       if (rc != SQLITE_DONE) fail(rc, "delete queue");
     }
   }
-  for (const int64_t each : ids) {
-    ready_.erase(each);
-    windows_.erase(each);
+  {
+    std::lock_guard d(dmu_);
+    for (const int64_t each : ids) {
+      ready_.erase(each);
+      windows_.erase(each);
+    }
+    forget_claimed_locked(std::nullopt);
   }
-  forget_claimed_locked(std::nullopt);
   tx.commit();
 }
 
@@ -1195,8 +1198,11 @@ size_t Store::purge(int64_t queue_id) {
     bind_int(st_->delete_queue_claims, 1, queue_id, "purge queue");
     step_changes(st_->delete_queue_claims, "purge queue");
   }
-  ready_.erase(queue_id);  // what this process claimed is gone
-  forget_claimed_locked(queue_id);
+  {
+    std::lock_guard d(dmu_);
+    ready_.erase(queue_id);  // what this process claimed is gone
+    forget_claimed_locked(queue_id);
+  }
   tx.commit();
   return static_cast<size_t>(n);
 }
@@ -1631,10 +1637,13 @@ std::vector<std::pair<int64_t, std::string>> Store::queues_with_prefix(std::stri
 
 bool Store::was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id) {
   std::lock_guard lock(mu_);
-  for (const PendingDelivery& p : pending_) {  // delivered by this process, not yet recorded
-    if (p.queue_id == queue_id &&
-        std::equal(p.msg_id.begin(), p.msg_id.end(), msg_id.begin(), msg_id.end())) {
-      return true;
+  {
+    std::lock_guard d(dmu_);
+    for (const PendingDelivery& p : pending_) {  // delivered by this process, not yet recorded
+      if (p.queue_id == queue_id &&
+          std::equal(p.msg_id.begin(), p.msg_id.end(), msg_id.begin(), msg_id.end())) {
+        return true;
+      }
     }
   }
   return recorded_locked(queue_id, msg_id);
@@ -1829,19 +1838,33 @@ void Store::apply_delivery_locked(const std::string& owner, int64_t queue_id, in
   record_id_locked(st_->insert_delivered, queue_id, msg_id, sent_time, what);
 }
 
-void Store::apply_pending_locked() {
-  for (const PendingDelivery& p : pending_) {
+void Store::apply_deliveries_locked(const std::vector<PendingDelivery>& deliveries,
+                                    int64_t window_seconds) {
+  for (const PendingDelivery& p : deliveries) {
     apply_delivery_locked(owner_, p.queue_id, p.seq, p.msg_id, p.sent_time);
   }
-  prune_ids_locked(st_->prune_delivered, pending_window_, now_seconds(), last_prune_,
+  prune_ids_locked(st_->prune_delivered, window_seconds, now_seconds(), last_prune_,
                    "prune delivered message ids");
 }
 
-void Store::truncate_own_log_locked() {
-  if (!log_) return;
+void Store::drop_applied_records_locked(const std::vector<PendingDelivery>& applied) {
+  if (!log_ || applied.empty()) return;
   log_->lock();
   try {
-    log_->truncate();
+    if (pending_.empty()) {
+      // Every record in the log is applied: a record is appended with its pending_ entry, and
+      // the entry goes only once the record was applied.
+      log_->truncate();
+    } else {
+      // Deliveries went on during the claim transaction: their records stay.
+      std::vector<int64_t> seqs;
+      seqs.reserve(applied.size());
+      for (const PendingDelivery& p : applied) seqs.push_back(p.seq);
+      std::sort(seqs.begin(), seqs.end());
+      log_->drop_applied([&seqs](const DeliveryRecord& r) {
+        return std::binary_search(seqs.begin(), seqs.end(), r.seq);
+      });
+    }
   } catch (...) {
     log_->unlock();
     throw;
@@ -1850,14 +1873,16 @@ void Store::truncate_own_log_locked() {
 }
 
 void Store::settle_locked() {
+  std::lock_guard d(dmu_);
   if (pending_.empty()) return;
   {
     Tx tx(*this, false);
-    apply_pending_locked();
+    apply_deliveries_locked(pending_, pending_window_);
     tx.commit();
   }
-  pending_.clear();
-  truncate_own_log_locked();
+  std::vector<PendingDelivery> applied;
+  applied.swap(pending_);
+  drop_applied_records_locked(applied);
 }
 
 void Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<HeldLog>& held) {
@@ -1910,12 +1935,21 @@ void Store::forget_claimed_locked(std::optional<int64_t> queue_id) {
   }
 }
 
-void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease,
-                               IdPeek peek) {
+size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease,
+                                 IdPeek peek) {
   const char* what = "claim messages";
-  // The log exists before any claim of ours is committed: a recoverer that sees our claims
-  // finds it, and takes its lock before it drops them.
-  if (!log_) log_ = std::make_unique<DeliveryLog>(dir_, owner_, /*create=*/true);
+  // What this process delivered until now, applied in this transaction; deliveries made while it
+  // runs (they need dmu_ only) stay in pending_ for the next one. The log exists before any
+  // claim of ours is committed: a recoverer that sees our claims finds it, and takes its lock
+  // before it drops them.
+  std::vector<PendingDelivery> applying;
+  int64_t window_seconds = 0;
+  {
+    std::lock_guard d(dmu_);
+    if (!log_) log_ = std::make_unique<DeliveryLog>(dir_, owner_, /*create=*/true);
+    applying = pending_;
+    window_seconds = pending_window_;
+  }
   const int64_t now = now_ms();
   std::vector<HeldLog> held;
   std::deque<StoredMessage> claimed;
@@ -1932,7 +1966,7 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
   };
   try {
     Tx tx(*this, false);
-    apply_pending_locked();
+    apply_deliveries_locked(applying, window_seconds);
     recover_owners_locked(queue_id, now, held);
     {
       sqlite3_stmt* st = st_->claim_candidates;
@@ -1962,7 +1996,8 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
       // As of this transaction, each claimed message is held (claimed just now) and not
       // overtaken (the candidates were the first unclaimed messages in receive order, after
       // the recovery released what it released); whether its peeked id was delivered from the
-      // queue is one lookup (after apply_pending_locked recorded this process's deliveries).
+      // queue is one lookup (after this process's deliveries until the copy above were
+      // recorded; a later one is still in pending_, where deliver_claimed looks first).
       peeked.reserve(claimed.size());
       for (const StoredMessage& m : claimed) {
         ClaimedId c;
@@ -1997,35 +2032,55 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
       h1.reset();
     }
   }
-  // The claimed messages first: the claims are committed, so nothing below (the logs' work may
-  // throw) may leave them out of ready_ (they would stay claimed by this process, never
-  // returned, until it exits). The answers kept for this queue's earlier claims are dead (this
-  // commit changed the header): forgotten.
-  const bool had_pending = !pending_.empty();
-  pending_.clear();
-  forget_claimed_locked(queue_id);
-  ready_[queue_id] = std::move(claimed);
-  try {
-    // Without an anchor the answers are not kept: the peeked ids serve the validation reads.
-    for (auto& [seq, c] : peeked) {
-      if (h1) c.mark = h1;
-      claimed_ids_.insert_or_assign(seq, c);
+  const size_t count = claimed.size();
+  {
+    std::lock_guard d(dmu_);
+    // The claimed messages first: the claims are committed, so nothing below (the logs' work
+    // may throw) may leave them out of ready_ (they would stay claimed by this process, never
+    // returned, until it exits). Messages another thread has not taken yet may still be there:
+    // the batch joins them in receive order (highest priority first, then seq).
+    std::deque<StoredMessage>& ready = ready_[queue_id];
+    if (ready.empty()) {
+      // The answers kept for this queue's earlier claims are dead (this commit changed the
+      // header): forgotten.
+      forget_claimed_locked(queue_id);
+      ready = std::move(claimed);
+    } else {
+      // Theirs are dead too, but their peeked ids still serve validation reads: kept.
+      std::deque<StoredMessage> merged;
+      std::merge(std::make_move_iterator(ready.begin()), std::make_move_iterator(ready.end()),
+                 std::make_move_iterator(claimed.begin()), std::make_move_iterator(claimed.end()),
+                 std::back_inserter(merged), [](const StoredMessage& a, const StoredMessage& b) {
+                   return a.priority != b.priority ? a.priority > b.priority : a.seq < b.seq;
+                 });
+      ready = std::move(merged);
     }
-    if (h1) {
-      // Counted like a validation read's kept answers (validate_locked sizes its next window
-      // from how many of them were used).
-      Window& w = windows_[queue_id];
-      w.made = peeked.size();
-      w.used = 0;
-      w.lost = 0;
-      w.last = h1;
+    // What the transaction applied leaves pending_: the first entries, still in order (entries
+    // are only appended meanwhile; everything else that takes them holds mu_, as we do).
+    pending_.erase(pending_.begin(),
+                   pending_.begin() + static_cast<std::ptrdiff_t>(applying.size()));
+    try {
+      // Without an anchor the answers are not kept: the peeked ids serve the validation reads.
+      for (auto& [seq, c] : peeked) {
+        if (h1) c.mark = h1;
+        claimed_ids_.insert_or_assign(seq, c);
+      }
+      if (h1) {
+        // Counted like a validation read's kept answers (validate_locked sizes its next window
+        // from how many of them were used).
+        Window& w = windows_[queue_id];
+        w.made = peeked.size();
+        w.used = 0;
+        w.lost = 0;
+        w.last = h1;
+      }
+    } catch (...) {
+      forget_claimed_locked(queue_id);  // out of memory: these deliveries read, as before
     }
-  } catch (...) {
-    forget_claimed_locked(queue_id);  // out of memory: these deliveries read, as before
   }
   // Committed: the logs applied are done with (a dead owner's goes, a live one's is emptied
   // while we still hold its lock: it appends only after it saw its claim still held). Our own
-  // log's records are applied: emptied (if that fails, applying them again changes nothing).
+  // log's applied records are dropped (if that fails, applying them again changes nothing).
   for (HeldLog& h : held) {
     if (h.dead) {
       h.log->remove_file();
@@ -2038,10 +2093,15 @@ void Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mill
     }
   }
   unlock_held();
-  if (had_pending) truncate_own_log_locked();
+  if (!applying.empty()) {
+    std::lock_guard d(dmu_);
+    drop_applied_records_locked(applying);
+  }
+  return count;
 }
 
 void Store::release_ready_locked(int64_t queue_id, std::optional<int64_t> also) {
+  std::lock_guard d(dmu_);
   auto it = ready_.find(queue_id);
   const bool none = it == ready_.end() || it->second.empty();
   if (none && !also) {
@@ -2067,15 +2127,26 @@ void Store::release_ready_locked(int64_t queue_id, std::optional<int64_t> also) 
 
 std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
                                                std::chrono::milliseconds lease, IdPeek peek) {
-  std::lock_guard lock(mu_);
-  std::deque<StoredMessage>& ready = ready_[queue_id];
-  if (ready.empty()) claim_batch_locked(queue_id, std::max<size_t>(batch, 1), lease, peek);
-  if (ready.empty()) return std::nullopt;
   // Receive order (a message of higher priority that arrived after the claim goes first) is
   // deliver_claimed's check, in the read transaction it makes anyway.
-  StoredMessage m = std::move(ready.front());
-  ready.pop_front();
-  return m;
+  auto take = [this, queue_id]() -> std::optional<StoredMessage> {
+    std::lock_guard d(dmu_);
+    std::deque<StoredMessage>& ready = ready_[queue_id];
+    if (ready.empty()) return std::nullopt;
+    StoredMessage m = std::move(ready.front());
+    ready.pop_front();
+    return m;
+  };
+  if (auto m = take()) return m;
+  std::lock_guard lock(mu_);
+  // Another thread's claim may have filed a batch while this one waited; and another thread may
+  // take this claim's whole batch before this one does: then claim again.
+  for (;;) {
+    if (auto m = take()) return m;
+    if (claim_batch_locked(queue_id, std::max<size_t>(batch, 1), lease, peek) == 0) {
+      return take();
+    }
+  }
 }
 
 bool Store::overtaken(int64_t queue_id, int64_t seq) {
@@ -2094,7 +2165,7 @@ bool Store::overtaken(int64_t queue_id, int64_t seq) {
 }
 
 void Store::unclaim(StoredMessage m) {
-  std::lock_guard lock(mu_);
+  std::lock_guard d(dmu_);
   ready_[m.queue_id].push_front(std::move(m));
 }
 
@@ -2104,65 +2175,86 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
     // Not representable in the log: delivered the old way, one transaction (the claim is
     // ours, so the removal is allowed), after the receive order check.
     {
-      std::lock_guard lock(mu_);
+      std::lock_guard d(dmu_);
       claimed_ids_.erase(seq);  // no peeked id matches a long one
     }
     if (overtaken(queue_id, seq)) return Removal::Gone;
     return remove_delivered(queue_id, seq, msg_id, sent_time, window_seconds);
   }
-  std::unique_lock lock(mu_);
+  // First under dmu_ alone: the fast path needs no read, so it goes on while another thread's
+  // claim transaction holds the connection. When a read is needed, again under mu_ and dmu_.
+  std::unique_lock db(mu_, std::defer_lock);
+  std::unique_lock d(dmu_);
   if (!log_) return Removal::Gone;  // never claimed anything
-  // What an earlier validation read answered for this message (its claim check, with the id
-  // the claim peeked), forgotten now whatever happens: the message leaves the receive.
+  // What the claim or an earlier validation read answered for this message (its claim check,
+  // with the id the claim peeked), forgotten now whatever happens: the message leaves the
+  // receive.
   std::optional<ClaimedId> known;
   if (auto it = claimed_ids_.find(seq); it != claimed_ids_.end()) {
     if (it->second.queue_id == queue_id && it->second.mark) known = it->second;
     claimed_ids_.erase(it);
   }
-  for (const PendingDelivery& p : pending_) {
-    if (p.queue_id == queue_id &&
-        std::equal(p.msg_id.begin(), p.msg_id.end(), msg_id.begin(), msg_id.end())) {
-      // A copy of a message this process delivered: rejected, never delivered.
-      lock.unlock();
+  ClaimCheck outcome = ClaimCheck::Lost;
+  for (;;) {
+    bool copy = false;
+    for (const PendingDelivery& p : pending_) {
+      if (p.queue_id == queue_id &&
+          std::equal(p.msg_id.begin(), p.msg_id.end(), msg_id.begin(), msg_id.end())) {
+        copy = true;  // a copy of a message this process delivered: rejected, never delivered
+        break;
+      }
+    }
+    if (copy) {
+      d.unlock();
+      if (db.owns_lock()) db.unlock();
       return remove(queue_id, seq) ? Removal::Replay : Removal::Gone;
     }
-  }
-  // The log's lock covers the claim check and the append: a recoverer that takes it to apply
-  // our log and drop our claims sees either both or neither.
-  ClaimCheck outcome = ClaimCheck::Lost;
-  log_->lock();
-  try {
-    // The fast path: the answers hold if they were read for this very id and no connection
-    // committed since they were (the header is compared under the log's lock: a recoverer holds
-    // it from before it reads our log until after it committed, so either it sees our record or
-    // we see its commit). Anything else reads, as before.
-    std::optional<WalSignal::Header> now;
-    if (known && std::equal(msg_id.begin(), msg_id.end(), known->id.begin(), known->id.end()) &&
-        (now = wal_->read()) && *now == *known->mark) {
-      outcome = !known->held       ? ClaimCheck::Lost
-                : known->delivered ? ClaimCheck::Replayed
-                : known->overtaken ? ClaimCheck::Preempted
-                                   : ClaimCheck::Deliver;
-      ++windows_[queue_id].used;
-    } else {
-      outcome = validate_locked(queue_id, seq, msg_id);
-    }
-    if (outcome == ClaimCheck::Deliver) {
-      DeliveryRecord r{queue_id, seq, sent_time, Bytes(msg_id.begin(), msg_id.end())};
-      // Nothing may throw after the append: a logged message is delivered (a caller that gets
-      // an exception gives the message back to the claimed ones, to be returned again).
-      if (pending_.size() == pending_.capacity()) {
-        pending_.reserve(std::max<size_t>(16, 2 * pending_.size()));
+    // The log's lock covers the claim check and the append: a recoverer that takes it to apply
+    // our log and drop our claims sees either both or neither.
+    bool need_read = false;
+    log_->lock();
+    try {
+      // The fast path: the answers hold if they were read for this very id and no connection
+      // committed since they were (the header is compared under the log's lock: a recoverer
+      // holds it from before it reads our log until after it committed, so either it sees our
+      // record or we see its commit). Anything else reads, as before.
+      std::optional<WalSignal::Header> now;
+      if (known && std::equal(msg_id.begin(), msg_id.end(), known->id.begin(), known->id.end()) &&
+          (now = wal_->read()) && *now == *known->mark) {
+        outcome = !known->held       ? ClaimCheck::Lost
+                  : known->delivered ? ClaimCheck::Replayed
+                  : known->overtaken ? ClaimCheck::Preempted
+                                     : ClaimCheck::Deliver;
+        ++windows_[queue_id].used;
+      } else if (db.owns_lock()) {
+        outcome = validate_locked(queue_id, seq, msg_id);
+      } else {
+        need_read = true;
       }
-      log_->append(r);
-      pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id)});
-      pending_window_ = window_seconds;
+      if (outcome == ClaimCheck::Deliver && !need_read) {
+        DeliveryRecord r{queue_id, seq, sent_time, Bytes(msg_id.begin(), msg_id.end())};
+        // Nothing may throw after the append: a logged message is delivered (a caller that gets
+        // an exception gives the message back to the claimed ones, to be returned again).
+        if (pending_.size() == pending_.capacity()) {
+          pending_.reserve(std::max<size_t>(16, 2 * pending_.size()));
+        }
+        log_->append(r);
+        pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id)});
+        pending_window_ = window_seconds;
+      }
+    } catch (...) {
+      log_->unlock();
+      throw;
     }
-  } catch (...) {
     log_->unlock();
-    throw;
+    if (!need_read) break;
+    // The read needs the connection: mu_ first (the lock order), then dmu_ again, and everything
+    // above once more (another thread may have delivered a copy meanwhile).
+    d.unlock();
+    db.lock();
+    d.lock();
   }
-  log_->unlock();
+  d.unlock();
   switch (outcome) {
     case ClaimCheck::Deliver:
       return Removal::Removed;
@@ -2171,11 +2263,12 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
     case ClaimCheck::Replayed:
       // A copy of a message delivered from this queue (by any process, recorded): rejected,
       // never delivered.
-      lock.unlock();
+      if (db.owns_lock()) db.unlock();
       return remove(queue_id, seq) ? Removal::Replay : Removal::Gone;
     case ClaimCheck::Preempted:
       // Receive order: this process's claims on the queue go back (this one's too), and the
       // next claim_next() claims again, the higher one first.
+      if (!db.owns_lock()) db.lock();
       release_ready_locked(queue_id, seq);
       return Removal::Gone;
   }

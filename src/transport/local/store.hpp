@@ -63,8 +63,14 @@ class Store {
   // fork() safety (pthread_atfork handlers of the runtime): hold the connection's lock across
   // the fork so no SQLite call, and none of SQLite's global mutexes, is mid-way in another
   // thread at that moment. The child must still open its own Store.
-  void prepare_fork() { mu_.lock(); }
-  void after_fork() { mu_.unlock(); }
+  void prepare_fork() {
+    mu_.lock();
+    dmu_.lock();
+  }
+  void after_fork() {
+    dmu_.unlock();
+    mu_.unlock();
+  }
 
   // Throws MQ_ERROR_QUEUE_EXISTS if a queue of that (case-insensitive) name exists,
   // MQ_ERROR_INVALID_PARAMETER for an empty name or an unknown trust value. Persists every
@@ -349,7 +355,13 @@ class Store {
   template <class In, class Each, class After>
   auto write_batch(std::span<const In> batch, bool durable, Each each, After after);
 
+  // Two locks, always taken in this order: mu_ for the connection (db_, st_ and every field up to
+  // the claimed receives' state), dmu_ for the claimed receives' state in memory (ready_,
+  // pending_, pending_window_, log_ and what is appended to it, claimed_ids_, windows_). A
+  // delivery that needs no read and a claimed message handed out take dmu_ alone, so they go on
+  // while another thread's claim transaction holds the connection.
   std::mutex mu_;
+  std::mutex dmu_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<Statements> st_;
   uint64_t own_commits_ = 0;        // data_version does not count this connection's own commits
@@ -357,18 +369,22 @@ class Store {
   int64_t last_arrived_prune_ = 0;  // when append_unique last pruned old arrived ids
   std::chrono::steady_clock::time_point busy_since_;  // the busy handler's current wait
 
-  // Claimed receives, under mu_ (claim_next).
+  // Claimed receives (claim_next), under dmu_.
   struct PendingDelivery {
     int64_t queue_id;
     int64_t seq;
     int64_t sent_time;
     Bytes msg_id;
   };
-  // Deletes every pending delivery inside the caller's write transaction.
-  void apply_pending_locked();
-  // Outside a transaction: applies the pending deliveries (if any) and empties the log.
+  // Deletes the given deliveries (pending_ or a copy of it) inside the caller's write
+  // transaction, and prunes delivered ids older than `window_seconds`.
+  void apply_deliveries_locked(const std::vector<PendingDelivery>& deliveries,
+                               int64_t window_seconds);
+  // Outside a transaction: applies the pending deliveries (if any) and empties the log. Takes
+  // dmu_ for all of it.
   void settle_locked();
-  void truncate_own_log_locked();
+  // Under dmu_: removes from this process's log the records of `applied` (seq is unique).
+  void drop_applied_records_locked(const std::vector<PendingDelivery>& applied);
   // Inside the claim transaction: applies the logs of queue_id's claim owners that are dead
   // or whose lease ran out and drops their claims; the logs stay locked (in `held`) until the
   // caller committed.
@@ -377,17 +393,20 @@ class Store {
     bool dead;
   };
   void recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
-  void claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease,
-                          IdPeek peek);
+  // Under mu_ only: the claim transaction runs while other threads deliver (dmu_ is taken twice,
+  // briefly: for a copy of pending_ before, to file the batch after). How many it claimed.
+  size_t claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease,
+                            IdPeek peek);
+  // Under mu_ (takes dmu_): releases the claims of the queue's ready_ messages, and `also`.
   void release_ready_locked(int64_t queue_id, std::optional<int64_t> also = std::nullopt);
-  // deliver_claimed's read, under the log's lock: the claim check of message `seq` with the
-  // verified msg_id, and the same with the peeked ids of the next claimed messages of the
+  // deliver_claimed's read, under mu_, dmu_ and the log's lock: the claim check of message `seq`
+  // with the verified msg_id, and the same with the peeked ids of the next claimed messages of the
   // queue, in one read transaction; those are kept (claimed_ids_) with the header that anchors
   // them when no commit came in between. The claim check's outcome for `seq`.
   enum class ClaimCheck { Deliver, Lost, Replayed, Preempted };
   ClaimCheck validate_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id);
-  // Forgets the peeked ids and anchored answers of one queue's claimed messages (all queues:
-  // nullopt). Memory only: a stale answer can never pass, its header is gone.
+  // Under dmu_: forgets the peeked ids and anchored answers of one queue's claimed messages (all
+  // queues: nullopt). Memory only: a stale answer can never pass, its header is gone.
   void forget_claimed_locked(std::optional<int64_t> queue_id);
   // Whether msg_id is recorded as delivered from the queue (the `delivered` table only).
   bool recorded_locked(int64_t queue_id, std::span<const uint8_t> msg_id);
@@ -410,7 +429,7 @@ class Store {
   std::vector<PendingDelivery> pending_;                // returned, not yet deleted (all queues)
   int64_t pending_window_ = 0;
 
-  // deliver_claimed's fast path (docs/design/claim-check.md), under mu_. Per claimed message
+  // deliver_claimed's fast path (docs/design/claim-check.md), under dmu_. Per claimed message
   // (seqs are unique across queues): its peeked id, and once a validation read answered the
   // claim check for it, the three answers and the header they hold under.
   struct ClaimedId {
