@@ -113,7 +113,7 @@ TEST_F(BatchWriterTest, ForkedChildNeitherHangsNorDuplicatesTheParentsMessages) 
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    store_->after_fork();
+    store_->child_after_fork();
     w.child_after_fork();
     alarm(20);
     w.flush();  // nothing of the parent's to write here
@@ -124,7 +124,7 @@ TEST_F(BatchWriterTest, ForkedChildNeitherHangsNorDuplicatesTheParentsMessages) 
     mine.flush();
     _exit(0);
   }
-  store_->after_fork();
+  store_->parent_after_fork();
   w.parent_after_fork();
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);

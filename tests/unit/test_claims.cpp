@@ -622,8 +622,9 @@ TEST_F(Claims, DeliveriesGoOnWhileAnotherThreadsClaimTransactionRuns) {
   EXPECT_EQ(s.message_count(q_), 0u);
 }
 
-// Two threads of one process drain a queue together, claiming in batches while the other
-// delivers: every message once, none twice, none left claimed.
+// Two threads of one process drain a queue together, claiming in batches (and the store's
+// thread claiming ahead) while the other delivers: every message once, none twice, none left
+// claimed.
 TEST_F(Claims, TwoThreadsDrainAQueueExactlyOnce) {
   Store s(dir_);
   constexpr int kMany = 3000;
@@ -632,7 +633,7 @@ TEST_F(Claims, TwoThreadsDrainAQueueExactlyOnce) {
   std::atomic<int> failures{0};
   auto drainer = [&](std::vector<std::string>& out) {
     try {
-      while (auto m = s.claim_next(q_, 64, 60s, peek)) {
+      while (auto m = s.claim_next(q_, 64, 60s, peek, /*ahead=*/true)) {
         const Removal r = deliver(s, *m);
         if (r == Removal::Removed) {
           out.push_back(text(m->envelope));
@@ -656,6 +657,101 @@ TEST_F(Claims, TwoThreadsDrainAQueueExactlyOnce) {
   EXPECT_EQ(s.message_count(q_), 0u);
   s.release_claims(q_);
   EXPECT_EQ(sql_count(), 0);
+}
+
+// Claiming ahead: while two threads receive from the queue, once a message of a full batch is
+// handed out, the store's thread claims the next batch, and answers the claim checks of those not
+// delivered yet again; the receiving threads then get the messages in order without claiming
+// themselves. One receiving thread alone never gets a claim ahead.
+TEST_F(Claims, AheadTheNextBatchIsClaimedByTheStoresThreadForSeveralReceivers) {
+  Store s(dir_);
+  if (!s.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
+  for (int i = kMessages; i < 40; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+  std::vector<StoredMessage> held;
+  held.push_back(*s.claim_next(q_, 16, 60s, peek, true));  // claims m0..m15
+  held.push_back(*s.claim_next(q_, 16, 60s, peek, true));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(s.claims_ahead(), 0u) << "one receiving thread";
+  EXPECT_EQ(sql_count(), 16);
+  std::thread([&] { held.push_back(*s.claim_next(q_, 16, 60s, peek, true)); }).join();  // asks
+  for (int i = 0; i < 500 && s.claims_ahead() < 1; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(s.claims_ahead(), 1u);
+  EXPECT_EQ(sql_count(), 32) << "the next 16 claimed by the store's thread";
+  std::vector<std::string> got;
+  for (const StoredMessage& m : held) {
+    EXPECT_EQ(deliver(s, m), Removal::Removed);
+    got.push_back(text(m.envelope));
+  }
+  while (got.size() < 40) {
+    auto m = s.claim_next(q_, 16, 60s, peek, true);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(deliver(s, *m), Removal::Removed);
+    got.push_back(text(m->envelope));
+  }
+  std::vector<std::string> want;
+  for (int i = 0; i < 40; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(got, want) << "receive order across the batches";
+  EXPECT_FALSE(s.claim_next(q_, 16, 60s, peek, true));
+  s.release_claims(q_);
+  EXPECT_EQ(sql_count(), 0);
+  EXPECT_EQ(s.message_count(q_), 0u);
+}
+
+// The claim ahead commits while messages of the last batch are still to be delivered (two of
+// them handed out already): it answers their claim checks again under its own commit, so their
+// deliveries make no read, and what changed since the first claim counts: here another process
+// recorded m5's id as delivered (fails with the old answers kept: m5 would be delivered again).
+TEST_F(Claims, AheadTheClaimAnswersTheMessagesStillToBeDeliveredAgain) {
+  Store s(dir_);
+  if (!s.claim_ahead() || !s.claim_answers()) GTEST_SKIP() << "no claim ahead or answers";
+  for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+  StoredMessage m0;
+  std::thread([&] { m0 = *s.claim_next(q_, 16, 60s, peek, true); }).join();  // m0..m15
+  {
+    RawDb raw(dir_);
+    raw.exec("INSERT INTO delivered(queue_id, msg_id, sent_time) VALUES(" + std::to_string(q_) +
+             ", x'6d35" + std::string(36, '0') + "', 1)");  // m5's id
+  }
+  const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: asks
+  for (int i = 0; i < 500 && s.claims_ahead() < 1; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(sql_count(), 32);
+  std::vector<Removal> got{deliver(s, m0), deliver(s, m1)};
+  for (int i = 2; i < 16; ++i) {
+    auto m = s.claim_next(q_, 16, 60s, peek, true);
+    ASSERT_TRUE(m);
+    ASSERT_EQ(text(m->envelope), "m" + std::to_string(i));
+    // Until m5 (whose removal as a replay is a commit of its own, after which the next
+    // delivery reads).
+    if (i == 5) {
+      EXPECT_EQ(s.deliver_reads(), 0u) << "read again after the claim ahead's commit";
+    }
+    got.push_back(deliver(s, *m));
+  }
+  std::vector<Removal> want(16, Removal::Removed);
+  want[5] = Removal::Replay;
+  EXPECT_EQ(got, want);
+}
+
+// A queue closed (release_claims) right after a claim ahead was asked for: whichever of the two
+// takes the connection first, no claim outlives the close (fails without the generation check,
+// when the store's thread comes second).
+TEST_F(Claims, AheadNoClaimOutlivesReleaseClaims) {
+  Store s(dir_);
+  if (!s.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
+  for (int i = kMessages; i < 400; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+  auto take_and_deliver = [&] {
+    auto m = s.claim_next(q_, 4, 60s, peek, true);
+    return m && deliver(s, *m) == Removal::Removed;
+  };
+  for (int round = 0; round < 20; ++round) {
+    bool other = false;
+    std::thread([&] { other = take_and_deliver(); }).join();
+    ASSERT_TRUE(other);
+    ASSERT_TRUE(take_and_deliver());  // the second thread: asks
+    s.release_claims(q_);
+    std::this_thread::sleep_for(20ms);
+    ASSERT_EQ(sql_count(), 0) << "round " << round;
+  }
 }
 
 // deliver_claimed's fast path (docs/design/claim-check.md). Each test names the part whose

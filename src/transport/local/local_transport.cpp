@@ -66,14 +66,14 @@ void Stores::prepare_fork() noexcept {
 }
 
 void Stores::parent_after_fork() noexcept {
-  for (auto& [key, st] : stores_) st->after_fork();
+  for (auto& [key, st] : stores_) st->parent_after_fork();
   for (auto& [key, w] : writers_) w->parent_after_fork();
   mu_.unlock();
 }
 
 void Stores::child_after_fork() noexcept {
   g_pid.store(0, std::memory_order_relaxed);  // bound() binds the child's own
-  for (auto& [key, st] : stores_) st->after_fork();
+  for (auto& [key, st] : stores_) st->child_after_fork();
   for (auto& [key, w] : writers_) w->child_after_fork();
   mu_.unlock();
 }
@@ -144,7 +144,7 @@ size_t LocalQueue::purge() { return bound().store->purge(id_); }
 
 std::optional<StoredMessage> LocalQueue::claim_next(size_t batch, std::chrono::milliseconds lease,
                                                     IdPeek peek) {
-  return bound().store->claim_next(id_, batch, lease, peek);
+  return bound().store->claim_next(id_, batch, lease, peek, /*ahead=*/true);
 }
 
 void LocalQueue::unclaim(StoredMessage m) { bound().store->unclaim(std::move(m)); }

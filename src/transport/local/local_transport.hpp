@@ -109,7 +109,8 @@ class LocalQueue final : public QueueTransport {
   Store& store() { return *bound().store; }
   // MQPurgeQueue: Store::purge on this queue.
   size_t purge();
-  // Claimed receives (Store::claim_next and the rest, docs/performance.md "Claimed receives").
+  // Claimed receives (Store::claim_next and the rest, docs/performance.md "Claimed receives"),
+  // claiming ahead on the store's thread.
   std::optional<StoredMessage> claim_next(size_t batch, std::chrono::milliseconds lease,
                                           IdPeek peek = nullptr);
   void unclaim(StoredMessage m);

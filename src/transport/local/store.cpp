@@ -12,6 +12,7 @@
 //   cached id of a deleted queue can never address a newer message or queue.
 #include "src/transport/local/store.hpp"
 
+#include "pkcs11/fork_leftovers.hpp"
 #include "src/transport/local/real_ids.hpp"
 
 #include <sqlite3.h>
@@ -24,6 +25,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -693,6 +695,9 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
     // (for tests of the validation windows and A/B measurements).
     const char* answers = secure_getenv("MQSEC_CLAIM_ANSWERS");
     claim_answers_ = answers == nullptr || std::string_view(answers) != "0";
+    // MQSEC_CLAIM_AHEAD=0: every claim in the receiving thread (tests, A/B measurements).
+    const char* ahead = secure_getenv("MQSEC_CLAIM_AHEAD");
+    claim_ahead_ = ahead == nullptr || std::string_view(ahead) != "0";
   } catch (const Error& e) {
     st_.reset();
     sqlite3_close_v2(db_);
@@ -707,7 +712,25 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
   }
 }
 
+struct Store::Claimer {
+  std::mutex mu;  // amu_: taken last
+  std::condition_variable wake;
+  std::deque<AheadRequest> asked;
+  bool stop = false;
+  std::thread* thread = nullptr;
+};
+
 Store::~Store() {
+  if (claimer_ != nullptr) {
+    {
+      std::lock_guard lock(claimer_->mu);
+      claimer_->stop = true;
+    }
+    claimer_->wake.notify_all();
+    if (claimer_->thread != nullptr && claimer_->thread->joinable()) claimer_->thread->join();
+    delete claimer_->thread;
+    delete claimer_;
+  }
   RealFsIds real_ids;  // the last connection's close checkpoints and removes the -wal file
   wal_.reset();        // SQLite's mapping, unmapped by the close
   st_.reset();         // statements must be finalized before the connection closes
@@ -1944,11 +1967,23 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
   // before it drops them.
   std::vector<PendingDelivery> applying;
   int64_t window_seconds = 0;
+  // The queue's claimed messages not delivered yet (a claim ahead runs while some are left, and
+  // one may be on its way through the caller's verification) whose ids were peeked: this
+  // transaction answers their claim checks again, so that its commit (which ends their answers'
+  // anchor) leaves them answered under its own.
+  std::vector<std::pair<int64_t, ClaimedId>> still;
+  const bool peeking = peek != nullptr && wal_->on();
+  const bool answer = peeking && claim_answers_;
   {
     std::lock_guard d(dmu_);
     if (!log_) log_ = std::make_unique<DeliveryLog>(dir_, owner_, /*create=*/true);
     applying = pending_;
     window_seconds = pending_window_;
+    if (answer) {
+      for (const auto& [seq, c] : claimed_ids_) {
+        if (c.queue_id == queue_id) still.emplace_back(seq, c);
+      }
+    }
   }
   const int64_t now = now_ms();
   std::vector<HeldLog> held;
@@ -1957,8 +1992,6 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
   // the claim checks this transaction answers for them, and the WAL-index header just before its
   // commit: they hold as of the commit, so they are kept under the header it published if no
   // other commit came in between (below).
-  const bool peeking = peek != nullptr && wal_->on();
-  const bool answer = peeking && claim_answers_;
   std::vector<std::pair<int64_t, ClaimedId>> peeked;
   std::optional<WalSignal::Header> h0;
   auto unlock_held = [&held]() noexcept {
@@ -2010,6 +2043,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
         }
         peeked.emplace_back(m.seq, c);
       }
+      for (auto& [seq, c] : still) answer_claim_locked(queue_id, seq, c.id, c);
       // Stable here: this connection holds the WAL write lock, so no one else commits.
       if (answer) h0 = wal_->read();
     }
@@ -2055,6 +2089,9 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
                  });
       ready = std::move(merged);
     }
+    AheadState& a = ahead_[queue_id];
+    a.full = count >= batch;
+    a.several = false;
     // What the transaction applied leaves pending_: the first entries, still in order (entries
     // are only appended meanwhile; everything else that takes them holds mu_, as we do).
     pending_.erase(pending_.begin(),
@@ -2065,11 +2102,21 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
         if (h1) c.mark = h1;
         claimed_ids_.insert_or_assign(seq, c);
       }
+      // The earlier ones answered again, those still claimed and not delivered meanwhile (a
+      // delivery forgets its entry).
+      size_t renewed = 0;
+      for (auto& [seq, c] : still) {
+        auto it = claimed_ids_.find(seq);
+        if (!h1 || it == claimed_ids_.end()) continue;
+        c.mark = h1;
+        it->second = c;
+        ++renewed;
+      }
       if (h1) {
         // Counted like a validation read's kept answers (validate_locked sizes its next window
         // from how many of them were used).
         Window& w = windows_[queue_id];
-        w.made = peeked.size();
+        w.made = peeked.size() + renewed;
         w.used = 0;
         w.lost = 0;
         w.last = h1;
@@ -2126,15 +2173,31 @@ void Store::release_ready_locked(int64_t queue_id, std::optional<int64_t> also) 
 }
 
 std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
-                                               std::chrono::milliseconds lease, IdPeek peek) {
+                                               std::chrono::milliseconds lease, IdPeek peek,
+                                               bool ahead) {
   // Receive order (a message of higher priority that arrived after the claim goes first) is
   // deliver_claimed's check, in the read transaction it makes anyway.
-  auto take = [this, queue_id]() -> std::optional<StoredMessage> {
+  batch = std::max<size_t>(batch, 1);
+  auto take = [&]() -> std::optional<StoredMessage> {
     std::lock_guard d(dmu_);
     std::deque<StoredMessage>& ready = ready_[queue_id];
     if (ready.empty()) return std::nullopt;
     StoredMessage m = std::move(ready.front());
     ready.pop_front();
+    if (ahead && claim_ahead_) {
+      // One receiving thread gains nothing from a claim on the other core (measured: the same
+      // rate or lower, docs/performance.md "Claiming ahead"); several do (one of them no longer
+      // stops the others while it claims).
+      AheadState& a = ahead_[queue_id];
+      const std::thread::id me = std::this_thread::get_id();
+      if (a.last != me) {
+        a.several = a.several || a.last != std::thread::id();
+        a.last = me;
+      }
+      if (a.several && a.full && !a.asked && ready.size() <= batch) {
+        ask_claim_ahead_locked({queue_id, batch, lease, peek, a.generation});
+      }
+    }
     return m;
   };
   if (auto m = take()) return m;
@@ -2143,7 +2206,7 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
   // take this claim's whole batch before this one does: then claim again.
   for (;;) {
     if (auto m = take()) return m;
-    if (claim_batch_locked(queue_id, std::max<size_t>(batch, 1), lease, peek) == 0) {
+    if (claim_batch_locked(queue_id, batch, lease, peek) == 0) {
       return take();
     }
   }
@@ -2275,6 +2338,21 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
   return Removal::Gone;
 }
 
+void Store::answer_claim_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> id,
+                                ClaimedId& out) {
+  const char* what = "check claimed message";
+  sqlite3_stmt* st = st_->claim_held;
+  StmtScope scope(st);
+  bind_int(st, 1, seq, what);
+  bind_text(st, 2, owner_, what);
+  bind_int(st, 3, queue_id, what);
+  bind_blob(st, 4, id, what);
+  if (!step_row(st, what)) fail(SQLITE_ERROR, what);
+  out.held = sqlite3_column_int(st, 0) != 0;
+  out.delivered = sqlite3_column_int(st, 1) != 0;
+  out.overtaken = sqlite3_column_int(st, 2) != 0;
+}
+
 Store::ClaimCheck Store::validate_locked(int64_t queue_id, int64_t seq,
                                          std::span<const uint8_t> msg_id) {
   deliver_reads_.fetch_add(1, std::memory_order_relaxed);
@@ -2284,16 +2362,7 @@ Store::ClaimCheck Store::validate_locked(int64_t queue_id, int64_t seq,
   // message of higher priority is there.
   auto check = [&](int64_t s, std::span<const uint8_t> id, ClaimedId& out) {
     deliver_checks_.fetch_add(1, std::memory_order_relaxed);
-    sqlite3_stmt* st = st_->claim_held;
-    StmtScope scope(st);
-    bind_int(st, 1, s, what);
-    bind_text(st, 2, owner_, what);
-    bind_int(st, 3, queue_id, what);
-    bind_blob(st, 4, id, what);
-    if (!step_row(st, what)) fail(SQLITE_ERROR, what);
-    out.held = sqlite3_column_int(st, 0) != 0;
-    out.delivered = sqlite3_column_int(st, 1) != 0;
-    out.overtaken = sqlite3_column_int(st, 2) != 0;
+    answer_claim_locked(queue_id, s, id, out);
   };
   Window& w = windows_[queue_id];
   // The header before the read: the answers are kept under it only if it is still the same
@@ -2376,8 +2445,101 @@ Store::ClaimCheck Store::validate_locked(int64_t queue_id, int64_t seq,
 
 void Store::release_claims(int64_t queue_id) {
   std::lock_guard lock(mu_);
+  {
+    std::lock_guard d(dmu_);
+    AheadState& a = ahead_[queue_id];
+    ++a.generation;  // a claim ahead asked for before is not made
+    a.full = false;  // nor asked for again before the next claim of the receiving thread
+  }
   settle_locked();
   release_ready_locked(queue_id);
+}
+
+void Store::ask_claim_ahead_locked(const AheadRequest& r) noexcept {
+  try {
+    if (claimer_ == nullptr) claimer_ = new Claimer;
+    {
+      std::lock_guard lock(claimer_->mu);
+      if (claimer_->thread == nullptr)
+        claimer_->thread = new std::thread([this] { run_claimer(); });
+      claimer_->asked.push_back(r);
+    }
+    claimer_->wake.notify_one();
+    ahead_[r.queue_id].asked = true;
+  } catch (...) {
+    // No thread (out of resources): the receiving thread claims, when its claimed messages ran
+    // out, as without claiming ahead.
+  }
+}
+
+void Store::run_claimer() {
+  // A new thread has its creator's credentials (an impersonating thread's): the store's files
+  // are the process's user's.
+  RealFsIds::adopt_for_this_thread();
+  Claimer& c = *claimer_;
+  std::unique_lock lock(c.mu);
+  for (;;) {
+    c.wake.wait(lock, [&c] { return c.stop || !c.asked.empty(); });
+    if (c.stop) return;
+    const AheadRequest r = c.asked.front();
+    c.asked.pop_front();
+    lock.unlock();
+    try {
+      std::lock_guard db(mu_);
+      bool go = false;
+      {
+        std::lock_guard d(dmu_);
+        // Not after release_claims(), nor when the receiving thread claimed meanwhile.
+        go = ahead_[r.queue_id].generation == r.generation && ready_[r.queue_id].size() <= r.batch;
+      }
+      if (go) {
+        // Only when there is something to claim: an empty claim would still commit (the
+        // deliveries it applies), ending the anchor of the answers still to be used.
+        sqlite3_stmt* st = st_->claim_candidates;
+        StmtScope scope(st);
+        bind_int(st, 1, r.queue_id, "claim ahead");
+        bind_int(st, 2, 1, "claim ahead");
+        go = step_row(st, "claim ahead");
+      }
+      if (go) {
+        claim_batch_locked(r.queue_id, r.batch, r.lease, r.peek);
+        claims_ahead_.fetch_add(1, std::memory_order_release);  // its batch is filed
+      }
+    } catch (...) {
+      // The receiving thread's own claim, when its claimed messages run out, meets the same
+      // failure and reports it.
+    }
+    {
+      std::lock_guard d(dmu_);
+      ahead_[r.queue_id].asked = false;
+    }
+    lock.lock();
+  }
+}
+
+void Store::prepare_fork() {
+  mu_.lock();
+  dmu_.lock();
+  if (claimer_ != nullptr) claimer_->mu.lock();
+}
+
+void Store::parent_after_fork() {
+  if (claimer_ != nullptr) claimer_->mu.unlock();
+  dmu_.unlock();
+  mu_.unlock();
+}
+
+void Store::child_after_fork() {
+  // The parent's claimer thread does not exist here, and its condition variable may have had a
+  // waiter: both abandoned (a child opens a Store of its own).
+  if (claimer_ != nullptr) {
+    mqsec::pkcs11::abandon_after_fork(claimer_);
+    mqsec::pkcs11::abandon_after_fork(claimer_->thread);
+    claimer_->mu.unlock();
+    claimer_ = nullptr;
+  }
+  dmu_.unlock();
+  mu_.unlock();
 }
 
 }  // namespace mqsec::transport::local

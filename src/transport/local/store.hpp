@@ -26,6 +26,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -63,14 +64,11 @@ class Store {
   // fork() safety (pthread_atfork handlers of the runtime): hold the connection's lock across
   // the fork so no SQLite call, and none of SQLite's global mutexes, is mid-way in another
   // thread at that moment. The child must still open its own Store.
-  void prepare_fork() {
-    mu_.lock();
-    dmu_.lock();
-  }
-  void after_fork() {
-    dmu_.unlock();
-    mu_.unlock();
-  }
+  // The claimer thread (claim_next) is held too, between claims; the child abandons it (a
+  // thread of the parent does not exist there).
+  void prepare_fork();
+  void parent_after_fork();
+  void child_after_fork();
 
   // Throws MQ_ERROR_QUEUE_EXISTS if a queue of that (case-insensitive) name exists,
   // MQ_ERROR_INVALID_PARAMETER for an empty name or an unknown trust value. Persists every
@@ -253,8 +251,22 @@ class Store {
   // several claimed messages in one read transaction, and deliver without reading while nothing
   // is committed (docs/design/claim-check.md, receive-store.md §2.1 A1). Without it every
   // delivery reads.
+  // `ahead`: claim ahead (below) for this queue; the runtime's receive path asks for it.
   std::optional<StoredMessage> claim_next(int64_t queue_id, size_t batch,
-                                          std::chrono::milliseconds lease, IdPeek peek = nullptr);
+                                          std::chrono::milliseconds lease, IdPeek peek = nullptr,
+                                          bool ahead = false);
+  // Claiming ahead (claim_next with `ahead`): while several threads of this process receive from
+  // a queue (two of them took messages since its last claim), when a handed-out message leaves a
+  // batch or less of the queue's claimed messages, and the queue's last claim filled its batch,
+  // and there are unclaimed messages, the next batch is claimed by a thread
+  // of the store's own (started on first use) while the caller goes on, so that a receiving
+  // thread seldom waits for a claim transaction; on a 2-core machine it runs on the other core.
+  // release_claims() cancels a claim ahead not yet begun. MQSEC_CLAIM_AHEAD=0 when the Store is
+  // opened switches it off (every claim in the caller's thread, when its claimed messages ran
+  // out).
+  bool claim_ahead() const noexcept { return claim_ahead_; }
+  // How many claims the claimer thread made, counted once each batch is filed (for tests).
+  uint64_t claims_ahead() const noexcept { return claims_ahead_.load(std::memory_order_acquire); }
   // A claimed message claim_next() returned that was not delivered (the caller's buffers were
   // too small): the next claim_next() returns it again.
   void unclaim(StoredMessage m);
@@ -404,6 +416,12 @@ class Store {
   // queue, in one read transaction; those are kept (claimed_ids_) with the header that anchors
   // them when no commit came in between. The claim check's outcome for `seq`.
   enum class ClaimCheck { Deliver, Lost, Replayed, Preempted };
+  // Under mu_: one claim check (the claim_held statement) of message `seq` with id `id`: whether
+  // this process holds its claim (and the row exists), whether `id` was delivered from the queue,
+  // whether an unclaimed message of higher priority is there.
+  struct ClaimedId;
+  void answer_claim_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> id,
+                           ClaimedId& out);
   ClaimCheck validate_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id);
   // Under dmu_: forgets the peeked ids and anchored answers of one queue's claimed messages (all
   // queues: nullopt). Memory only: a stale answer can never pass, its header is gone.
@@ -453,6 +471,33 @@ class Store {
     std::optional<WalSignal::Header> last;  // the last validation's anchor
   };
   std::map<int64_t, Window> windows_;
+  // Claiming ahead, per queue (under dmu_): whether its last claim filled its batch, whether a
+  // claim ahead is asked for or running, and a generation that release_claims() moves on (a
+  // claim ahead asked for before it is not made).
+  struct AheadState {
+    bool full = false;
+    bool asked = false;
+    uint64_t generation = 0;
+    std::thread::id last;  // the thread the last message was handed to
+    bool several = false;  // another thread took one since the queue's last claim
+  };
+  std::map<int64_t, AheadState> ahead_;
+  struct AheadRequest {
+    int64_t queue_id = 0;
+    size_t batch = 0;
+    std::chrono::milliseconds lease{0};
+    IdPeek peek = nullptr;
+    uint64_t generation = 0;
+  };
+  // The claimer thread and what it is asked (its own lock amu_, taken last: after mu_ and dmu_).
+  // Allocated, so that a forked child can abandon it (fork_leftovers.hpp).
+  struct Claimer;
+  Claimer* claimer_ = nullptr;
+  bool claim_ahead_ = true;
+  std::atomic<uint64_t> claims_ahead_{0};
+  // Under dmu_: asks the claimer thread for a claim of the queue (starting it if needed).
+  void ask_claim_ahead_locked(const AheadRequest& r) noexcept;
+  void run_claimer();
   std::unique_ptr<WalSignal> wal_;
   std::atomic<uint64_t> deliver_reads_{0};
   std::atomic<uint64_t> deliver_checks_{0};
