@@ -275,10 +275,13 @@ int main(int argc, char** argv) {
 C
 # A sanitizer build's libmqrt needs its runtime first in the program (the test suite runs this
 # demo on the ASan build too): compile the sender with the same sanitizers.
+# ldd's output is read whole first: `ldd | grep -q` under pipefail fails now and then (grep
+# stops at the match, ldd gets SIGPIPE), which left the sanitizers out in one CI run.
 sanitize=()
-if ldd "$build/src/abi/libmqrt.so" 2>/dev/null | grep -q 'libasan'; then
+mqrt_libs=$(ldd "$build/src/abi/libmqrt.so" 2>/dev/null || true)
+if grep -q 'libasan' <<<"$mqrt_libs"; then
   sanitize=(-fsanitize=address,undefined)
-elif ldd "$build/src/abi/libmqrt.so" 2>/dev/null | grep -q 'libtsan'; then
+elif grep -q 'libtsan' <<<"$mqrt_libs"; then
   sanitize=(-fsanitize=thread)
 fi
 cc -std=c11 -O1 "${sanitize[@]}" -I"$root/include" -o "$demo/send-signed" "$demo/send-signed.c" \
@@ -316,7 +319,11 @@ send_signed hosta "On hosta: a signed message asking for a NACK to hosta's admin
 "$py" "$root/scripts/demo-tamper.py" "$broker_dir/broker.env" mqsec.in.hostb "ship 20" "ship 90" 60 9>&-
 start_agent hostb
 agent_b=$started
-rejected() { on hostb rejected inbox --json 2>/dev/null | grep -q '"label":"altered"'; }
+rejected() {
+  local out
+  out=$(on hostb rejected inbox --json 2>/dev/null) || return 1
+  grep -q '"label":"altered"' <<<"$out"
+}
 wait_for 60 "hostb to reject the altered message" rejected
 rstep "On hostb: the rejected-messages record (it never reached inbox)" hostb rejected inbox
 nacked() {
