@@ -500,6 +500,59 @@ TEST_F(Claims, AShortLogWriteLeavesNoPartialRecord) {
                                     "read back, 3: not records 1 and 3";
 }
 
+// drop_applied (the claim transaction's log rewrite while deliveries go on) killed between
+// writing the kept records over the first slots and cutting the file: the log still holds every
+// kept record (some twice, and applied ones, which applying again allows:
+// ALogAppliedTwiceChangesNothing), whole. Without the kill, exactly the kept ones, in order.
+TEST_F(Claims, ALogRewriteKilledBeforeItsCutKeepsEveryKeptRecord) {
+  auto seqs = [](const std::vector<DeliveryRecord>& all) {
+    std::vector<int64_t> out;
+    for (const DeliveryRecord& r : all) out.push_back(r.seq);
+    return out;
+  };
+  for (const bool kill : {true, false}) {
+    const std::string owner = kill ? "1:2" : "3:4";
+    const pid_t pid = ::fork();
+    ASSERT_NE(pid, -1);
+    if (pid == 0) {
+      int rc = 10;
+      try {
+        DeliveryLog log(dir_, owner, /*create=*/true);
+        for (int64_t seq = 1; seq <= 6; ++seq) {
+          log.append(DeliveryRecord{1, seq, 1, id_of("m" + std::to_string(seq))});
+        }
+        if (kill) DeliveryLog::set_rewrite_hook_for_test([] { ::raise(SIGKILL); });
+        log.drop_applied([](const DeliveryRecord& r) { return r.seq == 2 || r.seq == 4; });
+        rc = 0;
+      } catch (...) {
+        rc = 11;
+      }
+      ::_exit(rc);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    if (kill) {
+      ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+          << "the rewrite hook did not run";
+    } else {
+      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    DeliveryLog log(dir_, owner, /*create=*/false);
+    ASSERT_TRUE(log.is_open());
+    EXPECT_EQ(fs::file_size(DeliveryLog::path_of(dir_, owner)) % 80, 0u) << "a torn record";
+    const std::vector<int64_t> got = seqs(log.read_all());
+    if (kill) {
+      const std::set<int64_t> held(got.begin(), got.end());
+      for (const int64_t seq : {1, 3, 5, 6}) {
+        EXPECT_EQ(held.count(seq), 1u) << "kept record " << seq << " lost by the kill";
+      }
+      for (const int64_t seq : got) EXPECT_TRUE(seq >= 1 && seq <= 6) << seq;
+    } else {
+      EXPECT_EQ(got, (std::vector<int64_t>{1, 3, 5, 6}));
+    }
+  }
+}
+
 TEST_F(Claims, ReleasedClaimsAreTakenByAnotherProcessAtOnce) {
   Store s(dir_);
   auto m0 = s.claim_next(q_, 16, 60s, peek);

@@ -32,6 +32,8 @@ constexpr size_t kRecordSize = 4 + 4 + 8 + 8 + 8 + kMaxLoggedIdSize;
 }
 
 void put64(uint8_t* p, int64_t v) { std::memcpy(p, &v, 8); }
+void (*rewrite_hook)() = nullptr;  // DeliveryLog::set_rewrite_hook_for_test
+
 int64_t get64(const uint8_t* p) {
   int64_t v = 0;
   std::memcpy(&v, p, 8);
@@ -210,8 +212,11 @@ void DeliveryLog::drop_applied(const std::function<bool(const DeliveryRecord&)>&
     done += static_cast<size_t>(n);
   }
   if (::fcntl(fd_, F_SETFL, flags) != 0) log_failed("rewriting", path_);
+  if (rewrite_hook != nullptr) rewrite_hook();
   if (::ftruncate(fd_, static_cast<off_t>(kept.size())) != 0) log_failed("truncating", path_);
 }
+
+void DeliveryLog::set_rewrite_hook_for_test(void (*hook)()) noexcept { rewrite_hook = hook; }
 
 void DeliveryLog::remove_file() noexcept {
   RealFsIds real_ids;

@@ -67,6 +67,9 @@ class DeliveryLog {
   // record (some twice, which applying twice allows, as it allows the applied ones left).
   void drop_applied(const std::function<bool(const DeliveryRecord&)>& applied);
   void remove_file() noexcept;  // unlink (a dead owner's log, once applied)
+  // Tests: runs in drop_applied between writing the kept records and cutting the file (a test
+  // kills the process there). Process-wide; nullptr: none.
+  static void set_rewrite_hook_for_test(void (*hook)()) noexcept;
 
   static std::filesystem::path path_of(const std::filesystem::path& dir, const std::string& owner);
 
