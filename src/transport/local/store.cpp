@@ -375,6 +375,7 @@ struct Store::Statements {
   sqlite3_stmt* prune_rejections_bytes = nullptr;
   // Claimed receives (claim_next, deliver_claimed).
   sqlite3_stmt* claim_candidates = nullptr;
+  sqlite3_stmt* any_unclaimed = nullptr;  // claiming ahead: whether claim_candidates finds one
   sqlite3_stmt* insert_claim = nullptr;
   sqlite3_stmt* claim_held = nullptr;
   sqlite3_stmt* overtaken = nullptr;
@@ -467,6 +468,9 @@ struct Store::Statements {
          std::string(kMsgCols) +
              "WHERE queue_id = ?1 AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.seq ="
              " messages.seq) ORDER BY " MQSEC_PRIO " DESC, seq LIMIT ?2"},
+        {&Statements::any_unclaimed,
+         "SELECT 1 FROM messages WHERE queue_id = ?1 AND NOT EXISTS (SELECT 1 FROM claims c"
+         " WHERE c.seq = messages.seq) LIMIT 1"},
         {&Statements::insert_claim,
          "INSERT INTO claims(seq, queue_id, owner, until) VALUES(?1, ?2, ?3, ?4)"},
         // Whether this process still holds the claim, whether the id was delivered from the
@@ -2148,6 +2152,9 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
 }
 
 void Store::release_ready_locked(int64_t queue_id, std::optional<int64_t> also) {
+  // A claim ahead already asked for still runs after this (only release_claims moves the
+  // generation on): it is the very claim the next claim_next would make, the higher message
+  // first.
   std::lock_guard d(dmu_);
   auto it = ready_.find(queue_id);
   const bool none = it == ready_.end() || it->second.empty();
@@ -2495,10 +2502,9 @@ void Store::run_claimer() {
       if (go) {
         // Only when there is something to claim: an empty claim would still commit (the
         // deliveries it applies), ending the anchor of the answers still to be used.
-        sqlite3_stmt* st = st_->claim_candidates;
+        sqlite3_stmt* st = st_->any_unclaimed;  // no envelope read
         StmtScope scope(st);
         bind_int(st, 1, r.queue_id, "claim ahead");
-        bind_int(st, 2, 1, "claim ahead");
         go = step_row(st, "claim ahead");
       }
       if (go) {
