@@ -500,7 +500,7 @@ TEST_F(Claims, AShortLogWriteLeavesNoPartialRecord) {
                                     "read back, 3: not records 1 and 3";
 }
 
-// drop_applied (the claim transaction's log rewrite while deliveries go on) killed between
+// keep_only (the claim transaction's log rewrite while deliveries go on) killed between
 // writing the kept records over the first slots and cutting the file: the log still holds every
 // kept record (some twice, and applied ones, which applying again allows:
 // ALogAppliedTwiceChangesNothing), whole. Without the kill, exactly the kept ones, in order.
@@ -518,11 +518,13 @@ TEST_F(Claims, ALogRewriteKilledBeforeItsCutKeepsEveryKeptRecord) {
       int rc = 10;
       try {
         DeliveryLog log(dir_, owner, /*create=*/true);
-        for (int64_t seq = 1; seq <= 6; ++seq) {
-          log.append(DeliveryRecord{1, seq, 1, id_of("m" + std::to_string(seq))});
-        }
+        auto record = [](int64_t seq) {
+          return DeliveryRecord{1, seq, 1, id_of("m" + std::to_string(seq))};
+        };
+        for (int64_t seq = 1; seq <= 6; ++seq) log.append(record(seq));
         if (kill) DeliveryLog::set_rewrite_hook_for_test([] { ::raise(SIGKILL); });
-        log.drop_applied([](const DeliveryRecord& r) { return r.seq == 2 || r.seq == 4; });
+        const std::vector<DeliveryRecord> kept{record(1), record(3), record(5), record(6)};
+        log.keep_only(kept);  // 2 and 4 were applied
         rc = 0;
       } catch (...) {
         rc = 11;

@@ -180,19 +180,18 @@ void DeliveryLog::truncate() {
   if (::ftruncate(fd_, 0) != 0) log_failed("truncating", path_);
 }
 
-void DeliveryLog::drop_applied(const std::function<bool(const DeliveryRecord&)>& applied) {
-  const std::vector<DeliveryRecord> all = read_all();
-  std::vector<uint8_t> kept;
-  for (const DeliveryRecord& r : all) {
-    if (applied(r)) continue;
-    kept.resize(kept.size() + kRecordSize);
-    encode(r, kept.data() + kept.size() - kRecordSize);
-  }
-  if (kept.empty()) {
+void DeliveryLog::keep_only(std::span<const DeliveryRecord> kept_records) {
+  if (kept_records.empty()) {
     truncate();
     return;
   }
-  if (kept.size() == all.size() * kRecordSize) return;  // none applied
+  std::vector<uint8_t> kept(kept_records.size() * kRecordSize);
+  for (size_t i = 0; i < kept_records.size(); ++i) {
+    if (kept_records[i].msg_id.size() > kMaxLoggedIdSize) {
+      throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "message id too long for the delivery log");
+    }
+    encode(kept_records[i], kept.data() + i * kRecordSize);
+  }
   // The kept records over the first slots, in one write (O_APPEND off for it: with it, Linux
   // appends whatever the offset), then the file cut after them. Killed in between, the log holds
   // the kept records, some twice, and applied ones: applying a record again changes nothing.

@@ -16,7 +16,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -62,12 +61,13 @@ class DeliveryLog {
   // Every whole record (a torn tail, only possible after a power failure, is ignored).
   std::vector<DeliveryRecord> read_all();
   void truncate();
-  // Under the lock: removes the records `applied` names (they were applied to the store),
-  // keeping the others in their order. Killed at any point, the log still holds every kept
-  // record (some twice, which applying twice allows, as it allows the applied ones left).
-  void drop_applied(const std::function<bool(const DeliveryRecord&)>& applied);
+  // Under the lock: makes the log hold `kept` alone, in its order (the owner's records not
+  // applied yet, which it knows: no read of the log). Killed at any point, the log still holds
+  // every kept record whole (some twice, and applied ones: applying a record again changes
+  // nothing).
+  void keep_only(std::span<const DeliveryRecord> kept);
   void remove_file() noexcept;  // unlink (a dead owner's log, once applied)
-  // Tests: runs in drop_applied between writing the kept records and cutting the file (a test
+  // Tests: runs in keep_only between writing the kept records and cutting the file (a test
   // kills the process there). Process-wide; nullptr: none.
   static void set_rewrite_hook_for_test(void (*hook)()) noexcept;
 

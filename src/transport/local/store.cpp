@@ -699,9 +699,11 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
     // (for tests of the validation windows and A/B measurements).
     const char* answers = secure_getenv("MQSEC_CLAIM_ANSWERS");
     claim_answers_ = answers == nullptr || std::string_view(answers) != "0";
-    // MQSEC_CLAIM_AHEAD=0: every claim in the receiving thread (tests, A/B measurements).
+    // MQSEC_CLAIM_AHEAD=0: every claim in the receiving thread; =1: also while one thread
+    // receives (tests, A/B measurements).
     const char* ahead = secure_getenv("MQSEC_CLAIM_AHEAD");
     claim_ahead_ = ahead == nullptr || std::string_view(ahead) != "0";
+    claim_ahead_one_ = ahead != nullptr && std::string_view(ahead) == "1";
   } catch (const Error& e) {
     st_.reset();
     sqlite3_close_v2(db_);
@@ -1874,24 +1876,18 @@ void Store::apply_deliveries_locked(const std::vector<PendingDelivery>& deliveri
                    "prune delivered message ids");
 }
 
-void Store::drop_applied_records_locked(const std::vector<PendingDelivery>& applied) {
-  if (!log_ || applied.empty()) return;
+void Store::drop_applied_records_locked() {
+  if (!log_) return;
+  // The log holds a record for each pending_ entry (appended together) and records already
+  // applied: it is rewritten from pending_, not read.
+  std::vector<DeliveryRecord> kept;
+  kept.reserve(pending_.size());
+  for (const PendingDelivery& p : pending_) {
+    kept.push_back({p.queue_id, p.seq, p.sent_time, p.msg_id});
+  }
   log_->lock();
   try {
-    if (pending_.empty()) {
-      // Every record in the log is applied: a record is appended with its pending_ entry, and
-      // the entry goes only once the record was applied.
-      log_->truncate();
-    } else {
-      // Deliveries went on during the claim transaction: their records stay.
-      std::vector<int64_t> seqs;
-      seqs.reserve(applied.size());
-      for (const PendingDelivery& p : applied) seqs.push_back(p.seq);
-      std::sort(seqs.begin(), seqs.end());
-      log_->drop_applied([&seqs](const DeliveryRecord& r) {
-        return std::binary_search(seqs.begin(), seqs.end(), r.seq);
-      });
-    }
+    log_->keep_only(kept);
   } catch (...) {
     log_->unlock();
     throw;
@@ -1907,9 +1903,8 @@ void Store::settle_locked() {
     apply_deliveries_locked(pending_, pending_window_);
     tx.commit();
   }
-  std::vector<PendingDelivery> applied;
-  applied.swap(pending_);
-  drop_applied_records_locked(applied);
+  pending_.clear();
+  drop_applied_records_locked();
 }
 
 void Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<HeldLog>& held) {
@@ -2146,7 +2141,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
   unlock_held();
   if (!applying.empty()) {
     std::lock_guard d(dmu_);
-    drop_applied_records_locked(applying);
+    drop_applied_records_locked();
   }
   return count;
 }
@@ -2201,7 +2196,7 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
         a.several = a.several || a.last != std::thread::id();
         a.last = me;
       }
-      if (a.several && a.full && !a.asked && ready.size() <= batch) {
+      if ((a.several || claim_ahead_one_) && a.full && !a.asked && ready.size() <= batch) {
         ask_claim_ahead_locked({queue_id, batch, lease, peek, a.generation});
       }
     }

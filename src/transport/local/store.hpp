@@ -395,8 +395,9 @@ class Store {
   // Outside a transaction: applies the pending deliveries (if any) and empties the log. Takes
   // dmu_ for all of it.
   void settle_locked();
-  // Under dmu_: removes from this process's log the records of `applied` (seq is unique).
-  void drop_applied_records_locked(const std::vector<PendingDelivery>& applied);
+  // Under dmu_, once what left pending_ was applied: this process's log keeps the records of
+  // pending_ alone.
+  void drop_applied_records_locked();
   // Inside the claim transaction: applies the logs of queue_id's claim owners that are dead
   // or whose lease ran out and drops their claims; the logs stay locked (in `held`) until the
   // caller committed.
@@ -494,6 +495,7 @@ class Store {
   struct Claimer;
   Claimer* claimer_ = nullptr;
   bool claim_ahead_ = true;
+  bool claim_ahead_one_ = false;  // MQSEC_CLAIM_AHEAD=1: for one receiving thread too
   std::atomic<uint64_t> claims_ahead_{0};
   // Under dmu_: asks the claimer thread for a claim of the queue (starting it if needed).
   void ask_claim_ahead_locked(const AheadRequest& r) noexcept;
