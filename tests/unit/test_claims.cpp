@@ -18,6 +18,7 @@
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -747,6 +748,41 @@ TEST_F(Claims, AheadTheNextBatchIsClaimedByTheStoresThreadForSeveralReceivers) {
   for (int i = 0; i < 40; ++i) want.push_back("m" + std::to_string(i));
   EXPECT_EQ(got, want) << "receive order across the batches";
   EXPECT_FALSE(s.claim_next(q_, 16, 60s, peek, true));
+  s.release_claims(q_);
+  EXPECT_EQ(sql_count(), 0);
+  EXPECT_EQ(s.message_count(q_), 0u);
+}
+
+// MQSEC_CLAIM_AHEAD=1 (the A/B switch): one receiving thread gets claims ahead too, in
+// receive order.
+TEST_F(Claims, AheadForOneThreadWithTheSwitch) {
+  {
+    Store plain(dir_);
+    if (!plain.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
+  }
+  const char* before = std::getenv("MQSEC_CLAIM_AHEAD");
+  const std::string saved = before != nullptr ? before : "";
+  ::setenv("MQSEC_CLAIM_AHEAD", "1", 1);
+  Store s(dir_);
+  if (before != nullptr) {
+    ::setenv("MQSEC_CLAIM_AHEAD", saved.c_str(), 1);
+  } else {
+    ::unsetenv("MQSEC_CLAIM_AHEAD");
+  }
+  for (int i = kMessages; i < 40; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+  std::vector<std::string> got;
+  while (auto m = s.claim_next(q_, 16, 60s, peek, true)) {
+    if (got.size() == 1) {
+      for (int i = 0; i < 500 && s.claims_ahead() < 1; ++i) std::this_thread::sleep_for(10ms);
+      EXPECT_EQ(s.claims_ahead(), 1u) << "the next batch, claimed while the first is handed out";
+    }
+    EXPECT_EQ(deliver(s, *m), Removal::Removed);
+    got.push_back(text(m->envelope));
+  }
+  std::vector<std::string> want;
+  for (int i = 0; i < 40; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(got, want) << "receive order across the batches";
+  EXPECT_GE(s.claims_ahead(), 1u);
   s.release_claims(q_);
   EXPECT_EQ(sql_count(), 0);
   EXPECT_EQ(s.message_count(q_), 0u);
