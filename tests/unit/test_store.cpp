@@ -303,41 +303,6 @@ TEST_F(StoreTest, AppendBatchIsAllOrNothing) {
   EXPECT_TRUE(s.append_batch({}, true).empty());
 }
 
-// Transactions' abort: a message taken by remove_delivered comes back with its seq (its place in
-// receive order), priority, arrival time and envelope, and its id is no longer "delivered";
-// one whose queue is gone, or whose seq is taken, is skipped.
-TEST_F(StoreTest, RestoreReceivedPutsMessagesBackInTheirPlace) {
-  Store s(dir_);
-  const int64_t qid = make_queue(s, "q");
-  const int64_t gone = make_queue(s, "gone");
-  const Bytes id1(20, 0x31), id2(20, 0x32);
-  const int64_t a = s.append(qid, 0, bytes("a"), true);
-  const int64_t b = s.append(qid, 0, bytes("b"), true);
-  const int64_t g = s.append(gone, 0, bytes("g"), true);
-  const StoredMessage ma = *s.get(qid, a);
-  const StoredMessage mg = *s.get(gone, g);
-  ASSERT_EQ(s.remove_delivered(qid, a, id1, 1, 0), Removal::Removed);
-  ASSERT_EQ(s.remove_delivered(gone, g, id2, 1, 0), Removal::Removed);
-  s.delete_queue("gone");
-  EXPECT_EQ(s.first(qid)->seq, b);
-  const Store::Restore back[] = {
-      {qid, ma.seq, ma.priority, ma.arrived, ma.envelope, id1},
-      {gone, mg.seq, mg.priority, mg.arrived, mg.envelope, id2},
-      {qid, b, 0, 0, ma.envelope, id1},  // b is still there: its row is not replaced
-  };
-  EXPECT_EQ(s.restore_received(back), 1u);
-  const auto first = s.first(qid);
-  ASSERT_TRUE(first.has_value());
-  EXPECT_EQ(first->seq, a);
-  EXPECT_EQ(first->arrived, ma.arrived);
-  EXPECT_EQ(first->envelope, bytes("a"));
-  EXPECT_EQ(s.get(qid, b)->envelope, bytes("b"));
-  EXPECT_FALSE(s.was_delivered(qid, id1));
-  EXPECT_EQ(s.remove_delivered(qid, a, id1, 1, 0), Removal::Removed);  // not a replay
-  EXPECT_EQ(s.message_count(qid), 1u);
-  EXPECT_EQ(s.restore_received({}), 0u);
-}
-
 // Transactions' holding queues (core/holding.hpp): settle() moves only messages still in their
 // holding queue (a second Settle of one message is a fallback), forgets delivered ids, appends
 // the sends and drops the holding queues, all or nothing; queues_with_prefix finds them.

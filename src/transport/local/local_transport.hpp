@@ -104,8 +104,8 @@ class LocalQueue final : public QueueTransport {
                         std::span<const uint8_t> msg_id, int64_t sent_time, int64_t window_seconds);
   int64_t id() const noexcept { return id_; }
   const std::string& name() const noexcept { return name_; }
-  // This process's store of this queue (transactions, core/transaction.hpp: a commit's
-  // appends and an abort's Store::restore_received).
+  // This process's store of this queue (transactions, core/transaction.hpp: their holding
+  // queues and Store::settle).
   Store& store() { return *bound().store; }
   // MQPurgeQueue: Store::purge on this queue.
   size_t purge();

@@ -1551,47 +1551,8 @@ Removal Store::remove_delivered(int64_t queue_id, int64_t seq, std::span<const u
   return replay ? Removal::Replay : Removal::Removed;
 }
 
-// Transactions' abort (store.hpp). The statements are prepared here, not cached: aborts are
-// rare, and the receive path's statements stay as they are.
-size_t Store::restore_received(std::span<const Restore> batch) {
-  if (batch.empty()) return 0;
-  std::lock_guard lock(mu_);
-  settle_locked();
-  Tx tx(*this, true);
-  using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
-  Stmt put(prepare("INSERT INTO messages(seq, queue_id, priority, arrived, envelope)"
-                   " SELECT ?1, id, ?3, ?4, ?5 FROM queues WHERE id = ?2"
-                   // A seq is never reused: a row with it is this message, kept in a
-                   // journal by the receive (core/journal.hpp); it comes back from there.
-                   " ON CONFLICT(seq) DO UPDATE SET queue_id = excluded.queue_id"
-                   " WHERE queue_id <> excluded.queue_id",
-                   "prepare restore message"),
-           sqlite3_finalize);
-  Stmt forget(prepare("DELETE FROM delivered WHERE queue_id = ?1 AND msg_id = ?2",
-                      "prepare forget delivered id"),
-              sqlite3_finalize);
-  size_t restored = 0;
-  for (const Restore& r : batch) {
-    {
-      StmtScope scope(put.get());
-      bind_int(put.get(), 1, r.seq, "restore message");
-      bind_int(put.get(), 2, r.queue_id, "restore message");
-      bind_int(put.get(), 3, r.priority, "restore message");
-      bind_int(put.get(), 4, r.arrived, "restore message");
-      bind_blob(put.get(), 5, r.envelope, "restore message");
-      if (step_changes(put.get(), "restore message") == 0) continue;
-    }
-    ++restored;
-    StmtScope scope(forget.get());
-    bind_int(forget.get(), 1, r.queue_id, "forget delivered id");
-    bind_blob(forget.get(), 2, r.msg_id, "forget delivered id");
-    step_changes(forget.get(), "forget delivered id");
-  }
-  tx.commit();
-  return restored;
-}
-
-// Transactions' holding queues (store.hpp). Statements prepared here, as restore_received's.
+// Transactions' holding queues (store.hpp). The statements are prepared here, not cached:
+// transactions are rare, and the receive path's statements stay as they are.
 size_t Store::settle(std::span<const Append> sends, std::span<const Settle> moves,
                      std::span<const int64_t> drop) {
   if (sends.empty() && moves.empty() && drop.empty()) return 0;

@@ -175,22 +175,9 @@ class Store {
   // Delivered ids are kept until their sent_time is more than window_seconds in the past
   // (window_seconds <= 0: kept forever); older ones are pruned here.
   // journal_queue_id != 0: the row is moved into that queue (a journal) instead of deleted, in
-  // the same transaction; restore_received moves it back.
+  // the same transaction.
   Removal remove_delivered(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
                            int64_t sent_time, int64_t window_seconds, int64_t journal_queue_id = 0);
-  // Transactions (core/transaction.hpp): a message a transaction received (remove_delivered),
-  // put back when the transaction aborts.
-  struct Restore {
-    int64_t queue_id = 0;
-    int64_t seq = 0;  // its old seq, priority and arrival time: its old place in receive order
-    int priority = 0;
-    int64_t arrived = 0;
-    std::span<const uint8_t> envelope;
-    std::span<const uint8_t> msg_id;  // its delivered-id record is forgotten
-  };
-  // Puts every message of `batch` back, in one durable transaction; one whose queue is gone
-  // (or whose seq is somehow taken) is skipped. Returns how many were put back.
-  size_t restore_received(std::span<const Restore> batch);
   // Transactions' holding queues (core/holding.hpp): a message a transaction received or moved
   // waits in one (moved there with remove_delivered or move_message) until settle() ends it.
   struct Settle {
