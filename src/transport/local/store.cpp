@@ -19,6 +19,7 @@
 
 #include <fcntl.h>
 #include <pwd.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +49,14 @@ namespace {
 constexpr int kSchemaVersion = 6;
 
 // Milliseconds since the epoch: claim leases (compared between processes).
+// The CPUs this process may run on (its affinity mask), at least 1.
+int usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return std::max(1, CPU_COUNT(&set));
+}
+
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -699,11 +708,15 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
     // (for tests of the validation windows and A/B measurements).
     const char* answers = secure_getenv("MQSEC_CLAIM_ANSWERS");
     claim_answers_ = answers == nullptr || std::string_view(answers) != "0";
-    // MQSEC_CLAIM_AHEAD=0: every claim in the receiving thread; =1: also while one thread
-    // receives (tests, A/B measurements).
+    // Claiming ahead (claim_next): by default also for one receiving thread when the process
+    // may run on two CPUs or more (the claim runs on another one; measured: docs/performance.md,
+    // "The log rewrite without a read"), else only while several threads receive. For tests and
+    // A/B measurements, MQSEC_CLAIM_AHEAD=0: every claim in the receiving thread; =1: claims
+    // ahead for one thread too; =several: only for several.
     const char* ahead = secure_getenv("MQSEC_CLAIM_AHEAD");
-    claim_ahead_ = ahead == nullptr || std::string_view(ahead) != "0";
-    claim_ahead_one_ = ahead != nullptr && std::string_view(ahead) == "1";
+    const std::string_view mode = ahead != nullptr ? ahead : "";
+    claim_ahead_ = mode != "0";
+    claim_ahead_one_ = mode == "1" || (mode != "several" && usable_cpus() > 1);
   } catch (const Error& e) {
     st_.reset();
     sqlite3_close_v2(db_);
@@ -1005,7 +1018,7 @@ std::optional<Bytes> Store::queue_security(int64_t queue_id) {
 bool Store::set_queue_security(int64_t queue_id, std::span<const uint8_t> security,
                                const std::optional<Bytes>& expected) {
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   Tx tx(*this, true);
   {
     std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> st(
@@ -1166,7 +1179,7 @@ bool Store::has_quota(int64_t queue_id) {
 
 std::optional<uint64_t> Store::quota_room(int64_t queue_id) {
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   const std::optional<int64_t> quota = quota_locked(queue_id);
   if (!quota) return std::nullopt;
   sqlite3_stmt* st = st_->bytes;
@@ -1216,7 +1229,7 @@ void Store::update_queue(const QueueInfo& before, const QueueInfo& q) {
 
 size_t Store::purge(int64_t queue_id) {
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   Tx tx(*this, true);
   sqlite3_stmt* st = st_->delete_queue_messages;
   StmtScope scope(st);
@@ -1362,7 +1375,7 @@ std::optional<StoredMessage> Store::walk(sqlite3_stmt* Statements::*which, int64
                                          std::optional<std::pair<int, int64_t>> from,
                                          const char* what) {
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   sqlite3_stmt* st = (*st_).*which;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, what);
@@ -1392,7 +1405,7 @@ std::optional<StoredMessage> Store::prev_before(int64_t queue_id, int priority, 
 
 std::optional<StoredMessage> Store::get(int64_t queue_id, int64_t seq) {
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   sqlite3_stmt* st = st_->get;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "read message");
@@ -1443,7 +1456,7 @@ bool Store::remove_locked(int64_t queue_id, int64_t seq, const char* what) {
 
 bool Store::remove(int64_t queue_id, int64_t seq) {
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   Tx tx(*this, false);
   // false: someone else got it first; the Tx rolls back (no-op)
   if (!remove_locked(queue_id, seq, "remove message")) return false;
@@ -1453,7 +1466,7 @@ bool Store::remove(int64_t queue_id, int64_t seq) {
 
 bool Store::move_message(int64_t queue_id, int64_t seq, int64_t to_queue_id) {
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   Tx tx(*this, true);
   sqlite3_stmt* st = st_->move_message;
   StmtScope scope(st);
@@ -1474,7 +1487,7 @@ bool Store::move_message(int64_t queue_id, int64_t seq, int64_t to_queue_id) {
 size_t Store::remove_many(int64_t queue_id, std::span<const int64_t> seqs) {
   if (seqs.empty()) return 0;
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   Tx tx(*this, false);
   size_t removed = 0;
   for (int64_t seq : seqs) removed += remove_locked(queue_id, seq, "remove messages") ? 1 : 0;
@@ -1484,7 +1497,7 @@ size_t Store::remove_many(int64_t queue_id, std::span<const int64_t> seqs) {
 
 std::optional<StoredMessage> Store::take_first(int64_t queue_id) {
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   // Peek without the writer lock first: receivers polling an empty queue must not serialise
   // every other process's writes behind them.
   {
@@ -1515,7 +1528,7 @@ Removal Store::remove_delivered(int64_t queue_id, int64_t seq, std::span<const u
                                 int64_t journal_queue_id) {
   const int64_t now = now_seconds();
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   Tx tx(*this, false);
   if (journal_queue_id != 0) {
     // Kept as the journal's copy: the same row, moved (journals, core/journal.hpp).
@@ -1650,7 +1663,7 @@ bool Store::recorded_locked(int64_t queue_id, std::span<const uint8_t> msg_id) {
 
 size_t Store::message_count(int64_t queue_id) {
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   sqlite3_stmt* st = st_->count;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "count messages");
@@ -1661,7 +1674,7 @@ size_t Store::message_count(int64_t queue_id) {
 
 uint64_t Store::message_bytes(int64_t queue_id) {
   std::lock_guard lock(mu_);
-  settle_locked();
+  apply_pending_locked();
   sqlite3_stmt* st = st_->bytes;
   StmtScope scope(st);
   bind_int(st, 1, queue_id, "sum message sizes");
@@ -1856,7 +1869,7 @@ void Store::drop_applied_records_locked() {
   log_->unlock();
 }
 
-void Store::settle_locked() {
+void Store::apply_pending_locked() {
   std::lock_guard d(dmu_);
   if (pending_.empty()) return;
   {
@@ -2148,9 +2161,8 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
     StoredMessage m = std::move(ready.front());
     ready.pop_front();
     if (ahead && claim_ahead_) {
-      // One receiving thread gains nothing from a claim on the other core (measured: the same
-      // rate or lower, docs/performance.md "Claiming ahead"); several do (one of them no longer
-      // stops the others while it claims).
+      // Several receiving threads gain (one of them no longer stops the others while it
+      // claims); one gains when the claim has another CPU to run on (claim_ahead_one_).
       AheadState& a = ahead_[queue_id];
       const std::thread::id me = std::this_thread::get_id();
       if (a.last != me) {
@@ -2414,7 +2426,7 @@ void Store::release_claims(int64_t queue_id) {
     ++a.generation;  // a claim ahead asked for before is not made
     a.full = false;  // nor asked for again before the next claim of the receiving thread
   }
-  settle_locked();
+  apply_pending_locked();
   release_ready_locked(queue_id);
 }
 

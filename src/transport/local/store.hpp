@@ -242,15 +242,16 @@ class Store {
   std::optional<StoredMessage> claim_next(int64_t queue_id, size_t batch,
                                           std::chrono::milliseconds lease, IdPeek peek = nullptr,
                                           bool ahead = false);
-  // Claiming ahead (claim_next with `ahead`): while several threads of this process receive from
-  // a queue (two of them took messages since its last claim), when a handed-out message leaves a
-  // batch or less of the queue's claimed messages, and the queue's last claim filled its batch,
-  // and there are unclaimed messages, the next batch is claimed by a thread
-  // of the store's own (started on first use) while the caller goes on, so that a receiving
-  // thread seldom waits for a claim transaction; on a 2-core machine it runs on the other core.
-  // release_claims() cancels a claim ahead not yet begun. MQSEC_CLAIM_AHEAD=0 when the Store is
-  // opened switches it off (every claim in the caller's thread, when its claimed messages ran
-  // out).
+  // Claiming ahead (claim_next with `ahead`): when a handed-out message leaves a batch or less
+  // of the queue's claimed messages, and the queue's last claim filled its batch, and there are
+  // unclaimed messages, the next batch is claimed by a thread of the store's own (started on
+  // first use) while the caller goes on, so that a receiving thread seldom waits for a claim
+  // transaction. It is done when the process may run on two CPUs or more (the claim runs on
+  // another one), and on one CPU only while several threads of this process receive from the
+  // queue (two of them took messages since its last claim). release_claims() cancels a claim
+  // ahead not yet begun. MQSEC_CLAIM_AHEAD, read when the Store is opened: 0 switches it off
+  // (every claim in the caller's thread, when its claimed messages ran out), 1 claims ahead for
+  // one thread whatever the CPUs, `several` only for several threads.
   bool claim_ahead() const noexcept { return claim_ahead_; }
   // How many claims the claimer thread made, counted once each batch is filed (for tests).
   uint64_t claims_ahead() const noexcept { return claims_ahead_.load(std::memory_order_acquire); }
@@ -381,7 +382,7 @@ class Store {
                                int64_t window_seconds);
   // Outside a transaction: applies the pending deliveries (if any) and empties the log. Takes
   // dmu_ for all of it.
-  void settle_locked();
+  void apply_pending_locked();
   // Under dmu_, once what left pending_ was applied: this process's log keeps the records of
   // pending_ alone.
   void drop_applied_records_locked();
@@ -482,7 +483,7 @@ class Store {
   struct Claimer;
   Claimer* claimer_ = nullptr;
   bool claim_ahead_ = true;
-  bool claim_ahead_one_ = false;  // MQSEC_CLAIM_AHEAD=1: for one receiving thread too
+  bool claim_ahead_one_ = false;  // for one receiving thread too (several CPUs, or =1)
   std::atomic<uint64_t> claims_ahead_{0};
   // Under dmu_: asks the claimer thread for a claim of the queue (starting it if needed).
   void ask_claim_ahead_locked(const AheadRequest& r) noexcept;
