@@ -26,14 +26,14 @@ namespace {
 constexpr uint32_t kMagic = 0x3147'4C44;  // "DLG1"
 constexpr size_t kRecordSize = 4 + 4 + 8 + 8 + 8 + kMaxLoggedIdSize;
 
+void (*rewrite_hook)() = nullptr;  // DeliveryLog::set_rewrite_hook_for_test
+
 [[noreturn]] void log_failed(const std::string& what, const std::filesystem::path& path) {
   throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED,
               what + " of delivery log " + path.string() + " failed: " + std::strerror(errno));
 }
 
 void put64(uint8_t* p, int64_t v) { std::memcpy(p, &v, 8); }
-void (*rewrite_hook)() = nullptr;  // DeliveryLog::set_rewrite_hook_for_test
-
 int64_t get64(const uint8_t* p) {
   int64_t v = 0;
   std::memcpy(&v, p, 8);
@@ -110,8 +110,11 @@ void DeliveryLog::unlock() noexcept { (void)::flock(fd_, LOCK_UN); }
 
 namespace {
 
-// A record's bytes (the id fits: checked by the caller).
+// A record's bytes; an id longer than a record holds is refused.
 void encode(const DeliveryRecord& r, uint8_t* rec) {
+  if (r.msg_id.size() > kMaxLoggedIdSize) {
+    throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "message id too long for the delivery log");
+  }
   std::memset(rec, 0, kRecordSize);
   std::memcpy(rec, &kMagic, 4);
   const auto len = static_cast<uint32_t>(r.msg_id.size());
@@ -125,9 +128,6 @@ void encode(const DeliveryRecord& r, uint8_t* rec) {
 }  // namespace
 
 void DeliveryLog::append(const DeliveryRecord& r) {
-  if (r.msg_id.size() > kMaxLoggedIdSize) {
-    throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "message id too long for the delivery log");
-  }
   uint8_t rec[kRecordSize];
   encode(r, rec);
   for (;;) {
@@ -187,9 +187,6 @@ void DeliveryLog::keep_only(std::span<const DeliveryRecord> kept_records) {
   }
   std::vector<uint8_t> kept(kept_records.size() * kRecordSize);
   for (size_t i = 0; i < kept_records.size(); ++i) {
-    if (kept_records[i].msg_id.size() > kMaxLoggedIdSize) {
-      throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "message id too long for the delivery log");
-    }
     encode(kept_records[i], kept.data() + i * kRecordSize);
   }
   // The kept records over the first slots, in one write (O_APPEND off for it: with it, Linux
