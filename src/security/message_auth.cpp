@@ -402,7 +402,9 @@ Verdict Verifier::check(const Envelope& e, const Cached& cached, std::time_t now
   X509* cert = cached.cert.get();
   const Bytes& digest = cached.digest;
   v.subject = cached.subject;
-  if (cached.valid_at.load(std::memory_order_relaxed) != int64_t{now}) {
+  // INT64_MIN is also the "never held" mark: a `now` of that value is compared every time.
+  if (int64_t{now} == kNeverValid ||
+      cached.valid_at.load(std::memory_order_relaxed) != int64_t{now}) {
     const char* invalid = nullptr;
     switch (validity_at(cert, now)) {
       case Validity::Valid:

@@ -126,15 +126,17 @@ class Verifier {
 
  private:
   // A parsed sender certificate and what every verification with it needs, worked out once.
+  static constexpr int64_t kNeverValid = std::numeric_limits<int64_t>::min();
   struct Cached {
     Bytes der;     // the certificate's bytes, as received
     Bytes digest;  // their SHA-256: the registries' key, and part of the signed bytes
     std::shared_ptr<X509> cert;
     std::string subject;
     bool is_rsa = false, is_ec = false;  // the key's type
-    // The last `now` (a whole second) at which the validity period held, or INT64_MIN: the
-    // period is compared again (X509_cmp_time) only when `now` changes.
-    mutable std::atomic<int64_t> valid_at{std::numeric_limits<int64_t>::min()};
+    // The last `now` (a whole second) at which the validity period held, or kNeverValid: the
+    // period is compared again (X509_cmp_time) only when `now` changes (and always for a `now`
+    // of kNeverValid itself).
+    mutable std::atomic<int64_t> valid_at{kNeverValid};
   };
   std::shared_ptr<const Cached> certificate(const Bytes& der);
   Verdict check(const Envelope& e, const Cached& cert, std::time_t now, bool allow_weak);

@@ -6,7 +6,11 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include <atomic>
 #include <ctime>
+#include <limits>
+#include <thread>
+#include <vector>
 
 #include "mqsec/error.hpp"
 #include "src/security/envelope.hpp"
@@ -168,6 +172,48 @@ TEST(Verifier, ValidityEdgesAreExactAndRefusalsAreNotRemembered) {
     EXPECT_FALSE(v.verify(e, std::nullopt, na, false).ok) << "asked again";
     EXPECT_TRUE(v.verify(e, std::nullopt, na - 1, false).ok);
   }
+}
+
+// The cache's "never held" mark is INT64_MIN: a `now` of that very value is still compared (a
+// fresh certificate is not taken as valid at it), also when asked again.
+TEST(Verifier, ATimeEqualToTheCachesNeverHeldMarkIsStillCompared) {
+  Verifier v;
+  Signer s = make_signer("EC", -1, 30);
+  const Envelope e = signed_envelope(s, SigScheme::Ecdsa);
+  const auto never = static_cast<std::time_t>(std::numeric_limits<int64_t>::min());
+  for (int round = 0; round < 2; ++round) {
+    Verdict d = v.verify(e, std::nullopt, never, false);
+    EXPECT_FALSE(d.ok) << "round " << round;
+    EXPECT_EQ(d.kind, "certificate") << d.reason;
+    EXPECT_TRUE(v.verify(e, std::nullopt, kNow, false).ok);
+  }
+}
+
+// One Verifier shared by threads (its certificate cache, the last certificate used and each
+// certificate's "valid at" second are shared): four threads verify two senders' messages at
+// times on both sides of one certificate's notAfter, each getting the verdict of its own `now`.
+TEST(Verifier, ThreadsSharingOneVerifierEachGetTheVerdictOfTheirOwnTime) {
+  Verifier v;
+  Signer a = make_signer("EC", -1, 30), b = make_signer("RSA", -1, 60);
+  const Envelope from_a = signed_envelope(a, SigScheme::Ecdsa);
+  const Envelope from_b = signed_envelope(b, SigScheme::RsaPkcs1);
+  const std::time_t day = 86400;
+  // a is valid at kNow and expired at kNow + 45 days; b is valid at both.
+  const std::time_t times[] = {kNow, kNow + 45 * day};
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 300; ++i) {
+        const std::time_t now = times[(i + t) % 2];
+        const bool a_valid = now == kNow;
+        if (v.verify(from_a, std::nullopt, now, false).ok != a_valid) ++wrong;
+        if (!v.verify(from_b, std::nullopt, now, false).ok) ++wrong;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 // A validity time that is not RFC 5280's form (here fractional seconds, which DER allows and
