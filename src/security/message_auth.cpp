@@ -396,6 +396,35 @@ Verdict Verifier::verify(const Envelope& e, const VerifyPolicy& p) {
   return v;
 }
 
+Verifier::Cached::~Cached() {
+  for (std::atomic<EVP_MD_CTX*>& t : templates) EVP_MD_CTX_free(t.load(std::memory_order_relaxed));
+}
+
+EVP_MD_CTX* Verifier::verify_template(const Cached& cached, pkcs11::Hash hash, SigScheme scheme) {
+  const size_t index = static_cast<size_t>(hash) * 4 + static_cast<size_t>(scheme);
+  if (index >= cached.templates.size()) return nullptr;
+  std::atomic<EVP_MD_CTX*>& slot = cached.templates[index];
+  if (EVP_MD_CTX* t = slot.load(std::memory_order_acquire)) return t;
+  MdCtxPtr fresh(EVP_MD_CTX_new());
+  EVP_PKEY_CTX* pctx = nullptr;
+  bool good = fresh && EVP_DigestVerifyInit(fresh.get(), &pctx, evp_md(hash), nullptr,
+                                            X509_get0_pubkey(cached.cert.get())) == 1;
+  if (good && scheme == SigScheme::RsaPss) {
+    good = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
+  }
+  if (!good) {
+    openssl_error();  // clear the queue
+    return nullptr;
+  }
+  // Threads that made one at the same time: the first published is kept, for all of them.
+  EVP_MD_CTX* published = nullptr;
+  if (slot.compare_exchange_strong(published, fresh.get(), std::memory_order_acq_rel)) {
+    return fresh.release();
+  }
+  return published;
+}
+
 Verdict Verifier::check(const Envelope& e, const Cached& cached, std::time_t now, bool allow_weak) {
   Verdict v;
   v.signed_message = true;
@@ -434,7 +463,6 @@ Verdict Verifier::check(const Envelope& e, const Cached& cached, std::time_t now
     v.reason = "hash algorithm " + std::to_string(e.hash_alg) + " is not accepted";
     return v;
   }
-  EVP_PKEY* pub = X509_get0_pubkey(cert);
   if ((e.sig_scheme == SigScheme::Ecdsa && !cached.is_ec) ||
       ((e.sig_scheme == SigScheme::RsaPkcs1 || e.sig_scheme == SigScheme::RsaPss) &&
        !cached.is_rsa)) {
@@ -469,13 +497,9 @@ Verdict Verifier::check(const Envelope& e, const Cached& cached, std::time_t now
     }
     signed_bytes = batch_statement(e.batch);
   }
+  EVP_MD_CTX* initialised = verify_template(cached, hash, e.sig_scheme);
   MdCtxPtr md(EVP_MD_CTX_new());
-  EVP_PKEY_CTX* pctx = nullptr;
-  bool good = md && EVP_DigestVerifyInit(md.get(), &pctx, evp_md(hash), nullptr, pub) == 1;
-  if (good && e.sig_scheme == SigScheme::RsaPss) {
-    good = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-           EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
-  }
+  bool good = md && initialised != nullptr && EVP_MD_CTX_copy_ex(md.get(), initialised) == 1;
   good = good && EVP_DigestVerify(md.get(), e.signature.data(), e.signature.size(),
                                   signed_bytes.data(), signed_bytes.size()) == 1;
   if (!good) {

@@ -5,6 +5,7 @@
 // tree over many messages' TBS, and each message carries its own proof (section 10).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <ctime>
@@ -127,6 +128,7 @@ class Verifier {
  private:
   // A parsed sender certificate and what every verification with it needs, worked out once.
   static constexpr int64_t kNeverValid = std::numeric_limits<int64_t>::min();
+  static constexpr size_t kVerifyTemplates = 5 * 4;  // pkcs11::Hash x SigScheme
   struct Cached {
     Bytes der;     // the certificate's bytes, as received
     Bytes digest;  // their SHA-256: the registries' key, and part of the signed bytes
@@ -137,7 +139,17 @@ class Verifier {
     // period is compared again (X509_cmp_time) only when `now` changes (and always for a `now`
     // of kNeverValid itself).
     mutable std::atomic<int64_t> valid_at{kNeverValid};
+    // A context initialised for verifying with this certificate's key, per hash and scheme
+    // (made on first use, then only copied: a copy costs less than EVP_DigestVerifyInit, which
+    // looks its algorithms up every time). Owned; freed with the entry.
+    mutable std::array<std::atomic<EVP_MD_CTX*>, kVerifyTemplates> templates{};
+    Cached() = default;
+    Cached(const Cached&) = delete;
+    Cached& operator=(const Cached&) = delete;
+    ~Cached();
   };
+  // The template of `cached` for `hash` and `scheme` (nullptr when OpenSSL refuses them).
+  static EVP_MD_CTX* verify_template(const Cached& cached, pkcs11::Hash hash, SigScheme scheme);
   std::shared_ptr<const Cached> certificate(const Bytes& der);
   Verdict check(const Envelope& e, const Cached& cert, std::time_t now, bool allow_weak);
   std::mutex mu_;

@@ -16,9 +16,10 @@ inline void sign_envelope(security::Envelope& e, EVP_PKEY* key) {
   const security::Bytes tbs = security::to_be_signed(e);
   security::MdCtxPtr md(EVP_MD_CTX_new());
   EVP_PKEY_CTX* pctx = nullptr;
-  const EVP_MD* h = e.hash_alg == CALG_SHA_384 ? EVP_sha384()
-                    : e.hash_alg == CALG_SHA1  ? EVP_sha1()
-                                               : EVP_sha256();
+  const EVP_MD* h = e.hash_alg == CALG_SHA_384   ? EVP_sha384()
+                    : e.hash_alg == CALG_SHA_512 ? EVP_sha512()
+                    : e.hash_alg == CALG_SHA1    ? EVP_sha1()
+                                                 : EVP_sha256();
   EVP_DigestSignInit(md.get(), &pctx, h, nullptr, key);
   if (e.sig_scheme == security::SigScheme::RsaPss) {
     EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);

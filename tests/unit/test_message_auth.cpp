@@ -89,6 +89,38 @@ TEST(Verifier, AcceptsEachSchemeAndReportsTheLevel) {
   EXPECT_TRUE(d384.ok) << d384.reason;
 }
 
+// One certificate, every hash and scheme, interleaved and each asked twice: the verification
+// context kept per certificate (initialised once, copied per message) is the one of the
+// message's own hash and scheme, and a signature under one scheme or hash never verifies
+// labelled with another.
+TEST(Verifier, EachHashAndSchemeOfOneCertificateIsVerifiedWithItsOwnContext) {
+  Verifier v;
+  Signer rsa = make_signer("RSA");
+  struct Case {
+    SigScheme scheme;
+    uint32_t calg;
+  };
+  const Case cases[] = {{SigScheme::RsaPkcs1, CALG_SHA_256}, {SigScheme::RsaPss, CALG_SHA_256},
+                        {SigScheme::RsaPkcs1, CALG_SHA_384}, {SigScheme::RsaPss, CALG_SHA_512},
+                        {SigScheme::RsaPkcs1, CALG_SHA_512}, {SigScheme::RsaPss, CALG_SHA_384}};
+  for (int round = 0; round < 2; ++round) {
+    for (const Case& c : cases) {
+      const Envelope e = signed_envelope(rsa, c.scheme, c.calg);
+      Verdict d = v.verify(e, std::nullopt, kNow, false);
+      EXPECT_TRUE(d.ok) << static_cast<int>(c.scheme) << "/" << c.calg << ": " << d.reason;
+      Envelope other_scheme = e;
+      other_scheme.sig_scheme =
+          c.scheme == SigScheme::RsaPss ? SigScheme::RsaPkcs1 : SigScheme::RsaPss;
+      EXPECT_FALSE(v.verify(other_scheme, std::nullopt, kNow, false).ok)
+          << "signed " << static_cast<int>(c.scheme) << ", labelled the other scheme";
+      Envelope other_hash = e;
+      other_hash.hash_alg = c.calg == CALG_SHA_256 ? CALG_SHA_384 : CALG_SHA_256;
+      EXPECT_FALSE(v.verify(other_hash, std::nullopt, kNow, false).ok)
+          << "signed with " << c.calg << ", labelled another hash";
+    }
+  }
+}
+
 TEST(Verifier, AnyChangedSignedFieldIsCaught) {
   Verifier v;
   Signer ec = make_signer("EC");
