@@ -150,10 +150,37 @@ class Claims : public ::testing::Test {
     EXPECT_EQ(got.back(), Removal::Replay) << "the copy of m0";
     EXPECT_EQ(std::count(got.begin(), got.end(), Removal::Removed), kMessages - 1);
   }
+  // A parent and its forked child, a pipe each way: the child tells the parent it reached a
+  // point (reached(), one byte the parent's wait_reached() reads), the parent sends the child
+  // one byte (send(), read by the child's received(); 0 when the parent is gone).
+  struct Handshake {
+    int up[2] = {-1, -1};
+    int down[2] = {-1, -1};
+    Handshake() {
+      if (::pipe(up) != 0 || ::pipe(down) != 0) throw std::runtime_error("pipe failed");
+    }
+    ~Handshake() {
+      for (int fd : {up[0], up[1], down[0], down[1]}) {
+        if (fd >= 0) ::close(fd);
+      }
+    }
+    Handshake(const Handshake&) = delete;
+    Handshake& operator=(const Handshake&) = delete;
+    void reached(char c = 'r') { (void)!::write(up[1], &c, 1); }
+    char received() {
+      char c = 0;
+      return ::read(down[0], &c, 1) == 1 ? c : 0;
+    }
+    bool wait_reached() {
+      char c = 0;
+      return ::read(up[0], &c, 1) == 1;
+    }
+    bool send(char c) { return ::write(down[1], &c, 1) == 1; }
+  };
   // A child process that claims (batch 16, lease `lease`), delivers its first message, tells
-  // the parent on `ready`, then waits for a byte on `go`: 'k' kills itself (SIGKILL), 'd' tries
-  // to deliver its second claimed message and exits 0 if that was refused (Gone), 1 if not.
-  pid_t claiming_child(std::chrono::milliseconds lease, int ready, int go) {
+  // the parent (h.reached()), then waits for a byte: 'k' kills itself (SIGKILL), 'd' tries to
+  // deliver its second claimed message and exits 0 if that was refused (Gone), 1 if not.
+  pid_t claiming_child(std::chrono::milliseconds lease, Handshake& h) {
     const pid_t pid = ::fork();
     if (pid != 0) return pid;
     int rc = 2;
@@ -163,12 +190,10 @@ class Claims : public ::testing::Test {
       auto second = s.claim_next(q_, 16, lease, peek);
       if (first && second && text(first->envelope) == "m0" &&
           deliver(s, *first) == Removal::Removed) {
-        (void)!::write(ready, "r", 1);
-        char c = 0;
-        if (::read(go, &c, 1) == 1) {
-          if (c == 'k') ::raise(SIGKILL);
-          rc = deliver(s, *second) == Removal::Gone ? 0 : 1;
-        }
+        h.reached();
+        const char c = h.received();
+        if (c == 'k') ::raise(SIGKILL);
+        if (c != 0) rc = deliver(s, *second) == Removal::Gone ? 0 : 1;
       }
     } catch (...) {
       rc = 3;
@@ -190,6 +215,11 @@ class Claims : public ::testing::Test {
     int status = 0;
     if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
     return WEXITSTATUS(status);
+  }
+  // Waits for a child process: whether SIGKILL ended it.
+  static bool killed(pid_t pid) {
+    int status = 0;
+    return ::waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
   }
 
   // A count read with a separate connection (default: the rows of the claims table).
@@ -223,12 +253,9 @@ class Claims : public ::testing::Test {
 };
 
 TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {
-  int ready[2], go[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  ASSERT_EQ(::pipe(go), 0);
-  const pid_t child = claiming_child(60s, ready[1], go[0]);
-  char c = 0;
-  ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the child did not claim";
+  Handshake h;
+  const pid_t child = claiming_child(60s, h);
+  ASSERT_TRUE(h.wait_reached()) << "the child did not claim";
   Store s(dir_);
   // While it lives: its 16 claims (m0..m15) are skipped, and not takeable another way.
   std::vector<std::string> got = drain(s);
@@ -241,10 +268,8 @@ TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {
   EXPECT_EQ(s.message_count(q_), 16u);
   EXPECT_TRUE(fs::exists(DeliveryLog::path_of(dir_, claim_owner_of(child))));
   // SIGKILL while it holds 15 claims and one returned message in its log.
-  ASSERT_EQ(::write(go[1], "k", 1), 1);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  ASSERT_TRUE(h.send('k'));
+  ASSERT_TRUE(killed(child));
   got = drain(s);
   std::vector<std::string> want;
   for (int i = 1; i < 16; ++i) want.push_back("m" + std::to_string(i));
@@ -313,14 +338,11 @@ TEST_F(Claims, ALogAppliedTwiceChangesNothing) {
 }
 
 TEST_F(Claims, ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore) {
-  int ready[2], go[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  ASSERT_EQ(::pipe(go), 0);
+  Handshake h;
   // 1 s: the first drain must come within the lease even on a loaded machine (with 100 ms it
   // came after it in an ASan run at load average 12, and took all 19).
-  const pid_t child = claiming_child(1s, ready[1], go[0]);
-  char c = 0;
-  ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the child did not claim";
+  const pid_t child = claiming_child(1s, h);
+  ASSERT_TRUE(h.wait_reached()) << "the child did not claim";
   Store s(dir_);
   EXPECT_EQ(drain(s).size(), 4u) << "within its lease, its claims are its own";
   std::this_thread::sleep_for(1200ms);
@@ -328,7 +350,7 @@ TEST_F(Claims, ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore) {
   std::vector<std::string> want;
   for (int i = 1; i < 16; ++i) want.push_back("m" + std::to_string(i));
   EXPECT_EQ(got, want) << "m0, which it returned, is not taken over";
-  ASSERT_EQ(::write(go[1], "d", 1), 1);
+  ASSERT_TRUE(h.send('d'));
   EXPECT_EQ(exit_status(child), 0) << "the owner delivered a message whose claim was taken over";
   EXPECT_EQ(s.message_count(q_), 0u);
 }
@@ -339,9 +361,7 @@ TEST_F(Claims, ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore) {
 // one already, and that one must then be deleted by its next claim transaction, not received a
 // second time.
 TEST_F(Claims, AStaleOwnerReleasingItsClaimsDoesNotDropTheirNewOwners) {
-  int ready[2], go[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  ASSERT_EQ(::pipe(go), 0);
+  Handshake h;
   const pid_t child = ::fork();
   if (child == 0) {
     int rc = 2;
@@ -350,9 +370,8 @@ TEST_F(Claims, AStaleOwnerReleasingItsClaimsDoesNotDropTheirNewOwners) {
       auto first = s.claim_next(q_, 16, 100ms, peek);   // claims m0..m15 for 100 ms
       auto second = s.claim_next(q_, 16, 100ms, peek);  // m1, taken and never delivered
       if (first && second && deliver(s, *first) == Removal::Removed) {
-        (void)!::write(ready[1], "r", 1);
-        char c = 0;
-        if (::read(go[0], &c, 1) == 1) {
+        h.reached();
+        if (h.received() != 0) {
           s.release_claims(q_);  // m2..m15 were still in its memory
           rc = 0;
         }
@@ -362,8 +381,7 @@ TEST_F(Claims, AStaleOwnerReleasingItsClaimsDoesNotDropTheirNewOwners) {
     }
     ::_exit(rc);
   }
-  char c = 0;
-  ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the child did not claim";
+  ASSERT_TRUE(h.wait_reached()) << "the child did not claim";
   std::this_thread::sleep_for(200ms);  // its lease runs out
   Store s(dir_);
   std::vector<std::string> got;
@@ -374,7 +392,7 @@ TEST_F(Claims, AStaleOwnerReleasingItsClaimsDoesNotDropTheirNewOwners) {
     got.push_back(text(m->envelope));
   }
   EXPECT_EQ(got, (std::vector<std::string>{"m1", "m2"}));
-  ASSERT_EQ(::write(go[1], "x", 1), 1);
+  ASSERT_TRUE(h.send('x'));
   ASSERT_EQ(exit_status(child), 0);
   for (const std::string& body : drain(s)) got.push_back(body);
   std::vector<std::string> want;
@@ -1006,9 +1024,7 @@ TEST_F(Claims, AnIdRecordedAfterTheAnchorIsARefusedReplayToo) {
     Store s(dir_);
     s.append(q_, 3, bytes("m0"), false);
   }
-  int go[2], done[2];
-  ASSERT_EQ(::pipe(go), 0);
-  ASSERT_EQ(::pipe(done), 0);
+  Handshake h;
   const pid_t child = ::fork();
   if (child == 0) {
     int rc = 1;
@@ -1016,11 +1032,10 @@ TEST_F(Claims, AnIdRecordedAfterTheAnchorIsARefusedReplayToo) {
       Store c(dir_);
       auto m0 = c.claim_next(q_, 1, 60s, peek);
       if (m0 && text(m0->envelope) == "m0" && deliver(c, *m0) == Removal::Removed) {
-        (void)!::write(done[1], "c", 1);  // claimed and delivered, not recorded
-        char b = 0;
-        if (::read(go[0], &b, 1) == 1) {
+        h.reached('c');  // claimed and delivered, not recorded
+        if (h.received() != 0) {
           c.release_claims(q_);  // recorded now
-          (void)!::write(done[1], "r", 1);
+          h.reached('r');
           rc = 0;
         }
       }
@@ -1029,8 +1044,7 @@ TEST_F(Claims, AnIdRecordedAfterTheAnchorIsARefusedReplayToo) {
     }
     ::_exit(rc);
   }
-  char b = 0;
-  ASSERT_EQ(::read(done[0], &b, 1), 1);
+  ASSERT_TRUE(h.wait_reached());
   Store s(dir_);
   std::vector<Removal> got;
   // m1..m17: the claim answered them all; with validation reads only, m17's anchors m18, m19,
@@ -1042,8 +1056,8 @@ TEST_F(Claims, AnIdRecordedAfterTheAnchorIsARefusedReplayToo) {
     got.push_back(deliver(s, *m));
   }
   EXPECT_EQ(s.deliver_reads(), reads(s, 0, 2, 17));
-  ASSERT_EQ(::write(go[1], "g", 1), 1);
-  ASSERT_EQ(::read(done[0], &b, 1), 1);
+  ASSERT_TRUE(h.send('g'));
+  ASSERT_TRUE(h.wait_reached());
   EXPECT_EQ(exit_status(child), 0);
   for (Removal r : deliver_all(s)) got.push_back(r);
   expect_only_the_copy_refused(got);
