@@ -871,6 +871,78 @@ TEST_F(Claims, AheadTheClaimAnswersTheMessagesStillToBeDeliveredAgain) {
   EXPECT_EQ(got, want);
 }
 
+// The same without a foreign commit: the claim ahead keeps the answers of the messages still to
+// be delivered (nothing was committed since they were given) but reads `delivered` again, which
+// its own transaction changes: here it records m0's id (m0 was delivered before it), and a copy
+// of m0 in the first batch must then be refused, with no read (fails when the answers are kept
+// whole: the copy is delivered a second time).
+TEST_F(Claims, AheadTheClaimKeepsTheAnswersStillToBeUsedButForTheIdsItRecords) {
+  std::optional<ClaimAheadMode> several;
+  if (std::getenv("MQSEC_CLAIM_AHEAD") == nullptr) several.emplace("several");  // asked by m1
+  Store s(dir_);
+  several.reset();
+  if (!s.claim_ahead() || !s.claim_answers()) GTEST_SKIP() << "no claim ahead or answers";
+  s.purge(q_);
+  for (int i = 0; i < 32; ++i) {
+    s.append(q_, 3, bytes(i == 2 ? std::string("m0") : "m" + std::to_string(i)), false);
+  }
+  StoredMessage m0;
+  std::thread([&] { m0 = *s.claim_next(q_, 16, 60s, peek, true); }).join();  // m0, m1, copy...
+  ASSERT_EQ(deliver(s, m0), Removal::Removed);  // recorded by the next claim transaction
+  const uint64_t carried = s.answers_carried();
+  const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: asks
+  for (int i = 0; i < 500 && s.claims_ahead() < 1; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(s.claims_ahead(), 1u);
+  EXPECT_TRUE(s.was_delivered(q_, id_of("m0"))) << "the claim ahead applied m0";
+  EXPECT_EQ(s.answers_carried() - carried, 15u) << "m1, the copy and m3..m15: kept";
+  std::vector<Removal> got{deliver(s, m1)};
+  for (int i = 2; i < 16; ++i) {
+    auto m = s.claim_next(q_, 16, 60s, peek, true);
+    ASSERT_TRUE(m);
+    got.push_back(deliver(s, *m));
+    if (i == 2) {
+      EXPECT_EQ(text(m->envelope), "m0");
+      EXPECT_EQ(s.deliver_reads(), 0u) << "the copy's answer was read again";
+    }
+  }
+  std::vector<Removal> want(15, Removal::Removed);
+  want[1] = Removal::Replay;
+  EXPECT_EQ(got, want) << "the copy of m0, refused";
+}
+
+// Kept answers need the header they were given under: here another connection deletes m5 and
+// its claim (as a process that took it over and returned it would) before the claim ahead, so
+// m5's answer is read again and its delivery refused (fails when the answers are kept whatever
+// was committed: m5 is returned a second time).
+TEST_F(Claims, AheadAForeignCommitBeforeTheClaimEndsTheKeptAnswers) {
+  std::optional<ClaimAheadMode> several;
+  if (std::getenv("MQSEC_CLAIM_AHEAD") == nullptr) several.emplace("several");  // asked by m1
+  Store s(dir_);
+  several.reset();
+  if (!s.claim_ahead() || !s.claim_answers()) GTEST_SKIP() << "no claim ahead or answers";
+  for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+  StoredMessage m0;
+  std::thread([&] { m0 = *s.claim_next(q_, 16, 60s, peek, true); }).join();  // m0..m15
+  {
+    RawDb raw(dir_);
+    const std::string m5 = std::to_string(m0.seq + 5);
+    raw.exec("DELETE FROM messages WHERE seq = " + m5 + "; DELETE FROM claims WHERE seq = " + m5);
+  }
+  const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: asks
+  for (int i = 0; i < 500 && s.claims_ahead() < 1; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(s.claims_ahead(), 1u);
+  std::vector<Removal> got{deliver(s, m0), deliver(s, m1)};
+  for (int i = 2; i < 16; ++i) {
+    auto m = s.claim_next(q_, 16, 60s, peek, true);
+    ASSERT_TRUE(m);
+    ASSERT_EQ(text(m->envelope), "m" + std::to_string(i));
+    got.push_back(deliver(s, *m));
+  }
+  std::vector<Removal> want(16, Removal::Removed);
+  want[5] = Removal::Gone;
+  EXPECT_EQ(got, want) << "m5, taken by another connection, is not returned";
+}
+
 // A queue closed (release_claims) right after a claim ahead was asked for: whichever of the two
 // takes the connection first, no claim outlives the close (fails without the generation check,
 // when the store's thread comes second).

@@ -255,6 +255,11 @@ class Store {
   bool claim_ahead() const noexcept { return claim_ahead_; }
   // How many claims the claimer thread made, counted once each batch is filed (for tests).
   uint64_t claims_ahead() const noexcept { return claims_ahead_.load(std::memory_order_acquire); }
+  // How many claim checks a claim transaction kept from the answers before it rather than read
+  // again (claim_batch_locked; for tests).
+  uint64_t answers_carried() const noexcept {
+    return answers_carried_.load(std::memory_order_relaxed);
+  }
   // A claimed message claim_next() returned that was not delivered (the caller's buffers were
   // too small): the next claim_next() returns it again.
   void unclaim(StoredMessage m);
@@ -393,7 +398,8 @@ class Store {
     std::unique_ptr<DeliveryLog> log;
     bool dead;
   };
-  void recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
+  // Returns whether it changed anything (applied a log or released a claim).
+  bool recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
   // Under mu_ only: the claim transaction runs while other threads deliver (dmu_ is taken twice,
   // briefly: for a copy of pending_ before, to file the batch after). How many it claimed.
   size_t claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease,
@@ -485,6 +491,7 @@ class Store {
   bool claim_ahead_ = true;
   bool claim_ahead_one_ = false;  // for one receiving thread too (several CPUs, or =1)
   std::atomic<uint64_t> claims_ahead_{0};
+  std::atomic<uint64_t> answers_carried_{0};
   // Under dmu_: asks the claimer thread for a claim of the queue (starting it if needed).
   void ask_claim_ahead_locked(const AheadRequest& r) noexcept;
   void run_claimer();
