@@ -349,23 +349,66 @@ do_kill() {
   if pid=$(wrapper_pid); then kill_pid "$pid"; fi
 }
 
+# An expression evaluated on the node by erl_call (a small C program of erlang-base: no Erlang VM
+# to start, unlike rabbitmqctl), connecting like the CLI tools (the node's own epmd, the cookie in
+# its HOME, nothing on the command line). Prints the result, a string the expression returns
+# hex-encoded (so that no quoting of Erlang's printer matters); fails if erl_call does, or if
+# the node did not answer {ok, "<hex>"}.
+erl_eval() {
+  local out hex
+  out=$(rmq timeout 20 /usr/lib/erlang/bin/erl_call -sname "$NODE" -timeout 15 -e <<<"$1" \
+    2>/dev/null) || return 1
+  case $out in
+    '{ok, []}') return 0 ;;
+    '{ok, "'*'"}') hex=${out#\{ok, \"}; hex=${hex%\"\}} ;;
+    *) return 1 ;;
+  esac
+  [[ $hex =~ ^([0-9A-F]{2})+$ ]] || return 1
+  xxd -r -p <<<"$hex"
+}
+
+# The node's rabbit application is running (rabbit:is_running/0).
+erl_running() {
+  [ "$(erl_eval 'binary_to_list(binary:encode_hex(atom_to_binary(rabbit:is_running()))).')" \
+    = true ]
+}
+
+# Every queue of the vhost /: name, messages ready, durable, auto-delete, exclusive (the columns
+# and values of rabbitmqctl list_queues).
+erl_queues() {
+  erl_eval 'Items = [name, messages_ready, durable, auto_delete, exclusive],
+    Rows = [[proplists:get_value(K, I) || K <- Items]
+            || I <- rabbit_amqqueue:info_all(<<"/">>, Items)],
+    Text = [io_lib:format("~ts\t~w\t~w\t~w\t~w~n", [element(4, Q), R, D, A, E])
+            || [Q, R, D, A, E] <- Rows],
+    binary_to_list(binary:encode_hex(unicode:characters_to_binary(Text))).'
+}
+
+# status, depth and queues ask the node through erl_call, and through rabbitmqctl (a whole CLI
+# VM: seconds of CPU) only if that did not answer.
 do_status() {
   load_env || exit 3
-  node_pid >/dev/null && ctl await_startup --timeout 5 >/dev/null 2>&1 || exit 3
+  node_pid >/dev/null || exit 3
+  erl_running || ctl await_startup --timeout 5 >/dev/null 2>&1 || exit 3
   print_url
+}
+
+list_queues() {
+  node_pid >/dev/null || { echo "broker.sh: the node is not running" >&2; return 1; }
+  erl_queues && return 0
+  ctl list_queues --no-table-headers name messages_ready durable auto_delete exclusive
 }
 
 do_depth() {
   load_env || die "no node in $dir"
   local out
-  out=$(ctl list_queues --no-table-headers name messages_ready) || die "list_queues failed"
+  out=$(list_queues) || die "list_queues failed"
   awk -F '\t' -v q="$1" '$1 == q { print $2; found = 1 } END { exit found ? 0 : 4 }' <<<"$out"
 }
 
 do_queues() {
   load_env || die "no node in $dir"
-  ctl list_queues --no-table-headers name messages_ready durable auto_delete exclusive \
-    || die "list_queues failed"
+  list_queues || die "list_queues failed"
 }
 
 do_watch() {
