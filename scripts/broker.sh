@@ -283,7 +283,8 @@ not_ready() {
 
 do_start() {
   init_dir
-  if node_pid >/dev/null && ctl await_startup --timeout 10 >/dev/null 2>&1; then
+  if node_pid >/dev/null \
+      && { erl_running || ctl await_startup --timeout 10 >/dev/null 2>&1; }; then
     print_url
     return 0
   fi
