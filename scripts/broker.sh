@@ -29,8 +29,10 @@
 # its AMQP port accepts; stop is SIGTERM (RabbitMQ's clean shutdown). The policy mqsec-reply
 # deletes a remote-read reply queue (mqsec.reply.*) unused for MQSEC_BROKER_REPLY_EXPIRES_MS
 # (1000 ms).
-# Measured on 2 busy cores: first start 11-17 s, start again 6-16 s (after a SIGKILL 9-18 s),
-# stop 2-5 s.
+# Measured on 2 cores, alternating with the rabbitmqctl version (load average 1.5-3.2): first
+# start 8-9 s (was 9-12 s), start again about 7 s (unchanged: 6-7 s), stop 1.4-1.5 s (was
+# 2-3.5 s); at load 3-6 first start 17-20 s, start again 14-17 s (after a SIGKILL 12 s), stop
+# 1.6-2.5 s; status, depth, queues 0.4 s (were 2-3.6 s: rabbitmqctl, 1.3 s of CPU each).
 set -euo pipefail
 
 readonly RMQ_BIN=/usr/lib/rabbitmq/bin
