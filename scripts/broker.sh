@@ -367,7 +367,8 @@ erl_eval() {
     *) return 1 ;;
   esac
   [[ $hex =~ ^([0-9A-F]{2})+$ ]] || return 1
-  xxd -r -p <<<"$hex"
+  # shellcheck disable=SC2001  # a pattern substitution with & needs bash 5.2's patsub_replacement
+  printf '%b' "$(sed 's/../\\x&/g' <<<"$hex")"
 }
 
 # The node's rabbit application is running (rabbit:is_running/0).
