@@ -23,6 +23,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -215,6 +216,24 @@ class Claims : public ::testing::Test {
     int status = 0;
     if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
     return WEXITSTATUS(status);
+  }
+  // A Store that claims ahead only while several threads receive (unless the run sets
+  // MQSEC_CLAIM_AHEAD itself).
+  std::unique_ptr<Store> open_claiming_ahead_for_several() {
+    std::optional<ClaimAheadMode> several;
+    if (std::getenv("MQSEC_CLAIM_AHEAD") == nullptr) several.emplace("several");
+    return std::make_unique<Store>(dir_);
+  }
+  // The next message claimed (batches of 16) by a thread of its own: the caller's next
+  // claim_next is then another receiving thread's.
+  StoredMessage claim_in_another_thread(Store& s) {
+    StoredMessage m;
+    std::thread([&] { m = *s.claim_next(q_, 16, 60s, peek, true); }).join();
+    return m;
+  }
+  // Waits (5 s at most) until the store's thread filed `n` claims ahead.
+  static void wait_for_claims_ahead(const Store& s, uint64_t n = 1) {
+    for (int i = 0; i < 500 && s.claims_ahead() < n; ++i) std::this_thread::sleep_for(10ms);
   }
   // Waits for a child process: whether SIGKILL ended it.
   static bool killed(pid_t pid) {
@@ -777,7 +796,7 @@ TEST_F(Claims, AheadTheNextBatchIsClaimedByTheStoresThreadForSeveralReceivers) {
   EXPECT_EQ(s.claims_ahead(), 0u) << "one receiving thread";
   EXPECT_EQ(sql_count(), 16);
   std::thread([&] { held.push_back(*s.claim_next(q_, 16, 60s, peek, true)); }).join();  // asks
-  for (int i = 0; i < 500 && s.claims_ahead() < 1; ++i) std::this_thread::sleep_for(10ms);
+  wait_for_claims_ahead(s);
   EXPECT_EQ(s.claims_ahead(), 1u);
   EXPECT_EQ(sql_count(), 32) << "the next 16 claimed by the store's thread";
   std::vector<std::string> got;
@@ -815,7 +834,7 @@ TEST_F(Claims, AheadForOneThreadOnSeveralCpusOrWithTheSwitch) {
   std::vector<std::string> got;
   while (auto m = s.claim_next(q_, 16, 60s, peek, true)) {
     if (got.size() == 1) {
-      for (int i = 0; i < 500 && s.claims_ahead() < 1; ++i) std::this_thread::sleep_for(10ms);
+      wait_for_claims_ahead(s);
       EXPECT_EQ(s.claims_ahead(), 1u) << "the next batch, claimed while the first is handed out";
       // Two batches claimed, no more (m0's row may be applied already by the claim ahead).
       EXPECT_GE(sql_count(), 31);
@@ -838,21 +857,18 @@ TEST_F(Claims, AheadForOneThreadOnSeveralCpusOrWithTheSwitch) {
 // deliveries make no read, and what changed since the first claim counts: here another process
 // recorded m5's id as delivered (fails with the old answers kept: m5 would be delivered again).
 TEST_F(Claims, AheadTheClaimAnswersTheMessagesStillToBeDeliveredAgain) {
-  std::optional<ClaimAheadMode> several;
-  if (std::getenv("MQSEC_CLAIM_AHEAD") == nullptr) several.emplace("several");  // asked by m1
-  Store s(dir_);
-  several.reset();
+  const auto store = open_claiming_ahead_for_several();  // asked by m1
+  Store& s = *store;
   if (!s.claim_ahead() || !s.claim_answers()) GTEST_SKIP() << "no claim ahead or answers";
   for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
-  StoredMessage m0;
-  std::thread([&] { m0 = *s.claim_next(q_, 16, 60s, peek, true); }).join();  // m0..m15
+  const StoredMessage m0 = claim_in_another_thread(s);  // m0..m15
   {
     RawDb raw(dir_);
     raw.exec("INSERT INTO delivered(queue_id, msg_id, sent_time) VALUES(" + std::to_string(q_) +
              ", x'6d35" + std::string(36, '0') + "', 1)");  // m5's id
   }
   const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: asks
-  for (int i = 0; i < 500 && s.claims_ahead() < 1; ++i) std::this_thread::sleep_for(10ms);
+  wait_for_claims_ahead(s);
   ASSERT_EQ(sql_count(), 32);
   std::vector<Removal> got{deliver(s, m0), deliver(s, m1)};
   for (int i = 2; i < 16; ++i) {
@@ -877,21 +893,18 @@ TEST_F(Claims, AheadTheClaimAnswersTheMessagesStillToBeDeliveredAgain) {
 // of m0 in the first batch must then be refused, with no read (fails when the answers are kept
 // whole: the copy is delivered a second time).
 TEST_F(Claims, AheadTheClaimKeepsTheAnswersStillToBeUsedButForTheIdsItRecords) {
-  std::optional<ClaimAheadMode> several;
-  if (std::getenv("MQSEC_CLAIM_AHEAD") == nullptr) several.emplace("several");  // asked by m1
-  Store s(dir_);
-  several.reset();
+  const auto store = open_claiming_ahead_for_several();  // asked by m1
+  Store& s = *store;
   if (!s.claim_ahead() || !s.claim_answers()) GTEST_SKIP() << "no claim ahead or answers";
   s.purge(q_);
   for (int i = 0; i < 32; ++i) {
     s.append(q_, 3, bytes(i == 2 ? std::string("m0") : "m" + std::to_string(i)), false);
   }
-  StoredMessage m0;
-  std::thread([&] { m0 = *s.claim_next(q_, 16, 60s, peek, true); }).join();  // m0, m1, copy...
-  ASSERT_EQ(deliver(s, m0), Removal::Removed);  // recorded by the next claim transaction
+  const StoredMessage m0 = claim_in_another_thread(s);  // m0, m1, copy...
+  ASSERT_EQ(deliver(s, m0), Removal::Removed);          // recorded by the next claim transaction
   const uint64_t carried = s.answers_carried();
   const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: asks
-  for (int i = 0; i < 500 && s.claims_ahead() < 1; ++i) std::this_thread::sleep_for(10ms);
+  wait_for_claims_ahead(s);
   ASSERT_EQ(s.claims_ahead(), 1u);
   EXPECT_TRUE(s.was_delivered(q_, id_of("m0"))) << "the claim ahead applied m0";
   EXPECT_EQ(s.answers_carried() - carried, 15u) << "m1, the copy and m3..m15: kept";
@@ -915,21 +928,18 @@ TEST_F(Claims, AheadTheClaimKeepsTheAnswersStillToBeUsedButForTheIdsItRecords) {
 // m5's answer is read again and its delivery refused (fails when the answers are kept whatever
 // was committed: m5 is returned a second time).
 TEST_F(Claims, AheadAForeignCommitBeforeTheClaimEndsTheKeptAnswers) {
-  std::optional<ClaimAheadMode> several;
-  if (std::getenv("MQSEC_CLAIM_AHEAD") == nullptr) several.emplace("several");  // asked by m1
-  Store s(dir_);
-  several.reset();
+  const auto store = open_claiming_ahead_for_several();  // asked by m1
+  Store& s = *store;
   if (!s.claim_ahead() || !s.claim_answers()) GTEST_SKIP() << "no claim ahead or answers";
   for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
-  StoredMessage m0;
-  std::thread([&] { m0 = *s.claim_next(q_, 16, 60s, peek, true); }).join();  // m0..m15
+  const StoredMessage m0 = claim_in_another_thread(s);  // m0..m15
   {
     RawDb raw(dir_);
     const std::string m5 = std::to_string(m0.seq + 5);
     raw.exec("DELETE FROM messages WHERE seq = " + m5 + "; DELETE FROM claims WHERE seq = " + m5);
   }
   const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: asks
-  for (int i = 0; i < 500 && s.claims_ahead() < 1; ++i) std::this_thread::sleep_for(10ms);
+  wait_for_claims_ahead(s);
   ASSERT_EQ(s.claims_ahead(), 1u);
   std::vector<Removal> got{deliver(s, m0), deliver(s, m1)};
   for (int i = 2; i < 16; ++i) {
