@@ -23,6 +23,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -230,6 +231,18 @@ class Claims : public ::testing::Test {
     StoredMessage m;
     std::thread([&] { m = *s.claim_next(q_, 16, 60s, peek, true); }).join();
     return m;
+  }
+  // With 32 messages in the queue: m0..m15 claimed by one thread, then `foreign` (another
+  // connection's change, given m0), then m1 taken by a second thread, which asks for a claim
+  // ahead, waited for. m0 and m1, not delivered.
+  std::pair<StoredMessage, StoredMessage> claim_ahead_after(
+      Store& s, const std::function<void(const StoredMessage& m0)>& foreign) {
+    for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+    StoredMessage m0 = claim_in_another_thread(s);
+    foreign(m0);
+    StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);
+    wait_for_claims_ahead(s);
+    return {std::move(m0), std::move(m1)};
   }
   // Waits (5 s at most) until the store's thread filed `n` claims ahead.
   static void wait_for_claims_ahead(const Store& s, uint64_t n = 1) {
@@ -860,15 +873,10 @@ TEST_F(Claims, AheadTheClaimAnswersTheMessagesStillToBeDeliveredAgain) {
   const auto store = open_claiming_ahead_for_several();  // asked by m1
   Store& s = *store;
   if (!s.claim_ahead() || !s.claim_answers()) GTEST_SKIP() << "no claim ahead or answers";
-  for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
-  const StoredMessage m0 = claim_in_another_thread(s);  // m0..m15
-  {
-    RawDb raw(dir_);
-    raw.exec("INSERT INTO delivered(queue_id, msg_id, sent_time) VALUES(" + std::to_string(q_) +
-             ", x'6d35" + std::string(36, '0') + "', 1)");  // m5's id
-  }
-  const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: asks
-  wait_for_claims_ahead(s);
+  const auto [m0, m1] = claim_ahead_after(s, [&](const StoredMessage&) {
+    RawDb(dir_).exec("INSERT INTO delivered(queue_id, msg_id, sent_time) VALUES(" +
+                     std::to_string(q_) + ", x'6d35" + std::string(36, '0') + "', 1)");  // m5's
+  });
   ASSERT_EQ(sql_count(), 32);
   std::vector<Removal> got{deliver(s, m0), deliver(s, m1)};
   for (int i = 2; i < 16; ++i) {
@@ -931,15 +939,11 @@ TEST_F(Claims, AheadAForeignCommitBeforeTheClaimEndsTheKeptAnswers) {
   const auto store = open_claiming_ahead_for_several();  // asked by m1
   Store& s = *store;
   if (!s.claim_ahead() || !s.claim_answers()) GTEST_SKIP() << "no claim ahead or answers";
-  for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
-  const StoredMessage m0 = claim_in_another_thread(s);  // m0..m15
-  {
-    RawDb raw(dir_);
-    const std::string m5 = std::to_string(m0.seq + 5);
-    raw.exec("DELETE FROM messages WHERE seq = " + m5 + "; DELETE FROM claims WHERE seq = " + m5);
-  }
-  const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: asks
-  wait_for_claims_ahead(s);
+  const auto [m0, m1] = claim_ahead_after(s, [&](const StoredMessage& first) {
+    const std::string m5 = std::to_string(first.seq + 5);
+    RawDb(dir_).exec("DELETE FROM messages WHERE seq = " + m5 +
+                     "; DELETE FROM claims WHERE seq = " + m5);
+  });
   ASSERT_EQ(s.claims_ahead(), 1u);
   std::vector<Removal> got{deliver(s, m0), deliver(s, m1)};
   for (int i = 2; i < 16; ++i) {
