@@ -126,9 +126,9 @@ class Verifier {
   Verdict verify(const Envelope& e, const Registry& registry, std::time_t now, bool allow_weak);
 
  private:
-  // A parsed sender certificate and what every verification with it needs, worked out once.
   static constexpr int64_t kNeverValid = std::numeric_limits<int64_t>::min();
   static constexpr size_t kVerifyTemplates = 5 * 4;  // pkcs11::Hash x SigScheme
+  // A parsed sender certificate and what every verification with it needs, worked out once.
   struct Cached {
     Bytes der;     // the certificate's bytes, as received
     Bytes digest;  // their SHA-256: the registries' key, and part of the signed bytes
