@@ -2,7 +2,6 @@
 #include "src/security/message_auth.hpp"
 
 #include <mq.h>
-#include <openssl/rsa.h>
 
 #include "mqsec/error.hpp"
 #include "pkcs11/call_gate.hpp"
@@ -406,14 +405,8 @@ EVP_MD_CTX* Verifier::verify_template(const Cached& cached, pkcs11::Hash hash, S
   std::atomic<EVP_MD_CTX*>& slot = cached.templates[index];
   if (EVP_MD_CTX* t = slot.load(std::memory_order_acquire)) return t;
   MdCtxPtr fresh(EVP_MD_CTX_new());
-  EVP_PKEY_CTX* pctx = nullptr;
-  bool good = fresh && EVP_DigestVerifyInit(fresh.get(), &pctx, evp_md(hash), nullptr,
-                                            X509_get0_pubkey(cached.cert.get())) == 1;
-  if (good && scheme == SigScheme::RsaPss) {
-    good = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-           EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
-  }
-  if (!good) {
+  if (!digest_verify_init(fresh.get(), evp_md(hash), X509_get0_pubkey(cached.cert.get()),
+                          scheme == SigScheme::RsaPss)) {
     openssl_error();  // clear the queue
     return nullptr;
   }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <openssl/err.h>
+#include <openssl/rsa.h>
 #include <openssl/sha.h>
 
 namespace mqsec::security {
@@ -123,6 +124,13 @@ bool finish_digest(EVP_MD_CTX* ctx, const EVP_MD* md, uint8_t* out) {
 }
 
 }  // namespace
+
+bool digest_verify_init(EVP_MD_CTX* md, const EVP_MD* hash, EVP_PKEY* pub, bool pss) {
+  EVP_PKEY_CTX* pctx = nullptr;
+  if (md == nullptr || EVP_DigestVerifyInit(md, &pctx, hash, nullptr, pub) != 1) return false;
+  return !pss || (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+                  EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1);
+}
 
 bool digest_parts(const EVP_MD* md, std::initializer_list<std::span<const uint8_t>> parts,
                   uint8_t* out) {

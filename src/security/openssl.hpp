@@ -83,6 +83,10 @@ class DigestStream {
   const EVP_MD* md_;
   EVP_MD_CTX* ctx_;
 };
+// Initialises `md` for verifying signatures of `pub` over `hash` digests, with RSA-PSS padding
+// (salt as long as the digest) when `pss`; false if OpenSSL refuses (its error queue is left
+// for the caller).
+bool digest_verify_init(EVP_MD_CTX* md, const EVP_MD* hash, EVP_PKEY* pub, bool pss);
 // Lower-case hexadecimal, two digits a byte ("00ff...").
 std::string hex(std::span<const uint8_t> bytes);
 // "CN=alice,O=Example" (RFC 2253 order, OpenSSL's one-line form).

@@ -2,7 +2,6 @@
 #include "src/security/possession.hpp"
 
 #include <openssl/rand.h>
-#include <openssl/rsa.h>
 
 #include <array>
 #include <cstring>
@@ -98,12 +97,8 @@ void prove_possession(PersonalStore& store, X509* cert, const KeyRef& key) {
   }
 
   MdCtxPtr md(EVP_MD_CTX_new());
-  EVP_PKEY_CTX* pctx = nullptr;
-  bool good = md && EVP_DigestVerifyInit(md.get(), &pctx, EVP_sha256(), nullptr, pub) == 1;
-  if (good && key.key.scheme == pkcs11::Scheme::RsaPss) {
-    good = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-           EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
-  }
+  bool good =
+      digest_verify_init(md.get(), EVP_sha256(), pub, key.key.scheme == pkcs11::Scheme::RsaPss);
   good = good && EVP_DigestVerify(md.get(), signature.data(), signature.size(), challenge.data(),
                                   challenge.size()) == 1;
   if (!good) {
