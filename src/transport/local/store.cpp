@@ -48,7 +48,6 @@ namespace {
 // v6 (issue 14): claims (claimed receives, delivery_log.hpp).
 constexpr int kSchemaVersion = 6;
 
-// Milliseconds since the epoch: claim leases (compared between processes).
 // The CPUs this process may run on (its affinity mask), at least 1.
 int usable_cpus() {
   cpu_set_t set;
@@ -57,6 +56,7 @@ int usable_cpus() {
   return std::max(1, CPU_COUNT(&set));
 }
 
+// Milliseconds since the epoch: claim leases (compared between processes).
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
