@@ -315,6 +315,19 @@ TEST(BrokerNode, AcceptsItsUserRefusesAWrongPasswordListensOnLoopbackOnly) {
     EXPECT_FALSE(broker->running());
     EXPECT_FALSE(process_alive(*beam));
     broker->stop();  // safe twice
+    // The user comes from a definitions file (owner-only) that holds the password's salted hash,
+    // never the password; no file of the node's holds it.
+    ASSERT_EQ(::stat((dir / "node" / "defs.json").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+    size_t files = 0;
+    for (const auto& f : fs::recursive_directory_iterator(dir / "node")) {
+      if (!f.is_regular_file()) continue;
+      std::ifstream in(f.path(), std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+      EXPECT_EQ(bytes.find(password), std::string::npos) << f.path();
+      ++files;
+    }
+    EXPECT_GT(files, 3u);
     // The log names no password.
     std::ifstream log(dir / "node" / "log" / (broker->node_name() + ".log"));
     const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
