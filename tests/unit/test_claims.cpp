@@ -4,6 +4,7 @@
 // returned is never returned again), a purge takes claimed messages away, and this process
 // never sees a message it already returned. Each receiver "process" is a forked child with its
 // own Store (a claim owner is a process).
+#include "src/transport/local/flock_delivery_log.hpp"
 #include "src/transport/local/store.hpp"
 
 #include <gtest/gtest.h>
@@ -298,7 +299,8 @@ TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {
   EXPECT_EQ(s.remove_delivered(q_, m1->seq, id_of("m1"), 1, 0), Removal::Gone);
   EXPECT_FALSE(s.remove(q_, m1->seq));
   EXPECT_EQ(s.message_count(q_), 16u);
-  EXPECT_TRUE(fs::exists(DeliveryLog::path_of(dir_, claim_owner_of(child))));
+  const fs::path log = DeliveryLog::path_of(s.delivery_log_kind(), dir_, claim_owner_of(child));
+  EXPECT_TRUE(fs::exists(log));
   // SIGKILL while it holds 15 claims and one returned message in its log.
   ASSERT_TRUE(h.send('k'));
   ASSERT_TRUE(killed(child));
@@ -308,8 +310,7 @@ TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {
   EXPECT_EQ(got, want) << "its claims came back, exactly once, in order; m0 never";
   EXPECT_TRUE(s.was_delivered(q_, id_of("m0")));
   EXPECT_EQ(s.message_count(q_), 0u);
-  EXPECT_FALSE(fs::exists(DeliveryLog::path_of(dir_, claim_owner_of(child))))
-      << "a dead owner's log is removed once applied";
+  EXPECT_FALSE(fs::exists(log)) << "a dead owner's log is removed once applied";
 }
 
 // Applying a delivery log's records again changes nothing (docs/design/receive-store.md §7: what
@@ -326,20 +327,26 @@ TEST_F(Claims, ALogAppliedTwiceChangesNothing) {
     try {
       Store c(dir_);
       const StoredMessage m0 = claim(c), m1 = claim(c);  // claims m0..m15
-      const fs::path log = DeliveryLog::path_of(dir_, c.claim_owner());
+      // The log as the owner sees it, through a second object of it (what a recoverer in this
+      // process would open; with shared logs it shares the owner's mapping and lock).
+      const auto log = DeliveryLog::open(c.delivery_log_kind(), dir_, c.claim_owner(), false);
+      auto records = [&log] {
+        log->lock();
+        auto all = log->read_all();
+        log->unlock();
+        return all;
+      };
       if (deliver(c, m0) == Removal::Removed && deliver(c, m1) == Removal::Removed) {
-        std::string saved;
-        {
-          std::ifstream in(log, std::ios::binary);
-          saved.assign(std::istreambuf_iterator<char>(in), {});
-        }
+        const std::vector<DeliveryRecord> saved = records();
         c.release_claims(q_);  // applies m0 and m1, empties the log, releases m2..m15
-        rc = saved.size() != 160 ? 11 : fs::file_size(log) != 0 ? 12 : 0;
+        rc = saved.size() != 2 ? 11 : !records().empty() ? 12 : 0;
         if (rc == 0) {
-          std::ofstream(log, std::ios::binary | std::ios::trunc) << saved;
+          log->lock();
+          for (const DeliveryRecord& r : saved) log->append(r);
+          log->unlock();
           const StoredMessage m2 = claim(c);  // claims m2..m17
           rc = text(m2.envelope) != "m2" ? 13 : deliver(c, m2) != Removal::Removed ? 14 : 0;
-          if (rc == 0 && fs::file_size(log) != 240) rc = 15;
+          if (rc == 0 && records().size() != 3) rc = 15;
         }
       }
     } catch (...) {
@@ -547,7 +554,7 @@ TEST_F(Claims, AShortLogWriteLeavesNoPartialRecord) {
     int rc = 10;
     try {
       ::signal(SIGXFSZ, SIG_IGN);  // write() then fails with EFBIG or writes short
-      DeliveryLog log(dir_, "1:2", /*create=*/true);
+      FlockDeliveryLog log(dir_, "1:2", /*create=*/true);
       auto record = [](int64_t seq) {
         return DeliveryRecord{1, seq, 1, id_of("m" + std::to_string(seq))};
       };
@@ -574,57 +581,71 @@ TEST_F(Claims, AShortLogWriteLeavesNoPartialRecord) {
                                     "read back, 3: not records 1 and 3";
 }
 
-// keep_only (the claim transaction's log rewrite while deliveries go on) killed between
-// writing the kept records over the first slots and cutting the file: the log still holds every
-// kept record (some twice, and applied ones, which applying again allows:
-// ALogAppliedTwiceChangesNothing), whole. Without the kill, exactly the kept ones, in order.
-TEST_F(Claims, ALogRewriteKilledBeforeItsCutKeepsEveryKeptRecord) {
+// keep_only (the claim transaction's log rewrite while deliveries go on) killed after writing
+// the kept records and before making them the log's content (flock: the cut; shared: the
+// window's publication): the log still holds every kept record, whole (with flock some twice,
+// and applied ones, which applying again allows: ALogAppliedTwiceChangesNothing; shared: the old
+// window). Without the kill, exactly the kept ones, in order. Both kinds of log.
+TEST_F(Claims, ALogRewriteKilledBeforeItIsMadeTheContentKeepsEveryKeptRecord) {
   auto seqs = [](const std::vector<DeliveryRecord>& all) {
     std::vector<int64_t> out;
     for (const DeliveryRecord& r : all) out.push_back(r.seq);
     return out;
   };
-  for (const bool kill : {true, false}) {
-    const std::string owner = kill ? "1:2" : "3:4";
-    const pid_t pid = ::fork();
-    ASSERT_NE(pid, -1);
-    if (pid == 0) {
-      int rc = 10;
-      try {
-        DeliveryLog log(dir_, owner, /*create=*/true);
-        auto record = [](int64_t seq) {
-          return DeliveryRecord{1, seq, 1, id_of("m" + std::to_string(seq))};
-        };
-        for (int64_t seq = 1; seq <= 6; ++seq) log.append(record(seq));
-        if (kill) DeliveryLog::set_rewrite_hook_for_test([] { ::raise(SIGKILL); });
-        const std::vector<DeliveryRecord> kept{record(1), record(3), record(5), record(6)};
-        log.keep_only(kept);  // 2 and 4 were applied
-        rc = 0;
-      } catch (...) {
-        rc = 11;
+  int n = 0;
+  for (const DeliveryLogKind kind : {DeliveryLogKind::Flock, DeliveryLogKind::Shared}) {
+    for (const bool kill : {true, false}) {
+      SCOPED_TRACE(std::string(kind == DeliveryLogKind::Flock ? "flock" : "shared") +
+                   (kill ? ", killed" : ""));
+      const std::string owner = std::to_string(++n) + ":1";
+      const pid_t pid = ::fork();
+      ASSERT_NE(pid, -1);
+      if (pid == 0) {
+        int rc = 10;
+        try {
+          const auto log = DeliveryLog::open(kind, dir_, owner, /*create=*/true);
+          auto record = [](int64_t seq) {
+            return DeliveryRecord{1, seq, 1, id_of("m" + std::to_string(seq))};
+          };
+          log->lock();
+          for (int64_t seq = 1; seq <= 6; ++seq) log->append(record(seq));
+          if (kill) set_delivery_log_rewrite_hook_for_test([] { ::raise(SIGKILL); });
+          const std::vector<DeliveryRecord> kept{record(1), record(3), record(5), record(6)};
+          log->keep_only(kept);  // 2 and 4 were applied
+          log->unlock();
+          rc = 0;
+        } catch (...) {
+          rc = 11;
+        }
+        ::_exit(rc);
       }
-      ::_exit(rc);
-    }
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    if (kill) {
-      ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-          << "the rewrite hook did not run";
-    } else {
-      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    }
-    DeliveryLog log(dir_, owner, /*create=*/false);
-    ASSERT_TRUE(log.is_open());
-    EXPECT_EQ(fs::file_size(DeliveryLog::path_of(dir_, owner)) % 80, 0u) << "a torn record";
-    const std::vector<int64_t> got = seqs(log.read_all());
-    if (kill) {
-      const std::set<int64_t> held(got.begin(), got.end());
-      for (const int64_t seq : {1, 3, 5, 6}) {
-        EXPECT_EQ(held.count(seq), 1u) << "kept record " << seq << " lost by the kill";
+      int status = 0;
+      ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+      if (kill) {
+        ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+            << "the rewrite hook did not run";
+      } else {
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
       }
-      for (const int64_t seq : got) EXPECT_TRUE(seq >= 1 && seq <= 6) << seq;
-    } else {
-      EXPECT_EQ(got, (std::vector<int64_t>{1, 3, 5, 6}));
+      const auto log = DeliveryLog::open(kind, dir_, owner, /*create=*/false);
+      ASSERT_TRUE(log->is_open());
+      if (kind == DeliveryLogKind::Flock) {
+        EXPECT_EQ(fs::file_size(DeliveryLog::path_of(kind, dir_, owner)) % 80, 0u)
+            << "a torn record";
+      }
+      // The killed owner held the lock: a robust mutex gives it to the next locker.
+      ASSERT_TRUE(log->try_lock(50)) << "the dead owner's lock was not taken over";
+      const std::vector<int64_t> got = seqs(log->read_all());
+      log->unlock();
+      if (kill) {
+        const std::set<int64_t> held(got.begin(), got.end());
+        for (const int64_t seq : {1, 3, 5, 6}) {
+          EXPECT_EQ(held.count(seq), 1u) << "kept record " << seq << " lost by the kill";
+        }
+        for (const int64_t seq : got) EXPECT_TRUE(seq >= 1 && seq <= 6) << seq;
+      } else {
+        EXPECT_EQ(got, (std::vector<int64_t>{1, 3, 5, 6}));
+      }
     }
   }
 }
@@ -738,9 +759,9 @@ TEST_F(Claims, DeliveriesGoOnWhileAnotherThreadsClaimTransactionRuns) {
   EXPECT_EQ(delivered, 3);
   // The claim applied m0 (delivered before it began): deleted, its record gone from the log.
   // m1..m3 are logged, still rows, applied by the next transaction.
-  DeliveryLog log(dir_, s.claim_owner(), /*create=*/false);
+  const auto log = DeliveryLog::open(s.delivery_log_kind(), dir_, s.claim_owner(), false);
   std::vector<std::string> logged;
-  for (const DeliveryRecord& r : log.read_all()) logged.push_back(text(r.msg_id).substr(0, 2));
+  for (const DeliveryRecord& r : log->read_all()) logged.push_back(text(r.msg_id).substr(0, 2));
   EXPECT_EQ(logged, (std::vector<std::string>{"m1", "m2", "m3"}));
   const std::string rows = "SELECT count(*) FROM messages WHERE queue_id = " + std::to_string(q_);
   EXPECT_EQ(sql_count(rows.c_str()), kMessages - 1);
@@ -1046,16 +1067,17 @@ TEST_F(Claims, ACommitByAForeignConnectionEndsTheFastPath) {
 
 // A recoverer holds the owner's log lock from before it reads the log until after it
 // committed; an owner waiting for that lock must see the commit. Here this process takes the
-// log's flock through a second open file (flock locks belong to open files), drops the claims
-// with raw SQL and commits while a delivery waits for the lock. (Fails when the header is
-// compared before log_->lock().)
+// log's lock through a second object of the log (flock: a second open file, flock locks belong
+// to open files; shared: the same mutex, taken by this thread), drops the claims with raw SQL
+// and commits while a delivery waits for the lock. (Fails when the header is compared before
+// log_->lock().)
 TEST_F(Claims, ARecovererCommittingWhileTheOwnerWaitsForItsLogLockWins) {
   Store s(dir_);
   ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1..m15
   const StoredMessage m1 = claim(s);
-  DeliveryLog recoverer(dir_, s.claim_owner(), /*create=*/false);
-  ASSERT_TRUE(recoverer.is_open());
-  recoverer.lock();
+  const auto recoverer = DeliveryLog::open(s.delivery_log_kind(), dir_, s.claim_owner(), false);
+  ASSERT_TRUE(recoverer->is_open());
+  recoverer->lock();
   Removal got = Removal::Removed;
   std::thread owner([&] { got = deliver(s, m1); });
   std::this_thread::sleep_for(100ms);  // the owner waits for the log's lock by now
@@ -1064,10 +1086,10 @@ TEST_F(Claims, ARecovererCommittingWhileTheOwnerWaitsForItsLogLockWins) {
     raw.exec("DELETE FROM claims WHERE owner = '" + s.claim_owner() + "'");
   }
   std::this_thread::sleep_for(100ms);
-  recoverer.unlock();
+  recoverer->unlock();
   owner.join();
   EXPECT_EQ(got, Removal::Gone);
-  EXPECT_EQ(recoverer.read_all().size(), 1u) << "only m0 is in the log";
+  EXPECT_EQ(recoverer->read_all().size(), 1u) << "only m0 is in the log";
 }
 
 // The claim never learns an id the store recorded as delivered: the validation read answers

@@ -2,21 +2,27 @@
 //
 // A receiver process claims several messages of a queue in one write transaction (table
 // `claims` of the store) and returns them one by one. Each message it returns is recorded in
-// this process's delivery log, one small write() per receive, outside SQLite; the rows are
-// deleted (and their ids recorded as delivered) later, in batches. A claim whose owner is dead
-// (or whose lease ran out) is released by another process, after it applied the owner's
-// log under the log's lock (flock): what the owner returned is deleted, never redelivered.
+// this process's delivery log, outside SQLite; the rows are deleted (and their ids recorded as
+// delivered) later, in batches. A claim whose owner is dead (or whose lease ran out) is released
+// by another process, after it applied the owner's log under the log's lock: what the owner
+// returned is deleted, never redelivered.
 //
 // The owner checks that its claim still holds and appends to its log while it holds the same
 // lock, so a recoverer either sees the entry or the owner sees its claim gone: a message is
 // returned by exactly one process whatever the timing (docs/performance.md, "Claimed receives").
+//
+// Two kinds of log, chosen by the store's schema when the store is created (never mixed in one
+// store: every process of it uses the same kind):
+// - Flock (schema 6): <owner>.log, one write() per record under flock (flock_delivery_log.hpp).
+// - Shared (schema 7): <owner>.shm, a file mapped shared with a robust process-shared mutex; an
+//   append is a store to memory, no system call (shared_delivery_log.hpp).
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
 #include <filesystem>
-#include <optional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,7 +36,7 @@ std::string claim_owner_of(pid_t pid);
 // An owner string that does not parse is dead.
 bool claim_owner_alive(const std::string& owner);
 
-// One returned message, as the log keeps it (fixed 80-byte records).
+// One returned message, as the log keeps it (fixed 80-byte records, both kinds).
 struct DeliveryRecord {
   int64_t queue_id = 0;
   int64_t seq = 0;
@@ -38,44 +44,63 @@ struct DeliveryRecord {
   std::vector<uint8_t> msg_id;
 };
 inline constexpr size_t kMaxLoggedIdSize = 48;
+inline constexpr size_t kDeliveryRecordSize = 4 + 4 + 8 + 8 + 8 + kMaxLoggedIdSize;
+// A record's bytes (kDeliveryRecordSize at `out`); an id longer than a record holds is refused
+// (Error MQ_ERROR_MESSAGE_STORAGE_FAILED).
+void encode_delivery_record(const DeliveryRecord& r, uint8_t* out);
+// The record at `in`; false when the bytes are not a record (a torn or foreign one).
+bool decode_delivery_record(const uint8_t* in, DeliveryRecord& r);
 
-// The delivery log of one owner: <store>/claims/<owner with ':' as '-'>.log, mode 0600.
+enum class DeliveryLogKind { Flock, Shared };
+
+// The delivery log of one owner, in <store>/claims/, mode 0600. Its lock belongs to the thread
+// that took it: unlock on the same thread.
 class DeliveryLog {
  public:
   // Opens (creating when `create`) the log of `owner` under store directory `dir`; without
   // `create` a missing log leaves the object closed (is_open() false). Throws
-  // Error(MQ_ERROR_MESSAGE_STORAGE_FAILED) when it cannot be opened.
-  DeliveryLog(const std::filesystem::path& dir, const std::string& owner, bool create);
-  ~DeliveryLog();
+  // Error(MQ_ERROR_MESSAGE_STORAGE_FAILED) when it cannot be opened, or when the file is not a
+  // log of this kind (a recoverer must never take that for "no log").
+  static std::unique_ptr<DeliveryLog> open(DeliveryLogKind kind, const std::filesystem::path& dir,
+                                           const std::string& owner, bool create);
+  static std::filesystem::path path_of(DeliveryLogKind kind, const std::filesystem::path& dir,
+                                       const std::string& owner);
+
+  virtual ~DeliveryLog() = default;
   DeliveryLog(const DeliveryLog&) = delete;
   DeliveryLog& operator=(const DeliveryLog&) = delete;
 
-  bool is_open() const noexcept { return fd_ >= 0; }
-  // The log's lock (flock, exclusive). lock() waits; try_lock() gives up after `tries` polls
-  // 0.2 ms apart (a recoverer must not hang on a stopped owner).
-  void lock();
-  bool try_lock(int tries);
-  void unlock() noexcept;
-  // One write() of one record (atomic against a SIGKILL: it is in the page cache or not at all).
-  void append(const DeliveryRecord& r);
-  // Every whole record (a torn tail, only possible after a power failure, is ignored).
-  std::vector<DeliveryRecord> read_all();
-  void truncate();
+  virtual bool is_open() const noexcept = 0;
+  // The log's lock (exclusive). lock() waits; try_lock() gives up after `tries` polls 0.2 ms
+  // apart (a recoverer must not hang on a stopped owner).
+  virtual void lock() = 0;
+  virtual bool try_lock(int tries) = 0;
+  virtual void unlock() noexcept = 0;
+  // Under the lock. Atomic against a SIGKILL: the record is in the log whole or not at all.
+  virtual void append(const DeliveryRecord& r) = 0;
+  // Under the lock: every record.
+  virtual std::vector<DeliveryRecord> read_all() = 0;
+  // Under the lock: no record.
+  virtual void truncate() = 0;
   // Under the lock: makes the log hold `kept` alone, in its order (the owner's records not
   // applied yet, which it knows: no read of the log). Killed at any point, the log still holds
-  // every kept record whole (some twice, and applied ones: applying a record again changes
-  // nothing).
-  void keep_only(std::span<const DeliveryRecord> kept);
-  void remove_file() noexcept;  // unlink (a dead owner's log, once applied)
-  // Tests: runs in keep_only between writing the kept records and cutting the file (a test
-  // kills the process there). Process-wide; nullptr: none.
-  static void set_rewrite_hook_for_test(void (*hook)()) noexcept;
+  // every kept record whole (with the flock kind also some twice, and applied ones: applying a
+  // record again changes nothing).
+  virtual void keep_only(std::span<const DeliveryRecord> kept) = 0;
+  virtual void remove_file() noexcept = 0;  // unlink (a dead owner's log, once applied)
 
-  static std::filesystem::path path_of(const std::filesystem::path& dir, const std::string& owner);
-
- private:
-  std::filesystem::path path_;
-  int fd_ = -1;
+ protected:
+  DeliveryLog() = default;
 };
+
+// Tests: `hook` runs in keep_only after the kept records are written and before they are made
+// the log's content (flock: before the cut; shared: before the window is published); a test
+// kills the process there. Process-wide; nullptr: none.
+void set_delivery_log_rewrite_hook_for_test(void (*hook)()) noexcept;
+// The hook as set (for the two kinds' keep_only).
+void run_delivery_log_rewrite_hook();
+// <dir>/claims/<owner with ':' as '-'><suffix> (both kinds' path_of).
+std::filesystem::path delivery_log_path(const std::filesystem::path& dir, const std::string& owner,
+                                        const char* suffix);
 
 }  // namespace mqsec::transport::local

@@ -45,8 +45,12 @@ namespace {
 // sanitized priority. v3 (issue 10): arrived (message ids that arrived from other machines, per
 // queue, for removing the broker's duplicates). v4 (issue 13): MSMQ's other queue properties
 // (journal, quotas, base priority, privacy level, type, multicast address, modify time).
-// v6 (issue 14): claims (claimed receives, delivery_log.hpp).
-constexpr int kSchemaVersion = 6;
+// v5 (issue 13): queue_security. v6 (issue 14): claims (claimed receives, delivery_log.hpp),
+// with flock delivery logs; stores migrated from 1-5 stop here. v7 (issue 14): the same tables
+// with shared delivery logs (shared_delivery_log.hpp): only stores created at 7 are, so that no
+// process of a store ever meets the other kind's protocol, and a v6 binary refuses a v7 store.
+constexpr int kSchemaVersion = 7;
+constexpr int kFlockLogSchema = 6;
 
 // The CPUs this process may run on (its affinity mask), at least 1.
 int usable_cpus() {
@@ -198,6 +202,17 @@ QueueInfo read_queue(sqlite3_stmt* st) {
 
 [[noreturn]] void unavailable(const std::string& reason) {
   throw Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason);
+}
+
+// The delivery log kind of a store created now: shared, or flock with MQSEC_STORE_CLAIM_LOG=flock
+// (a test and measurement switch; a store keeps the kind it was created with).
+DeliveryLogKind new_store_log_kind() {
+  const char* v = secure_getenv("MQSEC_STORE_CLAIM_LOG");
+  const std::string_view kind = v != nullptr ? v : "";
+  if (kind.empty() || kind == "shared") return DeliveryLogKind::Shared;
+  if (kind == "flock") return DeliveryLogKind::Flock;
+  unavailable("MQSEC_STORE_CLAIM_LOG is \"" + std::string(kind) +
+              "\": it must be \"shared\" (the default) or \"flock\"");
 }
 
 std::string user_of(uid_t uid) {
@@ -688,10 +703,19 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
             " registered INTEGER NOT NULL);",
             "creating schema");
         migrate_locked(1);
-      } else if (version < kSchemaVersion) {
+        if (new_store_log_kind() == DeliveryLogKind::Shared) {
+          exec(
+              "DELETE FROM schema_version;"
+              "INSERT INTO schema_version(version) VALUES(7);",
+              "creating schema");
+        }
+      } else if (version < kFlockLogSchema) {
         migrate_locked(version);
       }
       tx.commit();
+      log_kind_ = have && version <= kFlockLogSchema ? DeliveryLogKind::Flock
+                  : have                             ? DeliveryLogKind::Shared
+                                                     : new_store_log_kind();
     }
 
     for (const auto& [member, sql] : Statements::queries()) {
@@ -1895,7 +1919,7 @@ bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
   for (const auto& [owner, until] : owners) {
     const bool dead = !claim_owner_alive(owner);
     if (!dead && until >= now) continue;  // a live owner within its lease
-    auto log = std::make_unique<DeliveryLog>(dir_, owner, /*create=*/false);
+    auto log = DeliveryLog::open(log_kind_, dir_, owner, /*create=*/false);
     if (log->is_open()) {
       // The owner holds its lock only around a read and a write(): a few microseconds, unless
       // it is stopped; then it is left for another time.
@@ -1952,7 +1976,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
   const bool answer = peeking && claim_answers_;
   {
     std::lock_guard d(dmu_);
-    if (!log_) log_ = std::make_unique<DeliveryLog>(dir_, owner_, /*create=*/true);
+    if (!log_) log_ = DeliveryLog::open(log_kind_, dir_, owner_, /*create=*/true);
     applying = pending_;
     window_seconds = pending_window_;
     if (answer) {

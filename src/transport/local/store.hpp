@@ -53,9 +53,11 @@ class Store {
   // REAL uid and not be writable by group or others, else Error(MQ_ERROR_ACCESS_DENIED, text
   // naming the owner and how to share queues between users). Files are opened and created
   // with the thread's real uid/gid as file-system ids (an impersonating thread's effective
-  // ids are not used), without following symbolic links. A schema v1 to v4 store is migrated to
-  // v6. Throws Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason) when the store can't be opened, or its
-  // schema is newer than this code understands.
+  // ids are not used), without following symbolic links. A schema v1 to v5 store is migrated to
+  // v6 (flock delivery logs); a new store is created at v7 (shared delivery logs; v6 with
+  // MQSEC_STORE_CLAIM_LOG=flock), and keeps its version. Throws
+  // Error(MQ_ERROR_SERVICE_NOT_AVAILABLE, reason) when the store can't be opened, or its schema is
+  // newer than this code understands.
   explicit Store(const std::filesystem::path& dir);
   ~Store();
   Store(const Store&) = delete;
@@ -292,6 +294,8 @@ class Store {
   // this process never sees a message it already returned.
   void release_claims(int64_t queue_id);
   const std::string& claim_owner() const noexcept { return owner_; }
+  // The kind of this store's delivery logs (fixed by its schema version).
+  DeliveryLogKind delivery_log_kind() const noexcept { return log_kind_; }
   // How many read transactions deliver_claimed made (for tests).
   uint64_t deliver_reads() const noexcept { return deliver_reads_.load(std::memory_order_relaxed); }
   // How many claim checks (claim_held statements) those reads ran, for this message and the
@@ -437,6 +441,7 @@ class Store {
 
   std::filesystem::path dir_;
   std::string owner_;  // this process as a claim owner ("<pid>:<start time>")
+  DeliveryLogKind log_kind_ = DeliveryLogKind::Flock;  // set by the constructor
   std::unique_ptr<DeliveryLog> log_;
   std::map<int64_t, std::deque<StoredMessage>> ready_;  // claimed, not yet returned, per queue
   std::vector<PendingDelivery> pending_;                // returned, not yet deleted (all queues)
