@@ -33,6 +33,8 @@
 #include <thread>
 #include <utility>
 
+#include "tests/support/scoped_env.hpp"
+
 namespace mqsec::transport::local {
 namespace {
 
@@ -55,24 +57,8 @@ bool peek(std::span<const uint8_t> envelope, std::array<uint8_t, 20>& id) noexce
 }
 
 // MQSEC_CLAIM_AHEAD set to `value` while a Store is opened (the Store reads it then).
-class ClaimAheadMode {
- public:
-  explicit ClaimAheadMode(const char* value) {
-    if (const char* v = std::getenv("MQSEC_CLAIM_AHEAD")) saved_ = v;
-    ::setenv("MQSEC_CLAIM_AHEAD", value, 1);
-  }
-  ~ClaimAheadMode() {
-    if (saved_) {
-      ::setenv("MQSEC_CLAIM_AHEAD", saved_->c_str(), 1);
-    } else {
-      ::unsetenv("MQSEC_CLAIM_AHEAD");
-    }
-  }
-  ClaimAheadMode(const ClaimAheadMode&) = delete;
-  ClaimAheadMode& operator=(const ClaimAheadMode&) = delete;
-
- private:
-  std::optional<std::string> saved_;
+struct ClaimAheadMode : testing::ScopedEnv {
+  explicit ClaimAheadMode(const char* value) : ScopedEnv("MQSEC_CLAIM_AHEAD", value) {}
 };
 
 // A connection of its own (the stand-in for an older mqsec, a test's raw SQL or an admin's
@@ -311,6 +297,61 @@ TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {
   EXPECT_TRUE(s.was_delivered(q_, id_of("m0")));
   EXPECT_EQ(s.message_count(q_), 0u);
   EXPECT_FALSE(fs::exists(log)) << "a dead owner's log is removed once applied";
+}
+
+// A receiver process that exited after applying its log and releasing its claims leaves its log
+// behind; the next Store's first claim removes it, and the temporary file of a log a dead owner
+// was creating. It leaves a live owner's log, a dead owner's log that still has claims (the
+// recovery's: ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) and any other file.
+TEST_F(Claims, TheLogsOfDeadOwnersWithoutClaimsAreSwept) {
+  const fs::path claims = dir_ / "claims";
+  const pid_t child = ::fork();
+  ASSERT_NE(child, -1);
+  if (child == 0) {
+    int rc = 10;
+    try {
+      Store c(dir_);
+      const StoredMessage m0 = claim(c);
+      rc = deliver(c, m0) == Removal::Removed ? 0 : 11;
+      c.release_claims(q_);  // applies m0, empties the log, releases the other claims
+    } catch (...) {
+    }
+    ::_exit(rc);
+  }
+  ASSERT_EQ(exit_status(child), 0);
+  const std::string prefix = std::to_string(child) + "-";
+  auto childs_logs = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(claims)) {
+      if (e.path().filename().string().starts_with(prefix)) ++n;
+    }
+    return n;
+  };
+  ASSERT_EQ(childs_logs(), 1) << "the exited receiver's log is not there to sweep";
+  Handshake h;
+  const pid_t alive = ::fork();
+  ASSERT_NE(alive, -1);
+  if (alive == 0) {
+    h.reached();
+    ::_exit(h.received() == 'x' ? 0 : 1);
+  }
+  ASSERT_TRUE(h.wait_reached());
+  Store s(dir_);
+  const DeliveryLogKind kind = s.delivery_log_kind();
+  const fs::path live = DeliveryLog::path_of(kind, dir_, claim_owner_of(alive));
+  const fs::path with_claims = DeliveryLog::path_of(kind, dir_, "1:1");  // pid 1 started at 1
+  const fs::path creating = claims / ".2-1.shm.new";
+  const fs::path other = claims / "notes.txt";
+  for (const fs::path& p : {live, with_claims, creating, other}) std::ofstream(p) << "x";
+  RawDb(dir_).exec("INSERT INTO claims(seq, queue_id, owner, until) VALUES(999999, 999, '1:1', 0)");
+  ASSERT_EQ(text(claim(s).envelope), "m1");
+  EXPECT_EQ(childs_logs(), 0) << "the exited receiver's log was not removed";
+  EXPECT_FALSE(fs::exists(creating)) << "a dead owner's unfinished log was not removed";
+  EXPECT_TRUE(fs::exists(live)) << "a live owner's log was removed";
+  EXPECT_TRUE(fs::exists(with_claims)) << "the log of a dead owner with claims was removed";
+  EXPECT_TRUE(fs::exists(other));
+  ASSERT_TRUE(h.send('x'));
+  EXPECT_EQ(exit_status(alive), 0);
 }
 
 // Applying a delivery log's records again changes nothing (docs/design/receive-store.md §7: what

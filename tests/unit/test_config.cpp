@@ -15,10 +15,13 @@
 
 #include "mqsec/error.hpp"
 
+#include "tests/support/scoped_env.hpp"
+
 namespace mqsec::security {
 namespace {
 
 namespace fs = std::filesystem;
+using mqsec::testing::ScopedEnv;
 
 const char* const kFile = "/etc/mqsec/mqsec.toml";
 
@@ -42,28 +45,6 @@ std::string profile_error(const std::string& text) {
   ADD_FAILURE() << "no ConfigError for:\n" << text;
   return "";
 }
-
-// Sets or unsets an environment variable for one scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = getenv(name)) old_ = old;
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      setenv(name_, old_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 // A fresh directory under the test temp dir, removed afterwards.
 class TempDir {

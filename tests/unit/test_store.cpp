@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "tests/support/sqlite_query.hpp"
+#include "tests/support/scoped_env.hpp"
 
 namespace mqsec::transport::local {
 namespace {
@@ -983,6 +984,45 @@ TEST_F(StoreTest, QueueSecurityIsKeptReplacedAndDeletedWithTheQueue) {
     ADD_FAILURE() << "set the descriptor of a deleted queue";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), MQ_ERROR_QUEUE_NOT_FOUND);
+  }
+}
+
+// A new store has shared delivery logs (schema 7); MQSEC_STORE_CLAIM_LOG=flock makes a schema 6
+// one (flock logs, what migrated stores keep: SchemaV1StoreIsMigrated). A store keeps its kind
+// whatever the variable says when it is opened again (every process of a store uses one kind),
+// and a value that is neither is refused when it would choose.
+TEST_F(StoreTest, ANewStoreHasSharedDeliveryLogsAndKeepsItsKind) {
+  const fs::path shared = root_ / "shared", flock = root_ / "flock";
+  auto version = [](const fs::path& dir) {
+    return sql_int(dir / "mqsec.db", "SELECT max(version) FROM schema_version");
+  };
+  {
+    testing::ScopedEnv env("MQSEC_STORE_CLAIM_LOG", nullptr);
+    Store s(shared);
+    EXPECT_EQ(s.delivery_log_kind(), DeliveryLogKind::Shared);
+  }
+  EXPECT_EQ(version(shared), 7);
+  {
+    testing::ScopedEnv env("MQSEC_STORE_CLAIM_LOG", "flock");
+    Store s(flock);
+    EXPECT_EQ(s.delivery_log_kind(), DeliveryLogKind::Flock);
+    Store again(shared);
+    EXPECT_EQ(again.delivery_log_kind(), DeliveryLogKind::Shared) << "kept its kind";
+  }
+  EXPECT_EQ(version(flock), 6);
+  {
+    testing::ScopedEnv env("MQSEC_STORE_CLAIM_LOG", "shared");
+    Store s(flock);
+    EXPECT_EQ(s.delivery_log_kind(), DeliveryLogKind::Flock) << "kept its kind";
+  }
+  EXPECT_EQ(version(flock), 6);
+  testing::ScopedEnv env("MQSEC_STORE_CLAIM_LOG", "fcntl");
+  try {
+    Store s(root_ / "other");
+    FAIL() << "created a store with an unknown delivery log kind";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_SERVICE_NOT_AVAILABLE);
+    EXPECT_NE(std::string(e.what()).find("MQSEC_STORE_CLAIM_LOG"), std::string::npos) << e.what();
   }
 }
 

@@ -19,10 +19,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/scoped_env.hpp"
+
 namespace mqsec::transport::local {
 namespace {
 
 namespace fs = std::filesystem;
+using mqsec::testing::ScopedEnv;
 
 class WalSignalTest : public ::testing::Test {
  protected:
@@ -191,33 +194,6 @@ TEST_F(WalSignalTest, OffWhenTheWalIndexIsNotShared) {
   EXPECT_FALSE(off.on());
   EXPECT_FALSE(off.read());
 }
-
-// Sets an environment variable for the life of the object (restores it after).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    const char* was = std::getenv(name);
-    if (was) saved_ = was;
-    if (value) {
-      ::setenv(name, value, 1);
-    } else {
-      ::unsetenv(name);
-    }
-  }
-  ~ScopedEnv() {
-    if (saved_) {
-      ::setenv(name_, saved_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> saved_;
-};
 
 // The store's switches, read when it is opened: MQSEC_CLAIM_FASTPATH=0 (no fast path, so no
 // claim answers either) and MQSEC_CLAIM_ANSWERS=0 (the fast path without the claim's answers).

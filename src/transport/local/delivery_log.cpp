@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -98,6 +99,31 @@ std::filesystem::path delivery_log_path(const std::filesystem::path& dir, const 
     if (c == ':') c = '-';
   }
   return dir / "claims" / (name + suffix);
+}
+
+std::optional<std::string> delivery_log_owner(const std::string& file_name) {
+  std::string_view name = file_name;
+  auto strip = [&name](std::string_view prefix, std::string_view suffix) {
+    if (name.size() <= prefix.size() + suffix.size() || !name.starts_with(prefix) ||
+        !name.ends_with(suffix)) {
+      return false;
+    }
+    name = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    return true;
+  };
+  if (!strip("", ".log") && !strip("", ".shm") && !strip(".", ".shm.new")) return std::nullopt;
+  const size_t dash = name.find('-');
+  auto digits = [](std::string_view d) {
+    return !d.empty() && d.size() <= 20 &&
+           std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (dash == std::string_view::npos || !digits(name.substr(0, dash)) ||
+      !digits(name.substr(dash + 1))) {
+    return std::nullopt;
+  }
+  std::string owner(name);
+  owner[dash] = ':';
+  return owner;
 }
 
 void set_delivery_log_rewrite_hook_for_test(void (*hook)()) noexcept { rewrite_hook = hook; }

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -99,6 +100,9 @@ class DeliveryLog {
 void set_delivery_log_rewrite_hook_for_test(void (*hook)()) noexcept;
 // The hook as set (for the two kinds' keep_only).
 void run_delivery_log_rewrite_hook();
+// The owner whose log (or log being created) a file of <store>/claims/ is: "<pid>-<start>.log",
+// "<pid>-<start>.shm" or ".<pid>-<start>.shm.new"; nullopt for any other name.
+std::optional<std::string> delivery_log_owner(const std::string& file_name);
 // <dir>/claims/<owner with ':' as '-'><suffix> (both kinds' path_of).
 std::filesystem::path delivery_log_path(const std::filesystem::path& dir, const std::string& owner,
                                         const char* suffix);

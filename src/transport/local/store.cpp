@@ -409,6 +409,7 @@ struct Store::Statements {
   sqlite3_stmt* release_claim = nullptr;
   sqlite3_stmt* release_owner = nullptr;
   sqlite3_stmt* delete_queue_claims = nullptr;
+  sqlite3_stmt* owner_has_claims = nullptr;
 
   using Member = sqlite3_stmt* Statements::*;
   // Every statement but the transaction ones, with its SQL: prepared together once the schema
@@ -518,6 +519,7 @@ struct Store::Statements {
         {&Statements::release_claim, "DELETE FROM claims WHERE seq = ?1 AND owner = ?2"},
         {&Statements::release_owner, "DELETE FROM claims WHERE owner = ?1 AND until < ?2"},
         {&Statements::delete_queue_claims, "DELETE FROM claims WHERE queue_id = ?1"},
+        {&Statements::owner_has_claims, "SELECT 1 FROM claims WHERE owner = ?1 LIMIT 1"},
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
         {&Statements::bytes,
          "SELECT coalesce(sum(length(envelope)), 0) FROM messages WHERE queue_id = ?1"},
@@ -1940,6 +1942,23 @@ bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
   return changed;
 }
 
+void Store::sweep_unused_logs_locked() {
+  const char* what = "sweep delivery logs";
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir_ / "claims", ec);
+  for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    const std::optional<std::string> owner = delivery_log_owner(it->path().filename().string());
+    if (!owner || *owner == owner_ || claim_owner_alive(*owner)) continue;
+    {
+      StmtScope scope(st_->owner_has_claims);
+      bind_text(st_->owner_has_claims, 1, *owner, what);
+      if (step_row(st_->owner_has_claims, what)) continue;  // recovered by recover_owners_locked
+    }
+    RealFsIds real_ids;
+    (void)::unlink(it->path().c_str());
+  }
+}
+
 int Store::wal_committed(void* self, sqlite3* db, const char* name, int frames) {
   static_cast<Store*>(self)->last_commit_frames_ = frames;
   // What SQLite's own hook (sqlite3WalDefaultHook) does at wal_autocheckpoint=10000: a passive
@@ -1976,7 +1995,10 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
   const bool answer = peeking && claim_answers_;
   {
     std::lock_guard d(dmu_);
-    if (!log_) log_ = DeliveryLog::open(log_kind_, dir_, owner_, /*create=*/true);
+    if (!log_) {
+      log_ = DeliveryLog::open(log_kind_, dir_, owner_, /*create=*/true);
+      sweep_logs_ = true;
+    }
     applying = pending_;
     window_seconds = pending_window_;
     if (answer) {
@@ -1999,6 +2021,9 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
   };
   try {
     Tx tx(*this, false);
+    // Before the recovery: it must not see the rows the recovery deletes (their logs are removed
+    // after the commit).
+    if (std::exchange(sweep_logs_, false)) sweep_unused_logs_locked();
     apply_deliveries_locked(applying, window_seconds);
     const bool recovered = recover_owners_locked(queue_id, now, held);
     {

@@ -395,6 +395,10 @@ class Store {
   // Under dmu_, once what left pending_ was applied: this process's log keeps the records of
   // pending_ alone.
   void drop_applied_records_locked();
+  // Inside the claim transaction, once per Store (its first claim): removes the delivery logs
+  // of dead owners that hold no claim (processes that exited after applying their log and
+  // releasing their claims leave it behind; nobody would read it again).
+  void sweep_unused_logs_locked();
   // Inside the claim transaction: applies the logs of queue_id's claim owners that are dead
   // or whose lease ran out and drops their claims; the logs stay locked (in `held`) until the
   // caller committed.
@@ -443,6 +447,7 @@ class Store {
   std::string owner_;  // this process as a claim owner ("<pid>:<start time>")
   DeliveryLogKind log_kind_ = DeliveryLogKind::Flock;  // set by the constructor
   std::unique_ptr<DeliveryLog> log_;
+  bool sweep_logs_ = false;  // under mu_ and dmu_: the next claim transaction sweeps (log_ is new)
   std::map<int64_t, std::deque<StoredMessage>> ready_;  // claimed, not yet returned, per queue
   std::vector<PendingDelivery> pending_;                // returned, not yet deleted (all queues)
   int64_t pending_window_ = 0;
