@@ -473,14 +473,11 @@ TEST(SharedDeliveryLog, ALockWhoseHolderDiedIsTakenOverForGood) {
   }
 }
 
-// POSSIBLE BUG (reported, not fixed here; DISABLED_ so that the suite stays green): a process
-// that destroys its last object of a log while it holds the log's lock, and then dies, leaves the
-// lock held for good. ~File unmaps the header while the mutex is on the thread's robust list, so
-// at the process's death the kernel cannot mark it EOWNERDEAD: every later lock() hangs and
-// try_lock() fails forever, and the owner's claims are never recovered. It happens when a
-// process exits (exit(), static destructors) while another of its threads is inside lock() ..
-// unlock(). Enable this test to see it: try_lock(50) returns false.
-TEST(SharedDeliveryLog, DISABLED_AHolderThatDiesAfterItsLastObjectWentAwayLeavesTheLockTakeable) {
+// A process that destroys its last object of a log while one of its threads holds the log's lock
+// (exit() and static destructors while a thread delivers), and then dies, leaves the lock
+// takeable: the mutex stays mapped while it is held, so at the holder's death the kernel marks it
+// EOWNERDEAD (unmapped, it stayed held for good and the owner's claims were never recovered).
+TEST(SharedDeliveryLog, AHolderThatDiesAfterItsLastObjectWentAwayLeavesTheLockTakeable) {
   TempDir dir;
   { SharedDeliveryLog create(dir.path(), kOwner, true); }
   const pid_t pid = fork_child([&] {
@@ -488,7 +485,7 @@ TEST(SharedDeliveryLog, DISABLED_AHolderThatDiesAfterItsLastObjectWentAwayLeaves
       SharedDeliveryLog own(dir.path(), kOwner, false);
       own.lock();
       own.append(rec(1, 1));
-    }  // destroyed holding the lock: the mapping of the mutex is gone
+    }  // destroyed holding the lock
     return 0;
   });
   ASSERT_EQ(wait_child(pid), 0);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -108,8 +109,19 @@ struct SharedDeliveryLog::File {
   Header* header = nullptr;  // its own mapping: the mutex never moves while it may be held
   uint8_t* whole = nullptr;  // the whole file, remapped when it grows
   size_t slots = 0;          // record slots in `whole`
+  // Threads of this process holding the lock (lock() .. unlock()).
+  std::atomic<int> holders{0};
 
   ~File() {
+    if (holders.load(std::memory_order_acquire) != 0) {
+      // Destroyed while one of our threads holds the lock (a process exiting while a thread
+      // delivers): the mutex is on that thread's robust list, and the kernel marks it
+      // EOWNERDEAD at the thread's death only if it is still mapped then. Unmapped, the lock
+      // would stay held for good and the owner's claims never be recovered; so the mappings
+      // stay (4 KiB and the records, until the process ends).
+      if (fd >= 0) ::close(fd);
+      return;
+    }
     if (whole != nullptr) ::munmap(whole, kHeaderSize + slots * kDeliveryRecordSize);
     if (header != nullptr) ::munmap(header, kHeaderSize);
     if (fd >= 0) ::close(fd);
@@ -219,20 +231,27 @@ void SharedDeliveryLog::lock() {
   // Its holder died: the window is whole (it changes by one store), so the lock is taken.
   if (rc == EOWNERDEAD) rc = pthread_mutex_consistent(&file_->header->mutex);
   if (rc != 0) log_failed("locking", path_, rc);
+  file_->holders.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool SharedDeliveryLog::try_lock(int tries) {
   for (int i = 0; i < tries; ++i) {
     int rc = pthread_mutex_trylock(&file_->header->mutex);
     if (rc == EOWNERDEAD) rc = pthread_mutex_consistent(&file_->header->mutex);
-    if (rc == 0) return true;
+    if (rc == 0) {
+      file_->holders.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
     if (rc != EBUSY) log_failed("locking", path_, rc);
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   return false;
 }
 
-void SharedDeliveryLog::unlock() noexcept { (void)pthread_mutex_unlock(&file_->header->mutex); }
+void SharedDeliveryLog::unlock() noexcept {
+  file_->holders.fetch_sub(1, std::memory_order_release);
+  (void)pthread_mutex_unlock(&file_->header->mutex);
+}
 
 void SharedDeliveryLog::append(const DeliveryRecord& r) {
   const Window w = file_->window();
