@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
 #include <sys/stat.h>
@@ -763,6 +764,9 @@ struct Store::Claimer {
   std::deque<AheadRequest> asked;
   bool stop = false;
   std::thread* thread = nullptr;
+  // Steering (wake_claimer): the CPU its affinity leaves out, -1 for none (under dmu_).
+  bool steer = false;
+  int kept_off = -1;
 };
 
 Store::~Store() {
@@ -2221,6 +2225,8 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
   // Receive order (a message of higher priority that arrived after the claim goes first) is
   // deliver_claimed's check, in the read transaction it makes anyway.
   batch = std::max<size_t>(batch, 1);
+  bool wake = false;   // a claim ahead was asked for: wake the claimer
+  bool alone = false;  // and only this thread receives from the queue
   auto take = [&]() -> std::optional<StoredMessage> {
     std::lock_guard d(dmu_);
     std::deque<StoredMessage>& ready = ready_[queue_id];
@@ -2237,21 +2243,35 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
         a.last = me;
       }
       if ((a.several || claim_ahead_one_) && a.full && !a.asked && ready.size() <= batch) {
-        ask_claim_ahead_locked({queue_id, batch, lease, peek, a.generation});
+        wake = ask_claim_ahead_locked({queue_id, batch, lease, peek, a.generation});
+        alone = !a.several;
       }
     }
     return m;
   };
-  if (auto m = take()) return m;
-  std::lock_guard lock(mu_);
-  // Another thread's claim may have filed a batch while this one waited; and another thread may
-  // take this claim's whole batch before this one does: then claim again.
-  for (;;) {
-    if (auto m = take()) return m;
-    if (claim_batch_locked(queue_id, batch, lease, peek) == 0) {
-      return take();
+  // The claimer is woken once this thread holds neither lock: woken while it held mu_ (its own
+  // claim, or a wait for the claimer's), the claimer blocked on mu_, and the unlock's wake-up
+  // then ran it on this thread's CPU for its whole claim transaction while this thread waited,
+  // runnable, with the other CPU idle (docs/performance.md, session 18).
+  auto woken = [&](std::optional<StoredMessage> m) {
+    if (wake) wake_claimer(alone);
+    return m;
+  };
+  if (auto m = take()) return woken(std::move(m));
+  std::optional<StoredMessage> m;
+  {
+    std::lock_guard lock(mu_);
+    // Another thread's claim may have filed a batch while this one waited; and another thread
+    // may take this claim's whole batch before this one does: then claim again.
+    for (;;) {
+      if ((m = take())) break;
+      if (claim_batch_locked(queue_id, batch, lease, peek) == 0) {
+        m = take();
+        break;
+      }
     }
   }
+  return woken(std::move(m));
 }
 
 bool Store::overtaken(int64_t queue_id, int64_t seq) {
@@ -2497,27 +2517,55 @@ void Store::release_claims(int64_t queue_id) {
   release_ready_locked(queue_id);
 }
 
-void Store::ask_claim_ahead_locked(const AheadRequest& r) noexcept {
+bool Store::ask_claim_ahead_locked(const AheadRequest& r) noexcept {
   try {
     if (claimer_ == nullptr) claimer_ = new Claimer;
     {
       std::lock_guard lock(claimer_->mu);
-      if (claimer_->thread == nullptr)
+      if (claimer_->thread == nullptr) {
         claimer_->thread = new std::thread([this] { run_claimer(); });
+        const char* steer = secure_getenv("MQSEC_CLAIM_STEER");
+        claimer_->steer = steer == nullptr || std::string_view(steer) != "0";
+      }
       claimer_->asked.push_back(r);
     }
-    claimer_->wake.notify_one();
     ahead_[r.queue_id].asked = true;
+    return true;
   } catch (...) {
     // No thread (out of resources): the receiving thread claims, when its claimed messages ran
     // out, as without claiming ahead.
+    return false;
   }
+}
+
+void Store::wake_claimer(bool alone) noexcept {
+  Claimer& c = *claimer_;
+  if (c.steer) {
+    // With one receiving thread, off its CPU: woken from here, the scheduler may run the
+    // claimer on this CPU, ahead of this thread, for its whole claim transaction while another
+    // CPU idles (a machine that reports no shared cache, such as this VM: docs/performance.md,
+    // session 18). With several, every CPU again: they are all busy receiving.
+    const int cpu = alone ? sched_getcpu() : -1;
+    std::lock_guard d(dmu_);
+    if (cpu != c.kept_off) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 1) {
+        if (cpu >= 0) CPU_CLR(cpu, &set);
+        if (pthread_setaffinity_np(c.thread->native_handle(), sizeof set, &set) == 0) {
+          c.kept_off = cpu;
+        }
+      }
+    }
+  }
+  c.wake.notify_one();
 }
 
 void Store::run_claimer() {
   // A new thread has its creator's credentials (an impersonating thread's): the store's files
   // are the process's user's.
   RealFsIds::adopt_for_this_thread();
+  (void)pthread_setname_np(pthread_self(), "mqsec-claim");  // in top -H, ps -L, /proc
   Claimer& c = *claimer_;
   std::unique_lock lock(c.mu);
   for (;;) {

@@ -502,8 +502,12 @@ class Store {
   bool claim_ahead_one_ = false;  // for one receiving thread too (several CPUs, or =1)
   std::atomic<uint64_t> claims_ahead_{0};
   std::atomic<uint64_t> answers_carried_{0};
-  // Under dmu_: asks the claimer thread for a claim of the queue (starting it if needed).
-  void ask_claim_ahead_locked(const AheadRequest& r) noexcept;
+  // Under dmu_: files a claim of the queue for the claimer thread (starting it if needed); true
+  // when filed. The caller then wakes it with wake_claimer(), holding neither mu_ nor dmu_;
+  // `alone`: only the calling thread receives from the queue (the claimer is kept off its CPU).
+  // MQSEC_CLAIM_STEER=0 leaves the claimer's CPUs alone (for A/B measurements).
+  bool ask_claim_ahead_locked(const AheadRequest& r) noexcept;
+  void wake_claimer(bool alone) noexcept;
   void run_claimer();
   std::unique_ptr<WalSignal> wal_;
   std::atomic<uint64_t> deliver_reads_{0};
