@@ -2524,6 +2524,8 @@ bool Store::ask_claim_ahead_locked(const AheadRequest& r) noexcept {
       std::lock_guard lock(claimer_->mu);
       if (claimer_->thread == nullptr) {
         claimer_->thread = new std::thread([this] { run_claimer(); });
+        // Its name in top -H, ps -L and /proc, set before it runs.
+        (void)pthread_setname_np(claimer_->thread->native_handle(), "mqsec-claim");
         const char* steer = secure_getenv("MQSEC_CLAIM_STEER");
         claimer_->steer = steer == nullptr || std::string_view(steer) != "0";
       }
@@ -2565,7 +2567,6 @@ void Store::run_claimer() {
   // A new thread has its creator's credentials (an impersonating thread's): the store's files
   // are the process's user's.
   RealFsIds::adopt_for_this_thread();
-  (void)pthread_setname_np(pthread_self(), "mqsec-claim");  // in top -H, ps -L, /proc
   Claimer& c = *claimer_;
   std::unique_lock lock(c.mu);
   for (;;) {
