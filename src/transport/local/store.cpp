@@ -764,8 +764,10 @@ struct Store::Claimer {
   std::deque<AheadRequest> asked;
   bool stop = false;
   std::thread* thread = nullptr;
-  // Steering (wake_claimer): the CPU its affinity leaves out, -1 for none (under dmu_).
+  // Steering (wake_claimer): the CPUs it started with, and the one of them its affinity leaves
+  // out, -1 for none (under dmu_).
   bool steer = false;
+  cpu_set_t cpus;
   int kept_off = -1;
 };
 
@@ -2526,8 +2528,13 @@ bool Store::ask_claim_ahead_locked(const AheadRequest& r) noexcept {
         claimer_->thread = new std::thread([this] { run_claimer(); });
         // Its name in top -H, ps -L and /proc, set before it runs.
         (void)pthread_setname_np(claimer_->thread->native_handle(), "mqsec-claim");
+        // Steered within the CPUs it starts with (its creator's), when there are two or more.
         const char* steer = secure_getenv("MQSEC_CLAIM_STEER");
-        claimer_->steer = steer == nullptr || std::string_view(steer) != "0";
+        CPU_ZERO(&claimer_->cpus);
+        claimer_->steer = (steer == nullptr || std::string_view(steer) != "0") &&
+                          pthread_getaffinity_np(claimer_->thread->native_handle(),
+                                                 sizeof claimer_->cpus, &claimer_->cpus) == 0 &&
+                          CPU_COUNT(&claimer_->cpus) > 1;
       }
       claimer_->asked.push_back(r);
     }
@@ -2549,14 +2556,11 @@ void Store::wake_claimer(bool alone) noexcept {
     // session 18). With several, every CPU again: they are all busy receiving.
     const int cpu = alone ? sched_getcpu() : -1;
     std::lock_guard d(dmu_);
-    if (cpu != c.kept_off) {
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 1) {
-        if (cpu >= 0) CPU_CLR(cpu, &set);
-        if (pthread_setaffinity_np(c.thread->native_handle(), sizeof set, &set) == 0) {
-          c.kept_off = cpu;
-        }
+    if (cpu != c.kept_off && (cpu < 0 || CPU_ISSET(cpu, &c.cpus))) {
+      cpu_set_t set = c.cpus;
+      if (cpu >= 0) CPU_CLR(cpu, &set);
+      if (pthread_setaffinity_np(c.thread->native_handle(), sizeof set, &set) == 0) {
+        c.kept_off = cpu;
       }
     }
   }
