@@ -299,6 +299,28 @@ TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {
   EXPECT_FALSE(fs::exists(log)) << "a dead owner's log is removed once applied";
 }
 
+// A recovery that fails after it took a dead owner's log lock (here applying its log: the
+// store refuses the delivered id once) lets the lock go: the next claim of the same process
+// recovers that owner. (A shared log's lock is not released by closing the log: kept, the owner
+// was skipped as stopped for as long as the recovering process lived, and its claims never came
+// back.)
+TEST_F(Claims, ARecoveryThatFailsLetsTheDeadOwnersLogGo) {
+  Handshake h;
+  const pid_t child = claiming_child(60s, h);
+  ASSERT_TRUE(h.wait_reached()) << "the child did not claim";
+  ASSERT_TRUE(h.send('k'));
+  ASSERT_TRUE(killed(child));
+  RawDb raw(dir_);
+  raw.exec("CREATE TRIGGER refuse BEFORE INSERT ON delivered BEGIN SELECT RAISE(ABORT, 'no'); END");
+  Store s(dir_);
+  EXPECT_THROW(s.claim_next(q_, 16, 60s, peek), Error) << "the recovery did not apply the log";
+  raw.exec("DROP TRIGGER refuse");
+  std::vector<std::string> want;
+  for (int i = 1; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(drain(s), want) << "the dead owner's claims came back, m0 (returned) not";
+  EXPECT_TRUE(s.was_delivered(q_, id_of("m0")));
+}
+
 // A receiver process that exited after applying its log and releasing its claims leaves its log
 // behind; the next Store's first claim removes it, and the temporary file of a log a dead owner
 // was creating. It leaves a live owner's log, a dead owner's log that still has claims (the

@@ -1929,10 +1929,12 @@ bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
     if (!dead && until >= now) continue;  // a live owner within its lease
     auto log = DeliveryLog::open(log_kind_, dir_, owner, /*create=*/false);
     if (log->is_open()) {
-      // The owner holds its lock only around a read and a write(): a few microseconds, unless
-      // it is stopped; then it is left for another time.
+      held.reserve(held.size() + 1);  // the push below cannot throw with the lock taken
+      // The owner holds its lock only around a check and an append: microseconds, unless it is
+      // stopped; then it is left for another time.
       if (!log->try_lock(50)) continue;
-      for (const DeliveryRecord& r : log->read_all()) {
+      held.emplace_back(std::move(log), dead);  // unlocked when `held` goes, however it goes
+      for (const DeliveryRecord& r : held.back().log->read_all()) {
         apply_delivery_locked(owner, r.queue_id, r.seq, r.msg_id, r.sent_time);
         changed = true;
       }
@@ -1943,7 +1945,6 @@ bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
     bind_text(st_->release_owner, 1, owner, what);
     bind_int(st_->release_owner, 2, dead ? INT64_MAX : now, what);
     if (step_changes(st_->release_owner, what) != 0) changed = true;
-    if (log->is_open()) held.push_back({std::move(log), dead});
   }
   return changed;
 }
@@ -2022,9 +2023,6 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
   // other commit came in between (below).
   std::vector<std::pair<int64_t, ClaimedId>> peeked;
   std::optional<WalSignal::Header> h0;
-  auto unlock_held = [&held]() noexcept {
-    for (HeldLog& h : held) h.log->unlock();
-  };
   try {
     Tx tx(*this, false);
     // Before the recovery: it must not see the rows the recovery deletes (their logs are removed
@@ -2096,7 +2094,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     last_commit_frames_ = -1;
     tx.commit();
   } catch (...) {
-    unlock_held();
+    held.clear();  // unlocked (rolled back already: their records apply again later)
     throw;
   }
   // The anchor: the header after the commit, if it is the one our commit published (its counter
@@ -2185,7 +2183,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
       }
     }
   }
-  unlock_held();
+  held.clear();  // unlocked
   if (!applying.empty()) {
     std::lock_guard d(dmu_);
     drop_applied_records_locked();

@@ -402,9 +402,18 @@ class Store {
   // Inside the claim transaction: applies the logs of queue_id's claim owners that are dead
   // or whose lease ran out and drops their claims; the logs stay locked (in `held`) until the
   // caller committed.
+  // A log whose lock this thread holds, unlocked when it goes (whatever throws in between: a
+  // shared log's lock is not released by closing it, and a lock kept would leave its owner's
+  // claims unrecovered for as long as this process lives).
   struct HeldLog {
     std::unique_ptr<DeliveryLog> log;
-    bool dead;
+    bool dead = false;
+    HeldLog(std::unique_ptr<DeliveryLog> l, bool d) noexcept : log(std::move(l)), dead(d) {}
+    HeldLog(HeldLog&&) noexcept = default;
+    HeldLog& operator=(HeldLog&&) = delete;
+    ~HeldLog() {
+      if (log) log->unlock();
+    }
   };
   // Returns whether it changed anything (applied a log or released a claim).
   bool recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
