@@ -835,9 +835,9 @@ TEST_F(Claims, DeliveriesGoOnWhileAnotherThreadsClaimTransactionRuns) {
   EXPECT_EQ(s.message_count(q_), 0u);
 }
 
-// The claimer thread's CPUs (wake_claimer's steering), from /proc: -1 when there is no
+// The claimer thread's CPUs (wake_claimer's steering), from /proc: nullopt when there is no
 // "mqsec-claim" thread.
-int claimer_cpu_count() {
+std::optional<cpu_set_t> claimer_cpus() {
   for (const auto& task : fs::directory_iterator("/proc/self/task")) {
     std::ifstream comm(task.path() / "comm");
     std::string name;
@@ -846,11 +846,15 @@ int claimer_cpu_count() {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (::sched_getaffinity(std::stoi(task.path().filename().string()), sizeof set, &set) != 0) {
-      return -1;
+      return std::nullopt;
     }
-    return CPU_COUNT(&set);
+    return set;
   }
-  return -1;
+  return std::nullopt;
+}
+int claimer_cpu_count() {
+  const std::optional<cpu_set_t> set = claimer_cpus();
+  return set ? CPU_COUNT(&*set) : -1;
 }
 
 // With one receiving thread, the claimer is kept off that thread's CPU when woken (else the
@@ -882,6 +886,24 @@ TEST_F(Claims, TheClaimerOfOneReceivingThreadIsKeptOffItsCpu) {
     // anything before the queue was empty is timing).
     EXPECT_EQ(claimer_cpu_count(), steer == nullptr ? cpus - 1 : cpus);
   }
+  // A receiving thread pinned to one CPU, in a store opened by a thread that may run on all:
+  // the claimer is kept off that CPU, not kept on it (it would inherit the pinned thread's CPU).
+  Store s(dir_);
+  for (int i = 0; i < 100; ++i) s.append(q_, 3, bytes("p" + std::to_string(i)), false);
+  int pinned = 0;
+  while (!CPU_ISSET(pinned, &mine)) ++pinned;
+  std::thread receiver([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(pinned, &one);
+    ASSERT_EQ(::sched_setaffinity(0, sizeof one, &one), 0);
+    while (auto m = s.claim_next(q_, 16, 60s, peek, /*ahead=*/true)) (void)deliver(s, *m);
+  });
+  receiver.join();
+  const std::optional<cpu_set_t> set = claimer_cpus();
+  ASSERT_TRUE(set.has_value()) << "no claimer thread";
+  EXPECT_FALSE(CPU_ISSET(pinned, &*set)) << "the claimer runs on the pinned receiver's CPU";
+  EXPECT_EQ(CPU_COUNT(&*set), cpus - 1);
 }
 
 // Two threads of one process drain a queue together, claiming in batches (and the store's

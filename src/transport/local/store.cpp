@@ -53,12 +53,15 @@ namespace {
 constexpr int kSchemaVersion = 7;
 constexpr int kFlockLogSchema = 6;
 
-// The CPUs this process may run on (its affinity mask), at least 1.
-int usable_cpus() {
+// The CPUs the calling thread may run on (its affinity mask; all of them if it cannot be read).
+cpu_set_t usable_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-  return std::max(1, CPU_COUNT(&set));
+  if (sched_getaffinity(0, sizeof set, &set) != 0) {
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+  }
+  return set;
 }
 
 // Milliseconds since the epoch: claim leases (compared between processes).
@@ -743,7 +746,8 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
     const char* ahead = secure_getenv("MQSEC_CLAIM_AHEAD");
     const std::string_view mode = ahead != nullptr ? ahead : "";
     claim_ahead_ = mode != "0";
-    claim_ahead_one_ = mode == "1" || (mode != "several" && usable_cpus() > 1);
+    open_cpus_ = usable_cpus();
+    claim_ahead_one_ = mode == "1" || (mode != "several" && CPU_COUNT(&open_cpus_) > 1);
   } catch (const Error& e) {
     st_.reset();
     sqlite3_close_v2(db_);
@@ -2526,13 +2530,16 @@ bool Store::ask_claim_ahead_locked(const AheadRequest& r) noexcept {
         claimer_->thread = new std::thread([this] { run_claimer(); });
         // Its name in top -H, ps -L and /proc, set before it runs.
         (void)pthread_setname_np(claimer_->thread->native_handle(), "mqsec-claim");
-        // Steered within the CPUs it starts with (its creator's), when there are two or more.
+        // Steered within the CPUs of the thread that opened the store (what claim_ahead_one_
+        // was decided on), not those of the receiving thread that starts it (which it would
+        // inherit: one pinned to one CPU would keep the claimer on that CPU), when there are two
+        // or more.
         const char* steer = secure_getenv("MQSEC_CLAIM_STEER");
-        CPU_ZERO(&claimer_->cpus);
+        claimer_->cpus = open_cpus_;
         claimer_->steer = (steer == nullptr || std::string_view(steer) != "0") &&
-                          pthread_getaffinity_np(claimer_->thread->native_handle(),
-                                                 sizeof claimer_->cpus, &claimer_->cpus) == 0 &&
-                          CPU_COUNT(&claimer_->cpus) > 1;
+                          CPU_COUNT(&claimer_->cpus) > 1 &&
+                          pthread_setaffinity_np(claimer_->thread->native_handle(),
+                                                 sizeof claimer_->cpus, &claimer_->cpus) == 0;
       }
       claimer_->asked.push_back(r);
     }

@@ -12,6 +12,8 @@
 #include "src/transport/local/wal_signal.hpp"
 #include "src/transport/transport.hpp"
 
+#include <sched.h>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -509,6 +511,7 @@ class Store {
   Claimer* claimer_ = nullptr;
   bool claim_ahead_ = true;
   bool claim_ahead_one_ = false;  // for one receiving thread too (several CPUs, or =1)
+  cpu_set_t open_cpus_{};         // the CPUs of the thread that opened the store
   std::atomic<uint64_t> claims_ahead_{0};
   std::atomic<uint64_t> answers_carried_{0};
   // Under dmu_: files a claim of the queue for the claimer thread (starting it if needed); true
