@@ -700,6 +700,7 @@ TEST(SharedDeliveryLog, AFileThatIsNotALogIsAnError) {
       {"wrong magic", with(0, 0x3153'4C45)},
       {"wrong record size", with(4, 81)},
       {"wrong header size", with(8, 8192)},
+      {"another build's mutex layout", with(12, 24 | 4 << 16)},
   };
   for (const auto& [what, bytes] : not_logs) {
     for (const bool create : {false, true}) {
@@ -791,6 +792,31 @@ TEST(SharedDeliveryLog, FileIsOwnerOnlyAndRemoveFileUnlinksIt) {
   ::umask(old_umask);
   SharedDeliveryLog gone(dir.path(), kOwner, false);
   EXPECT_FALSE(gone.is_open());
+}
+
+// Whatever is at the temporary name a new log is written under (a file of the user's, a hard
+// link to one, with any mode) is never written through: it is replaced, and the log is 0600.
+TEST(SharedDeliveryLog, AFileAtTheTemporaryNameIsNeverWrittenThrough) {
+  TempDir dir;
+  const fs::path path = SharedDeliveryLog::path_of(dir.path(), kOwner);
+  fs::create_directory(path.parent_path());
+  const fs::path precious = dir.path() / "precious";
+  write_file(precious, "keep me");
+  ::chmod(precious.c_str(), 0644);
+  const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".new");
+  ASSERT_EQ(::link(precious.c_str(), tmp.c_str()), 0);
+  {
+    SharedDeliveryLog log(dir.path(), kOwner, true);
+    log.lock();
+    log.append(rec(1, 1));
+    EXPECT_TRUE(records_are(log.read_all(), {rec(1, 1)}));
+    log.unlock();
+  }
+  EXPECT_EQ(file_bytes(precious), "keep me");
+  struct stat st {};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600U);
+  EXPECT_FALSE(fs::exists(fs::symlink_status(tmp)));
 }
 
 TEST(SharedDeliveryLog, AWindowPastTheEndOfTheFileIsAnError) {

@@ -34,11 +34,12 @@ struct Header {
   uint32_t magic;
   uint32_t record_size;
   uint32_t header_size;
-  uint32_t reserved;
+  uint32_t abi;  // kAbi: the mutex's and a pointer's size (a build that lays them out otherwise)
   alignas(64) pthread_mutex_t mutex;
   alignas(64) uint64_t window;  // count << 32 | start; only with __atomic builtins
 };
 static_assert(sizeof(Header) <= kHeaderSize);
+constexpr uint32_t kAbi = static_cast<uint32_t>(sizeof(pthread_mutex_t) | sizeof(void*) << 16);
 
 struct Window {
   size_t start = 0;
@@ -65,9 +66,13 @@ void* map(int fd, size_t size) {
 // log whose header is not whole. Returns the open log, or -1 with errno.
 int create_log(const std::filesystem::path& path) {
   const std::filesystem::path tmp = path.parent_path() / ("." + path.filename().string() + ".new");
-  // Only the owner creates its log (and only under the registry's mutex in its process): a
-  // temporary file left by a crash of the same owner is overwritten.
-  const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  // Only the owner creates its log (and only under the registry's mutex in its process), so
+  // nothing of ours is at that name; whatever is (another file, a link) is removed, never
+  // written through, and the new file is ours alone whatever the umask.
+  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0 && errno == EEXIST && ::unlink(tmp.c_str()) == 0) {
+    fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  }
   if (fd < 0) return -1;
   auto give_up = [&](int err) {
     ::close(fd);
@@ -75,6 +80,7 @@ int create_log(const std::filesystem::path& path) {
     errno = err;
     return -1;
   };
+  if (::fchmod(fd, 0600) != 0) return give_up(errno);
   if (const int rc = ::posix_fallocate(fd, 0, kHeaderSize + kInitialSlots * kDeliveryRecordSize);
       rc != 0) {
     return give_up(rc);
@@ -85,6 +91,7 @@ int create_log(const std::filesystem::path& path) {
   h->magic = kMagic;
   h->record_size = static_cast<uint32_t>(kDeliveryRecordSize);
   h->header_size = static_cast<uint32_t>(kHeaderSize);
+  h->abi = kAbi;
   __atomic_store_n(&h->window, 0, __ATOMIC_RELEASE);
   pthread_mutexattr_t attr;
   int rc = pthread_mutexattr_init(&attr);
@@ -219,6 +226,11 @@ SharedDeliveryLog::SharedDeliveryLog(const std::filesystem::path& dir, const std
   const Header& h = *file->header;
   if (h.magic != kMagic || h.record_size != kDeliveryRecordSize || h.header_size != kHeaderSize) {
     not_a_log(path_, "its header is not one");
+  }
+  if (h.abi != kAbi) {
+    not_a_log(path_, "written by a build whose lock is laid out otherwise (" +
+                         std::to_string(h.abi & 0xffff) + "-byte mutex, " +
+                         std::to_string(h.abi >> 16) + "-byte pointers)");
   }
   registry.push_back(file);
   file_ = std::move(file);
