@@ -401,9 +401,6 @@ class Store {
   // of dead owners that hold no claim (processes that exited after applying their log and
   // releasing their claims leave it behind; nobody would read it again).
   void sweep_unused_logs_locked();
-  // Inside the claim transaction: applies the logs of queue_id's claim owners that are dead
-  // or whose lease ran out and drops their claims; the logs stay locked (in `held`) until the
-  // caller committed.
   // A log whose lock this thread holds, unlocked when it goes (whatever throws in between: a
   // shared log's lock is not released by closing it, and a lock kept would leave its owner's
   // claims unrecovered for as long as this process lives).
@@ -417,7 +414,9 @@ class Store {
       if (log) log->unlock();
     }
   };
-  // Returns whether it changed anything (applied a log or released a claim).
+  // Inside the claim transaction: applies the logs of queue_id's claim owners that are dead
+  // or whose lease ran out and drops their claims; the logs stay locked (in `held`) until the
+  // caller committed. Returns whether it changed anything (applied a log or released a claim).
   bool recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
   // Under mu_ only: the claim transaction runs while other threads deliver (dmu_ is taken twice,
   // briefly: for a copy of pending_ before, to file the batch after). How many it claimed.
