@@ -321,6 +321,35 @@ TEST_F(Claims, ARecoveryThatFailsLetsTheDeadOwnersLogGo) {
   EXPECT_TRUE(s.was_delivered(q_, id_of("m0")));
 }
 
+// docs/operations.md: a dead owner's shared log that is not one fails the claim with
+// MQ_ERROR_MESSAGE_STORAGE_FAILED naming the file, and its claims are not released unapplied;
+// once the file is moved away they come back, the message it had returned among them (a
+// duplicate, as documented). (A flock log's torn tail is read as its end: shared logs only.)
+TEST_F(Claims, ADeadOwnersLogThatIsNotOneIsAnErrorUntilItIsMovedAway) {
+  if (Store(dir_).delivery_log_kind() != DeliveryLogKind::Shared) GTEST_SKIP() << "flock logs";
+  Handshake h;
+  const pid_t child = claiming_child(60s, h);
+  ASSERT_TRUE(h.wait_reached()) << "the child did not claim";
+  const fs::path log = DeliveryLog::path_of(DeliveryLogKind::Shared, dir_, claim_owner_of(child));
+  ASSERT_TRUE(h.send('k'));
+  ASSERT_TRUE(killed(child));
+  fs::resize_file(log, 100);  // cut
+  Store s(dir_);
+  try {
+    (void)s.claim_next(q_, 16, 60s, peek);
+    ADD_FAILURE() << "a cut log was taken for a log";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), MQ_ERROR_MESSAGE_STORAGE_FAILED);
+    EXPECT_NE(std::string(e.what()).find(log.string()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(s.message_count(q_), static_cast<size_t>(kMessages)) << "nothing was taken";
+  EXPECT_EQ(sql_count(), 16) << "the dead owner's claims were released unapplied";
+  fs::rename(log, dir_ / "moved-away");
+  std::vector<std::string> want;
+  for (int i = 0; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(drain(s), want) << "its claims came back once the file was moved away";
+}
+
 // A receiver process that exited after applying its log and releasing its claims leaves its log
 // behind; the next Store's first claim removes it, and the temporary file of a log a dead owner
 // was creating. It leaves a live owner's log, a dead owner's log that still has claims (the
