@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git
+  lld   # a faster linker for our scripts' builds (MQSEC_LINKER); the default linker works too
   libp11-kit-dev libssl-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   softhsm2 opensc libp11-dev libengine-pkcs11-openssl openssl
