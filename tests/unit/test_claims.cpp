@@ -463,8 +463,10 @@ TEST_F(Claims, ALogAppliedTwiceChangesNothing) {
   EXPECT_EQ(got, want) << "the copy of m1 is a replay; m0, m1 and m2 are never received again";
   EXPECT_FALSE(s.was_delivered(q_, id_of("m0"))) << "an applied record recorded its id again";
   EXPECT_TRUE(s.was_delivered(q_, id_of("m2")));
-  EXPECT_EQ(sql_count("SELECT count(*) FROM delivered"), kMessages - 1);
+  // message_count first: it deletes (and records) what the loop delivered after its last claim
+  // transaction (the loop's last claim_next found the queue drained, with no transaction).
   EXPECT_EQ(s.message_count(q_), 0u);
+  EXPECT_EQ(sql_count("SELECT count(*) FROM delivered"), kMessages - 1);
   EXPECT_EQ(sql_count(), 0);
 }
 
@@ -484,6 +486,29 @@ TEST_F(Claims, ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore) {
   ASSERT_TRUE(h.send('d'));
   EXPECT_EQ(exit_status(child), 0) << "the owner delivered a message whose claim was taken over";
   EXPECT_EQ(s.message_count(q_), 0u);
+}
+
+// A queue its last claim drained is answered "none" without a transaction (the delivered rows
+// are still there: no claim deleted them) until anything is committed; then claimed again at
+// once. (Within 50 ms only: ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore drains again
+// after the lease of a live owner ran out, with nothing committed, and must get its claims.)
+TEST_F(Claims, ADrainedQueueIsAnsweredWithoutATransactionUntilSomethingIsCommitted) {
+  Store s(dir_);
+  ASSERT_EQ(drain(s).size(), static_cast<size_t>(kMessages));  // a batch of 16, then of 4
+  // Anchored like the claim's answers: off in the modes without them (every call claims).
+  const uint64_t once = s.claim_answers() ? 1 : 0;
+  EXPECT_EQ(s.drained_answers(), once) << "drain's last claim_next";
+  EXPECT_FALSE(s.claim_next(q_, 16, 60s, peek));
+  EXPECT_EQ(s.drained_answers(), 2 * once);
+  EXPECT_EQ(sql_count("SELECT count(*) FROM messages"), s.claim_answers() ? 4 : 0)
+      << "the last batch's deliveries, deleted by the next claim transaction";
+  Store(dir_).append(q_, 3, bytes("late"), false);  // another connection's commit
+  auto late = s.claim_next(q_, 16, 60s, peek);
+  ASSERT_TRUE(late) << "a message committed after the drain";
+  EXPECT_EQ(text(late->envelope), "late");
+  EXPECT_EQ(deliver(s, *late), Removal::Removed);
+  EXPECT_EQ(sql_count("SELECT count(*) FROM messages"), 1) << "the claim deleted the others";
+  EXPECT_EQ(s.drained_answers(), 2 * once);
 }
 
 // An owner whose lease ran out still has the messages it claimed in memory. When it then lets

@@ -94,6 +94,10 @@ constexpr int kAutoCheckpointFrames = 10000;
 // The most envelope bytes one claim transaction takes (claim_batch_locked): with 1 KiB bodies
 // a whole batch of 64, with large messages fewer (at least one).
 constexpr size_t kClaimMaxBytes = size_t{1} << 20;
+// How long a claim that drained its queue answers "none" for it without a transaction while
+// nothing is committed (Store::claim_next): the longest a dead or expired owner's claim waits
+// longer than it would for a transaction that recovers it.
+constexpr std::chrono::milliseconds kDrainedFor{50};
 // Long enough to ride out another process's group commit or checkpoint, short enough that a
 // wedged peer turns into an error instead of a hang.
 constexpr auto kBusyTimeout = std::chrono::milliseconds(10000);
@@ -2027,6 +2031,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
   // other commit came in between (below).
   std::vector<std::pair<int64_t, ClaimedId>> peeked;
   std::optional<WalSignal::Header> h0;
+  bool drained = false;
   try {
     Tx tx(*this, false);
     // Before the recovery: it must not see the rows the recovery deletes (their logs are removed
@@ -2044,7 +2049,10 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
       size_t bytes = 0;
       while (bytes < kClaimMaxBytes) {
         auto m = read_message(st, what);
-        if (!m) break;
+        if (!m) {
+          drained = claimed.size() < batch;  // not the limit: no unclaimed message is left
+          break;
+        }
         bytes += m->envelope.size();
         claimed.push_back(std::move(*m));
       }
@@ -2140,6 +2148,9 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     AheadState& a = ahead_[queue_id];
     a.full = count >= batch;
     a.several = false;
+    // Anchored like the answers: the header our commit published, if no other came after it.
+    a.drained = drained ? h1 : std::nullopt;
+    a.drained_at = std::chrono::steady_clock::now();
     // What the transaction applied leaves pending_: the first entries, still in order (entries
     // are only appended meanwhile; everything else that takes them holds mu_, as we do).
     pending_.erase(pending_.begin(),
@@ -2261,14 +2272,24 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
     if (wake) wake_claimer(alone);
     return m;
   };
+  // Nothing claimed, and the queue's last claim (this thread's, another's or the claimer's)
+  // drained it with nothing committed since: no transaction (a receive that finds the queue
+  // empty would otherwise commit one each time, deleting what was delivered meanwhile).
+  auto drained = [&] {
+    std::lock_guard d(dmu_);
+    if (!ready_[queue_id].empty() || !drained_locked(queue_id)) return false;
+    drained_answers_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  };
   if (auto m = take()) return woken(std::move(m));
+  if (drained()) return std::nullopt;
   std::optional<StoredMessage> m;
   {
     std::lock_guard lock(mu_);
     // Another thread's claim may have filed a batch while this one waited; and another thread
     // may take this claim's whole batch before this one does: then claim again.
     for (;;) {
-      if ((m = take())) break;
+      if ((m = take()) || drained()) break;
       if (claim_batch_locked(queue_id, batch, lease, peek) == 0) {
         m = take();
         break;
@@ -2276,6 +2297,16 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
     }
   }
   return woken(std::move(m));
+}
+
+bool Store::drained_locked(int64_t queue_id) const noexcept {
+  const auto it = ahead_.find(queue_id);
+  if (it == ahead_.end() || !it->second.drained ||
+      std::chrono::steady_clock::now() - it->second.drained_at >= kDrainedFor) {
+    return false;
+  }
+  const std::optional<WalSignal::Header> now = wal_->read();
+  return now && *now == *it->second.drained;
 }
 
 bool Store::overtaken(int64_t queue_id, int64_t seq) {
@@ -2516,6 +2547,7 @@ void Store::release_claims(int64_t queue_id) {
     AheadState& a = ahead_[queue_id];
     ++a.generation;  // a claim ahead asked for before is not made
     a.full = false;  // nor asked for again before the next claim of the receiving thread
+    a.drained.reset();
   }
   apply_pending_locked();
   release_ready_locked(queue_id);

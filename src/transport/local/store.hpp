@@ -243,6 +243,13 @@ class Store {
   // is committed (docs/design/claim-check.md, receive-store.md §2.1 A1). Without it every
   // delivery reads.
   // `ahead`: claim ahead (below) for this queue; the runtime's receive path asks for it.
+  // A queue drained by its last claim (it found fewer unclaimed messages than its batch) is not
+  // claimed again while nothing was committed since (the WAL-index header it published is still
+  // the current one) and for at most 50 ms: nullopt at once, no transaction. Every commit ends
+  // that: a message sent, claims released or overtaken. What comes back without a commit (the
+  // claims of an owner that died or whose lease ran out) is claimed at most 50 ms later than
+  // it would be otherwise. This process's deliveries are then deleted by the next claim, or
+  // when the queue is closed (release_claims), as always.
   std::optional<StoredMessage> claim_next(int64_t queue_id, size_t batch,
                                           std::chrono::milliseconds lease, IdPeek peek = nullptr,
                                           bool ahead = false);
@@ -263,6 +270,11 @@ class Store {
   // again (claim_batch_locked; for tests).
   uint64_t answers_carried() const noexcept {
     return answers_carried_.load(std::memory_order_relaxed);
+  }
+  // How many claim_next calls answered "no unclaimed message" from the queue's last claim,
+  // without a transaction (for tests; claim_next).
+  uint64_t drained_answers() const noexcept {
+    return drained_answers_.load(std::memory_order_relaxed);
   }
   // A claimed message claim_next() returned that was not delivered (the caller's buffers were
   // too small): the next claim_next() returns it again.
@@ -495,6 +507,12 @@ class Store {
     uint64_t generation = 0;
     std::thread::id last;  // the thread the last message was handed to
     bool several = false;  // another thread took one since the queue's last claim
+    // The WAL-index header a claim of the queue published when it found no unclaimed message
+    // left (fewer than its batch, not for the bytes limit), and when (steady clock): until
+    // another commit, or kDrainedFor, a claim_next that has nothing claimed answers "none"
+    // without a transaction (claim_next).
+    std::optional<WalSignal::Header> drained;
+    std::chrono::steady_clock::time_point drained_at;
   };
   std::map<int64_t, AheadState> ahead_;
   struct AheadRequest {
@@ -513,6 +531,10 @@ class Store {
   cpu_set_t open_cpus_{};         // the CPUs of the thread that opened the store
   std::atomic<uint64_t> claims_ahead_{0};
   std::atomic<uint64_t> answers_carried_{0};
+  std::atomic<uint64_t> drained_answers_{0};
+  // Under dmu_: whether the queue's last claim found it drained and nothing was committed since,
+  // within kDrainedFor of that claim (claim_next).
+  bool drained_locked(int64_t queue_id) const noexcept;
   // Under dmu_: files a claim of the queue for the claimer thread (starting it if needed); true
   // when filed. The caller then wakes it with wake_claimer(), holding neither mu_ nor dmu_;
   // `alone`: only the calling thread receives from the queue (the claimer is kept off its CPU).
