@@ -94,10 +94,6 @@ constexpr int kAutoCheckpointFrames = 10000;
 // The most envelope bytes one claim transaction takes (claim_batch_locked): with 1 KiB bodies
 // a whole batch of 64, with large messages fewer (at least one).
 constexpr size_t kClaimMaxBytes = size_t{1} << 20;
-// How long a claim that drained its queue answers "none" for it without a transaction while
-// nothing is committed (Store::claim_next): the longest a dead or expired owner's claim waits
-// longer than it would for a transaction that recovers it.
-constexpr std::chrono::milliseconds kDrainedFor{50};
 // Long enough to ride out another process's group commit or checkpoint, short enough that a
 // wedged peer turns into an error instead of a hang.
 constexpr auto kBusyTimeout = std::chrono::milliseconds(10000);
@@ -2302,7 +2298,7 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
 bool Store::drained_locked(int64_t queue_id) const noexcept {
   const auto it = ahead_.find(queue_id);
   if (it == ahead_.end() || !it->second.drained ||
-      std::chrono::steady_clock::now() - it->second.drained_at >= kDrainedFor) {
+      std::chrono::steady_clock::now() - it->second.drained_at >= drained_for_) {
     return false;
   }
   const std::optional<WalSignal::Header> now = wal_->read();

@@ -276,6 +276,8 @@ class Store {
   uint64_t drained_answers() const noexcept {
     return drained_answers_.load(std::memory_order_relaxed);
   }
+  // For tests: how long that answer holds (50 ms). Not thread-safe: set it while no claim runs.
+  void set_drained_for_for_test(std::chrono::milliseconds d) { drained_for_ = d; }
   // A claimed message claim_next() returned that was not delivered (the caller's buffers were
   // too small): the next claim_next() returns it again.
   void unclaim(StoredMessage m);
@@ -509,7 +511,7 @@ class Store {
     bool several = false;  // another thread took one since the queue's last claim
     // The WAL-index header a claim of the queue published when it found no unclaimed message
     // left (fewer than its batch, not for the bytes limit), and when (steady clock): until
-    // another commit, or kDrainedFor, a claim_next that has nothing claimed answers "none"
+    // another commit, or drained_for_, a claim_next that has nothing claimed answers "none"
     // without a transaction (claim_next).
     std::optional<WalSignal::Header> drained;
     std::chrono::steady_clock::time_point drained_at;
@@ -532,8 +534,12 @@ class Store {
   std::atomic<uint64_t> claims_ahead_{0};
   std::atomic<uint64_t> answers_carried_{0};
   std::atomic<uint64_t> drained_answers_{0};
+  // How long a claim that drained its queue answers "none" for it without a transaction while
+  // nothing is committed (claim_next): the longest a dead or expired owner's claim waits longer
+  // than it would for a transaction that recovers it.
+  std::chrono::milliseconds drained_for_{50};
   // Under dmu_: whether the queue's last claim found it drained and nothing was committed since,
-  // within kDrainedFor of that claim (claim_next).
+  // within drained_for_ of that claim (claim_next).
   bool drained_locked(int64_t queue_id) const noexcept;
   // Under dmu_: files a claim of the queue for the claimer thread (starting it if needed); true
   // when filed. The caller then wakes it with wake_claimer(), holding neither mu_ nor dmu_;
