@@ -8,7 +8,9 @@
 # the same at any count, and the normal suite runs the full load), and the broker fixture's own
 # tests (BrokerNode.*: shell scripts and RabbitMQ, none of our instrumented code) are left to the
 # normal suite. Any sanitizer report fails the run. Suppressions live in tests/sanitizers/ and
-# cover SoftHSM only.
+# cover SoftHSM only. What is left out of the instrumentation, for the build's time: UBSan's
+# null check everywhere (CMakeLists.txt), UBSan and ASan's use-after-scope in test code
+# (tests/CMakeLists.txt); each place says why.
 #
 #   scripts/sanitize.sh            both
 #   scripts/sanitize.sh asan|tsan  one of them
