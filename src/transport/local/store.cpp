@@ -1917,6 +1917,26 @@ void Store::apply_pending_locked() {
   drop_applied_records_locked();
 }
 
+void Store::apply_delivered_locked() {
+  std::vector<PendingDelivery> applying;
+  int64_t window_seconds = 0;
+  {
+    std::lock_guard d(dmu_);
+    if (pending_.empty()) return;
+    applying = pending_;
+    window_seconds = pending_window_;
+  }
+  {
+    Tx tx(*this, false);
+    apply_deliveries_locked(applying, window_seconds);
+    tx.commit();
+  }
+  std::lock_guard d(dmu_);
+  // Only appended to meanwhile: everything else that takes entries holds mu_, as we do.
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(applying.size()));
+  drop_applied_records_locked();
+}
+
 bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<HeldLog>& held) {
   const char* what = "recover claims";
   bool changed = false;
@@ -2117,6 +2137,11 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
         !WalSignal::one_commit_between(*h0, *h1, static_cast<uint32_t>(last_commit_frames_))) {
       h1.reset();
     }
+  } else if (h0) {
+    // The transaction wrote nothing (no claim, nothing applied or recovered): what it answered
+    // holds at the header it began at, if that is still the current one.
+    h1 = wal_->read();
+    if (h1 && *h1 != *h0) h1.reset();
   }
   const size_t count = claimed.size();
   {
@@ -2254,7 +2279,7 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
         a.last = me;
       }
       if ((a.several || claim_ahead_one_) && a.full && !a.asked && ready.size() <= batch) {
-        wake = ask_claim_ahead_locked({queue_id, batch, lease, peek, a.generation});
+        wake = ask_claim_ahead_locked({queue_id, batch, lease, peek, a.generation, false});
         alone = !a.several;
       }
     }
@@ -2274,11 +2299,23 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
   auto drained = [&] {
     std::lock_guard d(dmu_);
     if (!ready_[queue_id].empty() || !drained_locked(queue_id)) return false;
+    if (!pending_.empty() && !apply_asked_) {
+      // What it would have deleted is deleted by the claimer: a receiver that stops receiving
+      // now would otherwise leave its last deliveries in the queue (counted, holding its
+      // quota) until it closes it. No claimer: the transaction after all.
+      AheadRequest r;
+      r.queue_id = queue_id;
+      r.apply_only = true;
+      if (!claim_ahead_ || !ask_claimer_locked(r)) return false;
+      apply_asked_ = true;
+      wake = true;
+      alone = !ahead_[queue_id].several;
+    }
     drained_answers_.fetch_add(1, std::memory_order_relaxed);
     return true;
   };
   if (auto m = take()) return woken(std::move(m));
-  if (drained()) return std::nullopt;
+  if (drained()) return woken(std::nullopt);
   std::optional<StoredMessage> m;
   {
     std::lock_guard lock(mu_);
@@ -2550,6 +2587,12 @@ void Store::release_claims(int64_t queue_id) {
 }
 
 bool Store::ask_claim_ahead_locked(const AheadRequest& r) noexcept {
+  if (!ask_claimer_locked(r)) return false;
+  ahead_[r.queue_id].asked = true;
+  return true;
+}
+
+bool Store::ask_claimer_locked(const AheadRequest& r) noexcept {
   try {
     if (claimer_ == nullptr) claimer_ = new Claimer;
     {
@@ -2571,7 +2614,6 @@ bool Store::ask_claim_ahead_locked(const AheadRequest& r) noexcept {
       }
       claimer_->asked.push_back(r);
     }
-    ahead_[r.queue_id].asked = true;
     return true;
   } catch (...) {
     // No thread (out of resources): the receiving thread claims, when its claimed messages ran
@@ -2612,6 +2654,20 @@ void Store::run_claimer() {
     const AheadRequest r = c.asked.front();
     c.asked.pop_front();
     lock.unlock();
+    if (r.apply_only) {
+      try {
+        std::lock_guard db(mu_);
+        apply_delivered_locked();
+      } catch (...) {
+        // Still pending: the next claim transaction, or release_claims, applies them.
+      }
+      {
+        std::lock_guard d(dmu_);
+        apply_asked_ = false;
+      }
+      lock.lock();
+      continue;
+    }
     try {
       std::lock_guard db(mu_);
       bool go = false;

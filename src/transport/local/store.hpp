@@ -248,8 +248,10 @@ class Store {
   // the current one) and for at most 50 ms: nullopt at once, no transaction. Every commit ends
   // that: a message sent, claims released or overtaken. What comes back without a commit (the
   // claims of an owner that died or whose lease ran out) is claimed at most 50 ms later than
-  // it would be otherwise. This process's deliveries are then deleted by the next claim, or
-  // when the queue is closed (release_claims), as always.
+  // it would be otherwise. This process's deliveries made until then are deleted in the
+  // background by the store's claimer thread (the transaction the caller skipped would have
+  // deleted them); without that thread (MQSEC_CLAIM_AHEAD=0), or when it cannot start, the
+  // caller claims (and deletes them) as before.
   std::optional<StoredMessage> claim_next(int64_t queue_id, size_t batch,
                                           std::chrono::milliseconds lease, IdPeek peek = nullptr,
                                           bool ahead = false);
@@ -408,6 +410,11 @@ class Store {
   // Outside a transaction: applies the pending deliveries (if any) and empties the log. Takes
   // dmu_ for all of it.
   void apply_pending_locked();
+  // Under mu_, outside a transaction: applies the deliveries pending now in one transaction,
+  // with dmu_ only around taking and dropping them (deliveries go on meanwhile and stay pending,
+  // as in claim_batch_locked). The claimer's work when a drained queue's receive skipped its
+  // claim transaction (claim_next).
+  void apply_delivered_locked();
   // Under dmu_, once what left pending_ was applied: this process's log keeps the records of
   // pending_ alone.
   void drop_applied_records_locked();
@@ -523,6 +530,8 @@ class Store {
     std::chrono::milliseconds lease{0};
     IdPeek peek = nullptr;
     uint64_t generation = 0;
+    // Not a claim: apply what this process delivered (apply_delivered_locked).
+    bool apply_only = false;
   };
   // The claimer thread and what it is asked (its own lock amu_, taken last: after mu_ and dmu_).
   // Allocated, so that a forked child can abandon it (fork_leftovers.hpp).
@@ -546,6 +555,11 @@ class Store {
   // `alone`: only the calling thread receives from the queue (the claimer is kept off its CPU).
   // MQSEC_CLAIM_STEER=0 leaves the claimer's CPUs alone (for A/B measurements).
   bool ask_claim_ahead_locked(const AheadRequest& r) noexcept;
+  // Under dmu_: files `r` for the claimer thread, starting it if needed; false when it cannot
+  // (out of resources).
+  bool ask_claimer_locked(const AheadRequest& r) noexcept;
+  // Under dmu_: an apply_only request is filed and not done yet.
+  bool apply_asked_ = false;
   void wake_claimer(bool alone) noexcept;
   void run_claimer();
   std::unique_ptr<WalSignal> wal_;
