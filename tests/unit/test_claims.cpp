@@ -491,8 +491,8 @@ TEST_F(Claims, ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore) {
 // A queue its last claim drained is answered "none" without a transaction until anything is
 // committed, then claimed again at once; what the skipped transaction would have deleted, the
 // store's claimer deletes in the background; past the answer's time (50 ms, here set) the claim
-// runs again. (ALapsedLeaseIsTakenOverAndTheOwnerCannotDeliverAnyMore drains again after the
-// lease of a live owner ran out, with nothing committed, and must get its claims.)
+// runs again (what lets the claims of a dead owner or a lapsed lease, which come back without a
+// commit, be claimed).
 TEST_F(Claims, ADrainedQueueIsAnsweredWithoutATransactionUntilSomethingIsCommitted) {
   Store s(dir_);
   s.set_drained_for_for_test(1min);  // not 50 ms: a loaded machine may pause this test longer
