@@ -7,8 +7,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MQSEC_BUILD_DIR:-$root/build}
-# lld when it is installed (scripts/deps.sh installs it): it links in well under half GNU ld's time.
+# The linker: scripts/linker.sh (lld when installed, unless the cache names another).
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=${MQSEC_BUILD_TYPE:-RelWithDebInfo} \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
-  -DMQSEC_WERROR=ON -DMQSEC_LINKER="$(command -v ld.lld >/dev/null && echo lld)" "$@" >/dev/null
+  -DMQSEC_WERROR=ON -DMQSEC_LINKER="$("$root/scripts/linker.sh" "$build")" "$@" >/dev/null
 cmake --build "$build" -j"$(nproc)"

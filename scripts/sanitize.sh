@@ -33,7 +33,7 @@ configure() {  # <dir> <sanitizers>
   cmake -S "$root" -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQSEC_WERROR=ON -DMQSEC_SANITIZE="$2" \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DMQSEC_BENCH=OFF \
-    -DMQSEC_LINKER="$(command -v ld.lld >/dev/null && echo lld)" >/dev/null
+    -DMQSEC_LINKER="$("$root/scripts/linker.sh" "$1")" >/dev/null
 }
 
 configure_and_build() {  # <dir> <sanitizers>
