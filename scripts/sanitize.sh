@@ -9,7 +9,7 @@
 # tests (BrokerNode.*: shell scripts and RabbitMQ, none of our instrumented code) are left to the
 # normal suite. Any sanitizer report fails the run. Suppressions live in tests/sanitizers/ and
 # cover SoftHSM only. What is left out of the instrumentation, for the build's time: UBSan's
-# null check everywhere (CMakeLists.txt), UBSan and ASan's use-after-scope in test code
+# null check wherever ASan is on (CMakeLists.txt), UBSan and ASan's use-after-scope in test code
 # (tests/CMakeLists.txt); each place says why.
 #
 #   scripts/sanitize.sh            both

@@ -1906,18 +1906,6 @@ void Store::drop_applied_records_locked() {
 }
 
 void Store::apply_pending_locked() {
-  std::lock_guard d(dmu_);
-  if (pending_.empty()) return;
-  {
-    Tx tx(*this, false);
-    apply_deliveries_locked(pending_, pending_window_);
-    tx.commit();
-  }
-  pending_.clear();
-  drop_applied_records_locked();
-}
-
-void Store::apply_delivered_locked() {
   std::vector<PendingDelivery> applying;
   int64_t window_seconds = 0;
   {
@@ -2657,7 +2645,7 @@ void Store::run_claimer() {
     if (r.apply_only) {
       try {
         std::lock_guard db(mu_);
-        apply_delivered_locked();
+        apply_pending_locked();
       } catch (...) {
         // Still pending: the next claim transaction, or release_claims, applies them.
       }

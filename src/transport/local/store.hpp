@@ -407,14 +407,11 @@ class Store {
   // transaction, and prunes delivered ids older than `window_seconds`.
   void apply_deliveries_locked(const std::vector<PendingDelivery>& deliveries,
                                int64_t window_seconds);
-  // Outside a transaction: applies the pending deliveries (if any) and empties the log. Takes
-  // dmu_ for all of it.
+  // Under mu_, outside a transaction: applies the deliveries pending now (if any) in one
+  // transaction and drops their records from the log, with dmu_ only around taking and dropping
+  // them (deliveries go on meanwhile and stay pending, as in claim_batch_locked). Also the
+  // claimer's work when a drained queue's receive skipped its claim transaction (claim_next).
   void apply_pending_locked();
-  // Under mu_, outside a transaction: applies the deliveries pending now in one transaction,
-  // with dmu_ only around taking and dropping them (deliveries go on meanwhile and stay pending,
-  // as in claim_batch_locked). The claimer's work when a drained queue's receive skipped its
-  // claim transaction (claim_next).
-  void apply_delivered_locked();
   // Under dmu_, once what left pending_ was applied: this process's log keeps the records of
   // pending_ alone.
   void drop_applied_records_locked();
@@ -530,7 +527,7 @@ class Store {
     std::chrono::milliseconds lease{0};
     IdPeek peek = nullptr;
     uint64_t generation = 0;
-    // Not a claim: apply what this process delivered (apply_delivered_locked).
+    // Not a claim: apply what this process delivered (apply_pending_locked).
     bool apply_only = false;
   };
   // The claimer thread and what it is asked (its own lock amu_, taken last: after mu_ and dmu_).
