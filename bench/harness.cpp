@@ -32,6 +32,9 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
   std::mutex err_mu;
   std::exception_ptr first_error;
   std::vector<std::thread> pool;
+  // When each thread stopped: the clock stops at the last one (below), not when this thread
+  // notices (it polls every millisecond) or after the joins.
+  std::vector<std::chrono::steady_clock::time_point> done(static_cast<size_t>(threads));
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       ready.fetch_add(1);
@@ -44,6 +47,7 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
         if (!first_error) first_error = std::current_exception();
         stop = true;
       }
+      done[static_cast<size_t>(t)] = std::chrono::steady_clock::now();
       total.fetch_add(n);
       running.fetch_sub(1);
     });
@@ -58,8 +62,11 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   stop = true;
   for (auto& th : pool) th.join();
-  if (finish && !first_error) finish();
-  auto end = std::chrono::steady_clock::now();
+  auto end = *std::max_element(done.begin(), done.end());
+  if (finish && !first_error) {
+    finish();
+    end = std::chrono::steady_clock::now();
+  }
   ops.clear();  // per-thread state (sessions, contexts) goes away before we report
   if (first_error) std::rethrow_exception(first_error);
   Timing t;

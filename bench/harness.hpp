@@ -47,7 +47,9 @@ double percentile(std::vector<double>& v, double p);
 
 // Builds one Op per thread with make_op(thread_index) (untimed: sessions, contexts and
 // buffers are set up here), starts all threads together, lets them run for `seconds` (or until
-// every thread's Op returned false), and returns the total count and the elapsed wall time.
+// every thread's Op returned false), and returns the total count and the elapsed wall time
+// from the start until the last thread stopped (the receive rounds end when their threads run
+// out of messages: not when the caller's poll notices, nor after the threads' teardown).
 // `finish`, if given, runs after the threads stopped and before the clock stops: work the
 // operations left pending (express messages not yet committed by the background writer) is
 // part of their cost. An exception thrown by an Op stops all threads and is rethrown here.
