@@ -1,6 +1,7 @@
 // The timing harness and the reports of mqsec-bench (see harness.hpp).
 #include "bench/harness.hpp"
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,20 @@
 #include <thread>
 
 namespace mqsec::bench {
+
+namespace {
+
+// The calling process's CPU time so far (user + system, all threads), in seconds.
+double process_cpu_seconds() {
+  rusage u{};
+  if (::getrusage(RUSAGE_SELF, &u) != 0) return 0;
+  const auto sec = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
+
+}  // namespace
 
 Timing measure(int threads, double seconds, const std::function<Op(int)>& make_op,
                const std::function<void()>& finish) {
@@ -53,6 +68,7 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
     });
   }
   while (ready.load() < threads) std::this_thread::yield();
+  const double cpu_start = process_cpu_seconds();
   auto start = std::chrono::steady_clock::now();
   auto deadline = start + std::chrono::duration<double>(seconds);
   go.store(true, std::memory_order_release);
@@ -67,11 +83,13 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
     finish();
     end = std::chrono::steady_clock::now();
   }
+  const double cpu_end = process_cpu_seconds();
   ops.clear();  // per-thread state (sessions, contexts) goes away before we report
   if (first_error) std::rethrow_exception(first_error);
   Timing t;
   t.ops = total.load();
   t.seconds = std::chrono::duration<double>(end - start).count();
+  t.cpu_seconds = cpu_end - cpu_start;
   return t;
 }
 

@@ -22,6 +22,10 @@ using Op = std::function<bool()>;
 struct Timing {
   uint64_t ops = 0;
   double seconds = 0;
+  // The process's CPU time (user + system, all its threads: the store's claimer and writer,
+  // an in-process token's own) from the start until the clock stopped: what an operation costs
+  // in CPU, whatever the number of cores it was spread over.
+  double cpu_seconds = 0;
   // Batch cases: send-to-receivable latency of each message (ms), and the device signatures
   // the batch signers made during the slice.
   std::vector<double> latencies_ms;
@@ -34,6 +38,7 @@ struct Timing {
   void add(const Timing& t) {
     ops += t.ops;
     seconds += t.seconds;
+    cpu_seconds += t.cpu_seconds;
     latencies_ms.insert(latencies_ms.end(), t.latencies_ms.begin(), t.latencies_ms.end());
     signatures += t.signatures;
     offered += t.offered;
@@ -53,6 +58,8 @@ double percentile(std::vector<double>& v, double p);
 // `finish`, if given, runs after the threads stopped and before the clock stops: work the
 // operations left pending (express messages not yet committed by the background writer) is
 // part of their cost. An exception thrown by an Op stops all threads and is rethrown here.
+// Timing::cpu_seconds is the process's CPU time from the start until the threads were joined
+// (and `finish` ran).
 Timing measure(int threads, double seconds, const std::function<Op(int)>& make_op,
                const std::function<void()>& finish = {});
 

@@ -988,8 +988,7 @@ Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double secon
            std::to_string(k.envelopes.size()) + " messages received; the others were refused (" +
            (why.empty() ? std::string("no rejection recorded") : why) + ")");
     }
-    total.ops += t.ops;
-    total.seconds += t.seconds;
+    total.add(t);
   }
   return total;
 }
@@ -1820,6 +1819,15 @@ int run(const Options& o) {
               {"sent_per_s", static_cast<double>(sum[i].offered) / sum[i].send_seconds});
         }
         for (const auto& [name, v] : sum[i].sums) x.stats.push_back({name, v});
+        if (cases[i].name == std::string_view("receive_verify") ||
+            cases[i].name == std::string_view("openssl_verify")) {
+          // Where a receive's time goes, whatever the cores it was spread over: its CPU per
+          // message against OpenSSL's per verify (docs/performance.md, session 21).
+          if (sum[i].ops > 0)
+            x.stats.push_back(
+                {"cpu_us_per_op", 1e6 * sum[i].cpu_seconds / static_cast<double>(sum[i].ops)});
+          if (sum[i].seconds > 0) x.stats.push_back({"cores", sum[i].cpu_seconds / sum[i].seconds});
+        }
         if (sum[i].signatures > 0)
           x.stats.push_back({"messages_per_signature", static_cast<double>(sum[i].ops) /
                                                            static_cast<double>(sum[i].signatures)});
