@@ -14,6 +14,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -375,11 +376,23 @@ TEST(BrokerNode, DurableMessagesSurviveACleanStopAndASigkill) {
   std::cout << "start_again after SIGKILL "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - t3).count() << " s"
             << std::endl;
-  EXPECT_EQ(broker->queue_depth("durable-check"), 2u);
+  // The two unreceived messages survive the SIGKILL. The one received just before it may come
+  // back: RabbitMQ writes a classic queue's acknowledgements to disk in the background, not
+  // before it settles them, so a kill right after one can undo it (at-least-once delivery;
+  // seen in CI at 2 s between the ack and the kill). The receiver removes such a duplicate by
+  // its signed message id (docs/remote.md); what must never happen is a lost message.
+  const std::optional<uint64_t> after_kill = broker->queue_depth("durable-check");
+  ASSERT_TRUE(after_kill);
+  const size_t depth = static_cast<size_t>(*after_kill);
+  ASSERT_TRUE(depth == 2u || depth == 3u) << depth;
+  if (depth == 3u) std::cout << "the message received before the SIGKILL came back" << std::endl;
 
-  auto take_rest = Client::receiving(broker->url(), address, credentials_of(*broker), 2);
+  auto take_rest = Client::receiving(broker->url(), address, credentials_of(*broker), depth);
   ASSERT_TRUE(take_rest.run(kClientLimit)) << take_rest.error();
-  EXPECT_EQ(take_rest.received(), (std::vector<std::string>{"second", "third"}));
+  const std::vector<std::string> rest = depth == 3u
+                                            ? std::vector<std::string>{"first", "second", "third"}
+                                            : std::vector<std::string>{"second", "third"};
+  EXPECT_EQ(take_rest.received(), rest);
   EXPECT_EQ(broker->queue_depth("durable-check"), 0u);
 }
 
