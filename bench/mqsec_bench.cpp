@@ -1819,14 +1819,13 @@ int run(const Options& o) {
               {"sent_per_s", static_cast<double>(sum[i].offered) / sum[i].send_seconds});
         }
         for (const auto& [name, v] : sum[i].sums) x.stats.push_back({name, v});
-        if (cases[i].name == std::string_view("receive_verify") ||
-            cases[i].name == std::string_view("openssl_verify")) {
-          // Where a receive's time goes, whatever the cores it was spread over: its CPU per
-          // message against OpenSSL's per verify (docs/performance.md, session 21).
-          if (sum[i].ops > 0)
-            x.stats.push_back(
-                {"cpu_us_per_op", 1e6 * sum[i].cpu_seconds / static_cast<double>(sum[i].ops)});
-          if (sum[i].seconds > 0) x.stats.push_back({"cores", sum[i].cpu_seconds / sum[i].seconds});
+        if (sum[i].cpu_seconds > 0 && sum[i].ops > 0 && sum[i].seconds > 0) {
+          // Where an operation's time goes, whatever the cores it was spread over: its CPU
+          // (an in-process token's included) against the baseline's (docs/performance.md,
+          // sessions 20-21). Cases timed by measure() only (not batch_latency).
+          x.stats.push_back(
+              {"cpu_us_per_op", 1e6 * sum[i].cpu_seconds / static_cast<double>(sum[i].ops)});
+          x.stats.push_back({"cores", sum[i].cpu_seconds / sum[i].seconds});
         }
         if (sum[i].signatures > 0)
           x.stats.push_back({"messages_per_signature", static_cast<double>(sum[i].ops) /
