@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <openssl/ec.h>
 #include <openssl/ecdsa.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
 #include <sys/stat.h>
@@ -319,6 +321,70 @@ TEST(DigestInfo, PrefixesAreTheRfc8017Ones) {
   EXPECT_EQ(di[18], 0x20);
   EXPECT_EQ(digest_size(Hash::Sha384), 48u);
   EXPECT_THROW(ecdsa_raw_to_der(std::vector<uint8_t>(63, 1)), Error);
+}
+
+// OpenSSL's encoding of r||s, the reference ecdsa_raw_to_der must match byte for byte.
+std::vector<uint8_t> openssl_ecdsa_der(const std::vector<uint8_t>& raw) {
+  const size_t half = raw.size() / 2;
+  ECDSA_SIG* sig = ECDSA_SIG_new();
+  BIGNUM* r = BN_bin2bn(raw.data(), static_cast<int>(half), nullptr);
+  BIGNUM* s = BN_bin2bn(raw.data() + half, static_cast<int>(half), nullptr);
+  if (sig == nullptr || r == nullptr || s == nullptr || ECDSA_SIG_set0(sig, r, s) != 1) {
+    ADD_FAILURE() << "OpenSSL could not build the reference signature";
+    return {};
+  }
+  const int len = i2d_ECDSA_SIG(sig, nullptr);
+  std::vector<uint8_t> der(static_cast<size_t>(len > 0 ? len : 0));
+  unsigned char* p = der.data();
+  i2d_ECDSA_SIG(sig, &p);
+  ECDSA_SIG_free(sig);
+  return der;
+}
+
+TEST(EcdsaDer, MatchesOpenSslForEveryShapeOfRAndS) {
+  // P-256, P-384 and P-521 (66-byte halves: a long-form SEQUENCE length), and odd sizes; each
+  // half random, or with leading zero bytes, its high bit set, all zero, or all 0xff.
+  size_t checked = 0;
+  for (size_t half : {1u, 2u, 31u, 32u, 48u, 63u, 64u, 66u, 100u}) {
+    for (int shape_r = 0; shape_r < 6; ++shape_r) {
+      for (int shape_s = 0; shape_s < 6; ++shape_s) {
+        for (int trial = 0; trial < 20; ++trial) {
+          std::vector<uint8_t> raw(2 * half);
+          ASSERT_EQ(RAND_bytes(raw.data(), static_cast<int>(raw.size())), 1);
+          auto shape = [&](uint8_t* h, int kind) {
+            switch (kind) {
+              case 1:
+                h[0] = 0;
+                break;  // one zero
+              case 2:
+                std::fill(h, h + std::min<size_t>(half, 3), 0);
+                break;  // several
+              case 3:
+                h[0] |= 0x80;
+                break;  // high bit
+              case 4:
+                std::fill(h, h + half, 0);
+                break;  // zero
+              case 5:
+                std::fill(h, h + half, 0xff);
+                break;  // all ones
+              default:
+                break;  // random
+            }
+            if (kind == 1 && half > 1) h[1] |= 0x80;  // a zero before a high bit
+          };
+          shape(raw.data(), shape_r);
+          shape(raw.data() + half, shape_s);
+          ASSERT_EQ(ecdsa_raw_to_der(raw), openssl_ecdsa_der(raw))
+              << "half " << half << ", shapes " << shape_r << "/" << shape_s;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 9u * 36u * 20u);
+  EXPECT_THROW(ecdsa_raw_to_der(std::vector<uint8_t>()), Error);
+  EXPECT_THROW(ecdsa_raw_to_der(std::vector<uint8_t>(65, 1)), Error);
 }
 
 TEST_F(Pkcs11Test, LostLoginIsRecoveredOnceFromThePinSource) {
