@@ -83,6 +83,17 @@ Bytes digest_info(Hash h, std::span<const uint8_t> digest) {
   return out;
 }
 
+void append_der_length(Bytes& out, size_t len) {
+  if (len < 0x80) {
+    out.push_back(static_cast<uint8_t>(len));
+    return;
+  }
+  size_t n = 0;
+  for (size_t v = len; v > 0; v >>= 8) ++n;
+  out.push_back(static_cast<uint8_t>(0x80 | n));
+  for (size_t k = n; k > 0; --k) out.push_back(static_cast<uint8_t>(len >> (8 * (k - 1))));
+}
+
 Bytes ecdsa_raw_to_der(std::span<const uint8_t> raw) {
   if (raw.empty() || raw.size() % 2 != 0) {
     throw Error("token returned a malformed ECDSA signature (odd length)");
@@ -93,46 +104,21 @@ Bytes ecdsa_raw_to_der(std::span<const uint8_t> raw) {
   // unsigned big-endian number: its leading zero bytes go (one stays for zero), and a 0x00
   // goes in front when the first byte left has its high bit set (a positive INTEGER).
   const size_t half = raw.size() / 2;
-  struct Int {
-    std::span<const uint8_t> bytes;
-    bool pad = false;
-    size_t size() const { return bytes.size() + (pad ? 1 : 0); }
-  };
-  auto integer = [](std::span<const uint8_t> v) {
+  Bytes body;
+  body.reserve(raw.size() + 8);
+  for (std::span<const uint8_t> v : {raw.first(half), raw.subspan(half)}) {
     size_t skip = 0;
     while (skip + 1 < v.size() && v[skip] == 0) ++skip;
-    Int i{v.subspan(skip)};
-    i.pad = (i.bytes[0] & 0x80) != 0;
-    return i;
-  };
-  // A DER length (X.690, 8.1.3): short form below 128, else 0x81 or 0x82 and the bytes.
-  auto put_length = [](Bytes& out, size_t n) {
-    if (n < 0x80) {
-      out.push_back(static_cast<uint8_t>(n));
-    } else if (n <= 0xff) {
-      out.push_back(0x81);
-      out.push_back(static_cast<uint8_t>(n));
-    } else {
-      out.push_back(0x82);
-      out.push_back(static_cast<uint8_t>(n >> 8));
-      out.push_back(static_cast<uint8_t>(n & 0xff));
-    }
-  };
-  auto length_size = [](size_t n) -> size_t { return n < 0x80 ? 1 : n <= 0xff ? 2 : 3; };
-  if (half > 1024) throw Error("token returned a malformed ECDSA signature (too long)");
-  const Int r = integer(raw.first(half));
-  const Int s = integer(raw.subspan(half));
-  const size_t body = 2 + length_size(r.size()) + r.size() + length_size(s.size()) + s.size();
-  Bytes der;
-  der.reserve(1 + length_size(body) + body);
-  der.push_back(0x30);
-  put_length(der, body);
-  for (const Int& i : {r, s}) {
-    der.push_back(0x02);
-    put_length(der, i.size());
-    if (i.pad) der.push_back(0x00);
-    der.insert(der.end(), i.bytes.begin(), i.bytes.end());
+    const bool pad = (v[skip] & 0x80) != 0;
+    body.push_back(0x02);
+    append_der_length(body, v.size() - skip + (pad ? 1 : 0));
+    if (pad) body.push_back(0x00);
+    body.insert(body.end(), v.begin() + static_cast<std::ptrdiff_t>(skip), v.end());
   }
+  Bytes der{0x30};
+  der.reserve(body.size() + 4);
+  append_der_length(der, body.size());
+  der.insert(der.end(), body.begin(), body.end());
   return der;
 }
 

@@ -25,6 +25,8 @@ size_t digest_size(Hash h) noexcept;
 Bytes digest_info(Hash h, std::span<const uint8_t> digest);
 // Raw r||s (two equal halves) to DER ECDSA-Sig-Value. Throws pkcs11::Error on odd input.
 Bytes ecdsa_raw_to_der(std::span<const uint8_t> raw);
+// Appends a DER length (X.690, 8.1.3): one byte below 128, else 0x80 | n and n big-endian bytes.
+void append_der_length(Bytes& out, size_t len);
 
 struct SignKey {
   CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;

@@ -15,6 +15,7 @@
 #include "mqsec/error.hpp"
 #include "pkcs11/call_gate.hpp"
 #include "pkcs11/error.hpp"
+#include "pkcs11/signer.hpp"
 #include "pkcs11/uri.hpp"
 #include "src/security/log.hpp"
 
@@ -73,17 +74,6 @@ PkeyPtr public_key_from_token(pkcs11::Token& token, pkcs11::Token::Session& s, C
     throw pkcs11::Error("cannot import the generated public key: " + openssl_error());
   }
   return PkeyPtr(pkey);
-}
-
-void append_der_length(Bytes& out, size_t len) {
-  if (len < 128) {
-    out.push_back(static_cast<uint8_t>(len));
-    return;
-  }
-  Bytes be;
-  for (size_t v = len; v > 0; v >>= 8) be.insert(be.begin(), static_cast<uint8_t>(v & 0xff));
-  out.push_back(static_cast<uint8_t>(0x80 | be.size()));
-  out.insert(out.end(), be.begin(), be.end());
 }
 
 void set_subject(X509_NAME* name, const std::string& dn) {
@@ -426,11 +416,11 @@ Enrolled enroll_internal(const UserSetup& setup, PersonalStore& store, const Enr
     body.insert(body.end(), alg_p, alg_p + alg_len);
     OPENSSL_free(alg_p);
     body.push_back(0x03);  // BIT STRING, no unused bits
-    append_der_length(body, sig.size() + 1);
+    pkcs11::append_der_length(body, sig.size() + 1);
     body.push_back(0x00);
     body.insert(body.end(), sig.begin(), sig.end());
     Bytes der{0x30};
-    append_der_length(der, body.size());
+    pkcs11::append_der_length(der, body.size());
     der.insert(der.end(), body.begin(), body.end());
 
     X509Ptr check = parse_der_strict(der);

@@ -8,6 +8,7 @@
 
 #include "mqsec/error.hpp"
 #include "pkcs11/error.hpp"
+#include "pkcs11/signer.hpp"
 #include "pkcs11/uri.hpp"
 #include "src/security/log.hpp"
 
@@ -17,12 +18,7 @@ namespace {
 // DER OCTET STRING around `v` (CKA_EC_POINT's form in PKCS#11 v2.40).
 Bytes octet_string(const Bytes& v) {
   Bytes out{0x04};
-  if (v.size() < 128) {
-    out.push_back(static_cast<uint8_t>(v.size()));
-  } else {
-    out.push_back(0x81);
-    out.push_back(static_cast<uint8_t>(v.size()));
-  }
+  pkcs11::append_der_length(out, v.size());
   out.insert(out.end(), v.begin(), v.end());
   return out;
 }

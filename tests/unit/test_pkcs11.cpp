@@ -1,9 +1,9 @@
 // The pkcs11/ layer against the mock module: token lookup by URI, the session pool, login
 // and PIN sources, device signing with each mechanism, and the one checked error path.
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/ecdsa.h>
-#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -331,6 +331,9 @@ std::vector<uint8_t> openssl_ecdsa_der(const std::vector<uint8_t>& raw) {
   BIGNUM* s = BN_bin2bn(raw.data() + half, static_cast<int>(half), nullptr);
   if (sig == nullptr || r == nullptr || s == nullptr || ECDSA_SIG_set0(sig, r, s) != 1) {
     ADD_FAILURE() << "OpenSSL could not build the reference signature";
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(sig);
     return {};
   }
   const int len = i2d_ECDSA_SIG(sig, nullptr);
@@ -384,6 +387,18 @@ TEST(EcdsaDer, MatchesOpenSslForEveryShapeOfRAndS) {
   }
   EXPECT_EQ(checked, 9u * 36u * 20u);
   EXPECT_THROW(ecdsa_raw_to_der(std::vector<uint8_t>()), Error);
+  // The DER length it (and enrollment, and the store's CKA_EC_POINT) writes, at each form's edges.
+  auto length = [](size_t n) {
+    Bytes out;
+    append_der_length(out, n);
+    return out;
+  };
+  EXPECT_EQ(length(0), (Bytes{0x00}));
+  EXPECT_EQ(length(127), (Bytes{0x7f}));
+  EXPECT_EQ(length(128), (Bytes{0x81, 0x80}));
+  EXPECT_EQ(length(255), (Bytes{0x81, 0xff}));
+  EXPECT_EQ(length(256), (Bytes{0x82, 0x01, 0x00}));
+  EXPECT_EQ(length(0x10000), (Bytes{0x83, 0x01, 0x00, 0x00}));
   EXPECT_THROW(ecdsa_raw_to_der(std::vector<uint8_t>(65, 1)), Error);
 }
 
