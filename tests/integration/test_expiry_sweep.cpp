@@ -126,6 +126,9 @@ TEST(ExpirySweep, TakesOutExpiredMessagesNobodyReadsOnceAndLeavesTheRest) {
   ASSERT_HR(MQ_OK, send(s, "dead letter", 1, MQMSG_DEADLETTER));
   std::vector<UCHAR> nacked_id;
   ASSERT_HR(MQ_OK, send(s, "nacked", 1, 0, admin, &nacked_id));
+  // The three sends with one second to be received may straddle a second boundary on a busy
+  // machine; each expires once the clock is past its own send second + 1.
+  const time_t last_sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, "forever", INFINITE));
   ASSERT_HR(MQ_OK, send(s, "an hour", 3600));
   EXPECT_EQ(message_count(q), 4u);
@@ -137,7 +140,9 @@ TEST(ExpirySweep, TakesOutExpiredMessagesNobodyReadsOnceAndLeavesTheRest) {
   if (std::time(nullptr) <= sent + 1) {
     EXPECT_NE(c.output.find("expired 0 messages"), std::string::npos) << c.output;
   }
-  while (std::time(nullptr) <= sent + 1) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  while (std::time(nullptr) <= last_sent + 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 
   c = expire();
   ASSERT_TRUE(c.ok()) << c.output;
@@ -210,11 +215,13 @@ TEST(ExpirySweep, NacksGoOnlyIntoAdminQueuesThatLetAnonymousSendersWrite) {
                                   0, 0, 20,   0,    0, 0, 2, 0, 8, 0, 0, 0, 0, 0};
   ASSERT_HR(MQ_OK, MQSetQueueSecurity(locked.c_str(), DACL_SECURITY_INFORMATION, empty_dacl));
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
-  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, "injected into a locked queue?", 1, 0, locked));
   ASSERT_HR(MQ_OK, send(s, "nacked as usual", 1, 0, open_admin));
+  const time_t last_sent = std::time(nullptr);  // both are expired once past this second + 1
   MQCloseQueue(s);
-  while (std::time(nullptr) <= sent + 1) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  while (std::time(nullptr) <= last_sent + 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   const mqsec::testing::CommandResult c = expire();
   ASSERT_TRUE(c.ok()) << c.output;
   EXPECT_NE(c.output.find("expired 2 messages"), std::string::npos) << c.output;
