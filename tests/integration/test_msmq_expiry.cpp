@@ -139,7 +139,8 @@ Got receive(QUEUEHANDLE h, DWORD action = MQ_ACTION_RECEIVE, DWORD timeout = 0,
 
 // Sleeps until a message sent at `sent` (Unix seconds) with time to be received `ttbr` has
 // expired: sent times are whole seconds, and the limit is over once a whole second past it
-// began.
+// began. With several such messages, `sent` is read after the last one's send: on a busy
+// machine the sends may straddle a second boundary.
 void wait_expired(time_t sent, ULONG ttbr) {
   while (std::time(nullptr) <= sent + static_cast<time_t>(ttbr)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -182,9 +183,9 @@ TEST(Expiry, ReceiveSkipsAnExpiredMessageAndCursorsAndLookupsDoNotFindIt) {
   const std::wstring q = make_queue(L"walk");
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
-  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send().set_body("a").set_ttbr(1)));
   ASSERT_HR(MQ_OK, send(s, Send().set_body("b").set_ttbr(1)));
+  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send().set_body("c")));
   // Remember "b"'s lookup id through a cursor walk before anything expires.
   HANDLE cursor = nullptr;
@@ -226,7 +227,6 @@ TEST(Expiry, NacksWithReceiveTimeoutOnlyWhenNegativeReceiveAcksWereAskedFor) {
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
   QUEUEHANDLE a = open_queue(admin, MQ_RECEIVE_ACCESS);
-  const time_t sent = std::time(nullptr);
   std::vector<UCHAR> asked, arrival_only, none;
   ASSERT_HR(MQ_OK, send(s,
                         Send()
@@ -244,6 +244,7 @@ TEST(Expiry, NacksWithReceiveTimeoutOnlyWhenNegativeReceiveAcksWereAskedFor) {
                             .set_admin(admin),
                         &arrival_only));
   ASSERT_HR(MQ_OK, send(s, Send().set_body("none").set_ttbr(1).set_admin(admin), &none));
+  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send().set_body("kept")));
   wait_expired(sent, 1);
   // A peek meets the expired messages first: they are taken out and the one NACK sent.
@@ -431,7 +432,6 @@ TEST(Expiry, NacksNeverGoToSubqueuesJournalsOrDeadLetterQueues) {
   const mqsec::testing::UnreachableBroker broker;
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
-  const time_t sent = std::time(nullptr);
   for (const std::wstring& where : {sub, journal, kDeadLetter, kDeadXact, remote_dlq}) {
     ASSERT_HR(MQ_OK, send(s, Send()
                                  .set_body("to a system queue")
@@ -447,6 +447,7 @@ TEST(Expiry, NacksNeverGoToSubqueuesJournalsOrDeadLetterQueues) {
                             .set_acknowledge(MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE)
                             .set_admin(admin),
                         &id));
+  const time_t sent = std::time(nullptr);
   wait_expired(sent, 1);
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r).hr);  // all expired: NACKs sent (or not) meanwhile
   Got n = receive(a, MQ_ACTION_RECEIVE, 2000);
@@ -472,10 +473,10 @@ TEST(DeadLetter, ExpiredMessagesAskingForItMoveToTheDeadLetterQueue) {
   ASSERT_HR(MQ_OK, MQPurgeQueue(d));
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_PEEK_ACCESS);
-  const time_t sent = std::time(nullptr);
   std::vector<UCHAR> id;
   ASSERT_HR(MQ_OK, send(s, Send().set_body("dead").set_ttbr(0).set_journal(MQMSG_DEADLETTER), &id));
   ASSERT_HR(MQ_OK, send(s, Send().set_body("discarded").set_ttbr(0)));
+  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send().set_body("alive").set_journal(MQMSG_DEADLETTER)));
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(d, MQ_ACTION_PEEK_CURRENT).hr);
   wait_expired(sent, 0);

@@ -519,7 +519,6 @@ TEST(Locate, PublicNamesServeAsAdminAndResponseQueuesAndInManagement) {
   const std::wstring unknown = L"PUBLIC=01234567-89ab-cdef-0123-456789abcdef";
   // Two messages: one NACKed to the admin queue's PUBLIC= name when it expires, one whose
   // response queue is that name; a third NACKed to a GUID of no queue.
-  const time_t sent = std::time(nullptr);
   char body[] = "expires";
   std::vector<UCHAR> id(PROPID_M_MSGID_SIZE);
   {
@@ -539,6 +538,7 @@ TEST(Locate, PublicNamesServeAsAdminAndResponseQueuesAndInManagement) {
     m.wstr(PROPID_M_ADMIN_QUEUE, unknown.c_str());
     ASSERT_HR(MQ_OK, MQSendMessage(s, m.msg(), MQ_NO_TRANSACTION));
   }
+  const time_t sent = std::time(nullptr);  // after both: they may straddle a second
   char reply[] = "reply to me";
   {
     Props m;
