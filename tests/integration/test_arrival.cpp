@@ -535,7 +535,9 @@ TEST(Agent, StopsCleanlyOnSigtermWhileTheBrokerIsUnreachable) {
         {MQSEC_CLI, "agent"},
         {{"MQSEC_CONFIG", cfg.string()}, {"MQSEC_LOG", "stderr"}, {"MQSEC_ARRIVAL_TEST_PW", "pw"}},
         cfg.parent_path() / ("agent-" + std::to_string(sig) + ".log"));
-    std::this_thread::sleep_for(1500ms);
+    // SIGTERM and SIGINT are the agent's requests to stop once it has blocked them, which it
+    // has when it logs its start line; before, their default action ends it.
+    ASSERT_TRUE(agent.wait_for_output("agent: machine '", 120s)) << agent.output_tail();
     ASSERT_TRUE(agent.running()) << agent.output_tail();
     const auto t0 = std::chrono::steady_clock::now();
     auto st = agent.stop(sig, 10s);

@@ -207,11 +207,12 @@ TEST_F(BatchPipeline, OneThreadManyMessagesFewSignatures) {
   EXPECT_TRUE(got.front().batch.present());
 }
 
-// Not visible before it is signed: with a long window, a receiver sees nothing yet.
+// Not visible before it is signed: with a long window (60 s, longer than any stall; flush() ends
+// it), a receiver sees nothing yet.
 TEST_F(BatchPipeline, InvisibleUntilSigned) {
   auto ctx = security::acquire_context(g_cert);
   const std::string queue = new_queue("invisible");
-  auto q = open_sender(queue, batching(1000, 1500));
+  auto q = open_sender(queue, batching(1000, 60000));
   for (int i = 0; i < 5; ++i) {
     Outgoing m = message(ctx, i);
     q->send(m, false);
@@ -229,9 +230,9 @@ TEST_F(BatchPipeline, InvisibleUntilSigned) {
 TEST_F(BatchPipeline, OneBatchOverTwoQueuesAndBothDeliveriesKeepsOrderAndReportsStoreFailures) {
   auto ctx = security::acquire_context(g_cert);
   const std::string qa = new_queue("handa"), qb = new_queue("handb"), qc = new_queue("handc");
-  auto a = open_sender(qa, batching(1000, 1500));
-  auto b = open_sender(qb, batching(1000, 1500));
-  auto c = open_sender(qc, batching(1000, 1500));
+  auto a = open_sender(qa, batching(1000, 60000));
+  auto b = open_sender(qb, batching(1000, 60000));
+  auto c = open_sender(qc, batching(1000, 60000));
   const int signs_before = g_ctl.call_count("C_Sign");
   for (int i = 0; i < 60; ++i) {
     Outgoing m = message(ctx, i);
@@ -266,8 +267,15 @@ TEST_F(BatchPipeline, TokenRemovedMidBatchDeliversNothingUnsignedAndNacksTheRest
   auto q = open_sender(queue, batching(20, 30));
   g_ctl.set_sign_delay(150);
   constexpr int kMessages = 100;
-  std::thread puller([] {
-    std::this_thread::sleep_for(100ms);  // the first batch is inside C_Sign now
+  const int signs_before = g_ctl.call_count("C_Sign");
+  std::thread puller([signs_before] {
+    // Pulled once the first batch is inside C_Sign (counted on entry, before the 150 ms), so
+    // that later batches are still queued however slowly this machine runs.
+    const auto give_up = std::chrono::steady_clock::now() + 60s;
+    while (g_ctl.call_count("C_Sign") == signs_before &&
+           std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(1ms);
+    }
     g_ctl.remove_token();
   });
   for (int i = 0; i < kMessages; ++i) {
@@ -471,7 +479,7 @@ TEST_F(BatchPipeline, RemoteQueueBatchArrivesInOrderEachVerifyingAlone) {
   auto ctx = security::acquire_context(g_cert);
   const Destination there{queue, Destination::Transport::Remote, "hostb"};
   auto q = Queue::open(there, Access{true, false, false}, false);
-  q->set_batching(batching(1000, 1500));
+  q->set_batching(batching(1000, 60000));
   auto backlog = [&] {
     size_t n = 0;
     for (const auto& o : list_outgoing_queues(runtime().stores().store_at(sender_cfg.store_path))) {

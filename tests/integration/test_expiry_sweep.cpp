@@ -257,9 +257,11 @@ TEST(ExpirySweep, TheAgentSweepsEveryExpirySweepSeconds) {
       {MQSEC_CLI, "agent"},
       {{"MQSEC_CONFIG", agent_cfg}, {"MQSEC_LOG", "stderr"}, {"MQSEC_SWEEP_TEST_PW", "pw"}},
       agent_cfg + ".log");
-  // Nobody reads q: only the agent can take the message out. Limit 1 s, sweep every 1 s.
+  // Nobody reads q: only the agent can take the message out. Limit 1 s, sweep every 1 s. The
+  // agent commits the removal and then the NACK: wait for both.
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while (message_count(q) != 1u && std::chrono::steady_clock::now() < give_up) {
+  while ((message_count(q) != 1u || message_count(admin) != 1u) &&
+         std::chrono::steady_clock::now() < give_up) {
     ASSERT_TRUE(agent.running()) << agent.output_tail();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

@@ -340,7 +340,7 @@ TEST(Expiry, TimeToReachQueueIsCutToTheTimeToBeReceived) {
   Got g = receive(r);
   ASSERT_HR(MQ_OK, g.hr);
   EXPECT_EQ(g.ttrq, 50u);
-  EXPECT_GE(g.ttbr, 48u);
+  EXPECT_GE(g.ttbr, 40u);  // the seconds left: what the send and receive took is gone
   EXPECT_LE(g.ttbr, 50u);
   MQCloseQueue(s);
   MQCloseQueue(r);

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <string>
@@ -224,6 +226,7 @@ TEST_F(ReceiveOffering, AForkedChildDoesNotInheritItsParentsClaims) {
   QUEUEHANDLE r = open(MQ_RECEIVE_ACCESS);
   HRESULT hr = MQ_OK;
   std::map<std::string, int> seen;
+  const auto claimed_at = std::chrono::steady_clock::now();
   ++seen[receive(r, 0, &hr)];  // claims a batch
   ASSERT_HR(MQ_OK, hr);
   int fds[2];
@@ -255,8 +258,16 @@ TEST_F(ReceiveOffering, AForkedChildDoesNotInheritItsParentsClaims) {
     ++child_count;
   }
   EXPECT_GT(child_count, 0u) << "the child received nothing";
-  EXPECT_LT(child_count, static_cast<size_t>(kMessages - 1))
-      << "the child received what its parent had claimed";
+  // Past the parent's lease (a stalled machine) the child may rightly take the parent's claims
+  // over: then only exactly-once below is conclusive.
+  if (std::chrono::steady_clock::now() - claimed_at < std::chrono::milliseconds(1900)) {
+    EXPECT_LT(child_count, static_cast<size_t>(kMessages - 1))
+        << "the child received what its parent had claimed";
+  } else {
+    std::printf(
+        "[ note ] the child ended after the parent's 2 s lease: not checked whether it "
+        "took the parent's claims\n");
+  }
   for (;;) {
     std::string body = receive(r, 0, &hr);
     if (FAILED(hr)) break;

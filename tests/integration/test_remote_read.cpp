@@ -38,6 +38,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -53,6 +54,7 @@
 #include <vector>
 
 #include "tests/support/broker_node.hpp"
+#include "tests/support/hresult_text.hpp"
 #include "tests/support/remote_process.hpp"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/sqlite_query.hpp"
@@ -276,8 +278,23 @@ std::unique_ptr<Agent> start_agent_b() {
   Suite& s = *g_suite;
   auto agent =
       std::make_unique<Agent>(s.b, s.dir / ("hostb-agent-" + std::to_string(++serial) + ".log"));
-  std::this_thread::sleep_for(1500ms);
-  if (std::string p = agent->problem(); !p.empty()) throw std::runtime_error(p);
+  // Ready once a remote open from A is answered: the agent subscribes to its read queue on a
+  // thread of its own after it starts, and a request sent before that is never answered.
+  const std::wstring inbox(kRemoteInbox, kRemoteInbox + std::strlen(kRemoteInbox));
+  const auto deadline = Clock::now() + 120s;
+  for (HRESULT hr = MQ_ERROR;; std::this_thread::sleep_for(100ms)) {
+    if (std::string p = agent->problem(); !p.empty()) throw std::runtime_error(p);
+    QUEUEHANDLE h = nullptr;
+    hr = MQOpenQueue(inbox.c_str(), MQ_PEEK_ACCESS, MQ_DENY_NONE, &h);
+    if (SUCCEEDED(hr)) {
+      MQCloseQueue(h);
+      break;
+    }
+    if (Clock::now() > deadline) {
+      throw std::runtime_error("B's agent did not answer a remote open in 120 s (last " +
+                               mqsec::testing::hr_text(hr) + "):\n" + agent->log_tail());
+    }
+  }
   return agent;
 }
 

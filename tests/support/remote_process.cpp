@@ -80,6 +80,16 @@ bool Subprocess::running() {
   return !status_;
 }
 
+bool Subprocess::wait_for_output(const std::string& text, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    const bool alive = running();  // before the read: output written before an exit counts
+    if (output_tail(std::string::npos).find(text) != std::string::npos) return true;
+    if (!alive || std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 std::optional<int> Subprocess::wait(std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (running()) {

@@ -38,6 +38,9 @@ class Subprocess {
   std::string output_tail(size_t max = 4000) const;
   // True while it has not exited (reaps it when it has).
   bool running();
+  // Waits up to `limit` for `text` to appear in its output; false if it exited first or the
+  // time ran out.
+  bool wait_for_output(const std::string& text, std::chrono::milliseconds limit);
   // Its wait status once it has exited.
   std::optional<int> status() const noexcept { return status_; }
   // Waits up to `limit` for it to exit; its wait status, or nullopt if still running.

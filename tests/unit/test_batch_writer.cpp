@@ -69,7 +69,9 @@ TEST_F(BatchWriterTest, FlushWithNothingPendingDoesNotWakeTheWriter) {
   const uint64_t before = w.wakeups();
   for (int i = 0; i < 200; ++i) w.flush();
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a woken writer would count
-  EXPECT_EQ(w.wakeups(), before);
+  // At most the one look after the commit, if the writer was not back in its wait within the
+  // 50 ms (a loaded machine); a flush that woke it would count about 200.
+  EXPECT_LE(w.wakeups() - before, 1u);
   // A flush after a push still waits for the commit.
   w.push(id_, 3, msg(2));
   w.flush();
