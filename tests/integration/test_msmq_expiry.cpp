@@ -137,6 +137,11 @@ Got receive(QUEUEHANDLE h, DWORD action = MQ_ACTION_RECEIVE, DWORD timeout = 0,
   return g;
 }
 
+// The time to be received of a message a test still peeks or walks to before it expires: a
+// stalled machine may take over a second between the send and the peek (with 1 s, a message
+// lives 1-2 s: sent times are whole seconds).
+constexpr ULONG kAlive = 3;
+
 // Sleeps until a message sent at `sent` (Unix seconds) with time to be received `ttbr` has
 // expired: sent times are whole seconds, and the limit is over once a whole second past it
 // began. With several such messages, `sent` is read after the last one's send: on a busy
@@ -152,15 +157,15 @@ TEST(Expiry, AnExpiredMessageIsNeitherPeekedNorReceivedAndLeavesTheQueue) {
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
   const time_t sent = std::time(nullptr);
-  ASSERT_HR(MQ_OK, send(s, Send().set_body("short").set_ttbr(1)));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("short").set_ttbr(kAlive)));
   ASSERT_HR(MQ_OK, send(s, Send().set_body("forever")));
   ASSERT_HR(MQ_OK, send(s, Send().set_body("long").set_ttbr(3600)));
   // Before it expires: peeked, with the seconds left (MSMQ returns the time left).
   Got g = receive(r, MQ_ACTION_PEEK_CURRENT);
   ASSERT_HR(MQ_OK, g.hr);
   EXPECT_EQ(g.body, "short");
-  EXPECT_LE(g.ttbr, 1u);
-  wait_expired(sent, 1);
+  EXPECT_LE(g.ttbr, kAlive);
+  wait_expired(sent, kAlive);
   // After: neither peek nor receive sees it; the others are there, in order.
   g = receive(r, MQ_ACTION_PEEK_CURRENT);
   ASSERT_HR(MQ_OK, g.hr);
@@ -183,8 +188,8 @@ TEST(Expiry, ReceiveSkipsAnExpiredMessageAndCursorsAndLookupsDoNotFindIt) {
   const std::wstring q = make_queue(L"walk");
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
-  ASSERT_HR(MQ_OK, send(s, Send().set_body("a").set_ttbr(1)));
-  ASSERT_HR(MQ_OK, send(s, Send().set_body("b").set_ttbr(1)));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("a").set_ttbr(kAlive)));
+  ASSERT_HR(MQ_OK, send(s, Send().set_body("b").set_ttbr(kAlive)));
   const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send().set_body("c")));
   // Remember "b"'s lookup id through a cursor walk before anything expires.
@@ -195,7 +200,7 @@ TEST(Expiry, ReceiveSkipsAnExpiredMessageAndCursorsAndLookupsDoNotFindIt) {
   ASSERT_HR(MQ_OK, second.hr);
   ASSERT_EQ(second.body, "b");
   MQCloseCursor(cursor);
-  wait_expired(sent, 1);
+  wait_expired(sent, kAlive);
   // A lookup of an expired message: not found (and it is gone afterwards).
   std::vector<UCHAR> body(16);
   Props p;
@@ -277,7 +282,7 @@ TEST(Expiry, SignedMessagesKeepVerifyingAndExpire) {
   ASSERT_HR(MQ_OK, send(s,
                         Send()
                             .set_body("signed short")
-                            .set_ttbr(1)
+                            .set_ttbr(kAlive)
                             .set_acknowledge(MQMSG_ACKNOWLEDGMENT_NACK_RECEIVE)
                             .set_admin(admin)
                             .set_context(context),
@@ -289,7 +294,7 @@ TEST(Expiry, SignedMessagesKeepVerifyingAndExpire) {
   ASSERT_HR(MQ_OK, g.hr);
   EXPECT_EQ(g.body, "signed short");
   EXPECT_EQ(g.authenticated, 1);
-  wait_expired(sent, 1);
+  wait_expired(sent, kAlive);
   g = receive(r);
   ASSERT_HR(MQ_OK, g.hr);
   EXPECT_EQ(g.body, "signed long");
