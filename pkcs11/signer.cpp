@@ -99,26 +99,41 @@ Bytes ecdsa_raw_to_der(std::span<const uint8_t> raw) {
     throw Error("token returned a malformed ECDSA signature (odd length)");
   }
   // ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } (RFC 3279, 2.2.3) in DER, written
-  // directly: OpenSSL's way (two BIGNUMs, an ECDSA_SIG and two i2d passes) took 0.8 us of a
-  // P-256 send's 5.4 us of host work (docs/performance.md, session 21). Each half is an
-  // unsigned big-endian number: its leading zero bytes go (one stays for zero), and a 0x00
-  // goes in front when the first byte left has its high bit set (a positive INTEGER).
-  const size_t half = raw.size() / 2;
-  Bytes body;
-  body.reserve(raw.size() + 8);
-  for (std::span<const uint8_t> v : {raw.first(half), raw.subspan(half)}) {
+  // directly into one buffer: OpenSSL's way (two BIGNUMs, an ECDSA_SIG and two i2d passes) took
+  // 0.8 us of a P-256 send's 5.4 us of host work (docs/performance.md, session 21). Each half
+  // is an unsigned big-endian number: its leading zero bytes go (one stays for zero), and a
+  // 0x00 goes in front when the first byte left has its high bit set (a positive INTEGER).
+  struct Integer {
+    std::span<const uint8_t> digits;
+    bool pad = false;
+    size_t length = 0;  // of the content: the pad and the digits
+  };
+  auto integer = [](std::span<const uint8_t> v) {
     size_t skip = 0;
     while (skip + 1 < v.size() && v[skip] == 0) ++skip;
     const bool pad = (v[skip] & 0x80) != 0;
-    body.push_back(0x02);
-    append_der_length(body, v.size() - skip + (pad ? 1 : 0));
-    if (pad) body.push_back(0x00);
-    body.insert(body.end(), v.begin() + static_cast<std::ptrdiff_t>(skip), v.end());
+    return Integer{v.subspan(skip), pad, v.size() - skip + (pad ? 1 : 0)};
+  };
+  auto tlv_size = [](size_t length) {
+    size_t bytes = 1;
+    if (length >= 0x80) {
+      for (size_t v = length; v > 0; v >>= 8) ++bytes;
+    }
+    return 1 + bytes + length;  // tag, length, content
+  };
+  const size_t half = raw.size() / 2;
+  const Integer ints[2] = {integer(raw.first(half)), integer(raw.subspan(half))};
+  const size_t body = tlv_size(ints[0].length) + tlv_size(ints[1].length);
+  Bytes der;
+  der.reserve(tlv_size(body));
+  der.push_back(0x30);
+  append_der_length(der, body);
+  for (const Integer& i : ints) {
+    der.push_back(0x02);
+    append_der_length(der, i.length);
+    if (i.pad) der.push_back(0x00);
+    der.insert(der.end(), i.digits.begin(), i.digits.end());
   }
-  Bytes der{0x30};
-  der.reserve(body.size() + 4);
-  append_der_length(der, body.size());
-  der.insert(der.end(), body.begin(), body.end());
   return der;
 }
 
