@@ -38,7 +38,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -273,6 +272,15 @@ void write_machine(Machine& m, const std::string& name, const std::string& extra
   mqsec::testing::write_file(m.config, text, 0600);
 }
 
+// MQOpenQueue's HRESULT for `format` with `access`.
+HRESULT open_hr(const std::string& format, DWORD access, DWORD share = MQ_DENY_NONE) {
+  std::wstring w(format.begin(), format.end());
+  QUEUEHANDLE h = nullptr;
+  HRESULT hr = MQOpenQueue(w.c_str(), access, share, &h);
+  if (SUCCEEDED(hr)) MQCloseQueue(h);
+  return hr;
+}
+
 std::unique_ptr<Agent> start_agent_b() {
   static int serial = 0;
   Suite& s = *g_suite;
@@ -280,16 +288,10 @@ std::unique_ptr<Agent> start_agent_b() {
       std::make_unique<Agent>(s.b, s.dir / ("hostb-agent-" + std::to_string(++serial) + ".log"));
   // Ready once a remote open from A is answered: the agent subscribes to its read queue on a
   // thread of its own after it starts, and a request sent before that is never answered.
-  const std::wstring inbox(kRemoteInbox, kRemoteInbox + std::strlen(kRemoteInbox));
   const auto deadline = Clock::now() + 120s;
   for (HRESULT hr = MQ_ERROR;; std::this_thread::sleep_for(100ms)) {
     if (std::string p = agent->problem(); !p.empty()) throw std::runtime_error(p);
-    QUEUEHANDLE h = nullptr;
-    hr = MQOpenQueue(inbox.c_str(), MQ_PEEK_ACCESS, MQ_DENY_NONE, &h);
-    if (SUCCEEDED(hr)) {
-      MQCloseQueue(h);
-      break;
-    }
+    if (SUCCEEDED(hr = open_hr(kRemoteInbox, MQ_PEEK_ACCESS))) break;
     if (Clock::now() > deadline) {
       throw std::runtime_error("B's agent did not answer a remote open in 120 s (last " +
                                mqsec::testing::hr_text(hr) + "):\n" + agent->log_tail());
@@ -371,15 +373,6 @@ class RemoteRead : public ::testing::Test {
       std::printf("agent B's log:\n%s\n", g_suite->agent_b->log_tail().c_str());
   }
 };
-
-// MQOpenQueue's HRESULT for `format` with `access`.
-HRESULT open_hr(const std::string& format, DWORD access, DWORD share = MQ_DENY_NONE) {
-  std::wstring w(format.begin(), format.end());
-  QUEUEHANDLE h = nullptr;
-  HRESULT hr = MQOpenQueue(w.c_str(), access, share, &h);
-  if (SUCCEEDED(hr)) MQCloseQueue(h);
-  return hr;
-}
 
 // Takes messages until none comes within `wait`; their bodies.
 std::vector<std::string> drain(mqsec::Queue& q, std::chrono::milliseconds wait) {
