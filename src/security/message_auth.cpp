@@ -466,7 +466,7 @@ Verdict Verifier::check(const Envelope& e, const Cached& cached, std::time_t now
 
   // What the signature is over: TBS, or for a batch-signed message the statement whose root
   // the message's proof leads to from the message's own leaf (rebuilt here from TBS).
-  Bytes signed_bytes = to_be_signed(e, digest);
+  std::optional<Bytes> statement;
   if (e.batch.present()) {
     auto refuse = [&](std::string reason) {
       v.kind = "signature";
@@ -481,20 +481,39 @@ Verdict Verifier::check(const Envelope& e, const Cached& cached, std::time_t now
     }
     const EVP_MD* tree_md = evp_md(hash);
     std::optional<Bytes> root =
-        merkle::root_from_path(tree_md, merkle::leaf_hash(tree_md, signed_bytes),
+        merkle::root_from_path(tree_md, merkle::leaf_hash(tree_md, to_be_signed(e, digest)),
                                e.batch.leaf_index, e.batch.tree_size, e.batch.path);
     if (!root || *root != e.batch.root) {
       return refuse(
           "batch proof does not lead to the signed root (message altered, or the proof of "
           "another message)");
     }
-    signed_bytes = batch_statement(e.batch);
+    statement = batch_statement(e.batch);
   }
   EVP_MD_CTX* initialised = verify_template(cached, hash, e.sig_scheme);
   MdCtxPtr md(EVP_MD_CTX_new());
   bool good = md && initialised != nullptr && EVP_MD_CTX_copy_ex(md.get(), initialised) == 1;
-  good = good && EVP_DigestVerify(md.get(), e.signature.data(), e.signature.size(),
-                                  signed_bytes.data(), signed_bytes.size()) == 1;
+  if (good) {
+    // Used once: its final step need not leave it usable (OpenSSL would otherwise duplicate the
+    // key's context for that step and free the copy).
+    EVP_MD_CTX_set_flags(md.get(), EVP_MD_CTX_FLAG_FINALISE);
+    if (statement) {
+      good = EVP_DigestVerifyUpdate(md.get(), statement->data(), statement->size()) == 1;
+    } else {
+      // TBS hashed as it is written, the body where it is (no copy of the message).
+      struct Feed final : ByteSink {
+        EVP_MD_CTX* ctx;
+        bool ok = true;
+        explicit Feed(EVP_MD_CTX* c) : ctx(c) {}
+        void update(std::span<const uint8_t> bytes) override {
+          ok = ok && EVP_DigestVerifyUpdate(ctx, bytes.data(), bytes.size()) == 1;
+        }
+      } feed(md.get());
+      write_to_be_signed(e, digest, feed);
+      good = feed.ok;
+    }
+    good = good && EVP_DigestVerifyFinal(md.get(), e.signature.data(), e.signature.size()) == 1;
+  }
   if (!good) {
     openssl_error();  // clear the queue
     v.kind = "signature";
