@@ -271,6 +271,40 @@ class Claims : public ::testing::Test {
   int64_t q_ = 0;
 };
 
+// An owner string is a pid and its start time in ticks since boot: a process of a later boot
+// can have the very string of one that died (a service started in the same order at each
+// boot), and finds that one's claims and log as its own. So does a Store that replaces an
+// earlier one in a process. recover_owners_locked skips its own string; the new holder takes
+// over what the earlier one left at its first claim, as from a dead owner: its claims come
+// back, the message it returned does not. (Before: they stayed claimed while it ran.)
+TEST_F(Claims, WhatAnEarlierHolderOfTheOwnerStringLeftIsTakenOverNotWaitedFor) {
+  {
+    Store earlier(dir_);
+    StoredMessage m0 = claim(earlier);  // m0..m15 claimed, a 60 s lease
+    ASSERT_EQ(text(m0.envelope), "m0");
+    ASSERT_EQ(deliver(earlier, m0), Removal::Removed);  // logged, not applied
+    // Gone without releasing or applying anything, like a killed process.
+  }
+  ASSERT_EQ(sql_count("SELECT count(*) FROM claims"), 16);
+  Store s(dir_);
+  const StoredMessage first = claim(s);  // the takeover is part of this claim's transaction
+  EXPECT_EQ(text(first.envelope), "m1");
+  EXPECT_TRUE(s.was_delivered(q_, id_of("m0")));
+  // The earlier holder's record is gone from the log at once (applied once, never again).
+  const auto log = DeliveryLog::open(s.delivery_log_kind(), dir_, claim_owner_of(::getpid()),
+                                     /*create=*/false);
+  ASSERT_TRUE(log->is_open());
+  const Bytes m0_id = id_of("m0");
+  for (const DeliveryRecord& r : log->read_all()) {
+    EXPECT_NE(r.msg_id, m0_id) << "m0's record is still in the log";
+  }
+  EXPECT_EQ(deliver(s, first), Removal::Removed);
+  std::vector<std::string> want;
+  for (int i = 2; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(drain(s), want) << "its claims came back, exactly once, in order; m0 never";
+  EXPECT_EQ(s.message_count(q_), 0u);
+}
+
 TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {
   Handshake h;
   const pid_t child = claiming_child(60s, h);

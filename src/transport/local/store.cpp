@@ -1961,6 +1961,32 @@ bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
   return changed;
 }
 
+bool Store::recover_earlier_self_locked() {
+  const char* what = "recover claims";
+  bool changed = false;
+  // Its records were all written before this Store opened the log: nothing of ours is there
+  // (this Store has claimed nothing yet, so it has delivered nothing). Another process
+  // recovering our lapsed claims would need the write lock we hold.
+  std::vector<DeliveryRecord> records;
+  log_->lock();
+  try {
+    records = log_->read_all();
+  } catch (...) {
+    log_->unlock();
+    throw;
+  }
+  log_->unlock();
+  for (const DeliveryRecord& r : records) {
+    apply_delivery_locked(owner_, r.queue_id, r.seq, r.msg_id, r.sent_time);
+    changed = true;
+  }
+  StmtScope scope(st_->release_owner);
+  bind_text(st_->release_owner, 1, owner_, what);
+  bind_int(st_->release_owner, 2, INT64_MAX, what);
+  if (step_changes(st_->release_owner, what) != 0) changed = true;
+  return changed;
+}
+
 void Store::sweep_unused_logs_locked() {
   const char* what = "sweep delivery logs";
   std::error_code ec;
@@ -2017,6 +2043,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     if (!log_) {
       log_ = DeliveryLog::open(log_kind_, dir_, owner_, /*create=*/true);
       sweep_logs_ = true;
+      earlier_self_ = true;
     }
     applying = pending_;
     window_seconds = pending_window_;
@@ -2042,7 +2069,9 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     // after the commit).
     if (std::exchange(sweep_logs_, false)) sweep_unused_logs_locked();
     apply_deliveries_locked(applying, window_seconds);
-    const bool recovered = recover_owners_locked(queue_id, now, held);
+    // Before this Store claims anything under owner_.
+    const bool self = earlier_self_ && recover_earlier_self_locked();
+    const bool recovered = recover_owners_locked(queue_id, now, held) || self;
     {
       sqlite3_stmt* st = st_->claim_candidates;
       StmtScope scope(st);
@@ -2113,6 +2142,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     held.clear();  // unlocked (rolled back already: their records apply again later)
     throw;
   }
+  const bool earlier = std::exchange(earlier_self_, false);
   // The anchor: the header after the commit, if it is the one our commit published (its counter
   // exactly one more than before it, its frame count our commit's: any later commit changes
   // both). Then the answers are what a read at that header would give. Read before anything
@@ -2208,7 +2238,9 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     }
   }
   held.clear();  // unlocked
-  if (!applying.empty()) {
+  if (!applying.empty() || earlier) {
+    // Our log is rewritten from pending_: the earlier holder's records go too (applying them
+    // again, should this fail, changes nothing: their claims are gone).
     std::lock_guard d(dmu_);
     drop_applied_records_locked();
   }

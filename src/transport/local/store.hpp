@@ -436,6 +436,12 @@ class Store {
   // or whose lease ran out and drops their claims; the logs stay locked (in `held`) until the
   // caller committed. Returns whether it changed anything (applied a log or released a claim).
   bool recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
+  // Inside this Store's first claim transaction: what an earlier holder of this owner string
+  // left (its claims, and the deliveries its log holds), applied and released as for a dead
+  // owner, whom recover_owners_locked skips as us. That holder is gone: a process with our pid
+  // and start time in a previous boot (the start time counts from boot), or an earlier Store of
+  // this process. Returns whether it changed anything.
+  bool recover_earlier_self_locked();
   // Under mu_ only: the claim transaction runs while other threads deliver (dmu_ is taken twice,
   // briefly: for a copy of pending_ before, to file the batch after). How many it claimed.
   size_t claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease,
@@ -476,6 +482,9 @@ class Store {
   DeliveryLogKind log_kind_ = DeliveryLogKind::Flock;  // set by the constructor
   std::unique_ptr<DeliveryLog> log_;
   bool sweep_logs_ = false;  // under mu_ and dmu_: the next claim transaction sweeps (log_ is new)
+  // Under mu_: the next claim transaction takes over what an earlier holder of owner_ left
+  // (log_ is new; recover_earlier_self_locked).
+  bool earlier_self_ = false;
   std::map<int64_t, std::deque<StoredMessage>> ready_;  // claimed, not yet returned, per queue
   std::vector<PendingDelivery> pending_;                // returned, not yet deleted (all queues)
   int64_t pending_window_ = 0;
