@@ -9,7 +9,9 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
+#include <tuple>
 #include <vector>
 
 #include "pkcs11/call_gate.hpp"
@@ -68,6 +70,75 @@ std::optional<Parsed> parse(std::string_view name) {
 
 bool owner_alive(const Parsed& p) { return transport::local::process_may_run(p.pid, p.start); }
 
+// The holding queues this process made or took over, per store directory (a forked child has
+// a pid, so names, of its own). A queue with this process's name that is not among them was made
+// by an earlier holder of the name: a process of an earlier boot with the same pid and start time
+// (the start time counts from boot). Its owner looks alive (it is us), so it is taken over at
+// this process's first look instead of staying held while this process runs.
+struct Mine {
+  std::mutex mu;
+  std::set<std::tuple<pid_t, std::string, std::string>> names;  // pid, store dir, queue name
+};
+Mine& mine() {
+  static Mine* const made = [] {
+    auto* m = new Mine();                // immortal, as the transaction registry
+    pkcs11::register_fork_mutex(m->mu);  // held briefly: a fork must not leave it held
+    return m;
+  }();
+  return *made;
+}
+std::tuple<pid_t, std::string, std::string> mine_key(const transport::local::Store& store,
+                                                     std::string_view name) {
+  return {::getpid(), store.dir().string(), std::string(name)};
+}
+bool own_name(const Parsed& p) {
+  return p.pid == ::getpid() && p.start == transport::local::own_start_time();
+}
+
+// Moves the messages of holding queue `id` back into their source queue (forgetting their
+// delivered-id records: they are delivered again, not refused as replays) and drops it;
+// `p` is its parsed name (nullopt: not a name of ours, its messages have nowhere to go).
+// How many went back. Throws what the store throws.
+size_t give_back(transport::local::Store& store, int64_t id, const std::string& name,
+                 const std::optional<Parsed>& p) {
+  // Its messages, in receive order (the envelopes stay alive for the settle's spans).
+  std::vector<transport::StoredMessage> held;
+  for (auto m = store.first(id); m; m = store.next_after(id, m->priority, m->seq)) {
+    held.push_back(std::move(*m));
+  }
+  std::vector<std::array<uint8_t, 20>> ids(held.size());
+  std::vector<transport::local::Store::Settle> moves;
+  for (size_t i = 0; i < held.size() && p; ++i) {
+    transport::local::Store::Settle s{id, held[i].seq, p->source, {}};
+    if (!p->move) {
+      try {
+        ids[i] = security::decode(held[i].envelope).msg_id;
+        s.forget_id = ids[i];
+      } catch (const std::exception&) {
+        // Undecodable: back all the same; its receiver rejects it again.
+      }
+    }
+    moves.push_back(s);
+    moves.push_back({id, held[i].seq, 0, {}});  // its queue is gone: dropped
+  }
+  if (!p) {  // not a name of ours: its messages have nowhere to go
+    for (const auto& m : held) moves.push_back({id, m.seq, 0, {}});
+  }
+  const int64_t drop = id;
+  const size_t moved = store.settle({}, moves, std::span(&drop, 1));
+  if (moved != held.size()) {
+    log(LogLevel::Error, "transaction recovery: " + std::to_string(held.size() - moved) +
+                             " message(s) of '" + name +
+                             "' could not go back (their queue was deleted): dropped");
+  } else if (moved != 0) {
+    log(LogLevel::Warning, "transaction recovery: " + std::to_string(moved) +
+                               " message(s) of a transaction whose process ended without "
+                               "committing it went back into their queue (" +
+                               name + ")");
+  }
+  return moved;
+}
+
 }  // namespace
 
 int64_t holding_queue_id(transport::local::Store& store, int64_t source_id, bool move) {
@@ -75,6 +146,22 @@ int64_t holding_queue_id(transport::local::Store& store, int64_t source_id, bool
   row.name = std::string(kHoldingPrefix) + own_token() + "\\" + std::to_string(source_id) +
              (move ? ".m" : ".r");
   row.label = "messages of open transactions";
+  {
+    // First use of the name in this process: what an earlier holder left in it goes back first
+    // (under the lock: another thread's first use or recovery must not give back ours).
+    Mine& m = mine();
+    std::lock_guard lock(m.mu);
+    if (m.names.insert(mine_key(store, row.name)).second) {
+      if (auto q = store.find_queue(row.name)) {
+        try {
+          give_back(store, q->id, row.name, parse(row.name));
+        } catch (...) {
+          m.names.erase(mine_key(store, row.name));
+          throw;
+        }
+      }
+    }
+  }
   // Looked up each time (one indexed read), not cached: made again should it be gone.
   return store.ensure_queue(row).id;
 }
@@ -84,43 +171,16 @@ size_t recover_orphaned_holdings(transport::local::Store& store) noexcept {
   try {
     for (const auto& [id, name] : store.queues_with_prefix(kHoldingPrefix)) {
       const std::optional<Parsed> p = parse(name);
+      if (p && own_name(*p)) {
+        // This process's name: ours unless an earlier holder of the name made it.
+        Mine& m = mine();
+        std::lock_guard lock(m.mu);
+        if (!m.names.insert(mine_key(store, name)).second) continue;
+        back += give_back(store, id, name, p);
+        continue;
+      }
       if (p && owner_alive(*p)) continue;
-      // Its messages, in receive order (the envelopes stay alive for the settle's spans).
-      std::vector<transport::StoredMessage> held;
-      for (auto m = store.first(id); m; m = store.next_after(id, m->priority, m->seq)) {
-        held.push_back(std::move(*m));
-      }
-      std::vector<std::array<uint8_t, 20>> ids(held.size());
-      std::vector<transport::local::Store::Settle> moves;
-      for (size_t i = 0; i < held.size() && p; ++i) {
-        transport::local::Store::Settle s{id, held[i].seq, p->source, {}};
-        if (!p->move) {
-          try {
-            ids[i] = security::decode(held[i].envelope).msg_id;
-            s.forget_id = ids[i];
-          } catch (const std::exception&) {
-            // Undecodable: back all the same; its receiver rejects it again.
-          }
-        }
-        moves.push_back(s);
-        moves.push_back({id, held[i].seq, 0, {}});  // its queue is gone: dropped
-      }
-      if (!p) {  // not a name of ours: its messages have nowhere to go
-        for (const auto& m : held) moves.push_back({id, m.seq, 0, {}});
-      }
-      const int64_t drop = id;
-      const size_t moved = store.settle({}, moves, std::span(&drop, 1));
-      back += moved;
-      if (moved != held.size()) {
-        log(LogLevel::Error, "transaction recovery: " + std::to_string(held.size() - moved) +
-                                 " message(s) of '" + name +
-                                 "' could not go back (their queue was deleted): dropped");
-      } else if (moved != 0) {
-        log(LogLevel::Warning, "transaction recovery: " + std::to_string(moved) +
-                                   " message(s) of a transaction whose process ended without "
-                                   "committing it went back into their queue (" +
-                                   name + ")");
-      }
+      back += give_back(store, id, name, p);
     }
   } catch (const std::exception& e) {
     log(LogLevel::Error, std::string("transaction recovery failed: ") + e.what());

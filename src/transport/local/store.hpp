@@ -64,6 +64,8 @@ class Store {
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
+  // The directory it was opened with.
+  const std::filesystem::path& dir() const noexcept { return dir_; }
 
   // fork() safety (pthread_atfork handlers of the runtime): hold the connection's lock across
   // the fork so no SQLite call, and none of SQLite's global mutexes, is mid-way in another
