@@ -9,9 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <sstream>
-#include <tuple>
 #include <vector>
 
 #include "pkcs11/call_gate.hpp"
@@ -70,29 +68,14 @@ std::optional<Parsed> parse(std::string_view name) {
 
 bool owner_alive(const Parsed& p) { return transport::local::process_may_run(p.pid, p.start); }
 
-// The holding queues this process made or took over, per store directory (a forked child has
-// a pid, so names, of its own). A queue with this process's name that is not among them was made
-// by an earlier holder of the name: a process of an earlier boot with the same pid and start time
-// (the start time counts from boot). Its owner looks alive (it is us), so it is taken over at
-// this process's first look instead of staying held while this process runs.
-struct Mine {
-  std::mutex mu;
-  std::set<std::tuple<pid_t, std::string, std::string>> names;  // pid, store dir, queue name
-};
-Mine& mine() {
-  static Mine* const made = [] {
-    auto* m = new Mine();                // immortal, as the transaction registry
-    pkcs11::register_fork_mutex(m->mu);  // held briefly: a fork must not leave it held
-    return m;
-  }();
-  return *made;
-}
-std::tuple<pid_t, std::string, std::string> mine_key(const transport::local::Store& store,
-                                                     std::string_view name) {
-  return {::getpid(), store.dir().string(), std::string(name)};
-}
-bool own_name(const Parsed& p) {
-  return p.pid == ::getpid() && p.start == transport::local::own_start_time();
+// A queue named after this process that an earlier holder of the name made (a process of an
+// earlier boot, or the image before an exec, with this pid and start tick): it existed before
+// this process's Store took its owner string (Store::queues_before_owner).
+// (The id first: a queue this process made has a higher one, and the start time is a read of
+// /proc.)
+bool earlier_holders(const transport::local::Store& store, const Parsed& p, int64_t id) {
+  return id <= store.queues_before_owner() && p.pid == ::getpid() &&
+         p.start == transport::local::own_start_time();
 }
 
 // Moves the messages of holding queue `id` back into their source queue (forgetting their
@@ -146,23 +129,13 @@ int64_t holding_queue_id(transport::local::Store& store, int64_t source_id, bool
   row.name = std::string(kHoldingPrefix) + own_token() + "\\" + std::to_string(source_id) +
              (move ? ".m" : ".r");
   row.label = "messages of open transactions";
-  {
-    // First use of the name in this process: what an earlier holder left in it goes back first
-    // (under the lock: another thread's first use or recovery must not give back ours).
-    Mine& m = mine();
-    std::lock_guard lock(m.mu);
-    if (m.names.insert(mine_key(store, row.name)).second) {
-      if (auto q = store.find_queue(row.name)) {
-        try {
-          give_back(store, q->id, row.name, parse(row.name));
-        } catch (...) {
-          m.names.erase(mine_key(store, row.name));
-          throw;
-        }
-      }
-    }
-  }
   // Looked up each time (one indexed read), not cached: made again should it be gone.
+  const int64_t id = store.ensure_queue(row).id;
+  const std::optional<Parsed> p = parse(row.name);
+  if (!p || !earlier_holders(store, *p, id)) return id;
+  // An earlier holder's (it existed before this process took the name): its messages go back
+  // first, it is dropped, and this process makes its own (a new id, never an earlier one's).
+  give_back(store, id, row.name, p);
   return store.ensure_queue(row).id;
 }
 
@@ -171,15 +144,7 @@ size_t recover_orphaned_holdings(transport::local::Store& store) noexcept {
   try {
     for (const auto& [id, name] : store.queues_with_prefix(kHoldingPrefix)) {
       const std::optional<Parsed> p = parse(name);
-      if (p && own_name(*p)) {
-        // This process's name: ours unless an earlier holder of the name made it.
-        Mine& m = mine();
-        std::lock_guard lock(m.mu);
-        if (!m.names.insert(mine_key(store, name)).second) continue;
-        back += give_back(store, id, name, p);
-        continue;
-      }
-      if (p && owner_alive(*p)) continue;
+      if (p && owner_alive(*p) && !earlier_holders(store, *p, id)) continue;
       back += give_back(store, id, name, p);
     }
   } catch (const std::exception& e) {

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -30,7 +29,6 @@
 #include "tests/support/msmq_queues.hpp"
 #include "tests/support/softhsm_env.hpp"
 #include "tests/support/softhsm_test_environment.hpp"
-#include "tests/support/sqlite_query.hpp"
 
 namespace {
 
@@ -108,6 +106,28 @@ ITransaction* begin() {
 }
 
 using Bodies = std::vector<std::string>;
+
+// The image after_exec starts (below): receives every message of the queue named in
+// MQSEC_TEST_AFTER_EXEC without a transaction, writes their bodies (a line each) to the
+// descriptor in MQSEC_TEST_AFTER_EXEC_FD and exits, before any test runs.
+[[maybe_unused]] const bool g_after_exec = [] {
+  const char* name = std::getenv("MQSEC_TEST_AFTER_EXEC");
+  const char* fd = std::getenv("MQSEC_TEST_AFTER_EXEC_FD");
+  if (name == nullptr || fd == nullptr) return false;
+  const std::wstring q(name, name + std::strlen(name));
+  QUEUEHANDLE r = nullptr;
+  if (MQOpenQueue(q.c_str(), MQ_RECEIVE_ACCESS, MQ_DENY_NONE, &r) != MQ_OK) ::_exit(20);
+  std::string out;
+  for (;;) {
+    Got g = receive(r, MQ_NO_TRANSACTION);
+    if (g.hr == MQ_ERROR_IO_TIMEOUT) break;
+    if (FAILED(g.hr)) ::_exit(21);
+    out += g.body + "\n";
+  }
+  const int to = std::atoi(fd);
+  if (::write(to, out.data(), out.size()) != static_cast<ssize_t>(out.size())) ::_exit(22);
+  ::_exit(0);
+}();
 
 // =============================================================================================
 
@@ -500,117 +520,74 @@ TEST(Transactions, AQueueOpenedAfterAKilledTransactionHasItsMessagesBack) {
   for (QUEUEHANDLE h : {s, journal, r}) MQCloseQueue(h);
 }
 
-// A holding queue is named after its process's pid and start time in ticks since boot, so a
-// process of a later boot can have the name of one that died in a transaction (a service
-// started in the same order at each boot), and finds that one's held messages under its own,
-// live, name. They go back to their queue at this process's first look, as a dead process's
-// do, instead of staying held while it runs. Made here by renaming a killed child's holding
-// queue (e1 held in it, e2 left in the queue) to this process's name.
-class EarlierHolder {
- public:
-  explicit EarlierHolder(const std::wstring& stem) : q(make_queue(stem, true)) {
-    s = open_queue(q, MQ_SEND_ACCESS);
-    for (const char* b : {"e1", "e2"}) EXPECT_HR(MQ_OK, send(s, b, MQ_SINGLE_MESSAGE));
-  }
-  // A child receives e1 in a transaction and is killed; its holding queue is renamed to ours.
-  void leave() {
-    const char c = killed_after([&] {
-      QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
-      ITransaction* tx = nullptr;
-      if (MQBeginTransaction(&tx) != MQ_OK) return '1';
-      return receive(r, tx).body == "e1" ? 'y' : '2';
-    });
-    EXPECT_EQ(c, 'y');
-    const std::string path = mqsec::testing::SoftHsmEnv::instance().dir() / "store" / "mqsec.db";
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
-      ADD_FAILURE() << "cannot open " << path;
+// An owner string and a holding queue's name are a pid and its start tick since boot. Both stay
+// the same across an exec, and can come back in a later boot (a service started in the same
+// order each boot): the new holder finds what the earlier one left under a name that looks
+// alive, since it is its own. Here a forked child leaves a message in a transaction (or a
+// claimed one), then execs this program; the new image (g_after_exec) receives the queue and
+// reports what it got. Before the takeover (Store::take_over_earlier_holder) what the earlier
+// image held stayed held while the new one ran.
+std::vector<std::string> after_exec(const std::wstring& q, const std::function<char()>& before) {
+  int out[2];
+  if (::pipe(out) != 0) return {"pipe failed"};
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(out[0]);
+    char c = 'x';
+    try {
+      c = before();
+    } catch (...) {
     }
-    sqlite3_busy_timeout(db_, 10000);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db_,
-                       "SELECT name FROM queues WHERE name LIKE 'xact$%' AND id IN "
-                       "(SELECT queue_id FROM messages)",
-                       -1, &st, nullptr);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-      child_ = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-    }
-    sqlite3_finalize(st);
-    const size_t tail = child_.find('\\', 6);  // "xact$\<pid>.<start>" ends there
-    if (tail == std::string::npos) {
-      ADD_FAILURE() << "the killed child's holding queue was not found";
-      return;
-    }
-    ours = "xact$\\" + std::to_string(::getpid()) + "." + own_start() + child_.substr(tail);
-    EXPECT_NE(child_, ours);
-    EXPECT_EQ(
-        sqlite3_exec(
-            db_, ("UPDATE queues SET name = '" + ours + "' WHERE name = '" + child_ + "'").c_str(),
-            nullptr, nullptr, nullptr),
-        SQLITE_OK);
+    if (c != 'y') ::_exit(10);
+    const std::string name(q.begin(), q.end());  // the tests' names are ASCII
+    ::setenv("MQSEC_TEST_AFTER_EXEC", name.c_str(), 1);
+    ::setenv("MQSEC_TEST_AFTER_EXEC_FD", std::to_string(out[1]).c_str(), 1);
+    char* argv[] = {const_cast<char*>("test_transactions"), nullptr};
+    ::execv("/proc/self/exe", argv);
+    ::_exit(11);
   }
-  ~EarlierHolder() {
-    sqlite3_close(db_);
-    MQCloseQueue(s);
-  }
-  EarlierHolder(const EarlierHolder&) = delete;
-  EarlierHolder& operator=(const EarlierHolder&) = delete;
-  // Messages in the queue named `ours`, and whether it exists.
-  int64_t held() {
-    return mqsec::testing::query_int64(
-        db_,
-        "SELECT count(*) FROM messages WHERE queue_id IN (SELECT id FROM queues WHERE name = '" +
-            ours + "')");
-  }
-  bool exists() {
-    return mqsec::testing::query_int64(
-               db_, "SELECT count(*) FROM queues WHERE name = '" + ours + "'") == 1;
-  }
-
-  const std::wstring q;
-  QUEUEHANDLE s = nullptr;
-  std::string ours;  // this process's holding queue name for q's received messages
-
- private:
-  // This process's start time: field 22 of /proc/self/stat, the 20th after the command's ')'.
-  static std::string own_start() {
-    std::ifstream stat("/proc/self/stat");
-    std::string line;
-    std::getline(stat, line);
-    std::istringstream after(line.substr(line.rfind(')') + 2));
-    std::string field;
-    for (int i = 0; i < 20; ++i) after >> field;
-    return field;
-  }
-  sqlite3* db_ = nullptr;
-  std::string child_;
-};
-
-// Found when this process opens the queue for reading (the recovery's look).
-TEST(Transactions, AnEarlierHolderOfThisProcesssHoldingQueueNameHasItsMessagesBackAtOpen) {
-  EarlierHolder e(L"earlier-open");
-  e.leave();
-  ASSERT_EQ(e.held(), 1);
-  QUEUEHANDLE r = open_queue(e.q, MQ_RECEIVE_ACCESS);
-  EXPECT_FALSE(e.exists()) << "the earlier holder's queue is dropped";
-  EXPECT_EQ(drain(r), (Bodies{"e1", "e2"})) << "e1 back in its place, once, not a replay";
-  MQCloseQueue(r);
+  ::close(out[1]);
+  std::string text;
+  char buf[256];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;)
+    text.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  std::vector<std::string> got;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) got.push_back(line);
+  return got;
 }
 
-// Found by this process's first receive in a transaction from the queue (its handle was
-// opened before, so no recovery looked since), which would otherwise hold its message in the
-// earlier holder's queue, and Commit leave e1 there: e1 goes back first.
-TEST(Transactions, AnEarlierHolderOfThisProcesssHoldingQueueNameHasItsMessagesBackAtFirstUse) {
-  EarlierHolder e(L"earlier-use");
-  QUEUEHANDLE r = open_queue(e.q, MQ_RECEIVE_ACCESS);
-  e.leave();
-  ASSERT_EQ(e.held(), 1);
-  ITransaction* tx = begin();
-  EXPECT_EQ(receive(r, tx).body, "e2");  // e1 is held: e2 is the first message
-  EXPECT_HR(S_OK, tx->Commit(FALSE, 0, 0));
-  tx->Release();
-  EXPECT_EQ(e.held(), 0) << "e1 went back before e2 was held under this name";
-  EXPECT_EQ(drain(r), Bodies{"e1"});
-  MQCloseQueue(r);
+TEST(Transactions, WhatTheImageBeforeAnExecHeldInATransactionGoesBackToItsQueue) {
+  const std::wstring q = make_queue(L"exec-held", true);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  for (const char* b : {"e1", "e2"}) ASSERT_HR(MQ_OK, send(s, b, MQ_SINGLE_MESSAGE));
+  const Bodies got = after_exec(q, [&] {
+    QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+    ITransaction* tx = nullptr;
+    if (MQBeginTransaction(&tx) != MQ_OK) return '1';
+    return receive(r, tx).body == "e1" ? 'y' : '2';  // then exec, no Commit
+  });
+  EXPECT_EQ(got, (Bodies{"e1", "e2"})) << "e1 back in its place, once, not a replay";
+  MQCloseQueue(s);
+}
+
+// The same for a claimed receive (not a transaction): e1 was returned (its delivery logged, not
+// yet applied), e2 claimed with it. The new image applies the log and releases the claim.
+TEST(Transactions, WhatTheImageBeforeAnExecClaimedComesBackAndWhatItReturnedDoesNot) {
+  const std::wstring q = make_queue(L"exec-claimed", false);
+  QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
+  for (const char* b : {"c1", "c2", "c3"}) ASSERT_HR(MQ_OK, send(s, b, nullptr));
+  const Bodies got = after_exec(q, [&] {
+    QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
+    return receive(r, MQ_NO_TRANSACTION).body == "c1" ? 'y' : '2';  // then exec
+  });
+  EXPECT_EQ(got, (Bodies{"c2", "c3"})) << "c1 returned once; c2 and c3 claimed, back";
+  MQCloseQueue(s);
 }
 
 TEST(Transactions, AForkedChildCannotUseItsParentsTransaction) {

@@ -271,12 +271,13 @@ class Claims : public ::testing::Test {
   int64_t q_ = 0;
 };
 
-// An owner string is a pid and its start time in ticks since boot: a process of a later boot
-// can have the very string of one that died (a service started in the same order at each
-// boot), and finds that one's claims and log as its own. So does a Store that replaces an
-// earlier one in a process. recover_owners_locked skips its own string; the new holder takes
-// over what the earlier one left at its first claim, as from a dead owner: its claims come
-// back, the message it returned does not. (Before: they stayed claimed while it ran.)
+// An owner string is a pid and its start tick since boot: it stays the same across an exec, and
+// a process of a later boot can have the very string of one that died (a service started in
+// the same order at each boot); so does a Store that replaces an earlier one in a process. The
+// new holder finds the earlier one's claims and log as its own, which recover_owners_locked
+// skips. The first live Store of the string in a process takes them over when it opens, as from
+// a dead owner: its claims come back, the message it returned does not. (Before: they stayed
+// claimed while it ran.) The end-to-end case, across an exec: test_transactions.cpp.
 TEST_F(Claims, WhatAnEarlierHolderOfTheOwnerStringLeftIsTakenOverNotWaitedFor) {
   {
     Store earlier(dir_);
@@ -286,23 +287,38 @@ TEST_F(Claims, WhatAnEarlierHolderOfTheOwnerStringLeftIsTakenOverNotWaitedFor) {
     // Gone without releasing or applying anything, like a killed process.
   }
   ASSERT_EQ(sql_count("SELECT count(*) FROM claims"), 16);
-  Store s(dir_);
-  const StoredMessage first = claim(s);  // the takeover is part of this claim's transaction
-  EXPECT_EQ(text(first.envelope), "m1");
+  Store s(dir_);  // takes over here, before it claims
+  EXPECT_EQ(s.took_over_for_test(), 1u) << "m0's record applied";
+  EXPECT_EQ(sql_count("SELECT count(*) FROM claims"), 0) << "the earlier holder's claims released";
   EXPECT_TRUE(s.was_delivered(q_, id_of("m0")));
-  // The earlier holder's record is gone from the log at once (applied once, never again).
+  // Its log is empty before this Store claims anything.
   const auto log = DeliveryLog::open(s.delivery_log_kind(), dir_, claim_owner_of(::getpid()),
                                      /*create=*/false);
   ASSERT_TRUE(log->is_open());
-  const Bytes m0_id = id_of("m0");
-  for (const DeliveryRecord& r : log->read_all()) {
-    EXPECT_NE(r.msg_id, m0_id) << "m0's record is still in the log";
-  }
-  EXPECT_EQ(deliver(s, first), Removal::Removed);
+  EXPECT_TRUE(log->read_all().empty());
   std::vector<std::string> want;
-  for (int i = 2; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
+  for (int i = 1; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
   EXPECT_EQ(drain(s), want) << "its claims came back, exactly once, in order; m0 never";
   EXPECT_EQ(s.message_count(q_), 0u);
+}
+
+// A second live Store of the same string in one process (another copy of the library, another
+// spelling of the store's path) takes nothing over: the first holds the string's lock, and
+// keeps its claims and its log.
+TEST_F(Claims, ASecondLiveStoreOfTheOwnerStringTakesNothingFromTheFirst) {
+  Store first(dir_);
+  StoredMessage m0 = claim(first);  // m0..m15
+  ASSERT_EQ(deliver(first, m0), Removal::Removed);
+  Store second(dir_);
+  EXPECT_EQ(second.took_over_for_test(), 0u);
+  EXPECT_EQ(second.queues_before_owner(), 0) << "not its process's first holder";
+  EXPECT_EQ(sql_count("SELECT count(*) FROM claims"), 16) << "the first's claims kept";
+  EXPECT_EQ(drain(second), (std::vector<std::string>{"m16", "m17", "m18", "m19"}));
+  std::vector<std::string> rest;
+  for (int i = 1; i < 16; ++i) rest.push_back("m" + std::to_string(i));
+  EXPECT_EQ(drain(first), rest) << "the first delivers what it claimed, once";
+  first.message_count(q_);  // each applies its own deliveries first
+  EXPECT_EQ(second.message_count(q_), 0u);
 }
 
 TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {

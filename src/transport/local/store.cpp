@@ -408,6 +408,7 @@ struct Store::Statements {
   sqlite3_stmt* claim_held = nullptr;
   sqlite3_stmt* overtaken = nullptr;
   sqlite3_stmt* claim_owners = nullptr;
+  sqlite3_stmt* max_queue_id = nullptr;
   sqlite3_stmt* delete_claimed = nullptr;
   sqlite3_stmt* drop_claim = nullptr;
   sqlite3_stmt* release_claim = nullptr;
@@ -524,6 +525,7 @@ struct Store::Statements {
         {&Statements::release_owner, "DELETE FROM claims WHERE owner = ?1 AND until < ?2"},
         {&Statements::delete_queue_claims, "DELETE FROM claims WHERE queue_id = ?1"},
         {&Statements::owner_has_claims, "SELECT 1 FROM claims WHERE owner = ?1 LIMIT 1"},
+        {&Statements::max_queue_id, "SELECT max(id) FROM queues"},
         {&Statements::count, "SELECT count(*) FROM messages WHERE queue_id = ?1"},
         {&Statements::bytes,
          "SELECT coalesce(sum(length(envelope)), 0) FROM messages WHERE queue_id = ?1"},
@@ -748,13 +750,16 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
     claim_ahead_ = mode != "0";
     open_cpus_ = usable_cpus();
     claim_ahead_one_ = mode == "1" || (mode != "several" && CPU_COUNT(&open_cpus_) > 1);
+    take_over_earlier_holder();
   } catch (const Error& e) {
+    if (owner_fd_ >= 0) ::close(owner_fd_);
     st_.reset();
     sqlite3_close_v2(db_);
     db_ = nullptr;
     if (e.code() == MQ_ERROR_SERVICE_NOT_AVAILABLE) throw;
     unavailable("opening store " + db_path.string() + ": " + e.what());
   } catch (...) {
+    if (owner_fd_ >= 0) ::close(owner_fd_);
     st_.reset();
     sqlite3_close_v2(db_);
     db_ = nullptr;
@@ -786,6 +791,7 @@ Store::~Store() {
     delete claimer_->thread;
     delete claimer_;
   }
+  if (owner_fd_ >= 0) ::close(owner_fd_);  // its lock goes: a later Store may take over
   RealFsIds real_ids;  // the last connection's close checkpoints and removes the -wal file
   wal_.reset();        // SQLite's mapping, unmapped by the close
   st_.reset();         // statements must be finalized before the connection closes
@@ -1961,30 +1967,87 @@ bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
   return changed;
 }
 
-bool Store::recover_earlier_self_locked() {
-  const char* what = "recover claims";
-  bool changed = false;
-  // Its records were all written before this Store opened the log: nothing of ours is there
-  // (this Store has claimed nothing yet, so it has delivered nothing). Another process
-  // recovering our lapsed claims would need the write lock we hold.
-  std::vector<DeliveryRecord> records;
-  log_->lock();
+void Store::take_over_earlier_holder() {
+  {
+    // One byte per pid of <store>/claims/owners.lock (one file for every process: nothing to
+    // clean up), locked for this Store's life.
+    RealFsIds real_ids;  // the store's files belong to the process's user
+    const std::filesystem::path claims = dir_ / "claims";
+    if (::mkdir(claims.c_str(), 0700) != 0 && errno != EEXIST) return;
+    const int fd =
+        ::open((claims / "owners.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return;
+    struct flock mine {};
+    mine.l_type = F_WRLCK;
+    mine.l_whence = SEEK_SET;
+    mine.l_start = ::getpid();
+    mine.l_len = 1;
+    if (::fcntl(fd, F_OFD_SETLK, &mine) != 0) {
+      ::close(fd);  // another Store of this process holds the string: it keeps what it holds
+      return;
+    }
+    owner_fd_ = fd;
+  }
+  const char* what = "take over an earlier holder's claims";
+  {
+    StmtScope scope(st_->max_queue_id);
+    if (step_row(st_->max_queue_id, what)) {
+      queues_before_owner_ = std::max<int64_t>(1, sqlite3_column_int64(st_->max_queue_id, 0));
+    }
+  }
+  // Its claims and the deliveries in its log: applied and released as for a dead owner, before
+  // this Store claims anything. A log that cannot be locked at once (its lock left taken by a
+  // power loss, or a recoverer stopped holding it) or read (a torn record) is left as it was:
+  // its claims stay held while we run, as before, rather than this Store failing.
   try {
-    records = log_->read_all();
-  } catch (...) {
-    log_->unlock();
-    throw;
+    std::unique_ptr<DeliveryLog> log = DeliveryLog::open(log_kind_, dir_, owner_, false);
+    bool has_claims = false;
+    {
+      StmtScope scope(st_->owner_has_claims);
+      bind_text(st_->owner_has_claims, 1, owner_, what);
+      has_claims = step_row(st_->owner_has_claims, what);
+    }
+    if (!log->is_open() && !has_claims) return;
+    if (log->is_open() && !log->try_lock(50)) return;
+    struct Unlock {
+      DeliveryLog* log;
+      ~Unlock() {
+        if (log->is_open()) log->unlock();
+      }
+    } unlock{log.get()};
+    const std::vector<DeliveryRecord> records =
+        log->is_open() ? log->read_all() : std::vector<DeliveryRecord>{};
+    if (records.empty() && !has_claims) return;
+    {
+      Tx tx(*this, false);
+      for (const DeliveryRecord& r : records) {
+        apply_delivery_locked(owner_, r.queue_id, r.seq, r.msg_id, r.sent_time);
+      }
+      StmtScope scope(st_->release_owner);
+      bind_text(st_->release_owner, 1, owner_, what);
+      bind_int(st_->release_owner, 2, INT64_MAX, what);
+      step_changes(st_->release_owner, what);
+      tx.commit();
+    }
+    // Emptied before this Store claims: an old record must never meet a claim of ours (after a
+    // power loss a lost commit's seq is used again). If it cannot be, the store is not opened.
+    if (log->is_open()) {
+      try {
+        log->truncate();
+      } catch (const Error&) {
+        log->remove_file();
+        std::error_code ec;
+        if (std::filesystem::exists(DeliveryLog::path_of(log_kind_, dir_, owner_), ec) || ec) {
+          unavailable("an earlier delivery log of this process's owner string in " + dir_.string() +
+                      " can be neither emptied nor removed");
+        }
+      }
+    }
+    took_over_ = records.size();
+  } catch (const Error& e) {
+    // Left as it was (see above); a store that cannot be opened says so.
+    if (e.code() == MQ_ERROR_SERVICE_NOT_AVAILABLE) throw;
   }
-  log_->unlock();
-  for (const DeliveryRecord& r : records) {
-    apply_delivery_locked(owner_, r.queue_id, r.seq, r.msg_id, r.sent_time);
-    changed = true;
-  }
-  StmtScope scope(st_->release_owner);
-  bind_text(st_->release_owner, 1, owner_, what);
-  bind_int(st_->release_owner, 2, INT64_MAX, what);
-  if (step_changes(st_->release_owner, what) != 0) changed = true;
-  return changed;
 }
 
 void Store::sweep_unused_logs_locked() {
@@ -2043,7 +2106,6 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     if (!log_) {
       log_ = DeliveryLog::open(log_kind_, dir_, owner_, /*create=*/true);
       sweep_logs_ = true;
-      earlier_self_ = true;
     }
     applying = pending_;
     window_seconds = pending_window_;
@@ -2069,9 +2131,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     // after the commit).
     if (std::exchange(sweep_logs_, false)) sweep_unused_logs_locked();
     apply_deliveries_locked(applying, window_seconds);
-    // Before this Store claims anything under owner_.
-    const bool self = earlier_self_ && recover_earlier_self_locked();
-    const bool recovered = recover_owners_locked(queue_id, now, held) || self;
+    const bool recovered = recover_owners_locked(queue_id, now, held);
     {
       sqlite3_stmt* st = st_->claim_candidates;
       StmtScope scope(st);
@@ -2142,7 +2202,6 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     held.clear();  // unlocked (rolled back already: their records apply again later)
     throw;
   }
-  const bool earlier = std::exchange(earlier_self_, false);
   // The anchor: the header after the commit, if it is the one our commit published (its counter
   // exactly one more than before it, its frame count our commit's: any later commit changes
   // both). Then the answers are what a read at that header would give. Read before anything
@@ -2238,9 +2297,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     }
   }
   held.clear();  // unlocked
-  if (!applying.empty() || earlier) {
-    // Our log is rewritten from pending_: the earlier holder's records go too (applying them
-    // again, should this fail, changes nothing: their claims are gone).
+  if (!applying.empty()) {
     std::lock_guard d(dmu_);
     drop_applied_records_locked();
   }
@@ -2743,6 +2800,9 @@ void Store::child_after_fork() {
   }
   dmu_.unlock();
   mu_.unlock();
+  // The parent's lock of its owner string stays the parent's (the child has its own string).
+  if (owner_fd_ >= 0) ::close(owner_fd_);
+  owner_fd_ = -1;
 }
 
 }  // namespace mqsec::transport::local

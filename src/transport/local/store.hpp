@@ -66,6 +66,13 @@ class Store {
   Store& operator=(const Store&) = delete;
   // The directory it was opened with.
   const std::filesystem::path& dir() const noexcept { return dir_; }
+  // The highest queue id when this Store became its process's first live holder of its owner
+  // string (take_over_earlier_holder); 0 when another Store of this process holds it or its
+  // lock file could not be made. Queues named after this process (transactions' holding
+  // queues, core/holding.cpp) with an id up to it were made by an earlier holder of the name.
+  int64_t queues_before_owner() const noexcept { return queues_before_owner_; }
+  // How many delivery records of an earlier holder the constructor applied.
+  size_t took_over_for_test() const noexcept { return took_over_; }
 
   // fork() safety (pthread_atfork handlers of the runtime): hold the connection's lock across
   // the fork so no SQLite call, and none of SQLite's global mutexes, is mid-way in another
@@ -438,12 +445,19 @@ class Store {
   // or whose lease ran out and drops their claims; the logs stay locked (in `held`) until the
   // caller committed. Returns whether it changed anything (applied a log or released a claim).
   bool recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
-  // Inside this Store's first claim transaction: what an earlier holder of this owner string
-  // left (its claims, and the deliveries its log holds), applied and released as for a dead
-  // owner, whom recover_owners_locked skips as us. That holder is gone: a process with our pid
-  // and start time in a previous boot (the start time counts from boot), or an earlier Store of
-  // this process. Returns whether it changed anything.
-  bool recover_earlier_self_locked();
+  // At the end of the constructor: an owner string (pid, start tick since boot) recurs, in a
+  // later boot (a service started in the same order each boot), across an exec (pid and start
+  // tick stay), in a later Store of this process. What an earlier holder left under it (claims,
+  // delivery-log records; transactions' holding queues, core/holding.cpp) looks alive, since we
+  // are, and recover_owners_locked skips our own string: it stayed held while we ran. The first
+  // live holder of the string in this process locks its pid's byte of <store>/claims/owners.lock
+  // with an open file description lock (a second Store of this process, another copy of the
+  // library or another spelling of the path, does not get it; the lock goes with the process,
+  // and with an exec: O_CLOEXEC) and, before it claims anything, applies the earlier holder's log
+  // and releases its claims, then empties the log. Another Store of this process keeps what it
+  // holds. A log it cannot lock at once or read is left as it was (held while we run, as
+  // before); one it can neither empty nor remove makes the store unavailable.
+  void take_over_earlier_holder();
   // Under mu_ only: the claim transaction runs while other threads deliver (dmu_ is taken twice,
   // briefly: for a copy of pending_ before, to file the batch after). How many it claimed.
   size_t claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::milliseconds lease,
@@ -484,9 +498,9 @@ class Store {
   DeliveryLogKind log_kind_ = DeliveryLogKind::Flock;  // set by the constructor
   std::unique_ptr<DeliveryLog> log_;
   bool sweep_logs_ = false;  // under mu_ and dmu_: the next claim transaction sweeps (log_ is new)
-  // Under mu_: the next claim transaction takes over what an earlier holder of owner_ left
-  // (log_ is new; recover_earlier_self_locked).
-  bool earlier_self_ = false;
+  int owner_fd_ = -1;        // take_over_earlier_holder's lock, held for our life
+  int64_t queues_before_owner_ = 0;                     // see queues_before_owner()
+  size_t took_over_ = 0;                                // see took_over_for_test()
   std::map<int64_t, std::deque<StoredMessage>> ready_;  // claimed, not yet returned, per queue
   std::vector<PendingDelivery> pending_;                // returned, not yet deleted (all queues)
   int64_t pending_window_ = 0;
