@@ -68,16 +68,6 @@ std::optional<Parsed> parse(std::string_view name) {
 
 bool owner_alive(const Parsed& p) { return transport::local::process_may_run(p.pid, p.start); }
 
-// A queue named after this process that an earlier holder of the name made (a process of an
-// earlier boot, or the image before an exec, with this pid and start tick): it existed before
-// this process's Store took its owner string (Store::queues_before_owner).
-// (The id first: a queue this process made has a higher one, and the start time is a read of
-// /proc.)
-bool earlier_holders(const transport::local::Store& store, const Parsed& p, int64_t id) {
-  return id <= store.queues_before_owner() && p.pid == ::getpid() &&
-         p.start == transport::local::own_start_time();
-}
-
 // Moves the messages of holding queue `id` back into their source queue (forgetting their
 // delivered-id records: they are delivered again, not refused as replays) and drops it;
 // `p` is its parsed name (nullopt: not a name of ours, its messages have nowhere to go).
@@ -122,6 +112,25 @@ size_t give_back(transport::local::Store& store, int64_t id, const std::string& 
   return moved;
 }
 
+// Store::take_over_earlier_holder's part (set below): the holding queues named after this
+// process that were there before its Store took the name were left by an earlier holder of it (a
+// process of an earlier boot, or the program before an exec, with this pid and start tick).
+// Their owner looks alive, since it is us: without this they would stay held while we run.
+// Called in the Store's constructor, so before any Store of this process can use one.
+void give_back_earlier_holders(transport::local::Store& store) noexcept {
+  try {
+    const std::string ours = std::string(kHoldingPrefix) + own_token() + "\\";
+    for (const auto& [id, name] : store.queues_with_prefix(ours)) {
+      if (id <= store.queues_before_owner()) give_back(store, id, name, parse(name));
+    }
+  } catch (const std::exception& e) {
+    log(LogLevel::Error, std::string("transaction recovery failed: ") + e.what());
+  }
+}
+
+[[maybe_unused]] const bool g_hook_set =
+    (transport::local::Store::set_take_over_hook(&give_back_earlier_holders), true);
+
 }  // namespace
 
 int64_t holding_queue_id(transport::local::Store& store, int64_t source_id, bool move) {
@@ -130,12 +139,6 @@ int64_t holding_queue_id(transport::local::Store& store, int64_t source_id, bool
              (move ? ".m" : ".r");
   row.label = "messages of open transactions";
   // Looked up each time (one indexed read), not cached: made again should it be gone.
-  const int64_t id = store.ensure_queue(row).id;
-  const std::optional<Parsed> p = parse(row.name);
-  if (!p || !earlier_holders(store, *p, id)) return id;
-  // An earlier holder's (it existed before this process took the name): its messages go back
-  // first, it is dropped, and this process makes its own (a new id, never an earlier one's).
-  give_back(store, id, row.name, p);
   return store.ensure_queue(row).id;
 }
 
@@ -144,7 +147,7 @@ size_t recover_orphaned_holdings(transport::local::Store& store) noexcept {
   try {
     for (const auto& [id, name] : store.queues_with_prefix(kHoldingPrefix)) {
       const std::optional<Parsed> p = parse(name);
-      if (p && owner_alive(*p) && !earlier_holders(store, *p, id)) continue;
+      if (p && owner_alive(*p)) continue;
       back += give_back(store, id, name, p);
     }
   } catch (const std::exception& e) {

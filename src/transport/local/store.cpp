@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <condition_variable>
@@ -1967,7 +1968,21 @@ bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
   return changed;
 }
 
+namespace {
+std::atomic<Store::TakeOverHook> g_take_over_hook{nullptr};
+}  // namespace
+
+void Store::set_take_over_hook(TakeOverHook hook) noexcept { g_take_over_hook.store(hook); }
+
 void Store::take_over_earlier_holder() {
+  const char* what = "take over an earlier holder's claims";
+  // Read before the lock: a queue another Store of this process makes after it (it can only be
+  // one that failed to lock for another reason than ours) is above it, never taken.
+  int64_t before = 0;
+  {
+    StmtScope scope(st_->max_queue_id);
+    if (step_row(st_->max_queue_id, what)) before = sqlite3_column_int64(st_->max_queue_id, 0);
+  }
   {
     // One byte per pid of <store>/claims/owners.lock (one file for every process: nothing to
     // clean up), locked for this Store's life.
@@ -1983,22 +1998,22 @@ void Store::take_over_earlier_holder() {
     mine.l_start = ::getpid();
     mine.l_len = 1;
     if (::fcntl(fd, F_OFD_SETLK, &mine) != 0) {
-      ::close(fd);  // another Store of this process holds the string: it keeps what it holds
+      // EAGAIN or EACCES: another Store of this process holds the string, and keeps what it
+      // holds. Anything else (no lock support, no descriptor left): nothing is taken over.
+      ::close(fd);
       return;
     }
     owner_fd_ = fd;
   }
-  const char* what = "take over an earlier holder's claims";
-  {
-    StmtScope scope(st_->max_queue_id);
-    if (step_row(st_->max_queue_id, what)) {
-      queues_before_owner_ = std::max<int64_t>(1, sqlite3_column_int64(st_->max_queue_id, 0));
-    }
-  }
+  queues_before_owner_ = std::max<int64_t>(1, before);
+  // Transactions' holding queues named after this process (core/holding.cpp), given back here:
+  // before this constructor returns, so before any other Store of this process can use one.
+  if (const TakeOverHook hook = g_take_over_hook.load()) hook(*this);
   // Its claims and the deliveries in its log: applied and released as for a dead owner, before
-  // this Store claims anything. A log that cannot be locked at once (its lock left taken by a
-  // power loss, or a recoverer stopped holding it) or read (a torn record) is left as it was:
-  // its claims stay held while we run, as before, rather than this Store failing.
+  // this Store claims anything. A log that cannot be locked within a second (its lock left taken
+  // by a power loss, a recoverer stopped while holding it) or read (a torn record) is moved
+  // aside unapplied, its claims left held until this process ends (as before): this Store's
+  // own log starts empty either way.
   try {
     std::unique_ptr<DeliveryLog> log = DeliveryLog::open(log_kind_, dir_, owner_, false);
     bool has_claims = false;
@@ -2008,18 +2023,39 @@ void Store::take_over_earlier_holder() {
       has_claims = step_row(st_->owner_has_claims, what);
     }
     if (!log->is_open() && !has_claims) return;
-    if (log->is_open() && !log->try_lock(50)) return;
+    const std::filesystem::path path = DeliveryLog::path_of(log_kind_, dir_, owner_);
+    auto set_aside = [&] {
+      RealFsIds real_ids;
+      std::filesystem::path aside = path;
+      aside += ".unusable";
+      if (::rename(path.c_str(), aside.c_str()) != 0) {
+        unavailable("an earlier delivery log of this process's owner string, " + path.string() +
+                    ", can be neither used nor moved aside: " + std::strerror(errno));
+      }
+    };
+    if (log->is_open() && !log->try_lock(5000)) {
+      set_aside();
+      return;
+    }
     struct Unlock {
       DeliveryLog* log;
       ~Unlock() {
         if (log->is_open()) log->unlock();
       }
     } unlock{log.get()};
-    const std::vector<DeliveryRecord> records =
-        log->is_open() ? log->read_all() : std::vector<DeliveryRecord>{};
+    std::vector<DeliveryRecord> records;
+    try {
+      if (log->is_open()) records = log->read_all();
+    } catch (const Error& e) {
+      if (e.code() == MQ_ERROR_SERVICE_NOT_AVAILABLE) throw;
+      set_aside();
+      return;
+    }
     if (records.empty() && !has_claims) return;
     {
-      Tx tx(*this, false);
+      // Durable: the log is emptied next, and a commit a power loss undid after that would
+      // bring back the earlier holder's claims without the records of what it returned.
+      Tx tx(*this, true);
       for (const DeliveryRecord& r : records) {
         apply_delivery_locked(owner_, r.queue_id, r.seq, r.msg_id, r.sent_time);
       }
@@ -2030,22 +2066,18 @@ void Store::take_over_earlier_holder() {
       tx.commit();
     }
     // Emptied before this Store claims: an old record must never meet a claim of ours (after a
-    // power loss a lost commit's seq is used again). If it cannot be, the store is not opened.
+    // power loss a lost commit's seq is used again).
     if (log->is_open()) {
       try {
         log->truncate();
       } catch (const Error&) {
-        log->remove_file();
-        std::error_code ec;
-        if (std::filesystem::exists(DeliveryLog::path_of(log_kind_, dir_, owner_), ec) || ec) {
-          unavailable("an earlier delivery log of this process's owner string in " + dir_.string() +
-                      " can be neither emptied nor removed");
-        }
+        set_aside();
       }
     }
     took_over_ = records.size();
   } catch (const Error& e) {
-    // Left as it was (see above); a store that cannot be opened says so.
+    // The transaction failed (the store busy past its timeout): left as it was. A store that
+    // cannot be opened says so.
     if (e.code() == MQ_ERROR_SERVICE_NOT_AVAILABLE) throw;
   }
 }

@@ -64,11 +64,14 @@ class Store {
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
-  // The directory it was opened with.
-  const std::filesystem::path& dir() const noexcept { return dir_; }
-  // The highest queue id when this Store became its process's first live holder of its owner
-  // string (take_over_earlier_holder); 0 when another Store of this process holds it or its
-  // lock file could not be made. Queues named after this process (transactions' holding
+  // What take_over_earlier_holder calls, with the Store, when it took its process's owner
+  // string: core/holding.cpp gives back the holding queues an earlier holder of the name left.
+  // Set once, before any Store opens; must not throw.
+  using TakeOverHook = void (*)(Store&) noexcept;
+  static void set_take_over_hook(TakeOverHook hook) noexcept;
+  // The highest queue id just before this Store became its process's first live holder of its
+  // owner string (take_over_earlier_holder); 0 when another Store of this process holds it or
+  // its lock could not be taken. Queues named after this process (transactions' holding
   // queues, core/holding.cpp) with an id up to it were made by an earlier holder of the name.
   int64_t queues_before_owner() const noexcept { return queues_before_owner_; }
   // How many delivery records of an earlier holder the constructor applied.
@@ -454,9 +457,11 @@ class Store {
   // with an open file description lock (a second Store of this process, another copy of the
   // library or another spelling of the path, does not get it; the lock goes with the process,
   // and with an exec: O_CLOEXEC) and, before it claims anything, applies the earlier holder's log
-  // and releases its claims, then empties the log. Another Store of this process keeps what it
-  // holds. A log it cannot lock at once or read is left as it was (held while we run, as
-  // before); one it can neither empty nor remove makes the store unavailable.
+  // and releases its claims (durably), then empties the log; the hook (set_take_over_hook)
+  // gives back holding queues. Another Store of this process keeps what it holds. A log it
+  // cannot lock within a second or read is moved aside (<log>.unusable) unapplied, its claims
+  // held while we run, as before; one it can neither empty nor move makes the store
+  // unavailable.
   void take_over_earlier_holder();
   // Under mu_ only: the claim transaction runs while other threads deliver (dmu_ is taken twice,
   // briefly: for a copy of pending_ before, to file the batch after). How many it claimed.
