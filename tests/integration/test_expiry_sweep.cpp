@@ -190,8 +190,9 @@ TEST(ExpirySweep, TakesOutExpiredMessagesNobodyReadsOnceAndLeavesTheRest) {
 TEST(ExpirySweep, SweepsQueuesWhoseDaclLetsNobodyPeek) {
   const std::wstring q = mqsec::testing::make_private_queue(L"sweep-", L"locked");
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
-  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, "expires", 1));
+  // After the send: its second may be the next one (a wait from before it can end too early).
+  const time_t sent = std::time(nullptr);
   MQCloseQueue(s);
   // Self-relative, SE_DACL_PRESENT, an ACL with no entry: nobody has a right (the owner keeps
   // READ_CONTROL and WRITE_DAC only).

@@ -156,8 +156,9 @@ TEST(Expiry, AnExpiredMessageIsNeitherPeekedNorReceivedAndLeavesTheQueue) {
   const std::wstring q = make_queue(L"basic");
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
-  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send().set_body("short").set_ttbr(kAlive)));
+  // After the send: its second may be the next one (a wait from before it can end too early).
+  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send().set_body("forever")));
   ASSERT_HR(MQ_OK, send(s, Send().set_body("long").set_ttbr(3600)));
   // Before it expires: peeked, with the seconds left (MSMQ returns the time left).
@@ -277,7 +278,6 @@ TEST(Expiry, SignedMessagesKeepVerifyingAndExpire) {
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
   QUEUEHANDLE a = open_queue(admin, MQ_RECEIVE_ACCESS);
-  const time_t sent = std::time(nullptr);
   std::vector<UCHAR> id;
   ASSERT_HR(MQ_OK, send(s,
                         Send()
@@ -287,6 +287,8 @@ TEST(Expiry, SignedMessagesKeepVerifyingAndExpire) {
                             .set_admin(admin)
                             .set_context(context),
                         &id));
+  // After the send: its second may be the next one (a wait from before it can end too early).
+  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send().set_body("signed long").set_ttbr(600).set_context(context)));
   MQFreeSecurityContext(ctx);
   // The time limit is outside the signature: the message verifies with it.
@@ -312,8 +314,9 @@ TEST(Expiry, TransactionalReceivesDoNotTakeExpiredMessages) {
   const std::wstring q = make_queue(L"xact", /*transactional=*/true);
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
-  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send().set_body("old").set_ttbr(0).set_tx(MQ_SINGLE_MESSAGE)));
+  // After the send: its second may be the next one (a wait from before it can end too early).
+  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send().set_body("new").set_tx(MQ_SINGLE_MESSAGE)));
   wait_expired(sent, 0);
   ITransaction* tx = nullptr;
@@ -517,12 +520,13 @@ TEST(DeadLetter, TransactionalMessagesGoToDeadXact) {
   ASSERT_HR(MQ_OK, MQPurgeQueue(dl));
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
-  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send()
                                .set_body("xact dead")
                                .set_ttbr(0)
                                .set_tx(MQ_SINGLE_MESSAGE)
                                .set_journal(MQMSG_DEADLETTER)));
+  // After the send: its second may be the next one (a wait from before it can end too early).
+  const time_t sent = std::time(nullptr);
   wait_expired(sent, 0);
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r).hr);
   EXPECT_TRUE(drain(dl).empty());
@@ -554,12 +558,13 @@ TEST(DeadLetter, ASignedMessageStillVerifiesThere) {
   const auto context = static_cast<ULONG>(reinterpret_cast<uintptr_t>(ctx));
   QUEUEHANDLE s = open_queue(q, MQ_SEND_ACCESS);
   QUEUEHANDLE r = open_queue(q, MQ_RECEIVE_ACCESS);
-  const time_t sent = std::time(nullptr);
   ASSERT_HR(MQ_OK, send(s, Send()
                                .set_body("signed dead")
                                .set_ttbr(0)
                                .set_context(context)
                                .set_journal(MQMSG_DEADLETTER)));
+  // After the send: its second may be the next one (a wait from before it can end too early).
+  const time_t sent = std::time(nullptr);
   MQFreeSecurityContext(ctx);
   wait_expired(sent, 0);
   EXPECT_HR(MQ_ERROR_IO_TIMEOUT, receive(r).hr);
