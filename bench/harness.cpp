@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -36,6 +37,13 @@ double process_cpu_seconds() {
 
 }  // namespace
 
+ThreadTimes thread_times(const std::string& schedstat) {
+  std::ifstream in(schedstat);
+  uint64_t on_cpu = 0, waited = 0;
+  if (!(in >> on_cpu >> waited)) return {};
+  return {0, static_cast<double>(on_cpu) / 1e9, static_cast<double>(waited) / 1e9};
+}
+
 Timing measure(int threads, double seconds, const std::function<Op(int)>& make_op,
                const std::function<void()>& finish) {
   std::vector<Op> ops;
@@ -45,15 +53,21 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
   std::atomic<bool> go{false}, stop{false};
   std::atomic<uint64_t> total{0};
   std::mutex err_mu;
+  std::mutex end_mu;  // with `ended`: the last thread to end wakes this one
+  std::condition_variable ended;
   std::exception_ptr first_error;
   std::vector<std::thread> pool;
   // When each thread stopped: the clock stops at the last one (below), not when this thread
-  // notices (it polls every millisecond) or after the joins.
+  // notices or after the joins.
   std::vector<std::chrono::steady_clock::time_point> done(static_cast<size_t>(threads));
+  // Each thread's time from the start to its end, on a CPU and runnable (ThreadTimes).
+  std::vector<ThreadTimes> lived(static_cast<size_t>(threads));
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       ready.fetch_add(1);
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      const ThreadTimes t0 = thread_times();
+      const auto began = std::chrono::steady_clock::now();
       uint64_t n = 0;
       try {
         while (!stop.load(std::memory_order_relaxed) && ops[static_cast<size_t>(t)]()) ++n;
@@ -63,8 +77,13 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
         stop = true;
       }
       done[static_cast<size_t>(t)] = std::chrono::steady_clock::now();
+      const ThreadTimes t1 = thread_times();
+      lived[static_cast<size_t>(t)] = {
+          std::chrono::duration<double>(done[static_cast<size_t>(t)] - began).count(),
+          t1.on_cpu - t0.on_cpu, t1.runnable - t0.runnable};
       total.fetch_add(n);
-      running.fetch_sub(1);
+      std::lock_guard lock(end_mu);
+      if (running.fetch_sub(1) == 1) ended.notify_one();
     });
   }
   while (ready.load() < threads) std::this_thread::yield();
@@ -72,10 +91,13 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
   auto start = std::chrono::steady_clock::now();
   auto deadline = start + std::chrono::duration<double>(seconds);
   go.store(true, std::memory_order_release);
-  // Poll rather than sleep the whole time so that cases whose threads run out of work (the
-  // receive rounds) end as soon as they do.
-  while (running.load() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Woken by the last thread to end (the receive rounds run out of work) or at the deadline,
+  // not polling: a poll every millisecond woke this thread about 1,000 times a second, each
+  // time preempting a measured thread on its CPU (docs/performance.md, M2).
+  {
+    std::unique_lock lock(end_mu);
+    ended.wait_until(lock, deadline, [&] { return running.load() == 0; });
+  }
   stop = true;
   for (auto& th : pool) th.join();
   auto end = *std::max_element(done.begin(), done.end());
@@ -90,6 +112,11 @@ Timing measure(int threads, double seconds, const std::function<Op(int)>& make_o
   t.ops = total.load();
   t.seconds = std::chrono::duration<double>(end - start).count();
   t.cpu_seconds = cpu_end - cpu_start;
+  for (const ThreadTimes& l : lived) {
+    t.thread_seconds += l.alive;
+    t.thread_on_cpu += l.on_cpu;
+    t.thread_runnable += l.runnable;
+  }
   return t;
 }
 

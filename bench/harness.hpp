@@ -19,6 +19,18 @@ namespace mqsec::bench {
 // queue it receives from is empty); the thread then stops before the time is up.
 using Op = std::function<bool()>;
 
+// A thread's time (seconds): alive (measure(): from the start to the thread's end), on a CPU,
+// and runnable but waiting for one (the first two fields of /proc/<tid>/schedstat); the rest
+// of `alive` it was blocked (a lock, a condition, I/O).
+struct ThreadTimes {
+  double alive = 0;
+  double on_cpu = 0;
+  double runnable = 0;
+};
+// The calling thread's on-CPU and runnable times so far (`alive` 0), or a given thread's
+// (/proc/self/task/<tid>/schedstat); zeros when the kernel does not keep them.
+ThreadTimes thread_times(const std::string& schedstat = "/proc/thread-self/schedstat");
+
 struct Timing {
   uint64_t ops = 0;
   double seconds = 0;
@@ -26,6 +38,11 @@ struct Timing {
   // an in-process token's own) from the start until the clock stopped: what an operation costs
   // in CPU, whatever the number of cores it was spread over.
   double cpu_seconds = 0;
+  // The measured threads' times summed (ThreadTimes): how much of their lives they ran, waited
+  // for a CPU, or were blocked (docs/performance.md, M2).
+  double thread_seconds = 0;
+  double thread_on_cpu = 0;
+  double thread_runnable = 0;
   // Batch cases: send-to-receivable latency of each message (ms), and the device signatures
   // the batch signers made during the slice.
   std::vector<double> latencies_ms;
@@ -39,6 +56,9 @@ struct Timing {
     ops += t.ops;
     seconds += t.seconds;
     cpu_seconds += t.cpu_seconds;
+    thread_seconds += t.thread_seconds;
+    thread_on_cpu += t.thread_on_cpu;
+    thread_runnable += t.thread_runnable;
     latencies_ms.insert(latencies_ms.end(), t.latencies_ms.begin(), t.latencies_ms.end());
     signatures += t.signatures;
     offered += t.offered;

@@ -744,10 +744,7 @@ Timing batch_send(const Key& k, const Sandbox& sb, int threads, double seconds) 
 // How long threads of this process waited for a CPU while ready (ns, the second field of
 // schedstat): of the calling thread, or per thread id of the whole process.
 uint64_t runqueue_wait_ns(const std::string& schedstat = "/proc/thread-self/schedstat") {
-  std::ifstream in(schedstat);
-  uint64_t on_cpu = 0, waited = 0;
-  if (!(in >> on_cpu >> waited)) return 0;
-  return waited;
+  return static_cast<uint64_t>(thread_times(schedstat).runnable * 1e9);
 }
 
 std::map<std::string, uint64_t> runqueue_waits() {
@@ -1826,6 +1823,14 @@ int run(const Options& o) {
           x.stats.push_back(
               {"cpu_us_per_op", 1e6 * sum[i].cpu_seconds / static_cast<double>(sum[i].ops)});
           x.stats.push_back({"cores", sum[i].cpu_seconds / sum[i].seconds});
+        }
+        if (sum[i].thread_seconds > 0) {
+          // Of the measured threads' lives: on a CPU, runnable (waiting for one), blocked.
+          const double alive = sum[i].thread_seconds;
+          x.stats.push_back({"on_cpu", sum[i].thread_on_cpu / alive});
+          x.stats.push_back({"runnable", sum[i].thread_runnable / alive});
+          x.stats.push_back(
+              {"blocked", (alive - sum[i].thread_on_cpu - sum[i].thread_runnable) / alive});
         }
         if (sum[i].signatures > 0)
           x.stats.push_back({"messages_per_signature", static_cast<double>(sum[i].ops) /
