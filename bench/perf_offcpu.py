@@ -14,6 +14,11 @@ state (runnable: preempted or yielding; blocked: waiting for a lock, a condition
 place it left the CPU: the innermost mqsec function on the stack with the first frame below it
 (the lock, futex or system call it waited in). Prints each kind of thread's time on and off the
 CPU, and the largest places. docs/performance.md ("M1 and M2") has figures made with it.
+
+Read the places, not the totals: on this VM a recording lost switches (in a `perf sched record`
+of the same run, a third of the switches on a CPU named a previous task that was not the last
+one switched in there), and an interval whose switch-in is lost is not counted. The bench's own
+`on_cpu`, `runnable` and `blocked` (from /proc schedstat) are the exact totals.
 """
 import argparse
 import collections
