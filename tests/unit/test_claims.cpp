@@ -1070,10 +1070,11 @@ TEST_F(Claims, TwoThreadsDrainAQueueExactlyOnce) {
 }
 
 // Claiming ahead: while two threads receive from the queue, once a message of a full batch is
-// handed out, the store's thread claims the next batch, and answers the claim checks of those not
-// delivered yet again; the receiving threads then get the messages in order without claiming
-// themselves. One receiving thread alone never gets a claim ahead.
-TEST_F(Claims, AheadTheNextBatchIsClaimedByTheStoresThreadForSeveralReceivers) {
+// handed out, the next batch is claimed (by the receiving thread that took it, or with
+// MQSEC_CLAIM_INLINE=0 by the store's thread), and the claim checks of those not delivered yet
+// are answered again; the receiving threads then get the messages in order without waiting for
+// a claim. One receiving thread alone never gets a claim ahead (at one CPU).
+TEST_F(Claims, AheadTheNextBatchIsClaimedWhileSeveralThreadsReceive) {
   {
     Store plain(dir_);
     if (!plain.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
@@ -1111,6 +1112,70 @@ TEST_F(Claims, AheadTheNextBatchIsClaimedByTheStoresThreadForSeveralReceivers) {
   s.release_claims(q_);
   EXPECT_EQ(sql_count(), 0);
   EXPECT_EQ(s.message_count(q_), 0u);
+}
+
+// While several threads receive, the one that takes the message leaving a batch or less makes
+// the claim ahead itself, before its claim_next returns (no thread of the store's is woken: on
+// two CPUs that thread queued behind the receiving ones while a CPU idled, docs/performance.md,
+// M2). Fails when the claim is left to the store's thread (claims_inline() stays 0).
+TEST_F(Claims, AheadSeveralReceivingThreadsClaimAheadThemselves) {
+  if (std::getenv("MQSEC_CLAIM_INLINE") != nullptr) GTEST_SKIP() << "MQSEC_CLAIM_INLINE is set";
+  const auto store = open_claiming_ahead_for_several();
+  Store& s = *store;
+  if (!s.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
+  for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+  const StoredMessage m0 = claim_in_another_thread(s);              // claims m0..m15
+  const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: claims
+  EXPECT_EQ(s.claims_inline(), 1u) << "m16..m31, claimed by this thread before it returned m1";
+  EXPECT_EQ(s.claims_ahead(), 1u);
+  EXPECT_EQ(sql_count(), 32);
+  std::vector<std::string> got;
+  for (const StoredMessage& m : {m0, m1}) {
+    EXPECT_EQ(deliver(s, m), Removal::Removed);
+    got.push_back(text(m.envelope));
+  }
+  for (const std::string& body : drain(s)) got.push_back(body);
+  std::vector<std::string> want;
+  for (int i = 0; i < 32; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(got, want) << "receive order, each message once";
+  s.release_claims(q_);
+  EXPECT_EQ(sql_count(), 0);
+  EXPECT_EQ(s.message_count(q_), 0u);
+}
+
+// A receiving thread that would claim ahead while another process holds SQLite's write lock
+// does not wait for it (it has its message): the store's thread makes the claim once the lock
+// is free. Fails when the inline claim waits: claim_next then returns only when the busy
+// handler gives up, 10 s later (the bound below is half that, far above the expected
+// microseconds).
+TEST_F(Claims, AheadAReceivingThreadDoesNotWaitForTheWriteLockToClaimAhead) {
+  if (std::getenv("MQSEC_CLAIM_INLINE") != nullptr) GTEST_SKIP() << "MQSEC_CLAIM_INLINE is set";
+  const auto store = open_claiming_ahead_for_several();
+  Store& s = *store;
+  if (!s.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
+  for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+  const StoredMessage m0 = claim_in_another_thread(s);
+  RawDb writer(dir_);
+  writer.exec("BEGIN IMMEDIATE");
+  const auto began = std::chrono::steady_clock::now();
+  const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 5s) << "waited for the write lock";
+  EXPECT_EQ(text(m1.envelope), "m1");
+  EXPECT_EQ(s.claims_inline(), 0u);
+  EXPECT_EQ(s.claims_ahead(), 0u) << "the store's thread waits for the lock";
+  writer.exec("ROLLBACK");
+  wait_for_claims_ahead(s);
+  EXPECT_EQ(s.claims_ahead(), 1u) << "made by the store's thread once the lock was free";
+  EXPECT_EQ(s.claims_inline(), 0u);
+  std::vector<std::string> got;
+  for (const StoredMessage& m : {m0, m1}) {
+    EXPECT_EQ(deliver(s, m), Removal::Removed);
+    got.push_back(text(m.envelope));
+  }
+  for (const std::string& body : drain(s)) got.push_back(body);
+  std::vector<std::string> want;
+  for (int i = 0; i < 32; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(got, want) << "receive order, each message once";
 }
 
 // One receiving thread gets claims ahead too, in receive order: with MQSEC_CLAIM_AHEAD=1, and

@@ -99,25 +99,6 @@ constexpr size_t kClaimMaxBytes = size_t{1} << 20;
 // wedged peer turns into an error instead of a hang.
 constexpr auto kBusyTimeout = std::chrono::milliseconds(10000);
 
-// The busy handler (instead of sqlite3_busy_timeout). SQLite's writer lock is not fair: a
-// waiter polls, and the built-in handler's sleeps grow to 100 ms, so against a sender that
-// commits back to back (the group-commit writer takes the lock again within microseconds) a
-// receiver could miss every free window for the whole timeout; a TSan run saw exactly that
-// (one MQ_ERROR_SERVICE_NOT_AVAILABLE among 40,000 receives). Polling every 0.2-1 ms, with
-// jitter so that two waiters do not keep colliding, makes winning a window likely while
-// costing little CPU.
-int busy_handler(void* arg, int count) {
-  auto& since = *static_cast<std::chrono::steady_clock::time_point*>(arg);
-  const auto now = std::chrono::steady_clock::now();
-  if (count == 0) since = now;  // a new wait begins
-  if (now - since >= kBusyTimeout) return 0;
-  thread_local std::minstd_rand jitter(static_cast<unsigned>(
-      std::chrono::steady_clock::now().time_since_epoch().count() ^ ::getpid()));
-  const auto us = count < 50 ? 200 + jitter() % 300 : 500 + jitter() % 500;
-  std::this_thread::sleep_for(std::chrono::microseconds(us));
-  return 1;
-}
-
 std::string lower_ascii(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
@@ -349,6 +330,28 @@ void prepare_files(const std::filesystem::path& dir, const std::filesystem::path
 }
 
 }  // namespace
+
+// The busy handler (instead of sqlite3_busy_timeout). SQLite's writer lock is not fair: a
+// waiter polls, and the built-in handler's sleeps grow to 100 ms, so against a sender that
+// commits back to back (the group-commit writer takes the lock again within microseconds) a
+// receiver could miss every free window for the whole timeout; a TSan run saw exactly that
+// (one MQ_ERROR_SERVICE_NOT_AVAILABLE among 40,000 receives). Polling every 0.2-1 ms, with
+// jitter so that two waiters do not keep colliding, makes winning a window likely while
+// costing little CPU.
+// A transaction that must not wait (an inline claim ahead) gives up at once.
+int Store::busy_handler(void* arg, int count) {
+  auto& wait = *static_cast<Store::BusyWait*>(arg);
+  if (wait.no_wait) return 0;
+  auto& since = wait.since;
+  const auto now = std::chrono::steady_clock::now();
+  if (count == 0) since = now;  // a new wait begins
+  if (now - since >= kBusyTimeout) return 0;
+  thread_local std::minstd_rand jitter(static_cast<unsigned>(
+      std::chrono::steady_clock::now().time_since_epoch().count() ^ ::getpid()));
+  const auto us = count < 50 ? 200 + jitter() % 300 : 500 + jitter() % 500;
+  std::this_thread::sleep_for(std::chrono::microseconds(us));
+  return 1;
+}
 
 // Column lists of the message and queue readers (read_message, find_queue and list_queues).
 constexpr const char* kMsgCols =
@@ -628,7 +631,7 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
   }
   try {
     sqlite3_extended_result_codes(db_, 1);
-    sqlite3_busy_handler(db_, busy_handler, &busy_since_);
+    sqlite3_busy_handler(db_, busy_handler, &busy_);
 
     // journal_mode answers with the mode actually in force; a file system without shared memory
     // support would silently leave us in rollback mode, where readers block writers.
@@ -751,6 +754,10 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
     claim_ahead_ = mode != "0";
     open_cpus_ = usable_cpus();
     claim_ahead_one_ = mode == "1" || (mode != "several" && CPU_COUNT(&open_cpus_) > 1);
+    // A receiving thread claims ahead itself while several receive (claim_next); =0: the
+    // claimer thread does (for tests and A/B measurements).
+    const char* inline_claims = secure_getenv("MQSEC_CLAIM_INLINE");
+    claim_inline_ = inline_claims == nullptr || std::string_view(inline_claims) != "0";
     take_over_earlier_holder();
   } catch (const Error& e) {
     if (owner_fd_ >= 0) ::close(owner_fd_);
@@ -2370,8 +2377,9 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
   // Receive order (a message of higher priority that arrived after the claim goes first) is
   // deliver_claimed's check, in the read transaction it makes anyway.
   batch = std::max<size_t>(batch, 1);
-  bool wake = false;   // a claim ahead was asked for: wake the claimer
-  bool alone = false;  // and only this thread receives from the queue
+  bool wake = false;                 // a claim ahead was asked for: wake the claimer
+  bool alone = false;                // and only this thread receives from the queue
+  std::optional<AheadRequest> mine;  // a claim ahead this thread makes itself (claim_inline_)
   auto take = [&]() -> std::optional<StoredMessage> {
     std::lock_guard d(dmu_);
     std::deque<StoredMessage>& ready = ready_[queue_id];
@@ -2388,8 +2396,14 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
         a.last = me;
       }
       if ((a.several || claim_ahead_one_) && a.full && !a.asked && ready.size() <= batch) {
-        wake = ask_claim_ahead_locked({queue_id, batch, lease, peek, a.generation, false});
-        alone = !a.several;
+        const AheadRequest r{queue_id, batch, lease, peek, a.generation, false};
+        if (a.several && claim_inline_) {
+          a.asked = true;
+          mine = r;
+        } else {
+          wake = ask_claim_ahead_locked(r);
+          alone = !a.several;
+        }
       }
     }
     return m;
@@ -2400,6 +2414,7 @@ std::optional<StoredMessage> Store::claim_next(int64_t queue_id, size_t batch,
   // runnable, with the other CPU idle (docs/performance.md, session 18).
   auto woken = [&](std::optional<StoredMessage> m) {
     if (wake) wake_claimer(alone);
+    if (mine) claim_ahead_now(*mine, /*inline_claim=*/true);
     return m;
   };
   // Nothing claimed, and the queue's last claim (this thread's, another's or the claimer's)
@@ -2777,36 +2792,61 @@ void Store::run_claimer() {
       lock.lock();
       continue;
     }
-    try {
-      std::lock_guard db(mu_);
-      bool go = false;
-      {
-        std::lock_guard d(dmu_);
-        // Not after release_claims(), nor when the receiving thread claimed meanwhile.
-        go = ahead_[r.queue_id].generation == r.generation && ready_[r.queue_id].size() <= r.batch;
-      }
-      if (go) {
-        // Only when there is something to claim: an empty claim would still commit (the
-        // deliveries it applies), ending the anchor of the answers still to be used.
-        sqlite3_stmt* st = st_->any_unclaimed;  // no envelope read
-        StmtScope scope(st);
-        bind_int(st, 1, r.queue_id, "claim ahead");
-        go = step_row(st, "claim ahead");
-      }
-      if (go) {
-        claim_batch_locked(r.queue_id, r.batch, r.lease, r.peek);
-        claims_ahead_.fetch_add(1, std::memory_order_release);  // its batch is filed
-      }
-    } catch (...) {
-      // The receiving thread's own claim, when its claimed messages run out, meets the same
-      // failure and reports it.
-    }
-    {
-      std::lock_guard d(dmu_);
-      ahead_[r.queue_id].asked = false;
-    }
+    claim_ahead_now(r, /*inline_claim=*/false);
     lock.lock();
   }
+}
+
+void Store::claim_ahead_now(const AheadRequest& r, bool inline_claim) noexcept {
+  bool hand_over = false;  // inline: the claimer thread makes it after all
+  try {
+    std::unique_lock db(mu_, std::defer_lock);
+    if (inline_claim) {
+      hand_over = !db.try_lock();
+    } else {
+      db.lock();
+    }
+    bool go = !hand_over;
+    if (go) {
+      std::lock_guard d(dmu_);
+      // Not after release_claims(), nor when the receiving thread claimed meanwhile.
+      go = ahead_[r.queue_id].generation == r.generation && ready_[r.queue_id].size() <= r.batch;
+    }
+    if (go) {
+      // Only when there is something to claim: an empty claim would still commit (the
+      // deliveries it applies), ending the anchor of the answers still to be used.
+      sqlite3_stmt* st = st_->any_unclaimed;  // no envelope read
+      StmtScope scope(st);
+      bind_int(st, 1, r.queue_id, "claim ahead");
+      go = step_row(st, "claim ahead");
+    }
+    if (go) {
+      // Inline, SQLite's write lock is taken only if free (another process may hold it for a
+      // while): the receiving thread has its message and must not wait for it.
+      busy_.no_wait = inline_claim;
+      try {
+        claim_batch_locked(r.queue_id, r.batch, r.lease, r.peek);
+      } catch (...) {
+        busy_.no_wait = false;
+        throw;
+      }
+      busy_.no_wait = false;
+      claims_ahead_.fetch_add(1, std::memory_order_release);  // its batch is filed
+      if (inline_claim) claims_inline_.fetch_add(1, std::memory_order_release);
+    }
+  } catch (...) {
+    // The claimer thread tries again (inline); its failure is the receiving thread's own claim's,
+    // when its claimed messages run out, which reports it.
+    hand_over = inline_claim;
+  }
+  bool wake = false;
+  {
+    std::lock_guard d(dmu_);
+    // Handed over, the request stays asked for until the claimer thread has made it.
+    wake = hand_over && ask_claimer_locked(r);
+    if (!wake) ahead_[r.queue_id].asked = false;
+  }
+  if (wake) wake_claimer(/*alone=*/false);
 }
 
 void Store::prepare_fork() {

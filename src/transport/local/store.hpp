@@ -280,6 +280,8 @@ class Store {
   bool claim_ahead() const noexcept { return claim_ahead_; }
   // How many claims the claimer thread made, counted once each batch is filed (for tests).
   uint64_t claims_ahead() const noexcept { return claims_ahead_.load(std::memory_order_acquire); }
+  // How many of them a receiving thread made itself (several receiving threads; for tests).
+  uint64_t claims_inline() const noexcept { return claims_inline_.load(std::memory_order_acquire); }
   // How many claim checks a claim transaction kept from the answers before it rather than read
   // again (claim_batch_locked; for tests).
   uint64_t answers_carried() const noexcept {
@@ -406,7 +408,14 @@ class Store {
   uint64_t own_commits_ = 0;        // data_version does not count this connection's own commits
   int64_t last_prune_ = 0;          // when remove_delivered last pruned old delivered ids
   int64_t last_arrived_prune_ = 0;  // when append_unique last pruned old arrived ids
-  std::chrono::steady_clock::time_point busy_since_;  // the busy handler's current wait
+  // The busy handler's state, under mu_: when its current wait began, and whether this
+  // transaction gives up at once instead (an inline claim ahead, claim_ahead_now).
+  struct BusyWait {
+    std::chrono::steady_clock::time_point since;
+    bool no_wait = false;
+  };
+  BusyWait busy_;
+  static int busy_handler(void* arg, int count);  // arg: the BusyWait
 
   // Claimed receives (claim_next), under dmu_.
   struct PendingDelivery {
@@ -566,7 +575,11 @@ class Store {
   Claimer* claimer_ = nullptr;
   bool claim_ahead_ = true;
   bool claim_ahead_one_ = false;  // for one receiving thread too (several CPUs, or =1)
-  cpu_set_t open_cpus_{};         // the CPUs of the thread that opened the store
+  // With several receiving threads, the one that finds a batch or less left claims ahead itself
+  // (claim_next) instead of waking the claimer thread; MQSEC_CLAIM_INLINE=0 switches it off.
+  bool claim_inline_ = true;
+  std::atomic<uint64_t> claims_inline_{0};
+  cpu_set_t open_cpus_{};  // the CPUs of the thread that opened the store
   std::atomic<uint64_t> claims_ahead_{0};
   std::atomic<uint64_t> answers_carried_{0};
   std::atomic<uint64_t> drained_answers_{0};
@@ -589,6 +602,12 @@ class Store {
   bool apply_asked_ = false;
   void wake_claimer(bool alone) noexcept;
   void run_claimer();
+  // Makes the claim ahead `r` asked for, unless release_claims() or a receiving thread's own
+  // claim came first; then lets the queue ask again. Holds neither mu_ nor dmu_ when called.
+  // The claimer thread waits for the connection and SQLite's write lock as any claim does;
+  // a receiving thread (`inline_claim`, claim_inline_) does not: when either is taken, or the
+  // claim fails, it files the claim for the claimer thread instead and goes on with its message.
+  void claim_ahead_now(const AheadRequest& r, bool inline_claim) noexcept;
   std::unique_ptr<WalSignal> wal_;
   std::atomic<uint64_t> deliver_reads_{0};
   std::atomic<uint64_t> deliver_checks_{0};
