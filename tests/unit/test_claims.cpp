@@ -302,6 +302,54 @@ TEST_F(Claims, WhatAnEarlierHolderOfTheOwnerStringLeftIsTakenOverNotWaitedFor) {
   EXPECT_EQ(s.message_count(q_), 0u);
 }
 
+// The same after a power loss (the string recurs in the next boot): the earlier holder's log
+// may have its lock taken on disk for good and records that never reached the disk. It is read
+// without its lock, what decodes applied (m0; m1's record was lost, so m1 comes back), then
+// removed: this Store's first claim makes a new log, of this boot. Fails without the boot check:
+// the log cannot be locked and is moved aside unapplied, the claims stay held (m16.. only).
+TEST_F(Claims, WhatAnEarlierHolderOfTheOwnerStringLeftBeforeAPowerLossIsTakenOver) {
+  if (Store(dir_).delivery_log_kind() != DeliveryLogKind::Shared) GTEST_SKIP() << "flock logs";
+  struct BootId {
+    BootId() { set_boot_id_for_test("the boot before"); }
+    ~BootId() { set_boot_id_for_test(""); }
+  } boot;
+  const fs::path path =
+      DeliveryLog::path_of(DeliveryLogKind::Shared, dir_, claim_owner_of(::getpid()));
+  std::string image;
+  {
+    Store earlier(dir_);
+    const StoredMessage m0 = claim(earlier);  // m0..m15 claimed
+    const StoredMessage m1 = claim(earlier);
+    ASSERT_EQ(deliver(earlier, m0), Removal::Removed);
+    ASSERT_EQ(deliver(earlier, m1), Removal::Removed);
+    const auto log = DeliveryLog::open(DeliveryLogKind::Shared, dir_, earlier.claim_owner(), false);
+    log->lock();  // the disk at the power loss: the lock taken
+    fs::copy_file(path, root_ / "image");
+    log->unlock();
+  }
+  fs::copy_file(root_ / "image", path, fs::copy_options::overwrite_existing);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096 + static_cast<std::streamoff>(kDeliveryRecordSize));  // m1's record: lost
+    const std::string zeros(kDeliveryRecordSize, '\0');
+    f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+    ASSERT_TRUE(f.good());
+  }
+  set_boot_id_for_test("this boot");
+  Store s(dir_);
+  EXPECT_EQ(s.took_over_for_test(), 1u) << "m0's record applied";
+  EXPECT_EQ(sql_count("SELECT count(*) FROM claims"), 0) << "the earlier holder's claims released";
+  EXPECT_FALSE(fs::exists(path)) << "the salvaged log is removed";
+  std::vector<std::string> want;
+  for (int i = 1; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(drain(s), want) << "m0 never, m1 again, the rest once, in order";
+  const auto log = DeliveryLog::open(DeliveryLogKind::Shared, dir_, s.claim_owner(), false);
+  ASSERT_TRUE(log->is_open()) << "a new log, made by the first claim";
+  EXPECT_FALSE(log->from_earlier_boot());
+  EXPECT_TRUE(log->try_lock(50));
+  log->unlock();
+}
+
 // A second live Store of the same string in one process (another copy of the library, another
 // spelling of the store's path) takes nothing over: the first holds the string's lock, and
 // keeps its claims and its log.
@@ -398,6 +446,67 @@ TEST_F(Claims, ADeadOwnersLogThatIsNotOneIsAnErrorUntilItIsMovedAway) {
   std::vector<std::string> want;
   for (int i = 0; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
   EXPECT_EQ(drain(s), want) << "its claims came back once the file was moved away";
+}
+
+// What a power loss leaves of a dead owner's shared log (review S3): its lock taken by a holder
+// of the boot before (the kernel marks a dead holder only in the boot it died in, so nobody will
+// ever release it) and a record in the window that never reached the disk. After the reboot the
+// log is read without its lock: what it returned and logged is never returned again (m0), what
+// the power loss took comes back (m1: a duplicate, as documented), and the owner's other claims
+// come back in order. Fails without the boot check: the claims stay held for good (the
+// recoverer's try_lock fails each time), and the receiver gets m16.. only.
+TEST_F(Claims, ADeadOwnersLogFromBeforeAPowerLossIsAppliedWithoutItsLock) {
+  if (Store(dir_).delivery_log_kind() != DeliveryLogKind::Shared) GTEST_SKIP() << "flock logs";
+  struct BootId {
+    BootId() { set_boot_id_for_test("the boot before"); }
+    ~BootId() { set_boot_id_for_test(""); }
+  } boot;
+  const fs::path image = root_ / "image";
+  const fs::path named = root_ / "log-path";
+  const pid_t child = ::fork();
+  ASSERT_NE(child, -1);
+  if (child == 0) {
+    int rc = 10;
+    try {
+      Store c(dir_);
+      const StoredMessage m0 = claim(c);  // claims m0..m15
+      const StoredMessage m1 = claim(c);
+      if (deliver(c, m0) == Removal::Removed && deliver(c, m1) == Removal::Removed) {
+        // The log as the disk has it at the power loss: taken by this thread.
+        const fs::path path = DeliveryLog::path_of(DeliveryLogKind::Shared, dir_, c.claim_owner());
+        std::ofstream(named) << path.string();
+        const auto log = DeliveryLog::open(DeliveryLogKind::Shared, dir_, c.claim_owner(), false);
+        log->lock();
+        fs::copy_file(path, image);
+        ::raise(SIGKILL);
+      }
+      rc = 11;
+    } catch (...) {
+    }
+    ::_exit(rc);
+  }
+  ASSERT_TRUE(killed(child));
+  std::string path_text;
+  std::getline(std::ifstream(named), path_text);
+  const fs::path log = path_text;
+  ASSERT_TRUE(fs::exists(log)) << log;
+  fs::copy_file(image, log, fs::copy_options::overwrite_existing);
+  {
+    // m1's record (the second slot after the 4 KiB header) never reached the disk.
+    std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096 + static_cast<std::streamoff>(kDeliveryRecordSize));
+    const std::string zeros(kDeliveryRecordSize, '\0');
+    f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+    ASSERT_TRUE(f.good());
+  }
+  set_boot_id_for_test("this boot");
+  Store s(dir_);
+  std::vector<std::string> want;
+  for (int i = 1; i < kMessages; ++i) want.push_back("m" + std::to_string(i));
+  EXPECT_EQ(drain(s), want) << "m0 applied, m1 back, the other claims released";
+  EXPECT_TRUE(s.was_delivered(q_, id_of("m0")));
+  EXPECT_FALSE(fs::exists(log)) << "the dead owner's log, applied, is removed";
+  EXPECT_EQ(s.message_count(q_), 0u);
 }
 
 // A receiver process that exited after applying its log and releasing its claims leaves its log

@@ -860,6 +860,52 @@ TEST(SharedDeliveryLog, AWindowPastTheEndOfTheFileIsAnError) {
   EXPECT_TRUE(records_are(locked_read(log), {rec(1, 2)}));
 }
 
+// What a power loss leaves of a log made in an earlier boot: its lock taken by a holder of that
+// boot (the kernel marks a dead holder only in the boot it died in: nobody will ever release
+// it), a slot of the window that never reached the disk, a window past the file's end.
+// from_earlier_boot() tells such a log; read_salvage() reads, without the lock, what decodes.
+// A log of this boot, or one that does not record its boot, is not from an earlier one.
+TEST(SharedDeliveryLog, ALogOfAnEarlierBootIsReadWithoutItsLockWhatDecodes) {
+  struct BootId {
+    BootId() { set_boot_id_for_test("the boot before"); }
+    ~BootId() { set_boot_id_for_test(""); }
+  } boot;
+  TempDir dir;
+  const fs::path path = SharedDeliveryLog::path_of(dir.path(), kOwner);
+  const fs::path image = dir.path() / "image";
+  {
+    SharedDeliveryLog made(dir.path(), kOwner, true);
+    EXPECT_FALSE(made.from_earlier_boot()) << "made in this boot";
+  }
+  const pid_t pid = fork_child([&] {
+    SharedDeliveryLog own(dir.path(), kOwner, false);
+    own.lock();
+    for (int i = 1; i <= 3; ++i) own.append(rec(1, i));
+    write_file(image, file_bytes(path));  // the disk at the power loss: the lock taken
+    ::raise(SIGKILL);
+    return 0;
+  });
+  ASSERT_EQ(wait_child(pid), 1000 + SIGKILL);
+  write_file(path, file_bytes(image));
+  ASSERT_TRUE(write_word(path, static_cast<off_t>(kHeader + kDeliveryRecordSize), 0));  // slot 1
+  set_boot_id_for_test("this boot");
+  SharedDeliveryLog log(dir.path(), kOwner, false);
+  EXPECT_TRUE(log.from_earlier_boot());
+  EXPECT_FALSE(log.try_lock(5)) << "the lock the power loss left taken";
+  EXPECT_TRUE(records_are(log.read_salvage(), {rec(1, 1), rec(1, 3)}));
+  const off_t window = find_header_word(path, uint64_t{3} << 32);
+  ASSERT_GE(window, 0);
+  ASSERT_TRUE(write_word(path, window, uint64_t{100'000} << 32));  // past the end: cut there
+  EXPECT_TRUE(records_are(log.read_salvage(), {rec(1, 1), rec(1, 3)}));
+  ASSERT_TRUE(write_word(path, window, uint64_t{3} << 32 | 100'000U));  // starts past the end
+  EXPECT_TRUE(records_are(log.read_salvage(), {}));
+  // The boot is what the log recorded, not the lock: a log of this boot is not salvaged.
+  SharedDeliveryLog now(dir.path(), "4242:778", true);
+  EXPECT_FALSE(now.from_earlier_boot());
+  set_boot_id_for_test("");
+  EXPECT_TRUE(log.from_earlier_boot()) << "against the machine's real boot id too";
+}
+
 TEST(SharedDeliveryLog, AFailedGrowthIsAnErrorAndPublishesNothing) {
   TempDir dir;
   const fs::path path = SharedDeliveryLog::path_of(dir.path(), kOwner);

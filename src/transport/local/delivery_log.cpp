@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <fstream>
 
 namespace mqsec::transport::local {
 
@@ -76,6 +77,23 @@ bool decode_delivery_record(const uint8_t* rec, DeliveryRecord& r) {
   r.msg_id.assign(rec + 32, rec + 32 + len);
   return true;
 }
+
+namespace {
+std::string g_boot_id_for_test;  // set by tests only, while nothing reads it
+}  // namespace
+
+const std::string& current_boot_id() {
+  if (!g_boot_id_for_test.empty()) return g_boot_id_for_test;
+  static const std::string id = [] {
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::string line;
+    std::getline(in, line);
+    return line;
+  }();
+  return id;
+}
+
+void set_boot_id_for_test(std::string id) { g_boot_id_for_test = std::move(id); }
 
 std::unique_ptr<DeliveryLog> DeliveryLog::open(DeliveryLogKind kind,
                                                const std::filesystem::path& dir,

@@ -89,11 +89,27 @@ class DeliveryLog {
   // record again changes nothing).
   virtual void keep_only(std::span<const DeliveryRecord> kept) = 0;
   virtual void remove_file() noexcept = 0;  // unlink (a dead owner's log, once applied)
+  // Whether the log was made in an earlier boot of the machine: its owner died with it, and a
+  // power loss may have left on disk its lock taken (nobody will ever release it) or its window
+  // past records that never reached the disk. Such a log is read with read_salvage(), without
+  // its lock. A log that does not record its boot (the flock kind, whose lock does not outlive
+  // a boot; a shared log made before mqsec recorded it): false.
+  virtual bool from_earlier_boot() const noexcept { return false; }
+  // Without the lock: every record of the live window that decodes, the window cut at the
+  // file's end (what a power loss left). A record that does not decode was not applied: its
+  // message is returned again (a duplicate, which a power loss allows, never a loss).
+  virtual std::vector<DeliveryRecord> read_salvage() { return read_all(); }
 
  protected:
   DeliveryLog() = default;
 };
 
+// This boot of the machine (/proc/sys/kernel/random/boot_id; empty when it cannot be read),
+// recorded in a shared log when it is made (from_earlier_boot).
+const std::string& current_boot_id();
+// Tests: makes current_boot_id() return `id` (a reboot without one); empty: the real one again.
+// Process-wide; set it while no log is made or read.
+void set_boot_id_for_test(std::string id);
 // Tests: `hook` runs in keep_only after the kept records are written and before they are made
 // the log's content (flock: before the cut; shared: before the window is published); a test
 // kills the process there. Process-wide; nullptr: none.

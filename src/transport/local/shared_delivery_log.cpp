@@ -18,6 +18,8 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 
 namespace mqsec::transport::local {
@@ -37,6 +39,9 @@ struct Header {
   uint32_t abi;  // kAbi: the mutex's and a pointer's size (a build that lays them out otherwise)
   alignas(64) pthread_mutex_t mutex;
   alignas(64) uint64_t window;  // count << 32 | start; only with __atomic builtins
+  // The boot it was made in (current_boot_id(), NUL-terminated; all zeros in a log made before
+  // mqsec recorded it: read as "not known"). Read by from_earlier_boot().
+  alignas(64) char boot[64];
 };
 static_assert(sizeof(Header) <= kHeaderSize);
 constexpr uint32_t kAbi = static_cast<uint32_t>(sizeof(pthread_mutex_t) | sizeof(void*) << 16);
@@ -93,6 +98,9 @@ int create_log(const std::filesystem::path& path) {
   h->header_size = static_cast<uint32_t>(kHeaderSize);
   h->abi = kAbi;
   __atomic_store_n(&h->window, 0, __ATOMIC_RELEASE);
+  const std::string& boot = current_boot_id();
+  std::memset(h->boot, 0, sizeof h->boot);
+  std::memcpy(h->boot, boot.data(), std::min(boot.size(), sizeof h->boot - 1));
   pthread_mutexattr_t attr;
   int rc = pthread_mutexattr_init(&attr);
   if (rc == 0) rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
@@ -281,6 +289,33 @@ std::vector<DeliveryRecord> SharedDeliveryLog::read_all() {
     if (!decode_delivery_record(file_->slot(w.start + i), out[i])) {
       not_a_log(path_, "live record " + std::to_string(w.start + i) + " is not a record");
     }
+  }
+  return out;
+}
+
+bool SharedDeliveryLog::from_earlier_boot() const noexcept {
+  const char* made = file_->header->boot;
+  const size_t len = strnlen(made, sizeof file_->header->boot);
+  const std::string& now = current_boot_id();
+  return len != 0 && !now.empty() && std::string_view(made, len) != now;
+}
+
+std::vector<DeliveryRecord> SharedDeliveryLog::read_salvage() {
+  struct stat st {};
+  if (::fstat(file_->fd, &st) != 0) log_failed("reading the size", path_, errno);
+  const size_t file_slots =
+      static_cast<size_t>(st.st_size) < kHeaderSize
+          ? 0
+          : (static_cast<size_t>(st.st_size) - kHeaderSize) / kDeliveryRecordSize;
+  const Window w = file_->window();
+  const size_t start = std::min(w.start, file_slots);
+  const size_t end = std::min(w.start + w.count, file_slots);
+  file_->ensure_slots(end, /*grow=*/false);
+  std::vector<DeliveryRecord> out;
+  out.reserve(end - start);
+  for (size_t i = start; i < end; ++i) {
+    DeliveryRecord r;
+    if (decode_delivery_record(file_->slot(i), r)) out.push_back(std::move(r));
   }
   return out;
 }

@@ -40,6 +40,8 @@ class SharedDeliveryLog final : public DeliveryLog {
   void truncate() override;
   void keep_only(std::span<const DeliveryRecord> kept) override;
   void remove_file() noexcept override;
+  bool from_earlier_boot() const noexcept override;
+  std::vector<DeliveryRecord> read_salvage() override;
 
   static std::filesystem::path path_of(const std::filesystem::path& dir, const std::string& owner);
 

@@ -1956,11 +1956,18 @@ bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
     auto log = DeliveryLog::open(log_kind_, dir_, owner, /*create=*/false);
     if (log->is_open()) {
       held.reserve(held.size() + 1);  // the push below cannot throw with the lock taken
+      // A dead owner's log made before the machine last booted: a power loss may have left its
+      // lock taken on disk (nobody will release it) and its window past records that never
+      // reached the disk; nobody else writes it (its owner died with the boot, recoverers take
+      // SQLite's write lock first), so it is read without the lock, what decodes applied.
+      const bool salvage = dead && log->from_earlier_boot();
       // The owner holds its lock only around a check and an append: microseconds, unless it is
       // stopped; then it is left for another time.
-      if (!log->try_lock(50)) continue;
-      held.emplace_back(std::move(log), dead);  // unlocked when `held` goes, however it goes
-      for (const DeliveryRecord& r : held.back().log->read_all()) {
+      if (!salvage && !log->try_lock(50)) continue;
+      // Unlocked when `held` goes, however it goes.
+      held.emplace_back(std::move(log), dead, /*locked=*/!salvage);
+      DeliveryLog& l = *held.back().log;
+      for (const DeliveryRecord& r : salvage ? l.read_salvage() : l.read_all()) {
         apply_delivery_locked(owner, r.queue_id, r.seq, r.msg_id, r.sent_time);
         changed = true;
       }
@@ -2017,10 +2024,11 @@ void Store::take_over_earlier_holder() {
   // before this constructor returns, so before any other Store of this process can use one.
   if (const TakeOverHook hook = g_take_over_hook.load()) hook(*this);
   // Its claims and the deliveries in its log: applied and released as for a dead owner, before
-  // this Store claims anything. A log that cannot be locked within a second (its lock left taken
-  // by a power loss, a recoverer stopped while holding it) or read (a torn record) is moved
-  // aside unapplied, its claims left held until this process ends (as before): this Store's
-  // own log starts empty either way.
+  // this Store claims anything. A log made in an earlier boot is read without its lock (a power
+  // loss may have left it taken), what decodes applied, and removed. Another that cannot be
+  // locked within a second (a recoverer stopped while holding it) or read (a torn record) is
+  // moved aside unapplied, its claims left held until this process ends (as before): this
+  // Store's own log starts empty either way.
   try {
     std::unique_ptr<DeliveryLog> log = DeliveryLog::open(log_kind_, dir_, owner_, false);
     bool has_claims = false;
@@ -2040,26 +2048,37 @@ void Store::take_over_earlier_holder() {
                     ", can be neither used nor moved aside: " + std::strerror(errno));
       }
     };
-    if (log->is_open() && !log->try_lock(5000)) {
+    // Made in an earlier boot (the string recurs after a reboot): read without its lock, which a
+    // power loss may have left taken, and replaced by a new log (below), never used again.
+    const bool salvage = log->is_open() && log->from_earlier_boot();
+    if (log->is_open() && !salvage && !log->try_lock(5000)) {
       set_aside();
       return;
     }
     struct Unlock {
       DeliveryLog* log;
+      bool locked;
       ~Unlock() {
-        if (log->is_open()) log->unlock();
+        if (locked) log->unlock();
       }
-    } unlock{log.get()};
+    } unlock{log.get(), log->is_open() && !salvage};
     std::vector<DeliveryRecord> records;
     try {
-      if (log->is_open()) records = log->read_all();
+      if (salvage) {
+        records = log->read_salvage();
+      } else if (log->is_open()) {
+        records = log->read_all();
+      }
     } catch (const Error& e) {
       if (e.code() == MQ_ERROR_SERVICE_NOT_AVAILABLE) throw;
       set_aside();
       return;
     }
-    if (records.empty() && !has_claims) return;
-    {
+    if (records.empty() && !has_claims) {
+      if (salvage) log->remove_file();
+      return;
+    }
+    try {
       // Durable: the log is emptied next, and a commit a power loss undid after that would
       // bring back the earlier holder's claims without the records of what it returned.
       Tx tx(*this, true);
@@ -2071,10 +2090,17 @@ void Store::take_over_earlier_holder() {
       bind_int(st_->release_owner, 2, INT64_MAX, what);
       step_changes(st_->release_owner, what);
       tx.commit();
+    } catch (const Error& e) {
+      // A salvaged log is never used again (its lock may be taken for good): moved aside
+      // unapplied, as one that cannot be read, unless the store is unavailable anyway.
+      if (salvage && e.code() != MQ_ERROR_SERVICE_NOT_AVAILABLE) set_aside();
+      throw;
     }
     // Emptied before this Store claims: an old record must never meet a claim of ours (after a
     // power loss a lost commit's seq is used again).
-    if (log->is_open()) {
+    if (salvage) {
+      log->remove_file();  // this Store's first claim makes a new one
+    } else if (log->is_open()) {
       try {
         log->truncate();
       } catch (const Error&) {

@@ -446,11 +446,13 @@ class Store {
   struct HeldLog {
     std::unique_ptr<DeliveryLog> log;
     bool dead = false;
-    HeldLog(std::unique_ptr<DeliveryLog> l, bool d) noexcept : log(std::move(l)), dead(d) {}
+    bool locked = true;  // false: a log of an earlier boot, read without its lock
+    HeldLog(std::unique_ptr<DeliveryLog> l, bool d, bool k) noexcept
+        : log(std::move(l)), dead(d), locked(k) {}
     HeldLog(HeldLog&&) noexcept = default;
     HeldLog& operator=(HeldLog&&) = delete;
     ~HeldLog() {
-      if (log) log->unlock();
+      if (log && locked) log->unlock();
     }
   };
   // Inside the claim transaction: applies the logs of queue_id's claim owners that are dead
@@ -467,9 +469,10 @@ class Store {
   // library or another spelling of the path, does not get it; the lock goes with the process,
   // and with an exec: O_CLOEXEC) and, before it claims anything, applies the earlier holder's log
   // and releases its claims (durably), then empties the log; the hook (set_take_over_hook)
-  // gives back holding queues. Another Store of this process keeps what it holds. A log it
-  // cannot lock within a second or read is moved aside (<log>.unusable) unapplied, its claims
-  // held while we run, as before; one it can neither empty nor move makes the store
+  // gives back holding queues. Another Store of this process keeps what it holds. A log
+  // made in an earlier boot is read without its lock (DeliveryLog::read_salvage) and removed;
+  // another it cannot lock within a second or read is moved aside (<log>.unusable) unapplied,
+  // its claims held while we run, as before; one it can neither empty nor move makes the store
   // unavailable.
   void take_over_earlier_holder();
   // Under mu_ only: the claim transaction runs while other threads deliver (dmu_ is taken twice,
