@@ -2,8 +2,8 @@
 // asks what the claim transaction of a claimed receive would cost per message if the messages'
 // bytes lived in append-only segment files instead of SQLite rows, before anyone builds that.
 //
-// Four ways to drain the same N messages (one queue, one priority, batches of 64), each on one
-// thread, each timed in process CPU time:
+// Four ways to drain the same N messages (one queue, one priority, batches of 64 or --batch),
+// each on one thread, each timed in process CPU time:
 //
 //   store     the real Store: claim_next + deliver_claimed, claiming ahead off (every claim
 //             transaction runs on this thread), the delivery log and the claim checks included.
@@ -798,11 +798,13 @@ struct Options {
   std::fprintf(stderr,
                "mqsec-claim-layouts: %s\n"
                "usage: mqsec-claim-layouts [--messages N] [--bytes B] [--repeat R]"
-               " [--delivered K] [--variants L] [--quick]\n"
+               " [--batch N] [--delivered K] [--variants L]"
+               " [--quick]\n"
                "  --messages N   messages drained per variant and round (default 20000)\n"
                "  --bytes B      envelope bytes per message (default 2300, an RSA-2048 signed"
                " message)\n"
                "  --repeat R     rounds, the variants in turn (default 3)\n"
+               "  --batch N      messages per claim transaction, 1-64 (default 64)\n"
                "  --delivered K  ids already in `delivered` (production keeps 7 days; default"
                " 0)\n"
                "  --variants L   some of store,rows,pointers,segments (default all; the ratios"
@@ -834,6 +836,9 @@ Options parse(int argc, char** argv) {
       if (o.bytes < 64) usage("--bytes must be at least 64");
     } else if (a == "--repeat") {
       o.repeat = number("--repeat", v), ++i;
+    } else if (a == "--batch") {
+      o.batch = number("--batch", v), ++i;
+      if (o.batch > 64) usage("--batch is at most 64 (a span's done bits)");
     } else if (a == "--delivered") {
       o.delivered = number("--delivered", v), ++i;
     } else if (a == "--variants") {

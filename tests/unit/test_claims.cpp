@@ -350,6 +350,71 @@ TEST_F(Claims, WhatAnEarlierHolderOfTheOwnerStringLeftBeforeAPowerLossIsTakenOve
   log->unlock();
 }
 
+// An earlier holder's log of this boot that cannot be locked within a second (here another
+// process holds its lock) or whose records cannot be read (a live slot that is not a record) is
+// moved aside as <log>.unusable, unapplied: the earlier holder's claims stay held while this
+// process runs (they are its own string's), the rest of the queue is received, and the Store's
+// first claim makes a new log. (docs/operations.md; this path had no test.)
+TEST_F(Claims, AnEarlierHoldersLogThatCannotBeUsedIsMovedAsideUnapplied) {
+  if (Store(dir_).delivery_log_kind() != DeliveryLogKind::Shared) GTEST_SKIP() << "flock logs";
+  for (const bool locked : {true, false}) {
+    SCOPED_TRACE(locked ? "its lock held by another process" : "a live slot not a record");
+    if (!locked) {
+      TearDown();  // a store of its own for the second case
+      SetUp();
+    }
+    const fs::path path =
+        DeliveryLog::path_of(DeliveryLogKind::Shared, dir_, claim_owner_of(::getpid()));
+    fs::path aside = path;
+    aside += ".unusable";
+    {
+      Store earlier(dir_);
+      const StoredMessage m0 = claim(earlier);  // m0..m15
+      ASSERT_EQ(deliver(earlier, m0), Removal::Removed);
+    }
+    Handshake h;
+    pid_t holder = -1;
+    if (locked) {
+      holder = ::fork();
+      ASSERT_NE(holder, -1);
+      if (holder == 0) {
+        int rc = 10;
+        try {
+          const auto log =
+              DeliveryLog::open(DeliveryLogKind::Shared, dir_, claim_owner_of(::getppid()), false);
+          log->lock();
+          h.reached();
+          (void)h.received();
+          log->unlock();
+          rc = 0;
+        } catch (...) {
+        }
+        ::_exit(rc);
+      }
+      ASSERT_TRUE(h.wait_reached());
+    } else {
+      std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(4096);  // m0's record, the first slot
+      const std::string junk(8, 'x');
+      f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+      ASSERT_TRUE(f.good());
+    }
+    Store s(dir_);
+    if (locked) {
+      ASSERT_TRUE(h.send('g'));
+      EXPECT_EQ(exit_status(holder), 0);
+    }
+    EXPECT_EQ(s.took_over_for_test(), 0u);
+    EXPECT_TRUE(fs::exists(aside)) << "moved aside";
+    EXPECT_EQ(sql_count("SELECT count(*) FROM claims"), 16) << "the earlier claims, unapplied";
+    EXPECT_EQ(drain(s), (std::vector<std::string>{"m16", "m17", "m18", "m19"}));
+    const auto log = DeliveryLog::open(DeliveryLogKind::Shared, dir_, s.claim_owner(), false);
+    ASSERT_TRUE(log->is_open()) << "a new log, made by the first claim";
+    ASSERT_TRUE(log->try_lock(50));
+    log->unlock();
+  }
+}
+
 // A second live Store of the same string in one process (another copy of the library, another
 // spelling of the store's path) takes nothing over: the first holds the string's lock, and
 // keeps its claims and its log.
