@@ -292,6 +292,12 @@ void prefill_delivered(Db& db, size_t count) {
   db.exec("COMMIT");
 }
 
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // The statements the store's claim transaction runs that every layout keeps: record a delivered
 // id, look one up, find other owners (the recovery's first step).
 struct IdStatements {
@@ -300,6 +306,15 @@ struct IdStatements {
             db.prepare("INSERT INTO delivered(queue_id, msg_id, sent_time) VALUES(?1, ?2, ?3)"
                        " ON CONFLICT(queue_id, msg_id) DO NOTHING")),
         was_delivered(db.prepare("SELECT 1 FROM delivered WHERE queue_id = ?1 AND msg_id = ?2")) {}
+  // The end of every claim transaction: each claimed id looked up (the claim check's
+  // `delivered`, answered by the claim), then the commit.
+  void look_up_and_commit(Db& db, const std::vector<Message>& claimed, sqlite3_stmt* commit) const {
+    for (const Message& m : claimed) {
+      db.row(with(was_delivered, int64_t{1}, id_of(m.envelope)));
+      sqlite3_reset(was_delivered);
+    }
+    db.run(commit);
+  }
   sqlite3_stmt* insert_delivered;
   sqlite3_stmt* was_delivered;
 };
@@ -488,11 +503,7 @@ class RowsLayout {
     for (const Message& m : claimed) {
       db_.run(with(insert_claim_, m.seq, int64_t{1}, kOwner, until));
     }
-    for (const Message& m : claimed) {
-      db_.row(with(ids_.was_delivered, int64_t{1}, id_of(m.envelope)));
-      sqlite3_reset(ids_.was_delivered);
-    }
-    db_.run(commit_);
+    ids_.look_up_and_commit(db_, claimed, commit_);
     return claimed;
   }
 
@@ -501,11 +512,6 @@ class RowsLayout {
     create_v7_tables(db, pointers);
     prefill_delivered(db, delivered);
     return IdStatements(db);
-  }
-  static int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
   }
   // One pread per run of adjacent records in one file, each record's CRC checked.
   void read_bodies(const std::vector<Chain::Record>& where, std::vector<Message>& claimed) {
@@ -638,11 +644,7 @@ class SegmentLayout {
       db_.run(with(advance_, int64_t{1}, kPriority, end, n));
       span_ = {claimed_to, claimed.front().seq};
     }
-    for (const Message& m : claimed) {
-      db_.row(with(ids_.was_delivered, int64_t{1}, id_of(m.envelope)));
-      sqlite3_reset(ids_.was_delivered);
-    }
-    db_.run(commit_);
+    ids_.look_up_and_commit(db_, claimed, commit_);
     return claimed;
   }
 
@@ -665,11 +667,6 @@ class SegmentLayout {
         " NULL, PRIMARY KEY(queue_id, prio, pos)) WITHOUT ROWID;");
     prefill_delivered(db, delivered);
     return IdStatements(db);
-  }
-  static int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
   }
   // The last batch's deliveries: one done-bit update for the span, each id recorded, the span
   // retired when all its bits are set (and with it any segment wholly consumed).

@@ -189,6 +189,22 @@ class Claims : public ::testing::Test {
     }
     ::_exit(rc);
   }
+  // "m<from>" .. "m<to - 1>": the bodies of messages in receive order.
+  static std::vector<std::string> bodies(int from, int to) {
+    std::vector<std::string> out;
+    for (int i = from; i < to; ++i) out.push_back("m" + std::to_string(i));
+    return out;
+  }
+  // Delivers `held` (claimed already) and then everything this process can claim: the bodies.
+  std::vector<std::string> deliver_then_drain(Store& s, const std::vector<StoredMessage>& held) {
+    std::vector<std::string> got;
+    for (const StoredMessage& m : held) {
+      EXPECT_EQ(deliver(s, m), Removal::Removed) << text(m.envelope);
+      got.push_back(text(m.envelope));
+    }
+    for (std::string& body : drain(s)) got.push_back(std::move(body));
+    return got;
+  }
   // Receives everything this process can claim now: the bodies.
   std::vector<std::string> drain(Store& s) {
     std::vector<std::string> got;
@@ -219,13 +235,18 @@ class Claims : public ::testing::Test {
     std::thread([&] { m = *s.claim_next(q_, 16, 60s, peek, true); }).join();
     return m;
   }
+  // With 32 messages in the queue, m0 taken by a thread of its own (m0..m15 claimed): the
+  // caller's next claim_next is a second receiving thread's.
+  StoredMessage first_of_32_in_another_thread(Store& s) {
+    for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+    return claim_in_another_thread(s);
+  }
   // With 32 messages in the queue: m0..m15 claimed by one thread, then `foreign` (another
   // connection's change, given m0), then m1 taken by a second thread, which asks for a claim
   // ahead, waited for. m0 and m1, not delivered.
   std::pair<StoredMessage, StoredMessage> claim_ahead_after(
       Store& s, const std::function<void(const StoredMessage& m0)>& foreign) {
-    for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
-    StoredMessage m0 = claim_in_another_thread(s);
+    StoredMessage m0 = first_of_32_in_another_thread(s);
     foreign(m0);
     StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);
     wait_for_claims_ahead(s);
@@ -1297,21 +1318,12 @@ TEST_F(Claims, AheadSeveralReceivingThreadsClaimAheadThemselves) {
   const auto store = open_claiming_ahead_for_several();
   Store& s = *store;
   if (!s.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
-  for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
-  const StoredMessage m0 = claim_in_another_thread(s);              // claims m0..m15
+  const StoredMessage m0 = first_of_32_in_another_thread(s);        // claims m0..m15
   const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: claims
   EXPECT_EQ(s.claims_inline(), 1u) << "m16..m31, claimed by this thread before it returned m1";
   EXPECT_EQ(s.claims_ahead(), 1u);
   EXPECT_EQ(sql_count(), 32);
-  std::vector<std::string> got;
-  for (const StoredMessage& m : {m0, m1}) {
-    EXPECT_EQ(deliver(s, m), Removal::Removed);
-    got.push_back(text(m.envelope));
-  }
-  for (const std::string& body : drain(s)) got.push_back(body);
-  std::vector<std::string> want;
-  for (int i = 0; i < 32; ++i) want.push_back("m" + std::to_string(i));
-  EXPECT_EQ(got, want) << "receive order, each message once";
+  EXPECT_EQ(deliver_then_drain(s, {m0, m1}), bodies(0, 32)) << "receive order, each message once";
   s.release_claims(q_);
   EXPECT_EQ(sql_count(), 0);
   EXPECT_EQ(s.message_count(q_), 0u);
@@ -1327,8 +1339,7 @@ TEST_F(Claims, AheadAReceivingThreadDoesNotWaitForTheWriteLockToClaimAhead) {
   const auto store = open_claiming_ahead_for_several();
   Store& s = *store;
   if (!s.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
-  for (int i = kMessages; i < 32; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
-  const StoredMessage m0 = claim_in_another_thread(s);
+  const StoredMessage m0 = first_of_32_in_another_thread(s);
   RawDb writer(dir_);
   writer.exec("BEGIN IMMEDIATE");
   const auto began = std::chrono::steady_clock::now();
@@ -1341,15 +1352,7 @@ TEST_F(Claims, AheadAReceivingThreadDoesNotWaitForTheWriteLockToClaimAhead) {
   wait_for_claims_ahead(s);
   EXPECT_EQ(s.claims_ahead(), 1u) << "made by the store's thread once the lock was free";
   EXPECT_EQ(s.claims_inline(), 0u);
-  std::vector<std::string> got;
-  for (const StoredMessage& m : {m0, m1}) {
-    EXPECT_EQ(deliver(s, m), Removal::Removed);
-    got.push_back(text(m.envelope));
-  }
-  for (const std::string& body : drain(s)) got.push_back(body);
-  std::vector<std::string> want;
-  for (int i = 0; i < 32; ++i) want.push_back("m" + std::to_string(i));
-  EXPECT_EQ(got, want) << "receive order, each message once";
+  EXPECT_EQ(deliver_then_drain(s, {m0, m1}), bodies(0, 32)) << "receive order, each message once";
 }
 
 // One receiving thread gets claims ahead too, in receive order: with MQSEC_CLAIM_AHEAD=1, and
