@@ -2,8 +2,10 @@
 // whole and in order, growth past the preallocated slots, keep_only's two placements and slot
 // reuse, a SIGKILL inside keep_only or while holding the lock (robust mutex), try_lock against a
 // live holder, other processes' records, two objects of one file in one process (one mapping,
-// one lock), files that are not logs (always an error, never "no log"), the file's mode, a
-// forged window past the end of the file, a failed growth, and threads appending at once. Each
+// one lock), files that are not logs (always an error, never "no log", but for a header page of
+// zeros: a power loss's remnant, no records), logs of an earlier boot (read without their lock,
+// torn records skipped), the file's mode, a forged window past the end of the file, a failed
+// growth, and threads appending at once. Each
 // "process" is a forked child; each test works in a temporary directory of its own.
 #include "src/transport/local/shared_delivery_log.hpp"
 
@@ -693,10 +695,8 @@ TEST(SharedDeliveryLog, AFileThatIsNotALogIsAnError) {
       {"empty", ""},
       {"100 bytes of a log's header", good.substr(0, 100)},
       {"4095 bytes", good.substr(0, kHeader - 1)},
-      {"the header alone, no slot", std::string(kHeader, '\0')},
       {"4096 + 40 bytes", good.substr(0, kHeader + 40)},
       {"a whole log but half a record", good + std::string(40, '\0')},
-      {"zeros", std::string(good.size(), '\0')},
       {"wrong magic", with(0, 0x3153'4C45)},
       {"wrong record size", with(4, 81)},
       {"wrong header size", with(8, 8192)},
@@ -713,9 +713,20 @@ TEST(SharedDeliveryLog, AFileThatIsNotALogIsAnError) {
       EXPECT_EQ(file_bytes(path), bytes);
     }
   }
+  // A header page of zeros (alone, or with zeroed slots) is what a power loss leaves of a log
+  // whose header never reached the disk: a log of an earlier boot with no records, not an error
+  // (ASalvagedLogSkipsRecordsThatCrossASectorAndABlankHeaderIsNoRecords).
+  for (const std::string& bytes : {std::string(kHeader, '\0'), std::string(good.size(), '\0')}) {
+    SCOPED_TRACE(bytes.size());
+    write_file(path, bytes);
+    SharedDeliveryLog log(dir.path(), kOwner, false);
+    ASSERT_TRUE(log.is_open());
+    EXPECT_TRUE(log.from_earlier_boot());
+    EXPECT_TRUE(records_are(log.read_salvage(), {}));
+    EXPECT_EQ(file_bytes(path), bytes);
+  }
   // The header alone is a log with no slot? It is not one this code makes: a log always has
-  // whole slots after its header, and the zero header fails the magic anyway. A real header with
-  // no slot after it:
+  // whole slots after its header. A real header with no slot after it:
   {
     write_file(path, good.substr(0, kHeader));
     // Zero slots is a whole number of slots: opening it is allowed, and it is empty.
@@ -904,6 +915,54 @@ TEST(SharedDeliveryLog, ALogOfAnEarlierBootIsReadWithoutItsLockWhatDecodes) {
   EXPECT_FALSE(now.from_earlier_boot());
   set_boot_id_for_test("");
   EXPECT_TRUE(log.from_earlier_boot()) << "against the machine's real boot id too";
+}
+
+// A salvaged log does not apply a record that crosses a 512-byte sector of the file (a power
+// loss can tear it: its halves may come from two records): slot 6 (bytes 4576-4655) of ten. And a
+// log whose header page is all zeros (made by an mqsec that did not flush it before naming it,
+// and cut short by a power loss) is a log of an earlier boot with no records, not "not a log".
+TEST(SharedDeliveryLog, ASalvagedLogSkipsRecordsThatCrossASectorAndABlankHeaderIsNoRecords) {
+  struct BootId {
+    BootId() { set_boot_id_for_test("the boot before"); }
+    ~BootId() { set_boot_id_for_test(""); }
+  } boot;
+  TempDir dir;
+  std::vector<DeliveryRecord> want;
+  {
+    SharedDeliveryLog made(dir.path(), kOwner, true);
+    made.lock();
+    for (int i = 0; i < 10; ++i) {
+      made.append(rec(1, i));
+      if (i != 6) want.push_back(rec(1, i));
+    }
+    made.unlock();
+  }
+  set_boot_id_for_test("this boot");
+  {
+    SharedDeliveryLog log(dir.path(), kOwner, false);
+    EXPECT_TRUE(records_are(locked_read(log),
+                            [] {
+                              std::vector<DeliveryRecord> all;
+                              for (int i = 0; i < 10; ++i) all.push_back(rec(1, i));
+                              return all;
+                            }()))
+        << "read with the lock: every record";
+    EXPECT_TRUE(records_are(log.read_salvage(), want)) << "salvaged: all but slot 6";
+  }
+  const fs::path path = SharedDeliveryLog::path_of(dir.path(), kOwner);
+  std::string bytes = file_bytes(path);
+  std::fill(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(kHeader), '\0');
+  write_file(path, bytes);
+  {
+    SharedDeliveryLog blank(dir.path(), kOwner, false);
+    EXPECT_TRUE(blank.is_open());
+    EXPECT_TRUE(blank.from_earlier_boot());
+    EXPECT_TRUE(records_are(blank.read_salvage(), {}));
+  }
+  // One byte of the header page not zero: not a log, as before.
+  bytes[100] = 1;
+  write_file(path, bytes);
+  EXPECT_TRUE(storage_error([&] { SharedDeliveryLog other(dir.path(), kOwner, false); }));
 }
 
 TEST(SharedDeliveryLog, AFailedGrowthIsAnErrorAndPublishesNothing) {

@@ -95,9 +95,10 @@ class DeliveryLog {
   // its lock. A log that does not record its boot (the flock kind, whose lock does not outlive
   // a boot; a shared log made before mqsec recorded it): false.
   virtual bool from_earlier_boot() const noexcept { return false; }
-  // Without the lock: every record of the live window that decodes, the window cut at the
-  // file's end (what a power loss left). A record that does not decode was not applied: its
-  // message is returned again (a duplicate, which a power loss allows, never a loss).
+  // Without the lock: every record of the live window that decodes and can be trusted, the
+  // window cut at the file's end (what a power loss left). A record that does not decode, or
+  // that a power loss may have torn (the shared kind: one crossing a 512-byte sector), is not
+  // applied: its message is returned again (a duplicate, which a power loss allows).
   virtual std::vector<DeliveryRecord> read_salvage() { return read_all(); }
 
  protected:

@@ -1956,11 +1956,14 @@ bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
     auto log = DeliveryLog::open(log_kind_, dir_, owner, /*create=*/false);
     if (log->is_open()) {
       held.reserve(held.size() + 1);  // the push below cannot throw with the lock taken
-      // A dead owner's log made before the machine last booted: a power loss may have left its
-      // lock taken on disk (nobody will release it) and its window past records that never
-      // reached the disk; nobody else writes it (its owner died with the boot, recoverers take
-      // SQLite's write lock first), so it is read without the lock, what decodes applied.
-      const bool salvage = dead && log->from_earlier_boot();
+      // A log made before the machine last booted: its owner died with that boot, even when its
+      // string looks alive now (another process with the same pid and start tick, or one whose
+      // /proc entry is hidden); all its claims date from then, their leases long past. A power
+      // loss may have left its lock taken on disk (nobody will release it) and its window past
+      // records that never reached the disk; nobody writes it (a holder of the string in this
+      // boot replaces it before it claims, recoverers take SQLite's write lock first), so it is
+      // read without the lock, what can be trusted applied.
+      const bool salvage = log->from_earlier_boot();
       // The owner holds its lock only around a check and an append: microseconds, unless it is
       // stopped; then it is left for another time.
       if (!salvage && !log->try_lock(50)) continue;
