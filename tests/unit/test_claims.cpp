@@ -1365,6 +1365,43 @@ TEST_F(Claims, AheadSeveralReceivingThreadsClaimAheadThemselves) {
   EXPECT_EQ(s.message_count(q_), 0u);
 }
 
+// Claims ahead made by receiving threads follow one another (each lets the queue ask again),
+// and a write after them still waits for SQLite's write lock (an inline claim's "do not wait"
+// ends with it). Fails when the queue's request stays set after an inline claim (one claim
+// ahead only) or when the busy handler keeps giving up at once (release_claims fails while
+// another connection holds the write lock for 200 ms).
+TEST_F(Claims, AheadInlineClaimsFollowOneAnotherAndLaterWritesStillWait) {
+  if (std::getenv("MQSEC_CLAIM_INLINE") != nullptr) GTEST_SKIP() << "MQSEC_CLAIM_INLINE is set";
+  const auto store = open_claiming_ahead_for_several();
+  Store& s = *store;
+  if (!s.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
+  std::vector<StoredMessage> held{first_of_32_in_another_thread(s)};  // m0..m15 claimed
+  for (int i = 32; i < 48; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
+  held.push_back(*s.claim_next(q_, 16, 60s, peek, true));  // m16..m31 claimed ahead
+  ASSERT_EQ(s.claims_inline(), 1u);
+  // Two threads in turn, until a take leaves 16 or fewer claimed: m32..m47 claimed ahead.
+  for (int i = 2; s.claims_inline() < 2 && i < 32; ++i) {
+    held.push_back(i % 2 == 0 ? claim_in_another_thread(s)
+                              : *s.claim_next(q_, 16, 60s, peek, true));
+  }
+  EXPECT_EQ(s.claims_inline(), 2u) << "the queue asked again after the first";
+  EXPECT_EQ(sql_count(), 48);
+  for (const StoredMessage& m : held) EXPECT_EQ(deliver(s, m), Removal::Removed);
+  std::atomic<bool> locked{false};
+  std::thread writer([&] {
+    RawDb w(dir_);
+    w.exec("BEGIN IMMEDIATE");
+    locked = true;
+    std::this_thread::sleep_for(200ms);
+    w.exec("COMMIT");
+  });
+  while (!locked) std::this_thread::sleep_for(1ms);
+  EXPECT_NO_THROW(s.release_claims(q_)) << "applying the deliveries waits for the writer";
+  writer.join();
+  EXPECT_EQ(s.message_count(q_), 48 - held.size());
+  EXPECT_EQ(drain(s), bodies(static_cast<int>(held.size()), 48));
+}
+
 // A receiving thread that would claim ahead while another process holds SQLite's write lock
 // does not wait for it (it has its message): the store's thread makes the claim once the lock
 // is free. Fails when the inline claim waits: claim_next then returns only when the busy
