@@ -79,11 +79,17 @@ bool decode_delivery_record(const uint8_t* rec, DeliveryRecord& r) {
 }
 
 namespace {
-std::string g_boot_id_for_test;  // set by tests only, while nothing reads it
+// Set by tests only, while nothing reads it. A function's static, not a global: a program's
+// static initializers may receive before this file's globals are made (a test's child after an
+// exec does).
+std::string& boot_id_for_test() {
+  static std::string id;
+  return id;
+}
 }  // namespace
 
 const std::string& current_boot_id() {
-  if (!g_boot_id_for_test.empty()) return g_boot_id_for_test;
+  if (const std::string& forced = boot_id_for_test(); !forced.empty()) return forced;
   static const std::string id = [] {
     std::ifstream in("/proc/sys/kernel/random/boot_id");
     std::string line;
@@ -93,7 +99,7 @@ const std::string& current_boot_id() {
   return id;
 }
 
-void set_boot_id_for_test(std::string id) { g_boot_id_for_test = std::move(id); }
+void set_boot_id_for_test(std::string id) { boot_id_for_test() = std::move(id); }
 
 std::unique_ptr<DeliveryLog> DeliveryLog::open(DeliveryLogKind kind,
                                                const std::filesystem::path& dir,
