@@ -2853,13 +2853,11 @@ void Store::claim_ahead_now(const AheadRequest& r, bool inline_claim) noexcept {
       // Inline, SQLite's write lock is taken only if free (another process may hold it for a
       // while): the receiving thread has its message and must not wait for it.
       busy_.no_wait = inline_claim;
-      try {
-        claim_batch_locked(r.queue_id, r.batch, r.lease, r.peek);
-      } catch (...) {
-        busy_.no_wait = false;
-        throw;
-      }
-      busy_.no_wait = false;
+      struct Reset {
+        bool& flag;
+        ~Reset() { flag = false; }  // however the claim ends
+      } reset{busy_.no_wait};
+      claim_batch_locked(r.queue_id, r.batch, r.lease, r.peek);
       claims_ahead_.fetch_add(1, std::memory_order_release);  // its batch is filed
       if (inline_claim) claims_inline_.fetch_add(1, std::memory_order_release);
     }
