@@ -156,13 +156,23 @@ class Claims : public ::testing::Test {
     Handshake(const Handshake&) = delete;
     Handshake& operator=(const Handshake&) = delete;
     void reached(char c = 'r') { (void)!::write(up[1], &c, 1); }
+    // Each side closes its copy of the other side's write end before it first waits: a child
+    // whose parent failed (returned, closing its ends) reads the end of the pipe and exits
+    // instead of waiting for good, and a parent whose child died early fails instead of
+    // hanging. (One child per Handshake.)
     char received() {
+      close_once(down[1]);
       char c = 0;
       return ::read(down[0], &c, 1) == 1 ? c : 0;
     }
     bool wait_reached() {
+      close_once(up[1]);
       char c = 0;
       return ::read(up[0], &c, 1) == 1;
+    }
+    static void close_once(int& fd) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
     }
     bool send(char c) { return ::write(down[1], &c, 1) == 1; }
   };
@@ -228,6 +238,13 @@ class Claims : public ::testing::Test {
     std::optional<ClaimAheadMode> several;
     if (std::getenv("MQSEC_CLAIM_AHEAD") == nullptr) several.emplace("several");
     return std::make_unique<Store>(dir_);
+  }
+  // Such a Store whose receiving threads claim ahead themselves; nullptr when the run switches
+  // claiming ahead or inline claims off (the test skips).
+  std::unique_ptr<Store> open_claiming_ahead_inline() {
+    if (std::getenv("MQSEC_CLAIM_INLINE") != nullptr) return nullptr;
+    auto s = open_claiming_ahead_for_several();
+    return s->claim_ahead() ? std::move(s) : nullptr;
   }
   // The next message claimed (batches of 16) by a thread of its own: the caller's next
   // claim_next is then another receiving thread's.
@@ -1350,10 +1367,9 @@ TEST_F(Claims, AheadTheNextBatchIsClaimedWhileSeveralThreadsReceive) {
 // two CPUs that thread queued behind the receiving ones while a CPU idled, docs/performance.md,
 // M2). Fails when the claim is left to the store's thread (claims_inline() stays 0).
 TEST_F(Claims, AheadSeveralReceivingThreadsClaimAheadThemselves) {
-  if (std::getenv("MQSEC_CLAIM_INLINE") != nullptr) GTEST_SKIP() << "MQSEC_CLAIM_INLINE is set";
-  const auto store = open_claiming_ahead_for_several();
+  const auto store = open_claiming_ahead_inline();
+  if (!store) GTEST_SKIP() << "MQSEC_CLAIM_INLINE or MQSEC_CLAIM_AHEAD switches it off";
   Store& s = *store;
-  if (!s.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
   const StoredMessage m0 = first_of_32_in_another_thread(s);        // claims m0..m15
   const StoredMessage m1 = *s.claim_next(q_, 16, 60s, peek, true);  // a second thread: claims
   EXPECT_EQ(s.claims_inline(), 1u) << "m16..m31, claimed by this thread before it returned m1";
@@ -1371,10 +1387,9 @@ TEST_F(Claims, AheadSeveralReceivingThreadsClaimAheadThemselves) {
 // ahead only) or when the busy handler keeps giving up at once (release_claims fails while
 // another connection holds the write lock for 200 ms).
 TEST_F(Claims, AheadInlineClaimsFollowOneAnotherAndLaterWritesStillWait) {
-  if (std::getenv("MQSEC_CLAIM_INLINE") != nullptr) GTEST_SKIP() << "MQSEC_CLAIM_INLINE is set";
-  const auto store = open_claiming_ahead_for_several();
+  const auto store = open_claiming_ahead_inline();
+  if (!store) GTEST_SKIP() << "MQSEC_CLAIM_INLINE or MQSEC_CLAIM_AHEAD switches it off";
   Store& s = *store;
-  if (!s.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
   std::vector<StoredMessage> held{first_of_32_in_another_thread(s)};  // m0..m15 claimed
   for (int i = 32; i < 48; ++i) s.append(q_, 3, bytes("m" + std::to_string(i)), false);
   held.push_back(*s.claim_next(q_, 16, 60s, peek, true));  // m16..m31 claimed ahead
@@ -1408,10 +1423,9 @@ TEST_F(Claims, AheadInlineClaimsFollowOneAnotherAndLaterWritesStillWait) {
 // handler gives up, 10 s later (the bound below is half that, far above the expected
 // microseconds).
 TEST_F(Claims, AheadAReceivingThreadDoesNotWaitForTheWriteLockToClaimAhead) {
-  if (std::getenv("MQSEC_CLAIM_INLINE") != nullptr) GTEST_SKIP() << "MQSEC_CLAIM_INLINE is set";
-  const auto store = open_claiming_ahead_for_several();
+  const auto store = open_claiming_ahead_inline();
+  if (!store) GTEST_SKIP() << "MQSEC_CLAIM_INLINE or MQSEC_CLAIM_AHEAD switches it off";
   Store& s = *store;
-  if (!s.claim_ahead()) GTEST_SKIP() << "MQSEC_CLAIM_AHEAD=0";
   const StoredMessage m0 = first_of_32_in_another_thread(s);
   RawDb writer(dir_);
   writer.exec("BEGIN IMMEDIATE");
