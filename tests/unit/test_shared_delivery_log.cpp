@@ -917,6 +917,28 @@ TEST(SharedDeliveryLog, ALogOfAnEarlierBootIsReadWithoutItsLockWhatDecodes) {
   EXPECT_TRUE(log.from_earlier_boot()) << "against the machine's real boot id too";
 }
 
+// A log made by an mqsec that did not record its boot (its boot field all zeros) is read as
+// before (docs/operations.md): never taken for one of an earlier boot, whatever boot this is.
+TEST(SharedDeliveryLog, ALogThatRecordsNoBootIsNotFromAnEarlierOne) {
+  struct BootId {
+    BootId() { set_boot_id_for_test("the boot it was made in"); }
+    ~BootId() { set_boot_id_for_test(""); }
+  } boot;
+  TempDir dir;
+  const fs::path path = SharedDeliveryLog::path_of(dir.path(), kOwner);
+  { SharedDeliveryLog made(dir.path(), kOwner, true); }
+  std::string bytes = file_bytes(path);
+  const size_t at = bytes.substr(0, kHeader).find("the boot it was made in");
+  ASSERT_NE(at, std::string::npos) << "the boot is not recorded in the header page";
+  std::fill_n(bytes.begin() + static_cast<std::ptrdiff_t>(at), 23, '\0');
+  write_file(path, bytes);
+  set_boot_id_for_test("a later boot");
+  SharedDeliveryLog log(dir.path(), kOwner, false);
+  EXPECT_FALSE(log.from_earlier_boot());
+  set_boot_id_for_test("");
+  EXPECT_FALSE(log.from_earlier_boot()) << "against the machine's real boot id too";
+}
+
 // A salvaged log does not apply a record that crosses a 512-byte sector of the file (a power
 // loss can tear it: its halves may come from two records): slot 6 (bytes 4576-4655) of ten. And a
 // log whose header page is all zeros (made by an mqsec that did not flush it before naming it,
