@@ -348,10 +348,7 @@ TEST_F(Claims, WhatAnEarlierHolderOfTheOwnerStringLeftIsTakenOverNotWaitedFor) {
 // the log cannot be locked and is moved aside unapplied, the claims stay held (m16.. only).
 TEST_F(Claims, WhatAnEarlierHolderOfTheOwnerStringLeftBeforeAPowerLossIsTakenOver) {
   if (Store(dir_).delivery_log_kind() != DeliveryLogKind::Shared) GTEST_SKIP() << "flock logs";
-  struct BootId {
-    BootId() { set_boot_id_for_test("the boot before"); }
-    ~BootId() { set_boot_id_for_test(""); }
-  } boot;
+  const BootIdForTest boot("the boot before");
   const fs::path path =
       DeliveryLog::path_of(DeliveryLogKind::Shared, dir_, claim_owner_of(::getpid()));
   std::string image;
@@ -575,10 +572,7 @@ TEST_F(Claims, ADeadOwnersLogFromBeforeAPowerLossIsAppliedWithoutItsLock) {
 // owner's claims and log (their leases lapsed) to a live process of this boot, as when another
 // process has the same pid and start tick (review R1: the log must be salvaged all the same).
 void Claims::expect_power_loss_log_salvaged(bool looks_alive) {
-  struct BootId {
-    BootId() { set_boot_id_for_test("the boot before"); }
-    ~BootId() { set_boot_id_for_test(""); }
-  } boot;
+  const BootIdForTest boot("the boot before");
   const fs::path image = root_ / "image";
   const fs::path named = root_ / "log-path";
   const pid_t child = ::fork();

@@ -877,10 +877,7 @@ TEST(SharedDeliveryLog, AWindowPastTheEndOfTheFileIsAnError) {
 // from_earlier_boot() tells such a log; read_salvage() reads, without the lock, what decodes.
 // A log of this boot, or one that does not record its boot, is not from an earlier one.
 TEST(SharedDeliveryLog, ALogOfAnEarlierBootIsReadWithoutItsLockWhatDecodes) {
-  struct BootId {
-    BootId() { set_boot_id_for_test("the boot before"); }
-    ~BootId() { set_boot_id_for_test(""); }
-  } boot;
+  const BootIdForTest boot("the boot before");
   TempDir dir;
   const fs::path path = SharedDeliveryLog::path_of(dir.path(), kOwner);
   const fs::path image = dir.path() / "image";
@@ -920,10 +917,7 @@ TEST(SharedDeliveryLog, ALogOfAnEarlierBootIsReadWithoutItsLockWhatDecodes) {
 // A log made by an mqsec that did not record its boot (its boot field all zeros) is read as
 // before (docs/operations.md): never taken for one of an earlier boot, whatever boot this is.
 TEST(SharedDeliveryLog, ALogThatRecordsNoBootIsNotFromAnEarlierOne) {
-  struct BootId {
-    BootId() { set_boot_id_for_test("the boot it was made in"); }
-    ~BootId() { set_boot_id_for_test(""); }
-  } boot;
+  const BootIdForTest boot("the boot it was made in");
   TempDir dir;
   const fs::path path = SharedDeliveryLog::path_of(dir.path(), kOwner);
   { SharedDeliveryLog made(dir.path(), kOwner, true); }
@@ -944,10 +938,7 @@ TEST(SharedDeliveryLog, ALogThatRecordsNoBootIsNotFromAnEarlierOne) {
 // log whose header page is all zeros (made by an mqsec that did not flush it before naming it,
 // and cut short by a power loss) is a log of an earlier boot with no records, not "not a log".
 TEST(SharedDeliveryLog, ASalvagedLogSkipsRecordsThatCrossASectorAndABlankHeaderIsNoRecords) {
-  struct BootId {
-    BootId() { set_boot_id_for_test("the boot before"); }
-    ~BootId() { set_boot_id_for_test(""); }
-  } boot;
+  const BootIdForTest boot("the boot before");
   TempDir dir;
   std::vector<DeliveryRecord> want;
   {

@@ -26,6 +26,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mqsec::transport::local {
@@ -111,6 +112,14 @@ const std::string& current_boot_id();
 // Tests: makes current_boot_id() return `id` (a reboot without one); empty: the real one again.
 // Process-wide; set it while no log is made or read.
 void set_boot_id_for_test(std::string id);
+// Tests: set_boot_id_for_test(id) for its scope, the real boot id again after it.
+class BootIdForTest {
+ public:
+  explicit BootIdForTest(std::string id) { set_boot_id_for_test(std::move(id)); }
+  ~BootIdForTest() { set_boot_id_for_test({}); }
+  BootIdForTest(const BootIdForTest&) = delete;
+  BootIdForTest& operator=(const BootIdForTest&) = delete;
+};
 // Tests: `hook` runs in keep_only after the kept records are written and before they are made
 // the log's content (flock: before the cut; shared: before the window is published); a test
 // kills the process there. Process-wide; nullptr: none.
