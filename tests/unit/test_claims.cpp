@@ -451,14 +451,16 @@ TEST_F(Claims, AnEarlierHoldersLogThatCannotBeUsedIsMovedAsideUnapplied) {
   }
 }
 
-// A second live Store of the same string in one process (another copy of the library, another
-// spelling of the store's path) takes nothing over: the first holds the string's lock, and
-// keeps its claims and its log.
-TEST_F(Claims, ASecondLiveStoreOfTheOwnerStringTakesNothingFromTheFirst) {
+// A second live Store of one process (another copy of the library, another spelling of the
+// store's path) is another owner (claim_owner.hpp): it takes the next slot, and nothing over;
+// the first keeps its claims and its log.
+TEST_F(Claims, ASecondLiveStoreOfTheProcessTakesNothingFromTheFirst) {
   Store first(dir_);
   StoredMessage m0 = claim(first);  // m0..m15
   ASSERT_EQ(deliver(first, m0), Removal::Removed);
   Store second(dir_);
+  EXPECT_EQ(first.claim_owner(), claim_owner_of(::getpid()));
+  EXPECT_EQ(second.claim_owner(), claim_owner_of(::getpid(), 1));
   EXPECT_EQ(second.took_over_for_test(), 0u);
   EXPECT_EQ(second.queues_before_owner(), 0) << "not its process's first holder";
   EXPECT_EQ(sql_count("SELECT count(*) FROM claims"), 16) << "the first's claims kept";
@@ -468,6 +470,93 @@ TEST_F(Claims, ASecondLiveStoreOfTheOwnerStringTakesNothingFromTheFirst) {
   EXPECT_EQ(drain(first), rest) << "the first delivers what it claimed, once";
   first.message_count(q_);  // each applies its own deliveries first
   EXPECT_EQ(second.message_count(q_), 0u);
+}
+
+// The second review's S2 (docs/design/segment-store-review-s24.md): two Stores of one process
+// that shared an owner string could both return one message. Each is its own owner now.
+
+// (a) The first's lease lapsed and the second claims its messages again: the first's copy is
+// refused, m0 (which it returned) is not claimed again.
+TEST_F(Claims, AnotherStoreOfTheProcessTakesALapsedLeaseAndTheFirstCannotDeliverAnyMore) {
+  Store first(dir_);
+  Store second(dir_);
+  auto m0 = first.claim_next(q_, 16, 50ms, peek);  // m0..m15
+  auto m1 = first.claim_next(q_, 16, 50ms, peek);
+  ASSERT_TRUE(m0 && m1);
+  ASSERT_EQ(deliver(first, *m0), Removal::Removed);
+  std::this_thread::sleep_for(200ms);  // the lease lapses; the first still runs
+  auto again = second.claim_next(q_, 16, 60s, peek);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(text(again->envelope), "m1") << "the first's lapsed claims came back, m0 did not";
+  EXPECT_EQ(deliver(second, *again), Removal::Removed);
+  EXPECT_EQ(deliver(first, *m1), Removal::Gone) << "its claim went with its lease";
+}
+
+// (b) A cursor or lookup-id receive of one Store removes nothing another Store of the process
+// claimed, delivered (logged, not applied) or not.
+TEST_F(Claims, AStoreCannotRemoveWhatAnotherStoreOfTheProcessClaimed) {
+  Store first(dir_);
+  Store second(dir_);
+  StoredMessage m0 = claim(second);  // m0..m15
+  StoredMessage m1 = claim(second);
+  ASSERT_EQ(deliver(second, m0), Removal::Removed);
+  EXPECT_EQ(first.remove_delivered(q_, m0.seq, id_of("m0"), 1, 0), Removal::Gone);
+  EXPECT_EQ(first.remove_delivered(q_, m1.seq, id_of("m1"), 1, 0), Removal::Gone);
+  EXPECT_EQ(deliver(second, m1), Removal::Removed) << "still the second's";
+}
+
+// (c) A Store that takes the first slot again (the first closed while the second lives) takes
+// over what the first left, and nothing of the second's.
+TEST_F(Claims, AStoreReopenedInTheFirstSlotTakesNothingFromAnotherStoreOfTheProcess) {
+  auto first = std::make_unique<Store>(dir_);
+  Store second(dir_);
+  StoredMessage m0 = claim(second);  // m0..m15
+  ASSERT_EQ(deliver(second, m0), Removal::Removed);
+  first.reset();
+  Store third(dir_);
+  EXPECT_EQ(third.claim_owner(), claim_owner_of(::getpid()));
+  EXPECT_EQ(third.took_over_for_test(), 0u);
+  EXPECT_EQ(sql_count(), 16) << "the second's claims kept";
+  EXPECT_EQ(drain(third), bodies(16, kMessages));
+  EXPECT_EQ(drain(second), bodies(1, 16)) << "the second delivers what it claimed, once";
+  EXPECT_EQ(third.message_count(q_), 0u);
+}
+
+// A closed Store's slot is free at once: its claims come back to another Store of the process
+// without waiting for their lease (60 s here), after its log was applied.
+TEST_F(Claims, AClosedStoresClaimsComeBackAtOnceWhileItsProcessRuns) {
+  Store first(dir_);
+  {
+    Store second(dir_);
+    StoredMessage m0 = claim(second);  // m0..m15
+    ASSERT_EQ(deliver(second, m0), Removal::Removed);
+  }  // closed without releasing its claims
+  EXPECT_EQ(drain(first), bodies(1, kMessages)) << "m0, which it returned, is not";
+}
+
+TEST(ClaimOwner, StringsParseOnlyAsMqsecWritesThem) {
+  const auto o = parse_claim_owner("12:345:7");
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->pid, 12);
+  EXPECT_EQ(o->start, 345u);
+  EXPECT_EQ(o->slot, 7);
+  EXPECT_EQ(claim_owner_string(*o), "12:345:7");
+  ASSERT_TRUE(parse_claim_owner("12:345"));
+  EXPECT_EQ(parse_claim_owner("12:345")->slot, 0);
+  for (const char* bad : {"12:345:0", "12:345:64", "12:345:", "12:345:1:2", "-12:345", "0:345",
+                          "12", "12:", ":345", "12:x", "12:345:-1", "12:345 "}) {
+    EXPECT_FALSE(parse_claim_owner(bad)) << bad;
+  }
+  EXPECT_EQ(delivery_log_owner("12-345-7.shm"), "12:345:7");
+  EXPECT_EQ(delivery_log_owner(".12-345-7.shm.new"), "12:345:7");
+  EXPECT_EQ(delivery_log_owner("12-345.log"), "12:345");
+  for (const char* bad : {"12-345-0.shm", "12-0345.shm", "12-345-07.shm", "12-345-64.log",
+                          "12-345-1-2.shm", "owners.lock", "12-345.shm.unusable"}) {
+    EXPECT_FALSE(delivery_log_owner(bad)) << bad;
+  }
+  EXPECT_EQ(claim_owner_lock_byte(12, 0), 12) << "slot 0: the pid's byte, as earlier versions";
+  EXPECT_GT(claim_owner_lock_byte(4194304, 1), claim_owner_lock_byte(4194304, 0));
+  EXPECT_NE(claim_owner_lock_byte(12, 1), claim_owner_lock_byte(13, 1));
 }
 
 TEST_F(Claims, ASigkilledOwnersClaimsComeBackAndWhatItReturnedDoesNot) {

@@ -1,16 +1,13 @@
-// Claim owners, delivery records and the choice of delivery log (delivery_log.hpp).
+// Delivery records and the choice of delivery log (delivery_log.hpp).
 #include "src/transport/local/delivery_log.hpp"
 
 #include <mqsec/error.hpp>
 
 #include "src/transport/local/flock_delivery_log.hpp"
-#include "src/transport/local/process_identity.hpp"
 #include "src/transport/local/shared_delivery_log.hpp"
 
 #include <unistd.h>
 
-#include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <fstream>
 
@@ -30,26 +27,6 @@ int64_t get64(const uint8_t* p) {
 }
 
 }  // namespace
-
-std::string claim_owner_of(pid_t pid) {
-  const uint64_t start = pid == ::getpid() ? own_start_time() : process_start_time(pid).value_or(0);
-  return std::to_string(pid) + ":" + std::to_string(start);
-}
-
-bool claim_owner_alive(const std::string& owner) {
-  const size_t colon = owner.find(':');
-  if (colon == std::string::npos) return false;
-  pid_t pid = 0;
-  uint64_t start = 0;
-  const char* p = owner.data();
-  const char* e = p + owner.size();
-  const auto a = std::from_chars(p, p + colon, pid);
-  const auto b = std::from_chars(p + colon + 1, e, start);
-  if (a.ec != std::errc() || a.ptr != p + colon || b.ec != std::errc() || b.ptr != e) {
-    return false;  // never written by mqsec
-  }
-  return process_may_run(pid, start);
-}
 
 void encode_delivery_record(const DeliveryRecord& r, uint8_t* rec) {
   if (r.msg_id.size() > kMaxLoggedIdSize) {
@@ -136,17 +113,14 @@ std::optional<std::string> delivery_log_owner(const std::string& file_name) {
     return true;
   };
   if (!strip("", ".log") && !strip("", ".shm") && !strip(".", ".shm.new")) return std::nullopt;
-  const size_t dash = name.find('-');
-  auto digits = [](std::string_view d) {
-    return !d.empty() && d.size() <= 20 &&
-           std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
-  };
-  if (dash == std::string_view::npos || !digits(name.substr(0, dash)) ||
-      !digits(name.substr(dash + 1))) {
-    return std::nullopt;
-  }
+  // "<pid>-<start>" or "<pid>-<start>-<slot>": the owner string with '-' for ':', and only
+  // as claim_owner_string writes it (no sign, no leading zeros).
   std::string owner(name);
-  owner[dash] = ':';
+  for (char& c : owner) {
+    if (c == '-') c = ':';
+  }
+  const std::optional<ClaimOwner> parsed = parse_claim_owner(owner);
+  if (!parsed || claim_owner_string(*parsed) != owner) return std::nullopt;
   return owner;
 }
 

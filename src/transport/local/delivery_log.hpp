@@ -29,14 +29,9 @@
 #include <utility>
 #include <vector>
 
-namespace mqsec::transport::local {
+#include "src/transport/local/claim_owner.hpp"
 
-// A process as a claim owner: "<pid>:<start time>" (field 22 of /proc/<pid>/stat, in clock
-// ticks since boot), so that a reused pid is not taken for the owner.
-std::string claim_owner_of(pid_t pid);
-// Whether the process `owner` names is still running (its pid exists with that start time).
-// An owner string that does not parse is dead.
-bool claim_owner_alive(const std::string& owner);
+namespace mqsec::transport::local {
 
 // One returned message, as the log keeps it (fixed 80-byte records, both kinds).
 struct DeliveryRecord {
@@ -126,8 +121,9 @@ class BootIdForTest {
 void set_delivery_log_rewrite_hook_for_test(void (*hook)()) noexcept;
 // The hook as set (for the two kinds' keep_only).
 void run_delivery_log_rewrite_hook();
-// The owner whose log (or log being created) a file of <store>/claims/ is: "<pid>-<start>.log",
-// "<pid>-<start>.shm" or ".<pid>-<start>.shm.new"; nullopt for any other name.
+// The owner whose log (or log being created) a file of <store>/claims/ is: "<owner>.log",
+// "<owner>.shm" or ".<owner>.shm.new", the owner string with '-' for ':' ("<pid>-<start>" or
+// "<pid>-<start>-<slot>", claim_owner.hpp); nullopt for any other name.
 std::optional<std::string> delivery_log_owner(const std::string& file_name);
 // <dir>/claims/<owner with ':' as '-'><suffix> (both kinds' path_of).
 std::filesystem::path delivery_log_path(const std::filesystem::path& dir, const std::string& owner,

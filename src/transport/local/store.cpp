@@ -1951,7 +1951,7 @@ bool Store::recover_owners_locked(int64_t queue_id, int64_t now, std::vector<Hel
     while (step_row(st, what)) owners.emplace_back(column_text(st, 0), sqlite3_column_int64(st, 1));
   }
   for (const auto& [owner, until] : owners) {
-    const bool dead = !claim_owner_alive(owner);
+    const bool dead = !claim_owner_alive(owner, owner_fd_);
     if (!dead && until >= now) continue;  // a live owner within its lease
     auto log = DeliveryLog::open(log_kind_, dir_, owner, /*create=*/false);
     if (log->is_open()) {
@@ -1993,39 +1993,45 @@ void Store::set_take_over_hook(TakeOverHook hook) noexcept { g_take_over_hook.st
 
 void Store::take_over_earlier_holder() {
   const char* what = "take over an earlier holder's claims";
-  // Read before the lock: a queue another Store of this process makes after it (it can only be
-  // one that failed to lock for another reason than ours) is above it, never taken.
+  // Read before the lock: a queue another Store of this process makes after it (one of another
+  // slot) is above it, never taken.
   int64_t before = 0;
   {
     StmtScope scope(st_->max_queue_id);
     if (step_row(st_->max_queue_id, what)) before = sqlite3_column_int64(st_->max_queue_id, 0);
   }
   {
-    // One byte per pid of <store>/claims/owners.lock (one file for every process: nothing to
-    // clean up), locked for this Store's life.
+    // One slot per Store of this process in <store>/claims/owners.lock (one file for every
+    // process: nothing to clean up), locked for this Store's life (claim_owner.hpp).
     RealFsIds real_ids;  // the store's files belong to the process's user
     const std::filesystem::path claims = dir_ / "claims";
     if (::mkdir(claims.c_str(), 0700) != 0 && errno != EEXIST) return;
     const int fd =
         ::open((claims / "owners.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return;
-    struct flock mine {};
-    mine.l_type = F_WRLCK;
-    mine.l_whence = SEEK_SET;
-    mine.l_start = ::getpid();
-    mine.l_len = 1;
-    if (::fcntl(fd, F_OFD_SETLK, &mine) != 0) {
-      // EAGAIN or EACCES: another Store of this process holds the string, and keeps what it
-      // holds. Anything else (no lock support, no descriptor left): nothing is taken over.
+    const int slot = take_claim_owner_slot(fd);
+    if (slot == -1) {
+      ::close(fd);
+      unavailable("more than " + std::to_string(kOwnerSlots) + " open stores of " + dir_.string() +
+                  " in this process (copies of the library, or spellings of the path)");
+    }
+    if (slot < 0) {
+      // No lock support, no lock left: slot 0's string, nothing taken over (and a second Store
+      // of this process would share the string, as before slots).
       ::close(fd);
       return;
     }
     owner_fd_ = fd;
+    owner_ = claim_owner_of(::getpid(), slot);
+    if (slot == 0) queues_before_owner_ = std::max<int64_t>(1, before);
   }
-  queues_before_owner_ = std::max<int64_t>(1, before);
-  // Transactions' holding queues named after this process (core/holding.cpp), given back here:
-  // before this constructor returns, so before any other Store of this process can use one.
-  if (const TakeOverHook hook = g_take_over_hook.load()) hook(*this);
+  // Transactions' holding queues named after this process (core/holding.cpp), given back here by
+  // its first Store (slot 0): before this constructor returns, so before any other Store of this
+  // process can use one.
+  if (const TakeOverHook hook = g_take_over_hook.load();
+      hook != nullptr && queues_before_owner_ != 0) {
+    hook(*this);
+  }
   // Its claims and the deliveries in its log: applied and released as for a dead owner, before
   // this Store claims anything. A log made in an earlier boot is read without its lock (a power
   // loss may have left it taken), what decodes applied, and removed. Another that cannot be
@@ -2124,7 +2130,7 @@ void Store::sweep_unused_logs_locked() {
   std::filesystem::directory_iterator it(dir_ / "claims", ec);
   for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     const std::optional<std::string> owner = delivery_log_owner(it->path().filename().string());
-    if (!owner || *owner == owner_ || claim_owner_alive(*owner)) continue;
+    if (!owner || *owner == owner_ || claim_owner_alive(*owner, owner_fd_)) continue;
     {
       StmtScope scope(st_->owner_has_claims);
       bind_text(st_->owner_has_claims, 1, *owner, what);

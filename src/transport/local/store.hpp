@@ -64,14 +64,15 @@ class Store {
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
-  // What take_over_earlier_holder calls, with the Store, when it took its process's owner
-  // string: core/holding.cpp gives back the holding queues an earlier holder of the name left.
+  // What take_over_earlier_holder calls, with the Store, when it took its process's first owner
+  // slot (claim_owner.hpp): core/holding.cpp gives back the holding queues an earlier holder of
+  // the process's name left.
   // Set once, before any Store opens; must not throw.
   using TakeOverHook = void (*)(Store&) noexcept;
   static void set_take_over_hook(TakeOverHook hook) noexcept;
-  // The highest queue id just before this Store became its process's first live holder of its
-  // owner string (take_over_earlier_holder); 0 when another Store of this process holds it or
-  // its lock could not be taken. Queues named after this process (transactions' holding
+  // The highest queue id just before this Store took its process's first owner slot
+  // (take_over_earlier_holder); 0 when another Store of this process holds that slot or no
+  // slot's lock could be taken. Queues named after this process (transactions' holding
   // queues, core/holding.cpp) with an id up to it were made by an earlier holder of the name.
   int64_t queues_before_owner() const noexcept { return queues_before_owner_; }
   // How many delivery records of an earlier holder the constructor applied.
@@ -459,17 +460,17 @@ class Store {
   // or whose lease ran out and drops their claims; the logs stay locked (in `held`) until the
   // caller committed. Returns whether it changed anything (applied a log or released a claim).
   bool recover_owners_locked(int64_t queue_id, int64_t now_ms, std::vector<HeldLog>& held);
-  // At the end of the constructor: an owner string (pid, start tick since boot) recurs, in a
-  // later boot (a service started in the same order each boot), across an exec (pid and start
-  // tick stay), in a later Store of this process. What an earlier holder left under it (claims,
-  // delivery-log records; transactions' holding queues, core/holding.cpp) looks alive, since we
-  // are, and recover_owners_locked skips our own string: it stayed held while we ran. The first
-  // live holder of the string in this process locks its pid's byte of <store>/claims/owners.lock
-  // with an open file description lock (a second Store of this process, another copy of the
-  // library or another spelling of the path, does not get it; the lock goes with the process,
-  // and with an exec: O_CLOEXEC) and, before it claims anything, applies the earlier holder's log
-  // and releases its claims (durably), then empties the log; the hook (set_take_over_hook)
-  // gives back holding queues. Another Store of this process keeps what it holds. A log
+  // At the end of the constructor: takes this Store's owner slot (claim_owner.hpp: the first
+  // free one of this process, locked in <store>/claims/owners.lock for our life; another Store of
+  // this process, another copy of the library or another spelling of the path, takes another
+  // slot and so another string) and so its owner string. An owner string (pid, start tick since
+  // boot, slot) recurs, in a later boot (a service started in the same order each boot), across
+  // an exec (pid and start tick stay), in a later Store of this process. What an earlier holder
+  // left under it (claims, delivery-log records; for slot 0 also transactions' holding queues,
+  // core/holding.cpp) looks alive, since we are, and recover_owners_locked skips our own
+  // string: it stayed held while we ran. So, before it claims anything, the Store applies the
+  // earlier holder's log and releases its claims (durably), then empties the log; the hook
+  // (set_take_over_hook) gives back holding queues (slot 0 only). A log
   // made in an earlier boot is read without its lock (DeliveryLog::read_salvage) and removed;
   // another it cannot lock within a second or read is moved aside (<log>.unusable) unapplied,
   // its claims held while we run, as before; one it can neither empty nor move makes the store
@@ -511,11 +512,11 @@ class Store {
   std::atomic<uint64_t> quota_reads_{0};
 
   std::filesystem::path dir_;
-  std::string owner_;  // this process as a claim owner ("<pid>:<start time>")
+  std::string owner_;  // this Store as a claim owner (claim_owner.hpp; set by the constructor)
   DeliveryLogKind log_kind_ = DeliveryLogKind::Flock;  // set by the constructor
   std::unique_ptr<DeliveryLog> log_;
   bool sweep_logs_ = false;  // under mu_ and dmu_: the next claim transaction sweeps (log_ is new)
-  int owner_fd_ = -1;        // take_over_earlier_holder's lock, held for our life
+  int owner_fd_ = -1;        // owners.lock, our slot's lock held on it for our life; -1: none
   int64_t queues_before_owner_ = 0;                     // see queues_before_owner()
   size_t took_over_ = 0;                                // see took_over_for_test()
   std::map<int64_t, std::deque<StoredMessage>> ready_;  // claimed, not yet returned, per queue
