@@ -3,7 +3,7 @@
 // owner's or a lapsed lease's claims come back after its delivery log was applied (what it
 // returned is never returned again), a purge takes claimed messages away, and this process
 // never sees a message it already returned. Each receiver "process" is a forked child with its
-// own Store (a claim owner is a process).
+// own Store (a claim owner is a Store: claim_owner.hpp).
 #include "src/transport/local/flock_delivery_log.hpp"
 #include "src/transport/local/store.hpp"
 
@@ -184,7 +184,7 @@ class Claims : public ::testing::Test {
     if (pid != 0) return pid;
     int rc = 2;
     try {
-      Store s(dir_);  // its own connection: a claim owner is a process
+      Store s(dir_);  // its own connection: another owner
       auto first = s.claim_next(q_, 16, lease, peek);
       auto second = s.claim_next(q_, 16, lease, peek);
       if (first && second && text(first->envelope) == "m0" &&

@@ -1,15 +1,15 @@
-// Claimed receives (issue 14): who a receiver process is, and its delivery log.
+// Claimed receives (issue 14): a claim owner's delivery log.
 //
-// A receiver process claims several messages of a queue in one write transaction (table
-// `claims` of the store) and returns them one by one. Each message it returns is recorded in
-// this process's delivery log, outside SQLite; the rows are deleted (and their ids recorded as
-// delivered) later, in batches. A claim whose owner is dead (or whose lease ran out) is released
-// by another process, after it applied the owner's log under the log's lock: what the owner
-// returned is deleted, never redelivered.
+// A receiver (a Store of a process: claim_owner.hpp) claims several messages of a queue in one
+// write transaction (table `claims` of the store) and returns them one by one. Each message it
+// returns is recorded in its delivery log, outside SQLite; the rows are deleted (and their ids
+// recorded as delivered) later, in batches. A claim whose owner is dead (or whose lease ran out)
+// is released by another owner, after it applied the owner's log under the log's lock: what the
+// owner returned is deleted, never redelivered.
 //
 // The owner checks that its claim still holds and appends to its log while it holds the same
 // lock, so a recoverer either sees the entry or the owner sees its claim gone: a message is
-// returned by exactly one process whatever the timing (docs/performance.md, "Claimed receives").
+// returned by exactly one owner whatever the timing (docs/performance.md, "Claimed receives").
 //
 // Two kinds of log, chosen by the store's schema when the store is created (never mixed in one
 // store: every process of it uses the same kind):

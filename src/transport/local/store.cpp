@@ -924,7 +924,7 @@ void Store::migrate_locked(int64_t from_version) {
   }
   if (from_version < 6) {
     exec(
-        // Claimed receives (delivery_log.hpp): seq is claimed by owner ("<pid>:<start time>")
+        // Claimed receives (delivery_log.hpp): seq is claimed by owner (claim_owner.hpp)
         // until `until` (ms since the epoch, the lease).
         "CREATE TABLE IF NOT EXISTS claims("
         " seq INTEGER PRIMARY KEY,"
