@@ -2,7 +2,7 @@
 // asks what the claim transaction of a claimed receive would cost per message if the messages'
 // bytes lived in append-only segment files instead of SQLite rows, before anyone builds that.
 //
-// Four ways to drain the same N messages (one queue, one priority, batches of 64 or --batch),
+// Five ways to drain the same N messages (one queue, one priority, batches of 64 or --batch),
 // each on one thread, each timed in process CPU time:
 //
 //   store     the real Store: claim_next + deliver_claimed, claiming ahead off (every claim
@@ -14,6 +14,11 @@
 //   pointers  "bodies out, rows kept": the same transaction over rows of about 50 bytes naming
 //             (file, position, length); the bytes come from one pread per run of adjacent
 //             records, each checked against its CRC32C.
+//   spans     rows kept (envelopes in them), claims per batch: one `spans` row (queue, owner,
+//             first and last seq, lease) per claim instead of a `claims` row per message; the
+//             next batch starts after the queue's last span (one priority here). An upper bound
+//             of what per-batch claims alone would save: no done bits, no released spans, no
+//             per-message claim check (segment-store.md's R5-R8 are not in it).
 //   segments  B-min (segment-store.md §1-§2): no row per message. The deliveries set done bits
 //             in one `spans` row, a fully done span is retired (the chain's `consumed` moves),
 //             the next 64 records from the chain's `claimed_to` become one new span, read with
@@ -427,8 +432,12 @@ Message take_record(const uint8_t* r, bool check_crc) {
 // apply_delivery_locked, recover_owners_locked's first query), statement for statement.
 class RowsLayout {
  public:
-  RowsLayout(const fs::path& dir, const Workload& w, size_t delivered, bool pointers)
-      : db_(dir / "rows.db"), ids_(init(db_, delivered, pointers)), pointers_(pointers) {
+  RowsLayout(const fs::path& dir, const Workload& w, size_t delivered, bool pointers,
+             bool spans = false)
+      : db_(dir / "rows.db"),
+        ids_(init(db_, delivered, pointers)),
+        pointers_(pointers),
+        spans_(spans) {
     if (pointers_) chain_.emplace(dir / "seg", w);
     sqlite3_stmt* ins =
         pointers_ ? db_.prepare(
@@ -466,6 +475,23 @@ class RowsLayout {
                     " DESC, seq LIMIT ?2");
     insert_claim_ =
         db_.prepare("INSERT INTO claims(seq, queue_id, owner, until) VALUES(?1, ?2, ?3, ?4)");
+    if (spans_) {
+      db_.exec(
+          "CREATE TABLE spans(queue_id INTEGER NOT NULL, lo INTEGER NOT NULL,"
+          " hi INTEGER NOT NULL, owner TEXT NOT NULL, until INTEGER NOT NULL,"
+          " PRIMARY KEY(queue_id, lo)) WITHOUT ROWID;");
+      span_held_ =
+          db_.prepare("SELECT 1 FROM spans WHERE queue_id = ?1 AND lo = ?2 AND owner = ?3");
+      delete_row_ = db_.prepare("DELETE FROM messages WHERE seq = ?1");
+      drop_span_ = db_.prepare("DELETE FROM spans WHERE queue_id = ?1 AND lo = ?2");
+      claim_owners_ = db_.prepare(
+          "SELECT owner, min(until) FROM spans WHERE queue_id = ?1 AND owner <> ?2 GROUP BY owner");
+      candidates_ = db_.prepare("SELECT queue_id, seq, " PRIO
+                                ", arrived, envelope FROM messages WHERE queue_id = ?1 AND seq > ?3"
+                                " ORDER BY " PRIO " DESC, seq LIMIT ?2");
+      insert_span_ = db_.prepare(
+          "INSERT INTO spans(queue_id, lo, hi, owner, until) VALUES(?1, ?2, ?3, ?4, ?5)");
+    }
     begin_ = db_.prepare("BEGIN IMMEDIATE");
     commit_ = db_.prepare("COMMIT");
   }
@@ -474,6 +500,7 @@ class RowsLayout {
   std::vector<Message> claim(const std::vector<Message>& delivered, size_t batch,
                              int64_t sent_time) {
     db_.run(begin_);
+    if (spans_) return claim_spans(delivered, batch, sent_time);
     for (const Message& m : delivered) {
       if (db_.run(with(delete_claimed_, m.seq, kOwner)) == 0) continue;
       db_.run(with(drop_claim_, m.seq));
@@ -508,6 +535,42 @@ class RowsLayout {
   }
 
  private:
+  // `spans`: the batch's span checked once and dropped, its rows deleted and ids recorded, the
+  // next batch after the last span, one span row for it.
+  std::vector<Message> claim_spans(const std::vector<Message>& delivered, size_t batch,
+                                   int64_t sent_time) {
+    if (!delivered.empty()) {
+      const int64_t lo = delivered.front().seq;
+      const bool held = db_.row(with(span_held_, int64_t{1}, lo, kOwner));
+      sqlite3_reset(span_held_);
+      if (held) {
+        for (const Message& m : delivered) {
+          if (db_.run(with(delete_row_, m.seq)) == 0) continue;
+          db_.run(with(ids_.insert_delivered, int64_t{1}, id_of(m.envelope), sent_time));
+        }
+        db_.run(with(drop_span_, int64_t{1}, lo));
+      }
+    }
+    db_.run(with(claim_owners_, int64_t{1}, kOwner));
+    std::vector<Message> claimed;
+    claimed.reserve(batch);
+    with(candidates_, int64_t{1}, static_cast<int64_t>(batch), last_hi_);
+    while (db_.row(candidates_)) {
+      Message m;
+      m.seq = sqlite3_column_int64(candidates_, 1);
+      const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(candidates_, 4));
+      m.envelope.assign(p, p + sqlite3_column_bytes(candidates_, 4));
+      claimed.push_back(std::move(m));
+    }
+    sqlite3_reset(candidates_);
+    if (!claimed.empty()) {
+      last_hi_ = claimed.back().seq;
+      db_.run(with(insert_span_, int64_t{1}, claimed.front().seq, last_hi_, kOwner,
+                   now_ms() + kLeaseMs));
+    }
+    ids_.look_up_and_commit(db_, claimed, commit_);
+    return claimed;
+  }
   static IdStatements init(Db& db, size_t delivered, bool pointers) {
     create_v7_tables(db, pointers);
     prefill_delivered(db, delivered);
@@ -535,6 +598,12 @@ class RowsLayout {
   Db db_;
   IdStatements ids_;
   bool pointers_;
+  bool spans_;
+  int64_t last_hi_ = 0;  // spans: the last claimed seq
+  sqlite3_stmt* span_held_ = nullptr;
+  sqlite3_stmt* delete_row_ = nullptr;
+  sqlite3_stmt* drop_span_ = nullptr;
+  sqlite3_stmt* insert_span_ = nullptr;
   std::optional<Chain> chain_;
   Bytes buf_;
   sqlite3_stmt* delete_claimed_ = nullptr;
@@ -788,26 +857,27 @@ struct Options {
   size_t batch = 64;
   size_t repeat = 3;
   size_t delivered = 0;
-  std::vector<std::string> variants = {"store", "rows", "pointers", "segments"};
+  std::vector<std::string> variants = {"store", "rows", "spans", "pointers", "segments"};
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "mqsec-claim-layouts: %s\n"
-               "usage: mqsec-claim-layouts [--messages N] [--bytes B] [--repeat R]"
-               " [--batch N] [--delivered K] [--variants L]"
-               " [--quick]\n"
-               "  --messages N   messages drained per variant and round (default 20000)\n"
-               "  --bytes B      envelope bytes per message (default 2300, an RSA-2048 signed"
-               " message)\n"
-               "  --repeat R     rounds, the variants in turn (default 3)\n"
-               "  --batch N      messages per claim transaction, 1-64 (default 64)\n"
-               "  --delivered K  ids already in `delivered` (production keeps 7 days; default"
-               " 0)\n"
-               "  --variants L   some of store,rows,pointers,segments (default all; the ratios"
-               " need rows)\n"
-               "  --quick        500 messages, one round (the ctest)\n",
-               why);
+  std::fprintf(
+      stderr,
+      "mqsec-claim-layouts: %s\n"
+      "usage: mqsec-claim-layouts [--messages N] [--bytes B] [--repeat R]"
+      " [--batch N] [--delivered K] [--variants L]"
+      " [--quick]\n"
+      "  --messages N   messages drained per variant and round (default 20000)\n"
+      "  --bytes B      envelope bytes per message (default 2300, an RSA-2048 signed"
+      " message)\n"
+      "  --repeat R     rounds, the variants in turn (default 3)\n"
+      "  --batch N      messages per claim transaction, 1-64 (default 64)\n"
+      "  --delivered K  ids already in `delivered` (production keeps 7 days; default"
+      " 0)\n"
+      "  --variants L   some of store,rows,spans,pointers,segments (default all; the ratios"
+      " need rows)\n"
+      "  --quick        500 messages, one round (the ctest)\n",
+      why);
   std::exit(2);
 }
 
@@ -846,7 +916,8 @@ Options parse(int argc, char** argv) {
       for (size_t at = 0; at <= list.size();) {
         const size_t comma = std::min(list.find(',', at), list.size());
         const std::string name = list.substr(at, comma - at);
-        if (name != "store" && name != "rows" && name != "pointers" && name != "segments") {
+        if (name != "store" && name != "rows" && name != "spans" && name != "pointers" &&
+            name != "segments") {
           usage(("unknown variant " + name).c_str());
         }
         o.variants.push_back(name);
@@ -888,7 +959,7 @@ int main(int argc, char** argv) {
           SegmentLayout l(dir, w, o.delivered);
           t = drain(l, w, o.batch, name.c_str());
         } else {
-          RowsLayout l(dir, w, o.delivered, n == "pointers");
+          RowsLayout l(dir, w, o.delivered, n == "pointers", n == "spans");
           t = drain(l, w, o.batch, name.c_str());
         }
         us[n].push_back(t * 1e6 / static_cast<double>(o.messages));
@@ -913,7 +984,7 @@ int main(int argc, char** argv) {
     };
     if (us.count("rows") != 0) {
       const double rows = median("rows");
-      for (const char* name : {"store", "pointers", "segments"}) {
+      for (const char* name : {"store", "spans", "pointers", "segments"}) {
         if (us.count(name) == 0) continue;
         const double d = median(name) - rows;
         // The store's figure is its claim and its delivery (log, checks), the others' a claim.
