@@ -393,4 +393,23 @@ PowerLossResult power_loss(const std::filesystem::path& journal_dir, uint32_t se
   return result;
 }
 
+size_t power_loss_mapped(const std::filesystem::path& file, const std::filesystem::path& flushed,
+                         uint32_t seed, double keep) {
+  std::mt19937 rng(seed);
+  std::bernoulli_distribution kept(keep);
+  std::vector<uint8_t> now = read_file(file);
+  const std::vector<uint8_t> then = read_file(flushed);
+  size_t set_back = 0;
+  for (size_t at = 0; at < now.size(); at += kSector) {
+    if (kept(rng)) continue;
+    const size_t end = std::min(now.size(), at + kSector);
+    for (size_t i = at; i < end; ++i) now[i] = i < then.size() ? then[i] : 0;
+    ++set_back;
+  }
+  std::ofstream out(file, std::ios::binary | std::ios::in | std::ios::out);
+  out.write(reinterpret_cast<const char*>(now.data()), static_cast<std::streamsize>(now.size()));
+  if (!out) throw std::runtime_error("power_loss_mapped: cannot rewrite " + file.string());
+  return set_back;
+}
+
 }  // namespace mqsec::testing

@@ -7,11 +7,14 @@
 // (install_power_loss_vfs) and is killed; another process then makes the files what one power
 // loss could have left (power_loss) and opens them.
 //
-// Covered: every file SQLite writes through its VFS (the database and its WAL). Not covered:
-// SQLite's -shm (memory that a reboot wipes: SQLite rebuilds it from the WAL; power_loss
-// removes it), files written without SQLite (the delivery logs, settings.gen), the directory
-// (a file created or removed since the directory's last fsync is taken to stay as it is), and
-// reordering within a write's sectors beyond "each sector whole or absent".
+// Covered: every file SQLite writes through its VFS (the database and its WAL), and, with
+// power_loss_mapped, a file written through a shared mapping whose image at its last flush the
+// test kept (a delivery log). Not covered: SQLite's -shm (memory that a reboot wipes: SQLite
+// rebuilds it from the WAL; power_loss removes it), other files written without SQLite
+// (settings.gen), the directory (a file created or removed since the directory's last fsync
+// is taken to stay as it is), a sector caught by writeback in a state between the flushed one
+// and the last one, and reordering within a write's sectors beyond "each sector whole or
+// absent".
 #pragma once
 
 #include <cstddef>
@@ -39,5 +42,13 @@ struct PowerLossResult {
 // -shm. Throws std::runtime_error when a journal cannot be read or a file rewritten.
 PowerLossResult power_loss(const std::filesystem::path& journal_dir, uint32_t seed,
                            double keep = 0.5);
+
+// A file written through a shared mapping (no write calls to journal), whose image at its last
+// flush (msync, fdatasync) is `flushed`: each 512-byte sector of it is left as it is now with
+// probability `keep`, else set back to that image (beyond the image's end: zeros). The writing
+// process must be dead. How many sectors were set back. Throws std::runtime_error when a file
+// cannot be read or written.
+size_t power_loss_mapped(const std::filesystem::path& file, const std::filesystem::path& flushed,
+                         uint32_t seed, double keep = 0.5);
 
 }  // namespace mqsec::testing
