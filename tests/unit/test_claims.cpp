@@ -534,6 +534,71 @@ TEST_F(Claims, AClosedStoresClaimsComeBackAtOnceWhileItsProcessRuns) {
   EXPECT_EQ(drain(first), bodies(1, kMessages)) << "m0, which it returned, is not";
 }
 
+// What an older mqsec does with a slotted owner's claims (it reads "<pid>:<start>:<slot>" as a
+// dead owner's): under the owner's log lock, applies its records, releases its claims,
+// commits, and removes the log. Here by hand (RawDb).
+void recover_as_an_older_mqsec(const fs::path& dir, DeliveryLogKind kind,
+                               const std::string& owner) {
+  auto log = DeliveryLog::open(kind, dir, owner, /*create=*/false);
+  ASSERT_TRUE(log->is_open());
+  log->lock();
+  RawDb db(dir);
+  db.exec("BEGIN IMMEDIATE");
+  for (const DeliveryRecord& r : log->read_all()) {
+    db.exec("DELETE FROM messages WHERE seq = " + std::to_string(r.seq) +
+            " AND EXISTS (SELECT 1 FROM claims WHERE seq = " + std::to_string(r.seq) +
+            " AND owner = '" + owner + "')");
+  }
+  db.exec("DELETE FROM claims WHERE owner = '" + owner + "'");
+  db.exec("COMMIT");
+  log->remove_file();
+  log->unlock();
+}
+
+// An older mqsec next to a live Store of slot 1 (review of session 25, blocker 1): it applies
+// the Store's log, releases its claims and removes the log. The Store's next claim must not
+// record its deliveries in the removed file, where the older mqsec's next recovery would not
+// find them (and would release the claims unapplied: a message returned twice).
+TEST_F(Claims, AStoreWhoseLogAnOlderMqsecRemovedMakesItAgainBeforeItClaims) {
+  Store first(dir_);
+  Store second(dir_);
+  ASSERT_EQ(second.claim_owner(), claim_owner_of(::getpid(), 1));
+  StoredMessage m0 = claim(second, 4);  // m0..m3
+  ASSERT_EQ(deliver(second, m0), Removal::Removed);
+  recover_as_an_older_mqsec(dir_, second.delivery_log_kind(), second.claim_owner());
+  // Its other claimed copies are refused (their claims went), then it claims again.
+  std::vector<std::string> returned;
+  for (int i = 0; i < 8 && returned.size() < 2; ++i) {
+    StoredMessage m = claim(second, 4);
+    if (deliver(second, m) == Removal::Removed) returned.push_back(text(m.envelope));
+  }
+  ASSERT_EQ(returned, (std::vector<std::string>{"m1", "m2"}));
+  EXPECT_TRUE(
+      fs::exists(DeliveryLog::path_of(second.delivery_log_kind(), dir_, second.claim_owner())))
+      << "a new log before the claim";
+  recover_as_an_older_mqsec(dir_, second.delivery_log_kind(), second.claim_owner());
+  EXPECT_EQ(drain(first), bodies(3, kMessages)) << "m1 and m2 were returned already";
+}
+
+// A log removed under its live Store for any reason (a sweep that judged its slot free just
+// before the Store took it) is made again at the Store's next claim: what the Store returns is
+// found by whoever recovers its claims.
+TEST_F(Claims, AStoresLogRemovedUnderItIsMadeAgainBeforeItClaims) {
+  Store first(dir_);
+  std::optional<Store> second(std::in_place, dir_);
+  StoredMessage m0 = claim(*second, 4);  // m0..m3: its log exists
+  ASSERT_EQ(deliver(*second, m0), Removal::Removed);
+  const fs::path log =
+      DeliveryLog::path_of(second->delivery_log_kind(), dir_, second->claim_owner());
+  ASSERT_TRUE(fs::remove(log));
+  for (int i = 1; i < 4; ++i) ASSERT_EQ(deliver(*second, claim(*second, 4)), Removal::Removed);
+  StoredMessage m4 = claim(*second, 4);  // a claim transaction: m4..m7
+  ASSERT_EQ(deliver(*second, m4), Removal::Removed);
+  EXPECT_TRUE(fs::exists(log));
+  second.reset();  // closed, its claims held: its slot is free, its log is read
+  EXPECT_EQ(drain(first), bodies(5, kMessages)) << "m0..m4 were returned already";
+}
+
 TEST(ClaimOwner, StringsParseOnlyAsMqsecWritesThem) {
   const auto o = parse_claim_owner("12:345:7");
   ASSERT_TRUE(o);

@@ -32,6 +32,22 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+// The image StoreTest.ASecondStoreOfTheProcessKeepsTheFirstsLocksOnTheDatabase starts with
+// exec (another process, which inherits nothing of SQLite's state from this one): opens the
+// store named in MQSEC_TEST_OPEN_STORE, reads it, closes it (its last connection's close
+// removes the WAL when it finds no other connection's lock) and exits, before any test runs.
+[[maybe_unused]] const bool g_open_and_close = [] {
+  const char* dir = std::getenv("MQSEC_TEST_OPEN_STORE");
+  if (dir == nullptr) return false;
+  try {
+    Store s(dir);
+    (void)s.find_queue("q");
+  } catch (...) {
+    ::_exit(20);
+  }
+  ::_exit(0);
+}();
+
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -428,6 +444,37 @@ TEST_F(StoreTest, FileModesIgnoreUmask) {
   EXPECT_EQ(mode_of(dir_ / "mqsec.db-wal"), 0600u);
   EXPECT_EQ(mode_of(dir_ / "mqsec.db-shm"), 0600u);
   EXPECT_EQ(mode_of(dir_ / "settings.gen"), 0600u);
+}
+
+// Opening a second Store of the store in this process (another copy of the library, another
+// spelling of its path) must not drop the first one's SQLite locks: a process drops all its
+// POSIX locks on a file when it closes any descriptor of it, and the Store's check of the
+// database file opened and closed one. Another process's last close then found no lock, took
+// the database for unused and removed the WAL under the first Store: what it committed next
+// was seen by no other connection (the review of session 25 found it).
+TEST_F(StoreTest, ASecondStoreOfTheProcessKeepsTheFirstsLocksOnTheDatabase) {
+  Store first(dir_);
+  const int64_t q = make_queue(first, "q");
+  Store second(dir_);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("MQSEC_TEST_OPEN_STORE", dir_.c_str(), 1);
+    char* argv[] = {const_cast<char*>("test_store"), nullptr};
+    ::execv("/proc/self/exe", argv);
+    ::_exit(21);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  EXPECT_TRUE(fs::exists(dir_ / "mqsec.db-wal")) << "the WAL of two open connections";
+  first.append(q, 3, Bytes{'l', 'a', 't', 'e'}, false);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((dir_ / "mqsec.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  EXPECT_EQ(mqsec::testing::query_int64(db, "SELECT count(*) FROM messages"), 1)
+      << "another connection sees the first Store's commit";
+  sqlite3_close(db);
 }
 
 TEST_F(StoreTest, OpenFailuresAreServiceNotAvailable) {

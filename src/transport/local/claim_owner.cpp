@@ -67,8 +67,12 @@ int take_claim_owner_slot(int fd) {
   for (int slot = 0; slot < kOwnerSlots; ++slot) {
     struct flock l = byte_lock(F_WRLCK, claim_owner_lock_byte(pid, slot));
     if (::fcntl(fd, F_OFD_SETLK, &l) == 0) return slot;
-    if (errno != EAGAIN && errno != EACCES) return -2;  // no lock support, no lock left
+    if (errno == EAGAIN || errno == EACCES) continue;  // another Store of this process
+    // No lock support (the first slot): nobody can hold one, slot 0's string is ours as
+    // before slots. Past a slot held by another Store: that one's string is taken.
+    return slot == 0 ? -2 : -1;
   }
+  errno = EAGAIN;
   return -1;
 }
 

@@ -44,9 +44,11 @@ std::optional<ClaimOwner> parse_claim_owner(std::string_view owner);
 off_t claim_owner_lock_byte(pid_t pid, int slot);
 
 // Takes the first free slot of this process in owners.lock (descriptor `fd`, open read-write):
-// its slot number, or -1 when all are taken (by other Stores of this process). Throws nothing;
-// errno is left from the last attempt when the file cannot be locked at all (no lock support):
-// returns -2 then.
+// its slot number; -2 when the first slot cannot be locked for another reason than another
+// holder (no lock support: slot 0's string is then used without a lock, as before slots); -1
+// when every slot is held by other Stores of this process, or a later one fails after slot 0
+// was held (errno says why): the Store must not open, since slot 0's string is another's.
+// Throws nothing.
 int take_claim_owner_slot(int fd);
 
 // Whether `owner` may still run: its process is running (pid with that start time), and, for

@@ -6,6 +6,7 @@
 #include "src/transport/local/flock_delivery_log.hpp"
 #include "src/transport/local/shared_delivery_log.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -100,6 +101,11 @@ std::filesystem::path delivery_log_path(const std::filesystem::path& dir, const 
     if (c == ':') c = '-';
   }
   return dir / "claims" / (name + suffix);
+}
+
+bool path_names_file(const std::filesystem::path& path, dev_t dev, ino_t ino) noexcept {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino;
 }
 
 std::optional<std::string> delivery_log_owner(const std::string& file_name) {

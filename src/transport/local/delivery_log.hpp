@@ -84,7 +84,13 @@ class DeliveryLog {
   // every kept record whole (with the flock kind also some twice, and applied ones: applying a
   // record again changes nothing).
   virtual void keep_only(std::span<const DeliveryRecord> kept) = 0;
-  virtual void remove_file() noexcept = 0;  // unlink (a dead owner's log, once applied)
+  // Unlinks the log (a dead owner's, once applied), if its path still names this file (a new
+  // holder of the owner string may have moved it aside and made another).
+  virtual void remove_file() noexcept = 0;
+  // Whether the log's path still names this log's file: false once someone removed it (or
+  // replaced it). A Store checks its own log under the lock before it commits claims
+  // (Store::keep_log_named_locked).
+  virtual bool still_named() const noexcept = 0;
   // Whether the log was made in an earlier boot of the machine: its owner died with it, and a
   // power loss may have left on disk its lock taken (nobody will ever release it) or its window
   // past records that never reached the disk. Such a log is read with read_salvage(), without
@@ -125,6 +131,9 @@ void run_delivery_log_rewrite_hook();
 // "<owner>.shm" or ".<owner>.shm.new", the owner string with '-' for ':' ("<pid>-<start>" or
 // "<pid>-<start>-<slot>", claim_owner.hpp); nullopt for any other name.
 std::optional<std::string> delivery_log_owner(const std::string& file_name);
+// Whether `path` names the file (dev, ino), without following a symbolic link (both kinds'
+// still_named).
+bool path_names_file(const std::filesystem::path& path, dev_t dev, ino_t ino) noexcept;
 // <dir>/claims/<owner with ':' as '-'><suffix> (both kinds' path_of).
 std::filesystem::path delivery_log_path(const std::filesystem::path& dir, const std::string& owner,
                                         const char* suffix);

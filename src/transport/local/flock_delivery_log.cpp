@@ -148,7 +148,12 @@ void FlockDeliveryLog::keep_only(std::span<const DeliveryRecord> kept_records) {
 
 void FlockDeliveryLog::remove_file() noexcept {
   RealFsIds real_ids;
-  (void)::unlink(path_.c_str());
+  if (still_named()) (void)::unlink(path_.c_str());
+}
+
+bool FlockDeliveryLog::still_named() const noexcept {
+  struct stat st {};
+  return fd_ >= 0 && ::fstat(fd_, &st) == 0 && path_names_file(path_, st.st_dev, st.st_ino);
 }
 
 }  // namespace mqsec::transport::local

@@ -24,6 +24,7 @@ class FlockDeliveryLog final : public DeliveryLog {
   // holds the kept records, some twice, and applied ones.
   void keep_only(std::span<const DeliveryRecord> kept) override;
   void remove_file() noexcept override;
+  bool still_named() const noexcept override;
 
   static std::filesystem::path path_of(const std::filesystem::path& dir, const std::string& owner);
 

@@ -362,7 +362,11 @@ void SharedDeliveryLog::keep_only(std::span<const DeliveryRecord> kept) {
 
 void SharedDeliveryLog::remove_file() noexcept {
   RealFsIds real_ids;
-  (void)::unlink(path_.c_str());
+  if (still_named()) (void)::unlink(path_.c_str());
+}
+
+bool SharedDeliveryLog::still_named() const noexcept {
+  return file_ != nullptr && path_names_file(path_, file_->dev, file_->ino);
 }
 
 }  // namespace mqsec::transport::local

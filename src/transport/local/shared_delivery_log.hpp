@@ -40,6 +40,7 @@ class SharedDeliveryLog final : public DeliveryLog {
   void truncate() override;
   void keep_only(std::span<const DeliveryRecord> kept) override;
   void remove_file() noexcept override;
+  bool still_named() const noexcept override;
   bool from_earlier_boot() const noexcept override;
   std::vector<DeliveryRecord> read_salvage() override;
 

@@ -315,16 +315,19 @@ void prepare_files(const std::filesystem::path& dir, const std::filesystem::path
     return;
   }
   if (errno != EEXIST) unavailable("creating " + db.string() + " failed: " + std::strerror(errno));
-  fd = ::open(db.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (fd < 0) {
-    if (errno == ELOOP) unavailable(db.string() + " is a symbolic link");
-    unavailable("opening " + db.string() + " failed: " + std::strerror(errno));
-  }
+  // Not opened for reading: closing a descriptor of the database would drop every POSIX lock
+  // this process holds on it, SQLite's own among them (the shared lock of another Store's
+  // connection: another process's last close would then take the database for unused and
+  // remove the WAL under that connection, with what it commits next). An O_PATH descriptor's
+  // close drops none.
+  fd = ::open(db.c_str(), O_PATH | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) unavailable("opening " + db.string() + " failed: " + std::strerror(errno));
   struct stat sb {};
   const int rc = ::fstat(fd, &sb);
   const int saved = errno;
   ::close(fd);
   if (rc != 0) unavailable("stat of " + db.string() + " failed: " + std::strerror(saved));
+  if (S_ISLNK(sb.st_mode)) unavailable(db.string() + " is a symbolic link");
   if (!S_ISREG(sb.st_mode)) unavailable(db.string() + " is not a regular file");
   check_owner(sb, db, "store database");
 }
@@ -2011,13 +2014,16 @@ void Store::take_over_earlier_holder() {
     if (fd < 0) return;
     const int slot = take_claim_owner_slot(fd);
     if (slot == -1) {
+      const int saved = errno;
       ::close(fd);
-      unavailable("more than " + std::to_string(kOwnerSlots) + " open stores of " + dir_.string() +
-                  " in this process (copies of the library, or spellings of the path)");
+      unavailable("no free claim owner slot in " + (claims / "owners.lock").string() +
+                  " for another open store of " + dir_.string() + " in this process (at most " +
+                  std::to_string(kOwnerSlots) +
+                  ": copies of the library, spellings of the path): " + std::strerror(saved));
     }
     if (slot < 0) {
-      // No lock support, no lock left: slot 0's string, nothing taken over (and a second Store
-      // of this process would share the string, as before slots).
+      // No lock support: slot 0's string, nothing taken over (and a second Store of this
+      // process would share the string, as before slots).
       ::close(fd);
       return;
     }
@@ -2124,6 +2130,17 @@ void Store::take_over_earlier_holder() {
   }
 }
 
+void Store::keep_log_named_locked() {
+  std::lock_guard d(dmu_);
+  log_->lock();
+  const bool named = log_->still_named();
+  log_->unlock();
+  if (named) return;
+  // Removed by a recoverer that applied it (its records are in the store or, with their
+  // claims gone, refused): a new one, before this transaction commits a claim.
+  log_ = DeliveryLog::open(log_kind_, dir_, owner_, /*create=*/true);
+}
+
 void Store::sweep_unused_logs_locked() {
   const char* what = "sweep delivery logs";
   std::error_code ec;
@@ -2203,6 +2220,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
     Tx tx(*this, false);
     // Before the recovery: it must not see the rows the recovery deletes (their logs are removed
     // after the commit).
+    keep_log_named_locked();
     if (std::exchange(sweep_logs_, false)) sweep_unused_logs_locked();
     apply_deliveries_locked(applying, window_seconds);
     const bool recovered = recover_owners_locked(queue_id, now, held);

@@ -441,6 +441,14 @@ class Store {
   // of dead owners that hold no claim (processes that exited after applying their log and
   // releasing their claims leave it behind; nobody would read it again).
   void sweep_unused_logs_locked();
+  // Inside the claim transaction, before anything else: our log must still be the file at its
+  // path. A recoverer that took this Store for dead (an older mqsec reads a slotted owner
+  // string as a dead owner's) applies the log, releases our claims, commits and then removes
+  // the log, all under the log's lock; claims we committed after that would have their
+  // deliveries recorded where no recoverer looks. Checked under the log's lock (a remover holds
+  // it until its unlink) and inside our transaction (no recovery commits before ours): a log
+  // gone is replaced by a new one.
+  void keep_log_named_locked();
   // A log whose lock this thread holds, unlocked when it goes (whatever throws in between: a
   // shared log's lock is not released by closing it, and a lock kept would leave its owner's
   // claims unrecovered for as long as this process lives).
