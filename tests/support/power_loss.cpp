@@ -110,60 +110,46 @@ int x_close(sqlite3_file* f) {
 int x_read(sqlite3_file* f, void* buf, int amt, sqlite3_int64 off) {
   return real_of(f)->pMethods->xRead(real_of(f), buf, amt, off);
 }
+// Appends to the file's journal what a change of `kind` at `at` (Write: `amt` bytes of `buf`;
+// Truncate: to the size `at`) replaces; false when it cannot (the change must not be made).
+bool journal_change(File* p, Kind kind, sqlite3_int64 at, const void* buf, int amt) {
+  sqlite3_file* r = p->real;
+  sqlite3_int64 size = 0;
+  if (r->pMethods->xFileSize(r, &size) != SQLITE_OK) return false;
+  RecordHeader h;
+  h.kind = kind;
+  h.offset = at;
+  h.size = kind == Write ? amt : 0;
+  h.old_size = size;
+  h.old_len =
+      kind == Write ? std::clamp<int64_t>(size - at, 0, amt) : std::max<int64_t>(0, size - at);
+  std::vector<uint8_t> old(static_cast<size_t>(h.old_len));
+  if (h.old_len != 0 &&
+      r->pMethods->xRead(r, old.data(), static_cast<int>(h.old_len), at) != SQLITE_OK) {
+    return false;
+  }
+  std::vector<uint8_t> rec;
+  append_record(rec, h, old.data(), old.size(), buf, static_cast<size_t>(h.size));
+  try {
+    std::lock_guard lock(g_mu);
+    write_all(journal_of(p->path).fd, rec);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
 int x_write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
   File* p = reinterpret_cast<File*>(f);
-  sqlite3_file* r = p->real;
-  if (!p->path.empty()) {
-    sqlite3_int64 size = 0;
-    if (r->pMethods->xFileSize(r, &size) != SQLITE_OK) return SQLITE_IOERR_WRITE;
-    RecordHeader h;
-    h.kind = Write;
-    h.offset = off;
-    h.size = amt;
-    h.old_size = size;
-    h.old_len = std::clamp<int64_t>(size - off, 0, amt);
-    std::vector<uint8_t> old(static_cast<size_t>(h.old_len));
-    if (h.old_len != 0 &&
-        r->pMethods->xRead(r, old.data(), static_cast<int>(h.old_len), off) != SQLITE_OK) {
-      return SQLITE_IOERR_WRITE;
-    }
-    std::vector<uint8_t> rec;
-    append_record(rec, h, old.data(), old.size(), buf, static_cast<size_t>(amt));
-    try {
-      std::lock_guard lock(g_mu);
-      write_all(journal_of(p->path).fd, rec);
-    } catch (const std::exception&) {
-      return SQLITE_IOERR_WRITE;
-    }
-  }
-  return r->pMethods->xWrite(r, buf, amt, off);
+  if (!p->path.empty() && !journal_change(p, Write, off, buf, amt)) return SQLITE_IOERR_WRITE;
+  return p->real->pMethods->xWrite(p->real, buf, amt, off);
 }
 int x_truncate(sqlite3_file* f, sqlite3_int64 size) {
   File* p = reinterpret_cast<File*>(f);
-  sqlite3_file* r = p->real;
-  if (!p->path.empty()) {
-    sqlite3_int64 old_size = 0;
-    if (r->pMethods->xFileSize(r, &old_size) != SQLITE_OK) return SQLITE_IOERR_TRUNCATE;
-    RecordHeader h;
-    h.kind = Truncate;
-    h.offset = size;
-    h.old_size = old_size;
-    h.old_len = std::max<int64_t>(0, old_size - size);
-    std::vector<uint8_t> old(static_cast<size_t>(h.old_len));
-    if (h.old_len != 0 &&
-        r->pMethods->xRead(r, old.data(), static_cast<int>(h.old_len), size) != SQLITE_OK) {
-      return SQLITE_IOERR_TRUNCATE;
-    }
-    std::vector<uint8_t> rec;
-    append_record(rec, h, old.data(), old.size(), nullptr, 0);
-    try {
-      std::lock_guard lock(g_mu);
-      write_all(journal_of(p->path).fd, rec);
-    } catch (const std::exception&) {
-      return SQLITE_IOERR_TRUNCATE;
-    }
+  if (!p->path.empty() && !journal_change(p, Truncate, size, nullptr, 0)) {
+    return SQLITE_IOERR_TRUNCATE;
   }
-  return r->pMethods->xTruncate(r, size);
+  return p->real->pMethods->xTruncate(p->real, size);
 }
 int x_sync(sqlite3_file* f, int flags) {
   File* p = reinterpret_cast<File*>(f);
