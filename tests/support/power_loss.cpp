@@ -85,7 +85,12 @@ Journal& journal_of(const std::string& path) {
   h.size = static_cast<int64_t>(path.size());
   std::vector<uint8_t> rec;
   append_record(rec, h, path.data(), path.size(), nullptr, 0);
-  write_all(fd, rec);
+  try {
+    write_all(fd, rec);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
   Journal& j = g_journals[path];
   j.fd = fd;
   j.header_end = static_cast<off_t>(rec.size());
@@ -194,7 +199,7 @@ int x_unfetch(sqlite3_file* f, sqlite3_int64 off, void* p) {
   return real_of(f)->pMethods->xUnfetch(real_of(f), off, p);
 }
 
-sqlite3_io_methods g_methods = {
+const sqlite3_io_methods g_methods = {
     3,           x_close,   x_read,     x_write,          x_truncate,     x_sync,
     x_file_size, x_lock,    x_unlock,   x_check_reserved, x_file_control, x_sector_size,
     x_device,    x_shm_map, x_shm_lock, x_shm_barrier,    x_shm_unmap,    x_fetch,
@@ -212,8 +217,12 @@ int x_open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags, 
     p->path.~basic_string();
     return rc;
   }
+  if (p->real->pMethods->iVersion < 3) {  // our methods forward the shm and fetch calls
+    p->real->pMethods->xClose(p->real);
+    p->path.~basic_string();
+    return SQLITE_CANTOPEN;
+  }
   if (name != nullptr && (flags & (SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_WAL)) != 0) p->path = name;
-  g_methods.iVersion = std::min(3, p->real->pMethods->iVersion);
   p->base.pMethods = &g_methods;
   return rc;
 }
@@ -321,7 +330,8 @@ PowerLossResult power_loss(const std::filesystem::path& journal_dir, uint32_t se
     for (;;) {
       Record r;
       if (!take(&r.h, sizeof r.h)) break;  // the end (a record cut by the kill: never made)
-      if (r.h.magic != kMagic || r.h.old_len < 0 || r.h.size < 0) {
+      if (r.h.magic != kMagic || (r.h.kind != Write && r.h.kind != Truncate) || r.h.offset < 0 ||
+          r.h.old_size < 0 || r.h.old_len < 0 || r.h.size < 0) {
         throw std::runtime_error("power_loss: a bad record in " + jp.string());
       }
       r.old_bytes.resize(static_cast<size_t>(r.h.old_len));
@@ -332,10 +342,15 @@ PowerLossResult power_loss(const std::filesystem::path& journal_dir, uint32_t se
       }
       records.push_back(std::move(r));
     }
-    fs::remove(jp);
-    if (records.empty()) continue;
-    ++result.files;
+    // The -shm is memory that a reboot wipes (journaled file or not): SQLite rebuilds it.
     std::error_code ec;
+    const std::string base = path.ends_with("-wal") ? path.substr(0, path.size() - 4) : path;
+    fs::remove(base + "-shm", ec);
+    if (records.empty()) {
+      fs::remove(jp);
+      continue;
+    }
+    ++result.files;
     std::vector<uint8_t> image = fs::exists(path, ec) ? read_file(path) : std::vector<uint8_t>{};
     // Back to the last fsync: each change undone, the last first.
     for (auto it = records.rbegin(); it != records.rend(); ++it) {
@@ -374,7 +389,7 @@ PowerLossResult power_loss(const std::filesystem::path& journal_dir, uint32_t se
                 static_cast<std::streamsize>(image.size()));
       if (!out) throw std::runtime_error("power_loss: cannot rewrite " + path);
     }
-    fs::remove(path + "-shm", ec);  // memory: a reboot wipes it
+    fs::remove(jp);
   }
   return result;
 }

@@ -15,6 +15,12 @@
 // is taken to stay as it is), a sector caught by writeback in a state between the flushed one
 // and the last one, and reordering within a write's sectors beyond "each sector whole or
 // absent".
+//
+// One writing process per journal directory, and its writes to a file serialised with that
+// file's fsyncs (the Store's single connection does this): an fsync empties the file's whole
+// journal, so a write made by another connection while the fsync ran would be taken as
+// durable (too kind a model). Neither checkpoints nor WAL restarts are exercised by the tests
+// yet (they write far less than the 10,000 pages of a checkpoint).
 #pragma once
 
 #include <cstddef>

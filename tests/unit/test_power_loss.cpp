@@ -172,19 +172,21 @@ TEST_F(PowerLoss, RecoverableMessagesSurviveWithEverythingBeforeThemAndTheRestGo
 // delivery log loses sectors too (set back to how it was made), and is read as a log of an
 // earlier boot.
 TEST_F(PowerLoss, AReceivedMessageMayComeBackAndNoOtherIsLost) {
-  int runs_with_duplicates = 0;
+  int runs_that_undid_a_claim = 0;
+  size_t lost = 0;
   for (uint32_t seed = 1; seed <= 12; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     const fs::path run = root_ / std::to_string(seed);
     const auto received = send_receive_then_kill(run / "store", run / "journal", true, 30);
     ASSERT_TRUE(received);
     ASSERT_EQ(received->size(), 30u);
-    testing::power_loss(run / "journal", seed, keep_of(seed));
+    lost += testing::power_loss(run / "journal", seed, keep_of(seed)).sectors_lost;
     // The receiver's log, mapped and never flushed after it was made: sectors of it lost too.
     size_t logs = 0;
     for (const auto& e : fs::directory_iterator(run / "store" / "claims")) {
       if (e.path().extension() != ".shm") continue;
-      testing::power_loss_mapped(e.path(), run / "journal" / "log.flushed", seed, keep_of(seed));
+      lost += testing::power_loss_mapped(e.path(), run / "journal" / "log.flushed", seed,
+                                         keep_of(seed));
       ++logs;
     }
     ASSERT_EQ(logs, 1u);
@@ -208,12 +210,14 @@ TEST_F(PowerLoss, AReceivedMessageMayComeBackAndNoOtherIsLost) {
     EXPECT_TRUE(std::includes(received->begin(), received->end(), got.begin(), back))
         << "what came back was received, once each";
     EXPECT_TRUE(std::is_sorted(got.begin(), back));
-    if (got.size() > want.size()) ++runs_with_duplicates;
+    // More than the first claim's 16 back: a later claim transaction was undone (a log record
+    // not trusted, about one in six, brings back fewer).
+    if (got.size() - want.size() > 16) ++runs_that_undid_a_claim;
   }
-  // What the receiver returned did come back (else the power losses proved nothing). With
-  // nothing lost (keep 1.0) some come back too: a log of an earlier boot is read without
-  // trusting a record that crosses a sector (docs/operations.md).
-  EXPECT_GT(runs_with_duplicates, 0);
+  // The power losses did something (else the test proves nothing): sectors were lost, and in
+  // some runs whole claim transactions with them.
+  EXPECT_GT(lost, 0u);
+  EXPECT_GT(runs_that_undid_a_claim, 0);
 }
 
 }  // namespace
