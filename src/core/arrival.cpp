@@ -16,9 +16,11 @@
 #include "src/core/text.hpp"
 #include "src/security/openssl.hpp"
 #include "src/security/log.hpp"
+#include "src/transport/printable.hpp"
 
 namespace mqsec::core {
 namespace amqp = transport::amqp;
+using transport::printable;
 namespace {
 
 // Transient: the store is busy (another process holds it beyond the busy timeout) or failing
@@ -26,15 +28,6 @@ namespace {
 bool transient(HRESULT code) {
   return code == MQ_ERROR_SERVICE_NOT_AVAILABLE || code == MQ_ERROR_MESSAGE_STORAGE_FAILED ||
          code == MQ_ERROR_INSUFFICIENT_RESOURCES;
-}
-
-std::string printable(std::string_view s, size_t max = 64) {
-  std::string out;
-  for (char c : s.substr(0, max)) {
-    out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
-  }
-  if (s.size() > max) out += "...";
-  return out;
 }
 
 }  // namespace

@@ -11,18 +11,13 @@
 #include "src/core/verification.hpp"
 #include "src/security/log.hpp"
 #include "src/transport/local/local_transport.hpp"
+#include "src/transport/printable.hpp"
 
 namespace mqsec::core {
 namespace amqp = transport::amqp;
+using transport::printable;
 
 namespace {
-
-std::string printable(std::string_view s, size_t max = 64) {
-  std::string out;
-  for (char c : s.substr(0, max)) out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
-  if (s.size() > max) out += "...";
-  return out;
-}
 
 amqp::ReadReply refusal(HRESULT code, std::string text) {
   amqp::ReadReply r;

@@ -79,7 +79,7 @@ const char* tag_name(uint8_t tag) {
   return tag <= kLastTag ? kNames[tag] : "?";
 }
 
-[[noreturn]] void fail(const std::string& why) { throw EnvelopeError("envelope: " + why); }
+[[noreturn]] void envelope_fail(const std::string& why) { throw EnvelopeError("envelope: " + why); }
 
 // ---- value ranges (shared by encode, decode and to_be_signed) ----------------------------
 
@@ -125,7 +125,7 @@ size_t batch_digest_size(uint32_t calg) {
 
 void validate(const Envelope& e) {
   auto check = [](bool ok, uint8_t tag) {
-    if (!ok) fail(std::string("value out of range: ") + tag_name(tag));
+    if (!ok) envelope_fail(std::string("value out of range: ") + tag_name(tag));
   };
   check(priority_ok(e.priority), kPriority);
   check(delivery_ok(e.delivery), kDelivery);
@@ -149,7 +149,8 @@ class Counter {
   void u8(uint8_t) { ++n_; }
   void be(uint64_t, int width) { n_ += static_cast<size_t>(width); }
   void len(size_t n, uint8_t tag) {
-    if (n > std::numeric_limits<uint32_t>::max()) fail(std::string("too long: ") + tag_name(tag));
+    if (n > std::numeric_limits<uint32_t>::max())
+      envelope_fail(std::string("too long: ") + tag_name(tag));
     n_ += 4;
   }
   void utf16be(const std::u16string& s) { n_ += 2 * s.size(); }
@@ -169,7 +170,8 @@ class BigEndianOut {
     static_cast<Out*>(this)->raw(b, static_cast<size_t>(width));
   }
   void len(size_t n, uint8_t tag) {
-    if (n > std::numeric_limits<uint32_t>::max()) fail(std::string("too long: ") + tag_name(tag));
+    if (n > std::numeric_limits<uint32_t>::max())
+      envelope_fail(std::string("too long: ") + tag_name(tag));
     be(n, 4);
   }
 };
@@ -252,7 +254,7 @@ struct ValueWriter {
   }
   void str(uint8_t tag, const std::u16string& s) {
     if (s.size() > std::numeric_limits<uint32_t>::max() / 2) {
-      fail(std::string("too long: ") + tag_name(tag));
+      envelope_fail(std::string("too long: ") + tag_name(tag));
     }
     head(tag, s.size() * 2);
     w.utf16be(s);
@@ -261,12 +263,12 @@ struct ValueWriter {
 
 // ---- reading -------------------------------------------------------------------------------
 
-class Reader {
+class EnvelopeReader {
  public:
-  explicit Reader(std::span<const uint8_t> in) : in_(in) {}
+  explicit EnvelopeReader(std::span<const uint8_t> in) : in_(in) {}
   size_t left() const { return in_.size() - pos_; }
   std::span<const uint8_t> take(size_t n, const char* what) {
-    if (n > left()) fail(std::string("truncated: ") + what);
+    if (n > left()) envelope_fail(std::string("truncated: ") + what);
     auto s = in_.subspan(pos_, n);
     pos_ += n;
     return s;
@@ -283,48 +285,50 @@ class Reader {
 };
 
 // Reads the next field header, insisting on `want` as its tag, and returns the value bytes.
-std::span<const uint8_t> field(Reader& r, uint8_t want) {
+std::span<const uint8_t> field(EnvelopeReader& r, uint8_t want) {
   uint8_t tag = r.take(1, "field tag")[0];
   if (tag != want) {
-    if (tag == 0 || tag > kLastTag) fail("unknown field tag " + std::to_string(tag));
-    if (tag == want - 1) fail(std::string("duplicate field: ") + tag_name(tag));
-    if (tag < want) fail(std::string("field out of order: ") + tag_name(tag));
-    fail(std::string("missing field: ") + tag_name(want));
+    if (tag == 0 || tag > kLastTag) envelope_fail("unknown field tag " + std::to_string(tag));
+    if (tag == want - 1) envelope_fail(std::string("duplicate field: ") + tag_name(tag));
+    if (tag < want) envelope_fail(std::string("field out of order: ") + tag_name(tag));
+    envelope_fail(std::string("missing field: ") + tag_name(want));
   }
-  auto n = static_cast<size_t>(Reader::be(r.take(4, "field length")));
-  if (n > r.left()) fail(std::string("length beyond end of input: ") + tag_name(tag));
+  auto n = static_cast<size_t>(EnvelopeReader::be(r.take(4, "field length")));
+  if (n > r.left()) envelope_fail(std::string("length beyond end of input: ") + tag_name(tag));
   return r.take(n, tag_name(tag));
 }
 
-uint64_t fixed(Reader& r, uint8_t tag, size_t width) {
+uint64_t fixed(EnvelopeReader& r, uint8_t tag, size_t width) {
   auto v = field(r, tag);
-  if (v.size() != width) fail(std::string("wrong length for fixed-width field: ") + tag_name(tag));
-  return Reader::be(v);
+  if (v.size() != width)
+    envelope_fail(std::string("wrong length for fixed-width field: ") + tag_name(tag));
+  return EnvelopeReader::be(v);
 }
 
 template <typename T, typename Ok>
-T checked(Reader& r, uint8_t tag, Ok ok) {
+T checked(EnvelopeReader& r, uint8_t tag, Ok ok) {
   uint64_t v = fixed(r, tag, sizeof(T));
-  if (!ok(static_cast<T>(v))) fail(std::string("value out of range: ") + tag_name(tag));
+  if (!ok(static_cast<T>(v))) envelope_fail(std::string("value out of range: ") + tag_name(tag));
   return static_cast<T>(v);
 }
 
-std::array<uint8_t, 20> id20(Reader& r, uint8_t tag) {
+std::array<uint8_t, 20> id20(EnvelopeReader& r, uint8_t tag) {
   auto v = field(r, tag);
-  if (v.size() != 20) fail(std::string("wrong length for fixed-width field: ") + tag_name(tag));
+  if (v.size() != 20)
+    envelope_fail(std::string("wrong length for fixed-width field: ") + tag_name(tag));
   std::array<uint8_t, 20> a{};
   std::memcpy(a.data(), v.data(), 20);
   return a;
 }
 
-Bytes blob(Reader& r, uint8_t tag) {
+Bytes blob(EnvelopeReader& r, uint8_t tag) {
   auto v = field(r, tag);
   return Bytes(v.begin(), v.end());
 }
 
-std::u16string str(Reader& r, uint8_t tag) {
+std::u16string str(EnvelopeReader& r, uint8_t tag) {
   auto v = field(r, tag);
-  if (v.size() % 2 != 0) fail(std::string("odd UTF-16 length: ") + tag_name(tag));
+  if (v.size() % 2 != 0) envelope_fail(std::string("odd UTF-16 length: ") + tag_name(tag));
   std::u16string s(v.size() / 2, u'\0');
   for (size_t i = 0; i < s.size(); ++i) {
     s[i] = static_cast<char16_t>((v[2 * i] << 8) | v[2 * i + 1]);
@@ -337,29 +341,29 @@ bool any(uint64_t) { return true; }
 // Field 0x19: statement (domain, hash_alg, tree_size, root), leaf_index, path_len, path nodes.
 // Reads nothing beyond the field and allocates at most its size.
 // In version 4 the field may be empty (`optional`): not batch-signed.
-BatchProof batch_proof(Reader& outer, bool optional = false) {
-  Reader r(field(outer, kBatchProof));
+BatchProof batch_proof(EnvelopeReader& outer, bool optional = false) {
+  EnvelopeReader r(field(outer, kBatchProof));
   BatchProof p;
   if (optional && r.left() == 0) return p;
   auto domain = r.take(sizeof(kBatchDomain), "batch_proof (statement domain tag)");
   if (!std::equal(domain.begin(), domain.end(), kBatchDomain)) {
-    fail("batch_proof: unknown statement domain tag");
+    envelope_fail("batch_proof: unknown statement domain tag");
   }
-  p.hash_alg = static_cast<uint32_t>(Reader::be(r.take(4, "batch_proof (hash_alg)")));
-  p.tree_size = static_cast<uint32_t>(Reader::be(r.take(4, "batch_proof (tree_size)")));
+  p.hash_alg = static_cast<uint32_t>(EnvelopeReader::be(r.take(4, "batch_proof (hash_alg)")));
+  p.tree_size = static_cast<uint32_t>(EnvelopeReader::be(r.take(4, "batch_proof (tree_size)")));
   const size_t width = batch_digest_size(p.hash_alg);
-  if (width == 0) fail("batch_proof: hash algorithm is not SHA-256, SHA-384 or SHA-512");
+  if (width == 0) envelope_fail("batch_proof: hash algorithm is not SHA-256, SHA-384 or SHA-512");
   auto root = r.take(width, "batch_proof (root)");
   p.root.assign(root.begin(), root.end());
-  p.leaf_index = static_cast<uint32_t>(Reader::be(r.take(4, "batch_proof (leaf_index)")));
+  p.leaf_index = static_cast<uint32_t>(EnvelopeReader::be(r.take(4, "batch_proof (leaf_index)")));
   const size_t n = r.take(1, "batch_proof (path length)")[0];
-  if (n > kMaxBatchPath) fail("batch_proof: audit path longer than 16 nodes");
+  if (n > kMaxBatchPath) envelope_fail("batch_proof: audit path longer than 16 nodes");
   for (size_t i = 0; i < n; ++i) {
     auto node = r.take(width, "batch_proof (path node)");
     p.path.emplace_back(node.begin(), node.end());
   }
-  if (r.left() != 0) fail("batch_proof: trailing bytes");
-  if (const char* why = batch_proof_problem(p)) fail(std::string("batch_proof: ") + why);
+  if (r.left() != 0) envelope_fail("batch_proof: trailing bytes");
+  if (const char* why = batch_proof_problem(p)) envelope_fail(std::string("batch_proof: ") + why);
   return p;
 }
 
@@ -452,7 +456,8 @@ void write_tbs(W& w, const Envelope& e, std::span<const uint8_t> cert_digest) {
 }
 
 void check_cert_digest(std::span<const uint8_t> cert_digest) {
-  if (cert_digest.size() != SHA256_DIGEST_LENGTH) fail("certificate digest is not SHA-256 sized");
+  if (cert_digest.size() != SHA256_DIGEST_LENGTH)
+    envelope_fail("certificate digest is not SHA-256 sized");
 }
 
 }  // namespace
@@ -488,13 +493,13 @@ bool peek_msg_id(std::span<const uint8_t> bytes, std::array<uint8_t, 20>& id) no
 }
 
 Envelope decode(std::span<const uint8_t> bytes) {
-  Reader r(bytes);
+  EnvelopeReader r(bytes);
   auto magic = r.take(kMagic.size(), "magic");
-  if (!std::equal(magic.begin(), magic.end(), kMagic.begin())) fail("bad magic");
-  const uint64_t version = Reader::be(r.take(2, "version"));
+  if (!std::equal(magic.begin(), magic.end(), kMagic.begin())) envelope_fail("bad magic");
+  const uint64_t version = EnvelopeReader::be(r.take(2, "version"));
   if (version != kVersion1 && version != kVersion2 && version != kVersion3 &&
       version != kVersion4) {
-    fail("unsupported format version");
+    envelope_fail("unsupported format version");
   }
 
   Envelope e;
@@ -531,7 +536,7 @@ Envelope decode(std::span<const uint8_t> bytes) {
     e.batch = batch_proof(r, /*optional=*/true);
     e.time_to_be_received = checked<uint32_t>(r, kTimeToBeReceived, time_limit_ok);
   }
-  if (r.left() != 0) fail("trailing bytes after last field");
+  if (r.left() != 0) envelope_fail("trailing bytes after last field");
   return e;
 }
 
@@ -575,7 +580,7 @@ const char* batch_proof_problem(const BatchProof& p) {
 }
 
 Bytes batch_statement(const BatchProof& p) {
-  if (const char* why = batch_proof_problem(p)) fail(std::string("batch_proof: ") + why);
+  if (const char* why = batch_proof_problem(p)) envelope_fail(std::string("batch_proof: ") + why);
   Writer w;
   w.raw(kBatchDomain, sizeof(kBatchDomain));  // with its NUL
   w.be(p.hash_alg, 4);

@@ -60,7 +60,7 @@ std::string toml_string(std::string_view s) {
   return out + "\"";
 }
 
-toml::table parse_toml(std::string_view text, const std::string& source) {
+toml::table parse_registry_toml(std::string_view text, const std::string& source) {
 #if TOML_EXCEPTIONS
   try {
     return toml::parse(text, std::string_view(source));
@@ -183,7 +183,7 @@ SystemRegistryEntry parse_system_registry_entry(std::string_view text,
   auto bad = [&](const std::string& why) -> SystemRegistryError {
     return SystemRegistryError(SystemRegistryError::Kind::Malformed, source + ": " + why);
   };
-  toml::table t = parse_toml(text, source);
+  toml::table t = parse_registry_toml(text, source);
   for (const auto& [key, node] : t) {
     if (key != "sid" && key != "subject" && key != "certificate") {
       throw bad("unknown key '" + std::string(key.str()) + "'");

@@ -12,6 +12,7 @@
 
 #include "transport/amqp/address.hpp"
 #include "transport/amqp/worker.hpp"
+#include "transport/printable.hpp"
 
 namespace mqsec::transport::amqp {
 namespace {
@@ -62,13 +63,6 @@ std::optional<ReadOp> op_of(std::string_view name) {
   for (const auto& [op, text] : kOps)
     if (name == text) return op;
   return std::nullopt;
-}
-
-std::string printable(std::string_view s, size_t max = 64) {
-  std::string out;
-  for (char c : s.substr(0, max)) out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
-  if (s.size() > max) out += "...";
-  return out;
 }
 
 [[noreturn]] void malformed(const std::string& what) {

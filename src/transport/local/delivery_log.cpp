@@ -16,7 +16,7 @@ namespace mqsec::transport::local {
 
 namespace {
 
-constexpr uint32_t kMagic = 0x3147'4C44;  // "DLG1"
+constexpr uint32_t kFlockLogMagic = 0x3147'4C44;  // "DLG1"
 
 void (*rewrite_hook)() = nullptr;  // set_delivery_log_rewrite_hook_for_test
 
@@ -34,7 +34,7 @@ void encode_delivery_record(const DeliveryRecord& r, uint8_t* rec) {
     throw Error(MQ_ERROR_MESSAGE_STORAGE_FAILED, "message id too long for the delivery log");
   }
   std::memset(rec, 0, kDeliveryRecordSize);
-  std::memcpy(rec, &kMagic, 4);
+  std::memcpy(rec, &kFlockLogMagic, 4);
   const auto len = static_cast<uint32_t>(r.msg_id.size());
   std::memcpy(rec + 4, &len, 4);
   put64(rec + 8, r.queue_id);
@@ -48,7 +48,7 @@ bool decode_delivery_record(const uint8_t* rec, DeliveryRecord& r) {
   uint32_t len = 0;
   std::memcpy(&magic, rec, 4);
   std::memcpy(&len, rec + 4, 4);
-  if (magic != kMagic || len > kMaxLoggedIdSize) return false;
+  if (magic != kFlockLogMagic || len > kMaxLoggedIdSize) return false;
   r.queue_id = get64(rec + 8);
   r.seq = get64(rec + 16);
   r.sent_time = get64(rec + 24);

@@ -26,7 +26,7 @@ namespace mqsec::transport::local {
 
 namespace {
 
-constexpr uint32_t kMagic = 0x3153'4C44;  // "DLS1"
+constexpr uint32_t kSharedLogMagic = 0x3153'4C44;  // "DLS1"
 constexpr size_t kHeaderSize = 4096;
 constexpr size_t kInitialSlots = 256;  // 20 KiB of records
 constexpr size_t kMaxSlots = std::numeric_limits<uint32_t>::max();
@@ -94,7 +94,7 @@ int create_log(const std::filesystem::path& path) {
   void* p = map(fd, kHeaderSize);
   if (p == nullptr) return give_up(errno);
   auto* h = static_cast<Header*>(p);
-  h->magic = kMagic;
+  h->magic = kSharedLogMagic;
   h->record_size = static_cast<uint32_t>(kDeliveryRecordSize);
   h->header_size = static_cast<uint32_t>(kHeaderSize);
   h->abi = kAbi;
@@ -249,7 +249,8 @@ SharedDeliveryLog::SharedDeliveryLog(const std::filesystem::path& dir, const std
     file_ = std::move(file);
     return;
   }
-  if (h.magic != kMagic || h.record_size != kDeliveryRecordSize || h.header_size != kHeaderSize) {
+  if (h.magic != kSharedLogMagic || h.record_size != kDeliveryRecordSize ||
+      h.header_size != kHeaderSize) {
     not_a_log(path_, "its header is not one");
   }
   if (h.abi != kAbi) {
