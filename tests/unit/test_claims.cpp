@@ -277,6 +277,16 @@ class Claims : public ::testing::Test {
   static void wait_for_claims_ahead(const Store& s, uint64_t n = 1) {
     for (int i = 0; i < 500 && s.claims_ahead() < n; ++i) std::this_thread::sleep_for(10ms);
   }
+  // Child processes that never outlive the test, also when an assertion ends it early.
+  struct Reaper {
+    std::vector<pid_t> live;
+    ~Reaper() {
+      for (pid_t p : live) {
+        ::kill(p, SIGKILL);
+        (void)::waitpid(p, nullptr, 0);
+      }
+    }
+  };
   // Waits for a child process: whether SIGKILL ended it.
   static bool killed(pid_t pid) {
     int status = 0;
@@ -2058,16 +2068,7 @@ TEST_F(Claims, ExactlyOnceWithAForeignWriterAndLapsedLeases) {
   };
   const pid_t a = receiver(0);
   const pid_t b = receiver(1);
-  // The receivers never outlive the test, also when an assertion below ends it early.
-  struct Reaper {
-    std::set<pid_t> live;
-    ~Reaper() {
-      for (pid_t p : live) {
-        ::kill(p, SIGKILL);
-        (void)::waitpid(p, nullptr, 0);
-      }
-    }
-  } reaper{{a, b}};
+  Reaper reaper{{a, b}};
   // Never waiting long for the write lock: a receiver stopped inside its claim transaction
   // holds it until this loop continues it.
   RawDb raw(dir_, 1);
@@ -2095,7 +2096,7 @@ TEST_F(Claims, ExactlyOnceWithAForeignWriterAndLapsedLeases) {
     for (pid_t p : {a, b}) {
       int status = 0;
       if (next == std::size(events) && ::waitpid(p, &status, WNOHANG) == p) {
-        reaper.live.erase(p);
+        std::erase(reaper.live, p);
         EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         --running;
       }
@@ -2182,15 +2183,7 @@ TEST_F(Claims, RandomOperationsWithKilledAndStoppedReceiverProcessesKeepTheInvar
     }
     ::_exit(rc);
   };
-  struct Reaper {
-    std::vector<pid_t> live;
-    ~Reaper() {
-      for (pid_t p : live) {
-        ::kill(p, SIGKILL);
-        (void)::waitpid(p, nullptr, 0);
-      }
-    }
-  } reaper{{receiver(), receiver()}};
+  Reaper reaper{{receiver(), receiver()}};
   auto send = [&](int64_t queue) {
     const std::string b = "r" + std::to_string(next_body++);
     sent.insert(b);
