@@ -57,43 +57,34 @@ constexpr Check kChecks[] = {
      " WHERE typeof(priority) <> 'integer' OR priority NOT BETWEEN 0 AND 7"},
 };
 
-// Runs `sql`; each row's first column is one offender. Adds a line for `what` when there are any.
-void run_check(sqlite3* db, const char* what, const std::string& sql,
-               std::vector<std::string>& out) {
+// Calls `row` with the first column (as text) of each row `sql` yields; a line in `out` when the
+// query cannot run or fails midway.
+template <typename Row>
+void for_each_row(sqlite3* db, const char* what, const std::string& sql,
+                  std::vector<std::string>& out, Row row) {
   Stmt st = prepare(db, sql);
   if (!st) {
     out.push_back(std::string(what) + ": the query failed: " + sqlite3_errmsg(db));
     return;
   }
-  int64_t n = 0;
-  std::string first;
   int rc = 0;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    if (n++ == 0) {
-      const auto* text = sqlite3_column_text(st.get(), 0);
-      first = text != nullptr ? reinterpret_cast<const char*>(text) : "(null)";
-    }
+    const auto* text = sqlite3_column_text(st.get(), 0);
+    row(std::string(text != nullptr ? reinterpret_cast<const char*>(text) : "(null)"));
   }
-  if (rc != SQLITE_DONE) {
+  if (rc != SQLITE_DONE)
     out.push_back(std::string(what) + ": reading failed: " + sqlite3_errmsg(db));
-  } else if (n > 0) {
-    out.push_back(std::string(what) + ": " + std::to_string(n) + " row(s), e.g. " + first);
-  }
 }
 
-void check_owners(sqlite3* db, std::vector<std::string>& out) {
-  Stmt st = prepare(db, "SELECT DISTINCT owner FROM claims");
-  if (!st) {
-    out.push_back(std::string("claim owners: the query failed: ") + sqlite3_errmsg(db));
-    return;
-  }
-  while (sqlite3_step(st.get()) == SQLITE_ROW) {
-    const auto* text = sqlite3_column_text(st.get(), 0);
-    const std::string owner = text != nullptr ? reinterpret_cast<const char*>(text) : "";
-    if (!transport::local::parse_claim_owner(owner)) {
-      out.push_back("a claim owner mqsec does not write: '" + owner + "'");
-    }
-  }
+// Each row of the check's query is one offender: a line for the check when there are any.
+void run_check(sqlite3* db, const Check& c, std::vector<std::string>& out) {
+  int64_t n = 0;
+  std::string first;
+  for_each_row(db, c.what, c.sql, out, [&](std::string line) {
+    if (n++ == 0) first = std::move(line);
+  });
+  if (n > 0)
+    out.push_back(std::string(c.what) + ": " + std::to_string(n) + " row(s), e.g. " + first);
 }
 
 }  // namespace
@@ -111,16 +102,17 @@ std::vector<std::string> store_invariant_violations(const std::filesystem::path&
   if (sqlite3_exec(db.get(), "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return {std::string("starting a read transaction failed: ") + sqlite3_errmsg(db.get())};
   }
-  for (const Check& c : kChecks) run_check(db.get(), c.what, c.sql, out);
-  check_owners(db.get(), out);
-  {
-    Stmt st = prepare(db.get(), "PRAGMA integrity_check");
-    while (st && sqlite3_step(st.get()) == SQLITE_ROW) {
-      const auto* text = sqlite3_column_text(st.get(), 0);
-      const std::string line = text != nullptr ? reinterpret_cast<const char*>(text) : "";
-      if (line != "ok") out.push_back("integrity_check: " + line);
-    }
-  }
+  for (const Check& c : kChecks) run_check(db.get(), c, out);
+  for_each_row(db.get(), "claim owners", "SELECT DISTINCT owner FROM claims", out,
+               [&out](const std::string& owner) {
+                 if (!transport::local::parse_claim_owner(owner)) {
+                   out.push_back("a claim owner mqsec does not write: '" + owner + "'");
+                 }
+               });
+  for_each_row(db.get(), "integrity_check", "PRAGMA integrity_check", out,
+               [&out](const std::string& line) {
+                 if (line != "ok") out.push_back("integrity_check: " + line);
+               });
   (void)sqlite3_exec(db.get(), "COMMIT", nullptr, nullptr, nullptr);
   return out;
 }

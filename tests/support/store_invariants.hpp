@@ -1,7 +1,10 @@
-// Test support: what must hold in a store's database in every committed state, whatever ran
-// before (any mix of sends, claims, deliveries, removals, moves, purges, and owners killed at
-// any point). For the row layout of schema versions 6 and 7 (src/transport/local/store.cpp);
-// a new layout must bring its own checks (docs/design/segment-store.md §10.6, stage 0).
+// Test support: what must hold in every committed state of a store that only mqsec's Store
+// wrote, whatever it ran (any mix of sends, claims, deliveries, removals, moves, purges,
+// transactions, and owners killed at any point). Rows a test writes with raw SQL (an orphan
+// claim, a priority of 8, a made-up owner string) may break them on purpose: the store
+// tolerates those, so do not run the check after such a test. For the row layout of schema
+// versions 6 and 7 (src/transport/local/store.cpp); a new layout must bring its own checks
+// (docs/design/segment-store.md §10.6, stage 0).
 //
 // Read through a connection of its own, in one read transaction (one snapshot), so it may run
 // while other processes use the store. Checked:
