@@ -477,6 +477,50 @@ TEST_F(StoreTest, ASecondStoreOfTheProcessKeepsTheFirstsLocksOnTheDatabase) {
   sqlite3_close(db);
 }
 
+// A child of fork() opens a Store of its own (the runtime binds one per process). SQLite keeps
+// one record per database file per process with the locks its connections hold, and the child
+// inherits the parent's: a connection opened on top of it counted the parent's lock as its own
+// and took none. The parent's close (its last connection) then found no other lock, checkpointed
+// and removed the WAL under the child, and what the child committed after that was lost (seen by
+// no other connection, gone when it closed). Store::child_after_fork closes the child's copy of
+// the parent's connection first (session 27).
+TEST_F(StoreTest, AForkedChildsCommitsSurviveTheParentClosingItsStore) {
+  auto parent = std::make_unique<Store>(dir_);
+  const int64_t q = make_queue(*parent, "q");
+  parent->append(q, 3, bytes("before"), false);
+  int up[2], down[2];
+  ASSERT_EQ(::pipe(up), 0);
+  ASSERT_EQ(::pipe(down), 0);
+  std::fflush(nullptr);
+  parent->prepare_fork();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    parent->child_after_fork();
+    int rc = 0;
+    try {
+      Store child(dir_);
+      for (int i = 0; i < 20; ++i) child.append(q, 3, bytes("a" + std::to_string(i)), false);
+      char c = 'r';
+      if (::write(up[1], &c, 1) != 1 || ::read(down[0], &c, 1) != 1) rc = 4;
+      for (int i = 0; i < 20; ++i) child.append(q, 3, bytes("b" + std::to_string(i)), false);
+    } catch (...) {
+      rc = 3;
+    }
+    ::_exit(rc);
+  }
+  parent->parent_after_fork();
+  char c = 0;
+  EXPECT_EQ(::read(up[0], &c, 1), 1) << "the child did not append";
+  parent.reset();  // the parent's last connection closes while the child's is open
+  EXPECT_EQ(::write(down[1], &c, 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  for (int fd : {up[0], up[1], down[0], down[1]}) ::close(fd);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  Store later(dir_);
+  EXPECT_EQ(later.message_count(q), 41u) << "what the child committed after the parent closed";
+}
+
 TEST_F(StoreTest, OpenFailuresAreServiceNotAvailable) {
   // A regular file where the directory should be.
   std::ofstream(root_ / "file") << "x";

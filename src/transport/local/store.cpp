@@ -2926,6 +2926,15 @@ void Store::child_after_fork() {
   // The parent's lock of its owner string stays the parent's (the child has its own string).
   if (owner_fd_ >= 0) ::close(owner_fd_);
   owner_fd_ = -1;
+  // The child's copy of the connection, closed so that SQLite forgets the parent's locks in this
+  // process (store.hpp). No statement of it runs (mu_ was held across the fork). Closing takes
+  // no lock the parent holds: the WAL is checkpointed and removed only if this child could lock
+  // the database exclusively, that is if no other process has it open.
+  RealFsIds real_ids;
+  wal_.reset();
+  st_.reset();
+  sqlite3_close_v2(db_);
+  db_ = nullptr;
 }
 
 }  // namespace mqsec::transport::local

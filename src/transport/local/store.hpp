@@ -83,6 +83,13 @@ class Store {
   // thread at that moment. The child must still open its own Store.
   // The claimer thread (claim_next) is held too, between claims; the child abandons it (a
   // thread of the parent does not exist there).
+  // child_after_fork closes the child's copy of the connection (the parent's stays open): SQLite
+  // keeps one record per open database file per process, with the locks its connections hold,
+  // and a child inherits the parent's. A connection the child opened on top of it would count
+  // the parent's lock as its own and take none: a process that then closed its last connection
+  // (the parent at exit) would checkpoint and delete the WAL under the child, and lose what the
+  // child committed after that. After it this Store must not be used in the child (the runtime
+  // binds a new Store per process, LocalQueue::bound); it may only be destroyed.
   void prepare_fork();
   void parent_after_fork();
   void child_after_fork();
