@@ -2190,6 +2190,7 @@ TEST_F(Claims, RandomOperationsWithKilledAndStoppedReceiverProcessesKeepTheInvar
       return pid;
     }
     s.child_after_fork();
+    s.close_in_child();  // before the child's own Store opens (store.hpp)
     int rc = 0;
     try {
       Store c(dir_);

@@ -2,6 +2,7 @@
 // order, exactly-once removal across threads and processes, persistence, file modes, rejection
 // audit records, the certificate registry and change notification between connections.
 #include "src/transport/local/store.hpp"
+#include "src/transport/local/local_transport.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -482,8 +483,9 @@ TEST_F(StoreTest, ASecondStoreOfTheProcessKeepsTheFirstsLocksOnTheDatabase) {
 // inherits the parent's: a connection opened on top of it counted the parent's lock as its own
 // and took none. The parent's close (its last connection) then found no other lock, checkpointed
 // and removed the WAL under the child, and what the child committed after that was lost (seen by
-// no other connection, gone when it closed). Store::child_after_fork closes the child's copy of
-// the parent's connection first (session 27).
+// no other connection, gone when it closed). Store::close_in_child closes the child's copy of
+// the parent's connection first (session 27); the runtime's Stores call it before a child's
+// first Store opens.
 TEST_F(StoreTest, AForkedChildsCommitsSurviveTheParentClosingItsStore) {
   auto parent = std::make_unique<Store>(dir_);
   const int64_t q = make_queue(*parent, "q");
@@ -496,6 +498,9 @@ TEST_F(StoreTest, AForkedChildsCommitsSurviveTheParentClosingItsStore) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     parent->child_after_fork();
+    parent->close_in_child();
+    ::close(up[0]);
+    ::close(down[1]);
     int rc = 0;
     try {
       Store child(dir_);
@@ -509,16 +514,75 @@ TEST_F(StoreTest, AForkedChildsCommitsSurviveTheParentClosingItsStore) {
     ::_exit(rc);
   }
   parent->parent_after_fork();
+  ::close(up[1]);  // a child that failed early ends the read below instead of hanging it
+  ::close(down[0]);
   char c = 0;
   EXPECT_EQ(::read(up[0], &c, 1), 1) << "the child did not append";
   parent.reset();  // the parent's last connection closes while the child's is open
-  EXPECT_EQ(::write(down[1], &c, 1), 1);
+  (void)!::write(down[1], &c, 1);
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  for (int fd : {up[0], up[1], down[0], down[1]}) ::close(fd);
+  ::close(up[0]);
+  ::close(down[1]);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   Store later(dir_);
   EXPECT_EQ(later.message_count(q), 41u) << "what the child committed after the parent closed";
+}
+
+// The same through the runtime's Stores, as a daemon that forks and lets its parent exit: the
+// parent leaves without closing (the runtime's Stores are never destroyed), the child goes on
+// sending, and another program's store opens and closes meanwhile (a `mqsec` command, say).
+// That close found no lock of the child's and removed the WAL under it.
+TEST_F(StoreTest, ADaemonsChildKeepsItsCommitsWhenAnotherProcessClosesTheStore) {
+  int64_t q = 0;
+  {
+    Store s(dir_);
+    q = make_queue(s, "q");
+  }
+  int up[2], down[2];
+  ASSERT_EQ(::pipe(up), 0);
+  ASSERT_EQ(::pipe(down), 0);
+  std::fflush(nullptr);
+  const pid_t daemon_parent = ::fork();
+  if (daemon_parent == 0) {
+    ::close(up[0]);
+    ::close(down[1]);
+    Stores stores([](const std::string&) {});
+    int rc = 0;
+    try {
+      stores.store_at(dir_).append(q, 3, bytes("parent"), false);
+      stores.prepare_fork();
+      const pid_t child = ::fork();
+      if (child != 0) {
+        stores.parent_after_fork();
+        ::_exit(0);  // the parent goes, its Store open
+      }
+      stores.child_after_fork();
+      Store& mine = stores.store_at(dir_);
+      for (int i = 0; i < 20; ++i) mine.append(q, 3, bytes("a" + std::to_string(i)), false);
+      char c = 'r';
+      if (::write(up[1], &c, 1) != 1 || ::read(down[0], &c, 1) != 1) rc = 4;
+      for (int i = 0; i < 20; ++i) mine.append(q, 3, bytes("b" + std::to_string(i)), false);
+      if (::write(up[1], &c, 1) != 1) rc = 5;
+    } catch (...) {
+      rc = 3;
+    }
+    ::_exit(rc);
+  }
+  ::close(up[1]);
+  ::close(down[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(daemon_parent, &status, 0), daemon_parent);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  char c = 0;
+  EXPECT_EQ(::read(up[0], &c, 1), 1) << "the child did not append";
+  { Store other(dir_); }  // another process's store opens and closes
+  (void)!::write(down[1], &c, 1);
+  EXPECT_EQ(::read(up[0], &c, 1), 1) << "the child did not append again";
+  ::close(up[0]);
+  ::close(down[1]);
+  Store later(dir_);
+  EXPECT_EQ(later.message_count(q), 41u) << "what the child committed after the other close";
 }
 
 TEST_F(StoreTest, OpenFailuresAreServiceNotAvailable) {

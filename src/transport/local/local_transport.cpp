@@ -28,8 +28,17 @@ pid_t own_pid() noexcept {
 }  // namespace
 
 Store& Stores::store_locked(const std::filesystem::path& dir) {
-  auto& slot = stores_[{getpid(), dir}];
-  if (!slot) slot = std::make_unique<Store>(dir);
+  const pid_t me = getpid();
+  auto& slot = stores_[{me, dir}];
+  if (!slot) {
+    // In a child of fork(): the parent's connections closed first (Store::close_in_child says
+    // why), here rather than in the fork handler, and before the child's own opens (closing a
+    // descriptor of the database later would drop the new connection's locks).
+    for (auto& [key, st] : stores_) {
+      if (std::get<0>(key) != me && st) st->close_in_child();
+    }
+    slot = std::make_unique<Store>(dir);
+  }
   return *slot;
 }
 

@@ -2926,13 +2926,21 @@ void Store::child_after_fork() {
   // The parent's lock of its owner string stays the parent's (the child has its own string).
   if (owner_fd_ >= 0) ::close(owner_fd_);
   owner_fd_ = -1;
-  // The child's copy of the connection, closed so that SQLite forgets the parent's locks in this
-  // process (store.hpp). No statement of it runs (mu_ was held across the fork). Closing takes
-  // no lock the parent holds: the WAL is checkpointed and removed only if this child could lock
-  // the database exclusively, that is if no other process has it open.
+}
+
+void Store::close_in_child() noexcept {
+  if (db_ == nullptr) return;
+  // A transaction open at the fork (a ROLLBACK that failed): closing would roll it back into
+  // the shared WAL-index. Left open instead (the child then runs without locks of its own, as
+  // before this existed).
+  if (sqlite3_get_autocommit(db_) == 0) return;
+  // Never a checkpoint or the WAL's removal from here: this copy may win the exclusive lock when
+  // no other process holds a lock (the parent gone, or its locks lost), and the child's own
+  // Store does what a last close should.
+  (void)sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   RealFsIds real_ids;
-  wal_.reset();
-  st_.reset();
+  wal_.reset();  // a pointer into SQLite's mapping, unmapped by the close
+  st_.reset();   // statements must be finalized before the connection closes
   sqlite3_close_v2(db_);
   db_ = nullptr;
 }

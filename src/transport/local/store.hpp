@@ -83,16 +83,22 @@ class Store {
   // thread at that moment. The child must still open its own Store.
   // The claimer thread (claim_next) is held too, between claims; the child abandons it (a
   // thread of the parent does not exist there).
-  // child_after_fork closes the child's copy of the connection (the parent's stays open): SQLite
-  // keeps one record per open database file per process, with the locks its connections hold,
-  // and a child inherits the parent's. A connection the child opened on top of it would count
-  // the parent's lock as its own and take none: a process that then closed its last connection
-  // (the parent at exit) would checkpoint and delete the WAL under the child, and lose what the
-  // child committed after that. After it this Store must not be used in the child (the runtime
-  // binds a new Store per process, LocalQueue::bound); it may only be destroyed.
   void prepare_fork();
   void parent_after_fork();
   void child_after_fork();
+  // In a child of fork(), before it opens another Store of the same database: closes the child's
+  // copy of this Store's connection (the parent's stays open). SQLite keeps one record per open
+  // database file per process, with the locks its connections hold, and a child inherits the
+  // parent's: a connection the child opened on top of it would count the parent's lock as its
+  // own and take none, and a process that then closed its last connection (the parent at exit)
+  // would checkpoint and delete the WAL under the child, losing what the child committed after
+  // that. Not in child_after_fork: that runs inside fork(), where another thread of the parent
+  // may have held one of SQLite's global mutexes (the application's own SQLite use), and a
+  // child that only execs needs none of it. Stores::store_locked calls it for every Store of
+  // an earlier process before it opens the child's. It neither checkpoints nor removes the
+  // WAL; it leaves the connection open (leaked) if a transaction was open at the fork. This
+  // Store must not be used afterwards; it may only be destroyed.
+  void close_in_child() noexcept;
 
   // Throws MQ_ERROR_QUEUE_EXISTS if a queue of that (case-insensitive) name exists,
   // MQ_ERROR_INVALID_PARAMETER for an empty name or an unknown trust value. Persists every
