@@ -803,10 +803,15 @@ Store::~Store() {
     delete claimer_;
   }
   if (owner_fd_ >= 0) ::close(owner_fd_);  // its lock goes: a later Store may take over
-  RealFsIds real_ids;  // the last connection's close checkpoints and removes the -wal file
-  wal_.reset();        // SQLite's mapping, unmapped by the close
-  st_.reset();         // statements must be finalized before the connection closes
+  close_connection();  // the last connection's close checkpoints and removes the -wal file
+}
+
+void Store::close_connection() noexcept {
+  RealFsIds real_ids;
+  wal_.reset();  // a pointer into SQLite's mapping, unmapped by the close
+  st_.reset();   // statements must be finalized before the connection closes
   sqlite3_close_v2(db_);
+  db_ = nullptr;
 }
 
 sqlite3_stmt* Store::prepare(const char* sql, const char* what) {
@@ -2938,11 +2943,7 @@ void Store::close_in_child() noexcept {
   // no other process holds a lock (the parent gone, or its locks lost), and the child's own
   // Store does what a last close should.
   (void)sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
-  RealFsIds real_ids;
-  wal_.reset();  // a pointer into SQLite's mapping, unmapped by the close
-  st_.reset();   // statements must be finalized before the connection closes
-  sqlite3_close_v2(db_);
-  db_ = nullptr;
+  close_connection();
 }
 
 }  // namespace mqsec::transport::local

@@ -371,6 +371,9 @@ class Store {
   }
 
  private:
+  // Finalizes the statements and closes the connection (as the file system's real ids); db_ is
+  // null after it. The destructor's and close_in_child's.
+  void close_connection() noexcept;
   struct Statements;
   class Tx;
 
