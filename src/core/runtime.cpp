@@ -152,15 +152,21 @@ std::optional<security::Bytes> Runtime::registered_sid(const std::filesystem::pa
   auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(registry_cache_mu_);
-    auto it = registry_cache_.find({store_dir, cert_sha256});
-    if (it != registry_cache_.end() && now - it->second.second < std::chrono::seconds(2)) {
-      return it->second.first;
+    if (auto d = registry_cache_.find(store_dir.native()); d != registry_cache_.end()) {
+      auto it = d->second.find(cert_sha256);
+      if (it != d->second.end() && now - it->second.at < std::chrono::seconds(2)) {
+        return it->second.sid;
+      }
     }
   }
   std::optional<security::Bytes> sid = stores_.store_at(store_dir).certificate_sid(cert_sha256);
   std::lock_guard lock(registry_cache_mu_);
-  if (registry_cache_.size() >= 4096) registry_cache_.clear();
-  registry_cache_[{store_dir, cert_sha256}] = {sid, now};
+  if (registry_cached_ >= 4096) {
+    registry_cache_.clear();
+    registry_cached_ = 0;
+  }
+  auto& entries = registry_cache_[store_dir.native()];
+  if (entries.insert_or_assign(cert_sha256, RegisteredSid{sid, now}).second) ++registry_cached_;
   return sid;
 }
 
@@ -168,6 +174,7 @@ void Runtime::forget_registrations() {
   implicit_contexts_.clear();  // a new registration may change the internal certificate
   std::lock_guard lock(registry_cache_mu_);
   registry_cache_.clear();
+  registry_cached_ = 0;
 }
 
 std::optional<security::Bytes> Runtime::system_registered_sid(const std::filesystem::path& dir,
@@ -176,7 +183,7 @@ std::optional<security::Bytes> Runtime::system_registered_sid(const std::filesys
   security::SystemRegistry* reg = nullptr;
   {
     std::lock_guard lock(system_registries_mu_);
-    if (auto it = system_registries_.find(dir); it != system_registries_.end()) {
+    if (auto it = system_registries_.find(dir.native()); it != system_registries_.end()) {
       reg = it->second.get();
     }
   }
@@ -187,7 +194,7 @@ std::optional<security::Bytes> Runtime::system_registered_sid(const std::filesys
     auto fresh = std::make_unique<security::SystemRegistry>(dir);
     {
       std::lock_guard lock(system_registries_mu_);
-      auto& slot = system_registries_[dir];
+      auto& slot = system_registries_[dir.native()];
       if (!slot) slot = std::move(fresh);
       reg = slot.get();
     }

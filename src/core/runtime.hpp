@@ -136,11 +136,16 @@ class Runtime {
 
   // Leaf locks (registered with the call gate's fork locks).
   std::mutex registry_cache_mu_;
-  std::map<std::pair<std::filesystem::path, security::Bytes>,
-           std::pair<std::optional<security::Bytes>, std::chrono::steady_clock::time_point>>
-      registry_cache_;
+  // Keyed by the directory's string, then the certificate's digest: a lookup (one per
+  // verified message) copies neither.
+  struct RegisteredSid {
+    std::optional<security::Bytes> sid;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<std::string, std::map<security::Bytes, RegisteredSid>, std::less<>> registry_cache_;
+  size_t registry_cached_ = 0;
   std::mutex system_registries_mu_;
-  std::map<std::filesystem::path, std::unique_ptr<security::SystemRegistry>> system_registries_;
+  std::map<std::string, std::unique_ptr<security::SystemRegistry>, std::less<>> system_registries_;
 
   // Background forwarders, per process and store (a forked child's map holds its parent's
   // entries, never touched there). Leaf lock, registered with the fork locks.

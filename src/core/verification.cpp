@@ -19,14 +19,30 @@ namespace {
 
 // The message's signed destination ("DIRECT=OS:<host>\private$\<name>") names queue `name`.
 // Only the queue part counts: the host is the sender's view and differs for remote queues.
+// A receiving thread meets the same destination message after message: the last pair this
+// thread found to match is kept, so that a repeat costs one comparison of each string instead of
+// a conversion from UTF-16, a parse and two lowercasings (docs/performance.md, session 28).
 bool destined_for(const security::Envelope& e, const std::string& name) {
+  struct Match {
+    std::u16string dest;
+    std::string name;
+  };
+  thread_local Match last;
+  if (!last.name.empty() && e.dest_queue == last.dest && name == last.name) return true;
   std::string dest;
   try {
     dest = queue_part_of_format(utf16_to_utf8(e.dest_queue));
   } catch (const std::exception&) {
     return false;
   }
-  return !dest.empty() && dest == name;
+  if (dest.empty() || dest != name) return false;
+  try {
+    last.dest = e.dest_queue;
+    last.name = name;
+  } catch (const std::bad_alloc&) {
+    last.name.clear();  // nothing kept; the answer stands
+  }
+  return true;
 }
 
 }  // namespace

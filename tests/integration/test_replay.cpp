@@ -292,6 +292,30 @@ TEST(Replay, ExpiredReplayedCopyIsRefusedNotDeadLettered) {
   MQCloseQueue(dlq);
 }
 
+// The destination check keeps the last match of each receiving thread (verification.cpp): a
+// copy signed for another queue, received right after a genuine message of this queue by the
+// same thread, is still refused.
+TEST(Replay, ACopyFromAnotherQueueIsRefusedRightAfterAGenuineMessageOfTheQueue) {
+  auto a = make_queue("from", true);
+  auto b = make_queue("into", true);
+  send_signed(b, "genuine");
+  Queue rb = Queue::open(b.format, MQ_RECEIVE_ACCESS);
+  auto first = rb.receive(kWait);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->body_string(), "genuine");
+  EXPECT_TRUE(first->authenticated());
+  ASSERT_EQ(send_signed_and_copy_row(a, b, "for the other queue"), 1);
+  EXPECT_FALSE(rb.receive(kAbsent).has_value()) << "delivered from the wrong queue";
+  Db db;
+  auto rej = db.rejections(b.name);
+  ASSERT_EQ(rej.size(), 1u);
+  EXPECT_EQ(rej[0].kind, "wrong-queue") << rej[0].reason;
+  send_signed(b, "genuine again");
+  auto again = rb.receive(kWait);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->body_string(), "genuine again");
+}
+
 TEST(Replay, RowCopiedIntoAnotherQueueIsNeverDeliveredFromThere) {
   auto a = make_queue("a", true);
   auto b = make_queue("b", false);  // even a queue that accepts anything
