@@ -2544,6 +2544,16 @@ void Store::unclaim(StoredMessage m) {
   ready_[m.queue_id].push_front(std::move(m));
 }
 
+namespace {
+// FNV-1a over the whole id: equal ids give equal keys, and ids that differ only in their last
+// bytes (an MSMQ id's counter) give different ones almost always.
+uint64_t pending_id_key(std::span<const uint8_t> id) noexcept {
+  uint64_t h = 14695981039346656037ULL;
+  for (uint8_t b : id) h = (h ^ b) * 1099511628211ULL;
+  return h;
+}
+}  // namespace
+
 Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
                                int64_t sent_time, int64_t window_seconds) {
   if (msg_id.size() > kMaxLoggedIdSize) {
@@ -2570,10 +2580,11 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
     claimed_ids_.erase(it);
   }
   ClaimCheck outcome = ClaimCheck::Lost;
+  const uint64_t key = pending_id_key(msg_id);
   for (;;) {
     bool copy = false;
     for (const PendingDelivery& p : pending_) {
-      if (p.queue_id == queue_id &&
+      if (p.id_key == key && p.queue_id == queue_id &&
           std::equal(p.msg_id.begin(), p.msg_id.end(), msg_id.begin(), msg_id.end())) {
         copy = true;  // a copy of a message this process delivered: rejected, never delivered
         break;
@@ -2614,7 +2625,7 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
           pending_.reserve(std::max<size_t>(16, 2 * pending_.size()));
         }
         log_->append(r);
-        pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id)});
+        pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id), key});
         pending_window_ = window_seconds;
       }
     } catch (...) {

@@ -440,6 +440,9 @@ class Store {
     int64_t seq;
     int64_t sent_time;
     Bytes msg_id;
+    // A hash of msg_id: deliver_claimed's copy check compares it before the bytes (an MSMQ
+    // id's first 16 bytes are the same for every message of a sender).
+    uint64_t id_key = 0;
   };
   // Deletes the given deliveries (pending_ or a copy of it) inside the caller's write
   // transaction, and prunes delivered ids older than `window_seconds`.
