@@ -184,7 +184,7 @@ std::string baseline_case(const std::string& name) {
   if (name == "raw_sign" || name == "openssl_verify" || name == "broker_send" ||
       name == "broker_send_express")
     return name;
-  if (name == "receive_verify") return "openssl_verify";
+  if (name == "receive_verify" || name == "receive_beside_sender") return "openssl_verify";
   if (name == "remote_signed_send" || name == "remote_end_to_end") return "signed_send";
   return "raw_sign";
 }
@@ -278,8 +278,9 @@ void write_json(const Report& r, const std::string& path) {
 void write_chart(const Report& r, const std::string& path) {
   // Columns: the (key, threads) series; rows: the cases with a ratio. plain_send is left out:
   // it is the queue's own cost without signing, many times raw_sign, and would flatten the rest.
-  const std::vector<std::string> cases = {"libp11_sign",   "signed_send",      "signed_send_shared",
-                                          "uncached_send", "recoverable_send", "receive_verify"};
+  const std::vector<std::string> cases = {
+      "libp11_sign",      "signed_send",    "signed_send_shared",   "uncached_send",
+      "recoverable_send", "receive_verify", "receive_beside_sender"};
   std::vector<std::pair<std::string, int>> series;
   std::map<std::string, double> ratio;  // "case|key|threads"
   for (const Record& x : r.records) {

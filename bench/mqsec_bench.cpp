@@ -885,6 +885,17 @@ Timing batch_latency(const Key& k, const Sandbox& sb, double rate, double second
 // The queue the receive cases' messages are signed for (the signature covers the destination).
 std::string receive_queue_name(const Key& k) { return "bench-rx-" + k.name; }
 
+// The queue receive_beside_sender's other process sends to.
+constexpr const char* kNoiseQueue = "bench-noise";
+
+// This program's own path (for the processes of its roles).
+fs::path self_exe() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) fail("cannot read /proc/self/exe: " + ec.message());
+  return self;
+}
+
 // Sends `n` signed messages with the key's context to the queue receive_verify receives from
 // and takes their envelopes out of the store: n distinct messages (message ids), each signed
 // for that queue. A receiver delivers a message only from the queue it was signed for, and a
@@ -936,8 +947,29 @@ Op openssl_verify_op(const Key& k, int thread) {
 // each envelope once (untimed, one transaction); receive them all (timed). Every message must
 // arrive authenticated: one the receiver refused (and recorded as rejected) fails the case
 // rather than ending its round early and passing for a low rate.
-Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double seconds) {
+//
+// beside_sender (receive_beside_sender): the same while another process sends a small unsigned
+// express message to another queue of the store about every millisecond, as a deployed receiver
+// shares its store with senders. Each of that process's commits empties this process's SQLite
+// page cache at its next transaction, so the claims read their pages again
+// (docs/performance.md, session 28).
+Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double seconds,
+                      bool beside_sender) {
   transport::local::Store& store = core::runtime().stores().store_at(sb.store);
+  std::optional<TempQueue> noise;
+  std::unique_ptr<Child> sender;  // stopped before the noise queue is deleted
+  if (beside_sender) {
+    noise.emplace(kNoiseQueue);
+    sender = std::make_unique<Child>(
+        std::vector<std::string>{self_exe().string()},
+        std::map<std::string, std::string>{{"MQSEC_BENCH_ROLE", "noise-sender"},
+                                           {"MQSEC_LOG", "stderr"}},
+        sb.dir / ("noise-sender-" + k.name + "-" + std::to_string(threads) + ".log"), true);
+    auto line = sender->read_line(std::chrono::seconds(60));
+    if (!line || *line != "ready")
+      fail("receive_beside_sender: the sending process did not start (" +
+           sender->describe_status() + "):\n" + sender->log_tail());
+  }
   Timing total;
   while (total.seconds < seconds) {
     TempQueue q(receive_queue_name(k));
@@ -987,7 +1019,40 @@ Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double secon
     }
     total.add(t);
   }
+  if (sender) {
+    if (!sender->running())
+      fail("receive_beside_sender: the sending process ended during the case (" +
+           sender->describe_status() + "):\n" + sender->log_tail());
+    sender->stop(SIGTERM, std::chrono::seconds(5));
+    auto info = store.find_queue(kNoiseQueue);
+    if (!info || store.message_count(info->id) == 0)
+      fail("receive_beside_sender: no message of the sending process reached the store");
+  }
   return total;
+}
+
+// The role of the process beside receive_beside_sender's receivers (MQSEC_BENCH_ROLE=
+// noise-sender): a 64-byte unsigned express message to the noise queue about every millisecond
+// until it is stopped.
+int noise_sender() {
+  ::alarm(1800);
+  QUEUEHANDLE h = nullptr;
+  const std::string name = kNoiseQueue;
+  const std::wstring format = L"DIRECT=OS:.\\private$\\" + std::wstring(name.begin(), name.end());
+  check_hr(MQOpenQueue(format.c_str(), MQ_SEND_ACCESS, MQ_DENY_NONE, &h), "MQOpenQueue(noise)");
+  std::printf("ready\n");
+  std::fflush(stdout);
+  std::vector<uint8_t> body(64, 0x5a);
+  for (;;) {
+    MSGPROPID id[1] = {PROPID_M_BODY};
+    MQPROPVARIANT v[1];
+    v[0].vt = VT_UI1 | VT_VECTOR;
+    v[0].caub.pElems = body.data();
+    v[0].caub.cElems = static_cast<ULONG>(body.size());
+    MQMSGPROPS p = {1, id, v, nullptr};
+    check_hr(MQSendMessage(h, &p, MQ_NO_TRANSACTION), "MQSendMessage(noise)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1297,11 +1362,7 @@ Timing broker_send(const Remote& rm, const Key& k, uint64_t n, bool durable) {
 // (verified again, AUTHENTICATED checked); timed from the first send to the last receive.
 Timing remote_end_to_end(Remote& rm, const Sandbox& sb, const Key& k, uint64_t n) {
   if (!rm.agent_b) rm.agent_b = start_agent(rm, rm.b);
-  char self[4096];
-  ssize_t len = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (len <= 0) fail("cannot read /proc/self/exe");
-  self[len] = '\0';
-  Child rx({self},
+  Child rx({self_exe().string()},
            {{"MQSEC_BENCH_ROLE", "remote-receiver"},
             {"MQSEC_CONFIG", rm.b.config.string()},
             {"MQSEC_LOG", "stderr"},
@@ -1679,7 +1740,9 @@ std::vector<Case> cases_for(Key& k, const Sandbox& sb, const Options& o, int thr
          return measure(threads, secs, [&](int t) { return openssl_verify_op(k, t); });
        }},
       {"receive_verify",
-       [&k, &sb, threads](double secs) { return receive_verify(k, sb, threads, secs); }},
+       [&k, &sb, threads](double secs) { return receive_verify(k, sb, threads, secs, false); }},
+      {"receive_beside_sender",
+       [&k, &sb, threads](double secs) { return receive_verify(k, sb, threads, secs, true); }},
       {"batch_send", [&k, &sb, threads](double secs) { return batch_send(k, sb, threads, secs); }},
   };
   // One sending process at a fixed rate: a 1-thread case.
@@ -1723,7 +1786,8 @@ int run(const Options& o) {
   }
   // The receive cases' messages (and the broker cases' bodies), signed one by one.
   const bool need_envelopes = selected(o.cases, "openssl_verify") ||
-                              selected(o.cases, "receive_verify") || remote_skip.empty();
+                              selected(o.cases, "receive_verify") ||
+                              selected(o.cases, "receive_beside_sender") || remote_skip.empty();
   for (Key& k : keys) {
     if (!selected(o.keys, k.name)) continue;
     if (need_envelopes) {
@@ -1900,6 +1964,7 @@ int main(int argc, char** argv) {
   if (const char* role = std::getenv("MQSEC_BENCH_ROLE"); role != nullptr) {
     try {
       if (std::string(role) == "remote-receiver") return remote_receiver();
+      if (std::string(role) == "noise-sender") return noise_sender();
       std::fprintf(stderr, "mqsec-bench: unknown role '%s'\n", role);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "mqsec-bench (%s): %s\n", role, e.what());
