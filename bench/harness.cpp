@@ -320,7 +320,7 @@ void write_chart(const Report& r, const std::string& path) {
     g << "set terminal pngcairo size 1100,560 font 'sans,10'\n"
       << "set output '" << path << "'\n"
       << "set title \"mqsec-bench (" << r.mode
-      << "): ratio to raw C_Sign (sign and send cases) or to OpenSSL verify (receive_verify)\\n"
+      << "): ratio to raw C_Sign (sign and send cases) or to OpenSSL verify (receive cases)\\n"
       << "dashed: 1.0; dotted red: the signed_send target 0.95\" noenhanced\n"
       << "set style data histograms\nset style histogram clustered gap 1\n"
       << "set style fill solid 0.85 border -1\nset boxwidth 0.9\n"
