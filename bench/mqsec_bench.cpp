@@ -956,15 +956,19 @@ Op openssl_verify_op(const Key& k, int thread) {
 Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double seconds,
                       bool beside_sender) {
   transport::local::Store& store = core::runtime().stores().store_at(sb.store);
+  // One sending process per call (a case runs in slices; each slice calls this once).
+  static int noise_senders = 0;
   std::optional<TempQueue> noise;
   std::unique_ptr<Child> sender;  // stopped before the noise queue is deleted
   if (beside_sender) {
     noise.emplace(kNoiseQueue);
-    sender = std::make_unique<Child>(
-        std::vector<std::string>{self_exe().string()},
-        std::map<std::string, std::string>{{"MQSEC_BENCH_ROLE", "noise-sender"},
-                                           {"MQSEC_LOG", "stderr"}},
-        sb.dir / ("noise-sender-" + k.name + "-" + std::to_string(threads) + ".log"), true);
+    sender =
+        std::make_unique<Child>(std::vector<std::string>{self_exe().string()},
+                                std::map<std::string, std::string>{
+                                    {"MQSEC_BENCH_ROLE", "noise-sender"}, {"MQSEC_LOG", "stderr"}},
+                                sb.dir / ("noise-sender-" + k.name + "-" + std::to_string(threads) +
+                                          "-" + std::to_string(++noise_senders) + ".log"),
+                                true);
     auto line = sender->read_line(std::chrono::seconds(60));
     if (!line || *line != "ready")
       fail("receive_beside_sender: the sending process did not start (" +
@@ -1035,7 +1039,7 @@ Timing receive_verify(const Key& k, const Sandbox& sb, int threads, double secon
 // noise-sender): a 64-byte unsigned express message to the noise queue about every millisecond
 // until it is stopped.
 int noise_sender() {
-  ::alarm(1800);
+  ::alarm(300);  // lives for one slice of a case; a hung bench does not keep it sending
   QUEUEHANDLE h = nullptr;
   const std::string name = kNoiseQueue;
   const std::wstring format = L"DIRECT=OS:.\\private$\\" + std::wstring(name.begin(), name.end());

@@ -314,6 +314,17 @@ TEST(Replay, ACopyFromAnotherQueueIsRefusedRightAfterAGenuineMessageOfTheQueue) 
   auto again = rb.receive(kWait);
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(again->body_string(), "genuine again");
+  // Then, on the same thread, copies of messages signed for b (the destination that just
+  // matched) found in a third queue. b's rows may include "genuine again" until this process's
+  // deliveries are applied: every row copied is one signed for b.
+  auto c = make_queue("third", true);
+  const int copied = send_signed_and_copy_row(b, c, "for b only");
+  ASSERT_GE(copied, 1);
+  Queue rc = Queue::open(c.format, MQ_RECEIVE_ACCESS);
+  EXPECT_FALSE(rc.receive(kAbsent).has_value()) << "delivered from the wrong queue";
+  auto rej_c = db.rejections(c.name);
+  ASSERT_EQ(rej_c.size(), static_cast<size_t>(copied));
+  for (const auto& r : rej_c) EXPECT_EQ(r.kind, "wrong-queue") << r.reason;
 }
 
 TEST(Replay, RowCopiedIntoAnotherQueueIsNeverDeliveredFromThere) {
