@@ -888,14 +888,6 @@ std::string receive_queue_name(const Key& k) { return "bench-rx-" + k.name; }
 // The queue receive_beside_sender's other process sends to.
 constexpr const char* kNoiseQueue = "bench-noise";
 
-// This program's own path (for the processes of its roles).
-fs::path self_exe() {
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) fail("cannot read /proc/self/exe: " + ec.message());
-  return self;
-}
-
 // Sends `n` signed messages with the key's context to the queue receive_verify receives from
 // and takes their envelopes out of the store: n distinct messages (message ids), each signed
 // for that queue. A receiver delivers a message only from the queue it was signed for, and a

@@ -89,10 +89,16 @@ fs::path mqsec_cli() {
 #ifdef MQSEC_BENCH_CLI
   if (fs::exists(MQSEC_BENCH_CLI)) return MQSEC_BENCH_CLI;
 #endif
+  const fs::path self = self_exe();
+  if (!self.empty() && fs::exists(self.parent_path() / "mqsec"))
+    return self.parent_path() / "mqsec";
+  return {};
+}
+
+fs::path self_exe() {
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec && fs::exists(self.parent_path() / "mqsec")) return self.parent_path() / "mqsec";
-  return {};
+  return ec ? fs::path() : self;
 }
 
 std::string remote_unavailable() {

@@ -22,6 +22,9 @@ namespace mqsec::bench {
 // The mqsec command (for `mqsec agent`): $MQSEC_BENCH_CLI, else the path compiled in
 // (MQSEC_BENCH_CLI), else `mqsec` next to this program.
 std::filesystem::path mqsec_cli();
+// This program's own path (/proc/self/exe, for the processes of its roles); empty if it cannot
+// be read (a child started from it then fails to start, and says so).
+std::filesystem::path self_exe();
 // Empty when a broker can be started (broker.sh, rabbitmq-server and the mqsec command are
 // there), else why not.
 std::string remote_unavailable();

@@ -161,12 +161,9 @@ std::optional<security::Bytes> Runtime::registered_sid(const std::filesystem::pa
   }
   std::optional<security::Bytes> sid = stores_.store_at(store_dir).certificate_sid(cert_sha256);
   std::lock_guard lock(registry_cache_mu_);
-  if (registry_cached_ >= 4096) {
-    registry_cache_.clear();
-    registry_cached_ = 0;
-  }
   auto& entries = registry_cache_[store_dir.native()];
-  if (entries.insert_or_assign(cert_sha256, RegisteredSid{sid, now}).second) ++registry_cached_;
+  if (entries.size() >= 4096) entries.clear();
+  entries.insert_or_assign(cert_sha256, RegisteredSid{sid, now});
   return sid;
 }
 
@@ -174,7 +171,6 @@ void Runtime::forget_registrations() {
   implicit_contexts_.clear();  // a new registration may change the internal certificate
   std::lock_guard lock(registry_cache_mu_);
   registry_cache_.clear();
-  registry_cached_ = 0;
 }
 
 std::optional<security::Bytes> Runtime::system_registered_sid(const std::filesystem::path& dir,

@@ -137,13 +137,12 @@ class Runtime {
   // Leaf locks (registered with the call gate's fork locks).
   std::mutex registry_cache_mu_;
   // Keyed by the directory's string, then the certificate's digest: a lookup (one per
-  // verified message) copies neither.
+  // verified message) copies neither. At most 4096 digests per directory.
   struct RegisteredSid {
     std::optional<security::Bytes> sid;
     std::chrono::steady_clock::time_point at;
   };
   std::map<std::string, std::map<security::Bytes, RegisteredSid>, std::less<>> registry_cache_;
-  size_t registry_cached_ = 0;
   std::mutex system_registries_mu_;
   std::map<std::string, std::unique_ptr<security::SystemRegistry>, std::less<>> system_registries_;
 
