@@ -14,6 +14,7 @@
 
 #include "pkcs11/fork_leftovers.hpp"
 #include "src/transport/local/real_ids.hpp"
+#include "src/transport/local/wal_vfs.hpp"
 
 #include <sqlite3.h>
 
@@ -621,10 +622,13 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
   RealFsIds real_ids;
   prepare_files(dir, db_path);
 
-  // NOMUTEX: mu_ already serialises every use of this connection.
-  int rc =
-      sqlite3_open_v2(db_path.c_str(), &db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, nullptr);
+  // NOMUTEX: mu_ already serialises every use of this connection. The VFS gathers each
+  // commit's WAL writes and maps the WAL for reads (wal_vfs.hpp); MQSEC_WAL_VFS=0 keeps the
+  // default one.
+  const char* no_vfs = secure_getenv("MQSEC_WAL_VFS");
+  const char* vfs = no_vfs != nullptr && std::string_view(no_vfs) == "0" ? nullptr : wal_vfs_name();
+  int rc = sqlite3_open_v2(db_path.c_str(), &db_,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, vfs);
   if (rc != SQLITE_OK) {
     std::string reason = "opening " + db_path.string() +
                          " failed: " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));

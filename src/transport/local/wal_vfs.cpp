@@ -1,0 +1,555 @@
+// The store's VFS (wal_vfs.hpp): WAL writes gathered per commit, WAL reads from a mapping.
+//
+// Where what is gathered may go, and when (the rules this file keeps):
+// - It is written (flushed) when the commit's own frame has its page appended, when it would
+//   outgrow kGatherMax, before a write elsewhere in the file, before a sync or a truncation, and,
+//   as a safety net, at the barrier SQLite calls on the database file between writing a commit
+//   and publishing it (wal.c walIndexWriteHdr). Only the first reports an error to the writer as
+//   it would have been reported without gathering (a failed commit, rolled back).
+// - It is thrown away, never written, when the connection gives up the WAL write lock (a
+//   rollback leaves nothing else behind: after the release another connection may write frames
+//   at the same offsets) and when the file is closed. Everything gathered while the lock was
+//   held either was committed (and so written) or belongs to a transaction that ended unwritten.
+// - Reads of bytes still gathered are answered from memory.
+// The database file's wrapper finds its WAL files by name: every connection of this process to
+// one database (the store's and a test's second one) shares a group, since the wal-index lock
+// it releases is the database's, not one connection's.
+#include "src/transport/local/wal_vfs.hpp"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace mqsec::transport::local {
+
+namespace {
+
+constexpr int kWalHeaderBytes = 32;    // the log's header, at offset 0 (wal.c WAL_HDRSIZE)
+constexpr int kFrameHeaderBytes = 24;  // each frame's header (WAL_FRAME_HDRSIZE)
+constexpr int kWalWriteLock = 0;       // the wal-index lock slot of the writer (WAL_WRITE_LOCK)
+// At most this much is gathered before it is written: a claim of 64 signed messages with its
+// deliveries is about 100 frames (400 KiB).
+constexpr size_t kGatherMax = size_t{2} << 20;
+// The most one write passes to the default VFS: SQLite's unix VFS writes at most 17 bits' worth
+// per call (os_unix.c seekAndWriteFd masks the length with 0x1ffff) and takes a write it could
+// not finish for a full disk.
+constexpr size_t kWriteMax = 0x1f000;
+// The mapping grows in steps of this much.
+constexpr size_t kMapStep = size_t{16} << 20;
+
+struct Counts {
+  std::atomic<uint64_t> gathered{0}, flushes{0}, mapped_reads{0}, file_reads{0};
+};
+constinit Counts g_counts;
+
+constinit sqlite3_vfs* g_real = nullptr;
+constinit sqlite3_vfs g_vfs{};
+
+struct WalFile;
+
+// The WAL files of one database in this process.
+struct Group {
+  std::mutex mu;
+  std::vector<WalFile*> wals;
+  std::atomic<int> gathering{0};  // WAL files of the group holding gathered bytes
+};
+
+constinit std::mutex g_groups_mu;
+
+// The group of a database's files opened by this process (a child of fork() starts groups of
+// its own: the copies of its parent's files it inherits are only ever closed, see wal_close).
+std::shared_ptr<Group> group_of(const std::string& db_name) {
+  // Built on first use: a store may be opened while the program's statics are constructed.
+  static auto* groups = new std::map<std::string, std::weak_ptr<Group>>;
+  const std::string key = db_name + '\0' + std::to_string(::getpid());
+  std::lock_guard lock(g_groups_mu);
+  std::shared_ptr<Group> g = (*groups)[key].lock();
+  if (!g) {
+    g = std::make_shared<Group>();
+    (*groups)[key] = g;
+  }
+  for (auto it = groups->begin(); it != groups->end();) {
+    it = it->second.expired() ? groups->erase(it) : std::next(it);
+  }
+  return g;
+}
+
+// The file SQLite sees; the default VFS's file follows it in the same allocation.
+struct WalFile {
+  sqlite3_file base{};
+  sqlite3_file* real = nullptr;
+  std::shared_ptr<Group> group;
+  pid_t pid = 0;  // the process that opened it
+  std::mutex mu;  // the fields below (a database's barrier or unlock may come from another thread)
+  std::vector<uint8_t> gathered;
+  sqlite3_int64 gathered_at = 0;  // the file offset of gathered[0]
+  bool page_next = false;         // the last write was a frame's header: its page comes next
+  bool commit_frame = false;      // ... and that frame is a commit's
+  int fd = -1;                    // read-only, for the mapping (no locks are taken on a WAL)
+  const uint8_t* map = nullptr;
+  size_t map_len = 0;
+  sqlite3_int64 size = 0;  // the file's size as this process last knew it
+};
+
+struct DbFile {
+  sqlite3_file base{};
+  sqlite3_file* real = nullptr;
+  std::shared_ptr<Group> group;
+  pid_t pid = 0;  // the process that opened it
+};
+
+constexpr size_t align8(size_t n) { return (n + 7) & ~size_t{7}; }
+constexpr size_t kWrapperBytes = std::max(align8(sizeof(WalFile)), align8(sizeof(DbFile)));
+
+WalFile& wal(sqlite3_file* f) { return *reinterpret_cast<WalFile*>(f); }
+DbFile& dbf(sqlite3_file* f) { return *reinterpret_cast<DbFile*>(f); }
+
+int read_big_endian32(const void* p) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  return static_cast<int>((uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) |
+                          uint32_t{b[3]});
+}
+
+// Writes what `w` gathered (w.mu held). What was gathered is gone either way: on an error the
+// caller reports it, and the transaction it belonged to is rolled back.
+int flush_locked(WalFile& w) {
+  if (w.gathered.empty()) return SQLITE_OK;
+  int rc = SQLITE_OK;
+  for (size_t done = 0; done < w.gathered.size() && rc == SQLITE_OK; done += kWriteMax) {
+    const size_t n = std::min(kWriteMax, w.gathered.size() - done);
+    rc = w.real->pMethods->xWrite(w.real, w.gathered.data() + done, static_cast<int>(n),
+                                  w.gathered_at + static_cast<sqlite3_int64>(done));
+  }
+  if (rc == SQLITE_OK) {
+    w.size = std::max<sqlite3_int64>(w.size,
+                                     w.gathered_at + static_cast<sqlite3_int64>(w.gathered.size()));
+  }
+  w.gathered.clear();
+  w.group->gathering.fetch_sub(1, std::memory_order_relaxed);
+  g_counts.flushes.fetch_add(1, std::memory_order_relaxed);
+  return rc;
+}
+
+void discard_locked(WalFile& w) {
+  if (w.gathered.empty()) return;
+  w.gathered.clear();
+  w.page_next = false;
+  w.group->gathering.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void unmap_locked(WalFile& w) {
+  if (w.map != nullptr) ::munmap(const_cast<uint8_t*>(w.map), w.map_len);
+  w.map = nullptr;
+  w.map_len = 0;
+}
+
+// For every WAL file of the group, under its lock.
+template <typename F>
+void each_wal(Group& g, F f) {
+  std::lock_guard lock(g.mu);
+  for (WalFile* w : g.wals) {
+    std::lock_guard wl(w->mu);
+    f(*w);
+  }
+}
+
+// ---- the WAL file ----
+
+int wal_close(sqlite3_file* f) {
+  WalFile& w = wal(f);
+  if (w.pid != ::getpid()) {
+    // A child of fork() closing its copy of the parent's connection (Store::close_in_child): a
+    // thread of the parent may have held a lock here at the fork, and no thread of the child
+    // uses the copy. Its group is its parent's, which the child never joins.
+    if (w.map != nullptr) ::munmap(const_cast<uint8_t*>(w.map), w.map_len);
+    if (w.fd >= 0) ::close(w.fd);
+    const int rc = w.real->pMethods->xClose(w.real);
+    w.~WalFile();
+    return rc;
+  }
+  {
+    std::lock_guard lock(w.group->mu);
+    std::erase(w.group->wals, &w);
+  }
+  int rc = SQLITE_OK;
+  {
+    std::lock_guard lock(w.mu);
+    discard_locked(w);  // nothing committed is ever left here (see the file's comment)
+    unmap_locked(w);
+    if (w.fd >= 0) ::close(w.fd);
+    w.fd = -1;
+    rc = w.real->pMethods->xClose(w.real);
+  }
+  w.~WalFile();
+  return rc;
+}
+
+// Copies [off, off + n) from the mapping if the file is known to hold it (w.mu held).
+bool read_mapped_locked(WalFile& w, void* out, int n, sqlite3_int64 off) {
+  if (w.fd < 0 || off < 0) return false;
+  const sqlite3_int64 end = off + n;
+  if (end > w.size) {
+    struct stat st {};
+    if (::fstat(w.fd, &st) != 0) return false;
+    w.size = st.st_size;
+    if (end > w.size) return false;
+  }
+  if (static_cast<size_t>(end) > w.map_len) {
+    const size_t len = (static_cast<size_t>(end) + kMapStep - 1) / kMapStep * kMapStep;
+    void* p = w.map == nullptr
+                  ? ::mmap(nullptr, len, PROT_READ, MAP_SHARED, w.fd, 0)
+                  : ::mremap(const_cast<uint8_t*>(w.map), w.map_len, len, MREMAP_MAYMOVE);
+    if (p == MAP_FAILED) {
+      unmap_locked(w);
+      return false;
+    }
+    w.map = static_cast<const uint8_t*>(p);
+    w.map_len = len;
+  }
+  std::memcpy(out, w.map + off, static_cast<size_t>(n));
+  return true;
+}
+
+int wal_read(sqlite3_file* f, void* out, int n, sqlite3_int64 off) {
+  WalFile& w = wal(f);
+  std::lock_guard lock(w.mu);
+  if (!w.gathered.empty()) {
+    const sqlite3_int64 g0 = w.gathered_at;
+    const sqlite3_int64 g1 = g0 + static_cast<sqlite3_int64>(w.gathered.size());
+    if (off >= g0 && off + n <= g1) {
+      std::memcpy(out, w.gathered.data() + (off - g0), static_cast<size_t>(n));
+      return SQLITE_OK;
+    }
+    if (off < g1 && off + n > g0) {
+      // Partly gathered (SQLite does not read like this): write it out first.
+      if (int rc = flush_locked(w); rc != SQLITE_OK) return rc;
+    }
+  }
+  if (read_mapped_locked(w, out, n, off)) {
+    g_counts.mapped_reads.fetch_add(1, std::memory_order_relaxed);
+    return SQLITE_OK;
+  }
+  g_counts.file_reads.fetch_add(1, std::memory_order_relaxed);
+  return w.real->pMethods->xRead(w.real, out, n, off);
+}
+
+int wal_write(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
+  WalFile& w = wal(f);
+  std::lock_guard lock(w.mu);
+  const bool follows =
+      !w.gathered.empty() && off == w.gathered_at + static_cast<sqlite3_int64>(w.gathered.size());
+  // What this write is: a frame's page right after its header, a frame's header, the log's
+  // header, or something else (written through, after what was gathered).
+  bool gather = false;
+  bool commit_written = false;
+  if (w.page_next && follows) {
+    gather = true;
+    commit_written = w.commit_frame;
+    w.page_next = false;
+  } else if (n == kFrameHeaderBytes) {
+    gather = true;
+    w.page_next = true;
+    w.commit_frame = read_big_endian32(static_cast<const uint8_t*>(p) + 4) != 0;
+  } else if (n == kWalHeaderBytes && off == 0) {
+    gather = true;
+    w.page_next = false;
+  } else {
+    w.page_next = false;
+  }
+  if (!gather || (!w.gathered.empty() && !follows) ||
+      w.gathered.size() + static_cast<size_t>(n) > kGatherMax) {
+    if (int rc = flush_locked(w); rc != SQLITE_OK) {
+      w.page_next = false;
+      return rc;
+    }
+  }
+  if (!gather) {
+    const int rc = w.real->pMethods->xWrite(w.real, p, n, off);
+    if (rc == SQLITE_OK) w.size = std::max<sqlite3_int64>(w.size, off + n);
+    return rc;
+  }
+  if (w.gathered.empty()) {
+    w.gathered_at = off;
+    w.group->gathering.fetch_add(1, std::memory_order_relaxed);
+  }
+  const auto* b = static_cast<const uint8_t*>(p);
+  w.gathered.insert(w.gathered.end(), b, b + n);
+  g_counts.gathered.fetch_add(1, std::memory_order_relaxed);
+  // The commit frame's page is the commit's last write before SQLite publishes it.
+  return commit_written ? flush_locked(w) : SQLITE_OK;
+}
+
+int wal_truncate(sqlite3_file* f, sqlite3_int64 size) {
+  WalFile& w = wal(f);
+  std::lock_guard lock(w.mu);
+  if (int rc = flush_locked(w); rc != SQLITE_OK) return rc;
+  const int rc = w.real->pMethods->xTruncate(w.real, size);
+  if (rc == SQLITE_OK) w.size = size;
+  return rc;
+}
+
+int wal_sync(sqlite3_file* f, int flags) {
+  WalFile& w = wal(f);
+  std::lock_guard lock(w.mu);
+  if (int rc = flush_locked(w); rc != SQLITE_OK) return rc;
+  return w.real->pMethods->xSync(w.real, flags);
+}
+
+int wal_file_size(sqlite3_file* f, sqlite3_int64* out) {
+  WalFile& w = wal(f);
+  std::lock_guard lock(w.mu);
+  const int rc = w.real->pMethods->xFileSize(w.real, out);
+  if (rc != SQLITE_OK) return rc;
+  w.size = *out;
+  if (!w.gathered.empty()) {
+    *out = std::max<sqlite3_int64>(*out,
+                                   w.gathered_at + static_cast<sqlite3_int64>(w.gathered.size()));
+  }
+  return SQLITE_OK;
+}
+
+int wal_lock(sqlite3_file* f, int level) {
+  return wal(f).real->pMethods->xLock(wal(f).real, level);
+}
+int wal_unlock(sqlite3_file* f, int level) {
+  return wal(f).real->pMethods->xUnlock(wal(f).real, level);
+}
+int wal_check_reserved(sqlite3_file* f, int* out) {
+  return wal(f).real->pMethods->xCheckReservedLock(wal(f).real, out);
+}
+int wal_file_control(sqlite3_file* f, int op, void* arg) {
+  return wal(f).real->pMethods->xFileControl(wal(f).real, op, arg);
+}
+int wal_sector_size(sqlite3_file* f) { return wal(f).real->pMethods->xSectorSize(wal(f).real); }
+int wal_device(sqlite3_file* f) {
+  return wal(f).real->pMethods->xDeviceCharacteristics(wal(f).real);
+}
+
+// Version 1: SQLite maps and locks shared memory, and fetches pages, on the database file only.
+const sqlite3_io_methods kWalMethods = {1,
+                                        wal_close,
+                                        wal_read,
+                                        wal_write,
+                                        wal_truncate,
+                                        wal_sync,
+                                        wal_file_size,
+                                        wal_lock,
+                                        wal_unlock,
+                                        wal_check_reserved,
+                                        wal_file_control,
+                                        wal_sector_size,
+                                        wal_device,
+                                        nullptr,
+                                        nullptr,
+                                        nullptr,
+                                        nullptr,
+                                        nullptr,
+                                        nullptr};
+
+// ---- the database file: everything passed through; the write lock's release and the barrier
+// seen on the way ----
+
+#define MQSEC_REAL(f) (dbf(f).real)
+#define MQSEC_FWD(method, ...) MQSEC_REAL(f)->pMethods->method(MQSEC_REAL(f), __VA_ARGS__)
+
+int db_close(sqlite3_file* f) {
+  DbFile& d = dbf(f);
+  const int rc = d.real->pMethods->xClose(d.real);
+  d.~DbFile();
+  return rc;
+}
+int db_read(sqlite3_file* f, void* p, int n, sqlite3_int64 off) {
+  return MQSEC_FWD(xRead, p, n, off);
+}
+int db_write(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
+  return MQSEC_FWD(xWrite, p, n, off);
+}
+int db_truncate(sqlite3_file* f, sqlite3_int64 size) { return MQSEC_FWD(xTruncate, size); }
+int db_sync(sqlite3_file* f, int flags) { return MQSEC_FWD(xSync, flags); }
+int db_file_size(sqlite3_file* f, sqlite3_int64* out) { return MQSEC_FWD(xFileSize, out); }
+int db_lock(sqlite3_file* f, int level) { return MQSEC_FWD(xLock, level); }
+int db_unlock(sqlite3_file* f, int level) { return MQSEC_FWD(xUnlock, level); }
+int db_check_reserved(sqlite3_file* f, int* out) { return MQSEC_FWD(xCheckReservedLock, out); }
+int db_file_control(sqlite3_file* f, int op, void* arg) { return MQSEC_FWD(xFileControl, op, arg); }
+int db_sector_size(sqlite3_file* f) { return MQSEC_REAL(f)->pMethods->xSectorSize(MQSEC_REAL(f)); }
+int db_device(sqlite3_file* f) {
+  return MQSEC_REAL(f)->pMethods->xDeviceCharacteristics(MQSEC_REAL(f));
+}
+int db_shm_map(sqlite3_file* f, int region, int size, int extend, void volatile** out) {
+  return MQSEC_FWD(xShmMap, region, size, extend, out);
+}
+int db_shm_lock(sqlite3_file* f, int offset, int n, int flags) {
+  DbFile& d = dbf(f);
+  if (flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE) && offset <= kWalWriteLock &&
+      kWalWriteLock < offset + n && d.group->gathering.load(std::memory_order_relaxed) > 0 &&
+      d.pid == ::getpid()) {
+    // Still ours: nothing gathered outlives the write lock (a commit wrote its frames already).
+    each_wal(*d.group, [](WalFile& w) { discard_locked(w); });
+  }
+  return MQSEC_FWD(xShmLock, offset, n, flags);
+}
+void db_shm_barrier(sqlite3_file* f) {
+  DbFile& d = dbf(f);
+  if (d.group->gathering.load(std::memory_order_relaxed) > 0 && d.pid == ::getpid()) {
+    // Not reached while SQLite writes its commit frames as wal.c does (the commit frame's
+    // page flushed them); if it ever is, the frames reach the file before the commit is
+    // published.
+    each_wal(*d.group, [](WalFile& w) { (void)flush_locked(w); });
+  }
+  MQSEC_REAL(f)->pMethods->xShmBarrier(MQSEC_REAL(f));
+}
+int db_shm_unmap(sqlite3_file* f, int remove) { return MQSEC_FWD(xShmUnmap, remove); }
+int db_fetch(sqlite3_file* f, sqlite3_int64 off, int n, void** out) {
+  return MQSEC_FWD(xFetch, off, n, out);
+}
+int db_unfetch(sqlite3_file* f, sqlite3_int64 off, void* p) { return MQSEC_FWD(xUnfetch, off, p); }
+
+#undef MQSEC_FWD
+#undef MQSEC_REAL
+
+const sqlite3_io_methods kDbMethods = {3,
+                                       db_close,
+                                       db_read,
+                                       db_write,
+                                       db_truncate,
+                                       db_sync,
+                                       db_file_size,
+                                       db_lock,
+                                       db_unlock,
+                                       db_check_reserved,
+                                       db_file_control,
+                                       db_sector_size,
+                                       db_device,
+                                       db_shm_map,
+                                       db_shm_lock,
+                                       db_shm_barrier,
+                                       db_shm_unmap,
+                                       db_fetch,
+                                       db_unfetch};
+
+// ---- the VFS ----
+
+sqlite3_file* real_part(sqlite3_file* f) {
+  return reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(f) + kWrapperBytes);
+}
+
+int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
+  const bool is_wal = (flags & SQLITE_OPEN_WAL) != 0 && name != nullptr;
+  const bool is_db = (flags & SQLITE_OPEN_MAIN_DB) != 0 && name != nullptr;
+  if (!is_wal && !is_db) return g_real->xOpen(g_real, name, f, flags, out_flags);
+  sqlite3_file* real = real_part(f);
+  f->pMethods = nullptr;
+  std::string db_name(name);
+  if (is_wal) {
+    constexpr std::string_view kSuffix = "-wal";
+    if (db_name.size() > kSuffix.size() && db_name.ends_with(kSuffix)) {
+      db_name.resize(db_name.size() - kSuffix.size());
+    }
+  }
+  std::shared_ptr<Group> group;
+  try {
+    group = group_of(db_name);
+  } catch (...) {
+    return SQLITE_NOMEM;
+  }
+  const int rc = g_real->xOpen(g_real, name, real, flags, out_flags);
+  if (rc != SQLITE_OK) {
+    if (real->pMethods != nullptr) real->pMethods->xClose(real);
+    return rc;
+  }
+  if (is_db) {
+    auto* d = new (f) DbFile;
+    d->real = real;
+    d->group = std::move(group);
+    d->pid = ::getpid();
+    d->base.pMethods = &kDbMethods;
+    return SQLITE_OK;
+  }
+  auto* w = new (f) WalFile;
+  w->real = real;
+  w->group = std::move(group);
+  w->pid = ::getpid();
+  w->fd = ::open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);  // none: reads go to the file
+  {
+    std::lock_guard lock(w->group->mu);
+    w->group->wals.push_back(w);
+  }
+  w->base.pMethods = &kWalMethods;
+  return SQLITE_OK;
+}
+
+int x_delete(sqlite3_vfs*, const char* name, int sync_dir) {
+  return g_real->xDelete(g_real, name, sync_dir);
+}
+int x_access(sqlite3_vfs*, const char* name, int flags, int* out) {
+  return g_real->xAccess(g_real, name, flags, out);
+}
+int x_full_pathname(sqlite3_vfs*, const char* name, int n, char* out) {
+  return g_real->xFullPathname(g_real, name, n, out);
+}
+void* x_dl_open(sqlite3_vfs*, const char* name) { return g_real->xDlOpen(g_real, name); }
+void x_dl_error(sqlite3_vfs*, int n, char* out) { g_real->xDlError(g_real, n, out); }
+void (*x_dl_sym(sqlite3_vfs*, void* h, const char* sym))(void) {
+  return g_real->xDlSym(g_real, h, sym);
+}
+void x_dl_close(sqlite3_vfs*, void* h) { g_real->xDlClose(g_real, h); }
+int x_randomness(sqlite3_vfs*, int n, char* out) { return g_real->xRandomness(g_real, n, out); }
+int x_sleep(sqlite3_vfs*, int us) { return g_real->xSleep(g_real, us); }
+int x_current_time(sqlite3_vfs*, double* out) { return g_real->xCurrentTime(g_real, out); }
+int x_last_error(sqlite3_vfs*, int n, char* out) { return g_real->xGetLastError(g_real, n, out); }
+int x_current_time64(sqlite3_vfs*, sqlite3_int64* out) {
+  return g_real->iVersion >= 2 && g_real->xCurrentTimeInt64 != nullptr
+             ? g_real->xCurrentTimeInt64(g_real, out)
+             : SQLITE_ERROR;
+}
+
+const char* register_vfs() noexcept {
+  if (sqlite3_initialize() != SQLITE_OK) return nullptr;
+  g_real = sqlite3_vfs_find(nullptr);
+  if (g_real == nullptr) return nullptr;
+  g_vfs.iVersion = 2;
+  g_vfs.szOsFile = static_cast<int>(kWrapperBytes) + g_real->szOsFile;
+  g_vfs.mxPathname = g_real->mxPathname;
+  g_vfs.zName = "mqsec-wal";
+  g_vfs.xOpen = x_open;
+  g_vfs.xDelete = x_delete;
+  g_vfs.xAccess = x_access;
+  g_vfs.xFullPathname = x_full_pathname;
+  g_vfs.xDlOpen = x_dl_open;
+  g_vfs.xDlError = x_dl_error;
+  g_vfs.xDlSym = x_dl_sym;
+  g_vfs.xDlClose = x_dl_close;
+  g_vfs.xRandomness = x_randomness;
+  g_vfs.xSleep = x_sleep;
+  g_vfs.xCurrentTime = x_current_time;
+  g_vfs.xGetLastError = x_last_error;
+  g_vfs.xCurrentTimeInt64 = x_current_time64;
+  if (sqlite3_vfs_register(&g_vfs, 0) != SQLITE_OK) return nullptr;
+  return g_vfs.zName;
+}
+
+}  // namespace
+
+const char* wal_vfs_name() noexcept {
+  static const char* const name = register_vfs();
+  return name;
+}
+
+WalVfsCounts wal_vfs_counts() noexcept {
+  return {g_counts.gathered.load(), g_counts.flushes.load(), g_counts.mapped_reads.load(),
+          g_counts.file_reads.load()};
+}
+
+}  // namespace mqsec::transport::local

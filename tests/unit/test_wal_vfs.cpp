@@ -1,0 +1,219 @@
+// The store's VFS (src/transport/local/wal_vfs.hpp): a commit's WAL frames, gathered in memory,
+// are in the file before any reader can look for them, and a failed write fails the commit;
+// what a rolled-back transaction gathered is never written afterwards (another connection's
+// frames may be at those offsets by then); reads of other connections' commits come from the
+// mapping; the store uses the VFS unless MQSEC_WAL_VFS=0.
+#include "src/transport/local/wal_vfs.hpp"
+
+#include "src/transport/local/store.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "tests/support/scoped_env.hpp"
+#include "tests/support/sqlite_query.hpp"
+
+namespace mqsec::transport::local {
+namespace {
+
+namespace fs = std::filesystem;
+using mqsec::testing::query_int64;
+using mqsec::testing::ScopedEnv;
+
+class WalVfs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(wal_vfs_name(), nullptr);
+    std::string tmpl = (fs::temp_directory_path() / "mqsec-walvfs-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
+    root_ = tmpl;
+    path_ = root_ / "test.db";
+  }
+  void TearDown() override {
+    for (sqlite3* db : open_) sqlite3_close_v2(db);
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  // A connection through the store's VFS (ours) or the default one.
+  sqlite3* open(bool ours) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                              ours ? wal_vfs_name() : nullptr),
+              SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    // As the store: no sync at a commit (FULL would sync the WAL, and so write what was
+    // gathered, at every commit).
+    EXPECT_EQ(exec(db, "PRAGMA synchronous=NORMAL"), SQLITE_OK);
+    open_.push_back(db);
+    return db;
+  }
+  static int exec(sqlite3* db, const std::string& sql) {
+    return sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+  }
+  // Rows (id, 3,000 bytes, `fill`) from `first`, in one transaction: about one WAL frame each.
+  static int insert_rows(sqlite3* db, int first, int count, char fill) {
+    std::string sql = "BEGIN;";
+    for (int i = first; i < first + count; ++i) {
+      sql += "INSERT INTO t(id, v, tag) VALUES(" + std::to_string(i) + ", zeroblob(3000), '" +
+             std::string(1, fill) + "');";
+    }
+    sql += "COMMIT;";
+    return exec(db, sql);
+  }
+  // What another connection (the default VFS: pread of the WAL) sees: rows, and whether the
+  // database is intact.
+  int64_t rows_seen_by_another_connection(const std::string& where = "1") {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    std::string ok;
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      ok = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    EXPECT_EQ(ok, "ok") << "integrity_check of the database";
+    const int64_t n = query_int64(db, "SELECT count(*) FROM t WHERE " + where);
+    sqlite3_close_v2(db);
+    return n;
+  }
+  fs::path root_, path_;
+  std::vector<sqlite3*> open_;
+};
+
+TEST_F(WalVfs, ACommitsFramesAreGatheredAndInTheFileWhenItIsPublished) {
+  sqlite3* a = open(true);
+  ASSERT_EQ(
+      exec(a, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT)"),
+      SQLITE_OK);
+  const WalVfsCounts before = wal_vfs_counts();
+  ASSERT_EQ(insert_rows(a, 0, 100, 'a'), SQLITE_OK);
+  const WalVfsCounts after = wal_vfs_counts();
+  // Two writes per frame, about 100 frames, written with one flush (the commit frame's page).
+  EXPECT_GE(after.gathered - before.gathered, 200u);
+  EXPECT_EQ(after.flushes - before.flushes, 1u);
+  EXPECT_EQ(rows_seen_by_another_connection(), 100);
+}
+
+TEST_F(WalVfs, ReadsOfAnotherConnectionsCommitsComeFromTheMapping) {
+  sqlite3* a = open(true);
+  ASSERT_EQ(
+      exec(a, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT)"),
+      SQLITE_OK);
+  sqlite3* b = open(false);
+  ASSERT_EQ(insert_rows(b, 0, 50, 'b'), SQLITE_OK);
+  const WalVfsCounts before = wal_vfs_counts();
+  EXPECT_EQ(query_int64(a, "SELECT count(*) FROM t WHERE tag = 'b'"), 50);
+  const WalVfsCounts after = wal_vfs_counts();
+  EXPECT_GE(after.mapped_reads - before.mapped_reads, 50u) << "b's pages, read by a";
+  EXPECT_EQ(after.file_reads, before.file_reads);
+}
+
+// A transaction that outgrew its page cache wrote frames before its commit (a spill); rolled
+// back, it leaves them gathered. Another connection then commits frames at the same offsets.
+// Written afterwards, a's frames would overwrite b's committed ones, and read, they would be
+// taken for b's.
+TEST_F(WalVfs, WhatARolledBackTransactionGatheredIsNeverWritten) {
+  sqlite3* a = open(true);
+  ASSERT_EQ(
+      exec(a,
+           "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT);"
+           "PRAGMA cache_size=20"),
+      SQLITE_OK);
+  ASSERT_EQ(exec(a, "INSERT INTO t(id, v, tag) VALUES(-1, x'00', 'z')"), SQLITE_OK);
+  std::string spill = "BEGIN;";
+  for (int i = 0; i < 200; ++i) {
+    spill +=
+        "INSERT INTO t(id, v, tag) VALUES(" + std::to_string(1000 + i) + ", zeroblob(3000), 'a');";
+  }
+  const WalVfsCounts before = wal_vfs_counts();
+  ASSERT_EQ(exec(a, spill), SQLITE_OK);
+  ASSERT_GT(wal_vfs_counts().gathered, before.gathered) << "the transaction spilled frames";
+  ASSERT_EQ(exec(a, "ROLLBACK"), SQLITE_OK);
+
+  sqlite3* b = open(false);
+  ASSERT_EQ(insert_rows(b, 0, 150, 'b'), SQLITE_OK);
+  // a reads b's rows (their frames are where a's gathered ones would be), then commits.
+  EXPECT_EQ(query_int64(a, "SELECT count(*) FROM t WHERE tag = 'b'"), 150);
+  ASSERT_EQ(insert_rows(a, 500, 3, 'c'), SQLITE_OK);
+  EXPECT_EQ(rows_seen_by_another_connection("tag = 'b'"), 150);
+  EXPECT_EQ(rows_seen_by_another_connection("id >= 1000"), 0);
+  EXPECT_EQ(rows_seen_by_another_connection(), 154);
+}
+
+// A full disk (here the file size limit) when the gathered frames are written fails the commit,
+// as a failed write of a frame did without gathering; the database keeps what was committed
+// before, and the connection commits again once there is room.
+TEST_F(WalVfs, AFailedWriteOfTheGatheredFramesFailsTheCommit) {
+  sqlite3* a = open(true);
+  ASSERT_EQ(
+      exec(a, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT)"),
+      SQLITE_OK);
+  ASSERT_EQ(insert_rows(a, 0, 10, 'a'), SQLITE_OK);
+  // Closed before the fork (a connection must not cross it): the WAL is checkpointed and gone.
+  sqlite3_close_v2(a);
+  open_.clear();
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  ASSERT_NE(pid, -1);
+  if (pid == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim {};
+    ::getrlimit(RLIMIT_FSIZE, &lim);
+    lim.rlim_cur = 64 * 1024;  // the new WAL's first 16 frames
+    if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(10);
+    // A connection of the child's own (a parent's connection must not be used across fork).
+    sqlite3* c = nullptr;
+    if (sqlite3_open_v2(path_.c_str(), &c, SQLITE_OPEN_READWRITE, wal_vfs_name()) != SQLITE_OK ||
+        exec(c, "PRAGMA synchronous=NORMAL") != SQLITE_OK) {
+      ::_exit(11);
+    }
+    if (insert_rows(c, 100, 100, 'x') == SQLITE_OK) ::_exit(12);  // 400 KiB: must fail
+    lim.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(13);
+    if (insert_rows(c, 300, 5, 'y') != SQLITE_OK) ::_exit(14);  // room again: commits
+    sqlite3_close_v2(c);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "10-11 setup, 12 the commit passed, 13-14 no recovery";
+  EXPECT_EQ(rows_seen_by_another_connection("id >= 100 AND id < 200"), 0);
+  EXPECT_EQ(rows_seen_by_another_connection(), 15);
+}
+
+TEST_F(WalVfs, TheStoreUsesItUnlessSwitchedOff) {
+  for (const char* setting : {"1", "0"}) {
+    ScopedEnv env("MQSEC_WAL_VFS", setting);
+    const fs::path dir = root_ / (std::string("store-") + setting);
+    const WalVfsCounts before = wal_vfs_counts();
+    {
+      Store s(dir);
+      QueueInfo q;
+      q.name = "q";
+      s.create_queue(q);
+      s.append(s.find_queue("q")->id, 3, Bytes(100, 'm'), false);
+    }
+    const WalVfsCounts after = wal_vfs_counts();
+    if (std::string(setting) == "1") {
+      EXPECT_GT(after.flushes, before.flushes);
+    } else {
+      EXPECT_EQ(after.flushes, before.flushes);
+      EXPECT_EQ(after.gathered, before.gathered);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mqsec::transport::local
