@@ -2171,7 +2171,10 @@ int Store::wal_committed(void* self, sqlite3* db, const char* name, int frames) 
   static_cast<Store*>(self)->last_commit_frames_ = frames;
   // What SQLite's own hook (sqlite3WalDefaultHook) does at wal_autocheckpoint=10000: a passive
   // checkpoint, its result ignored (the next commit tries again).
-  if (frames >= kAutoCheckpointFrames) sqlite3_wal_checkpoint(db, name);
+  if (frames >= kAutoCheckpointFrames) {
+    WalReadsFromFile from_file;  // not through the mapping (wal_vfs.hpp)
+    sqlite3_wal_checkpoint(db, name);
+  }
   return SQLITE_OK;
 }
 

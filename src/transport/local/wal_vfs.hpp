@@ -4,13 +4,15 @@
 //
 // - Writes. SQLite writes each WAL frame with two calls (its 24-byte header, then the page), so a
 //   commit of 18 pages made 36 pwrite calls, each touching one or two page-cache pages partly.
-//   Here a commit's frames are gathered in memory and written with one call when the commit's
-//   own frame (the one whose header carries the database size, the WAL format's commit mark) has
-//   its page appended: that write is the commit's last before SQLite publishes it in the
+//   Here a commit's new frames are gathered in memory and written with one call per 124 KiB
+//   when the commit's own frame (the one whose header carries the database size, the WAL
+//   format's commit mark) has its page appended, before SQLite publishes the commit in the
 //   wal-index, so no reader, in this process or another, can look for a frame that is not in the
-//   file yet, and a failed write fails the commit as it did (SQLite rolls it back). Anything
-//   else that touches the file first (a read, a sync, a truncation, its size, a write somewhere
-//   else, closing it) writes what is gathered before it.
+//   file yet, and a failed write fails the commit as it did (SQLite rolls it back). From then
+//   until the connection next takes the write lock, writes go straight through (SQLite may
+//   still rewrite frame headers before it publishes). A write that is not a new frame, a sync,
+//   a truncation, or a read of part of what is gathered writes it first; what a rolled-back
+//   transaction gathered is dropped when the connection gives up the write lock.
 // - Reads. A page SQLite reads from the WAL (every page another process committed since this
 //   connection last read: SQLite empties a connection's page cache whenever another connection
 //   committed) is copied out of a read-only shared mapping of the file instead of read with a
@@ -34,12 +36,26 @@ namespace mqsec::transport::local {
 // which case the store opens with the default VFS. Thread-safe.
 const char* wal_vfs_name() noexcept;
 
+// While one lives, this thread's reads of a WAL go to the file, and a WAL they read from is
+// unmapped: a checkpoint (Store::wal_committed) reads every frame once, and mapping them would
+// only add the whole WAL to the process's resident set (file pages, RssFile). So the mapping
+// holds at most what was read since this process's last checkpoint.
+class WalReadsFromFile {
+ public:
+  WalReadsFromFile() noexcept;
+  ~WalReadsFromFile();
+  WalReadsFromFile(const WalReadsFromFile&) = delete;
+  WalReadsFromFile& operator=(const WalReadsFromFile&) = delete;
+};
+
 // What the VFS did in this process, for tests and diagnostics.
 struct WalVfsCounts {
-  uint64_t gathered = 0;      // writes to a WAL file kept in memory
-  uint64_t flushes = 0;       // writes of what was gathered (one per commit, when all goes well)
-  uint64_t mapped_reads = 0;  // reads served from the mapping
-  uint64_t file_reads = 0;    // reads passed to the default VFS
+  uint64_t gathered = 0;         // writes to a WAL file kept in memory
+  uint64_t flushes = 0;          // writes of what was gathered (one per commit, when all goes well)
+  uint64_t barrier_flushes = 0;  // of them, by the safety net (wal_vfs.cpp): 0 with this SQLite
+  uint64_t discarded = 0;        // gathered writes dropped at the write lock's release (rollbacks)
+  uint64_t mapped_reads = 0;     // reads served from the mapping
+  uint64_t file_reads = 0;       // reads passed to the default VFS
 };
 WalVfsCounts wal_vfs_counts() noexcept;
 
