@@ -1,6 +1,8 @@
 // Power-loss tools (power_loss.hpp).
 #include "tests/support/power_loss.hpp"
 
+#include "src/transport/local/forwarding_vfs.hpp"
+
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -227,30 +229,6 @@ int x_open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags, 
   return rc;
 }
 
-// The rest: the real VFS's own.
-int x_delete(sqlite3_vfs*, const char* name, int sync) {
-  return g_real->xDelete(g_real, name, sync);
-}
-int x_access(sqlite3_vfs*, const char* name, int flags, int* out) {
-  return g_real->xAccess(g_real, name, flags, out);
-}
-int x_full_pathname(sqlite3_vfs*, const char* name, int n, char* out) {
-  return g_real->xFullPathname(g_real, name, n, out);
-}
-void* x_dl_open(sqlite3_vfs*, const char* name) { return g_real->xDlOpen(g_real, name); }
-void x_dl_error(sqlite3_vfs*, int n, char* out) { g_real->xDlError(g_real, n, out); }
-void (*x_dl_sym(sqlite3_vfs*, void* h, const char* sym))(void) {
-  return g_real->xDlSym(g_real, h, sym);
-}
-void x_dl_close(sqlite3_vfs*, void* h) { g_real->xDlClose(g_real, h); }
-int x_randomness(sqlite3_vfs*, int n, char* out) { return g_real->xRandomness(g_real, n, out); }
-int x_sleep(sqlite3_vfs*, int us) { return g_real->xSleep(g_real, us); }
-int x_current_time(sqlite3_vfs*, double* out) { return g_real->xCurrentTime(g_real, out); }
-int x_last_error(sqlite3_vfs*, int n, char* out) { return g_real->xGetLastError(g_real, n, out); }
-int x_current_time64(sqlite3_vfs*, sqlite3_int64* out) {
-  return g_real->xCurrentTimeInt64(g_real, out);
-}
-
 sqlite3_vfs g_vfs;
 
 // A journal's records, read whole.
@@ -279,24 +257,8 @@ void install_power_loss_vfs(const std::filesystem::path& journal_dir) {
   fs::create_directories(g_dir);
   g_real = sqlite3_vfs_find("unix");
   if (g_real == nullptr) throw std::runtime_error("SQLite has no \"unix\" VFS");
-  g_vfs = sqlite3_vfs{};
-  g_vfs.iVersion = 2;
-  g_vfs.szOsFile = static_cast<int>(sizeof(File)) + g_real->szOsFile;
-  g_vfs.mxPathname = g_real->mxPathname;
-  g_vfs.zName = "mqsec-power-loss";
-  g_vfs.xOpen = x_open;
-  g_vfs.xDelete = x_delete;
-  g_vfs.xAccess = x_access;
-  g_vfs.xFullPathname = x_full_pathname;
-  g_vfs.xDlOpen = x_dl_open;
-  g_vfs.xDlError = x_dl_error;
-  g_vfs.xDlSym = x_dl_sym;
-  g_vfs.xDlClose = x_dl_close;
-  g_vfs.xRandomness = x_randomness;
-  g_vfs.xSleep = x_sleep;
-  g_vfs.xCurrentTime = x_current_time;
-  g_vfs.xGetLastError = x_last_error;
-  g_vfs.xCurrentTimeInt64 = x_current_time64;
+  g_vfs = transport::local::forwarding_vfs(
+      g_real, "mqsec-power-loss", static_cast<int>(sizeof(File)) + g_real->szOsFile, x_open);
   if (sqlite3_vfs_register(&g_vfs, 1) != SQLITE_OK) {
     throw std::runtime_error("registering the power-loss VFS failed");
   }

@@ -57,18 +57,32 @@ class WalVfs : public ::testing::Test {
     open_.push_back(db);
     return db;
   }
+  // A connection through the store's VFS that creates the test's table (WAL mode); `cache`
+  // pages of cache when not 0 (small: the transaction's pages spill into the WAL).
+  sqlite3* create_table(int cache = 0) {
+    sqlite3* db = open(true);
+    std::string sql =
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT);";
+    if (cache != 0) sql += "PRAGMA cache_size=" + std::to_string(cache);
+    EXPECT_EQ(exec(db, sql), SQLITE_OK);
+    return db;
+  }
   static int exec(sqlite3* db, const std::string& sql) {
     return sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
   }
-  // Rows (id, 3,000 bytes, `fill`) from `first`, in one transaction: about one WAL frame each.
-  static int insert_rows(sqlite3* db, int first, int count, char fill) {
-    std::string sql = "BEGIN;";
+  // The statements that insert rows (id, 3,000 bytes, `fill`) from `first`: about one WAL
+  // frame each.
+  static std::string rows(int first, int count, char fill) {
+    std::string sql;
     for (int i = first; i < first + count; ++i) {
       sql += "INSERT INTO t(id, v, tag) VALUES(" + std::to_string(i) + ", zeroblob(3000), '" +
              std::string(1, fill) + "');";
     }
-    sql += "COMMIT;";
-    return exec(db, sql);
+    return sql;
+  }
+  // Those rows, in one transaction.
+  static int insert_rows(sqlite3* db, int first, int count, char fill) {
+    return exec(db, "BEGIN;" + rows(first, count, fill) + "COMMIT;");
   }
   // What another connection (the default VFS: pread of the WAL) sees: rows, and whether the
   // database is intact.
@@ -92,10 +106,7 @@ class WalVfs : public ::testing::Test {
 };
 
 TEST_F(WalVfs, ACommitsFramesAreGatheredAndInTheFileWhenItIsPublished) {
-  sqlite3* a = open(true);
-  ASSERT_EQ(
-      exec(a, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT)"),
-      SQLITE_OK);
+  sqlite3* a = create_table();
   const WalVfsCounts before = wal_vfs_counts();
   ASSERT_EQ(insert_rows(a, 0, 100, 'a'), SQLITE_OK);
   const WalVfsCounts after = wal_vfs_counts();
@@ -108,10 +119,7 @@ TEST_F(WalVfs, ACommitsFramesAreGatheredAndInTheFileWhenItIsPublished) {
 }
 
 TEST_F(WalVfs, ReadsOfAnotherConnectionsCommitsComeFromTheMapping) {
-  sqlite3* a = open(true);
-  ASSERT_EQ(
-      exec(a, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT)"),
-      SQLITE_OK);
+  sqlite3* a = create_table();
   sqlite3* b = open(false);
   ASSERT_EQ(insert_rows(b, 0, 50, 'b'), SQLITE_OK);
   const WalVfsCounts before = wal_vfs_counts();
@@ -126,20 +134,10 @@ TEST_F(WalVfs, ReadsOfAnotherConnectionsCommitsComeFromTheMapping) {
 // Written afterwards, a's frames would overwrite b's committed ones, and read, they would be
 // taken for b's.
 TEST_F(WalVfs, WhatARolledBackTransactionGatheredIsNeverWritten) {
-  sqlite3* a = open(true);
-  ASSERT_EQ(
-      exec(a,
-           "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT);"
-           "PRAGMA cache_size=20"),
-      SQLITE_OK);
+  sqlite3* a = create_table(20);
   ASSERT_EQ(exec(a, "INSERT INTO t(id, v, tag) VALUES(-1, x'00', 'z')"), SQLITE_OK);
-  std::string spill = "BEGIN;";
-  for (int i = 0; i < 200; ++i) {
-    spill +=
-        "INSERT INTO t(id, v, tag) VALUES(" + std::to_string(1000 + i) + ", zeroblob(3000), 'a');";
-  }
   const WalVfsCounts before = wal_vfs_counts();
-  ASSERT_EQ(exec(a, spill), SQLITE_OK);
+  ASSERT_EQ(exec(a, "BEGIN;" + rows(1000, 200, 'a')), SQLITE_OK);
   ASSERT_GT(wal_vfs_counts().gathered, before.gathered) << "the transaction spilled frames";
   ASSERT_EQ(exec(a, "ROLLBACK"), SQLITE_OK);
   ASSERT_GT(wal_vfs_counts().discarded, before.discarded) << "frames were left to drop";
@@ -159,19 +157,9 @@ TEST_F(WalVfs, WhatARolledBackTransactionGatheredIsNeverWritten) {
 // before it publishes the commit: those writes go straight to the file, so the safety net at the
 // barrier has nothing to write (an error there could not fail the commit).
 TEST_F(WalVfs, ChecksumsRewrittenAfterTheCommitFrameGoStraightToTheFile) {
-  sqlite3* a = open(true);
-  ASSERT_EQ(exec(a,
-                 "PRAGMA journal_mode=WAL;"
-                 "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT);"
-                 "PRAGMA cache_size=20"),
-            SQLITE_OK);
+  sqlite3* a = create_table(20);
   const WalVfsCounts before = wal_vfs_counts();
-  std::string sql = "BEGIN;";
-  for (int i = 0; i < 200; ++i) {
-    sql += "INSERT INTO t(id, v, tag) VALUES(" + std::to_string(i) + ", zeroblob(3000), 'a');";
-  }
-  sql += "UPDATE t SET tag = 'b'; COMMIT;";
-  ASSERT_EQ(exec(a, sql), SQLITE_OK);
+  ASSERT_EQ(exec(a, "BEGIN;" + rows(0, 200, 'a') + "UPDATE t SET tag = 'b'; COMMIT;"), SQLITE_OK);
   const WalVfsCounts after = wal_vfs_counts();
   EXPECT_GT(after.gathered, before.gathered);
   EXPECT_EQ(after.barrier_flushes, before.barrier_flushes);
@@ -182,19 +170,10 @@ TEST_F(WalVfs, ChecksumsRewrittenAfterTheCommitFrameGoStraightToTheFile) {
 // of its read transactions) leaves the writer's gathered frames alone; only the write lock's
 // holder acts there.
 TEST_F(WalVfs, AnotherConnectionsReadLeavesTheWritersGatheredFramesAlone) {
-  sqlite3* a = open(true);
-  ASSERT_EQ(exec(a,
-                 "PRAGMA journal_mode=WAL;"
-                 "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT);"
-                 "PRAGMA cache_size=20"),
-            SQLITE_OK);
+  sqlite3* a = create_table(20);
   sqlite3* b = open(true);
   const WalVfsCounts before = wal_vfs_counts();
-  std::string sql = "BEGIN;";
-  for (int i = 0; i < 100; ++i) {
-    sql += "INSERT INTO t(id, v, tag) VALUES(" + std::to_string(i) + ", zeroblob(3000), 'a');";
-  }
-  ASSERT_EQ(exec(a, sql), SQLITE_OK);
+  ASSERT_EQ(exec(a, "BEGIN;" + rows(0, 100, 'a')), SQLITE_OK);
   ASSERT_GT(wal_vfs_counts().gathered, before.gathered) << "a spilled";
   EXPECT_EQ(query_int64(b, "SELECT count(*) FROM t"), 0);
   EXPECT_EQ(wal_vfs_counts().barrier_flushes, before.barrier_flushes);
@@ -207,10 +186,7 @@ TEST_F(WalVfs, AnotherConnectionsReadLeavesTheWritersGatheredFramesAlone) {
 // as a failed write of a frame did without gathering; the database keeps what was committed
 // before, and the connection commits again once there is room.
 TEST_F(WalVfs, AFailedWriteOfTheGatheredFramesFailsTheCommit) {
-  sqlite3* a = open(true);
-  ASSERT_EQ(
-      exec(a, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT)"),
-      SQLITE_OK);
+  sqlite3* a = create_table();
   ASSERT_EQ(insert_rows(a, 0, 10, 'a'), SQLITE_OK);
   // Closed before the fork (a connection must not cross it): the WAL is checkpointed and gone.
   sqlite3_close_v2(a);
@@ -261,10 +237,7 @@ TEST_F(WalVfs, TheStoresCheckpointReadsTheFileNotTheMapping) {
 }
 
 TEST_F(WalVfs, ReadsInsideWalReadsFromFileGoToTheFile) {
-  sqlite3* a = open(true);
-  ASSERT_EQ(
-      exec(a, "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, tag TEXT)"),
-      SQLITE_OK);
+  sqlite3* a = create_table();
   sqlite3* b = open(false);
   ASSERT_EQ(insert_rows(b, 0, 20, 'b'), SQLITE_OK);
   const WalVfsCounts before = wal_vfs_counts();

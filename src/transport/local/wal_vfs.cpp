@@ -28,6 +28,8 @@
 // only one that can have gathered anything, and only its own barrier acts.
 #include "src/transport/local/wal_vfs.hpp"
 
+#include "src/transport/local/forwarding_vfs.hpp"
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -638,52 +640,12 @@ int x_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int*
   return SQLITE_OK;
 }
 
-int x_delete(sqlite3_vfs*, const char* name, int sync_dir) {
-  return g_real->xDelete(g_real, name, sync_dir);
-}
-int x_access(sqlite3_vfs*, const char* name, int flags, int* out) {
-  return g_real->xAccess(g_real, name, flags, out);
-}
-int x_full_pathname(sqlite3_vfs*, const char* name, int n, char* out) {
-  return g_real->xFullPathname(g_real, name, n, out);
-}
-void* x_dl_open(sqlite3_vfs*, const char* name) { return g_real->xDlOpen(g_real, name); }
-void x_dl_error(sqlite3_vfs*, int n, char* out) { g_real->xDlError(g_real, n, out); }
-void (*x_dl_sym(sqlite3_vfs*, void* h, const char* sym))(void) {
-  return g_real->xDlSym(g_real, h, sym);
-}
-void x_dl_close(sqlite3_vfs*, void* h) { g_real->xDlClose(g_real, h); }
-int x_randomness(sqlite3_vfs*, int n, char* out) { return g_real->xRandomness(g_real, n, out); }
-int x_sleep(sqlite3_vfs*, int us) { return g_real->xSleep(g_real, us); }
-int x_current_time(sqlite3_vfs*, double* out) { return g_real->xCurrentTime(g_real, out); }
-int x_last_error(sqlite3_vfs*, int n, char* out) { return g_real->xGetLastError(g_real, n, out); }
-int x_current_time64(sqlite3_vfs*, sqlite3_int64* out) {
-  return g_real->iVersion >= 2 && g_real->xCurrentTimeInt64 != nullptr
-             ? g_real->xCurrentTimeInt64(g_real, out)
-             : SQLITE_ERROR;
-}
-
 const char* register_vfs() noexcept {
   if (sqlite3_initialize() != SQLITE_OK) return nullptr;
   g_real = sqlite3_vfs_find(nullptr);
   if (g_real == nullptr) return nullptr;
-  g_vfs.iVersion = 2;
-  g_vfs.szOsFile = static_cast<int>(kWrapperBytes) + g_real->szOsFile;
-  g_vfs.mxPathname = g_real->mxPathname;
-  g_vfs.zName = "mqsec-wal";
-  g_vfs.xOpen = x_open;
-  g_vfs.xDelete = x_delete;
-  g_vfs.xAccess = x_access;
-  g_vfs.xFullPathname = x_full_pathname;
-  g_vfs.xDlOpen = x_dl_open;
-  g_vfs.xDlError = x_dl_error;
-  g_vfs.xDlSym = x_dl_sym;
-  g_vfs.xDlClose = x_dl_close;
-  g_vfs.xRandomness = x_randomness;
-  g_vfs.xSleep = x_sleep;
-  g_vfs.xCurrentTime = x_current_time;
-  g_vfs.xGetLastError = x_last_error;
-  g_vfs.xCurrentTimeInt64 = x_current_time64;
+  g_vfs = forwarding_vfs(g_real, "mqsec-wal", static_cast<int>(kWrapperBytes) + g_real->szOsFile,
+                         x_open);
   if (::pthread_atfork(nullptr, nullptr, after_fork_in_child) != 0) return nullptr;
   if (sqlite3_vfs_register(&g_vfs, 0) != SQLITE_OK) return nullptr;
   return g_vfs.zName;
