@@ -242,7 +242,6 @@ int wal_close(sqlite3_file* f) {
   return rc;
 }
 
-// Copies [off, off + n) from the mapping if the file is known to hold it (w.mu held).
 // No more reads through the mapping for this file (w.mu held).
 void stop_mapping_locked(WalFile& w) {
   unmap_locked(w);
@@ -250,6 +249,7 @@ void stop_mapping_locked(WalFile& w) {
   w.fd = -1;
 }
 
+// Copies [off, off + n) from the mapping if the file is known to hold it (w.mu held).
 bool read_mapped_locked(WalFile& w, void* out, int n, sqlite3_int64 off) {
   if (w.fd < 0 || off < 0) return false;
   const sqlite3_int64 end = off + n;
