@@ -31,7 +31,6 @@
 #include "src/transport/local/forwarding_vfs.hpp"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -90,15 +89,13 @@ struct Group {
 };
 
 using Groups = std::map<std::string, std::weak_ptr<Group>>;
+// Not held at a fork() by another thread: the runtime's fork handlers hold the stores' set and
+// every store's connection lock across it (core/runtime.cpp, Stores::prepare_fork), and every
+// call into this VFS is made under one of them. (A handler of our own that took this lock
+// before the runtime's would deadlock with a store being opened.)
 constinit std::mutex g_groups_mu;
-// Built on first use (a store may be opened while the program's statics are constructed), and
-// again in a child of fork() (a parent's thread may have been changing it).
+// Built on first use: a store may be opened while the program's statics are constructed.
 constinit Groups* g_groups = nullptr;
-
-void after_fork_in_child() noexcept {
-  new (&g_groups_mu) std::mutex;
-  g_groups = nullptr;  // the parent's map is left as it is
-}
 
 // The group of a database's files opened by this process (a child of fork() starts groups of
 // its own: the copies of its parent's files it inherits are only ever closed, see wal_close).
@@ -646,7 +643,6 @@ const char* register_vfs() noexcept {
   if (g_real == nullptr) return nullptr;
   g_vfs = forwarding_vfs(g_real, "mqsec-wal", static_cast<int>(kWrapperBytes) + g_real->szOsFile,
                          x_open);
-  if (::pthread_atfork(nullptr, nullptr, after_fork_in_child) != 0) return nullptr;
   if (sqlite3_vfs_register(&g_vfs, 0) != SQLITE_OK) return nullptr;
   return g_vfs.zName;
 }
