@@ -15,10 +15,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
+#include <vector>
 
 #include "tests/support/scoped_env.hpp"
 #include "tests/support/sqlite_query.hpp"
@@ -248,6 +252,44 @@ TEST_F(WalVfs, ReadsInsideWalReadsFromFileGoToTheFile) {
   const WalVfsCounts after = wal_vfs_counts();
   EXPECT_GE(after.file_reads - before.file_reads, 20u);
   EXPECT_EQ(after.mapped_reads, before.mapped_reads);
+}
+
+// The VFS's WAL file driven directly, with writes SQLite does not make in this order: gathered
+// bytes stay one run at the offsets they were written for, whatever comes in between.
+TEST_F(WalVfs, GatheredBytesLandWhereTheyWereWrittenWhateverTheOrder) {
+  sqlite3_vfs* vfs = sqlite3_vfs_find(wal_vfs_name());
+  ASSERT_NE(vfs, nullptr);
+  std::ofstream(root_ / "direct.db").put('\0');  // a WAL's mode is taken from its database
+  const std::string name = (root_ / "direct.db-wal").string();
+  std::vector<char> storage(static_cast<size_t>(vfs->szOsFile) + 16);
+  auto* f = reinterpret_cast<sqlite3_file*>(storage.data());
+  int out = 0;
+  ASSERT_EQ(vfs->xOpen(vfs, name.c_str(), f,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_WAL, &out),
+            SQLITE_OK);
+  const auto write = [&](const std::vector<uint8_t>& bytes, sqlite3_int64 off) {
+    return f->pMethods->xWrite(f, bytes.data(), static_cast<int>(bytes.size()), off);
+  };
+  std::vector<uint8_t> header(32, 0);
+  header[10] = 0x02;  // page size 512 (big-endian at bytes 8..11)
+  std::vector<uint8_t> second_header = header;
+  second_header[31] = 0x77;
+  const std::vector<uint8_t> frame_header(24, 0);  // not a commit frame (bytes 4..7 zero)
+  const std::vector<uint8_t> page(512, 0x5a);
+  ASSERT_EQ(write(header, 0), SQLITE_OK);
+  ASSERT_EQ(write(frame_header, 32), SQLITE_OK);
+  ASSERT_EQ(write(page, 56), SQLITE_OK);
+  const WalVfsCounts gathered = wal_vfs_counts();
+  ASSERT_EQ(write(second_header, 0), SQLITE_OK);  // not after the run: the run goes first
+  ASSERT_EQ(f->pMethods->xSync(f, SQLITE_SYNC_NORMAL), SQLITE_OK);
+  EXPECT_GE(wal_vfs_counts().flushes - gathered.flushes, 2u);
+  ASSERT_EQ(f->pMethods->xClose(f), SQLITE_OK);
+  std::ifstream in(name, std::ios::binary);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+  ASSERT_EQ(bytes.size(), 56u + 512u);
+  EXPECT_TRUE(std::equal(second_header.begin(), second_header.end(), bytes.begin()));
+  EXPECT_TRUE(std::equal(page.begin(), page.end(), bytes.begin() + 56));
 }
 
 TEST_F(WalVfs, TheStoreUsesItUnlessSwitchedOff) {

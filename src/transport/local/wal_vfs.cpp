@@ -366,7 +366,9 @@ int wal_write(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
       w.page_next = false;
     }
   }
-  if (!gather || w.gathered.size() + static_cast<size_t>(n) > kGatherMax) {
+  // Gathered bytes are one contiguous run: anything else writes them first.
+  if (!gather || (!w.gathered.empty() && !follows) ||
+      w.gathered.size() + static_cast<size_t>(n) > kGatherMax) {
     if (int rc = flush_locked(w); rc != SQLITE_OK) {
       w.page_next = false;
       return rc;
