@@ -26,6 +26,7 @@
 
 #include "tests/support/sqlite_query.hpp"
 #include "tests/support/scoped_env.hpp"
+#include "tests/support/store_queue.hpp"
 
 namespace mqsec::transport::local {
 namespace {
@@ -63,12 +64,7 @@ class StoreTest : public ::testing::Test {
   }
 
   int64_t make_queue(Store& s, const std::string& name) {
-    QueueInfo q;
-    q.name = name;
-    s.create_queue(q);
-    auto found = s.find_queue(name);
-    EXPECT_TRUE(found.has_value());
-    return found ? found->id : 0;
+    return mqsec::testing::make_queue(s, name);
   }
 
   // Sets queue "quota"'s quota through `s`, as MQSetQueueProperties does (update_queue).

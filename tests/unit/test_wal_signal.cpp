@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "tests/support/scoped_env.hpp"
+#include "tests/support/store_queue.hpp"
 
 namespace mqsec::transport::local {
 namespace {
@@ -228,10 +229,7 @@ TEST_F(WalSignalTest, TheStoresSwitches) {
 // count climbs past 14,000.)
 TEST_F(WalSignalTest, TheStoresWalHookStillCheckpoints) {
   Store s(root_ / "store");
-  QueueInfo q;
-  q.name = "checkpointed";
-  s.create_queue(q);
-  const int64_t id = s.find_queue("checkpointed")->id;
+  const int64_t id = mqsec::testing::make_queue(s, "checkpointed");
   sqlite3* db = nullptr;
   const int opened =
       sqlite3_open_v2((root_ / "store" / "mqsec.db").c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);

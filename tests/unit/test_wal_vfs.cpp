@@ -26,6 +26,7 @@
 
 #include "tests/support/scoped_env.hpp"
 #include "tests/support/sqlite_query.hpp"
+#include "tests/support/store_queue.hpp"
 
 namespace mqsec::transport::local {
 namespace {
@@ -229,10 +230,7 @@ TEST_F(WalVfs, AFailedWriteOfTheGatheredFramesFailsTheCommit) {
 // 40 MiB at the store's 10,000 frames) in the process's resident set.
 TEST_F(WalVfs, TheStoresCheckpointReadsTheFileNotTheMapping) {
   Store s(root_ / "store");
-  QueueInfo q;
-  q.name = "q";
-  s.create_queue(q);
-  const int64_t id = s.find_queue("q")->id;
+  const int64_t id = mqsec::testing::make_queue(s, "q");
   const WalVfsCounts before = wal_vfs_counts();
   for (int i = 0; i < 10'500; ++i) s.append(id, 3, Bytes(3000, 'm'), false);  // a frame each
   const WalVfsCounts after = wal_vfs_counts();
@@ -299,10 +297,7 @@ TEST_F(WalVfs, TheStoreUsesItUnlessSwitchedOff) {
     const WalVfsCounts before = wal_vfs_counts();
     {
       Store s(dir);
-      QueueInfo q;
-      q.name = "q";
-      s.create_queue(q);
-      s.append(s.find_queue("q")->id, 3, Bytes(100, 'm'), false);
+      s.append(mqsec::testing::make_queue(s, "q"), 3, Bytes(100, 'm'), false);
     }
     const WalVfsCounts after = wal_vfs_counts();
     if (std::string(setting) == "1") {
