@@ -37,8 +37,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -115,10 +115,15 @@ std::shared_ptr<Group> group_of(const std::string& db_name) {
   return g;
 }
 
-// The file SQLite sees; the default VFS's file follows it in the same allocation.
-struct WalFile {
+// What SQLite sees of a file of ours: its methods, then the default VFS's file, which follows
+// the wrapper in the same allocation.
+struct Wrapped {
   sqlite3_file base{};
   sqlite3_file* real = nullptr;
+};
+
+// A WAL file.
+struct WalFile : Wrapped {
   std::shared_ptr<Group> group;
   pid_t pid = 0;  // the process that opened it
   std::mutex mu;  // the fields below (a database's barrier or unlock may come from another thread)
@@ -136,9 +141,8 @@ struct WalFile {
   sqlite3_int64 size = 0;  // the file's size as this process last knew it
 };
 
-struct DbFile {
-  sqlite3_file base{};
-  sqlite3_file* real = nullptr;
+// A database file.
+struct DbFile : Wrapped {
   std::shared_ptr<Group> group;
   pid_t pid = 0;  // the process that opened it
   // This connection holds the WAL write lock (only its thread reads or writes this).
@@ -150,6 +154,7 @@ constexpr size_t kWrapperBytes = std::max(align8(sizeof(WalFile)), align8(sizeof
 
 WalFile& wal(sqlite3_file* f) { return *reinterpret_cast<WalFile*>(f); }
 DbFile& dbf(sqlite3_file* f) { return *reinterpret_cast<DbFile*>(f); }
+sqlite3_file* real_of(sqlite3_file* f) { return reinterpret_cast<Wrapped*>(f)->real; }
 
 uint32_t read_big_endian32(const void* p) {
   const auto* b = static_cast<const uint8_t*>(p);
@@ -426,21 +431,46 @@ int wal_file_size(sqlite3_file* f, sqlite3_int64* out) {
   return SQLITE_OK;
 }
 
-int wal_lock(sqlite3_file* f, int level) {
-  return wal(f).real->pMethods->xLock(wal(f).real, level);
+// ---- passed through, for both kinds of file ----
+
+int pass_read(sqlite3_file* f, void* p, int n, sqlite3_int64 off) {
+  return real_of(f)->pMethods->xRead(real_of(f), p, n, off);
 }
-int wal_unlock(sqlite3_file* f, int level) {
-  return wal(f).real->pMethods->xUnlock(wal(f).real, level);
+int pass_write(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
+  return real_of(f)->pMethods->xWrite(real_of(f), p, n, off);
 }
-int wal_check_reserved(sqlite3_file* f, int* out) {
-  return wal(f).real->pMethods->xCheckReservedLock(wal(f).real, out);
+int pass_truncate(sqlite3_file* f, sqlite3_int64 size) {
+  return real_of(f)->pMethods->xTruncate(real_of(f), size);
 }
-int wal_file_control(sqlite3_file* f, int op, void* arg) {
-  return wal(f).real->pMethods->xFileControl(wal(f).real, op, arg);
+int pass_sync(sqlite3_file* f, int flags) { return real_of(f)->pMethods->xSync(real_of(f), flags); }
+int pass_file_size(sqlite3_file* f, sqlite3_int64* out) {
+  return real_of(f)->pMethods->xFileSize(real_of(f), out);
 }
-int wal_sector_size(sqlite3_file* f) { return wal(f).real->pMethods->xSectorSize(wal(f).real); }
-int wal_device(sqlite3_file* f) {
-  return wal(f).real->pMethods->xDeviceCharacteristics(wal(f).real);
+int pass_lock(sqlite3_file* f, int level) { return real_of(f)->pMethods->xLock(real_of(f), level); }
+int pass_unlock(sqlite3_file* f, int level) {
+  return real_of(f)->pMethods->xUnlock(real_of(f), level);
+}
+int pass_check_reserved(sqlite3_file* f, int* out) {
+  return real_of(f)->pMethods->xCheckReservedLock(real_of(f), out);
+}
+int pass_file_control(sqlite3_file* f, int op, void* arg) {
+  return real_of(f)->pMethods->xFileControl(real_of(f), op, arg);
+}
+int pass_sector_size(sqlite3_file* f) { return real_of(f)->pMethods->xSectorSize(real_of(f)); }
+int pass_device(sqlite3_file* f) {
+  return real_of(f)->pMethods->xDeviceCharacteristics(real_of(f));
+}
+int pass_shm_map(sqlite3_file* f, int region, int size, int extend, void volatile** out) {
+  return real_of(f)->pMethods->xShmMap(real_of(f), region, size, extend, out);
+}
+int pass_shm_unmap(sqlite3_file* f, int remove) {
+  return real_of(f)->pMethods->xShmUnmap(real_of(f), remove);
+}
+int pass_fetch(sqlite3_file* f, sqlite3_int64 off, int n, void** out) {
+  return real_of(f)->pMethods->xFetch(real_of(f), off, n, out);
+}
+int pass_unfetch(sqlite3_file* f, sqlite3_int64 off, void* p) {
+  return real_of(f)->pMethods->xUnfetch(real_of(f), off, p);
 }
 
 // Version 1: SQLite maps and locks shared memory, and fetches pages, on the database file only.
@@ -451,12 +481,12 @@ const sqlite3_io_methods kWalMethods = {1,
                                         wal_truncate,
                                         wal_sync,
                                         wal_file_size,
-                                        wal_lock,
-                                        wal_unlock,
-                                        wal_check_reserved,
-                                        wal_file_control,
-                                        wal_sector_size,
-                                        wal_device,
+                                        pass_lock,
+                                        pass_unlock,
+                                        pass_check_reserved,
+                                        pass_file_control,
+                                        pass_sector_size,
+                                        pass_device,
                                         nullptr,
                                         nullptr,
                                         nullptr,
@@ -467,34 +497,11 @@ const sqlite3_io_methods kWalMethods = {1,
 // ---- the database file: everything passed through; the write lock's release and the barrier
 // seen on the way ----
 
-#define MQSEC_REAL(f) (dbf(f).real)
-#define MQSEC_FWD(method, ...) MQSEC_REAL(f)->pMethods->method(MQSEC_REAL(f), __VA_ARGS__)
-
 int db_close(sqlite3_file* f) {
   DbFile& d = dbf(f);
   const int rc = d.real->pMethods->xClose(d.real);
   d.~DbFile();
   return rc;
-}
-int db_read(sqlite3_file* f, void* p, int n, sqlite3_int64 off) {
-  return MQSEC_FWD(xRead, p, n, off);
-}
-int db_write(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
-  return MQSEC_FWD(xWrite, p, n, off);
-}
-int db_truncate(sqlite3_file* f, sqlite3_int64 size) { return MQSEC_FWD(xTruncate, size); }
-int db_sync(sqlite3_file* f, int flags) { return MQSEC_FWD(xSync, flags); }
-int db_file_size(sqlite3_file* f, sqlite3_int64* out) { return MQSEC_FWD(xFileSize, out); }
-int db_lock(sqlite3_file* f, int level) { return MQSEC_FWD(xLock, level); }
-int db_unlock(sqlite3_file* f, int level) { return MQSEC_FWD(xUnlock, level); }
-int db_check_reserved(sqlite3_file* f, int* out) { return MQSEC_FWD(xCheckReservedLock, out); }
-int db_file_control(sqlite3_file* f, int op, void* arg) { return MQSEC_FWD(xFileControl, op, arg); }
-int db_sector_size(sqlite3_file* f) { return MQSEC_REAL(f)->pMethods->xSectorSize(MQSEC_REAL(f)); }
-int db_device(sqlite3_file* f) {
-  return MQSEC_REAL(f)->pMethods->xDeviceCharacteristics(MQSEC_REAL(f));
-}
-int db_shm_map(sqlite3_file* f, int region, int size, int extend, void volatile** out) {
-  return MQSEC_FWD(xShmMap, region, size, extend, out);
 }
 int db_shm_lock(sqlite3_file* f, int offset, int n, int flags) {
   DbFile& d = dbf(f);
@@ -509,7 +516,7 @@ int db_shm_lock(sqlite3_file* f, int offset, int n, int flags) {
       w.write_through = false;
     });
   }
-  const int rc = MQSEC_FWD(xShmLock, offset, n, flags);
+  const int rc = d.real->pMethods->xShmLock(d.real, offset, n, flags);
   if (write_slot && !child && rc == SQLITE_OK &&
       flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)) {
     d.holds_write_lock = true;
@@ -539,36 +546,27 @@ void db_shm_barrier(sqlite3_file* f) {
       }
     });
   }
-  MQSEC_REAL(f)->pMethods->xShmBarrier(MQSEC_REAL(f));
+  d.real->pMethods->xShmBarrier(d.real);
 }
-int db_shm_unmap(sqlite3_file* f, int remove) { return MQSEC_FWD(xShmUnmap, remove); }
-int db_fetch(sqlite3_file* f, sqlite3_int64 off, int n, void** out) {
-  return MQSEC_FWD(xFetch, off, n, out);
-}
-int db_unfetch(sqlite3_file* f, sqlite3_int64 off, void* p) { return MQSEC_FWD(xUnfetch, off, p); }
-
-#undef MQSEC_FWD
-#undef MQSEC_REAL
-
 const sqlite3_io_methods kDbMethods3 = {3,
                                         db_close,
-                                        db_read,
-                                        db_write,
-                                        db_truncate,
-                                        db_sync,
-                                        db_file_size,
-                                        db_lock,
-                                        db_unlock,
-                                        db_check_reserved,
-                                        db_file_control,
-                                        db_sector_size,
-                                        db_device,
-                                        db_shm_map,
+                                        pass_read,
+                                        pass_write,
+                                        pass_truncate,
+                                        pass_sync,
+                                        pass_file_size,
+                                        pass_lock,
+                                        pass_unlock,
+                                        pass_check_reserved,
+                                        pass_file_control,
+                                        pass_sector_size,
+                                        pass_device,
+                                        pass_shm_map,
                                         db_shm_lock,
                                         db_shm_barrier,
-                                        db_shm_unmap,
-                                        db_fetch,
-                                        db_unfetch};
+                                        pass_shm_unmap,
+                                        pass_fetch,
+                                        pass_unfetch};
 
 // The same for a default VFS whose files have older methods (no mapped pages; no shared memory).
 constexpr sqlite3_io_methods with_version(sqlite3_io_methods m, int version) {

@@ -24,7 +24,7 @@
 //
 // Measured in docs/performance.md ("The WAL's writes gathered and its reads mapped").
 // MQSEC_WAL_VFS=0 in the environment when a store is opened keeps the default VFS (for A/B
-// measurements and the tests' second mode).
+// measurements and diagnostics).
 #pragma once
 
 #include <cstdint>
