@@ -226,6 +226,31 @@ TEST_F(WalVfs, AFailedWriteOfTheGatheredFramesFailsTheCommit) {
   EXPECT_EQ(rows_seen_by_another_connection(), 15);
 }
 
+// The process's file pages (RssFile in /proc/self/status), in KiB.
+int64_t rss_file_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("RssFile:", 0) == 0) return std::stoll(line.substr(8));
+  }
+  return -1;
+}
+
+// Reading a WAL of about 20 MiB through the mapping keeps at most about 2 MiB of it resident
+// (docs/operations.md): the mapping's pages are let go after each 2 MiB read through it.
+TEST_F(WalVfs, TheMappingKeepsLittleOfTheWalResident) {
+  sqlite3* a = create_table();
+  sqlite3* b = open(false);
+  ASSERT_EQ(exec(b, "PRAGMA wal_autocheckpoint=0"), SQLITE_OK);  // every frame stays in the WAL
+  ASSERT_EQ(insert_rows(b, 0, 5000, 'b'), SQLITE_OK);
+  const int64_t before_kib = rss_file_kib();
+  ASSERT_GT(before_kib, 0);
+  const WalVfsCounts before = wal_vfs_counts();
+  EXPECT_EQ(query_int64(a, "SELECT count(*) FROM t WHERE tag = 'b'"), 5000);
+  EXPECT_GE(wal_vfs_counts().mapped_reads - before.mapped_reads, 4000u) << "read through it";
+  EXPECT_LT(rss_file_kib() - before_kib, 6 * 1024) << "KiB of file pages kept resident";
+}
+
 // A checkpoint reads every frame once: through the mapping it would put the whole WAL (about
 // 40 MiB at the store's 10,000 frames) in the process's resident set.
 TEST_F(WalVfs, TheStoresCheckpointReadsTheFileNotTheMapping) {
