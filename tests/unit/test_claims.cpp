@@ -6,6 +6,7 @@
 // own Store (a claim owner is a Store: claim_owner.hpp).
 #include "src/transport/local/flock_delivery_log.hpp"
 #include "src/transport/local/store.hpp"
+#include "src/transport/local/wal_vfs.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -1959,6 +1960,66 @@ TEST_F(Claims, AHigherPriorityArrivalAfterTheAnchorOvertakes) {
   const StoredMessage again = claim(s);
   EXPECT_EQ(text(again.envelope), "m1") << "claimed again, after the urgent one";
   EXPECT_EQ(deliver(s, again), Removal::Removed);
+}
+
+// A claimed message that this process moved to another queue (MQMoveMessage on the same
+// store) is no longer held for the queue it was claimed from: its delivery from there is Gone,
+// the message stays where it was moved, and the same read answered the next one.
+TEST_F(Claims, AClaimedMessageMovedToAnotherQueueIsNotDeliveredFromTheFirst) {
+  Store s(dir_);
+  QueueInfo other;
+  other.name = "claimed;moved";
+  s.create_queue(other);
+  const int64_t to = s.find_queue("claimed;moved")->id;
+  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1..m15
+  auto m1 = s.claim_next(q_, 16, 60s, peek);
+  ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
+  ASSERT_TRUE(s.move_message(q_, m1->seq, to));
+  const uint64_t reads = s.deliver_reads();
+  EXPECT_EQ(deliver(s, *m1), Removal::Gone);
+  EXPECT_EQ(s.deliver_reads(), reads + 1) << "the move's commit ended the anchor";
+  EXPECT_EQ(s.message_count(to), 1u);
+  auto m2 = s.claim_next(q_, 16, 60s, peek);
+  ASSERT_TRUE(m2 && text(m2->envelope) == "m2");
+  EXPECT_EQ(deliver(s, *m2), Removal::Removed);
+  // (MQSEC_CLAIM_FASTPATH=0: every delivery reads.)
+  EXPECT_EQ(s.deliver_reads(), reads + (s.claim_fast_path() ? 1 : 2)) << "answered by m1's read";
+}
+
+// A validation read answers its window from the claims, messages_order and delivered, not from
+// the messages' rows: after another connection's commit (SQLite then reads every page again),
+// answering 16 claimed messages of about 3 KB, each a table page of its own, reads a few pages,
+// not one per message. (With the check by seq, claim_held, it read 20 pages here; now 3.)
+TEST_F(Claims, AValidationReadDoesNotReadTheClaimedMessagesRows) {
+  Store s(dir_);
+  QueueInfo big;
+  big.name = "big";
+  s.create_queue(big);
+  const int64_t q = s.find_queue("big")->id;
+  for (int i = 0; i < 20; ++i) {
+    std::string body = "big-" + std::to_string(100 + i);
+    body.resize(3000, 'x');
+    s.append(q, 3, bytes(body), false);
+  }
+  if (!s.claim_fast_path()) GTEST_SKIP() << "MQSEC_CLAIM_FASTPATH=0: each read answers one";
+  auto first = s.claim_next(q, 16, 60s, peek);
+  ASSERT_TRUE(first);
+  RawDb(dir_).commit_unrelated();  // ends the claim's anchor: the delivery reads
+  const WalVfsCounts before = wal_vfs_counts();
+  const uint64_t reads = s.deliver_reads();
+  ASSERT_EQ(s.deliver_claimed(q, first->seq, id_of(text(first->envelope)), 1, 0), Removal::Removed);
+  const WalVfsCounts after = wal_vfs_counts();
+  ASSERT_EQ(s.deliver_reads(), reads + 1);
+  EXPECT_EQ(s.deliver_checks(), 16u) << "one read answered the message and the 15 claimed after it";
+  const uint64_t pages =
+      after.mapped_reads + after.file_reads - before.mapped_reads - before.file_reads;
+  EXPECT_LT(pages, 12u) << "pages read from the WAL by the validation read";
+  for (int i = 1; i < 16; ++i) {
+    auto m = s.claim_next(q, 16, 60s, peek);
+    ASSERT_TRUE(m);
+    ASSERT_EQ(s.deliver_claimed(q, m->seq, id_of(text(m->envelope)), 1, 0), Removal::Removed);
+  }
+  EXPECT_EQ(s.deliver_reads(), reads + 1) << "the 15 others were delivered on the read's answers";
 }
 
 // Commits of this process's own connection end the anchor too: another thread's purge, and a

@@ -80,12 +80,14 @@ int64_t now_ms() {
   "(CASE WHEN typeof(priority) = 'integer' AND priority BETWEEN 0 AND 7 THEN priority ELSE -1 " \
   "END)"
 // Receive order of claimed messages: whether queue Q has an unclaimed message of higher
-// priority than message S (SQL parameters), i.e. one that arrived after S was claimed.
-#define MQSEC_OVERTAKEN(Q, S)                                                \
-  "EXISTS(SELECT 1 FROM messages h WHERE h.queue_id = " Q " AND " MQSEC_PRIO \
-  " > (SELECT " MQSEC_PRIO " FROM messages WHERE seq = " S                   \
-  ") AND"                                                                    \
+// priority than P (a sanitized priority), i.e. one that arrived after the claim (SQL
+// expressions); MQSEC_OVERTAKEN with P the priority of message S.
+#define MQSEC_OVERTAKEN_AT(Q, P)                                                     \
+  "EXISTS(SELECT 1 FROM messages h WHERE h.queue_id = " Q " AND " MQSEC_PRIO " > " P \
+  " AND"                                                                             \
   " NOT EXISTS (SELECT 1 FROM claims c WHERE c.seq = h.seq))"
+#define MQSEC_OVERTAKEN(Q, S) \
+  MQSEC_OVERTAKEN_AT(Q, "(SELECT " MQSEC_PRIO " FROM messages WHERE seq = " S ")")
 // deliver_claimed's validation read (validate_locked): how many claimed messages it answers
 // for at first, and at most (Store::Window).
 constexpr size_t kFirstWindow = 16;
@@ -414,6 +416,7 @@ struct Store::Statements {
   sqlite3_stmt* any_unclaimed = nullptr;  // claiming ahead: whether claim_candidates finds one
   sqlite3_stmt* insert_claim = nullptr;
   sqlite3_stmt* claim_held = nullptr;
+  sqlite3_stmt* claim_held_at = nullptr;
   sqlite3_stmt* overtaken = nullptr;
   sqlite3_stmt* claim_owners = nullptr;
   sqlite3_stmt* max_queue_id = nullptr;
@@ -518,6 +521,18 @@ struct Store::Statements {
          "SELECT EXISTS(SELECT 1 FROM claims c JOIN messages m ON m.seq = c.seq WHERE c.seq = ?1"
          " AND c.owner = ?2), EXISTS(SELECT 1 FROM delivered WHERE queue_id = ?3 AND"
          " msg_id = ?4), " MQSEC_OVERTAKEN("?3", "?1")},
+        // The same for a message whose sanitized priority (?5) its claim read: whether it
+        // exists and whether it was overtaken are answered from messages_order alone, not from
+        // the message's row. A signed message fills a table page by itself, and after another
+        // connection's commit SQLite reads every page again: so a check reads the index's few
+        // pages instead of one page per message (docs/performance.md, session 30). Looked for
+        // in queue ?3 at that priority: a row's priority never changes, and its queue changes
+        // only with its claim dropped (move_message).
+        {&Statements::claim_held_at,
+         "SELECT EXISTS(SELECT 1 FROM claims WHERE seq = ?1 AND owner = ?2) AND EXISTS(SELECT 1"
+         " FROM messages INDEXED BY messages_order WHERE queue_id = ?3 AND " MQSEC_PRIO
+         " = ?5 AND seq = ?1), EXISTS(SELECT 1 FROM delivered WHERE queue_id = ?3 AND"
+         " msg_id = ?4), " MQSEC_OVERTAKEN_AT("?3", "?5")},
         // The claim check's third column alone, for the ways out of a receive that do not
         // go through it (a short buffer, a journal, a long message id).
         {&Statements::overtaken, "SELECT " MQSEC_OVERTAKEN("?1", "?2")},
@@ -2273,6 +2288,7 @@ size_t Store::claim_batch_locked(int64_t queue_id, size_t batch, std::chrono::mi
       for (const StoredMessage& m : claimed) {
         ClaimedId c;
         c.queue_id = queue_id;
+        c.priority = m.priority;
         if (!peek(m.envelope, c.id)) continue;
         if (answer) {
           c.held = true;
@@ -2582,8 +2598,12 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
   // with the id the claim peeked), forgotten now whatever happens: the message leaves the
   // receive.
   std::optional<ClaimedId> known;
+  std::optional<int> priority;  // the message's, as its claim read it (for validate_locked)
   if (auto it = claimed_ids_.find(seq); it != claimed_ids_.end()) {
-    if (it->second.queue_id == queue_id && it->second.mark) known = it->second;
+    if (it->second.queue_id == queue_id) {
+      priority = it->second.priority;
+      if (it->second.mark) known = it->second;
+    }
     claimed_ids_.erase(it);
   }
   ClaimCheck outcome = ClaimCheck::Lost;
@@ -2620,7 +2640,7 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
                                      : ClaimCheck::Deliver;
         ++windows_[queue_id].used;
       } else if (db.owns_lock()) {
-        outcome = validate_locked(queue_id, seq, msg_id);
+        outcome = validate_locked(queue_id, seq, msg_id, priority);
       } else {
         need_read = true;
       }
@@ -2671,12 +2691,13 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
 void Store::answer_claim_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> id,
                                 ClaimedId& out) {
   const char* what = "check claimed message";
-  sqlite3_stmt* st = st_->claim_held;
+  sqlite3_stmt* st = out.priority ? st_->claim_held_at : st_->claim_held;
   StmtScope scope(st);
   bind_int(st, 1, seq, what);
   bind_text(st, 2, owner_, what);
   bind_int(st, 3, queue_id, what);
   bind_blob(st, 4, id, what);
+  if (out.priority) bind_int(st, 5, *out.priority, what);
   if (!step_row(st, what)) fail(SQLITE_ERROR, what);
   out.held = sqlite3_column_int(st, 0) != 0;
   out.delivered = sqlite3_column_int(st, 1) != 0;
@@ -2684,12 +2705,13 @@ void Store::answer_claim_locked(int64_t queue_id, int64_t seq, std::span<const u
 }
 
 Store::ClaimCheck Store::validate_locked(int64_t queue_id, int64_t seq,
-                                         std::span<const uint8_t> msg_id) {
+                                         std::span<const uint8_t> msg_id,
+                                         std::optional<int> priority) {
   deliver_reads_.fetch_add(1, std::memory_order_relaxed);
   const char* what = "deliver message";
-  // One claim check (the claim_held statement): whether this process still holds the claim
-  // and the message exists, whether `id` was delivered from the queue, whether an unclaimed
-  // message of higher priority is there.
+  // One claim check (claim_held_at, or claim_held when the claim did not peek the message):
+  // whether this process still holds the claim and the message exists, whether `id` was
+  // delivered from the queue, whether an unclaimed message of higher priority is there.
   auto check = [&](int64_t s, std::span<const uint8_t> id, ClaimedId& out) {
     deliver_checks_.fetch_add(1, std::memory_order_relaxed);
     answer_claim_locked(queue_id, s, id, out);
@@ -2740,6 +2762,7 @@ Store::ClaimCheck Store::validate_locked(int64_t queue_id, int64_t seq,
     }
   }
   ClaimedId mine;
+  mine.priority = priority;
   if (next.empty()) {
     check(seq, msg_id, mine);  // one statement, its own read transaction (as before)
     if (validation_hook_) validation_hook_();

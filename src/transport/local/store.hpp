@@ -520,7 +520,10 @@ class Store {
   struct ClaimedId;
   void answer_claim_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> id,
                            ClaimedId& out);
-  ClaimCheck validate_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id);
+  // `priority`: the message's sanitized priority as its claim read it, when known (the check
+  // then reads messages_order instead of the message's row: claim_held_at).
+  ClaimCheck validate_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
+                             std::optional<int> priority);
   // Under dmu_: forgets the peeked ids and anchored answers of one queue's claimed messages (all
   // queues: nullopt). Memory only: a stale answer can never pass, its header is gone.
   void forget_claimed_locked(std::optional<int64_t> queue_id);
@@ -556,6 +559,7 @@ class Store {
   struct ClaimedId {
     int64_t queue_id = 0;
     std::array<uint8_t, 20> id{};
+    std::optional<int> priority;  // the message's sanitized priority, as its claim read it
     std::optional<WalSignal::Header> mark;  // set: held/delivered/overtaken answered under it
     bool held = false;
     bool delivered = false;
