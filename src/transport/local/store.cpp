@@ -1720,8 +1720,7 @@ bool Store::was_delivered(int64_t queue_id, std::span<const uint8_t> msg_id) {
   {
     std::lock_guard d(dmu_);
     for (const PendingDelivery& p : pending_) {  // delivered by this process, not yet recorded
-      if (p.queue_id == queue_id &&
-          std::equal(p.msg_id.begin(), p.msg_id.end(), msg_id.begin(), msg_id.end())) {
+      if (p.queue_id == queue_id && std::ranges::equal(p.msg_id(), msg_id)) {
         return true;
       }
     }
@@ -1921,7 +1920,7 @@ void Store::apply_delivery_locked(const std::string& owner, int64_t queue_id, in
 void Store::apply_deliveries_locked(const std::vector<PendingDelivery>& deliveries,
                                     int64_t window_seconds) {
   for (const PendingDelivery& p : deliveries) {
-    apply_delivery_locked(owner_, p.queue_id, p.seq, p.msg_id, p.sent_time);
+    apply_delivery_locked(owner_, p.queue_id, p.seq, p.msg_id(), p.sent_time);
   }
   prune_ids_locked(st_->prune_delivered, window_seconds, now_seconds(), last_prune_,
                    "prune delivered message ids");
@@ -1934,7 +1933,7 @@ void Store::drop_applied_records_locked() {
   std::vector<DeliveryRecord> kept;
   kept.reserve(pending_.size());
   for (const PendingDelivery& p : pending_) {
-    kept.push_back({p.queue_id, p.seq, p.sent_time, p.msg_id});
+    kept.push_back({p.queue_id, p.seq, p.sent_time, Bytes(p.msg_id().begin(), p.msg_id().end())});
   }
   log_->lock();
   try {
@@ -2611,8 +2610,7 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
   for (;;) {
     bool copy = false;
     for (const PendingDelivery& p : pending_) {
-      if (p.id_key == key && p.queue_id == queue_id &&
-          std::equal(p.msg_id.begin(), p.msg_id.end(), msg_id.begin(), msg_id.end())) {
+      if (p.id_key == key && p.queue_id == queue_id && std::ranges::equal(p.msg_id(), msg_id)) {
         copy = true;  // a copy of a message this process delivered: rejected, never delivered
         break;
       }
@@ -2652,7 +2650,13 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
           pending_.reserve(std::max<size_t>(16, 2 * pending_.size()));
         }
         log_->append(r);
-        pending_.push_back({queue_id, seq, sent_time, std::move(r.msg_id), key});
+        PendingDelivery& p = pending_.emplace_back();  // room reserved above: no throw
+        p.queue_id = queue_id;
+        p.seq = seq;
+        p.sent_time = sent_time;
+        p.id_key = key;
+        p.id_size = static_cast<uint8_t>(msg_id.size());  // at most kMaxLoggedIdSize (above)
+        std::copy(msg_id.begin(), msg_id.end(), p.id_bytes.begin());
         pending_window_ = window_seconds;
       }
     } catch (...) {

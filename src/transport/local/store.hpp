@@ -435,14 +435,19 @@ class Store {
   static int busy_handler(void* arg, int count);  // arg: the BusyWait
 
   // Claimed receives (claim_next), under dmu_.
+  // Held inline (an id the log can hold, kMaxLoggedIdSize at most): the claim transaction copies
+  // pending_ under dmu_, which the receiving threads' deliveries wait for, and an entry that
+  // owns heap bytes made that copy one allocation per delivery (docs/performance.md, session 30).
   struct PendingDelivery {
-    int64_t queue_id;
-    int64_t seq;
-    int64_t sent_time;
-    Bytes msg_id;
-    // A hash of msg_id: deliver_claimed's copy check compares it before the bytes (an MSMQ
+    int64_t queue_id = 0;
+    int64_t seq = 0;
+    int64_t sent_time = 0;
+    // A hash of the id: deliver_claimed's copy check compares it before the bytes (an MSMQ
     // id's first 16 bytes are the same for every message of a sender).
     uint64_t id_key = 0;
+    uint8_t id_size = 0;
+    std::array<uint8_t, kMaxLoggedIdSize> id_bytes{};
+    std::span<const uint8_t> msg_id() const noexcept { return {id_bytes.data(), id_size}; }
   };
   // Deletes the given deliveries (pending_ or a copy of it) inside the caller's write
   // transaction, and prunes delivered ids older than `window_seconds`.
