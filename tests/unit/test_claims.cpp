@@ -7,6 +7,7 @@
 #include "src/transport/local/flock_delivery_log.hpp"
 #include "src/transport/local/store.hpp"
 #include "src/transport/local/wal_vfs.hpp"
+#include "tests/support/store_queue.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -1127,10 +1128,7 @@ TEST_F(Claims, ABatchOfLargeMessagesIsCappedByItsSize) {
   s.release_claims(q_);  // deletes it, and lets the other two go
   EXPECT_EQ(sql_count(), 0);
   const Bytes huge(3 * 1024 * 1024, 'y');
-  QueueInfo q;
-  q.name = "huge";
-  s.create_queue(q);
-  const int64_t h = s.find_queue("huge")->id;
+  const int64_t h = testing::make_queue(s, "huge");
   s.append(h, 3, huge, false);
   s.append(h, 3, huge, false);
   auto one = s.claim_next(h, 16, 60s, peek);
@@ -1310,10 +1308,7 @@ TEST_F(Claims, ACopyOfARecordedDeliveryIsARefusedReplay) {
 // commit: a crash then would give those messages to another receiver again).
 TEST_F(Claims, DeliveriesGoOnWhileAnotherThreadsClaimTransactionRuns) {
   Store s(dir_);
-  QueueInfo other;
-  other.name = "other";
-  s.create_queue(other);
-  const int64_t q2 = s.find_queue("other")->id;
+  const int64_t q2 = testing::make_queue(s, "other");
   s.append(q2, 3, bytes("o0"), false);
   const StoredMessage m0 = claim(s);  // claims m0..m15
   ASSERT_EQ(deliver(s, m0), Removal::Removed);
@@ -1967,10 +1962,7 @@ TEST_F(Claims, AHigherPriorityArrivalAfterTheAnchorOvertakes) {
 // the message stays where it was moved, and the same read answered the next one.
 TEST_F(Claims, AClaimedMessageMovedToAnotherQueueIsNotDeliveredFromTheFirst) {
   Store s(dir_);
-  QueueInfo other;
-  other.name = "claimed;moved";
-  s.create_queue(other);
-  const int64_t to = s.find_queue("claimed;moved")->id;
+  const int64_t to = testing::make_queue(s, "claimed;moved");
   ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1..m15
   auto m1 = s.claim_next(q_, 16, 60s, peek);
   ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
@@ -1992,10 +1984,7 @@ TEST_F(Claims, AClaimedMessageMovedToAnotherQueueIsNotDeliveredFromTheFirst) {
 // not one per message. (With the check by seq, claim_held, it read 20 pages here; now 3.)
 TEST_F(Claims, AValidationReadDoesNotReadTheClaimedMessagesRows) {
   Store s(dir_);
-  QueueInfo big;
-  big.name = "big";
-  s.create_queue(big);
-  const int64_t q = s.find_queue("big")->id;
+  const int64_t q = testing::make_queue(s, "big");
   for (int i = 0; i < 20; ++i) {
     std::string body = "big-" + std::to_string(100 + i);
     body.resize(3000, 'x');
