@@ -2011,6 +2011,41 @@ TEST_F(Claims, AValidationReadDoesNotReadTheClaimedMessagesRows) {
   EXPECT_EQ(s.deliver_reads(), reads + 1) << "the 15 others were delivered on the read's answers";
 }
 
+// The claim check's answers are claim_held's whatever happened to the row: a writer outside
+// mqsec that changes a claimed message's priority (an older version, an admin's sqlite3) leaves
+// it held and delivered, as before the check read the index at the claim's priority (it would
+// have been Gone, its claim kept until the process ends); a row whose priority is not an
+// integer in 0..7 is found at -1 like its index entry; and a store whose messages_order index
+// was dropped by hand opens and delivers (the checks then read the rows).
+TEST_F(Claims, TheClaimCheckAnswersAsBeforeWhenARowsPriorityChangedOrIsMalformed) {
+  Store s(dir_);
+  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1..m15
+  auto m1 = s.claim_next(q_, 16, 60s, peek);
+  ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
+  RawDb raw(dir_);
+  raw.exec("UPDATE messages SET priority = 5 WHERE seq = " + std::to_string(m1->seq));
+  EXPECT_EQ(deliver(s, *m1), Removal::Removed);
+  const int64_t odd = testing::make_queue(s, "odd");
+  raw.exec("INSERT INTO messages(queue_id, priority, arrived, envelope) VALUES(" +
+           std::to_string(odd) + ", 'x', 1, CAST('malformed' AS BLOB))");
+  auto m = s.claim_next(odd, 16, 60s, peek);
+  ASSERT_TRUE(m && text(m->envelope) == "malformed");
+  EXPECT_EQ(m->priority, kMalformedPriority);
+  raw.commit_unrelated();  // the delivery reads
+  EXPECT_EQ(s.deliver_claimed(odd, m->seq, id_of("malformed"), 1, 0), Removal::Removed);
+  EXPECT_EQ(s.message_count(odd), 0u);
+}
+
+TEST_F(Claims, AStoreWithoutItsMessagesOrderIndexOpensAndDelivers) {
+  RawDb(dir_).exec("DROP INDEX messages_order");
+  Store s(dir_);
+  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);
+  auto m1 = s.claim_next(q_, 16, 60s, peek);
+  ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
+  RawDb(dir_).commit_unrelated();
+  EXPECT_EQ(deliver(s, *m1), Removal::Removed);
+}
+
 // Commits of this process's own connection end the anchor too: another thread's purge, and a
 // transaction's settle (whose delete has no claims check) of a claimed message. (The purge
 // also forgets the kept answers; the settle does not: it fails if own commits were not seen.)

@@ -416,7 +416,7 @@ struct Store::Statements {
   sqlite3_stmt* any_unclaimed = nullptr;  // claiming ahead: whether claim_candidates finds one
   sqlite3_stmt* insert_claim = nullptr;
   sqlite3_stmt* claim_held = nullptr;
-  sqlite3_stmt* claim_held_at = nullptr;
+  sqlite3_stmt* claim_held_at = nullptr;  // prepared apart: see kClaimHeldAt
   sqlite3_stmt* overtaken = nullptr;
   sqlite3_stmt* claim_owners = nullptr;
   sqlite3_stmt* max_queue_id = nullptr;
@@ -521,18 +521,6 @@ struct Store::Statements {
          "SELECT EXISTS(SELECT 1 FROM claims c JOIN messages m ON m.seq = c.seq WHERE c.seq = ?1"
          " AND c.owner = ?2), EXISTS(SELECT 1 FROM delivered WHERE queue_id = ?3 AND"
          " msg_id = ?4), " MQSEC_OVERTAKEN("?3", "?1")},
-        // The same for a message whose sanitized priority (?5) its claim read: whether it
-        // exists and whether it was overtaken are answered from messages_order alone, not from
-        // the message's row. A signed message fills a table page by itself, and after another
-        // connection's commit SQLite reads every page again: so a check reads the index's few
-        // pages instead of one page per message (docs/performance.md, session 30). Looked for
-        // in queue ?3 at that priority: a row's priority never changes, and its queue changes
-        // only with its claim dropped (move_message).
-        {&Statements::claim_held_at,
-         "SELECT EXISTS(SELECT 1 FROM claims WHERE seq = ?1 AND owner = ?2) AND EXISTS(SELECT 1"
-         " FROM messages INDEXED BY messages_order WHERE queue_id = ?3 AND " MQSEC_PRIO
-         " = ?5 AND seq = ?1), EXISTS(SELECT 1 FROM delivered WHERE queue_id = ?3 AND"
-         " msg_id = ?4), " MQSEC_OVERTAKEN_AT("?3", "?5")},
         // The claim check's third column alone, for the ways out of a receive that do not
         // go through it (a short buffer, a journal, a long message id).
         {&Statements::overtaken, "SELECT " MQSEC_OVERTAKEN("?1", "?2")},
@@ -584,8 +572,24 @@ struct Store::Statements {
     // sqlite3_finalize accepts nullptr (statements not prepared when opening failed).
     for (sqlite3_stmt* s : {begin, read_begin, commit, rollback}) sqlite3_finalize(s);
     for (const auto& [member, sql] : queries()) sqlite3_finalize(this->*member);
+    sqlite3_finalize(claim_held_at);
   }
 };
+
+// claim_held for a message whose sanitized priority (?5) its claim read: whether it exists and
+// whether it was overtaken are answered from messages_order alone, not from the message's row.
+// A signed message fills a table page by itself, and after another connection's commit SQLite
+// reads every page again: so a check reads the index's few pages instead of one page per
+// message (docs/performance.md, session 30). Where it says "held", its other two answers are
+// claim_held's (the row is in queue ?3 at priority ?5); where it says "not held",
+// answer_claim_locked asks claim_held, so the answers are always claim_held's. INDEXED BY (the
+// planner would take the row by its seq): prepared apart, so that a store whose index was
+// dropped by hand still opens (its checks then use claim_held).
+constexpr const char* kClaimHeldAt =
+    "SELECT EXISTS(SELECT 1 FROM claims WHERE seq = ?1 AND owner = ?2) AND EXISTS(SELECT 1"
+    " FROM messages INDEXED BY messages_order WHERE queue_id = ?3 AND " MQSEC_PRIO
+    " = ?5 AND seq = ?1), EXISTS(SELECT 1 FROM delivered WHERE queue_id = ?3 AND msg_id = "
+    "?4), " MQSEC_OVERTAKEN_AT("?3", "?5");
 
 // A BEGIN IMMEDIATE transaction; rolls back unless commit() succeeded. durable=true switches the
 // connection to synchronous=FULL for this transaction (SQLite refuses to change it inside one).
@@ -754,6 +758,11 @@ Store::Store(const std::filesystem::path& dir) : dir_(dir), owner_(claim_owner_o
 
     for (const auto& [member, sql] : Statements::queries()) {
       st_.get()->*member = prepare(sql.c_str());
+    }
+    if (sqlite3_prepare_v3(db_, kClaimHeldAt, -1, SQLITE_PREPARE_PERSISTENT, &st_->claim_held_at,
+                           nullptr) != SQLITE_OK) {
+      sqlite3_finalize(st_->claim_held_at);  // no messages_order: claim_held serves
+      st_->claim_held_at = nullptr;
     }
     settings_ = std::make_unique<SettingsSignal>(dir);
     // After the schema transaction: the connection has mapped the wal-index by now.
@@ -2695,17 +2704,25 @@ Removal Store::deliver_claimed(int64_t queue_id, int64_t seq, std::span<const ui
 void Store::answer_claim_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> id,
                                 ClaimedId& out) {
   const char* what = "check claimed message";
-  sqlite3_stmt* st = out.priority ? st_->claim_held_at : st_->claim_held;
-  StmtScope scope(st);
-  bind_int(st, 1, seq, what);
-  bind_text(st, 2, owner_, what);
-  bind_int(st, 3, queue_id, what);
-  bind_blob(st, 4, id, what);
-  if (out.priority) bind_int(st, 5, *out.priority, what);
-  if (!step_row(st, what)) fail(SQLITE_ERROR, what);
-  out.held = sqlite3_column_int(st, 0) != 0;
-  out.delivered = sqlite3_column_int(st, 1) != 0;
-  out.overtaken = sqlite3_column_int(st, 2) != 0;
+  auto ask = [&](sqlite3_stmt* st, bool at_priority) {
+    StmtScope scope(st);
+    bind_int(st, 1, seq, what);
+    bind_text(st, 2, owner_, what);
+    bind_int(st, 3, queue_id, what);
+    bind_blob(st, 4, id, what);
+    if (at_priority) bind_int(st, 5, *out.priority, what);
+    if (!step_row(st, what)) fail(SQLITE_ERROR, what);
+    out.held = sqlite3_column_int(st, 0) != 0;
+    out.delivered = sqlite3_column_int(st, 1) != 0;
+    out.overtaken = sqlite3_column_int(st, 2) != 0;
+  };
+  // Not held at the claim's queue and priority: rare (the message was taken, purged, or its row
+  // changed by a writer outside mqsec), and then claim_held's answers are the ones that count.
+  if (out.priority && st_->claim_held_at != nullptr) {
+    ask(st_->claim_held_at, true);
+    if (out.held) return;
+  }
+  ask(st_->claim_held, false);
 }
 
 Store::ClaimCheck Store::validate_locked(int64_t queue_id, int64_t seq,

@@ -437,7 +437,7 @@ class Store {
   // Claimed receives (claim_next), under dmu_.
   // Held inline (an id the log can hold, kMaxLoggedIdSize at most): the claim transaction copies
   // pending_ under dmu_, which the receiving threads' deliveries wait for, and an entry that
-  // owns heap bytes made that copy one allocation per delivery (docs/performance.md, session 30).
+  // owned heap bytes made that copy one allocation per entry (docs/performance.md, session 30).
   struct PendingDelivery {
     int64_t queue_id = 0;
     int64_t seq = 0;
@@ -446,6 +446,7 @@ class Store {
     // id's first 16 bytes are the same for every message of a sender).
     uint64_t id_key = 0;
     uint8_t id_size = 0;
+    static_assert(kMaxLoggedIdSize <= UINT8_MAX, "id_size holds an id's length");
     std::array<uint8_t, kMaxLoggedIdSize> id_bytes{};
     std::span<const uint8_t> msg_id() const noexcept { return {id_bytes.data(), id_size}; }
   };
@@ -526,7 +527,7 @@ class Store {
   void answer_claim_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> id,
                            ClaimedId& out);
   // `priority`: the message's sanitized priority as its claim read it, when known (the check
-  // then reads messages_order instead of the message's row: claim_held_at).
+  // then reads messages_order instead of the message's row: kClaimHeldAt in store.cpp).
   ClaimCheck validate_locked(int64_t queue_id, int64_t seq, std::span<const uint8_t> msg_id,
                              std::optional<int> priority);
   // Under dmu_: forgets the peeked ids and anchored answers of one queue's claimed messages (all
