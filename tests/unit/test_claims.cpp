@@ -132,6 +132,15 @@ class Claims : public ::testing::Test {
     if (!m) throw std::runtime_error("no message to claim");
     return std::move(*m);
   }
+  // Delivers m0 (its claim anchors the answers of m1..m15) and claims m1: nullopt (and a failed
+  // expectation) when either goes otherwise.
+  std::optional<StoredMessage> anchored_m1(Store& s) {
+    EXPECT_EQ(deliver(s, claim(s)), Removal::Removed);
+    auto m1 = s.claim_next(q_, 16, 60s, peek);
+    EXPECT_TRUE(m1 && text(m1->envelope) == "m1");
+    if (!m1 || text(m1->envelope) != "m1") return std::nullopt;
+    return m1;
+  }
   // Claims and delivers every message left (batches of 64): the outcomes in receive order.
   std::vector<Removal> deliver_all(Store& s) {
     std::vector<Removal> got;
@@ -1940,9 +1949,8 @@ TEST_F(Claims, AVerifiedIdOtherThanThePeekedOneIsReadAgain) {
 // returns it first. (Fails without the header comparison.)
 TEST_F(Claims, AHigherPriorityArrivalAfterTheAnchorOvertakes) {
   Store s(dir_);
-  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1..m15
-  auto m1 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
+  const std::optional<StoredMessage> m1 = anchored_m1(s);
+  ASSERT_TRUE(m1);
   {
     RawDb raw(dir_);
     raw.exec("INSERT INTO messages(queue_id, priority, arrived, envelope) VALUES(" +
@@ -1963,9 +1971,8 @@ TEST_F(Claims, AHigherPriorityArrivalAfterTheAnchorOvertakes) {
 TEST_F(Claims, AClaimedMessageMovedToAnotherQueueIsNotDeliveredFromTheFirst) {
   Store s(dir_);
   const int64_t to = testing::make_queue(s, "claimed;moved");
-  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1..m15
-  auto m1 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
+  const std::optional<StoredMessage> m1 = anchored_m1(s);
+  ASSERT_TRUE(m1);
   ASSERT_TRUE(s.move_message(q_, m1->seq, to));
   const uint64_t reads = s.deliver_reads();
   EXPECT_EQ(deliver(s, *m1), Removal::Gone);
@@ -2019,9 +2026,8 @@ TEST_F(Claims, AValidationReadDoesNotReadTheClaimedMessagesRows) {
 // was dropped by hand opens and delivers (the checks then read the rows).
 TEST_F(Claims, TheClaimCheckAnswersAsBeforeWhenARowsPriorityChangedOrIsMalformed) {
   Store s(dir_);
-  ASSERT_EQ(deliver(s, claim(s)), Removal::Removed);  // anchors m1..m15
-  auto m1 = s.claim_next(q_, 16, 60s, peek);
-  ASSERT_TRUE(m1 && text(m1->envelope) == "m1");
+  const std::optional<StoredMessage> m1 = anchored_m1(s);
+  ASSERT_TRUE(m1);
   RawDb raw(dir_);
   raw.exec("UPDATE messages SET priority = 5 WHERE seq = " + std::to_string(m1->seq));
   EXPECT_EQ(deliver(s, *m1), Removal::Removed);
